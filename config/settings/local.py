@@ -1,0 +1,8 @@
+"""Local development and `make demo`: SQLite and the filesystem broker unless told otherwise."""
+
+from config.env import env_bool
+from config.settings.base import *  # noqa: F403
+
+DEBUG = env_bool("DJANGO_DEBUG", True)
+#: seed_demo creates the demo logins (password "demo") only where this is on.
+DEMO_LOGINS = True

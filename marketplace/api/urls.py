@@ -1,0 +1,21 @@
+from django.urls import path
+from rest_framework.authtoken.views import ObtainAuthToken
+
+from marketplace.api import views
+
+urlpatterns = [
+    path("auth/register/", views.RegisterView.as_view(), name="register"),
+    path("auth/token/", ObtainAuthToken.as_view(), name="token"),
+    path("regions/", views.RegionListView.as_view(), name="region-list"),
+    path("regions/<slug:code>/", views.RegionDetailView.as_view(), name="region-detail"),
+    path("gpu-models/", views.GpuModelListView.as_view(), name="gpu-model-list"),
+    path("capacity/", views.CapacityView.as_view(), name="capacity"),
+    path("listings/", views.ListingListView.as_view(), name="listing-list"),
+    path("listings/<int:listing_id>/", views.ListingDetailView.as_view(), name="listing-detail"),
+    path("requests/", views.RequestListView.as_view(), name="request-list"),
+    path("requests/<int:request_id>/", views.RequestDetailView.as_view(), name="request-detail"),
+    path("requests/<int:request_id>/cancel/", views.RequestCancelView.as_view(), name="request-cancel"),
+    path("matches/", views.MatchListView.as_view(), name="match-list"),
+    path("matches/<int:match_id>/", views.MatchDetailView.as_view(), name="match-detail"),
+    path("matching-runs/", views.MatchingRunListView.as_view(), name="matching-run-list"),
+]

@@ -1,0 +1,306 @@
+"""Every read the API, the pages and the engine need, each a constant number of queries.
+
+Querysets come back with their joins (``select_related``) and computed columns (``free_gpus``,
+``rtt_ms``) in place, so serialising a page never queries per row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import (
+    DecimalField,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+)
+from django.utils import timezone
+
+from marketplace.models import (
+    BuyerRequest,
+    GpuModel,
+    Listing,
+    Match,
+    MatchingRun,
+    Organisation,
+    Region,
+    Rtt,
+)
+from matching.costs import default_latency_weight, energy_cost_per_gpu_hour
+from matching.latency import LatencyClass, bound_of, latency_class_of
+from matching.problem import ListingSpec, Problem, RequestSpec
+
+
+def organisation_of(user, *, kind: str | None = None) -> Organisation | None:
+    """The organisation ``user`` acts for (of ``kind`` if given), or None."""
+    if not user.is_authenticated:
+        return None
+    membership = getattr(user, "membership", None)  # a missing related row raises AttributeError
+    if membership is None or (kind is not None and membership.organisation.kind != kind):
+        return None
+    return membership.organisation
+
+
+def region_list() -> QuerySet[Region]:
+    return Region.objects.all()
+
+
+def region_with_rtts(*, code: str) -> Region | None:
+    """The region with ``rtts`` (to every region, nearest first) prefetched; None if unknown."""
+    rtts = Rtt.objects.select_related("target_region").order_by("rtt_ms", "target_region__code")
+    return Region.objects.prefetch_related(Prefetch("rtts_out", queryset=rtts)).filter(code=code).first()
+
+
+def gpu_model_list() -> QuerySet[GpuModel]:
+    return GpuModel.objects.all()
+
+
+def rtt_map() -> dict[tuple[str, str], float]:
+    """RTT in ms between every pair of region codes, in both directions, in one query."""
+    rows = Rtt.objects.values_list("source_region__code", "target_region__code", "rtt_ms")
+    return {(a, b): float(rtt) for a, b, rtt in rows}
+
+
+def listing_energy_cost(listing: Listing) -> Decimal:
+    """TDP × PUE × tariff per GPU-hour; needs ``region`` and ``gpu_model`` loaded."""
+    return energy_cost_per_gpu_hour(
+        tdp_w=listing.gpu_model.tdp_w, pue=listing.region.pue, tariff_cny_kwh=listing.region.power_price_cny_kwh
+    )
+
+
+def _with_free_gpus(queryset: QuerySet[Listing]) -> QuerySet[Listing]:
+    return queryset.annotate(free=ExpressionWrapper(F("gpu_count") - F("allocated_gpus"), output_field=IntegerField()))
+
+
+def _with_rtt_from(queryset: QuerySet[Listing], origin: Region) -> QuerySet[Listing]:
+    rtt = Rtt.objects.filter(source_region=origin, target_region=OuterRef("region")).values("rtt_ms")[:1]
+    return queryset.annotate(rtt_ms=Subquery(rtt, output_field=DecimalField(max_digits=7, decimal_places=1)))
+
+
+@dataclass(frozen=True)
+class ListingFilters:
+    """Listing search; ``latency_class`` (with ``origin``) keeps listings that meet that bound."""
+
+    region: Region | None = None
+    gpu_model: GpuModel | None = None
+    origin: Region | None = None
+    latency_class: str | None = None
+    max_price: Decimal | None = None
+    min_free_gpus: int | None = None
+    status: str | None = None
+    provider: Organisation | None = None
+    ordering: str = "id"
+
+
+def listings_visible_to(viewer: Organisation | None) -> QuerySet[Listing]:
+    """The market's active listings, plus every listing of ``viewer`` itself, with ``free`` annotated."""
+    visible = Q(status=Listing.Status.ACTIVE)
+    if viewer is not None:
+        visible |= Q(provider=viewer)
+    queryset = Listing.objects.select_related("region", "gpu_model", "provider").filter(visible)
+    return _with_free_gpus(queryset)
+
+
+def listing_search(filters: ListingFilters, *, viewer: Organisation | None) -> QuerySet[Listing]:
+    """Listings ``viewer`` may see that match ``filters``, with ``free`` and (given an origin)
+    ``rtt_ms`` annotated."""
+    queryset = listings_visible_to(viewer)
+    if filters.origin is not None:
+        queryset = _with_rtt_from(queryset, filters.origin)
+    exact = {
+        "region": filters.region,
+        "gpu_model": filters.gpu_model,
+        "status": filters.status,
+        "provider": filters.provider,
+    }
+    queryset = queryset.filter(**{field: value for field, value in exact.items() if value is not None})
+    if filters.max_price is not None:
+        queryset = queryset.filter(price_per_gpu_hour__lte=filters.max_price)
+    if filters.min_free_gpus is not None:
+        queryset = queryset.filter(free__gte=filters.min_free_gpus)
+    if filters.latency_class is not None:
+        bound = bound_of(filters.latency_class)
+        if bound is not None:
+            queryset = queryset.filter(rtt_ms__lte=Decimal(str(bound)))
+    return queryset.order_by(filters.ordering, "id")
+
+
+def listing_visible(*, listing_id: int, viewer: Organisation | None) -> Listing | None:
+    return listings_visible_to(viewer).filter(pk=listing_id).first()
+
+
+@dataclass(frozen=True)
+class CapacityRow:
+    region: str
+    latency_class: LatencyClass
+    rtt_ms: float
+    gpu_model: str
+    free_gpus: int
+    min_price_per_gpu_hour: Decimal
+    listings: int
+
+
+def capacity_by_region(
+    *, origin: Region, gpu_model: GpuModel | None = None, now: datetime | None = None
+) -> list[CapacityRow]:
+    """Idle GPUs of active, unexpired listings grouped by region and GPU model, seen from ``origin``.
+
+    Rows come nearest first; two queries whatever the number of listings.
+    """
+    now = now or timezone.now()
+    queryset = _with_free_gpus(Listing.objects.filter(status=Listing.Status.ACTIVE, available_until__gt=now)).filter(
+        free__gt=0
+    )
+    if gpu_model is not None:
+        queryset = queryset.filter(gpu_model=gpu_model)
+    rtts = dict(Rtt.objects.filter(source_region=origin).values_list("target_region__code", "rtt_ms"))
+    groups: dict[tuple[str, str], list] = {}
+    for region, model, free, price in queryset.values_list(
+        "region__code", "gpu_model__code", "free", "price_per_gpu_hour"
+    ):
+        groups.setdefault((region, model), []).append((free, price))
+    rows = [
+        CapacityRow(
+            region=region,
+            latency_class=latency_class_of(float(rtts[region])),
+            rtt_ms=float(rtts[region]),
+            gpu_model=model,
+            free_gpus=sum(free for free, _ in items),
+            min_price_per_gpu_hour=min(price for _, price in items),
+            listings=len(items),
+        )
+        for (region, model), items in groups.items()
+    ]
+    return sorted(rows, key=lambda row: (row.rtt_ms, row.region, row.gpu_model))
+
+
+def request_list_for(user) -> QuerySet[BuyerRequest]:
+    """Requests ``user`` may see: staff all, a buyer its organisation's, anyone else none."""
+    queryset = BuyerRequest.objects.select_related("gpu_model", "origin", "buyer")
+    if user.is_staff:
+        return queryset
+    buyer = organisation_of(user, kind=Organisation.Kind.BUYER)
+    return queryset.filter(buyer=buyer) if buyer else queryset.none()
+
+
+def match_list_for(user) -> QuerySet[Match]:
+    """Matches ``user`` may see: staff all, a buyer its requests', a provider its listings'."""
+    queryset = Match.objects.select_related(
+        "listing__region", "listing__provider", "listing__gpu_model", "request__buyer"
+    )
+    if user.is_staff:
+        return queryset
+    organisation = organisation_of(user)
+    if organisation is None:
+        return queryset.none()
+    if organisation.kind == Organisation.Kind.BUYER:
+        return queryset.filter(request__buyer=organisation)
+    return queryset.filter(listing__provider=organisation)
+
+
+def matching_run_list() -> QuerySet[MatchingRun]:
+    return MatchingRun.objects.all()
+
+
+# --- the engine's snapshot ----------------------------------------------------------------------
+
+
+def node_free_of(listing: Listing, live_nodes: list[tuple[int, list[int]]]) -> tuple[int, ...]:
+    """Free GPUs per node of ``listing`` given its live matches' ``(gpus_per_replica, nodes)``."""
+    free = [listing.gpus_per_node] * listing.node_count
+    for gpus_per_replica, nodes in live_nodes:
+        for node in nodes:
+            free[node] -= gpus_per_replica
+    return tuple(free)
+
+
+def live_nodes_by_listing(listing_ids) -> dict[int, list[tuple[int, list[int]]]]:
+    """``{listing_id: [(gpus_per_replica, nodes), …]}`` of live matches, in one query."""
+    rows = Match.objects.filter(listing_id__in=listing_ids, status__in=Match.LIVE_STATUSES).values_list(
+        "listing_id", "gpus_per_replica", "nodes"
+    )
+    by_listing: dict[int, list[tuple[int, list[int]]]] = {}
+    for listing_id, gpus_per_replica, nodes in rows:
+        by_listing.setdefault(listing_id, []).append((gpus_per_replica, nodes))
+    return by_listing
+
+
+def engine_request_spec(request: BuyerRequest) -> RequestSpec:
+    """The engine's view of a request: what is still to place; needs gpu_model and origin loaded."""
+    bound = request.rtt_bound_ms
+    weight = request.latency_weight
+    return RequestSpec(
+        id=request.pk,
+        gpu_model=request.gpu_model.code,
+        gpus_per_replica=request.gpus_per_replica,
+        replicas=request.replicas - request.matched_replicas,
+        origin=request.origin.code,
+        max_rtt_ms=None if bound is None else float(bound),
+        max_price_per_gpu_hour=request.max_price_per_gpu_hour,
+        duration_hours=request.duration_hours,
+        start_by=request.start_by,
+        latency_weight=default_latency_weight(request.latency_class) if weight is None else weight,
+        priority=request.priority,
+    )
+
+
+def engine_listing_specs(listings: list[Listing]) -> list[ListingSpec]:
+    """The engine's view of listings (region, gpu_model loaded), free GPUs per node included."""
+    live = live_nodes_by_listing([listing.pk for listing in listings])
+    return [
+        ListingSpec(
+            id=listing.pk,
+            provider_id=listing.provider_id,
+            region=listing.region.code,
+            gpu_model=listing.gpu_model.code,
+            gpus_per_node=listing.gpus_per_node,
+            node_free=node_free_of(listing, live.get(listing.pk, [])),
+            price_per_gpu_hour=listing.price_per_gpu_hour,
+            energy_cost_per_gpu_hour=listing_energy_cost(listing),
+            available_from=listing.available_from,
+            available_until=listing.available_until,
+        )
+        for listing in listings
+    ]
+
+
+def engine_problem(*, gpu_model_code: str, now: datetime) -> Problem:
+    """One shard's input: open requests and free capacity of one GPU model, in four queries."""
+    requests = (
+        BuyerRequest.objects.select_related("gpu_model", "origin")
+        .filter(gpu_model__code=gpu_model_code, status__in=BuyerRequest.OPEN_STATUSES, start_by__gte=now)
+        .order_by("id")
+    )
+    listings = (
+        _with_free_gpus(
+            Listing.objects.select_related("region", "gpu_model").filter(
+                gpu_model__code=gpu_model_code, status=Listing.Status.ACTIVE, available_until__gt=now
+            )
+        )
+        .filter(free__gt=0)
+        .order_by("id")
+    )
+    return Problem(
+        requests=tuple(engine_request_spec(request) for request in requests),
+        listings=tuple(engine_listing_specs(list(listings))),
+        rtt_ms=rtt_map(),
+        now=now,
+    )
+
+
+def shards_with_open_work(*, now: datetime) -> list[str]:
+    """GPU model codes that have open requests: the shards the sweep re-runs."""
+    return sorted(
+        set(
+            BuyerRequest.objects.filter(status__in=BuyerRequest.OPEN_STATUSES, start_by__gte=now).values_list(
+                "gpu_model__code", flat=True
+            )
+        )
+    )

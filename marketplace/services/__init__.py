@@ -1,0 +1,21 @@
+"""Every write to the marketplace's data, each in one transaction.
+
+Services take keyword arguments, check the domain rules first (raising ``marketplace.errors``
+naming the field), and rely on database constraints as the last guard.
+"""
+
+from marketplace.services.accounts import account_register
+from marketplace.services.listings import listing_create, listing_update, listing_withdraw
+from marketplace.services.reference import reference_load, reference_read
+from marketplace.services.requests import request_cancel, request_submit
+
+__all__ = [
+    "account_register",
+    "listing_create",
+    "listing_update",
+    "listing_withdraw",
+    "reference_load",
+    "reference_read",
+    "request_cancel",
+    "request_submit",
+]

@@ -1,0 +1,134 @@
+"""Writes to listings: a provider's idle capacity."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from django.db import transaction
+
+from marketplace.errors import CapacityGone, InvalidInput, InvalidTransition, NotAllowed, NotFound
+from marketplace.models import NODE_SIZES, GpuModel, Listing, Organisation, Region
+from marketplace.selectors import live_nodes_by_listing
+from marketplace.services.triggers import matching_round_enqueue_on_commit
+
+#: Fields a provider may change on a listing with ``listing_update``.
+EDITABLE_FIELDS = ("gpu_count", "gpus_per_node", "price_per_gpu_hour", "available_from", "available_until")
+
+
+def _check_shape(*, gpu_count: int, gpus_per_node: int, price: Decimal, start: datetime, end: datetime) -> None:
+    """The rules the database constraints also enforce, said first in words naming the field."""
+    if gpu_count <= 0:
+        raise InvalidInput("Must be at least 1.", field="gpu_count")
+    if gpus_per_node not in NODE_SIZES:
+        raise InvalidInput("Must be 1, 2, 4 or 8.", field="gpus_per_node")
+    if gpu_count % gpus_per_node:
+        raise InvalidInput(f"{gpu_count} GPUs do not fill whole nodes of {gpus_per_node}.", field="gpu_count")
+    if price <= 0:
+        raise InvalidInput("Must be greater than 0.", field="price_per_gpu_hour")
+    if end <= start:
+        raise InvalidInput("Must be after available_from.", field="available_until")
+
+
+@transaction.atomic
+def listing_create(
+    *,
+    provider: Organisation,
+    region: Region,
+    gpu_model: GpuModel,
+    gpu_count: int,
+    gpus_per_node: int,
+    price_per_gpu_hour: Decimal,
+    available_from: datetime,
+    available_until: datetime,
+) -> Listing:
+    """List idle capacity for ``provider``; a matching round follows on commit."""
+    if provider.kind != Organisation.Kind.PROVIDER:
+        raise NotAllowed("Only providers list capacity.")
+    _check_shape(
+        gpu_count=gpu_count,
+        gpus_per_node=gpus_per_node,
+        price=price_per_gpu_hour,
+        start=available_from,
+        end=available_until,
+    )
+    listing = Listing.objects.create(
+        provider=provider,
+        region=region,
+        gpu_model=gpu_model,
+        gpu_count=gpu_count,
+        gpus_per_node=gpus_per_node,
+        price_per_gpu_hour=price_per_gpu_hour,
+        available_from=available_from,
+        available_until=available_until,
+    )
+    matching_round_enqueue_on_commit(gpu_model_code=gpu_model.code)
+    return listing
+
+
+@transaction.atomic
+def listing_update(*, listing_id: int, provider: Organisation, changes: dict) -> Listing:
+    """Change price, size or window of an active listing of ``provider``.
+
+    Takes the listing's row lock so that a matching round cannot allocate between the check and the
+    write. The listing cannot shrink below its allocated GPUs, and its node size changes only while
+    nothing is allocated (live matches sit on node indices of the old size).
+    """
+    unknown = set(changes) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise InvalidInput("This field cannot be changed.", field=sorted(unknown)[0])
+    listing = _locked_own_listing(listing_id=listing_id, provider=provider)
+    if listing.status != Listing.Status.ACTIVE:
+        raise InvalidTransition(f"The listing is {listing.status}.", field="status")
+    merged = {field: changes.get(field, getattr(listing, field)) for field in EDITABLE_FIELDS}
+    _check_shape(
+        gpu_count=merged["gpu_count"],
+        gpus_per_node=merged["gpus_per_node"],
+        price=merged["price_per_gpu_hour"],
+        start=merged["available_from"],
+        end=merged["available_until"],
+    )
+    if merged["gpu_count"] < listing.allocated_gpus:
+        raise CapacityGone(
+            f"{listing.allocated_gpus} GPUs are allocated; the count cannot go below that.",
+            field="gpu_count",
+        )
+    if merged["gpus_per_node"] != listing.gpus_per_node and listing.allocated_gpus:
+        raise CapacityGone("Node size cannot change while GPUs are allocated.", field="gpus_per_node")
+    if merged["gpu_count"] // merged["gpus_per_node"] <= _highest_live_node(listing):
+        raise CapacityGone("Live matches run on the nodes this would remove.", field="gpu_count")
+    for field, value in changes.items():
+        setattr(listing, field, value)
+    listing.save(update_fields=[*changes, "updated_at"])
+    matching_round_enqueue_on_commit(gpu_model_code=listing.gpu_model.code)
+    return listing
+
+
+@transaction.atomic
+def listing_withdraw(*, listing_id: int, provider: Organisation) -> Listing:
+    """Take an active listing off the market: it gets no new matches (live ones run to their end)."""
+    listing = _locked_own_listing(listing_id=listing_id, provider=provider)
+    if listing.status != Listing.Status.ACTIVE:
+        raise InvalidTransition(f"The listing is already {listing.status}.", field="status")
+    listing.status = Listing.Status.WITHDRAWN
+    listing.save(update_fields=["status", "updated_at"])
+    return listing
+
+
+def _highest_live_node(listing: Listing) -> int:
+    """The highest node index a live match of ``listing`` sits on, or -1."""
+    live = live_nodes_by_listing([listing.pk]).get(listing.pk, [])
+    return max((node for _, nodes in live for node in nodes), default=-1)
+
+
+def _locked_own_listing(*, listing_id: int, provider: Organisation) -> Listing:
+    """The listing under ``SELECT … FOR UPDATE``; another provider's listing does not exist."""
+    try:
+        return (
+            # of=("self",): lock the listing row only, not the shared GPU model row it joins.
+            Listing.objects.select_for_update(of=("self",))
+            .select_related("gpu_model")
+            .get(pk=listing_id, provider=provider)
+        )
+    except Listing.DoesNotExist:
+        raise NotFound("No such listing.", field="id") from None

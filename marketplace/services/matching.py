@@ -1,0 +1,156 @@
+"""Applying the engine's plans and recording matching runs.
+
+A plan is computed from a snapshot without locks; it is applied in one transaction that locks the
+listings and requests it touches (always in id order, so two appliers never deadlock) and re-checks
+every assignment against the locked rows. An assignment whose GPUs or demand went elsewhere since
+the snapshot is skipped, never forced: no GPU is ever allocated twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F
+
+from marketplace.models import BuyerRequest, Listing, Match, MatchingRun
+from marketplace.selectors import live_nodes_by_listing, node_free_of
+from matching.problem import Assignment, Plan
+
+SKIPPED_REASON = "capacity or demand changed while the round was solving; next round retries"
+
+
+@dataclass
+class ApplyResult:
+    matches: list[Match] = field(default_factory=list)
+    skipped: list[tuple[Assignment, str]] = field(default_factory=list)
+
+    @property
+    def served_replicas(self) -> int:
+        return sum(match.replicas for match in self.matches)
+
+
+@transaction.atomic
+def match_plan_apply(*, plan: Plan, run_id: int | None, now: datetime) -> ApplyResult:
+    """Turn ``plan``'s assignments into matches, re-checked under row locks.
+
+    Postconditions: every listing's ``allocated_gpus`` and every request's ``matched_replicas``
+    grew by exactly what the created matches hold; no node holds more than its size.
+    """
+    listings = _locked(Listing, {a.listing_id for a in plan.assignments})
+    requests = _locked(BuyerRequest, {a.request_id for a in plan.assignments})
+    live = live_nodes_by_listing(list(listings))
+    node_free = {pk: list(node_free_of(listing, live.get(pk, []))) for pk, listing in listings.items()}
+    result = ApplyResult()
+    for assignment in plan.assignments:
+        listing, request = listings[assignment.listing_id], requests[assignment.request_id]
+        problem = _stale(assignment, listing, request, node_free[listing.pk], now)
+        if problem:
+            result.skipped.append((assignment, problem))
+            continue
+        result.matches.append(_match_create(assignment, listing, request, run_id))
+        for node in assignment.nodes:
+            node_free[listing.pk][node] -= assignment.gpus_per_replica
+    _requests_refresh_status(requests.values(), result.matches)
+    return result
+
+
+def _locked(model, ids: set[int]) -> dict:
+    rows = model.objects.select_for_update().filter(pk__in=sorted(ids)).order_by("pk")
+    return {row.pk: row for row in rows}
+
+
+def _stale(
+    assignment: Assignment, listing: Listing, request: BuyerRequest, node_free: list[int], now: datetime
+) -> str | None:
+    """Why ``assignment`` no longer fits the locked rows, or None when it still does."""
+    if listing.status != Listing.Status.ACTIVE or listing.available_until <= now:
+        return f"listing {listing.pk} is {listing.status}"
+    if request.status not in BuyerRequest.OPEN_STATUSES:
+        return f"request {request.pk} is {request.status}"
+    if request.replicas - request.matched_replicas < assignment.replicas:
+        return f"request {request.pk} has fewer replicas left to place"
+    if assignment.gpus_per_replica != request.gpus_per_replica or request.gpus_per_replica > listing.gpus_per_node:
+        return "replica size does not fit the listing's nodes"
+    needed: dict[int, int] = {}
+    for node in assignment.nodes:
+        needed[node] = needed.get(node, 0) + assignment.gpus_per_replica
+    if any(node >= len(node_free) or node_free[node] < gpus for node, gpus in needed.items()):
+        return SKIPPED_REASON
+    return None
+
+
+def _match_create(assignment: Assignment, listing: Listing, request: BuyerRequest, run_id: int | None) -> Match:
+    match = Match.objects.create(
+        request=request,
+        listing=listing,
+        run_id=run_id,
+        replicas=assignment.replicas,
+        gpus_per_replica=assignment.gpus_per_replica,
+        gpus=assignment.gpus,
+        nodes=list(assignment.nodes),
+        price_per_gpu_hour=assignment.price_per_gpu_hour,
+        subsidy_per_gpu_hour=assignment.subsidy_per_gpu_hour,
+        energy_cost_per_gpu_hour=assignment.energy_cost_per_gpu_hour,
+        cost_per_gpu_hour=assignment.cost_per_gpu_hour,
+        rtt_ms=round(assignment.rtt_ms, 1),
+        latency_class=assignment.latency_class.value,
+        explanation=assignment.explanation,
+        starts_at=assignment.starts_at,
+        ends_at=assignment.starts_at + timedelta(hours=request.duration_hours),
+    )
+    # F() so the database does the arithmetic on the locked row; the check constraint
+    # allocated_gpus <= gpu_count is the last guard against a double allocation.
+    Listing.objects.filter(pk=listing.pk).update(allocated_gpus=F("allocated_gpus") + assignment.gpus)
+    request.matched_replicas += assignment.replicas
+    return match
+
+
+def _requests_refresh_status(requests, matches: list[Match]) -> None:
+    touched = {match.request_id for match in matches}
+    for request in requests:
+        if request.pk not in touched:
+            continue
+        full = request.matched_replicas >= request.replicas
+        request.status = BuyerRequest.Status.MATCHED if full else BuyerRequest.Status.PARTIALLY_MATCHED
+        request.save(update_fields=["matched_replicas", "status", "updated_at"])
+
+
+# --- matching runs ------------------------------------------------------------------------------
+
+
+def matching_run_start(*, trigger: str, shard: str, now: datetime) -> MatchingRun:
+    """Record that a round began (committed at once, so a crashed round stays visible)."""
+    return MatchingRun.objects.create(trigger=trigger, shard=shard, started_at=now)
+
+
+@transaction.atomic
+def matching_run_finish(
+    *,
+    run_id: int,
+    plan: Plan,
+    result: ApplyResult,
+    request_count: int,
+    listing_count: int,
+    timings_ms: dict[str, float],
+    finished_at: datetime,
+) -> MatchingRun:
+    unserved = [{"request": u.request_id, "replicas": u.replicas, "reason": u.reason} for u in plan.unserved]
+    unserved += [{"request": a.request_id, "replicas": a.replicas, "reason": reason} for a, reason in result.skipped]
+    run = MatchingRun.objects.select_for_update().get(pk=run_id)
+    run.status = MatchingRun.Status.SUCCEEDED
+    run.finished_at = max(finished_at, run.started_at)
+    run.solver, run.objective, run.lower_bound, run.gap = plan.solver, plan.objective, plan.lower_bound, plan.gap
+    run.request_count, run.listing_count = request_count, listing_count
+    run.served_replicas = result.served_replicas
+    run.unserved_replicas = sum(item["replicas"] for item in unserved)
+    run.unserved, run.timings_ms = unserved, timings_ms
+    run.save()
+    return run
+
+
+def matching_run_fail(*, run_id: int, error: str, finished_at: datetime) -> None:
+    MatchingRun.objects.filter(pk=run_id, status=MatchingRun.Status.RUNNING).update(
+        status=MatchingRun.Status.FAILED, error=error[:5000], finished_at=finished_at
+    )

@@ -1,0 +1,137 @@
+"""The engine's input and output types: plain frozen data, no Django.
+
+Money is ``Decimal`` CNY per GPU-hour; times are aware UTC ``datetime``; RTTs are float ms.
+The marketplace builds a :class:`Problem` from a database snapshot (``marketplace.selectors``) and
+applies a :class:`Plan` through a service; the engine never touches the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from matching.latency import LatencyClass
+
+
+@dataclass(frozen=True)
+class VoucherTerms:
+    """A voucher attached to a request, as the engine sees it.
+
+    ``percent`` of the listing price is subsidised on eligible listings (empty eligibility tuples
+    mean "any"), bounded by ``remaining_value`` CNY for the whole round: the engine never plans a
+    subsidy that the remaining value cannot pay.
+    """
+
+    code: str
+    percent: Decimal
+    remaining_value: Decimal
+    program: str = ""
+    eligible_regions: tuple[str, ...] = ()
+    eligible_providers: tuple[int, ...] = ()
+    eligible_gpu_models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """Open demand: ``replicas`` still to place, each of ``gpus_per_replica`` GPUs on one node.
+
+    ``max_rtt_ms`` is ``None`` for batch (unbounded). ``latency_weight`` is CNY per ms of RTT per
+    GPU-hour: the buyer's value of latency, added to the edge cost. Higher ``priority`` is served
+    first; a match must start (``max(now, listing.available_from)``) no later than ``start_by`` and
+    run ``duration_hours`` inside the listing's window.
+    """
+
+    id: int
+    gpu_model: str
+    gpus_per_replica: int
+    replicas: int
+    origin: str
+    max_rtt_ms: float | None
+    max_price_per_gpu_hour: Decimal
+    duration_hours: int
+    start_by: datetime
+    latency_weight: Decimal = Decimal("0")
+    priority: int = 0
+    voucher: VoucherTerms | None = None
+
+
+@dataclass(frozen=True)
+class ListingSpec:
+    """Free capacity: ``node_free[k]`` GPUs are free on node ``k`` (each node has ``gpus_per_node``)."""
+
+    id: int
+    provider_id: int
+    region: str
+    gpu_model: str
+    gpus_per_node: int
+    node_free: tuple[int, ...]
+    price_per_gpu_hour: Decimal
+    energy_cost_per_gpu_hour: Decimal
+    available_from: datetime
+    available_until: datetime
+
+    @property
+    def free_gpus(self) -> int:
+        return sum(self.node_free)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One round's input. ``rtt_ms[(a, b)]`` is the RTT between region codes a and b (both orders)."""
+
+    requests: tuple[RequestSpec, ...]
+    listings: tuple[ListingSpec, ...]
+    rtt_ms: dict[tuple[str, str], float]
+    now: datetime
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """``replicas`` of one request placed on one listing; ``nodes[r]`` is the node of replica r."""
+
+    request_id: int
+    listing_id: int
+    region: str
+    replicas: int
+    gpus_per_replica: int
+    nodes: tuple[int, ...]
+    price_per_gpu_hour: Decimal
+    subsidy_per_gpu_hour: Decimal
+    energy_cost_per_gpu_hour: Decimal
+    rtt_ms: float
+    latency_class: LatencyClass
+    cost_per_gpu_hour: Decimal
+    starts_at: datetime
+    explanation: dict = field(default_factory=dict)
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.gpus_per_replica
+
+
+@dataclass(frozen=True)
+class Unserved:
+    """Replicas of a request the round could not place, and what blocked them, in words."""
+
+    request_id: int
+    replicas: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A round's output. ``objective`` is the total cost (CNY) of the assignments over their
+    durations; ``lower_bound`` a proven bound on it at the same served replicas (equal when exact);
+    ``gap`` = objective / lower_bound − 1 (0 when exact). ``stats`` holds solver counters
+    (shards, edges, served GPUs and the relaxation's upper bound on them, voucher cuts)."""
+
+    assignments: tuple[Assignment, ...]
+    unserved: tuple[Unserved, ...]
+    solver: str
+    objective: Decimal
+    lower_bound: Decimal
+    gap: float
+    served_replicas: int
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    stats: dict = field(default_factory=dict)

@@ -1,0 +1,394 @@
+"""REST API v1: happy paths, validation errors naming the field, permissions, constant queries."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from marketplace.models import BuyerRequest, Listing
+from tests.services_helpers import reserve
+
+LISTING_BODY = {
+    "region": "ningxia-zhongwei",
+    "gpu_model": "h20",
+    "gpu_count": 16,
+    "gpus_per_node": 8,
+    "price_per_gpu_hour": "6.20",
+}
+REQUEST_BODY = {
+    "gpu_model": "h20",
+    "gpus_per_replica": 2,
+    "replicas": 3,
+    "origin": "shanghai",
+    "latency_class": "standard",
+    "max_price_per_gpu_hour": "9.00",
+    "duration_hours": 24,
+}
+
+
+# --- accounts -----------------------------------------------------------------------------------
+
+
+def test_register_then_get_a_token_and_use_it(db):
+    client = APIClient()
+    body = {
+        "username": "alice",
+        "password": "a-long-pass-phrase",
+        "email": "a@example.com",
+        "role": "buyer",
+        "organisation": "Alice AI",
+    }
+    response = client.post("/api/v1/auth/register/", body)
+    assert response.status_code == 201, response.data
+    assert response.data == {"username": "alice", "email": "a@example.com", "role": "buyer", "organisation": "Alice AI"}
+    token = client.post("/api/v1/auth/token/", {"username": "alice", "password": "a-long-pass-phrase"}).data["token"]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.get("/api/v1/requests/").status_code == 200
+
+
+def test_register_rejects_weak_passwords_naming_the_field(db):
+    body = {"username": "bob", "password": "123", "email": "b@example.com", "role": "buyer", "organisation": "Bob"}
+    response = APIClient().post("/api/v1/auth/register/", body)
+    assert response.status_code == 400
+    assert "password" in response.data
+
+
+def test_wrong_password_gets_no_token(clients):
+    response = APIClient().post("/api/v1/auth/token/", {"username": "buy", "password": "nope"})
+    assert response.status_code == 400
+
+
+# --- reference data and capacity ----------------------------------------------------------------
+
+
+def test_regions_and_gpu_models_are_public(reference):
+    client = APIClient()
+    regions = client.get("/api/v1/regions/?page_size=100").data
+    assert regions["count"] == 21
+    detail = client.get("/api/v1/regions/shanghai/").data
+    assert len(detail["rtts"]) == 21
+    assert detail["rtts"][0] == {
+        "region": "shanghai",
+        "rtt_ms": "1.0",
+        "latency_class": "realtime",
+        "source": "estimated",
+    }
+    zhongwei = next(row for row in detail["rtts"] if row["region"] == "ningxia-zhongwei")
+    assert (zhongwei["rtt_ms"], zhongwei["latency_class"]) == ("35.8", "standard")
+    assert client.get("/api/v1/regions/atlantis/").status_code == 404
+    assert client.get("/api/v1/gpu-models/").data["count"] == 8
+
+
+def test_capacity_groups_idle_gpus_by_region_and_latency_class(make_listing, make_request, now):
+    make_listing(gpu_count=16, price_per_gpu_hour=Decimal("6.10"))
+    make_listing(gpu_count=8, price_per_gpu_hour=Decimal("5.90"))
+    make_listing(region="yrd-qingpu-wujiang-jiashan", gpu_count=8, price_per_gpu_hour=Decimal("9.50"))
+    reserve(Listing.objects.first(), make_request(gpus_per_replica=8, replicas=1), now)
+    rows = APIClient().get("/api/v1/capacity/?origin=shanghai&gpu_model=h20").data
+    assert rows == [
+        {
+            "region": "yrd-qingpu-wujiang-jiashan",
+            "latency_class": "realtime",
+            "rtt_ms": 2.8,
+            "gpu_model": "h20",
+            "free_gpus": 8,
+            "min_price_per_gpu_hour": "9.5000",
+            "listings": 1,
+        },
+        {
+            "region": "ningxia-zhongwei",
+            "latency_class": "standard",
+            "rtt_ms": 35.8,
+            "gpu_model": "h20",
+            "free_gpus": 16,
+            "min_price_per_gpu_hour": "5.9000",
+            "listings": 2,
+        },
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("", "origin"),
+        ("origin=atlantis", "origin"),
+        ("origin=shanghai&gpu_model=tpu", "gpu_model"),
+        ("origin=shanghai&colour=red", "colour"),
+    ],
+)
+def test_capacity_rejects_unknown_filters(reference, query, field):
+    response = APIClient().get(f"/api/v1/capacity/?{query}")
+    assert response.status_code == 400
+    assert field in response.data
+
+
+# --- listings -----------------------------------------------------------------------------------
+
+
+def test_provider_lists_capacity(clients):
+    response = clients["provider"].post("/api/v1/listings/", LISTING_BODY)
+    assert response.status_code == 201, response.data
+    body = response.data
+    assert (body["provider"], body["free_gpus"], body["status"]) == ("Zhongwei Desert Compute", 16, "active")
+    # H20: 400 W × PUE 1.2 × 0.36 CNY/kWh
+    assert body["energy_cost_per_gpu_hour"] == "0.1728"
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"gpu_count": 12}, "gpu_count"),
+        ({"gpus_per_node": 3}, "gpus_per_node"),
+        ({"price_per_gpu_hour": "-1"}, "price_per_gpu_hour"),
+        ({"price_per_gpu_hour": "abc"}, "price_per_gpu_hour"),
+        ({"region": "atlantis"}, "region"),
+        ({"gpu_model": "tpu"}, "gpu_model"),
+        ({"available_from": "2030-01-02T00:00:00Z", "available_until": "2030-01-01T00:00:00Z"}, "available_until"),
+    ],
+)
+def test_listing_validation_names_the_field(clients, changes, field):
+    response = clients["provider"].post("/api/v1/listings/", {**LISTING_BODY, **changes})
+    assert response.status_code == 400
+    assert field in response.data
+    assert not Listing.objects.exists()
+
+
+def test_listing_search_filters_and_orders(make_listing, clients):
+    make_listing(price_per_gpu_hour=Decimal("6.00"))
+    make_listing(region="yrd-qingpu-wujiang-jiashan", price_per_gpu_hour=Decimal("9.00"), gpu_count=8)
+    make_listing(region="guizhou-guian", gpu_model="a100", price_per_gpu_hour=Decimal("5.00"))
+    client = clients["buyer"]
+    cheap = client.get("/api/v1/listings/?max_price=6.5&ordering=price").data["results"]
+    assert [row["price_per_gpu_hour"] for row in cheap] == ["5.0000", "6.0000"]
+    near = client.get("/api/v1/listings/?origin=shanghai&latency_class=interactive").data["results"]
+    assert [(row["region"], row["rtt_ms"]) for row in near] == [("yrd-qingpu-wujiang-jiashan", 2.8)]
+    by_rtt = client.get("/api/v1/listings/?origin=shanghai&ordering=-rtt&gpu_model=h20").data["results"]
+    assert [row["region"] for row in by_rtt] == ["ningxia-zhongwei", "yrd-qingpu-wujiang-jiashan"]
+    assert client.get("/api/v1/listings/?min_free_gpus=10").data["count"] == 2
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("region=atlantis", "region"),
+        ("latency_class=interactive", "latency_class"),
+        ("ordering=rtt", "ordering"),
+        ("ordering=colour", "ordering"),
+        ("max_price=cheap", "max_price"),
+        ("min_free_gpus=-1", "min_free_gpus"),
+        ("flavour=vanilla", "flavour"),
+        ("origin=shanghai&latency_class=warp", "latency_class"),
+    ],
+)
+def test_listing_search_rejects_unknown_filter_values(reference, query, field):
+    response = APIClient().get(f"/api/v1/listings/?{query}")
+    assert response.status_code == 400
+    assert field in response.data
+
+
+def test_provider_updates_and_withdraws_own_listing(make_listing, clients):
+    listing = make_listing()
+    client = clients["provider"]
+    response = client.patch(f"/api/v1/listings/{listing.pk}/", {"price_per_gpu_hour": "5.50"})
+    assert response.status_code == 200 and response.data["price_per_gpu_hour"] == "5.5000"
+    assert client.patch(f"/api/v1/listings/{listing.pk}/", {"gpu_count": 12}).status_code == 400
+    response = client.delete(f"/api/v1/listings/{listing.pk}/")
+    assert response.status_code == 200 and response.data["status"] == "withdrawn"
+    assert client.delete(f"/api/v1/listings/{listing.pk}/").status_code == 409
+    mine = client.get("/api/v1/listings/?mine=true").data
+    assert [row["status"] for row in mine["results"]] == ["withdrawn"]
+    assert clients["buyer"].get("/api/v1/listings/").data["count"] == 0
+
+
+def test_shrinking_below_allocated_is_a_conflict_naming_the_field(make_listing, make_request, clients, now):
+    listing = make_listing(gpu_count=16)
+    reserve(listing, make_request(gpus_per_replica=8, replicas=2), now, nodes=(0, 1))
+    response = clients["provider"].patch(f"/api/v1/listings/{listing.pk}/", {"gpu_count": 8})
+    assert response.status_code == 409
+    assert "gpu_count" in response.data
+
+
+def test_read_only_fields_cannot_be_mass_assigned(make_listing, clients):
+    listing = make_listing()
+    response = clients["provider"].patch(f"/api/v1/listings/{listing.pk}/", {"status": "closed", "free_gpus": 999})
+    assert response.status_code == 200
+    listing.refresh_from_db()
+    assert (listing.status, listing.allocated_gpus) == ("active", 0)
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+def test_buyer_submits_reads_and_cancels_a_request(clients, reference):
+    client = clients["buyer"]
+    response = client.post("/api/v1/requests/", REQUEST_BODY)
+    assert response.status_code == 201, response.data
+    body = response.data
+    assert (body["status"], body["matched_replicas"], body["latency_class"]) == ("open", 0, "standard")
+    assert client.get(f"/api/v1/requests/{body['id']}/").data["id"] == body["id"]
+    assert client.get("/api/v1/requests/").data["count"] == 1
+    cancelled = client.post(f"/api/v1/requests/{body['id']}/cancel/")
+    assert cancelled.status_code == 200 and cancelled.data["status"] == "cancelled"
+    assert client.post(f"/api/v1/requests/{body['id']}/cancel/").status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"gpus_per_replica": 3}, "gpus_per_replica"),
+        ({"replicas": 0}, "replicas"),
+        ({"origin": "atlantis"}, "origin"),
+        ({"latency_class": "warp"}, "latency_class"),
+        ({"max_rtt_ms": "25"}, "max_rtt_ms"),
+        ({"max_price_per_gpu_hour": "0"}, "max_price_per_gpu_hour"),
+        ({"duration_hours": "forever"}, "duration_hours"),
+        ({"start_by": "2001-01-01T00:00:00Z"}, "start_by"),
+        ({"gpu_model": None}, "gpu_model"),
+    ],
+)
+def test_request_validation_names_the_field(clients, reference, changes, field):
+    response = clients["buyer"].post("/api/v1/requests/", {**REQUEST_BODY, **changes}, format="json")
+    assert response.status_code == 400, response.data
+    assert field in response.data
+    assert not BuyerRequest.objects.exists()
+
+
+def test_request_with_max_rtt_only_gets_its_class(clients, reference):
+    body = {**REQUEST_BODY, "max_rtt_ms": "8"}
+    del body["latency_class"]
+    response = clients["buyer"].post("/api/v1/requests/", body)
+    assert response.status_code == 201
+    assert (response.data["latency_class"], response.data["max_rtt_ms"]) == ("realtime", "8.0")
+
+
+def test_malformed_json_is_a_400(clients):
+    response = clients["buyer"].post("/api/v1/requests/", "{not json", content_type="application/json")
+    assert response.status_code == 400
+
+
+# --- permission matrix --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def objects(make_listing, make_request, now):
+    listing = make_listing()
+    request = make_request(gpus_per_replica=8, replicas=1)
+    match = reserve(listing, request, now).matches[0]
+    withdrawn = make_listing()
+    from marketplace import services
+
+    services.listing_withdraw(listing_id=withdrawn.pk, provider=withdrawn.provider)
+    return {"listing": listing, "withdrawn": withdrawn, "request": request, "match": match}
+
+
+# (role, method, url template, expected status)
+MATRIX = [
+    *[
+        (role, "get", "/api/v1/listings/{listing}/", 200)
+        for role in ["provider", "other_provider", "buyer", "anonymous", "staff"]
+    ],
+    ("provider", "get", "/api/v1/listings/{withdrawn}/", 200),
+    *[(role, "get", "/api/v1/listings/{withdrawn}/", 404) for role in ["other_provider", "buyer", "anonymous"]],
+    ("provider", "patch", "/api/v1/listings/{listing}/", 200),
+    ("other_provider", "patch", "/api/v1/listings/{listing}/", 404),
+    ("buyer", "patch", "/api/v1/listings/{listing}/", 403),
+    ("anonymous", "patch", "/api/v1/listings/{listing}/", 401),
+    ("other_provider", "delete", "/api/v1/listings/{listing}/", 404),
+    ("buyer", "delete", "/api/v1/listings/{listing}/", 403),
+    ("anonymous", "delete", "/api/v1/listings/{listing}/", 401),
+    ("buyer", "post", "/api/v1/listings/", 403),
+    ("anonymous", "post", "/api/v1/listings/", 401),
+    ("buyer", "get", "/api/v1/requests/{request}/", 200),
+    ("staff", "get", "/api/v1/requests/{request}/", 200),
+    *[(role, "get", "/api/v1/requests/{request}/", 404) for role in ["other_buyer", "provider", "other_provider"]],
+    ("anonymous", "get", "/api/v1/requests/{request}/", 401),
+    ("other_buyer", "post", "/api/v1/requests/{request}/cancel/", 404),
+    ("provider", "post", "/api/v1/requests/{request}/cancel/", 403),
+    ("anonymous", "post", "/api/v1/requests/{request}/cancel/", 401),
+    ("provider", "post", "/api/v1/requests/", 403),
+    ("anonymous", "get", "/api/v1/requests/", 401),
+    *[(role, "get", "/api/v1/matches/{match}/", 200) for role in ["buyer", "provider", "staff"]],
+    *[(role, "get", "/api/v1/matches/{match}/", 404) for role in ["other_buyer", "other_provider"]],
+    ("anonymous", "get", "/api/v1/matches/{match}/", 401),
+    ("anonymous", "get", "/api/v1/matches/", 401),
+    ("staff", "get", "/api/v1/matching-runs/", 200),
+    *[(role, "get", "/api/v1/matching-runs/", 403) for role in ["buyer", "provider"]],
+]
+
+
+@pytest.mark.parametrize(("role", "method", "url", "expected"), MATRIX)
+def test_permission_matrix(clients, objects, role, method, url, expected):
+    url = url.format(**{name: obj.pk for name, obj in objects.items()})
+    response = getattr(clients[role], method)(url, {"price_per_gpu_hour": "6.50"} if method == "patch" else None)
+    assert response.status_code == expected, (role, method, url, response.data)
+
+
+@pytest.mark.parametrize(
+    ("role", "visible"),
+    [("buyer", 1), ("provider", 1), ("staff", 1), ("other_buyer", 0), ("other_provider", 0)],
+)
+def test_match_list_shows_only_own_matches(clients, objects, role, visible):
+    assert clients[role].get("/api/v1/matches/").data["count"] == visible
+
+
+# --- constant queries per page ------------------------------------------------------------------
+
+
+def queries_for(client, url) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/v1/listings/?origin=shanghai&ordering=rtt",
+        "/api/v1/requests/",
+        "/api/v1/matches/",
+        "/api/v1/capacity/?origin=beijing",
+        "/api/v1/regions/",
+    ],
+)
+def test_list_queries_do_not_grow_with_rows(clients, make_listing, make_request, now, url):
+    def grow(n):
+        for _ in range(n):
+            listing = make_listing(region="guizhou-guian")
+            reserve(listing, make_request(gpus_per_replica=8, replicas=1), now)
+
+    grow(2)
+    few = queries_for(clients["buyer"], url)
+    grow(8)
+    assert queries_for(clients["buyer"], url) == few
+
+
+# --- schema, docs, health -----------------------------------------------------------------------
+
+
+def test_openapi_schema_and_offline_docs(db):
+    client = APIClient()
+    schema = client.get("/api/schema/")
+    assert schema.status_code == 200
+    assert b"/api/v1/listings/" in schema.content
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    assert b"cdn" not in docs.content.lower()
+    assert b"swagger-ui" in docs.content
+
+
+def test_healthz_reports_database_and_broker(db):
+    response = APIClient().get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["database"] == "ok"
+
+
+def test_request_start_by_defaults_to_a_day(clients, reference):
+    from django.utils import timezone
+    from django.utils.dateparse import parse_datetime
+
+    response = clients["buyer"].post("/api/v1/requests/", REQUEST_BODY)
+    start_by = parse_datetime(response.data["start_by"])
+    assert timedelta(hours=23) < start_by - timezone.now() <= timedelta(hours=24)

@@ -1,0 +1,76 @@
+from decimal import Decimal
+
+from django.contrib.auth import authenticate
+from django.core.management import call_command
+
+from marketplace import services
+from marketplace.models import BuyerRequest, GpuModel, Listing, Organisation, Region, Rtt
+from matching.latency import LatencyClass, estimate_rtt_ms, great_circle_km, latency_class_of
+
+
+def test_load_reference_loads_every_region_pair_and_model(db):
+    call_command("load_reference")
+    assert Region.objects.count() == 21
+    assert GpuModel.objects.count() == 8
+    assert Rtt.objects.count() == 21 * 21
+    assert Rtt.objects.get(source_region__code="shanghai", target_region__code="ningxia-zhongwei").rtt_ms == Decimal(
+        "35.8"
+    )
+
+
+def test_load_reference_is_idempotent_and_keeps_measured_rtts(reference):
+    measured = Rtt.objects.get(source_region__code="shanghai", target_region__code="anhui-wuhu")
+    measured.rtt_ms, measured.source = Decimal("7.5"), Rtt.Source.MEASURED
+    measured.save()
+    services.reference_load(data=services.reference_read())
+    assert Rtt.objects.count() == 21 * 21
+    measured.refresh_from_db()
+    assert measured.rtt_ms == Decimal("7.5")
+
+
+def test_western_hubs_are_the_cheap_power_provinces(reference):
+    west = set(Region.objects.filter(is_west=True).values_list("code", flat=True))
+    assert west == {
+        "inner-mongolia-horinger",
+        "inner-mongolia-ulanqab",
+        "guizhou-guian",
+        "gansu-qingyang",
+        "ningxia-zhongwei",
+    }
+
+
+def test_the_rtt_model_reproduces_the_reference_matrix(reference):
+    data = services.reference_read()
+    regions = {row["code"]: row for row in data["regions"]}
+    for a, row in data["rtt_ms"].items():
+        for b, rtt in row.items():
+            if a != b:
+                ra, rb = regions[a], regions[b]
+                assert estimate_rtt_ms(great_circle_km(ra["lat"], ra["lon"], rb["lat"], rb["lon"])) == rtt
+
+
+def test_latency_class_bounds_are_inclusive():
+    assert latency_class_of(1.0) == LatencyClass.REALTIME
+    assert latency_class_of(10.0) == LatencyClass.REALTIME
+    assert latency_class_of(10.1) == LatencyClass.INTERACTIVE
+    assert latency_class_of(30.0) == LatencyClass.INTERACTIVE
+    assert latency_class_of(60.0) == LatencyClass.STANDARD
+    assert latency_class_of(60.1) == LatencyClass.BATCH
+
+
+def test_seed_demo_builds_a_believable_market_idempotently(reference, settings):
+    call_command("seed_demo")
+    listings = Listing.objects.count()
+    call_command("seed_demo")
+    assert Listing.objects.count() == listings
+    assert Organisation.objects.filter(kind="provider").count() == 12
+    west = Listing.objects.filter(region__is_west=True)
+    east = Listing.objects.filter(region__is_west=False)
+    assert sum(west.values_list("gpu_count", flat=True)) > 2 * sum(east.values_list("gpu_count", flat=True))
+    dearest_west: dict = {}
+    for listing in west:
+        dearest_west[listing.gpu_model_id] = max(listing.price_per_gpu_hour, dearest_west.get(listing.gpu_model_id, 0))
+    assert all(listing.price_per_gpu_hour > dearest_west.get(listing.gpu_model_id, 0) for listing in east)
+    assert set(BuyerRequest.objects.values_list("latency_class", flat=True)) == {c.value for c in LatencyClass}
+    assert authenticate(username="demo-admin", password="demo").is_staff
+    assert authenticate(username="demo-buyer", password="demo").membership.organisation.kind == "buyer"
