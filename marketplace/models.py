@@ -17,6 +17,7 @@ from django.db.models.lookups import Exact
 from matching.latency import LatencyClass, bound_of
 
 NODE_SIZES = (1, 2, 4, 8)
+NODE_SIZE_CHOICES = [(size, str(size)) for size in NODE_SIZES]
 MONEY = {"max_digits": 12, "decimal_places": 4}
 
 

@@ -125,6 +125,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # GPUs per node and GPUs per replica share one choice set: name it once.
+    "ENUM_NAME_OVERRIDES": {"NodeSizeEnum": "marketplace.models.NODE_SIZE_CHOICES"},
 }
 
 # Celery. The default broker is kombu's filesystem transport: a real broker that needs no server,

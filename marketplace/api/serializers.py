@@ -12,7 +12,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from marketplace import selectors
-from marketplace.models import NODE_SIZES, BuyerRequest, GpuModel, Listing, Match, MatchingRun, Organisation, Region
+from marketplace.models import NODE_SIZE_CHOICES, BuyerRequest, GpuModel, Listing, Match, MatchingRun, Organisation, Region
 from matching.latency import LatencyClass, latency_class_of
 
 MONEY = {"max_digits": 12, "decimal_places": 4}
@@ -135,7 +135,7 @@ class ListingIn(serializers.Serializer):
     region = region_field()
     gpu_model = gpu_model_field()
     gpu_count = serializers.IntegerField(min_value=1, max_value=100_000)
-    gpus_per_node = serializers.ChoiceField(choices=NODE_SIZES)
+    gpus_per_node = serializers.ChoiceField(choices=NODE_SIZE_CHOICES)
     price_per_gpu_hour = serializers.DecimalField(**MONEY, min_value=0)
     available_from = serializers.DateTimeField(required=False)
     available_until = serializers.DateTimeField(required=False)
@@ -149,7 +149,7 @@ class ListingIn(serializers.Serializer):
 
 class ListingUpdateIn(serializers.Serializer):
     gpu_count = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
-    gpus_per_node = serializers.ChoiceField(choices=NODE_SIZES, required=False)
+    gpus_per_node = serializers.ChoiceField(choices=NODE_SIZE_CHOICES, required=False)
     price_per_gpu_hour = serializers.DecimalField(**MONEY, min_value=0, required=False)
     available_from = serializers.DateTimeField(required=False)
     available_until = serializers.DateTimeField(required=False)
@@ -194,7 +194,7 @@ class ListingOut(serializers.ModelSerializer):
 
 class RequestIn(serializers.Serializer):
     gpu_model = gpu_model_field()
-    gpus_per_replica = serializers.ChoiceField(choices=NODE_SIZES)
+    gpus_per_replica = serializers.ChoiceField(choices=NODE_SIZE_CHOICES)
     replicas = serializers.IntegerField(min_value=1, max_value=4096)
     origin = region_field()
     latency_class = serializers.ChoiceField(choices=LATENCY_CLASSES, required=False)

@@ -1,0 +1,108 @@
+"""The production settings and the commands docker-compose.yml runs, exercised outside Docker."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def production_env(tmp_path, **overrides) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "CELERY_", "CACHE_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.production",
+        DJANGO_SECRET_KEY="a-production-secret-key-that-is-long-and-random-0123456789abcdef",
+        DATABASE_URL=f"sqlite:///{tmp_path}/prod.sqlite3",
+        CELERY_BROKER_URL="memory://",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        MARKETPLACE_VAR_DIR=str(tmp_path),
+    )
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def manage(env, *args) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "DATABASE_URL", "CELERY_BROKER_URL", "ALLOWED_HOSTS"])
+def test_production_refuses_to_start_without_its_settings(tmp_path, missing):
+    result = manage(production_env(tmp_path, **{missing: None}), "check")
+    assert result.returncode != 0
+    assert f"Set the {missing} environment variable" in result.stderr
+
+
+def test_production_settings_pass_check_deploy(tmp_path):
+    result = manage(production_env(tmp_path), "check", "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_gunicorn_serves_healthz_as_the_web_container_does(tmp_path):
+    # The Dockerfile's CMD, on a free loopback port.
+    port = free_port()
+    env = production_env(tmp_path)
+    server = subprocess.Popen(
+        [str(VENV_BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        body = None
+        for _ in range(50):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+                    body = response.read().decode()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert body is not None, "gunicorn did not answer /healthz"
+        assert '"database": "ok"' in body
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_compose_stack_has_one_beat_unpublished_redis_and_migrations_once():
+    stack = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert set(stack) == {"postgres", "redis", "migrate", "web", "worker", "beat"}
+    assert "ports" not in stack["redis"]
+    assert stack["beat"]["deploy"]["replicas"] == 1
+    assert stack["migrate"]["restart"] == "no"
+    for name in ("web", "worker", "beat"):
+        assert stack[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    for name in ("postgres", "redis", "web"):
+        assert "healthcheck" in stack[name]
+    assert stack["worker"]["command"][:3] == ["celery", "-A", "config"]
+
+
+def test_openapi_schema_generates_without_warnings(tmp_path):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "spectacular", "--fail-on-warn", "--file", str(tmp_path / "schema.yml")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
