@@ -12,7 +12,16 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from marketplace import selectors
-from marketplace.models import NODE_SIZE_CHOICES, BuyerRequest, GpuModel, Listing, Match, MatchingRun, Organisation, Region
+from marketplace.models import (
+    NODE_SIZE_CHOICES,
+    BuyerRequest,
+    GpuModel,
+    Listing,
+    Match,
+    MatchingRun,
+    Organisation,
+    Region,
+)
 from matching.latency import LatencyClass, latency_class_of
 
 MONEY = {"max_digits": 12, "decimal_places": 4}

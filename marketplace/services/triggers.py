@@ -38,6 +38,6 @@ def _enqueue_round(shard: str) -> None:
         return
     try:
         matching_round.apply_async(kwargs={"shard": shard, "trigger": "commit"}, countdown=delay)
-    except Exception:  # the broker is down: the beat sweep will run this shard
+    except Exception as exc:  # the broker is down: the beat sweep will run this shard
         cache.delete(round_pending_key(shard))
-        logger.exception("could not enqueue a matching round for %s; the sweep will", shard)
+        logger.warning("could not enqueue a matching round for %s (%s); the sweep will run it", shard, exc)
