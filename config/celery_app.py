@@ -14,7 +14,7 @@ app.autodiscover_tasks(["matching"])
 @app.on_after_configure.connect
 def _filesystem_broker_folders(sender, **kwargs) -> None:
     """The embedded filesystem broker needs its folders before anyone publishes or consumes."""
-    for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         folder = sender.conf.broker_transport_options.get(key)
         if folder:
             os.makedirs(folder, exist_ok=True)

@@ -23,6 +23,7 @@ from django.db.models import (
 )
 from django.utils import timezone
 
+from marketplace.demand import demand_terms_check
 from marketplace.models import (
     BuyerRequest,
     GpuModel,
@@ -36,6 +37,7 @@ from marketplace.models import (
 from matching.costs import default_latency_weight, energy_cost_per_gpu_hour
 from matching.latency import LatencyClass, bound_of, latency_class_of
 from matching.problem import ListingSpec, Problem, RequestSpec
+from matching.quote import Quote, quote
 
 
 def organisation_of(user, *, kind: str | None = None) -> Organisation | None:
@@ -237,7 +239,7 @@ def engine_request_spec(request: BuyerRequest) -> RequestSpec:
     bound = request.rtt_bound_ms
     weight = request.latency_weight
     return RequestSpec(
-        id=request.pk,
+        id=request.pk or 0,  # an unsaved request (a quote) is request 0
         gpu_model=request.gpu_model.code,
         gpus_per_replica=request.gpus_per_replica,
         replicas=request.replicas - request.matched_replicas,
@@ -271,13 +273,8 @@ def engine_listing_specs(listings: list[Listing]) -> list[ListingSpec]:
     ]
 
 
-def engine_problem(*, gpu_model_code: str, now: datetime) -> Problem:
-    """One shard's input: open requests and free capacity of one GPU model, in four queries."""
-    requests = (
-        BuyerRequest.objects.select_related("gpu_model", "origin")
-        .filter(gpu_model__code=gpu_model_code, status__in=BuyerRequest.OPEN_STATUSES, start_by__gte=now)
-        .order_by("id")
-    )
+def engine_free_listings(*, gpu_model_code: str, now: datetime) -> tuple[ListingSpec, ...]:
+    """Active, unexpired listings of one GPU model with free GPUs, per node, in two queries."""
     listings = (
         _with_free_gpus(
             Listing.objects.select_related("region", "gpu_model").filter(
@@ -287,12 +284,44 @@ def engine_problem(*, gpu_model_code: str, now: datetime) -> Problem:
         .filter(free__gt=0)
         .order_by("id")
     )
+    return tuple(engine_listing_specs(list(listings)))
+
+
+def engine_problem(*, gpu_model_code: str, now: datetime) -> Problem:
+    """One shard's input: open requests and free capacity of one GPU model, in four queries."""
+    requests = (
+        BuyerRequest.objects.select_related("gpu_model", "origin")
+        .filter(gpu_model__code=gpu_model_code, status__in=BuyerRequest.OPEN_STATUSES, start_by__gte=now)
+        .order_by("id")
+    )
     return Problem(
         requests=tuple(engine_request_spec(request) for request in requests),
-        listings=tuple(engine_listing_specs(list(listings))),
+        listings=engine_free_listings(gpu_model_code=gpu_model_code, now=now),
         rtt_ms=rtt_map(),
         now=now,
     )
+
+
+def request_quote(*, buyer: Organisation, now: datetime | None = None, **terms) -> Quote:
+    """What the engine would place for these request terms now, and the price–latency frontier.
+
+    ``terms`` are ``request_submit``'s; they pass the same rules (``marketplace.demand``). Nothing
+    is written: the request is quoted alone against the current free capacity.
+    """
+    now = now or timezone.now()
+    checked = {key: terms.get(key) for key in ("latency_class", "max_rtt_ms", "latency_weight")}
+    terms["latency_class"] = demand_terms_check(
+        gpus_per_replica=terms["gpus_per_replica"],
+        replicas=terms["replicas"],
+        price=terms["max_price_per_gpu_hour"],
+        duration_hours=terms["duration_hours"],
+        start_by=terms["start_by"],
+        now=now,
+        **checked,
+    )
+    spec = engine_request_spec(BuyerRequest(buyer=buyer, **terms))
+    listings = engine_free_listings(gpu_model_code=spec.gpu_model, now=now)
+    return quote(Problem(requests=(spec,), listings=listings, rtt_ms=rtt_map(), now=now), spec)
 
 
 def shards_with_open_work(*, now: datetime) -> list[str]:

@@ -244,6 +244,46 @@ class RequestOut(serializers.ModelSerializer):
         ]
 
 
+class QuotePlacementOut(serializers.Serializer):
+    listing_id = serializers.IntegerField()
+    region = serializers.CharField()
+    replicas = serializers.IntegerField()
+    gpus = serializers.IntegerField()
+    price_per_gpu_hour = serializers.DecimalField(**MONEY)
+    subsidy_per_gpu_hour = serializers.DecimalField(**MONEY)
+    energy_cost_per_gpu_hour = serializers.DecimalField(**MONEY)
+    cost_per_gpu_hour = serializers.DecimalField(**MONEY)
+    rtt_ms = serializers.FloatField()
+    latency_class = serializers.CharField()
+    starts_at = serializers.DateTimeField()
+    explanation = serializers.JSONField()
+
+
+class FrontierPointOut(serializers.Serializer):
+    latency_class = serializers.CharField()
+    bound_ms = serializers.FloatField(allow_null=True)
+    replicas_placed = serializers.IntegerField()
+    region = serializers.CharField(allow_null=True)
+    rtt_ms = serializers.FloatField(allow_null=True)
+    price_per_gpu_hour = serializers.DecimalField(**MONEY, allow_null=True)
+    subsidy_per_gpu_hour = serializers.DecimalField(**MONEY, allow_null=True)
+    cost_per_gpu_hour = serializers.DecimalField(**MONEY, allow_null=True)
+    total_cost = serializers.DecimalField(max_digits=18, decimal_places=4)
+    blocked = serializers.CharField()
+
+
+class QuoteOut(serializers.Serializer):
+    """Documents the quote's shape (the engine's ``Quote.to_dict()``)."""
+
+    request_id = serializers.IntegerField()
+    replicas_requested = serializers.IntegerField()
+    replicas_placed = serializers.IntegerField()
+    total_cost = serializers.DecimalField(max_digits=18, decimal_places=4)
+    unserved_reason = serializers.CharField()
+    placement = QuotePlacementOut(many=True)
+    frontier = FrontierPointOut(many=True)
+
+
 # --- matches and runs ---------------------------------------------------------------------------
 
 

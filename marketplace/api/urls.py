@@ -15,6 +15,7 @@ urlpatterns = [
     path("requests/", views.RequestListView.as_view(), name="request-list"),
     path("requests/<int:request_id>/", views.RequestDetailView.as_view(), name="request-detail"),
     path("requests/<int:request_id>/cancel/", views.RequestCancelView.as_view(), name="request-cancel"),
+    path("quotes/", views.QuoteView.as_view(), name="quote"),
     path("matches/", views.MatchListView.as_view(), name="match-list"),
     path("matches/<int:match_id>/", views.MatchDetailView.as_view(), name="match-detail"),
     path("matching-runs/", views.MatchingRunListView.as_view(), name="matching-run-list"),

@@ -198,6 +198,17 @@ class RequestCancelView(APIView):
         return Response(s.RequestOut(buyer_request).data)
 
 
+class QuoteView(APIView):
+    """The placement the engine would choose for a request now, without committing anything."""
+
+    permission_classes = [IsBuyer]
+
+    @extend_schema(request=s.RequestIn, responses=s.QuoteOut)
+    def post(self, request):
+        quote = selectors.request_quote(buyer=buyer_of(request), **validated_body(s.RequestIn, request))
+        return Response(quote.to_dict())
+
+
 # --- matches and runs ---------------------------------------------------------------------------
 
 

@@ -36,7 +36,9 @@ def match_plan_apply(*, plan: Plan, run_id: int | None, now: datetime) -> ApplyR
     """Turn ``plan``'s assignments into matches, re-checked under row locks.
 
     Postconditions: every listing's ``allocated_gpus`` and every request's ``matched_replicas``
-    grew by exactly what the created matches hold; no node holds more than its size.
+    grew by exactly what the created matches hold; no node holds more than its size. Writes are
+    batched (one insert, one listing update, one request update), so the cost grows with the
+    plan's size in rows, not in round trips.
     """
     listings = _locked(Listing, {a.listing_id for a in plan.assignments})
     requests = _locked(BuyerRequest, {a.request_id for a in plan.assignments})
@@ -49,10 +51,13 @@ def match_plan_apply(*, plan: Plan, run_id: int | None, now: datetime) -> ApplyR
         if problem:
             result.skipped.append((assignment, problem))
             continue
-        result.matches.append(_match_create(assignment, listing, request, run_id))
+        result.matches.append(_match_row(assignment, request, run_id))
+        request.matched_replicas += assignment.replicas
         for node in assignment.nodes:
             node_free[listing.pk][node] -= assignment.gpus_per_replica
-    _requests_refresh_status(requests.values(), result.matches)
+    result.matches = Match.objects.bulk_create(result.matches, batch_size=1000)
+    _listings_allocate(result.matches)
+    _requests_refresh_status(requests.values(), result.matches, now)
     return result
 
 
@@ -81,10 +86,10 @@ def _stale(
     return None
 
 
-def _match_create(assignment: Assignment, listing: Listing, request: BuyerRequest, run_id: int | None) -> Match:
-    match = Match.objects.create(
+def _match_row(assignment: Assignment, request: BuyerRequest, run_id: int | None) -> Match:
+    return Match(
         request=request,
-        listing=listing,
+        listing_id=assignment.listing_id,
         run_id=run_id,
         replicas=assignment.replicas,
         gpus_per_replica=assignment.gpus_per_replica,
@@ -100,21 +105,40 @@ def _match_create(assignment: Assignment, listing: Listing, request: BuyerReques
         starts_at=assignment.starts_at,
         ends_at=assignment.starts_at + timedelta(hours=request.duration_hours),
     )
-    # F() so the database does the arithmetic on the locked row; the check constraint
-    # allocated_gpus <= gpu_count is the last guard against a double allocation.
-    Listing.objects.filter(pk=listing.pk).update(allocated_gpus=F("allocated_gpus") + assignment.gpus)
-    request.matched_replicas += assignment.replicas
-    return match
 
 
-def _requests_refresh_status(requests, matches: list[Match]) -> None:
+def _listings_allocate(matches: list[Match]) -> None:
+    """Add each listing's new GPUs: one UPDATE per distinct amount added (a handful per round).
+
+    ``F()`` so the database does the arithmetic on the locked rows; the check constraint
+    ``allocated_gpus <= gpu_count`` is the last guard against a double allocation.
+    """
+    added: dict[int, int] = {}
+    for match in matches:
+        added[match.listing_id] = added.get(match.listing_id, 0) + match.gpus
+    for gpus, listing_ids in _grouped(added).items():
+        Listing.objects.filter(pk__in=listing_ids).update(allocated_gpus=F("allocated_gpus") + gpus)
+
+
+def _requests_refresh_status(requests, matches: list[Match], now: datetime) -> None:
+    """Write matched replicas and status: one UPDATE per distinct (matched, status) pair."""
     touched = {match.request_id for match in matches}
+    new_values: dict[int, tuple[int, str]] = {}
     for request in requests:
-        if request.pk not in touched:
-            continue
-        full = request.matched_replicas >= request.replicas
-        request.status = BuyerRequest.Status.MATCHED if full else BuyerRequest.Status.PARTIALLY_MATCHED
-        request.save(update_fields=["matched_replicas", "status", "updated_at"])
+        if request.pk in touched:
+            full = request.matched_replicas >= request.replicas
+            status = BuyerRequest.Status.MATCHED if full else BuyerRequest.Status.PARTIALLY_MATCHED
+            new_values[request.pk] = (request.matched_replicas, status)
+    for (matched, status), request_ids in _grouped(new_values).items():
+        BuyerRequest.objects.filter(pk__in=request_ids).update(matched_replicas=matched, status=status, updated_at=now)
+
+
+def _grouped(values_by_id: dict) -> dict:
+    """``{id: value}`` → ``{value: [ids]}``, ids sorted so row locks are taken in one order."""
+    groups: dict = {}
+    for pk in sorted(values_by_id):
+        groups.setdefault(values_by_id[pk], []).append(pk)
+    return groups
 
 
 # --- matching runs ------------------------------------------------------------------------------

@@ -9,14 +9,10 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from marketplace.errors import InvalidInput, InvalidTransition, NotAllowed, NotFound
-from marketplace.models import NODE_SIZES, BuyerRequest, GpuModel, Listing, Match, Organisation, Region
+from marketplace.demand import demand_terms_check
+from marketplace.errors import InvalidTransition, NotAllowed, NotFound
+from marketplace.models import BuyerRequest, GpuModel, Listing, Match, Organisation, Region
 from marketplace.services.triggers import matching_round_enqueue_on_commit
-from matching.latency import LatencyClass, latency_class_of
-
-#: The most GPUs one request may ask for; a larger job is several requests.
-MAX_GPUS_PER_REQUEST = 4096
-MAX_DURATION_HOURS = 24 * 366
 
 
 @transaction.atomic
@@ -35,24 +31,20 @@ def request_submit(
     latency_weight: Decimal | None = None,
     now: datetime | None = None,
 ) -> BuyerRequest:
-    """Accept demand from ``buyer``; a matching round follows on commit.
-
-    The RTT bound is given as a ``latency_class`` or as ``max_rtt_ms`` (then the class is the one
-    that bound falls in); with neither, the request is ``standard`` (≤ 60 ms).
-    """
+    """Accept demand from ``buyer`` (rules: ``marketplace.demand``); a matching round follows on commit."""
     if buyer.kind != Organisation.Kind.BUYER:
         raise NotAllowed("Only buyers submit requests.")
-    latency_class = _latency_class_for(latency_class=latency_class, max_rtt_ms=max_rtt_ms)
-    _check_demand(
+    latency_class = demand_terms_check(
         gpus_per_replica=gpus_per_replica,
         replicas=replicas,
+        latency_class=latency_class,
+        max_rtt_ms=max_rtt_ms,
+        latency_weight=latency_weight,
         price=max_price_per_gpu_hour,
         duration_hours=duration_hours,
         start_by=start_by,
         now=now or timezone.now(),
     )
-    if latency_weight is not None and latency_weight < 0:
-        raise InvalidInput("Must be 0 or more.", field="latency_weight")
     request = BuyerRequest.objects.create(
         buyer=buyer,
         gpu_model=gpu_model,
@@ -68,43 +60,6 @@ def request_submit(
     )
     matching_round_enqueue_on_commit(gpu_model_code=gpu_model.code)
     return request
-
-
-def _latency_class_for(*, latency_class: str | None, max_rtt_ms: Decimal | None) -> str:
-    if latency_class is not None and max_rtt_ms is not None:
-        raise InvalidInput("Give latency_class or max_rtt_ms, not both.", field="max_rtt_ms")
-    if max_rtt_ms is not None:
-        if max_rtt_ms <= 0:
-            raise InvalidInput("Must be greater than 0.", field="max_rtt_ms")
-        return latency_class_of(float(max_rtt_ms)).value
-    if latency_class is None:
-        return LatencyClass.STANDARD.value
-    if latency_class not in LatencyClass.__members__.values():
-        raise InvalidInput(f'"{latency_class}" is not a latency class.', field="latency_class")
-    return latency_class
-
-
-def _check_demand(
-    *,
-    gpus_per_replica: int,
-    replicas: int,
-    price: Decimal,
-    duration_hours: int,
-    start_by: datetime,
-    now: datetime,
-) -> None:
-    if gpus_per_replica not in NODE_SIZES:
-        raise InvalidInput("Must be 1, 2, 4 or 8.", field="gpus_per_replica")
-    if replicas <= 0:
-        raise InvalidInput("Must be at least 1.", field="replicas")
-    if replicas * gpus_per_replica > MAX_GPUS_PER_REQUEST:
-        raise InvalidInput(f"At most {MAX_GPUS_PER_REQUEST} GPUs per request.", field="replicas")
-    if price <= 0:
-        raise InvalidInput("Must be greater than 0.", field="max_price_per_gpu_hour")
-    if not 0 < duration_hours <= MAX_DURATION_HOURS:
-        raise InvalidInput(f"Must be between 1 and {MAX_DURATION_HOURS}.", field="duration_hours")
-    if start_by <= now:
-        raise InvalidInput("Must be in the future.", field="start_by")
 
 
 @transaction.atomic

@@ -392,3 +392,30 @@ def test_request_start_by_defaults_to_a_day(clients, reference):
     response = clients["buyer"].post("/api/v1/requests/", REQUEST_BODY)
     start_by = parse_datetime(response.data["start_by"])
     assert timedelta(hours=23) < start_by - timezone.now() <= timedelta(hours=24)
+
+
+# --- quotes -------------------------------------------------------------------------------------
+
+
+def test_quote_shows_placement_and_price_latency_frontier_without_writing(clients, make_listing):
+    make_listing(region="ningxia-zhongwei", price_per_gpu_hour=Decimal("5.50"))
+    make_listing(region="yrd-qingpu-wujiang-jiashan", price_per_gpu_hour=Decimal("9.00"))
+    body = {**REQUEST_BODY, "latency_class": "interactive", "replicas": 2}
+    response = clients["buyer"].post("/api/v1/quotes/", body)
+    assert response.status_code == 200, response.data
+    quote = response.json()
+    assert quote["replicas_placed"] == 2
+    assert [p["region"] for p in quote["placement"]] == ["yrd-qingpu-wujiang-jiashan"]
+    reasons = [option["reason"] for option in quote["placement"][0]["explanation"]["rejected"]]
+    assert "ningxia-zhongwei: 35.8 ms > 30 ms bound" in reasons
+    frontier = {point["latency_class"]: point for point in quote["frontier"]}
+    assert frontier["realtime"]["region"] == "yrd-qingpu-wujiang-jiashan"
+    assert frontier["standard"]["region"] == "ningxia-zhongwei"
+    assert Decimal(frontier["standard"]["total_cost"]) < Decimal(frontier["interactive"]["total_cost"])
+    assert not BuyerRequest.objects.exists()
+
+
+def test_quote_uses_the_request_rules(clients):
+    response = clients["buyer"].post("/api/v1/quotes/", {**REQUEST_BODY, "start_by": "2001-01-01T00:00:00Z"})
+    assert response.status_code == 400 and "start_by" in response.data
+    assert clients["provider"].post("/api/v1/quotes/", REQUEST_BODY).status_code == 403

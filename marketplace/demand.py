@@ -1,0 +1,62 @@
+"""The rules a buyer's demand must meet: one set, used by request submission and by quotes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from marketplace.errors import InvalidInput
+from marketplace.models import NODE_SIZES
+from matching.latency import LatencyClass, latency_class_of
+
+#: The most GPUs one request may ask for; a larger job is several requests.
+MAX_GPUS_PER_REQUEST = 4096
+MAX_DURATION_HOURS = 24 * 366
+
+
+def demand_terms_check(
+    *,
+    gpus_per_replica: int,
+    replicas: int,
+    latency_class: str | None,
+    max_rtt_ms: Decimal | None,
+    latency_weight: Decimal | None,
+    price: Decimal,
+    duration_hours: int,
+    start_by: datetime,
+    now: datetime,
+) -> str:
+    """Raise ``InvalidInput`` naming the first bad field; return the request's latency class.
+
+    The RTT bound is a ``latency_class`` or a ``max_rtt_ms`` (then the class is the one that bound
+    falls in); with neither, the request is ``standard`` (≤ 60 ms).
+    """
+    if gpus_per_replica not in NODE_SIZES:
+        raise InvalidInput("Must be 1, 2, 4 or 8.", field="gpus_per_replica")
+    if replicas <= 0:
+        raise InvalidInput("Must be at least 1.", field="replicas")
+    if replicas * gpus_per_replica > MAX_GPUS_PER_REQUEST:
+        raise InvalidInput(f"At most {MAX_GPUS_PER_REQUEST} GPUs per request.", field="replicas")
+    if price <= 0:
+        raise InvalidInput("Must be greater than 0.", field="max_price_per_gpu_hour")
+    if not 0 < duration_hours <= MAX_DURATION_HOURS:
+        raise InvalidInput(f"Must be between 1 and {MAX_DURATION_HOURS}.", field="duration_hours")
+    if start_by <= now:
+        raise InvalidInput("Must be in the future.", field="start_by")
+    if latency_weight is not None and latency_weight < 0:
+        raise InvalidInput("Must be 0 or more.", field="latency_weight")
+    return _latency_class_for(latency_class=latency_class, max_rtt_ms=max_rtt_ms)
+
+
+def _latency_class_for(*, latency_class: str | None, max_rtt_ms: Decimal | None) -> str:
+    if latency_class is not None and max_rtt_ms is not None:
+        raise InvalidInput("Give latency_class or max_rtt_ms, not both.", field="max_rtt_ms")
+    if max_rtt_ms is not None:
+        if max_rtt_ms <= 0:
+            raise InvalidInput("Must be greater than 0.", field="max_rtt_ms")
+        return latency_class_of(float(max_rtt_ms)).value
+    if latency_class is None:
+        return LatencyClass.STANDARD.value
+    if latency_class not in LatencyClass.__members__.values():
+        raise InvalidInput(f'"{latency_class}" is not a latency class.', field="latency_class")
+    return latency_class
