@@ -1,0 +1,170 @@
+"""Turn placements (edge → nodes) into a :class:`Plan`: assignments, voucher caps, reasons, totals.
+
+Shared by the solver and the greedy baseline so both are priced and explained identically.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from decimal import ROUND_DOWN, Decimal
+
+import numpy as np
+
+from matching import costs
+from matching.edges import Arrays, Edges
+from matching.explain import ExplainIndex, explain_assignment, unserved_reason
+from matching.latency import latency_class_of
+from matching.packing import NodePool
+from matching.problem import Assignment, Plan, Problem, Unserved
+
+
+def assemble(
+    problem: Problem,
+    arrays: Arrays,
+    edges: Edges,
+    placements: dict[int, list[int]],
+    pool: NodePool,
+    *,
+    solver: str,
+    lower_bound: Decimal,
+    stats: dict,
+    timings: dict,
+) -> Plan:
+    """The plan for ``placements``; ``pool`` is the capacity left after them (for explanations).
+
+    Voucher budgets are enforced here (see :func:`cap_vouchers`); ``objective`` is what the
+    assignments actually cost, so it is never below ``lower_bound`` when that bound is valid.
+    """
+    t0 = time.perf_counter()
+    assignments = [_assignment(problem, arrays, edges, e, nodes) for e, nodes in sorted(placements.items())]
+    assignments, cuts, cut_cny = cap_vouchers(problem, assignments)
+    index = ExplainIndex(problem, arrays, residual=pool.free)
+    assignments = _explained(problem, index, assignments)
+    unserved = _unserved(problem, index, edges, assignments)
+    by_id = {r.id: r for r in problem.requests}
+    objective = sum((total_cost(a, by_id[a.request_id].duration_hours) for a in assignments), Decimal("0.0000"))
+    timings = {**timings, "explain": (time.perf_counter() - t0) * 1000}
+    served = sum(a.replicas for a in assignments)
+    stats = {
+        **stats,
+        "voucher_cuts": cuts,
+        "voucher_cut_cny": str(cut_cny),
+        "served_gpus": sum(a.gpus for a in assignments),
+        "edges": len(edges),
+    }
+    return Plan(
+        assignments=tuple(assignments),
+        unserved=tuple(unserved),
+        solver=solver,
+        objective=objective,
+        lower_bound=lower_bound,
+        gap=gap_of(objective, lower_bound),
+        served_replicas=served,
+        timings_ms=timings,
+        stats=stats,
+    )
+
+
+def gap_of(objective: Decimal, lower_bound: Decimal) -> float:
+    """objective / lower_bound − 1; 0 when both are 0, infinite when only the bound is 0."""
+    if objective == lower_bound:
+        return 0.0
+    if lower_bound <= 0:
+        return float("inf")
+    return float(objective / lower_bound - 1)
+
+
+def total_cost(a: Assignment, duration_hours: int) -> Decimal:
+    """What an assignment costs over its duration: cost per GPU-hour × GPUs × hours."""
+    return a.cost_per_gpu_hour * a.gpus * duration_hours
+
+
+def _assignment(problem: Problem, arrays: Arrays, edges: Edges, e: int, nodes: list[int]) -> Assignment:
+    request, listing = problem.requests[edges.req[e]], problem.listings[edges.lst[e]]
+    rtt = float(edges.rtt[e])
+    return Assignment(
+        request_id=request.id,
+        listing_id=listing.id,
+        region=listing.region,
+        replicas=len(nodes),
+        gpus_per_replica=request.gpus_per_replica,
+        nodes=tuple(nodes),
+        price_per_gpu_hour=costs.money(listing.price_per_gpu_hour),
+        subsidy_per_gpu_hour=costs.from_units(int(edges.subsidy[e])),
+        energy_cost_per_gpu_hour=costs.money(listing.energy_cost_per_gpu_hour),
+        rtt_ms=rtt,
+        latency_class=latency_class_of(rtt),
+        cost_per_gpu_hour=costs.from_units(int(edges.cost[e])),
+        starts_at=costs.start_on(listing, problem.now),
+    )
+
+
+def cap_vouchers(problem: Problem, assignments: list[Assignment]) -> tuple[list[Assignment], int, Decimal]:
+    """Cut subsidies so no voucher pays more than its ``remaining_value`` across the round.
+
+    Per voucher code, assignments keep their full subsidy in (request id, listing id) order until
+    the budget runs out; the one that crosses it gets what is left (rounded down to 0.0001 CNY per
+    GPU-hour), later ones get none, and their cost per GPU-hour rises by the cut. The total paid is
+    min(budget, full subsidy) whichever assignments receive it. Returns the assignments, the
+    number of cuts and the subsidy cut in CNY (what the budgets added to the objective).
+    """
+    by_id = {r.id: r for r in problem.requests}
+    left: dict[str, Decimal] = {}
+    for r in problem.requests:
+        if r.voucher is not None:
+            left[r.voucher.code] = min(left.get(r.voucher.code, r.voucher.remaining_value), r.voucher.remaining_value)
+    out, cuts, cut_cny = [], 0, Decimal(0)
+    for a in assignments:
+        voucher = by_id[a.request_id].voucher
+        if voucher is None or a.subsidy_per_gpu_hour == 0:
+            out.append(a)
+            continue
+        hours = a.gpus * by_id[a.request_id].duration_hours
+        full = a.subsidy_per_gpu_hour * hours
+        budget = max(left[voucher.code], Decimal(0))
+        paid = (
+            a.subsidy_per_gpu_hour
+            if full <= budget
+            else (budget / hours).quantize(costs.MONEY_QUANTUM, rounding=ROUND_DOWN)
+        )
+        left[voucher.code] = budget - paid * hours
+        if paid != a.subsidy_per_gpu_hour:
+            cuts += 1
+            cut_cny += (a.subsidy_per_gpu_hour - paid) * hours
+            a = replace(
+                a, subsidy_per_gpu_hour=paid, cost_per_gpu_hour=a.cost_per_gpu_hour + a.subsidy_per_gpu_hour - paid
+            )
+        out.append(a)
+    return out, cuts, cut_cny
+
+
+def _explained(problem: Problem, index: ExplainIndex, assignments: list[Assignment]) -> list[Assignment]:
+    row = {r.id: i for i, r in enumerate(problem.requests)}
+    col = {x.id: j for j, x in enumerate(problem.listings)}
+    used: dict[int, set[int]] = {}
+    dearest: dict[int, Decimal] = {}
+    for a in assignments:
+        used.setdefault(a.request_id, set()).add(col[a.listing_id])
+        dearest[a.request_id] = max(dearest.get(a.request_id, a.cost_per_gpu_hour), a.cost_per_gpu_hour)
+    return [
+        replace(
+            a, explanation=explain_assignment(index, row[a.request_id], a, used[a.request_id], dearest[a.request_id])
+        )
+        for a in assignments
+    ]
+
+
+def _unserved(problem: Problem, index: ExplainIndex, edges: Edges, assignments: list[Assignment]) -> list[Unserved]:
+    placed: dict[int, int] = {}
+    for a in assignments:
+        placed[a.request_id] = placed.get(a.request_id, 0) + a.replicas
+    has_edge = np.zeros(len(problem.requests), dtype=bool)
+    has_edge[edges.req] = True
+    out = []
+    for i, r in enumerate(problem.requests):
+        done = placed.get(r.id, 0)
+        if done < r.replicas:
+            reason = unserved_reason(index, i, done, bool(has_edge[i]))
+            out.append(Unserved(request_id=r.id, replicas=r.replicas - done, reason=reason))
+    return sorted(out, key=lambda u: u.request_id)

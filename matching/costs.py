@@ -1,0 +1,186 @@
+"""The cost model and edge feasibility: what one request pays on one listing, and why it cannot.
+
+Money is ``Decimal`` CNY at a resolution of :data:`MONEY_QUANTUM` (0.0001 CNY); every term of an edge
+cost is quantized on its own, so the vectorised solver (which works in integer units of 0.0001 CNY)
+and these scalar functions agree to the last unit.
+
+An edge (request i, listing j) costs, per GPU-hour::
+
+    price_j − subsidy_ij + latency_weight_i × RTT(origin_i, region_j)
+
+Feasibility reasons are plain words so that explanations and unserved reasons can quote them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import ROUND_DOWN, Decimal
+
+from matching.latency import LatencyClass, latency_class_of
+from matching.problem import ListingSpec, RequestSpec, VoucherTerms
+
+MONEY_QUANTUM = Decimal("0.0001")
+#: Integer money units per CNY used by the solver (1 unit = 0.0001 CNY).
+UNITS_PER_CNY = 10_000
+
+#: Default value of latency, CNY per ms of RTT per GPU-hour, by latency class.
+#:
+#: Why these numbers: an H100 rents for about 13 CNY/GPU-h and an A100 for about 6, and moving work
+#: from an eastern city to a western hub saves roughly 10–30 % of that (1–4 CNY/GPU-h) while adding
+#: 20–35 ms. A realtime buyer (weight 0.05) therefore pays ~1.5 CNY/GPU-h for 30 ms: latency
+#: dominates, so realtime work stays as close as its bound allows. Interactive (0.02) values 30 ms at
+#: ~0.6 CNY: it goes west only for a clear saving. Standard (0.005) and batch (0.001) value 30 ms at
+#: 0.15 and 0.03 CNY: price decides, RTT only breaks near-ties, so they flow to cheap western power.
+DEFAULT_LATENCY_WEIGHT: dict[LatencyClass, Decimal] = {
+    LatencyClass.REALTIME: Decimal("0.05"),
+    LatencyClass.INTERACTIVE: Decimal("0.02"),
+    LatencyClass.STANDARD: Decimal("0.005"),
+    LatencyClass.BATCH: Decimal("0.001"),
+}
+
+
+def money(value: Decimal | int | float | str) -> Decimal:
+    """``value`` as CNY quantized to 0.0001 (floats go through ``str`` so 7.2 stays 7.2)."""
+    if isinstance(value, float):
+        value = str(value)
+    return Decimal(value).quantize(MONEY_QUANTUM)
+
+
+def money_units(value: Decimal) -> int:
+    """``value`` in integer units of 0.0001 CNY (quantized first)."""
+    return int(money(value).scaleb(4))
+
+
+def from_units(units: int) -> Decimal:
+    """Integer units of 0.0001 CNY back to a quantized ``Decimal``."""
+    return Decimal(int(units)).scaleb(-4).quantize(MONEY_QUANTUM)
+
+
+def default_latency_weight(latency_class: LatencyClass | str) -> Decimal:
+    """The default latency weight (CNY per ms per GPU-hour) of a latency class."""
+    return DEFAULT_LATENCY_WEIGHT[LatencyClass(latency_class)]
+
+
+def energy_cost_per_gpu_hour(tdp_w: int | float, pue: float | Decimal, tariff_cny_kwh: float | Decimal) -> Decimal:
+    """Power bill of one GPU for one hour: TDP (kW) × PUE × tariff, quantized to 0.0001 CNY."""
+    kw = Decimal(str(tdp_w)) / 1000
+    return money(kw * Decimal(str(pue)) * Decimal(str(tariff_cny_kwh)))
+
+
+def rtt_between(rtt_ms: dict[tuple[str, str], float], a: str, b: str) -> float | None:
+    """RTT between two regions from the problem's matrix (either order); ``None`` when unknown."""
+    rtt = rtt_ms.get((a, b))
+    return rtt_ms.get((b, a)) if rtt is None else rtt
+
+
+def voucher_eligible(voucher: VoucherTerms, listing: ListingSpec) -> bool:
+    """Whether ``voucher`` subsidises ``listing``: every non-empty eligibility tuple must admit it."""
+    return (
+        (not voucher.eligible_regions or listing.region in voucher.eligible_regions)
+        and (not voucher.eligible_providers or listing.provider_id in voucher.eligible_providers)
+        and (not voucher.eligible_gpu_models or listing.gpu_model in voucher.eligible_gpu_models)
+    )
+
+
+def subsidy_of(percent: Decimal, price: Decimal) -> Decimal:
+    """``percent`` (0–100) of ``price``, rounded down so a sponsor never pays more than promised."""
+    return (money(price) * Decimal(percent) / 100).quantize(MONEY_QUANTUM, rounding=ROUND_DOWN)
+
+
+def subsidy_per_gpu_hour(voucher: VoucherTerms | None, listing: ListingSpec) -> Decimal:
+    """Subsidy per GPU-hour of ``voucher`` on ``listing``: percent × price if eligible, else 0.
+
+    ``VoucherTerms.percent`` is a percentage (30 means 30 %). The round-wide budget
+    (``remaining_value``) is enforced by the solver, not here.
+    """
+    if voucher is None or not voucher_eligible(voucher, listing):
+        return money(0)
+    return subsidy_of(voucher.percent, listing.price_per_gpu_hour)
+
+
+def latency_cost_per_gpu_hour(weight: Decimal, rtt_ms: float) -> Decimal:
+    """``weight`` × RTT, CNY per GPU-hour (RTT goes through ``str`` so 35.8 ms stays 35.8)."""
+    return money(Decimal(weight) * Decimal(str(rtt_ms)))
+
+
+@dataclass(frozen=True)
+class EdgeCost:
+    """The per-GPU-hour cost terms of one (request, listing) edge."""
+
+    price: Decimal
+    subsidy: Decimal
+    latency_cost: Decimal
+    rtt_ms: float
+
+    @property
+    def cost(self) -> Decimal:
+        return self.price - self.subsidy + self.latency_cost
+
+    @property
+    def latency_class(self) -> LatencyClass:
+        return latency_class_of(self.rtt_ms)
+
+
+def edge_cost(request: RequestSpec, listing: ListingSpec, rtt_ms: float) -> EdgeCost:
+    """Cost terms of placing ``request`` on ``listing`` at the given RTT (full voucher subsidy)."""
+    return EdgeCost(
+        price=money(listing.price_per_gpu_hour),
+        subsidy=subsidy_per_gpu_hour(request.voucher, listing),
+        latency_cost=latency_cost_per_gpu_hour(request.latency_weight, rtt_ms),
+        rtt_ms=rtt_ms,
+    )
+
+
+def start_on(listing: ListingSpec, now: datetime) -> datetime:
+    """When a match on ``listing`` would start: now, or when the listing opens if later."""
+    return max(now, listing.available_from)
+
+
+def slots_on(listing: ListingSpec, gpus_per_replica: int) -> int:
+    """How many replicas of ``gpus_per_replica`` GPUs fit on the listing's free nodes."""
+    return sum(free // gpus_per_replica for free in listing.node_free)
+
+
+def fmt_ms(ms: float) -> str:
+    """``35.8`` → ``"35.8 ms"``, ``30.0`` → ``"30 ms"``."""
+    return f"{ms:g} ms"
+
+
+def fmt_cny(value: Decimal) -> str:
+    """Money for sentences: two decimals, or more when the value needs them."""
+    two = value.quantize(Decimal("0.01"))
+    return f"{two}" if two == value else f"{value.normalize()}"
+
+
+def infeasibility(request: RequestSpec, listing: ListingSpec, rtt_ms: float | None, now: datetime) -> str | None:
+    """Why ``request`` cannot use ``listing``, in words, or ``None`` when the edge is feasible.
+
+    Checks in a fixed order (model, node size, RTT, price, window, free capacity) and names the
+    first that fails, e.g. ``"ningxia-zhongwei: 35.8 ms > 30 ms bound"`` or ``"price 14.00 > cap
+    12.00"``.
+    """
+    size = request.gpus_per_replica
+    if listing.gpu_model != request.gpu_model:
+        return f"{listing.gpu_model} is not {request.gpu_model}"
+    if listing.gpus_per_node < size:
+        return f"nodes of {listing.gpus_per_node} GPUs < {size} per replica"
+    if rtt_ms is None:
+        return f"{listing.region}: RTT to {request.origin} unknown"
+    if request.max_rtt_ms is not None and rtt_ms > request.max_rtt_ms:
+        return f"{listing.region}: {fmt_ms(rtt_ms)} > {fmt_ms(request.max_rtt_ms)} bound"
+    price, cap = money(listing.price_per_gpu_hour), money(request.max_price_per_gpu_hour)
+    if price > cap:
+        return f"price {fmt_cny(price)} > cap {fmt_cny(cap)}"
+    return _window_or_capacity_reason(request, listing, now)
+
+
+def _window_or_capacity_reason(request: RequestSpec, listing: ListingSpec, now: datetime) -> str | None:
+    start = start_on(listing, now)
+    if start > request.start_by:
+        return f"opens {start:%Y-%m-%d %H:%M} UTC, after start-by {request.start_by:%Y-%m-%d %H:%M}"
+    if start + timedelta(hours=request.duration_hours) > listing.available_until:
+        return f"window ends before {request.duration_hours} h fit"
+    if slots_on(listing, request.gpus_per_replica) == 0:
+        return f"no node with {request.gpus_per_replica} free GPUs"
+    return None

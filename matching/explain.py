@@ -1,0 +1,169 @@
+"""Why each match was chosen, and what blocked each unserved request, in words and JSON.
+
+Cost is bounded: alternatives are the cheapest listing of each region for the request's (GPU model,
+origin), precomputed once per pair (at most one entry per region), so an explanation costs
+O(regions), never O(listings). Unserved reasons use numpy over the model's listings.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+
+from matching import costs
+from matching.edges import Arrays
+from matching.problem import Assignment, Problem, RequestSpec
+
+#: At most this many cheaper alternatives per explanation.
+MAX_REJECTED = 5
+
+
+class ExplainIndex:
+    """Per-model listing lists and per (model, origin) cheapest-per-region alternatives."""
+
+    def __init__(self, problem: Problem, arrays: Arrays, residual: list[list[int]] | None = None):
+        self.problem, self.arrays = problem, arrays
+        self.residual = residual if residual is not None else [list(x.node_free) for x in problem.listings]
+        self.by_model = {int(m): np.flatnonzero(arrays.l_model == m) for m in np.unique(arrays.l_model)}
+        self._alternatives: dict[tuple[int, int], list[int]] = {}
+        self._rejected: dict[int, list[tuple[int, dict]]] = {}
+        self.price = arrays.l_price.tolist()
+
+    def alternatives(self, model: int, origin: int) -> list[int]:
+        """The cheapest listing of each region (by price, then id), cheapest region first."""
+        key = (model, origin)
+        if key not in self._alternatives:
+            lsts = self.by_model.get(model, np.zeros(0, dtype=np.int64))
+            best: dict[int, int] = {}
+            for j in sorted(lsts.tolist(), key=lambda j: (self.price[j], self.problem.listings[j].id)):
+                best.setdefault(int(self.arrays.l_region[j]), j)
+            self._alternatives[key] = sorted(best.values(), key=lambda j: (self.price[j], self.arrays.l_region[j]))
+        return self._alternatives[key]
+
+    def rtt(self, i: int, j: int) -> float | None:
+        value = self.arrays.rtt[self.arrays.r_origin[i], self.arrays.l_region[j]]
+        return float(value) if np.isfinite(value) else None
+
+    def rejected(self, i: int, below_units: int, used: set[int], cost: Decimal) -> list[tuple[int, dict]]:
+        """(price units, entry) for alternatives of request ``i`` priced below ``below_units``.
+
+        Computed once per request (for its dearest assignment) and filtered per assignment.
+        """
+        if i not in self._rejected:
+            out = []
+            for j in self.alternatives(int(self.arrays.r_model[i]), int(self.arrays.r_origin[i])):
+                if self.price[j] >= below_units or len(out) == MAX_REJECTED + len(used):
+                    break
+                if j not in used:
+                    out.append((self.price[j], self._entry(i, j, cost)))
+            self._rejected[i] = out
+        return self._rejected[i]
+
+    def _entry(self, i: int, j: int, cost: Decimal) -> dict:
+        listing, rtt = self.problem.listings[j], self.rtt(i, j)
+        request = self.problem.requests[i]
+        reason = self._quick_feasible(i, j, rtt) and _why_not(self, request, j, rtt, cost)
+        return {
+            "region": listing.region,
+            "listing_id": listing.id,
+            "price_per_gpu_hour": costs.fmt_cny(costs.from_units(self.price[j])),
+            "rtt_ms": rtt,
+            "reason": reason or costs.infeasibility(request, listing, rtt, self.problem.now),
+        }
+
+    def _quick_feasible(self, i: int, j: int, rtt: float | None) -> bool:
+        """The cheap integer pre-check of :func:`matching.costs.infeasibility` (same rules)."""
+        a, size = self.arrays, int(self.arrays.r_size[i])
+        if rtt is None or rtt > a.r_bound[i] or a.l_gpn[j] < size or self.price[j] > a.r_cap[i]:
+            return False
+        start = a.l_start[j]
+        if start > a.r_start_by[i] or start + a.r_duration_h[i] * 3_600_000_000 > a.l_until[j]:
+            return False
+        return any(f >= size for f in self.problem.listings[j].node_free)
+
+
+def explain_assignment(index: ExplainIndex, i: int, a: Assignment, used: set[int], dearest: Decimal) -> dict:
+    """JSON-ready explanation of assignment ``a`` of request index ``i``.
+
+    ``used`` holds the listing indices this request was placed on (so they are not "rejected");
+    ``dearest`` is the highest cost per GPU-hour among the request's assignments.
+    """
+    request = index.problem.requests[i]
+    voucher = request.voucher
+    price = costs.money(a.price_per_gpu_hour)
+    rejected = index.rejected(i, _max_price_units(index, used), used, dearest)
+    return {
+        "region": a.region,
+        "listing_id": a.listing_id,
+        "replicas": a.replicas,
+        "gpus": a.gpus,
+        "price_per_gpu_hour": str(a.price_per_gpu_hour),
+        "energy_cost_per_gpu_hour": str(a.energy_cost_per_gpu_hour),
+        "subsidy_per_gpu_hour": str(a.subsidy_per_gpu_hour),
+        "voucher_program": voucher.program if voucher and a.subsidy_per_gpu_hour > 0 else "",
+        "latency_cost_per_gpu_hour": str(costs.latency_cost_per_gpu_hour(request.latency_weight, a.rtt_ms)),
+        "cost_per_gpu_hour": str(a.cost_per_gpu_hour),
+        "rtt_ms": a.rtt_ms,
+        "latency_class": str(a.latency_class),
+        "bound_ms": request.max_rtt_ms,
+        "starts_at": a.starts_at.isoformat(),
+        "rejected": [entry for p, entry in rejected if p < costs.money_units(price)][:MAX_REJECTED],
+    }
+
+
+def _max_price_units(index: ExplainIndex, used: set[int]) -> int:
+    return max(index.price[j] for j in used)
+
+
+def _why_not(index: ExplainIndex, request: RequestSpec, j: int, rtt: float, chosen_cost: Decimal) -> str:
+    """Reason a feasible, cheaper-priced listing was not used."""
+    listing = index.problem.listings[j]
+    cost = costs.edge_cost(request, listing, rtt).cost
+    if cost >= chosen_cost:
+        return f"{listing.region}: costs {costs.fmt_cny(cost)} with latency and subsidy, not less"
+    if any(f >= request.gpus_per_replica for f in index.residual[j]):
+        return "not chosen by the packing heuristic"
+    return "full: capacity taken by higher-priority or cheaper-placed requests"
+
+
+def unserved_reason(index: ExplainIndex, i: int, placed: int, has_edge: bool) -> str:
+    """What blocked the unplaced replicas of request index ``i``, in words."""
+    request = index.problem.requests[i]
+    if has_edge:
+        head = f"{placed} of {request.replicas} replicas placed; " if placed else ""
+        return head + "capacity taken by higher-priority or cheaper-placed requests"
+    return _blocked(index, i, request)
+
+
+def _blocked(index: ExplainIndex, i: int, r: RequestSpec) -> str:
+    a, model = index.arrays, r.gpu_model
+    lsts = index.by_model.get(int(a.r_model[i]), np.zeros(0, dtype=np.int64))
+    if not len(lsts):
+        return f"no {model} listed"
+    lsts = lsts[a.l_gpn[lsts] >= r.gpus_per_replica]
+    if not len(lsts):
+        return f"no {model} with nodes of >= {r.gpus_per_replica} GPUs"
+    rtt = a.rtt[a.r_origin[i], a.l_region[lsts]]
+    near = lsts[np.isfinite(rtt) & (rtt <= a.r_bound[i])]
+    where = (
+        f"within {costs.fmt_ms(r.max_rtt_ms)} of {r.origin}"
+        if r.max_rtt_ms is not None
+        else f"reachable from {r.origin}"
+    )
+    if not len(near):
+        k = int(np.argmin(rtt))
+        return f"no {model} {where} (nearest: {a.regions[a.l_region[lsts[k]]]} at {costs.fmt_ms(float(rtt[k]))})"
+    cap = costs.fmt_cny(costs.money(r.max_price_per_gpu_hour))
+    cheap = near[a.l_price[near] <= a.r_cap[i]]
+    if not len(cheap):
+        lowest = costs.fmt_cny(costs.from_units(int(a.l_price[near].min())))
+        return f"no {model} {where} at <= {cap} CNY (cheapest there: {lowest})"
+    fit = cheap[
+        (a.l_start[cheap] <= a.r_start_by[i])
+        & (a.l_start[cheap] + a.r_duration_h[i] * 3_600_000_000 <= a.l_until[cheap])
+    ]
+    if not len(fit):
+        by = f"{r.start_by:%Y-%m-%d %H:%M}"
+        return f"no {model} {where} at <= {cap} CNY free for {r.duration_hours} h starting by {by} UTC"
+    return f"no {model} {where} at <= {cap} CNY has a node with {r.gpus_per_replica} free GPUs"

@@ -1,0 +1,130 @@
+"""A quote: what the engine would do for one request now, and what relaxing its bound would save.
+
+The placement is the solver's plan for this request alone against the current free capacity (other
+open requests ignored, nothing committed). The price–latency frontier solves the same request once
+per latency class, its RTT bound replaced by the class bound (batch: unbounded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+
+from matching.latency import LatencyClass, bound_of
+from matching.problem import Assignment, Plan, Problem, RequestSpec
+from matching.solver import solve
+
+
+@dataclass(frozen=True)
+class FrontierPoint:
+    """The cheapest placement if the request's bound were ``latency_class``'s."""
+
+    latency_class: LatencyClass
+    bound_ms: float | None
+    replicas_placed: int
+    region: str | None = None
+    rtt_ms: float | None = None
+    price_per_gpu_hour: Decimal | None = None
+    subsidy_per_gpu_hour: Decimal | None = None
+    cost_per_gpu_hour: Decimal | None = None
+    total_cost: Decimal = Decimal(0)
+    blocked: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "latency_class": str(self.latency_class),
+            "bound_ms": self.bound_ms,
+            "replicas_placed": self.replicas_placed,
+            "region": self.region,
+            "rtt_ms": self.rtt_ms,
+            "price_per_gpu_hour": _str(self.price_per_gpu_hour),
+            "subsidy_per_gpu_hour": _str(self.subsidy_per_gpu_hour),
+            "cost_per_gpu_hour": _str(self.cost_per_gpu_hour),
+            "total_cost": str(self.total_cost),
+            "blocked": self.blocked,
+        }
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The placement for ``request_id`` now, its cost, and the frontier (tightest class first)."""
+
+    request_id: int
+    replicas_requested: int
+    replicas_placed: int
+    assignments: tuple[Assignment, ...]
+    total_cost: Decimal
+    unserved_reason: str
+    frontier: tuple[FrontierPoint, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly: Decimals as strings, enums as their values."""
+        return {
+            "request_id": self.request_id,
+            "replicas_requested": self.replicas_requested,
+            "replicas_placed": self.replicas_placed,
+            "total_cost": str(self.total_cost),
+            "unserved_reason": self.unserved_reason,
+            "placement": [_assignment_dict(a) for a in self.assignments],
+            "frontier": [p.to_dict() for p in self.frontier],
+        }
+
+
+def _str(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _assignment_dict(a: Assignment) -> dict:
+    return {
+        "listing_id": a.listing_id,
+        "region": a.region,
+        "replicas": a.replicas,
+        "gpus": a.gpus,
+        "price_per_gpu_hour": str(a.price_per_gpu_hour),
+        "subsidy_per_gpu_hour": str(a.subsidy_per_gpu_hour),
+        "energy_cost_per_gpu_hour": str(a.energy_cost_per_gpu_hour),
+        "cost_per_gpu_hour": str(a.cost_per_gpu_hour),
+        "rtt_ms": a.rtt_ms,
+        "latency_class": str(a.latency_class),
+        "starts_at": a.starts_at.isoformat(),
+        "explanation": a.explanation,
+    }
+
+
+def quote(problem: Problem, request: RequestSpec) -> Quote:
+    """Quote ``request`` against ``problem``'s listings (``problem.requests`` are ignored)."""
+    plan = _alone(problem, request)
+    frontier = tuple(_point(problem, request, cls) for cls in LatencyClass)
+    return Quote(
+        request_id=request.id,
+        replicas_requested=request.replicas,
+        replicas_placed=plan.served_replicas,
+        assignments=plan.assignments,
+        total_cost=plan.objective,
+        unserved_reason=plan.unserved[0].reason if plan.unserved else "",
+        frontier=frontier,
+    )
+
+
+def _alone(problem: Problem, request: RequestSpec) -> Plan:
+    return solve(Problem(requests=(request,), listings=problem.listings, rtt_ms=problem.rtt_ms, now=problem.now))
+
+
+def _point(problem: Problem, request: RequestSpec, cls: LatencyClass) -> FrontierPoint:
+    bound = bound_of(cls)
+    plan = _alone(problem, replace(request, max_rtt_ms=bound))
+    if not plan.assignments:
+        return FrontierPoint(cls, bound, 0, blocked=plan.unserved[0].reason if plan.unserved else "")
+    best = min(plan.assignments, key=lambda a: (a.cost_per_gpu_hour, a.listing_id))
+    return FrontierPoint(
+        latency_class=cls,
+        bound_ms=bound,
+        replicas_placed=plan.served_replicas,
+        region=best.region,
+        rtt_ms=best.rtt_ms,
+        price_per_gpu_hour=best.price_per_gpu_hour,
+        subsidy_per_gpu_hour=best.subsidy_per_gpu_hour,
+        cost_per_gpu_hour=best.cost_per_gpu_hour,
+        total_cost=plan.objective,
+        blocked=plan.unserved[0].reason if plan.unserved else "",
+    )
