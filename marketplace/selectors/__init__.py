@@ -1,0 +1,62 @@
+"""Every read the API, the pages and the engine need, each a constant number of queries.
+
+Querysets come back with their joins (``select_related``) and computed columns (``free_gpus``,
+``rtt_ms``) in place, so serialising a page never queries per row. Modules by topic:
+``market`` (regions, listings, capacity, requests, matches) and ``engine`` (the matching snapshot).
+"""
+
+from marketplace.selectors.engine import (
+    engine_free_listings,
+    engine_listing_specs,
+    engine_problem,
+    engine_request_spec,
+    live_nodes_by_listing,
+    node_free_of,
+    request_quote,
+    shards_with_open_work,
+)
+from marketplace.selectors.market import (
+    CapacityRow,
+    ListingFilters,
+    capacity_by_region,
+    gpu_model_list,
+    listing_energy_cost,
+    listing_search,
+    listing_visible,
+    listings_visible_to,
+    match_list_for,
+    matching_run_list,
+    organisation_of,
+    region_list,
+    region_with_rtts,
+    request_list_for,
+    rtt_map,
+    with_free_gpus,
+)
+
+__all__ = [
+    "CapacityRow",
+    "ListingFilters",
+    "capacity_by_region",
+    "engine_free_listings",
+    "engine_listing_specs",
+    "engine_problem",
+    "engine_request_spec",
+    "gpu_model_list",
+    "listing_energy_cost",
+    "listing_search",
+    "listing_visible",
+    "listings_visible_to",
+    "live_nodes_by_listing",
+    "match_list_for",
+    "matching_run_list",
+    "node_free_of",
+    "organisation_of",
+    "region_list",
+    "region_with_rtts",
+    "request_list_for",
+    "request_quote",
+    "rtt_map",
+    "shards_with_open_work",
+    "with_free_gpus",
+]
