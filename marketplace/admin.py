@@ -16,6 +16,9 @@ from marketplace.models import (
     Organisation,
     Region,
     Rtt,
+    Voucher,
+    VoucherLedgerEntry,
+    VoucherProgram,
 )
 
 
@@ -140,3 +143,39 @@ class MatchingRunAdmin(ReadOnlyAdmin):
         "started_at",
     ]
     list_filter = ["status", "trigger", "shard", "solver"]
+
+
+@admin.register(VoucherProgram)
+class VoucherProgramAdmin(ReadOnlyAdmin):
+    """Programmes are created and topped up through the API's services (budget moves need the ledger)."""
+
+    list_display = [
+        "name",
+        "sponsor",
+        "kind",
+        "percent",
+        "free_gpu_hours",
+        "cap_per_buyer",
+        "budget",
+        "remaining_budget",
+        "valid_until",
+    ]
+    list_filter = ["kind", "eligible_regions"]
+    search_fields = ["name", "sponsor"]
+
+
+@admin.register(Voucher)
+class VoucherAdmin(ReadOnlyAdmin):
+    list_display = ["id", "program", "buyer", "cap", "spent", "status", "claimed_at"]
+    list_filter = ["status", "program"]
+    search_fields = ["buyer__name", "program__name"]
+    list_select_related = ["program", "buyer"]
+    exclude = ["code"]  # codes are bearer secrets: shown to their holder and issuer through the API only
+
+
+@admin.register(VoucherLedgerEntry)
+class VoucherLedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = ["id", "program", "voucher", "buyer", "match", "kind", "amount", "gpu_hours", "created_at"]
+    list_filter = ["kind", "program"]
+    search_fields = ["buyer__name", "program__name"]
+    list_select_related = ["program", "voucher", "buyer", "match"]

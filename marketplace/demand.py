@@ -6,7 +6,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from marketplace.errors import InvalidInput
-from marketplace.models import NODE_SIZES
+from marketplace.models import NODE_SIZES, BuyerRequest, Organisation
 from matching.latency import LatencyClass, latency_class_of
 
 #: The most GPUs one request may ask for; a larger job is several requests.
@@ -60,3 +60,19 @@ def _latency_class_for(*, latency_class: str | None, max_rtt_ms: Decimal | None)
     if latency_class not in LatencyClass.__members__.values():
         raise InvalidInput(f'"{latency_class}" is not a latency class.', field="latency_class")
     return latency_class
+
+
+def demand_request_build(*, buyer: Organisation, now: datetime, **terms) -> BuyerRequest:
+    """An unsaved request from ``terms`` (``request_submit``'s keywords), checked against the rules."""
+    terms["latency_class"] = demand_terms_check(
+        gpus_per_replica=terms["gpus_per_replica"],
+        replicas=terms["replicas"],
+        latency_class=terms.get("latency_class"),
+        max_rtt_ms=terms.get("max_rtt_ms"),
+        latency_weight=terms.get("latency_weight"),
+        price=terms["max_price_per_gpu_hour"],
+        duration_hours=terms["duration_hours"],
+        start_by=terms["start_by"],
+        now=now,
+    )
+    return BuyerRequest(buyer=buyer, **terms)

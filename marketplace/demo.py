@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from marketplace import services
-from marketplace.models import GpuModel, Membership, Organisation, Region
+from marketplace.models import GpuModel, Membership, Organisation, Region, VoucherProgram
 
 DEMO_PASSWORD = "demo"  # noqa: S105 - documented demo login, created under local settings only
 
@@ -36,6 +36,7 @@ PROVIDERS = [
     ("Qingpu Lakeside AI", "yrd-qingpu-wujiang-jiashan", ["h100", "h20"], 2),
     ("Shaoguan GBA Compute", "guangdong-shaoguan", ["h20", "rtx4090"], 3),
     ("Shanghai Metro GPU", "shanghai", ["h100", "l40s"], 1),
+    ("Central Plains Supercompute", "zhengzhou", ["h20", "ascend-910b"], 2),
 ]
 
 #: (buyer name, origin city, latency classes its workloads need)
@@ -60,6 +61,7 @@ class DemoSummary:
     gpus: int
     buyers: int
     requests: int
+    programs: int
 
 
 @transaction.atomic
@@ -79,13 +81,16 @@ def demo_market_seed(*, seed: int = 2026) -> DemoSummary:
             listing = _demo_listing(rng, provider, regions[region_code], models[code], max_nodes)
             listings, gpus = listings + 1, gpus + listing.gpu_count
     for name, origin_code, classes in BUYERS:
-        buyer, _ = Organisation.objects.get_or_create(name=name, defaults={"kind": "buyer"})
+        buyer, _ = Organisation.objects.get_or_create(
+            name=name, defaults={"kind": "buyer", "province": regions[origin_code].province}
+        )
         if buyer.requests.exists():
             continue
         for latency_class in classes:
             _demo_request(rng, buyer, regions[origin_code], models, latency_class)
             requests += 1
-    return DemoSummary(len(PROVIDERS), listings, gpus, len(BUYERS), requests)
+    programs = demo_vouchers_seed(regions=regions, models=models)
+    return DemoSummary(len(PROVIDERS), listings, gpus, len(BUYERS), requests, programs)
 
 
 def _demo_listing(rng: random.Random, provider, region: Region, model: GpuModel, max_nodes: int):
@@ -140,4 +145,81 @@ def demo_logins_create() -> list[str]:
             user.save(update_fields=["password"])
         if organisation is not None:
             Membership.objects.get_or_create(user=user, defaults={"organisation": organisation})
+    _demo_buyer_voucher(logins[1][1])
     return [username for username, _, _ in logins]
+
+
+def _demo_buyer_voucher(buyer: Organisation) -> None:
+    """Give the demo buyer a Qingyang voucher of its own (the README's tour quotes with it)."""
+    program = VoucherProgram.objects.filter(name="Qingyang (Gansu) compute voucher").first()
+    if program is not None and not program.vouchers.filter(buyer=buyer).exists():
+        services.vouchers_issue(program_id=program.pk, sponsor_provider=None, buyer=buyer)
+
+
+#: City programmes of the reference data: (city in the file, eligible regions, buyer provinces,
+#: minimum spend, budget when the file has none). Shandong is left out: its terms were not found.
+CITY_PROGRAMS = {
+    "Shanghai": ([], ["Shanghai"], None, None),
+    "Beijing": ([], ["Beijing"], None, Decimal("500000000")),
+    "Shenzhen": ([], ["Guangdong"], None, None),
+    "Hangzhou": (["hangzhou"], ["Zhejiang"], None, None),
+    "Chengdu": (["chengdu", "sichuan-tianfu"], [], None, None),
+    "Qingyang (Gansu)": (["gansu-qingyang"], [], Decimal("5000"), None),
+    "Henan (Zhengzhou)": (["zhengzhou"], ["Henan"], None, None),
+}
+CLAIMABLE_CODES_PER_PROGRAM = 20
+
+
+def demo_vouchers_seed(*, regions: dict, models: dict) -> int:
+    """The reference file's city programmes with their real percentages, caps and eligibility, and
+    the Zhengzhou provider promotion; each with claimable codes. Returns programmes created."""
+    from marketplace.services.reference import reference_read
+
+    now = timezone.now()
+    window = {"valid_from": now - timedelta(days=30), "valid_until": now + timedelta(days=365)}
+    created = 0
+    for row in reference_read()["voucher_programs"]:
+        if row["city"] not in CITY_PROGRAMS or VoucherProgram.objects.filter(name=_city_name(row)).exists():
+            continue
+        region_codes, provinces, min_spend, budget = CITY_PROGRAMS[row["city"]]
+        program = services.voucher_program_create(
+            name=_city_name(row),
+            sponsor=f"{row['city']} government",
+            percent=Decimal(row["subsidy_pct"]),
+            cap_per_buyer=_money(row["cap_per_company_cny"]),
+            budget=_money(row["total_budget_cny"]) or budget,
+            eligible_regions=[regions[code] for code in region_codes],
+            eligible_buyer_provinces=provinces,
+            min_spend=min_spend,
+            **window,
+        )
+        services.vouchers_issue(program_id=program.pk, sponsor_provider=None, count=CLAIMABLE_CODES_PER_PROGRAM)
+        created += 1
+    return created + _zhengzhou_promotion_seed(regions, window)
+
+
+def _zhengzhou_promotion_seed(regions: dict, window: dict) -> int:
+    name = "First 50 GPU-hours free in Zhengzhou"
+    if VoucherProgram.objects.filter(name=name).exists():
+        return 0
+    provider = Organisation.objects.get(name="Central Plains Supercompute")
+    program = services.voucher_program_create(
+        name=name,
+        sponsor=provider.name,
+        sponsor_provider=provider,
+        kind=VoucherProgram.Kind.FREE_GPU_HOURS,
+        free_gpu_hours=Decimal(50),
+        budget=Decimal(50000),
+        eligible_regions=[regions["zhengzhou"]],
+        **window,
+    )
+    services.vouchers_issue(program_id=program.pk, sponsor_provider=provider, count=CLAIMABLE_CODES_PER_PROGRAM)
+    return 1
+
+
+def _city_name(row: dict) -> str:
+    return f"{row['city']} compute voucher"
+
+
+def _money(value) -> Decimal | None:
+    return None if value is None else Decimal(str(value))

@@ -126,7 +126,16 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     # GPUs per node and GPUs per replica share one choice set: name it once.
-    "ENUM_NAME_OVERRIDES": {"NodeSizeEnum": "marketplace.models.NODE_SIZE_CHOICES"},
+    "ENUM_NAME_OVERRIDES": {
+        "NodeSizeEnum": "marketplace.models.NODE_SIZE_CHOICES",
+        "RegionKindEnum": "marketplace.models.Region.Kind",
+        "VoucherProgramKindEnum": "marketplace.models.VoucherProgram.Kind",
+        "ListingStatusEnum": "marketplace.models.Listing.Status",
+        "RequestStatusEnum": "marketplace.models.BuyerRequest.Status",
+        "MatchStatusEnum": "marketplace.models.Match.Status",
+        "MatchingRunStatusEnum": "marketplace.models.MatchingRun.Status",
+        "VoucherStatusEnum": "marketplace.models.Voucher.Status",
+    },
 }
 
 # Celery. The default broker is kombu's filesystem transport: a real broker that needs no server,

@@ -21,6 +21,8 @@ from marketplace.models import (
     MatchingRun,
     Organisation,
     Region,
+    Voucher,
+    VoucherProgram,
 )
 from matching.latency import LatencyClass, latency_class_of
 
@@ -212,6 +214,7 @@ class RequestIn(serializers.Serializer):
     max_price_per_gpu_hour = serializers.DecimalField(**MONEY, min_value=0)
     duration_hours = serializers.IntegerField(min_value=1, max_value=24 * 366)
     start_by = serializers.DateTimeField(required=False)
+    voucher_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
 
     def validate(self, attrs):
         """Default: the request must start within 24 hours."""
@@ -222,6 +225,7 @@ class RequestIn(serializers.Serializer):
 class RequestOut(serializers.ModelSerializer):
     gpu_model = serializers.CharField(source="gpu_model.code")
     origin = serializers.CharField(source="origin.code")
+    voucher_program = serializers.CharField(source="voucher.program.name", allow_null=True, default=None)
 
     class Meta:
         model = BuyerRequest
@@ -240,6 +244,7 @@ class RequestOut(serializers.ModelSerializer):
             "status",
             "matched_replicas",
             "priority",
+            "voucher_program",
             "created_at",
         ]
 
@@ -288,11 +293,16 @@ class QuoteOut(serializers.Serializer):
 
 
 class MatchOut(serializers.ModelSerializer):
+    voucher_program = serializers.CharField(source="voucher.program.name", allow_null=True, default=None)
+    subsidy_total = serializers.SerializerMethodField(help_text="subsidy per GPU-hour × GPUs × hours, CNY")
     request = serializers.IntegerField(source="request_id")
     listing = serializers.IntegerField(source="listing_id")
     region = serializers.CharField(source="listing.region.code")
     provider = serializers.CharField(source="listing.provider.name")
     gpu_model = serializers.CharField(source="listing.gpu_model.code")
+
+    def get_subsidy_total(self, match) -> str:
+        return str(match.subsidy_per_gpu_hour * match.gpus * match.request.duration_hours)
 
     class Meta:
         model = Match
@@ -309,6 +319,8 @@ class MatchOut(serializers.ModelSerializer):
             "nodes",
             "price_per_gpu_hour",
             "subsidy_per_gpu_hour",
+            "subsidy_total",
+            "voucher_program",
             "energy_cost_per_gpu_hour",
             "cost_per_gpu_hour",
             "rtt_ms",
@@ -343,3 +355,142 @@ class MatchingRunOut(serializers.ModelSerializer):
             "timings_ms",
             "error",
         ]
+
+
+# --- vouchers -----------------------------------------------------------------------------------
+
+
+class ClaimIn(serializers.Serializer):
+    code = serializers.CharField(max_length=64)
+
+
+class VoucherOut(serializers.ModelSerializer):
+    """A buyer's own voucher: the code is shown to its holder only."""
+
+    program = serializers.CharField(source="program.name")
+    sponsor = serializers.CharField(source="program.sponsor")
+    kind = serializers.CharField(source="program.kind")
+    percent = serializers.DecimalField(source="program.percent", max_digits=5, decimal_places=2, allow_null=True)
+    free_gpu_hours = serializers.DecimalField(
+        source="program.free_gpu_hours", max_digits=10, decimal_places=2, allow_null=True
+    )
+    valid_until = serializers.DateTimeField(source="program.valid_until")
+    eligible_regions = serializers.SlugRelatedField(
+        source="program.eligible_regions", slug_field="code", many=True, read_only=True
+    )
+    eligible_gpu_models = serializers.SlugRelatedField(
+        source="program.eligible_gpu_models", slug_field="code", many=True, read_only=True
+    )
+    remaining_value = serializers.DecimalField(max_digits=16, decimal_places=4, read_only=True, allow_null=True)
+
+    class Meta:
+        model = Voucher
+        fields = [
+            "id",
+            "code",
+            "program",
+            "sponsor",
+            "kind",
+            "percent",
+            "free_gpu_hours",
+            "cap",
+            "spent",
+            "remaining_value",
+            "status",
+            "valid_until",
+            "eligible_regions",
+            "eligible_gpu_models",
+            "claimed_at",
+        ]
+
+
+class VoucherProgramIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    sponsor = serializers.CharField(max_length=200, required=False)
+    kind = serializers.ChoiceField(choices=VoucherProgram.Kind.choices, default=VoucherProgram.Kind.PERCENT)
+    percent = serializers.DecimalField(max_digits=5, decimal_places=2, required=False, allow_null=True)
+    free_gpu_hours = serializers.DecimalField(max_digits=10, decimal_places=2, required=False, allow_null=True)
+    cap_per_buyer = serializers.DecimalField(max_digits=16, decimal_places=4, required=False, allow_null=True)
+    budget = serializers.DecimalField(max_digits=16, decimal_places=4)
+    valid_from = serializers.DateTimeField(required=False)
+    valid_until = serializers.DateTimeField()
+    eligible_regions = region_field(many=True, required=False)
+    eligible_gpu_models = gpu_model_field(many=True, required=False)
+    eligible_buyer_provinces = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+    min_spend = serializers.DecimalField(max_digits=16, decimal_places=4, required=False, allow_null=True)
+    max_spend = serializers.DecimalField(max_digits=16, decimal_places=4, required=False, allow_null=True)
+
+    def validate(self, attrs):
+        attrs.setdefault("valid_from", timezone.now())
+        return attrs
+
+
+class VoucherProgramUpdateIn(serializers.Serializer):
+    name = serializers.CharField(max_length=200, required=False)
+    budget = serializers.DecimalField(max_digits=16, decimal_places=4, required=False)
+    valid_from = serializers.DateTimeField(required=False)
+    valid_until = serializers.DateTimeField(required=False)
+    cap_per_buyer = serializers.DecimalField(max_digits=16, decimal_places=4, required=False, allow_null=True)
+
+
+class VoucherProgramOut(serializers.ModelSerializer):
+    sponsor_provider = serializers.CharField(source="sponsor_provider.name", allow_null=True, default=None)
+    eligible_regions = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+    eligible_gpu_models = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
+    eligible_providers = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    spent = serializers.SerializerMethodField()
+
+    class Meta:
+        model = VoucherProgram
+        fields = [
+            "id",
+            "name",
+            "sponsor",
+            "sponsor_provider",
+            "kind",
+            "percent",
+            "free_gpu_hours",
+            "cap_per_buyer",
+            "budget",
+            "remaining_budget",
+            "spent",
+            "valid_from",
+            "valid_until",
+            "eligible_regions",
+            "eligible_gpu_models",
+            "eligible_providers",
+            "eligible_buyer_provinces",
+            "min_spend",
+            "max_spend",
+        ]
+
+    def get_spent(self, program) -> str:
+        return str(program.budget - program.remaining_budget)
+
+
+class IssueIn(serializers.Serializer):
+    count = serializers.IntegerField(min_value=1, max_value=1000, default=1)
+    buyer = serializers.SlugRelatedField(
+        slug_field="name", queryset=Organisation.objects.filter(kind=Organisation.Kind.BUYER), required=False
+    )
+    cap = serializers.DecimalField(max_digits=16, decimal_places=4, required=False, allow_null=True)
+
+
+class IssuedVoucherOut(serializers.ModelSerializer):
+    buyer = serializers.CharField(source="buyer.name", allow_null=True, default=None)
+
+    class Meta:
+        model = Voucher
+        fields = ["id", "code", "buyer", "cap", "spent", "status", "claimed_at"]
+
+
+class ProgramReportOut(serializers.Serializer):
+    program = serializers.CharField()
+    budget = serializers.DecimalField(max_digits=16, decimal_places=4)
+    spent = serializers.DecimalField(max_digits=16, decimal_places=4)
+    remaining_budget = serializers.DecimalField(max_digits=16, decimal_places=4)
+    buyers_served = serializers.IntegerField()
+    matches_subsidised = serializers.IntegerField()
+    gpu_hours_by_region = serializers.DictField(child=serializers.DecimalField(max_digits=16, decimal_places=4))
+    west_gpu_hours = serializers.DecimalField(max_digits=16, decimal_places=4)
+    west_share = serializers.FloatField()

@@ -18,5 +18,11 @@ urlpatterns = [
     path("quotes/", views.QuoteView.as_view(), name="quote"),
     path("matches/", views.MatchListView.as_view(), name="match-list"),
     path("matches/<int:match_id>/", views.MatchDetailView.as_view(), name="match-detail"),
+    path("vouchers/", views.VoucherListView.as_view(), name="voucher-list"),
+    path("vouchers/claim/", views.VoucherClaimView.as_view(), name="voucher-claim"),
+    path("voucher-programs/", views.VoucherProgramListView.as_view(), name="voucher-program-list"),
+    path("voucher-programs/<int:program_id>/", views.VoucherProgramDetailView.as_view(), name="voucher-program-detail"),
+    path("voucher-programs/<int:program_id>/vouchers/", views.VoucherIssueView.as_view(), name="voucher-issue"),
+    path("voucher-programs/<int:program_id>/report/", views.VoucherProgramReportView.as_view(), name="voucher-report"),
     path("matching-runs/", views.MatchingRunListView.as_view(), name="matching-run-list"),
 ]

@@ -6,7 +6,7 @@ from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.permissions import AllowAny, IsAdminUser, IsAuthenticated
+from rest_framework.permissions import AllowAny, BasePermission, IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -241,3 +241,116 @@ class MatchingRunListView(generics.ListAPIView):
     def get_queryset(self):
         validated_query(_NoFilters, self.request)
         return selectors.matching_run_list()
+
+
+# --- vouchers -----------------------------------------------------------------------------------
+
+
+class VoucherClaimView(APIView):
+    """Claim a code: it becomes the buyer's. Claiming one's own voucher again is a no-op (200)."""
+
+    permission_classes = [IsBuyer]
+
+    @extend_schema(request=s.ClaimIn, responses=s.VoucherOut)
+    def post(self, request):
+        buyer = buyer_of(request)
+        voucher = services.voucher_claim(code=validated_body(s.ClaimIn, request)["code"], buyer=buyer)
+        mine = next(v for v in selectors.vouchers_of(buyer) if v.pk == voucher.pk)
+        return Response(s.VoucherOut(mine).data)
+
+
+class VoucherListView(generics.GenericAPIView):
+    """The buyer's vouchers with what each can still pay."""
+
+    permission_classes = [IsBuyer]
+    serializer_class = s.VoucherOut
+
+    @extend_schema(responses=s.VoucherOut(many=True))
+    def get(self, request):
+        validated_query(_NoFilters, request)
+        page = self.paginate_queryset(selectors.vouchers_of(buyer_of(request)))
+        return self.get_paginated_response(s.VoucherOut(page, many=True).data)
+
+
+class ProgramManager(BasePermission):
+    """Staff manage every programme; a provider manages its own promotions."""
+
+    message = "Only staff and providers manage voucher programmes."
+
+    def has_permission(self, request, view) -> bool:
+        return request.user.is_staff or provider_of(request) is not None
+
+
+def sponsor_scope(request) -> Organisation | None:
+    """None for staff (every programme); the provider for a provider (its promotions only)."""
+    return None if request.user.is_staff else provider_of(request)
+
+
+class VoucherProgramListView(generics.GenericAPIView):
+    permission_classes = [ProgramManager]
+    serializer_class = s.VoucherProgramOut
+
+    @extend_schema(responses=s.VoucherProgramOut(many=True))
+    def get(self, request):
+        validated_query(_NoFilters, request)
+        programs = selectors.voucher_programs_for(request.user, provider_of(request))
+        return self.get_paginated_response(s.VoucherProgramOut(self.paginate_queryset(programs), many=True).data)
+
+    @extend_schema(request=s.VoucherProgramIn, responses={201: s.VoucherProgramOut})
+    def post(self, request):
+        provider = sponsor_scope(request)
+        terms = validated_body(s.VoucherProgramIn, request)
+        terms.setdefault("sponsor", provider.name if provider else "")
+        if not terms["sponsor"]:
+            raise ValidationError({"sponsor": ["Name who pays for the programme."]})
+        program = services.voucher_program_create(sponsor_provider=provider, **terms)
+        return Response(s.VoucherProgramOut(program).data, status=status.HTTP_201_CREATED)
+
+
+class VoucherProgramDetailView(APIView):
+    permission_classes = [ProgramManager]
+
+    def _program(self, request, program_id: int):
+        program = selectors.voucher_programs_for(request.user, provider_of(request)).filter(pk=program_id).first()
+        if program is None:
+            raise Http404
+        return program
+
+    @extend_schema(responses=s.VoucherProgramOut)
+    def get(self, request, program_id: int):
+        return Response(s.VoucherProgramOut(self._program(request, program_id)).data)
+
+    @extend_schema(request=s.VoucherProgramUpdateIn, responses=s.VoucherProgramOut)
+    def patch(self, request, program_id: int):
+        changes = validated_body(s.VoucherProgramUpdateIn, request)
+        services.voucher_program_update(program_id=program_id, sponsor_provider=sponsor_scope(request), changes=changes)
+        return Response(s.VoucherProgramOut(self._program(request, program_id)).data)
+
+
+class VoucherIssueView(generics.GenericAPIView):
+    """Issue codes in a programme (POST), or list them (GET): staff, or the promotion's provider."""
+
+    permission_classes = [ProgramManager]
+    serializer_class = s.IssuedVoucherOut
+
+    @extend_schema(request=s.IssueIn, responses={201: s.IssuedVoucherOut(many=True)})
+    def post(self, request, program_id: int):
+        terms = validated_body(s.IssueIn, request)
+        vouchers = services.vouchers_issue(program_id=program_id, sponsor_provider=sponsor_scope(request), **terms)
+        return Response(s.IssuedVoucherOut(vouchers, many=True).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(responses=s.IssuedVoucherOut(many=True))
+    def get(self, request, program_id: int):
+        validated_query(_NoFilters, request)
+        program = VoucherProgramDetailView()._program(request, program_id)
+        vouchers = program.vouchers.select_related("buyer").order_by("id")
+        return self.get_paginated_response(s.IssuedVoucherOut(self.paginate_queryset(vouchers), many=True).data)
+
+
+class VoucherProgramReportView(APIView):
+    permission_classes = [ProgramManager]
+
+    @extend_schema(responses=s.ProgramReportOut)
+    def get(self, request, program_id: int):
+        program = VoucherProgramDetailView()._program(request, program_id)
+        return Response(s.ProgramReportOut(selectors.voucher_program_report(program)).data)

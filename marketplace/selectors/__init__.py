@@ -2,7 +2,8 @@
 
 Querysets come back with their joins (``select_related``) and computed columns (``free_gpus``,
 ``rtt_ms``) in place, so serialising a page never queries per row. Modules by topic:
-``market`` (regions, listings, capacity, requests, matches) and ``engine`` (the matching snapshot).
+``market`` (regions, listings, capacity, requests, matches) ``engine`` (the matching snapshot) and
+``vouchers`` (ledger balances, programme reports).
 """
 
 from marketplace.selectors.engine import (
@@ -14,6 +15,16 @@ from marketplace.selectors.engine import (
     node_free_of,
     request_quote,
     shards_with_open_work,
+)
+from marketplace.selectors.vouchers import (
+    ProgramReport,
+    buyer_year_net,
+    free_hours_used,
+    voucher_ledger_reconciles,
+    voucher_program_report,
+    voucher_programs_for,
+    voucher_terms,
+    vouchers_of,
 )
 from marketplace.selectors.market import (
     CapacityRow,
@@ -35,6 +46,14 @@ from marketplace.selectors.market import (
 )
 
 __all__ = [
+    "ProgramReport",
+    "buyer_year_net",
+    "free_hours_used",
+    "voucher_ledger_reconciles",
+    "voucher_program_report",
+    "voucher_programs_for",
+    "voucher_terms",
+    "vouchers_of",
     "CapacityRow",
     "ListingFilters",
     "capacity_by_region",

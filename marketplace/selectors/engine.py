@@ -6,12 +6,14 @@ from datetime import datetime
 
 from django.utils import timezone
 
-from marketplace.demand import demand_terms_check
+from marketplace.demand import demand_request_build
+from marketplace.eligibility import voucher_covers, voucher_usable
 from marketplace.models import BuyerRequest, Listing, Match, Organisation
 from marketplace.selectors.market import listing_energy_cost, rtt_map, with_free_gpus
+from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, voucher_terms
 from matching.costs import default_latency_weight
 from matching.problem import ListingSpec, Problem, RequestSpec
-from matching.quote import Quote, quote
+from matching.quote import quote
 
 
 def node_free_of(listing: Listing, live_nodes: list[tuple[int, list[int]]]) -> tuple[int, ...]:
@@ -34,8 +36,9 @@ def live_nodes_by_listing(listing_ids) -> dict[int, list[tuple[int, list[int]]]]
     return by_listing
 
 
-def engine_request_spec(request: BuyerRequest) -> RequestSpec:
-    """The engine's view of a request: what is still to place; needs gpu_model and origin loaded."""
+def engine_request_spec(request: BuyerRequest, vouchers: VoucherBalances | None = None) -> RequestSpec:
+    """The engine's view of a request: what is still to place; needs gpu_model, origin and
+    (with a voucher) its programme's eligibility loaded, and ``vouchers``' ledger balances."""
     bound = request.rtt_bound_ms
     weight = request.latency_weight
     return RequestSpec(
@@ -50,7 +53,28 @@ def engine_request_spec(request: BuyerRequest) -> RequestSpec:
         start_by=request.start_by,
         latency_weight=default_latency_weight(request.latency_class) if weight is None else weight,
         priority=request.priority,
+        voucher=voucher_terms(request, *(vouchers or VoucherBalances.of([]))),
     )
+
+
+class VoucherBalances(tuple):
+    """``(year_net, hours_used)`` ledger balances of the vouchers some requests carry: two queries."""
+
+    @classmethod
+    def of(cls, requests) -> VoucherBalances:
+        vouchers = [r.voucher for r in requests if r.voucher_id]
+        pairs = {(v.program_id, v.buyer_id) for v in vouchers if v.buyer_id}
+        year = timezone.now().year
+        return cls((buyer_year_net(pairs, year), free_hours_used({v.pk for v in vouchers}) if vouchers else {}))
+
+
+#: What a request needs loaded for ``engine_request_spec``.
+REQUEST_SPEC_RELATED = ("gpu_model", "origin", "voucher__program")
+REQUEST_SPEC_PREFETCH = (
+    "voucher__program__eligible_regions",
+    "voucher__program__eligible_providers",
+    "voucher__program__eligible_gpu_models",
+)
 
 
 def engine_listing_specs(listings: list[Listing]) -> list[ListingSpec]:
@@ -88,38 +112,36 @@ def engine_free_listings(*, gpu_model_code: str, now: datetime) -> tuple[Listing
 
 
 def engine_problem(*, gpu_model_code: str, now: datetime) -> Problem:
-    """One shard's input: open requests and free capacity of one GPU model, in four queries."""
-    requests = (
-        BuyerRequest.objects.select_related("gpu_model", "origin")
+    """One shard's input: open requests and free capacity of one GPU model, in a constant number
+    of queries whatever the number of rows."""
+    requests = list(
+        BuyerRequest.objects.select_related(*REQUEST_SPEC_RELATED)
+        .prefetch_related(*REQUEST_SPEC_PREFETCH)
         .filter(gpu_model__code=gpu_model_code, status__in=BuyerRequest.OPEN_STATUSES, start_by__gte=now)
         .order_by("id")
     )
+    balances = VoucherBalances.of(requests)
     return Problem(
-        requests=tuple(engine_request_spec(request) for request in requests),
+        requests=tuple(engine_request_spec(request, balances) for request in requests),
         listings=engine_free_listings(gpu_model_code=gpu_model_code, now=now),
         rtt_ms=rtt_map(),
         now=now,
     )
 
 
-def request_quote(*, buyer: Organisation, now: datetime | None = None, **terms) -> Quote:
+def request_quote(*, buyer: Organisation, voucher_code: str | None = None, now: datetime | None = None, **terms):
     """What the engine would place for these request terms now, and the price–latency frontier.
 
-    ``terms`` are ``request_submit``'s; they pass the same rules (``marketplace.demand``). Nothing
-    is written: the request is quoted alone against the current free capacity.
+    ``terms`` are ``request_submit``'s and pass the same rules (``marketplace.demand``,
+    ``marketplace.eligibility``); nothing is written (a claimable voucher is not claimed). The
+    request is quoted alone against the current free capacity.
     """
     now = now or timezone.now()
-    checked = {key: terms.get(key) for key in ("latency_class", "max_rtt_ms", "latency_weight")}
-    terms["latency_class"] = demand_terms_check(
-        gpus_per_replica=terms["gpus_per_replica"],
-        replicas=terms["replicas"],
-        price=terms["max_price_per_gpu_hour"],
-        duration_hours=terms["duration_hours"],
-        start_by=terms["start_by"],
-        now=now,
-        **checked,
-    )
-    spec = engine_request_spec(BuyerRequest(buyer=buyer, **terms))
+    request = demand_request_build(buyer=buyer, now=now, **terms)
+    if voucher_code:
+        request.voucher = voucher_usable(code=voucher_code, buyer=buyer, now=now, field="voucher_code")
+        voucher_covers(request.voucher, request)
+    spec = engine_request_spec(request, VoucherBalances.of([request]))
     listings = engine_free_listings(gpu_model_code=spec.gpu_model, now=now)
     return quote(Problem(requests=(spec,), listings=listings, rtt_ms=rtt_map(), now=now), spec)
 

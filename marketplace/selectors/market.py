@@ -159,7 +159,7 @@ def capacity_by_region(
 
 def request_list_for(user) -> QuerySet[BuyerRequest]:
     """Requests ``user`` may see: staff all, a buyer its organisation's, anyone else none."""
-    queryset = BuyerRequest.objects.select_related("gpu_model", "origin", "buyer")
+    queryset = BuyerRequest.objects.select_related("gpu_model", "origin", "buyer", "voucher__program")
     if user.is_staff:
         return queryset
     buyer = organisation_of(user, kind=Organisation.Kind.BUYER)
@@ -169,7 +169,7 @@ def request_list_for(user) -> QuerySet[BuyerRequest]:
 def match_list_for(user) -> QuerySet[Match]:
     """Matches ``user`` may see: staff all, a buyer its requests', a provider its listings'."""
     queryset = Match.objects.select_related(
-        "listing__region", "listing__provider", "listing__gpu_model", "request__buyer"
+        "listing__region", "listing__provider", "listing__gpu_model", "request__buyer", "voucher__program"
     )
     if user.is_staff:
         return queryset

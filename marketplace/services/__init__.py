@@ -8,6 +8,12 @@ from marketplace.services.accounts import account_register
 from marketplace.services.listings import listing_create, listing_update, listing_withdraw
 from marketplace.services.reference import reference_load, reference_read
 from marketplace.services.requests import request_cancel, request_submit
+from marketplace.services.vouchers import (
+    voucher_claim,
+    voucher_program_create,
+    voucher_program_update,
+    vouchers_issue,
+)
 
 __all__ = [
     "account_register",
@@ -18,4 +24,8 @@ __all__ = [
     "reference_read",
     "request_cancel",
     "request_submit",
+    "voucher_claim",
+    "voucher_program_create",
+    "voucher_program_update",
+    "vouchers_issue",
 ]

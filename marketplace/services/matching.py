@@ -16,6 +16,7 @@ from django.db.models import F
 
 from marketplace.models import BuyerRequest, Listing, Match, MatchingRun
 from marketplace.selectors import live_nodes_by_listing, node_free_of
+from marketplace.services.subsidies import ZERO, SubsidyBook, Take
 from matching.problem import Assignment, Plan
 
 SKIPPED_REASON = "capacity or demand changed while the round was solving; next round retries"
@@ -40,22 +41,27 @@ def match_plan_apply(*, plan: Plan, run_id: int | None, now: datetime) -> ApplyR
     batched (one insert, one listing update, one request update), so the cost grows with the
     plan's size in rows, not in round trips.
     """
-    listings = _locked(Listing, {a.listing_id for a in plan.assignments})
+    # Lock order everywhere: requests, listings, programmes, vouchers (each by id) — no deadlocks.
     requests = _locked(BuyerRequest, {a.request_id for a in plan.assignments})
+    listings = _locked(Listing, {a.listing_id for a in plan.assignments})
+    book = SubsidyBook.locked({r.voucher_id for r in requests.values() if r.voucher_id}, now)
     live = live_nodes_by_listing(list(listings))
     node_free = {pk: list(node_free_of(listing, live.get(pk, []))) for pk, listing in listings.items()}
-    result = ApplyResult()
+    result, takes = ApplyResult(), []
     for assignment in plan.assignments:
         listing, request = listings[assignment.listing_id], requests[assignment.request_id]
         problem = _stale(assignment, listing, request, node_free[listing.pk], now)
         if problem:
             result.skipped.append((assignment, problem))
             continue
-        result.matches.append(_match_row(assignment, request, run_id))
+        match, take = _match_row(assignment, request, run_id, book)
+        result.matches.append(match)
+        takes.append(take)
         request.matched_replicas += assignment.replicas
         for node in assignment.nodes:
             node_free[listing.pk][node] -= assignment.gpus_per_replica
     result.matches = Match.objects.bulk_create(result.matches, batch_size=1000)
+    book.write([(match, take) for match, take in zip(result.matches, takes, strict=True) if take])
     _listings_allocate(result.matches)
     _requests_refresh_status(requests.values(), result.matches, now)
     return result
@@ -86,8 +92,21 @@ def _stale(
     return None
 
 
-def _match_row(assignment: Assignment, request: BuyerRequest, run_id: int | None) -> Match:
-    return Match(
+def _match_row(
+    assignment: Assignment, request: BuyerRequest, run_id: int | None, book: SubsidyBook
+) -> tuple[Match, Take | None]:
+    """The match to insert and its subsidy reservation: the planned subsidy, cut to what the
+    voucher's balances still cover (the cost per GPU-hour rises by what was cut)."""
+    subsidy, take = ZERO, None
+    if request.voucher_id:
+        subsidy, take = book.take(
+            voucher_id=request.voucher_id,
+            request_id=request.pk,
+            price=assignment.price_per_gpu_hour,
+            planned_per_gpu_hour=assignment.subsidy_per_gpu_hour,
+            gpu_hours=assignment.gpus * request.duration_hours,
+        )
+    match = Match(
         request=request,
         listing_id=assignment.listing_id,
         run_id=run_id,
@@ -96,15 +115,17 @@ def _match_row(assignment: Assignment, request: BuyerRequest, run_id: int | None
         gpus=assignment.gpus,
         nodes=list(assignment.nodes),
         price_per_gpu_hour=assignment.price_per_gpu_hour,
-        subsidy_per_gpu_hour=assignment.subsidy_per_gpu_hour,
+        subsidy_per_gpu_hour=subsidy,
+        voucher_id=request.voucher_id if take else None,
         energy_cost_per_gpu_hour=assignment.energy_cost_per_gpu_hour,
-        cost_per_gpu_hour=assignment.cost_per_gpu_hour,
+        cost_per_gpu_hour=assignment.cost_per_gpu_hour + assignment.subsidy_per_gpu_hour - subsidy,
         rtt_ms=round(assignment.rtt_ms, 1),
         latency_class=assignment.latency_class.value,
         explanation=assignment.explanation,
         starts_at=assignment.starts_at,
         ends_at=assignment.starts_at + timedelta(hours=request.duration_hours),
     )
+    return match, take
 
 
 def _listings_allocate(matches: list[Match]) -> None:

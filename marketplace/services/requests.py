@@ -3,62 +3,38 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from marketplace.demand import demand_terms_check
+from marketplace.demand import demand_request_build
+from marketplace.eligibility import voucher_covers
 from marketplace.errors import InvalidTransition, NotAllowed, NotFound
-from marketplace.models import BuyerRequest, GpuModel, Listing, Match, Organisation, Region
+from marketplace.models import BuyerRequest, GpuModel, Listing, Match, Organisation
+from marketplace.services.subsidies import subsidy_release
 from marketplace.services.triggers import matching_round_enqueue_on_commit
+from marketplace.services.vouchers import voucher_claim
 
 
 @transaction.atomic
-def request_submit(
-    *,
-    buyer: Organisation,
-    gpu_model: GpuModel,
-    gpus_per_replica: int,
-    replicas: int,
-    origin: Region,
-    max_price_per_gpu_hour: Decimal,
-    duration_hours: int,
-    start_by: datetime,
-    latency_class: str | None = None,
-    max_rtt_ms: Decimal | None = None,
-    latency_weight: Decimal | None = None,
-    now: datetime | None = None,
-) -> BuyerRequest:
-    """Accept demand from ``buyer`` (rules: ``marketplace.demand``); a matching round follows on commit."""
+def request_submit(*, buyer: Organisation, voucher_code: str | None = None, now: datetime | None = None, **terms):
+    """Accept demand from ``buyer``; a matching round follows on commit.
+
+    ``terms`` are the request's fields (gpu_model, gpus_per_replica, replicas, origin,
+    max_price_per_gpu_hour, duration_hours, start_by, and latency_class or max_rtt_ms, latency_weight),
+    checked by ``marketplace.demand``. A ``voucher_code`` is claimed for the buyer (idempotent) and
+    must cover the request; if anything fails, nothing is written.
+    """
     if buyer.kind != Organisation.Kind.BUYER:
         raise NotAllowed("Only buyers submit requests.")
-    latency_class = demand_terms_check(
-        gpus_per_replica=gpus_per_replica,
-        replicas=replicas,
-        latency_class=latency_class,
-        max_rtt_ms=max_rtt_ms,
-        latency_weight=latency_weight,
-        price=max_price_per_gpu_hour,
-        duration_hours=duration_hours,
-        start_by=start_by,
-        now=now or timezone.now(),
-    )
-    request = BuyerRequest.objects.create(
-        buyer=buyer,
-        gpu_model=gpu_model,
-        gpus_per_replica=gpus_per_replica,
-        replicas=replicas,
-        origin=origin,
-        latency_class=latency_class,
-        max_rtt_ms=max_rtt_ms,
-        latency_weight=latency_weight,
-        max_price_per_gpu_hour=max_price_per_gpu_hour,
-        duration_hours=duration_hours,
-        start_by=start_by,
-    )
-    matching_round_enqueue_on_commit(gpu_model_code=gpu_model.code)
+    now = now or timezone.now()
+    request = demand_request_build(buyer=buyer, now=now, **terms)
+    if voucher_code:
+        request.voucher = voucher_claim(code=voucher_code, buyer=buyer, now=now, field="voucher_code")
+        voucher_covers(request.voucher, request)
+    request.save()
+    matching_round_enqueue_on_commit(gpu_model_code=request.gpu_model.code)
     return request
 
 
@@ -87,6 +63,7 @@ def _release_reserved_matches(request: BuyerRequest) -> None:
     # Lock listings in id order, as every other writer does, so that two writers never deadlock.
     for listing_id in sorted({m.listing_id for m in matches}):
         Listing.objects.select_for_update().filter(pk=listing_id).first()
+    subsidy_release(matches)
     for match in matches:
         Listing.objects.filter(pk=match.listing_id).update(allocated_gpus=F("allocated_gpus") - match.gpus)
         match.status = Match.Status.CANCELLED

@@ -4,7 +4,7 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 
 from marketplace import services
-from marketplace.models import BuyerRequest, GpuModel, Listing, Organisation, Region, Rtt
+from marketplace.models import BuyerRequest, GpuModel, Listing, Organisation, Region, Rtt, VoucherProgram
 from matching.latency import LatencyClass, estimate_rtt_ms, great_circle_km, latency_class_of
 
 
@@ -63,7 +63,8 @@ def test_seed_demo_builds_a_believable_market_idempotently(reference, settings):
     listings = Listing.objects.count()
     call_command("seed_demo")
     assert Listing.objects.count() == listings
-    assert Organisation.objects.filter(kind="provider").count() == 12
+    assert Organisation.objects.filter(kind="provider").count() == 13
+    assert VoucherProgram.objects.count() == 8  # seven city programmes and the Zhengzhou promotion
     west = Listing.objects.filter(region__is_west=True)
     east = Listing.objects.filter(region__is_west=False)
     assert sum(west.values_list("gpu_count", flat=True)) > 2 * sum(east.values_list("gpu_count", flat=True))

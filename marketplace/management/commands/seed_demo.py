@@ -18,7 +18,8 @@ class Command(BaseCommand):
         summary = demo_market_seed(seed=seed)
         self.stdout.write(
             f"demo market: {summary.providers} providers, {summary.listings} listings "
-            f"({summary.gpus} GPUs), {summary.buyers} buyers, {summary.requests} requests"
+            f"({summary.gpus} GPUs), {summary.buyers} buyers, {summary.requests} requests, "
+            f"{summary.programs} voucher programmes"
         )
         if getattr(settings, "DEMO_LOGINS", False):
             names = demo_logins_create()

@@ -1,0 +1,171 @@
+"""Voucher programmes, their codes, claims, and the ledger that reserves and releases subsidy.
+
+Balances move only here, each with a ledger row, under row locks taken in one order — programme,
+then voucher — so that two rounds or a round and a cancellation never deadlock, and the database
+constraints (programme balance ≥ 0, voucher spent ≤ cap) are the last guard against over-spending.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from decimal import ROUND_DOWN, Decimal
+
+from django.db import transaction
+from django.utils import timezone
+
+from marketplace.eligibility import voucher_usable
+from marketplace.errors import InvalidInput, NotFound
+from marketplace.models import GpuModel, Organisation, Region, Voucher, VoucherProgram
+
+FOUR_PLACES = Decimal("0.0001")
+#: 18 random bytes: 144 bits, unguessable; URL-safe so a code can be typed or put in a link.
+CODE_BYTES = 18
+
+
+def _check_program_terms(*, kind: str, percent, free_gpu_hours, budget, valid_from, valid_until) -> None:
+    if kind == VoucherProgram.Kind.PERCENT and not (percent is not None and 0 < percent <= 100):
+        raise InvalidInput("A percent programme needs a percent above 0 and at most 100.", field="percent")
+    if kind == VoucherProgram.Kind.FREE_GPU_HOURS and not (free_gpu_hours and free_gpu_hours > 0):
+        raise InvalidInput("A free GPU-hours programme needs free_gpu_hours above 0.", field="free_gpu_hours")
+    if budget <= 0:
+        raise InvalidInput("Must be greater than 0.", field="budget")
+    if valid_until <= valid_from:
+        raise InvalidInput("Must be after valid_from.", field="valid_until")
+
+
+@transaction.atomic
+def voucher_program_create(
+    *,
+    name: str,
+    sponsor: str,
+    budget: Decimal,
+    valid_from: datetime,
+    valid_until: datetime,
+    kind: str = VoucherProgram.Kind.PERCENT,
+    percent: Decimal | None = None,
+    free_gpu_hours: Decimal | None = None,
+    cap_per_buyer: Decimal | None = None,
+    sponsor_provider: Organisation | None = None,
+    eligible_regions: list[Region] = (),
+    eligible_providers: list[Organisation] = (),
+    eligible_gpu_models: list[GpuModel] = (),
+    eligible_buyer_provinces: list[str] = (),
+    min_spend: Decimal | None = None,
+    max_spend: Decimal | None = None,
+) -> VoucherProgram:
+    """Create a programme with its whole budget remaining.
+
+    A provider's promotion (``sponsor_provider`` set) only ever subsidises that provider's listings.
+    """
+    _check_program_terms(
+        kind=kind,
+        percent=percent,
+        free_gpu_hours=free_gpu_hours,
+        budget=budget,
+        valid_from=valid_from,
+        valid_until=valid_until,
+    )
+    if VoucherProgram.objects.filter(name=name).exists():
+        raise InvalidInput("A programme with this name exists.", field="name")
+    if sponsor_provider is not None:
+        eligible_providers = [sponsor_provider]
+    program = VoucherProgram.objects.create(
+        name=name,
+        sponsor=sponsor,
+        sponsor_provider=sponsor_provider,
+        kind=kind,
+        percent=percent if kind == VoucherProgram.Kind.PERCENT else None,
+        free_gpu_hours=free_gpu_hours if kind == VoucherProgram.Kind.FREE_GPU_HOURS else None,
+        cap_per_buyer=cap_per_buyer,
+        budget=budget,
+        remaining_budget=budget,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        eligible_buyer_provinces=list(eligible_buyer_provinces),
+        min_spend=min_spend,
+        max_spend=max_spend,
+    )
+    program.eligible_regions.set(eligible_regions)
+    program.eligible_providers.set(eligible_providers)
+    program.eligible_gpu_models.set(eligible_gpu_models)
+    return program
+
+
+@transaction.atomic
+def voucher_program_update(*, program_id: int, sponsor_provider: Organisation | None, changes: dict) -> VoucherProgram:
+    """Rename, move the window, or top up / cut the budget (never below what is already spent)."""
+    program = _locked_program(program_id=program_id, sponsor_provider=sponsor_provider)
+    if "budget" in changes:
+        spent = program.budget - program.remaining_budget
+        if changes["budget"] < spent:
+            raise InvalidInput(f"{spent} CNY is already reserved; the budget cannot go below it.", field="budget")
+        program.remaining_budget = changes["budget"] - spent
+    for field, value in changes.items():
+        setattr(program, field, value)
+    _check_program_terms(
+        kind=program.kind,
+        percent=program.percent,
+        free_gpu_hours=program.free_gpu_hours,
+        budget=program.budget,
+        valid_from=program.valid_from,
+        valid_until=program.valid_until,
+    )
+    program.save(update_fields=[*changes, "remaining_budget"])
+    return program
+
+
+def _locked_program(*, program_id: int, sponsor_provider: Organisation | None) -> VoucherProgram:
+    """The programme under its row lock; a provider sees only its own promotions (None: staff)."""
+    programs = VoucherProgram.objects.select_for_update()
+    if sponsor_provider is not None:
+        programs = programs.filter(sponsor_provider=sponsor_provider)
+    program = programs.filter(pk=program_id).first()
+    if program is None:
+        raise NotFound("No such programme.", field="id")
+    return program
+
+
+@transaction.atomic
+def vouchers_issue(
+    *,
+    program_id: int,
+    sponsor_provider: Organisation | None,
+    count: int = 1,
+    buyer: Organisation | None = None,
+    cap: Decimal | None = None,
+) -> list[Voucher]:
+    """Issue ``count`` codes: to ``buyer``, or (no buyer) each claimable once by any eligible buyer."""
+    program = _locked_program(program_id=program_id, sponsor_provider=sponsor_provider)
+    if not 1 <= count <= 1000:
+        raise InvalidInput("Issue between 1 and 1000 codes at a time.", field="count")
+    if buyer is not None and buyer.kind != Organisation.Kind.BUYER:
+        raise InvalidInput("Vouchers are issued to buyers.", field="buyer")
+    if cap is not None and cap <= 0:
+        raise InvalidInput("Must be greater than 0.", field="cap")
+    now = timezone.now() if buyer is not None else None
+    vouchers = [
+        Voucher(program=program, code=secrets.token_urlsafe(CODE_BYTES), buyer=buyer, cap=cap, claimed_at=now)
+        for _ in range(count)
+    ]
+    return Voucher.objects.bulk_create(vouchers)
+
+
+@transaction.atomic
+def voucher_claim(*, code: str, buyer: Organisation, now: datetime | None = None, field: str = "code") -> Voucher:
+    """Make ``code`` the buyer's; claiming one's own voucher again changes nothing.
+
+    Raises ``InvalidInput`` on ``field`` saying which: unknown, revoked, another buyer's, not yet
+    valid, expired, exhausted, or the buyer is not eligible (``marketplace.eligibility``).
+    """
+    now = now or timezone.now()
+    voucher = voucher_usable(code=code, buyer=buyer, now=now, field=field, lock=True)
+    if voucher.buyer_id is None:
+        voucher.buyer, voucher.claimed_at = buyer, now
+        voucher.save(update_fields=["buyer", "claimed_at"])
+    return voucher
+
+
+def quantize_down(value: Decimal) -> Decimal:
+    """Money to 0.0001 CNY, rounding down: a subsidy is never rounded up past what was reserved."""
+    return value.quantize(FOUR_PLACES, rounding=ROUND_DOWN)
