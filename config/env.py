@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -44,3 +45,11 @@ def env_int(name: str, default: int) -> int:
 def env_list(name: str, default: str | None = None) -> list[str]:
     """A comma-separated list, blanks dropped; with no default a missing variable is an error."""
     return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+def env_decimal(name: str, default: str) -> Decimal:
+    value = env_str(name, default)
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise ImproperlyConfigured(f"{name} must be a decimal number, got {value!r}.") from None

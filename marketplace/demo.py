@@ -15,9 +15,9 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.utils import timezone
 
 from marketplace import services
+from marketplace.clock import market_now
 from marketplace.models import GpuModel, Membership, Organisation, Region, VoucherProgram
 
 DEMO_PASSWORD = "demo"  # noqa: S105 - documented demo login, created under local settings only
@@ -98,7 +98,7 @@ def _demo_listing(rng: random.Random, provider, region: Region, model: GpuModel,
     markup = rng.uniform(0.72, 0.9) if region.is_west else rng.uniform(1.02, 1.3)
     node_size = 8 if model.code != "rtx4090" else rng.choice([4, 8])
     nodes = rng.randint(max(1, max_nodes // 3), max_nodes)
-    now = timezone.now()
+    now = market_now()
     return services.listing_create(
         provider=provider,
         region=region,
@@ -123,7 +123,7 @@ def _demo_request(rng: random.Random, buyer, origin: Region, models: dict, laten
         latency_class=latency_class,
         max_price_per_gpu_hour=(model.indicative_price_per_gpu_hour * cap_markup).quantize(CENT),
         duration_hours=rng.choice([4, 12, 24, 72, 168]),
-        start_by=timezone.now() + timedelta(hours=rng.randint(2, 48)),
+        start_by=market_now() + timedelta(hours=rng.randint(2, 48)),
     )
 
 
@@ -175,7 +175,7 @@ def demo_vouchers_seed(*, regions: dict, models: dict) -> int:
     the Zhengzhou provider promotion; each with claimable codes. Returns programmes created."""
     from marketplace.services.reference import reference_read
 
-    now = timezone.now()
+    now = market_now()
     window = {"valid_from": now - timedelta(days=30), "valid_until": now + timedelta(days=365)}
     created = 0
     for row in reference_read()["voucher_programs"]:

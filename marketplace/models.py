@@ -143,6 +143,8 @@ class Listing(models.Model):
     gpus_per_node = models.PositiveSmallIntegerField()
     #: GPUs held by live matches; changed only with F() under a row lock, never read-modify-write.
     allocated_gpus = models.PositiveIntegerField(default=0)
+    #: Node indices the provider marked failed: they hold nothing and are offered to nobody.
+    failed_nodes = models.JSONField(default=list, blank=True)
     price_per_gpu_hour = models.DecimalField(**MONEY)
     available_from = models.DateTimeField()
     available_until = models.DateTimeField()
@@ -329,8 +331,12 @@ class Match(models.Model):
     latency_class = models.CharField(max_length=12, choices=[(c.value, c.value) for c in LatencyClass])
     explanation = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RESERVED)
+    #: Why the match ended as it did ("node 3 of listing 12 failed", "cancelled by the buyer").
+    status_reason = models.CharField(max_length=300, blank=True)
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()
+    #: When it actually stopped holding its GPUs (completed, cancelled or failed); null while live.
+    ended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -473,3 +479,55 @@ class VoucherLedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.amount} on voucher {self.voucher_id}"
+
+
+class MarketClock(models.Model):
+    """The market's time: real time plus an offset that ``manage.py advance_clock`` moves forward,
+    so that tests and demos can run a day in seconds. One row."""
+
+    offset_seconds = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(offset_seconds__gte=0), name="clock_never_goes_back")]
+
+    def __str__(self) -> str:
+        return f"market clock +{self.offset_seconds} s"
+
+
+class Settlement(models.Model):
+    """What one ended match costs and pays, to the fen: its line in both parties' statements.
+
+    One per match (nothing is billed twice). gross = subsidy + buyer_pays = platform_fee +
+    provider_earns; the rounding rules are in ``marketplace.money``.
+    """
+
+    match = models.OneToOneField(Match, on_delete=models.PROTECT, related_name="settlement")
+    buyer = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="buyer_settlements")
+    provider = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="provider_settlements")
+    program = models.ForeignKey(VoucherProgram, on_delete=models.PROTECT, null=True, blank=True)
+    settled_at = models.DateTimeField(help_text="market time the match ended")
+    gpu_hours = models.DecimalField(max_digits=14, decimal_places=4)
+    price_per_gpu_hour = models.DecimalField(**MONEY)
+    gross = models.DecimalField(max_digits=16, decimal_places=2)
+    subsidy = models.DecimalField(max_digits=16, decimal_places=2)
+    buyer_pays = models.DecimalField(max_digits=16, decimal_places=2)
+    platform_fee = models.DecimalField(max_digits=16, decimal_places=2)
+    provider_earns = models.DecimalField(max_digits=16, decimal_places=2)
+
+    class Meta:
+        ordering = ["settled_at", "id"]
+        indexes = [models.Index(fields=["buyer", "settled_at"]), models.Index(fields=["provider", "settled_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(gpu_hours__gte=0), name="settlement_hours_gte_0"),
+            models.CheckConstraint(
+                condition=Q(subsidy__gte=0, buyer_pays__gte=0, platform_fee__gte=0, provider_earns__gte=0),
+                name="settlement_amounts_gte_0",
+            ),
+            models.CheckConstraint(condition=Q(gross=F("subsidy") + F("buyer_pays")), name="settlement_buyer_side"),
+            models.CheckConstraint(
+                condition=Q(gross=F("platform_fee") + F("provider_earns")), name="settlement_provider_side"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"settlement of match {self.match_id}: {self.gross} CNY"

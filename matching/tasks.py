@@ -12,11 +12,11 @@ import time
 
 from celery import shared_task
 from django.core.cache import cache
-from django.utils import timezone
 
 from marketplace import selectors
-from marketplace.services import lifecycle
+from marketplace.clock import market_now
 from marketplace.services import matching as matching_services
+from marketplace.services.lifecycle import lifecycle_tick
 from marketplace.services.triggers import round_pending_key
 from matching.solver import solve
 
@@ -49,7 +49,7 @@ def round_run(*, shard: str, trigger: str) -> int | None:
 
 
 def _round_locked(*, shard: str, trigger: str) -> int:
-    now = timezone.now()
+    now = market_now()
     run = matching_services.matching_run_start(trigger=trigger, shard=shard, now=now)
     try:
         started = time.perf_counter()
@@ -68,10 +68,10 @@ def _round_locked(*, shard: str, trigger: str) -> int:
             request_count=len(problem.requests),
             listing_count=len(problem.listings),
             timings_ms=timings,
-            finished_at=timezone.now(),
+            finished_at=market_now(),
         )
     except BaseException as exc:  # record even a soft time limit or a kill signal, then re-raise
-        matching_services.matching_run_fail(run_id=run.pk, error=repr(exc), finished_at=timezone.now())
+        matching_services.matching_run_fail(run_id=run.pk, error=repr(exc), finished_at=market_now())
         raise
     logger.info("round %s on %s: served %s replicas", run.pk, shard, result.served_replicas)
     return run.pk
@@ -96,12 +96,13 @@ def matching_round(self, *, shard: str, trigger: str = "commit") -> int | None:
 
 @shared_task(acks_late=True)
 def matching_sweep() -> list[str]:
-    """Beat's sweep: expire stale rows, then enqueue a round for every shard with open work.
+    """Beat's sweep: move the lifecycle on (start, complete and settle matches; expire requests;
+    close listings), then enqueue a round for every shard with open work.
 
     Makes up for any trigger a broker outage lost: the database, not the queue, holds the work.
     """
-    now = timezone.now()
-    lifecycle.stale_rows_expire(now=now)
+    now = market_now()
+    lifecycle_tick(now=now)
     shards = selectors.shards_with_open_work(now=now)
     for shard in shards:
         matching_round.apply_async(kwargs={"shard": shard, "trigger": "sweep"})

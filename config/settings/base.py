@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import env_bool, env_int, env_list, env_str
+from config.env import env_bool, env_decimal, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("MARKETPLACE_VAR_DIR", str(BASE_DIR / "var")))
@@ -192,3 +192,5 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 #: Seconds a commit waits before its round runs, so a burst of commits shares one round.
 MATCHING_COALESCE_SECONDS = env_int("MATCHING_COALESCE_SECONDS", 1)
+#: The platform's share of each settled match's gross, in percent (see marketplace.money).
+PLATFORM_FEE_PERCENT = env_decimal("PLATFORM_FEE_PERCENT", "5")

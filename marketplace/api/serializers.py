@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.utils import timezone
 from rest_framework import serializers
 
 from marketplace import selectors
+from marketplace.clock import market_now
 from marketplace.models import (
     NODE_SIZE_CHOICES,
     BuyerRequest,
@@ -153,7 +153,7 @@ class ListingIn(serializers.Serializer):
 
     def validate(self, attrs):
         """Default window: from now, for 30 days."""
-        attrs.setdefault("available_from", timezone.now())
+        attrs.setdefault("available_from", market_now())
         attrs.setdefault("available_until", attrs["available_from"] + timedelta(days=30))
         return attrs
 
@@ -218,7 +218,7 @@ class RequestIn(serializers.Serializer):
 
     def validate(self, attrs):
         """Default: the request must start within 24 hours."""
-        attrs.setdefault("start_by", timezone.now() + timedelta(hours=24))
+        attrs.setdefault("start_by", market_now() + timedelta(hours=24))
         return attrs
 
 
@@ -327,8 +327,10 @@ class MatchOut(serializers.ModelSerializer):
             "latency_class",
             "explanation",
             "status",
+            "status_reason",
             "starts_at",
             "ends_at",
+            "ended_at",
             "created_at",
         ]
 
@@ -421,7 +423,7 @@ class VoucherProgramIn(serializers.Serializer):
     max_spend = serializers.DecimalField(max_digits=16, decimal_places=4, required=False, allow_null=True)
 
     def validate(self, attrs):
-        attrs.setdefault("valid_from", timezone.now())
+        attrs.setdefault("valid_from", market_now())
         return attrs
 
 
@@ -494,3 +496,39 @@ class ProgramReportOut(serializers.Serializer):
     gpu_hours_by_region = serializers.DictField(child=serializers.DecimalField(max_digits=16, decimal_places=4))
     west_gpu_hours = serializers.DecimalField(max_digits=16, decimal_places=4)
     west_share = serializers.FloatField()
+
+
+# --- lifecycle and statements ------------------------------------------------------------------
+
+
+class FailNodesIn(serializers.Serializer):
+    nodes = serializers.ListField(child=serializers.IntegerField(min_value=0), min_length=1, max_length=1000)
+
+
+class StatementQuery(serializers.Serializer):
+    month = serializers.RegexField(r"^\d{4}-(0[1-9]|1[0-2])$", required=False, help_text="YYYY-MM; default: this month")
+
+
+class StatementLineOut(serializers.Serializer):
+    match = serializers.IntegerField(source="match_id")
+    request = serializers.IntegerField(source="match.request_id")
+    listing = serializers.IntegerField(source="match.listing_id")
+    region = serializers.CharField(source="match.listing.region.code")
+    status = serializers.CharField(source="match.status")
+    settled_at = serializers.DateTimeField()
+    gpu_hours = serializers.DecimalField(max_digits=14, decimal_places=4)
+    price_per_gpu_hour = serializers.DecimalField(**MONEY)
+    voucher_program = serializers.CharField(source="program.name", allow_null=True, default=None)
+    gross = serializers.DecimalField(max_digits=16, decimal_places=2)
+    subsidy = serializers.DecimalField(max_digits=16, decimal_places=2)
+    buyer_pays = serializers.DecimalField(max_digits=16, decimal_places=2)
+    platform_fee = serializers.DecimalField(max_digits=16, decimal_places=2)
+    provider_earns = serializers.DecimalField(max_digits=16, decimal_places=2)
+
+
+class StatementOut(serializers.Serializer):
+    organisation = serializers.CharField()
+    role = serializers.CharField()
+    month = serializers.CharField()
+    totals = serializers.DictField(child=serializers.DecimalField(max_digits=18, decimal_places=4))
+    lines = StatementLineOut(many=True)

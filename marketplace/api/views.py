@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from django.http import Http404
+import csv
+from datetime import date
+
+from django.http import Http404, HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny, BasePermission, IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,6 +16,7 @@ from rest_framework.views import APIView
 from marketplace import selectors, services
 from marketplace.api import serializers as s
 from marketplace.api.permissions import IsBuyer, IsProvider
+from marketplace.clock import market_now
 from marketplace.models import Organisation
 
 #: Query parameters every list accepts besides its own filters.
@@ -232,6 +236,69 @@ class MatchDetailView(generics.RetrieveAPIView):
 
     def get_queryset(self):
         return selectors.match_list_for(self.request.user)
+
+
+class MatchCancelView(APIView):
+    """The buyer stops a match: it pays for the GPU-hours it held (nothing if not yet started)."""
+
+    permission_classes = [IsBuyer]
+
+    @extend_schema(request=None, responses=s.MatchOut)
+    def post(self, request, match_id: int):
+        services.match_cancel(match_id=match_id, buyer=buyer_of(request), now=market_now())
+        return Response(s.MatchOut(selectors.match_list_for(request.user).get(pk=match_id)).data)
+
+
+class ListingFailNodesView(APIView):
+    """The provider reports failed nodes: the matches on them fail over to other capacity."""
+
+    permission_classes = [IsProvider]
+
+    @extend_schema(request=s.FailNodesIn, responses=s.ListingOut)
+    def post(self, request, listing_id: int):
+        nodes = validated_body(s.FailNodesIn, request)["nodes"]
+        services.listing_nodes_fail(listing_id=listing_id, provider=provider_of(request), nodes=nodes)
+        listing = selectors.listing_visible(listing_id=listing_id, viewer=provider_of(request))
+        return Response(s.ListingOut(listing).data)
+
+
+def statement_of(request) -> selectors.Statement:
+    organisation = selectors.organisation_of(request.user)
+    if organisation is None:
+        raise PermissionDenied("Statements are for buyer and provider accounts.")
+    month = validated_query(s.StatementQuery, request).get("month")
+    first = date.fromisoformat(f"{month}-01") if month else market_now().date().replace(day=1)
+    return selectors.statement_for(organisation, first)
+
+
+class StatementView(APIView):
+    """This month's (or ``?month=YYYY-MM``'s) settled matches and totals for the caller's
+    organisation: what a buyer pays, what a provider earns."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(parameters=[s.StatementQuery], responses=s.StatementOut)
+    def get(self, request):
+        return Response(s.StatementOut(statement_of(request)).data)
+
+
+class StatementCsvView(APIView):
+    """The same statement as CSV: one row per match, then a totals row."""
+
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(parameters=[s.StatementQuery], responses={(200, "text/csv"): str})
+    def get(self, request):
+        statement = statement_of(request)
+        response = HttpResponse(content_type="text/csv")
+        response["Content-Disposition"] = f'attachment; filename="statement-{statement.month}.csv"'
+        writer = csv.writer(response)
+        columns = list(s.StatementLineOut().fields)
+        writer.writerow(columns)
+        for line in s.StatementLineOut(statement.lines, many=True).data:
+            writer.writerow([line[column] for column in columns])
+        writer.writerow(["total", *[statement.totals.get(column, "") for column in columns[1:]]])
+        return response
 
 
 class MatchingRunListView(generics.ListAPIView):

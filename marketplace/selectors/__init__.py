@@ -16,16 +16,6 @@ from marketplace.selectors.engine import (
     request_quote,
     shards_with_open_work,
 )
-from marketplace.selectors.vouchers import (
-    ProgramReport,
-    buyer_year_net,
-    free_hours_used,
-    voucher_ledger_reconciles,
-    voucher_program_report,
-    voucher_programs_for,
-    voucher_terms,
-    vouchers_of,
-)
 from marketplace.selectors.market import (
     CapacityRow,
     ListingFilters,
@@ -44,23 +34,30 @@ from marketplace.selectors.market import (
     rtt_map,
     with_free_gpus,
 )
+from marketplace.selectors.statements import Statement, statement_for
+from marketplace.selectors.vouchers import (
+    ProgramReport,
+    buyer_year_net,
+    free_hours_used,
+    voucher_ledger_reconciles,
+    voucher_program_report,
+    voucher_programs_for,
+    voucher_terms,
+    vouchers_of,
+)
 
 __all__ = [
-    "ProgramReport",
-    "buyer_year_net",
-    "free_hours_used",
-    "voucher_ledger_reconciles",
-    "voucher_program_report",
-    "voucher_programs_for",
-    "voucher_terms",
-    "vouchers_of",
     "CapacityRow",
     "ListingFilters",
+    "ProgramReport",
+    "Statement",
+    "buyer_year_net",
     "capacity_by_region",
     "engine_free_listings",
     "engine_listing_specs",
     "engine_problem",
     "engine_request_spec",
+    "free_hours_used",
     "gpu_model_list",
     "listing_energy_cost",
     "listing_search",
@@ -77,5 +74,11 @@ __all__ = [
     "request_quote",
     "rtt_map",
     "shards_with_open_work",
+    "statement_for",
+    "voucher_ledger_reconciles",
+    "voucher_program_report",
+    "voucher_programs_for",
+    "voucher_terms",
+    "vouchers_of",
     "with_free_gpus",
 ]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.utils import timezone
-
+from marketplace.clock import market_now
 from marketplace.demand import demand_request_build
 from marketplace.eligibility import voucher_covers, voucher_usable
 from marketplace.models import BuyerRequest, Listing, Match, Organisation
@@ -19,6 +18,8 @@ from matching.quote import quote
 def node_free_of(listing: Listing, live_nodes: list[tuple[int, list[int]]]) -> tuple[int, ...]:
     """Free GPUs per node of ``listing`` given its live matches' ``(gpus_per_replica, nodes)``."""
     free = [listing.gpus_per_node] * listing.node_count
+    for node in listing.failed_nodes:
+        free[node] = 0  # a failed node is offered to nobody
     for gpus_per_replica, nodes in live_nodes:
         for node in nodes:
             free[node] -= gpus_per_replica
@@ -64,7 +65,7 @@ class VoucherBalances(tuple):
     def of(cls, requests) -> VoucherBalances:
         vouchers = [r.voucher for r in requests if r.voucher_id]
         pairs = {(v.program_id, v.buyer_id) for v in vouchers if v.buyer_id}
-        year = timezone.now().year
+        year = market_now().year
         return cls((buyer_year_net(pairs, year), free_hours_used({v.pk for v in vouchers}) if vouchers else {}))
 
 
@@ -136,7 +137,7 @@ def request_quote(*, buyer: Organisation, voucher_code: str | None = None, now: 
     ``marketplace.eligibility``); nothing is written (a claimable voucher is not claimed). The
     request is quoted alone against the current free capacity.
     """
-    now = now or timezone.now()
+    now = now or market_now()
     request = demand_request_build(buyer=buyer, now=now, **terms)
     if voucher_code:
         request.voucher = voucher_usable(code=voucher_code, buyer=buyer, now=now, field="voucher_code")

@@ -7,8 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import DecimalField, ExpressionWrapper, F, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
-from django.utils import timezone
 
+from marketplace.clock import market_now
 from marketplace.models import BuyerRequest, GpuModel, Listing, Match, MatchingRun, Organisation, Region, Rtt
 from matching.costs import energy_cost_per_gpu_hour
 from matching.latency import LatencyClass, bound_of, latency_class_of
@@ -130,7 +130,7 @@ def capacity_by_region(
 
     Rows come nearest first; two queries whatever the number of listings.
     """
-    now = now or timezone.now()
+    now = now or market_now()
     queryset = with_free_gpus(Listing.objects.filter(status=Listing.Status.ACTIVE, available_until__gt=now)).filter(
         free__gt=0
     )

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db.models import QuerySet, Sum
-from django.utils import timezone
 
+from marketplace.clock import market_now
 from marketplace.models import BuyerRequest, Voucher, VoucherLedgerEntry, VoucherProgram
 from matching.problem import VoucherTerms
 
@@ -85,7 +85,7 @@ def vouchers_of(buyer) -> list:
         .prefetch_related("program__eligible_regions", "program__eligible_gpu_models")
         .order_by("-id")
     )
-    year_net = buyer_year_net({(v.program_id, buyer.pk) for v in vouchers}, timezone.now().year)
+    year_net = buyer_year_net({(v.program_id, buyer.pk) for v in vouchers}, market_now().year)
     for voucher in vouchers:
         program = voucher.program
         limits = [program.remaining_budget]
@@ -161,3 +161,19 @@ def voucher_ledger_reconciles(program: VoucherProgram) -> bool:
     totals = dict(VoucherLedgerEntry.objects.filter(program=program).values_list("kind").annotate(total=Sum("amount")))
     net = totals.get(VoucherLedgerEntry.Kind.RESERVE, ZERO) - totals.get(VoucherLedgerEntry.Kind.RELEASE, ZERO)
     return program.budget - net == program.remaining_budget
+
+
+def net_reserved_by_match(match_ids: list[int]) -> dict[int, tuple[Decimal, Decimal]]:
+    """``{match_id: (amount, gpu_hours)}`` still reserved, for matches holding anything."""
+    rows = (
+        VoucherLedgerEntry.objects.filter(match_id__in=match_ids)
+        .values("match_id", "kind")
+        .annotate(amount=Sum("amount"), hours=Sum("gpu_hours"))
+    )
+    held: dict[int, list[Decimal]] = {}
+    for row in rows:
+        sign = 1 if row["kind"] == VoucherLedgerEntry.Kind.RESERVE else -1
+        entry = held.setdefault(row["match_id"], [ZERO, ZERO])
+        entry[0] += sign * row["amount"]
+        entry[1] += sign * row["hours"]
+    return {match_id: (amount, hours) for match_id, (amount, hours) in held.items() if amount > 0}

@@ -5,7 +5,8 @@ naming the field), and rely on database constraints as the last guard.
 """
 
 from marketplace.services.accounts import account_register
-from marketplace.services.listings import listing_create, listing_update, listing_withdraw
+from marketplace.services.lifecycle import lifecycle_tick, match_cancel
+from marketplace.services.listings import listing_create, listing_nodes_fail, listing_update, listing_withdraw
 from marketplace.services.reference import reference_load, reference_read
 from marketplace.services.requests import request_cancel, request_submit
 from marketplace.services.vouchers import (
@@ -17,9 +18,12 @@ from marketplace.services.vouchers import (
 
 __all__ = [
     "account_register",
+    "lifecycle_tick",
     "listing_create",
+    "listing_nodes_fail",
     "listing_update",
     "listing_withdraw",
+    "match_cancel",
     "reference_load",
     "reference_read",
     "request_cancel",

@@ -1,33 +1,194 @@
-"""Time passing: requests that can no longer start expire, listings past their window close."""
+"""Time passing for matches, requests and listings: start, run, end, settle, fail over.
+
+A match holds its GPUs from ``starts_at`` for the request's duration: reserved → running →
+completed, or cancelled (by the buyer) or failed (capacity lost). Ending a match — whichever way —
+goes through :func:`matches_end`, which meters the GPU-hours actually held, writes the one
+settlement line the match will ever have, draws its subsidy from the voucher reservation and
+releases the rest, and gives the GPUs back to the listing.
+
+Lock order, as everywhere: requests, matches, listings, programmes, vouchers (each by id).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Q
 
-from marketplace.models import BuyerRequest, Listing
+from marketplace.errors import InvalidTransition, NotFound
+from marketplace.models import BuyerRequest, Listing, Match, Organisation, Settlement
+from marketplace.money import gpu_hours_held, to_fen, to_fen_down
+from marketplace.selectors.vouchers import net_reserved_by_match
+from marketplace.services.subsidies import SubsidyBook, Take, write_releases
+from marketplace.services.triggers import matching_round_enqueue_on_commit
+
+ZERO = Decimal("0")
+#: A failed-over request whose start_by has passed gets this long to be placed again.
+FAILOVER_GRACE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
-class ExpiredCounts:
-    requests: int
-    listings: int
+class TickCounts:
+    started: int
+    completed: int
+    expired_requests: int
+    closed_listings: int
 
 
 @transaction.atomic
-def stale_rows_expire(*, now: datetime) -> ExpiredCounts:
-    """Expire open requests whose ``start_by`` passed with nothing matched, and close active
-    listings whose window ended. Idempotent.
-
-    A partially matched request keeps its matches; past ``start_by`` the engine's snapshot no
-    longer offers it, so it stays ``partially_matched``.
-    """
-    requests = BuyerRequest.objects.filter(status=BuyerRequest.Status.OPEN, start_by__lt=now).update(
+def lifecycle_tick(*, now: datetime) -> TickCounts:
+    """Start due matches, complete finished ones (settling them), expire requests that can no
+    longer start, close listings past their window. Idempotent: a second tick at the same ``now``
+    changes nothing."""
+    started = Match.objects.filter(status=Match.Status.RESERVED, starts_at__lte=now, ends_at__gt=now).update(
+        status=Match.Status.RUNNING
+    )
+    due = list(
+        Match.objects.select_for_update()
+        .filter(status__in=Match.LIVE_STATUSES, ends_at__lte=now)
+        .select_related("request", "listing__gpu_model")
+        .order_by("pk")
+    )
+    matches_end(due, status=Match.Status.COMPLETED, at=now, reason="ran its full duration")
+    expired = BuyerRequest.objects.filter(status=BuyerRequest.Status.OPEN, start_by__lt=now).update(
         status=BuyerRequest.Status.EXPIRED
     )
-    listings = Listing.objects.filter(status=Listing.Status.ACTIVE, available_until__lte=now).update(
+    closed = Listing.objects.filter(status=Listing.Status.ACTIVE, available_until__lte=now).update(
         status=Listing.Status.CLOSED
     )
-    return ExpiredCounts(requests=requests, listings=listings)
+    return TickCounts(started=started, completed=len(due), expired_requests=expired, closed_listings=closed)
+
+
+def matches_end(matches: list[Match], *, status: str, at: datetime, reason: str) -> list[Settlement]:
+    """End live ``matches`` at ``at`` (capped to each one's window) and settle each exactly once.
+
+    Preconditions: inside a transaction; the matches are locked (``select_for_update``) with
+    ``request`` and ``listing__gpu_model`` loaded, and (when the caller changes requests) the
+    requests were locked before them.
+    """
+    matches = [match for match in matches if match.status in Match.LIVE_STATUSES]
+    if not matches:
+        return []
+    _lock_listings({match.listing_id for match in matches})
+    held = net_reserved_by_match([match.pk for match in matches if match.voucher_id])
+    book = SubsidyBook.locked({match.voucher_id for match in matches if match.pk in held}, now=at)
+    settlements, releases = [], []
+    for match in matches:
+        match.ended_at = min(max(at, match.starts_at), match.ends_at)
+        match.status, match.status_reason = status, reason[:300]
+        settlement = _settlement_of(match)
+        settlements.append(settlement)
+        reserved, hours = held.get(match.pk, (ZERO, ZERO))
+        if reserved > settlement.subsidy:
+            voucher = book.vouchers[match.voucher_id]
+            unused = Take(
+                voucher=voucher,
+                buyer_id=voucher.buyer_id,
+                amount=reserved - settlement.subsidy,
+                gpu_hours=max(ZERO, hours - settlement.gpu_hours),
+            )
+            releases.append((match, unused))
+    Match.objects.bulk_update(matches, ["status", "status_reason", "ended_at"])
+    Settlement.objects.bulk_create(settlements)
+    write_releases(releases)
+    _listings_release(matches)
+    for code in sorted({match.listing.gpu_model.code for match in matches}):
+        matching_round_enqueue_on_commit(gpu_model_code=code)
+    return settlements
+
+
+def _settlement_of(match: Match) -> Settlement:
+    """The match's one statement line, by the rules of ``marketplace.money``."""
+    hours = gpu_hours_held(gpus=match.gpus, start=match.starts_at, end=match.ended_at)
+    gross = to_fen(match.price_per_gpu_hour * hours)
+    subsidy = min(gross, to_fen_down(match.subsidy_per_gpu_hour * hours))
+    fee = to_fen(gross * Decimal(str(settings.PLATFORM_FEE_PERCENT)) / 100)
+    return Settlement(
+        match=match,
+        buyer_id=match.request.buyer_id,
+        provider_id=match.listing.provider_id,
+        program_id=match.voucher.program_id if match.voucher_id else None,
+        settled_at=match.ended_at,
+        gpu_hours=hours,
+        price_per_gpu_hour=match.price_per_gpu_hour,
+        gross=gross,
+        subsidy=subsidy,
+        buyer_pays=gross - subsidy,
+        platform_fee=fee,
+        provider_earns=gross - fee,
+    )
+
+
+def _lock_listings(listing_ids: set[int]) -> None:
+    list(Listing.objects.select_for_update().filter(pk__in=sorted(listing_ids)).order_by("pk").values_list("pk"))
+
+
+def _listings_release(matches: list[Match]) -> None:
+    freed: dict[int, int] = {}
+    for match in matches:
+        freed[match.listing_id] = freed.get(match.listing_id, 0) + match.gpus
+    for listing_id, gpus in sorted(freed.items()):
+        Listing.objects.filter(pk=listing_id).update(allocated_gpus=F("allocated_gpus") - gpus)
+
+
+# --- the buyer stops ----------------------------------------------------------------------------
+
+
+@transaction.atomic
+def match_cancel(*, match_id: int, buyer: Organisation, now: datetime) -> Match:
+    """The buyer stops one match: it pays for the time it ran (nothing if it had not started)."""
+    match = (
+        Match.objects.select_for_update(of=("self",))
+        .select_related("request", "listing__gpu_model", "voucher")
+        .filter(pk=match_id, request__buyer=buyer)
+        .first()
+    )
+    if match is None:
+        raise NotFound("No such match.", field="id")
+    if match.status not in Match.LIVE_STATUSES:
+        raise InvalidTransition(f"The match is already {match.status}.", field="status")
+    matches_end([match], status=Match.Status.CANCELLED, at=now, reason="cancelled by the buyer")
+    return match
+
+
+def live_matches_locked(query: Q) -> list[Match]:
+    """Live matches matching ``query``, locked, with what ``matches_end`` needs loaded."""
+    return list(
+        Match.objects.select_for_update(of=("self",))
+        .filter(query, status__in=Match.LIVE_STATUSES)
+        .select_related("request", "listing__gpu_model", "voucher")
+        .order_by("pk")
+    )
+
+
+# --- capacity lost: fail over -------------------------------------------------------------------
+
+
+def matches_fail_over(query: Q, *, now: datetime, reason: str) -> list[Match]:
+    """Fail the live matches in ``query`` and send their requests back to matching, first in line.
+
+    Each request gives back the failed replicas, gains one priority level (so the next round serves
+    it before new demand) and, if its ``start_by`` has passed, gets ``FAILOVER_GRACE`` to be placed
+    again within the same latency, price and size bounds. Precondition: inside a transaction.
+    """
+    request_ids = set(Match.objects.filter(query, status__in=Match.LIVE_STATUSES).values_list("request_id", flat=True))
+    requests = {
+        r.pk: r for r in BuyerRequest.objects.select_for_update().filter(pk__in=sorted(request_ids)).order_by("pk")
+    }
+    failed = live_matches_locked(query)
+    matches_end(failed, status=Match.Status.FAILED, at=now, reason=reason)
+    for match in failed:
+        request = requests[match.request_id]
+        request.matched_replicas -= match.replicas
+        request.priority = min(request.priority + 1, 100)
+        request.start_by = max(request.start_by, now + FAILOVER_GRACE)
+        if request.status in (BuyerRequest.Status.MATCHED, BuyerRequest.Status.PARTIALLY_MATCHED):
+            request.status = (
+                BuyerRequest.Status.PARTIALLY_MATCHED if request.matched_replicas else BuyerRequest.Status.OPEN
+            )
+    BuyerRequest.objects.bulk_update(requests.values(), ["matched_replicas", "priority", "start_by", "status"])
+    return failed

@@ -6,10 +6,13 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
+from django.db.models import Q
 
+from marketplace.clock import market_now
 from marketplace.errors import CapacityGone, InvalidInput, InvalidTransition, NotAllowed, NotFound
-from marketplace.models import NODE_SIZES, GpuModel, Listing, Organisation, Region
+from marketplace.models import NODE_SIZES, GpuModel, Listing, Match, Organisation, Region
 from marketplace.selectors import live_nodes_by_listing
+from marketplace.services.lifecycle import matches_fail_over
 from marketplace.services.triggers import matching_round_enqueue_on_commit
 
 #: Fields a provider may change on a listing with ``listing_update``.
@@ -105,14 +108,48 @@ def listing_update(*, listing_id: int, provider: Organisation, changes: dict) ->
 
 
 @transaction.atomic
-def listing_withdraw(*, listing_id: int, provider: Organisation) -> Listing:
-    """Take an active listing off the market: it gets no new matches (live ones run to their end)."""
+def listing_withdraw(*, listing_id: int, provider: Organisation, now: datetime | None = None) -> Listing:
+    """Take an active listing off the market. Its live matches fail (paying for the time they
+    ran) and their requests go back to matching first in line, within the same bounds."""
+    _fail_over_on(
+        listing_id, Q(listing_id=listing_id), now=now or market_now(), reason=f"listing {listing_id} withdrawn"
+    )
     listing = _locked_own_listing(listing_id=listing_id, provider=provider)
     if listing.status != Listing.Status.ACTIVE:
         raise InvalidTransition(f"The listing is already {listing.status}.", field="status")
     listing.status = Listing.Status.WITHDRAWN
     listing.save(update_fields=["status", "updated_at"])
     return listing
+
+
+@transaction.atomic
+def listing_nodes_fail(*, listing_id: int, provider: Organisation, nodes: list[int], now: datetime | None = None):
+    """Mark ``nodes`` of a listing failed: they are offered to nobody, and the live matches with a
+    replica on them fail over (see ``matches_fail_over``)."""
+    listing = Listing.objects.filter(pk=listing_id, provider=provider).first()
+    if listing is None:
+        raise NotFound("No such listing.", field="id")
+    bad = [node for node in nodes if not 0 <= node < listing.node_count]
+    if not nodes or bad:
+        raise InvalidInput(f"Nodes are numbered 0 to {listing.node_count - 1}.", field="nodes")
+    on_nodes = [pk for pk, held in _live_match_nodes(listing_id).items() if set(held) & set(nodes)]
+    reason = f"node {', '.join(map(str, sorted(set(nodes))))} of listing {listing_id} failed"
+    _fail_over_on(listing_id, Q(pk__in=on_nodes), now=now or market_now(), reason=reason)
+    listing = _locked_own_listing(listing_id=listing_id, provider=provider)
+    listing.failed_nodes = sorted(set(listing.failed_nodes) | set(nodes))
+    listing.save(update_fields=["failed_nodes", "updated_at"])
+    return listing
+
+
+def _live_match_nodes(listing_id: int) -> dict[int, list[int]]:
+    rows = Match.objects.filter(listing_id=listing_id, status__in=Match.LIVE_STATUSES).values_list("pk", "nodes")
+    return dict(rows)
+
+
+def _fail_over_on(listing_id: int, query: Q, *, now: datetime, reason: str) -> None:
+    """Fail over the live matches in ``query`` before the listing's own lock is taken (requests and
+    matches come before listings in the lock order)."""
+    matches_fail_over(query & Q(listing_id=listing_id), now=now, reason=reason)
 
 
 def _highest_live_node(listing: Listing) -> int:

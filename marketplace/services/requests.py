@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import F
-from django.utils import timezone
+from django.db.models import Q
 
+from marketplace.clock import market_now
 from marketplace.demand import demand_request_build
 from marketplace.eligibility import voucher_covers
 from marketplace.errors import InvalidTransition, NotAllowed, NotFound
-from marketplace.models import BuyerRequest, GpuModel, Listing, Match, Organisation
-from marketplace.services.subsidies import subsidy_release
+from marketplace.models import BuyerRequest, Match, Organisation
+from marketplace.services.lifecycle import live_matches_locked, matches_end
 from marketplace.services.triggers import matching_round_enqueue_on_commit
 from marketplace.services.vouchers import voucher_claim
 
@@ -28,7 +28,7 @@ def request_submit(*, buyer: Organisation, voucher_code: str | None = None, now:
     """
     if buyer.kind != Organisation.Kind.BUYER:
         raise NotAllowed("Only buyers submit requests.")
-    now = now or timezone.now()
+    now = now or market_now()
     request = demand_request_build(buyer=buyer, now=now, **terms)
     if voucher_code:
         request.voucher = voucher_claim(code=voucher_code, buyer=buyer, now=now, field="voucher_code")
@@ -39,11 +39,11 @@ def request_submit(*, buyer: Organisation, voucher_code: str | None = None, now:
 
 
 @transaction.atomic
-def request_cancel(*, request_id: int, buyer: Organisation) -> BuyerRequest:
-    """Cancel an open or (partially) matched request of ``buyer``.
+def request_cancel(*, request_id: int, buyer: Organisation, now: datetime | None = None) -> BuyerRequest:
+    """Cancel a request of ``buyer`` that is not already cancelled or expired.
 
-    Its reserved matches are cancelled and their GPUs return to the listings (under the listings'
-    row locks, so a racing round sees either the GPUs held or freed, never both).
+    Its live matches end now: one not yet started costs nothing and its voucher reservation is
+    released; a running one pays for the GPU-hours it held. Their GPUs return to the listings.
     """
     try:
         request = BuyerRequest.objects.select_for_update().get(pk=request_id, buyer=buyer)
@@ -51,23 +51,12 @@ def request_cancel(*, request_id: int, buyer: Organisation) -> BuyerRequest:
         raise NotFound("No such request.", field="id") from None
     if request.status in (BuyerRequest.Status.CANCELLED, BuyerRequest.Status.EXPIRED):
         raise InvalidTransition(f"The request is already {request.status}.", field="status")
-    _release_reserved_matches(request)
+    matches_end(
+        live_matches_locked(Q(request=request)),
+        status=Match.Status.CANCELLED,
+        at=now or market_now(),
+        reason="request cancelled by the buyer",
+    )
     request.status = BuyerRequest.Status.CANCELLED
     request.save(update_fields=["status", "updated_at"])
     return request
-
-
-def _release_reserved_matches(request: BuyerRequest) -> None:
-    """Cancel ``request``'s reserved matches and give their GPUs back. Caller holds a transaction."""
-    matches = list(Match.objects.select_for_update().filter(request=request, status=Match.Status.RESERVED))
-    # Lock listings in id order, as every other writer does, so that two writers never deadlock.
-    for listing_id in sorted({m.listing_id for m in matches}):
-        Listing.objects.select_for_update().filter(pk=listing_id).first()
-    subsidy_release(matches)
-    for match in matches:
-        Listing.objects.filter(pk=match.listing_id).update(allocated_gpus=F("allocated_gpus") - match.gpus)
-        match.status = Match.Status.CANCELLED
-        match.save(update_fields=["status"])
-    if matches:
-        gpu_model_code = GpuModel.objects.only("code").get(pk=request.gpu_model_id).code
-        matching_round_enqueue_on_commit(gpu_model_code=gpu_model_code)

@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from django.db.models import F, Sum
-from django.utils import timezone
+from django.db.models import F
 
 from marketplace.models import Match, Voucher, VoucherLedgerEntry, VoucherProgram
 from marketplace.selectors.vouchers import buyer_year_net, free_hours_used
@@ -140,20 +139,11 @@ def _lock_in_order(model, ids: set[int]) -> dict:
     return {row.pk: row for row in model.objects.select_for_update().filter(pk__in=sorted(ids)).order_by("pk")}
 
 
-def subsidy_release(matches: list[Match]) -> Decimal:
-    """Give back what ``matches`` still hold in the ledger (reserved − released); returns the total.
+def write_releases(releases: list[tuple[Match, Take]]) -> None:
+    """Ledger rows giving back ``releases`` and the balances, with F() on the locked rows.
 
-    Precondition: inside a transaction; the matches are locked. Idempotent per match.
+    Precondition: inside a transaction, the programmes and vouchers locked (``SubsidyBook.locked``).
     """
-    held = _held_by_match([m.pk for m in matches if m.voucher_id])
-    if not held:
-        return ZERO
-    book = SubsidyBook.locked({m.voucher_id for m in matches if m.pk in held}, now=timezone.now())
-    releases = []
-    for match in (m for m in matches if m.pk in held):
-        voucher = book.vouchers[match.voucher_id]
-        amount, hours = held[match.pk]
-        releases.append((match, Take(voucher=voucher, buyer_id=voucher.buyer_id, amount=amount, gpu_hours=hours)))
     VoucherLedgerEntry.objects.bulk_create(
         VoucherLedgerEntry(
             program_id=take.voucher.program_id,
@@ -167,20 +157,3 @@ def subsidy_release(matches: list[Match]) -> Decimal:
         for match, take in releases
     )
     _apply_totals(releases, sign=-1)
-    return sum((take.amount for _, take in releases), ZERO)
-
-
-def _held_by_match(match_ids: list[int]) -> dict[int, tuple[Decimal, Decimal]]:
-    """``{match_id: (amount, gpu_hours)}`` still reserved, for matches holding anything."""
-    rows = (
-        VoucherLedgerEntry.objects.filter(match_id__in=match_ids)
-        .values("match_id", "kind")
-        .annotate(amount=Sum("amount"), hours=Sum("gpu_hours"))
-    )
-    held: dict[int, list[Decimal]] = {}
-    for row in rows:
-        sign = 1 if row["kind"] == VoucherLedgerEntry.Kind.RESERVE else -1
-        entry = held.setdefault(row["match_id"], [ZERO, ZERO])
-        entry[0] += sign * row["amount"]
-        entry[1] += sign * row["hours"]
-    return {match_id: (amount, hours) for match_id, (amount, hours) in held.items() if amount > 0}

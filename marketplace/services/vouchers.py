@@ -12,8 +12,8 @@ from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
-from django.utils import timezone
 
+from marketplace.clock import market_now
 from marketplace.eligibility import voucher_usable
 from marketplace.errors import InvalidInput, NotFound
 from marketplace.models import GpuModel, Organisation, Region, Voucher, VoucherProgram
@@ -143,7 +143,7 @@ def vouchers_issue(
         raise InvalidInput("Vouchers are issued to buyers.", field="buyer")
     if cap is not None and cap <= 0:
         raise InvalidInput("Must be greater than 0.", field="cap")
-    now = timezone.now() if buyer is not None else None
+    now = market_now() if buyer is not None else None
     vouchers = [
         Voucher(program=program, code=secrets.token_urlsafe(CODE_BYTES), buyer=buyer, cap=cap, claimed_at=now)
         for _ in range(count)
@@ -158,7 +158,7 @@ def voucher_claim(*, code: str, buyer: Organisation, now: datetime | None = None
     Raises ``InvalidInput`` on ``field`` saying which: unknown, revoked, another buyer's, not yet
     valid, expired, exhausted, or the buyer is not eligible (``marketplace.eligibility``).
     """
-    now = now or timezone.now()
+    now = now or market_now()
     voucher = voucher_usable(code=code, buyer=buyer, now=now, field=field, lock=True)
     if voucher.buyer_id is None:
         voucher.buyer, voucher.claimed_at = buyer, now

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 
 from marketplace import selectors
+from marketplace.clock import market_now
 from marketplace.models import MatchingRun
 from matching.tasks import round_run
 
@@ -13,7 +13,7 @@ class Command(BaseCommand):
         parser.add_argument("--shard", help="a GPU model code; default: every one with open requests")
 
     def handle(self, *args, shard: str | None, **options):
-        shards = [shard] if shard else selectors.shards_with_open_work(now=timezone.now())
+        shards = [shard] if shard else selectors.shards_with_open_work(now=market_now())
         if not shards:
             self.stdout.write("no open requests: nothing to match")
         for code in shards:

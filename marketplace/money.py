@@ -1,0 +1,32 @@
+"""Money rules, stated once. Amounts are ``Decimal`` CNY.
+
+- Prices and per-GPU-hour rates carry 4 decimal places (0.0001 CNY).
+- Metered GPU-hours carry 4 decimal places: held seconds × GPUs / 3600, rounded half-up.
+- A settlement line is in fen (0.01 CNY): gross = price × GPU-hours rounded half-up; the subsidy
+  is rate × GPU-hours rounded DOWN (it can never exceed what the voucher ledger reserved) and at
+  most the gross; the buyer pays gross − subsidy; the platform fee is gross × fee rate rounded
+  half-up; the provider earns gross − fee. Statement totals are sums of lines, so they reconcile
+  with the ledger to the fen by construction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+
+FEN = Decimal("0.01")
+FOUR_PLACES = Decimal("0.0001")
+
+
+def to_fen(value: Decimal) -> Decimal:
+    return value.quantize(FEN, rounding=ROUND_HALF_UP)
+
+
+def to_fen_down(value: Decimal) -> Decimal:
+    return value.quantize(FEN, rounding=ROUND_DOWN)
+
+
+def gpu_hours_held(*, gpus: int, start: datetime, end: datetime) -> Decimal:
+    """GPU-hours of ``gpus`` held from ``start`` to ``end`` (0 if it ended before it started)."""
+    seconds = max(0.0, (end - start).total_seconds())
+    return (Decimal(gpus) * Decimal(str(seconds)) / 3600).quantize(FOUR_PLACES, rounding=ROUND_HALF_UP)
