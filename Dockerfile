@@ -10,6 +10,11 @@ COPY requirements.lock .
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
 COPY . .
+# The web pages' htmx and Chart.js, fetched by npm at the versions package-lock.json pins and
+# checked against its hashes (bin/fetch_assets.py); npm is only needed while building.
+RUN apt-get update && apt-get install -y --no-install-recommends npm \
+ && python bin/fetch_assets.py \
+ && apt-get purge -y --auto-remove npm && rm -rf /var/lib/apt/lists/*
 # collectstatic needs settings to import, not real services: throwaway values for the build only.
 RUN DJANGO_SECRET_KEY=build-only DATABASE_URL=sqlite:////tmp/build.sqlite3 CELERY_BROKER_URL=memory:// \
     ALLOWED_HOSTS=build python manage.py collectstatic --noinput -v0 \

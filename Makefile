@@ -3,8 +3,11 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
+# htmx and Chart.js for the web pages, from the npm registry at the versions package-lock.json pins.
+VENDOR := marketplace/static/vendor
+ASSETS := $(VENDOR)/.fetched-$(shell cat package.json package-lock.json | sha1sum | cut -c1-12)
 
-.PHONY: help install demo test lint bench-matching lock clean
+.PHONY: help install assets browser demo test lint bench-matching lock clean
 
 help:
 	@echo "make demo            set up and start the marketplace (web + worker + beat) on SQLite"
@@ -12,6 +15,8 @@ help:
 	@echo "make lint            ruff check"
 	@echo "make bench-matching  benchmark the matching engine against the greedy baseline"
 	@echo "make lock            re-resolve requirements.lock from pyproject.toml"
+	@echo "make assets          fetch htmx and Chart.js (pinned in package-lock.json) into marketplace/static/vendor"
+	@echo "make browser         install Debian's chromium and chromium-driver for the browser tests (as root)"
 
 $(STAMP): requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -20,10 +25,26 @@ $(STAMP): requirements.lock
 
 install: $(STAMP)
 
-demo: install
+$(ASSETS): package.json package-lock.json
+	python3 bin/fetch_assets.py
+	rm -f $(VENDOR)/.fetched-* && touch $(ASSETS)
+
+assets: $(ASSETS)
+
+# The browser tests drive Debian's Chromium and its driver (a test tool's own browser download
+# does not work here). Installed when missing and we are root (the test machine and CI); otherwise
+# the browser tests skip saying so, and fail under REQUIRE_SERVICES=1.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+		|| echo "could not install chromium; the browser tests will skip (fail under REQUIRE_SERVICES=1)"; \
+	else echo "no /usr/bin/chromium: run 'sudo apt-get install chromium chromium-driver' for the browser tests"; fi
+
+demo: install assets
 	bin/demo
 
-test: install
+test: install assets browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
@@ -37,4 +58,4 @@ lock:
 	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --generate-hashes -o requirements.lock
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var $(VENDOR)/*.js $(VENDOR)/.fetched-*

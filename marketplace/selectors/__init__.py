@@ -2,10 +2,31 @@
 
 Querysets come back with their joins (``select_related``) and computed columns (``free_gpus``,
 ``rtt_ms``) in place, so serialising a page never queries per row. Modules by topic:
-``market`` (regions, listings, capacity, requests, matches) ``engine`` (the matching snapshot) and
-``vouchers`` (ledger balances, programme reports).
+``market`` (regions, listings, capacity, requests, matches), ``engine`` (the matching snapshot),
+``vouchers`` (ledger balances, programme reports) and ``dashboards`` (the web pages' boards and
+monitor).
 """
 
+from marketplace.selectors.dashboards import (
+    BoardRegion,
+    BuyerDashboard,
+    ListingUsage,
+    MonitorCharts,
+    MonitorLive,
+    ProgramSpend,
+    ProviderDashboard,
+    QuoteSummary,
+    UnservedRow,
+    buyer_dashboard,
+    capacity_board,
+    monitor_charts,
+    monitor_live,
+    provider_dashboard,
+    provider_listing,
+    quote_summary,
+    unserved_requests,
+    voucher_spend,
+)
 from marketplace.selectors.engine import (
     engine_free_listings,
     engine_listing_specs,
@@ -47,11 +68,22 @@ from marketplace.selectors.vouchers import (
 )
 
 __all__ = [
+    "BoardRegion",
+    "BuyerDashboard",
     "CapacityRow",
     "ListingFilters",
+    "ListingUsage",
+    "MonitorCharts",
+    "MonitorLive",
     "ProgramReport",
+    "ProgramSpend",
+    "ProviderDashboard",
+    "QuoteSummary",
     "Statement",
+    "UnservedRow",
+    "buyer_dashboard",
     "buyer_year_net",
+    "capacity_board",
     "capacity_by_region",
     "engine_free_listings",
     "engine_listing_specs",
@@ -66,8 +98,13 @@ __all__ = [
     "live_nodes_by_listing",
     "match_list_for",
     "matching_run_list",
+    "monitor_charts",
+    "monitor_live",
     "node_free_of",
     "organisation_of",
+    "provider_dashboard",
+    "provider_listing",
+    "quote_summary",
     "region_list",
     "region_with_rtts",
     "request_list_for",
@@ -75,9 +112,11 @@ __all__ = [
     "rtt_map",
     "shards_with_open_work",
     "statement_for",
+    "unserved_requests",
     "voucher_ledger_reconciles",
     "voucher_program_report",
     "voucher_programs_for",
+    "voucher_spend",
     "voucher_terms",
     "vouchers_of",
     "with_free_gpus",

@@ -1,0 +1,48 @@
+"""Who may open a page: signed-in providers, buyers, or staff. Others are sent to sign in (when
+anonymous) or refused with a 403 page (when signed in with another role)."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.shortcuts import render
+
+from marketplace import selectors
+
+
+def _forbidden(request, message: str):
+    return render(request, "web/403.html", {"message": message}, status=403)
+
+
+def organisation_required(kind: str):
+    """Decorator: the view runs for a member of a ``kind`` organisation and receives it as
+    the keyword argument ``organisation``."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            organisation = selectors.organisation_of(request.user, kind=kind)
+            if organisation is None:
+                return _forbidden(request, f"This page is for {kind} accounts.")
+            return view(request, *args, organisation=organisation, **kwargs)
+
+        return wrapped
+
+    return decorator
+
+
+def staff_required(view):
+    """Decorator: the view runs for staff users only."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            return _forbidden(request, "The match monitor is for marketplace staff.")
+        return view(request, *args, **kwargs)
+
+    return wrapped

@@ -1,0 +1,184 @@
+"""Forms of the web pages. They parse shapes (numbers, choices, dates) with the API's bounds; the
+domain rules are the services', whose ``DomainError`` lands beside the field it names
+(``ServiceForm.add_domain_error``). One set of rules for the pages and the API."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django import forms
+from django.utils import timezone
+
+from marketplace.errors import DomainError
+from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Organisation, Region
+from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass
+
+#: As the API: a listing is available from now for 30 days, a request must start within 24 hours.
+LISTING_DEFAULT_DAYS = 30
+REQUEST_DEFAULT_START_WITHIN = timedelta(hours=24)
+DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
+MONEY = {"max_digits": 12, "decimal_places": 4, "min_value": 0}
+
+
+def latency_class_label(latency_class: LatencyClass) -> str:
+    bound = LATENCY_CLASS_BOUND_MS[latency_class]
+    return f"{latency_class.value} (≤ {bound:g} ms)" if bound is not None else f"{latency_class.value} (no bound)"
+
+
+def _datetime_field(label: str, help_text: str) -> forms.DateTimeField:
+    widget = forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_FORMAT)
+    return forms.DateTimeField(label=label, required=False, widget=widget, help_text=help_text)
+
+
+class RegionChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Region) -> str:
+        return f"{obj.name} ({obj.province})"
+
+
+class GpuModelChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: GpuModel) -> str:
+        return f"{obj.name} ({obj.vram_gb} GB)"
+
+
+def region_field(label: str, **kwargs) -> RegionChoiceField:
+    return RegionChoiceField(Region.objects.all(), to_field_name="code", label=label, **kwargs)
+
+
+def gpu_model_field(label: str = "GPU model", **kwargs) -> GpuModelChoiceField:
+    return GpuModelChoiceField(GpuModel.objects.all(), to_field_name="code", label=label, **kwargs)
+
+
+class ServiceForm(forms.Form):
+    """A form whose domain rules are checked by a service."""
+
+    def add_domain_error(self, error: DomainError) -> None:
+        """Show ``error`` beside the field it names, or above the form when it names none here."""
+        self.add_error(error.field if error.field in self.fields else None, error.message)
+
+
+# --- accounts -----------------------------------------------------------------------------------
+
+
+class SignUpForm(ServiceForm):
+    role = forms.ChoiceField(
+        label="I am a",
+        choices=[
+            (Organisation.Kind.PROVIDER, "provider (I list idle GPUs)"),
+            (Organisation.Kind.BUYER, "buyer (I rent GPUs)"),
+        ],
+        widget=forms.RadioSelect,
+    )
+    organisation = forms.CharField(label="Organisation", max_length=200, help_text="Joins it if it exists already.")
+    username = forms.RegexField(r"^[\w.@+-]+\Z", max_length=150, label="Username")
+    email = forms.EmailField(label="Email")
+    password = forms.CharField(
+        label="Password", max_length=128, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+    )
+
+
+# --- listings -----------------------------------------------------------------------------------
+
+
+class ListingShapeFields(ServiceForm):
+    gpu_count = forms.IntegerField(label="GPUs", min_value=1, max_value=100_000)
+    gpus_per_node = forms.TypedChoiceField(label="GPUs per node", choices=NODE_SIZE_CHOICES, coerce=int, initial=8)
+    price_per_gpu_hour = forms.DecimalField(label="Price per GPU-hour (CNY)", **MONEY)
+    available_from = _datetime_field("Available from (UTC)", "Empty: now.")
+    available_until = _datetime_field("Available until (UTC)", f"Empty: {LISTING_DEFAULT_DAYS} days after the start.")
+
+
+class ListingForm(ListingShapeFields):
+    """A new listing; ``terms()`` are ``listing_create``'s keyword arguments (provider aside)."""
+
+    region = region_field("Region")
+    gpu_model = gpu_model_field()
+    field_order = ["region", "gpu_model", "gpu_count", "gpus_per_node", "price_per_gpu_hour"]
+
+    def terms(self, *, now: datetime | None = None) -> dict:
+        terms = dict(self.cleaned_data)
+        terms["available_from"] = terms["available_from"] or now or timezone.now()
+        terms["available_until"] = terms["available_until"] or terms["available_from"] + timedelta(
+            days=LISTING_DEFAULT_DAYS
+        )
+        return terms
+
+
+class ListingEditForm(ListingShapeFields):
+    """Changes to an existing listing; ``changes()`` is what ``listing_update`` takes."""
+
+    def __init__(self, *args, listing, **kwargs):
+        # Minutes, as the inputs show them: an untouched date is then not a change.
+        initial = {
+            "gpu_count": listing.gpu_count,
+            "gpus_per_node": listing.gpus_per_node,
+            "price_per_gpu_hour": listing.price_per_gpu_hour,
+            "available_from": listing.available_from.replace(second=0, microsecond=0),
+            "available_until": listing.available_until.replace(second=0, microsecond=0),
+        }
+        super().__init__(*args, initial=initial, **kwargs)
+        self.fields["available_from"].help_text = "Empty: unchanged."
+        self.fields["available_until"].help_text = "Empty: unchanged."
+
+    def changes(self) -> dict:
+        return {name: self.cleaned_data[name] for name in self.changed_data if self.cleaned_data.get(name) is not None}
+
+
+# --- requests -----------------------------------------------------------------------------------
+
+
+class RequestForm(ServiceForm):
+    """Demand; ``terms()`` are ``request_submit``'s (and ``request_quote``'s) keyword arguments."""
+
+    gpu_model = gpu_model_field()
+    gpus_per_replica = forms.TypedChoiceField(
+        label="GPUs per replica",
+        choices=NODE_SIZE_CHOICES,
+        coerce=int,
+        initial=1,
+        help_text="A replica runs on one node.",
+    )
+    replicas = forms.IntegerField(label="Replicas", min_value=1, max_value=4096, initial=1)
+    origin = region_field("Users are near", help_text="Latency is measured from this city.", initial="shanghai")
+    latency_class = forms.ChoiceField(
+        label="Latency class",
+        choices=[("", "custom bound (max RTT below)")] + [(c.value, latency_class_label(c)) for c in LatencyClass],
+        required=False,
+        initial=LatencyClass.STANDARD.value,
+    )
+    max_rtt_ms = forms.DecimalField(
+        label="Max RTT (ms)",
+        max_digits=7,
+        decimal_places=1,
+        min_value=0,
+        required=False,
+        help_text="Instead of a latency class.",
+    )
+    max_price_per_gpu_hour = forms.DecimalField(label="Price cap per GPU-hour (CNY)", **MONEY)
+    duration_hours = forms.IntegerField(label="Duration (hours)", min_value=1, max_value=24 * 366, initial=24)
+    start_by = _datetime_field("Start by (UTC)", "Empty: within 24 hours.")
+    voucher_code = forms.CharField(
+        label="Voucher code", max_length=64, required=False, help_text="A subsidy voucher (算力券) or promotion."
+    )
+    latency_weight = forms.DecimalField(
+        label="Latency weight (CNY per ms per GPU-hour)",
+        max_digits=8,
+        decimal_places=4,
+        min_value=0,
+        required=False,
+        help_text="Empty: the latency class's default.",
+    )
+
+    def terms(self, *, now: datetime | None = None) -> dict:
+        terms = dict(self.cleaned_data)
+        terms["latency_class"] = terms["latency_class"] or None
+        terms["voucher_code"] = terms["voucher_code"] or None
+        terms["start_by"] = terms["start_by"] or (now or timezone.now()) + REQUEST_DEFAULT_START_WITHIN
+        return terms
+
+
+# --- capacity board -----------------------------------------------------------------------------
+
+
+class BoardForm(forms.Form):
+    origin = region_field("Seen from", initial="shanghai")
+    gpu_model = gpu_model_field(required=False, empty_label="every GPU model")

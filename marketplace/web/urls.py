@@ -1,0 +1,26 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from marketplace.web.views import buyer, monitor, provider, public
+
+app_name = "web"
+
+urlpatterns = [
+    path("", public.board, name="board"),
+    path("signin/", auth_views.LoginView.as_view(template_name="web/signin.html"), name="signin"),
+    path("signout/", auth_views.LogoutView.as_view(), name="signout"),
+    path("signup/", public.sign_up, name="signup"),
+    path("me/", public.home_for_user, name="home"),
+    path("provider/", provider.dashboard, name="provider"),
+    path("provider/listings/new/", provider.listing_new, name="listing-new"),
+    path("provider/listings/<int:listing_id>/edit/", provider.listing_edit, name="listing-edit"),
+    path("provider/listings/<int:listing_id>/withdraw/", provider.listing_withdraw, name="listing-withdraw"),
+    path("buyer/", buyer.dashboard, name="buyer"),
+    path("buyer/requests/new/", buyer.request_new, name="request-new"),
+    path("buyer/requests/<int:request_id>/cancel/", buyer.request_cancel, name="request-cancel"),
+    path("buyer/quote/", buyer.quote, name="quote"),
+    path("monitor/", monitor.page, name="monitor"),
+    path("monitor/live/", monitor.live, name="monitor-live"),
+    path("monitor/unserved/", monitor.unserved, name="monitor-unserved"),
+    path("monitor/charts.json", monitor.charts, name="monitor-charts"),
+]

@@ -1,0 +1,1 @@
+"""Page views by audience: ``public`` (board, sign-in/up), ``provider``, ``buyer``, ``monitor``."""

@@ -1,0 +1,63 @@
+"""The capacity board, sign-in, sign-out and sign-up: pages anyone may open."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth import login
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from marketplace import selectors, services
+from marketplace.errors import DomainError
+from marketplace.models import Organisation
+from marketplace.web.forms import BoardForm, SignUpForm
+from marketplace.web.map import HEIGHT, OUTLINE_PATH, WIDTH, map_points
+from matching.latency import LatencyClass
+
+DEFAULT_ORIGIN = "shanghai"
+
+
+def board(request):
+    """Idle GPUs by region and latency class seen from ``?origin=`` (a region code), as a map and
+    a table, optionally of one ``?gpu_model=``. Bad parameters show the form's errors (400)."""
+    form = BoardForm(request.GET or {"origin": DEFAULT_ORIGIN})
+    if not form.is_valid():
+        return render(request, "web/board.html", {"form": form}, status=400)
+    origin, gpu_model = form.cleaned_data["origin"], form.cleaned_data["gpu_model"]
+    rows = selectors.capacity_board(origin=origin, gpu_model=gpu_model)
+    context = {
+        "form": form,
+        "origin": origin,
+        "gpu_model": gpu_model,
+        "rows": rows,
+        "points": map_points(rows, origin_code=origin.code),
+        "map": {"width": WIDTH, "height": HEIGHT, "outline": OUTLINE_PATH},
+        "latency_classes": list(LatencyClass),
+        "total_free": sum(row.free_gpus for row in rows),
+    }
+    return render(request, "web/board.html", context)
+
+
+def home_for_user(request):
+    """Where a signed-in user starts: staff the monitor, providers and buyers their page."""
+    if request.user.is_staff:
+        return redirect("web:monitor")
+    organisation = selectors.organisation_of(request.user)
+    if organisation is None:
+        return redirect("web:board")
+    return redirect("web:provider" if organisation.kind == Organisation.Kind.PROVIDER else "web:buyer")
+
+
+def sign_up(request):
+    """Create a provider or buyer account through ``account_register``, then sign it in."""
+    form = SignUpForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.account_register(**form.cleaned_data)
+        except DomainError as error:
+            form.add_domain_error(error)
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, f"Welcome, {user.username}.")
+            return redirect(reverse("web:home"))
+    return render(request, "web/signup.html", {"form": form}, status=400 if form.errors else 200)
