@@ -47,6 +47,19 @@ def free_hours_used(voucher_ids: set[int]) -> dict[int, Decimal]:
     return used
 
 
+def voucher_available(voucher: Voucher, year_net: dict) -> Decimal:
+    """What ``voucher`` can still pay, in CNY: the least of its programme's remaining budget, its own
+    cap less what it spent, and its buyer's yearly cap less this year's net subsidy (``year_net``
+    from :func:`buyer_year_net`). Never negative."""
+    program = voucher.program
+    limits = [program.remaining_budget]
+    if voucher.cap is not None:
+        limits.append(voucher.cap - voucher.spent)
+    if program.cap_per_buyer is not None:
+        limits.append(program.cap_per_buyer - year_net.get((program.pk, voucher.buyer_id), ZERO))
+    return max(ZERO, min(limits))
+
+
 def voucher_terms(request: BuyerRequest, year_net: dict, hours_used: dict) -> VoucherTerms | None:
     """What the engine may plan as subsidy for ``request``: the programme's percent on eligible
     listings, bounded by every balance that could run out (programme budget, voucher cap, the
@@ -56,11 +69,7 @@ def voucher_terms(request: BuyerRequest, year_net: dict, hours_used: dict) -> Vo
     if voucher is None:
         return None
     program = voucher.program
-    limits = [program.remaining_budget]
-    if voucher.cap is not None:
-        limits.append(voucher.cap - voucher.spent)
-    if program.cap_per_buyer is not None:
-        limits.append(program.cap_per_buyer - year_net.get((program.pk, voucher.buyer_id), ZERO))
+    limits = [voucher_available(voucher, year_net)]
     if program.kind == VoucherProgram.Kind.FREE_GPU_HOURS:
         hours_left = program.free_gpu_hours - hours_used.get(voucher.pk, ZERO)
         limits.append(hours_left * request.max_price_per_gpu_hour)
@@ -87,13 +96,7 @@ def vouchers_of(buyer) -> list:
     )
     year_net = buyer_year_net({(v.program_id, buyer.pk) for v in vouchers}, market_now().year)
     for voucher in vouchers:
-        program = voucher.program
-        limits = [program.remaining_budget]
-        if voucher.cap is not None:
-            limits.append(voucher.cap - voucher.spent)
-        if program.cap_per_buyer is not None:
-            limits.append(program.cap_per_buyer - year_net.get((program.pk, buyer.pk), ZERO))
-        voucher.remaining_value = max(ZERO, min(limits))
+        voucher.remaining_value = voucher_available(voucher, year_net)
     return vouchers
 
 

@@ -14,7 +14,7 @@ from decimal import Decimal
 from django.db.models import F
 
 from marketplace.models import Match, Voucher, VoucherLedgerEntry, VoucherProgram
-from marketplace.selectors.vouchers import buyer_year_net, free_hours_used
+from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, voucher_available
 from marketplace.services.vouchers import quantize_down
 
 ZERO = Decimal("0")
@@ -67,7 +67,7 @@ class SubsidyBook:
             return ZERO, None
         hours = Decimal(gpu_hours)
         wanted, covered_hours = self._wanted(voucher, program, price, planned_per_gpu_hour, hours, request_id)
-        per_hour = quantize_down(min(wanted, self._available(voucher, program)) / hours)
+        per_hour = quantize_down(min(wanted, voucher_available(voucher, self.year_net)) / hours)
         amount = per_hour * hours
         if amount <= 0:
             return ZERO, None
@@ -90,14 +90,6 @@ class SubsidyBook:
             wanted = min(wanted, max(ZERO, ceiling))
         return wanted, hours
 
-    def _available(self, voucher: Voucher, program: VoucherProgram) -> Decimal:
-        limits = [program.remaining_budget]
-        if voucher.cap is not None:
-            limits.append(voucher.cap - voucher.spent)
-        if program.cap_per_buyer is not None:
-            limits.append(program.cap_per_buyer - self.year_net.get((program.pk, voucher.buyer_id), ZERO))
-        return max(ZERO, min(limits))
-
     def _spend(self, voucher, program, request_id, amount, covered_hours) -> None:
         program.remaining_budget -= amount
         voucher.spent += amount
@@ -108,19 +100,31 @@ class SubsidyBook:
 
     def write(self, takes: list[tuple[Match, Take]]) -> None:
         """Ledger rows for ``takes`` (matches saved) and the balances, with F() on the locked rows."""
-        VoucherLedgerEntry.objects.bulk_create(
-            VoucherLedgerEntry(
-                program_id=take.voucher.program_id,
-                voucher=take.voucher,
-                buyer_id=take.buyer_id,
-                match=match,
-                kind=VoucherLedgerEntry.Kind.RESERVE,
-                amount=take.amount,
-                gpu_hours=take.gpu_hours,
-            )
-            for match, take in takes
+        _ledger_write(takes, VoucherLedgerEntry.Kind.RESERVE)
+
+
+def write_releases(releases: list[tuple[Match, Take]]) -> None:
+    """Ledger rows giving back ``releases`` and the balances, with F() on the locked rows.
+
+    Precondition: inside a transaction, the programmes and vouchers locked (``SubsidyBook.locked``).
+    """
+    _ledger_write(releases, VoucherLedgerEntry.Kind.RELEASE)
+
+
+def _ledger_write(takes: list[tuple[Match, Take]], kind: str) -> None:
+    VoucherLedgerEntry.objects.bulk_create(
+        VoucherLedgerEntry(
+            program_id=take.voucher.program_id,
+            voucher=take.voucher,
+            buyer_id=take.buyer_id,
+            match=match,
+            kind=kind,
+            amount=take.amount,
+            gpu_hours=take.gpu_hours,
         )
-        _apply_totals(takes, sign=1)
+        for match, take in takes
+    )
+    _apply_totals(takes, sign=1 if kind == VoucherLedgerEntry.Kind.RESERVE else -1)
 
 
 def _apply_totals(takes: list[tuple[Match, Take]], *, sign: int) -> None:
@@ -137,23 +141,3 @@ def _apply_totals(takes: list[tuple[Match, Take]], *, sign: int) -> None:
 
 def _lock_in_order(model, ids: set[int]) -> dict:
     return {row.pk: row for row in model.objects.select_for_update().filter(pk__in=sorted(ids)).order_by("pk")}
-
-
-def write_releases(releases: list[tuple[Match, Take]]) -> None:
-    """Ledger rows giving back ``releases`` and the balances, with F() on the locked rows.
-
-    Precondition: inside a transaction, the programmes and vouchers locked (``SubsidyBook.locked``).
-    """
-    VoucherLedgerEntry.objects.bulk_create(
-        VoucherLedgerEntry(
-            program_id=take.voucher.program_id,
-            voucher=take.voucher,
-            buyer_id=take.buyer_id,
-            match=match,
-            kind=VoucherLedgerEntry.Kind.RELEASE,
-            amount=take.amount,
-            gpu_hours=take.gpu_hours,
-        )
-        for match, take in releases
-    )
-    _apply_totals(releases, sign=-1)

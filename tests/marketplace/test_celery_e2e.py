@@ -13,6 +13,7 @@ from django.db import connection
 
 from config.celery_app import app
 from marketplace.models import BuyerRequest, MatchingRun
+from tests.marketplace.test_api import REQUEST_BODY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,16 +77,7 @@ def test_a_posted_request_is_matched_by_a_real_worker(worker, clients, make_list
     make_listing(gpu_count=16)
     assert wait_for(lambda: MatchingRun.objects.exists(), 60), "the worker never ran the listing's round"
     started = time.monotonic()
-    body = {
-        "gpu_model": "h20",
-        "gpus_per_replica": 2,
-        "replicas": 3,
-        "origin": "shanghai",
-        "latency_class": "standard",
-        "max_price_per_gpu_hour": "9.00",
-        "duration_hours": 24,
-    }
-    response = clients["buyer"].post("/api/v1/requests/", body)
+    response = clients["buyer"].post("/api/v1/requests/", REQUEST_BODY)
     assert response.status_code == 201
     request = BuyerRequest.objects.get(pk=response.data["id"])
 
