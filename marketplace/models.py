@@ -19,6 +19,7 @@ from matching.latency import LatencyClass, bound_of
 NODE_SIZES = (1, 2, 4, 8)
 NODE_SIZE_CHOICES = [(size, str(size)) for size in NODE_SIZES]
 MONEY = {"max_digits": 12, "decimal_places": 4}
+HALF_FEN = Decimal("0.004")
 
 
 class Region(models.Model):
@@ -523,9 +524,17 @@ class Settlement(models.Model):
                 condition=Q(subsidy__gte=0, buyer_pays__gte=0, platform_fee__gte=0, provider_earns__gte=0),
                 name="settlement_amounts_gte_0",
             ),
-            models.CheckConstraint(condition=Q(gross=F("subsidy") + F("buyer_pays")), name="settlement_buyer_side"),
+            # Sums compared within half a fen: amounts have 2 places, so this is equality, and it
+            # also holds on SQLite, which stores decimals as floats.
             models.CheckConstraint(
-                condition=Q(gross=F("platform_fee") + F("provider_earns")), name="settlement_provider_side"
+                condition=Q(buyer_pays__gte=F("gross") - F("subsidy") - HALF_FEN)
+                & Q(buyer_pays__lte=F("gross") - F("subsidy") + HALF_FEN),
+                name="settlement_buyer_side",
+            ),
+            models.CheckConstraint(
+                condition=Q(provider_earns__gte=F("gross") - F("platform_fee") - HALF_FEN)
+                & Q(provider_earns__lte=F("gross") - F("platform_fee") + HALF_FEN),
+                name="settlement_provider_side",
             ),
         ]
 

@@ -113,3 +113,30 @@ def test_match_gpus_must_equal_replicas_times_size(make_listing, make_request, n
     match.gpus, match.subsidy_per_gpu_hour = 4, Decimal("7")
     with pytest.raises(IntegrityError), transaction.atomic():
         match.save()
+
+
+def test_a_settlement_must_add_up_on_both_sides(make_listing, make_request, now):
+    from marketplace.models import Settlement
+    from tests.services_helpers import reserve
+
+    listing, request = make_listing(), make_request()
+    match = reserve(listing, request, now).matches[0]
+    line = {
+        "match": match,
+        "buyer": request.buyer,
+        "provider": listing.provider,
+        "settled_at": now,
+        "gpu_hours": Decimal("3"),
+        "price_per_gpu_hour": Decimal("6"),
+        "gross": Decimal("18.00"),
+        "subsidy": Decimal("5.40"),
+        "buyer_pays": Decimal("12.60"),
+        "platform_fee": Decimal("0.90"),
+        "provider_earns": Decimal("17.10"),
+    }
+    for broken in ({"buyer_pays": Decimal("12.61")}, {"provider_earns": Decimal("17.00")}):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Settlement.objects.create(**{**line, **broken})
+    Settlement.objects.create(**line)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Settlement.objects.create(**line)  # one settlement per match: nothing is billed twice
