@@ -52,9 +52,21 @@ def redis_url():
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
-    """Load the reference data once into the test database; tests roll back around it."""
+    """Load the reference data once into the test database; tests roll back around it.
+
+    At the end, sessions that threads or worker processes left open on a PostgreSQL test database
+    are ended, so that it can be dropped.
+    """
     with django_db_blocker.unblock():
         services.reference_load(data=services.reference_read())
+    yield
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
 
 
 @pytest.fixture
