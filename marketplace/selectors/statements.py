@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from django.db.models import Sum
-
 from marketplace.models import Organisation, Settlement
 
 AMOUNTS = ("gross", "subsidy", "buyer_pays", "platform_fee", "provider_earns")
@@ -30,13 +28,13 @@ def month_bounds(month: date) -> tuple[datetime, datetime]:
 
 def statement_for(organisation: Organisation, month: date) -> Statement:
     """The organisation's settlement lines of ``month`` (by the market time each match ended) and
-    their totals, in two queries. A buyer's statement is what it pays; a provider's what it earns."""
+    their totals, in one query. A buyer's statement is what it pays; a provider's what it earns.
+    Totals are summed here from the lines' exact decimals (SQLite's SUM would go through floats)."""
     start, end = month_bounds(month)
     party = {"buyer": organisation} if organisation.kind == Organisation.Kind.BUYER else {"provider": organisation}
     settlements = Settlement.objects.filter(settled_at__gte=start, settled_at__lt=end, **party)
     lines = list(
         settlements.select_related("match__listing__region", "match__request", "program").order_by("settled_at", "id")
     )
-    sums = settlements.aggregate(gpu_hours=Sum("gpu_hours"), **{name: Sum(name) for name in AMOUNTS})
-    totals = {name: value or Decimal("0") for name, value in sums.items()}
+    totals = {name: sum((getattr(line, name) for line in lines), Decimal("0")) for name in ("gpu_hours", *AMOUNTS)}
     return Statement(organisation.name, organisation.kind, f"{month:%Y-%m}", lines, totals)
