@@ -54,6 +54,7 @@ def lifecycle_tick(*, now: datetime) -> TickCounts:
         .order_by("pk")
     )
     matches_end(due, status=Match.Status.COMPLETED, at=now, reason="ran its full duration")
+    live_matches_on_lost_capacity_fail_over(now=now)
     expired = BuyerRequest.objects.filter(status=BuyerRequest.Status.OPEN, start_by__lt=now).update(
         status=BuyerRequest.Status.EXPIRED
     )
@@ -166,6 +167,19 @@ def live_matches_locked(query: Q) -> list[Match]:
 
 
 # --- capacity lost: fail over -------------------------------------------------------------------
+
+
+def live_matches_on_lost_capacity_fail_over(*, now: datetime) -> list[Match]:
+    """Fail over live matches left on a listing that is no longer active or on a failed node —
+    what a withdrawal or node failure leaves if its process died between its two transactions."""
+    suspects = Match.objects.filter(status__in=Match.LIVE_STATUSES).exclude(listing__failed_nodes=[])
+    on_failed = [
+        pk
+        for pk, nodes, failed in suspects.values_list("pk", "nodes", "listing__failed_nodes")
+        if set(nodes) & set(failed)
+    ]
+    lost = Q(pk__in=on_failed) | Q(listing__status__in=[Listing.Status.WITHDRAWN, Listing.Status.CLOSED])
+    return matches_fail_over(lost, now=now, reason="capacity lost: listing withdrawn or node failed")
 
 
 def matches_fail_over(query: Q, *, now: datetime, reason: str) -> list[Match]:

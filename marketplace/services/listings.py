@@ -107,49 +107,58 @@ def listing_update(*, listing_id: int, provider: Organisation, changes: dict) ->
     return listing
 
 
-@transaction.atomic
 def listing_withdraw(*, listing_id: int, provider: Organisation, now: datetime | None = None) -> Listing:
     """Take an active listing off the market. Its live matches fail (paying for the time they
-    ran) and their requests go back to matching first in line, within the same bounds."""
-    _fail_over_on(
-        listing_id, Q(listing_id=listing_id), now=now or market_now(), reason=f"listing {listing_id} withdrawn"
-    )
+    ran) and their requests go back to matching first in line, within the same bounds.
+
+    Two transactions, on purpose: the first marks the listing under its row lock, so a round that
+    applies after it sees the listing withdrawn and skips it, and one applying before it has
+    committed its matches; the second then fails over every live match on the listing. Failing
+    over first would miss a round committing in between; doing both in one transaction would lock
+    the listing before the requests, against the lock order. If the process dies between the two,
+    the lifecycle tick fails the leftovers over (``live_matches_on_lost_capacity_fail_over``).
+    """
+    _listing_mark_withdrawn(listing_id=listing_id, provider=provider)
+    with transaction.atomic():
+        matches_fail_over(
+            Q(listing_id=listing_id), now=now or market_now(), reason=f"listing {listing_id} withdrawn by its provider"
+        )
+    return Listing.objects.get(pk=listing_id)
+
+
+@transaction.atomic
+def _listing_mark_withdrawn(*, listing_id: int, provider: Organisation) -> None:
     listing = _locked_own_listing(listing_id=listing_id, provider=provider)
     if listing.status != Listing.Status.ACTIVE:
         raise InvalidTransition(f"The listing is already {listing.status}.", field="status")
     listing.status = Listing.Status.WITHDRAWN
     listing.save(update_fields=["status", "updated_at"])
-    return listing
+
+
+def listing_nodes_fail(*, listing_id: int, provider: Organisation, nodes: list[int], now: datetime | None = None):
+    """Mark ``nodes`` of a listing failed: they are offered to nobody, and the live matches with a
+    replica on them fail over (see ``matches_fail_over``). Two transactions, for the reasons given
+    in ``listing_withdraw``."""
+    _listing_mark_failed_nodes(listing_id=listing_id, provider=provider, nodes=nodes)
+    on_nodes = [pk for pk, held in _live_match_nodes(listing_id).items() if set(held) & set(nodes)]
+    reason = f"node {', '.join(map(str, sorted(set(nodes))))} of listing {listing_id} failed"
+    with transaction.atomic():
+        matches_fail_over(Q(listing_id=listing_id, pk__in=on_nodes), now=now or market_now(), reason=reason)
+    return Listing.objects.get(pk=listing_id)
 
 
 @transaction.atomic
-def listing_nodes_fail(*, listing_id: int, provider: Organisation, nodes: list[int], now: datetime | None = None):
-    """Mark ``nodes`` of a listing failed: they are offered to nobody, and the live matches with a
-    replica on them fail over (see ``matches_fail_over``)."""
-    listing = Listing.objects.filter(pk=listing_id, provider=provider).first()
-    if listing is None:
-        raise NotFound("No such listing.", field="id")
-    bad = [node for node in nodes if not 0 <= node < listing.node_count]
-    if not nodes or bad:
-        raise InvalidInput(f"Nodes are numbered 0 to {listing.node_count - 1}.", field="nodes")
-    on_nodes = [pk for pk, held in _live_match_nodes(listing_id).items() if set(held) & set(nodes)]
-    reason = f"node {', '.join(map(str, sorted(set(nodes))))} of listing {listing_id} failed"
-    _fail_over_on(listing_id, Q(pk__in=on_nodes), now=now or market_now(), reason=reason)
+def _listing_mark_failed_nodes(*, listing_id: int, provider: Organisation, nodes: list[int]) -> None:
     listing = _locked_own_listing(listing_id=listing_id, provider=provider)
+    if not nodes or any(not 0 <= node < listing.node_count for node in nodes):
+        raise InvalidInput(f"Nodes are numbered 0 to {listing.node_count - 1}.", field="nodes")
     listing.failed_nodes = sorted(set(listing.failed_nodes) | set(nodes))
     listing.save(update_fields=["failed_nodes", "updated_at"])
-    return listing
 
 
 def _live_match_nodes(listing_id: int) -> dict[int, list[int]]:
     rows = Match.objects.filter(listing_id=listing_id, status__in=Match.LIVE_STATUSES).values_list("pk", "nodes")
     return dict(rows)
-
-
-def _fail_over_on(listing_id: int, query: Q, *, now: datetime, reason: str) -> None:
-    """Fail over the live matches in ``query`` before the listing's own lock is taken (requests and
-    matches come before listings in the lock order)."""
-    matches_fail_over(query & Q(listing_id=listing_id), now=now, reason=reason)
 
 
 def _highest_live_node(listing: Listing) -> int:

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.db.models import Sum
 
 from marketplace import selectors, services
 from marketplace.clock import market_now
 from marketplace.errors import InvalidTransition
 from marketplace.models import BuyerRequest, Listing, Match, Region, Settlement, VoucherLedgerEntry
+from marketplace.services.matching import match_plan_apply
+from matching.solver import solve
 from matching.tasks import round_run
 
 
@@ -190,3 +194,74 @@ def test_listings_past_their_window_close(make_listing, now):
     services.lifecycle_tick(now=now + timedelta(hours=2))
     assert Listing.objects.get(pk=listing.pk).status == "closed"
     assert Region.objects.exists()
+
+
+# --- races (PostgreSQL) -------------------------------------------------------------------------
+
+
+def race(*actions):
+    """Run ``actions`` in threads released together; return what each returned or raised."""
+    barrier, results = threading.Barrier(len(actions), timeout=30), [None] * len(actions)
+
+    def run(index, action):
+        barrier.wait()
+        try:
+            results[index] = action()
+        except Exception as exc:  # the outcome under test: one side may be refused
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(actions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.services
+@pytest.mark.parametrize("attempt", range(3))
+def test_ending_a_match_twice_at_once_bills_it_once(postgres, reference, placed, buyer, attempt):
+    _, _, match = placed
+    services.lifecycle_tick(now=match.starts_at + timedelta(hours=1))
+    at = match.starts_at + timedelta(hours=2)
+    outcomes = race(
+        lambda: services.match_cancel(match_id=match.pk, buyer=buyer, now=at),
+        lambda: services.match_cancel(match_id=match.pk, buyer=buyer, now=at),
+        lambda: services.lifecycle_tick(now=match.ends_at),
+    )
+    assert Settlement.objects.filter(match=match).count() == 1
+    assert sum(isinstance(outcome, InvalidTransition) for outcome in outcomes[:2]) >= 1
+    assert Listing.objects.get(pk=match.listing_id).allocated_gpus == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.services
+@pytest.mark.parametrize("attempt", range(3))
+def test_withdrawing_capacity_during_a_round_never_leaves_a_match_on_it(
+    postgres, reference, make_listing, make_request, provider, attempt
+):
+    listing = make_listing(gpu_count=16)
+    make_request(gpus_per_replica=8, replicas=2, latency_class="batch")
+    plan = solve(selectors.engine_problem(gpu_model_code="h20", now=market_now()))
+    outcomes = race(
+        lambda: match_plan_apply(plan=plan, run_id=None, now=market_now()),
+        lambda: services.listing_withdraw(listing_id=listing.pk, provider=provider),
+    )
+    assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)]
+    listing.refresh_from_db()
+    live = Match.objects.filter(listing=listing, status__in=Match.LIVE_STATUSES)
+    assert listing.status == "withdrawn" and not live.exists()
+    held = Match.objects.filter(listing=listing).exclude(status="failed").aggregate(total=Sum("gpus"))["total"]
+    assert listing.allocated_gpus == (held or 0) == 0
+
+
+def test_the_tick_fails_over_what_a_crashed_withdrawal_left_behind(placed):
+    listing, request, match = placed
+    Listing.objects.filter(pk=listing.pk).update(status="withdrawn")  # died before its failover step
+    services.lifecycle_tick(now=match.starts_at + timedelta(minutes=5))
+    match.refresh_from_db()
+    request.refresh_from_db()
+    assert (match.status, request.status, request.priority) == ("failed", "open", 1)
