@@ -4,22 +4,28 @@ Reference data and matches are written by services and the engine; here they are
 that nobody bypasses the checks that keep GPUs and budgets consistent.
 """
 
+from django import forms
 from django.contrib import admin
 
+from marketplace import services
+from marketplace.errors import DomainError
 from marketplace.models import (
     BuyerRequest,
     GpuModel,
     Listing,
+    MarketClock,
     Match,
     MatchingRun,
     Membership,
     Organisation,
     Region,
     Rtt,
+    Settlement,
     Voucher,
     VoucherLedgerEntry,
     VoucherProgram,
 )
+from marketplace.services.vouchers import program_terms_check
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -66,6 +72,15 @@ class OrganisationAdmin(admin.ModelAdmin):
     list_filter = ["kind"]
     search_fields = ["name"]
     inlines = [MembershipInline]
+
+
+@admin.register(Membership)
+class MembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "organisation"]
+    list_filter = ["organisation__kind"]
+    search_fields = ["user__username", "organisation__name"]
+    list_select_related = ["user", "organisation"]
+    raw_id_fields = ["user"]
 
 
 @admin.register(Listing)
@@ -145,9 +160,54 @@ class MatchingRunAdmin(ReadOnlyAdmin):
     list_filter = ["status", "trigger", "shard", "solver"]
 
 
+class VoucherProgramForm(forms.ModelForm):
+    """Checks a programme's terms with the service's own rule, errors beside the field."""
+
+    class Meta:
+        model = VoucherProgram
+        fields = [
+            "name",
+            "sponsor",
+            "kind",
+            "percent",
+            "free_gpu_hours",
+            "cap_per_buyer",
+            "budget",
+            "valid_from",
+            "valid_until",
+            "eligible_regions",
+            "eligible_providers",
+            "eligible_gpu_models",
+            "eligible_buyer_provinces",
+            "min_spend",
+            "max_spend",
+        ]
+
+    def clean(self):
+        data = super().clean()
+        terms = {
+            **{
+                f: getattr(self.instance, f)
+                for f in ("kind", "percent", "free_gpu_hours", "budget", "valid_from", "valid_until")
+            },
+            **data,
+        }
+        try:
+            program_terms_check(
+                **{
+                    key: terms.get(key)
+                    for key in ("kind", "percent", "free_gpu_hours", "budget", "valid_from", "valid_until")
+                }
+            )
+        except DomainError as error:
+            self.add_error(error.field if error.field in self.fields else None, error.message)
+        return data
+
+
 @admin.register(VoucherProgram)
-class VoucherProgramAdmin(ReadOnlyAdmin):
-    """Programmes are created and topped up through the API's services (budget moves need the ledger)."""
+class VoucherProgramAdmin(admin.ModelAdmin):
+    """Staff create programmes and change their name, window, caps and budget here; every save goes
+    through the voucher services (the remaining budget moves with the ledger, never by hand)."""
 
     list_display = [
         "name",
@@ -162,6 +222,39 @@ class VoucherProgramAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["kind", "eligible_regions"]
     search_fields = ["name", "sponsor"]
+    readonly_fields = ["remaining_budget", "sponsor_provider"]
+    filter_horizontal = ["eligible_regions", "eligible_providers", "eligible_gpu_models"]
+    actions = ["issue_ten_codes"]
+    form = VoucherProgramForm
+    #: What a change may touch (the rest is fixed once vouchers exist).
+    CHANGEABLE = ("name", "budget", "valid_from", "valid_until", "cap_per_buyer")
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return self.readonly_fields
+        fixed = [f.name for f in self.model._meta.fields if f.name not in self.CHANGEABLE and f.name != "id"]
+        return [*fixed, "eligible_regions", "eligible_providers", "eligible_gpu_models"]
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            changes = {field: data[field] for field in self.CHANGEABLE if field in form.changed_data}
+            services.voucher_program_update(program_id=obj.pk, sponsor_provider=None, changes=changes)
+            return
+        fields = {k: v for k, v in data.items() if k not in ("remaining_budget", "sponsor_provider")}
+        obj.pk = services.voucher_program_create(**fields).pk
+
+    def save_related(self, request, form, formsets, change):
+        """Eligibility was set by the service on create and is fixed afterwards."""
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Issue 10 claimable codes in each selected programme")
+    def issue_ten_codes(self, request, queryset):
+        for program in queryset:
+            services.vouchers_issue(program_id=program.pk, sponsor_provider=None, count=10)
+        self.message_user(request, f"Issued 10 codes in each of {queryset.count()} programme(s).")
 
 
 @admin.register(Voucher)
@@ -179,3 +272,30 @@ class VoucherLedgerEntryAdmin(ReadOnlyAdmin):
     list_filter = ["kind", "program"]
     search_fields = ["buyer__name", "program__name"]
     list_select_related = ["program", "voucher", "buyer", "match"]
+
+
+@admin.register(Settlement)
+class SettlementAdmin(ReadOnlyAdmin):
+    list_display = [
+        "match",
+        "buyer",
+        "provider",
+        "settled_at",
+        "gpu_hours",
+        "gross",
+        "subsidy",
+        "buyer_pays",
+        "platform_fee",
+        "provider_earns",
+    ]
+    list_filter = ["program", "provider"]
+    search_fields = ["buyer__name", "provider__name"]
+    list_select_related = ["match", "buyer", "provider"]
+    date_hierarchy = "settled_at"
+
+
+@admin.register(MarketClock)
+class MarketClockAdmin(ReadOnlyAdmin):
+    """Moved by ``manage.py advance_clock`` only."""
+
+    list_display = ["id", "offset_seconds"]

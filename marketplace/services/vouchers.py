@@ -23,7 +23,8 @@ FOUR_PLACES = Decimal("0.0001")
 CODE_BYTES = 18
 
 
-def _check_program_terms(*, kind: str, percent, free_gpu_hours, budget, valid_from, valid_until) -> None:
+def program_terms_check(*, kind: str, percent, free_gpu_hours, budget, valid_from, valid_until) -> None:
+    """Raise ``InvalidInput`` naming the field when a programme's terms do not hold together."""
     if kind == VoucherProgram.Kind.PERCENT and not (percent is not None and 0 < percent <= 100):
         raise InvalidInput("A percent programme needs a percent above 0 and at most 100.", field="percent")
     if kind == VoucherProgram.Kind.FREE_GPU_HOURS and not (free_gpu_hours and free_gpu_hours > 0):
@@ -58,7 +59,7 @@ def voucher_program_create(
 
     A provider's promotion (``sponsor_provider`` set) only ever subsidises that provider's listings.
     """
-    _check_program_terms(
+    program_terms_check(
         kind=kind,
         percent=percent,
         free_gpu_hours=free_gpu_hours,
@@ -103,7 +104,7 @@ def voucher_program_update(*, program_id: int, sponsor_provider: Organisation | 
         program.remaining_budget = changes["budget"] - spent
     for field, value in changes.items():
         setattr(program, field, value)
-    _check_program_terms(
+    program_terms_check(
         kind=program.kind,
         percent=program.percent,
         free_gpu_hours=program.free_gpu_hours,
