@@ -50,8 +50,11 @@ test: install assets browser
 lint: install
 	$(VENV)/bin/ruff check .
 
+# The engine against the greedy baseline on seeded instances, then one full round (snapshot, solve,
+# apply) at 10k x 2k on the PostgreSQL at BENCH_DATABASE_URL (default: the local server).
 bench-matching: install
 	$(PY) bench/bench_matching.py $(BENCH_ARGS)
+	$(PY) bench/bench_round.py
 
 lock:
 	$(PY) -m pip install --quiet uv
