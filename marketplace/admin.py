@@ -12,6 +12,7 @@ from marketplace.errors import DomainError
 from marketplace.models import (
     BuyerRequest,
     GpuModel,
+    IdempotencyKey,
     Listing,
     MarketClock,
     Match,
@@ -299,3 +300,11 @@ class MarketClockAdmin(ReadOnlyAdmin):
     """Moved by ``manage.py advance_clock`` only."""
 
     list_display = ["id", "offset_seconds"]
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(ReadOnlyAdmin):
+    list_display = ["user", "key", "state", "response_status", "created_at"]
+    list_filter = ["state"]
+    search_fields = ["user__username", "key"]
+    list_select_related = ["user"]

@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from marketplace import selectors, services
 from marketplace.api import serializers as s
+from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from marketplace.api.permissions import IsBuyer, IsProvider
 from marketplace.clock import market_now
 from marketplace.models import Organisation
@@ -124,7 +125,8 @@ class ListingListView(generics.GenericAPIView):
         page = self.paginate_queryset(queryset)
         return self.get_paginated_response(s.ListingOut(page, many=True).data)
 
-    @extend_schema(request=s.ListingIn, responses={201: s.ListingOut})
+    @extend_schema(request=s.ListingIn, responses={201: s.ListingOut}, parameters=[IDEMPOTENCY_PARAMETER])
+    @idempotent
     def post(self, request):
         provider = provider_of(request)
         listing = services.listing_create(provider=provider, **validated_body(s.ListingIn, request))
@@ -176,7 +178,8 @@ class RequestListView(generics.GenericAPIView):
         page = self.paginate_queryset(selectors.request_list_for(request.user))
         return self.get_paginated_response(s.RequestOut(page, many=True).data)
 
-    @extend_schema(request=s.RequestIn, responses={201: s.RequestOut})
+    @extend_schema(request=s.RequestIn, responses={201: s.RequestOut}, parameters=[IDEMPOTENCY_PARAMETER])
+    @idempotent
     def post(self, request):
         buyer_request = services.request_submit(buyer=buyer_of(request), **validated_body(s.RequestIn, request))
         return Response(s.RequestOut(buyer_request).data, status=status.HTTP_201_CREATED)
@@ -318,7 +321,8 @@ class VoucherClaimView(APIView):
 
     permission_classes = [IsBuyer]
 
-    @extend_schema(request=s.ClaimIn, responses=s.VoucherOut)
+    @extend_schema(request=s.ClaimIn, responses=s.VoucherOut, parameters=[IDEMPOTENCY_PARAMETER])
+    @idempotent
     def post(self, request):
         buyer = buyer_of(request)
         voucher = services.voucher_claim(code=validated_body(s.ClaimIn, request)["code"], buyer=buyer)
