@@ -43,3 +43,9 @@ class NotFound(DomainError):
     """No such object for this caller: another party's objects do not exist for it."""
 
     status_code = 404
+
+
+class QuotaExceeded(DomainError):
+    """The organisation is at one of its limits (open requests, …); nothing was written."""
+
+    status_code = 429

@@ -116,6 +116,16 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "marketplace.api.errors.exception_handler",
+    # Throttling counts in the shared cache (Redis in production), so every web process agrees.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "rest_framework.throttling.AnonRateThrottle",
+        "rest_framework.throttling.UserRateThrottle",
+    ],
+    "DEFAULT_THROTTLE_RATES": {
+        "anon": env_str("THROTTLE_ANON", "120/min"),
+        "user": env_str("THROTTLE_USER", "600/min"),
+        "login": env_str("THROTTLE_LOGIN", "10/min"),
+    },
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 
@@ -196,5 +206,7 @@ else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 #: Seconds a commit waits before its round runs, so a burst of commits shares one round.
 MATCHING_COALESCE_SECONDS = env_int("MATCHING_COALESCE_SECONDS", 1)
+#: Open (unmatched or partly matched) requests one buyer may have at once.
+MAX_OPEN_REQUESTS_PER_BUYER = env_int("MAX_OPEN_REQUESTS_PER_BUYER", 500)
 #: The platform's share of each settled match's gross, in percent (see marketplace.money).
 PLATFORM_FEE_PERCENT = env_decimal("PLATFORM_FEE_PERCENT", "5")

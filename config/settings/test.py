@@ -23,3 +23,6 @@ if CACHE_URL.startswith("redis"):
 MATCHING_COALESCE_SECONDS = 0
 # Tests never serve collected static files; WhiteNoise would only warn that none were collected.
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise")]  # noqa: F405
+# Tests make many calls quickly; throttling itself is tested with its own rates.
+_UNTHROTTLED = {"anon": "100000/min", "user": "100000/min", "login": "100000/min"}
+REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": _UNTHROTTLED}  # noqa: F405

@@ -1,11 +1,10 @@
 from django.urls import path
-from rest_framework.authtoken.views import ObtainAuthToken
 
 from marketplace.api import views
 
 urlpatterns = [
     path("auth/register/", views.RegisterView.as_view(), name="register"),
-    path("auth/token/", ObtainAuthToken.as_view(), name="token"),
+    path("auth/token/", views.TokenView.as_view(), name="token"),
     path("regions/", views.RegionListView.as_view(), name="region-list"),
     path("regions/<slug:code>/", views.RegionDetailView.as_view(), name="region-detail"),
     path("gpu-models/", views.GpuModelListView.as_view(), name="gpu-model-list"),

@@ -8,9 +8,11 @@ from datetime import date
 from django.http import Http404, HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
+from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny, BasePermission, IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from marketplace import selectors, services
@@ -59,6 +61,14 @@ class RegisterView(APIView):
     def post(self, request):
         user = services.account_register(**validated_body(s.RegisterIn, request))
         return Response(s.RegisterOut(user).data, status=status.HTTP_201_CREATED)
+
+
+class TokenView(ObtainAuthToken):
+    """``{username, password}`` → ``{token}``, rate-limited per client address (``THROTTLE_LOGIN``)
+    so that passwords cannot be guessed at speed."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"
 
 
 # --- reference data -----------------------------------------------------------------------------

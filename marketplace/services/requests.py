@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
 from marketplace.clock import market_now
 from marketplace.demand import demand_request_build
 from marketplace.eligibility import voucher_covers
-from marketplace.errors import InvalidTransition, NotAllowed, NotFound
+from marketplace.errors import InvalidTransition, NotAllowed, NotFound, QuotaExceeded
 from marketplace.models import BuyerRequest, Match, Organisation
 from marketplace.services.lifecycle import live_matches_locked, matches_end
 from marketplace.services.triggers import matching_round_enqueue_on_commit
@@ -29,6 +30,7 @@ def request_submit(*, buyer: Organisation, voucher_code: str | None = None, now:
     if buyer.kind != Organisation.Kind.BUYER:
         raise NotAllowed("Only buyers submit requests.")
     now = now or market_now()
+    _open_requests_quota_check(buyer)
     request = demand_request_build(buyer=buyer, now=now, **terms)
     if voucher_code:
         request.voucher = voucher_claim(code=voucher_code, buyer=buyer, now=now, field="voucher_code")
@@ -36,6 +38,17 @@ def request_submit(*, buyer: Organisation, voucher_code: str | None = None, now:
     request.save()
     matching_round_enqueue_on_commit(gpu_model_code=request.gpu_model.code)
     return request
+
+
+def _open_requests_quota_check(buyer: Organisation) -> None:
+    """Refuse a buyer at ``MAX_OPEN_REQUESTS_PER_BUYER`` open requests. The buyer's row lock makes
+    concurrent submissions count one after another, so the quota holds under a burst."""
+    Organisation.objects.select_for_update().filter(pk=buyer.pk).first()
+    open_requests = BuyerRequest.objects.filter(buyer=buyer, status__in=BuyerRequest.OPEN_STATUSES).count()
+    if open_requests >= settings.MAX_OPEN_REQUESTS_PER_BUYER:
+        raise QuotaExceeded(
+            f"{open_requests} open requests is the most a buyer may have; cancel one or wait for matches."
+        )
 
 
 @transaction.atomic

@@ -419,3 +419,37 @@ def test_quote_uses_the_request_rules(clients):
     response = clients["buyer"].post("/api/v1/quotes/", {**REQUEST_BODY, "start_by": "2001-01-01T00:00:00Z"})
     assert response.status_code == 400 and "start_by" in response.data
     assert clients["provider"].post("/api/v1/quotes/", REQUEST_BODY).status_code == 403
+
+
+# --- throttling and quotas ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def low_rates(monkeypatch):
+    from django.core.cache import cache
+    from rest_framework.throttling import SimpleRateThrottle
+
+    cache.clear()
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", {"anon": "3/min", "user": "5/min", "login": "2/min"})
+    yield
+    cache.clear()
+
+
+def test_anonymous_callers_are_throttled(reference, low_rates):
+    client = APIClient()
+    codes = [client.get("/api/v1/regions/").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+
+
+def test_token_logins_are_rate_limited(clients, low_rates):
+    codes = [
+        APIClient().post("/api/v1/auth/token/", {"username": "buy", "password": "guess"}).status_code for _ in range(3)
+    ]
+    assert codes == [400, 400, 429]
+
+
+def test_a_buyer_at_its_open_request_quota_is_refused(clients, settings):
+    settings.MAX_OPEN_REQUESTS_PER_BUYER = 2
+    codes = [clients["buyer"].post("/api/v1/requests/", REQUEST_BODY).status_code for _ in range(3)]
+    assert codes == [201, 201, 429]
+    assert BuyerRequest.objects.count() == 2
