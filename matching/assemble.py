@@ -1,4 +1,4 @@
-"""Turn placements (edge → nodes) into a :class:`Plan`: assignments, voucher caps, reasons, totals.
+"""Turn placements ((request, listing) → nodes) into a :class:`Plan`: assignments, voucher caps, reasons, totals.
 
 Shared by the solver and the greedy baseline so both are priced and explained identically.
 """
@@ -6,44 +6,66 @@ Shared by the solver and the greedy baseline so both are priced and explained id
 from __future__ import annotations
 
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from decimal import ROUND_DOWN, Decimal
 
 import numpy as np
 
 from matching import costs
-from matching.edges import Arrays, Edges
+from matching.edges import Arrays, price_pairs
 from matching.explain import ExplainIndex, explain_assignment, unserved_reason
 from matching.latency import latency_class_of
 from matching.packing import NodePool
 from matching.problem import Assignment, Plan, Problem, Unserved
+from matching.shards import Graph
+
+
+@dataclass
+class Priced:
+    """Assignments of a set of placements after voucher caps, and what they cost in total."""
+
+    assignments: list[Assignment]
+    cuts: int
+    cut_cny: Decimal
+    objective: Decimal
+    binding: frozenset[str]  # voucher codes whose budget cut some subsidy
+
+
+def price(problem: Problem, arrays: Arrays, placements: dict[tuple[int, int], list[int]]) -> Priced:
+    """Assignments with full subsidies (from ``arrays``), capped by voucher budgets, and their total."""
+    full = _assignments(problem, arrays, placements)
+    assignments, cuts, cut_cny = cap_vouchers(problem, full)
+    by_id = {r.id: r for r in problem.requests}
+    objective = sum((total_cost(a, by_id[a.request_id].duration_hours) for a in assignments), Decimal("0.0000"))
+    binding = frozenset(by_id[a.request_id].voucher.code for a, b in zip(full, assignments, strict=True) if a is not b)
+    return Priced(assignments, cuts, cut_cny, objective, binding)
 
 
 def assemble(
     problem: Problem,
     arrays: Arrays,
-    edges: Edges,
-    placements: dict[int, list[int]],
+    graph: Graph,
+    placements: dict[tuple[int, int], list[int]],
     pool: NodePool,
     *,
     solver: str,
     lower_bound: Decimal,
     stats: dict,
     timings: dict,
+    priced: Priced | None = None,
 ) -> Plan:
     """The plan for ``placements``; ``pool`` is the capacity left after them (for explanations).
 
-    Voucher budgets are enforced here (see :func:`cap_vouchers`); ``objective`` is what the
-    assignments actually cost, so it is never below ``lower_bound`` when that bound is valid.
+    Voucher budgets are enforced here (see :func:`cap_vouchers`) unless ``priced`` (from
+    :func:`price`) is given; ``objective`` is what the assignments actually cost, so it is never
+    below ``lower_bound`` when that bound is valid.
     """
     t0 = time.perf_counter()
-    assignments = [_assignment(problem, arrays, edges, e, nodes) for e, nodes in sorted(placements.items())]
-    assignments, cuts, cut_cny = cap_vouchers(problem, assignments)
+    priced = priced or price(problem, arrays, placements)
+    assignments, cuts, cut_cny, objective = priced.assignments, priced.cuts, priced.cut_cny, priced.objective
     index = ExplainIndex(problem, arrays, residual=pool.free)
     assignments = _explained(problem, index, assignments)
-    unserved = _unserved(problem, index, edges, assignments)
-    by_id = {r.id: r for r in problem.requests}
-    objective = sum((total_cost(a, by_id[a.request_id].duration_hours) for a in assignments), Decimal("0.0000"))
+    unserved = _unserved(problem, index, graph.has_edge, assignments)
     timings = {**timings, "explain": (time.perf_counter() - t0) * 1000}
     served = sum(a.replicas for a in assignments)
     stats = {
@@ -51,7 +73,7 @@ def assemble(
         "voucher_cuts": cuts,
         "voucher_cut_cny": str(cut_cny),
         "served_gpus": sum(a.gpus for a in assignments),
-        "edges": len(edges),
+        "edges": graph.pairs,
     }
     return Plan(
         assignments=tuple(assignments),
@@ -80,24 +102,43 @@ def total_cost(a: Assignment, duration_hours: int) -> Decimal:
     return a.cost_per_gpu_hour * a.gpus * duration_hours
 
 
-def _assignment(problem: Problem, arrays: Arrays, edges: Edges, e: int, nodes: list[int]) -> Assignment:
-    request, listing = problem.requests[edges.req[e]], problem.listings[edges.lst[e]]
-    rtt = float(edges.rtt[e])
-    return Assignment(
-        request_id=request.id,
-        listing_id=listing.id,
-        region=listing.region,
-        replicas=len(nodes),
-        gpus_per_replica=request.gpus_per_replica,
-        nodes=tuple(nodes),
-        price_per_gpu_hour=costs.money(listing.price_per_gpu_hour),
-        subsidy_per_gpu_hour=costs.from_units(int(edges.subsidy[e])),
-        energy_cost_per_gpu_hour=costs.money(listing.energy_cost_per_gpu_hour),
-        rtt_ms=rtt,
-        latency_class=latency_class_of(rtt),
-        cost_per_gpu_hour=costs.from_units(int(edges.cost[e])),
-        starts_at=costs.start_on(listing, problem.now),
-    )
+def _assignments(problem: Problem, arrays: Arrays, placements: dict[tuple[int, int], list[int]]) -> list[Assignment]:
+    """One assignment per placed (request, listing) pair, in (request index, listing index) order."""
+    keys = sorted(placements)
+    if not keys:
+        return []
+    priced = price_pairs(arrays, [k[0] for k in keys], [k[1] for k in keys])
+    terms = zip(priced.cost.tolist(), priced.subsidy.tolist(), priced.rtt.tolist(), strict=True)
+    listing_terms: dict[int, tuple] = {}  # the Decimal work per listing, done once per listing
+    out = []
+    for (i, j), (cost, subsidy, rtt) in zip(keys, terms, strict=True):
+        if j not in listing_terms:
+            x = problem.listings[j]
+            listing_terms[j] = (
+                costs.money(x.price_per_gpu_hour),
+                costs.money(x.energy_cost_per_gpu_hour),
+                costs.start_on(x, problem.now),
+            )
+        price, energy, starts_at = listing_terms[j]
+        request, listing, nodes = problem.requests[i], problem.listings[j], placements[i, j]
+        out.append(
+            Assignment(
+                request_id=request.id,
+                listing_id=listing.id,
+                region=listing.region,
+                replicas=len(nodes),
+                gpus_per_replica=request.gpus_per_replica,
+                nodes=tuple(nodes),
+                price_per_gpu_hour=price,
+                subsidy_per_gpu_hour=costs.from_units(subsidy),
+                energy_cost_per_gpu_hour=energy,
+                rtt_ms=rtt,
+                latency_class=latency_class_of(rtt),
+                cost_per_gpu_hour=costs.from_units(cost),
+                starts_at=starts_at,
+            )
+        )
+    return out
 
 
 def cap_vouchers(problem: Problem, assignments: list[Assignment]) -> tuple[list[Assignment], int, Decimal]:
@@ -155,12 +196,12 @@ def _explained(problem: Problem, index: ExplainIndex, assignments: list[Assignme
     ]
 
 
-def _unserved(problem: Problem, index: ExplainIndex, edges: Edges, assignments: list[Assignment]) -> list[Unserved]:
+def _unserved(
+    problem: Problem, index: ExplainIndex, has_edge: np.ndarray, assignments: list[Assignment]
+) -> list[Unserved]:
     placed: dict[int, int] = {}
     for a in assignments:
         placed[a.request_id] = placed.get(a.request_id, 0) + a.replicas
-    has_edge = np.zeros(len(problem.requests), dtype=bool)
-    has_edge[edges.req] = True
     out = []
     for i, r in enumerate(problem.requests):
         done = placed.get(r.id, 0)

@@ -1,8 +1,10 @@
-"""Vectorised feasibility graph: every feasible (request, listing) edge of a Problem with its cost.
+"""Column arrays of a Problem, edge pricing, and the direct (uncompressed) feasibility graph.
 
 The scalar rules live in :mod:`matching.costs`; this module applies exactly the same rules to whole
-arrays with numpy so a 10k × 2k round builds its edges in tens of milliseconds. Money is integer
-units of 0.0001 CNY; the per-term caches call the scalar functions, so both paths agree exactly.
+arrays with numpy. Money is integer units of 0.0001 CNY; the per-term caches call the scalar
+functions, so both paths agree exactly. The solver works on the compressed graph of
+:mod:`matching.chains`; :func:`build_edges` (every feasible pair, explicitly) is the reference
+definition the chains are tested against.
 """
 
 from __future__ import annotations
@@ -176,6 +178,16 @@ def build_edges(problem: Problem, arrays: Arrays) -> Edges:
     return _priced(arrays, req, lst)
 
 
+def edges_between(problem: Problem, arrays: Arrays, reqs: np.ndarray, lsts: np.ndarray) -> Edges:
+    """Every feasible edge from requests ``reqs`` to listings ``lsts`` (one GPU model), explicitly.
+
+    For small shards only (the exact integer program); dense in requests × listings.
+    """
+    slot_table = _slot_table(problem, lsts, np.unique(arrays.r_size[reqs]))
+    req, lst = _chunk_edges(arrays, reqs, lsts, slot_table)
+    return _priced(arrays, req, lst)
+
+
 def _slot_table(problem: Problem, lsts: np.ndarray, sizes: np.ndarray) -> dict[int, np.ndarray]:
     return {
         int(s): np.array([slots(problem.listings[j].node_free, int(s)) for j in lsts], dtype=np.int64) for s in sizes
@@ -202,7 +214,12 @@ def _priced(a: Arrays, req: np.ndarray, lst: np.ndarray) -> Edges:
     # Chunks are row-major (request, then listing) and each request lies in one chunk, so a stable
     # sort on the request alone yields (request, listing) order.
     order = np.argsort(req, kind="stable")
-    req, lst = req[order], lst[order]
+    return price_pairs(a, req[order], lst[order])
+
+
+def price_pairs(a: Arrays, req: np.ndarray, lst: np.ndarray) -> Edges:
+    """Cost terms of the given (request, listing) pairs, in the given order (no feasibility check)."""
+    req, lst = np.asarray(req, dtype=np.int64), np.asarray(lst, dtype=np.int64)
     origin, region = a.r_origin[req], a.l_region[lst]
     subsidy = a.subsidy_units[a.r_voucher[req], lst]
     latency = a.latency_units[a.r_weight[req], origin, region]

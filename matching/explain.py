@@ -28,7 +28,14 @@ class ExplainIndex:
         self.by_model = {int(m): np.flatnonzero(arrays.l_model == m) for m in np.unique(arrays.l_model)}
         self._alternatives: dict[tuple[int, int], list[int]] = {}
         self._rejected: dict[int, list[tuple[int, dict]]] = {}
+        # Plain lists: scalar indexing of numpy arrays costs ~10x more in these per-entry paths.
         self.price = arrays.l_price.tolist()
+        self.l_region, self.l_gpn = arrays.l_region.tolist(), arrays.l_gpn.tolist()
+        self.l_start, self.l_until = arrays.l_start.tolist(), arrays.l_until.tolist()
+        self.rtt_rows = arrays.rtt.tolist()
+        self.subsidy = arrays.subsidy_units.tolist()
+        self.latency = arrays.latency_units.tolist()
+        self._price_text: dict[int, str] = {}
 
     def alternatives(self, model: int, origin: int) -> list[int]:
         """The cheapest listing of each region (by price, then id), cheapest region first."""
@@ -42,8 +49,19 @@ class ExplainIndex:
         return self._alternatives[key]
 
     def rtt(self, i: int, j: int) -> float | None:
-        value = self.arrays.rtt[self.arrays.r_origin[i], self.arrays.l_region[j]]
-        return float(value) if np.isfinite(value) else None
+        value = self.rtt_rows[int(self.arrays.r_origin[i])][self.l_region[j]]
+        return value if value != float("inf") else None
+
+    def price_text(self, j: int) -> str:
+        if j not in self._price_text:
+            self._price_text[j] = costs.fmt_cny(costs.from_units(self.price[j]))
+        return self._price_text[j]
+
+    def cost_units(self, i: int, j: int) -> int:
+        """Edge cost per GPU-hour in 0.0001 CNY, as :func:`matching.costs.edge_cost` computes it."""
+        a = self.arrays
+        latency = self.latency[int(a.r_weight[i])][int(a.r_origin[i])][self.l_region[j]]
+        return self.price[j] - self.subsidy[int(a.r_voucher[i])][j] + latency
 
     def rejected(self, i: int, below_units: int, used: set[int], cost: Decimal) -> list[tuple[int, dict]]:
         """(price units, entry) for alternatives of request ``i`` priced below ``below_units``.
@@ -51,23 +69,23 @@ class ExplainIndex:
         Computed once per request (for its dearest assignment) and filtered per assignment.
         """
         if i not in self._rejected:
-            out = []
+            out, cost_units = [], costs.money_units(cost)
             for j in self.alternatives(int(self.arrays.r_model[i]), int(self.arrays.r_origin[i])):
                 if self.price[j] >= below_units or len(out) == MAX_REJECTED + len(used):
                     break
                 if j not in used:
-                    out.append((self.price[j], self._entry(i, j, cost)))
+                    out.append((self.price[j], self._entry(i, j, cost_units)))
             self._rejected[i] = out
         return self._rejected[i]
 
-    def _entry(self, i: int, j: int, cost: Decimal) -> dict:
+    def _entry(self, i: int, j: int, cost: int) -> dict:
         listing, rtt = self.problem.listings[j], self.rtt(i, j)
         request = self.problem.requests[i]
-        reason = self._quick_feasible(i, j, rtt) and _why_not(self, request, j, rtt, cost)
+        reason = self._quick_feasible(i, j, rtt) and _why_not(self, i, j, cost)
         return {
             "region": listing.region,
             "listing_id": listing.id,
-            "price_per_gpu_hour": costs.fmt_cny(costs.from_units(self.price[j])),
+            "price_per_gpu_hour": self.price_text(j),
             "rtt_ms": rtt,
             "reason": reason or costs.infeasibility(request, listing, rtt, self.problem.now),
         }
@@ -75,10 +93,10 @@ class ExplainIndex:
     def _quick_feasible(self, i: int, j: int, rtt: float | None) -> bool:
         """The cheap integer pre-check of :func:`matching.costs.infeasibility` (same rules)."""
         a, size = self.arrays, int(self.arrays.r_size[i])
-        if rtt is None or rtt > a.r_bound[i] or a.l_gpn[j] < size or self.price[j] > a.r_cap[i]:
+        if rtt is None or rtt > a.r_bound[i] or self.l_gpn[j] < size or self.price[j] > a.r_cap[i]:
             return False
-        start = a.l_start[j]
-        if start > a.r_start_by[i] or start + a.r_duration_h[i] * 3_600_000_000 > a.l_until[j]:
+        start = self.l_start[j]
+        if start > a.r_start_by[i] or start + int(a.r_duration_h[i]) * 3_600_000_000 > self.l_until[j]:
             return False
         return any(f >= size for f in self.problem.listings[j].node_free)
 
@@ -91,8 +109,8 @@ def explain_assignment(index: ExplainIndex, i: int, a: Assignment, used: set[int
     """
     request = index.problem.requests[i]
     voucher = request.voucher
-    price = costs.money(a.price_per_gpu_hour)
-    rejected = index.rejected(i, _max_price_units(index, used), used, dearest)
+    below = costs.money_units(a.price_per_gpu_hour)
+    rejected = index.rejected(i, max(index.price[j] for j in used), used, dearest)
     return {
         "region": a.region,
         "listing_id": a.listing_id,
@@ -108,20 +126,16 @@ def explain_assignment(index: ExplainIndex, i: int, a: Assignment, used: set[int
         "latency_class": str(a.latency_class),
         "bound_ms": request.max_rtt_ms,
         "starts_at": a.starts_at.isoformat(),
-        "rejected": [entry for p, entry in rejected if p < costs.money_units(price)][:MAX_REJECTED],
+        "rejected": [entry for p, entry in rejected if p < below][:MAX_REJECTED],
     }
 
 
-def _max_price_units(index: ExplainIndex, used: set[int]) -> int:
-    return max(index.price[j] for j in used)
-
-
-def _why_not(index: ExplainIndex, request: RequestSpec, j: int, rtt: float, chosen_cost: Decimal) -> str:
-    """Reason a feasible, cheaper-priced listing was not used."""
-    listing = index.problem.listings[j]
-    cost = costs.edge_cost(request, listing, rtt).cost
-    if cost >= chosen_cost:
-        return f"{listing.region}: costs {costs.fmt_cny(cost)} with latency and subsidy, not less"
+def _why_not(index: ExplainIndex, i: int, j: int, chosen_units: int) -> str:
+    """Reason a feasible, cheaper-priced listing was not used (``chosen_units``: 0.0001 CNY)."""
+    listing, request = index.problem.listings[j], index.problem.requests[i]
+    cost = index.cost_units(i, j)
+    if cost >= chosen_units:
+        return f"{listing.region}: costs {costs.fmt_cny(costs.from_units(cost))} with latency and subsidy, not less"
     if any(f >= request.gpus_per_replica for f in index.residual[j]):
         return "not chosen by the packing heuristic"
     return "full: capacity taken by higher-priority or cheaper-placed requests"

@@ -1,8 +1,10 @@
 """Cheapest-first greedy: what a buyer gets by sorting offers by price. Kept for benchmarks and tests.
 
 Requests go in order of priority (highest first), then arrival (lower id first); each takes the
-cheapest feasible listings (by its own cost per GPU-hour) until its replicas are placed or its
-options run out. It proves no bound: ``lower_bound`` is 0 and ``gap`` is infinite when cost > 0.
+cheapest feasible listings (by its own cost per GPU-hour, then listing index) until its replicas are
+placed or its options run out. It proves no bound: ``lower_bound`` is 0 and ``gap`` is infinite
+when cost > 0. A request's options are computed when its turn comes (numpy over its model's
+listings), so the greedy never holds the whole dense edge set in memory.
 """
 
 from __future__ import annotations
@@ -12,58 +14,78 @@ from decimal import Decimal
 
 import numpy as np
 
-from matching.edges import Arrays, Edges, build_arrays, build_edges
+from matching.chains import HOUR_US
+from matching.edges import Arrays, slots
 from matching.packing import NodePool
 from matching.problem import Plan, Problem
 
 
-def greedy_fill(
-    problem: Problem, arrays: Arrays, edges: Edges, sel: np.ndarray, pool: NodePool
-) -> dict[int, list[int]]:
-    """Greedy placements (edge index → nodes) over edges ``sel``, consuming ``pool``."""
-    placements: dict[int, list[int]] = {}
-    sel = np.sort(sel)
-    reqs = np.unique(edges.req[sel])
-    order = sorted(reqs, key=lambda i: (-problem.requests[i].priority, problem.requests[i].id))
-    starts = np.searchsorted(edges.req[sel], reqs)
-    ends = np.searchsorted(edges.req[sel], reqs, side="right")
-    span = {int(i): (s, e) for i, s, e in zip(reqs, starts, ends, strict=True)}
+class Options:
+    """Feasible listings of a request, cheapest first (same rules as :func:`matching.costs.infeasibility`)."""
+
+    def __init__(self, problem: Problem, arrays: Arrays):
+        self.a = arrays
+        self.by_model = {int(m): np.flatnonzero(arrays.l_model == m) for m in np.unique(arrays.l_model)}
+        self.free = problem.listings
+        self._room: dict[tuple[int, int], np.ndarray] = {}
+
+    def _has_room(self, model: int, size: int) -> np.ndarray:
+        key = (model, size)
+        if key not in self._room:
+            self._room[key] = np.array([slots(self.free[j].node_free, size) > 0 for j in self.by_model[model]], bool)
+        return self._room[key]
+
+    def of(self, i: int) -> np.ndarray:
+        a, model, size = self.a, int(self.a.r_model[i]), int(self.a.r_size[i])
+        lsts = self.by_model.get(model)
+        if lsts is None:
+            return np.zeros(0, dtype=np.int64)
+        start = a.l_start[lsts]
+        rtt = a.rtt[a.r_origin[i], a.l_region[lsts]]
+        ok = self._has_room(model, size) & (a.l_gpn[lsts] >= size) & (a.l_price[lsts] <= a.r_cap[i])
+        ok &= (start <= a.r_start_by[i]) & (start + a.r_duration_h[i] * HOUR_US <= a.l_until[lsts])
+        ok &= np.isfinite(rtt) & (rtt <= a.r_bound[i])
+        mine = lsts[ok]
+        cost = a.l_price[mine] - a.subsidy_units[a.r_voucher[i], mine]
+        cost = cost + a.latency_units[a.r_weight[i], a.r_origin[i], a.l_region[mine]]
+        return mine[np.lexsort((mine, cost))]
+
+
+def greedy_fill(problem: Problem, arrays: Arrays, reqs: np.ndarray, pool: NodePool) -> dict[tuple[int, int], list[int]]:
+    """Greedy placements ((request, listing) → nodes) for requests ``reqs``, consuming ``pool``."""
+    placements: dict[tuple[int, int], list[int]] = {}
+    options = Options(problem, arrays)
+    order = sorted((int(i) for i in reqs), key=lambda i: (-problem.requests[i].priority, problem.requests[i].id))
     for i in order:
-        s, e = span[int(i)]
-        mine = sel[s:e]
-        mine = mine[np.lexsort((edges.lst[mine], edges.cost[mine]))]
-        _fill_request(problem, arrays, edges, int(i), mine, pool, placements)
+        size, left = int(arrays.r_size[i]), problem.requests[i].replicas
+        for j in options.of(i).tolist():
+            if not left:
+                break
+            if not pool.fits(j, size):
+                continue
+            nodes = pool.place(j, size, left)
+            if nodes:
+                placements[i, j] = nodes
+                left -= len(nodes)
     return placements
-
-
-def _fill_request(problem, arrays, edges, i, mine, pool, placements) -> None:
-    size, left = int(arrays.r_size[i]), problem.requests[i].replicas
-    for e in mine:
-        if not left:
-            return
-        j = int(edges.lst[e])
-        if not pool.fits(j, size):
-            continue
-        nodes = pool.place(j, size, left)
-        if nodes:
-            placements[int(e)] = nodes
-            left -= len(nodes)
 
 
 def greedy(problem: Problem) -> Plan:
     """The greedy baseline's plan for ``problem`` (same cost model and explanations as the solver)."""
     from matching.assemble import assemble  # local: assemble imports explain, which is heavier
+    from matching.edges import build_arrays
+    from matching.shards import feasibility
 
     t0 = time.perf_counter()
     arrays = build_arrays(problem)
-    edges = build_edges(problem, arrays)
     pool = NodePool(problem)
-    placements = greedy_fill(problem, arrays, edges, np.arange(len(edges)), pool)
+    placements = greedy_fill(problem, arrays, np.arange(len(problem.requests)), pool)
     timings = {"solve": (time.perf_counter() - t0) * 1000}
+    graph = feasibility(problem, arrays)
     return assemble(
         problem,
         arrays,
-        edges,
+        graph,
         placements,
         pool,
         solver="greedy-cheapest-first",

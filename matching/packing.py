@@ -1,7 +1,8 @@
 """Nodes and the flow networks built on them: exact transportation and the GPU-unit relaxation.
 
-Placements are ``dict[edge index, list[node index]]`` (one node per replica), edge indices being
-positions in the round's :class:`matching.edges.Edges`.
+Placements are ``dict[(request index, listing index), list[node index]]`` (one node per replica).
+Both networks run on the compressed chains of :mod:`matching.chains` (exact: same optimum as on
+explicit edges).
 
 Why the relaxation is tight for power-of-two sizes: when the replica sizes present form a
 divisibility chain (1 | 2 | 4 | 8), a multiset of replicas fits on a listing's free nodes if and only
@@ -16,12 +17,22 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from matching.edges import Arrays, Edges
+from matching.chains import Chains, build_chains, decode
+from matching.edges import Arrays
 from matching.flow import FlowResult, Network, solve_lexicographic
 from matching.problem import Problem
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+#: Direct (request, listing) arcs the relaxation may use beyond sparse classes: its vertex flows round
+#: to whole replicas better than chain flows; the budget bounds memory on very large shards.
+RELAX_DIRECT_BUDGET = 3_000_000
 
 
 class NodePool:
@@ -62,62 +73,89 @@ def levels_of(priorities: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def transport(
-    arrays: Arrays,
-    edges: Edges,
-    sel: np.ndarray,
-    demand: dict[int, int],
-    pool: NodePool,
-    size: int,
-    limit: dict[int, int] | None = None,
-) -> tuple[dict[int, int], FlowResult]:
-    """Exact lexicographic transportation of replicas of one ``size`` over edges ``sel``.
+    arrays: Arrays, demand: dict[int, int], lsts: np.ndarray, pool: NodePool, size: int
+) -> tuple[dict[tuple[int, int], int], FlowResult]:
+    """Exact lexicographic transportation of replicas of one ``size`` to listings ``lsts``.
 
     ``demand`` maps request index → replicas still wanted. Capacity of a listing is its current
-    number of ``size`` slots in ``pool``. Returns replicas per edge and the flow result (cost in
-    0.0001 CNY units over the requests' durations). ``limit`` optionally caps replicas per listing.
+    number of ``size`` slots in ``pool``. Returns replicas per (request, listing) pair and the flow
+    result (cost in 0.0001 CNY units over the requests' durations).
     """
     reqs = np.array(sorted(demand), dtype=np.int64)
-    lsts = np.unique(edges.lst[sel])
     cap_l = np.array([pool.slots(int(j), size) for j in lsts], dtype=np.int64)
-    if limit is not None:
-        cap_l = np.minimum(cap_l, [limit.get(int(j), 0) for j in lsts])
-    r_pos, l_pos = np.searchsorted(reqs, edges.req[sel]), np.searchsorted(lsts, edges.lst[sel])
-    keep = cap_l[l_pos] > 0
-    sel, r_pos, l_pos = sel[keep], r_pos[keep], l_pos[keep]
+    lsts, cap_l = np.asarray(lsts, dtype=np.int64)[cap_l > 0], cap_l[cap_l > 0]
+    ch = build_chains(arrays, reqs, lsts, {size: np.ones(len(lsts), dtype=bool)}, per_gpu=False)
     d = np.array([demand[int(i)] for i in reqs], dtype=np.int64)
-    level, n_levels = levels_of(arrays.r_priority[reqs])
-    unit_cost = edges.cost[sel] * size * arrays.r_duration_h[edges.req[sel]]
-    first_l = n_levels + len(reqs)
-    net = _network(
-        n_levels,
-        first_l + len(lsts) + 1,
-        hub_arcs=(level, n_levels + np.arange(len(reqs)), d),
-        mid_arcs=(n_levels + r_pos, first_l + l_pos, np.minimum(d[r_pos], cap_l[l_pos]), unit_cost),
-        sink_arcs=(first_l + np.arange(len(lsts)), cap_l),
-        level_supply=np.bincount(level, weights=d, minlength=n_levels).astype(np.int64),
-    )
+    first_l = len(reqs) + ch.n_nodes
+
+    def heads(lst, _size):
+        l_pos = np.searchsorted(lsts, lst)
+        return first_l + l_pos, cap_l[l_pos]
+
+    net, spans = _network(arrays, reqs, d, ch, heads, (first_l + np.arange(len(lsts)), cap_l), None)
     result = solve_lexicographic(net)
-    mid = result.flows[len(reqs) : len(reqs) + len(sel)]
-    return {int(e): int(f) for e, f in zip(sel, mid, strict=True) if f > 0}, result
+    return _pairs(ch, result, spans), result
 
 
-def _network(n_levels, n_nodes, hub_arcs, mid_arcs, sink_arcs, level_supply, extra=None) -> Network:
-    """Arcs in a fixed order: hub→request, request→listing, [extra], listing→sink."""
-    sink = n_nodes - 1
-    h_t, h_h, h_c = hub_arcs
-    m_t, m_h, m_c, m_cost = mid_arcs
+def _below(ch: Chains, exit_caps: np.ndarray) -> np.ndarray:
+    """Per chain node: the exit capacity at it and below it in its chain."""
+    n = ch.n_nodes
+    start = np.ones(n, dtype=bool)
+    start[ch.links + 1] = False
+    chain_id = np.cumsum(start) - 1
+    suffix = np.concatenate([np.cumsum(exit_caps[::-1])[::-1], [0]])
+    ends = np.append(np.flatnonzero(start)[1:], n)  # one past each chain's last node
+    return suffix[:n] - suffix[ends[chain_id]]
+
+
+def _pairs(ch: Chains, result: FlowResult, spans: tuple[slice, ...]) -> dict[tuple[int, int], int]:
+    req, lst, amount = decode(ch, *(result.flows[span] for span in spans))
+    return {(int(i), int(j)): int(f) for i, j, f in zip(req, lst, amount, strict=True)}
+
+
+def _network(arrays, reqs, d, ch: Chains, heads_of, sink_arcs, extra) -> tuple[Network, tuple[slice, ...]]:
+    """Hubs, requests, chain nodes, [listing nodes], sink; node numbers below are past the hubs.
+
+    Arc groups in a fixed order: hub→request, entry, chain link, exit, direct, [extra], listing→sink.
+    ``heads_of(listings, sizes)`` gives the head node and capacity of arcs into those listings.
+    Chain links carry at most what the exits below them can take: not needed for correctness, but
+    tight capacities help the cost-scaling solver on these long zero-cost paths.
+    Returns the network and the slices of its entry, exit and direct arcs.
+    """
+    level, n_levels = levels_of(arrays.r_priority[reqs])
+    exit_heads, exit_caps = heads_of(ch.x_lst, ch.x_size)
+    direct_heads, direct_caps = heads_of(ch.d_lst, ch.d_size)
+    d_pos = np.searchsorted(reqs, ch.d_req)
+    big = int(d.sum())
+    base = n_levels + len(reqs)
+    r_pos = np.searchsorted(reqs, ch.e_req)
     s_t, s_c = sink_arcs
     e_t, e_h, e_c = extra if extra is not None else (np.zeros(0, np.int64),) * 3
-    zeros = np.zeros
-    return Network(
+    highest = int(np.concatenate([exit_heads, direct_heads, s_t, e_h]).max(initial=-1))
+    n_nodes = n_levels + max(len(reqs) + ch.n_nodes, highest + 1) + 1
+    groups = [
+        (level, n_levels + np.arange(len(reqs)), d, 0),
+        (n_levels + r_pos, base + ch.e_node, d[r_pos], ch.e_cost),
+        (base + ch.links, base + ch.links + 1, np.minimum(_below(ch, exit_caps)[ch.links + 1], big), 0),
+        (base + ch.x_node, n_levels + exit_heads, np.minimum(exit_caps, big), ch.x_cost),
+        (n_levels + d_pos, n_levels + direct_heads, np.minimum(direct_caps, d[d_pos]), ch.d_cost),
+        (n_levels + e_t, n_levels + e_h, e_c, 0),
+        (n_levels + s_t, np.full(len(s_t), n_nodes - 1), s_c, 0),
+    ]
+    arrays_ = [[np.broadcast_to(np.asarray(g[k], dtype=np.int64), len(g[0])) for g in groups] for k in range(4)]
+    net = Network(
         n_levels=n_levels,
         n_nodes=n_nodes,
-        tails=np.concatenate([h_t, m_t, e_t, s_t]).astype(np.int64),
-        heads=np.concatenate([h_h, m_h, e_h, np.full(len(s_t), sink)]).astype(np.int64),
-        caps=np.concatenate([h_c, m_c, e_c, s_c]).astype(np.int64),
-        costs=np.concatenate([zeros(len(h_t)), m_cost, zeros(len(e_t)), zeros(len(s_t))]).astype(np.int64),
-        level_supply=level_supply,
+        tails=np.concatenate(arrays_[0]),
+        heads=np.concatenate(arrays_[1]),
+        caps=np.concatenate(arrays_[2]),
+        costs=np.concatenate(arrays_[3]),
+        level_supply=np.bincount(level, weights=d, minlength=n_levels).astype(np.int64),
     )
+    e0 = len(reqs)
+    x0 = e0 + len(ch.e_req) + len(ch.links)
+    d0 = x0 + len(ch.x_node)
+    return net, (slice(e0, e0 + len(ch.e_req)), slice(x0, d0), slice(d0, d0 + len(ch.d_req)))
 
 
 def is_chain(sizes: list[int]) -> bool:
@@ -128,67 +166,74 @@ def is_chain(sizes: list[int]) -> bool:
 
 @dataclass
 class Relaxation:
-    gpus: dict[int, int]  # GPU flow per edge
+    gpus: dict[tuple[int, int], int]  # GPU flow per (request, listing)
     cost: int
     served: np.ndarray  # GPUs per priority level
 
 
 def relax(
-    arrays: Arrays, edges: Edges, sel: np.ndarray, problem: Problem, targets: np.ndarray | None = None
+    arrays: Arrays,
+    reqs: np.ndarray,
+    lsts: np.ndarray,
+    free: Sequence[Sequence[int]],
+    targets: np.ndarray | None = None,
+    replicas: np.ndarray | None = None,
 ) -> Relaxation:
-    """GPU-unit min-cost flow over edges ``sel``: a lower bound on cost and upper bound on service.
+    """GPU-unit min-cost flow from ``reqs`` to ``lsts``: a lower bound on cost, upper bound on service.
 
     Each listing is a chain of nodes, one per replica size present (largest first), whose outgoing
     arc holds t × Σ⌊free/t⌋ GPUs (see module docstring); without a divisibility chain every size
     node feeds one listing node capped at the free GPUs, which is weaker but still valid.
+    ``free[j]`` are listing j's free GPUs per node; ``replicas`` (default: the requests' own) the
+    replicas wanted per request of ``reqs``; ``targets`` fixes the GPUs served per priority level.
     """
-    reqs, lsts = np.unique(edges.req[sel]), np.unique(edges.lst[sel])
+    reqs, lsts = np.asarray(reqs, dtype=np.int64), np.asarray(lsts, dtype=np.int64)
     sizes = sorted({int(s) for s in arrays.r_size[reqs]}, reverse=True)
     chain = is_chain(sizes)
-    level, n_levels = levels_of(arrays.r_priority[reqs])
-    d = arrays.r_replicas[reqs] * arrays.r_size[reqs]
     n_sz = len(sizes) + (0 if chain else 1)
-    first_l = n_levels + len(reqs)
-    node = {(int(j), s): first_l + n_sz * p + k for p, j in enumerate(lsts) for k, s in enumerate(sizes)}
-    r_pos = np.searchsorted(reqs, edges.req[sel])
+    usable = np.array([[s * slots_of(free[int(j)], s) for s in sizes] for j in lsts])
+    usable = usable.reshape(len(lsts), len(sizes))
+    fits = {s: usable[:, k] > 0 for k, s in enumerate(sizes)}
+    ch = build_chains(arrays, reqs, lsts, fits, per_gpu=True, budget=RELAX_DIRECT_BUDGET)
+    d = (arrays.r_replicas[reqs] if replicas is None else np.asarray(replicas, dtype=np.int64)) * arrays.r_size[reqs]
+    first_l = len(reqs) + ch.n_nodes
     size_k = {s: k for k, s in enumerate(sizes)}
-    k_of = np.array([size_k[int(s)] for s in arrays.r_size[reqs]], dtype=np.int64)
-    heads = first_l + n_sz * np.searchsorted(lsts, edges.lst[sel]) + k_of[r_pos]
-    inner, last = _listing_chains(problem, lsts, sizes, chain, node, n_sz, first_l)
-    net = _network(
-        n_levels,
-        first_l + n_sz * len(lsts) + 1,
-        hub_arcs=(level, n_levels + np.arange(len(reqs)), d),
-        mid_arcs=(n_levels + r_pos, heads, d[r_pos], edges.cost[sel] * arrays.r_duration_h[edges.req[sel]]),
-        sink_arcs=last,
-        level_supply=np.bincount(level, weights=d, minlength=n_levels).astype(np.int64),
-        extra=inner,
-    )
+    k_table = np.zeros(max(sizes, default=0) + 1, dtype=np.int64)
+    k_table[list(size_k)] = list(size_k.values())
+
+    def heads(lst, size):
+        l_pos, k = np.searchsorted(lsts, lst), k_table[size]
+        return first_l + n_sz * l_pos + k, usable[l_pos, k]
+
+    inner, last = _listing_chains(free, lsts, sizes, chain, usable, first_l, n_sz)
+    net, spans = _network(arrays, reqs, d, ch, heads, last, inner)
     result = solve_lexicographic(net, targets)
-    mid = result.flows[len(reqs) : len(reqs) + len(sel)]
-    return Relaxation({int(e): int(f) for e, f in zip(sel, mid, strict=True) if f > 0}, result.cost, result.served)
+    return Relaxation(_pairs(ch, result, spans), result.cost, result.served)
 
 
-def _listing_chains(problem, lsts, sizes, chain, node, n_sz, first_l):
+def slots_of(node_free, size: int) -> int:
+    return sum(f // size for f in node_free)
+
+
+def _listing_chains(free, lsts, sizes, chain, usable, first_l, n_sz):
     """Arcs inside each listing ((tails, heads, caps)) and from each listing to the sink."""
     tails, heads, caps, s_tails, s_caps = [], [], [], [], []
     for p, j in enumerate(lsts):
-        free = problem.listings[int(j)].node_free
-        usable = [s * sum(f // s for f in free) for s in sizes]
+        node = first_l + n_sz * p
         if chain:
             for k in range(len(sizes) - 1):
-                tails.append(node[int(j), sizes[k]])
-                heads.append(node[int(j), sizes[k + 1]])
-                caps.append(usable[k])
-            s_tails.append(node[int(j), sizes[-1]])
-            s_caps.append(usable[-1])
+                tails.append(node + k)
+                heads.append(node + k + 1)
+                caps.append(int(usable[p, k]))
+            s_tails.append(node + len(sizes) - 1)
+            s_caps.append(int(usable[p, -1]))
         else:
-            total = first_l + n_sz * p + len(sizes)
-            for k, s in enumerate(sizes):
-                tails.append(node[int(j), s])
+            total = node + len(sizes)
+            for k in range(len(sizes)):
+                tails.append(node + k)
                 heads.append(total)
-                caps.append(usable[k])
+                caps.append(int(usable[p, k]))
             s_tails.append(total)
-            s_caps.append(sum(free))
+            s_caps.append(sum(free[int(j)]))
     as_arr = lambda v: np.array(v, dtype=np.int64)  # noqa: E731
     return (as_arr(tails), as_arr(heads), as_arr(caps)), (as_arr(s_tails), as_arr(s_caps))

@@ -18,41 +18,69 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from matching.edges import Arrays, Edges, build_arrays, build_edges
+from matching.chains import Chains, build_chains
+from matching.edges import Arrays, build_arrays, slots
 from matching.problem import Problem
 
 
 @dataclass
 class Shard:
-    """One independent part of a round: global request/listing indices and its edge indices."""
+    """One independent part of a round: global request and listing indices (one GPU model)."""
 
     requests: np.ndarray
     listings: np.ndarray
-    edges: np.ndarray
 
 
-def find_shards(problem: Problem, arrays: Arrays, edges: Edges) -> list[Shard]:
+@dataclass
+class Graph:
+    """The round's feasibility graph at the listings' initial free capacity, one chain set per model."""
+
+    chains: list[Chains]
+    has_edge: np.ndarray  # per request: at least one feasible listing
+    pairs: int  # feasible (request, listing) edges
+
+
+def feasibility(problem: Problem, arrays: Arrays) -> Graph:
+    """Compressed feasibility graph of the whole round (see :mod:`matching.chains`)."""
+    out, has_edge = [], np.zeros(len(problem.requests), dtype=bool)
+    for model in np.unique(arrays.r_model):
+        reqs = np.flatnonzero(arrays.r_model == model)
+        lsts = np.flatnonzero(arrays.l_model == model)
+        sizes = np.unique(arrays.r_size[reqs])
+        fits = {int(s): np.array([slots(problem.listings[j].node_free, int(s)) > 0 for j in lsts], bool) for s in sizes}
+        ch = build_chains(arrays, reqs, lsts, fits, per_gpu=True)
+        has_edge[ch.e_req] = True
+        has_edge[ch.d_req] = True
+        out.append(ch)
+    return Graph(out, has_edge, sum(ch.pairs for ch in out))
+
+
+def find_shards(problem: Problem, arrays: Arrays, graph: Graph) -> list[Shard]:
     """Connected components of the feasibility graph (plus voucher links) that have an edge.
 
     Requests with no feasible edge belong to no shard: nothing can be placed for them.
     """
     n_req, n_lst = len(problem.requests), len(problem.listings)
-    labels = _component_labels(problem, edges, n_req, n_lst)
-    edge_label = labels[edges.req]
-    order = np.argsort(edge_label, kind="stable")
-    bounds = np.flatnonzero(np.diff(edge_label[order])) + 1
+    labels = _component_labels(problem, graph, n_req, n_lst)
+    live = np.zeros(len(labels), dtype=bool)
+    live[labels[np.flatnonzero(graph.has_edge)]] = True
+    members = np.flatnonzero(live[labels[: n_req + n_lst]])  # requests and listings of live shards
+    order = members[np.argsort(labels[members], kind="stable")]
+    bounds = np.flatnonzero(np.diff(labels[order])) + 1
     shards = []
     for chunk in np.split(order, bounds) if len(order) else []:
-        label = edge_label[chunk[0]]
-        reqs = np.flatnonzero(labels[:n_req] == label)
-        lsts = np.flatnonzero(labels[n_req:] == label)
-        shards.append(Shard(requests=reqs, listings=lsts, edges=chunk))
+        shards.append(Shard(requests=chunk[chunk < n_req], listings=chunk[chunk >= n_req] - n_req))
     shards.sort(key=lambda s: (problem.requests[s.requests[0]].gpu_model, int(s.requests[0])))
     return shards
 
 
-def _component_labels(problem: Problem, edges: Edges, n_req: int, n_lst: int) -> np.ndarray:
-    tails, heads = [edges.req], [edges.lst + n_req]
+def _component_labels(problem: Problem, graph: Graph, n_req: int, n_lst: int) -> np.ndarray:
+    """Component label of every request, listing and chain node (chain nodes numbered last)."""
+    tails, heads, base = [], [], n_req + n_lst
+    for ch in graph.chains:
+        tails += [ch.e_req, base + ch.links, base + ch.x_node, ch.d_req]
+        heads += [base + ch.e_node, base + ch.links + 1, n_req + ch.x_lst, n_req + ch.d_lst]
+        base += ch.n_nodes
     by_code: dict[tuple[str, str], list[int]] = {}
     for i, r in enumerate(problem.requests):
         if r.voucher is not None:
@@ -60,10 +88,9 @@ def _component_labels(problem: Problem, edges: Edges, n_req: int, n_lst: int) ->
     for members in by_code.values():
         tails.append(np.array(members[:-1], dtype=np.int64))
         heads.append(np.array(members[1:], dtype=np.int64))
-    t, h = np.concatenate(tails), np.concatenate(heads)
-    n = n_req + n_lst
-    graph = coo_matrix((np.ones(len(t), dtype=np.int8), (t, h)), shape=(n, n))
-    return connected_components(graph, directed=False)[1]
+    t, h = np.concatenate([np.zeros(0, np.int64), *tails]), np.concatenate([np.zeros(0, np.int64), *heads])
+    graph_ = coo_matrix((np.ones(len(t), dtype=np.int8), (t, h)), shape=(base, base))
+    return connected_components(graph_, directed=False)[1]
 
 
 def split(problem: Problem) -> list[Problem]:
@@ -74,10 +101,9 @@ def split(problem: Problem) -> list[Problem]:
     it can never place anything, so sharing those listings with other shards is safe.
     """
     arrays = build_arrays(problem)
-    edges = build_edges(problem, arrays)
-    subs = [_sub(problem, s.requests, s.listings) for s in find_shards(problem, arrays, edges)]
-    placeable = np.zeros(len(problem.requests), dtype=bool)
-    placeable[edges.req] = True
+    graph = feasibility(problem, arrays)
+    subs = [_sub(problem, s.requests, s.listings) for s in find_shards(problem, arrays, graph)]
+    placeable = graph.has_edge
     for model in sorted({r.gpu_model for r in problem.requests}):
         stuck = [i for i, r in enumerate(problem.requests) if r.gpu_model == model and not placeable[i]]
         if stuck:

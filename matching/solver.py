@@ -4,19 +4,25 @@ Objective, lexicographic:
 1. served GPUs of the highest priority level, then of the next level, and so on (GPUs = replicas ×
    GPUs per replica, so a request of 8-GPU replicas is not crowded out by 1-GPU ones merely for
    being larger; within a shard of one replica size this is the same as counting replicas);
-2. then total cost = Σ cost per GPU-hour × GPUs × duration hours, with full voucher subsidies.
-Voucher budgets are applied after the solve (:func:`matching.assemble.cap_vouchers`).
+2. then total cost = Σ cost per GPU-hour × GPUs × duration hours, voucher subsidies capped by their
+   budgets (:func:`matching.assemble.cap_vouchers`). The flow prices full subsidies; when a budget
+   binds, the affected shards are re-planned without that subsidy and the better plan is kept,
+   with a bound that accounts for the budgets (:mod:`matching.budgets`).
 
 Per shard (:mod:`matching.shards`):
 - one replica size: a transportation problem in replica units (listing capacity = Σ⌊free/size⌋
   over its nodes), solved exactly by min-cost flow; ``lower_bound`` = ``objective`` unless a voucher
-  budget binds.
+  budget binds (then see :mod:`matching.budgets`).
 - mixed sizes: multiple knapsack, NP-hard in general. A GPU-unit min-cost flow with per-listing
   size chains (:func:`matching.packing.relax`) is its relaxation: the upper bound on servable GPUs
-  and the lower bound on cost. The plan is the better (by the objective above) of (a) the relaxation
-  rounded down to whole replicas, then refilled exactly size class by size class, largest first, on
-  the capacity left; (b) the greedy baseline. The reported lower bound is the relaxation's min cost at
-  exactly the GPUs per level the plan serves, so ``gap`` is honest.
+  and the lower bound on cost. The plan is the better (by the objective above) of (a) the
+  relaxation's whole replicas, re-solved on the residual a few times, refilled exactly level by
+  level and size class by size class, then improved by exact re-solves of one size class at a time
+  (:mod:`matching.repair`); (b) the greedy baseline. The reported lower bound is the relaxation's
+  min cost at exactly the GPUs per level the plan serves, so ``gap`` is honest. Small shards are
+  first tried as an exact integer program (:mod:`matching.exact`): proven optimal, gap 0.
+Both run on the compressed feasibility graph of :mod:`matching.chains` (exact), never on the dense
+(request × listing) edge set.
 Money is integer 0.0001 CNY inside the solver; deterministic for a given input.
 """
 
@@ -24,25 +30,31 @@ from __future__ import annotations
 
 import time
 from copy import deepcopy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from matching import costs
-from matching.assemble import assemble
-from matching.edges import Arrays, Edges, build_arrays, build_edges
+from matching import budgets, costs, exact
+from matching.assemble import Priced, assemble, price
+from matching.edges import Arrays, build_arrays, edges_between, price_pairs
 from matching.greedy import greedy_fill
 from matching.packing import NodePool, levels_of, relax, transport
 from matching.problem import Plan, Problem
-from matching.shards import Shard, find_shards
+from matching.repair import Pair, place, round_and_refill
+from matching.shards import Shard, feasibility, find_shards
 
+#: Re-plan for binding voucher budgets only when the shards to re-solve hold at most this many
+#: requests: a re-plan costs another flow solve of them (~1 s at 10k × 2k, ~a minute at 50k × 10k),
+#: and a round must stay well inside its Celery time limit. Deterministic (a size, not a clock).
+REPLAN_MAX_REQUESTS = 12_000
 EXACT = "mcf-exact"
+EXACT_MILP = "mcf-exact+milp"  # mixed sizes, every mixed shard solved exactly (matching.exact)
 REPAIRED = "mcf-relaxation+size-class-repair"
 
 
 @dataclass
 class ShardResult:
-    placements: dict[int, list[int]]
+    placements: dict[Pair, list[int]]
     lower_bound: int  # 0.0001 CNY
     served_gpus_bound: int
     mixed: bool
@@ -54,87 +66,192 @@ def solve(problem: Problem) -> Plan:
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     arrays = build_arrays(problem)
-    edges = build_edges(problem, arrays)
-    shards = find_shards(problem, arrays, edges)
+    graph = feasibility(problem, arrays)
+    shards = find_shards(problem, arrays, graph)
     timings["edges"] = _ms_since(t0)
     t1 = time.perf_counter()
     pool = NodePool(problem)
-    results = [_solve_shard(problem, arrays, edges, shard, pool) for shard in shards]
+    results = [_solve_shard(problem, arrays, shard, pool) for shard in shards]
+    best = _Candidate(results, pool, price(problem, arrays, _merged(results)), _lower(results))
+    full_subsidy = (best.lower, best.priced.objective - best.priced.cut_cny)
+    if best.priced.binding and _replan_size(problem, shards, best) <= REPLAN_MAX_REQUESTS:
+        best = _choose(problem, best, _replan(problem, arrays, shards, best))
+    elif best.priced.binding:
+        best.replan = "skipped: too large"
     timings["solve"] = _ms_since(t1)
-    placements = {e: nodes for r in results for e, nodes in r.placements.items()}
-    mixed = sum(r.mixed for r in results)
+    mixed = sum(r.mixed for r in best.results)
+    exact_shards = sum(r.stats.get("exact", 0) for r in best.results)
     stats = {
         "shards": len(shards),
         "mixed_shards": mixed,
-        "served_gpus_bound": sum(r.served_gpus_bound for r in results),
-        "rounding": sum(r.stats.get("rounding", 0) for r in results),
-        "greedy_won": sum(r.stats.get("greedy_won", 0) for r in results),
+        "served_gpus_bound": sum(r.served_gpus_bound for r in best.results),
+        "rounding": sum(r.stats.get("rounding", 0) for r in best.results),
+        "greedy_won": sum(r.stats.get("greedy_won", 0) for r in best.results),
+        "exact_shards": exact_shards,
+        "budget_replan": best.replan,
+        # Before budget refinement: the bound and the plan's cost with every subsidy paid in full
+        # (for one-size shards the bound is the exact full-subsidy optimum, which the benchmark
+        # checks against an independent LP).
+        "full_subsidy_bound_cny": str(costs.from_units(full_subsidy[0])),
+        "full_subsidy_cost_cny": str(full_subsidy[1]),
     }
     plan = assemble(
         problem,
         arrays,
-        edges,
-        placements,
-        pool,
-        solver=REPAIRED if mixed else EXACT,
-        lower_bound=costs.from_units(sum(r.lower_bound for r in results)),
+        graph,
+        _merged(best.results),
+        best.pool,
+        solver=EXACT if not mixed else EXACT_MILP if exact_shards == mixed else REPAIRED,
+        lower_bound=costs.from_units(max(best.lower, 0)),
         stats=stats,
         timings=timings,
+        priced=best.priced,
     )
     plan.timings_ms["total"] = _ms_since(t0)
     return plan
+
+
+@dataclass
+class _Candidate:
+    results: list[ShardResult]
+    pool: NodePool
+    priced: Priced
+    lower: int  # a valid lower bound (0.0001 CNY) on the capped cost at this plan's served GPUs
+    replan: str = ""
+
+
+def _per_shard(problem: Problem, c: _Candidate) -> list[dict[int, int]]:
+    """GPUs served per priority, shard by shard."""
+    out = []
+    for r in c.results:
+        gpus: dict[int, int] = {}
+        for (i, _), nodes in r.placements.items():
+            request = problem.requests[i]
+            gpus[request.priority] = gpus.get(request.priority, 0) + len(nodes) * request.gpus_per_replica
+        out.append(gpus)
+    return out
+
+
+def _merged(results: list[ShardResult]) -> dict[Pair, list[int]]:
+    return {e: nodes for r in results for e, nodes in r.placements.items()}
+
+
+def _lower(results: list[ShardResult]) -> int:
+    return sum(r.lower_bound for r in results)
+
+
+def _replan(problem: Problem, arrays: Arrays, shards: list[Shard], first: _Candidate) -> _Candidate:
+    """Re-solve the shards of the binding voucher codes without their subsidy (:mod:`matching.budgets`)."""
+    codes = first.priced.binding
+    priced_arrays = budgets.without_subsidy(problem, arrays, codes)
+    redo = budgets.touched(problem, shards, codes)
+    pool = NodePool(problem)
+    results = []
+    for k, shard in enumerate(shards):
+        if k in redo and not first.results[k].mixed:
+            results.append(_solve_shard(problem, priced_arrays, shard, pool))
+        elif k in redo:  # mixed: re-planning costs a full repair and rarely wins; re-bound the first plan
+            results.append(_rebound(problem, priced_arrays, shard, first.results[k]))
+            for j in shard.listings:
+                pool.free[j] = first.pool.free[j]
+        else:
+            results.append(first.results[k])
+            for j in shard.listings:
+                pool.free[j] = first.pool.free[j]
+    lower = _lower(results) - budgets.remaining_units(problem, codes)
+    return _Candidate(results, pool, price(problem, arrays, _merged(results)), lower)
+
+
+def _rebound(problem: Problem, arrays: Arrays, shard: Shard, result: ShardResult) -> ShardResult:
+    """``result``'s placements with the relaxation bound under ``arrays``' prices, at its served GPUs."""
+    served = np.array(_score(arrays, shard, result.placements)[0], dtype=np.int64)
+    initial = [x.node_free for x in problem.listings]
+    lower = relax(arrays, shard.requests, shard.listings, initial, targets=served).cost
+    return replace(result, lower_bound=lower)
+
+
+def _replan_size(problem: Problem, shards: list[Shard], first: _Candidate) -> int:
+    redo = budgets.touched(problem, shards, first.priced.binding)
+    return sum(len(shards[k].requests) for k in redo)
+
+
+def _choose(problem: Problem, first: _Candidate, second: _Candidate) -> _Candidate:
+    """The better plan (served GPUs by level, then capped cost); bounds combine when service ties.
+
+    Each bound holds at its plan's served GPUs per shard and level, so they combine only when the
+    two plans serve exactly the same there (always, for one-size shards).
+    """
+    served = [budgets.served_by_level(problem, c.priced.assignments) for c in (first, second)]
+    if served[0] != served[1]:
+        return first if served[0] > served[1] else replace(second, replan="served more")
+    if _per_shard(problem, first) != _per_shard(problem, second):
+        better = second.priced.objective < first.priced.objective
+        return replace(second, replan="cheaper") if better else first
+    lower = max(first.lower, second.lower)
+    if second.priced.objective < first.priced.objective:
+        return replace(second, lower=lower, replan="cheaper")
+    return replace(first, lower=lower, replan="bound only")
 
 
 def _ms_since(t: float) -> float:
     return (time.perf_counter() - t) * 1000
 
 
-def _solve_shard(problem: Problem, arrays: Arrays, edges: Edges, shard: Shard, pool: NodePool) -> ShardResult:
+def _solve_shard(problem: Problem, arrays: Arrays, shard: Shard, pool: NodePool) -> ShardResult:
     sizes = np.unique(arrays.r_size[shard.requests])
     if len(sizes) == 1:
-        return _solve_uniform(arrays, edges, shard, pool, int(sizes[0]))
-    return _solve_mixed(problem, arrays, edges, shard, pool)
+        return _solve_uniform(arrays, shard, pool, int(sizes[0]))
+    return _solve_mixed(problem, arrays, shard, pool)
 
 
-def _solve_uniform(arrays: Arrays, edges: Edges, shard: Shard, pool: NodePool, size: int) -> ShardResult:
+def _solve_uniform(arrays: Arrays, shard: Shard, pool: NodePool, size: int) -> ShardResult:
     """Exact: min-cost flow in replica units; the flow's cost is the optimum."""
     demand = {int(i): int(arrays.r_replicas[i]) for i in shard.requests}
-    counts, result = transport(arrays, edges, shard.edges, demand, pool, size)
-    placements = _place(arrays, edges, counts, pool)
+    counts, result = transport(arrays, demand, shard.listings, pool, size)
+    placements = place(arrays, counts, pool)
     return ShardResult(placements, result.cost, int(result.served.sum()) * size, mixed=False)
 
 
-def _place(arrays: Arrays, edges: Edges, counts: dict[int, int], pool: NodePool) -> dict[int, list[int]]:
-    """Put counted replicas on nodes, listing by listing, largest replicas first.
-
-    Largest-first any-fit is exact for divisible sizes (see :mod:`matching.packing`), so every
-    count the flow proposed fits; with other sizes what does not fit is dropped (never overbooked).
-    """
-    order = sorted(counts, key=lambda e: (int(edges.lst[e]), -int(arrays.r_size[edges.req[e]]), int(edges.req[e])))
-    placements = {}
-    for e in order:
-        nodes = pool.place(int(edges.lst[e]), int(arrays.r_size[edges.req[e]]), counts[e])
-        if nodes:
-            placements[e] = nodes
-    return placements
-
-
-def _solve_mixed(problem: Problem, arrays: Arrays, edges: Edges, shard: Shard, pool: NodePool) -> ShardResult:
-    bound = relax(arrays, edges, shard.edges, problem)
+def _solve_mixed(problem: Problem, arrays: Arrays, shard: Shard, pool: NodePool) -> ShardResult:
+    small = _solve_exact(problem, arrays, shard, pool)
+    if small is not None:
+        return small
+    initial = [x.node_free for x in problem.listings]
+    bound = relax(arrays, shard.requests, shard.listings, initial)
     candidates = []
     trial = _fork(pool, shard)
-    candidates.append((_round_and_refill(arrays, edges, shard, trial, bound.gpus), trial, "rounding"))
+    candidates.append((round_and_refill(arrays, shard, trial, bound.gpus), trial, "rounding"))
     trial = _fork(pool, shard)
-    candidates.append((greedy_fill(problem, arrays, edges, shard.edges, trial), trial, "greedy_won"))
-    scored = [(_score(arrays, edges, shard, p), k, p, t, name) for k, (p, t, name) in enumerate(candidates)]
+    candidates.append((greedy_fill(problem, arrays, shard.requests, trial), trial, "greedy_won"))
+    scored = [(_score(arrays, shard, p), k, p, t, name) for k, (p, t, name) in enumerate(candidates)]
     best = max(scored, key=lambda c: (c[0][0], -c[0][1], -c[1]))
-    served, _, placements, trial, name = best[0], best[1], best[2], best[3], best[4]
+    served, _, placements, trial, name = best
     for j in shard.listings:
         pool.free[j] = trial.free[j]
     lower = bound.cost
     if tuple(int(s) for s in bound.served) != served[0]:
-        lower = relax(arrays, edges, shard.edges, problem, targets=np.array(served[0], dtype=np.int64)).cost
+        targets = np.array(served[0], dtype=np.int64)
+        lower = relax(arrays, shard.requests, shard.listings, initial, targets=targets).cost
     return ShardResult(placements, lower, int(bound.served.sum()), mixed=True, stats={name: 1})
+
+
+def _solve_exact(problem: Problem, arrays: Arrays, shard: Shard, pool: NodePool) -> ShardResult | None:
+    """A small shard's proven optimum by integer programming (:mod:`matching.exact`), if it gets one."""
+    if len(shard.requests) * len(shard.listings) > 4 * exact.MAX_PAIRS:
+        return None
+    edges = edges_between(problem, arrays, shard.requests, shard.listings)
+    found = exact.exact_counts(arrays, shard.requests, edges, pool.free)
+    if found is None:
+        return None
+    counts, lower = found
+    trial = _fork(pool, shard)
+    placements = place(arrays, counts, trial)
+    if sum(map(len, placements.values())) != sum(counts.values()):  # cannot happen for size chains
+        return None
+    for j in shard.listings:
+        pool.free[j] = trial.free[j]
+    served = sum(n * int(arrays.r_size[i]) for (i, _), n in counts.items())
+    return ShardResult(placements, lower, served, mixed=True, stats={"exact": 1})
 
 
 def _fork(pool: NodePool, shard: Shard) -> NodePool:
@@ -146,51 +263,17 @@ def _fork(pool: NodePool, shard: Shard) -> NodePool:
     return trial
 
 
-def _score(arrays: Arrays, edges: Edges, shard: Shard, placements: dict[int, list[int]]) -> tuple:
+def _score(arrays: Arrays, shard: Shard, placements: dict[Pair, list[int]]) -> tuple:
     """(served GPUs per priority level, highest first; total cost in 0.0001 CNY)."""
-    reqs = np.unique(edges.req[shard.edges])
+    reqs = shard.requests
     level, n_levels = levels_of(arrays.r_priority[reqs])
     served = np.zeros(n_levels, dtype=np.int64)
-    cost = 0
-    for e, nodes in placements.items():
-        i = edges.req[e]
-        gpus = len(nodes) * int(arrays.r_size[i])
-        served[level[np.searchsorted(reqs, i)]] += gpus
-        cost += int(edges.cost[e]) * gpus * int(arrays.r_duration_h[i])
+    if not placements:
+        return tuple(int(s) for s in served), 0
+    keys = list(placements)
+    i = np.array([k[0] for k in keys], dtype=np.int64)
+    j = np.array([k[1] for k in keys], dtype=np.int64)
+    gpus = np.array([len(placements[k]) for k in keys], dtype=np.int64) * arrays.r_size[i]
+    np.add.at(served, level[np.searchsorted(reqs, i)], gpus)
+    cost = int(np.sum(price_pairs(arrays, i, j).cost * gpus * arrays.r_duration_h[i]))
     return tuple(int(s) for s in served), cost
-
-
-def _round_and_refill(
-    arrays: Arrays, edges: Edges, shard: Shard, pool: NodePool, gpus: dict[int, int]
-) -> dict[int, list[int]]:
-    """Relaxation rounded down to whole replicas per edge, then exact refills by size class.
-
-    The rounded-down flow always fits (see :mod:`matching.packing`); each refill stage solves the
-    transportation problem of one size class exactly on the capacity left, largest size first.
-    (Tried and dropped: rounding the lost replicas up on the largest remainders, and capping each
-    class per listing at its relaxed share; both served as much but cost 5–30 % more at 10k × 2k.)
-    """
-    counts = {e: g // int(arrays.r_size[edges.req[e]]) for e, g in gpus.items()}
-    placements = _place(arrays, edges, {e: c for e, c in counts.items() if c}, pool)
-    left = {int(i): int(arrays.r_replicas[i]) for i in shard.requests}
-    for e, nodes in placements.items():
-        left[int(edges.req[e])] -= len(nodes)
-    for size in sorted({int(s) for s in arrays.r_size[shard.requests]}, reverse=True):
-        _stage(arrays, edges, shard, pool, size, left, placements, None)
-    return placements
-
-
-def _stage(arrays, edges, shard, pool, size, left, placements, limit) -> None:
-    """One exact transportation stage for the size-``size`` requests with replicas left."""
-    demand = {i: n for i, n in left.items() if n > 0 and arrays.r_size[i] == size}
-    if not demand:
-        return
-    sel = shard.edges[np.isin(edges.req[shard.edges], list(demand))]
-    if limit is not None:
-        sel = sel[np.isin(edges.lst[sel], list(limit))]
-    if not len(sel):
-        return
-    counts, _ = transport(arrays, edges, sel, demand, pool, size, limit)
-    for e, nodes in _place(arrays, edges, counts, pool).items():
-        placements.setdefault(e, []).extend(nodes)
-        left[int(edges.req[e])] -= len(nodes)

@@ -18,6 +18,9 @@ CORE = [
     "explain",
     "greedy",
     "quote",
+    "chains",
+    "repair",
+    "budgets",
 ]
 MATCHING = Path(__file__).resolve().parents[2] / "matching"
 
