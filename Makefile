@@ -7,13 +7,14 @@ STAMP  := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
 VENDOR := marketplace/static/vendor
 ASSETS := $(VENDOR)/.fetched-$(shell cat package.json package-lock.json | sha1sum | cut -c1-12)
 
-.PHONY: help install assets browser demo test lint bench-matching lock clean
+.PHONY: help install assets browser demo test lint bench-matching report lock clean
 
 help:
 	@echo "make demo            set up and start the marketplace (web + worker + beat) on SQLite"
 	@echo "make test            install and run the whole test suite"
 	@echo "make lint            ruff check"
 	@echo "make bench-matching  benchmark the matching engine against the greedy baseline"
+	@echo "make report          simulate the market under three policies; write docs/report/"
 	@echo "make lock            re-resolve requirements.lock from pyproject.toml"
 	@echo "make assets          fetch htmx and Chart.js (pinned in package-lock.json) into marketplace/static/vendor"
 	@echo "make browser         install Debian's chromium and chromium-driver for the browser tests (as root)"
@@ -55,6 +56,12 @@ lint: install
 bench-matching: install
 	$(PY) bench/bench_matching.py $(BENCH_ARGS)
 	$(PY) bench/bench_round.py
+
+# The same seeded demand under the engine, nearest-region-first and cheapest-first, each on its own
+# fresh SQLite database (temporary folders; var/ is not touched), then docs/report/README.md + plots.
+REPORT_ARGS ?= --days 3 --seed 2026
+report: install
+	$(PY) manage.py simulate --policy all $(REPORT_ARGS) --report docs/report --json docs/report/figures.json
 
 lock:
 	$(PY) -m pip install --quiet uv

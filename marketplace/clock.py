@@ -14,6 +14,6 @@ from marketplace.models import MarketClock
 
 
 def market_now() -> datetime:
-    """Real UTC time shifted by the market clock's offset (one query)."""
-    offset = MarketClock.objects.filter(pk=1).values_list("offset_seconds", flat=True).first() or 0
-    return timezone.now() + timedelta(seconds=offset)
+    """Real UTC time (or the instant the clock is frozen at) shifted by the clock's offset; one query."""
+    offset, frozen_at = MarketClock.objects.filter(pk=1).values_list("offset_seconds", "frozen_at").first() or (0, None)
+    return (frozen_at or timezone.now()) + timedelta(seconds=offset)

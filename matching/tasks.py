@@ -18,7 +18,7 @@ from marketplace.clock import market_now
 from marketplace.services import matching as matching_services
 from marketplace.services.lifecycle import lifecycle_tick
 from marketplace.services.triggers import round_pending_key
-from matching.solver import solve
+from matching.policies import ENGINE, planner
 
 logger = logging.getLogger(__name__)
 #: A round holds its shard's lock at most this long (its hard time limit frees it earlier).
@@ -33,22 +33,24 @@ def _ms_since(start: float) -> float:
     return round((time.perf_counter() - start) * 1000, 2)
 
 
-def round_run(*, shard: str, trigger: str) -> int | None:
+def round_run(*, shard: str, trigger: str, policy: str = ENGINE) -> int | None:
     """Run one round over ``shard`` now; returns the MatchingRun id, or None if the shard is busy.
 
-    Also what ``manage.py match`` calls synchronously.
+    Also what ``manage.py match`` calls synchronously. ``policy`` (``matching.policies``) picks the
+    plan builder: the engine, or a baseline that ``manage.py simulate`` replays demand under.
     """
+    planner(policy)  # an unknown policy fails here, before any lock or run row
     lock = f"matching:shard-lock:{shard}"
     if not cache.add(lock, 1, timeout=SHARD_LOCK_SECONDS):
         return None
     try:
         cache.delete(round_pending_key(shard))  # commits from now on ask for a fresh round
-        return _round_locked(shard=shard, trigger=trigger)
+        return _round_locked(shard=shard, trigger=trigger, policy=policy)
     finally:
         cache.delete(lock)
 
 
-def _round_locked(*, shard: str, trigger: str) -> int:
+def _round_locked(*, shard: str, trigger: str, policy: str = ENGINE) -> int:
     now = market_now()
     run = matching_services.matching_run_start(trigger=trigger, shard=shard, now=now)
     try:
@@ -56,7 +58,7 @@ def _round_locked(*, shard: str, trigger: str) -> int:
         problem = selectors.engine_problem(gpu_model_code=shard, now=now)
         timings = {"snapshot": _ms_since(started)}
         started = time.perf_counter()
-        plan = solve(problem)
+        plan = planner(policy)(problem)
         timings["solve"] = _ms_since(started)
         started = time.perf_counter()
         result = matching_services.match_plan_apply(plan=plan, run_id=run.pk, now=now)

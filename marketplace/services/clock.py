@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import F
+from django.utils import timezone
 
 from marketplace.errors import InvalidInput
 from marketplace.models import MarketClock
@@ -18,3 +19,12 @@ def market_clock_advance(*, by: timedelta) -> None:
         raise InvalidInput("The market clock only moves forward.", field="hours")
     MarketClock.objects.get_or_create(pk=1)
     MarketClock.objects.filter(pk=1).update(offset_seconds=F("offset_seconds") + int(by.total_seconds()))
+
+
+@transaction.atomic
+def market_clock_freeze(*, at: datetime | None) -> None:
+    """Stand the market at ``at`` (aware; plus the offset) regardless of real time; None: thaw."""
+    if at is not None and timezone.is_naive(at):
+        raise InvalidInput("The clock needs an aware time.", field="at")
+    MarketClock.objects.get_or_create(pk=1)
+    MarketClock.objects.filter(pk=1).update(frozen_at=at)

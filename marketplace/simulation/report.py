@@ -1,0 +1,188 @@
+"""The comparison as text: a headline table for the terminal and README, and the report page with
+its plots (matplotlib, Agg backend, imported only when a report is written)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matching.policies import CHEAPEST, ENGINE, NEAREST
+
+LABELS = {ENGINE: "our engine", NEAREST: "nearest region first", CHEAPEST: "cheapest first"}
+CLASSES = ("realtime", "interactive", "standard", "batch")
+PLOTS = {
+    "utilisation": "utilisation-by-hour.png",
+    "scatter": "price-latency.png",
+    "served": "served-by-policy.png",
+}
+
+
+def _pct(value: float) -> str:
+    return f"{value * 100:.1f} %"
+
+
+def savings_vs_nearest(outcomes: dict, policy: str) -> tuple[float, float] | None:
+    """(per GPU-hour, mix-adjusted) saving of ``policy``'s buyers against nearest-region-first.
+
+    Per GPU-hour compares the average price paid; mix-adjusted compares price paid as a share of
+    each GPU model's indicative price, so serving more of a dear model is not counted against it.
+    """
+    base, mine = outcomes.get(NEAREST), outcomes[policy]
+    if base is None or not base["avg_price_paid"] or not base["price_index"]:
+        return None
+    return (
+        1 - mine["avg_price_paid"] / base["avg_price_paid"],
+        1 - mine["price_index"] / base["price_index"],
+    )
+
+
+def headline_rows(outcomes: dict) -> list[tuple[str, list[str]]]:
+    """(figure, value per policy) rows of the headline table, policies in ``outcomes`` order."""
+    rows = [
+        ("utilisation of western hubs (GPU-hours held / listed)", lambda o: _pct(o["utilisation"]["west"])),
+        ("utilisation of eastern hubs and cities", lambda o: _pct(o["utilisation"]["east"])),
+        ("replicas served / asked for", lambda o: _served(o, "served_replicas", "replicas", "served_replica_share")),
+        (
+            "GPU-hours served / asked for",
+            lambda o: _served(o, "served_gpu_hours", "gpu_hours", "served_gpu_hour_share"),
+        ),
+        ("latency-bound violations", lambda o: f"{o['latency_violations']} of {o['matches']} matches"),
+        ("average price paid, CNY per GPU-hour", lambda o: f"{o['avg_price_paid']:.2f}"),
+        ("price paid / indicative price of the model", lambda o: _pct(o["price_index"])),
+        ("energy cost per GPU-hour served, CNY", lambda o: f"{o['energy_cost_per_gpu_hour']:.3f}"),
+        ("voucher spend, CNY", lambda o: f"{o['voucher_spend']:,.0f}"),
+        ("share of served GPU-hours in the west", lambda o: _pct(o["west_share_of_gpu_hours"])),
+    ]
+    out = [(name, [fn(o) for o in outcomes.values()]) for name, fn in rows]
+    savings = [savings_vs_nearest(outcomes, policy) for policy in outcomes]
+    out.append(("buyer savings vs nearest-region, per GPU-hour", [_pct(s[0]) if s else "–" for s in savings]))
+    out.append(("… mix-adjusted (vs indicative prices)", [_pct(s[1]) if s else "–" for s in savings]))
+    return out
+
+
+def _served(o: dict, served: str, asked: str, share: str) -> str:
+    demand = o["demand"]
+    return f"{demand[served]:,.0f} / {demand[asked]:,.0f} ({_pct(demand[share])})"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    return "\n".join([*lines, *("| " + " | ".join(row) + " |" for row in rows)]) + "\n"
+
+
+def summary_table(outcomes: dict) -> str:
+    """The headline figures, one column per policy, as a Markdown table."""
+    header = ["", *(LABELS[p] for p in outcomes)]
+    return markdown_table(header, [[name, *values] for name, values in headline_rows(outcomes)])
+
+
+def served_by_class_table(outcomes: dict) -> str:
+    """Share of GPU-hours served per latency class and policy."""
+    rows = []
+    for cls in CLASSES:
+        cells = []
+        for o in outcomes.values():
+            row = o["demand"]["by_class"].get(cls)
+            cells.append(_pct(row["served_gpu_hours"] / row["gpu_hours"]) if row and row["gpu_hours"] else "–")
+        rows.append([cls, *cells])
+    return markdown_table(["latency class", *(LABELS[p] for p in outcomes)], rows)
+
+
+def utilisation_table(outcomes: dict) -> str:
+    """Utilisation per region (western hubs first) and policy."""
+    regions = sorted(
+        {r for o in outcomes.values() for r in o["utilisation"]["by_region"]},
+        key=lambda r: (not _is_west(outcomes, r), r),
+    )
+    rows = []
+    for region in regions:
+        cells = [_pct(o["utilisation"]["by_region"].get(region, {}).get("utilisation", 0)) for o in outcomes.values()]
+        rows.append([f"{region}{' (west)' if _is_west(outcomes, region) else ''}", *cells])
+    return markdown_table(["region", *(LABELS[p] for p in outcomes)], rows)
+
+
+def _is_west(outcomes: dict, region: str) -> bool:
+    return any(o["utilisation"]["by_region"].get(region, {}).get("is_west") for o in outcomes.values())
+
+
+def report_write(outcomes: dict, out_dir: Path, *, command: str) -> list[Path]:
+    """Write ``README.md`` and the three plots into ``out_dir``; returns the paths written."""
+    from marketplace.simulation import plots
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [
+        plots.utilisation_by_hour(outcomes, out_dir / PLOTS["utilisation"], LABELS),
+        plots.price_latency(outcomes, out_dir / PLOTS["scatter"], LABELS),
+        plots.served_by_policy(outcomes, out_dir / PLOTS["served"], LABELS, CLASSES),
+    ]
+    page = out_dir / "README.md"
+    page.write_text(report_markdown(outcomes, command=command), encoding="utf-8")
+    return [page, *written]
+
+
+def report_markdown(outcomes: dict, *, command: str) -> str:
+    """The report page: set-up, headline table, details, plots and what drives the differences."""
+    first = next(iter(outcomes.values()))
+    events = first["events"]
+    return "\n".join(
+        [
+            "# Market simulation: three placement policies on the same demand",
+            "",
+            f"Reproduce with `make report` (runs `{command} --report docs/report`). Seed {first['seed']}, "
+            f"{first['days']:g} simulated day(s) from {first['start']} (00:00 China Standard Time), steps of "
+            f"{first['step_minutes']} minutes, scale {first['scale']:g}: {events.get('listings', 0)} listings "
+            f"listed, {events.get('withdrawals', 0)} withdrawn, {events.get('requests', 0)} requests "
+            f"({events.get('requests_with_voucher', 0)} with a voucher), "
+            f"{events.get('vouchers_claimed', 0)} voucher codes claimed. Every policy ran the identical "
+            "script on its own fresh database, through the real services and the real matching round; "
+            "after the last step each run drained (time moved on with no new demand) until every match had "
+            "ended and settled, so prices and voucher spend are read from settlements.",
+            "",
+            "## Headline figures",
+            "",
+            summary_table(outcomes),
+            "## Served GPU-hours by latency class",
+            "",
+            served_by_class_table(outcomes),
+            "## Utilisation by region",
+            "",
+            utilisation_table(outcomes),
+            "## Plots",
+            "",
+            f"![Utilisation by region over the day]({PLOTS['utilisation']})",
+            "",
+            f"![Price and latency of every match]({PLOTS['scatter']})",
+            "",
+            f"![Served demand by policy]({PLOTS['served']})",
+            "",
+            "## How it is measured",
+            "",
+            MEASURES,
+            "## What drives the differences",
+            "",
+            drivers_note(outcomes),
+        ]
+    )
+
+
+MEASURES = """\
+- **Utilisation**: at every step, the GPUs of active listings and the GPUs of started, live matches,
+  per region; GPU-hours held / GPU-hours listed over the simulated days (the drain is not counted,
+  nor, in runs of two days or more, the first day, while the empty market fills up).
+  Western hubs are the regions with `Region.is_west` (Inner Mongolia, Guizhou, Gansu, Ningxia).
+- **Served**: replicas placed on matches that did not fail (`matched_replicas`), and GPU-hours
+  metered by settlements, against what the requests asked for.
+- **Latency-bound violations**: every match's `rtt_ms` against its request's bound (explicit
+  `max_rtt_ms`, else its latency class's).
+- **Average price paid**: Σ `buyer_pays` / Σ `gpu_hours` of the settlements; "mix-adjusted" divides
+  by each GPU model's indicative price first, since the policies serve different model mixes.
+- **Energy cost**: each match's `energy_cost_per_gpu_hour` (TDP × PUE × tariff of its region),
+  weighted by its metered GPU-hours.
+- **Voucher spend**: Σ settlement `subsidy`.
+"""
+
+
+def drivers_note(outcomes: dict) -> str:
+    """The closing note: what the figures show and why, quoting them."""
+    from marketplace.simulation.notes import drivers
+
+    return drivers(outcomes, LABELS)

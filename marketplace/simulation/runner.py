@@ -1,0 +1,328 @@
+"""Playing a script against the real system: services for every write, the real round for matching.
+
+A step is what ``manage.py advance_clock`` does, plus the market's own actions: move the market
+clock, run the lifecycle tick, let providers list and withdraw and buyers submit (through
+``marketplace.services``), run one round per GPU model with open work under the chosen policy
+(``matching.tasks.round_run``), and sample capacity. After the last step the run drains — time
+moves on hour by hour with no new events until every match has ended and settled — so prices
+and voucher spend come from real settlements.
+
+At ``speed`` 0 the market clock is frozen (``simulation.clock``): the run is exactly repeatable. At
+``speed`` N a step of M simulated minutes takes M / N real seconds (rounds still run inline, so
+the policy holds), which lets the admin monitor move during a demo.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from marketplace import demo, selectors, services
+from marketplace.clock import market_now
+from marketplace.errors import DomainError
+from marketplace.models import BuyerRequest, GpuModel, Match, MatchingRun, Organisation, Region, Voucher, VoucherProgram
+from marketplace.services.clock import market_clock_advance
+from marketplace.simulation import measure
+from marketplace.simulation.clock import market_time_frozen
+from marketplace.simulation.scenario import (
+    CST,
+    Catalogue,
+    ListCapacity,
+    Script,
+    Submit,
+    Withdraw,
+    buyers_of_cities,
+    script_build,
+)
+from matching.policies import ENGINE, planner
+from matching.tasks import round_run
+
+logger = logging.getLogger(__name__)
+Progress = Callable[[int, int, str], None]
+#: A run drains for at most this long after its last step (longest request: 24 h + start window).
+DRAIN_LIMIT = timedelta(days=3)
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """What to run. ``start`` is where the market clock is frozen at ``speed`` 0 (default: the real now)."""
+
+    seed: int = 2026
+    days: float = 1.0
+    step_minutes: int = 30
+    scale: float = 1.0
+    policy: str = ENGINE
+    speed: float = 0.0
+    start: datetime | None = None
+
+    def __post_init__(self):
+        planner(self.policy)  # ValueError for an unknown policy
+        if self.days <= 0 or self.step_minutes <= 0 or self.scale <= 0 or self.speed < 0:
+            raise ValueError("days, step_minutes and scale must be positive and speed at least 0")
+
+
+@dataclass
+class World:
+    """The run's organisations and model rows by name, the voucher codes its buyers hold, the
+    listings the script created (script key → id), and counters of what happened."""
+
+    policy: str
+    regions: dict[str, Region]
+    models: dict[str, GpuModel]
+    providers: dict[str, Organisation]
+    buyers: dict[str, Organisation]
+    codes: dict[tuple[str, str], str] = field(default_factory=dict)
+    listing_ids: dict[int, int] = field(default_factory=dict)
+    counts: Counter = field(default_factory=Counter)
+
+
+def simulation_run(config: SimulationConfig, progress: Progress | None = None) -> dict:
+    """Run ``config`` against the current database and return its figures (``measure``).
+
+    Precondition: migrated. Reference data, organisations and voucher programmes are created when
+    missing; on a database that already has a market, only this run's rows are measured.
+    """
+    frozen = market_time_frozen(config.start or timezone.now()) if config.speed == 0 else nullcontext()
+    with frozen:
+        world = world_setup(policy=config.policy)
+        floors = measure.Floors.now()
+        script = script_build(
+            seed=config.seed,
+            start=market_now(),
+            days=config.days,
+            step_minutes=config.step_minutes,
+            scale=config.scale,
+            catalogue=catalogue_of(world),
+            providers=demo.PROVIDERS,
+        )
+        samples = _play(world, script, config, floors, progress or (lambda *_: None))
+        return _figures(world, script, config, floors, samples)
+
+
+def catalogue_of(world: World) -> Catalogue:
+    return Catalogue(
+        indicative_price={code: m.indicative_price_per_gpu_hour for code, m in world.models.items()},
+        is_west={code: r.is_west for code, r in world.regions.items()},
+        rtt_ms={(a, b): float(rtt) for (a, b), rtt in selectors.rtt_map().items()},
+    )
+
+
+# --- setting up -----------------------------------------------------------------------------------
+
+
+def world_setup(*, policy: str) -> World:
+    """Reference data, the demo providers, the simulated buyers, the city voucher programmes, and
+    each buyer's claimed codes (``voucher_claim``). Idempotent."""
+    if not Region.objects.exists():
+        services.reference_load(data=services.reference_read())
+    regions = {r.code: r for r in Region.objects.all()}
+    models = {m.code: m for m in GpuModel.objects.all()}
+    providers = {name: _organisation(name, "provider", regions[region].province) for name, region, *_ in demo.PROVIDERS}
+    buyers = {b.name: _organisation(b.name, "buyer", regions[b.origin].province) for b in buyers_of_cities()}
+    demo.demo_vouchers_seed(regions=regions, models=models)
+    world = World(policy=policy, regions=regions, models=models, providers=providers, buyers=buyers)
+    for buyer in buyers_of_cities():
+        for program in buyer.programs:
+            _claim(world, buyer.name, program)
+    return world
+
+
+def _organisation(name: str, kind: str, province: str) -> Organisation:
+    """As ``marketplace.demo`` seeds its organisations (no service creates one without a user)."""
+    org, _ = Organisation.objects.get_or_create(name=name, defaults={"kind": kind, "province": province})
+    return org
+
+
+def _claim(world: World, buyer_name: str, program_name: str) -> None:
+    """Give the buyer a code of the programme: one it holds already, else the first unclaimed one
+    (more are issued when none is left), claimed through ``voucher_claim``."""
+    buyer = world.buyers[buyer_name]
+    program = VoucherProgram.objects.get(name=program_name)
+    code = _code_for(program, buyer)
+    try:
+        services.voucher_claim(code=code, buyer=buyer)
+    except DomainError as exc:
+        world.counts["claims_refused"] += 1
+        logger.info("%s cannot claim %s: %s", buyer_name, program_name, exc.message)
+        return
+    world.codes[buyer_name, program_name] = code
+    world.counts["vouchers_claimed"] += 1
+
+
+def _code_for(program: VoucherProgram, buyer: Organisation) -> str:
+    mine = program.vouchers.filter(buyer=buyer).order_by("pk").first()
+    if mine is not None:
+        return mine.code
+    free = program.vouchers.filter(buyer=None, status=Voucher.Status.ACTIVE).order_by("pk").first()
+    if free is None:
+        sponsor = program.sponsor_provider
+        free = services.vouchers_issue(program_id=program.pk, sponsor_provider=sponsor, count=5)[0]
+    return free.code
+
+
+# --- playing --------------------------------------------------------------------------------------
+
+
+def _play(
+    world: World, script: Script, config: SimulationConfig, floors: measure.Floors, progress: Progress
+) -> list[measure.Sample]:
+    """Every step of the script, then the drain; returns one capacity sample per scripted step."""
+    steps, samples = len(script.steps), []
+    paced_from = time.monotonic()
+    for k, events in enumerate(script.steps):
+        now = _clock_to(script.start + k * script.step)
+        services.lifecycle_tick(now=now)
+        for event in events:
+            _act(world, event, now)
+        _rounds(world)
+        samples.append(measure.capacity_sample(floors, market_now()))
+        progress(k + 1, steps, _note(world, now))
+        _pace(config, paced_from, k + 1, script.step)
+    _drain(world, script, floors, progress)
+    return samples
+
+
+def _clock_to(target: datetime) -> datetime:
+    """Move the market clock forward to ``target`` (never back), in whole seconds; returns now."""
+    behind = int((target - market_now()).total_seconds())
+    if behind > 0:
+        market_clock_advance(by=timedelta(seconds=behind))
+    return market_now()
+
+
+def _pace(config: SimulationConfig, since: float, steps_done: int, step: timedelta) -> None:
+    """At ``speed`` N, sleep until ``steps_done`` steps have taken their share of real time."""
+    if config.speed > 0:
+        due = since + steps_done * step.total_seconds() / 60 / config.speed
+        time.sleep(max(0.0, due - time.monotonic()))
+
+
+def _rounds(world: World) -> None:
+    """One round per GPU model with open work, under the run's policy, as the sweep would."""
+    for shard in selectors.shards_with_open_work(now=market_now()):
+        if round_run(shard=shard, trigger=MatchingRun.Trigger.MANUAL, policy=world.policy) is None:
+            world.counts["rounds_busy"] += 1  # a Celery worker held the shard; the next step retries
+
+
+def _note(world: World, now: datetime) -> str:
+    return f"{now.astimezone(CST):%a %H:%M} CST  {world.policy}: {world.counts['requests']} requests"
+
+
+def _drain(world: World, script: Script, floors: measure.Floors, progress: Progress) -> None:
+    """Hour by hour, no new events, until the run's requests are closed and its matches ended."""
+    limit = market_now() + DRAIN_LIMIT
+    hours = 0
+    while _unsettled(floors) and market_now() < limit:
+        now = _clock_to(market_now() + timedelta(hours=1))
+        services.lifecycle_tick(now=now)
+        _rounds(world)
+        hours += 1
+        progress(len(script.steps), len(script.steps), f"settling: +{hours} h")
+
+
+def _unsettled(floors: measure.Floors) -> bool:
+    return (
+        Match.objects.filter(request_id__gt=floors.request, status__in=Match.LIVE_STATUSES).exists()
+        or BuyerRequest.objects.filter(pk__gt=floors.request, status__in=BuyerRequest.OPEN_STATUSES).exists()
+    )
+
+
+# --- the market's actions -------------------------------------------------------------------------
+
+
+def _act(world: World, event, now: datetime) -> None:
+    if isinstance(event, ListCapacity):
+        _list(world, event, now)
+    elif isinstance(event, Withdraw):
+        _withdraw(world, event, now)
+    elif isinstance(event, Submit):
+        _submit(world, event, now)
+
+
+def _list(world: World, event: ListCapacity, now: datetime) -> None:
+    listing = services.listing_create(
+        provider=world.providers[event.provider],
+        region=world.regions[event.region],
+        gpu_model=world.models[event.gpu_model],
+        gpu_count=event.gpu_count,
+        gpus_per_node=event.gpus_per_node,
+        price_per_gpu_hour=event.price_per_gpu_hour,
+        available_from=now,
+        available_until=now + timedelta(hours=event.open_hours),
+    )
+    world.listing_ids[event.key] = listing.pk
+    world.counts["listings"] += 1
+
+
+def _withdraw(world: World, event: Withdraw, now: datetime) -> None:
+    """Withdraw a listing; its live matches fail over (the service's rules). A listing already
+    closed by its window is left alone."""
+    try:
+        services.listing_withdraw(
+            listing_id=world.listing_ids[event.listing_key], provider=world.providers[event.provider], now=now
+        )
+        world.counts["withdrawals"] += 1
+    except DomainError:
+        world.counts["withdrawals_skipped"] += 1
+
+
+def _submit(world: World, event: Submit, now: datetime) -> None:
+    """Submit the request, with the buyer's voucher of the scripted programme when it has one; if
+    the voucher cannot cover it (spent, minimum spend…), the same request goes in without it."""
+    code = world.codes.get((event.buyer, event.program)) if event.program else None
+    terms = _terms(world, event, now)
+    if code:
+        try:
+            services.request_submit(buyer=world.buyers[event.buyer], voucher_code=code, now=now, **terms)
+            world.counts["requests"] += 1
+            world.counts["requests_with_voucher"] += 1
+            return
+        except DomainError:
+            world.counts["voucher_refused"] += 1
+    services.request_submit(buyer=world.buyers[event.buyer], now=now, **terms)
+    world.counts["requests"] += 1
+
+
+def _terms(world: World, event: Submit, now: datetime) -> dict:
+    return {
+        "gpu_model": world.models[event.gpu_model],
+        "gpus_per_replica": event.gpus_per_replica,
+        "replicas": event.replicas,
+        "origin": world.regions[event.origin],
+        "latency_class": event.latency_class,
+        "max_price_per_gpu_hour": event.max_price_per_gpu_hour,
+        "duration_hours": event.duration_hours,
+        "start_by": now + timedelta(hours=event.start_within_hours),
+    }
+
+
+# --- figures --------------------------------------------------------------------------------------
+
+
+def _figures(world: World, script: Script, config: SimulationConfig, floors, samples) -> dict:
+    """The run's figures. Utilisation leaves out the first day of a run of two days or more: the
+    market starts empty, and the ramp-up would say more about the start than about the policy."""
+    catalogue = catalogue_of(world)
+    step_hours = script.step.total_seconds() / 3600
+    warmup = round(24 / step_hours) if config.days >= 2 else 0
+    return {
+        "policy": config.policy,
+        "seed": config.seed,
+        "days": config.days,
+        "scale": config.scale,
+        "step_minutes": config.step_minutes,
+        "start": script.start.isoformat(),
+        "events": dict(sorted(world.counts.items())),
+        "utilisation_from_hour": round(warmup * step_hours),
+        "utilisation": measure.utilisation(samples[warmup:], step_hours, catalogue),
+        "demand": measure.demand_served(floors),
+        **measure.matches_measured(floors, catalogue),
+        "timings": measure.rounds_measured(floors),
+    }
