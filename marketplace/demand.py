@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from marketplace.errors import InvalidInput
 from marketplace.models import NODE_SIZES, BuyerRequest, Organisation
 from matching.latency import LatencyClass, latency_class_of
 
+#: A request without ``start_by`` must start within this long.
+REQUEST_START_WITHIN = timedelta(hours=24)
 #: The most GPUs one request may ask for; a larger job is several requests.
 MAX_GPUS_PER_REQUEST = 4096
 MAX_DURATION_HOURS = 24 * 366
+
+
+def start_by_default(start_by: datetime | None, *, now: datetime) -> datetime:
+    """The request's ``start_by``, or ``now`` + ``REQUEST_START_WITHIN`` when none was given."""
+    return start_by or now + REQUEST_START_WITHIN
 
 
 def demand_terms_check(

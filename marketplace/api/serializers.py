@@ -6,12 +6,11 @@ and the API share one set of rules.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from rest_framework import serializers
 
 from marketplace import selectors
 from marketplace.clock import market_now
+from marketplace.demand import start_by_default
 from marketplace.models import (
     NODE_SIZE_CHOICES,
     BuyerRequest,
@@ -24,6 +23,7 @@ from marketplace.models import (
     Voucher,
     VoucherProgram,
 )
+from marketplace.services.listings import listing_window_default
 from matching.latency import LatencyClass, latency_class_of
 
 MONEY = {"max_digits": 12, "decimal_places": 4}
@@ -152,9 +152,10 @@ class ListingIn(serializers.Serializer):
     available_until = serializers.DateTimeField(required=False)
 
     def validate(self, attrs):
-        """Default window: from now, for 30 days."""
-        attrs.setdefault("available_from", market_now())
-        attrs.setdefault("available_until", attrs["available_from"] + timedelta(days=30))
+        """Default window: ``listing_window_default``."""
+        attrs["available_from"], attrs["available_until"] = listing_window_default(
+            attrs.get("available_from"), attrs.get("available_until"), now=market_now()
+        )
         return attrs
 
 
@@ -217,8 +218,8 @@ class RequestIn(serializers.Serializer):
     voucher_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
 
     def validate(self, attrs):
-        """Default: the request must start within 24 hours."""
-        attrs.setdefault("start_by", market_now() + timedelta(hours=24))
+        """Default ``start_by``: ``start_by_default``."""
+        attrs["start_by"] = start_by_default(attrs.get("start_by"), now=market_now())
         return attrs
 
 

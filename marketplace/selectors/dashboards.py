@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Max, Prefetch, Sum
-from django.utils import timezone
 
+from marketplace.clock import market_now
 from marketplace.models import (
     BuyerRequest,
     GpuModel,
@@ -126,7 +126,7 @@ def provider_dashboard(
     """``provider``'s listings (newest first) with utilisation and earnings, its latest matches,
     and its totals. Earnings are the listed price × GPU-hours (a subsidy is paid by its sponsor,
     not taken from the provider). Three queries."""
-    now = now or timezone.now()
+    now = now or market_now()
     listings = list(
         with_free_gpus(Listing.objects.select_related("region", "gpu_model").filter(provider=provider)).order_by("-id")
     )
@@ -181,7 +181,7 @@ class BuyerDashboard:
 def buyer_dashboard(*, buyer: Organisation, now: datetime | None = None, limit: int = 100) -> BuyerDashboard:
     """``buyer``'s latest requests (newest first) with their matches (``explanation`` included)
     prefetched, and what it pays: (price − subsidy) × GPU-hours. Two queries."""
-    now = now or timezone.now()
+    now = now or market_now()
     matches = Match.objects.select_related("listing__region", "listing__provider", "listing__gpu_model").order_by("id")
     requests = list(
         BuyerRequest.objects.select_related("gpu_model", "origin", "voucher__program")
@@ -236,7 +236,7 @@ class MonitorLive:
 
 def monitor_live(*, now: datetime | None = None, matches: int = 15, runs: int = 10) -> MonitorLive:
     """The newest matches and matching runs, and the market's totals right now. Four queries."""
-    now = now or timezone.now()
+    now = now or market_now()
     active = Listing.objects.filter(status=Listing.Status.ACTIVE, available_until__gt=now)
     totals = active.aggregate(listed=Sum("gpu_count"), allocated=Sum("allocated_gpus"))
     latest = Match.objects.select_related(
@@ -294,7 +294,7 @@ def monitor_charts(*, now: datetime | None = None, hours: int = 6, step_minutes:
     match not at all), matched GPU-hours in western hubs vs elsewhere, and the average price per
     GPU-hour by region (matched: weighted by GPU-hours; listed: by GPUs of active listings).
     Two queries; the work in Python grows with rows × steps."""
-    now = now or timezone.now()
+    now = now or market_now()
     steps = [now - timedelta(minutes=step_minutes * k) for k in range(hours * 60 // step_minutes, -1, -1)]
     regions = {}
     listings = Listing.objects.values_list(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db import transaction
@@ -15,8 +15,18 @@ from marketplace.selectors import live_nodes_by_listing
 from marketplace.services.lifecycle import matches_fail_over
 from marketplace.services.triggers import matching_round_enqueue_on_commit
 
+#: A listing given no window is available from now for this long.
+LISTING_DEFAULT_WINDOW = timedelta(days=30)
 #: Fields a provider may change on a listing with ``listing_update``.
 EDITABLE_FIELDS = ("gpu_count", "gpus_per_node", "price_per_gpu_hour", "available_from", "available_until")
+
+
+def listing_window_default(
+    available_from: datetime | None, available_until: datetime | None, *, now: datetime
+) -> tuple[datetime, datetime]:
+    """The listing's window with defaults: from ``now``, for ``LISTING_DEFAULT_WINDOW``."""
+    start = available_from or now
+    return start, available_until or start + LISTING_DEFAULT_WINDOW
 
 
 def _check_shape(*, gpu_count: int, gpus_per_node: int, price: Decimal, start: datetime, end: datetime) -> None:

@@ -4,18 +4,17 @@ domain rules are the services', whose ``DomainError`` lands beside the field it 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from django import forms
-from django.utils import timezone
 
+from marketplace.clock import market_now
+from marketplace.demand import start_by_default
 from marketplace.errors import DomainError
 from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Organisation, Region
+from marketplace.services.listings import LISTING_DEFAULT_WINDOW, listing_window_default
 from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass
 
-#: As the API: a listing is available from now for 30 days, a request must start within 24 hours.
-LISTING_DEFAULT_DAYS = 30
-REQUEST_DEFAULT_START_WITHIN = timedelta(hours=24)
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
 MONEY = {"max_digits": 12, "decimal_places": 4, "min_value": 0}
 
@@ -84,7 +83,9 @@ class ListingShapeFields(ServiceForm):
     gpus_per_node = forms.TypedChoiceField(label="GPUs per node", choices=NODE_SIZE_CHOICES, coerce=int, initial=8)
     price_per_gpu_hour = forms.DecimalField(label="Price per GPU-hour (CNY)", **MONEY)
     available_from = _datetime_field("Available from (UTC)", "Empty: now.")
-    available_until = _datetime_field("Available until (UTC)", f"Empty: {LISTING_DEFAULT_DAYS} days after the start.")
+    available_until = _datetime_field(
+        "Available until (UTC)", f"Empty: {LISTING_DEFAULT_WINDOW.days} days after the start."
+    )
 
 
 class ListingForm(ListingShapeFields):
@@ -96,9 +97,8 @@ class ListingForm(ListingShapeFields):
 
     def terms(self, *, now: datetime | None = None) -> dict:
         terms = dict(self.cleaned_data)
-        terms["available_from"] = terms["available_from"] or now or timezone.now()
-        terms["available_until"] = terms["available_until"] or terms["available_from"] + timedelta(
-            days=LISTING_DEFAULT_DAYS
+        terms["available_from"], terms["available_until"] = listing_window_default(
+            terms["available_from"], terms["available_until"], now=now or market_now()
         )
         return terms
 
@@ -172,7 +172,7 @@ class RequestForm(ServiceForm):
         terms = dict(self.cleaned_data)
         terms["latency_class"] = terms["latency_class"] or None
         terms["voucher_code"] = terms["voucher_code"] or None
-        terms["start_by"] = terms["start_by"] or (now or timezone.now()) + REQUEST_DEFAULT_START_WITHIN
+        terms["start_by"] = start_by_default(terms["start_by"], now=now or market_now())
         return terms
 
 
