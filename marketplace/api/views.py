@@ -336,7 +336,7 @@ class VoucherClaimView(APIView):
     def post(self, request):
         buyer = buyer_of(request)
         voucher = services.voucher_claim(code=validated_body(s.ClaimIn, request)["code"], buyer=buyer)
-        mine = next(v for v in selectors.vouchers_of(buyer) if v.pk == voucher.pk)
+        (mine,) = selectors.vouchers_of(buyer, voucher_id=voucher.pk)
         return Response(s.VoucherOut(mine).data)
 
 
@@ -388,24 +388,26 @@ class VoucherProgramListView(generics.GenericAPIView):
         return Response(s.VoucherProgramOut(program).data, status=status.HTTP_201_CREATED)
 
 
+def managed_program(request, program_id: int):
+    """A programme the caller manages (``voucher_programs_for``); any other is a 404."""
+    program = selectors.voucher_programs_for(request.user, provider_of(request)).filter(pk=program_id).first()
+    if program is None:
+        raise Http404
+    return program
+
+
 class VoucherProgramDetailView(APIView):
     permission_classes = [ProgramManager]
 
-    def _program(self, request, program_id: int):
-        program = selectors.voucher_programs_for(request.user, provider_of(request)).filter(pk=program_id).first()
-        if program is None:
-            raise Http404
-        return program
-
     @extend_schema(responses=s.VoucherProgramOut)
     def get(self, request, program_id: int):
-        return Response(s.VoucherProgramOut(self._program(request, program_id)).data)
+        return Response(s.VoucherProgramOut(managed_program(request, program_id)).data)
 
     @extend_schema(request=s.VoucherProgramUpdateIn, responses=s.VoucherProgramOut)
     def patch(self, request, program_id: int):
         changes = validated_body(s.VoucherProgramUpdateIn, request)
         services.voucher_program_update(program_id=program_id, sponsor_provider=sponsor_scope(request), changes=changes)
-        return Response(s.VoucherProgramOut(self._program(request, program_id)).data)
+        return Response(s.VoucherProgramOut(managed_program(request, program_id)).data)
 
 
 class VoucherIssueView(generics.GenericAPIView):
@@ -423,8 +425,7 @@ class VoucherIssueView(generics.GenericAPIView):
     @extend_schema(responses=s.IssuedVoucherOut(many=True))
     def get(self, request, program_id: int):
         validated_query(_NoFilters, request)
-        program = VoucherProgramDetailView()._program(request, program_id)
-        vouchers = program.vouchers.select_related("buyer").order_by("id")
+        vouchers = managed_program(request, program_id).vouchers.select_related("buyer").order_by("id")
         return self.get_paginated_response(s.IssuedVoucherOut(self.paginate_queryset(vouchers), many=True).data)
 
 
@@ -433,5 +434,5 @@ class VoucherProgramReportView(APIView):
 
     @extend_schema(responses=s.ProgramReportOut)
     def get(self, request, program_id: int):
-        program = VoucherProgramDetailView()._program(request, program_id)
-        return Response(s.ProgramReportOut(selectors.voucher_program_report(program)).data)
+        report = selectors.voucher_program_report(managed_program(request, program_id))
+        return Response(s.ProgramReportOut(report).data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from marketplace.clock import market_now
@@ -37,7 +38,29 @@ def live_nodes_by_listing(listing_ids) -> dict[int, list[tuple[int, list[int]]]]
     return by_listing
 
 
-def engine_request_spec(request: BuyerRequest, vouchers: VoucherBalances | None = None) -> RequestSpec:
+@dataclass(frozen=True)
+class VoucherBalances:
+    """Ledger balances of the vouchers some requests carry: each buyer's net subsidy this year per
+    programme, and each voucher's free GPU-hours used."""
+
+    year_net: dict = field(default_factory=dict)
+    hours_used: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, requests) -> VoucherBalances:
+        """The balances ``requests``' vouchers need, in two queries (none without vouchers)."""
+        vouchers = [r.voucher for r in requests if r.voucher_id]
+        if not vouchers:
+            return cls()
+        pairs = {(v.program_id, v.buyer_id) for v in vouchers if v.buyer_id}
+        return cls(buyer_year_net(pairs, market_now().year), free_hours_used({v.pk for v in vouchers}))
+
+
+#: For requests without vouchers.
+EMPTY_BALANCES = VoucherBalances()
+
+
+def engine_request_spec(request: BuyerRequest, vouchers: VoucherBalances = EMPTY_BALANCES) -> RequestSpec:
     """The engine's view of a request: what is still to place; needs gpu_model, origin and
     (with a voucher) its programme's eligibility loaded, and ``vouchers``' ledger balances."""
     bound = request.rtt_bound_ms
@@ -54,19 +77,8 @@ def engine_request_spec(request: BuyerRequest, vouchers: VoucherBalances | None 
         start_by=request.start_by,
         latency_weight=default_latency_weight(request.latency_class) if weight is None else weight,
         priority=request.priority,
-        voucher=voucher_terms(request, *(vouchers or VoucherBalances.of([]))),
+        voucher=voucher_terms(request, vouchers.year_net, vouchers.hours_used),
     )
-
-
-class VoucherBalances(tuple):
-    """``(year_net, hours_used)`` ledger balances of the vouchers some requests carry: two queries."""
-
-    @classmethod
-    def of(cls, requests) -> VoucherBalances:
-        vouchers = [r.voucher for r in requests if r.voucher_id]
-        pairs = {(v.program_id, v.buyer_id) for v in vouchers if v.buyer_id}
-        year = market_now().year
-        return cls((buyer_year_net(pairs, year), free_hours_used({v.pk for v in vouchers}) if vouchers else {}))
 
 
 #: What a request needs loaded for ``engine_request_spec``.

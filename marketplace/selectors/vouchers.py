@@ -86,11 +86,14 @@ def voucher_terms(request: BuyerRequest, year_net: dict, hours_used: dict) -> Vo
     )
 
 
-def vouchers_of(buyer) -> list:
-    """The buyer's vouchers with ``remaining_value`` set (what they can still pay), in three queries."""
+def vouchers_of(buyer, *, voucher_id: int | None = None) -> list:
+    """The buyer's vouchers (or just ``voucher_id``, if the buyer's) with ``remaining_value`` set
+    (what they can still pay), in four queries."""
+    vouchers = Voucher.objects.filter(buyer=buyer)
+    if voucher_id is not None:
+        vouchers = vouchers.filter(pk=voucher_id)
     vouchers = list(
-        Voucher.objects.filter(buyer=buyer)
-        .select_related("program")
+        vouchers.select_related("program")
         .prefetch_related("program__eligible_regions", "program__eligible_gpu_models")
         .order_by("-id")
     )
