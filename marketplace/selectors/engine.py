@@ -60,6 +60,16 @@ class VoucherBalances:
 EMPTY_BALANCES = VoucherBalances()
 
 
+def live_matches_on_failed_nodes(*, listing_id: int | None = None) -> list[int]:
+    """Ids of live matches with a replica on a failed node (of ``listing_id``, or of any listing);
+    one query."""
+    suspects = Match.objects.filter(status__in=Match.LIVE_STATUSES)
+    if listing_id is not None:
+        suspects = suspects.filter(listing_id=listing_id)
+    rows = suspects.exclude(listing__failed_nodes=[]).values_list("pk", "nodes", "listing__failed_nodes")
+    return [pk for pk, nodes, failed in rows if set(nodes) & set(failed)]
+
+
 def engine_request_spec(request: BuyerRequest, vouchers: VoucherBalances = EMPTY_BALANCES) -> RequestSpec:
     """The engine's view of a request: what is still to place; needs gpu_model, origin and
     (with a voucher) its programme's eligibility loaded, and ``vouchers``' ledger balances."""

@@ -22,6 +22,7 @@ from django.db.models import F, Q
 from marketplace.errors import InvalidTransition, NotFound
 from marketplace.models import BuyerRequest, Listing, Match, Organisation, Settlement
 from marketplace.money import gpu_hours_held, to_fen, to_fen_down
+from marketplace.selectors.engine import live_matches_on_failed_nodes
 from marketplace.selectors.vouchers import net_reserved_by_match
 from marketplace.services.subsidies import SubsidyBook, Take, write_releases
 from marketplace.services.triggers import matching_round_enqueue_on_commit
@@ -172,12 +173,7 @@ def live_matches_locked(query: Q) -> list[Match]:
 def live_matches_on_lost_capacity_fail_over(*, now: datetime) -> list[Match]:
     """Fail over live matches left on a listing that is no longer active or on a failed node —
     what a withdrawal or node failure leaves if its process died between its two transactions."""
-    suspects = Match.objects.filter(status__in=Match.LIVE_STATUSES).exclude(listing__failed_nodes=[])
-    on_failed = [
-        pk
-        for pk, nodes, failed in suspects.values_list("pk", "nodes", "listing__failed_nodes")
-        if set(nodes) & set(failed)
-    ]
+    on_failed = live_matches_on_failed_nodes()
     lost = Q(pk__in=on_failed) | Q(listing__status__in=[Listing.Status.WITHDRAWN, Listing.Status.CLOSED])
     return matches_fail_over(lost, now=now, reason="capacity lost: listing withdrawn or node failed")
 

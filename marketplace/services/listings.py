@@ -10,8 +10,8 @@ from django.db.models import Q
 
 from marketplace.clock import market_now
 from marketplace.errors import CapacityGone, InvalidInput, InvalidTransition, NotAllowed, NotFound
-from marketplace.models import NODE_SIZES, GpuModel, Listing, Match, Organisation, Region
-from marketplace.selectors import live_nodes_by_listing
+from marketplace.models import NODE_SIZES, GpuModel, Listing, Organisation, Region
+from marketplace.selectors import live_matches_on_failed_nodes, live_nodes_by_listing
 from marketplace.services.lifecycle import matches_fail_over
 from marketplace.services.triggers import matching_round_enqueue_on_commit
 
@@ -150,7 +150,7 @@ def listing_nodes_fail(*, listing_id: int, provider: Organisation, nodes: list[i
     replica on them fail over (see ``matches_fail_over``). Two transactions, for the reasons given
     in ``listing_withdraw``."""
     _listing_mark_failed_nodes(listing_id=listing_id, provider=provider, nodes=nodes)
-    on_nodes = [pk for pk, held in _live_match_nodes(listing_id).items() if set(held) & set(nodes)]
+    on_nodes = live_matches_on_failed_nodes(listing_id=listing_id)
     reason = f"node {', '.join(map(str, sorted(set(nodes))))} of listing {listing_id} failed"
     with transaction.atomic():
         matches_fail_over(Q(listing_id=listing_id, pk__in=on_nodes), now=now or market_now(), reason=reason)
@@ -164,11 +164,6 @@ def _listing_mark_failed_nodes(*, listing_id: int, provider: Organisation, nodes
         raise InvalidInput(f"Nodes are numbered 0 to {listing.node_count - 1}.", field="nodes")
     listing.failed_nodes = sorted(set(listing.failed_nodes) | set(nodes))
     listing.save(update_fields=["failed_nodes", "updated_at"])
-
-
-def _live_match_nodes(listing_id: int) -> dict[int, list[int]]:
-    rows = Match.objects.filter(listing_id=listing_id, status__in=Match.LIVE_STATUSES).values_list("pk", "nodes")
-    return dict(rows)
 
 
 def _highest_live_node(listing: Listing) -> int:
