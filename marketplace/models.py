@@ -14,7 +14,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Mod
 from django.db.models.lookups import Exact
 
-from matching.latency import LatencyClass, bound_of
+from matching.latency import LatencyClass, rtt_bound_ms
 
 NODE_SIZES = (1, 2, 4, 8)
 NODE_SIZE_CHOICES = [(size, str(size)) for size in NODE_SIZES]
@@ -242,10 +242,7 @@ class BuyerRequest(models.Model):
     @property
     def rtt_bound_ms(self) -> Decimal | None:
         """The RTT bound the engine enforces: the explicit one, else the class's (None: batch)."""
-        if self.max_rtt_ms is not None:
-            return self.max_rtt_ms
-        bound = bound_of(self.latency_class)
-        return None if bound is None else Decimal(str(bound))
+        return rtt_bound_ms(self.max_rtt_ms, self.latency_class)
 
     @property
     def gpus(self) -> int:

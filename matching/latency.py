@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from decimal import Decimal
 from enum import StrEnum
 
 
@@ -41,6 +42,15 @@ def latency_class_of(rtt_ms: float) -> LatencyClass:
 def bound_of(latency_class: LatencyClass | str) -> float | None:
     """The RTT bound in ms of a latency class; ``None`` for batch (unbounded)."""
     return LATENCY_CLASS_BOUND_MS[LatencyClass(latency_class)]
+
+
+def rtt_bound_ms(max_rtt_ms: Decimal | float | None, latency_class: LatencyClass | str) -> Decimal | None:
+    """The RTT bound a request is held to: its explicit ``max_rtt_ms``, else its latency class's
+    bound; ``None`` (unbounded) for batch."""
+    if max_rtt_ms is not None:
+        return Decimal(str(max_rtt_ms))
+    bound = bound_of(latency_class)
+    return None if bound is None else Decimal(str(bound))
 
 
 def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

@@ -18,7 +18,7 @@ from django.db.models import Max, Sum
 
 from marketplace.models import BuyerRequest, Listing, Match, MatchingRun, Settlement
 from marketplace.simulation.scenario import CST, Catalogue
-from matching.latency import bound_of
+from matching.latency import rtt_bound_ms
 
 ZERO = Decimal(0)
 
@@ -161,8 +161,8 @@ def matches_measured(floors: Floors, catalogue: Catalogue) -> dict:
     for row in Match.objects.filter(request_id__gt=floors.request).values_list(*MATCH_FIELDS).order_by("pk"):
         rtt, latency_class, explicit, region, model, energy, hours, gross, subsidy, pays = row
         count += 1
-        bound = explicit if explicit is not None else bound_of(latency_class)
-        violations += bound is not None and float(rtt) > float(bound)
+        bound = rtt_bound_ms(explicit, latency_class)
+        violations += bound is not None and rtt > bound
         if hours is None:  # not settled: the run did not drain
             continue
         indicative = catalogue.indicative_price[model]
