@@ -2,7 +2,9 @@
 match monitor. Each costs a constant number of queries whatever the number of rows.
 
 Money sums are ``Decimal`` CNY rounded to fen. GPU-hours of a match are ``gpus × (ends_at −
-starts_at)``; "so far" means accrued up to ``now``. Cancelled and failed matches earn nothing.
+starts_at)``; "so far" means accrued up to ``now``. These page figures count reserved, running
+and completed matches only; what a cancelled or failed match billed for the hours it ran is in its
+settlement line (``selectors.statement_for``), so the monthly statement is the authoritative sum.
 """
 
 from __future__ import annotations

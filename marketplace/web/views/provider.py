@@ -66,7 +66,7 @@ def listing_withdraw(request, listing_id: int, *, organisation):
     except DomainError as error:
         messages.error(request, f"Listing #{listing_id}: {error.message}")
     else:
-        messages.success(request, f"Listing #{listing_id} withdrawn; live matches run to their end.")
+        messages.success(request, f"Listing #{listing_id} withdrawn; its live matches fail over to other capacity.")
     return redirect("web:provider")
 
 
