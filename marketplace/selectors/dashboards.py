@@ -5,6 +5,7 @@ Money sums are ``Decimal`` CNY rounded to fen. GPU-hours of a match are ``gpus Ã
 starts_at)``; "so far" means accrued up to ``now``. These page figures count reserved, running
 and completed matches only; what a cancelled or failed match billed for the hours it ran is in its
 settlement line (``selectors.statement_for``), so the monthly statement is the authoritative sum.
+Query counts below leave out the one query that reads the market clock when ``now`` is not given.
 """
 
 from __future__ import annotations

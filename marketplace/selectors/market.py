@@ -128,7 +128,8 @@ def capacity_by_region(
 ) -> list[CapacityRow]:
     """Idle GPUs of active, unexpired listings grouped by region and GPU model, seen from ``origin``.
 
-    Rows come nearest first; two queries whatever the number of listings.
+    Rows come nearest first; two queries whatever the number of listings (three when ``now`` is
+    read from the market clock).
     """
     now = now or market_now()
     queryset = with_free_gpus(Listing.objects.filter(status=Listing.Status.ACTIVE, available_until__gt=now)).filter(
