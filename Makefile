@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
 VENDOR := marketplace/static/vendor
 ASSETS := $(VENDOR)/.fetched-$(shell cat package.json package-lock.json | sha1sum | cut -c1-12)
 
-.PHONY: help install assets browser demo test lint bench-matching report lock clean
+.PHONY: help install assets tools demo test lint audit bench-matching report lock clean
 
 help:
 	@echo "make demo            set up and start the marketplace (web + worker + beat) on SQLite"
@@ -17,7 +17,8 @@ help:
 	@echo "make report          simulate the market under three policies; write docs/report/"
 	@echo "make lock            re-resolve requirements.lock from pyproject.toml"
 	@echo "make assets          fetch htmx and Chart.js (pinned in package-lock.json) into marketplace/static/vendor"
-	@echo "make browser         install Debian's chromium and chromium-driver for the browser tests (as root)"
+	@echo "make tools           install Debian's chromium, chromium-driver and wrk for the browser and load tests (as root)"
+	@echo "make audit           pip-audit the locked dependencies (needs the PyPI JSON API or OSV online)"
 
 $(STAMP): requirements.lock
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,24 +33,31 @@ $(ASSETS): package.json package-lock.json
 
 assets: $(ASSETS)
 
-# The browser tests drive Debian's Chromium and its driver (a test tool's own browser download
-# does not work here). Installed when missing and we are root (the test machine and CI); otherwise
-# the browser tests skip saying so, and fail under REQUIRE_SERVICES=1.
-browser:
-	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+# System tools the tests drive: Debian's Chromium and its driver for the browser tests (a test
+# tool's own browser download does not work here) and wrk for the load script. Installed when
+# missing and we are root (the test machine and CI); otherwise the tests that need them skip saying
+# so, and fail under REQUIRE_SERVICES=1.
+TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/wrk
+tools:
+	@if ls $(TOOLS) >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
-		|| echo "could not install chromium; the browser tests will skip (fail under REQUIRE_SERVICES=1)"; \
-	else echo "no /usr/bin/chromium: run 'sudo apt-get install chromium chromium-driver' for the browser tests"; fi
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver wrk \
+		|| echo "could not install chromium/wrk; the tests that need them will skip (fail under REQUIRE_SERVICES=1)"; \
+	else echo "missing $(TOOLS): run 'sudo apt-get install chromium chromium-driver wrk' for the browser and load tests"; fi
 
 demo: install assets
 	bin/demo
 
-test: install assets browser
+test: install assets tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# Known vulnerabilities in the exact locked versions. --strict fails when a package could not be
+# audited, so an unreachable vulnerability service is an error, never a silent "clean".
+audit: install
+	$(VENV)/bin/pip-audit --strict --disable-pip --require-hashes -r requirements.lock
 
 # The engine against the greedy baseline on seeded instances, then one full round (snapshot, solve,
 # apply) at 10k x 2k on the PostgreSQL at BENCH_DATABASE_URL (default: the local server).
