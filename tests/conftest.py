@@ -21,6 +21,14 @@ from marketplace import services
 from marketplace.models import GpuModel, Membership, Organisation, Region
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+#: The long variants of the reliability and load tests (``.ci/run`` sets ``LONG_TESTS=1``); without
+#: it the same tests run a shorter version of themselves.
+LONG_TESTS = os.environ.get("LONG_TESTS") == "1"
+
+
+def scale(short: int, long: int) -> int:
+    """How many times (rounds, kills, examples…) a test repeats: ``long`` under LONG_TESTS=1."""
+    return long if LONG_TESTS else short
 
 
 def need_service(reason: str) -> None:

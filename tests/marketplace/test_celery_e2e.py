@@ -2,73 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from config.celery_app import app
 from marketplace.models import BuyerRequest, MatchingRun
 from tests.marketplace.test_api import REQUEST_BODY
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def database_url_of_test_db() -> str:
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+from tests.workers import process_stop, wait_for, worker_start
 
 
 @pytest.fixture
 def worker(postgres, redis_url, tmp_path):
     """A Celery worker process on the test database and the Redis broker; stopped afterwards."""
     app.control.purge()  # messages left by an earlier run would match against this run's rows
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "DATABASE_URL": database_url_of_test_db(),
-        "CELERY_BROKER_URL": redis_url,
-    }
-    log = (tmp_path / "worker.log").open("w")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            f"e2e-{os.getpid()}@%h",
-            "--without-mingle",
-            "--without-gossip",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    process = worker_start(broker_url=redis_url, log_path=tmp_path / "worker.log", name="e2e")
     yield process
-    process.terminate()
-    process.wait(timeout=30)
-    log.close()
-
-
-def wait_for(predicate, seconds: float):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+    process_stop(process)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -1,0 +1,87 @@
+"""Real Celery worker (and beat) processes on the test database, for the end-to-end and fault tests.
+
+A process started here talks to the same PostgreSQL test database as the test (``DATABASE_URL`` is
+rewritten to it) and to the broker the test names; its output goes to a log file that failing
+assertions show.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def database_url_of_test_db() -> str:
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def service_env(broker_url: str, **extra: str) -> dict[str, str]:
+    """Environment for a subprocess of the project on the test database and ``broker_url``."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url_of_test_db(),
+        "CELERY_BROKER_URL": broker_url,
+        **extra,
+    }
+
+
+def celery_start(
+    args: list[str], *, broker_url: str, log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """Start ``celery -A config <args>`` (``worker …`` or ``beat …``), logging to ``log_path``."""
+    log = log_path.open("a")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "config", *args],
+            cwd=ROOT,
+            env=service_env(broker_url, **(env or {})),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    finally:
+        log.close()  # the child holds its own copy of the descriptor
+
+
+def worker_start(
+    *,
+    broker_url: str,
+    log_path: Path,
+    name: str,
+    pool: str = "solo",
+    concurrency: int = 1,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen:
+    """A worker named ``name``; ``pool="prefork"`` is needed where time limits must fire."""
+    args = ["worker", "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO"]
+    args += ["--hostname", f"{name}-{os.getpid()}@%h", "--without-mingle", "--without-gossip"]
+    return celery_start(args, broker_url=broker_url, log_path=log_path, env=env)
+
+
+def process_stop(process: subprocess.Popen, seconds: float = 30) -> None:
+    """Stop a process started here: TERM, then KILL if it has not gone within ``seconds``."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=seconds)
+
+
+def wait_for(predicate, seconds: float, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it is true (True) or ``seconds`` pass (False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
