@@ -294,6 +294,11 @@ class MatchingRun(models.Model):
                 name="run_finished_after_started",
             ),
         ]
+        # Each round looks for its shard's runs left running by a dead worker; only running runs are
+        # indexed, so the index stays as small as the number of rounds in flight.
+        indexes = [
+            models.Index(fields=["shard"], condition=Q(status="running"), name="run_running_by_shard"),
+        ]
 
     def __str__(self) -> str:
         return f"run #{self.pk} ({self.trigger}, {self.status})"

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import redis
+from django.core.cache import cache
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,3 +87,16 @@ def wait_for(predicate, seconds: float, interval: float = 0.05) -> bool:
             return True
         time.sleep(interval)
     return False
+
+
+def broker_reset(broker_url: str) -> None:
+    """Forget what earlier tests left behind: queued messages, messages a killed worker held
+    unacknowledged, and the cache's round-pending keys. Such a key outlives a purged queue by up
+    to a minute, and while it lives no commit enqueues its shard's round."""
+    from config.celery_app import app
+    from marketplace.services import reference_read
+    from marketplace.services.triggers import round_pending_key
+
+    app.control.purge()
+    redis.Redis.from_url(broker_url).delete("unacked", "unacked_index", "unacked_mutex")
+    cache.delete_many([round_pending_key(model["code"]) for model in reference_read()["gpu_models"]])

@@ -8,7 +8,7 @@ from datetime import datetime
 from marketplace.clock import market_now
 from marketplace.demand import demand_request_build
 from marketplace.eligibility import voucher_covers, voucher_usable
-from marketplace.models import BuyerRequest, Listing, Match, Organisation
+from marketplace.models import BuyerRequest, Listing, Match, MatchingRun, Organisation
 from marketplace.selectors.market import listing_energy_cost, rtt_map, with_free_gpus
 from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, voucher_terms
 from matching.costs import default_latency_weight
@@ -178,3 +178,10 @@ def shards_with_open_work(*, now: datetime) -> list[str]:
             )
         )
     )
+
+
+def shards_with_lost_runs(*, started_before: datetime) -> list[str]:
+    """Shards with a run still marked running that started before ``started_before`` (a round
+    that old outlived its time limit: its worker died). The shard's next round marks it lost."""
+    runs = MatchingRun.objects.filter(status=MatchingRun.Status.RUNNING, started_at__lt=started_before)
+    return sorted(set(runs.values_list("shard", flat=True)))

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import DateTimeField, F, Value
+from django.db.models.functions import Greatest
 
 from marketplace.models import BuyerRequest, Listing, Match, MatchingRun
 from marketplace.selectors import live_nodes_by_listing, node_free_of
@@ -20,6 +21,7 @@ from marketplace.services.subsidies import ZERO, SubsidyBook, Take
 from matching.problem import Assignment, Plan
 
 SKIPPED_REASON = "capacity or demand changed while the round was solving; next round retries"
+WORKER_LOST = "worker lost: the process running this round died before recording its outcome"
 
 
 @dataclass
@@ -198,4 +200,19 @@ def matching_run_finish(
 def matching_run_fail(*, run_id: int, error: str, finished_at: datetime) -> None:
     MatchingRun.objects.filter(pk=run_id, status=MatchingRun.Status.RUNNING).update(
         status=MatchingRun.Status.FAILED, error=error[:5000], finished_at=finished_at
+    )
+
+
+def matching_runs_lost_fail(*, shard: str, finished_at: datetime) -> int:
+    """Record as failed ("worker lost") the runs of ``shard`` still marked running; how many.
+
+    Precondition: the caller holds ``shard``'s lock (``marketplace.locks.shard_lock``), so no live
+    round of this shard can be running: a run still marked running lost its worker mid-round. Its
+    plan was applied in one transaction, so either all its matches exist (they name the run) or,
+    the far likelier case, none: the database rolled back what the dead worker never committed.
+    """
+    return MatchingRun.objects.filter(shard=shard, status=MatchingRun.Status.RUNNING).update(
+        status=MatchingRun.Status.FAILED,
+        error=WORKER_LOST,
+        finished_at=Greatest(Value(finished_at, output_field=DateTimeField()), F("started_at")),
     )

@@ -6,16 +6,15 @@ import time
 
 import pytest
 
-from config.celery_app import app
 from marketplace.models import BuyerRequest, MatchingRun
 from tests.marketplace.test_api import REQUEST_BODY
-from tests.workers import process_stop, wait_for, worker_start
+from tests.workers import broker_reset, process_stop, wait_for, worker_start
 
 
 @pytest.fixture
 def worker(postgres, redis_url, tmp_path):
     """A Celery worker process on the test database and the Redis broker; stopped afterwards."""
-    app.control.purge()  # messages left by an earlier run would match against this run's rows
+    broker_reset(redis_url)  # what an earlier test left would match against, or block, this run's rounds
     process = worker_start(broker_url=redis_url, log_path=tmp_path / "worker.log", name="e2e")
     yield process
     process_stop(process)

@@ -4,13 +4,13 @@ import threading
 from decimal import Decimal
 
 import pytest
-from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
 from marketplace import selectors
+from marketplace.locks import shard_lock
 from marketplace.models import BuyerRequest, Listing, Match, MatchingRun
 from marketplace.services.matching import match_plan_apply
 from matching.solver import solve
@@ -66,12 +66,27 @@ def test_a_round_never_moves_earlier_matches(make_listing, make_request):
 
 
 def test_a_busy_shard_is_not_run_twice(make_request):
+    """Another round holds the shard's lock (a thread on its own connection, as another worker)."""
     make_request()
-    cache.add("matching:shard-lock:h20", 1, timeout=30)
+    held, done = threading.Event(), threading.Event()
+
+    def other_round():
+        try:
+            with shard_lock("h20") as got:
+                if got:
+                    held.set()
+                    done.wait(30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_round)
+    thread.start()
     try:
+        assert held.wait(30), "the other round could not take the shard's lock"
         assert round_run(shard="h20", trigger="manual") is None
     finally:
-        cache.delete("matching:shard-lock:h20")
+        done.set()
+        thread.join()
     assert not MatchingRun.objects.exists()
 
 
