@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -38,6 +39,32 @@ def gpu_model_list() -> QuerySet[GpuModel]:
     return GpuModel.objects.all()
 
 
+#: Seconds a process trusts its copy of the reference codes. Reference data changes only through
+#: ``load_reference``, which keeps each row's id: a code it adds is found at once (a miss reads the
+#: database), a changed attribute (a power price) shows in this process within this long.
+REFERENCE_TTL_SECONDS = 60.0
+_reference_rows: dict[type, tuple[float, dict[str, Region | GpuModel]]] = {}
+
+
+def reference_by_code(model: type[Region] | type[GpuModel], code: str) -> Region | GpuModel | None:
+    """The region or GPU model with ``code``, from this process's copy of the reference table.
+
+    For the search endpoints' query parameters, which need only the row to filter by: one query
+    per table per ``REFERENCE_TTL_SECONDS`` instead of one per parameter per request. The rows are
+    shared between requests: read them, never change them.
+    """
+    loaded_at, rows = _reference_rows.get(model, (0.0, {}))
+    if code not in rows or time.monotonic() - loaded_at > REFERENCE_TTL_SECONDS:
+        rows = {row.code: row for row in model.objects.all()}
+        _reference_rows[model] = (time.monotonic(), rows)
+    return rows.get(code)
+
+
+def reference_forget() -> None:
+    """Drop this process's copy of the reference codes (after ``reference_load`` changed them)."""
+    _reference_rows.clear()
+
+
 def rtt_map() -> dict[tuple[str, str], float]:
     """RTT in ms between every pair of region codes, in both directions, in one query."""
     rows = Rtt.objects.values_list("source_region__code", "target_region__code", "rtt_ms")
@@ -56,7 +83,9 @@ def with_free_gpus(queryset: QuerySet[Listing]) -> QuerySet[Listing]:
 
 
 def _with_rtt_from(queryset: QuerySet[Listing], origin: Region) -> QuerySet[Listing]:
-    rtt = Rtt.objects.filter(source_region=origin, target_region=OuterRef("region")).values("rtt_ms")[:1]
+    # One row per pair (unique constraint): Rtt's default ordering would only add a join and a
+    # sort to the subquery, once per listing.
+    rtt = Rtt.objects.filter(source_region=origin, target_region=OuterRef("region")).order_by().values("rtt_ms")[:1]
     return queryset.annotate(rtt_ms=Subquery(rtt, output_field=DecimalField(max_digits=7, decimal_places=1)))
 
 
@@ -84,10 +113,30 @@ def listings_visible_to(viewer: Organisation | None) -> QuerySet[Listing]:
     return with_free_gpus(queryset)
 
 
+#: The columns a search result shows (``ListingOut``), its energy cost's inputs included. A page
+#: holds up to 200 listings, each with three joined rows; loading only these skips converting the
+#: timestamps, JSON and figures no result shows. Reading any other field costs a query per row.
+LISTING_SEARCH_FIELDS = (
+    "id",
+    "gpu_count",
+    "gpus_per_node",
+    "price_per_gpu_hour",
+    "available_from",
+    "available_until",
+    "status",
+    "provider__name",
+    "region__code",
+    "region__pue",
+    "region__power_price_cny_kwh",
+    "gpu_model__code",
+    "gpu_model__tdp_w",
+)
+
+
 def listing_search(filters: ListingFilters, *, viewer: Organisation | None) -> QuerySet[Listing]:
     """Listings ``viewer`` may see that match ``filters``, with ``free`` and (given an origin)
-    ``rtt_ms`` annotated."""
-    queryset = listings_visible_to(viewer)
+    ``rtt_ms`` annotated; only ``LISTING_SEARCH_FIELDS`` are loaded."""
+    queryset = listings_visible_to(viewer).only(*LISTING_SEARCH_FIELDS)
     if filters.origin is not None:
         queryset = _with_rtt_from(queryset, filters.origin)
     exact = {

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from django.db import transaction
 
+from marketplace import selectors
 from marketplace.models import GpuModel, Region, Rtt
 
 REFERENCE_FILE = Path(__file__).resolve().parent.parent / "reference" / "china_compute_regions.json"
@@ -37,6 +38,7 @@ def reference_load(*, data: dict) -> ReferenceCounts:
     regions = {row["code"]: _region_upsert(row) for row in data["regions"]}
     gpu_models = [_gpu_model_upsert(row) for row in data["gpu_models"]]
     rtts = _estimated_rtts_upsert(regions, data["rtt_ms"])
+    transaction.on_commit(selectors.reference_forget)  # this process's copy of the codes is stale
     return ReferenceCounts(regions=len(regions), rtts=rtts, gpu_models=len(gpu_models))
 
 
