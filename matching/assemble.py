@@ -14,7 +14,7 @@ import numpy as np
 from matching import costs
 from matching.edges import Arrays, price_pairs
 from matching.explain import ExplainIndex, explain_assignment, unserved_reason
-from matching.latency import latency_class_of
+from matching.latency import LatencyClass, latency_class_of
 from matching.packing import NodePool
 from matching.problem import Assignment, Plan, Problem, Unserved
 from matching.shards import Graph
@@ -110,8 +110,15 @@ def _assignments(problem: Problem, arrays: Arrays, placements: dict[tuple[int, i
     priced = price_pairs(arrays, [k[0] for k in keys], [k[1] for k in keys])
     terms = zip(priced.cost.tolist(), priced.subsidy.tolist(), priced.rtt.tolist(), strict=True)
     listing_terms: dict[int, tuple] = {}  # the Decimal work per listing, done once per listing
+    money: dict[int, Decimal] = {}  # units → Decimal, once per distinct value
+    classes: dict[float, LatencyClass] = {}
     out = []
     for (i, j), (cost, subsidy, rtt) in zip(keys, terms, strict=True):
+        for units in (cost, subsidy):
+            if units not in money:
+                money[units] = costs.from_units(units)
+        if rtt not in classes:
+            classes[rtt] = latency_class_of(rtt)
         if j not in listing_terms:
             x = problem.listings[j]
             listing_terms[j] = (
@@ -130,11 +137,11 @@ def _assignments(problem: Problem, arrays: Arrays, placements: dict[tuple[int, i
                 gpus_per_replica=request.gpus_per_replica,
                 nodes=tuple(nodes),
                 price_per_gpu_hour=price,
-                subsidy_per_gpu_hour=costs.from_units(subsidy),
+                subsidy_per_gpu_hour=money[subsidy],
                 energy_cost_per_gpu_hour=energy,
                 rtt_ms=rtt,
-                latency_class=latency_class_of(rtt),
-                cost_per_gpu_hour=costs.from_units(cost),
+                latency_class=classes[rtt],
+                cost_per_gpu_hour=money[cost],
                 starts_at=starts_at,
             )
         )
@@ -189,11 +196,17 @@ def _explained(problem: Problem, index: ExplainIndex, assignments: list[Assignme
         used.setdefault(a.request_id, set()).add(col[a.listing_id])
         dearest[a.request_id] = max(dearest.get(a.request_id, a.cost_per_gpu_hour), a.cost_per_gpu_hour)
     return [
-        replace(
-            a, explanation=explain_assignment(index, row[a.request_id], a, used[a.request_id], dearest[a.request_id])
-        )
+        _with_explanation(a, explain_assignment(index, row[a.request_id], a, used[a.request_id], dearest[a.request_id]))
         for a in assignments
     ]
+
+
+def _with_explanation(a: Assignment, explanation: dict) -> Assignment:
+    """A copy of ``a`` carrying ``explanation``. (``dataclasses.replace`` re-runs ``__init__`` over
+    every field, ~10x slower, which shows at thousands of assignments per round.)"""
+    out = object.__new__(Assignment)
+    out.__dict__.update(a.__dict__, explanation=explanation)
+    return out
 
 
 def _unserved(

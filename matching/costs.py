@@ -172,10 +172,12 @@ def infeasibility(request: RequestSpec, listing: ListingSpec, rtt_ms: float | No
     price, cap = money(listing.price_per_gpu_hour), money(request.max_price_per_gpu_hour)
     if price > cap:
         return f"price {fmt_cny(price)} > cap {fmt_cny(cap)}"
-    return _window_or_capacity_reason(request, listing, now)
+    return window_or_capacity_reason(request, listing, now)
 
 
-def _window_or_capacity_reason(request: RequestSpec, listing: ListingSpec, now: datetime) -> str | None:
+def window_or_capacity_reason(request: RequestSpec, listing: ListingSpec, now: datetime) -> str | None:
+    """The last checks of :func:`infeasibility` (window, then free capacity), for callers that
+    have already passed the earlier ones."""
     start = start_on(listing, now)
     if start > request.start_by:
         return f"opens {start:%Y-%m-%d %H:%M} UTC, after start-by {request.start_by:%Y-%m-%d %H:%M}"

@@ -27,6 +27,7 @@ class ExplainIndex:
         self.residual = residual if residual is not None else [list(x.node_free) for x in problem.listings]
         self.by_model = {int(m): np.flatnonzero(arrays.l_model == m) for m in np.unique(arrays.l_model)}
         self._alternatives: dict[tuple[int, int], list[int]] = {}
+        self._by_region: dict[int, list[int]] = {}
         self._rejected: dict[int, list[tuple[int, dict]]] = {}
         # Plain lists: scalar indexing of numpy arrays costs ~10x more in these per-entry paths.
         self.price = arrays.l_price.tolist()
@@ -35,22 +36,64 @@ class ExplainIndex:
         self.rtt_rows = arrays.rtt.tolist()
         self.subsidy = arrays.subsidy_units.tolist()
         self.latency = arrays.latency_units.tolist()
+        self.r_origin, self.r_size = arrays.r_origin.tolist(), arrays.r_size.tolist()
+        self.r_bound = arrays.r_bound.tolist()
+        self.r_cap, self.r_start_by = arrays.r_cap.tolist(), arrays.r_start_by.tolist()
+        self.r_duration_h, self.r_weight = arrays.r_duration_h.tolist(), arrays.r_weight.tolist()
+        self.r_voucher, self.r_model = arrays.r_voucher.tolist(), arrays.r_model.tolist()
+        # Largest free block per listing, initially and after the round (a replica needs one node).
+        self.max_free = [max(x.node_free, default=0) for x in problem.listings]
+        self.max_residual = [max(f, default=0) for f in self.residual]
         self._price_text: dict[int, str] = {}
+        self._text: dict[tuple, str | int] = {}  # money units and texts, ISO times, by value
 
     def alternatives(self, model: int, origin: int) -> list[int]:
         """The cheapest listing of each region (by price, then id), cheapest region first."""
         key = (model, origin)
         if key not in self._alternatives:
-            lsts = self.by_model.get(model, np.zeros(0, dtype=np.int64))
-            best: dict[int, int] = {}
-            for j in sorted(lsts.tolist(), key=lambda j: (self.price[j], self.problem.listings[j].id)):
-                best.setdefault(int(self.arrays.l_region[j]), j)
-            self._alternatives[key] = sorted(best.values(), key=lambda j: (self.price[j], self.arrays.l_region[j]))
+            self._alternatives[key] = self._cheapest_per_region(model)
         return self._alternatives[key]
 
+    def _cheapest_per_region(self, model: int) -> list[int]:
+        lsts = self.by_model.get(model, np.zeros(0, dtype=np.int64))
+        if model not in self._by_region:
+            a = self.arrays
+            ids = np.array([self.problem.listings[j].id for j in lsts.tolist()], dtype=np.int64)
+            ranked = lsts[np.lexsort((ids, a.l_price[lsts]))]  # by price, then id
+            _, first = np.unique(a.l_region[ranked], return_index=True)  # cheapest of each region
+            best = ranked[first]
+            self._by_region[model] = best[np.lexsort((a.l_region[best], a.l_price[best]))].tolist()
+        return self._by_region[model]
+
     def rtt(self, i: int, j: int) -> float | None:
-        value = self.rtt_rows[int(self.arrays.r_origin[i])][self.l_region[j]]
+        value = self.rtt_rows[self.r_origin[i]][self.l_region[j]]
         return value if value != float("inf") else None
+
+    def units(self, value: Decimal) -> int:
+        """:func:`matching.costs.money_units`, cached by value."""
+        key = ("units", value)
+        if key not in self._text:
+            self._text[key] = costs.money_units(value)
+        return self._text[key]
+
+    def money_text(self, units: int) -> str:
+        """``units`` (0.0001 CNY) as :func:`matching.costs.fmt_cny` writes it, cached."""
+        key = ("cny", units)
+        if key not in self._text:
+            self._text[key] = costs.fmt_cny(costs.from_units(units))
+        return self._text[key]
+
+    def iso(self, when) -> str:
+        key = ("iso", when)
+        if key not in self._text:
+            self._text[key] = when.isoformat()
+        return self._text[key]
+
+    def latency_text(self, weight: Decimal, rtt_ms: float) -> str:
+        key = ("latency", weight, rtt_ms)
+        if key not in self._text:
+            self._text[key] = str(costs.latency_cost_per_gpu_hour(weight, rtt_ms))
+        return self._text[key]
 
     def price_text(self, j: int) -> str:
         if j not in self._price_text:
@@ -59,18 +102,19 @@ class ExplainIndex:
 
     def cost_units(self, i: int, j: int) -> int:
         """Edge cost per GPU-hour in 0.0001 CNY, as :func:`matching.costs.edge_cost` computes it."""
-        a = self.arrays
-        latency = self.latency[int(a.r_weight[i])][int(a.r_origin[i])][self.l_region[j]]
-        return self.price[j] - self.subsidy[int(a.r_voucher[i])][j] + latency
+        latency = self.latency[self.r_weight[i]][self.r_origin[i]][self.l_region[j]]
+        return self.price[j] - self.subsidy[self.r_voucher[i]][j] + latency
 
-    def rejected(self, i: int, below_units: int, used: set[int], cost: Decimal) -> list[tuple[int, dict]]:
-        """(price units, entry) for alternatives of request ``i`` priced below ``below_units``.
+    def rejected(self, i: int, used: set[int], cost: Decimal) -> list[tuple[int, dict]]:
+        """(price units, entry) for alternatives of request ``i`` priced below the dearest listing
+        it uses (``used``; ``cost``: its dearest cost per GPU-hour).
 
         Computed once per request (for its dearest assignment) and filtered per assignment.
         """
         if i not in self._rejected:
-            out, cost_units = [], costs.money_units(cost)
-            for j in self.alternatives(int(self.arrays.r_model[i]), int(self.arrays.r_origin[i])):
+            out, cost_units = [], self.units(cost)
+            below_units = max(self.price[j] for j in used)
+            for j in self.alternatives(self.r_model[i], self.r_origin[i]):
                 if self.price[j] >= below_units or len(out) == MAX_REJECTED + len(used):
                     break
                 if j not in used:
@@ -80,25 +124,39 @@ class ExplainIndex:
 
     def _entry(self, i: int, j: int, cost: int) -> dict:
         listing, rtt = self.problem.listings[j], self.rtt(i, j)
-        request = self.problem.requests[i]
-        reason = self._quick_feasible(i, j, rtt) and _why_not(self, i, j, cost)
+        reason = _why_not(self, i, j, cost) if self._quick_feasible(i, j, rtt) else self._infeasible(i, j, rtt)
         return {
             "region": listing.region,
             "listing_id": listing.id,
             "price_per_gpu_hour": self.price_text(j),
             "rtt_ms": rtt,
-            "reason": reason or costs.infeasibility(request, listing, rtt, self.problem.now),
+            "reason": reason,
         }
+
+    def _infeasible(self, i: int, j: int, rtt: float | None) -> str:
+        """:func:`matching.costs.infeasibility` of an alternative (same model), checked in the same
+        order on integers, with the commonest texts (RTT bound, price cap) cached."""
+        request, listing = self.problem.requests[i], self.problem.listings[j]
+        if rtt is None or self.l_gpn[j] < self.r_size[i]:
+            return costs.infeasibility(request, listing, rtt, self.problem.now)
+        if rtt <= self.r_bound[i] and self.price[j] <= self.r_cap[i]:
+            return costs.window_or_capacity_reason(request, listing, self.problem.now)
+        if rtt > self.r_bound[i]:
+            key = ("rtt", listing.region, rtt, request.max_rtt_ms)
+            if key not in self._text:
+                self._text[key] = f"{listing.region}: {costs.fmt_ms(rtt)} > {costs.fmt_ms(request.max_rtt_ms)} bound"
+            return self._text[key]
+        return f"price {self.money_text(self.price[j])} > cap {self.money_text(self.r_cap[i])}"
 
     def _quick_feasible(self, i: int, j: int, rtt: float | None) -> bool:
         """The cheap integer pre-check of :func:`matching.costs.infeasibility` (same rules)."""
-        a, size = self.arrays, int(self.arrays.r_size[i])
-        if rtt is None or rtt > a.r_bound[i] or self.l_gpn[j] < size or self.price[j] > a.r_cap[i]:
+        size = self.r_size[i]
+        if rtt is None or rtt > self.r_bound[i] or self.l_gpn[j] < size or self.price[j] > self.r_cap[i]:
             return False
         start = self.l_start[j]
-        if start > a.r_start_by[i] or start + int(a.r_duration_h[i]) * 3_600_000_000 > self.l_until[j]:
+        if start > self.r_start_by[i] or start + self.r_duration_h[i] * 3_600_000_000 > self.l_until[j]:
             return False
-        return any(f >= size for f in self.problem.listings[j].node_free)
+        return self.max_free[j] >= size
 
 
 def explain_assignment(index: ExplainIndex, i: int, a: Assignment, used: set[int], dearest: Decimal) -> dict:
@@ -109,8 +167,8 @@ def explain_assignment(index: ExplainIndex, i: int, a: Assignment, used: set[int
     """
     request = index.problem.requests[i]
     voucher = request.voucher
-    below = costs.money_units(a.price_per_gpu_hour)
-    rejected = index.rejected(i, max(index.price[j] for j in used), used, dearest)
+    below = index.units(a.price_per_gpu_hour)
+    rejected = index.rejected(i, used, dearest)
     return {
         "region": a.region,
         "listing_id": a.listing_id,
@@ -120,23 +178,23 @@ def explain_assignment(index: ExplainIndex, i: int, a: Assignment, used: set[int
         "energy_cost_per_gpu_hour": str(a.energy_cost_per_gpu_hour),
         "subsidy_per_gpu_hour": str(a.subsidy_per_gpu_hour),
         "voucher_program": voucher.program if voucher and a.subsidy_per_gpu_hour > 0 else "",
-        "latency_cost_per_gpu_hour": str(costs.latency_cost_per_gpu_hour(request.latency_weight, a.rtt_ms)),
+        "latency_cost_per_gpu_hour": index.latency_text(request.latency_weight, a.rtt_ms),
         "cost_per_gpu_hour": str(a.cost_per_gpu_hour),
         "rtt_ms": a.rtt_ms,
         "latency_class": str(a.latency_class),
         "bound_ms": request.max_rtt_ms,
-        "starts_at": a.starts_at.isoformat(),
+        "starts_at": index.iso(a.starts_at),
         "rejected": [entry for p, entry in rejected if p < below][:MAX_REJECTED],
     }
 
 
 def _why_not(index: ExplainIndex, i: int, j: int, chosen_units: int) -> str:
     """Reason a feasible, cheaper-priced listing was not used (``chosen_units``: 0.0001 CNY)."""
-    listing, request = index.problem.listings[j], index.problem.requests[i]
     cost = index.cost_units(i, j)
     if cost >= chosen_units:
-        return f"{listing.region}: costs {costs.fmt_cny(costs.from_units(cost))} with latency and subsidy, not less"
-    if any(f >= request.gpus_per_replica for f in index.residual[j]):
+        region = index.problem.listings[j].region
+        return f"{region}: costs {index.money_text(cost)} with latency and subsidy, not less"
+    if index.max_residual[j] >= index.r_size[i]:
         return "not chosen by the packing heuristic"
     return "full: capacity taken by higher-priority or cheaper-placed requests"
 

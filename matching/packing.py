@@ -73,16 +73,24 @@ def levels_of(priorities: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def transport(
-    arrays: Arrays, demand: dict[int, int], lsts: np.ndarray, pool: NodePool, size: int
+    arrays: Arrays,
+    demand: dict[int, int],
+    lsts: np.ndarray,
+    pool: NodePool,
+    size: int,
+    caps: dict[int, int] | None = None,
 ) -> tuple[dict[tuple[int, int], int], FlowResult]:
     """Exact lexicographic transportation of replicas of one ``size`` to listings ``lsts``.
 
     ``demand`` maps request index → replicas still wanted. Capacity of a listing is its current
-    number of ``size`` slots in ``pool``. Returns replicas per (request, listing) pair and the flow
-    result (cost in 0.0001 CNY units over the requests' durations).
+    number of ``size`` slots in ``pool``, at most ``caps[listing]`` when ``caps`` is given (listings
+    missing from it get none). Returns replicas per (request, listing) pair and the flow result
+    (cost in 0.0001 CNY units over the requests' durations).
     """
     reqs = np.array(sorted(demand), dtype=np.int64)
     cap_l = np.array([pool.slots(int(j), size) for j in lsts], dtype=np.int64)
+    if caps is not None:
+        cap_l = np.minimum(cap_l, [caps.get(int(j), 0) for j in lsts])
     lsts, cap_l = np.asarray(lsts, dtype=np.int64)[cap_l > 0], cap_l[cap_l > 0]
     ch = build_chains(arrays, reqs, lsts, {size: np.ones(len(lsts), dtype=bool)}, per_gpu=False)
     d = np.array([demand[int(i)] for i in reqs], dtype=np.int64)

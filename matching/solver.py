@@ -15,12 +15,15 @@ Per shard (:mod:`matching.shards`):
   budget binds (then see :mod:`matching.budgets`).
 - mixed sizes: multiple knapsack, NP-hard in general. A GPU-unit min-cost flow with per-listing
   size chains (:func:`matching.packing.relax`) is its relaxation: the upper bound on servable GPUs
-  and the lower bound on cost. The plan is the better (by the objective above) of (a) the
-  relaxation's whole replicas, re-solved on the residual a few times, refilled exactly level by
-  level and size class by size class, then improved by exact re-solves of one size class at a time
-  (:mod:`matching.repair`); (b) the greedy baseline. The reported lower bound is the relaxation's
-  min cost at exactly the GPUs per level the plan serves, so ``gap`` is honest. Small shards are
-  first tried as an exact integer program (:mod:`matching.exact`): proven optimal, gap 0.
+  and the lower bound on cost. The plan is the *class dive* of :mod:`matching.repair` (size
+  classes largest first: the relaxation's per-listing capacity for the class rounded to whole
+  replicas, the class placed exactly, the relaxation re-solved for the smaller classes). When the
+  dive serves fewer GPUs at some priority level than the relaxation, the plan is the best (by the
+  objective above) of the dive, (b) the relaxation's whole replicas, re-solved on the residual a
+  few times, refilled exactly and improved by exact re-solves of one size class at a time, and
+  (c) the greedy baseline. The reported lower bound is the relaxation's min cost at exactly the
+  GPUs per level the plan serves, so ``gap`` is honest. Small shards are first tried as an exact
+  integer program (:mod:`matching.exact`): proven optimal, gap 0.
 Both run on the compressed feasibility graph of :mod:`matching.chains` (exact), never on the dense
 (request × listing) edge set.
 Money is integer 0.0001 CNY inside the solver; deterministic for a given input.
@@ -40,7 +43,7 @@ from matching.edges import Arrays, build_arrays, edges_between, price_pairs
 from matching.greedy import greedy_fill
 from matching.packing import NodePool, levels_of, relax, transport
 from matching.problem import Plan, Problem
-from matching.repair import Pair, place, round_and_refill
+from matching.repair import Pair, class_dive, place, round_and_refill
 from matching.shards import Shard, feasibility, find_shards
 
 #: Re-plan for binding voucher budgets only when the shards to re-solve hold at most this many
@@ -85,6 +88,7 @@ def solve(problem: Problem) -> Plan:
         "shards": len(shards),
         "mixed_shards": mixed,
         "served_gpus_bound": sum(r.served_gpus_bound for r in best.results),
+        "class_dive": sum(r.stats.get("class_dive", 0) for r in best.results),
         "rounding": sum(r.stats.get("rounding", 0) for r in best.results),
         "greedy_won": sum(r.stats.get("greedy_won", 0) for r in best.results),
         "exact_shards": exact_shards,
@@ -218,11 +222,14 @@ def _solve_mixed(problem: Problem, arrays: Arrays, shard: Shard, pool: NodePool)
         return small
     initial = [x.node_free for x in problem.listings]
     bound = relax(arrays, shard.requests, shard.listings, initial)
-    candidates = []
     trial = _fork(pool, shard)
-    candidates.append((round_and_refill(arrays, shard, trial, bound.gpus), trial, "rounding"))
-    trial = _fork(pool, shard)
-    candidates.append((greedy_fill(problem, arrays, shard.requests, trial), trial, "greedy_won"))
+    candidates = [(class_dive(arrays, shard, trial, bound.gpus), trial, "class_dive")]
+    if _score(arrays, shard, candidates[0][0])[0] != tuple(int(s) for s in bound.served):
+        # The dive left servable GPUs unserved at some level: try the other two as well.
+        trial = _fork(pool, shard)
+        candidates.append((round_and_refill(arrays, shard, trial, bound.gpus), trial, "rounding"))
+        trial = _fork(pool, shard)
+        candidates.append((greedy_fill(problem, arrays, shard.requests, trial), trial, "greedy_won"))
     scored = [(_score(arrays, shard, p), k, p, t, name) for k, (p, t, name) in enumerate(candidates)]
     best = max(scored, key=lambda c: (c[0][0], -c[0][1], -c[1]))
     served, _, placements, trial, name = best
