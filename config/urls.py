@@ -4,6 +4,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from marketplace.health import healthz
 
+# Under /api/, Django's own 400 and 404 answer JSON like every API error; elsewhere, the pages.
+handler400 = "marketplace.api.views.bad_request"
+handler404 = "marketplace.api.views.not_found"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("marketplace.api.urls")),

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 from datetime import date
 
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, JsonResponse
+from django.views.defaults import bad_request as bad_request_page
+from django.views.defaults import page_not_found
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -18,6 +20,7 @@ from rest_framework.views import APIView
 from marketplace import selectors, services
 from marketplace.api import serializers as s
 from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from marketplace.api.pagination import SearchPagination
 from marketplace.api.permissions import IsBuyer, IsProvider
 from marketplace.clock import market_now
 from marketplace.models import Organisation
@@ -27,10 +30,14 @@ COMMON_PARAMS = frozenset({"page", "page_size", "format"})
 
 
 def validated_query(serializer_class, request) -> dict:
-    """The request's query parameters through ``serializer_class``; unknown ones are a 400."""
+    """The request's query parameters through ``serializer_class``; unknown ones are a 400, and so
+    are blank ones (``?month=``), which DRF would otherwise take as absent."""
     unknown = set(request.query_params) - set(serializer_class().fields) - COMMON_PARAMS
     if unknown:
         raise ValidationError({name: ["Unknown parameter."] for name in sorted(unknown)})
+    blank = sorted(name for name, values in request.query_params.lists() if "" in values)
+    if blank:
+        raise ValidationError({name: ["Give a value, or leave the parameter out."] for name in blank})
     serializer = serializer_class(data=request.query_params)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
@@ -50,6 +57,24 @@ def buyer_of(request) -> Organisation | None:
     return selectors.organisation_of(request.user, kind=Organisation.Kind.BUYER)
 
 
+# Django's own error pages answer what no view sees; under /api/ they answer JSON like every other
+# API error, so that clients (and the documented content type) see one error format.
+
+
+def not_found(request, exception=None):
+    """``handler404``: no route matches, e.g. a malformed id (``/api/v1/listings/abc/``)."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)
+
+
+def bad_request(request, exception=None):
+    """``handler400``: Django refused the request itself, e.g. for a Host header it does not serve."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Bad request."}, status=400)
+    return bad_request_page(request, exception)
+
+
 # --- accounts -----------------------------------------------------------------------------------
 
 
@@ -65,8 +90,10 @@ class RegisterView(APIView):
 
 class TokenView(ObtainAuthToken):
     """``{username, password}`` → ``{token}``, rate-limited per client address (``THROTTLE_LOGIN``)
-    so that passwords cannot be guessed at speed."""
+    so that passwords cannot be guessed at speed. The credentials are the body: no authentication
+    (the schema says so), and it reads a form as well as JSON (``curl -d``)."""
 
+    authentication_classes: list = []
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
 
@@ -79,6 +106,7 @@ class RegionListView(generics.ListAPIView):
     serializer_class = s.RegionOut
 
     def get_queryset(self):
+        validated_query(_NoFilters, self.request)
         return selectors.region_list()
 
 
@@ -98,6 +126,7 @@ class GpuModelListView(generics.ListAPIView):
     serializer_class = s.GpuModelOut
 
     def get_queryset(self):
+        validated_query(_NoFilters, self.request)
         return selectors.gpu_model_list()
 
 
@@ -118,6 +147,7 @@ class CapacityView(APIView):
 
 class ListingListView(generics.GenericAPIView):
     serializer_class = s.ListingOut
+    pagination_class = SearchPagination
 
     def get_permissions(self):
         return [IsProvider()] if self.request.method == "POST" else [AllowAny()]

@@ -15,17 +15,20 @@ User = get_user_model()
 
 @transaction.atomic
 def account_register(*, username: str, password: str, email: str, role: str, organisation: str):
-    """Create a user and its membership of ``organisation`` (created when new, of kind ``role``).
+    """Create a user and a new organisation ``organisation`` of kind ``role`` that it acts for.
 
-    Joining an existing organisation of the other kind is refused: a user is a provider or a buyer.
+    An existing organisation's name is refused: signing up must never make a stranger a member of
+    someone else's organisation, with its listings, requests and vouchers. Members are added to
+    an existing organisation by staff (the admin).
     """
     if role not in Organisation.Kind.values:
         raise InvalidInput(f'"{role}" is not a role; use provider or buyer.', field="role")
     if User.objects.filter(username__iexact=username).exists():
         raise InvalidInput("A user with that username already exists.", field="username")
-    org, _ = Organisation.objects.get_or_create(name=organisation, defaults={"kind": role})
-    if org.kind != role:
-        raise InvalidInput(f'"{organisation}" is a {org.kind} organisation.', field="organisation")
+    if Organisation.objects.filter(name__iexact=organisation).exists():
+        raise InvalidInput(
+            f'"{organisation}" is already registered; ask its members to add you.', field="organisation"
+        )
     user = User(username=username, email=email)
     try:
         validate_password(password, user)
@@ -33,5 +36,6 @@ def account_register(*, username: str, password: str, email: str, role: str, org
         raise InvalidInput(" ".join(exc.messages), field="password") from None
     user.set_password(password)
     user.save()
+    org = Organisation.objects.create(name=organisation, kind=role)
     Membership.objects.create(user=user, organisation=org)
     return user

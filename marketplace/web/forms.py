@@ -67,7 +67,9 @@ class SignUpForm(ServiceForm):
         ],
         widget=forms.RadioSelect,
     )
-    organisation = forms.CharField(label="Organisation", max_length=200, help_text="Joins it if it exists already.")
+    organisation = forms.CharField(
+        label="Organisation", max_length=200, help_text="A new name: names in use are refused."
+    )
     username = forms.RegexField(r"^[\w.@+-]+\Z", max_length=150, label="Username")
     email = forms.EmailField(label="Email")
     password = forms.CharField(

@@ -269,69 +269,8 @@ def test_malformed_json_is_a_400(clients):
     assert response.status_code == 400
 
 
-# --- permission matrix --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def objects(make_listing, make_request, now):
-    listing = make_listing()
-    request = make_request(gpus_per_replica=8, replicas=1)
-    match = reserve(listing, request, now).matches[0]
-    withdrawn = make_listing()
-    from marketplace import services
-
-    services.listing_withdraw(listing_id=withdrawn.pk, provider=withdrawn.provider)
-    return {"listing": listing, "withdrawn": withdrawn, "request": request, "match": match}
-
-
-# (role, method, url template, expected status)
-MATRIX = [
-    *[
-        (role, "get", "/api/v1/listings/{listing}/", 200)
-        for role in ["provider", "other_provider", "buyer", "anonymous", "staff"]
-    ],
-    ("provider", "get", "/api/v1/listings/{withdrawn}/", 200),
-    *[(role, "get", "/api/v1/listings/{withdrawn}/", 404) for role in ["other_provider", "buyer", "anonymous"]],
-    ("provider", "patch", "/api/v1/listings/{listing}/", 200),
-    ("other_provider", "patch", "/api/v1/listings/{listing}/", 404),
-    ("buyer", "patch", "/api/v1/listings/{listing}/", 403),
-    ("anonymous", "patch", "/api/v1/listings/{listing}/", 401),
-    ("other_provider", "delete", "/api/v1/listings/{listing}/", 404),
-    ("buyer", "delete", "/api/v1/listings/{listing}/", 403),
-    ("anonymous", "delete", "/api/v1/listings/{listing}/", 401),
-    ("buyer", "post", "/api/v1/listings/", 403),
-    ("anonymous", "post", "/api/v1/listings/", 401),
-    ("buyer", "get", "/api/v1/requests/{request}/", 200),
-    ("staff", "get", "/api/v1/requests/{request}/", 200),
-    *[(role, "get", "/api/v1/requests/{request}/", 404) for role in ["other_buyer", "provider", "other_provider"]],
-    ("anonymous", "get", "/api/v1/requests/{request}/", 401),
-    ("other_buyer", "post", "/api/v1/requests/{request}/cancel/", 404),
-    ("provider", "post", "/api/v1/requests/{request}/cancel/", 403),
-    ("anonymous", "post", "/api/v1/requests/{request}/cancel/", 401),
-    ("provider", "post", "/api/v1/requests/", 403),
-    ("anonymous", "get", "/api/v1/requests/", 401),
-    *[(role, "get", "/api/v1/matches/{match}/", 200) for role in ["buyer", "provider", "staff"]],
-    *[(role, "get", "/api/v1/matches/{match}/", 404) for role in ["other_buyer", "other_provider"]],
-    ("anonymous", "get", "/api/v1/matches/{match}/", 401),
-    ("anonymous", "get", "/api/v1/matches/", 401),
-    ("staff", "get", "/api/v1/matching-runs/", 200),
-    *[(role, "get", "/api/v1/matching-runs/", 403) for role in ["buyer", "provider"]],
-]
-
-
-@pytest.mark.parametrize(("role", "method", "url", "expected"), MATRIX)
-def test_permission_matrix(clients, objects, role, method, url, expected):
-    url = url.format(**{name: obj.pk for name, obj in objects.items()})
-    response = getattr(clients[role], method)(url, {"price_per_gpu_hour": "6.50"} if method == "patch" else None)
-    assert response.status_code == expected, (role, method, url, response.data)
-
-
-@pytest.mark.parametrize(
-    ("role", "visible"),
-    [("buyer", 1), ("provider", 1), ("staff", 1), ("other_buyer", 0), ("other_provider", 0)],
-)
-def test_match_list_shows_only_own_matches(clients, objects, role, visible):
-    assert clients[role].get("/api/v1/matches/").data["count"] == visible
+# The permission matrix (every operation × every kind of caller, lists, mass assignment) lives in
+# tests/security/test_permission_matrix.py.
 
 
 # --- constant queries per page ------------------------------------------------------------------

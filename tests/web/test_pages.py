@@ -135,7 +135,7 @@ def test_sign_up_shows_the_services_errors_beside_their_fields(web):
     body = {"role": "provider", "organisation": "Huangpu Chat AI", "username": "x1", "email": "x@example.com"}
     response = Client().post("/signup/", {**body, "password": "123"})
     assert response.status_code == 400
-    assert "is a buyer organisation" in response.context["form"].errors["organisation"][0]
+    assert "is already registered" in response.context["form"].errors["organisation"][0]
     response = Client().post("/signup/", {**body, "organisation": "New DC", "password": "123"})
     assert "password" in response.context["form"].errors
 

@@ -1,0 +1,73 @@
+"""Listing search counts with its page (one query) and the search parameters' reference codes come
+from the process's copy of the reference table."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from marketplace import selectors
+from marketplace.api.serializers import ListingOut
+from marketplace.models import Region
+
+SEARCH = "/api/v1/listings/?gpu_model=h20&ordering=price&page_size=3"
+
+
+def test_pages_carry_the_full_count_and_the_right_rows(clients, make_listing):
+    prices = [f"{5 + n / 10:.4f}" for n in range(7)]
+    for price in reversed(prices):
+        make_listing(price_per_gpu_hour=Decimal(price))
+    client = clients["buyer"]
+    pages = [client.get(f"{SEARCH}&page={n}").json() for n in (1, 2, 3)]
+    assert [page["count"] for page in pages] == [7, 7, 7]
+    assert [row["price_per_gpu_hour"] for page in pages for row in page["results"]] == prices
+    assert pages[2]["next"] is None and pages[0]["previous"] is None
+
+
+def test_an_empty_search_is_an_empty_first_page_and_past_the_end_is_404(clients, make_listing):
+    client = clients["buyer"]
+    assert client.get(SEARCH).json() == {"count": 0, "next": None, "previous": None, "results": []}
+    make_listing()
+    assert client.get(f"{SEARCH}&page=2").status_code == 404
+    assert client.get(f"{SEARCH}&page=last").json()["count"] == 1
+
+
+def test_a_search_page_is_one_query_once_the_reference_codes_are_read(clients, make_listing):
+    make_listing()
+    client = clients["buyer"]
+    url = "/api/v1/listings/?origin=shanghai&gpu_model=h20&latency_class=standard"
+    client.get(url)  # reads the reference codes into this process
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).json()["count"] == 1
+    listing_queries = [q["sql"] for q in queries if "marketplace_listing" in q["sql"]]
+    assert len(listing_queries) == 1, listing_queries
+    assert not [q["sql"] for q in queries if 'FROM "marketplace_region"' in q["sql"]]
+
+
+def test_a_region_added_after_the_codes_were_read_is_found_at_once(reference):
+    assert selectors.reference_by_code(Region, "shanghai") is not None
+    Region.objects.create(
+        code="lhasa",
+        name="Lhasa",
+        kind="hub",
+        province="Tibet",
+        lat=29.65,
+        lon=91.1,
+        power_price_cny_kwh="0.30",
+        pue="1.2",
+    )
+    assert selectors.reference_by_code(Region, "lhasa").name == "Lhasa"
+    assert selectors.reference_by_code(Region, "atlantis") is None
+
+
+def test_a_listing_reads_the_same_as_field_by_field(clients, make_listing, now):
+    make_listing(price_per_gpu_hour=Decimal("5.1234"), available_until=now.replace(microsecond=0))
+    make_listing(region="shanghai", gpu_count=8, gpus_per_node=8)
+    for url in ("/api/v1/listings/?origin=shanghai", "/api/v1/listings/"):
+        served = clients["buyer"].get(url).json()["results"]
+        filters = {"origin": Region.objects.get(code="shanghai")} if "origin" in url else {}
+        rows = selectors.listing_search(selectors.ListingFilters(**filters), viewer=None)
+        assert served == [ListingOut().field_by_field(row) for row in rows]
+        assert {row["rtt_ms"] is None for row in served} == {"origin" not in url}
