@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import celeryd_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -18,3 +19,17 @@ def _filesystem_broker_folders(sender, **kwargs) -> None:
         folder = sender.conf.broker_transport_options.get(key)
         if folder:
             os.makedirs(folder, exist_ok=True)
+
+
+@celeryd_init.connect
+def _worker_waits_out_a_silent_broker(sender, conf, **kwargs) -> None:
+    """A worker drops the broker's read timeout (web and beat keep it, so that they fail fast).
+
+    An acknowledgement that times out leaves kombu's Redis channel counting the message as
+    unacknowledged; with a prefetch of one, that worker would never fetch again. Without the
+    timeout, a worker whose Redis froze waits, and carries on when it answers; a Redis that went
+    away closes the socket, and the worker reconnects as before.
+    """
+    conf.broker_transport_options = {
+        key: value for key, value in conf.broker_transport_options.items() if key != "socket_timeout"
+    }

@@ -112,9 +112,12 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    # The API speaks JSON. Form bodies would bring HTML-form rules with them (a blank optional field
+    # counts as absent), so they are a 415; the web pages post their forms to their own views.
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_PAGINATION_CLASS": "marketplace.api.pagination.Pagination",
     "PAGE_SIZE": 50,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "marketplace.api.schema.AutoSchema",  # documents error responses too
     "EXCEPTION_HANDLER": "marketplace.api.errors.exception_handler",
     # Throttling counts in the shared cache (Redis in production), so every web process agrees.
     "DEFAULT_THROTTLE_CLASSES": [
@@ -126,6 +129,10 @@ REST_FRAMEWORK = {
         "user": env_str("THROTTLE_USER", "600/min"),
         "login": env_str("THROTTLE_LOGIN", "10/min"),
     },
+    # How many reverse proxies in front of the web processes append to X-Forwarded-For. Throttles
+    # identify an anonymous client by the address this many hops back; unset, DRF would take the
+    # header as the client sends it, and a forged header would dodge the anonymous and login limits.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0),
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
 }
 
@@ -152,19 +159,42 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+#: Seconds any one Redis call (cache or broker: connect, command) may take before it fails. Without
+#: a bound, a Redis that stops answering (frozen, or gone behind a firewall) hangs every request
+#: that touches it; with it, the request fails fast and the API answers 503 (see README).
+REDIS_TIMEOUT_SECONDS = env_int("REDIS_TIMEOUT_SECONDS", 2)
+
+
+def is_redis_url(url: str) -> bool:
+    return url.startswith(("redis://", "rediss://"))
+
+
+def broker_transport_options(url: str) -> dict:
+    """Kombu transport options for the broker at ``url``: the filesystem broker's folders, or a
+    Redis broker's socket timeouts (kombu's default is to wait forever on a silent Redis; workers
+    drop the read timeout again, see ``config.celery_app``)."""
+    if url.startswith("filesystem://"):
+        broker_dir = VAR_DIR / "broker"
+        return {
+            "data_folder_in": str(broker_dir / "queue"),
+            "data_folder_out": str(broker_dir / "queue"),
+            "processed_folder": str(broker_dir / "processed"),
+            "control_folder": str(broker_dir / "control"),
+            "store_processed": False,
+        }
+    if is_redis_url(url):
+        return {"socket_timeout": REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
+    return {}
+
+
 # Celery. The default broker is kombu's filesystem transport: a real broker that needs no server,
 # so `make demo` runs a real worker and beat on SQLite alone. Production sets a Redis URL.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost/")
-CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    _broker_dir = VAR_DIR / "broker"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_broker_dir / "queue"),
-        "data_folder_out": str(_broker_dir / "queue"),
-        "processed_folder": str(_broker_dir / "processed"),
-        "control_folder": str(_broker_dir / "control"),
-        "store_processed": False,
-    }
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL)
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_TIMEOUT_SECONDS
+# A publish to an unreachable broker is tried twice, not four times (Celery's default), so it gives
+# up within about 2 × REDIS_TIMEOUT_SECONDS; the sweep runs the round the lost publish asked for.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -193,17 +223,24 @@ LOGGING = {
 # A shared cache coordinates processes (coalescing of matching rounds, throttling): Redis in
 # production, a directory on disk for the embedded default.
 CACHE_URL = env_str("CACHE_URL", f"file://{VAR_DIR / 'cache'}")
-if CACHE_URL.startswith("redis"):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
-elif CACHE_URL.startswith("file://"):
-    CACHES = {
-        "default": {
+
+
+def caches_from_url(url: str) -> dict:
+    """``CACHES`` for ``url``: Redis (with bounded socket timeouts), a directory, or in-process."""
+    if is_redis_url(url):
+        timeouts = {"socket_timeout": REDIS_TIMEOUT_SECONDS, "socket_connect_timeout": REDIS_TIMEOUT_SECONDS}
+        cache = {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "OPTIONS": timeouts}
+    elif url.startswith("file://"):
+        cache = {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": CACHE_URL.removeprefix("file://"),
+            "LOCATION": url.removeprefix("file://"),
         }
-    }
-else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    else:
+        cache = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    return {"default": cache}
+
+
+CACHES = caches_from_url(CACHE_URL)
 #: Seconds a commit waits before its round runs, so a burst of commits shares one round.
 MATCHING_COALESCE_SECONDS = env_int("MATCHING_COALESCE_SECONDS", 1)
 #: Open (unmatched or partly matched) requests one buyer may have at once.

@@ -2,14 +2,14 @@
 
 from config.env import env_bool, env_int, env_list, env_str
 from config.settings.base import *  # noqa: F403
-from config.settings.base import database_from_url
+from config.settings.base import broker_transport_options, database_from_url
 
 DEBUG = False
 DEMO_LOGINS = False
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 DATABASES = {"default": database_from_url(env_str("DATABASE_URL"))}
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
-CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
 

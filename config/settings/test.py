@@ -3,13 +3,13 @@ Redis); by default an SQLite file and the in-memory broker."""
 
 from config.env import env_str
 from config.settings.base import *  # noqa: F403
-from config.settings.base import VAR_DIR, database_from_url
+from config.settings.base import VAR_DIR, broker_transport_options, caches_from_url, database_from_url
 
 DEBUG = False
 DEMO_LOGINS = True
 DATABASES = {"default": database_from_url(env_str("DATABASE_URL", f"sqlite:///{VAR_DIR}/test.sqlite3"))}
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://")
-CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+CELERY_BROKER_TRANSPORT_OPTIONS = broker_transport_options(CELERY_BROKER_URL)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -17,9 +17,7 @@ STORAGES = {
 }
 LOGGING = {"version": 1, "disable_existing_loggers": False}
 CACHE_URL = env_str("CACHE_URL", "locmem://")
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-if CACHE_URL.startswith("redis"):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}}
+CACHES = caches_from_url(CACHE_URL)
 MATCHING_COALESCE_SECONDS = 0
 # Tests never serve collected static files; WhiteNoise would only warn that none were collected.
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise")]  # noqa: F405

@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 
 from django.db import IntegrityError
+from kombu.exceptions import OperationalError as BrokerUnavailable
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -13,13 +16,26 @@ from marketplace.errors import DomainError
 
 logger = logging.getLogger(__name__)
 
+#: Errors that mean Redis (the shared cache or the broker) cannot be reached right now. Redis
+#: still loading its data after a restart raises a ConnectionError subclass, so it counts too.
+SERVER_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, BrokerUnavailable)
+#: Seconds a client is told to wait before retrying after a 503.
+RETRY_AFTER_SECONDS = 5
+
 
 def exception_handler(exc, context):
-    """DRF's handler, plus domain errors as their 4xx and constraint violations as 409.
+    """DRF's handler, plus domain errors as their 4xx, constraint violations as 409 and a Redis
+    outage as 503.
 
     A constraint violation means two writers raced past the services' checks; the database kept
     the data whole, so the client gets a conflict to retry rather than a server error.
+
+    A Redis outage surfaces before any write (the throttles count in the cache): nothing was
+    written, so the client is told to retry. After a write commits, the matching trigger swallows
+    the outage itself (``services.triggers``): a created object is always answered as created.
     """
+    if isinstance(exc, SERVER_UNAVAILABLE):
+        return service_unavailable(exc)
     if isinstance(exc, DomainError):
         return Response(exc.as_dict(), status=exc.status_code)
     if isinstance(exc, IntegrityError):
@@ -29,3 +45,14 @@ def exception_handler(exc, context):
             status=status.HTTP_409_CONFLICT,
         )
     return drf_exception_handler(exc, context)
+
+
+def service_unavailable(exc: Exception) -> Response:
+    """503 with ``Retry-After``: a server the API needs is down, and nothing was written."""
+    logger.warning("answering 503, a server is unavailable: %r", exc)
+    response = Response(
+        {"detail": "The service is temporarily unavailable; nothing was saved. Retry shortly."},
+        status=status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
