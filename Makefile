@@ -7,13 +7,14 @@ STAMP  := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
 VENDOR := marketplace/static/vendor
 ASSETS := $(VENDOR)/.fetched-$(shell cat package.json package-lock.json | sha1sum | cut -c1-12)
 
-.PHONY: help install assets tools demo test lint audit bench-matching report lock clean
+.PHONY: help install assets tools demo test lint audit bench-matching load report lock clean
 
 help:
 	@echo "make demo            set up and start the marketplace (web + worker + beat) on SQLite"
 	@echo "make test            install and run the whole test suite"
 	@echo "make lint            ruff check"
 	@echo "make bench-matching  benchmark the matching engine against the greedy baseline"
+	@echo "make load            the API under wrk (gunicorn, PostgreSQL, Redis, a real worker): req/s, p50/p99, POST to match"
 	@echo "make report          simulate the market under three policies; write docs/report/"
 	@echo "make lock            re-resolve requirements.lock from pyproject.toml"
 	@echo "make assets          fetch htmx and Chart.js (pinned in package-lock.json) into marketplace/static/vendor"
@@ -64,6 +65,13 @@ audit: install
 bench-matching: install
 	$(PY) bench/bench_matching.py $(BENCH_ARGS)
 	$(PY) bench/bench_round.py
+
+# The API under wrk on loopback: gunicorn on a fresh PostgreSQL database (mkt_load), Redis DBs 10/11
+# and a real Celery worker; throughput and latency of the searches and submissions against a trivial
+# endpoint, then POST-to-match times under search load. Needs the servers and /usr/bin/wrk (make tools).
+LOAD_ARGS ?=
+load: install
+	$(PY) bench/load.py $(LOAD_ARGS)
 
 # The same seeded demand under the engine, nearest-region-first and cheapest-first, each on its own
 # fresh SQLite database (temporary folders; var/ is not touched), then docs/report/README.md + plots.
