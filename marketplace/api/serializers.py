@@ -185,9 +185,9 @@ class ListingUpdateIn(serializers.Serializer):
 
 
 class ListingOut(serializers.ModelSerializer):
-    provider = serializers.CharField(source="provider.name")
-    region = serializers.CharField(source="region.code")
-    gpu_model = serializers.CharField(source="gpu_model.code")
+    provider = serializers.CharField(source="provider_name")
+    region = serializers.CharField(source="region_code")
+    gpu_model = serializers.CharField(source="gpu_model_code")
     free_gpus = serializers.IntegerField(source="free")
     energy_cost_per_gpu_hour = serializers.SerializerMethodField()
     rtt_ms = serializers.SerializerMethodField(help_text="RTT from the search's origin, when one was given.")
@@ -211,7 +211,7 @@ class ListingOut(serializers.ModelSerializer):
         ]
 
     def get_energy_cost_per_gpu_hour(self, listing) -> str:
-        return str(selectors.listing_energy_cost(listing))
+        return str(selectors.listing_shown_energy_cost(listing))
 
     def get_rtt_ms(self, listing) -> float | None:
         rtt = getattr(listing, "rtt_ms", None)
@@ -223,9 +223,9 @@ class ListingOut(serializers.ModelSerializer):
         hold this equal to."""
         return {
             "id": listing.id,
-            "provider": listing.provider.name,
-            "region": listing.region.code,
-            "gpu_model": listing.gpu_model.code,
+            "provider": listing.provider_name,
+            "region": listing.region_code,
+            "gpu_model": listing.gpu_model_code,
             "gpu_count": listing.gpu_count,
             "gpus_per_node": listing.gpus_per_node,
             "free_gpus": listing.free,

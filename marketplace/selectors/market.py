@@ -105,17 +105,37 @@ class ListingFilters:
 
 
 def listings_visible_to(viewer: Organisation | None) -> QuerySet[Listing]:
-    """The market's active listings, plus every listing of ``viewer`` itself, with ``free`` annotated."""
+    """The market's active listings, plus every listing of ``viewer`` itself, with ``free`` and
+    ``LISTING_SHOWN_COLUMNS`` annotated."""
     visible = Q(status=Listing.Status.ACTIVE)
     if viewer is not None:
         visible |= Q(provider=viewer)
-    queryset = Listing.objects.select_related("region", "gpu_model", "provider").filter(visible)
+    queryset = Listing.objects.filter(visible).annotate(**LISTING_SHOWN_COLUMNS)
     return with_free_gpus(queryset)
 
 
-#: The columns a search result shows (``ListingOut``), its energy cost's inputs included. A page
-#: holds up to 200 listings, each with three joined rows; loading only these skips converting the
-#: timestamps, JSON and figures no result shows. Reading any other field costs a query per row.
+#: The joined columns a listing is shown with (``ListingOut``), read into the listing's own row: a
+#: page of 200 listings then builds 200 objects rather than 800 (listing, provider, region, model).
+LISTING_SHOWN_COLUMNS = {
+    "provider_name": F("provider__name"),
+    "region_code": F("region__code"),
+    "gpu_model_code": F("gpu_model__code"),
+    "region_pue": F("region__pue"),
+    "region_power_price": F("region__power_price_cny_kwh"),
+    "gpu_tdp_w": F("gpu_model__tdp_w"),
+}
+
+
+def listing_shown_energy_cost(listing: Listing) -> Decimal:
+    """``listing_energy_cost`` of a listing read through ``listings_visible_to``."""
+    return energy_cost_per_gpu_hour(
+        tdp_w=listing.gpu_tdp_w, pue=listing.region_pue, tariff_cny_kwh=listing.region_power_price
+    )
+
+
+#: The listing's own columns a search result shows (``ListingOut``; the joined ones are
+#: ``LISTING_SHOWN_COLUMNS``): loading only these skips converting the timestamps, JSON and figures
+#: no result shows. Reading any other field costs a query per row.
 LISTING_SEARCH_FIELDS = (
     "id",
     "gpu_count",
@@ -124,12 +144,6 @@ LISTING_SEARCH_FIELDS = (
     "available_from",
     "available_until",
     "status",
-    "provider__name",
-    "region__code",
-    "region__pue",
-    "region__power_price_cny_kwh",
-    "gpu_model__code",
-    "gpu_model__tdp_w",
 )
 
 
