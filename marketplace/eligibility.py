@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from marketplace.errors import InvalidInput
-from marketplace.models import BuyerRequest, Organisation, Voucher
+from marketplace.models import BuyerRequest, Organisation, Voucher, VoucherProgram
 
 
 def voucher_usable(*, code: str, buyer: Organisation, now: datetime, field: str, lock: bool = False) -> Voucher:
@@ -33,6 +33,14 @@ def voucher_usable(*, code: str, buyer: Organisation, now: datetime, field: str,
     if provinces and buyer.province not in provinces:
         raise InvalidInput(f"This programme is for buyers registered in {', '.join(provinces)}.", field=field)
     return voucher
+
+
+def voucher_pays(voucher: Voucher, program: VoucherProgram, now: datetime) -> bool:
+    """Whether ``voucher`` of ``program`` can pay a subsidy at ``now``: claimed, not revoked, inside
+    the programme's window. The engine plans subsidy only from such vouchers, and a round reserves
+    it only from them (``SubsidyBook``)."""
+    valid = program.valid_from <= now < program.valid_until
+    return valid and voucher.status == Voucher.Status.ACTIVE and voucher.buyer_id is not None
 
 
 def voucher_covers(voucher: Voucher, request: BuyerRequest, *, field: str = "voucher_code") -> None:

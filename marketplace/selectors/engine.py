@@ -40,20 +40,22 @@ def live_nodes_by_listing(listing_ids) -> dict[int, list[tuple[int, list[int]]]]
 
 @dataclass(frozen=True)
 class VoucherBalances:
-    """Ledger balances of the vouchers some requests carry: each buyer's net subsidy this year per
-    programme, and each voucher's free GPU-hours used."""
+    """Ledger balances of the vouchers some requests carry, as of ``now``: each buyer's net subsidy
+    this year per programme, and each voucher's free GPU-hours used."""
 
     year_net: dict = field(default_factory=dict)
     hours_used: dict = field(default_factory=dict)
+    #: The market time the engine plans at: a voucher that cannot pay then plans no subsidy.
+    now: datetime | None = None
 
     @classmethod
-    def of(cls, requests) -> VoucherBalances:
-        """The balances ``requests``' vouchers need, in two queries (none without vouchers)."""
+    def of(cls, requests, now: datetime) -> VoucherBalances:
+        """The balances ``requests``' vouchers need at ``now``, in two queries (none without vouchers)."""
         vouchers = [r.voucher for r in requests if r.voucher_id]
         if not vouchers:
-            return cls()
+            return cls(now=now)
         pairs = {(v.program_id, v.buyer_id) for v in vouchers if v.buyer_id}
-        return cls(buyer_year_net(pairs, market_now().year), free_hours_used({v.pk for v in vouchers}))
+        return cls(buyer_year_net(pairs, now.year), free_hours_used({v.pk for v in vouchers}), now)
 
 
 #: For requests without vouchers.
@@ -87,7 +89,7 @@ def engine_request_spec(request: BuyerRequest, vouchers: VoucherBalances = EMPTY
         start_by=request.start_by,
         latency_weight=default_latency_weight(request.latency_class) if weight is None else weight,
         priority=request.priority,
-        voucher=voucher_terms(request, vouchers.year_net, vouchers.hours_used),
+        voucher=voucher_terms(request, vouchers.year_net, vouchers.hours_used, now=vouchers.now),
     )
 
 
@@ -143,7 +145,7 @@ def engine_problem(*, gpu_model_code: str, now: datetime) -> Problem:
         .filter(gpu_model__code=gpu_model_code, status__in=BuyerRequest.OPEN_STATUSES, start_by__gte=now)
         .order_by("id")
     )
-    balances = VoucherBalances.of(requests)
+    balances = VoucherBalances.of(requests, now)
     return Problem(
         requests=tuple(engine_request_spec(request, balances) for request in requests),
         listings=engine_free_listings(gpu_model_code=gpu_model_code, now=now),
@@ -164,7 +166,7 @@ def request_quote(*, buyer: Organisation, voucher_code: str | None = None, now: 
     if voucher_code:
         request.voucher = voucher_usable(code=voucher_code, buyer=buyer, now=now, field="voucher_code")
         voucher_covers(request.voucher, request)
-    spec = engine_request_spec(request, VoucherBalances.of([request]))
+    spec = engine_request_spec(request, VoucherBalances.of([request], now))
     listings = engine_free_listings(gpu_model_code=spec.gpu_model, now=now)
     return quote(Problem(requests=(spec,), listings=listings, rtt_ms=rtt_map(), now=now), spec)
 

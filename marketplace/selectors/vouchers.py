@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import QuerySet, Sum
 
 from marketplace.clock import market_now
+from marketplace.eligibility import voucher_pays
 from marketplace.models import BuyerRequest, Voucher, VoucherLedgerEntry, VoucherProgram
 from matching.problem import VoucherTerms
 
@@ -60,13 +62,18 @@ def voucher_available(voucher: Voucher, year_net: dict) -> Decimal:
     return max(ZERO, min(limits))
 
 
-def voucher_terms(request: BuyerRequest, year_net: dict, hours_used: dict) -> VoucherTerms | None:
-    """What the engine may plan as subsidy for ``request``: the programme's percent on eligible
-    listings, bounded by every balance that could run out (programme budget, voucher cap, the
-    buyer's yearly cap, the per-request spend ceiling, free GPU-hours left at the request's price
-    cap). Needs ``voucher__program`` and its eligibility prefetched. Apply re-checks under locks."""
+def voucher_terms(request: BuyerRequest, year_net: dict, hours_used: dict, *, now: datetime) -> VoucherTerms | None:
+    """What the engine may plan as subsidy for ``request`` at ``now``: the programme's percent on
+    eligible listings, bounded by every balance that could run out (programme budget, voucher cap,
+    the buyer's yearly cap, the per-request spend ceiling, free GPU-hours left at the request's
+    price cap). Needs ``voucher__program`` and its eligibility prefetched. Apply re-checks under
+    locks.
+
+    None when the voucher cannot pay at ``now`` (``voucher_pays``: e.g. its programme's window has
+    closed): the round would reserve nothing, so a planned subsidy would only steer the request to
+    where the dead subsidy looked cheapest, at full price."""
     voucher = request.voucher
-    if voucher is None:
+    if voucher is None or not voucher_pays(voucher, voucher.program, now):
         return None
     program = voucher.program
     limits = [voucher_available(voucher, year_net)]

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from django.db.models import F
 
+from marketplace.eligibility import voucher_pays
 from marketplace.models import Match, Voucher, VoucherLedgerEntry, VoucherProgram
 from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, voucher_available
 from marketplace.services.vouchers import quantize_down
@@ -75,8 +76,7 @@ class SubsidyBook:
         return per_hour, Take(voucher=voucher, buyer_id=voucher.buyer_id, amount=amount, gpu_hours=covered_hours)
 
     def _usable(self, voucher: Voucher, program: VoucherProgram) -> bool:
-        valid = program.valid_from <= self.now < program.valid_until
-        return valid and voucher.status == Voucher.Status.ACTIVE and voucher.buyer_id is not None
+        return voucher_pays(voucher, program, self.now)
 
     def _wanted(self, voucher, program, price, planned, hours, request_id) -> tuple[Decimal, Decimal]:
         """What the terms allow for this match before balances: (CNY, GPU-hours covered)."""
