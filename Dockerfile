@@ -3,7 +3,8 @@ FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    DJANGO_SETTINGS_MODULE=config.settings.production
+    DJANGO_SETTINGS_MODULE=config.settings.production \
+    NUMBA_CACHE_DIR=/app/var/numba
 
 WORKDIR /app
 COPY requirements.lock .
@@ -16,9 +17,11 @@ RUN apt-get update && apt-get install -y --no-install-recommends npm \
  && python bin/fetch_assets.py \
  && apt-get purge -y --auto-remove npm && rm -rf /var/lib/apt/lists/*
 # collectstatic needs settings to import, not real services: throwaway values for the build only.
+# The engine's network simplex is compiled here into NUMBA_CACHE_DIR, so no process compiles it.
 RUN DJANGO_SECRET_KEY=build-only DATABASE_URL=sqlite:////tmp/build.sqlite3 CELERY_BROKER_URL=memory:// \
     ALLOWED_HOSTS=build python manage.py collectstatic --noinput -v0 \
- && useradd --create-home --uid 1000 app && mkdir -p /app/var && chown app /app/var
+ && python -c "from matching.simplex import warm_up; warm_up()" \
+ && useradd --create-home --uid 1000 app && mkdir -p /app/var && chown -R app /app/var
 
 USER app
 EXPOSE 8000

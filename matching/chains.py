@@ -69,13 +69,22 @@ def request_classes(a: Arrays, reqs: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def build_chains(
-    a: Arrays, reqs: np.ndarray, lsts: np.ndarray, fits: dict[int, np.ndarray], per_gpu: bool, budget: int = 0
+    a: Arrays,
+    reqs: np.ndarray,
+    lsts: np.ndarray,
+    fits: dict[int, np.ndarray],
+    per_gpu: bool,
+    budget: int = 0,
+    direct_vouchers: bool = False,
 ) -> Chains:
     """Chains for requests ``reqs`` over listings ``lsts`` (global indices, one GPU model).
 
     ``fits[s][k]`` says whether ``lsts[k]`` still has room for one replica of size s. Flow units
     are GPUs when ``per_gpu`` (mult = duration) else replicas (mult = duration × size).
     ``budget``: direct arcs allowed beyond the sparse classes (see :func:`_sparse_classes`).
+    ``direct_vouchers``: requests holding a voucher get direct arcs whatever their class's density,
+    so that their subsidy can be re-priced by changing the costs of their own arcs alone
+    (:func:`matching.packing.retransport`).
 
     Classes that differ only in start-by share their chains: for one (duration, voucher, size) the
     usable listings grow with start-by, so each listing sits in the part of the smallest start-by
@@ -99,6 +108,8 @@ def build_chains(
     mult = ktable[:, 0] if per_gpu else ktable[:, 0] * ktable[:, 2]
     nodes = (chain, lst, price, k_idx)
     direct = _sparse_classes(len(ktable), k_idx, entries, budget)
+    if direct_vouchers:
+        direct |= ktable[entries[4], 1] != 0
     out = _pruned(a, ktable, mult, reqs, nodes, tuple(x[~direct] for x in entries))
     direct_arcs = _direct(a, ktable, mult, reqs, nodes, tuple(x[direct] for x in entries))
     out.d_req, out.d_lst, out.d_size, out.d_cost = direct_arcs

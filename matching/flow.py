@@ -1,4 +1,4 @@
-"""Lexicographic max-flow / min-cost flow on OR-tools, used for both replica and GPU units.
+"""Lexicographic max flow, then min-cost flow, used for both replica and GPU units.
 
 A :class:`Network` has one hub node per priority level (index 0 = highest priority) feeding that
 level's requests, and a sink (the last node). :func:`solve_lexicographic` first makes the flow out
@@ -8,6 +8,12 @@ Why staged max flows instead of a big per-unit bonus: servable demand in a flow 
 polymatroid, so an augmenting path never reduces the flow already leaving an earlier hub; the
 lexicographic optimum of levels 1..k is therefore just the max flow of levels 1..k, and no big-M
 constant can overflow int64 however many levels there are.
+
+The max flows run on OR-tools; the min-cost stage on the network simplex of :mod:`matching.simplex`,
+which restarts from a previous solve's basis when only costs changed (:func:`reoptimize`).
+For the simplex each request's demand becomes its node's supply and each hub absorbs what its level
+leaves unserved, so the simplex starts with every supply on its own node, and the hub arcs carry no
+capacities of their own.
 """
 
 from __future__ import annotations
@@ -15,12 +21,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from ortools.graph.python import max_flow, min_cost_flow
+from ortools.graph.python import max_flow
+
+from matching import simplex
 
 
 @dataclass
 class Network:
-    """Arcs over nodes ``[hubs (n_levels) | inner nodes | sink]``; costs are int64 per unit."""
+    """Arcs over nodes ``[hubs (n_levels) | inner nodes | sink]``; costs are int64 per unit.
+
+    The first arcs are the hub arcs (hub → request, capacity = the request's demand). Capacities
+    elsewhere should bind (see :mod:`matching.simplex`); an arc bounded elsewhere may carry the total
+    demand as its capacity.
+    """
 
     n_levels: int
     n_nodes: int
@@ -40,59 +53,46 @@ class FlowResult:
     flows: np.ndarray
     cost: int
     served: np.ndarray  # flow out of each hub
+    basis: simplex.Basis | None = None  # to restart from after a cost change (:func:`reoptimize`)
 
 
 class FlowError(RuntimeError):
-    """OR-tools did not return an optimal flow (bad input ranges or an internal error)."""
+    """No flow meets the targets (they exceed the network's lexicographic max flow)."""
 
 
 def solve_lexicographic(net: Network, targets: np.ndarray | None = None) -> FlowResult:
     """Min-cost flow sending ``targets[q]`` out of hub q, or the lexicographic max when ``None``."""
-    if targets is None and net.n_levels == 1:
-        return _max_flow_min_cost(net)
     if targets is None:
         targets = _lexicographic_max(net)
-    smcf = _min_cost_flow(net)
+    targets = np.asarray(targets, dtype=np.int64)
+    hub = net.tails < net.n_levels
     supplies = np.zeros(net.n_nodes, dtype=np.int64)
-    supplies[: net.n_levels] = targets
-    supplies[net.sink] = -int(np.sum(targets))
-    smcf.set_nodes_supplies(np.arange(net.n_nodes, dtype=np.int32), supplies)
-    status = smcf.solve()
-    if status != smcf.OPTIMAL:
-        raise FlowError(f"min cost flow status {status}")
-    return FlowResult(_flows(smcf, net), int(smcf.optimal_cost()), np.asarray(targets, dtype=np.int64))
+    np.add.at(supplies, net.heads[hub], net.caps[hub])
+    supplies[: net.n_levels] = -(net.level_supply - targets)
+    supplies[net.sink] = -int(targets.sum())
+    tails, heads = np.where(hub, net.heads, net.tails), np.where(hub, net.tails, net.heads)
+    caps = np.where(hub, simplex.UNBOUNDED, net.caps)
+    try:
+        flows, _, basis = simplex.min_cost_flow(net.n_nodes, tails, heads, caps, net.costs, supplies)
+    except simplex.InfeasibleFlow as exc:
+        raise FlowError(f"targets {targets.tolist()} cannot be met") from exc
+    return _result(net, hub, flows, targets, basis)
 
 
-def _min_cost_flow(net: Network) -> min_cost_flow.SimpleMinCostFlow:
-    smcf = min_cost_flow.SimpleMinCostFlow()
-    if len(net.tails):
-        smcf.add_arcs_with_capacity_and_unit_cost(
-            net.tails.astype(np.int32),
-            net.heads.astype(np.int32),
-            net.caps.astype(np.int64),
-            net.costs.astype(np.int64),
-        )
-    # Make sure every node exists even when it has no arc.
-    smcf.set_node_supply(net.sink, 0)
-    return smcf
+def reoptimize(net: Network, first: FlowResult) -> FlowResult:
+    """The min-cost flow of ``net`` at ``first``'s targets, restarted from ``first``'s basis.
+
+    ``net`` must be ``first``'s network with only its costs changed.
+    """
+    hub = net.tails < net.n_levels
+    flows, _, basis = simplex.reoptimize(first.basis, net.costs)
+    return _result(net, hub, flows, first.served, basis)
 
 
-def _flows(smcf, net: Network) -> np.ndarray:
-    if not len(net.tails):
-        return np.zeros(0, dtype=np.int64)
-    return np.asarray(smcf.flows(np.arange(len(net.tails), dtype=np.int32)), dtype=np.int64)
-
-
-def _max_flow_min_cost(net: Network) -> FlowResult:
-    smcf = _min_cost_flow(net)
-    total = int(net.level_supply[0])
-    smcf.set_node_supply(0, total)
-    smcf.set_node_supply(net.sink, -total)
-    status = smcf.solve_max_flow_with_min_cost()
-    if status != smcf.OPTIMAL:
-        raise FlowError(f"max flow with min cost status {status}")
-    served = np.array([smcf.maximum_flow()], dtype=np.int64)
-    return FlowResult(_flows(smcf, net), int(smcf.optimal_cost()), served)
+def _result(net: Network, hub: np.ndarray, flows: np.ndarray, targets: np.ndarray, basis) -> FlowResult:
+    """Flows on ``net``'s own arcs: a hub arc carries its request's demand less what went unserved."""
+    flows = np.where(hub, net.caps - flows, flows)
+    return FlowResult(flows, int(np.dot(flows, net.costs)), targets, basis)
 
 
 def _lexicographic_max(net: Network) -> np.ndarray:

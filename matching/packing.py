@@ -16,14 +16,14 @@ only slack is that a request's GPUs need not be a multiple of its replica size.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from matching.chains import Chains, build_chains, decode
-from matching.edges import Arrays
-from matching.flow import FlowResult, Network, solve_lexicographic
+from matching.edges import Arrays, price_pairs
+from matching.flow import FlowResult, Network, reoptimize, solve_lexicographic
 from matching.problem import Problem
 
 if TYPE_CHECKING:
@@ -72,6 +72,17 @@ def levels_of(priorities: np.ndarray) -> tuple[np.ndarray, int]:
     return np.searchsorted(-distinct, -priorities), len(distinct)
 
 
+@dataclass
+class Transport:
+    """A solved transportation network, kept to be re-priced by :func:`retransport`."""
+
+    chains: Chains
+    net: Network
+    spans: tuple[slice, ...]  # entry, exit and direct arcs
+    result: FlowResult  # cost in 0.0001 CNY units over the requests' durations
+    size: int
+
+
 def transport(
     arrays: Arrays,
     demand: dict[int, int],
@@ -79,20 +90,19 @@ def transport(
     pool: NodePool,
     size: int,
     caps: dict[int, int] | None = None,
-) -> tuple[dict[tuple[int, int], int], FlowResult]:
+) -> tuple[dict[tuple[int, int], int], Transport]:
     """Exact lexicographic transportation of replicas of one ``size`` to listings ``lsts``.
 
     ``demand`` maps request index → replicas still wanted. Capacity of a listing is its current
     number of ``size`` slots in ``pool``, at most ``caps[listing]`` when ``caps`` is given (listings
-    missing from it get none). Returns replicas per (request, listing) pair and the flow result
-    (cost in 0.0001 CNY units over the requests' durations).
+    missing from it get none). Returns replicas per (request, listing) pair and the solve.
     """
     reqs = np.array(sorted(demand), dtype=np.int64)
     cap_l = np.array([pool.slots(int(j), size) for j in lsts], dtype=np.int64)
     if caps is not None:
         cap_l = np.minimum(cap_l, [caps.get(int(j), 0) for j in lsts])
     lsts, cap_l = np.asarray(lsts, dtype=np.int64)[cap_l > 0], cap_l[cap_l > 0]
-    ch = build_chains(arrays, reqs, lsts, {size: np.ones(len(lsts), dtype=bool)}, per_gpu=False)
+    ch = build_chains(arrays, reqs, lsts, {size: np.ones(len(lsts), dtype=bool)}, per_gpu=False, direct_vouchers=True)
     d = np.array([demand[int(i)] for i in reqs], dtype=np.int64)
     first_l = len(reqs) + ch.n_nodes
 
@@ -102,18 +112,22 @@ def transport(
 
     net, spans = _network(arrays, reqs, d, ch, heads, (first_l + np.arange(len(lsts)), cap_l), None)
     result = solve_lexicographic(net)
-    return _pairs(ch, result, spans), result
+    return _pairs(ch, result, spans), Transport(ch, net, spans, result, size)
 
 
-def _below(ch: Chains, exit_caps: np.ndarray) -> np.ndarray:
-    """Per chain node: the exit capacity at it and below it in its chain."""
-    n = ch.n_nodes
-    start = np.ones(n, dtype=bool)
-    start[ch.links + 1] = False
-    chain_id = np.cumsum(start) - 1
-    suffix = np.concatenate([np.cumsum(exit_caps[::-1])[::-1], [0]])
-    ends = np.append(np.flatnonzero(start)[1:], n)  # one past each chain's last node
-    return suffix[:n] - suffix[ends[chain_id]]
+def retransport(arrays: Arrays, solved: Transport) -> tuple[dict[tuple[int, int], int], Transport]:
+    """``solved`` again under the voucher subsidies of ``arrays``, restarted from its optimum.
+
+    Only subsidies may differ from the arrays ``solved`` was built from: voucher requests have
+    direct arcs of their own (``direct_vouchers``), so re-pricing them leaves the network's shape,
+    capacities and targets as they were, and the simplex makes only the pivots the change calls for.
+    """
+    ch, costs = solved.chains, solved.net.costs.copy()
+    per_gpu_hour = price_pairs(arrays, ch.d_req, ch.d_lst).cost
+    costs[solved.spans[2]] = per_gpu_hour * arrays.r_duration_h[ch.d_req] * solved.size
+    net = replace(solved.net, costs=costs)
+    result = reoptimize(net, solved.result)
+    return _pairs(ch, result, solved.spans), replace(solved, net=net, result=result)
 
 
 def _pairs(ch: Chains, result: FlowResult, spans: tuple[slice, ...]) -> dict[tuple[int, int], int]:
@@ -126,13 +140,13 @@ def _network(arrays, reqs, d, ch: Chains, heads_of, sink_arcs, extra) -> tuple[N
 
     Arc groups in a fixed order: hub→request, entry, chain link, exit, direct, [extra], listing→sink.
     ``heads_of(listings, sizes)`` gives the head node and capacity of arcs into those listings.
-    Chain links carry at most what the exits below them can take: not needed for correctness, but
-    tight capacities help the cost-scaling solver on these long zero-cost paths.
+    Only hub, extra and sink arcs carry their real capacities: every other arc's flow is bounded by
+    them, and redundant tight bounds only add degenerate pivots to the simplex.
     Returns the network and the slices of its entry, exit and direct arcs.
     """
     level, n_levels = levels_of(arrays.r_priority[reqs])
-    exit_heads, exit_caps = heads_of(ch.x_lst, ch.x_size)
-    direct_heads, direct_caps = heads_of(ch.d_lst, ch.d_size)
+    exit_heads, _ = heads_of(ch.x_lst, ch.x_size)
+    direct_heads, _ = heads_of(ch.d_lst, ch.d_size)
     d_pos = np.searchsorted(reqs, ch.d_req)
     big = int(d.sum())
     base = n_levels + len(reqs)
@@ -143,10 +157,10 @@ def _network(arrays, reqs, d, ch: Chains, heads_of, sink_arcs, extra) -> tuple[N
     n_nodes = n_levels + max(len(reqs) + ch.n_nodes, highest + 1) + 1
     groups = [
         (level, n_levels + np.arange(len(reqs)), d, 0),
-        (n_levels + r_pos, base + ch.e_node, d[r_pos], ch.e_cost),
-        (base + ch.links, base + ch.links + 1, np.minimum(_below(ch, exit_caps)[ch.links + 1], big), 0),
-        (base + ch.x_node, n_levels + exit_heads, np.minimum(exit_caps, big), ch.x_cost),
-        (n_levels + d_pos, n_levels + direct_heads, np.minimum(direct_caps, d[d_pos]), ch.d_cost),
+        (n_levels + r_pos, base + ch.e_node, big, ch.e_cost),
+        (base + ch.links, base + ch.links + 1, big, 0),
+        (base + ch.x_node, n_levels + exit_heads, big, ch.x_cost),
+        (n_levels + d_pos, n_levels + direct_heads, big, ch.d_cost),
         (n_levels + e_t, n_levels + e_h, e_c, 0),
         (n_levels + s_t, np.full(len(s_t), n_nodes - 1), s_c, 0),
     ]
