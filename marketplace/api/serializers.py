@@ -38,6 +38,25 @@ def gpu_model_field(**kwargs) -> serializers.SlugRelatedField:
     return serializers.SlugRelatedField(slug_field="code", queryset=GpuModel.objects.all(), **kwargs)
 
 
+class JsonStringMixin:
+    """Bodies are JSON: a field the schema declares a string refuses a number or a boolean, which
+    DRF's text fields would otherwise turn into a string (``"username": 1e-05`` is a 400, not a user
+    named "1e-05")."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
+
+
+class TextField(JsonStringMixin, serializers.CharField):
+    default_error_messages = {"not_a_string": "Not a valid string."}
+
+
+class PatternField(JsonStringMixin, serializers.RegexField):
+    default_error_messages = {"not_a_string": "Not a valid string."}
+
+
 class ReferenceCodeField(serializers.SlugRelatedField):
     """A region or GPU model by code, read from the process's copy of the reference table.
 
@@ -59,11 +78,11 @@ class ReferenceCodeField(serializers.SlugRelatedField):
 
 
 class RegisterIn(serializers.Serializer):
-    username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
-    password = serializers.CharField(write_only=True, max_length=128, style={"input_type": "password"})
+    username = PatternField(r"^[\w.@+-]+\Z", max_length=150)
+    password = TextField(write_only=True, max_length=128, style={"input_type": "password"})
     email = serializers.EmailField()
     role = serializers.ChoiceField(choices=Organisation.Kind.values)
-    organisation = serializers.CharField(max_length=200)
+    organisation = TextField(max_length=200)
 
 
 class RegisterOut(serializers.Serializer):
@@ -259,7 +278,7 @@ class RequestIn(serializers.Serializer):
     max_price_per_gpu_hour = serializers.DecimalField(**MONEY, min_value=0)
     duration_hours = serializers.IntegerField(min_value=1, max_value=24 * 366)
     start_by = serializers.DateTimeField(required=False)
-    voucher_code = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    voucher_code = TextField(max_length=64, required=False, allow_blank=True)
 
     def validate(self, attrs):
         """Default ``start_by``: ``start_by_default``."""
@@ -408,7 +427,7 @@ class MatchingRunOut(serializers.ModelSerializer):
 
 
 class ClaimIn(serializers.Serializer):
-    code = serializers.CharField(max_length=64)
+    code = TextField(max_length=64)
 
 
 class VoucherOut(serializers.ModelSerializer):
@@ -452,8 +471,8 @@ class VoucherOut(serializers.ModelSerializer):
 
 
 class VoucherProgramIn(serializers.Serializer):
-    name = serializers.CharField(max_length=200)
-    sponsor = serializers.CharField(max_length=200, required=False)
+    name = TextField(max_length=200)
+    sponsor = TextField(max_length=200, required=False)
     kind = serializers.ChoiceField(choices=VoucherProgram.Kind.choices, default=VoucherProgram.Kind.PERCENT)
     percent = serializers.DecimalField(max_digits=5, decimal_places=2, required=False, allow_null=True)
     free_gpu_hours = serializers.DecimalField(max_digits=10, decimal_places=2, required=False, allow_null=True)
@@ -463,7 +482,7 @@ class VoucherProgramIn(serializers.Serializer):
     valid_until = serializers.DateTimeField()
     eligible_regions = region_field(many=True, required=False)
     eligible_gpu_models = gpu_model_field(many=True, required=False)
-    eligible_buyer_provinces = serializers.ListField(child=serializers.CharField(max_length=100), required=False)
+    eligible_buyer_provinces = serializers.ListField(child=TextField(max_length=100), required=False)
     min_spend = serializers.DecimalField(max_digits=16, decimal_places=4, required=False, allow_null=True)
     max_spend = serializers.DecimalField(max_digits=16, decimal_places=4, required=False, allow_null=True)
 
@@ -473,7 +492,7 @@ class VoucherProgramIn(serializers.Serializer):
 
 
 class VoucherProgramUpdateIn(serializers.Serializer):
-    name = serializers.CharField(max_length=200, required=False)
+    name = TextField(max_length=200, required=False)
     budget = serializers.DecimalField(max_digits=16, decimal_places=4, required=False)
     valid_from = serializers.DateTimeField(required=False)
     valid_until = serializers.DateTimeField(required=False)

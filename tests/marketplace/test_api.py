@@ -4,6 +4,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import User
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
@@ -54,6 +55,16 @@ def test_register_rejects_weak_passwords_naming_the_field(db):
     response = APIClient().post("/api/v1/auth/register/", body)
     assert response.status_code == 400
     assert "password" in response.data
+
+
+@pytest.mark.parametrize(("field", "value"), [("username", -5.75e-05), ("organisation", 7), ("password", True)])
+def test_register_refuses_a_number_or_boolean_where_the_schema_says_string(db, field, value):
+    body = {"username": "carol", "password": "a-long-pass-phrase", "email": "c@example.com", "role": "buyer"}
+    body = {**body, "organisation": "Carol AI", field: value}
+    response = APIClient().post("/api/v1/auth/register/", body, format="json")
+    assert response.status_code == 400
+    assert response.data == {field: ["Not a valid string."]}
+    assert not User.objects.filter(username__in=["carol", str(value)]).exists()
 
 
 def test_wrong_password_gets_no_token(clients):
