@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import celeryd_init
+from celery.signals import celeryd_init, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
@@ -33,3 +33,12 @@ def _worker_waits_out_a_silent_broker(sender, conf, **kwargs) -> None:
     conf.broker_transport_options = {
         key: value for key, value in conf.broker_transport_options.items() if key != "socket_timeout"
     }
+
+
+@worker_init.connect
+def _engine_compiled(**kwargs) -> None:
+    """Load the engine's compiled simplex (numba's cache; compiled on a first run) in the worker's
+    main process, before the pool forks: every child then starts with it, and no round pays for it."""
+    from matching.simplex import warm_up
+
+    warm_up()

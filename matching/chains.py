@@ -82,9 +82,7 @@ def build_chains(
     ``fits[s][k]`` says whether ``lsts[k]`` still has room for one replica of size s. Flow units
     are GPUs when ``per_gpu`` (mult = duration) else replicas (mult = duration × size).
     ``budget``: direct arcs allowed beyond the sparse classes (see :func:`_sparse_classes`).
-    ``direct_vouchers``: requests holding a voucher get direct arcs whatever their class's density,
-    so that their subsidy can be re-priced by changing the costs of their own arcs alone
-    (:func:`matching.packing.retransport`).
+    ``direct_vouchers``: every class holding a voucher gets direct arcs, whatever its density.
 
     Classes that differ only in start-by share their chains: for one (duration, voucher, size) the
     usable listings grow with start-by, so each listing sits in the part of the smallest start-by

@@ -51,9 +51,10 @@ from matching.problem import Plan, Problem
 from matching.repair import Pair, class_dive, place, round_and_refill
 from matching.shards import Shard, feasibility, find_shards
 
-#: Re-plan for binding voucher budgets only when the shards to re-solve hold at most this many
-#: requests: a re-plan costs another flow solve of them (~1 s at 10k × 2k, ~a minute at 50k × 10k),
-#: and a round must stay well inside its Celery time limit. Deterministic (a size, not a clock).
+#: Re-plan for binding voucher budgets only when the mixed-size shards to re-bound hold at most
+#: this many requests: each costs another relaxation solve, and a round must stay well inside its
+#: Celery time limit. One-size shards always re-plan: they restart from their first optimum
+#: (:func:`matching.packing.retransport`, ~0.04 s at 10k × 2k). Deterministic (a size, not a clock).
 REPLAN_MAX_REQUESTS = 12_000
 EXACT = "mcf-exact"
 EXACT_MILP = "mcf-exact+milp"  # mixed sizes, every mixed shard solved exactly (matching.exact)
@@ -218,8 +219,9 @@ def _rebound(problem: Problem, arrays: Arrays, shard: Shard, result: ShardResult
 
 
 def _replan_size(problem: Problem, shards: list[Shard], first: _Candidate) -> int:
+    """Requests in the mixed-size shards a re-plan would re-bound."""
     redo = budgets.touched(problem, shards, first.priced.binding)
-    return sum(len(shards[k].requests) for k in redo)
+    return sum(len(shards[k].requests) for k in redo if first.results[k].mixed)
 
 
 def _choose(problem: Problem, first: _Candidate, second: _Candidate) -> _Candidate:
