@@ -111,17 +111,25 @@ def warm_up() -> None:
 
 
 def _fresh_basis(n_nodes, tails, heads, caps, supplies) -> Basis:
+    """An empty basis. Per-arc arrays are what a kept basis costs (:class:`matching.packing.Transport`
+    holds one per shard until the voucher re-plan): node numbers are int32 and arc states int8."""
     m = len(tails)
-    order = np.random.default_rng(_SEED).permutation(m)
-    pad = np.zeros(n_nodes, dtype=np.int64)
+    if n_nodes >= 2**31 - 1:
+        raise ValueError(f"{n_nodes} nodes: more than int32 node numbers hold")
+    order = np.random.default_rng(_SEED).permutation(m).astype(np.int32)
     n1 = n_nodes + 1
-    tree = tuple(np.zeros(k, dtype=np.int64) for k in (n1, n1, n1, n1, n1, n1, n1, m + n_nodes, m + n_nodes))
+    tree = tuple(np.zeros(n1, dtype=np.int64) for _ in range(7))
+    tree += (np.zeros(m + n_nodes, dtype=np.int8), np.zeros(m + n_nodes, dtype=np.int64))  # state, flow
+
+    def padded(values, dtype):
+        return np.concatenate([np.asarray(values, dtype=dtype)[order], np.zeros(n_nodes, dtype=dtype)])
+
     return Basis(
         n_nodes=n_nodes,
         order=order,
-        source=np.concatenate([np.asarray(tails, dtype=np.int64)[order], pad]),
-        target=np.concatenate([np.asarray(heads, dtype=np.int64)[order], pad]),
-        cap=np.concatenate([np.asarray(caps, dtype=np.int64)[order], pad]),
+        source=padded(tails, np.int32),
+        target=padded(heads, np.int32),
+        cap=padded(caps, np.int64),
         supplies=np.asarray(supplies, dtype=np.int64).copy(),
         tree=tree,
     )
