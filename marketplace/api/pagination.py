@@ -44,10 +44,12 @@ class WindowCountPaginator(Paginator):
         # SQL offsets are 64-bit: a page beyond them is past the end, and the plain path says so (404).
         if wanted >= 1 and wanted * self.per_page < 2**63:
             bottom = (wanted - 1) * self.per_page
-            counted = self.object_list.annotate(_window_count=Window(Count("pk")))
+            counted = self.object_list
+            if "search_count" not in counted.query.annotations:  # a search may count itself
+                counted = counted.annotate(search_count=Window(Count("pk")))
             rows = list(counted[bottom : bottom + self.per_page])
             if rows:
-                self.__dict__["count"] = rows[0]._window_count  # Paginator.count is a cached_property
+                self.__dict__["count"] = rows[0].search_count  # Paginator.count is a cached_property
                 return self._get_page(rows, self.validate_number(wanted), self)
         return super().page(number)
 

@@ -3,13 +3,18 @@ from the process's copy of the reference table."""
 
 from __future__ import annotations
 
+from datetime import UTC, timedelta, timezone
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rest_framework.fields import DateTimeField
 
 from marketplace import selectors
-from marketplace.api.serializers import ListingOut
+from marketplace.api.serializers import ListingOut, UtcTimeOut
 from marketplace.models import Region
 
 SEARCH = "/api/v1/listings/?gpu_model=h20&ordering=price&page_size=3"
@@ -71,3 +76,9 @@ def test_a_listing_reads_the_same_as_field_by_field(clients, make_listing, now):
         rows = selectors.listing_search(selectors.ListingFilters(**filters), viewer=None)
         assert served == [ListingOut().field_by_field(row) for row in rows]
         assert {row["rtt_ms"] is None for row in served} == {"origin" not in url}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=8)), ZoneInfo("Asia/Shanghai")])))
+def test_times_read_as_drf_writes_them(value):
+    assert UtcTimeOut(default_timezone=UTC).to_representation(value) == DateTimeField().to_representation(value)
