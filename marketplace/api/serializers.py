@@ -235,7 +235,8 @@ class ListingOut(serializers.ModelSerializer):
         return str(selectors.listing_shown_energy_cost(listing))
 
     def get_rtt_ms(self, listing) -> float | None:
-        rtt = getattr(listing, "rtt_ms", None)
+        """From the search's origin: its RTTs by region id come in the context (``rtt_ms_by_region``)."""
+        rtt = self.context.get("rtt_ms_by_region", {}).get(listing.region_id)
         return None if rtt is None else float(rtt)
 
     def to_representation(self, listing) -> dict:

@@ -58,6 +58,7 @@ from marketplace.selectors.market import (
     region_with_rtts,
     request_list_for,
     rtt_map,
+    rtts_from,
     with_free_gpus,
 )
 from marketplace.selectors.statements import Statement, statement_for
@@ -119,6 +120,7 @@ __all__ = [
     "request_list_for",
     "request_quote",
     "rtt_map",
+    "rtts_from",
     "shards_with_lost_runs",
     "shards_with_open_work",
     "statement_for",

@@ -8,16 +8,17 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db.models import (
+    Case,
     Count,
     DecimalField,
     ExpressionWrapper,
     F,
     IntegerField,
-    OuterRef,
     Prefetch,
     Q,
     QuerySet,
-    Subquery,
+    Value,
+    When,
     Window,
 )
 
@@ -73,8 +74,25 @@ def reference_by_code(model: type[Region] | type[GpuModel], code: str) -> Region
 
 
 def reference_forget() -> None:
-    """Drop this process's copy of the reference codes (after ``reference_load`` changed them)."""
+    """Drop this process's copy of the reference codes and RTTs (after ``reference_load`` changed them)."""
     _reference_rows.clear()
+    _rtt_copy.clear()
+
+
+_rtt_copy: list[tuple[float, dict[int, dict[int, Decimal]]]] = []
+
+
+def rtts_from(origin: Region) -> dict[int, Decimal]:
+    """RTT in ms from ``origin`` to each region, by region id, from this process's copy of the RTT
+    table: read, refreshed and forgotten as :func:`reference_by_code`'s copy (RTTs are reference
+    data too), so a search costs no RTT lookup in its query."""
+    loaded_at, table = _rtt_copy[0] if _rtt_copy else (0.0, {})
+    if origin.pk not in table or time.monotonic() - loaded_at > REFERENCE_TTL_SECONDS:
+        table = {}
+        for source, target, rtt in Rtt.objects.values_list("source_region_id", "target_region_id", "rtt_ms"):
+            table.setdefault(source, {})[target] = rtt
+        _rtt_copy[:] = [(time.monotonic(), table)]
+    return table.get(origin.pk, {})
 
 
 def rtt_map() -> dict[tuple[str, str], float]:
@@ -94,11 +112,10 @@ def with_free_gpus(queryset: QuerySet[Listing]) -> QuerySet[Listing]:
     return queryset.annotate(free=ExpressionWrapper(F("gpu_count") - F("allocated_gpus"), output_field=IntegerField()))
 
 
-def _with_rtt_from(queryset: QuerySet[Listing], origin: Region) -> QuerySet[Listing]:
-    # One row per pair (unique constraint): Rtt's default ordering would only add a join and a
-    # sort to the subquery, once per listing.
-    rtt = Rtt.objects.filter(source_region=origin, target_region=OuterRef("region")).order_by().values("rtt_ms")[:1]
-    return queryset.annotate(rtt_ms=Subquery(rtt, output_field=DecimalField(max_digits=7, decimal_places=1)))
+def _rtt_ms_of_region(rtts: dict[int, Decimal]) -> Case:
+    """The RTT of a listing's region (from ``rtts_from``), as SQL: for ordering by it."""
+    whens = [When(region_id=region, then=Value(rtt)) for region, rtt in rtts.items()]
+    return Case(*whens, default=None, output_field=DecimalField(max_digits=7, decimal_places=1))
 
 
 @dataclass(frozen=True)
@@ -162,17 +179,16 @@ LISTING_SEARCH_FIELDS = (
 def listing_search(filters: ListingFilters, *, viewer: Organisation | None) -> QuerySet:
     """Listings ``viewer`` may see that match ``filters``, as named rows (not model instances: a
     page of them costs a fifth as much to read) of what ``ListingOut`` shows: ``LISTING_SEARCH_FIELDS``,
-    the shown columns, ``free``, ``rtt_ms`` given an origin, and ``search_count``, the number of
-    listings matched (``COUNT(*) OVER ()``: a page counts in its own query)."""
-    shown = (*LISTING_SEARCH_FIELDS, *LISTING_SHOWN_COLUMNS, "free", *(("rtt_ms",) if filters.origin else ()))
+    the shown columns, ``free``, ``region_id`` (its RTT from the origin is ``rtts_from(origin)``)
+    and ``search_count``, the number of listings matched (``COUNT(*) OVER ()``: a page counts in
+    its own query)."""
+    shown = (*LISTING_SEARCH_FIELDS, *LISTING_SHOWN_COLUMNS, "free", "region_id")
     queryset = _listings_matching(filters, viewer=viewer).annotate(search_count=Window(Count("pk")))
     return queryset.values_list(*shown, "search_count", named=True)
 
 
 def _listings_matching(filters: ListingFilters, *, viewer: Organisation | None) -> QuerySet[Listing]:
     queryset = listings_visible_to(viewer)
-    if filters.origin is not None:
-        queryset = _with_rtt_from(queryset, filters.origin)
     exact = {
         "region": filters.region,
         "gpu_model": filters.gpu_model,
@@ -184,10 +200,11 @@ def _listings_matching(filters: ListingFilters, *, viewer: Organisation | None) 
         queryset = queryset.filter(price_per_gpu_hour__lte=filters.max_price)
     if filters.min_free_gpus is not None:
         queryset = queryset.filter(free__gte=filters.min_free_gpus)
-    if filters.latency_class is not None:
-        bound = bound_of(filters.latency_class)
-        if bound is not None:
-            queryset = queryset.filter(rtt_ms__lte=Decimal(str(bound)))
+    rtts = rtts_from(filters.origin) if filters.origin is not None else {}
+    if filters.latency_class is not None and (bound := bound_of(filters.latency_class)) is not None:
+        queryset = queryset.filter(region_id__in=[region for region, rtt in rtts.items() if rtt <= Decimal(str(bound))])
+    if filters.ordering.lstrip("-") == "rtt_ms":
+        queryset = queryset.annotate(rtt_ms=_rtt_ms_of_region(rtts))
     return queryset.order_by(filters.ordering, "id")
 
 
@@ -211,8 +228,8 @@ def capacity_by_region(
 ) -> list[CapacityRow]:
     """Idle GPUs of active, unexpired listings grouped by region and GPU model, seen from ``origin``.
 
-    Rows come nearest first; two queries whatever the number of listings (three when ``now`` is
-    read from the market clock).
+    Rows come nearest first; one query whatever the number of listings (two when ``now`` is read
+    from the market clock), RTTs from this process's copy (``rtts_from``).
     """
     now = now or market_now()
     queryset = with_free_gpus(Listing.objects.filter(status=Listing.Status.ACTIVE, available_until__gt=now)).filter(
@@ -220,12 +237,14 @@ def capacity_by_region(
     )
     if gpu_model is not None:
         queryset = queryset.filter(gpu_model=gpu_model)
-    rtts = dict(Rtt.objects.filter(source_region=origin).values_list("target_region__code", "rtt_ms"))
+    rtt_of_region = rtts_from(origin)
     groups: dict[tuple[str, str], list] = {}
-    for region, model, free, price in queryset.values_list(
-        "region__code", "gpu_model__code", "free", "price_per_gpu_hour"
+    rtts: dict[str, Decimal] = {}
+    for region_id, region, model, free, price in queryset.values_list(
+        "region_id", "region__code", "gpu_model__code", "free", "price_per_gpu_hour"
     ):
         groups.setdefault((region, model), []).append((free, price))
+        rtts[region] = rtt_of_region[region_id]
     rows = [
         CapacityRow(
             region=region,

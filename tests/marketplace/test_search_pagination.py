@@ -15,7 +15,7 @@ from rest_framework.fields import DateTimeField
 
 from marketplace import selectors
 from marketplace.api.serializers import ListingOut, UtcTimeOut
-from marketplace.models import Region
+from marketplace.models import Region, Rtt
 
 SEARCH = "/api/v1/listings/?gpu_model=h20&ordering=price&page_size=3"
 
@@ -49,6 +49,16 @@ def test_a_search_page_is_one_query_once_the_reference_codes_are_read(clients, m
     listing_queries = [q["sql"] for q in queries if "marketplace_listing" in q["sql"]]
     assert len(listing_queries) == 1, listing_queries
     assert not [q["sql"] for q in queries if 'FROM "marketplace_region"' in q["sql"]]
+    assert not [q["sql"] for q in queries if "marketplace_rtt" in q["sql"]]
+
+
+def test_rtts_are_read_again_once_the_reference_data_is_reloaded(reference):
+    shanghai, horinger = (Region.objects.get(code=c) for c in ("shanghai", "inner-mongolia-horinger"))
+    assert selectors.rtts_from(shanghai)[horinger.pk] == Decimal("29.9")
+    Rtt.objects.filter(source_region=shanghai, target_region=horinger).update(rtt_ms=Decimal("12.5"))
+    assert selectors.rtts_from(shanghai)[horinger.pk] == Decimal("29.9")  # this process's copy
+    selectors.reference_forget()  # what reference_load does on commit
+    assert selectors.rtts_from(shanghai)[horinger.pk] == Decimal("12.5")
 
 
 def test_a_region_added_after_the_codes_were_read_is_found_at_once(reference):
@@ -74,7 +84,8 @@ def test_a_listing_reads_the_same_as_field_by_field(clients, make_listing, now):
         served = clients["buyer"].get(url).json()["results"]
         filters = {"origin": Region.objects.get(code="shanghai")} if "origin" in url else {}
         rows = selectors.listing_search(selectors.ListingFilters(**filters), viewer=None)
-        assert served == [ListingOut().field_by_field(row) for row in rows]
+        rtts = selectors.rtts_from(filters["origin"]) if filters else {}
+        assert served == [ListingOut(context={"rtt_ms_by_region": rtts}).field_by_field(row) for row in rows]
         assert {row["rtt_ms"] is None for row in served} == {"origin" not in url}
 
 
