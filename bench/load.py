@@ -1,6 +1,6 @@
 """Load: the API under wrk, served by gunicorn on PostgreSQL, with a real Celery worker on Redis.
 
-    .venv/bin/python bench/load.py [--duration 10] [--connections 4,16] [--probes 20] [--json PATH]
+    .venv/bin/python bench/load.py [--duration 12] [--rounds 3] [--connections 4,16] [--probes 20] [--json PATH]
         [--database-url postgres://postgres@127.0.0.1:5432/mkt_load]
         [--broker-url redis://127.0.0.1:6379/10] [--cache-url redis://127.0.0.1:6379/11]
 
@@ -17,7 +17,10 @@
    by side: a trivial DRF endpoint (``GET /api/v1/gpu-models/``: eight rows, two small queries)
    as the ceiling, capacity search, listing search, and request submission (each POST a distinct
    valid request, spread over the load buyers); after the submissions, waits until the worker has
-   matched every one of them (the "backlog" figure).
+   matched every one of them (the "backlog" figure). The duration is split into ``--rounds``
+   interleaved rounds (every endpoint in turn, every other round in reverse order): this machine's
+   speed drifts by tens of percent over a minute, so each ratio to the trivial endpoint is taken
+   within a round, and the table gives the median round's.
 4. Under a background search load (capacity and listing search at the largest connection count),
    POSTs ``--probes`` requests one at a time and polls each until it is matched: the time a buyer
    waits from POST to match, which includes the commit coalescing window
@@ -39,6 +42,7 @@ import os
 import random
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -389,6 +393,8 @@ class Row:
     socket_errors: int
     ratio_to_trivial: float | None = None
     sample: str = ""
+    p99_worst_ms: float = 0.0  # the worst round's p99 (``p99_ms`` is the rounds' median)
+    rounds: int = 1
 
 
 def wrk_command(base: str, script: Path, *, connections: int, seconds: int, threads: int) -> list[str]:
@@ -590,27 +596,47 @@ def probes_under_load(base: str, run_dir: Path, args, market: Market, connection
 
 
 def table_print(rows: list[Row]) -> None:
-    header = f"{'endpoint':<20} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'sock err':>8}"
-    header += f" {'vs trivial':>10}"
+    header = f"{'endpoint':<20} {'conns':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'worst p99':>9}"
+    header += f" {'non-2xx':>8} {'sock err':>8} {'vs trivial':>10}"
     print(header)
     print("-" * len(header))
     for row in rows:
         ratio = "" if row.ratio_to_trivial is None else f"{row.ratio_to_trivial:.0%}"
         print(
             f"{row.endpoint:<20} {row.connections:>5} {row.rps:>8.1f} {row.p50_ms:>8.1f} {row.p99_ms:>8.1f} "
-            f"{row.non2xx:>8} {row.socket_errors:>8} {ratio:>10}"
+            f"{row.p99_worst_ms:>9.1f} {row.non2xx:>8} {row.socket_errors:>8} {ratio:>10}"
         )
     for row in rows:
         if row.sample:
             print(f"first non-2xx of {row.endpoint} at {row.connections}: {row.sample}")
 
 
-def ratios_set(rows: list[Row]) -> None:
-    """Each row's throughput over the trivial endpoint's at the same connection count."""
-    trivial = {row.connections: row.rps for row in rows if row.endpoint == "trivial"}
-    for row in rows:
-        if trivial.get(row.connections):
-            row.ratio_to_trivial = round(row.rps / trivial[row.connections], 3)
+def rounds_combined(rounds: list[Row]) -> Row:
+    """One row for an endpoint's rounds at one connection count: throughput over all of them, the
+    median round's p50 and p99, the worst round's p99."""
+    first, requests, seconds = rounds[0], sum(r.requests for r in rounds), sum(r.seconds for r in rounds)
+    return Row(
+        endpoint=first.endpoint,
+        label=first.label,
+        connections=first.connections,
+        requests=requests,
+        seconds=round(seconds, 2),
+        rps=round(requests / seconds, 1),
+        p50_ms=statistics.median(r.p50_ms for r in rounds),
+        p99_ms=statistics.median(r.p99_ms for r in rounds),
+        max_ms=max(r.max_ms for r in rounds),
+        non2xx=sum(r.non2xx for r in rounds),
+        socket_errors=sum(r.socket_errors for r in rounds),
+        sample=next((r.sample for r in rounds if r.sample), ""),
+        p99_worst_ms=max(r.p99_ms for r in rounds),
+        rounds=len(rounds),
+    )
+
+
+def ratio_to_trivial(rounds: list[Row], trivial: list[Row]) -> float:
+    """The median over rounds of the endpoint's throughput over the trivial endpoint's in the same
+    round: the machine's speed drifts between rounds, hardly within one."""
+    return round(statistics.median(r.rps / t.rps for r, t in zip(rounds, trivial, strict=True) if t.rps), 3)
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -619,7 +645,10 @@ def ratios_set(rows: list[Row]) -> None:
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     cores = os.cpu_count() or 2
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=10, help="seconds of wrk per endpoint and level")
+    parser.add_argument("--duration", type=int, default=12, help="seconds of wrk per endpoint and level")
+    parser.add_argument(
+        "--rounds", type=int, default=6, help="interleaved rounds the duration is split into (ratios paired per round)"
+    )
     parser.add_argument("--connections", default="4,16", help="comma-separated wrk connection counts")
     parser.add_argument("--probes", type=int, default=20, help="requests timed from POST to match")
     parser.add_argument("--json", type=Path, help="write the figures here")
@@ -645,27 +674,37 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def rows_measure(base: str, run_dir: Path, args, market: Market) -> tuple[list[Row], list[dict]]:
-    """Every endpoint at every connection count; after each round of POSTs, its backlog."""
+    """Every endpoint at every connection count, in ``args.rounds`` interleaved rounds of
+    ``args.duration / args.rounds`` seconds each; after each round of POSTs, its backlog."""
     rows, backlogs = [], []
+    scripts = {e.name: script_write(run_dir, e, market.tokens, args.threads_wrk) for e in endpoints()}
+    block = max(1, round(args.duration / args.rounds))
     for connections in args.connections:
-        for endpoint in endpoints():
-            before = requests_of(market.buyer_ids) if endpoint.post else 0
-            script = script_write(run_dir, endpoint, market.tokens, args.threads_wrk)
-            row = wrk_run(
-                base, script, endpoint, connections=connections, seconds=args.duration, threads=args.threads_wrk
-            )
+        rounds: dict[str, list[Row]] = {e.name: [] for e in endpoints()}
+        for k in range(args.rounds):
+            # Every other round in reverse, so that a drift in speed within a round evens out.
+            for endpoint in endpoints()[:: -1 if k % 2 else 1]:
+                before = requests_of(market.buyer_ids) if endpoint.post else 0
+                script = scripts[endpoint.name]
+                row = wrk_run(base, script, endpoint, connections=connections, seconds=block, threads=args.threads_wrk)
+                rounds[endpoint.name].append(row)
+                if endpoint.post:
+                    backlogs.append(backlog_after(market, row, before, args.drain_timeout))
+        for name, measured in rounds.items():
+            row = rounds_combined(measured)
+            row.ratio_to_trivial = ratio_to_trivial(measured, rounds["trivial"])
             rows.append(row)
-            print(f"  {endpoint.name} at {connections}: {row.rps} req/s, p99 {row.p99_ms} ms", flush=True)
-            if endpoint.post:
-                drained = backlog_drain(market.buyer_ids, args.drain_timeout)
-                created = requests_of(market.buyer_ids) - before
-                backlogs.append(
-                    {"connections": connections, "answered": row.requests, "created": created, "drain_s": drained}
-                )
-                if drained is None:
-                    raise RuntimeError(f"the worker left the backlog unmatched after {args.drain_timeout} s")
-    ratios_set(rows)
+            print(f"  {name} at {connections}: {row.rps} req/s, p99 {row.p99_ms} ms", flush=True)
     return rows, backlogs
+
+
+def backlog_after(market: Market, row: Row, before: int, timeout: float) -> dict:
+    """How the round of POSTs in ``row`` went: answered, committed, and seconds until all matched."""
+    drained = backlog_drain(market.buyer_ids, timeout)
+    created = requests_of(market.buyer_ids) - before
+    if drained is None:
+        raise RuntimeError(f"the worker left the backlog unmatched after {timeout} s")
+    return {"connections": row.connections, "answered": row.requests, "created": created, "drain_s": drained}
 
 
 def run(args) -> dict:
@@ -695,6 +734,7 @@ def run(args) -> dict:
         process_stop(worker)
     config = {
         "duration_s": args.duration,
+        "rounds": args.rounds,
         "connections": args.connections,
         "gunicorn": f"{args.workers} x {args.worker_class} (threads {args.threads})",
         "listings": market.listings,
@@ -708,7 +748,8 @@ def report_print(figures: dict) -> None:
     config = figures["config"]
     print(
         f"\nLoad: gunicorn {config['gunicorn']}, {config['cores']} cores, {config['listings']} listings, "
-        f"wrk {config['duration_s']} s per row"
+        f"wrk {config['duration_s']} s per row in {config['rounds']} interleaved rounds; p50 and p99 are the "
+        f"rounds' medians, 'vs trivial' the median of the rounds' ratios"
     )
     table_print(figures["rows"])
     for endpoint in endpoints():
