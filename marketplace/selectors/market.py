@@ -52,25 +52,37 @@ def gpu_model_list() -> QuerySet[GpuModel]:
     return GpuModel.objects.all()
 
 
-#: Seconds a process trusts its copy of the reference codes. Reference data changes only through
-#: ``load_reference``, which keeps each row's id: a code it adds is found at once (a miss reads the
-#: database), a changed attribute (a power price) shows in this process within this long.
+#: Seconds a process trusts its copy of the reference rows. Reference data changes only through
+#: ``load_reference``, which keeps each row's id and makes its own process forget its copy on commit:
+#: a code or id it adds is found at once (a miss reads the database), a changed attribute (a power
+#: price) shows in other processes within this long.
 REFERENCE_TTL_SECONDS = 60.0
-_reference_rows: dict[type, tuple[float, dict[str, Region | GpuModel]]] = {}
+_reference_rows: dict[type, tuple[float, dict[str, Region | GpuModel], dict[int, Region | GpuModel]]] = {}
 
 
 def reference_by_code(model: type[Region] | type[GpuModel], code: str) -> Region | GpuModel | None:
     """The region or GPU model with ``code``, from this process's copy of the reference table.
 
-    For the search endpoints' query parameters, which need only the row to filter by: one query
-    per table per ``REFERENCE_TTL_SECONDS`` instead of one per parameter per request. The rows are
-    shared between requests: read them, never change them.
+    For the search endpoints: one query per table per ``REFERENCE_TTL_SECONDS`` instead of one per
+    parameter (or a join) per request. The rows are shared between requests: read them, never
+    change them.
     """
-    loaded_at, rows = _reference_rows.get(model, (0.0, {}))
-    if code not in rows or time.monotonic() - loaded_at > REFERENCE_TTL_SECONDS:
-        rows = {row.code: row for row in model.objects.all()}
-        _reference_rows[model] = (time.monotonic(), rows)
-    return rows.get(code)
+    return _reference_table(model, code=code)[1].get(code)
+
+
+def reference_by_id(model: type[Region] | type[GpuModel], pk: int) -> Region | GpuModel | None:
+    """:func:`reference_by_code`, by id."""
+    return _reference_table(model, pk=pk)[2].get(pk)
+
+
+def _reference_table(model, *, code: str | None = None, pk: int | None = None) -> tuple:
+    loaded_at, by_code, by_id = table = _reference_rows.get(model, (0.0, {}, {}))
+    missing = (code is not None and code not in by_code) or (pk is not None and pk not in by_id)
+    if missing or time.monotonic() - loaded_at > REFERENCE_TTL_SECONDS:
+        rows = list(model.objects.all())
+        table = (time.monotonic(), {row.code: row for row in rows}, {row.pk: row for row in rows})
+        _reference_rows[model] = table
+    return table
 
 
 def reference_forget() -> None:
@@ -135,36 +147,22 @@ class ListingFilters:
 
 def listings_visible_to(viewer: Organisation | None) -> QuerySet[Listing]:
     """The market's active listings, plus every listing of ``viewer`` itself, with ``free`` and
-    ``LISTING_SHOWN_COLUMNS`` annotated."""
+    ``provider_name`` annotated (``ListingOut`` takes region and GPU model from ``reference_by_id``)."""
     visible = Q(status=Listing.Status.ACTIVE)
     if viewer is not None:
         visible |= Q(provider=viewer)
-    queryset = Listing.objects.filter(visible).annotate(**LISTING_SHOWN_COLUMNS)
-    return with_free_gpus(queryset)
+    return with_free_gpus(Listing.objects.filter(visible).annotate(provider_name=F("provider__name")))
 
 
-#: The joined columns a listing is shown with (``ListingOut``), read into the listing's own row: a
-#: page of 200 listings then builds 200 objects rather than 800 (listing, provider, region, model).
-LISTING_SHOWN_COLUMNS = {
-    "provider_name": F("provider__name"),
-    "region_code": F("region__code"),
-    "gpu_model_code": F("gpu_model__code"),
-    "region_pue": F("region__pue"),
-    "region_power_price": F("region__power_price_cny_kwh"),
-    "gpu_tdp_w": F("gpu_model__tdp_w"),
-}
+def listing_shown_energy_cost(listing) -> Decimal:
+    """``listing_energy_cost`` of a listing or search row, its region and GPU model from this
+    process's copy of the reference data."""
+    region, gpu = reference_by_id(Region, listing.region_id), reference_by_id(GpuModel, listing.gpu_model_id)
+    return energy_cost_per_gpu_hour(tdp_w=gpu.tdp_w, pue=region.pue, tariff_cny_kwh=region.power_price_cny_kwh)
 
 
-def listing_shown_energy_cost(listing: Listing) -> Decimal:
-    """``listing_energy_cost`` of a listing read through ``listings_visible_to``."""
-    return energy_cost_per_gpu_hour(
-        tdp_w=listing.gpu_tdp_w, pue=listing.region_pue, tariff_cny_kwh=listing.region_power_price
-    )
-
-
-#: The listing's own columns a search result shows (``ListingOut``; the joined ones are
-#: ``LISTING_SHOWN_COLUMNS``): loading only these skips converting the timestamps, JSON and figures
-#: no result shows.
+#: The listing's own columns a search result shows (``ListingOut``): loading only these skips
+#: converting the timestamps, JSON and figures no result shows.
 LISTING_SEARCH_FIELDS = (
     "id",
     "gpu_count",
@@ -173,16 +171,18 @@ LISTING_SEARCH_FIELDS = (
     "available_from",
     "available_until",
     "status",
+    "region_id",
+    "gpu_model_id",
 )
 
 
 def listing_search(filters: ListingFilters, *, viewer: Organisation | None) -> QuerySet:
     """Listings ``viewer`` may see that match ``filters``, as named rows (not model instances: a
-    page of them costs a fifth as much to read) of what ``ListingOut`` shows: ``LISTING_SEARCH_FIELDS``,
-    the shown columns, ``free``, ``region_id`` (its RTT from the origin is ``rtts_from(origin)``)
+    page of them costs a fifth as much to read) of what ``ListingOut`` shows: ``LISTING_SEARCH_FIELDS``
+    (the RTT of ``region_id`` from the origin is ``rtts_from(origin)``), ``provider_name``, ``free``
     and ``search_count``, the number of listings matched (``COUNT(*) OVER ()``: a page counts in
     its own query)."""
-    shown = (*LISTING_SEARCH_FIELDS, *LISTING_SHOWN_COLUMNS, "free", "region_id")
+    shown = (*LISTING_SEARCH_FIELDS, "provider_name", "free")
     queryset = _listings_matching(filters, viewer=viewer).annotate(search_count=Window(Count("pk")))
     return queryset.values_list(*shown, "search_count", named=True)
 
