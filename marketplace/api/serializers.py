@@ -59,6 +59,13 @@ class PatternField(JsonStringMixin, serializers.RegexField):
     default_error_messages = {"not_a_string": "Not a valid string."}
 
 
+class DecimalText(JsonStringMixin, serializers.DecimalField):
+    """A decimal in a body: a string such as "9.50", as the schema says; a JSON number, which would
+    pass through a binary float, is a 400."""
+
+    default_error_messages = {"not_a_string": 'A decimal number as a string, such as "9.50".'}
+
+
 class ReferenceCodeField(serializers.SlugRelatedField):
     """A region or GPU model by code, read from the process's copy of the reference table.
 
@@ -185,7 +192,7 @@ class ListingIn(serializers.Serializer):
     gpu_model = gpu_model_field()
     gpu_count = serializers.IntegerField(min_value=1, max_value=100_000)
     gpus_per_node = serializers.ChoiceField(choices=NODE_SIZE_CHOICES)
-    price_per_gpu_hour = serializers.DecimalField(**MONEY, min_value=0)
+    price_per_gpu_hour = DecimalText(**MONEY, min_value=0)
     available_from = serializers.DateTimeField(required=False)
     available_until = serializers.DateTimeField(required=False)
 
@@ -200,7 +207,7 @@ class ListingIn(serializers.Serializer):
 class ListingUpdateIn(serializers.Serializer):
     gpu_count = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
     gpus_per_node = serializers.ChoiceField(choices=NODE_SIZE_CHOICES, required=False)
-    price_per_gpu_hour = serializers.DecimalField(**MONEY, min_value=0, required=False)
+    price_per_gpu_hour = DecimalText(**MONEY, min_value=0, required=False)
     available_from = serializers.DateTimeField(required=False)
     available_until = serializers.DateTimeField(required=False)
 
@@ -304,9 +311,9 @@ class RequestIn(serializers.Serializer):
     replicas = serializers.IntegerField(min_value=1, max_value=4096)
     origin = region_field()
     latency_class = serializers.ChoiceField(choices=LATENCY_CLASSES, required=False)
-    max_rtt_ms = serializers.DecimalField(max_digits=7, decimal_places=1, min_value=0, required=False)
-    latency_weight = serializers.DecimalField(max_digits=8, decimal_places=4, min_value=0, required=False)
-    max_price_per_gpu_hour = serializers.DecimalField(**MONEY, min_value=0)
+    max_rtt_ms = DecimalText(max_digits=7, decimal_places=1, min_value=0, required=False)
+    latency_weight = DecimalText(max_digits=8, decimal_places=4, min_value=0, required=False)
+    max_price_per_gpu_hour = DecimalText(**MONEY, min_value=0)
     duration_hours = serializers.IntegerField(min_value=1, max_value=24 * 366)
     start_by = serializers.DateTimeField(required=False)
     voucher_code = TextField(max_length=64, required=False, allow_blank=True)
@@ -505,17 +512,17 @@ class VoucherProgramIn(serializers.Serializer):
     name = TextField(max_length=200)
     sponsor = TextField(max_length=200, required=False)
     kind = serializers.ChoiceField(choices=VoucherProgram.Kind.choices, default=VoucherProgram.Kind.PERCENT)
-    percent = serializers.DecimalField(max_digits=5, decimal_places=2, required=False, allow_null=True)
-    free_gpu_hours = serializers.DecimalField(max_digits=10, decimal_places=2, required=False, allow_null=True)
-    cap_per_buyer = serializers.DecimalField(max_digits=16, decimal_places=4, required=False, allow_null=True)
-    budget = serializers.DecimalField(max_digits=16, decimal_places=4)
+    percent = DecimalText(max_digits=5, decimal_places=2, required=False, allow_null=True)
+    free_gpu_hours = DecimalText(max_digits=10, decimal_places=2, required=False, allow_null=True)
+    cap_per_buyer = DecimalText(max_digits=16, decimal_places=4, required=False, allow_null=True)
+    budget = DecimalText(max_digits=16, decimal_places=4)
     valid_from = serializers.DateTimeField(required=False)
     valid_until = serializers.DateTimeField()
     eligible_regions = region_field(many=True, required=False)
     eligible_gpu_models = gpu_model_field(many=True, required=False)
     eligible_buyer_provinces = serializers.ListField(child=TextField(max_length=100), required=False)
-    min_spend = serializers.DecimalField(max_digits=16, decimal_places=4, required=False, allow_null=True)
-    max_spend = serializers.DecimalField(max_digits=16, decimal_places=4, required=False, allow_null=True)
+    min_spend = DecimalText(max_digits=16, decimal_places=4, required=False, allow_null=True)
+    max_spend = DecimalText(max_digits=16, decimal_places=4, required=False, allow_null=True)
 
     def validate(self, attrs):
         attrs.setdefault("valid_from", market_now())
@@ -524,10 +531,10 @@ class VoucherProgramIn(serializers.Serializer):
 
 class VoucherProgramUpdateIn(serializers.Serializer):
     name = TextField(max_length=200, required=False)
-    budget = serializers.DecimalField(max_digits=16, decimal_places=4, required=False)
+    budget = DecimalText(max_digits=16, decimal_places=4, required=False)
     valid_from = serializers.DateTimeField(required=False)
     valid_until = serializers.DateTimeField(required=False)
-    cap_per_buyer = serializers.DecimalField(max_digits=16, decimal_places=4, required=False, allow_null=True)
+    cap_per_buyer = DecimalText(max_digits=16, decimal_places=4, required=False, allow_null=True)
 
 
 class VoucherProgramOut(serializers.ModelSerializer):
@@ -570,7 +577,7 @@ class IssueIn(serializers.Serializer):
     buyer = serializers.SlugRelatedField(
         slug_field="name", queryset=Organisation.objects.filter(kind=Organisation.Kind.BUYER), required=False
     )
-    cap = serializers.DecimalField(max_digits=16, decimal_places=4, required=False, allow_null=True)
+    cap = DecimalText(max_digits=16, decimal_places=4, required=False, allow_null=True)
 
 
 class IssuedVoucherOut(serializers.ModelSerializer):

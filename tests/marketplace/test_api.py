@@ -275,6 +275,14 @@ def test_request_with_max_rtt_only_gets_its_class(clients, reference):
     assert (response.data["latency_class"], response.data["max_rtt_ms"]) == ("realtime", "8.0")
 
 
+@pytest.mark.parametrize("field", ["max_price_per_gpu_hour", "max_rtt_ms", "latency_weight"])
+def test_a_decimal_sent_as_a_json_number_is_a_400_naming_the_field(clients, reference, field):
+    response = clients["buyer"].post("/api/v1/requests/", {**REQUEST_BODY, field: 9.5}, format="json")
+    assert response.status_code == 400
+    assert response.data == {field: ['A decimal number as a string, such as "9.50".']}
+    assert not BuyerRequest.objects.exists()
+
+
 def test_malformed_json_is_a_400(clients):
     response = clients["buyer"].post("/api/v1/requests/", "{not json", content_type="application/json")
     assert response.status_code == 400
