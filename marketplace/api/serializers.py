@@ -59,6 +59,26 @@ class PatternField(JsonStringMixin, serializers.RegexField):
     default_error_messages = {"not_a_string": "Not a valid string."}
 
 
+class JsonNumberMixin:
+    """Bodies are JSON: a field the schema declares an integer refuses a string, which DRF's
+    integer and choice fields would otherwise parse ("replicas": "3")."""
+
+    default_error_messages = {"not_a_number": "A whole number, not a string."}
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            self.fail("not_a_number")
+        return super().to_internal_value(data)
+
+
+class IntegerNumber(JsonNumberMixin, serializers.IntegerField):
+    pass
+
+
+class NumberChoice(JsonNumberMixin, serializers.ChoiceField):
+    pass
+
+
 class DecimalText(JsonStringMixin, serializers.DecimalField):
     """A decimal in a body: a string such as "9.50", as the schema says; a JSON number, which would
     pass through a binary float, is a 400."""
@@ -190,8 +210,8 @@ class ListingQuery(serializers.Serializer):
 class ListingIn(serializers.Serializer):
     region = region_field()
     gpu_model = gpu_model_field()
-    gpu_count = serializers.IntegerField(min_value=1, max_value=100_000)
-    gpus_per_node = serializers.ChoiceField(choices=NODE_SIZE_CHOICES)
+    gpu_count = IntegerNumber(min_value=1, max_value=100_000)
+    gpus_per_node = NumberChoice(choices=NODE_SIZE_CHOICES)
     price_per_gpu_hour = DecimalText(**MONEY, min_value=0)
     available_from = serializers.DateTimeField(required=False)
     available_until = serializers.DateTimeField(required=False)
@@ -205,8 +225,8 @@ class ListingIn(serializers.Serializer):
 
 
 class ListingUpdateIn(serializers.Serializer):
-    gpu_count = serializers.IntegerField(min_value=1, max_value=100_000, required=False)
-    gpus_per_node = serializers.ChoiceField(choices=NODE_SIZE_CHOICES, required=False)
+    gpu_count = IntegerNumber(min_value=1, max_value=100_000, required=False)
+    gpus_per_node = NumberChoice(choices=NODE_SIZE_CHOICES, required=False)
     price_per_gpu_hour = DecimalText(**MONEY, min_value=0, required=False)
     available_from = serializers.DateTimeField(required=False)
     available_until = serializers.DateTimeField(required=False)
@@ -307,14 +327,14 @@ _TIME_OUT = UtcTimeOut(default_timezone=UTC)
 
 class RequestIn(serializers.Serializer):
     gpu_model = gpu_model_field()
-    gpus_per_replica = serializers.ChoiceField(choices=NODE_SIZE_CHOICES)
-    replicas = serializers.IntegerField(min_value=1, max_value=4096)
+    gpus_per_replica = NumberChoice(choices=NODE_SIZE_CHOICES)
+    replicas = IntegerNumber(min_value=1, max_value=4096)
     origin = region_field()
     latency_class = serializers.ChoiceField(choices=LATENCY_CLASSES, required=False)
     max_rtt_ms = DecimalText(max_digits=7, decimal_places=1, min_value=0, required=False)
     latency_weight = DecimalText(max_digits=8, decimal_places=4, min_value=0, required=False)
     max_price_per_gpu_hour = DecimalText(**MONEY, min_value=0)
-    duration_hours = serializers.IntegerField(min_value=1, max_value=24 * 366)
+    duration_hours = IntegerNumber(min_value=1, max_value=24 * 366)
     start_by = serializers.DateTimeField(required=False)
     voucher_code = TextField(max_length=64, required=False, allow_blank=True)
 
@@ -573,7 +593,7 @@ class VoucherProgramOut(serializers.ModelSerializer):
 
 
 class IssueIn(serializers.Serializer):
-    count = serializers.IntegerField(min_value=1, max_value=1000, default=1)
+    count = IntegerNumber(min_value=1, max_value=1000, default=1)
     buyer = serializers.SlugRelatedField(
         slug_field="name", queryset=Organisation.objects.filter(kind=Organisation.Kind.BUYER), required=False
     )
@@ -604,7 +624,7 @@ class ProgramReportOut(serializers.Serializer):
 
 
 class FailNodesIn(serializers.Serializer):
-    nodes = serializers.ListField(child=serializers.IntegerField(min_value=0), min_length=1, max_length=1000)
+    nodes = serializers.ListField(child=IntegerNumber(min_value=0), min_length=1, max_length=1000)
 
 
 class StatementQuery(serializers.Serializer):

@@ -283,6 +283,14 @@ def test_a_decimal_sent_as_a_json_number_is_a_400_naming_the_field(clients, refe
     assert not BuyerRequest.objects.exists()
 
 
+@pytest.mark.parametrize("field", ["replicas", "gpus_per_replica", "duration_hours"])
+def test_a_whole_number_sent_as_a_string_is_a_400_naming_the_field(clients, reference, field):
+    response = clients["buyer"].post("/api/v1/requests/", {**REQUEST_BODY, field: "2"}, format="json")
+    assert response.status_code == 400
+    assert response.data == {field: ["A whole number, not a string."]}
+    assert not BuyerRequest.objects.exists()
+
+
 def test_malformed_json_is_a_400(clients):
     response = clients["buyer"].post("/api/v1/requests/", "{not json", content_type="application/json")
     assert response.status_code == 400

@@ -264,7 +264,9 @@ def test_quote_panel_uses_the_quote_selector_and_agrees_with_the_api(web, make_l
     assert "Price–latency frontier" in page and "ningxia-zhongwei" in page
     api_client = APIClient()
     api_client.force_authenticate(get_user_model().objects.get(username="buy"))
-    api = api_client.post("/api/v1/quotes/", REQUEST_FORM).json()
+    numbers = ("gpus_per_replica", "replicas", "duration_hours")  # a form's strings, as JSON types
+    body = {key: int(value) if key in numbers else value for key, value in REQUEST_FORM.items()}
+    api = api_client.post("/api/v1/quotes/", body, format="json").json()
     assert api["total_cost"] == str(quote.total_cost)
     assert not BuyerRequest.objects.exists()
 
