@@ -45,7 +45,7 @@ class ExplainIndex:
         self.max_free = [max(x.node_free, default=0) for x in problem.listings]
         self.max_residual = [max(f, default=0) for f in self.residual]
         self._price_text: dict[int, str] = {}
-        self._text: dict[tuple, str | int] = {}  # money units and texts, ISO times, by value
+        self._text: dict[tuple, str | int | dict] = {}  # money units, texts, ISO times, shared entries
 
     def alternatives(self, model: int, origin: int) -> list[int]:
         """The cheapest listing of each region (by price, then id), cheapest region first."""
@@ -123,8 +123,19 @@ class ExplainIndex:
         return self._rejected[i]
 
     def _entry(self, i: int, j: int, cost: int) -> dict:
-        listing, rtt = self.problem.listings[j], self.rtt(i, j)
+        rtt = self.rtt(i, j)
+        if rtt is not None and rtt > self.r_bound[i] and self.l_gpn[j] >= self.r_size[i]:
+            # Beyond the request's bound: the entry depends on nothing else, and is the commonest
+            # (cheap western listings too far for a real-time request), so it is built once and shared.
+            key = ("entry", j, rtt, self.problem.requests[i].max_rtt_ms)
+            if key not in self._text:
+                self._text[key] = self._entry_of(j, rtt, self._infeasible(i, j, rtt))
+            return self._text[key]
         reason = _why_not(self, i, j, cost) if self._quick_feasible(i, j, rtt) else self._infeasible(i, j, rtt)
+        return self._entry_of(j, rtt, reason)
+
+    def _entry_of(self, j: int, rtt: float | None, reason: str) -> dict:
+        listing = self.problem.listings[j]
         return {
             "region": listing.region,
             "listing_id": listing.id,
@@ -140,7 +151,10 @@ class ExplainIndex:
         if rtt is None or self.l_gpn[j] < self.r_size[i]:
             return costs.infeasibility(request, listing, rtt, self.problem.now)
         if rtt <= self.r_bound[i] and self.price[j] <= self.r_cap[i]:
-            return costs.window_or_capacity_reason(request, listing, self.problem.now)
+            key = ("window", j, self.r_start_by[i], self.r_duration_h[i], self.r_size[i])
+            if key not in self._text:  # what it depends on, of the request
+                self._text[key] = costs.window_or_capacity_reason(request, listing, self.problem.now)
+            return self._text[key]
         if rtt > self.r_bound[i]:
             key = ("rtt", listing.region, rtt, request.max_rtt_ms)
             if key not in self._text:
