@@ -11,6 +11,8 @@ CORE = [
     "costs",
     "edges",
     "flow",
+    "simplex",
+    "spanning_tree",
     "packing",
     "shards",
     "solver",
