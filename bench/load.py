@@ -764,10 +764,12 @@ def report_print(figures: dict) -> None:
     table_print(figures["rows"])
     for endpoint in endpoints():
         print(f"  {endpoint.name}: {endpoint.label}")
-    for backlog in figures["backlogs"]:
+    for connections in figures["config"]["connections"]:
+        rounds = [b for b in figures["backlogs"] if b["connections"] == connections]
         print(
-            f"POSTs at {backlog['connections']} connections: {backlog['answered']} answered, {backlog['created']} "
-            f"created; all matched {backlog['drain_s']:.1f} s after the last"
+            f"POSTs at {connections} connections, {len(rounds)} rounds: {sum(b['answered'] for b in rounds)} answered, "
+            f"{sum(b['created'] for b in rounds)} created; each round all matched within "
+            f"{max(b['drain_s'] for b in rounds):.1f} s of its last"
         )
     probe, background = figures["probe"], figures["probe"].background
     print(
