@@ -58,15 +58,7 @@ def shortest_path_tree(n, m, source, target, cap, cost, supply):
     for u in range(n):
         if supply[u] < supply[sink]:
             sink = u
-    start = np.zeros(n + 1, np.int64)
-    for e in range(m):
-        start[target[e] + 1] += 1
-    start = np.cumsum(start)
-    fill = start[:-1].copy()
-    incoming = np.empty(m, np.int64)
-    for e in range(m):
-        incoming[fill[target[e]]] = e
-        fill[target[e]] += 1
+    start, incoming = grouped(target[:m], n)
     dist = np.full(n, UNBOUNDED, np.int64)
     into = np.full(n, -1, np.int64)
     done = np.zeros(n, np.bool_)
@@ -86,6 +78,22 @@ def shortest_path_tree(n, m, source, target, cap, cost, supply):
                 dist[u], into[u] = d + cost[e], e
                 size = heap_push(heap_key, heap_node, size, d + cost[e], u)
     return into
+
+
+@njit(cache=True, nogil=True)
+def grouped(keys, n_keys):
+    """Positions 0..len(keys)-1 grouped by key (a counting sort): those with key k are
+    ``members[start[k]:start[k + 1]]``, in order."""
+    start = np.zeros(n_keys + 1, np.int64)
+    for x in range(len(keys)):
+        start[keys[x] + 1] += 1
+    start = np.cumsum(start)
+    fill = start[:-1].copy()
+    members = np.empty(len(keys), np.int64)
+    for x in range(len(keys)):
+        members[fill[keys[x]]] = x
+        fill[keys[x]] += 1
+    return start, members
 
 
 @njit(cache=True, nogil=True)
@@ -119,15 +127,7 @@ def heap_push(key, node, size, k, v):
 def thread_tree(n, parent, thread, rev_thread, succ_num, last_succ):
     """Preorder thread, subtree sizes and last successors of the tree given by ``parent``."""
     root = n
-    count = np.zeros(n + 2, np.int64)
-    for u in range(n):
-        count[parent[u] + 1] += 1
-    first = np.cumsum(count)
-    fill = first[:-1].copy()
-    children = np.empty(n, np.int64)
-    for u in range(n):
-        children[fill[parent[u]]] = u
-        fill[parent[u]] += 1
+    first, children = grouped(parent[:n], n + 1)
     order = np.empty(n + 1, np.int64)
     stack = np.empty(n + 1, np.int64)
     stack[0], depth, k = root, 1, 0
