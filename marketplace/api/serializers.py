@@ -40,50 +40,42 @@ def gpu_model_field(**kwargs) -> serializers.SlugRelatedField:
     return serializers.SlugRelatedField(slug_field="code", queryset=GpuModel.objects.all(), **kwargs)
 
 
-class JsonStringMixin:
-    """Bodies are JSON: a field the schema declares a string refuses a number or a boolean, which
-    DRF's text fields would otherwise turn into a string (``"username": 1e-05`` is a 400, not a user
-    named "1e-05")."""
+class JsonTypeMixin:
+    """Bodies are JSON: a field takes only the JSON type its schema declares. DRF's text fields turn
+    a number into a string (``"username": 1e-05`` would make a user named "1e-05"), and its number
+    fields parse a string (``"replicas": "3"``); here either is a 400 naming the field."""
+
+    takes_text = True  # the schema says string (else: number)
 
     def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("not_a_string")
+        if isinstance(data, str) != self.takes_text:
+            self.fail("json_type")
         return super().to_internal_value(data)
 
 
-class TextField(JsonStringMixin, serializers.CharField):
-    default_error_messages = {"not_a_string": "Not a valid string."}
+class TextField(JsonTypeMixin, serializers.CharField):
+    default_error_messages = {"json_type": "Not a valid string."}
 
 
-class PatternField(JsonStringMixin, serializers.RegexField):
-    default_error_messages = {"not_a_string": "Not a valid string."}
+class PatternField(JsonTypeMixin, serializers.RegexField):
+    default_error_messages = {"json_type": "Not a valid string."}
 
 
-class JsonNumberMixin:
-    """Bodies are JSON: a field the schema declares an integer refuses a string, which DRF's
-    integer and choice fields would otherwise parse ("replicas": "3")."""
-
-    default_error_messages = {"not_a_number": "A whole number, not a string."}
-
-    def to_internal_value(self, data):
-        if isinstance(data, str):
-            self.fail("not_a_number")
-        return super().to_internal_value(data)
-
-
-class IntegerNumber(JsonNumberMixin, serializers.IntegerField):
-    pass
-
-
-class NumberChoice(JsonNumberMixin, serializers.ChoiceField):
-    pass
-
-
-class DecimalText(JsonStringMixin, serializers.DecimalField):
+class DecimalText(JsonTypeMixin, serializers.DecimalField):
     """A decimal in a body: a string such as "9.50", as the schema says; a JSON number, which would
     pass through a binary float, is a 400."""
 
-    default_error_messages = {"not_a_string": 'A decimal number as a string, such as "9.50".'}
+    default_error_messages = {"json_type": 'A decimal number as a string, such as "9.50".'}
+
+
+class IntegerNumber(JsonTypeMixin, serializers.IntegerField):
+    takes_text = False
+    default_error_messages = {"json_type": "A whole number, not a string."}
+
+
+class NumberChoice(JsonTypeMixin, serializers.ChoiceField):
+    takes_text = False
+    default_error_messages = {"json_type": "A whole number, not a string."}
 
 
 class ReferenceCodeField(serializers.SlugRelatedField):
