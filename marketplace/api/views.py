@@ -163,7 +163,7 @@ class ListingListView(generics.GenericAPIView):
         query["ordering"] = s.LISTING_ORDERINGS[query["ordering"]]
         queryset = selectors.listing_search(selectors.ListingFilters(**query), viewer=viewer)
         page = self.paginate_queryset(queryset)
-        rtts = selectors.rtts_from(query["origin"]) if query.get("origin") else {}
+        rtts = selectors.rtts_from(query.get("origin"))
         return self.get_paginated_response(s.ListingOut(page, many=True, context={"rtt_ms_by_region": rtts}).data)
 
     @extend_schema(request=s.ListingIn, responses={201: s.ListingOut}, parameters=[IDEMPOTENCY_PARAMETER])

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.db.models import (
     Case,
@@ -52,59 +53,65 @@ def gpu_model_list() -> QuerySet[GpuModel]:
     return GpuModel.objects.all()
 
 
-#: Seconds a process trusts its copy of the reference rows. Reference data changes only through
-#: ``load_reference``, which keeps each row's id and makes its own process forget its copy on commit:
-#: a code or id it adds is found at once (a miss reads the database), a changed attribute (a power
-#: price) shows in other processes within this long.
+#: Seconds a process trusts its copy of the reference data (regions, GPU models, RTTs). It changes
+#: only through ``load_reference``, which keeps each row's id and makes its own process forget its
+#: copy on commit: a code or id it adds is found at once (a miss reads the database), a changed
+#: attribute (a power price, an RTT) shows in other processes within this long.
 REFERENCE_TTL_SECONDS = 60.0
-_reference_rows: dict[type, tuple[float, dict[str, Region | GpuModel], dict[int, Region | GpuModel]]] = {}
+_reference_copies: dict[object, tuple[float, object]] = {}
+
+
+def _reference_copy(key, load, *, holds) -> Any:
+    """This process's copy of one piece of reference data: ``load()`` again when the copy does not
+    ``holds`` what is asked for, or is older than ``REFERENCE_TTL_SECONDS``. Copies are shared
+    between requests: read them, never change them."""
+    loaded_at, copy = _reference_copies.get(key, (0.0, None))
+    if copy is None or not holds(copy) or time.monotonic() - loaded_at > REFERENCE_TTL_SECONDS:
+        copy = load()
+        _reference_copies[key] = (time.monotonic(), copy)
+    return copy
 
 
 def reference_by_code(model: type[Region] | type[GpuModel], code: str) -> Region | GpuModel | None:
     """The region or GPU model with ``code``, from this process's copy of the reference table.
 
     For the search endpoints: one query per table per ``REFERENCE_TTL_SECONDS`` instead of one per
-    parameter (or a join) per request. The rows are shared between requests: read them, never
-    change them.
+    parameter (or a join) per request.
     """
-    return _reference_table(model, code=code)[1].get(code)
+    by_code, _ = _reference_copy(model, lambda: _rows_by_code_and_id(model), holds=lambda c: code in c[0])
+    return by_code.get(code)
 
 
 def reference_by_id(model: type[Region] | type[GpuModel], pk: int) -> Region | GpuModel | None:
     """:func:`reference_by_code`, by id."""
-    return _reference_table(model, pk=pk)[2].get(pk)
+    _, by_id = _reference_copy(model, lambda: _rows_by_code_and_id(model), holds=lambda c: pk in c[1])
+    return by_id.get(pk)
 
 
-def _reference_table(model, *, code: str | None = None, pk: int | None = None) -> tuple:
-    loaded_at, by_code, by_id = table = _reference_rows.get(model, (0.0, {}, {}))
-    missing = (code is not None and code not in by_code) or (pk is not None and pk not in by_id)
-    if missing or time.monotonic() - loaded_at > REFERENCE_TTL_SECONDS:
-        rows = list(model.objects.all())
-        table = (time.monotonic(), {row.code: row for row in rows}, {row.pk: row for row in rows})
-        _reference_rows[model] = table
+def _rows_by_code_and_id(model) -> tuple[dict, dict]:
+    rows = list(model.objects.all())
+    return {row.code: row for row in rows}, {row.pk: row for row in rows}
+
+
+def rtts_from(origin: Region | None) -> dict[int, Decimal]:
+    """RTT in ms from ``origin`` to each region, by region id (none without an origin), from this
+    process's copy of the RTT table, so that a search costs no RTT lookup in its query."""
+    if origin is None:
+        return {}
+    table = _reference_copy(Rtt, _rtt_table, holds=lambda t: origin.pk in t)
+    return table.get(origin.pk, {})
+
+
+def _rtt_table() -> dict[int, dict[int, Decimal]]:
+    table: dict[int, dict[int, Decimal]] = {}
+    for source, target, rtt in Rtt.objects.values_list("source_region_id", "target_region_id", "rtt_ms"):
+        table.setdefault(source, {})[target] = rtt
     return table
 
 
 def reference_forget() -> None:
-    """Drop this process's copy of the reference codes and RTTs (after ``reference_load`` changed them)."""
-    _reference_rows.clear()
-    _rtt_copy.clear()
-
-
-_rtt_copy: list[tuple[float, dict[int, dict[int, Decimal]]]] = []
-
-
-def rtts_from(origin: Region) -> dict[int, Decimal]:
-    """RTT in ms from ``origin`` to each region, by region id, from this process's copy of the RTT
-    table: read, refreshed and forgotten as :func:`reference_by_code`'s copy (RTTs are reference
-    data too), so a search costs no RTT lookup in its query."""
-    loaded_at, table = _rtt_copy[0] if _rtt_copy else (0.0, {})
-    if origin.pk not in table or time.monotonic() - loaded_at > REFERENCE_TTL_SECONDS:
-        table = {}
-        for source, target, rtt in Rtt.objects.values_list("source_region_id", "target_region_id", "rtt_ms"):
-            table.setdefault(source, {})[target] = rtt
-        _rtt_copy[:] = [(time.monotonic(), table)]
-    return table.get(origin.pk, {})
+    """Drop this process's copy of the reference data (after ``reference_load`` changed it)."""
+    _reference_copies.clear()
 
 
 def rtt_map() -> dict[tuple[str, str], float]:
@@ -200,7 +207,7 @@ def _listings_matching(filters: ListingFilters, *, viewer: Organisation | None) 
         queryset = queryset.filter(price_per_gpu_hour__lte=filters.max_price)
     if filters.min_free_gpus is not None:
         queryset = queryset.filter(free__gte=filters.min_free_gpus)
-    rtts = rtts_from(filters.origin) if filters.origin is not None else {}
+    rtts = rtts_from(filters.origin)
     if filters.latency_class is not None and (bound := bound_of(filters.latency_class)) is not None:
         queryset = queryset.filter(region_id__in=[region for region, rtt in rtts.items() if rtt <= Decimal(str(bound))])
     if filters.ordering.lstrip("-") == "rtt_ms":
