@@ -1,5 +1,4 @@
 from django.core.paginator import Paginator
-from django.db.models import Count, Window
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 
@@ -29,7 +28,8 @@ class Pagination(PageNumberPagination):
 
 
 class WindowCountPaginator(Paginator):
-    """A paginator whose page query also counts: ``COUNT(*) OVER ()`` rides on the page's rows.
+    """A paginator for searches that count themselves: every row carries ``search_count``, the
+    search's ``COUNT(*) OVER ()`` (see ``selectors.listing_search``).
 
     One query per page instead of a count and a fetch, each compiled from the same (annotated,
     joined) queryset. Only a page with no rows (an empty result, or past the end) costs the plain
@@ -44,10 +44,7 @@ class WindowCountPaginator(Paginator):
         # SQL offsets are 64-bit: a page beyond them is past the end, and the plain path says so (404).
         if wanted >= 1 and wanted * self.per_page < 2**63:
             bottom = (wanted - 1) * self.per_page
-            counted = self.object_list
-            if "search_count" not in counted.query.annotations:  # a search may count itself
-                counted = counted.annotate(search_count=Window(Count("pk")))
-            rows = list(counted[bottom : bottom + self.per_page])
+            rows = list(self.object_list[bottom : bottom + self.per_page])
             if rows:
                 self.__dict__["count"] = rows[0].search_count  # Paginator.count is a cached_property
                 return self._get_page(rows, self.validate_number(wanted), self)
