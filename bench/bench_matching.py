@@ -30,11 +30,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from matching import costs  # noqa: E402
+from matching.flow.simplex import warm_up  # noqa: E402
 from matching.greedy import greedy  # noqa: E402
 from matching.latency import LatencyClass, bound_of  # noqa: E402
 from matching.problem import ListingSpec, Problem, RequestSpec, VoucherTerms  # noqa: E402
-from matching.simplex import warm_up  # noqa: E402
-from matching.solver import SHARD_THREADS, solve  # noqa: E402
+from matching.solver import COMPONENT_THREADS, solve  # noqa: E402
 
 SCALES = {"100x50": (100, 50), "1kx500": (1000, 500), "10kx2k": (10_000, 2000), "50kx10k": (50_000, 10_000)}
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
     warm_up()
     print(
         f"Loading the compiled simplex (once per process, as a worker does at its first round): "
-        f"{time.perf_counter() - started:.2f} s. Shards solve on {SHARD_THREADS} thread(s); "
+        f"{time.perf_counter() - started:.2f} s. Components solve on {COMPONENT_THREADS} thread(s); "
         f"'time' is wall clock, 'CPU' this process's CPU time over all its threads.\n"
     )
     print("| " + " | ".join(HEADER) + " |")

@@ -12,12 +12,13 @@ from decimal import ROUND_DOWN, Decimal
 import numpy as np
 
 from matching import costs
-from matching.edges import Arrays, price_pairs
 from matching.explain import ExplainIndex, explain_assignment, unserved_reason
+from matching.graph.components import Graph
+from matching.graph.edges import Arrays, price_pairs
 from matching.latency import LatencyClass, latency_class_of
-from matching.packing import NodePool
+from matching.packing.transport import NodePool
 from matching.problem import Assignment, Plan, Problem, Unserved
-from matching.shards import Graph
+from matching.timings import ms_since
 
 
 @dataclass
@@ -66,7 +67,7 @@ def assemble(
     index = ExplainIndex(problem, arrays, residual=pool.free)
     assignments = _explained(problem, index, assignments)
     unserved = _unserved(problem, index, graph.has_edge, assignments)
-    timings = {**timings, "explain": (time.perf_counter() - t0) * 1000}
+    timings = {**timings, "explain": ms_since(t0)}
     served = sum(a.replicas for a in assignments)
     stats = {
         **stats,

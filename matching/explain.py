@@ -12,7 +12,7 @@ from decimal import Decimal
 import numpy as np
 
 from matching import costs
-from matching.edges import Arrays
+from matching.graph.edges import HOUR_US, Arrays
 from matching.problem import Assignment, Problem, RequestSpec
 
 #: At most this many cheaper alternatives per explanation.
@@ -168,7 +168,7 @@ class ExplainIndex:
         if rtt is None or rtt > self.r_bound[i] or self.l_gpn[j] < size or self.price[j] > self.r_cap[i]:
             return False
         start = self.l_start[j]
-        if start > self.r_start_by[i] or start + self.r_duration_h[i] * 3_600_000_000 > self.l_until[j]:
+        if start > self.r_start_by[i] or start + self.r_duration_h[i] * HOUR_US > self.l_until[j]:
             return False
         return self.max_free[j] >= size
 
@@ -247,7 +247,7 @@ def _blocked(index: ExplainIndex, i: int, r: RequestSpec) -> str:
         return f"no {model} {where} at <= {cap} CNY (cheapest there: {lowest})"
     fit = cheap[
         (a.l_start[cheap] <= a.r_start_by[i])
-        & (a.l_start[cheap] + a.r_duration_h[i] * 3_600_000_000 <= a.l_until[cheap])
+        & (a.l_start[cheap] + a.r_duration_h[i] * HOUR_US <= a.l_until[cheap])
     ]
     if not len(fit):
         by = f"{r.start_by:%Y-%m-%d %H:%M}"

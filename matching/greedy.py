@@ -14,10 +14,10 @@ from decimal import Decimal
 
 import numpy as np
 
-from matching.chains import HOUR_US
-from matching.edges import Arrays, slots
-from matching.packing import NodePool
+from matching.graph.edges import HOUR_US, Arrays, slots
+from matching.packing.transport import NodePool
 from matching.problem import Plan, Problem
+from matching.timings import ms_since
 
 
 class Options:
@@ -73,14 +73,14 @@ def greedy_fill(problem: Problem, arrays: Arrays, reqs: np.ndarray, pool: NodePo
 def greedy(problem: Problem) -> Plan:
     """The greedy baseline's plan for ``problem`` (same cost model and explanations as the solver)."""
     from matching.assemble import assemble  # local: assemble imports explain, which is heavier
-    from matching.edges import build_arrays
-    from matching.shards import feasibility
+    from matching.graph.components import feasibility
+    from matching.graph.edges import build_arrays
 
     t0 = time.perf_counter()
     arrays = build_arrays(problem)
     pool = NodePool(problem)
     placements = greedy_fill(problem, arrays, np.arange(len(problem.requests)), pool)
-    timings = {"solve": (time.perf_counter() - t0) * 1000}
+    timings = {"solve": ms_since(t0)}
     graph = feasibility(problem, arrays)
     return assemble(
         problem,

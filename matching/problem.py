@@ -124,7 +124,7 @@ class Plan:
     """A round's output. ``objective`` is the total cost (CNY) of the assignments over their
     durations; ``lower_bound`` a proven bound on it at the same served replicas (equal when exact);
     ``gap`` = objective / lower_bound − 1 (0 when exact). ``stats`` holds solver counters
-    (shards, edges, served GPUs and the relaxation's upper bound on them, voucher cuts)."""
+    (components, edges, served GPUs and the relaxation's upper bound on them, voucher cuts)."""
 
     assignments: tuple[Assignment, ...]
     unserved: tuple[Unserved, ...]

@@ -112,12 +112,12 @@ def test_the_image_build_compiles_the_simplex_into_its_cache_for_later_processes
     # The Dockerfile's build step, then a process as the containers start one: it must load the
     # compiled simplex from NUMBA_CACHE_DIR, not compile it again.
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
-    build = "from matching.simplex import warm_up; warm_up()"
+    build = "from matching.flow.simplex import warm_up; warm_up()"
     subprocess.run([sys.executable, "-c", build], cwd=ROOT, env=env, check=True, timeout=300)
     assert list((tmp_path / "numba").rglob("*.nbi")), "no compiled functions were cached"
     later = (
-        "from matching.simplex import warm_up; warm_up(); "
-        "from matching.simplex import _pivots; print(len(_pivots.stats.cache_hits), len(_pivots.stats.cache_misses))"
+        "from matching.flow.simplex import _pivots, warm_up; warm_up(); "
+        "print(len(_pivots.stats.cache_hits), len(_pivots.stats.cache_misses))"
     )
     out = subprocess.run([sys.executable, "-c", later], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     hits, misses = map(int, out.stdout.split())

@@ -7,8 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from matching import budgets, chains, packing
-from matching.edges import build_arrays, price_pairs
+from matching.graph import chains
+from matching.graph.edges import build_arrays, price_pairs
+from matching.packing import budgets, transport
 from matching.problem import VoucherTerms
 from matching.solver import solve
 from tests.matching.builders import lst, problem, req
@@ -43,8 +44,8 @@ def test_a_budget_that_still_binds_after_replanning_proves_the_plan_optimal():
 
 
 @st.composite
-def voucher_shards(draw):
-    """A one-size shard with requests holding one of two vouchers, and the codes to strip."""
+def voucher_components(draw):
+    """A one-size component with requests holding one of two vouchers, and the codes to strip."""
     percent = st.sampled_from([20, 30])
     codes = [VoucherTerms(code=c, percent=Decimal(draw(percent)), remaining_value=Decimal(1)) for c in "AB"]
     requests = [
@@ -79,19 +80,19 @@ LAYOUTS = {"direct": (10**9, 32), "shadow chains": (-1, -1), "shadow mixed": (-1
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=voucher_shards())
+@given(case=voucher_components())
 def test_a_restarted_replan_equals_a_fresh_solve_without_the_stripped_subsidies(monkeypatch, layout, case):
     p, codes = case
-    monkeypatch.setattr(packing, "VOUCHER_DIRECT_PAIRS", LAYOUTS[layout][0])
+    monkeypatch.setattr(transport, "VOUCHER_DIRECT_PAIRS", LAYOUTS[layout][0])
     monkeypatch.setattr(chains, "DIRECT_RATIO", LAYOUTS[layout][1])
     arrays = build_arrays(p)
     everyone = np.arange(len(p.requests))
     demand = {int(i): int(arrays.r_replicas[i]) for i in everyone}
     listings = np.arange(len(p.listings))
-    _, first = packing.transport(arrays, demand, listings, packing.NodePool(p), 1)
+    _, first = transport.transport(arrays, demand, listings, transport.NodePool(p), 1)
     stripped = budgets.without_subsidy(p, arrays, codes)
-    counts, again = packing.retransport(stripped, first)
-    _, fresh = packing.transport(stripped, demand, listings, packing.NodePool(p), 1)
+    counts, again = transport.retransport(stripped, first)
+    _, fresh = transport.transport(stripped, demand, listings, transport.NodePool(p), 1)
     assert again.result.cost == fresh.result.cost
     assert again.result.served.tolist() == fresh.result.served.tolist()
     # The replicas it places cost exactly that, priced without the stripped subsidies.

@@ -6,8 +6,8 @@ from unittest import mock
 import numpy as np
 from hypothesis import given
 
-from matching import chains
-from matching.edges import build_arrays, build_edges, slots
+from matching.graph import chains
+from matching.graph.edges import build_arrays, build_edges, slots
 from matching.greedy import greedy
 from matching.solver import solve
 from tests.matching.test_properties import FAST, check_valid, exact_objective, problems

@@ -1,4 +1,4 @@
-"""Small mixed-size shards are solved exactly: checked against an independent node-level MILP."""
+"""Small mixed-size components are solved exactly: checked against an independent node-level MILP."""
 
 from dataclasses import replace
 from decimal import Decimal
@@ -40,10 +40,10 @@ def node_level_optimum(p) -> Decimal:
 
 @FAST
 @given(problems(uniform=False))
-def test_small_mixed_shards_reach_the_node_level_optimum(p):
+def test_small_mixed_components_reach_the_node_level_optimum(p):
     p = replace(p, requests=tuple(replace(r, voucher=None) for r in p.requests))
     plan = solve(p)
     check_valid(p, plan)
-    assert plan.stats["exact_shards"] == plan.stats["mixed_shards"]
+    assert plan.stats["exact_components"] == plan.stats["mixed_components"]
     assert plan.gap == 0.0
     assert abs(plan.objective - node_level_optimum(p)) <= Decimal("1e-9")

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from matching import costs
-from matching.edges import build_arrays
 from matching.explain import ExplainIndex
+from matching.graph.edges import build_arrays
 from matching.problem import VoucherTerms
 from matching.solver import solve
 from tests.matching.builders import NOW, lst, problem, req

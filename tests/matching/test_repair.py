@@ -1,4 +1,4 @@
-"""The class dive for mixed replica sizes (:mod:`matching.repair`), with the exact MILP path switched off."""
+"""The class dive for mixed replica sizes (:mod:`matching.packing.repair`), with the exact MILP path switched off."""
 
 from decimal import Decimal
 from unittest import mock
@@ -6,17 +6,17 @@ from unittest import mock
 import numpy as np
 from hypothesis import given
 
-from matching import exact
-from matching.edges import build_arrays
+from matching.graph.edges import build_arrays
 from matching.greedy import greedy
-from matching.packing import NodePool, transport
+from matching.packing import exact
+from matching.packing.transport import NodePool, transport
 from matching.solver import solve
 from tests.matching.builders import lst, problem, req
 from tests.matching.test_properties import FAST, check_valid, problems, served_by_priority
 
 
 def no_milp():
-    """Send every mixed shard down the relaxation + class dive path (the MILP takes no shard)."""
+    """Send every mixed component down the relaxation + class dive path (the MILP takes no component)."""
     return mock.patch.object(exact, "MAX_PAIRS", 0)
 
 
@@ -54,6 +54,7 @@ def test_dive_plans_are_valid_bounded_and_serve_at_least_greedy_by_priority(p):
     with no_milp():
         plan = solve(p)
     check_valid(p, plan)
-    assert plan.stats["exact_shards"] == 0
-    assert plan.stats["class_dive"] + plan.stats["rounding"] + plan.stats["greedy_won"] == plan.stats["mixed_shards"]
+    assert plan.stats["exact_components"] == 0
+    dive, rounding, greedy_won = (plan.stats[k] for k in ("class_dive", "rounding", "greedy_won"))
+    assert dive + rounding + greedy_won == plan.stats["mixed_components"]
     assert served_by_priority(p, plan) >= served_by_priority(p, greedy(p))

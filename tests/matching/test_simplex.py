@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ortools.graph.python import min_cost_flow as ortools_mcf
 
-from matching import simplex
+from matching.flow import simplex
 
 
 @st.composite

@@ -17,7 +17,7 @@ request's voucher class v) and a (request, region) part, and the flow cost multi
 Arcs drop from O(requests × listings) to O(requests × regions + classes × listings); a class with
 few requests keeps direct arcs (:func:`_sparse_classes`). A flow decodes back into (request,
 listing, amount) triples (:func:`decode`), and every triple is a feasible edge (tested against
-:func:`matching.edges.build_edges`, which keeps the direct definition). Memory is O(arcs), so a
+:func:`matching.graph.edges.build_edges`, which keeps the direct definition). Memory is O(arcs), so a
 50k × 10k round no longer materialises tens of millions of edges.
 """
 
@@ -27,9 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from matching.edges import Arrays
+from matching.graph.edges import HOUR_US, Arrays
 
-HOUR_US = 3_600_000_000
 #: A cost class gets direct arcs when its (request, listing) pairs are at most this many times its
 #: chain nodes (measured at 10k × 2k: OR-tools' time follows nodes much more than arcs).
 DIRECT_RATIO = 32

@@ -1,7 +1,7 @@
 """Nodes and the flow networks built on them: exact transportation and the GPU-unit relaxation.
 
 Placements are ``dict[(request index, listing index), list[node index]]`` (one node per replica).
-Both networks run on the compressed chains of :mod:`matching.chains` (exact: same optimum as on
+Both networks run on the compressed chains of :mod:`matching.graph.chains` (exact: same optimum as on
 explicit edges).
 
 Why the relaxation is tight for power-of-two sizes: when the replica sizes present form a
@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from matching.chains import Chains, build_chains, decode
-from matching.edges import Arrays, price_pairs
-from matching.flow import FlowError, FlowResult, Network, reoptimize, solve_lexicographic
+from matching.flow.lexicographic import FlowError, FlowResult, Network, reoptimize, solve_lexicographic
+from matching.graph.chains import Chains, build_chains, decode
+from matching.graph.edges import Arrays, price_pairs
 from matching.problem import Problem
 
 if TYPE_CHECKING:
@@ -31,13 +31,13 @@ if TYPE_CHECKING:
 
 
 #: Direct (request, listing) arcs the relaxation may use beyond sparse classes: its vertex flows round
-#: to whole replicas better than chain flows; the budget bounds memory on very large shards.
+#: to whole replicas better than chain flows; the budget bounds memory on very large components.
 RELAX_DIRECT_BUDGET = 3_000_000
-#: A one-size shard whose voucher requests × listings are at most this many gives each voucher
+#: A one-size component whose voucher requests × listings are at most this many gives each voucher
 #: request direct arcs (re-priced in place when its budget binds); beyond, shadows (see
 #: :func:`transport`), which cost fewer arcs but more pivots to re-price. Measured at 10k × 2k
-#: (≤ 0.2 M pairs a shard): direct re-plans take 0.04 s against 0.13 s; at 50k × 10k (4.5 M pairs in
-#: the largest shard) direct arcs would double that shard's arcs and its first solve.
+#: (≤ 0.2 M pairs a component): direct re-plans take 0.04 s against 0.13 s; at 50k × 10k (4.5 M pairs in
+#: the largest component) direct arcs would double that component's arcs and its first solve.
 VOUCHER_DIRECT_PAIRS = 1_000_000
 
 

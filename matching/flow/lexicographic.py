@@ -9,7 +9,7 @@ polymatroid, so an augmenting path never reduces the flow already leaving an ear
 lexicographic optimum of levels 1..k is therefore just the max flow of levels 1..k, and no big-M
 constant can overflow int64 however many levels there are.
 
-The max flows run on OR-tools; the min-cost stage on the network simplex of :mod:`matching.simplex`,
+The max flows run on OR-tools; the min-cost stage on the network simplex of :mod:`matching.flow.simplex`,
 which restarts from a previous solve's basis when only costs changed (:func:`reoptimize`).
 For the simplex each request's demand becomes its node's supply and each hub absorbs what its level
 leaves unserved, so the simplex starts with every supply on its own node, and the hub arcs carry no
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.graph.python import max_flow
 
-from matching import simplex
+from matching.flow import simplex
 
 
 @dataclass
@@ -31,7 +31,7 @@ class Network:
     """Arcs over nodes ``[hubs (n_levels) | inner nodes | sink]``; costs are int64 per unit.
 
     The first arcs are the hub arcs (hub → request, capacity = the request's demand). Capacities
-    elsewhere should bind (see :mod:`matching.simplex`); an arc bounded elsewhere may carry the total
+    elsewhere should bind (see :mod:`matching.flow.simplex`); an arc bounded elsewhere may carry the total
     demand as its capacity.
     """
 

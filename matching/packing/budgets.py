@@ -21,9 +21,9 @@ from decimal import Decimal
 import numpy as np
 
 from matching import costs
-from matching.edges import Arrays
+from matching.graph.components import Component
+from matching.graph.edges import Arrays
 from matching.problem import Problem
-from matching.shards import Shard
 
 
 def without_subsidy(problem: Problem, arrays: Arrays, codes: frozenset[str]) -> Arrays:
@@ -32,12 +32,12 @@ def without_subsidy(problem: Problem, arrays: Arrays, codes: frozenset[str]) -> 
     return replace(arrays, r_voucher=np.where(hit, 0, arrays.r_voucher))
 
 
-def touched(problem: Problem, shards: list[Shard], codes: frozenset[str]) -> set[int]:
-    """Indices of the shards holding a request with one of ``codes``."""
+def touched(problem: Problem, components: list[Component], codes: frozenset[str]) -> set[int]:
+    """Indices of the components holding a request with one of ``codes``."""
     return {
         k
-        for k, shard in enumerate(shards)
-        if any((v := problem.requests[int(i)].voucher) is not None and v.code in codes for i in shard.requests)
+        for k, component in enumerate(components)
+        if any((v := problem.requests[int(i)].voucher) is not None and v.code in codes for i in component.requests)
     }
 
 

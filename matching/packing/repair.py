@@ -1,6 +1,6 @@
-"""Whole-replica plans from the GPU-unit relaxation of a mixed-size shard (see :mod:`matching.solver`).
+"""Whole-replica plans from the GPU-unit relaxation of a mixed-size component (see :mod:`matching.solver`).
 
-**Class dive** (:func:`class_dive`, tried first). The relaxation (:func:`matching.packing.relax`)
+**Class dive** (:func:`class_dive`, tried first). The relaxation (:func:`matching.packing.transport.relax`)
 is loose only in that a request's GPUs on a listing need not be whole replicas; once each
 listing's capacity is split between the size classes in whole replicas, every class is an exact
 transportation problem. So, size class by size class, largest first:
@@ -13,14 +13,14 @@ transportation problem. So, size class by size class, largest first:
 The smallest class takes whatever is left, exactly; then step 2 below refills what is left.
 Measured (bench instances, seed 7, full subsidies): gap to the relaxation bound 0.03 % at
 10k × 2k (1.63 % with the rounding below) and 0.05 % at 2k × 400 (1.20 %), where HiGHS proves the
-integer optimum of each shard within 0.01 % of the bound: the bound is tight, the loss was the
+integer optimum of each component within 0.01 % of the bound: the bound is tight, the loss was the
 rounding.
 
 **Rounding** (:func:`round_and_refill`, the fallback when the dive does not serve as many GPUs
 per priority level as the relaxation):
 
 1. Place the relaxation's whole replicas per (request, listing) (this always fits, see
-   :mod:`matching.packing`), and round up a fractional replica where the relaxation gave it at least
+   :mod:`matching.packing.transport`), and round up a fractional replica where the relaxation gave it at least
    :data:`ROUND_UP` of its GPUs and it still fits; re-solve the relaxation on what is left and
    repeat, :data:`DIVES` times in all.
 2. Refill what is left with exact transportation stages, priority level by level (highest first),
@@ -38,9 +38,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from matching.edges import Arrays
-from matching.packing import NodePool, levels_of, relax, transport
-from matching.shards import Shard
+from matching.graph.components import Component
+from matching.graph.edges import Arrays
+from matching.packing.transport import NodePool, levels_of, relax, transport
 
 Pair = tuple[int, int]  # (request index, listing index)
 
@@ -55,7 +55,7 @@ ROUND_UP = 0.8
 def place(arrays: Arrays, counts: dict[Pair, int], pool: NodePool) -> dict[Pair, list[int]]:
     """Put counted replicas on nodes, listing by listing, largest replicas first.
 
-    Largest-first any-fit is exact for divisible sizes (see :mod:`matching.packing`), so every
+    Largest-first any-fit is exact for divisible sizes (see :mod:`matching.packing.transport`), so every
     count the flow proposed fits; with other sizes what does not fit is dropped (never overbooked).
     """
     order = sorted(counts, key=lambda e: (e[1], -int(arrays.r_size[e[0]]), e[0]))
@@ -67,37 +67,39 @@ def place(arrays: Arrays, counts: dict[Pair, int], pool: NodePool) -> dict[Pair,
     return placements
 
 
-def round_and_refill(arrays: Arrays, shard: Shard, pool: NodePool, gpus: dict[Pair, int]) -> dict[Pair, list[int]]:
+def round_and_refill(
+    arrays: Arrays, component: Component, pool: NodePool, gpus: dict[Pair, int]
+) -> dict[Pair, list[int]]:
     """Rounding steps 1–3 of the module docstring; consumes ``pool``."""
     placements: dict[Pair, list[int]] = {}
-    left = {int(i): int(arrays.r_replicas[i]) for i in shard.requests}
+    left = {int(i): int(arrays.r_replicas[i]) for i in component.requests}
     for it in range(DIVES):
         if it:
             reqs = np.array(sorted(i for i, n in left.items() if n > 0), dtype=np.int64)
             if not len(reqs):
                 break
             replicas = np.array([left[int(i)] for i in reqs], dtype=np.int64)
-            gpus = relax(arrays, reqs, shard.listings, pool.free, replicas=replicas).gpus
+            gpus = relax(arrays, reqs, component.listings, pool.free, replicas=replicas).gpus
         if not _fix(arrays, pool, gpus, left, placements):
             break
-    sizes = sorted({int(s) for s in arrays.r_size[shard.requests]}, reverse=True)
-    _refill(arrays, shard, pool, sizes, left, placements)
-    improve(arrays, shard, pool, placements, sizes)
+    sizes = sorted({int(s) for s in arrays.r_size[component.requests]}, reverse=True)
+    _refill(arrays, component, pool, sizes, left, placements)
+    improve(arrays, component, pool, placements, sizes)
     return placements
 
 
 def class_dive(
-    arrays: Arrays, shard: Shard, pool: NodePool, relaxed: dict[Pair, int] | None = None
+    arrays: Arrays, component: Component, pool: NodePool, relaxed: dict[Pair, int] | None = None
 ) -> dict[Pair, list[int]]:
     """The class dive of the module docstring, then the refill stages; consumes ``pool``.
 
-    ``relaxed``: the relaxation's GPU flow for the whole shard on ``pool`` as it is, if the caller
+    ``relaxed``: the relaxation's GPU flow for the whole component on ``pool`` as it is, if the caller
     has it (saves solving it again for the largest class). No improvement passes: measured, they
     never changed a dive's plan (10k × 2k, 2k × 400).
     """
     placements: dict[Pair, list[int]] = {}
-    left = {int(i): int(arrays.r_replicas[i]) for i in shard.requests}
-    sizes = sorted({int(s) for s in arrays.r_size[shard.requests]}, reverse=True)
+    left = {int(i): int(arrays.r_replicas[i]) for i in component.requests}
+    sizes = sorted({int(s) for s in arrays.r_size[component.requests]}, reverse=True)
     for size in sizes:
         mine = {i: n for i, n in left.items() if n > 0 and arrays.r_size[i] == size}
         if not mine:
@@ -105,18 +107,20 @@ def class_dive(
         caps = None
         if size != sizes[-1]:
             fresh = relaxed is not None and not placements  # nothing placed yet: ``relaxed`` still holds
-            caps = _class_caps(arrays, relaxed if fresh else _relax_left(arrays, shard, pool, left, size), size)
-        counts, _ = transport(arrays, mine, shard.listings, pool, size, caps)
+            caps = _class_caps(arrays, relaxed if fresh else _relax_left(arrays, component, pool, left, size), size)
+        counts, _ = transport(arrays, mine, component.listings, pool, size, caps)
         _put(arrays, pool, counts, left, placements)
-    _refill(arrays, shard, pool, sizes, left, placements)
+    _refill(arrays, component, pool, sizes, left, placements)
     return placements
 
 
-def _relax_left(arrays: Arrays, shard: Shard, pool: NodePool, left: dict[int, int], size: int) -> dict[Pair, int]:
+def _relax_left(
+    arrays: Arrays, component: Component, pool: NodePool, left: dict[int, int], size: int
+) -> dict[Pair, int]:
     """The relaxation's GPU flow for the replicas left of classes ≤ ``size``, on ``pool``."""
     reqs = np.array(sorted(i for i, n in left.items() if n > 0 and arrays.r_size[i] <= size), dtype=np.int64)
     replicas = np.array([left[int(i)] for i in reqs], dtype=np.int64)
-    return relax(arrays, reqs, shard.listings, pool.free, replicas=replicas).gpus
+    return relax(arrays, reqs, component.listings, pool.free, replicas=replicas).gpus
 
 
 def _class_caps(arrays: Arrays, flow: dict[Pair, int], size: int) -> dict[int, int]:
@@ -141,13 +145,13 @@ def _put(arrays, pool, counts, left, placements) -> None:
         left[e[0]] -= len(nodes)
 
 
-def _refill(arrays, shard, pool, sizes, left, placements) -> None:
+def _refill(arrays, component, pool, sizes, left, placements) -> None:
     """Exact transportation stages on what is left: level by level, size class by size class."""
-    level, _ = levels_of(arrays.r_priority[shard.requests])
+    level, _ = levels_of(arrays.r_priority[component.requests])
     for q in range(int(level.max(initial=-1)) + 1):
-        members = {int(i) for i in shard.requests[level == q]}
+        members = {int(i) for i in component.requests[level == q]}
         for size in sizes:
-            _stage(arrays, shard, pool, size, {i: n for i, n in left.items() if i in members}, left, placements)
+            _stage(arrays, component, pool, size, {i: n for i, n in left.items() if i in members}, left, placements)
 
 
 def _fix(arrays, pool, gpus, left, placements) -> bool:
@@ -170,37 +174,37 @@ def _fix(arrays, pool, gpus, left, placements) -> bool:
     return placed > 0
 
 
-def _stage(arrays, shard, pool, size, wanted, left, placements) -> None:
+def _stage(arrays, component, pool, size, wanted, left, placements) -> None:
     """One exact transportation stage for the size-``size`` requests of ``wanted`` with replicas left."""
     demand = {i: n for i, n in wanted.items() if n > 0 and arrays.r_size[i] == size}
     if not demand:
         return
-    counts, _ = transport(arrays, demand, shard.listings, pool, size)
+    counts, _ = transport(arrays, demand, component.listings, pool, size)
     _put(arrays, pool, counts, left, placements)
 
 
-def improve(arrays: Arrays, shard: Shard, pool: NodePool, placements: dict[Pair, list[int]], sizes) -> None:
+def improve(arrays: Arrays, component: Component, pool: NodePool, placements: dict[Pair, list[int]], sizes) -> None:
     """Step 3: re-solve one size class at a time, exactly, against the others' placements."""
     if len(sizes) < 2:
         return
     for _ in range(PASSES):
         changed = False
         for size in sizes:
-            changed |= _resolve_class(arrays, shard, pool, placements, size)
+            changed |= _resolve_class(arrays, component, pool, placements, size)
         if not changed:
             return
 
 
-def _resolve_class(arrays, shard, pool, placements, size) -> bool:
+def _resolve_class(arrays, component, pool, placements, size) -> bool:
     mine = [e for e in placements if arrays.r_size[e[0]] == size]
     before = {e: len(placements[e]) for e in mine}
     for e in mine:
         free = pool.free[e[1]]
         for k in placements.pop(e):
             free[k] += size
-    reqs = shard.requests[arrays.r_size[shard.requests] == size]
+    reqs = component.requests[arrays.r_size[component.requests] == size]
     demand = {int(i): int(arrays.r_replicas[i]) for i in reqs}
-    counts, _ = transport(arrays, demand, shard.listings, pool, size)
+    counts, _ = transport(arrays, demand, component.listings, pool, size)
     placements.update(place(arrays, counts, pool))
     after = {e: len(n) for e, n in placements.items() if arrays.r_size[e[0]] == size}
     return after != before

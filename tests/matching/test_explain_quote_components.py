@@ -1,12 +1,12 @@
-"""Explanations, quotes and shards."""
+"""Explanations, quotes and components."""
 
 import json
 from decimal import Decimal
 
+from matching.graph.components import split
 from matching.latency import LatencyClass
 from matching.problem import VoucherTerms
 from matching.quote import quote
-from matching.shards import split
 from matching.solver import solve
 from tests.matching.builders import lst, problem, req
 
@@ -76,7 +76,7 @@ def test_split_separates_models_and_components_deterministically():
     assert [[x.id for x in s.listings] for s in subs] == [[1], [3], [2], []]
 
 
-def test_solving_shards_apart_gives_the_same_objective():
+def test_solving_components_apart_gives_the_same_objective():
     requests = [req(i, replicas=2, bound=60.0, model=("h100", "h20")[i % 2]) for i in range(1, 7)]
     listings = [
         lst(j, model=("h100", "h20")[j % 2], region=("yrd", "guian")[j % 3 == 0], nodes=(3,)) for j in range(1, 5)

@@ -1,4 +1,4 @@
-"""The spanning-tree basis of the network simplex (:mod:`matching.simplex`), compiled with numba.
+"""The spanning-tree basis of the network simplex (:mod:`matching.flow.simplex`), compiled with numba.
 
 A basis is a spanning tree over the network's nodes and an artificial root, kept as LEMON's
 ``NetworkSimplex`` keeps it: per node its parent, the arc to its parent and that arc's direction,

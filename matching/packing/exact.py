@@ -1,8 +1,8 @@
-"""Exact mixed-size plans for small shards: an integer program over (request, listing) replica counts.
+"""Exact mixed-size plans for small components: an integer program over (request, listing) replica counts.
 
 For replica sizes forming a divisibility chain (1 | 2 | 4 | 8), a multiset of replicas fits on a
 listing's nodes iff, for every size t present, the GPUs of replicas of size ≥ t are at most
-t × Σ_k ⌊free_k / t⌋ (:mod:`matching.packing`). So with x_ij = replicas of request i on listing j:
+t × Σ_k ⌊free_k / t⌋ (:mod:`matching.packing.transport`). So with x_ij = replicas of request i on listing j:
 
     Σ_j x_ij ≤ replicas_i                                      for every request i
     Σ_{i: size_i ≥ t} size_i × x_ij ≤ t × Σ_k ⌊free_jk / t⌋    for every listing j and size t
@@ -10,7 +10,7 @@ t × Σ_k ⌊free_k / t⌋ (:mod:`matching.packing`). So with x_ij = replicas of
 
 is the exact problem. Solved lexicographically with scipy's HiGHS MILP: maximise the served GPUs of
 each priority level in turn (each fixed before the next), then minimise cost. Used only when the
-shard is small (:data:`MAX_PAIRS`) and every stage proves optimality within :data:`NODE_LIMIT`;
+component is small (:data:`MAX_PAIRS`) and every stage proves optimality within :data:`NODE_LIMIT`;
 otherwise the caller falls back to the relaxation + repair. Placement on nodes is largest-first,
 which the chain condition guarantees to succeed.
 """
@@ -23,10 +23,10 @@ import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
-from matching.edges import Arrays, Edges, slots
-from matching.packing import is_chain, levels_of
+from matching.graph.edges import Arrays, Edges, slots
+from matching.packing.transport import is_chain, levels_of
 
-#: Largest shard (feasible (request, listing) pairs) the integer program is tried on.
+#: Largest component (feasible (request, listing) pairs) the integer program is tried on.
 MAX_PAIRS = 2_500
 #: Branch-and-bound nodes per MILP stage; a stage that does not prove optimality within them abandons
 #: the exact attempt. A node count, not a clock, so the outcome does not depend on machine load.

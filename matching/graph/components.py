@@ -1,13 +1,19 @@
-"""Split a round into independent shards that can be solved apart (e.g. as separate Celery tasks).
+"""Split a round's graph into its connected components, which are solved apart (on threads).
 
-Two requests are in one shard when a chain of feasible edges joins them (which keeps each shard to
-one GPU model, since edges never cross models) or when they want the same GPU model and carry the
-same voucher code (its budget is shared, so they are best capped together). Listings follow their
-requests. Shards are ordered by (GPU model, smallest request index): deterministic.
+Vocabulary: a *shard* is one GPU model's round in the marketplace (one lock, one task); a
+*component* is a connected piece of one round's feasibility graph. Components never cross GPU
+models, so a shard holds one or more components.
 
-A voucher used for several GPU models can still span shards: :func:`matching.solver.solve` caps
-budgets over the whole round, and when shards are solved apart the service applying the plans must
-re-check each voucher's remaining value (it has to under row locks anyway).
+Two requests are in one component when a chain of feasible edges joins them (which keeps each
+component to one GPU model, since edges never cross models) or when they want the same GPU model
+and carry the same voucher code (its budget is shared, so they are best capped together). Listings
+follow their requests. Components are ordered by (GPU model, smallest request index):
+deterministic.
+
+A voucher used for several GPU models can still span components and shards:
+:func:`matching.solver.solve` caps budgets over the whole problem it is given, and when shards are
+solved apart the service applying the plans must re-check each voucher's remaining value (it has
+to under row locks anyway).
 """
 
 from __future__ import annotations
@@ -18,13 +24,13 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from matching.chains import Chains, build_chains
-from matching.edges import Arrays, build_arrays, slots
+from matching.graph.chains import Chains, build_chains
+from matching.graph.edges import Arrays, build_arrays, slots
 from matching.problem import Problem
 
 
 @dataclass
-class Shard:
+class Component:
     """One independent part of a round: global request and listing indices (one GPU model)."""
 
     requests: np.ndarray
@@ -41,7 +47,7 @@ class Graph:
 
 
 def feasibility(problem: Problem, arrays: Arrays) -> Graph:
-    """Compressed feasibility graph of the whole round (see :mod:`matching.chains`)."""
+    """Compressed feasibility graph of the whole round (see :mod:`matching.graph.chains`)."""
     out, has_edge = [], np.zeros(len(problem.requests), dtype=bool)
     for model in np.unique(arrays.r_model):
         reqs = np.flatnonzero(arrays.r_model == model)
@@ -55,23 +61,23 @@ def feasibility(problem: Problem, arrays: Arrays) -> Graph:
     return Graph(out, has_edge, sum(ch.pairs for ch in out))
 
 
-def find_shards(problem: Problem, arrays: Arrays, graph: Graph) -> list[Shard]:
+def find_components(problem: Problem, arrays: Arrays, graph: Graph) -> list[Component]:
     """Connected components of the feasibility graph (plus voucher links) that have an edge.
 
-    Requests with no feasible edge belong to no shard: nothing can be placed for them.
+    Requests with no feasible edge belong to no component: nothing can be placed for them.
     """
     n_req, n_lst = len(problem.requests), len(problem.listings)
     labels = _component_labels(problem, graph, n_req, n_lst)
     live = np.zeros(len(labels), dtype=bool)
     live[labels[np.flatnonzero(graph.has_edge)]] = True
-    members = np.flatnonzero(live[labels[: n_req + n_lst]])  # requests and listings of live shards
+    members = np.flatnonzero(live[labels[: n_req + n_lst]])  # requests and listings of live components
     order = members[np.argsort(labels[members], kind="stable")]
     bounds = np.flatnonzero(np.diff(labels[order])) + 1
-    shards = []
+    components = []
     for chunk in np.split(order, bounds) if len(order) else []:
-        shards.append(Shard(requests=chunk[chunk < n_req], listings=chunk[chunk >= n_req] - n_req))
-    shards.sort(key=lambda s: (problem.requests[s.requests[0]].gpu_model, int(s.requests[0])))
-    return shards
+        components.append(Component(requests=chunk[chunk < n_req], listings=chunk[chunk >= n_req] - n_req))
+    components.sort(key=lambda s: (problem.requests[s.requests[0]].gpu_model, int(s.requests[0])))
+    return components
 
 
 def _component_labels(problem: Problem, graph: Graph, n_req: int, n_lst: int) -> np.ndarray:
@@ -98,11 +104,11 @@ def split(problem: Problem) -> list[Problem]:
 
     The last sub-Problem per GPU model (if any) holds the requests that have no feasible edge at
     all, together with every listing of that model as read-only context for their unserved reasons;
-    it can never place anything, so sharing those listings with other shards is safe.
+    it can never place anything, so sharing those listings with other components is safe.
     """
     arrays = build_arrays(problem)
     graph = feasibility(problem, arrays)
-    subs = [_sub(problem, s.requests, s.listings) for s in find_shards(problem, arrays, graph)]
+    subs = [_sub(problem, s.requests, s.listings) for s in find_components(problem, arrays, graph)]
     placeable = graph.has_edge
     for model in sorted({r.gpu_model for r in problem.requests}):
         stuck = [i for i, r in enumerate(problem.requests) if r.gpu_model == model and not placeable[i]]

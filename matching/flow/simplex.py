@@ -1,7 +1,7 @@
 """Min-cost flow by the primal network simplex method, compiled with numba; restartable after a cost change.
 
 The pivoting follows LEMON's ``NetworkSimplex``: block-search pricing over strongly feasible
-spanning trees, kept as :mod:`matching.spanning_tree` describes. Three choices make it about twice
+spanning trees, kept as :mod:`matching.flow.spanning_tree` describes. Three choices make it about twice
 as fast as OR-tools' cost scaling on the engine's networks (10k × 2k: 0.38 s against 0.83 s a pass):
 
 - the first tree is a shortest-path tree into the largest demand node (Dijkstra on arc costs, which
@@ -15,9 +15,9 @@ as fast as OR-tools' cost scaling on the engine's networks (10k × 2k: 0.38 s ag
 A solve returns its final :class:`Basis`; :func:`reoptimize` restarts from it under new costs (same
 arcs, capacities and supplies): the old optimal flow is still feasible, so only the pivots the cost
 change calls for are made. The engine uses this to re-price voucher requests whose budget binds
-(:func:`matching.packing.retransport`).
+(:func:`matching.packing.transport.retransport`).
 
-The compiled loops release the GIL, so shards can be solved on several threads at once. Results
+The compiled loops release the GIL, so components can be solved on several threads at once. Results
 are exact integers and deterministic: the pricing order is seeded.
 """
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-from matching import spanning_tree
-from matching.spanning_tree import DOWN, LOWER, TREE, UNBOUNDED, UP, UPPER
+from matching.flow import spanning_tree
+from matching.flow.spanning_tree import DOWN, LOWER, TREE, UNBOUNDED, UP, UPPER
 
 _SEED = 20_261_130
 
@@ -108,8 +108,8 @@ def warm_up() -> None:
 
 
 def _fresh_basis(n_nodes, tails, heads, caps, supplies) -> Basis:
-    """An empty basis. Per-arc arrays are what a kept basis costs (:class:`matching.packing.Transport`
-    holds one per shard until the voucher re-plan): node numbers are int32 and arc states int8."""
+    """An empty basis. Per-arc arrays are what a kept basis costs (:class:`matching.packing.transport.Transport`
+    holds one per component until the voucher re-plan): node numbers are int32 and arc states int8."""
     m = len(tails)
     if n_nodes >= 2**31 - 1:
         raise ValueError(f"{n_nodes} nodes: more than int32 node numbers hold")

@@ -3,7 +3,7 @@
 The scalar rules live in :mod:`matching.costs`; this module applies exactly the same rules to whole
 arrays with numpy. Money is integer units of 0.0001 CNY; the per-term caches call the scalar
 functions, so both paths agree exactly. The solver works on the compressed graph of
-:mod:`matching.chains`; :func:`build_edges` (every feasible pair, explicitly) is the reference
+:mod:`matching.graph.chains`; :func:`build_edges` (every feasible pair, explicitly) is the reference
 definition the chains are tested against.
 """
 
@@ -17,13 +17,17 @@ import numpy as np
 from matching import costs
 from matching.problem import Problem
 
-_US = timedelta(microseconds=1)
+#: The engine's time unit: integer microseconds after the round's ``now`` (int64 holds ±292,000
+#: years, so any window a datetime can hold fits).
+MICROSECOND = timedelta(microseconds=1)
+HOUR_US = 3_600_000_000
 #: Upper bound on request × listing cells evaluated at once (bounds peak memory).
 _CHUNK_CELLS = 2_000_000
 
 
-def _us_since(now: datetime, when: datetime) -> int:
-    return (when - now) // _US
+def us_since(now: datetime, when: datetime) -> int:
+    """``when`` in the engine's time unit: whole microseconds after ``now`` (negative before it)."""
+    return (when - now) // MICROSECOND
 
 
 @dataclass
@@ -92,7 +96,7 @@ def build_arrays(problem: Problem) -> Arrays:
         r_replicas=np.array([r.replicas for r in reqs], dtype=np.int64),
         r_bound=np.array([inf if r.max_rtt_ms is None else r.max_rtt_ms for r in reqs], dtype=float),
         r_cap=np.array([costs.money_units(r.max_price_per_gpu_hour) for r in reqs], dtype=np.int64),
-        r_start_by=np.array([_us_since(now, r.start_by) for r in reqs], dtype=np.int64),
+        r_start_by=np.array([us_since(now, r.start_by) for r in reqs], dtype=np.int64),
         r_duration_h=np.array([r.duration_hours for r in reqs], dtype=np.int64),
         r_weight=np.array([wix[r.latency_weight] for r in reqs], dtype=np.int64),
         r_voucher=r_voucher,
@@ -101,8 +105,8 @@ def build_arrays(problem: Problem) -> Arrays:
         l_region=np.array([rix[x.region] for x in lsts], dtype=np.int64),
         l_gpn=np.array([x.gpus_per_node for x in lsts], dtype=np.int64),
         l_price=np.array([costs.money_units(x.price_per_gpu_hour) for x in lsts], dtype=np.int64),
-        l_start=np.array([max(0, _us_since(now, x.available_from)) for x in lsts], dtype=np.int64),
-        l_until=np.array([_us_since(now, x.available_until) for x in lsts], dtype=np.int64),
+        l_start=np.array([max(0, us_since(now, x.available_from)) for x in lsts], dtype=np.int64),
+        l_until=np.array([us_since(now, x.available_until) for x in lsts], dtype=np.int64),
         latency_units=_latency_table(weights, rtt),
         subsidy_units=_subsidy_table(problem, vkeys),
     )
@@ -181,7 +185,7 @@ def build_edges(problem: Problem, arrays: Arrays) -> Edges:
 def edges_between(problem: Problem, arrays: Arrays, reqs: np.ndarray, lsts: np.ndarray) -> Edges:
     """Every feasible edge from requests ``reqs`` to listings ``lsts`` (one GPU model), explicitly.
 
-    For small shards only (the exact integer program); dense in requests × listings.
+    For small components only (the exact integer program); dense in requests × listings.
     """
     slot_table = _slot_table(problem, lsts, np.unique(arrays.r_size[reqs]))
     req, lst = _chunk_edges(arrays, reqs, lsts, slot_table)
@@ -203,7 +207,7 @@ def _chunk_edges(a: Arrays, reqs: np.ndarray, lsts: np.ndarray, slot_table: dict
     ok &= a.l_price[lsts][None, :] <= a.r_cap[reqs][:, col]
     start = a.l_start[lsts][None, :]
     ok &= start <= a.r_start_by[reqs][:, col]
-    ok &= start + a.r_duration_h[reqs][:, col] * 3_600_000_000 <= a.l_until[lsts][None, :]
+    ok &= start + a.r_duration_h[reqs][:, col] * HOUR_US <= a.l_until[lsts][None, :]
     for s, table in slot_table.items():
         ok[size == s] &= table[None, :] > 0
     ri, lj = np.nonzero(ok)
