@@ -104,7 +104,7 @@ def write_instance(problem) -> None:
 def _round_in_child(shard: str) -> int:
     from django.db import connections
 
-    from matching.tasks import round_run
+    from marketplace.services.rounds import round_run
 
     connections.close_all()  # a forked child must not share the parent's connection
     return round_run(shard=shard, trigger="manual")

@@ -9,7 +9,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 
 app = Celery("marketplace")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["matching"])
+app.autodiscover_tasks(["marketplace"])
 
 
 @app.on_after_configure.connect
@@ -39,6 +39,6 @@ def _worker_waits_out_a_silent_broker(sender, conf, **kwargs) -> None:
 def _engine_compiled(**kwargs) -> None:
     """Load the engine's compiled simplex (numba's cache; compiled on a first run) in the worker's
     main process, before the pool forks: every child then starts with it, and no round pays for it."""
-    from matching.simplex import warm_up
+    from matching.flow.simplex import warm_up
 
     warm_up()

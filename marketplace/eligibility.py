@@ -14,7 +14,7 @@ def voucher_usable(*, code: str, buyer: Organisation, now: datetime, field: str,
     """The voucher with ``code`` if ``buyer`` may use it now (``lock``: under its row lock)."""
     vouchers = Voucher.objects.select_related("program")
     if lock:
-        vouchers = vouchers.select_for_update(of=("self",))
+        vouchers = vouchers.select_for_update(of=("self",), no_key=True)
     voucher = vouchers.filter(code=code).first()
     if voucher is None:
         raise InvalidInput("Unknown voucher code.", field=field)

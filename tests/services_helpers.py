@@ -1,8 +1,13 @@
 """Helpers shared by service and API tests."""
 
+import threading
 from decimal import Decimal
 
-from marketplace.services.matching import match_plan_apply
+from django.db import connection
+from django.db.models import Sum
+
+from marketplace.models import BuyerRequest, Listing, Match
+from marketplace.services.plans import match_plan_apply
 from matching.latency import LatencyClass
 from matching.problem import Assignment, Plan
 
@@ -27,3 +32,41 @@ def reserve(listing, request, now, nodes=(0,), gpus_per_replica=None):
     )
     plan = Plan((assignment,), (), "test", Decimal(0), Decimal(0), 0.0, len(nodes))
     return match_plan_apply(plan=plan, run_id=None, now=now)
+
+
+def race(*actions):
+    """Run ``actions`` in threads released together; return what each returned or raised."""
+    barrier, results = threading.Barrier(len(actions), timeout=30), [None] * len(actions)
+
+    def run(index, action):
+        barrier.wait()
+        try:
+            results[index] = action()
+        except Exception as exc:  # the outcome under test: one side may be refused
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(actions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def assert_no_gpu_held_twice():
+    """Listings hold exactly their live matches' GPUs, within nodes; requests count the replicas of
+    their matches that did not fail (a failed-over replica goes back to matching)."""
+    for listing in Listing.objects.all():
+        live = Match.objects.filter(listing=listing, status__in=Match.LIVE_STATUSES)
+        assert listing.allocated_gpus == (live.aggregate(total=Sum("gpus"))["total"] or 0) <= listing.gpu_count
+        used = [0] * listing.node_count
+        for match in live:
+            for node in match.nodes:
+                used[node] += match.gpus_per_replica
+        assert max(used) <= listing.gpus_per_node
+    for request in BuyerRequest.objects.all():
+        placed = Match.objects.filter(request=request).exclude(status=Match.Status.FAILED)
+        matched = placed.aggregate(total=Sum("replicas"))["total"] or 0
+        assert request.matched_replicas == matched <= request.replicas

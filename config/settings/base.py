@@ -209,7 +209,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 #: Seconds between the beat sweeps that re-run open work and expire old rows.
 MATCHING_SWEEP_SECONDS = env_int("MATCHING_SWEEP_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
-    "matching-sweep": {"task": "matching.tasks.matching_sweep", "schedule": float(MATCHING_SWEEP_SECONDS)},
+    "matching-sweep": {"task": "marketplace.matching_sweep", "schedule": float(MATCHING_SWEEP_SECONDS)},
 }
 
 LOGGING = {
@@ -241,7 +241,9 @@ def caches_from_url(url: str) -> dict:
 
 
 CACHES = caches_from_url(CACHE_URL)
-#: Seconds a commit waits before its round runs, so a burst of commits shares one round.
+#: Under a sustained stream of commits to one shard, the seconds between the end of one round and
+#: the start of the next, so that each round takes a window's worth of commits. A commit to an idle
+#: shard starts its round at once, and the commits during a round share the next (services.triggers).
 MATCHING_COALESCE_SECONDS = env_int("MATCHING_COALESCE_SECONDS", 1)
 #: Open (unmatched or partly matched) requests one buyer may have at once.
 MAX_OPEN_REQUESTS_PER_BUYER = env_int("MAX_OPEN_REQUESTS_PER_BUYER", 500)

@@ -6,7 +6,8 @@ goes through :func:`matches_end`, which meters the GPU-hours actually held, writ
 settlement line the match will ever have, draws its subsidy from the voucher reservation and
 releases the rest, and gives the GPUs back to the listing.
 
-Lock order, as everywhere: requests, matches, listings, programmes, vouchers (each by id).
+Every step locks rows in the one order of ``services.locking``: requests, matches, listings,
+programmes, vouchers.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from marketplace.models import BuyerRequest, Listing, Match, Organisation, Settl
 from marketplace.money import gpu_hours_held, to_fen, to_fen_down
 from marketplace.selectors.engine import live_matches_on_failed_nodes
 from marketplace.selectors.vouchers import net_reserved_by_match
+from marketplace.services.locking import rows_locked
 from marketplace.services.subsidies import SubsidyBook, Take, write_releases
 from marketplace.services.triggers import matching_round_enqueue_on_commit
 
@@ -40,28 +42,32 @@ class TickCounts:
     closed_listings: int
 
 
-@transaction.atomic
 def lifecycle_tick(*, now: datetime) -> TickCounts:
-    """Start due matches, complete finished ones (settling them), expire requests that can no
-    longer start, close listings past their window. Idempotent: a second tick at the same ``now``
-    changes nothing."""
-    started = Match.objects.filter(status=Match.Status.RESERVED, starts_at__lte=now, ends_at__gt=now).update(
-        status=Match.Status.RUNNING
-    )
-    due = list(
-        Match.objects.select_for_update()
-        .filter(status__in=Match.LIVE_STATUSES, ends_at__lte=now)
-        .select_related("request", "listing__gpu_model")
-        .order_by("pk")
-    )
-    matches_end(due, status=Match.Status.COMPLETED, at=now, reason="ran its full duration")
-    live_matches_on_lost_capacity_fail_over(now=now)
-    expired = BuyerRequest.objects.filter(status=BuyerRequest.Status.OPEN, start_by__lt=now).update(
-        status=BuyerRequest.Status.EXPIRED
-    )
-    closed = Listing.objects.filter(status=Listing.Status.ACTIVE, available_until__lte=now).update(
-        status=Listing.Status.CLOSED
-    )
+    """Expire requests that can no longer start, fail over matches left on lost capacity, start
+    due matches, complete finished ones (settling them), close listings past their window.
+
+    Each step is one transaction, and the steps go in the lock order (requests, then matches, then
+    listings), so the tick never holds a later kind of row while it waits for an earlier one.
+    Precondition: called outside a transaction (else the steps' locks would pile up in one).
+    Idempotent: a second tick at the same ``now`` changes nothing.
+    """
+    with transaction.atomic():
+        expired = BuyerRequest.objects.filter(status=BuyerRequest.Status.OPEN, start_by__lt=now).update(
+            status=BuyerRequest.Status.EXPIRED
+        )
+    with transaction.atomic():
+        live_matches_on_lost_capacity_fail_over(now=now)
+    with transaction.atomic():
+        started = Match.objects.filter(status=Match.Status.RESERVED, starts_at__lte=now, ends_at__gt=now).update(
+            status=Match.Status.RUNNING
+        )
+    with transaction.atomic():
+        due = live_matches_locked(Q(ends_at__lte=now))
+        matches_end(due, status=Match.Status.COMPLETED, at=now, reason="ran its full duration")
+    with transaction.atomic():
+        closed = Listing.objects.filter(status=Listing.Status.ACTIVE, available_until__lte=now).update(
+            status=Listing.Status.CLOSED
+        )
     return TickCounts(started=started, completed=len(due), expired_requests=expired, closed_listings=closed)
 
 
@@ -75,7 +81,7 @@ def matches_end(matches: list[Match], *, status: str, at: datetime, reason: str)
     matches = [match for match in matches if match.status in Match.LIVE_STATUSES]
     if not matches:
         return []
-    _lock_listings({match.listing_id for match in matches})
+    rows_locked(Listing, {match.listing_id for match in matches})
     held = net_reserved_by_match([match.pk for match in matches if match.voucher_id])
     book = SubsidyBook.locked({match.voucher_id for match in matches if match.pk in held}, now=at)
     settlements, releases = [], []
@@ -125,10 +131,6 @@ def _settlement_of(match: Match) -> Settlement:
     )
 
 
-def _lock_listings(listing_ids: set[int]) -> None:
-    list(Listing.objects.select_for_update().filter(pk__in=sorted(listing_ids)).order_by("pk").values_list("pk"))
-
-
 def _listings_release(matches: list[Match]) -> None:
     freed: dict[int, int] = {}
     for match in matches:
@@ -144,7 +146,7 @@ def _listings_release(matches: list[Match]) -> None:
 def match_cancel(*, match_id: int, buyer: Organisation, now: datetime) -> Match:
     """The buyer stops one match: it pays for the time it ran (nothing if it had not started)."""
     match = (
-        Match.objects.select_for_update(of=("self",))
+        Match.objects.select_for_update(of=("self",), no_key=True)
         .select_related("request", "listing__gpu_model", "voucher")
         .filter(pk=match_id, request__buyer=buyer)
         .first()
@@ -160,7 +162,7 @@ def match_cancel(*, match_id: int, buyer: Organisation, now: datetime) -> Match:
 def live_matches_locked(query: Q) -> list[Match]:
     """Live matches matching ``query``, locked, with what ``matches_end`` needs loaded."""
     return list(
-        Match.objects.select_for_update(of=("self",))
+        Match.objects.select_for_update(of=("self",), no_key=True)
         .filter(query, status__in=Match.LIVE_STATUSES)
         .select_related("request", "listing__gpu_model", "voucher")
         .order_by("pk")
@@ -172,10 +174,12 @@ def live_matches_locked(query: Q) -> list[Match]:
 
 def live_matches_on_lost_capacity_fail_over(*, now: datetime) -> list[Match]:
     """Fail over live matches left on a listing that is no longer active or on a failed node —
-    what a withdrawal or node failure leaves if its process died between its two transactions."""
+    what a withdrawal or node failure leaves if its process died between its two transactions.
+    A match already due to end completes instead (``lifecycle_tick``): it ran its full duration."""
     on_failed = live_matches_on_failed_nodes()
     lost = Q(pk__in=on_failed) | Q(listing__status__in=[Listing.Status.WITHDRAWN, Listing.Status.CLOSED])
-    return matches_fail_over(lost, now=now, reason="capacity lost: listing withdrawn or node failed")
+    reason = "capacity lost: listing withdrawn or node failed"
+    return matches_fail_over(lost & Q(ends_at__gt=now), now=now, reason=reason)
 
 
 def matches_fail_over(query: Q, *, now: datetime, reason: str) -> list[Match]:
@@ -186,9 +190,7 @@ def matches_fail_over(query: Q, *, now: datetime, reason: str) -> list[Match]:
     again within the same latency, price and size bounds. Precondition: inside a transaction.
     """
     request_ids = set(Match.objects.filter(query, status__in=Match.LIVE_STATUSES).values_list("request_id", flat=True))
-    requests = {
-        r.pk: r for r in BuyerRequest.objects.select_for_update().filter(pk__in=sorted(request_ids)).order_by("pk")
-    }
+    requests = rows_locked(BuyerRequest, request_ids)
     failed = live_matches_locked(query)
     matches_end(failed, status=Match.Status.FAILED, at=now, reason=reason)
     for match in failed:

@@ -177,7 +177,7 @@ def _locked_own_listing(*, listing_id: int, provider: Organisation) -> Listing:
     try:
         return (
             # of=("self",): lock the listing row only, not the shared GPU model row it joins.
-            Listing.objects.select_for_update(of=("self",))
+            Listing.objects.select_for_update(of=("self",), no_key=True)
             .select_related("gpu_model")
             .get(pk=listing_id, provider=provider)
         )

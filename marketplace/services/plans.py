@@ -1,7 +1,8 @@
-"""Applying the engine's plans and recording matching runs.
+"""Applying the engine's plans: a round's only write to matches, listings, requests and vouchers.
 
 A plan is computed from a snapshot without locks; it is applied in one transaction that locks the
-listings and requests it touches (always in id order, so two appliers never deadlock) and re-checks
+requests and listings it touches (in the lock order of ``services.locking``, so two appliers never
+deadlock) and re-checks
 every assignment against the locked rows. An assignment whose GPUs or demand went elsewhere since
 the snapshot is skipped, never forced: no GPU is ever allocated twice.
 """
@@ -12,16 +13,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import DateTimeField, F, Value
-from django.db.models.functions import Greatest
+from django.db.models import F
 
-from marketplace.models import BuyerRequest, Listing, Match, MatchingRun
+from marketplace.models import BuyerRequest, Listing, Match
 from marketplace.selectors import live_nodes_by_listing, node_free_of
+from marketplace.services.locking import rows_locked
 from marketplace.services.subsidies import ZERO, SubsidyBook, Take
 from matching.problem import Assignment, Plan
 
 SKIPPED_REASON = "capacity or demand changed while the round was solving; next round retries"
-WORKER_LOST = "worker lost: the process running this round died before recording its outcome"
 
 
 @dataclass
@@ -43,9 +43,10 @@ def match_plan_apply(*, plan: Plan, run_id: int | None, now: datetime) -> ApplyR
     batched (one insert, one listing update, one request update), so the cost grows with the
     plan's size in rows, not in round trips.
     """
-    # Lock order everywhere: requests, listings, programmes, vouchers (each by id) — no deadlocks.
-    requests = _locked(BuyerRequest, {a.request_id for a in plan.assignments})
-    listings = _locked(Listing, {a.listing_id for a in plan.assignments})
+    # In the lock order (services.locking): requests, listings, then the SubsidyBook's programmes
+    # and vouchers.
+    requests = rows_locked(BuyerRequest, (a.request_id for a in plan.assignments))
+    listings = rows_locked(Listing, (a.listing_id for a in plan.assignments))
     book = SubsidyBook.locked({r.voucher_id for r in requests.values() if r.voucher_id}, now)
     live = live_nodes_by_listing(list(listings))
     node_free = {pk: list(node_free_of(listing, live.get(pk, []))) for pk, listing in listings.items()}
@@ -67,11 +68,6 @@ def match_plan_apply(*, plan: Plan, run_id: int | None, now: datetime) -> ApplyR
     _listings_allocate(result.matches)
     _requests_refresh_status(requests.values(), result.matches, now)
     return result
-
-
-def _locked(model, ids: set[int]) -> dict:
-    rows = model.objects.select_for_update().filter(pk__in=sorted(ids)).order_by("pk")
-    return {row.pk: row for row in rows}
 
 
 def _stale(
@@ -162,57 +158,3 @@ def _grouped(values_by_id: dict) -> dict:
     for pk in sorted(values_by_id):
         groups.setdefault(values_by_id[pk], []).append(pk)
     return groups
-
-
-# --- matching runs ------------------------------------------------------------------------------
-
-
-def matching_run_start(*, trigger: str, shard: str, now: datetime) -> MatchingRun:
-    """Record that a round began (committed at once, so a crashed round stays visible)."""
-    return MatchingRun.objects.create(trigger=trigger, shard=shard, started_at=now)
-
-
-@transaction.atomic
-def matching_run_finish(
-    *,
-    run_id: int,
-    plan: Plan,
-    result: ApplyResult,
-    request_count: int,
-    listing_count: int,
-    timings_ms: dict[str, float],
-    finished_at: datetime,
-) -> MatchingRun:
-    unserved = [{"request": u.request_id, "replicas": u.replicas, "reason": u.reason} for u in plan.unserved]
-    unserved += [{"request": a.request_id, "replicas": a.replicas, "reason": reason} for a, reason in result.skipped]
-    run = MatchingRun.objects.select_for_update().get(pk=run_id)
-    run.status = MatchingRun.Status.SUCCEEDED
-    run.finished_at = max(finished_at, run.started_at)
-    run.solver, run.objective, run.lower_bound, run.gap = plan.solver, plan.objective, plan.lower_bound, plan.gap
-    run.request_count, run.listing_count = request_count, listing_count
-    run.served_replicas = result.served_replicas
-    run.unserved_replicas = sum(item["replicas"] for item in unserved)
-    run.unserved, run.timings_ms = unserved, timings_ms
-    run.save()
-    return run
-
-
-def matching_run_fail(*, run_id: int, error: str, finished_at: datetime) -> None:
-    MatchingRun.objects.filter(pk=run_id, status=MatchingRun.Status.RUNNING).update(
-        status=MatchingRun.Status.FAILED, error=error[:5000], finished_at=finished_at
-    )
-
-
-def matching_runs_lost_fail(*, shard: str, finished_at: datetime) -> int:
-    """Record as failed ("worker lost") the runs of ``shard`` still marked running; how many.
-
-    Precondition: the caller holds ``shard``'s lock (``marketplace.locks.shard_lock``), so no live
-    round of this shard can be running: a run still marked running lost its worker mid-round. Its
-    plan was applied in one transaction, so either all its matches exist (they name the run) or,
-    the far likelier case, none: the database rolled back what the dead worker never committed.
-    """
-    return MatchingRun.objects.filter(shard=shard, status=MatchingRun.Status.RUNNING).update(
-        status=MatchingRun.Status.FAILED,
-        error=WORKER_LOST,
-        finished_at=Greatest(Value(finished_at, output_field=DateTimeField()), F("started_at")),
-    )

@@ -43,7 +43,7 @@ def request_submit(*, buyer: Organisation, voucher_code: str | None = None, now:
 def _open_requests_quota_check(buyer: Organisation) -> None:
     """Refuse a buyer at ``MAX_OPEN_REQUESTS_PER_BUYER`` open requests. The buyer's row lock makes
     concurrent submissions count one after another, so the quota holds under a burst."""
-    Organisation.objects.select_for_update().filter(pk=buyer.pk).first()
+    Organisation.objects.select_for_update(no_key=True).filter(pk=buyer.pk).first()
     open_requests = BuyerRequest.objects.filter(buyer=buyer, status__in=BuyerRequest.OPEN_STATUSES).count()
     if open_requests >= settings.MAX_OPEN_REQUESTS_PER_BUYER:
         raise QuotaExceeded(
@@ -59,7 +59,7 @@ def request_cancel(*, request_id: int, buyer: Organisation, now: datetime | None
     released; a running one pays for the GPU-hours it held. Their GPUs return to the listings.
     """
     try:
-        request = BuyerRequest.objects.select_for_update().get(pk=request_id, buyer=buyer)
+        request = BuyerRequest.objects.select_for_update(no_key=True).get(pk=request_id, buyer=buyer)
     except BuyerRequest.DoesNotExist:
         raise NotFound("No such request.", field="id") from None
     if request.status in (BuyerRequest.Status.CANCELLED, BuyerRequest.Status.EXPIRED):

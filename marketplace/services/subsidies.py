@@ -16,6 +16,7 @@ from django.db.models import F
 from marketplace.eligibility import voucher_pays
 from marketplace.models import Match, Voucher, VoucherLedgerEntry, VoucherProgram
 from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, voucher_available
+from marketplace.services.locking import rows_locked
 from marketplace.services.vouchers import quantize_down
 
 ZERO = Decimal("0")
@@ -51,8 +52,8 @@ class SubsidyBook:
         if not voucher_ids:
             return book
         program_ids = set(Voucher.objects.filter(pk__in=voucher_ids).values_list("program_id", flat=True))
-        book.programs = _lock_in_order(VoucherProgram, program_ids)
-        book.vouchers = _lock_in_order(Voucher, voucher_ids)
+        book.programs = rows_locked(VoucherProgram, program_ids)
+        book.vouchers = rows_locked(Voucher, voucher_ids)
         pairs = {(v.program_id, v.buyer_id) for v in book.vouchers.values() if v.buyer_id}
         book.year_net = buyer_year_net(pairs, now.year)
         book.hours_used = free_hours_used(voucher_ids)
@@ -138,6 +139,3 @@ def _apply_totals(takes: list[tuple[Match, Take]], *, sign: int) -> None:
     for voucher_id, amount in sorted(by_voucher.items()):
         Voucher.objects.filter(pk=voucher_id).update(spent=F("spent") + sign * amount)
 
-
-def _lock_in_order(model, ids: set[int]) -> dict:
-    return {row.pk: row for row in model.objects.select_for_update().filter(pk__in=sorted(ids)).order_by("pk")}

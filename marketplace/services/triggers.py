@@ -1,7 +1,20 @@
-"""Asking the engine for a matching round after a write commits.
+"""Asking for a matching round after a write commits.
 
 The database is the source of truth and Celery only triggers: a trigger lost to a broker outage
 delays matching until the next beat sweep, it never loses work.
+
+Coalescing: a shard is *pending* from the first commit that asks for a round until a round takes
+the shard's lock and clears the mark (``services.rounds``). A commit that finds the shard already
+pending enqueues nothing: the pending round has not snapshotted yet and will see its rows. A commit
+that marks the shard pending starts a round at once, unless a round holds the lock: then the
+holder starts one (a *follow-up*) when it releases the lock. So a request waits for at most the
+round already running, and the commits that arrive during one round share the next. Only under a
+sustained stream of commits (a follow-up that itself had commits arrive during it) does the next
+round wait ``MATCHING_COALESCE_SECONDS``, so that a busy shard runs about one round per window
+rather than one after another.
+
+Tasks are enqueued by name (:data:`MATCHING_ROUND_TASK`): nothing here imports the task module,
+which imports the services.
 """
 
 from __future__ import annotations
@@ -10,11 +23,19 @@ import contextlib
 import logging
 from functools import partial
 
-from django.conf import settings
+from celery import current_app
 from django.core.cache import cache
 from django.db import transaction
 
+from marketplace.services.shard_lock import shard_locked
+
 logger = logging.getLogger(__name__)
+
+#: The Celery task that runs one round (``marketplace.tasks.matching_round``).
+MATCHING_ROUND_TASK = "marketplace.matching_round"
+#: How long a shard stays marked pending if no round ever clears the mark (its task was lost):
+#: longer than the sweep interval, so the sweep's round clears it first.
+PENDING_SECONDS = 120
 
 
 def round_pending_key(shard: str) -> str:
@@ -23,37 +44,62 @@ def round_pending_key(shard: str) -> str:
 
 def matching_round_enqueue_on_commit(*, gpu_model_code: str) -> None:
     """After the current transaction commits, ask for a round over ``gpu_model_code``'s shard."""
-    transaction.on_commit(partial(_enqueue_round, gpu_model_code))
+    transaction.on_commit(partial(_round_request, gpu_model_code))
 
 
-def _enqueue_round(shard: str) -> None:
-    """Enqueue one round per shard per coalescing window: a burst of commits gets one round.
+def matching_round_enqueue(*, shard: str, trigger: str, follow_up: bool = False, countdown: float = 0) -> None:
+    """Enqueue one round over ``shard``, to start in ``countdown`` seconds; ``follow_up`` marks the
+    round that commits asked for while another held the lock. Never raises: a lost message is left
+    to the sweep."""
+    kwargs = {"shard": shard, "trigger": trigger, **({"follow_up": True} if follow_up else {})}
+    try:
+        current_app.signature(MATCHING_ROUND_TASK, kwargs=kwargs).apply_async(countdown=countdown or None)
+    except Exception as exc:
+        _trigger_lost(shard, "broker", exc)
+        # So that the next commit tries again; if the cache is gone too, the mark expires by itself.
+        with contextlib.suppress(Exception):
+            cache.delete(round_pending_key(shard))
 
-    ``cache.add`` is atomic, so of many writers committing at once exactly one enqueues; the round
-    clears the key when it starts, so commits after that start ask for a fresh round.
 
+def round_pending(shard: str) -> bool:
+    """Whether a commit asked for a round over ``shard`` that no round has started yet. False when
+    the cache cannot say (the sweep runs the round then)."""
+    try:
+        return cache.get(round_pending_key(shard)) is not None
+    except Exception as exc:
+        _trigger_lost(shard, "cache", exc)
+        return False
+
+
+def round_pending_clear(shard: str) -> None:
+    """A round starting over ``shard`` takes every commit made so far: later commits ask anew.
+    Raises when the cache is unreachable: the round then fails and is retried."""
+    cache.delete(round_pending_key(shard))
+
+
+def _round_request(shard: str) -> None:
+    """Mark ``shard`` pending and, if this commit is the one that marked it and no round holds the
+    lock, enqueue a round.
+
+    ``cache.add`` is atomic, so of many writers committing at once exactly one marks the shard.
     Never raises: this runs after the write committed, and an error here would answer a client
     whose object exists with a 5xx (a retry would then create it twice). With the cache or the
     broker down (each call bounded by ``REDIS_TIMEOUT_SECONDS``) the trigger is dropped, and the
     beat sweep, which reads open work from the database, runs the round once Redis is back.
     """
-    from matching.tasks import matching_round  # tasks import services: resolve at call time
-
-    delay = settings.MATCHING_COALESCE_SECONDS
-    key = round_pending_key(shard)
     try:
-        if not cache.add(key, 1, timeout=max(60, delay * 10)):
+        if not cache.add(round_pending_key(shard), 1, timeout=PENDING_SECONDS):
             return
-    except Exception as exc:  # without the cache a round fails too (it clears this key): leave it to the sweep
+    except Exception as exc:  # without the cache a round fails too (it clears the mark): leave it to the sweep
         _trigger_lost(shard, "cache", exc)
         return
     try:
-        matching_round.apply_async(kwargs={"shard": shard, "trigger": "commit"}, countdown=delay)
-    except Exception as exc:
-        _trigger_lost(shard, "broker", exc)
-        # So that the next commit tries again; if the cache is gone too, the key expires by itself.
-        with contextlib.suppress(Exception):
-            cache.delete(key)
+        running = shard_locked(shard)
+    except Exception as exc:  # cannot tell: enqueue; a round that finds the shard busy retries
+        logger.warning("could not tell whether a round of %s is running (%s)", shard, exc)
+        running = False
+    if not running:
+        matching_round_enqueue(shard=shard, trigger="commit")
 
 
 def _trigger_lost(shard: str, server: str, exc: Exception) -> None:

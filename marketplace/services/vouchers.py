@@ -118,7 +118,7 @@ def voucher_program_update(*, program_id: int, sponsor_provider: Organisation | 
 
 def _locked_program(*, program_id: int, sponsor_provider: Organisation | None) -> VoucherProgram:
     """The programme under its row lock; a provider sees only its own promotions (None: staff)."""
-    programs = VoucherProgram.objects.select_for_update()
+    programs = VoucherProgram.objects.select_for_update(no_key=True)
     if sponsor_provider is not None:
         programs = programs.filter(sponsor_provider=sponsor_provider)
     program = programs.filter(pk=program_id).first()

@@ -3,7 +3,7 @@
 A step is what ``manage.py advance_clock`` does, plus the market's own actions: move the market
 clock, run the lifecycle tick, let providers list and withdraw and buyers submit (through
 ``marketplace.services``), run one round per GPU model with open work under the chosen policy
-(``matching.tasks.round_run``), and sample capacity. After the last step the run drains — time
+(``marketplace.services.rounds.round_run``), and sample capacity. After the last step the run drains — time
 moves on hour by hour with no new events until every match has ended and settled — so prices
 and voucher spend come from real settlements.
 
@@ -29,6 +29,7 @@ from marketplace.clock import market_now
 from marketplace.errors import DomainError
 from marketplace.models import BuyerRequest, GpuModel, Match, MatchingRun, Organisation, Region, Voucher, VoucherProgram
 from marketplace.services.clock import market_clock_advance
+from marketplace.services.rounds import round_run
 from marketplace.simulation import measure
 from marketplace.simulation.clock import market_time_frozen
 from marketplace.simulation.scenario import (
@@ -42,7 +43,6 @@ from marketplace.simulation.scenario import (
     script_build,
 )
 from matching.policies import ENGINE, planner
-from matching.tasks import round_run
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]

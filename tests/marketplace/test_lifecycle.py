@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import threading
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
 from django.db.models import Sum
 
 from marketplace import selectors, services
@@ -18,9 +16,10 @@ from marketplace.clock import market_now
 from marketplace.errors import InvalidTransition
 from marketplace.models import BuyerRequest, Listing, Match, Region, Settlement, VoucherLedgerEntry
 from marketplace.services.clock import market_clock_advance
-from marketplace.services.matching import match_plan_apply
+from marketplace.services.plans import match_plan_apply
+from marketplace.services.rounds import round_run
 from matching.solver import solve
-from matching.tasks import round_run
+from tests.services_helpers import race
 
 
 @pytest.fixture
@@ -199,27 +198,6 @@ def test_listings_past_their_window_close(make_listing, now):
 
 
 # --- races (PostgreSQL) -------------------------------------------------------------------------
-
-
-def race(*actions):
-    """Run ``actions`` in threads released together; return what each returned or raised."""
-    barrier, results = threading.Barrier(len(actions), timeout=30), [None] * len(actions)
-
-    def run(index, action):
-        barrier.wait()
-        try:
-            results[index] = action()
-        except Exception as exc:  # the outcome under test: one side may be refused
-            results[index] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i, a)) for i, a in enumerate(actions)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
 
 
 @pytest.mark.django_db(transaction=True)

@@ -6,15 +6,16 @@ from decimal import Decimal
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from django.db.models import Sum
 from django.utils import timezone
 
 from marketplace import selectors
-from marketplace.locks import shard_lock
 from marketplace.models import BuyerRequest, Listing, Match, MatchingRun
-from marketplace.services.matching import match_plan_apply
+from marketplace.services.plans import match_plan_apply
+from marketplace.services.rounds import round_run
+from marketplace.services.shard_lock import shard_lock
+from marketplace.tasks import matching_sweep
 from matching.solver import solve
-from matching.tasks import matching_sweep, round_run
+from tests.services_helpers import assert_no_gpu_held_twice
 
 
 def test_a_round_matches_and_records_the_run(make_listing, make_request):
@@ -136,17 +137,3 @@ def test_two_rounds_racing_never_over_allocate(postgres, reference, make_listing
         thread.join()
     assert not errors
     assert_no_gpu_held_twice()
-
-
-def assert_no_gpu_held_twice():
-    for listing in Listing.objects.all():
-        live = Match.objects.filter(listing=listing, status__in=Match.LIVE_STATUSES)
-        assert listing.allocated_gpus == (live.aggregate(total=Sum("gpus"))["total"] or 0) <= listing.gpu_count
-        used = [0] * listing.node_count
-        for match in live:
-            for node in match.nodes:
-                used[node] += match.gpus_per_replica
-        assert max(used) <= listing.gpus_per_node
-    for request in BuyerRequest.objects.all():
-        matched = Match.objects.filter(request=request).aggregate(total=Sum("replicas"))["total"] or 0
-        assert request.matched_replicas == matched <= request.replicas

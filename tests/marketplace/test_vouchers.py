@@ -14,10 +14,10 @@ from django.utils import timezone
 from marketplace import selectors, services
 from marketplace.errors import InvalidInput
 from marketplace.models import BuyerRequest, GpuModel, Match, Region, Voucher, VoucherLedgerEntry, VoucherProgram
-from marketplace.services.matching import match_plan_apply
+from marketplace.services.plans import match_plan_apply
+from marketplace.services.rounds import round_run
 from matching.latency import LatencyClass
 from matching.problem import Assignment, Plan
-from matching.tasks import round_run
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 Hypothesis's stateful testing plays providers listing and withdrawing capacity, buyers submitting
 and cancelling requests and matches and claiming vouchers, real matching rounds
-(``matching.tasks.round_run``) and the market clock moving on (``lifecycle_tick``), in any order.
+(``marketplace.services.rounds.round_run``) and the market clock moving on (``lifecycle_tick``), in any order.
 The reference model below keeps, in plain Python, what must be true whatever the engine chooses:
 
 - each listing's free GPUs are its count less what its live matches hold; no node holds more than
@@ -63,8 +63,8 @@ from marketplace.models import (
     VoucherProgram,
 )
 from marketplace.services.clock import market_clock_advance, market_clock_freeze
+from marketplace.services.rounds import round_run
 from matching.costs import default_latency_weight
-from matching.tasks import round_run
 from tests.conftest import client_for, member, scale
 
 pytestmark = pytest.mark.django_db

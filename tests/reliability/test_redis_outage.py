@@ -208,8 +208,8 @@ def _trigger_in_a_process(*, cache_url: str, broker_url: str) -> subprocess.Comp
     cache); it prints how long the trigger took."""
     code = (
         "import time, django; django.setup()\n"
-        "from marketplace.services.triggers import _enqueue_round\n"
-        "started = time.monotonic(); _enqueue_round('h20'); print(f'took {time.monotonic() - started:.2f}')\n"
+        "from marketplace.services.triggers import _round_request\n"
+        "started = time.monotonic(); _round_request('h20'); print(f'took {time.monotonic() - started:.2f}')\n"
     )
     env = service_env(broker_url, CACHE_URL=cache_url, DATABASE_URL="sqlite:///:memory:", LOG_LEVEL="WARNING")
     return subprocess.run(

@@ -35,11 +35,10 @@ from config.celery_app import app
 from marketplace import services
 from marketplace.clock import market_now
 from marketplace.demand import demand_request_build
-from marketplace.locks import advisory_key
 from marketplace.models import BuyerRequest, GpuModel, Listing, Match, MatchingRun, Organisation, Region
-from marketplace.services import matching as matching_services
-from marketplace.services.matching import WORKER_LOST
-from matching.tasks import matching_round, matching_sweep, round_run
+from marketplace.services.rounds import WORKER_LOST, matching_run_start, round_run
+from marketplace.services.shard_lock import advisory_key
+from marketplace.tasks import matching_round, matching_sweep
 from tests.conftest import client_for, member, scale
 from tests.workers import broker_reset, celery_start, database_url_of_test_db, process_stop, wait_for, worker_start
 
@@ -485,8 +484,8 @@ def test_the_sweep_runs_a_shard_whose_run_a_dead_worker_left_running(broker):
     worker died after placing everything): the sweep still runs that shard, and the round marks
     the run lost. A run that began moments ago (perhaps a live round) is left alone."""
     now = market_now()
-    dead = matching_services.matching_run_start(trigger="commit", shard="a100", now=now - timedelta(hours=1))
-    live = matching_services.matching_run_start(trigger="commit", shard="l40s", now=now - timedelta(seconds=5))
+    dead = matching_run_start(trigger="commit", shard="a100", now=now - timedelta(hours=1))
+    live = matching_run_start(trigger="commit", shard="l40s", now=now - timedelta(seconds=5))
     assert matching_sweep() == ["a100"]
     assert round_run(shard="a100", trigger="sweep") is not None
     dead.refresh_from_db()

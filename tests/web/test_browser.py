@@ -22,7 +22,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from marketplace.models import Listing, Match
-from matching.tasks import round_run
+from marketplace.services.rounds import round_run
 from tests.conftest import member, need_service
 
 CHROMIUM = "/usr/bin/chromium"

@@ -15,8 +15,8 @@ from rest_framework.test import APIClient
 
 from marketplace import selectors
 from marketplace.models import BuyerRequest, Listing, Match, Organisation
+from marketplace.services.rounds import round_run
 from marketplace.web.csp import POLICY
-from matching.tasks import round_run
 from tests.conftest import member
 from tests.services_helpers import reserve
 

@@ -8,7 +8,7 @@ from marketplace.errors import DomainError
 from marketplace.models import MatchingRun
 from marketplace.services.clock import market_clock_advance
 from marketplace.services.lifecycle import lifecycle_tick
-from matching.tasks import round_run
+from marketplace.services.rounds import round_run
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from marketplace import selectors
 from marketplace.clock import market_now
 from marketplace.models import MatchingRun
-from matching.tasks import round_run
+from marketplace.services.rounds import round_run
 
 
 class Command(BaseCommand):

@@ -1,0 +1,211 @@
+"""A matching round, start to finish: the one place to read how demand becomes matches.
+
+A *shard* is one GPU model's round. :func:`round_run` over a shard:
+
+1. takes the shard's lock, without waiting (``services.shard_lock``); a busy shard returns None and the
+   caller retries (``marketplace.tasks.matching_round``);
+2. clears the shard's pending flag, so that commits from now on ask for a fresh round
+   (``marketplace.services.triggers``);
+3. marks failed any run of the shard a dead worker left running (:func:`matching_runs_lost_fail`);
+4. records the run as started (committed at once, so a crashed round stays visible);
+5. snapshots open requests and free capacity (``selectors.engine_problem``), no locks held;
+6. solves (``matching.policies.planner``: the engine, or a baseline for ``manage.py simulate``);
+7. applies the plan in one transaction under row locks (``services.plans.match_plan_apply``),
+   re-checking every assignment against the locked rows;
+8. records the run's outcome, or its failure (then re-raises);
+9. releases the lock, then starts the round that commits arriving meanwhile asked for.
+
+Faults: the shard lock dies with a killed worker and the next round marks the dead worker's run
+failed; a round past its soft time limit cancels its query (:func:`_cancel_query_on_time_limit`),
+rolls back, and is retried. The database, not the queue, holds the work: the beat sweep
+(:func:`rounds_sweep`) re-runs every shard with open work.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timedelta
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import DateTimeField, F, Value
+from django.db.models.functions import Greatest
+from psycopg.pq import TransactionStatus
+
+from marketplace import selectors
+from marketplace.clock import market_now
+from marketplace.models import MatchingRun
+from marketplace.services.lifecycle import lifecycle_tick
+from marketplace.services.plans import ApplyResult, match_plan_apply
+from marketplace.services.shard_lock import shard_lock
+from marketplace.services.triggers import matching_round_enqueue, round_pending, round_pending_clear
+from matching.policies import ENGINE, planner
+from matching.problem import Plan
+from matching.timings import ms_since
+
+logger = logging.getLogger(__name__)
+
+WORKER_LOST = "worker lost: the process running this round died before recording its outcome"
+
+
+def round_run(*, shard: str, trigger: str, policy: str = ENGINE, follow_up: bool = False) -> int | None:
+    """Run one round over ``shard`` now; returns the MatchingRun id, or None if the shard is busy.
+
+    Also what ``manage.py match`` calls synchronously. ``policy`` (``matching.policies``) picks the
+    plan builder: the engine, or a baseline that ``manage.py simulate`` replays demand under.
+    ``follow_up``: this round is the one commits asked for while another round held the lock.
+    """
+    planner(policy)  # an unknown policy fails here, before any lock or run row
+    held = False
+    try:
+        with shard_lock(shard) as held:
+            if not held:
+                return None
+            with connection.execute_wrapper(_cancel_query_on_time_limit):
+                round_pending_clear(shard)
+                matching_runs_lost_fail(shard=shard, finished_at=market_now())
+                return _round_locked(shard=shard, trigger=trigger, policy=policy)
+    finally:
+        if held:
+            _follow_up(shard, sustained=follow_up)
+
+
+def _follow_up(shard: str, *, sustained: bool) -> None:
+    """Start the round that commits asked for while this one held the lock.
+
+    Called after the lock is released. A commit that saw the lock held left the shard marked
+    pending and enqueued nothing (``triggers``); checking the mark only after releasing means that
+    either this check sees it, or the commit saw the lock free and enqueued a round itself.
+    The follow-up starts at once, unless this round was a follow-up too (``sustained``): then
+    commits are arriving faster than rounds finish, and the next round waits
+    ``MATCHING_COALESCE_SECONDS`` so that it takes a window's worth of them.
+    """
+    if round_pending(shard):
+        delay = settings.MATCHING_COALESCE_SECONDS if sustained else 0
+        matching_round_enqueue(shard=shard, trigger="commit", follow_up=True, countdown=delay)
+
+
+def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
+    """Steps 4–8 of a round; precondition: the caller holds ``shard``'s lock."""
+    now = market_now()
+    run = matching_run_start(trigger=trigger, shard=shard, now=now)
+    try:
+        started = time.perf_counter()
+        problem = selectors.engine_problem(gpu_model_code=shard, now=now)
+        timings = {"snapshot": ms_since(started)}
+        started = time.perf_counter()
+        plan = planner(policy)(problem)
+        timings["solve"] = ms_since(started)
+        started = time.perf_counter()
+        result = match_plan_apply(plan=plan, run_id=run.pk, now=now)
+        timings["apply"] = ms_since(started)
+        matching_run_finish(
+            run_id=run.pk,
+            plan=plan,
+            result=result,
+            request_count=len(problem.requests),
+            listing_count=len(problem.listings),
+            timings_ms=timings,
+            finished_at=market_now(),
+        )
+    except BaseException as exc:  # record even a soft time limit or a kill signal, then re-raise
+        matching_run_fail(run_id=run.pk, error=repr(exc), finished_at=market_now())
+        raise
+    logger.info("round %s on %s: served %s replicas", run.pk, shard, result.served_replicas)
+    return run.pk
+
+
+def rounds_sweep(*, now: datetime) -> list[str]:
+    """Beat's sweep: move the lifecycle on (``lifecycle_tick``), then return the shards that need a
+    round: those with open work, and those with a run its dead worker left marked running (the
+    round marks it lost). Makes up for any trigger a broker outage lost."""
+    lifecycle_tick(now=now)
+    lost_before = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
+    return sorted(
+        {*selectors.shards_with_open_work(now=now), *selectors.shards_with_lost_runs(started_before=lost_before)}
+    )
+
+
+# --- a round past its time limit ----------------------------------------------------------------
+
+
+def _cancel_query_on_time_limit(execute, sql, params, many, context):
+    """Django execute wrapper: a soft time limit that interrupts a query (say, one waiting on a
+    row lock) leaves the connection mid-query, unusable even for a rollback, and the server still
+    waiting with the round's row locks. Cancel the query on the server and drop the connection, so
+    that the server rolls the transaction back and frees every lock the round held, its shard lock
+    too, at once; Django reconnects for the next query."""
+    try:
+        return execute(sql, params, many, context)
+    except SoftTimeLimitExceeded:
+        db = context["connection"]
+        if db.vendor == "postgresql" and _mid_query(db.connection):
+            try:
+                db.connection.cancel_safe(timeout=5)
+            except Exception:  # the close below ends the query anyway, if not at once
+                logger.exception("could not cancel the query of a round past its soft time limit")
+            db.close()
+        raise
+
+
+def _mid_query(session) -> bool:
+    """Whether the psycopg ``session`` (None when closed) still waits for a query's result."""
+    return session is not None and session.info.transaction_status == TransactionStatus.ACTIVE
+
+
+# --- the run's record ---------------------------------------------------------------------------
+
+
+def matching_run_start(*, trigger: str, shard: str, now: datetime) -> MatchingRun:
+    """Record that a round began (committed at once, so a crashed round stays visible)."""
+    return MatchingRun.objects.create(trigger=trigger, shard=shard, started_at=now)
+
+
+@transaction.atomic
+def matching_run_finish(
+    *,
+    run_id: int,
+    plan: Plan,
+    result: ApplyResult,
+    request_count: int,
+    listing_count: int,
+    timings_ms: dict[str, float],
+    finished_at: datetime,
+) -> MatchingRun:
+    """Record a round's outcome: what it served, and each unserved or skipped request with why."""
+    unserved = [{"request": u.request_id, "replicas": u.replicas, "reason": u.reason} for u in plan.unserved]
+    unserved += [{"request": a.request_id, "replicas": a.replicas, "reason": reason} for a, reason in result.skipped]
+    run = MatchingRun.objects.select_for_update().get(pk=run_id)
+    run.status = MatchingRun.Status.SUCCEEDED
+    run.finished_at = max(finished_at, run.started_at)
+    run.solver, run.objective, run.lower_bound, run.gap = plan.solver, plan.objective, plan.lower_bound, plan.gap
+    run.request_count, run.listing_count = request_count, listing_count
+    run.served_replicas = result.served_replicas
+    run.unserved_replicas = sum(item["replicas"] for item in unserved)
+    run.unserved, run.timings_ms = unserved, timings_ms
+    run.save()
+    return run
+
+
+def matching_run_fail(*, run_id: int, error: str, finished_at: datetime) -> None:
+    """Record that a round failed with ``error`` (its plan, if any, was rolled back)."""
+    MatchingRun.objects.filter(pk=run_id, status=MatchingRun.Status.RUNNING).update(
+        status=MatchingRun.Status.FAILED, error=error[:5000], finished_at=finished_at
+    )
+
+
+def matching_runs_lost_fail(*, shard: str, finished_at: datetime) -> int:
+    """Record as failed ("worker lost") the runs of ``shard`` still marked running; how many.
+
+    Precondition: the caller holds ``shard``'s lock (``services.shard_lock``), so no live round of this
+    shard can be running: a run still marked running lost its worker mid-round. Its plan was
+    applied in one transaction, so either all its matches exist (they name the run) or, the far
+    likelier case, none: the database rolled back what the dead worker never committed.
+    """
+    return MatchingRun.objects.filter(shard=shard, status=MatchingRun.Status.RUNNING).update(
+        status=MatchingRun.Status.FAILED,
+        error=WORKER_LOST,
+        finished_at=Greatest(Value(finished_at, output_field=DateTimeField()), F("started_at")),
+    )

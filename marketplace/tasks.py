@@ -1,0 +1,61 @@
+"""Celery tasks: a few lines each that take ids or JSON and call a service.
+
+Tasks are idempotent (a repeated round finds less open work and does less) and enqueued by name
+after a commit (``services.triggers``). The names are explicit, so moving this module never
+orphans a queued message or the beat schedule. The names these tasks had when they lived in
+``matching.tasks`` stay registered as aliases for one release, so that messages queued by the
+previous version still run after an upgrade; remove them in the release after.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from marketplace.clock import market_now
+from marketplace.services.rounds import round_run, rounds_sweep
+from marketplace.services.triggers import MATCHING_ROUND_TASK, matching_round_enqueue
+
+MATCHING_SWEEP_TASK = "marketplace.matching_sweep"
+
+
+class ShardBusy(Exception):
+    """Another round holds this shard; retried so that the triggering commit is not missed."""
+
+
+ROUND_OPTIONS = {
+    "bind": True,
+    "autoretry_for": (ShardBusy, SoftTimeLimitExceeded),
+    "retry_backoff": 1,
+    "retry_backoff_max": 30,
+    "max_retries": 8,
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+}
+
+
+def _matching_round(self, *, shard: str, trigger: str = "commit", follow_up: bool = False) -> int:
+    """One round over ``shard`` (a GPU model code); retried with backoff while the shard is busy
+    and after a round aborted at its soft time limit (its run recorded failed, nothing applied).
+    After the last retry the beat sweep still runs the shard: the database holds the work.
+    ``follow_up``: see ``services.rounds.round_run``."""
+    run_id = round_run(shard=shard, trigger=trigger, follow_up=follow_up)
+    if run_id is None:
+        raise ShardBusy(shard)
+    return run_id
+
+
+def _matching_sweep() -> list[str]:
+    """Beat's sweep: the lifecycle moves on, and every shard that needs a round gets one."""
+    shards = rounds_sweep(now=market_now())
+    for shard in shards:
+        matching_round_enqueue(shard=shard, trigger="sweep")
+    return shards
+
+
+matching_round = shared_task(name=MATCHING_ROUND_TASK, **ROUND_OPTIONS)(_matching_round)
+matching_sweep = shared_task(name=MATCHING_SWEEP_TASK, acks_late=True)(_matching_sweep)
+
+# The previous release's names (``matching.tasks.*``); see the module docstring.
+shared_task(name="matching.tasks.matching_round", **ROUND_OPTIONS)(_matching_round)
+shared_task(name="matching.tasks.matching_sweep", acks_late=True)(_matching_sweep)
