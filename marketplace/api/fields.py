@@ -14,7 +14,6 @@ from marketplace import selectors
 from marketplace.models import GpuModel, Region
 from matching.latency import LatencyClass
 
-MONEY = {"max_digits": 12, "decimal_places": 4}
 LATENCY_CLASSES = [c.value for c in LatencyClass]
 
 

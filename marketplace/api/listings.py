@@ -16,7 +16,6 @@ from rest_framework.views import APIView
 from marketplace import selectors, services
 from marketplace.api.fields import (
     LATENCY_CLASSES,
-    MONEY,
     DecimalText,
     IntegerNumber,
     NumberChoice,
@@ -31,6 +30,7 @@ from marketplace.api.pagination import SearchPagination
 from marketplace.api.permissions import IsProvider, provider_of
 from marketplace.clock import market_now
 from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Listing, Region
+from marketplace.money import MONEY
 from marketplace.services.listings import listing_window_default
 
 LISTING_ORDERINGS = {

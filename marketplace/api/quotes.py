@@ -9,10 +9,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace import selectors
-from marketplace.api.fields import MONEY
 from marketplace.api.inputs import validated_body
 from marketplace.api.permissions import IsBuyer, buyer_of
 from marketplace.api.requests import RequestIn
+from marketplace.money import MONEY
 
 
 class QuotePlacementOut(serializers.Serializer):

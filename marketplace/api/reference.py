@@ -10,9 +10,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace import selectors
-from marketplace.api.fields import MONEY, ReferenceCodeField
+from marketplace.api.fields import ReferenceCodeField
 from marketplace.api.inputs import NoFilters, validated_query
 from marketplace.models import GpuModel, Region
+from marketplace.money import MONEY
 from matching.latency import latency_class_of
 
 

@@ -12,7 +12,6 @@ from rest_framework.views import APIView
 from marketplace import selectors, services
 from marketplace.api.fields import (
     LATENCY_CLASSES,
-    MONEY,
     DecimalText,
     IntegerNumber,
     NumberChoice,
@@ -26,6 +25,7 @@ from marketplace.api.permissions import IsBuyer, buyer_of
 from marketplace.clock import market_now
 from marketplace.demand import start_by_default
 from marketplace.models import NODE_SIZE_CHOICES, BuyerRequest
+from marketplace.money import MONEY
 
 
 class RequestIn(serializers.Serializer):

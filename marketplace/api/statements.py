@@ -14,9 +14,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace import selectors
-from marketplace.api.fields import MONEY
 from marketplace.api.inputs import validated_query
 from marketplace.clock import market_now
+from marketplace.money import MONEY, SETTLED_AMOUNT
 
 
 class StatementQuery(serializers.Serializer):
@@ -36,11 +36,11 @@ class StatementLineOut(serializers.Serializer):
     gpu_hours = serializers.DecimalField(max_digits=14, decimal_places=4)
     price_per_gpu_hour = serializers.DecimalField(**MONEY)
     voucher_program = serializers.CharField(source="program.name", allow_null=True, default=None)
-    gross = serializers.DecimalField(max_digits=16, decimal_places=2)
-    subsidy = serializers.DecimalField(max_digits=16, decimal_places=2)
-    buyer_pays = serializers.DecimalField(max_digits=16, decimal_places=2)
-    platform_fee = serializers.DecimalField(max_digits=16, decimal_places=2)
-    provider_earns = serializers.DecimalField(max_digits=16, decimal_places=2)
+    gross = serializers.DecimalField(**SETTLED_AMOUNT)
+    subsidy = serializers.DecimalField(**SETTLED_AMOUNT)
+    buyer_pays = serializers.DecimalField(**SETTLED_AMOUNT)
+    platform_fee = serializers.DecimalField(**SETTLED_AMOUNT)
+    provider_earns = serializers.DecimalField(**SETTLED_AMOUNT)
 
 
 class StatementOut(serializers.Serializer):

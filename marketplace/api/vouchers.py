@@ -18,6 +18,7 @@ from marketplace.api.inputs import NoFilters, validated_body, validated_query
 from marketplace.api.permissions import IsBuyer, buyer_of, provider_of
 from marketplace.clock import market_now
 from marketplace.models import Organisation, Voucher, VoucherProgram
+from marketplace.money import LEDGER_AMOUNT
 
 
 class ClaimIn(serializers.Serializer):
@@ -41,7 +42,7 @@ class VoucherOut(serializers.ModelSerializer):
     eligible_gpu_models = serializers.SlugRelatedField(
         source="program.eligible_gpu_models", slug_field="code", many=True, read_only=True
     )
-    remaining_value = serializers.DecimalField(max_digits=16, decimal_places=4, read_only=True, allow_null=True)
+    remaining_value = serializers.DecimalField(**LEDGER_AMOUNT, read_only=True, allow_null=True)
 
     class Meta:
         model = Voucher
@@ -70,15 +71,15 @@ class VoucherProgramIn(serializers.Serializer):
     kind = serializers.ChoiceField(choices=VoucherProgram.Kind.choices, default=VoucherProgram.Kind.PERCENT)
     percent = DecimalText(max_digits=5, decimal_places=2, required=False, allow_null=True)
     free_gpu_hours = DecimalText(max_digits=10, decimal_places=2, required=False, allow_null=True)
-    cap_per_buyer = DecimalText(max_digits=16, decimal_places=4, required=False, allow_null=True)
-    budget = DecimalText(max_digits=16, decimal_places=4)
+    cap_per_buyer = DecimalText(**LEDGER_AMOUNT, required=False, allow_null=True)
+    budget = DecimalText(**LEDGER_AMOUNT)
     valid_from = serializers.DateTimeField(required=False)
     valid_until = serializers.DateTimeField()
     eligible_regions = region_field(many=True, required=False)
     eligible_gpu_models = gpu_model_field(many=True, required=False)
     eligible_buyer_provinces = serializers.ListField(child=TextField(max_length=100), required=False)
-    min_spend = DecimalText(max_digits=16, decimal_places=4, required=False, allow_null=True)
-    max_spend = DecimalText(max_digits=16, decimal_places=4, required=False, allow_null=True)
+    min_spend = DecimalText(**LEDGER_AMOUNT, required=False, allow_null=True)
+    max_spend = DecimalText(**LEDGER_AMOUNT, required=False, allow_null=True)
 
     def validate(self, attrs):
         attrs.setdefault("valid_from", market_now())
@@ -87,10 +88,10 @@ class VoucherProgramIn(serializers.Serializer):
 
 class VoucherProgramUpdateIn(serializers.Serializer):
     name = TextField(max_length=200, required=False)
-    budget = DecimalText(max_digits=16, decimal_places=4, required=False)
+    budget = DecimalText(**LEDGER_AMOUNT, required=False)
     valid_from = serializers.DateTimeField(required=False)
     valid_until = serializers.DateTimeField(required=False)
-    cap_per_buyer = DecimalText(max_digits=16, decimal_places=4, required=False, allow_null=True)
+    cap_per_buyer = DecimalText(**LEDGER_AMOUNT, required=False, allow_null=True)
 
 
 class VoucherProgramOut(serializers.ModelSerializer):
@@ -133,7 +134,7 @@ class IssueIn(serializers.Serializer):
     buyer = serializers.SlugRelatedField(
         slug_field="name", queryset=Organisation.objects.filter(kind=Organisation.Kind.BUYER), required=False
     )
-    cap = DecimalText(max_digits=16, decimal_places=4, required=False, allow_null=True)
+    cap = DecimalText(**LEDGER_AMOUNT, required=False, allow_null=True)
 
 
 class IssuedVoucherOut(serializers.ModelSerializer):
@@ -146,9 +147,9 @@ class IssuedVoucherOut(serializers.ModelSerializer):
 
 class ProgramReportOut(serializers.Serializer):
     program = serializers.CharField()
-    budget = serializers.DecimalField(max_digits=16, decimal_places=4)
-    spent = serializers.DecimalField(max_digits=16, decimal_places=4)
-    remaining_budget = serializers.DecimalField(max_digits=16, decimal_places=4)
+    budget = serializers.DecimalField(**LEDGER_AMOUNT)
+    spent = serializers.DecimalField(**LEDGER_AMOUNT)
+    remaining_budget = serializers.DecimalField(**LEDGER_AMOUNT)
     buyers_served = serializers.IntegerField()
     matches_subsidised = serializers.IntegerField()
     gpu_hours_by_region = serializers.DictField(child=serializers.DecimalField(max_digits=16, decimal_places=4))

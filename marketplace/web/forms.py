@@ -12,11 +12,11 @@ from marketplace.clock import market_now
 from marketplace.demand import start_by_default
 from marketplace.errors import DomainError
 from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Organisation, Region
+from marketplace.money import MONEY
 from marketplace.services.listings import LISTING_DEFAULT_WINDOW, listing_window_default
 from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
-MONEY = {"max_digits": 12, "decimal_places": 4, "min_value": 0}
 
 
 def latency_class_label(latency_class: LatencyClass) -> str:
@@ -83,7 +83,7 @@ class SignUpForm(ServiceForm):
 class ListingShapeFields(ServiceForm):
     gpu_count = forms.IntegerField(label="GPUs", min_value=1, max_value=100_000)
     gpus_per_node = forms.TypedChoiceField(label="GPUs per node", choices=NODE_SIZE_CHOICES, coerce=int, initial=8)
-    price_per_gpu_hour = forms.DecimalField(label="Price per GPU-hour (CNY)", **MONEY)
+    price_per_gpu_hour = forms.DecimalField(label="Price per GPU-hour (CNY)", **MONEY, min_value=0)
     available_from = _datetime_field("Available from (UTC)", "Empty: now.")
     available_until = _datetime_field(
         "Available until (UTC)", f"Empty: {LISTING_DEFAULT_WINDOW.days} days after the start."
@@ -155,7 +155,7 @@ class RequestForm(ServiceForm):
         required=False,
         help_text="Instead of a latency class.",
     )
-    max_price_per_gpu_hour = forms.DecimalField(label="Price cap per GPU-hour (CNY)", **MONEY)
+    max_price_per_gpu_hour = forms.DecimalField(label="Price cap per GPU-hour (CNY)", **MONEY, min_value=0)
     duration_hours = forms.IntegerField(label="Duration (hours)", min_value=1, max_value=24 * 366, initial=24)
     start_by = _datetime_field("Start by (UTC)", "Empty: within 24 hours.")
     voucher_code = forms.CharField(
