@@ -10,18 +10,18 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from marketplace import services
+from marketplace import bounds, services
 from marketplace.api.fields import PatternField, TextField
 from marketplace.api.inputs import validated_body
 from marketplace.models import Organisation
 
 
 class RegisterIn(serializers.Serializer):
-    username = PatternField(r"^[\w.@+-]+\Z", max_length=150)
-    password = TextField(write_only=True, max_length=128, style={"input_type": "password"})
+    username = PatternField(**bounds.USERNAME.field_kwargs())
+    password = TextField(**bounds.PASSWORD.field_kwargs(), write_only=True, style={"input_type": "password"})
     email = serializers.EmailField()
     role = serializers.ChoiceField(choices=Organisation.Kind.values)
-    organisation = TextField(max_length=200)
+    organisation = TextField(**bounds.NAME.field_kwargs())
 
 
 class RegisterOut(serializers.Serializer):

@@ -13,7 +13,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace import selectors, services
+from marketplace import bounds, selectors, services
 from marketplace.api.fields import (
     LATENCY_CLASSES,
     DecimalText,
@@ -52,8 +52,8 @@ class ListingQuery(serializers.Serializer):
     gpu_model = ReferenceCodeField(GpuModel, required=False)
     origin = ReferenceCodeField(Region, required=False)
     latency_class = serializers.ChoiceField(choices=LATENCY_CLASSES, required=False)
-    max_price = serializers.DecimalField(**MONEY, min_value=0, required=False)
-    min_free_gpus = serializers.IntegerField(min_value=0, required=False)
+    max_price = serializers.DecimalField(**bounds.PRICE.field_kwargs(), required=False)
+    min_free_gpus = serializers.IntegerField(**bounds.MIN_FREE_GPUS.field_kwargs(), required=False)
     status = serializers.ChoiceField(choices=Listing.Status.values, required=False)
     mine = serializers.BooleanField(required=False, default=False)
     ordering = serializers.ChoiceField(choices=list(LISTING_ORDERINGS), required=False, default="id")
@@ -70,9 +70,9 @@ class ListingQuery(serializers.Serializer):
 class ListingIn(serializers.Serializer):
     region = region_field()
     gpu_model = gpu_model_field()
-    gpu_count = IntegerNumber(min_value=1, max_value=100_000)
+    gpu_count = IntegerNumber(**bounds.GPU_COUNT.field_kwargs())
     gpus_per_node = NumberChoice(choices=NODE_SIZE_CHOICES)
-    price_per_gpu_hour = DecimalText(**MONEY, min_value=0)
+    price_per_gpu_hour = DecimalText(**bounds.PRICE.field_kwargs())
     available_from = serializers.DateTimeField(required=False)
     available_until = serializers.DateTimeField(required=False)
 
@@ -85,15 +85,19 @@ class ListingIn(serializers.Serializer):
 
 
 class ListingUpdateIn(serializers.Serializer):
-    gpu_count = IntegerNumber(min_value=1, max_value=100_000, required=False)
+    gpu_count = IntegerNumber(**bounds.GPU_COUNT.field_kwargs(), required=False)
     gpus_per_node = NumberChoice(choices=NODE_SIZE_CHOICES, required=False)
-    price_per_gpu_hour = DecimalText(**MONEY, min_value=0, required=False)
+    price_per_gpu_hour = DecimalText(**bounds.PRICE.field_kwargs(), required=False)
     available_from = serializers.DateTimeField(required=False)
     available_until = serializers.DateTimeField(required=False)
 
 
 class FailNodesIn(serializers.Serializer):
-    nodes = serializers.ListField(child=IntegerNumber(min_value=0), min_length=1, max_length=1000)
+    nodes = serializers.ListField(
+        child=IntegerNumber(**bounds.NODE_INDEX.field_kwargs()),
+        min_length=bounds.FAILED_NODES.minimum,
+        max_length=bounds.FAILED_NODES.maximum,
+    )
 
 
 _MONEY_OUT = serializers.DecimalField(**MONEY)

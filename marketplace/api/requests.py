@@ -9,7 +9,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace import selectors, services
+from marketplace import bounds, selectors, services
 from marketplace.api.fields import (
     LATENCY_CLASSES,
     DecimalText,
@@ -25,21 +25,20 @@ from marketplace.api.permissions import IsBuyer, buyer_of
 from marketplace.clock import market_now
 from marketplace.demand import start_by_default
 from marketplace.models import NODE_SIZE_CHOICES, BuyerRequest
-from marketplace.money import MONEY
 
 
 class RequestIn(serializers.Serializer):
     gpu_model = gpu_model_field()
     gpus_per_replica = NumberChoice(choices=NODE_SIZE_CHOICES)
-    replicas = IntegerNumber(min_value=1, max_value=4096)
+    replicas = IntegerNumber(**bounds.REPLICAS.field_kwargs())
     origin = region_field()
     latency_class = serializers.ChoiceField(choices=LATENCY_CLASSES, required=False)
-    max_rtt_ms = DecimalText(max_digits=7, decimal_places=1, min_value=0, required=False)
-    latency_weight = DecimalText(max_digits=8, decimal_places=4, min_value=0, required=False)
-    max_price_per_gpu_hour = DecimalText(**MONEY, min_value=0)
-    duration_hours = IntegerNumber(min_value=1, max_value=24 * 366)
+    max_rtt_ms = DecimalText(**bounds.MAX_RTT_MS.field_kwargs(), required=False)
+    latency_weight = DecimalText(**bounds.LATENCY_WEIGHT.field_kwargs(), required=False)
+    max_price_per_gpu_hour = DecimalText(**bounds.PRICE.field_kwargs())
+    duration_hours = IntegerNumber(**bounds.DURATION_HOURS.field_kwargs())
     start_by = serializers.DateTimeField(required=False)
-    voucher_code = TextField(max_length=64, required=False, allow_blank=True)
+    voucher_code = TextField(**bounds.VOUCHER_CODE.field_kwargs(), required=False, allow_blank=True)
 
     def validate(self, attrs):
         """Default ``start_by``: ``start_by_default``."""

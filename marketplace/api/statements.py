@@ -13,16 +13,15 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace import selectors
+from marketplace import bounds, selectors
 from marketplace.api.inputs import validated_query
 from marketplace.clock import market_now
 from marketplace.money import MONEY, SETTLED_AMOUNT
 
 
 class StatementQuery(serializers.Serializer):
-    #: Years 1000–2999: a month whose bounds are valid dates (no year 0, no year 10000 after 9999-12).
     month = serializers.RegexField(
-        r"^[12]\d{3}-(0[1-9]|1[0-2])$", required=False, help_text="YYYY-MM; default: this month"
+        **bounds.STATEMENT_MONTH.field_kwargs(), required=False, help_text="YYYY-MM; default: this month"
     )
 
 

@@ -11,7 +11,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace import selectors, services
+from marketplace import bounds, selectors, services
 from marketplace.api.fields import DecimalText, IntegerNumber, TextField, gpu_model_field, region_field
 from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from marketplace.api.inputs import NoFilters, validated_body, validated_query
@@ -22,7 +22,7 @@ from marketplace.money import LEDGER_AMOUNT
 
 
 class ClaimIn(serializers.Serializer):
-    code = TextField(max_length=64)
+    code = TextField(**bounds.VOUCHER_CODE.field_kwargs())
 
 
 class VoucherOut(serializers.ModelSerializer):
@@ -66,20 +66,20 @@ class VoucherOut(serializers.ModelSerializer):
 
 
 class VoucherProgramIn(serializers.Serializer):
-    name = TextField(max_length=200)
-    sponsor = TextField(max_length=200, required=False)
+    name = TextField(**bounds.NAME.field_kwargs())
+    sponsor = TextField(**bounds.NAME.field_kwargs(), required=False)
     kind = serializers.ChoiceField(choices=VoucherProgram.Kind.choices, default=VoucherProgram.Kind.PERCENT)
-    percent = DecimalText(max_digits=5, decimal_places=2, required=False, allow_null=True)
-    free_gpu_hours = DecimalText(max_digits=10, decimal_places=2, required=False, allow_null=True)
-    cap_per_buyer = DecimalText(**LEDGER_AMOUNT, required=False, allow_null=True)
-    budget = DecimalText(**LEDGER_AMOUNT)
+    percent = DecimalText(**bounds.VOUCHER_PERCENT.field_kwargs(), required=False, allow_null=True)
+    free_gpu_hours = DecimalText(**bounds.FREE_GPU_HOURS.field_kwargs(), required=False, allow_null=True)
+    cap_per_buyer = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False, allow_null=True)
+    budget = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs())
     valid_from = serializers.DateTimeField(required=False)
     valid_until = serializers.DateTimeField()
     eligible_regions = region_field(many=True, required=False)
     eligible_gpu_models = gpu_model_field(many=True, required=False)
-    eligible_buyer_provinces = serializers.ListField(child=TextField(max_length=100), required=False)
-    min_spend = DecimalText(**LEDGER_AMOUNT, required=False, allow_null=True)
-    max_spend = DecimalText(**LEDGER_AMOUNT, required=False, allow_null=True)
+    eligible_buyer_provinces = serializers.ListField(child=TextField(**bounds.PROVINCE.field_kwargs()), required=False)
+    min_spend = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False, allow_null=True)
+    max_spend = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False, allow_null=True)
 
     def validate(self, attrs):
         attrs.setdefault("valid_from", market_now())
@@ -87,11 +87,11 @@ class VoucherProgramIn(serializers.Serializer):
 
 
 class VoucherProgramUpdateIn(serializers.Serializer):
-    name = TextField(max_length=200, required=False)
-    budget = DecimalText(**LEDGER_AMOUNT, required=False)
+    name = TextField(**bounds.NAME.field_kwargs(), required=False)
+    budget = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False)
     valid_from = serializers.DateTimeField(required=False)
     valid_until = serializers.DateTimeField(required=False)
-    cap_per_buyer = DecimalText(**LEDGER_AMOUNT, required=False, allow_null=True)
+    cap_per_buyer = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False, allow_null=True)
 
 
 class VoucherProgramOut(serializers.ModelSerializer):
@@ -130,11 +130,11 @@ class VoucherProgramOut(serializers.ModelSerializer):
 
 
 class IssueIn(serializers.Serializer):
-    count = IntegerNumber(min_value=1, max_value=1000, default=1)
+    count = IntegerNumber(**bounds.VOUCHERS_PER_ISSUE.field_kwargs(), default=1)
     buyer = serializers.SlugRelatedField(
         slug_field="name", queryset=Organisation.objects.filter(kind=Organisation.Kind.BUYER), required=False
     )
-    cap = DecimalText(**LEDGER_AMOUNT, required=False, allow_null=True)
+    cap = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False, allow_null=True)
 
 
 class IssuedVoucherOut(serializers.ModelSerializer):
