@@ -52,7 +52,7 @@ import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +67,6 @@ SEARCH_CLASSES = ["interactive", "standard", "batch"]
 #: Every load POST is one 1-GPU replica with no latency bound and a cap above every price, so the
 #: worker can match all of them (the listings hold far more GPUs than a run submits).
 POST_MODELS = ["h20", "a800", "h100", "a100", "l40s", "ascend-910b", "h800", "rtx4090"]
-CENT = Decimal("0.01")
 #: What issue 7 asks of this machine; printed beside the figures, not checked.
 TARGETS = "searches >= 50% of the trivial endpoint's req/s, p99 <= 100 ms, POST to match p50 <= 0.3 s and p95 <= 0.6 s"
 
@@ -155,6 +154,7 @@ def _listings_add(count: int, rng: random.Random) -> int:
     from marketplace import services
     from marketplace.clock import market_now
     from marketplace.models import GpuModel, Organisation, Region
+    from marketplace.money import to_fen
 
     regions, models = list(Region.objects.all()), list(GpuModel.objects.all())
     providers = [
@@ -170,9 +170,7 @@ def _listings_add(count: int, rng: random.Random) -> int:
             gpu_model=model,
             gpu_count=nodes * 8,
             gpus_per_node=8,
-            price_per_gpu_hour=(model.indicative_price_per_gpu_hour * Decimal(rng.uniform(0.7, 1.3))).quantize(
-                CENT, ROUND_HALF_UP
-            ),
+            price_per_gpu_hour=to_fen(model.indicative_price_per_gpu_hour * Decimal(rng.uniform(0.7, 1.3))),
             available_from=now - timedelta(hours=1),
             available_until=now + timedelta(days=30),
         )

@@ -5,8 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from marketplace.health import healthz
 
 # Under /api/, Django's own 400 and 404 answer JSON like every API error; elsewhere, the pages.
-handler400 = "marketplace.api.views.bad_request"
-handler404 = "marketplace.api.views.not_found"
+handler400 = "marketplace.api.errors.bad_request"
+handler404 = "marketplace.api.errors.not_found"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -5,15 +5,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from marketplace.bounds import DURATION_HOURS, GPUS_PER_REQUEST
 from marketplace.errors import InvalidInput
 from marketplace.models import NODE_SIZES, BuyerRequest, Organisation
 from matching.latency import LatencyClass, latency_class_of
 
 #: A request without ``start_by`` must start within this long.
 REQUEST_START_WITHIN = timedelta(hours=24)
-#: The most GPUs one request may ask for; a larger job is several requests.
-MAX_GPUS_PER_REQUEST = 4096
-MAX_DURATION_HOURS = 24 * 366
 
 
 def start_by_default(start_by: datetime | None, *, now: datetime) -> datetime:
@@ -42,12 +40,14 @@ def demand_terms_check(
         raise InvalidInput("Must be 1, 2, 4 or 8.", field="gpus_per_replica")
     if replicas <= 0:
         raise InvalidInput("Must be at least 1.", field="replicas")
-    if replicas * gpus_per_replica > MAX_GPUS_PER_REQUEST:
-        raise InvalidInput(f"At most {MAX_GPUS_PER_REQUEST} GPUs per request.", field="replicas")
+    if replicas * gpus_per_replica > GPUS_PER_REQUEST.maximum:
+        raise InvalidInput(f"At most {GPUS_PER_REQUEST.maximum} GPUs per request.", field="replicas")
     if price <= 0:
         raise InvalidInput("Must be greater than 0.", field="max_price_per_gpu_hour")
-    if not 0 < duration_hours <= MAX_DURATION_HOURS:
-        raise InvalidInput(f"Must be between 1 and {MAX_DURATION_HOURS}.", field="duration_hours")
+    if not DURATION_HOURS.minimum <= duration_hours <= DURATION_HOURS.maximum:
+        raise InvalidInput(
+            f"Must be between {DURATION_HOURS.minimum} and {DURATION_HOURS.maximum}.", field="duration_hours"
+        )
     if start_by <= now:
         raise InvalidInput("Must be in the future.", field="start_by")
     if latency_weight is not None and latency_weight < 0:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -19,6 +19,7 @@ from django.db import transaction
 from marketplace import services
 from marketplace.clock import market_now
 from marketplace.models import GpuModel, Membership, Organisation, Region, VoucherProgram
+from marketplace.money import FEN, to_fen
 
 DEMO_PASSWORD = "demo"  # noqa: S105 - documented demo login, created under local settings only
 
@@ -50,8 +51,6 @@ BUYERS = [
     ("Optics Valley Labs", "wuhan", ["standard", "batch"]),
     ("Central Plains Inference", "zhengzhou", ["interactive", "batch"]),
 ]
-
-CENT = Decimal("0.01")
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ def _demo_listing(rng: random.Random, provider, region: Region, model: GpuModel,
         gpu_model=model,
         gpu_count=nodes * node_size,
         gpus_per_node=node_size,
-        price_per_gpu_hour=(model.indicative_price_per_gpu_hour * Decimal(markup)).quantize(CENT, ROUND_HALF_UP),
+        price_per_gpu_hour=to_fen(model.indicative_price_per_gpu_hour * Decimal(markup)),
         available_from=now - timedelta(hours=1),
         available_until=now + timedelta(days=rng.randint(14, 60)),
     )
@@ -121,7 +120,7 @@ def _demo_request(rng: random.Random, buyer, origin: Region, models: dict, laten
         replicas=rng.randint(1, 6),
         origin=origin,
         latency_class=latency_class,
-        max_price_per_gpu_hour=(model.indicative_price_per_gpu_hour * cap_markup).quantize(CENT),
+        max_price_per_gpu_hour=(model.indicative_price_per_gpu_hour * cap_markup).quantize(FEN),
         duration_hours=rng.choice([4, 12, 24, 72, 168]),
         start_by=market_now() + timedelta(hours=rng.randint(2, 48)),
     )

@@ -14,11 +14,11 @@ from django.db.models import F, Q
 from django.db.models.functions import Mod
 from django.db.models.lookups import Exact
 
+from marketplace.money import MONEY
 from matching.latency import LatencyClass, rtt_bound_ms
 
 NODE_SIZES = (1, 2, 4, 8)
 NODE_SIZE_CHOICES = [(size, str(size)) for size in NODE_SIZES]
-MONEY = {"max_digits": 12, "decimal_places": 4}
 HALF_FEN = Decimal("0.004")
 
 

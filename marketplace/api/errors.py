@@ -5,6 +5,9 @@ from __future__ import annotations
 import logging
 
 from django.db import IntegrityError
+from django.http import JsonResponse
+from django.views.defaults import bad_request as bad_request_page
+from django.views.defaults import page_not_found
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -56,3 +59,21 @@ def service_unavailable(exc: Exception) -> Response:
     )
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
+
+
+# Django's own error pages answer what no view sees; under /api/ they answer JSON like every other
+# API error, so that clients (and the documented content type) see one error format.
+
+
+def not_found(request, exception=None):
+    """``handler404``: no route matches, e.g. a malformed id (``/api/v1/listings/abc/``)."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return page_not_found(request, exception)
+
+
+def bad_request(request, exception=None):
+    """``handler400``: Django refused the request itself, e.g. for a Host header it does not serve."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Bad request."}, status=400)
+    return bad_request_page(request, exception)

@@ -28,11 +28,11 @@ from marketplace.models import (
     Rtt,
     VoucherProgram,
 )
+from marketplace.money import FEN
 from marketplace.selectors.market import capacity_by_region, with_free_gpus
 from marketplace.selectors.vouchers import voucher_programs_for
 from matching.latency import LatencyClass, latency_class_of
 
-FEN = Decimal("0.01")
 #: Matches that hold (or held) GPUs and are paid for.
 PAID_STATUSES = (Match.Status.RESERVED, Match.Status.RUNNING, Match.Status.COMPLETED)
 

@@ -17,8 +17,8 @@ from marketplace.clock import market_now
 from marketplace.eligibility import voucher_usable
 from marketplace.errors import InvalidInput, NotFound
 from marketplace.models import GpuModel, Organisation, Region, Voucher, VoucherProgram
+from marketplace.money import FOUR_PLACES
 
-FOUR_PLACES = Decimal("0.0001")
 #: 18 random bytes: 144 bits, unguessable; URL-safe so a code can be typed or put in a link.
 CODE_BYTES = 18
 

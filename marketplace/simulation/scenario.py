@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 import numpy as np
 
+from marketplace.money import to_fen
 from matching.latency import LATENCY_CLASS_BOUND_MS
 
 CST = timezone(timedelta(hours=8), "CST")
-CENT = Decimal("0.01")
 LATENCY_BOUND_MS = {cls.value: bound for cls, bound in LATENCY_CLASS_BOUND_MS.items()}
 
 
@@ -284,7 +284,7 @@ def _listing(draw: _Draw, row, model: str, catalogue: Catalogue, scale: float, k
     markup = draw.uniform(0.72, 0.9) if catalogue.is_west[region] else draw.uniform(1.02, 1.3)
     node_size = 8 if model != "rtx4090" else draw.one_of([4, 8])
     nodes = draw.between(max(1, max_nodes // 3), max_nodes) if initial else draw.between(1, max(1, max_nodes // 3))
-    price = (catalogue.indicative_price[model] * Decimal(str(round(markup, 4)))).quantize(CENT, ROUND_HALF_UP)
+    price = to_fen(catalogue.indicative_price[model] * Decimal(str(round(markup, 4))))
     return ListCapacity(
         key=key,
         provider=name,
@@ -353,7 +353,7 @@ def _submit(draw: _Draw, workload: Workload, buyer: Buyer, catalogue: Catalogue,
         gpus_per_replica=draw.pick(workload.sizes),
         replicas=draw.between(*workload.replicas),
         latency_class=latency_class,
-        max_price_per_gpu_hour=cap.quantize(CENT, ROUND_HALF_UP),
+        max_price_per_gpu_hour=to_fen(cap),
         duration_hours=draw.one_of(workload.hours),
         start_within_hours=draw.between(*workload.start_within),
         program=draw.one_of(buyer.programs) if wants_voucher else None,

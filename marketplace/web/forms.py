@@ -1,6 +1,7 @@
-"""Forms of the web pages. They parse shapes (numbers, choices, dates) with the API's bounds; the
-domain rules are the services', whose ``DomainError`` lands beside the field it names
-(``ServiceForm.add_domain_error``). One set of rules for the pages and the API."""
+"""Forms of the web pages. They parse shapes (numbers, choices, dates) within the bounds of
+``marketplace.bounds``, as the API does; the domain rules are the services', whose ``DomainError``
+lands beside the field it names (``ServiceForm.add_domain_error``). One set of rules for the pages
+and the API."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from datetime import datetime
 
 from django import forms
 
+from marketplace import bounds
 from marketplace.clock import market_now
 from marketplace.demand import start_by_default
 from marketplace.errors import DomainError
@@ -16,7 +18,6 @@ from marketplace.services.listings import LISTING_DEFAULT_WINDOW, listing_window
 from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
-MONEY = {"max_digits": 12, "decimal_places": 4, "min_value": 0}
 
 
 def latency_class_label(latency_class: LatencyClass) -> str:
@@ -68,12 +69,14 @@ class SignUpForm(ServiceForm):
         widget=forms.RadioSelect,
     )
     organisation = forms.CharField(
-        label="Organisation", max_length=200, help_text="A new name: names in use are refused."
+        label="Organisation", **bounds.NAME.field_kwargs(), help_text="A new name: names in use are refused."
     )
-    username = forms.RegexField(r"^[\w.@+-]+\Z", max_length=150, label="Username")
+    username = forms.RegexField(**bounds.USERNAME.field_kwargs(), label="Username")
     email = forms.EmailField(label="Email")
     password = forms.CharField(
-        label="Password", max_length=128, widget=forms.PasswordInput(attrs={"autocomplete": "new-password"})
+        label="Password",
+        **bounds.PASSWORD.field_kwargs(),
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
 
@@ -81,9 +84,9 @@ class SignUpForm(ServiceForm):
 
 
 class ListingShapeFields(ServiceForm):
-    gpu_count = forms.IntegerField(label="GPUs", min_value=1, max_value=100_000)
+    gpu_count = forms.IntegerField(label="GPUs", **bounds.GPU_COUNT.field_kwargs())
     gpus_per_node = forms.TypedChoiceField(label="GPUs per node", choices=NODE_SIZE_CHOICES, coerce=int, initial=8)
-    price_per_gpu_hour = forms.DecimalField(label="Price per GPU-hour (CNY)", **MONEY)
+    price_per_gpu_hour = forms.DecimalField(label="Price per GPU-hour (CNY)", **bounds.PRICE.field_kwargs())
     available_from = _datetime_field("Available from (UTC)", "Empty: now.")
     available_until = _datetime_field(
         "Available until (UTC)", f"Empty: {LISTING_DEFAULT_WINDOW.days} days after the start."
@@ -139,7 +142,7 @@ class RequestForm(ServiceForm):
         initial=1,
         help_text="A replica runs on one node.",
     )
-    replicas = forms.IntegerField(label="Replicas", min_value=1, max_value=4096, initial=1)
+    replicas = forms.IntegerField(label="Replicas", **bounds.REPLICAS.field_kwargs(), initial=1)
     origin = region_field("Users are near", help_text="Latency is measured from this city.", initial="shanghai")
     latency_class = forms.ChoiceField(
         label="Latency class",
@@ -149,23 +152,22 @@ class RequestForm(ServiceForm):
     )
     max_rtt_ms = forms.DecimalField(
         label="Max RTT (ms)",
-        max_digits=7,
-        decimal_places=1,
-        min_value=0,
+        **bounds.MAX_RTT_MS.field_kwargs(),
         required=False,
         help_text="Instead of a latency class.",
     )
-    max_price_per_gpu_hour = forms.DecimalField(label="Price cap per GPU-hour (CNY)", **MONEY)
-    duration_hours = forms.IntegerField(label="Duration (hours)", min_value=1, max_value=24 * 366, initial=24)
+    max_price_per_gpu_hour = forms.DecimalField(label="Price cap per GPU-hour (CNY)", **bounds.PRICE.field_kwargs())
+    duration_hours = forms.IntegerField(label="Duration (hours)", **bounds.DURATION_HOURS.field_kwargs(), initial=24)
     start_by = _datetime_field("Start by (UTC)", "Empty: within 24 hours.")
     voucher_code = forms.CharField(
-        label="Voucher code", max_length=64, required=False, help_text="A subsidy voucher (算力券) or promotion."
+        label="Voucher code",
+        **bounds.VOUCHER_CODE.field_kwargs(),
+        required=False,
+        help_text="A subsidy voucher (算力券) or promotion.",
     )
     latency_weight = forms.DecimalField(
         label="Latency weight (CNY per ms per GPU-hour)",
-        max_digits=8,
-        decimal_places=4,
-        min_value=0,
+        **bounds.LATENCY_WEIGHT.field_kwargs(),
         required=False,
         help_text="Empty: the latency class's default.",
     )

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from rest_framework.fields import DateTimeField
 
 from marketplace import selectors
-from marketplace.api.serializers import ListingOut, UtcTimeOut
+from marketplace.api.fields import UtcTimeOut
+from marketplace.api.listings import ListingOut
 from marketplace.models import Region, Rtt
 
 SEARCH = "/api/v1/listings/?gpu_model=h20&ordering=price&page_size=3"

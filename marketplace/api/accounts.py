@@ -1,0 +1,51 @@
+"""Accounts: sign-up and API tokens."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from marketplace import bounds, services
+from marketplace.api.fields import PatternField, TextField
+from marketplace.api.inputs import validated_body
+from marketplace.models import Organisation
+
+
+class RegisterIn(serializers.Serializer):
+    username = PatternField(**bounds.USERNAME.field_kwargs())
+    password = TextField(**bounds.PASSWORD.field_kwargs(), write_only=True, style={"input_type": "password"})
+    email = serializers.EmailField()
+    role = serializers.ChoiceField(choices=Organisation.Kind.values)
+    organisation = TextField(**bounds.NAME.field_kwargs())
+
+
+class RegisterOut(serializers.Serializer):
+    username = serializers.CharField()
+    email = serializers.EmailField()
+    role = serializers.CharField(source="membership.organisation.kind")
+    organisation = serializers.CharField(source="membership.organisation.name")
+
+
+class RegisterView(APIView):
+    permission_classes = [AllowAny]
+    authentication_classes: list = []
+
+    @extend_schema(request=RegisterIn, responses={201: RegisterOut})
+    def post(self, request):
+        user = services.account_register(**validated_body(RegisterIn, request))
+        return Response(RegisterOut(user).data, status=status.HTTP_201_CREATED)
+
+
+class TokenView(ObtainAuthToken):
+    """``{username, password}`` → ``{token}``, rate-limited per client address (``THROTTLE_LOGIN``)
+    so that passwords cannot be guessed at speed. The credentials are the body: no authentication
+    (the schema says so), and it reads a form as well as JSON (``curl -d``)."""
+
+    authentication_classes: list = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "login"

@@ -1,0 +1,92 @@
+"""The JSON field types every resource's serializers share.
+
+A body field takes only the JSON type its schema declares (``JsonTypeMixin``); regions and GPU
+models are named by code; times go out as UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from rest_framework import serializers
+
+from marketplace import selectors
+from marketplace.models import GpuModel, Region
+from matching.latency import LatencyClass
+
+LATENCY_CLASSES = [c.value for c in LatencyClass]
+
+
+def region_field(**kwargs) -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(slug_field="code", queryset=Region.objects.all(), **kwargs)
+
+
+def gpu_model_field(**kwargs) -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(slug_field="code", queryset=GpuModel.objects.all(), **kwargs)
+
+
+class JsonTypeMixin:
+    """Bodies are JSON: a field takes only the JSON type its schema declares. DRF's text fields turn
+    a number into a string (``"username": 1e-05`` would make a user named "1e-05"), and its number
+    fields parse a string (``"replicas": "3"``); here either is a 400 naming the field."""
+
+    takes_text = True  # the schema says string (else: number)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) != self.takes_text:
+            self.fail("json_type")
+        return super().to_internal_value(data)
+
+
+class TextField(JsonTypeMixin, serializers.CharField):
+    default_error_messages = {"json_type": "Not a valid string."}
+
+
+class PatternField(JsonTypeMixin, serializers.RegexField):
+    default_error_messages = {"json_type": "Not a valid string."}
+
+
+class DecimalText(JsonTypeMixin, serializers.DecimalField):
+    """A decimal in a body: a string such as "9.50", as the schema says; a JSON number, which would
+    pass through a binary float, is a 400."""
+
+    default_error_messages = {"json_type": 'A decimal number as a string, such as "9.50".'}
+
+
+class IntegerNumber(JsonTypeMixin, serializers.IntegerField):
+    takes_text = False
+    default_error_messages = {"json_type": "A whole number, not a string."}
+
+
+class NumberChoice(JsonTypeMixin, serializers.ChoiceField):
+    takes_text = False
+    default_error_messages = {"json_type": "A whole number, not a string."}
+
+
+class ReferenceCodeField(serializers.SlugRelatedField):
+    """A region or GPU model by code, read from the process's copy of the reference table.
+
+    For search parameters, which only filter by the row: no query per parameter per request. Bodies
+    that write keep ``region_field``/``gpu_model_field``, which read the row as it is now.
+    """
+
+    def __init__(self, model, **kwargs):
+        super().__init__(slug_field="code", queryset=model.objects.all(), **kwargs)
+
+    def to_internal_value(self, data):
+        row = selectors.reference_by_code(self.queryset.model, str(data))
+        if row is None:
+            self.fail("does_not_exist", slug_name=self.slug_field, value=str(data))
+        return row
+
+
+class UtcTimeOut(serializers.DateTimeField):
+    """What ``DateTimeField`` writes of an aware time in UTC (this project's only time zone), at a
+    tenth of the cost: DRF looks the time zone and the output format up in the settings for every
+    value, which showed at two times per listing and up to 200 listings a page."""
+
+    def to_representation(self, value):
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            return super().to_representation(value)
+        text = value.astimezone(UTC).isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text

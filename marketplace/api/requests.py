@@ -1,0 +1,112 @@
+"""Buyer requests: submit demand, read it, cancel it."""
+
+from __future__ import annotations
+
+from django.http import Http404
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from marketplace import bounds, selectors, services
+from marketplace.api.fields import (
+    LATENCY_CLASSES,
+    DecimalText,
+    IntegerNumber,
+    NumberChoice,
+    TextField,
+    gpu_model_field,
+    region_field,
+)
+from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from marketplace.api.inputs import NoFilters, validated_body, validated_query
+from marketplace.api.permissions import IsBuyer, buyer_of
+from marketplace.clock import market_now
+from marketplace.demand import start_by_default
+from marketplace.models import NODE_SIZE_CHOICES, BuyerRequest
+
+
+class RequestIn(serializers.Serializer):
+    gpu_model = gpu_model_field()
+    gpus_per_replica = NumberChoice(choices=NODE_SIZE_CHOICES)
+    replicas = IntegerNumber(**bounds.REPLICAS.field_kwargs())
+    origin = region_field()
+    latency_class = serializers.ChoiceField(choices=LATENCY_CLASSES, required=False)
+    max_rtt_ms = DecimalText(**bounds.MAX_RTT_MS.field_kwargs(), required=False)
+    latency_weight = DecimalText(**bounds.LATENCY_WEIGHT.field_kwargs(), required=False)
+    max_price_per_gpu_hour = DecimalText(**bounds.PRICE.field_kwargs())
+    duration_hours = IntegerNumber(**bounds.DURATION_HOURS.field_kwargs())
+    start_by = serializers.DateTimeField(required=False)
+    voucher_code = TextField(**bounds.VOUCHER_CODE.field_kwargs(), required=False, allow_blank=True)
+
+    def validate(self, attrs):
+        """Default ``start_by``: ``start_by_default``."""
+        attrs["start_by"] = start_by_default(attrs.get("start_by"), now=market_now())
+        return attrs
+
+
+class RequestOut(serializers.ModelSerializer):
+    gpu_model = serializers.CharField(source="gpu_model.code")
+    origin = serializers.CharField(source="origin.code")
+    voucher_program = serializers.CharField(source="voucher.program.name", allow_null=True, default=None)
+
+    class Meta:
+        model = BuyerRequest
+        fields = [
+            "id",
+            "gpu_model",
+            "gpus_per_replica",
+            "replicas",
+            "origin",
+            "latency_class",
+            "max_rtt_ms",
+            "latency_weight",
+            "max_price_per_gpu_hour",
+            "duration_hours",
+            "start_by",
+            "status",
+            "matched_replicas",
+            "priority",
+            "voucher_program",
+            "created_at",
+        ]
+
+
+class RequestListView(generics.GenericAPIView):
+    serializer_class = RequestOut
+
+    def get_permissions(self):
+        return [IsBuyer()] if self.request.method == "POST" else [IsAuthenticated()]
+
+    @extend_schema(responses=RequestOut(many=True))
+    def get(self, request):
+        validated_query(NoFilters, request)
+        page = self.paginate_queryset(selectors.request_list_for(request.user))
+        return self.get_paginated_response(RequestOut(page, many=True).data)
+
+    @extend_schema(request=RequestIn, responses={201: RequestOut}, parameters=[IDEMPOTENCY_PARAMETER])
+    @idempotent
+    def post(self, request):
+        buyer_request = services.request_submit(buyer=buyer_of(request), **validated_body(RequestIn, request))
+        return Response(RequestOut(buyer_request).data, status=status.HTTP_201_CREATED)
+
+
+class RequestDetailView(APIView):
+    permission_classes = [IsAuthenticated]
+
+    @extend_schema(responses=RequestOut)
+    def get(self, request, request_id: int):
+        buyer_request = selectors.request_list_for(request.user).filter(pk=request_id).first()
+        if buyer_request is None:
+            raise Http404
+        return Response(RequestOut(buyer_request).data)
+
+
+class RequestCancelView(APIView):
+    permission_classes = [IsBuyer]
+
+    @extend_schema(request=None, responses=RequestOut)
+    def post(self, request, request_id: int):
+        buyer_request = services.request_cancel(request_id=request_id, buyer=buyer_of(request))
+        return Response(RequestOut(buyer_request).data)
