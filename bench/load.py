@@ -152,7 +152,7 @@ def market_seed(*, listings: int, buyers: int, seed: int) -> Market:
 def _listings_add(count: int, rng: random.Random) -> int:
     """``count`` listings over every region and GPU model, through the listing service; GPUs added."""
     from marketplace import services
-    from marketplace.clock import market_now
+    from marketplace.market_time import market_now
     from marketplace.models import GpuModel, Organisation, Region
     from marketplace.money import to_fen
 

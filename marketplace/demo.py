@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from marketplace import services
-from marketplace.clock import market_now
+from marketplace.market_time import market_now
 from marketplace.models import GpuModel, Membership, Organisation, Region, VoucherProgram
 from marketplace.money import FEN, to_fen
 

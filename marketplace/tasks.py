@@ -12,7 +12,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from marketplace.clock import market_now
+from marketplace.market_time import market_now
 from marketplace.services.rounds import round_run, rounds_sweep
 from marketplace.services.triggers import MATCHING_ROUND_TASK, matching_round_enqueue
 

@@ -28,7 +28,7 @@ from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from marketplace.api.inputs import validated_body, validated_query
 from marketplace.api.pagination import SearchPagination
 from marketplace.api.permissions import IsProvider, provider_of
-from marketplace.clock import market_now
+from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Listing, Region
 from marketplace.money import MONEY
 from marketplace.services.listings import listing_window_default

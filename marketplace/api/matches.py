@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 from marketplace import selectors, services
 from marketplace.api.inputs import NoFilters, validated_query
 from marketplace.api.permissions import IsBuyer, buyer_of
-from marketplace.clock import market_now
+from marketplace.market_time import market_now
 from marketplace.models import Match
 
 

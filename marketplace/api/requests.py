@@ -22,8 +22,8 @@ from marketplace.api.fields import (
 from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from marketplace.api.inputs import NoFilters, validated_body, validated_query
 from marketplace.api.permissions import IsBuyer, buyer_of
-from marketplace.clock import market_now
 from marketplace.demand import start_by_default
+from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, BuyerRequest
 
 

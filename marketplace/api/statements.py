@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 
 from marketplace import bounds, selectors
 from marketplace.api.inputs import validated_query
-from marketplace.clock import market_now
+from marketplace.market_time import market_now
 from marketplace.money import MONEY, SETTLED_AMOUNT
 
 

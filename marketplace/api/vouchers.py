@@ -16,7 +16,7 @@ from marketplace.api.fields import DecimalText, IntegerNumber, TextField, gpu_mo
 from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from marketplace.api.inputs import NoFilters, validated_body, validated_query
 from marketplace.api.permissions import IsBuyer, buyer_of, provider_of
-from marketplace.clock import market_now
+from marketplace.market_time import market_now
 from marketplace.models import Organisation, Voucher, VoucherProgram
 from marketplace.money import LEDGER_AMOUNT
 

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from django.db.models import Max, Prefetch, Sum
 
-from marketplace.clock import market_now
+from marketplace.market_time import market_now
 from marketplace.models import (
     BuyerRequest,
     GpuModel,

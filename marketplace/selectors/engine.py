@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from marketplace.clock import market_now
 from marketplace.demand import demand_request_build
 from marketplace.eligibility import voucher_covers, voucher_usable
+from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, Listing, Match, MatchingRun, Organisation
 from marketplace.selectors.market import listing_energy_cost, rtt_map, with_free_gpus
 from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, voucher_terms

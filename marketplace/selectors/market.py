@@ -23,7 +23,7 @@ from django.db.models import (
     Window,
 )
 
-from marketplace.clock import market_now
+from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, GpuModel, Listing, Match, MatchingRun, Organisation, Region, Rtt
 from matching.costs import energy_cost_per_gpu_hour
 from matching.latency import LatencyClass, bound_of, latency_class_of

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 from django.db.models import QuerySet, Sum
 
-from marketplace.clock import market_now
 from marketplace.eligibility import voucher_pays
+from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, Voucher, VoucherLedgerEntry, VoucherProgram
 from matching.problem import VoucherTerms
 

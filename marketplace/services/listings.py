@@ -8,8 +8,8 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import Q
 
-from marketplace.clock import market_now
 from marketplace.errors import CapacityGone, InvalidInput, InvalidTransition, NotAllowed, NotFound
+from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZES, GpuModel, Listing, Organisation, Region
 from marketplace.selectors import live_matches_on_failed_nodes, live_nodes_by_listing
 from marketplace.services.lifecycle import matches_fail_over

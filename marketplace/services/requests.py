@@ -8,10 +8,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from marketplace.clock import market_now
 from marketplace.demand import demand_request_build
 from marketplace.eligibility import voucher_covers
 from marketplace.errors import InvalidTransition, NotAllowed, NotFound, QuotaExceeded
+from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, Match, Organisation
 from marketplace.services.lifecycle import live_matches_locked, matches_end
 from marketplace.services.triggers import matching_round_enqueue_on_commit

@@ -35,7 +35,7 @@ from django.db.models.functions import Greatest
 from psycopg.pq import TransactionStatus
 
 from marketplace import selectors
-from marketplace.clock import market_now
+from marketplace.market_time import market_now
 from marketplace.models import MatchingRun
 from marketplace.services.lifecycle import lifecycle_tick
 from marketplace.services.plans import ApplyResult, match_plan_apply

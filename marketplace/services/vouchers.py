@@ -13,9 +13,9 @@ from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
 
-from marketplace.clock import market_now
 from marketplace.eligibility import voucher_usable
 from marketplace.errors import InvalidInput, NotFound
+from marketplace.market_time import market_now
 from marketplace.models import GpuModel, Organisation, Region, Voucher, VoucherProgram
 from marketplace.money import FOUR_PLACES
 

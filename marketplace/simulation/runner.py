@@ -7,9 +7,9 @@ clock, run the lifecycle tick, let providers list and withdraw and buyers submit
 moves on hour by hour with no new events until every match has ended and settled — so prices
 and voucher spend come from real settlements.
 
-At ``speed`` 0 the market clock is frozen (``simulation.clock``): the run is exactly repeatable. At
-``speed`` N a step of M simulated minutes takes M / N real seconds (rounds still run inline, so
-the policy holds), which lets the admin monitor move during a demo.
+At ``speed`` 0 the market clock is frozen (``services.market_clock.market_time_frozen``): the run
+is exactly repeatable. At ``speed`` N a step of M simulated minutes takes M / N real seconds
+(rounds still run inline, so the policy holds), which lets the admin monitor move during a demo.
 """
 
 from __future__ import annotations
@@ -25,13 +25,12 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from marketplace import demo, selectors, services
-from marketplace.clock import market_now
 from marketplace.errors import DomainError
+from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, GpuModel, Match, MatchingRun, Organisation, Region, Voucher, VoucherProgram
-from marketplace.services.clock import market_clock_advance
+from marketplace.services.market_clock import market_clock_advance, market_time_frozen
 from marketplace.services.rounds import round_run
 from marketplace.simulation import measure
-from marketplace.simulation.clock import market_time_frozen
 from marketplace.simulation.scenario import (
     CST,
     Catalogue,

@@ -10,9 +10,9 @@ from datetime import datetime
 from django import forms
 
 from marketplace import bounds
-from marketplace.clock import market_now
 from marketplace.demand import start_by_default
 from marketplace.errors import DomainError
+from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Organisation, Region
 from marketplace.services.listings import LISTING_DEFAULT_WINDOW, listing_window_default
 from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass

@@ -12,10 +12,10 @@ from django.core.management import call_command
 from django.db.models import Sum
 
 from marketplace import selectors, services
-from marketplace.clock import market_now
 from marketplace.errors import InvalidTransition
+from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, Listing, Match, Region, Settlement, VoucherLedgerEntry
-from marketplace.services.clock import market_clock_advance
+from marketplace.services.market_clock import market_clock_advance
 from marketplace.services.plans import match_plan_apply
 from marketplace.services.rounds import round_run
 from matching.solver import solve

@@ -15,7 +15,7 @@ import pytest
 from django.db import connections
 
 from marketplace import services
-from marketplace.clock import market_now
+from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, Listing, Match, Region
 from marketplace.services.listings import _listing_mark_failed_nodes
 from marketplace.services.locking import LOCK_ORDER

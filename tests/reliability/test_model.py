@@ -62,7 +62,7 @@ from marketplace.models import (
     VoucherLedgerEntry,
     VoucherProgram,
 )
-from marketplace.services.clock import market_clock_advance, market_clock_freeze
+from marketplace.services.market_clock import market_clock_advance, market_clock_freeze
 from marketplace.services.rounds import round_run
 from matching.costs import default_latency_weight
 from tests.conftest import client_for, member, scale

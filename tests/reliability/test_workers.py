@@ -33,8 +33,8 @@ from psycopg import sql
 
 from config.celery_app import app
 from marketplace import services
-from marketplace.clock import market_now
 from marketplace.demand import demand_request_build
+from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, GpuModel, Listing, Match, MatchingRun, Organisation, Region
 from marketplace.services.rounds import WORKER_LOST, matching_run_start, round_run
 from marketplace.services.shard_lock import advisory_key

@@ -41,7 +41,7 @@ from marketplace.models import (
     Voucher,
     VoucherProgram,
 )
-from marketplace.services.clock import market_clock_freeze
+from marketplace.services.market_clock import market_clock_freeze
 from tests.security.conftest import PASSWORD, ROLES
 from tests.security.figures import FIGURES
 

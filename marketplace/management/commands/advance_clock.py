@@ -3,11 +3,11 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand, CommandError
 
 from marketplace import selectors
-from marketplace.clock import market_now
 from marketplace.errors import DomainError
+from marketplace.market_time import market_now
 from marketplace.models import MatchingRun
-from marketplace.services.clock import market_clock_advance
 from marketplace.services.lifecycle import lifecycle_tick
+from marketplace.services.market_clock import market_clock_advance
 from marketplace.services.rounds import round_run
 
 

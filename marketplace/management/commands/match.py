@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from marketplace import selectors
-from marketplace.clock import market_now
+from marketplace.market_time import market_now
 from marketplace.models import MatchingRun
 from marketplace.services.rounds import round_run
 

@@ -1,0 +1,35 @@
+"""The marketplace's data, in the vocabulary of DESIGN.md, one module per topic.
+
+Models hold fields and database constraints only: every write goes through ``services`` and every
+read that a page or the engine needs goes through ``selectors``. Money is ``Decimal`` CNY.
+"""
+
+from marketplace.models.idempotency import IdempotencyKey
+from marketplace.models.listings import NODE_SIZE_CHOICES, NODE_SIZES, Listing
+from marketplace.models.market_clock import MarketClock
+from marketplace.models.matches import Match, Settlement
+from marketplace.models.organisations import Membership, Organisation
+from marketplace.models.reference import GpuModel, Region, Rtt
+from marketplace.models.requests import BuyerRequest
+from marketplace.models.runs import MatchingRun
+from marketplace.models.vouchers import Voucher, VoucherLedgerEntry, VoucherProgram
+
+__all__ = [
+    "NODE_SIZES",
+    "NODE_SIZE_CHOICES",
+    "BuyerRequest",
+    "GpuModel",
+    "IdempotencyKey",
+    "Listing",
+    "MarketClock",
+    "Match",
+    "MatchingRun",
+    "Membership",
+    "Organisation",
+    "Region",
+    "Rtt",
+    "Settlement",
+    "Voucher",
+    "VoucherLedgerEntry",
+    "VoucherProgram",
+]

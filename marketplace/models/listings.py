@@ -1,0 +1,66 @@
+"""Listings: a provider's idle capacity in one region."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import F, Q
+from django.db.models.functions import Mod
+from django.db.models.lookups import Exact
+
+from marketplace.models.organisations import Organisation
+from marketplace.models.reference import GpuModel, Region
+from marketplace.money import MONEY
+
+NODE_SIZES = (1, 2, 4, 8)
+NODE_SIZE_CHOICES = [(size, str(size)) for size in NODE_SIZES]
+
+
+class Listing(models.Model):
+    """A provider's idle capacity: ``gpu_count`` GPUs on nodes of ``gpus_per_node``."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        WITHDRAWN = "withdrawn"
+        CLOSED = "closed"
+
+    provider = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="listings")
+    region = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="listings")
+    gpu_model = models.ForeignKey(GpuModel, on_delete=models.PROTECT, related_name="listings")
+    gpu_count = models.PositiveIntegerField()
+    gpus_per_node = models.PositiveSmallIntegerField()
+    #: GPUs held by live matches; changed only with F() under a row lock, never read-modify-write.
+    allocated_gpus = models.PositiveIntegerField(default=0)
+    #: Node indices the provider marked failed: they hold nothing and are offered to nobody.
+    failed_nodes = models.JSONField(default=list, blank=True)
+    price_per_gpu_hour = models.DecimalField(**MONEY)
+    available_from = models.DateTimeField()
+    available_until = models.DateTimeField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["gpu_model", "status", "region"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(gpu_count__gt=0), name="listing_gpu_count_gt_0"),
+            models.CheckConstraint(condition=Q(gpus_per_node__in=NODE_SIZES), name="listing_node_size_valid"),
+            models.CheckConstraint(
+                condition=Exact(Mod(F("gpu_count"), F("gpus_per_node")), 0),
+                name="listing_nodes_divide_count",
+            ),
+            models.CheckConstraint(condition=Q(price_per_gpu_hour__gt=0), name="listing_price_gt_0"),
+            models.CheckConstraint(condition=Q(available_until__gt=F("available_from")), name="listing_window_ordered"),
+            models.CheckConstraint(condition=Q(allocated_gpus__lte=F("gpu_count")), name="listing_allocated_lte_count"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.gpu_count}×{self.gpu_model_id} @ {self.region_id}"
+
+    @property
+    def free_gpus(self) -> int:
+        return self.gpu_count - self.allocated_gpus
+
+    @property
+    def node_count(self) -> int:
+        return self.gpu_count // self.gpus_per_node

@@ -1,0 +1,129 @@
+"""Matches (replicas of a request on a listing) and their one settlement line each."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import F, Q
+
+from marketplace.models.listings import Listing
+from marketplace.models.organisations import Organisation
+from marketplace.models.requests import BuyerRequest
+from marketplace.models.runs import MatchingRun
+from marketplace.models.vouchers import VoucherProgram
+from marketplace.money import MONEY
+from matching.latency import LatencyClass
+
+#: Settlement lines are whole fen, so their sums agree exactly; the constraints below compare within
+#: less than half a fen so that no rounding of the comparison itself can trip them.
+HALF_FEN = Decimal("0.004")
+
+
+class Match(models.Model):
+    """Replicas of one request placed on one listing, with their cost breakdown and reasons."""
+
+    class Status(models.TextChoices):
+        RESERVED = "reserved"
+        RUNNING = "running"
+        COMPLETED = "completed"
+        CANCELLED = "cancelled"
+        FAILED = "failed"
+
+    LIVE_STATUSES = (Status.RESERVED, Status.RUNNING)
+
+    request = models.ForeignKey(BuyerRequest, on_delete=models.PROTECT, related_name="matches")
+    listing = models.ForeignKey(Listing, on_delete=models.PROTECT, related_name="matches")
+    run = models.ForeignKey(MatchingRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="matches")
+    replicas = models.PositiveIntegerField()
+    gpus_per_replica = models.PositiveSmallIntegerField()
+    gpus = models.PositiveIntegerField()
+    #: Node index of each replica on the listing (a replica lives on one node).
+    nodes = models.JSONField(default=list)
+    price_per_gpu_hour = models.DecimalField(**MONEY)
+    subsidy_per_gpu_hour = models.DecimalField(**MONEY, default=Decimal("0"))
+    #: The voucher whose programme paid the subsidy (reserved in the ledger when the match was made).
+    voucher = models.ForeignKey("Voucher", on_delete=models.PROTECT, null=True, blank=True, related_name="matches")
+    energy_cost_per_gpu_hour = models.DecimalField(**MONEY)
+    cost_per_gpu_hour = models.DecimalField(**MONEY)
+    rtt_ms = models.DecimalField(max_digits=7, decimal_places=1)
+    latency_class = models.CharField(max_length=12, choices=[(c.value, c.value) for c in LatencyClass])
+    explanation = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RESERVED)
+    #: Why the match ended as it did ("node 3 of listing 12 failed", "cancelled by the buyer").
+    status_reason = models.CharField(max_length=300, blank=True)
+    starts_at = models.DateTimeField()
+    ends_at = models.DateTimeField()
+    #: When it actually stopped holding its GPUs (completed, cancelled or failed); null while live.
+    ended_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "matches"
+        indexes = [models.Index(fields=["listing", "status"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(replicas__gt=0), name="match_replicas_gt_0"),
+            models.CheckConstraint(
+                condition=Q(gpus=F("replicas") * F("gpus_per_replica")), name="match_gpus_consistent"
+            ),
+            models.CheckConstraint(condition=Q(price_per_gpu_hour__gt=0), name="match_price_gt_0"),
+            models.CheckConstraint(
+                condition=Q(subsidy_per_gpu_hour__gte=0) & Q(subsidy_per_gpu_hour__lte=F("price_per_gpu_hour")),
+                name="match_subsidy_within_price",
+            ),
+            models.CheckConstraint(condition=Q(ends_at__gt=F("starts_at")), name="match_window_ordered"),
+            models.CheckConstraint(
+                condition=Q(subsidy_per_gpu_hour=0) | Q(voucher__isnull=False), name="match_subsidy_has_voucher"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"match #{self.pk}: request {self.request_id} → listing {self.listing_id}"
+
+
+class Settlement(models.Model):
+    """What one ended match costs and pays, to the fen: its line in both parties' statements.
+
+    One per match (nothing is billed twice). gross = subsidy + buyer_pays = platform_fee +
+    provider_earns; the rounding rules are in ``marketplace.money``.
+    """
+
+    match = models.OneToOneField(Match, on_delete=models.PROTECT, related_name="settlement")
+    buyer = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="buyer_settlements")
+    provider = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="provider_settlements")
+    program = models.ForeignKey(VoucherProgram, on_delete=models.PROTECT, null=True, blank=True)
+    settled_at = models.DateTimeField(help_text="market time the match ended")
+    gpu_hours = models.DecimalField(max_digits=14, decimal_places=4)
+    price_per_gpu_hour = models.DecimalField(**MONEY)
+    gross = models.DecimalField(max_digits=16, decimal_places=2)
+    subsidy = models.DecimalField(max_digits=16, decimal_places=2)
+    buyer_pays = models.DecimalField(max_digits=16, decimal_places=2)
+    platform_fee = models.DecimalField(max_digits=16, decimal_places=2)
+    provider_earns = models.DecimalField(max_digits=16, decimal_places=2)
+
+    class Meta:
+        ordering = ["settled_at", "id"]
+        indexes = [models.Index(fields=["buyer", "settled_at"]), models.Index(fields=["provider", "settled_at"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(gpu_hours__gte=0), name="settlement_hours_gte_0"),
+            models.CheckConstraint(
+                condition=Q(subsidy__gte=0, buyer_pays__gte=0, platform_fee__gte=0, provider_earns__gte=0),
+                name="settlement_amounts_gte_0",
+            ),
+            # Sums compared within half a fen: amounts have 2 places, so this is equality, and it
+            # also holds on SQLite, which stores decimals as floats.
+            models.CheckConstraint(
+                condition=Q(buyer_pays__gte=F("gross") - F("subsidy") - HALF_FEN)
+                & Q(buyer_pays__lte=F("gross") - F("subsidy") + HALF_FEN),
+                name="settlement_buyer_side",
+            ),
+            models.CheckConstraint(
+                condition=Q(provider_earns__gte=F("gross") - F("platform_fee") - HALF_FEN)
+                & Q(provider_earns__lte=F("gross") - F("platform_fee") + HALF_FEN),
+                name="settlement_provider_side",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"settlement of match {self.match_id}: {self.gross} CNY"

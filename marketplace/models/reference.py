@@ -1,0 +1,85 @@
+"""Reference data: regions (hubs and demand cities), the RTTs between them, GPU models."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from marketplace.money import MONEY
+
+
+class Region(models.Model):
+    """A data-centre hub or a demand city."""
+
+    class Kind(models.TextChoices):
+        HUB = "hub", "data-centre hub"
+        CITY = "city", "demand city"
+        BOTH = "both", "hub and demand city"
+
+    code = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    name_zh = models.CharField(max_length=200, blank=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    province = models.CharField(max_length=100)
+    lat = models.FloatField()
+    lon = models.FloatField()
+    power_price_cny_kwh = models.DecimalField(max_digits=6, decimal_places=4)
+    pue = models.DecimalField(max_digits=4, decimal_places=2)
+    #: Western resource-side hubs (cheap power, far from eastern users).
+    is_west = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(condition=Q(power_price_cny_kwh__gt=0), name="region_power_price_gt_0"),
+            models.CheckConstraint(condition=Q(pue__gte=1), name="region_pue_gte_1"),
+            models.CheckConstraint(condition=Q(lat__gte=-90, lat__lte=90), name="region_lat_range"),
+            models.CheckConstraint(condition=Q(lon__gte=-180, lon__lte=180), name="region_lon_range"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Rtt(models.Model):
+    """Round-trip latency from one region to another; a measured value overrides the estimate."""
+
+    class Source(models.TextChoices):
+        ESTIMATED = "estimated"
+        MEASURED = "measured"
+
+    source_region = models.ForeignKey(Region, on_delete=models.CASCADE, related_name="rtts_out")
+    target_region = models.ForeignKey(Region, on_delete=models.CASCADE, related_name="rtts_in")
+    rtt_ms = models.DecimalField(max_digits=7, decimal_places=1)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.ESTIMATED)
+    note = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        verbose_name = "RTT"
+        ordering = ["source_region", "rtt_ms"]
+        constraints = [
+            models.UniqueConstraint(fields=["source_region", "target_region"], name="rtt_unique_pair"),
+            models.CheckConstraint(condition=Q(rtt_ms__gt=0), name="rtt_gt_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.source_region_id}→{self.target_region_id}: {self.rtt_ms} ms"
+
+
+class GpuModel(models.Model):
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=200)
+    vram_gb = models.PositiveIntegerField()
+    tdp_w = models.PositiveIntegerField()
+    indicative_price_per_gpu_hour = models.DecimalField(**MONEY)
+
+    class Meta:
+        ordering = ["code"]
+        verbose_name = "GPU model"
+        constraints = [
+            models.CheckConstraint(condition=Q(vram_gb__gt=0), name="gpumodel_vram_gt_0"),
+            models.CheckConstraint(condition=Q(tdp_w__gt=0), name="gpumodel_tdp_gt_0"),
+        ]
+
+    def __str__(self) -> str:
+        return self.code

@@ -1,0 +1,88 @@
+"""Buyer requests: demand for GPUs near an origin city."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import F, Q
+
+from marketplace.models.listings import NODE_SIZES
+from marketplace.models.organisations import Organisation
+from marketplace.models.reference import GpuModel, Region
+from marketplace.money import MONEY
+from matching.latency import LatencyClass, rtt_bound_ms
+
+
+class BuyerRequest(models.Model):
+    """Demand: ``replicas`` × ``gpus_per_replica`` GPUs of one model, near ``origin``."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        PARTIALLY_MATCHED = "partially_matched"
+        MATCHED = "matched"
+        CANCELLED = "cancelled"
+        EXPIRED = "expired"
+
+    OPEN_STATUSES = (Status.OPEN, Status.PARTIALLY_MATCHED)
+
+    buyer = models.ForeignKey(Organisation, on_delete=models.PROTECT, related_name="requests")
+    gpu_model = models.ForeignKey(GpuModel, on_delete=models.PROTECT, related_name="requests")
+    gpus_per_replica = models.PositiveSmallIntegerField()
+    replicas = models.PositiveIntegerField()
+    origin = models.ForeignKey(Region, on_delete=models.PROTECT, related_name="requests")
+    latency_class = models.CharField(max_length=12, choices=[(c.value, c.value) for c in LatencyClass])
+    #: An explicit RTT bound; when null the latency class's bound applies.
+    max_rtt_ms = models.DecimalField(max_digits=7, decimal_places=1, null=True, blank=True)
+    #: CNY per ms of RTT per GPU-hour; null means the latency class's default.
+    latency_weight = models.DecimalField(max_digits=8, decimal_places=4, null=True, blank=True)
+    max_price_per_gpu_hour = models.DecimalField(**MONEY)
+    duration_hours = models.PositiveIntegerField()
+    start_by = models.DateTimeField()
+    priority = models.SmallIntegerField(default=0)
+    voucher = models.ForeignKey("Voucher", on_delete=models.PROTECT, null=True, blank=True, related_name="requests")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    matched_replicas = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = "buyer request"
+        indexes = [models.Index(fields=["status", "gpu_model"])]
+        constraints = [
+            models.CheckConstraint(condition=Q(gpus_per_replica__in=NODE_SIZES), name="request_replica_size_valid"),
+            models.CheckConstraint(condition=Q(replicas__gt=0), name="request_replicas_gt_0"),
+            models.CheckConstraint(condition=Q(max_price_per_gpu_hour__gt=0), name="request_price_cap_gt_0"),
+            models.CheckConstraint(condition=Q(duration_hours__gt=0), name="request_duration_gt_0"),
+            models.CheckConstraint(
+                condition=Q(max_rtt_ms__isnull=True) | Q(max_rtt_ms__gt=0), name="request_max_rtt_gt_0"
+            ),
+            models.CheckConstraint(
+                condition=Q(latency_weight__isnull=True) | Q(latency_weight__gte=0),
+                name="request_latency_weight_gte_0",
+            ),
+            models.CheckConstraint(
+                condition=Q(matched_replicas__lte=F("replicas")), name="request_matched_lte_replicas"
+            ),
+            models.CheckConstraint(
+                condition=Q(latency_class__in=[c.value for c in LatencyClass]), name="request_latency_class_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.pk} {self.replicas}×{self.gpus_per_replica} {self.gpu_model_id} from {self.origin_id}"
+
+    @property
+    def rtt_bound_ms(self) -> Decimal | None:
+        """The RTT bound the engine enforces: the explicit one, else the class's (None: batch)."""
+        return rtt_bound_ms(self.max_rtt_ms, self.latency_class)
+
+    @property
+    def gpus(self) -> int:
+        return self.replicas * self.gpus_per_replica
+
+    @property
+    def gross_at_cap(self) -> Decimal:
+        """The most this request can cost before subsidy: every GPU-hour at its price cap."""
+        return self.gpus * self.duration_hours * self.max_price_per_gpu_hour
