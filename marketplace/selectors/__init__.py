@@ -3,29 +3,21 @@
 Querysets come back with their joins (``select_related``) and computed columns (``free_gpus``,
 ``rtt_ms``) in place, so serialising a page never queries per row. Modules by topic:
 ``market`` (regions, listings, capacity, requests, matches), ``engine`` (the matching snapshot),
-``vouchers`` (ledger balances, programme reports) and ``dashboards`` (the web pages' boards and
-monitor).
+``vouchers`` (ledger balances, programme reports), ``statements``, ``dashboards`` (the capacity
+board, the provider's and buyer's pages) and ``monitor`` (the admin match monitor).
 """
 
 from marketplace.selectors.dashboards import (
     BoardRegion,
     BuyerDashboard,
     ListingUsage,
-    MonitorCharts,
-    MonitorLive,
-    ProgramSpend,
     ProviderDashboard,
     QuoteSummary,
-    UnservedRow,
     buyer_dashboard,
     capacity_board,
-    monitor_charts,
-    monitor_live,
     provider_dashboard,
     provider_listing,
     quote_summary,
-    unserved_requests,
-    voucher_spend,
 )
 from marketplace.selectors.engine import (
     engine_free_listings,
@@ -61,6 +53,16 @@ from marketplace.selectors.market import (
     rtt_map,
     rtts_from,
     with_free_gpus,
+)
+from marketplace.selectors.monitor import (
+    MonitorCharts,
+    MonitorLive,
+    ProgramSpend,
+    UnservedRow,
+    monitor_charts,
+    monitor_live,
+    unserved_requests,
+    voucher_spend,
 )
 from marketplace.selectors.statements import Statement, statement_for
 from marketplace.selectors.vouchers import (
