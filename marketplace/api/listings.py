@@ -36,8 +36,8 @@ from marketplace.services.listings import listing_window_default
 LISTING_ORDERINGS = {
     "price": "price_per_gpu_hour",
     "-price": "-price_per_gpu_hour",
-    "free_gpus": "free",
-    "-free_gpus": "-free",
+    "free_gpus": "free_gpus",
+    "-free_gpus": "-free_gpus",
     "rtt": "rtt_ms",
     "-rtt": "-rtt_ms",
     "id": "id",
@@ -108,7 +108,7 @@ class ListingOut(serializers.ModelSerializer):
     provider = serializers.CharField(source="provider_name")
     region = serializers.SerializerMethodField()
     gpu_model = serializers.SerializerMethodField()
-    free_gpus = serializers.IntegerField(source="free")
+    free_gpus = serializers.IntegerField()
     energy_cost_per_gpu_hour = serializers.SerializerMethodField()
     rtt_ms = serializers.SerializerMethodField(help_text="RTT from the search's origin, when one was given.")
 
@@ -157,7 +157,7 @@ class ListingOut(serializers.ModelSerializer):
             "gpu_model": gpu_model,
             "gpu_count": listing.gpu_count,
             "gpus_per_node": listing.gpus_per_node,
-            "free_gpus": listing.free,
+            "free_gpus": listing.free_gpus,
             "price_per_gpu_hour": _MONEY_OUT.to_representation(listing.price_per_gpu_hour),
             "energy_cost_per_gpu_hour": energy,
             "available_from": _TIME_OUT.to_representation(listing.available_from),

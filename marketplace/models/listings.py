@@ -58,9 +58,5 @@ class Listing(models.Model):
         return f"#{self.pk} {self.gpu_count}×{self.gpu_model_id} @ {self.region_id}"
 
     @property
-    def free_gpus(self) -> int:
-        return self.gpu_count - self.allocated_gpus
-
-    @property
     def node_count(self) -> int:
         return self.gpu_count // self.gpus_per_node

@@ -130,7 +130,7 @@ def engine_free_listings(*, gpu_model_code: str, now: datetime) -> tuple[Listing
                 gpu_model__code=gpu_model_code, status=Listing.Status.ACTIVE, available_until__gt=now
             )
         )
-        .filter(free__gt=0)
+        .filter(free_gpus__gt=0)
         .order_by("id")
     )
     return tuple(engine_listing_specs(list(listings)))

@@ -128,7 +128,8 @@ def listing_energy_cost(listing: Listing) -> Decimal:
 
 
 def with_free_gpus(queryset: QuerySet[Listing]) -> QuerySet[Listing]:
-    return queryset.annotate(free=ExpressionWrapper(F("gpu_count") - F("allocated_gpus"), output_field=IntegerField()))
+    free_gpus = ExpressionWrapper(F("gpu_count") - F("allocated_gpus"), output_field=IntegerField())
+    return queryset.annotate(free_gpus=free_gpus)
 
 
 def _rtt_ms_of_region(rtts: dict[int, Decimal]) -> Case:
@@ -186,10 +187,10 @@ LISTING_SEARCH_FIELDS = (
 def listing_search(filters: ListingFilters, *, viewer: Organisation | None) -> QuerySet:
     """Listings ``viewer`` may see that match ``filters``, as named rows (not model instances: a
     page of them costs a fifth as much to read) of what ``ListingOut`` shows: ``LISTING_SEARCH_FIELDS``
-    (the RTT of ``region_id`` from the origin is ``rtts_from(origin)``), ``provider_name``, ``free``
+    (the RTT of ``region_id`` from the origin is ``rtts_from(origin)``), ``provider_name``, ``free_gpus``
     and ``search_count``, the number of listings matched (``COUNT(*) OVER ()``: a page counts in
     its own query)."""
-    shown = (*LISTING_SEARCH_FIELDS, "provider_name", "free")
+    shown = (*LISTING_SEARCH_FIELDS, "provider_name", "free_gpus")
     queryset = _listings_matching(filters, viewer=viewer).annotate(search_count=Window(Count("pk")))
     return queryset.values_list(*shown, "search_count", named=True)
 
@@ -206,7 +207,7 @@ def _listings_matching(filters: ListingFilters, *, viewer: Organisation | None) 
     if filters.max_price is not None:
         queryset = queryset.filter(price_per_gpu_hour__lte=filters.max_price)
     if filters.min_free_gpus is not None:
-        queryset = queryset.filter(free__gte=filters.min_free_gpus)
+        queryset = queryset.filter(free_gpus__gte=filters.min_free_gpus)
     rtts = rtts_from(filters.origin)
     if filters.latency_class is not None and (bound := bound_of(filters.latency_class)) is not None:
         queryset = queryset.filter(region_id__in=[region for region, rtt in rtts.items() if rtt <= Decimal(str(bound))])
@@ -240,7 +241,7 @@ def capacity_by_region(
     """
     now = now or market_now()
     queryset = with_free_gpus(Listing.objects.filter(status=Listing.Status.ACTIVE, available_until__gt=now)).filter(
-        free__gt=0
+        free_gpus__gt=0
     )
     if gpu_model is not None:
         queryset = queryset.filter(gpu_model=gpu_model)
@@ -248,7 +249,7 @@ def capacity_by_region(
     groups: dict[tuple[str, str], list] = {}
     rtts: dict[str, Decimal] = {}
     for region_id, region, model, free, price in queryset.values_list(
-        "region_id", "region__code", "gpu_model__code", "free", "price_per_gpu_hour"
+        "region_id", "region__code", "gpu_model__code", "free_gpus", "price_per_gpu_hour"
     ):
         groups.setdefault((region, model), []).append((free, price))
         rtts[region] = rtt_of_region[region_id]

@@ -61,7 +61,7 @@ def quote(request, *, organisation):
 
 @require_POST
 @buyer_required
-def request_cancel(request, request_id: int, *, organisation):
+def cancel(request, request_id: int, *, organisation):
     try:
         services.request_cancel(request_id=request_id, buyer=organisation)
     except DomainError as error:

@@ -60,7 +60,7 @@ def listing_edit(request, listing_id: int, *, organisation):
 
 @require_POST
 @provider_required
-def listing_withdraw(request, listing_id: int, *, organisation):
+def withdraw(request, listing_id: int, *, organisation):
     try:
         services.listing_withdraw(listing_id=listing_id, provider=organisation)
     except DomainError as error:
