@@ -82,4 +82,5 @@ def test_budget_top_up_in_the_admin_moves_the_balance(staff_client, reference):
     action = staff_client.post(
         "/admin/marketplace/voucherprogram/", {"action": "issue_ten_codes", "_selected_action": [program.pk]}
     )
-    assert action.status_code == 302 and program.vouchers.count() == 10
+    assert action.status_code == 302
+    assert program.vouchers.count() == 10

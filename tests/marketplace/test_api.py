@@ -204,10 +204,12 @@ def test_provider_updates_and_withdraws_own_listing(make_listing, clients):
     listing = make_listing()
     client = clients["provider"]
     response = client.patch(f"/api/v1/listings/{listing.pk}/", {"price_per_gpu_hour": "5.50"})
-    assert response.status_code == 200 and response.data["price_per_gpu_hour"] == "5.5000"
+    assert response.status_code == 200
+    assert response.data["price_per_gpu_hour"] == "5.5000"
     assert client.patch(f"/api/v1/listings/{listing.pk}/", {"gpu_count": 12}).status_code == 400
     response = client.delete(f"/api/v1/listings/{listing.pk}/")
-    assert response.status_code == 200 and response.data["status"] == "withdrawn"
+    assert response.status_code == 200
+    assert response.data["status"] == "withdrawn"
     assert client.delete(f"/api/v1/listings/{listing.pk}/").status_code == 409
     mine = client.get("/api/v1/listings/?mine=true").data
     assert [row["status"] for row in mine["results"]] == ["withdrawn"]
@@ -242,7 +244,8 @@ def test_buyer_submits_reads_and_cancels_a_request(clients, reference):
     assert client.get(f"/api/v1/requests/{body['id']}/").data["id"] == body["id"]
     assert client.get("/api/v1/requests/").data["count"] == 1
     cancelled = client.post(f"/api/v1/requests/{body['id']}/cancel/")
-    assert cancelled.status_code == 200 and cancelled.data["status"] == "cancelled"
+    assert cancelled.status_code == 200
+    assert cancelled.data["status"] == "cancelled"
     assert client.post(f"/api/v1/requests/{body['id']}/cancel/").status_code == 409
 
 
@@ -383,7 +386,8 @@ def test_quote_shows_placement_and_price_latency_frontier_without_writing(client
 
 def test_quote_uses_the_request_rules(clients):
     response = clients["buyer"].post("/api/v1/quotes/", {**REQUEST_BODY, "start_by": "2001-01-01T00:00:00Z"})
-    assert response.status_code == 400 and "start_by" in response.data
+    assert response.status_code == 400
+    assert "start_by" in response.data
     assert clients["provider"].post("/api/v1/quotes/", REQUEST_BODY).status_code == 403
 
 

@@ -34,7 +34,8 @@ def test_a_form_and_its_api_body_take_the_same_limits(form, body):
 def test_every_bound_says_in_one_line_why_its_limits_are_what_they_are():
     assert len(bounds.ALL) >= 20
     for name, bound in bounds.ALL.items():
-        assert bound.reason.strip() and "\n" not in bound.reason, name
+        assert bound.reason.strip(), name
+        assert "\n" not in bound.reason, name
 
 
 def test_a_bound_gives_the_fields_only_the_limits_it_has():

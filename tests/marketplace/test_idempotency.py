@@ -59,7 +59,8 @@ def test_voucher_claims_take_a_key_too(clients, reference, now):
     answers = [
         clients["buyer"].post("/api/v1/vouchers/claim/", {"code": code}, HTTP_IDEMPOTENCY_KEY="claim") for _ in range(2)
     ]
-    assert [a.status_code for a in answers] == [200, 200] and answers[1]["Idempotent-Replayed"] == "true"
+    assert [a.status_code for a in answers] == [200, 200]
+    assert answers[1]["Idempotent-Replayed"] == "true"
 
 
 @pytest.mark.django_db(transaction=True)

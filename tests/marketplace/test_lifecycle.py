@@ -135,7 +135,8 @@ def test_withdrawing_a_listing_fails_over_its_matches(placed, provider, make_lis
     other = make_listing(region="gansu-qingyang", price_per_gpu_hour=Decimal("6.50"))
     services.listing_withdraw(listing_id=listing.pk, provider=provider)
     match.refresh_from_db()
-    assert match.status == "failed" and "withdrawn" in match.status_reason
+    assert match.status == "failed"
+    assert "withdrawn" in match.status_reason
     round_run(shard="h20", trigger="manual")
     request.refresh_from_db()
     assert request.status == "matched"
@@ -158,13 +159,16 @@ def test_statements_total_their_lines_to_the_fen(placed, clients, make_request):
     month = f"{match.ends_at:%Y-%m}"
     for role, own_total in (("buyer", "buyer_pays"), ("provider", "provider_earns")):
         statement = clients[role].get(f"/api/v1/statements/?month={month}").json()
-        assert statement["role"] == role and len(statement["lines"]) == 1
+        assert statement["role"] == role
+        assert len(statement["lines"]) == 1
         ledger = Settlement.objects.aggregate(total=Sum(own_total))["total"]
         assert Decimal(statement["totals"][own_total]) == ledger == Decimal(statement["lines"][0][own_total])
         rows = list(
             csv.reader(io.StringIO(clients[role].get(f"/api/v1/statements/csv/?month={month}").content.decode()))
         )
-        assert rows[0][0] == "match" and rows[-1][0] == "total" and len(rows) == 3
+        assert rows[0][0] == "match"
+        assert rows[-1][0] == "total"
+        assert len(rows) == 3
     assert clients["buyer"].get("/api/v1/statements/?month=2026-13").status_code == 400
     assert clients["other_buyer"].get(f"/api/v1/statements/?month={month}").json()["lines"] == []
 
@@ -180,7 +184,8 @@ def test_advance_clock_runs_a_day_in_seconds(make_listing, make_request, capsys)
     assert (request.status, match.status) == ("matched", "completed")
     assert Settlement.objects.get(match=match).gpu_hours == Decimal("12")
     out = capsys.readouterr().out
-    assert "[6/6]" in out and "1 completed" in out
+    assert "[6/6]" in out
+    assert "1 completed" in out
 
 
 def test_requests_that_cannot_start_expire(make_request, now):
@@ -233,7 +238,8 @@ def test_withdrawing_capacity_during_a_round_never_leaves_a_match_on_it(
     assert not [outcome for outcome in outcomes if isinstance(outcome, Exception)]
     listing.refresh_from_db()
     live = Match.objects.filter(listing=listing, status__in=Match.LIVE_STATUSES)
-    assert listing.status == "withdrawn" and not live.exists()
+    assert listing.status == "withdrawn"
+    assert not live.exists()
     held = Match.objects.filter(listing=listing).exclude(status="failed").aggregate(total=Sum("gpus"))["total"]
     assert listing.allocated_gpus == (held or 0) == 0
 

@@ -133,7 +133,8 @@ def test_every_service_locks_rows_in_the_lock_order(
     cancelled = make_request(gpus_per_replica=4, replicas=2, latency_class="batch")
     stopped = make_request(gpus_per_replica=2, replicas=1, latency_class="batch")
     as_service("round", lambda: round_run(shard="h20", trigger="manual"))
-    assert Match.objects.filter(request=vouchered).exists() and Match.objects.filter(request=cancelled).exists()
+    assert Match.objects.filter(request=vouchered).exists()
+    assert Match.objects.filter(request=cancelled).exists()
     as_service("listing_update", lambda: services.listing_update(
         listing_id=other.pk, provider=provider, changes={"price_per_gpu_hour": Decimal("5.50")}
     ))

@@ -26,7 +26,8 @@ def test_a_round_matches_and_records_the_run(make_listing, make_request):
     assert (request.status, request.matched_replicas) == ("matched", 3)
     assert (run.status, run.served_replicas, run.unserved_replicas) == ("succeeded", 3, 0)
     assert set(run.timings_ms) == {"snapshot", "solve", "apply"}
-    assert run.gap == 0 and run.objective == run.lower_bound
+    assert run.gap == 0
+    assert run.objective == run.lower_bound
     match = Match.objects.get()
     assert match.explanation["region"] == "ningxia-zhongwei"
     assert match.ends_at - match.starts_at == timezone.timedelta(hours=24)
@@ -106,7 +107,8 @@ def test_match_command_prints_a_summary(make_listing, make_request, capsys):
     make_request()
     call_command("match")
     out = capsys.readouterr().out
-    assert "h20: 1 requests × 1 listings" in out and "served 2 replicas" in out
+    assert "h20: 1 requests × 1 listings" in out
+    assert "served 2 replicas" in out
 
 
 @pytest.mark.django_db(transaction=True)

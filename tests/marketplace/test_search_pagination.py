@@ -29,7 +29,8 @@ def test_pages_carry_the_full_count_and_the_right_rows(clients, make_listing):
     pages = [client.get(f"{SEARCH}&page={n}").json() for n in (1, 2, 3)]
     assert [page["count"] for page in pages] == [7, 7, 7]
     assert [row["price_per_gpu_hour"] for page in pages for row in page["results"]] == prices
-    assert pages[2]["next"] is None and pages[0]["previous"] is None
+    assert pages[2]["next"] is None
+    assert pages[0]["previous"] is None
 
 
 def test_an_empty_search_is_an_empty_first_page_and_past_the_end_is_404(clients, make_listing):

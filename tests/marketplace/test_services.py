@@ -144,7 +144,8 @@ def test_plan_apply_skips_assignments_whose_node_is_full(make_listing, make_requ
     first, second = make_request(gpus_per_replica=8, replicas=1), make_request(gpus_per_replica=8, replicas=1)
     assert reserve(listing, first, now).served_replicas == 1
     result = reserve(listing, second, now)
-    assert result.served_replicas == 0 and len(result.skipped) == 1
+    assert result.served_replicas == 0
+    assert len(result.skipped) == 1
     listing.refresh_from_db()
     second.refresh_from_db()
     assert (listing.allocated_gpus, second.status) == (8, "open")

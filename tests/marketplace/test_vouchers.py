@@ -72,7 +72,8 @@ def test_claiming_twice_is_idempotent(make_program, buyer):
     code = code_for(make_program())
     first = services.voucher_claim(code=code, buyer=buyer)
     second = services.voucher_claim(code=code, buyer=buyer)
-    assert first.pk == second.pk and second.buyer_id == buyer.pk
+    assert first.pk == second.pk
+    assert second.buyer_id == buyer.pk
 
 
 @pytest.mark.parametrize(
@@ -132,7 +133,8 @@ def test_staff_create_programmes_and_issue_codes_through_rest(clients, reference
     assert created.status_code == 201, created.data
     assert created.data["remaining_budget"] == "100000000.0000"
     issued = clients["staff"].post(f"/api/v1/voucher-programs/{created.data['id']}/vouchers/", {"count": 3})
-    assert issued.status_code == 201 and len(issued.data) == 3
+    assert issued.status_code == 201
+    assert len(issued.data) == 3
     assert clients["buyer"].post("/api/v1/voucher-programs/", body, format="json").status_code == 403
     assert clients["anonymous"].get("/api/v1/voucher-programs/").status_code == 401
 
@@ -272,7 +274,8 @@ def test_a_subsidy_the_budget_cannot_cover_is_cut_not_overspent(make_listing, ma
     program.refresh_from_db()
     assert match.listing_id == west.pk
     assert match.subsidy_per_gpu_hour * 48 <= Decimal("50")
-    assert program.remaining_budget >= 0 and selectors.voucher_ledger_reconciles(program)
+    assert program.remaining_budget >= 0
+    assert selectors.voucher_ledger_reconciles(program)
     assert match.cost_per_gpu_hour > match.price_per_gpu_hour - Decimal("1.677")
 
 
@@ -318,7 +321,8 @@ def test_programme_report_shows_spend_buyers_and_western_share(
     make_request(voucher_code=code_for(program, buyer=buyer), latency_class="batch", replicas=2)
     round_run(shard="h20", trigger="manual")
     report = clients["staff"].get(f"/api/v1/voucher-programs/{program.pk}/report/").json()
-    assert report["buyers_served"] == 1 and report["matches_subsidised"] == 1
+    assert report["buyers_served"] == 1
+    assert report["matches_subsidised"] == 1
     assert report["gpu_hours_by_region"] == {"gansu-qingyang": "48.0000"}
     assert report["west_share"] == 1.0
     assert Decimal(report["spent"]) == Decimal("1.677") * 48

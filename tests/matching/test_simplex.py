@@ -34,7 +34,8 @@ def ortools_optimum(n, tails, heads, caps, costs, supplies):
 
 
 def check_flow(n, tails, heads, caps, supplies, flows):
-    assert np.all(flows >= 0) and np.all(flows <= caps)
+    assert np.all(flows >= 0)
+    assert np.all(flows <= caps)
     balance = np.zeros(n, dtype=np.int64)
     np.add.at(balance, tails, flows)
     np.add.at(balance, heads, -flows)

@@ -519,7 +519,8 @@ class MarketMachine(RuleBasedStateMachine):
             body["available_from"] = iso(start)
         response = party.client.post("/api/v1/listings/", body, format="json")
         if gpu_count % node_size:
-            assert response.status_code == 400 and "gpu_count" in response.json(), response.content
+            assert response.status_code == 400, response.content
+            assert "gpu_count" in response.json(), response.content
             return
         assert response.status_code == 201, response.content
         out = response.json()
@@ -549,7 +550,8 @@ class MarketMachine(RuleBasedStateMachine):
         elif listing.status != "active":
             assert response.status_code == 409, response.content
         else:
-            assert response.status_code == 200 and response.json()["status"] == "withdrawn", response.content
+            assert response.status_code == 200, response.content
+            assert response.json()["status"] == "withdrawn", response.content
             listing.status = "withdrawn"
             self.tally(f"withdrawal failed over {len(self.model.live(listing=listing.id))} matches")
             self.model.fail_over(listing.id)
@@ -604,10 +606,12 @@ class MarketMachine(RuleBasedStateMachine):
         refusal = model.voucher_refusal(voucher_id, buyer, gpu_model) if voucher is not None else None
         self.tally(f"submit: voucher {refusal or ('none' if voucher is None else 'accepted')}")
         if start_within == 0:
-            assert response.status_code == 400 and "start_by" in response.json(), response.content
+            assert response.status_code == 400, response.content
+            assert "start_by" in response.json(), response.content
             return
         if refusal:
-            assert response.status_code == 400 and "voucher_code" in response.json(), (refusal, response.content)
+            assert response.status_code == 400, (refusal, response.content)
+            assert "voucher_code" in response.json(), (refusal, response.content)
             return
         assert response.status_code == 201, response.content
         out = response.json()
@@ -640,7 +644,8 @@ class MarketMachine(RuleBasedStateMachine):
         refusal = model.voucher_refusal(voucher_id, buyer)
         self.tally(f"claim: {refusal or 'accepted'}")
         if refusal:
-            assert response.status_code == 400 and "code" in response.json(), (refusal, response.content)
+            assert response.status_code == 400, (refusal, response.content)
+            assert "code" in response.json(), (refusal, response.content)
             return
         assert response.status_code == 200, response.content
         model.vouchers[voucher_id].holder = buyer
@@ -660,7 +665,8 @@ class MarketMachine(RuleBasedStateMachine):
         elif request.status in FINAL:
             assert response.status_code == 409, response.content
         else:
-            assert response.status_code == 200 and response.json()["status"] == "cancelled", response.content
+            assert response.status_code == 200, response.content
+            assert response.json()["status"] == "cancelled", response.content
             self.model.end(self.model.live(request=request.id), "cancelled")
             request.status = "cancelled"
 
@@ -674,7 +680,8 @@ class MarketMachine(RuleBasedStateMachine):
         elif match.status not in LIVE:
             assert response.status_code == 409, response.content
         else:
-            assert response.status_code == 200 and response.json()["status"] == "cancelled", response.content
+            assert response.status_code == 200, response.content
+            assert response.json()["status"] == "cancelled", response.content
             self.model.end([match], "cancelled")
 
     # --- the engine and the clock ---------------------------------------------------------------
@@ -869,7 +876,9 @@ class MarketMachine(RuleBasedStateMachine):
         """Check one new match against the rules and the model's state before it, then record it."""
         model = self.model
         request, listing = model.requests[row.request_id], model.listings[row.listing_id]
-        assert request.gpu_model == shard and request.status in OPEN and request.start_by >= model.now, request
+        assert request.gpu_model == shard, request
+        assert request.status in OPEN, request
+        assert request.start_by >= model.now, request
         assert model.infeasible(request, listing) is None, (model.infeasible(request, listing), request, listing)
         assert row.replicas <= request.replicas - request.matched, (row, request)
         assert (row.gpus_per_replica, row.gpus, len(row.nodes)) == (
@@ -909,7 +918,8 @@ class MarketMachine(RuleBasedStateMachine):
         if not row.subsidy_per_gpu_hour:
             assert row.voucher_id is None, row
             return
-        assert request.voucher is not None and row.voucher_id == request.voucher, row
+        assert request.voucher is not None, row
+        assert row.voucher_id == request.voucher, row
         program = self.model.programs[self.model.vouchers[request.voucher].program]
         assert program.valid_at(self.model.now), "a subsidy from a programme outside its window"
         assert not program.regions or listing.region in program.regions, "a subsidy on an ineligible region"

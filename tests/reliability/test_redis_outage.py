@@ -200,7 +200,8 @@ def test_a_committed_request_survives_its_trigger_meeting_the_cache_down(
 
     assert len(callbacks) == 1
     assert BuyerRequest.objects.get(pk=request.pk).status == BuyerRequest.Status.OPEN
-    assert "cache unavailable" in caplog.text and "the sweep will run it" in caplog.text
+    assert "cache unavailable" in caplog.text
+    assert "the sweep will run it" in caplog.text
 
 
 def _trigger_in_a_process(*, cache_url: str, broker_url: str) -> subprocess.CompletedProcess:
@@ -232,7 +233,8 @@ def test_the_trigger_gives_up_within_its_bound_when_only_the_broker_is_down(priv
     took = float(result.stdout.split("took ")[1])
     # Two publish attempts, each bounded by the socket timeout, plus Celery's connection set-up.
     assert took < 2 * django_settings.REDIS_TIMEOUT_SECONDS + 2, result.stdout
-    assert "broker unavailable" in result.stderr and "the sweep will run it" in result.stderr
+    assert "broker unavailable" in result.stderr
+    assert "the sweep will run it" in result.stderr
     # The coalescing key is cleared, so that the next commit asks again.
     assert redis.Redis.from_url(private_redis.url(1)).keys(f"*{round_pending_key('h20')}") == []
     print(f"\ntrigger with the broker {outage}: gave up after {took:.2f} s")
@@ -477,7 +479,8 @@ def test_redis_outages_while_buyers_submit_refuse_or_accept_cleanly_and_lose_not
         assert any(a.status == 201 and a.sent > up for a in answers), "service did not resume after an outage"
     # Every 201 is exactly one request; a 503 left nothing behind, not even its Idempotency-Key.
     created = set(BuyerRequest.objects.filter(buyer__name__startswith="Outage buyer").values_list("pk", flat=True))
-    assert len(ids) == len(set(ids)) and set(ids) == created
+    assert len(ids) == len(set(ids))
+    assert set(ids) == created
     assert not IdempotencyKey.objects.filter(key__in=[a.key for a in refused]).exists()
     # Every accepted request is matched exactly once, none of the GPUs twice.
     assert BuyerRequest.objects.filter(pk__in=ids, status=BuyerRequest.Status.MATCHED).count() == len(ids)
@@ -485,5 +488,7 @@ def test_redis_outages_while_buyers_submit_refuse_or_accept_cleanly_and_lose_not
     assert Listing.objects.get(pk=listing.json()["id"]).allocated_gpus == len(ids)
     # /healthz names Redis as down while it is, and is healthy again after.
     for *_, (status, body) in outages:
-        assert status == 503 and body["broker"] == "unreachable" and body["cache"] == "unreachable", body
+        assert status == 503, body
+        assert body["broker"] == "unreachable", body
+        assert body["cache"] == "unreachable", body
     assert health_after == (200, {"database": "ok", "broker": "ok", "cache": "ok"})

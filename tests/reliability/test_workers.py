@@ -399,7 +399,8 @@ def test_a_worker_killed_mid_round_loses_nothing_and_matching_resumes_within_the
             )
         staff = client_for(member("kill-staff", Organisation.objects.create(name="Ops", kind="buyer"), is_staff=True))
         shown = {row["id"]: row for row in staff.get("/api/v1/matching-runs/", {"page_size": 200}).data["results"]}
-        assert lost and lost[-1] in shown
+        assert lost
+        assert lost[-1] in shown
         assert all((shown[pk]["status"], shown[pk]["error"]) == ("failed", WORKER_LOST) for pk in lost if pk in shown)
     finally:
         processes.stop_all()
@@ -546,7 +547,8 @@ def test_a_round_hung_past_its_soft_time_limit_is_rolled_back_and_retried(broker
             assert all("SoftTimeLimitExceeded" in run.error for run in failed), [run.error for run in failed]
             # The aborted round's query was cancelled before its failure was recorded: its session
             # never waited again, and never beside the retry's.
-            assert first_attempt and not lingering, "the aborted round's session still waited on the row lock"
+            assert first_attempt, "the aborted round's session still waited on the row lock"
+            assert not lingering, "the aborted round's session still waited on the row lock"
             assert max(map(len, waiting)) == 1, f"sessions waiting at once: {max(map(len, waiting))}"
             request.refresh_from_db()
             listing.refresh_from_db()

@@ -34,7 +34,8 @@ def test_an_api_url_no_route_matches_is_a_json_404(reference, url):
 
 def test_a_page_no_route_matches_is_still_a_page(db):
     response = APIClient().get("/no-such-page/")
-    assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
 
 
 def test_a_request_django_refuses_is_a_json_400_under_the_api(reference):
@@ -85,7 +86,8 @@ def test_a_page_size_above_the_maximum_counts_as_the_maximum(clients, make_listi
     for _ in range(3):
         make_listing()
     response = clients["buyer"].get(f"{API}/listings/?page_size=1000")
-    assert response.status_code == 200 and len(response.json()["results"]) == 3
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 3
 
 
 def test_every_operation_documents_its_errors_in_one_format():

@@ -579,7 +579,8 @@ def test_a_request_may_ask_for_4096_gpus_and_no_more(market, callers):
     body = {**request_body("buyer"), "gpus_per_replica": 8, "replicas": 512}
     assert call(callers["buyer"], "POST", f"{API}/requests/", body).status_code == 201
     too_many = call(callers["buyer"], "POST", f"{API}/requests/", {**body, "replicas": 513})
-    assert too_many.status_code == 400 and "replicas" in too_many.json()
+    assert too_many.status_code == 400
+    assert "replicas" in too_many.json()
     assert not BuyerRequest.objects.filter(replicas=513).exists()
 
 
@@ -596,10 +597,12 @@ def test_the_open_request_quota_is_per_buyer_and_frees_up_on_cancel(market, call
         return call(callers[role], "POST", f"{API}/requests/", request_body(role))
 
     accepted = [submit("buyer") for _ in range(settings.MAX_OPEN_REQUESTS_PER_BUYER - open_requests(market.buyer))]
-    assert [response.status_code for response in accepted] == [201] * len(accepted) and accepted
+    assert [response.status_code for response in accepted] == [201] * len(accepted)
+    assert accepted
     count = BuyerRequest.objects.count()
     refused = submit("buyer")
-    assert refused.status_code == 429 and "non_field_errors" in refused.json()
+    assert refused.status_code == 429
+    assert "non_field_errors" in refused.json()
     assert BuyerRequest.objects.count() == count
     assert submit("other_buyer").status_code == 201
     assert call(callers["buyer"], "POST", f"{API}/requests/{accepted[0].json()['id']}/cancel/").status_code == 200
@@ -616,6 +619,7 @@ def test_signing_up_cannot_join_an_existing_organisation(market, callers):
     for name in (market.provider.name, market.provider.name.upper()):
         body = {**register_body("anonymous"), "role": "provider", "organisation": name}
         response = call(callers["anonymous"], "POST", f"{API}/auth/register/", body)
-        assert response.status_code == 400 and "organisation" in response.json()
+        assert response.status_code == 400
+        assert "organisation" in response.json()
     assert not get_user_model().objects.filter(username="new-anonymous").exists()
     assert Membership.objects.filter(organisation=market.provider).count() == 1

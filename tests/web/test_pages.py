@@ -261,7 +261,8 @@ def test_quote_panel_uses_the_quote_selector_and_agrees_with_the_api(web, make_l
     quote = response.context["quote"]
     assert [a.region for a in quote.assignments] == ["yrd-qingpu-wujiang-jiashan"]
     page = text(response)
-    assert "Price–latency frontier" in page and "ningxia-zhongwei" in page
+    assert "Price–latency frontier" in page
+    assert "ningxia-zhongwei" in page
     api_client = APIClient()
     api_client.force_authenticate(get_user_model().objects.get(username="buy"))
     numbers = ("gpus_per_replica", "replicas", "duration_hours")  # a form's strings, as JSON types
@@ -320,7 +321,8 @@ def test_monitor_feed_shows_new_matches_and_runs(web, make_listing, make_request
     run_id = round_run(shard="h20", trigger="manual")
     page = text(web["staff"].get("/monitor/live/"))
     match = Match.objects.get()
-    assert f'data-match="{match.pk}"' in page and f'data-run="{run_id}"' in page
+    assert f'data-match="{match.pk}"' in page
+    assert f'data-run="{run_id}"' in page
 
 
 def test_monitor_charts_split_gpu_hours_west_and_price_by_region(web, make_listing, make_request, now):
@@ -341,7 +343,8 @@ def test_monitor_lists_unserved_open_requests_with_their_reason(web, make_listin
     request = make_request(latency_class="realtime")
     round_run(shard="h20", trigger="manual")
     (row,) = selectors.unserved_requests()
-    assert row.request.pk == request.pk and "no h20 within 10 ms of shanghai" in row.reason
+    assert row.request.pk == request.pk
+    assert "no h20 within 10 ms of shanghai" in row.reason
     assert "no h20 within 10 ms of shanghai" in text(web["staff"].get("/monitor/unserved/"))
 
 
@@ -408,7 +411,8 @@ def test_buyer_quotes_and_submits_with_a_voucher_and_sees_it(web, make_listing, 
     assert web["buyer"].post("/buyer/requests/new/", form)["Location"] == "/buyer/"
     round_run(shard="h20", trigger="manual")
     page = text(web["buyer"].get("/buyer/"))
-    assert shanghai_voucher.code in page and "voucher Shanghai compute voucher" in page
+    assert shanghai_voucher.code in page
+    assert "voucher Shanghai compute voucher" in page
 
 
 def test_an_unknown_voucher_code_is_refused_beside_its_field(web):
@@ -422,5 +426,6 @@ def test_monitor_shows_voucher_spend_against_budget(web, make_listing, make_requ
     make_request(voucher_code=shanghai_voucher.code)
     round_run(shard="h20", trigger="manual")
     (row,) = web["staff"].get("/monitor/").context["programs"]
-    assert row.spent > 0 and row.program.remaining_budget == row.program.budget - row.spent
+    assert row.spent > 0
+    assert row.program.remaining_budget == row.program.budget - row.spent
     assert "Voucher spend against budget" in text(web["staff"].get("/monitor/"))
