@@ -34,12 +34,11 @@ ROUND_OPTIONS = {
 }
 
 
-def _matching_round(self, *, shard: str, trigger: str = "commit", follow_up: bool = False) -> int:
+def _matching_round(self, *, shard: str, trigger: str = "commit") -> int:
     """One round over ``shard`` (a GPU model code); retried with backoff while the shard is busy
     and after a round aborted at its soft time limit (its run recorded failed, nothing applied).
-    After the last retry the beat sweep still runs the shard: the database holds the work.
-    ``follow_up``: see ``services.rounds.round_run``."""
-    run_id = round_run(shard=shard, trigger=trigger, follow_up=follow_up)
+    After the last retry the beat sweep still runs the shard: the database holds the work."""
+    run_id = round_run(shard=shard, trigger=trigger)
     if run_id is None:
         raise ShardBusy(shard)
     return run_id

@@ -241,10 +241,13 @@ def caches_from_url(url: str) -> dict:
 
 
 CACHES = caches_from_url(CACHE_URL)
-#: Under a sustained stream of commits to one shard, the seconds between the end of one round and
-#: the start of the next, so that each round takes a window's worth of commits. A commit to an idle
-#: shard starts its round at once, and the commits during a round share the next (services.triggers).
+#: A busy shard's rounds wait this many seconds, so that each takes a window's worth of commits. A
+#: quiet shard's commit starts its round at once, and the commits during a round share the next
+#: (marketplace.services.triggers).
 MATCHING_COALESCE_SECONDS = env_int("MATCHING_COALESCE_SECONDS", 1)
+#: A shard (GPU model) is busy when at least this many commits in the last second found a round of it
+#: already pending or running.
+MATCHING_BUSY_COMMITS_PER_SECOND = env_int("MATCHING_BUSY_COMMITS_PER_SECOND", 1)
 #: Open (unmatched or partly matched) requests one buyer may have at once.
 MAX_OPEN_REQUESTS_PER_BUYER = env_int("MAX_OPEN_REQUESTS_PER_BUYER", 500)
 #: The platform's share of each settled match's gross, in percent (see marketplace.money).

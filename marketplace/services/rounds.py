@@ -40,7 +40,7 @@ from marketplace.models import MatchingRun
 from marketplace.services.lifecycle import lifecycle_tick
 from marketplace.services.plans import ApplyResult, match_plan_apply
 from marketplace.services.shard_lock import shard_lock
-from marketplace.services.triggers import matching_round_enqueue, round_pending, round_pending_clear
+from marketplace.services.triggers import matching_round_enqueue, round_delay, round_pending, round_pending_clear
 from matching.policies import ENGINE, planner
 from matching.problem import Plan
 from matching.timings import ms_since
@@ -50,12 +50,11 @@ logger = logging.getLogger(__name__)
 WORKER_LOST = "worker lost: the process running this round died before recording its outcome"
 
 
-def round_run(*, shard: str, trigger: str, policy: str = ENGINE, follow_up: bool = False) -> int | None:
+def round_run(*, shard: str, trigger: str, policy: str = ENGINE) -> int | None:
     """Run one round over ``shard`` now; returns the MatchingRun id, or None if the shard is busy.
 
     Also what ``manage.py match`` calls synchronously. ``policy`` (``matching.policies``) picks the
     plan builder: the engine, or a baseline that ``manage.py simulate`` replays demand under.
-    ``follow_up``: this round is the one commits asked for while another round held the lock.
     """
     planner(policy)  # an unknown policy fails here, before any lock or run row
     held = False
@@ -69,22 +68,20 @@ def round_run(*, shard: str, trigger: str, policy: str = ENGINE, follow_up: bool
                 return _round_locked(shard=shard, trigger=trigger, policy=policy)
     finally:
         if held:
-            _follow_up(shard, sustained=follow_up)
+            _follow_up(shard)
 
 
-def _follow_up(shard: str, *, sustained: bool) -> None:
+def _follow_up(shard: str) -> None:
     """Start the round that commits asked for while this one held the lock.
 
     Called after the lock is released. A commit that saw the lock held left the shard marked
     pending and enqueued nothing (``triggers``); checking the mark only after releasing means that
     either this check sees it, or the commit saw the lock free and enqueued a round itself.
-    The follow-up starts at once, unless this round was a follow-up too (``sustained``): then
-    commits are arriving faster than rounds finish, and the next round waits
-    ``MATCHING_COALESCE_SECONDS`` so that it takes a window's worth of them.
+    The follow-up starts at once on a quiet shard, after the coalescing window on a busy one
+    (``triggers.round_delay``).
     """
     if round_pending(shard):
-        delay = settings.MATCHING_COALESCE_SECONDS if sustained else 0
-        matching_round_enqueue(shard=shard, trigger="commit", follow_up=True, countdown=delay)
+        matching_round_enqueue(shard=shard, trigger="commit", countdown=round_delay(shard))
 
 
 def _round_locked(*, shard: str, trigger: str, policy: str) -> int:

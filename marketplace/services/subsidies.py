@@ -54,6 +54,10 @@ class SubsidyBook:
         program_ids = set(Voucher.objects.filter(pk__in=voucher_ids).values_list("program_id", flat=True))
         book.programs = rows_locked(VoucherProgram, program_ids)
         book.vouchers = rows_locked(Voucher, voucher_ids)
+        for voucher in book.vouchers.values():
+            # One programme object per programme: every voucher of it sees what the others took in
+            # this round (its remaining budget falls with each take), not a copy of its own.
+            voucher.program = book.programs[voucher.program_id]
         pairs = {(v.program_id, v.buyer_id) for v in book.vouchers.values() if v.buyer_id}
         book.year_net = buyer_year_net(pairs, now.year)
         book.hours_used = free_hours_used(voucher_ids)
