@@ -13,7 +13,16 @@ from django.utils import timezone
 
 from marketplace import selectors, services
 from marketplace.errors import InvalidInput
-from marketplace.models import BuyerRequest, GpuModel, Match, Region, Voucher, VoucherLedgerEntry, VoucherProgram
+from marketplace.models import (
+    BuyerRequest,
+    GpuModel,
+    Match,
+    MatchingRun,
+    Region,
+    Voucher,
+    VoucherLedgerEntry,
+    VoucherProgram,
+)
 from marketplace.services.plans import match_plan_apply
 from marketplace.services.rounds import round_run
 from matching.latency import LatencyClass
@@ -277,6 +286,32 @@ def test_a_subsidy_the_budget_cannot_cover_is_cut_not_overspent(make_listing, ma
     assert program.remaining_budget >= 0
     assert selectors.voucher_ledger_reconciles(program)
     assert match.cost_per_gpu_hour > match.price_per_gpu_hour - Decimal("1.677")
+
+
+@pytest.mark.parametrize("codes", [2, 48])
+def test_many_codes_of_one_programme_share_its_last_budget_in_one_round(
+    make_listing, make_request, make_program, buyer, other_buyer, codes
+):
+    """Each code's plan sees the programme's whole remaining budget; the round reserves against the
+    one locked balance as it goes, so together they never overdraw it and the round succeeds."""
+    qingyang_and_east(make_listing)
+    make_listing(region="gansu-qingyang", gpu_count=8 * codes, price_per_gpu_hour=Decimal("5.59"))
+    program = make_program(budget=Decimal("1.00") if codes > 2 else Decimal("0.20"))
+    for _ in range(codes):
+        make_request(voucher_code=code_for(program, buyer=buyer), latency_class="batch", replicas=1)
+    bystander = make_request(buyer=other_buyer, latency_class="batch", replicas=1)
+
+    run = MatchingRun.objects.get(pk=round_run(shard="h20", trigger="manual"))
+
+    program.refresh_from_db()
+    assert run.status == MatchingRun.Status.SUCCEEDED
+    assert Match.objects.filter(request=bystander).exists()
+    assert Match.objects.filter(voucher__isnull=False).count() >= 1
+    assert Match.objects.filter(request__voucher__program=program).count() == codes
+    assert program.remaining_budget >= 0
+    reserved = sum(m.subsidy_per_gpu_hour * m.gpus * m.request.duration_hours for m in Match.objects.all())
+    assert reserved == program.budget - program.remaining_budget <= program.budget
+    assert selectors.voucher_ledger_reconciles(program)
 
 
 def test_cap_per_buyer_bounds_a_years_subsidy(make_listing, make_request, make_program, buyer):
