@@ -26,7 +26,7 @@ from marketplace.models import (
     VoucherLedgerEntry,
     VoucherProgram,
 )
-from marketplace.services.vouchers import program_terms_check
+from marketplace.services.vouchers import PROGRAM_TERMS, program_terms_check
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -186,20 +186,9 @@ class VoucherProgramForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        terms = {
-            **{
-                f: getattr(self.instance, f)
-                for f in ("kind", "percent", "free_gpu_hours", "budget", "valid_from", "valid_until")
-            },
-            **data,
-        }
+        terms = {**{f: getattr(self.instance, f) for f in PROGRAM_TERMS}, **data}
         try:
-            program_terms_check(
-                **{
-                    key: terms.get(key)
-                    for key in ("kind", "percent", "free_gpu_hours", "budget", "valid_from", "valid_until")
-                }
-            )
+            program_terms_check(**{key: terms.get(key) for key in PROGRAM_TERMS})
         except DomainError as error:
             self.add_error(error.field if error.field in self.fields else None, error.message)
         return data

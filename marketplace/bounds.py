@@ -5,12 +5,19 @@ values. ``field_kwargs()`` speaks the keyword arguments Django's form fields and
 fields share (``min_value``, ``max_digits``, ``max_length``, ``regex``), so this module imports
 neither. ``ALL`` holds every bound by name, for whatever must list or enforce them all.
 
-Rules that relate several inputs (a request's GPUs in all, a window's order) are the services'.
+Times: every time is aware, and lies in a window around the market's now (:class:`TimeWindow`)
+and within :data:`CALENDAR`, the years the database holds at all. Decimals are written in ASCII
+digits with at most one point and no exponent (:data:`DECIMAL_TEXT`): ``"1e5"`` and ``"٥"`` are
+refused, not read as 100000 and 5.
+
+Rules that relate several inputs (a request's GPUs in all, a window's order) are the rules of
+``demand``, ``supply`` and the services.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from marketplace.money import LEDGER_AMOUNT, MONEY
@@ -65,6 +72,47 @@ class Text:
         return _given(max_length=self.max_length, regex=self.pattern)
 
 
+@dataclass(frozen=True, kw_only=True)
+class TimeWindow:
+    """An aware time from ``before`` before the market's now to ``after`` after it, both included."""
+
+    before: timedelta | None
+    after: timedelta
+    reason: str
+
+    def contains(self, value: datetime, now: datetime) -> bool:
+        if value.tzinfo is None or not CALENDAR.first <= value < CALENDAR.end:
+            return False
+        return (self.before is None or now - self.before <= value) and value <= now + self.after
+
+    def describe(self, now: datetime) -> str:
+        """The window in words, for an error message."""
+        start = CALENDAR.first if self.before is None else max(CALENDAR.first, now - self.before)
+        return f"between {start:%Y-%m-%d %H:%M} and {now + self.after:%Y-%m-%d %H:%M} UTC"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Calendar:
+    """The years the market's time columns may hold at all: ``first`` included, ``end`` not."""
+
+    first: datetime
+    end: datetime
+    reason: str
+
+
+CALENDAR = Calendar(
+    first=datetime(2000, 1, 1, tzinfo=UTC),
+    end=datetime(2200, 1, 1, tzinfo=UTC),
+    reason=(
+        "The database's own guard on every listing, request and programme time (a check constraint, "
+        "not moving with now): far inside what a datetime holds, so no end time (start + a year's "
+        "duration) can overflow, and no row from year 1 or 9999 can reach a round."
+    ),
+)
+#: A decimal in a JSON body or a form: ASCII digits, an optional point and fraction, an optional
+#: minus; no exponent, no other script's digits, no spaces.
+DECIMAL_TEXT = r"^-?[0-9]+(\.[0-9]+)?$"
+
 # --- accounts -----------------------------------------------------------------------------------
 
 USERNAME = Text(
@@ -80,13 +128,29 @@ PROVINCE = Text(max_length=100, reason="The province columns' length (regions, o
 
 GPU_COUNT = WholeNumber(
     minimum=1,
-    maximum=100_000,
-    reason="At least one GPU; 100 000 is past the largest clusters, so an extra digit is refused, not listed.",
+    maximum=16_384,
+    reason=(
+        "At least one GPU; at most 2,048 nodes of 8, a whole large AI hall's idle block: more is several "
+        "listings, and an extra digit is refused, not listed."
+    ),
 )
 PRICE = DecimalNumber(
     **MONEY,
     minimum=Decimal(0),
-    reason="CNY per GPU-hour to 0.0001 (money.MONEY); 0 is free, and no price is below it.",
+    maximum=Decimal(1000),
+    reason=(
+        "CNY per GPU-hour to 0.0001 (money.MONEY), above 0 (the service's rule); at most 1,000, about "
+        "thirty times the dearest GPU-hour rented in China (an H100 at ~30 CNY), so a slipped decimal "
+        "point is refused, not listed or bid."
+    ),
+)
+LISTING_TIMES = TimeWindow(
+    before=None,
+    after=timedelta(days=731),
+    reason=(
+        "A listing's window ends within two years of now (idle capacity, not a forward contract) and "
+        "after now (a window wholly past has nothing to offer); it may have opened any time since 2000."
+    ),
 )
 MIN_FREE_GPUS = WholeNumber(minimum=0, reason="A search's least free GPUs: 0 keeps every listing.")
 FAILED_NODES = WholeNumber(
@@ -109,17 +173,30 @@ DURATION_HOURS = WholeNumber(
     maximum=24 * 366,
     reason="Whole hours, up to a year (366 days, so a leap year fits): longer demand is a contract, not a request.",
 )
+REQUEST_START = TimeWindow(
+    before=timedelta(0),
+    after=timedelta(days=731),
+    reason="A request starts after now and by two years from now: later demand is a forward contract.",
+)
 MAX_RTT_MS = DecimalNumber(
     max_digits=7,
     decimal_places=1,
     minimum=Decimal(0),
-    reason="The RTT columns' shape (tenths of a ms); a bound below 0 ms is meaningless.",
+    maximum=Decimal(1000),
+    reason=(
+        "Tenths of a ms, above 0 (the rule of demand); at most 1,000 ms, several times any RTT inside "
+        "China (a batch request, unbounded, names no bound)."
+    ),
 )
 LATENCY_WEIGHT = DecimalNumber(
     max_digits=8,
     decimal_places=4,
     minimum=Decimal(0),
-    reason="CNY per ms per GPU-hour, as its column holds it; a negative weight would pay for latency.",
+    maximum=Decimal(10),
+    reason=(
+        "CNY per ms per GPU-hour: 0 or more (a negative weight would pay for latency), at most 10, two "
+        "hundred times realtime's default of 0.05, where one ms already outweighs any GPU-hour."
+    ),
 )
 
 # --- vouchers -----------------------------------------------------------------------------------
@@ -128,12 +205,36 @@ VOUCHER_CODE = Text(max_length=64, reason="The code column's length; issued code
 VOUCHER_PERCENT = DecimalNumber(
     max_digits=5,
     decimal_places=2,
-    reason="The percent column's shape; above 0 and at most 100 is the programme's rule (its service).",
+    minimum=Decimal(0),
+    maximum=Decimal(100),
+    reason="A share of the rent: above 0 (the programme's rule) and at most 100.",
 )
-FREE_GPU_HOURS = DecimalNumber(max_digits=10, decimal_places=2, reason="The column's shape: GPU-hours to 0.01.")
+FREE_GPU_HOURS = DecimalNumber(
+    max_digits=10,
+    decimal_places=2,
+    minimum=Decimal(0),
+    maximum=Decimal(10_000_000),
+    reason="GPU-hours to 0.01, above 0 (the programme's rule); ten million is a whole city's year of them.",
+)
 VOUCHER_AMOUNT = DecimalNumber(
     **LEDGER_AMOUNT,
-    reason="A budget, cap or spend, shaped as the voucher ledger holds it (money.LEDGER_AMOUNT).",
+    minimum=Decimal("0.0001"),
+    maximum=Decimal(10_000_000_000),
+    reason=(
+        "A budget or a cap in CNY to 0.0001 (money.LEDGER_AMOUNT): above 0, and at most ten billion, "
+        "some fifteen years of the largest city programme (Shanghai's 600 M CNY a year)."
+    ),
+)
+VOUCHER_SPEND = DecimalNumber(
+    **LEDGER_AMOUNT,
+    minimum=Decimal(0),
+    maximum=Decimal(10_000_000_000),
+    reason="A programme's minimum or maximum spend per request in CNY: 0 or more, capped like a budget.",
+)
+PROGRAMME_TIMES = TimeWindow(
+    before=timedelta(days=3653),
+    after=timedelta(days=3653),
+    reason="A programme's validity lies within ten years either side of now: city schemes run for years, not decades.",
 )
 VOUCHERS_PER_ISSUE = WholeNumber(
     minimum=1,
@@ -148,7 +249,11 @@ STATEMENT_MONTH = Text(
     reason="YYYY-MM in years 1000–2999: a month whose bounds are valid dates (no year 0, none after 9999-12).",
 )
 
+Bound = WholeNumber | DecimalNumber | Text | TimeWindow | Calendar
+
 #: Every bound above by its name, in the order declared.
-ALL: dict[str, WholeNumber | DecimalNumber | Text] = {
-    name: bound for name, bound in globals().items() if isinstance(bound, WholeNumber | DecimalNumber | Text)
+ALL: dict[str, Bound] = {
+    name: bound
+    for name, bound in globals().items()
+    if isinstance(bound, WholeNumber | DecimalNumber | Text | TimeWindow | Calendar)
 }

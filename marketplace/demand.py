@@ -1,11 +1,20 @@
-"""The rules a buyer's demand must meet: one set, used by request submission and by quotes."""
+"""The rules a buyer's demand must meet: one set, used by request submission, by quotes, and by the
+round's snapshot, which leaves a row that breaks one out of the round, saying why."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from marketplace.bounds import DURATION_HOURS, GPUS_PER_REQUEST
+from marketplace.bounds import (
+    CALENDAR,
+    DURATION_HOURS,
+    GPUS_PER_REQUEST,
+    LATENCY_WEIGHT,
+    MAX_RTT_MS,
+    PRICE,
+    REQUEST_START,
+)
 from marketplace.errors import InvalidInput
 from marketplace.models import NODE_SIZES, BuyerRequest, Organisation
 from matching.latency import LatencyClass, latency_class_of
@@ -29,12 +38,14 @@ def demand_terms_check(
     price: Decimal,
     duration_hours: int,
     start_by: datetime,
-    now: datetime,
+    now: datetime | None,
 ) -> str:
     """Raise ``InvalidInput`` naming the first bad field; return the request's latency class.
 
     The RTT bound is a ``latency_class`` or a ``max_rtt_ms`` (then the class is the one that bound
-    falls in); with neither, the request is ``standard`` (≤ 60 ms).
+    falls in); with neither, the request is ``standard`` (≤ 60 ms). ``now`` None checks the terms
+    themselves and the calendar, not where ``start_by`` lies against now (a round's snapshot of a
+    request accepted earlier).
     """
     if gpus_per_replica not in NODE_SIZES:
         raise InvalidInput("Must be 1, 2, 4 or 8.", field="gpus_per_replica")
@@ -44,14 +55,24 @@ def demand_terms_check(
         raise InvalidInput(f"At most {GPUS_PER_REQUEST.maximum} GPUs per request.", field="replicas")
     if price <= 0:
         raise InvalidInput("Must be greater than 0.", field="max_price_per_gpu_hour")
+    if price > PRICE.maximum:
+        raise InvalidInput(f"At most {PRICE.maximum} CNY per GPU-hour.", field="max_price_per_gpu_hour")
     if not DURATION_HOURS.minimum <= duration_hours <= DURATION_HOURS.maximum:
         raise InvalidInput(
             f"Must be between {DURATION_HOURS.minimum} and {DURATION_HOURS.maximum}.", field="duration_hours"
         )
-    if start_by <= now:
+    if start_by.tzinfo is None:
+        raise InvalidInput("Give the time with its offset, e.g. 2026-12-04T09:00+08:00.", field="start_by")
+    if not CALENDAR.first <= start_by < CALENDAR.end:
+        raise InvalidInput(f"Must be in the years {CALENDAR.first.year}–{CALENDAR.end.year - 1}.", field="start_by")
+    if now is not None and start_by <= now:
         raise InvalidInput("Must be in the future.", field="start_by")
-    if latency_weight is not None and latency_weight < 0:
-        raise InvalidInput("Must be 0 or more.", field="latency_weight")
+    if now is not None and not REQUEST_START.contains(start_by, now):
+        raise InvalidInput(f"Must be {REQUEST_START.describe(now)}.", field="start_by")
+    if latency_weight is not None and not LATENCY_WEIGHT.minimum <= latency_weight <= LATENCY_WEIGHT.maximum:
+        raise InvalidInput(
+            f"Must be between {LATENCY_WEIGHT.minimum} and {LATENCY_WEIGHT.maximum}.", field="latency_weight"
+        )
     return _latency_class_for(latency_class=latency_class, max_rtt_ms=max_rtt_ms)
 
 
@@ -61,6 +82,8 @@ def _latency_class_for(*, latency_class: str | None, max_rtt_ms: Decimal | None)
     if max_rtt_ms is not None:
         if max_rtt_ms <= 0:
             raise InvalidInput("Must be greater than 0.", field="max_rtt_ms")
+        if max_rtt_ms > MAX_RTT_MS.maximum:
+            raise InvalidInput(f"At most {MAX_RTT_MS.maximum} ms.", field="max_rtt_ms")
         return latency_class_of(float(max_rtt_ms)).value
     if latency_class is None:
         return LatencyClass.STANDARD.value

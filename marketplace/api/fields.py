@@ -6,11 +6,14 @@ models are named by code; times go out as UTC.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
+from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
 from marketplace import selectors
+from marketplace.bounds import DECIMAL_TEXT, TimeWindow
 from marketplace.models import GpuModel, Region
 from matching.latency import LatencyClass
 
@@ -47,10 +50,42 @@ class PatternField(JsonTypeMixin, serializers.RegexField):
 
 
 class DecimalText(JsonTypeMixin, serializers.DecimalField):
-    """A decimal in a body: a string such as "9.50", as the schema says; a JSON number, which would
-    pass through a binary float, is a 400."""
+    """A decimal in a body: a string such as "9.50", as the schema says, in ASCII digits with no
+    exponent (``bounds.DECIMAL_TEXT``); a JSON number, which would pass through a binary float, and
+    "1e5" or "٥", which Python's ``Decimal`` would read as 100000 and 5, are 400s."""
 
-    default_error_messages = {"json_type": 'A decimal number as a string, such as "9.50".'}
+    default_error_messages = {
+        "json_type": 'A decimal number as a string, such as "9.50".',
+        "ascii": 'A decimal in the digits 0-9, such as "9.50": no exponent, spaces or other digits.',
+    }
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and not re.fullmatch(DECIMAL_TEXT, data):
+            self.fail("ascii")
+        return super().to_internal_value(data)
+
+
+class AwareTime(serializers.DateTimeField):
+    """A time in a body, ISO 8601 with its offset (``2026-12-04T09:00:00+08:00`` or ``…Z``): a time
+    without one is a 400, not read as UTC. ``window`` (a ``bounds.TimeWindow``) is stated in the
+    schema; the service checks it against the market's now."""
+
+    default_error_messages = {"naive": "Give the time with its offset, e.g. 2026-12-04T09:00:00+08:00 or …Z."}
+
+    def __init__(self, *, window: TimeWindow | None = None, **kwargs):
+        if window is not None:
+            kwargs.setdefault("help_text", window.reason)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, value):
+        if isinstance(value, str):
+            try:
+                parsed = parse_datetime(value)
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is None:
+                self.fail("naive")
+        return super().to_internal_value(value)
 
 
 class IntegerNumber(JsonTypeMixin, serializers.IntegerField):

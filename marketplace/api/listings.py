@@ -16,6 +16,7 @@ from rest_framework.views import APIView
 from marketplace import bounds, selectors, services
 from marketplace.api.fields import (
     LATENCY_CLASSES,
+    AwareTime,
     DecimalText,
     IntegerNumber,
     NumberChoice,
@@ -31,7 +32,7 @@ from marketplace.api.permissions import IsProvider, provider_of
 from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Listing, Region
 from marketplace.money import MONEY
-from marketplace.services.listings import listing_window_default
+from marketplace.supply import listing_window_default
 
 LISTING_ORDERINGS = {
     "price": "price_per_gpu_hour",
@@ -73,8 +74,8 @@ class ListingIn(serializers.Serializer):
     gpu_count = IntegerNumber(**bounds.GPU_COUNT.field_kwargs())
     gpus_per_node = NumberChoice(choices=NODE_SIZE_CHOICES)
     price_per_gpu_hour = DecimalText(**bounds.PRICE.field_kwargs())
-    available_from = serializers.DateTimeField(required=False)
-    available_until = serializers.DateTimeField(required=False)
+    available_from = AwareTime(window=bounds.LISTING_TIMES, required=False)
+    available_until = AwareTime(window=bounds.LISTING_TIMES, required=False)
 
     def validate(self, attrs):
         """Default window: ``listing_window_default``."""
@@ -88,8 +89,8 @@ class ListingUpdateIn(serializers.Serializer):
     gpu_count = IntegerNumber(**bounds.GPU_COUNT.field_kwargs(), required=False)
     gpus_per_node = NumberChoice(choices=NODE_SIZE_CHOICES, required=False)
     price_per_gpu_hour = DecimalText(**bounds.PRICE.field_kwargs(), required=False)
-    available_from = serializers.DateTimeField(required=False)
-    available_until = serializers.DateTimeField(required=False)
+    available_from = AwareTime(window=bounds.LISTING_TIMES, required=False)
+    available_until = AwareTime(window=bounds.LISTING_TIMES, required=False)
 
 
 class FailNodesIn(serializers.Serializer):

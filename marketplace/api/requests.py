@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from marketplace import bounds, selectors, services
 from marketplace.api.fields import (
     LATENCY_CLASSES,
+    AwareTime,
     DecimalText,
     IntegerNumber,
     NumberChoice,
@@ -37,7 +38,7 @@ class RequestIn(serializers.Serializer):
     latency_weight = DecimalText(**bounds.LATENCY_WEIGHT.field_kwargs(), required=False)
     max_price_per_gpu_hour = DecimalText(**bounds.PRICE.field_kwargs())
     duration_hours = IntegerNumber(**bounds.DURATION_HOURS.field_kwargs())
-    start_by = serializers.DateTimeField(required=False)
+    start_by = AwareTime(window=bounds.REQUEST_START, required=False)
     voucher_code = TextField(**bounds.VOUCHER_CODE.field_kwargs(), required=False, allow_blank=True)
 
     def validate(self, attrs):

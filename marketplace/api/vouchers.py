@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace import bounds, selectors, services
-from marketplace.api.fields import DecimalText, IntegerNumber, TextField, gpu_model_field, region_field
+from marketplace.api.fields import AwareTime, DecimalText, IntegerNumber, TextField, gpu_model_field, region_field
 from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from marketplace.api.inputs import NoFilters, validated_body, validated_query
 from marketplace.api.permissions import IsBuyer, buyer_of, provider_of
@@ -73,13 +73,13 @@ class VoucherProgramIn(serializers.Serializer):
     free_gpu_hours = DecimalText(**bounds.FREE_GPU_HOURS.field_kwargs(), required=False, allow_null=True)
     cap_per_buyer = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False, allow_null=True)
     budget = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs())
-    valid_from = serializers.DateTimeField(required=False)
-    valid_until = serializers.DateTimeField()
+    valid_from = AwareTime(window=bounds.PROGRAMME_TIMES, required=False)
+    valid_until = AwareTime(window=bounds.PROGRAMME_TIMES)
     eligible_regions = region_field(many=True, required=False)
     eligible_gpu_models = gpu_model_field(many=True, required=False)
     eligible_buyer_provinces = serializers.ListField(child=TextField(**bounds.PROVINCE.field_kwargs()), required=False)
-    min_spend = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False, allow_null=True)
-    max_spend = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False, allow_null=True)
+    min_spend = DecimalText(**bounds.VOUCHER_SPEND.field_kwargs(), required=False, allow_null=True)
+    max_spend = DecimalText(**bounds.VOUCHER_SPEND.field_kwargs(), required=False, allow_null=True)
 
     def validate(self, attrs):
         attrs.setdefault("valid_from", market_now())
@@ -89,8 +89,8 @@ class VoucherProgramIn(serializers.Serializer):
 class VoucherProgramUpdateIn(serializers.Serializer):
     name = TextField(**bounds.NAME.field_kwargs(), required=False)
     budget = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False)
-    valid_from = serializers.DateTimeField(required=False)
-    valid_until = serializers.DateTimeField(required=False)
+    valid_from = AwareTime(window=bounds.PROGRAMME_TIMES, required=False)
+    valid_until = AwareTime(window=bounds.PROGRAMME_TIMES, required=False)
     cap_per_buyer = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False, allow_null=True)
 
 

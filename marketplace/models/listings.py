@@ -7,6 +7,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Mod
 from django.db.models.lookups import Exact
 
+from marketplace.bounds import CALENDAR, GPU_COUNT, PRICE
 from marketplace.models.organisations import Organisation
 from marketplace.models.reference import GpuModel, Region
 from marketplace.money import MONEY
@@ -52,6 +53,19 @@ class Listing(models.Model):
             models.CheckConstraint(condition=Q(price_per_gpu_hour__gt=0), name="listing_price_gt_0"),
             models.CheckConstraint(condition=Q(available_until__gt=F("available_from")), name="listing_window_ordered"),
             models.CheckConstraint(condition=Q(allocated_gpus__lte=F("gpu_count")), name="listing_allocated_lte_count"),
+            # The domains of marketplace.bounds, for every listing on offer (a closed or withdrawn
+            # row keeps what it had): no row past the API can put year 9999 or a slipped decimal
+            # point into a round.
+            models.CheckConstraint(
+                condition=~Q(status="active")
+                | Q(
+                    gpu_count__lte=GPU_COUNT.maximum,
+                    price_per_gpu_hour__lte=PRICE.maximum,
+                    available_from__gte=CALENDAR.first,
+                    available_until__lt=CALENDAR.end,
+                ),
+                name="listing_on_offer_in_domain",
+            ),
         ]
 
     def __str__(self) -> str:

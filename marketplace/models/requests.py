@@ -7,6 +7,7 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import F, Q
 
+from marketplace.bounds import CALENDAR, DURATION_HOURS, GPUS_PER_REQUEST, LATENCY_WEIGHT, MAX_RTT_MS, PRICE
 from marketplace.models.listings import NODE_SIZES
 from marketplace.models.organisations import Organisation
 from marketplace.models.reference import GpuModel, Region
@@ -67,6 +68,22 @@ class BuyerRequest(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(latency_class__in=[c.value for c in LatencyClass]), name="request_latency_class_valid"
+            ),
+            # The domains of marketplace.bounds, for every request not yet cancelled or expired.
+            models.CheckConstraint(
+                condition=Q(status__in=["cancelled", "expired"])
+                | (
+                    Q(
+                        replicas__lte=GPUS_PER_REQUEST.maximum,
+                        duration_hours__lte=DURATION_HOURS.maximum,
+                        max_price_per_gpu_hour__lte=PRICE.maximum,
+                        start_by__gte=CALENDAR.first,
+                        start_by__lt=CALENDAR.end,
+                    )
+                    & (Q(max_rtt_ms__isnull=True) | Q(max_rtt_ms__lte=MAX_RTT_MS.maximum))
+                    & (Q(latency_weight__isnull=True) | Q(latency_weight__lte=LATENCY_WEIGHT.maximum))
+                ),
+                name="request_live_in_domain",
             ),
         ]
 

@@ -7,6 +7,7 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import F, Q
 
+from marketplace.bounds import CALENDAR, FREE_GPU_HOURS, VOUCHER_AMOUNT, VOUCHER_SPEND
 from marketplace.models.organisations import Organisation
 from marketplace.models.reference import GpuModel, Region
 
@@ -63,6 +64,16 @@ class VoucherProgram(models.Model):
             models.CheckConstraint(condition=Q(valid_until__gt=F("valid_from")), name="program_window_ordered"),
             models.CheckConstraint(
                 condition=Q(cap_per_buyer__isnull=True) | Q(cap_per_buyer__gt=0), name="program_cap_gt_0"
+            ),
+            # The domains of marketplace.bounds.
+            models.CheckConstraint(
+                condition=Q(budget__lte=VOUCHER_AMOUNT.maximum)
+                & (Q(cap_per_buyer__isnull=True) | Q(cap_per_buyer__lte=VOUCHER_AMOUNT.maximum))
+                & (Q(free_gpu_hours__isnull=True) | Q(free_gpu_hours__lte=FREE_GPU_HOURS.maximum))
+                & (Q(min_spend__isnull=True) | Q(min_spend__gte=0, min_spend__lte=VOUCHER_SPEND.maximum))
+                & (Q(max_spend__isnull=True) | Q(max_spend__gte=0, max_spend__lte=VOUCHER_SPEND.maximum))
+                & Q(valid_from__gte=CALENDAR.first, valid_until__lt=CALENDAR.end),
+                name="program_terms_in_domain",
             ),
         ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import transaction
@@ -10,37 +10,14 @@ from django.db.models import Q
 
 from marketplace.errors import CapacityGone, InvalidInput, InvalidTransition, NotAllowed, NotFound
 from marketplace.market_time import market_now
-from marketplace.models import NODE_SIZES, GpuModel, Listing, Organisation, Region
+from marketplace.models import GpuModel, Listing, Organisation, Region
 from marketplace.selectors import live_matches_on_failed_nodes, live_nodes_by_listing
 from marketplace.services.lifecycle import matches_fail_over
 from marketplace.services.triggers import matching_round_enqueue_on_commit
+from marketplace.supply import listing_terms_check
 
-#: A listing given no window is available from now for this long.
-LISTING_DEFAULT_WINDOW = timedelta(days=30)
 #: Fields a provider may change on a listing with ``listing_update``.
 EDITABLE_FIELDS = ("gpu_count", "gpus_per_node", "price_per_gpu_hour", "available_from", "available_until")
-
-
-def listing_window_default(
-    available_from: datetime | None, available_until: datetime | None, *, now: datetime
-) -> tuple[datetime, datetime]:
-    """The listing's window with defaults: from ``now``, for ``LISTING_DEFAULT_WINDOW``."""
-    start = available_from or now
-    return start, available_until or start + LISTING_DEFAULT_WINDOW
-
-
-def _check_shape(*, gpu_count: int, gpus_per_node: int, price: Decimal, start: datetime, end: datetime) -> None:
-    """The rules the database constraints also enforce, said first in words naming the field."""
-    if gpu_count <= 0:
-        raise InvalidInput("Must be at least 1.", field="gpu_count")
-    if gpus_per_node not in NODE_SIZES:
-        raise InvalidInput("Must be 1, 2, 4 or 8.", field="gpus_per_node")
-    if gpu_count % gpus_per_node:
-        raise InvalidInput(f"{gpu_count} GPUs do not fill whole nodes of {gpus_per_node}.", field="gpu_count")
-    if price <= 0:
-        raise InvalidInput("Must be greater than 0.", field="price_per_gpu_hour")
-    if end <= start:
-        raise InvalidInput("Must be after available_from.", field="available_until")
 
 
 @transaction.atomic
@@ -58,12 +35,13 @@ def listing_create(
     """List idle capacity for ``provider``; a matching round follows on commit."""
     if provider.kind != Organisation.Kind.PROVIDER:
         raise NotAllowed("Only providers list capacity.")
-    _check_shape(
+    listing_terms_check(
         gpu_count=gpu_count,
         gpus_per_node=gpus_per_node,
         price=price_per_gpu_hour,
         start=available_from,
         end=available_until,
+        now=market_now(),
     )
     listing = Listing.objects.create(
         provider=provider,
@@ -94,12 +72,14 @@ def listing_update(*, listing_id: int, provider: Organisation, changes: dict) ->
     if listing.status != Listing.Status.ACTIVE:
         raise InvalidTransition(f"The listing is {listing.status}.", field="status")
     merged = {field: changes.get(field, getattr(listing, field)) for field in EDITABLE_FIELDS}
-    _check_shape(
+    listing_terms_check(
         gpu_count=merged["gpu_count"],
         gpus_per_node=merged["gpus_per_node"],
         price=merged["price_per_gpu_hour"],
         start=merged["available_from"],
         end=merged["available_until"],
+        now=market_now(),
+        window_changed=bool({"available_from", "available_until"} & set(changes)),
     )
     if merged["gpu_count"] < listing.allocated_gpus:
         raise CapacityGone(

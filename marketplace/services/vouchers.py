@@ -13,6 +13,7 @@ from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
 
+from marketplace.bounds import FREE_GPU_HOURS, PROGRAMME_TIMES, VOUCHER_AMOUNT, VOUCHER_SPEND
 from marketplace.eligibility import voucher_usable
 from marketplace.errors import InvalidInput, NotFound
 from marketplace.market_time import market_now
@@ -23,14 +24,57 @@ from marketplace.money import FOUR_PLACES
 CODE_BYTES = 18
 
 
-def program_terms_check(*, kind: str, percent, free_gpu_hours, budget, valid_from, valid_until) -> None:
-    """Raise ``InvalidInput`` naming the field when a programme's terms do not hold together."""
+#: The terms ``program_terms_check`` reads, by field name.
+PROGRAM_TERMS = (
+    "kind",
+    "percent",
+    "free_gpu_hours",
+    "budget",
+    "valid_from",
+    "valid_until",
+    "cap_per_buyer",
+    "min_spend",
+    "max_spend",
+)
+
+
+def program_terms_check(
+    *,
+    kind: str,
+    percent: Decimal | None,
+    free_gpu_hours: Decimal | None,
+    budget: Decimal,
+    valid_from: datetime,
+    valid_until: datetime,
+    cap_per_buyer: Decimal | None = None,
+    min_spend: Decimal | None = None,
+    max_spend: Decimal | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Raise ``InvalidInput`` naming the field when a programme's terms leave their domains
+    (``marketplace.bounds``) or do not hold together."""
     if kind == VoucherProgram.Kind.PERCENT and not (percent is not None and 0 < percent <= 100):
         raise InvalidInput("A percent programme needs a percent above 0 and at most 100.", field="percent")
     if kind == VoucherProgram.Kind.FREE_GPU_HOURS and not (free_gpu_hours and free_gpu_hours > 0):
         raise InvalidInput("A free GPU-hours programme needs free_gpu_hours above 0.", field="free_gpu_hours")
-    if budget <= 0:
-        raise InvalidInput("Must be greater than 0.", field="budget")
+    if free_gpu_hours is not None and free_gpu_hours > FREE_GPU_HOURS.maximum:
+        raise InvalidInput(f"At most {FREE_GPU_HOURS.maximum} GPU-hours.", field="free_gpu_hours")
+    for field, amount in (("budget", budget), ("cap_per_buyer", cap_per_buyer)):
+        if amount is not None and amount <= 0:
+            raise InvalidInput("Must be greater than 0.", field=field)
+        if amount is not None and amount > VOUCHER_AMOUNT.maximum:
+            raise InvalidInput(f"At most {VOUCHER_AMOUNT.maximum} CNY.", field=field)
+    for field, amount in (("min_spend", min_spend), ("max_spend", max_spend)):
+        if amount is not None and not VOUCHER_SPEND.minimum <= amount <= VOUCHER_SPEND.maximum:
+            raise InvalidInput(f"Must be between 0 and {VOUCHER_SPEND.maximum} CNY.", field=field)
+    if min_spend is not None and max_spend is not None and max_spend < min_spend:
+        raise InvalidInput("Must be at least min_spend.", field="max_spend")
+    now = now or market_now()
+    for field, value in (("valid_from", valid_from), ("valid_until", valid_until)):
+        if value.tzinfo is None:
+            raise InvalidInput("Give the time with its offset, e.g. 2026-12-04T09:00+08:00.", field=field)
+        if not PROGRAMME_TIMES.contains(value, now):
+            raise InvalidInput(f"Must be {PROGRAMME_TIMES.describe(now)}.", field=field)
     if valid_until <= valid_from:
         raise InvalidInput("Must be after valid_from.", field="valid_until")
 
@@ -66,6 +110,9 @@ def voucher_program_create(
         budget=budget,
         valid_from=valid_from,
         valid_until=valid_until,
+        cap_per_buyer=cap_per_buyer,
+        min_spend=min_spend,
+        max_spend=max_spend,
     )
     if VoucherProgram.objects.filter(name=name).exists():
         raise InvalidInput("A programme with this name exists.", field="name")
@@ -104,14 +151,7 @@ def voucher_program_update(*, program_id: int, sponsor_provider: Organisation | 
         program.remaining_budget = changes["budget"] - spent
     for field, value in changes.items():
         setattr(program, field, value)
-    program_terms_check(
-        kind=program.kind,
-        percent=program.percent,
-        free_gpu_hours=program.free_gpu_hours,
-        budget=program.budget,
-        valid_from=program.valid_from,
-        valid_until=program.valid_until,
-    )
+    program_terms_check(**{field: getattr(program, field) for field in PROGRAM_TERMS})
     program.save(update_fields=[*changes, "remaining_budget"])
     return program
 

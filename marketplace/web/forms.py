@@ -5,16 +5,18 @@ and the API."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from django import forms
 
 from marketplace import bounds
+from marketplace.bounds import DECIMAL_TEXT
 from marketplace.demand import start_by_default
 from marketplace.errors import DomainError
 from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Organisation, Region
-from marketplace.services.listings import LISTING_DEFAULT_WINDOW, listing_window_default
+from marketplace.supply import LISTING_DEFAULT_WINDOW, listing_window_default
 from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
@@ -28,6 +30,19 @@ def latency_class_label(latency_class: LatencyClass) -> str:
 def _datetime_field(label: str, help_text: str) -> forms.DateTimeField:
     widget = forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_FORMAT)
     return forms.DateTimeField(label=label, required=False, widget=widget, help_text=help_text)
+
+
+class AsciiDecimalField(forms.DecimalField):
+    """A decimal typed in the digits 0-9 (``bounds.DECIMAL_TEXT``), as the API takes it: Django's
+    field would read "1e5" as 100000 and "٥" as 5."""
+
+    default_error_messages = {"ascii": "Type a number in the digits 0-9, such as 9.50."}
+
+    def to_python(self, value):
+        text = value.strip() if isinstance(value, str) else value
+        if isinstance(text, str) and text and not re.fullmatch(DECIMAL_TEXT, text):
+            raise forms.ValidationError(self.error_messages["ascii"], code="ascii")
+        return super().to_python(value)
 
 
 class RegionChoiceField(forms.ModelChoiceField):
@@ -86,7 +101,7 @@ class SignUpForm(ServiceForm):
 class ListingShapeFields(ServiceForm):
     gpu_count = forms.IntegerField(label="GPUs", **bounds.GPU_COUNT.field_kwargs())
     gpus_per_node = forms.TypedChoiceField(label="GPUs per node", choices=NODE_SIZE_CHOICES, coerce=int, initial=8)
-    price_per_gpu_hour = forms.DecimalField(label="Price per GPU-hour (CNY)", **bounds.PRICE.field_kwargs())
+    price_per_gpu_hour = AsciiDecimalField(label="Price per GPU-hour (CNY)", **bounds.PRICE.field_kwargs())
     available_from = _datetime_field("Available from (UTC)", "Empty: now.")
     available_until = _datetime_field(
         "Available until (UTC)", f"Empty: {LISTING_DEFAULT_WINDOW.days} days after the start."
@@ -150,13 +165,13 @@ class RequestForm(ServiceForm):
         required=False,
         initial=LatencyClass.STANDARD.value,
     )
-    max_rtt_ms = forms.DecimalField(
+    max_rtt_ms = AsciiDecimalField(
         label="Max RTT (ms)",
         **bounds.MAX_RTT_MS.field_kwargs(),
         required=False,
         help_text="Instead of a latency class.",
     )
-    max_price_per_gpu_hour = forms.DecimalField(label="Price cap per GPU-hour (CNY)", **bounds.PRICE.field_kwargs())
+    max_price_per_gpu_hour = AsciiDecimalField(label="Price cap per GPU-hour (CNY)", **bounds.PRICE.field_kwargs())
     duration_hours = forms.IntegerField(label="Duration (hours)", **bounds.DURATION_HOURS.field_kwargs(), initial=24)
     start_by = _datetime_field("Start by (UTC)", "Empty: within 24 hours.")
     voucher_code = forms.CharField(
@@ -165,7 +180,7 @@ class RequestForm(ServiceForm):
         required=False,
         help_text="A subsidy voucher (算力券) or promotion.",
     )
-    latency_weight = forms.DecimalField(
+    latency_weight = AsciiDecimalField(
         label="Latency weight (CNY per ms per GPU-hour)",
         **bounds.LATENCY_WEIGHT.field_kwargs(),
         required=False,

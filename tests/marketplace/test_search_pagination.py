@@ -80,7 +80,7 @@ def test_a_region_added_after_the_codes_were_read_is_found_at_once(reference):
 
 
 def test_a_listing_reads_the_same_as_field_by_field(clients, make_listing, now):
-    make_listing(price_per_gpu_hour=Decimal("5.1234"), available_until=now.replace(microsecond=0))
+    make_listing(price_per_gpu_hour=Decimal("5.1234"), available_until=(now + timedelta(days=1)).replace(microsecond=0))
     make_listing(region="shanghai", gpu_count=8, gpus_per_node=8)
     for url in ("/api/v1/listings/?origin=shanghai", "/api/v1/listings/"):
         served = clients["buyer"].get(url).json()["results"]

@@ -44,6 +44,7 @@ from psycopg import sql
 from rest_framework.authtoken.models import Token
 
 from config.settings.base import caches_from_url
+from marketplace.bounds import GPU_COUNT
 from marketplace.models import BuyerRequest, IdempotencyKey, Listing, Match, Organisation
 from marketplace.services.triggers import round_pending_key
 from tests.conftest import member, need_service, scale
@@ -75,7 +76,7 @@ ANSWER_BOUND_SECONDS = 4 * django_settings.REDIS_TIMEOUT_SECONDS + 6
 #: After Redis is back, every accepted request is matched within this: the worker reconnects
 #: (Celery backs off 2, 4, 6… s), beat's next sweep, one round.
 MATCH_BOUND_SECONDS = SWEEP_SECONDS + 25
-GPUS = 20_000
+GPUS = GPU_COUNT.maximum  # one listing with room for every request the posters send
 REQUEST_BODY = {
     "gpu_model": "h20",
     "gpus_per_replica": 1,

@@ -1,0 +1,81 @@
+"""Migrations that change data: run from the state before them, on rows written then."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+BEFORE = [("marketplace", "0006_matching_run_running_index")]
+DOMAINS = [("marketplace", "0007_market_domains")]
+
+
+@pytest.fixture
+def before_domains(transactional_db):
+    """The schema as it was before 0007, and the models of that state; the latest schema after."""
+    executor = MigrationExecutor(connection)
+    executor.migrate(BEFORE)
+    yield executor.loader.project_state(BEFORE).apps
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_the_domain_migration_brings_old_rows_in_and_says_how_many(before_domains, capsys):
+    apps, now = before_domains, datetime.now(UTC)
+    region, _ = apps.get_model("marketplace", "Region").objects.get_or_create(
+        code="ningxia-zhongwei",
+        defaults={"name": "Zhongwei", "kind": "hub", "province": "Ningxia", "lat": 37.5, "lon": 105.2,
+                  "power_price_cny_kwh": Decimal("0.36"), "pue": Decimal("1.2")},
+    )  # fmt: skip
+    gpu_model, _ = apps.get_model("marketplace", "GpuModel").objects.get_or_create(
+        code="h20", defaults={"name": "H20", "vram_gb": 96, "tdp_w": 400, "indicative_price_per_gpu_hour": Decimal(6)}
+    )
+    Organisation = apps.get_model("marketplace", "Organisation")
+    provider = Organisation.objects.create(name="P", kind="provider")
+    buyer = Organisation.objects.create(name="B", kind="buyer")
+    Listing = apps.get_model("marketplace", "Listing")
+    listing = {"provider": provider, "region": region, "gpu_model": gpu_model, "gpus_per_node": 8}
+    far = Listing.objects.create(
+        **listing, gpu_count=8, price_per_gpu_hour=Decimal(5), available_from=datetime(9999, 12, 30, tzinfo=UTC),
+        available_until=datetime(9999, 12, 31, tzinfo=UTC),
+    )  # fmt: skip
+    huge = Listing.objects.create(
+        **listing, gpu_count=100_000, price_per_gpu_hour=Decimal(5), available_from=now,
+        available_until=now + timedelta(days=30),
+    )  # fmt: skip
+    fine = Listing.objects.create(
+        **listing, gpu_count=16, price_per_gpu_hour=Decimal(5), available_from=now,
+        available_until=now + timedelta(days=30),
+    )  # fmt: skip
+    BuyerRequest = apps.get_model("marketplace", "BuyerRequest")
+    request = {
+        "buyer": buyer, "gpu_model": gpu_model, "gpus_per_replica": 1, "replicas": 1, "origin": region,
+        "latency_class": "batch", "duration_hours": 8784,
+    }  # fmt: skip
+    attack = BuyerRequest.objects.create(
+        **request, max_price_per_gpu_hour=Decimal(9), start_by=datetime(9999, 12, 31, tzinfo=UTC)
+    )
+    dear = BuyerRequest.objects.create(
+        **request, max_price_per_gpu_hour=Decimal("1e5"), start_by=now + timedelta(hours=1)
+    )
+    VoucherProgram = apps.get_model("marketplace", "VoucherProgram")
+    program = VoucherProgram.objects.create(
+        name="Old", sponsor="City", percent=Decimal(30), budget=Decimal(100), remaining_budget=Decimal(100),
+        valid_from=datetime(1, 1, 1, tzinfo=UTC), valid_until=now + timedelta(days=30), min_spend=Decimal(-5),
+    )  # fmt: skip
+
+    MigrationExecutor(connection).migrate(DOMAINS)
+
+    status = dict(Listing.objects.values_list("pk", "status"))
+    assert (status[far.pk], status[huge.pk], status[fine.pk]) == ("closed", "closed", "active")
+    assert BuyerRequest.objects.get(pk=attack.pk).status == "expired"
+    assert BuyerRequest.objects.get(pk=dear.pk).max_price_per_gpu_hour == Decimal(1000)
+    program = VoucherProgram.objects.get(pk=program.pk)
+    assert program.min_spend is None
+    assert program.valid_from == datetime(2000, 1, 1, tzinfo=UTC)
+    out = capsys.readouterr().out
+    assert "closed 2 listings, expired 1 requests, lowered 1 request bounds" in out
+    assert "programmes: 1 spends, 0 amounts, 1 windows brought in" in out
