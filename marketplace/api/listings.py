@@ -112,6 +112,9 @@ class ListingOut(serializers.ModelSerializer):
     free_gpus = serializers.IntegerField()
     energy_cost_per_gpu_hour = serializers.SerializerMethodField()
     rtt_ms = serializers.SerializerMethodField(help_text="RTT from the search's origin, when one was given.")
+    left_out_reason = serializers.CharField(
+        help_text='Why the latest matching round left this listing out ("" when it did not): a rule it breaks.'
+    )
 
     class Meta:
         model = Listing
@@ -129,6 +132,7 @@ class ListingOut(serializers.ModelSerializer):
             "available_until",
             "status",
             "rtt_ms",
+            "left_out_reason",
         ]
 
     def get_region(self, listing) -> str:
@@ -165,6 +169,7 @@ class ListingOut(serializers.ModelSerializer):
             "available_until": _TIME_OUT.to_representation(listing.available_until),
             "status": listing.status,
             "rtt_ms": self.get_rtt_ms(listing),
+            "left_out_reason": listing.left_out_reason,
         }
 
     def _by_place(self, listing) -> tuple[str, str, str]:

@@ -51,6 +51,9 @@ class RequestOut(serializers.ModelSerializer):
     gpu_model = serializers.CharField(source="gpu_model.code")
     origin = serializers.CharField(source="origin.code")
     voucher_program = serializers.CharField(source="voucher.program.name", allow_null=True, default=None)
+    left_out_reason = serializers.CharField(
+        help_text='Why the latest matching round left this request out ("" when it did not): a rule it breaks.'
+    )
 
     class Meta:
         model = BuyerRequest
@@ -71,6 +74,7 @@ class RequestOut(serializers.ModelSerializer):
             "priority",
             "voucher_program",
             "created_at",
+            "left_out_reason",
         ]
 
 

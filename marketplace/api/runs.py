@@ -30,6 +30,7 @@ class MatchingRunOut(serializers.ModelSerializer):
             "served_replicas",
             "unserved_replicas",
             "unserved",
+            "left_out",
             "timings_ms",
             "error",
         ]

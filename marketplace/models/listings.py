@@ -37,6 +37,8 @@ class Listing(models.Model):
     available_from = models.DateTimeField()
     available_until = models.DateTimeField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    #: Why the latest round left this listing out ("" when it did not): shown to its provider.
+    left_out_reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -34,6 +34,10 @@ class MatchingRun(models.Model):
     unserved_replicas = models.PositiveIntegerField(default=0)
     #: [{"request": id, "replicas": n, "reason": "..."}] for what the round could not place.
     unserved = models.JSONField(default=list, blank=True)
+    #: Rows the round left out, each ``{"kind": "request"|"listing", "id", "reason"}``: a row that
+    #: breaks the market's rules or that the engine or the database could not handle, so that it
+    #: costs only its owner the round (``services.rounds``).
+    left_out = models.JSONField(default=list, blank=True)
     #: Milliseconds per phase: snapshot, solve, apply.
     timings_ms = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)

@@ -55,12 +55,14 @@ from marketplace.selectors.market import (
     with_free_gpus,
 )
 from marketplace.selectors.monitor import (
+    LeftOutRow,
     MonitorCharts,
     MonitorLive,
     ProgramSpend,
     UnservedRow,
     monitor_charts,
     monitor_live,
+    rows_left_out,
     unserved_requests,
     voucher_spend,
 )
@@ -80,6 +82,7 @@ __all__ = [
     "BoardRegion",
     "BuyerDashboard",
     "CapacityRow",
+    "LeftOutRow",
     "ListingFilters",
     "ListingUsage",
     "MonitorCharts",
@@ -123,6 +126,7 @@ __all__ = [
     "region_with_rtts",
     "request_list_for",
     "request_quote",
+    "rows_left_out",
     "rtt_map",
     "rtts_from",
     "shards_with_lost_runs",

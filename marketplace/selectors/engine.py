@@ -1,18 +1,26 @@
-"""The engine's input: a snapshot of open requests and free capacity, per node; quotes."""
+"""The engine's input: a snapshot of open requests and free capacity, per node; quotes.
+
+The snapshot reads each row through the same rules it was accepted by (``demand``, ``supply``)
+and leaves out a row that breaks one, or that cannot be read at all, with the reason: one bad row
+costs its owner a round, never the shard.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from marketplace.demand import demand_request_build
+from marketplace.demand import demand_request_build, demand_terms_check
 from marketplace.eligibility import voucher_covers, voucher_usable
+from marketplace.errors import DomainError
 from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, Listing, Match, MatchingRun, Organisation
 from marketplace.selectors.market import listing_energy_cost, rtt_map, with_free_gpus
 from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, voucher_terms
+from marketplace.supply import listing_terms_check
 from matching.costs import default_latency_weight
 from matching.problem import ListingSpec, Problem, RequestSpec
+from matching.quarantine import LeftOut, plan_quarantined
 from matching.quote import quote
 
 
@@ -102,28 +110,84 @@ REQUEST_SPEC_PREFETCH = (
 )
 
 
-def engine_listing_specs(listings: list[Listing]) -> list[ListingSpec]:
-    """The engine's view of listings (region, gpu_model loaded), free GPUs per node included."""
+@dataclass(frozen=True)
+class EngineSnapshot:
+    """One shard's input, and the rows it left out (``matching.quarantine.LeftOut``) with why."""
+
+    problem: Problem
+    left_out: tuple[LeftOut, ...] = ()
+
+
+def engine_listing_specs(listings: list[Listing]) -> tuple[list[ListingSpec], list[LeftOut]]:
+    """The engine's view of listings (region, gpu_model loaded), free GPUs per node included, and
+    the listings it leaves out because they break the rules of ``supply`` or cannot be read."""
     live = live_nodes_by_listing([listing.pk for listing in listings])
-    return [
-        ListingSpec(
-            id=listing.pk,
-            provider_id=listing.provider_id,
-            region=listing.region.code,
-            gpu_model=listing.gpu_model.code,
-            gpus_per_node=listing.gpus_per_node,
-            node_free=node_free_of(listing, live.get(listing.pk, [])),
-            price_per_gpu_hour=listing.price_per_gpu_hour,
-            energy_cost_per_gpu_hour=listing_energy_cost(listing),
-            available_from=listing.available_from,
-            available_until=listing.available_until,
-        )
-        for listing in listings
-    ]
+    specs, left_out = [], []
+    for listing in listings:
+        try:
+            listing_terms_check(
+                gpu_count=listing.gpu_count,
+                gpus_per_node=listing.gpus_per_node,
+                price=listing.price_per_gpu_hour,
+                start=listing.available_from,
+                end=listing.available_until,
+                now=None,
+            )
+            specs.append(_listing_spec(listing, live.get(listing.pk, [])))
+        except Exception as exc:  # any row that cannot be planned costs only itself
+            left_out.append(LeftOut("listing", listing.pk, _why(exc)))
+    return specs, left_out
 
 
-def engine_free_listings(*, gpu_model_code: str, now: datetime) -> tuple[ListingSpec, ...]:
-    """Active, unexpired listings of one GPU model with free GPUs, per node, in two queries."""
+def _listing_spec(listing: Listing, live_nodes: list[tuple[int, list[int]]]) -> ListingSpec:
+    return ListingSpec(
+        id=listing.pk,
+        provider_id=listing.provider_id,
+        region=listing.region.code,
+        gpu_model=listing.gpu_model.code,
+        gpus_per_node=listing.gpus_per_node,
+        node_free=node_free_of(listing, live_nodes),
+        price_per_gpu_hour=listing.price_per_gpu_hour,
+        energy_cost_per_gpu_hour=listing_energy_cost(listing),
+        available_from=listing.available_from,
+        available_until=listing.available_until,
+    )
+
+
+def _why(exc: Exception) -> str:
+    """A left-out row's reason: the rule it breaks in words, or the error reading it met."""
+    if isinstance(exc, DomainError):
+        return f"{exc.field}: {exc.message}"[:300]
+    return f"could not be read for the engine: {exc!r}"[:300]
+
+
+def engine_request_specs(requests: list[BuyerRequest], now: datetime) -> tuple[list[RequestSpec], list[LeftOut]]:
+    """The engine's view of open requests, and those it leaves out because they break the rules of
+    ``demand`` or cannot be read."""
+    balances = VoucherBalances.of(requests, now)
+    specs, left_out = [], []
+    for request in requests:
+        try:
+            demand_terms_check(
+                gpus_per_replica=request.gpus_per_replica,
+                replicas=request.replicas,
+                latency_class=None if request.max_rtt_ms is not None else request.latency_class,
+                max_rtt_ms=request.max_rtt_ms,
+                latency_weight=request.latency_weight,
+                price=request.max_price_per_gpu_hour,
+                duration_hours=request.duration_hours,
+                start_by=request.start_by,
+                now=None,
+            )
+            specs.append(engine_request_spec(request, balances))
+        except Exception as exc:  # any row that cannot be planned costs only itself
+            left_out.append(LeftOut("request", request.pk, _why(exc)))
+    return specs, left_out
+
+
+def engine_free_listings(*, gpu_model_code: str, now: datetime) -> EngineSnapshot:
+    """Active, unexpired listings of one GPU model with free GPUs, per node, in two queries; as a
+    snapshot with no requests."""
     listings = (
         with_free_gpus(
             Listing.objects.select_related("region", "gpu_model").filter(
@@ -133,25 +197,23 @@ def engine_free_listings(*, gpu_model_code: str, now: datetime) -> tuple[Listing
         .filter(free_gpus__gt=0)
         .order_by("id")
     )
-    return tuple(engine_listing_specs(list(listings)))
+    specs, left_out = engine_listing_specs(list(listings))
+    return EngineSnapshot(Problem(requests=(), listings=tuple(specs), rtt_ms=rtt_map(), now=now), tuple(left_out))
 
 
-def engine_problem(*, gpu_model_code: str, now: datetime) -> Problem:
+def engine_problem(*, gpu_model_code: str, now: datetime) -> EngineSnapshot:
     """One shard's input: open requests and free capacity of one GPU model, in a constant number
-    of queries whatever the number of rows."""
+    of queries whatever the number of rows; with the rows it left out and why."""
     requests = list(
         BuyerRequest.objects.select_related(*REQUEST_SPEC_RELATED)
         .prefetch_related(*REQUEST_SPEC_PREFETCH)
         .filter(gpu_model__code=gpu_model_code, status__in=BuyerRequest.OPEN_STATUSES, start_by__gte=now)
         .order_by("id")
     )
-    balances = VoucherBalances.of(requests, now)
-    return Problem(
-        requests=tuple(engine_request_spec(request, balances) for request in requests),
-        listings=engine_free_listings(gpu_model_code=gpu_model_code, now=now),
-        rtt_ms=rtt_map(),
-        now=now,
-    )
+    request_specs, requests_left_out = engine_request_specs(requests, now)
+    listings = engine_free_listings(gpu_model_code=gpu_model_code, now=now)
+    problem = replace(listings.problem, requests=tuple(request_specs))
+    return EngineSnapshot(problem, (*requests_left_out, *listings.left_out))
 
 
 def request_quote(*, buyer: Organisation, voucher_code: str | None = None, now: datetime | None = None, **terms):
@@ -167,8 +229,10 @@ def request_quote(*, buyer: Organisation, voucher_code: str | None = None, now: 
         request.voucher = voucher_usable(code=voucher_code, buyer=buyer, now=now, field="voucher_code")
         voucher_covers(request.voucher, request)
     spec = engine_request_spec(request, VoucherBalances.of([request], now))
-    listings = engine_free_listings(gpu_model_code=spec.gpu_model, now=now)
-    return quote(Problem(requests=(spec,), listings=listings, rtt_ms=rtt_map(), now=now), spec)
+    free = engine_free_listings(gpu_model_code=spec.gpu_model, now=now).problem
+    # A listing the engine cannot quote against is left out, as a round would leave it out.
+    result, _ = plan_quarantined(lambda problem: quote(problem, spec), replace(free, requests=(spec,)))
+    return result
 
 
 def shards_with_open_work(*, now: datetime) -> list[str]:

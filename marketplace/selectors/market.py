@@ -173,6 +173,7 @@ def listing_shown_energy_cost(listing) -> Decimal:
 #: converting the timestamps, JSON and figures no result shows.
 LISTING_SEARCH_FIELDS = (
     "id",
+    "left_out_reason",
     "gpu_count",
     "gpus_per_node",
     "price_per_gpu_hour",

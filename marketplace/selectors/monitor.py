@@ -166,11 +166,16 @@ class UnservedRow:
     run: MatchingRun
 
 
+def _latest_runs() -> list[MatchingRun]:
+    """Each shard's latest succeeded round, newest first. Two queries."""
+    latest = MatchingRun.objects.filter(status=MatchingRun.Status.SUCCEEDED).values("shard").annotate(last=Max("id"))
+    return list(MatchingRun.objects.filter(pk__in=[row["last"] for row in latest]).order_by("-id"))
+
+
 def unserved_requests(*, limit: int = 100) -> list[UnservedRow]:
     """Per shard, the latest succeeded round's unserved entries whose request is still open.
     Three queries."""
-    latest = MatchingRun.objects.filter(status=MatchingRun.Status.SUCCEEDED).values("shard").annotate(last=Max("id"))
-    runs = list(MatchingRun.objects.filter(pk__in=[row["last"] for row in latest]).order_by("-id"))
+    runs = _latest_runs()
     wanted = [(run, entry) for run in runs for entry in run.unserved][:limit]
     open_requests = BuyerRequest.objects.select_related("gpu_model", "origin", "buyer").filter(
         pk__in=[entry["request"] for _, entry in wanted], status__in=BuyerRequest.OPEN_STATUSES
@@ -181,6 +186,22 @@ def unserved_requests(*, limit: int = 100) -> list[UnservedRow]:
         for run, entry in wanted
         if entry["request"] in by_id
     ]
+
+
+@dataclass(frozen=True)
+class LeftOutRow:
+    """A row a shard's latest round left out: ``kind`` "request" or "listing", its id, why."""
+
+    kind: str
+    id: int
+    reason: str
+    run: MatchingRun
+
+
+def rows_left_out(*, limit: int = 100) -> list[LeftOutRow]:
+    """Per shard, the rows its latest succeeded round left out, and why. Two queries."""
+    rows = [LeftOutRow(row["kind"], row["id"], row["reason"], run) for run in _latest_runs() for row in run.left_out]
+    return rows[:limit]
 
 
 # --- vouchers -----------------------------------------------------------------------------------

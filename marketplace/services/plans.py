@@ -9,10 +9,10 @@ the snapshot is skipped, never forced: no GPU is ever allocated twice.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 
 from marketplace.models import BuyerRequest, Listing, Match
@@ -20,14 +20,17 @@ from marketplace.selectors import live_nodes_by_listing, node_free_of
 from marketplace.services.locking import rows_locked
 from marketplace.services.subsidies import ZERO, SubsidyBook, Take
 from matching.problem import Assignment, Plan
+from matching.quarantine import LeftOut, SearchExhausted, rows_to_leave_out
 
 SKIPPED_REASON = "capacity or demand changed while the round was solving; next round retries"
 
 
 @dataclass
 class ApplyResult:
+    """The matches a plan became, and its assignments that had gone stale (with why)."""
+
     matches: list[Match] = field(default_factory=list)
-    skipped: list[tuple[Assignment, str]] = field(default_factory=list)
+    stale: list[tuple[Assignment, str]] = field(default_factory=list)
 
     @property
     def served_replicas(self) -> int:
@@ -55,7 +58,7 @@ def match_plan_apply(*, plan: Plan, run_id: int | None, now: datetime) -> ApplyR
         listing, request = listings[assignment.listing_id], requests[assignment.request_id]
         problem = _stale(assignment, listing, request, node_free[listing.pk], now)
         if problem:
-            result.skipped.append((assignment, problem))
+            result.stale.append((assignment, problem))
             continue
         match, take = _match_row(assignment, request, run_id, book)
         result.matches.append(match)
@@ -68,6 +71,44 @@ def match_plan_apply(*, plan: Plan, run_id: int | None, now: datetime) -> ApplyR
     _listings_allocate(result.matches)
     _requests_refresh_status(requests.values(), result.matches, now)
     return result
+
+
+def match_plan_apply_quarantined(*, plan: Plan, run_id: int | None, now: datetime) -> tuple[ApplyResult, list[LeftOut]]:
+    """:func:`match_plan_apply`, and if the database refuses the plan (a constraint, a value it
+    cannot store), the plan without the requests whose matches it refuses, and those requests with
+    the error (``matching.quarantine``). Each attempt of the search runs in a transaction that is
+    rolled back; only the final apply commits. Errors that are not about rows (a lost connection, a
+    deadlock) are raised as they are: the round is retried.
+    """
+    try:
+        return match_plan_apply(plan=plan, run_id=run_id, now=now), []
+    except (IntegrityError, DataError) as first:
+        requests = sorted({a.request_id for a in plan.assignments})
+
+        def fails(indices) -> BaseException | None:
+            chosen = {requests[i] for i in indices}
+            try:
+                with transaction.atomic():
+                    match_plan_apply(plan=_only(plan, chosen), run_id=run_id, now=now)
+                    transaction.set_rollback(True)
+            except (IntegrityError, DataError) as exc:
+                return exc
+            return None
+
+        try:
+            refused = rows_to_leave_out(len(requests), fails)
+        except SearchExhausted:
+            raise first from None
+    kept = set(requests) - {requests[i] for i in refused}
+    left_out = [
+        LeftOut("request", requests[i], f"the database refused its match: {error}"[:300])
+        for i, error in sorted(refused.items())
+    ]
+    return match_plan_apply(plan=_only(plan, kept), run_id=run_id, now=now), left_out
+
+
+def _only(plan: Plan, request_ids: set[int]) -> Plan:
+    return replace(plan, assignments=tuple(a for a in plan.assignments if a.request_id in request_ids))
 
 
 def _stale(

@@ -8,12 +8,18 @@ A *shard* is one GPU model's round. :func:`round_run` over a shard:
    (``marketplace.services.triggers``);
 3. marks failed any run of the shard a dead worker left running (:func:`matching_runs_lost_fail`);
 4. records the run as started (committed at once, so a crashed round stays visible);
-5. snapshots open requests and free capacity (``selectors.engine_problem``), no locks held;
-6. solves (``matching.policies.planner``: the engine, or a baseline for ``manage.py simulate``);
+5. snapshots open requests and free capacity (``selectors.engine_problem``), no locks held,
+   leaving out any row that breaks the market's rules or cannot be read;
+6. solves (``matching.policies.planner``: the engine, or a baseline for ``manage.py simulate``),
+   leaving out any row that makes the engine raise (``matching.quarantine``);
 7. applies the plan in one transaction under row locks (``services.plans.match_plan_apply``),
-   re-checking every assignment against the locked rows;
-8. records the run's outcome, or its failure (then re-raises);
+   re-checking every assignment against the locked rows, and leaving out any request whose match
+   the database refuses;
+8. records the run's outcome with the rows it left out and why (also on each row, for its owner),
+   or its failure (then re-raises);
 9. releases the lock, then starts the round that commits arriving meanwhile asked for.
+
+So one bad row, whoever wrote it, costs only its owner the round; never the shard.
 
 Faults: the shard lock dies with a killed worker and the next round marks the dead worker's run
 failed; a round past its soft time limit cancels its query (:func:`_cancel_query_on_time_limit`),
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -36,13 +43,14 @@ from psycopg.pq import TransactionStatus
 
 from marketplace import selectors
 from marketplace.market_time import market_now
-from marketplace.models import MatchingRun
+from marketplace.models import BuyerRequest, Listing, MatchingRun
 from marketplace.services.lifecycle import lifecycle_tick
-from marketplace.services.plans import ApplyResult, match_plan_apply
+from marketplace.services.plans import ApplyResult, match_plan_apply_quarantined
 from marketplace.services.shard_lock import shard_lock
 from marketplace.services.triggers import matching_round_enqueue, round_delay, round_pending, round_pending_clear
 from matching.policies import ENGINE, planner
 from matching.problem import Plan
+from matching.quarantine import LeftOut, plan_quarantined
 from matching.timings import ms_since
 
 logger = logging.getLogger(__name__)
@@ -90,23 +98,26 @@ def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
     run = matching_run_start(trigger=trigger, shard=shard, now=now)
     try:
         started = time.perf_counter()
-        problem = selectors.engine_problem(gpu_model_code=shard, now=now)
+        snapshot = selectors.engine_problem(gpu_model_code=shard, now=now)
+        problem = snapshot.problem
         timings = {"snapshot": ms_since(started)}
         started = time.perf_counter()
-        plan = planner(policy)(problem)
+        plan, unplannable = plan_quarantined(planner(policy), problem, passthrough=(SoftTimeLimitExceeded,))
         timings["solve"] = ms_since(started)
         started = time.perf_counter()
-        result = match_plan_apply(plan=plan, run_id=run.pk, now=now)
+        result, refused = match_plan_apply_quarantined(plan=plan, run_id=run.pk, now=now)
         timings["apply"] = ms_since(started)
         matching_run_finish(
             run_id=run.pk,
             plan=plan,
             result=result,
+            left_out=[*snapshot.left_out, *unplannable, *refused],
             request_count=len(problem.requests),
             listing_count=len(problem.listings),
             timings_ms=timings,
             finished_at=market_now(),
         )
+        rows_left_out_note(shard=shard, left_out=[*snapshot.left_out, *unplannable, *refused])
     except BaseException as exc:  # record even a soft time limit or a kill signal, then re-raise
         matching_run_fail(run_id=run.pk, error=repr(exc), finished_at=market_now())
         raise
@@ -170,10 +181,12 @@ def matching_run_finish(
     listing_count: int,
     timings_ms: dict[str, float],
     finished_at: datetime,
+    left_out: Sequence[LeftOut] = (),
 ) -> MatchingRun:
-    """Record a round's outcome: what it served, and each unserved or skipped request with why."""
+    """Record a round's outcome: what it served, each unserved or stale request with why, and the
+    rows it left out with why."""
     unserved = [{"request": u.request_id, "replicas": u.replicas, "reason": u.reason} for u in plan.unserved]
-    unserved += [{"request": a.request_id, "replicas": a.replicas, "reason": reason} for a, reason in result.skipped]
+    unserved += [{"request": a.request_id, "replicas": a.replicas, "reason": reason} for a, reason in result.stale]
     run = MatchingRun.objects.select_for_update().get(pk=run_id)
     run.status = MatchingRun.Status.SUCCEEDED
     run.finished_at = max(finished_at, run.started_at)
@@ -182,8 +195,21 @@ def matching_run_finish(
     run.served_replicas = result.served_replicas
     run.unserved_replicas = sum(item["replicas"] for item in unserved)
     run.unserved, run.timings_ms = unserved, timings_ms
+    run.left_out = [{"kind": row.kind, "id": row.id, "reason": row.reason} for row in left_out]
     run.save()
     return run
+
+
+@transaction.atomic
+def rows_left_out_note(*, shard: str, left_out: Sequence[LeftOut]) -> None:
+    """Tell each row's owner why the latest round of ``shard`` left it out, and forget the reason
+    of rows it no longer leaves out. Requests, then listings: the lock order."""
+    for model, kind in ((BuyerRequest, "request"), (Listing, "listing")):
+        reasons = {row.id: row.reason for row in left_out if row.kind == kind}
+        rows = model.objects.filter(gpu_model__code=shard)
+        rows.filter(left_out_reason__gt="").exclude(pk__in=list(reasons)).update(left_out_reason="")
+        for pk, reason in sorted(reasons.items()):
+            rows.filter(pk=pk).update(left_out_reason=reason)
 
 
 def matching_run_fail(*, run_id: int, error: str, finished_at: datetime) -> None:

@@ -230,7 +230,7 @@ def test_withdrawing_capacity_during_a_round_never_leaves_a_match_on_it(
 ):
     listing = make_listing(gpu_count=16)
     make_request(gpus_per_replica=8, replicas=2, latency_class="batch")
-    plan = solve(selectors.engine_problem(gpu_model_code="h20", now=market_now()))
+    plan = solve(selectors.engine_problem(gpu_model_code="h20", now=market_now()).problem)
     outcomes = race(
         lambda: match_plan_apply(plan=plan, run_id=None, now=market_now()),
         lambda: services.listing_withdraw(listing_id=listing.pk, provider=provider),

@@ -124,7 +124,7 @@ def test_two_rounds_racing_never_over_allocate(postgres, reference, make_listing
 
     def racing_round():
         try:
-            plan = solve(selectors.engine_problem(gpu_model_code="h20", now=timezone.now()))
+            plan = solve(selectors.engine_problem(gpu_model_code="h20", now=timezone.now()).problem)
             barrier.wait(timeout=30)
             match_plan_apply(plan=plan, run_id=None, now=timezone.now())
         except Exception as exc:  # surfaced below: a thread's exception would otherwise vanish

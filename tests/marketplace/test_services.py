@@ -145,7 +145,7 @@ def test_plan_apply_skips_assignments_whose_node_is_full(make_listing, make_requ
     assert reserve(listing, first, now).served_replicas == 1
     result = reserve(listing, second, now)
     assert result.served_replicas == 0
-    assert len(result.skipped) == 1
+    assert len(result.stale) == 1
     listing.refresh_from_db()
     second.refresh_from_db()
     assert (listing.allocated_gpus, second.status) == (8, "open")

@@ -87,8 +87,8 @@ def test_a_round_clears_the_pending_mark_and_follows_up_what_came_meanwhile(db, 
         triggers._round_request("h20")
         return original(**kwargs)
 
-    original = rounds.match_plan_apply
-    monkeypatch.setattr(rounds, "match_plan_apply", commit_during_the_round)
+    original = rounds.match_plan_apply_quarantined
+    monkeypatch.setattr(rounds, "match_plan_apply_quarantined", commit_during_the_round)
     triggers._round_request("h20")
     assert enqueued == [("h20", "commit", 0)]
     rounds.round_run(shard="h20", trigger="commit")

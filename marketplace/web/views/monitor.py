@@ -19,6 +19,7 @@ def page(request):
     context = {
         "live": selectors.monitor_live(),
         "unserved": selectors.unserved_requests(),
+        "left_out": selectors.rows_left_out(),
         "programs": selectors.voucher_spend(user=request.user, provider=None),
         "live_poll": LIVE_POLL_SECONDS,
         "charts_poll": CHARTS_POLL_SECONDS,
@@ -34,7 +35,8 @@ def live(request):
 
 @staff_required
 def unserved(request):
-    return render(request, "web/monitor/_unserved.html", {"unserved": selectors.unserved_requests()})
+    context = {"unserved": selectors.unserved_requests(), "left_out": selectors.rows_left_out()}
+    return render(request, "web/monitor/_unserved.html", context)
 
 
 @staff_required
