@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, replace
+from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from matching import costs
 from matching.explain import ExplainIndex, explain_assignment, unserved_reason
@@ -17,7 +19,7 @@ from matching.graph.components import Graph
 from matching.graph.edges import Arrays, price_pairs
 from matching.latency import LatencyClass, latency_class_of
 from matching.packing.transport import NodePool
-from matching.problem import Assignment, Plan, Problem, Unserved
+from matching.problem import Assignment, Explanation, Plan, Problem, Unserved
 from matching.timings import ms_since
 
 
@@ -38,7 +40,12 @@ def price(problem: Problem, arrays: Arrays, placements: dict[tuple[int, int], li
     assignments, cuts, cut_cny = cap_vouchers(problem, full)
     by_id = {r.id: r for r in problem.requests}
     objective = sum((total_cost(a, by_id[a.request_id].duration_hours) for a in assignments), Decimal("0.0000"))
-    binding = frozenset(by_id[a.request_id].voucher.code for a, b in zip(full, assignments, strict=True) if a is not b)
+    # Only an assignment whose request holds a voucher is ever cut (replaced).
+    binding = frozenset(
+        v.code
+        for a, b in zip(full, assignments, strict=True)
+        if a is not b and (v := by_id[a.request_id].voucher) is not None
+    )
     return Priced(assignments, cuts, cut_cny, objective, binding)
 
 
@@ -51,8 +58,8 @@ def assemble(
     *,
     solver: str,
     lower_bound: Decimal,
-    stats: dict,
-    timings: dict,
+    stats: dict[str, int | str],
+    timings: dict[str, float],
     priced: Priced | None = None,
 ) -> Plan:
     """The plan for ``placements``; ``pool`` is the capacity left after them (for explanations).
@@ -110,7 +117,7 @@ def _assignments(problem: Problem, arrays: Arrays, placements: dict[tuple[int, i
         return []
     priced = price_pairs(arrays, [k[0] for k in keys], [k[1] for k in keys])
     terms = zip(priced.cost.tolist(), priced.subsidy.tolist(), priced.rtt.tolist(), strict=True)
-    listing_terms: dict[int, tuple] = {}  # the Decimal work per listing, done once per listing
+    listing_terms: dict[int, tuple[Decimal, Decimal, datetime]] = {}  # the Decimal work, once per listing
     money: dict[int, Decimal] = {}  # units → Decimal, once per distinct value
     classes: dict[float, LatencyClass] = {}
     out = []
@@ -202,7 +209,7 @@ def _explained(problem: Problem, index: ExplainIndex, assignments: list[Assignme
     ]
 
 
-def _with_explanation(a: Assignment, explanation: dict) -> Assignment:
+def _with_explanation(a: Assignment, explanation: Explanation) -> Assignment:
     """A copy of ``a`` carrying ``explanation``. (``dataclasses.replace`` re-runs ``__init__`` over
     every field, ~10x slower, which shows at thousands of assignments per round.)"""
     out = object.__new__(Assignment)
@@ -211,7 +218,7 @@ def _with_explanation(a: Assignment, explanation: dict) -> Assignment:
 
 
 def _unserved(
-    problem: Problem, index: ExplainIndex, has_edge: np.ndarray, assignments: list[Assignment]
+    problem: Problem, index: ExplainIndex, has_edge: NDArray[np.bool_], assignments: list[Assignment]
 ) -> list[Unserved]:
     placed: dict[int, int] = {}
     for a in assignments:

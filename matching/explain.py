@@ -7,13 +7,15 @@ O(regions), never O(listings). Unserved reasons use numpy over the model's listi
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+from datetime import datetime
 from decimal import Decimal
 
 import numpy as np
 
 from matching import costs
 from matching.graph.edges import HOUR_US, Arrays
-from matching.problem import Assignment, Problem, RequestSpec
+from matching.problem import Assignment, Explanation, Problem, Rejected, RequestSpec
 
 #: At most this many cheaper alternatives per explanation.
 MAX_REJECTED = 5
@@ -22,30 +24,39 @@ MAX_REJECTED = 5
 class ExplainIndex:
     """Per-model listing lists and per (model, origin) cheapest-per-region alternatives."""
 
-    def __init__(self, problem: Problem, arrays: Arrays, residual: list[list[int]] | None = None):
+    def __init__(self, problem: Problem, arrays: Arrays, residual: list[list[int]] | None = None) -> None:
         self.problem, self.arrays = problem, arrays
         self.residual = residual if residual is not None else [list(x.node_free) for x in problem.listings]
         self.by_model = {int(m): np.flatnonzero(arrays.l_model == m) for m in np.unique(arrays.l_model)}
         self._alternatives: dict[tuple[int, int], list[int]] = {}
         self._by_region: dict[int, list[int]] = {}
-        self._rejected: dict[int, list[tuple[int, dict]]] = {}
+        self._rejected: dict[int, list[tuple[int, Rejected]]] = {}
         # Plain lists: scalar indexing of numpy arrays costs ~10x more in these per-entry paths.
-        self.price = arrays.l_price.tolist()
-        self.l_region, self.l_gpn = arrays.l_region.tolist(), arrays.l_gpn.tolist()
-        self.l_start, self.l_until = arrays.l_start.tolist(), arrays.l_until.tolist()
-        self.rtt_rows = arrays.rtt.tolist()
-        self.subsidy = arrays.subsidy_units.tolist()
-        self.latency = arrays.latency_units.tolist()
-        self.r_origin, self.r_size = arrays.r_origin.tolist(), arrays.r_size.tolist()
-        self.r_bound = arrays.r_bound.tolist()
-        self.r_cap, self.r_start_by = arrays.r_cap.tolist(), arrays.r_start_by.tolist()
-        self.r_duration_h, self.r_weight = arrays.r_duration_h.tolist(), arrays.r_weight.tolist()
-        self.r_voucher, self.r_model = arrays.r_voucher.tolist(), arrays.r_model.tolist()
+        self.price: list[int] = arrays.l_price.tolist()
+        self.l_region: list[int] = arrays.l_region.tolist()
+        self.l_gpn: list[int] = arrays.l_gpn.tolist()
+        self.l_start: list[int] = arrays.l_start.tolist()
+        self.l_until: list[int] = arrays.l_until.tolist()
+        self.rtt_rows: list[list[float]] = arrays.rtt.tolist()
+        self.subsidy: list[list[int]] = arrays.subsidy_units.tolist()
+        self.latency: list[list[list[int]]] = arrays.latency_units.tolist()
+        self.r_origin: list[int] = arrays.r_origin.tolist()
+        self.r_size: list[int] = arrays.r_size.tolist()
+        self.r_bound: list[float] = arrays.r_bound.tolist()
+        self.r_cap: list[int] = arrays.r_cap.tolist()
+        self.r_start_by: list[int] = arrays.r_start_by.tolist()
+        self.r_duration_h: list[int] = arrays.r_duration_h.tolist()
+        self.r_weight: list[int] = arrays.r_weight.tolist()
+        self.r_voucher: list[int] = arrays.r_voucher.tolist()
+        self.r_model: list[int] = arrays.r_model.tolist()
         # Largest free block per listing, initially and after the round (a replica needs one node).
         self.max_free = [max(x.node_free, default=0) for x in problem.listings]
         self.max_residual = [max(f, default=0) for f in self.residual]
         self._price_text: dict[int, str] = {}
-        self._text: dict[tuple, str | int | dict] = {}  # money units, texts, ISO times, shared entries
+        # Caches: money units by value; texts (money, ISO times, reasons) by tagged key; shared entries.
+        self._units: dict[tuple[str, Decimal], int] = {}
+        self._text: dict[tuple[Hashable, ...], str] = {}
+        self._entries: dict[tuple[str, int, float, float | None], Rejected] = {}
 
     def alternatives(self, model: int, origin: int) -> list[int]:
         """The cheapest listing of each region (by price, then id), cheapest region first."""
@@ -72,9 +83,9 @@ class ExplainIndex:
     def units(self, value: Decimal) -> int:
         """:func:`matching.costs.money_units`, cached by value."""
         key = ("units", value)
-        if key not in self._text:
-            self._text[key] = costs.money_units(value)
-        return self._text[key]
+        if key not in self._units:
+            self._units[key] = costs.money_units(value)
+        return self._units[key]
 
     def money_text(self, units: int) -> str:
         """``units`` (0.0001 CNY) as :func:`matching.costs.fmt_cny` writes it, cached."""
@@ -83,7 +94,7 @@ class ExplainIndex:
             self._text[key] = costs.fmt_cny(costs.from_units(units))
         return self._text[key]
 
-    def iso(self, when) -> str:
+    def iso(self, when: datetime) -> str:
         key = ("iso", when)
         if key not in self._text:
             self._text[key] = when.isoformat()
@@ -105,14 +116,15 @@ class ExplainIndex:
         latency = self.latency[self.r_weight[i]][self.r_origin[i]][self.l_region[j]]
         return self.price[j] - self.subsidy[self.r_voucher[i]][j] + latency
 
-    def rejected(self, i: int, used: set[int], cost: Decimal) -> list[tuple[int, dict]]:
+    def rejected(self, i: int, used: set[int], cost: Decimal) -> list[tuple[int, Rejected]]:
         """(price units, entry) for alternatives of request ``i`` priced below the dearest listing
         it uses (``used``; ``cost``: its dearest cost per GPU-hour).
 
         Computed once per request (for its dearest assignment) and filtered per assignment.
         """
         if i not in self._rejected:
-            out, cost_units = [], self.units(cost)
+            out: list[tuple[int, Rejected]] = []
+            cost_units = self.units(cost)
             below_units = max(self.price[j] for j in used)
             for j in self.alternatives(self.r_model[i], self.r_origin[i]):
                 if self.price[j] >= below_units or len(out) == MAX_REJECTED + len(used):
@@ -122,19 +134,19 @@ class ExplainIndex:
             self._rejected[i] = out
         return self._rejected[i]
 
-    def _entry(self, i: int, j: int, cost: int) -> dict:
+    def _entry(self, i: int, j: int, cost: int) -> Rejected:
         rtt = self.rtt(i, j)
         if rtt is not None and rtt > self.r_bound[i] and self.l_gpn[j] >= self.r_size[i]:
             # Beyond the request's bound: the entry depends on nothing else, and is the commonest
             # (cheap western listings too far for a real-time request), so it is built once and shared.
             key = ("entry", j, rtt, self.problem.requests[i].max_rtt_ms)
-            if key not in self._text:
-                self._text[key] = self._entry_of(j, rtt, self._infeasible(i, j, rtt))
-            return self._text[key]
+            if key not in self._entries:
+                self._entries[key] = self._entry_of(j, rtt, self._infeasible(i, j, rtt))
+            return self._entries[key]
         reason = _why_not(self, i, j, cost) if self._quick_feasible(i, j, rtt) else self._infeasible(i, j, rtt)
         return self._entry_of(j, rtt, reason)
 
-    def _entry_of(self, j: int, rtt: float | None, reason: str) -> dict:
+    def _entry_of(self, j: int, rtt: float | None, reason: str) -> Rejected:
         listing = self.problem.listings[j]
         return {
             "region": listing.region,
@@ -149,13 +161,14 @@ class ExplainIndex:
         order on integers, with the commonest texts (RTT bound, price cap) cached."""
         request, listing = self.problem.requests[i], self.problem.listings[j]
         if rtt is None or self.l_gpn[j] < self.r_size[i]:
-            return costs.infeasibility(request, listing, rtt, self.problem.now)
+            return _known(costs.infeasibility(request, listing, rtt, self.problem.now))
+        key: tuple[Hashable, ...]
         if rtt <= self.r_bound[i] and self.price[j] <= self.r_cap[i]:
             key = ("window", j, self.r_start_by[i], self.r_duration_h[i], self.r_size[i])
             if key not in self._text:  # what it depends on, of the request
-                self._text[key] = costs.window_or_capacity_reason(request, listing, self.problem.now)
+                self._text[key] = _known(costs.window_or_capacity_reason(request, listing, self.problem.now))
             return self._text[key]
-        if rtt > self.r_bound[i]:
+        if request.max_rtt_ms is not None and rtt > self.r_bound[i]:  # (the bound is inf when max_rtt_ms is None)
             key = ("rtt", listing.region, rtt, request.max_rtt_ms)
             if key not in self._text:
                 self._text[key] = f"{listing.region}: {costs.fmt_ms(rtt)} > {costs.fmt_ms(request.max_rtt_ms)} bound"
@@ -173,7 +186,7 @@ class ExplainIndex:
         return self.max_free[j] >= size
 
 
-def explain_assignment(index: ExplainIndex, i: int, a: Assignment, used: set[int], dearest: Decimal) -> dict:
+def explain_assignment(index: ExplainIndex, i: int, a: Assignment, used: set[int], dearest: Decimal) -> Explanation:
     """JSON-ready explanation of assignment ``a`` of request index ``i``.
 
     ``used`` holds the listing indices this request was placed on (so they are not "rejected");
@@ -200,6 +213,14 @@ def explain_assignment(index: ExplainIndex, i: int, a: Assignment, used: set[int
         "starts_at": index.iso(a.starts_at),
         "rejected": [entry for p, entry in rejected if p < below][:MAX_REJECTED],
     }
+
+
+def _known(reason: str | None) -> str:
+    """The reason of an alternative the integer checks found infeasible. :mod:`matching.costs` always
+    has one for it (the same rules on the same values), so ``None`` would be a bug."""
+    if reason is None:
+        raise AssertionError("matching.costs finds feasible an alternative the integer checks rejected")
+    return reason
 
 
 def _why_not(index: ExplainIndex, i: int, j: int, chosen_units: int) -> str:

@@ -13,6 +13,7 @@ import time
 from decimal import Decimal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from matching.graph.edges import HOUR_US, Arrays, slots
 from matching.packing.transport import NodePool
@@ -23,19 +24,19 @@ from matching.timings import ms_since
 class Options:
     """Feasible listings of a request, cheapest first (same rules as :func:`matching.costs.infeasibility`)."""
 
-    def __init__(self, problem: Problem, arrays: Arrays):
+    def __init__(self, problem: Problem, arrays: Arrays) -> None:
         self.a = arrays
         self.by_model = {int(m): np.flatnonzero(arrays.l_model == m) for m in np.unique(arrays.l_model)}
         self.free = problem.listings
-        self._room: dict[tuple[int, int], np.ndarray] = {}
+        self._room: dict[tuple[int, int], NDArray[np.bool_]] = {}
 
-    def _has_room(self, model: int, size: int) -> np.ndarray:
+    def _has_room(self, model: int, size: int) -> NDArray[np.bool_]:
         key = (model, size)
         if key not in self._room:
             self._room[key] = np.array([slots(self.free[j].node_free, size) > 0 for j in self.by_model[model]], bool)
         return self._room[key]
 
-    def of(self, i: int) -> np.ndarray:
+    def of(self, i: int) -> NDArray[np.int64]:
         a, model, size = self.a, int(self.a.r_model[i]), int(self.a.r_size[i])
         lsts = self.by_model.get(model)
         if lsts is None:
@@ -45,13 +46,15 @@ class Options:
         ok = self._has_room(model, size) & (a.l_gpn[lsts] >= size) & (a.l_price[lsts] <= a.r_cap[i])
         ok &= (start <= a.r_start_by[i]) & (start + a.r_duration_h[i] * HOUR_US <= a.l_until[lsts])
         ok &= np.isfinite(rtt) & (rtt <= a.r_bound[i])
-        mine = lsts[ok]
+        mine: NDArray[np.int64] = lsts[ok]
         cost = a.l_price[mine] - a.subsidy_units[a.r_voucher[i], mine]
         cost = cost + a.latency_units[a.r_weight[i], a.r_origin[i], a.l_region[mine]]
         return mine[np.lexsort((mine, cost))]
 
 
-def greedy_fill(problem: Problem, arrays: Arrays, reqs: np.ndarray, pool: NodePool) -> dict[tuple[int, int], list[int]]:
+def greedy_fill(
+    problem: Problem, arrays: Arrays, reqs: NDArray[np.int64], pool: NodePool
+) -> dict[tuple[int, int], list[int]]:
     """Greedy placements ((request, listing) → nodes) for requests ``reqs``, consuming ``pool``."""
     placements: dict[tuple[int, int], list[int]] = {}
     options = Options(problem, arrays)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from matching.assemble import assemble
 from matching.graph.components import feasibility
@@ -50,7 +51,7 @@ def arrival_order(problem: Problem) -> list[int]:
     return sorted(range(len(problem.requests)), key=lambda i: (-problem.requests[i].priority, problem.requests[i].id))
 
 
-def nearest_options(arrays: Arrays, options: Options, i: int) -> np.ndarray:
+def nearest_options(arrays: Arrays, options: Options, i: int) -> NDArray[np.int64]:
     """Feasible listing indices of request ``i``, lowest RTT to its origin first.
 
     ``options.of`` yields them cheapest first (cost, then index); a stable sort on RTT keeps that

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import TypedDict
 
 from matching.latency import LatencyClass
 
@@ -86,6 +87,39 @@ class Problem:
     now: datetime
 
 
+class Rejected(TypedDict):
+    """A cheaper listing an assignment's request did not use, and why (see :mod:`matching.explain`)."""
+
+    region: str
+    listing_id: int
+    price_per_gpu_hour: str
+    rtt_ms: float | None
+    reason: str
+
+
+class Explanation(TypedDict, total=False):
+    """Why an assignment was chosen, JSON-ready (:func:`matching.explain.explain_assignment`).
+
+    Empty until :func:`matching.assemble.assemble` explains the assignment; then every key is set.
+    """
+
+    region: str
+    listing_id: int
+    replicas: int
+    gpus: int
+    price_per_gpu_hour: str
+    energy_cost_per_gpu_hour: str
+    subsidy_per_gpu_hour: str
+    voucher_program: str
+    latency_cost_per_gpu_hour: str
+    cost_per_gpu_hour: str
+    rtt_ms: float
+    latency_class: str
+    bound_ms: float | None
+    starts_at: str
+    rejected: list[Rejected]
+
+
 @dataclass(frozen=True)
 class Assignment:
     """``replicas`` of one request placed on one listing; ``nodes[r]`` is the node of replica r."""
@@ -103,7 +137,7 @@ class Assignment:
     latency_class: LatencyClass
     cost_per_gpu_hour: Decimal
     starts_at: datetime
-    explanation: dict = field(default_factory=dict)
+    explanation: Explanation = field(default_factory=Explanation)
 
     @property
     def gpus(self) -> int:
@@ -134,4 +168,4 @@ class Plan:
     gap: float
     served_replicas: int
     timings_ms: dict[str, float] = field(default_factory=dict)
-    stats: dict = field(default_factory=dict)
+    stats: dict[str, int | str] = field(default_factory=dict)

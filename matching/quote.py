@@ -30,7 +30,7 @@ class FrontierPoint:
     total_cost: Decimal = Decimal(0)
     blocked: str = ""
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         return {
             "latency_class": str(self.latency_class),
             "bound_ms": self.bound_ms,
@@ -57,7 +57,7 @@ class Quote:
     unserved_reason: str
     frontier: tuple[FrontierPoint, ...] = field(default_factory=tuple)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         """JSON-friendly: Decimals as strings, enums as their values."""
         return {
             "request_id": self.request_id,
@@ -74,7 +74,7 @@ def _str(value: Decimal | None) -> str | None:
     return None if value is None else str(value)
 
 
-def _assignment_dict(a: Assignment) -> dict:
+def _assignment_dict(a: Assignment) -> dict[str, object]:
     return {
         "listing_id": a.listing_id,
         "region": a.region,

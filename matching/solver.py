@@ -34,7 +34,7 @@ from __future__ import annotations
 import gc
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from copy import deepcopy
@@ -72,7 +72,7 @@ class ComponentResult:
     lower_bound: int  # 0.0001 CNY
     served_gpus_bound: int
     mixed: bool
-    stats: dict = field(default_factory=dict)
+    stats: dict[str, int] = field(default_factory=dict)
     solved: Transport | None = None  # one-size components: the flow, to re-price (:func:`_replan`)
 
 
@@ -83,7 +83,7 @@ def solve(problem: Problem) -> Plan:
 
 
 @contextmanager
-def _collector_paused():
+def _collector_paused() -> Iterator[None]:
     """Python's cyclic garbage collector off while a round is solved, if it was on.
 
     A round allocates a few hundred thousand small acyclic objects (assignments, explanations), and
@@ -119,7 +119,7 @@ def _solve(problem: Problem) -> Plan:
     timings["solve"] = ms_since(t1)
     mixed = sum(r.mixed for r in best.results)
     exact_components = sum(r.stats.get("exact", 0) for r in best.results)
-    stats = {
+    stats: dict[str, int | str] = {
         "components": len(components),
         "mixed_components": mixed,
         "served_gpus_bound": sum(r.served_gpus_bound for r in best.results),
@@ -263,6 +263,8 @@ def _solve_uniform(arrays: Arrays, component: Component, pool: NodePool, size: i
 
 def _repriced_uniform(arrays: Arrays, first: ComponentResult, pool: NodePool) -> ComponentResult:
     """``first``'s one-size component re-solved exactly under ``arrays``' subsidies, from its optimum."""
+    if first.solved is None:
+        raise ValueError("only a one-size component's result keeps its flow to re-solve")
     counts, solved = retransport(arrays, first.solved)
     return _uniform_result(arrays, counts, solved, pool)
 
@@ -327,7 +329,7 @@ def _fork(pool: NodePool, component: Component) -> NodePool:
     return trial
 
 
-def _score(arrays: Arrays, component: Component, placements: dict[Pair, list[int]]) -> tuple:
+def _score(arrays: Arrays, component: Component, placements: dict[Pair, list[int]]) -> tuple[tuple[int, ...], int]:
     """(served GPUs per priority level, highest first; total cost in 0.0001 CNY)."""
     reqs = component.requests
     level, n_levels = levels_of(arrays.r_priority[reqs])

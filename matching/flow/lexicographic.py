@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 from ortools.graph.python import max_flow
 
 from matching.flow import simplex
@@ -37,11 +38,11 @@ class Network:
 
     n_levels: int
     n_nodes: int
-    tails: np.ndarray
-    heads: np.ndarray
-    caps: np.ndarray
-    costs: np.ndarray
-    level_supply: np.ndarray  # the most each hub could send (sum of its requests' demand)
+    tails: NDArray[np.int64]
+    heads: NDArray[np.int64]
+    caps: NDArray[np.int64]
+    costs: NDArray[np.int64]
+    level_supply: NDArray[np.int64]  # the most each hub could send (sum of its requests' demand)
 
     @property
     def sink(self) -> int:
@@ -50,17 +51,17 @@ class Network:
 
 @dataclass
 class FlowResult:
-    flows: np.ndarray
+    flows: NDArray[np.int64]
     cost: int
-    served: np.ndarray  # flow out of each hub
-    basis: simplex.Basis | None = None  # to restart from after a cost change (:func:`reoptimize`)
+    served: NDArray[np.int64]  # flow out of each hub
+    basis: simplex.Basis  # to restart from after a cost change (:func:`reoptimize`)
 
 
 class FlowError(RuntimeError):
     """No flow meets the targets (they exceed the network's lexicographic max flow)."""
 
 
-def solve_lexicographic(net: Network, targets: np.ndarray | None = None) -> FlowResult:
+def solve_lexicographic(net: Network, targets: NDArray[np.int64] | None = None) -> FlowResult:
     """Min-cost flow sending ``targets[q]`` out of hub q, or the lexicographic max when ``None``."""
     if targets is None:
         targets = _lexicographic_max(net)
@@ -89,13 +90,15 @@ def reoptimize(net: Network, first: FlowResult) -> FlowResult:
     return _result(net, hub, flows, first.served, basis)
 
 
-def _result(net: Network, hub: np.ndarray, flows: np.ndarray, targets: np.ndarray, basis) -> FlowResult:
+def _result(
+    net: Network, hub: NDArray[np.bool_], flows: NDArray[np.int64], targets: NDArray[np.int64], basis: simplex.Basis
+) -> FlowResult:
     """Flows on ``net``'s own arcs: a hub arc carries its request's demand less what went unserved."""
     flows = np.where(hub, net.caps - flows, flows)
     return FlowResult(flows, int(np.dot(flows, net.costs)), targets, basis)
 
 
-def _lexicographic_max(net: Network) -> np.ndarray:
+def _lexicographic_max(net: Network) -> NDArray[np.int64]:
     """Flow out of each hub at the lexicographic optimum: successive max flows of levels 0..k."""
     smf = max_flow.SimpleMaxFlow()
     source = net.n_nodes

@@ -23,15 +23,26 @@ are exact integers and deterministic: the pricing order is seeded.
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
 
 from matching.flow import spanning_tree
-from matching.flow.spanning_tree import DOWN, LOWER, TREE, UNBOUNDED, UP, UPPER
+from matching.flow.spanning_tree import DOWN, LOWER, TREE, UP, UPPER, Int8Array, Int32Array, Int64Array
+from matching.flow.spanning_tree import UNBOUNDED as UNBOUNDED  # part of this module's interface (see above)
 
 _SEED = 20_261_130
+_NodeOrValue = TypeVar("_NodeOrValue", np.int32, np.int64)
+
+#: A basis's tree arrays: parent, pred, thread, rev_thread, succ_num, last_succ, pred_dir (per node and
+#: the root), then state and flow (per arc, the artificial arcs last).
+Tree = tuple[
+    Int64Array, Int64Array, Int64Array, Int64Array, Int64Array, Int64Array, Int64Array, Int8Array, Int64Array
+]
 
 
 class InfeasibleFlow(ValueError):
@@ -43,22 +54,22 @@ class Basis:
     """A spanning-tree basis and its flow, in the solver's own arc order (``order[k]`` = caller arc)."""
 
     n_nodes: int
-    order: np.ndarray
-    source: np.ndarray
-    target: np.ndarray
-    cap: np.ndarray
-    supplies: np.ndarray
-    tree: tuple[np.ndarray, ...]  # parent, pred, thread, rev_thread, succ_num, last_succ, pred_dir, state, flow
+    order: Int32Array
+    source: Int32Array
+    target: Int32Array
+    cap: Int64Array
+    supplies: Int64Array
+    tree: Tree
 
 
 def min_cost_flow(
     n_nodes: int,
-    tails: np.ndarray,
-    heads: np.ndarray,
-    caps: np.ndarray,
-    costs: np.ndarray,
-    supplies: np.ndarray,
-) -> tuple[np.ndarray, int, Basis]:
+    tails: Int64Array,
+    heads: Int64Array,
+    caps: Int64Array,
+    costs: Int64Array,
+    supplies: Int64Array,
+) -> tuple[Int64Array, int, Basis]:
     """(flow per arc, total cost, final basis) of a min-cost flow meeting ``supplies`` exactly.
 
     ``supplies`` sum to 0 (positive: the node sends). Raises :class:`InfeasibleFlow` when no flow
@@ -68,17 +79,17 @@ def min_cost_flow(
     return _solve(basis, np.asarray(costs, dtype=np.int64), fresh=True)
 
 
-def reoptimize(basis: Basis, costs: np.ndarray) -> tuple[np.ndarray, int, Basis]:
+def reoptimize(basis: Basis, costs: Int64Array) -> tuple[Int64Array, int, Basis]:
     """:func:`min_cost_flow` of ``basis``'s network under new ``costs``, restarted from ``basis``
     (left unchanged): its flow is still feasible, so only the pivots the new costs call for are made."""
     restart = Basis(
         basis.n_nodes, basis.order, basis.source.copy(), basis.target.copy(), basis.cap, basis.supplies,
-        tuple(a.copy() for a in basis.tree),
+        deepcopy(basis.tree),  # a copy of every array (a tuple of ndarrays: deepcopy is array.copy())
     )
     return _solve(restart, np.asarray(costs, dtype=np.int64), fresh=False)
 
 
-def _solve(basis: Basis, costs: np.ndarray, fresh: bool) -> tuple[np.ndarray, int, Basis]:
+def _solve(basis: Basis, costs: Int64Array, fresh: bool) -> tuple[Int64Array, int, Basis]:
     n, m = basis.n_nodes, len(basis.order)
     cost = np.zeros(m + n, dtype=np.int64)
     cost[:m] = costs[basis.order]
@@ -107,7 +118,7 @@ def warm_up() -> None:
     min_cost_flow(*net[:4], np.array([-1, 1]), net[5])
 
 
-def _fresh_basis(n_nodes, tails, heads, caps, supplies) -> Basis:
+def _fresh_basis(n_nodes: int, tails: Int64Array, heads: Int64Array, caps: Int64Array, supplies: Int64Array) -> Basis:
     """An empty basis. Per-arc arrays are what a kept basis costs (:class:`matching.packing.transport.Transport`
     holds one per component until the voucher re-plan): node numbers are int32 and arc states int8."""
     m = len(tails)
@@ -115,10 +126,11 @@ def _fresh_basis(n_nodes, tails, heads, caps, supplies) -> Basis:
         raise ValueError(f"{n_nodes} nodes: more than int32 node numbers hold")
     order = np.random.default_rng(_SEED).permutation(m).astype(np.int32)
     n1 = n_nodes + 1
-    tree = tuple(np.zeros(n1, dtype=np.int64) for _ in range(7))
-    tree += (np.zeros(m + n_nodes, dtype=np.int8), np.zeros(m + n_nodes, dtype=np.int64))  # state, flow
+    parent, pred, thread, rev_thread, succ_num, last_succ, pred_dir = (np.zeros(n1, dtype=np.int64) for _ in range(7))
+    state, flow = np.zeros(m + n_nodes, dtype=np.int8), np.zeros(m + n_nodes, dtype=np.int64)
+    tree = (parent, pred, thread, rev_thread, succ_num, last_succ, pred_dir, state, flow)
 
-    def padded(values, dtype):
+    def padded(values: Int64Array, dtype: type[_NodeOrValue]) -> NDArray[_NodeOrValue]:
         return np.concatenate([np.asarray(values, dtype=dtype)[order], np.zeros(n_nodes, dtype=dtype)])
 
     return Basis(
@@ -133,7 +145,10 @@ def _fresh_basis(n_nodes, tails, heads, caps, supplies) -> Basis:
 
 
 @njit(cache=True, nogil=True)
-def _entering_arc(m, source, target, cost, pi, state, block, start):
+def _entering_arc(
+    m: int, source: Int32Array, target: Int32Array, cost: Int64Array, pi: Int64Array, state: Int8Array, block: int,
+    start: int,
+) -> tuple[int, int]:
     """Block search: the most negative reduced cost in the first block (from ``start``, cyclically)
     that has one; (-1, start) when no arc has."""
     best, best_arc, left, e = 0, -1, block, start
@@ -152,8 +167,10 @@ def _entering_arc(m, source, target, cost, pi, state, block, start):
 
 @njit(cache=True, nogil=True)
 def _pivots(
-    n, source, target, cap, cost, parent, pred, thread, rev_thread, succ_num, last_succ, pred_dir, pi, flow, state
-):
+    n: int, source: Int32Array, target: Int32Array, cap: Int64Array, cost: Int64Array, parent: Int64Array,
+    pred: Int64Array, thread: Int64Array, rev_thread: Int64Array, succ_num: Int64Array, last_succ: Int64Array,
+    pred_dir: Int64Array, pi: Int64Array, flow: Int64Array, state: Int8Array,
+) -> bool:
     """Pivot until no arc prices out; False when the optimum still uses an artificial arc (infeasible)."""
     m = len(source) - n
     block = max(int(np.sqrt(m)), 10)

@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+from numpy.typing import NDArray
+
+#: The basis's arrays: node numbers of arcs (``source``, ``target``) are int32, arc states int8,
+#: everything else (tree links, flows, capacities, costs, potentials) int64.
+Int32Array = NDArray[np.int32]
+Int8Array = NDArray[np.int8]
+Int64Array = NDArray[np.int64]
 
 #: Capacity of an arc whose flow is bounded by other arcs (never the binding constraint).
 UNBOUNDED = 1 << 60
@@ -19,9 +26,10 @@ UP, DOWN = 1, -1  # a tree node's arc to its parent points towards the parent (u
 
 @njit(cache=True, nogil=True)
 def initial_tree(
-    n, source, target, cap, cost, supply, art, parent, pred, thread, rev_thread, succ_num, last_succ, pred_dir, pi,
-    flow, state, by_paths,
-):
+    n: int, source: Int32Array, target: Int32Array, cap: Int64Array, cost: Int64Array, supply: Int64Array, art: int,
+    parent: Int64Array, pred: Int64Array, thread: Int64Array, rev_thread: Int64Array, succ_num: Int64Array,
+    last_succ: Int64Array, pred_dir: Int64Array, pi: Int64Array, flow: Int64Array, state: Int8Array, by_paths: bool,
+) -> None:
     """The first strongly feasible tree: a shortest-path tree into the largest demand node (when
     ``by_paths``), every other node hung from an artificial root by an artificial arc that carries
     its supply (cost 0 out of a sender, ``art`` into a receiver)."""
@@ -51,7 +59,9 @@ def initial_tree(
 
 
 @njit(cache=True, nogil=True)
-def shortest_path_tree(n, m, source, target, cap, cost, supply):
+def shortest_path_tree(
+    n: int, m: int, source: Int32Array, target: Int32Array, cap: Int64Array, cost: Int64Array, supply: Int64Array,
+) -> Int64Array:
     """Per node, its arc on a cheapest path into the largest demand node (-1: unreached, or a node
     with a supply of its own, which hangs from the root instead)."""
     sink = 0
@@ -81,7 +91,7 @@ def shortest_path_tree(n, m, source, target, cap, cost, supply):
 
 
 @njit(cache=True, nogil=True)
-def grouped(keys, n_keys):
+def grouped(keys: Int32Array | Int64Array, n_keys: int) -> tuple[Int64Array, Int64Array]:
     """Positions 0..len(keys)-1 grouped by key (a counting sort): those with key k are
     ``members[start[k]:start[k + 1]]``, in order."""
     start = np.zeros(n_keys + 1, np.int64)
@@ -97,7 +107,7 @@ def grouped(keys, n_keys):
 
 
 @njit(cache=True, nogil=True)
-def heap_pop(key, node, size):
+def heap_pop(key: Int64Array, node: Int64Array, size: int) -> int:
     size -= 1
     k, v, i = key[size], node[size], 0
     while True:
@@ -114,7 +124,7 @@ def heap_pop(key, node, size):
 
 
 @njit(cache=True, nogil=True)
-def heap_push(key, node, size, k, v):
+def heap_push(key: Int64Array, node: Int64Array, size: int, k: int, v: int) -> int:
     i = size
     while i > 0 and key[(i - 1) // 2] > k:
         p = (i - 1) // 2
@@ -124,7 +134,9 @@ def heap_push(key, node, size, k, v):
 
 
 @njit(cache=True, nogil=True)
-def thread_tree(n, parent, thread, rev_thread, succ_num, last_succ):
+def thread_tree(
+    n: int, parent: Int64Array, thread: Int64Array, rev_thread: Int64Array, succ_num: Int64Array, last_succ: Int64Array,
+) -> None:
     """Preorder thread, subtree sizes and last successors of the tree given by ``parent``."""
     root = n
     first, children = grouped(parent[:n], n + 1)
@@ -148,7 +160,10 @@ def thread_tree(n, parent, thread, rev_thread, succ_num, last_succ):
 
 
 @njit(cache=True, nogil=True)
-def potentials(n, cost, parent, pred, thread, pred_dir, pi):
+def potentials(
+    n: int, cost: Int64Array, parent: Int64Array, pred: Int64Array, thread: Int64Array, pred_dir: Int64Array,
+    pi: Int64Array,
+) -> None:
     """Node potentials that price every tree arc at zero reduced cost (root at 0), in thread order."""
     root = n
     pi[root] = 0
@@ -159,7 +174,10 @@ def potentials(n, cost, parent, pred, thread, pred_dir, pi):
 
 
 @njit(cache=True, nogil=True)
-def restart_tree(n, source, cost, art, parent, pred, thread, pred_dir, pi):
+def restart_tree(
+    n: int, source: Int32Array, cost: Int64Array, art: int, parent: Int64Array, pred: Int64Array, thread: Int64Array,
+    pred_dir: Int64Array, pi: Int64Array,
+) -> None:
     """Artificial arcs priced for the new costs, and the potentials of the kept tree."""
     m = len(source) - n
     for e in range(m, m + n):
@@ -169,8 +187,10 @@ def restart_tree(n, source, cost, art, parent, pred, thread, pred_dir, pi):
 
 @njit(cache=True, nogil=True)
 def update_tree(
-    in_arc, join, u_in, v_in, u_out, source, parent, pred, thread, rev_thread, succ_num, last_succ, pred_dir, dirty
-):
+    in_arc: int, join: int, u_in: int, v_in: int, u_out: int, source: Int32Array, parent: Int64Array, pred: Int64Array,
+    thread: Int64Array, rev_thread: Int64Array, succ_num: Int64Array, last_succ: Int64Array, pred_dir: Int64Array,
+    dirty: Int64Array,
+) -> None:
     """Swap the leaving arc (above ``u_out``) for ``in_arc``: re-hang the subtree of ``u_out`` from
     ``v_in`` through ``u_in``, reversing the stem between them (LEMON's ``updateTreeStructure``)."""
     old_rev_thread = rev_thread[u_out]

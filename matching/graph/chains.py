@@ -26,12 +26,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from matching.graph.edges import HOUR_US, Arrays
 
 #: A cost class gets direct arcs when its (request, listing) pairs are at most this many times its
 #: chain nodes (measured at 10k × 2k: OR-tools' time follows nodes much more than arcs).
 DIRECT_RATIO = 32
+
+#: Entry candidates, one array each: (position in ``reqs``, chain, first node priced ≤ cap, chain
+#: end, cost class) (:func:`_entries`).
+Entries = tuple[NDArray[np.int64], ...]
+#: Chain nodes, one array each: (chain, listing, price, cost class), ordered along the chains.
+Nodes = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]
 
 
 @dataclass
@@ -43,22 +50,22 @@ class Chains:
     """
 
     n_nodes: int
-    e_req: np.ndarray  # entry arcs: global request index …
-    e_node: np.ndarray  # … → chain node
-    e_cost: np.ndarray  # per flow unit
-    links: np.ndarray  # chain nodes p with an arc p → p + 1
-    x_node: np.ndarray  # exit arcs: chain node …
-    x_lst: np.ndarray  # … → global listing index
-    x_size: np.ndarray  # the replica size of the exit's chain
-    x_cost: np.ndarray  # per flow unit
+    e_req: NDArray[np.int64]  # entry arcs: global request index …
+    e_node: NDArray[np.int64]  # … → chain node
+    e_cost: NDArray[np.int64]  # per flow unit
+    links: NDArray[np.int64]  # chain nodes p with an arc p → p + 1
+    x_node: NDArray[np.int64]  # exit arcs: chain node …
+    x_lst: NDArray[np.int64]  # … → global listing index
+    x_size: NDArray[np.int64]  # the replica size of the exit's chain
+    x_cost: NDArray[np.int64]  # per flow unit
     pairs: int
-    d_req: np.ndarray  # direct arcs (classes too sparse for chains): request …
-    d_lst: np.ndarray  # … → listing
-    d_size: np.ndarray
-    d_cost: np.ndarray  # per flow unit
+    d_req: NDArray[np.int64]  # direct arcs (classes too sparse for chains): request …
+    d_lst: NDArray[np.int64]  # … → listing
+    d_size: NDArray[np.int64]
+    d_cost: NDArray[np.int64]  # per flow unit
 
 
-def request_classes(a: Arrays, reqs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def request_classes(a: Arrays, reqs: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """(class table rows (start_by, duration_h, voucher, size), class index per request)."""
     cols = np.stack([a.r_start_by[reqs], a.r_duration_h[reqs], a.r_voucher[reqs], a.r_size[reqs]], axis=1)
     if not len(reqs):
@@ -69,9 +76,9 @@ def request_classes(a: Arrays, reqs: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def build_chains(
     a: Arrays,
-    reqs: np.ndarray,
-    lsts: np.ndarray,
-    fits: dict[int, np.ndarray],
+    reqs: NDArray[np.int64],
+    lsts: NDArray[np.int64],
+    fits: dict[int, NDArray[np.bool_]],
     per_gpu: bool,
     budget: int = 0,
     direct_vouchers: bool = False,
@@ -114,7 +121,7 @@ def build_chains(
     return out
 
 
-def _sparse_classes(n_k: int, k_idx: np.ndarray, entries, budget: int) -> np.ndarray:
+def _sparse_classes(n_k: int, k_idx: NDArray[np.int64], entries: Entries, budget: int) -> NDArray[np.bool_]:
     """Per entry: whether its cost class gets direct arcs instead of chains.
 
     The cost-scaling solver's time grows with nodes far faster than with arcs, so a class whose
@@ -133,7 +140,14 @@ def _sparse_classes(n_k: int, k_idx: np.ndarray, entries, budget: int) -> np.nda
     return direct[e_k]
 
 
-def _direct(a: Arrays, ktable, mult, reqs, nodes, entries):
+def _direct(
+    a: Arrays,
+    ktable: NDArray[np.int64],
+    mult: NDArray[np.int64],
+    reqs: NDArray[np.int64],
+    nodes: Nodes,
+    entries: Entries,
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """Direct (request, listing) arcs for entries: one per node from the entry to its chain's end."""
     _, lst, price, _ = nodes
     e_pos_r, _, e_pos, e_end, e_k = entries
@@ -146,7 +160,7 @@ def _direct(a: Arrays, ktable, mult, reqs, nodes, entries):
     return r, j, ktable[k, 2], cost.astype(np.int64)
 
 
-def _parts(table: np.ndarray, kof: np.ndarray, n_k: int) -> tuple[np.ndarray, np.ndarray]:
+def _parts(table: NDArray[np.int64], kof: NDArray[np.int64], n_k: int) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """Rank of each class's start-by within its cost class, and (cost class × rank) start-bys."""
     order = np.lexsort((table[:, 0], kof))
     group_start = np.searchsorted(kof[order], kof[order])
@@ -158,7 +172,13 @@ def _parts(table: np.ndarray, kof: np.ndarray, n_k: int) -> tuple[np.ndarray, np
     return part, sbs
 
 
-def _cost_class_mask(a: Arrays, ktable, sbs, lsts, fits) -> tuple[np.ndarray, np.ndarray]:
+def _cost_class_mask(
+    a: Arrays,
+    ktable: NDArray[np.int64],
+    sbs: NDArray[np.int64],
+    lsts: NDArray[np.int64],
+    fits: dict[int, NDArray[np.bool_]],
+) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
     """(cost classes × listings): usable by some class of it (window, node size, room), and part."""
     start, until = a.l_start[lsts], a.l_until[lsts]
     dur, size = ktable[:, 0:1], ktable[:, 2:3]
@@ -171,7 +191,14 @@ def _cost_class_mask(a: Arrays, ktable, sbs, lsts, fits) -> tuple[np.ndarray, np
     return ok, part
 
 
-def _entries(a: Arrays, reqs, classes, lsts, keys, top):
+def _entries(
+    a: Arrays,
+    reqs: NDArray[np.int64],
+    classes: tuple[NDArray[np.int64], NDArray[np.int64], int],
+    lsts: NDArray[np.int64],
+    keys: NDArray[np.int64],
+    top: int,
+) -> Entries:
     """Entry candidates (position in ``reqs``, chain, first node priced ≤ cap, chain end)."""
     k_of, part_of, n_t = classes
     regions = np.unique(a.l_region[lsts])
@@ -189,7 +216,14 @@ def _entries(a: Arrays, reqs, classes, lsts, keys, top):
     return ri[live], chain[live], pos[live], end[live], k_of[ri[live]]
 
 
-def _pruned(a: Arrays, ktable, mult, reqs, nodes, entries) -> Chains:
+def _pruned(
+    a: Arrays,
+    ktable: NDArray[np.int64],
+    mult: NDArray[np.int64],
+    reqs: NDArray[np.int64],
+    nodes: Nodes,
+    entries: Entries,
+) -> Chains:
     """Drop chain nodes above every entry (nobody reaches them) and price the remaining arcs."""
     chain, lst, price, k_idx = nodes
     e_pos_r, e_chain, e_pos, e_end, e_k = entries
@@ -227,8 +261,8 @@ def _pruned(a: Arrays, ktable, mult, reqs, nodes, entries) -> Chains:
 
 
 def decode(
-    ch: Chains, entry_flow: np.ndarray, exit_flow: np.ndarray, direct_flow: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ch: Chains, entry_flow: NDArray[np.int64], exit_flow: NDArray[np.int64], direct_flow: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """(request, listing, amount) triples carrying a flow, each pair at most once.
 
     Units are matched first in, first out along the concatenated chains: flow conservation makes

@@ -18,9 +18,11 @@ to under row locks anyway).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -33,8 +35,8 @@ from matching.problem import Problem
 class Component:
     """One independent part of a round: global request and listing indices (one GPU model)."""
 
-    requests: np.ndarray
-    listings: np.ndarray
+    requests: NDArray[np.int64]
+    listings: NDArray[np.int64]
 
 
 @dataclass
@@ -42,7 +44,7 @@ class Graph:
     """The round's feasibility graph at the listings' initial free capacity, one chain set per model."""
 
     chains: list[Chains]
-    has_edge: np.ndarray  # per request: at least one feasible listing
+    has_edge: NDArray[np.bool_]  # per request: at least one feasible listing
     pairs: int  # feasible (request, listing) edges
 
 
@@ -80,7 +82,7 @@ def find_components(problem: Problem, arrays: Arrays, graph: Graph) -> list[Comp
     return components
 
 
-def _component_labels(problem: Problem, graph: Graph, n_req: int, n_lst: int) -> np.ndarray:
+def _component_labels(problem: Problem, graph: Graph, n_req: int, n_lst: int) -> NDArray[np.int32]:
     """Component label of every request, listing and chain node (chain nodes numbered last)."""
     tails, heads, base = [], [], n_req + n_lst
     for ch in graph.chains:
@@ -96,7 +98,8 @@ def _component_labels(problem: Problem, graph: Graph, n_req: int, n_lst: int) ->
         heads.append(np.array(members[1:], dtype=np.int64))
     t, h = np.concatenate([np.zeros(0, np.int64), *tails]), np.concatenate([np.zeros(0, np.int64), *heads])
     graph_ = coo_matrix((np.ones(len(t), dtype=np.int8), (t, h)), shape=(base, base))
-    return connected_components(graph_, directed=False)[1]
+    labels: NDArray[np.int32] = connected_components(graph_, directed=False)[1]
+    return labels
 
 
 def split(problem: Problem) -> list[Problem]:
@@ -118,7 +121,7 @@ def split(problem: Problem) -> list[Problem]:
     return subs
 
 
-def _sub(problem: Problem, reqs, lsts) -> Problem:
+def _sub(problem: Problem, reqs: NDArray[np.int64] | Sequence[int], lsts: NDArray[np.int64] | Sequence[int]) -> Problem:
     return Problem(
         requests=tuple(problem.requests[int(i)] for i in reqs),
         listings=tuple(problem.listings[int(j)] for j in lsts),

@@ -9,13 +9,16 @@ definition the chains are tested against.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 import numpy as np
+from numpy.typing import NDArray
 
 from matching import costs
-from matching.problem import Problem
+from matching.problem import Problem, VoucherTerms
 
 #: The engine's time unit: integer microseconds after the round's ``now`` (int64 holds ±292,000
 #: years, so any window a datetime can hold fits).
@@ -35,43 +38,43 @@ class Arrays:
     """Column arrays of a Problem's requests (``r_*``) and listings (``l_*``)."""
 
     regions: list[str]
-    rtt: np.ndarray  # (n_regions, n_regions) float ms, inf when unknown
-    r_model: np.ndarray
-    r_origin: np.ndarray
-    r_size: np.ndarray
-    r_replicas: np.ndarray
-    r_bound: np.ndarray
-    r_cap: np.ndarray
-    r_start_by: np.ndarray
-    r_duration_h: np.ndarray
-    r_weight: np.ndarray  # index into latency-cost table
-    r_voucher: np.ndarray  # index into subsidy table (0 = none)
-    r_priority: np.ndarray
-    l_model: np.ndarray
-    l_region: np.ndarray
-    l_gpn: np.ndarray
-    l_price: np.ndarray
-    l_start: np.ndarray
-    l_until: np.ndarray
-    latency_units: np.ndarray  # (n_weights, n_regions, n_regions) int64
-    subsidy_units: np.ndarray  # (n_voucher_classes, n_listings) int64
+    rtt: NDArray[np.float64]  # (n_regions, n_regions) ms, inf when unknown
+    r_model: NDArray[np.int64]
+    r_origin: NDArray[np.int64]
+    r_size: NDArray[np.int64]
+    r_replicas: NDArray[np.int64]
+    r_bound: NDArray[np.float64]  # ms, inf when unbounded
+    r_cap: NDArray[np.int64]
+    r_start_by: NDArray[np.int64]
+    r_duration_h: NDArray[np.int64]
+    r_weight: NDArray[np.int64]  # index into latency-cost table
+    r_voucher: NDArray[np.int64]  # index into subsidy table (0 = none)
+    r_priority: NDArray[np.int64]
+    l_model: NDArray[np.int64]
+    l_region: NDArray[np.int64]
+    l_gpn: NDArray[np.int64]
+    l_price: NDArray[np.int64]
+    l_start: NDArray[np.int64]
+    l_until: NDArray[np.int64]
+    latency_units: NDArray[np.int64]  # (n_weights, n_regions, n_regions)
+    subsidy_units: NDArray[np.int64]  # (n_voucher_classes, n_listings)
 
 
 @dataclass
 class Edges:
     """Feasible edges, sorted by (request, listing); costs per GPU-hour in 0.0001 CNY units."""
 
-    req: np.ndarray
-    lst: np.ndarray
-    cost: np.ndarray
-    subsidy: np.ndarray
-    rtt: np.ndarray
+    req: NDArray[np.int64]
+    lst: NDArray[np.int64]
+    cost: NDArray[np.int64]
+    subsidy: NDArray[np.int64]
+    rtt: NDArray[np.float64]
 
     def __len__(self) -> int:
         return len(self.req)
 
 
-def slots(node_free: tuple[int, ...], size: int) -> int:
+def slots(node_free: Sequence[int], size: int) -> int:
     """Replicas of ``size`` GPUs that fit on these free nodes."""
     return sum(f // size for f in node_free)
 
@@ -112,7 +115,7 @@ def build_arrays(problem: Problem) -> Arrays:
     )
 
 
-def _rtt_matrix(problem: Problem, regions: list[str]) -> np.ndarray:
+def _rtt_matrix(problem: Problem, regions: list[str]) -> NDArray[np.float64]:
     rtt = np.full((len(regions), len(regions)), np.inf)
     for i, a in enumerate(regions):
         for j, b in enumerate(regions):
@@ -122,10 +125,10 @@ def _rtt_matrix(problem: Problem, regions: list[str]) -> np.ndarray:
     return rtt
 
 
-def _latency_table(weights: list, rtt: np.ndarray) -> np.ndarray:
+def _latency_table(weights: list[Decimal], rtt: NDArray[np.float64]) -> NDArray[np.int64]:
     table = np.zeros((max(1, len(weights)), *rtt.shape), dtype=np.int64)
     finite = np.isfinite(rtt)
-    cache: dict[tuple, int] = {}
+    cache: dict[tuple[Decimal, float], int] = {}
     for k, w in enumerate(weights):
         for a, b in zip(*np.nonzero(finite), strict=True):
             key = (w, float(rtt[a, b]))
@@ -135,21 +138,25 @@ def _latency_table(weights: list, rtt: np.ndarray) -> np.ndarray:
     return table
 
 
-def _voucher_key(voucher) -> tuple:
+#: What a voucher's subsidy depends on: (percent, eligible regions, providers, GPU models).
+VoucherKey = tuple[Decimal, tuple[str, ...], tuple[int, ...], tuple[str, ...]]
+
+
+def _voucher_key(voucher: VoucherTerms) -> VoucherKey:
     return (voucher.percent, voucher.eligible_regions, voucher.eligible_providers, voucher.eligible_gpu_models)
 
 
-def _voucher_classes(problem: Problem) -> tuple[list[tuple], np.ndarray]:
+def _voucher_classes(problem: Problem) -> tuple[list[VoucherKey], NDArray[np.int64]]:
     keys = sorted({_voucher_key(r.voucher) for r in problem.requests if r.voucher is not None}, key=repr)
     kix = {k: n + 1 for n, k in enumerate(keys)}
     idx = [0 if r.voucher is None else kix[_voucher_key(r.voucher)] for r in problem.requests]
     return keys, np.array(idx, dtype=np.int64)
 
 
-def _subsidy_table(problem: Problem, keys: list[tuple]) -> np.ndarray:
+def _subsidy_table(problem: Problem, keys: list[VoucherKey]) -> NDArray[np.int64]:
     """(1 + n_classes, n_listings) subsidy units; row 0 is 'no voucher'."""
     table = np.zeros((1 + len(keys), len(problem.listings)), dtype=np.int64)
-    cache: dict[tuple, int] = {}
+    cache: dict[tuple[Decimal, Decimal], int] = {}
     for k, (percent, regions, providers, models) in enumerate(keys, start=1):
         for j, x in enumerate(problem.listings):
             if (regions and x.region not in regions) or (providers and x.provider_id not in providers):
@@ -182,7 +189,7 @@ def build_edges(problem: Problem, arrays: Arrays) -> Edges:
     return _priced(arrays, req, lst)
 
 
-def edges_between(problem: Problem, arrays: Arrays, reqs: np.ndarray, lsts: np.ndarray) -> Edges:
+def edges_between(problem: Problem, arrays: Arrays, reqs: NDArray[np.int64], lsts: NDArray[np.int64]) -> Edges:
     """Every feasible edge from requests ``reqs`` to listings ``lsts`` (one GPU model), explicitly.
 
     For small components only (the exact integer program); dense in requests × listings.
@@ -192,13 +199,15 @@ def edges_between(problem: Problem, arrays: Arrays, reqs: np.ndarray, lsts: np.n
     return _priced(arrays, req, lst)
 
 
-def _slot_table(problem: Problem, lsts: np.ndarray, sizes: np.ndarray) -> dict[int, np.ndarray]:
+def _slot_table(problem: Problem, lsts: NDArray[np.int64], sizes: NDArray[np.int64]) -> dict[int, NDArray[np.int64]]:
     return {
         int(s): np.array([slots(problem.listings[j].node_free, int(s)) for j in lsts], dtype=np.int64) for s in sizes
     }
 
 
-def _chunk_edges(a: Arrays, reqs: np.ndarray, lsts: np.ndarray, slot_table: dict) -> tuple:
+def _chunk_edges(
+    a: Arrays, reqs: NDArray[np.int64], lsts: NDArray[np.int64], slot_table: dict[int, NDArray[np.int64]]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     col = np.newaxis
     size = a.r_size[reqs]
     ok = a.l_gpn[lsts][None, :] >= size[:, col]
@@ -214,14 +223,14 @@ def _chunk_edges(a: Arrays, reqs: np.ndarray, lsts: np.ndarray, slot_table: dict
     return reqs[ri], lsts[lj]
 
 
-def _priced(a: Arrays, req: np.ndarray, lst: np.ndarray) -> Edges:
+def _priced(a: Arrays, req: NDArray[np.int64], lst: NDArray[np.int64]) -> Edges:
     # Chunks are row-major (request, then listing) and each request lies in one chunk, so a stable
     # sort on the request alone yields (request, listing) order.
     order = np.argsort(req, kind="stable")
     return price_pairs(a, req[order], lst[order])
 
 
-def price_pairs(a: Arrays, req: np.ndarray, lst: np.ndarray) -> Edges:
+def price_pairs(a: Arrays, req: NDArray[np.int64] | Sequence[int], lst: NDArray[np.int64] | Sequence[int]) -> Edges:
     """Cost terms of the given (request, listing) pairs, in the given order (no feasibility check)."""
     req, lst = np.asarray(req, dtype=np.int64), np.asarray(lst, dtype=np.int64)
     origin, region = a.r_origin[req], a.l_region[lst]

@@ -15,6 +15,7 @@ codes that bound in the first plan and keeps the better plan and the best valid 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from decimal import Decimal
 
@@ -23,7 +24,7 @@ import numpy as np
 from matching import costs
 from matching.graph.components import Component
 from matching.graph.edges import Arrays
-from matching.problem import Problem
+from matching.problem import Assignment, Problem
 
 
 def without_subsidy(problem: Problem, arrays: Arrays, codes: frozenset[str]) -> Arrays:
@@ -52,7 +53,7 @@ def remaining_units(problem: Problem, codes: frozenset[str]) -> int:
     return sum(costs.money_units(max(value, Decimal(0))) for value in left.values())
 
 
-def served_by_level(problem: Problem, assignments) -> tuple[int, ...]:
+def served_by_level(problem: Problem, assignments: Iterable[Assignment]) -> tuple[int, ...]:
     """GPUs served per priority level, highest first (levels of the whole problem)."""
     levels = sorted({r.priority for r in problem.requests}, reverse=True)
     prio = {r.id: r.priority for r in problem.requests}

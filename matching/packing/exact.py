@@ -18,8 +18,10 @@ which the chain condition guarantees to succeed.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy.optimize import Bounds, LinearConstraint, milp
 from scipy.sparse import coo_matrix
 
@@ -35,7 +37,9 @@ NODE_LIMIT = 500
 TIME_LIMIT_S = 10.0
 
 
-def exact_counts(arrays: Arrays, reqs: np.ndarray, edges: Edges, free) -> tuple[dict, int] | None:
+def exact_counts(
+    arrays: Arrays, reqs: NDArray[np.int64], edges: Edges, free: Sequence[Sequence[int]]
+) -> tuple[dict[tuple[int, int], int], int] | None:
     """Optimal replicas per (request, listing) and a proven lower bound on cost (0.0001 CNY units),
     or ``None`` when the instance is too large, not a size chain, or not solved to optimality."""
     sizes = sorted({int(s) for s in arrays.r_size[reqs]})
@@ -65,20 +69,23 @@ def exact_counts(arrays: Arrays, reqs: np.ndarray, edges: Edges, free) -> tuple[
     return counts, lower
 
 
-def _opts() -> dict:
+def _opts() -> dict[str, int | float | bool]:
     return {"node_limit": NODE_LIMIT, "time_limit": TIME_LIMIT_S, "mip_rel_gap": 0.0, "disp": False}
 
 
-def _request_rows(arrays: Arrays, reqs: np.ndarray, edges: Edges) -> LinearConstraint:
+def _request_rows(arrays: Arrays, reqs: NDArray[np.int64], edges: Edges) -> LinearConstraint:
     rows = np.searchsorted(reqs, edges.req)
     a = coo_matrix((np.ones(len(edges)), (rows, np.arange(len(edges)))), shape=(len(reqs), len(edges)))
     return LinearConstraint(a.tocsr(), -np.inf, arrays.r_replicas[reqs].astype(float))
 
 
-def _listing_rows(edges: Edges, size: np.ndarray, sizes: list[int], free) -> LinearConstraint:
+def _listing_rows(
+    edges: Edges, size: NDArray[np.float64], sizes: list[int], free: Sequence[Sequence[int]]
+) -> LinearConstraint:
     lsts = np.unique(edges.lst)
     l_pos = np.searchsorted(lsts, edges.lst)
-    rows, cols, vals, ub = [], [], [], []
+    rows, cols, vals = [], [], []
+    ub: list[int] = []
     for k, t in enumerate(sizes):
         sel = np.flatnonzero(size >= t)
         rows.append(k * len(lsts) + l_pos[sel])

@@ -106,8 +106,11 @@ def class_dive(
             continue
         caps = None
         if size != sizes[-1]:
-            fresh = relaxed is not None and not placements  # nothing placed yet: ``relaxed`` still holds
-            caps = _class_caps(arrays, relaxed if fresh else _relax_left(arrays, component, pool, left, size), size)
+            if relaxed is not None and not placements:  # nothing placed yet: ``relaxed`` still holds
+                flow = relaxed
+            else:
+                flow = _relax_left(arrays, component, pool, left, size)
+            caps = _class_caps(arrays, flow, size)
         counts, _ = transport(arrays, mine, component.listings, pool, size, caps)
         _put(arrays, pool, counts, left, placements)
     _refill(arrays, component, pool, sizes, left, placements)
@@ -138,14 +141,23 @@ def _class_caps(arrays: Arrays, flow: dict[Pair, int], size: int) -> dict[int, i
     return caps
 
 
-def _put(arrays, pool, counts, left, placements) -> None:
+def _put(
+    arrays: Arrays, pool: NodePool, counts: dict[Pair, int], left: dict[int, int], placements: dict[Pair, list[int]]
+) -> None:
     """Place counted replicas on ``pool`` and book them in ``placements`` and ``left``."""
     for e, nodes in place(arrays, counts, pool).items():
         placements.setdefault(e, []).extend(nodes)
         left[e[0]] -= len(nodes)
 
 
-def _refill(arrays, component, pool, sizes, left, placements) -> None:
+def _refill(
+    arrays: Arrays,
+    component: Component,
+    pool: NodePool,
+    sizes: list[int],
+    left: dict[int, int],
+    placements: dict[Pair, list[int]],
+) -> None:
     """Exact transportation stages on what is left: level by level, size class by size class."""
     level, _ = levels_of(arrays.r_priority[component.requests])
     for q in range(int(level.max(initial=-1)) + 1):
@@ -154,7 +166,9 @@ def _refill(arrays, component, pool, sizes, left, placements) -> None:
             _stage(arrays, component, pool, size, {i: n for i, n in left.items() if i in members}, left, placements)
 
 
-def _fix(arrays, pool, gpus, left, placements) -> bool:
+def _fix(
+    arrays: Arrays, pool: NodePool, gpus: dict[Pair, int], left: dict[int, int], placements: dict[Pair, list[int]]
+) -> bool:
     """Place the relaxation's whole replicas, then round up its largest fractions where they fit."""
     counts = {e: g // int(arrays.r_size[e[0]]) for e, g in gpus.items()}
     placed = 0
@@ -174,7 +188,15 @@ def _fix(arrays, pool, gpus, left, placements) -> bool:
     return placed > 0
 
 
-def _stage(arrays, component, pool, size, wanted, left, placements) -> None:
+def _stage(
+    arrays: Arrays,
+    component: Component,
+    pool: NodePool,
+    size: int,
+    wanted: dict[int, int],
+    left: dict[int, int],
+    placements: dict[Pair, list[int]],
+) -> None:
     """One exact transportation stage for the size-``size`` requests of ``wanted`` with replicas left."""
     demand = {i: n for i, n in wanted.items() if n > 0 and arrays.r_size[i] == size}
     if not demand:
@@ -183,7 +205,9 @@ def _stage(arrays, component, pool, size, wanted, left, placements) -> None:
     _put(arrays, pool, counts, left, placements)
 
 
-def improve(arrays: Arrays, component: Component, pool: NodePool, placements: dict[Pair, list[int]], sizes) -> None:
+def improve(
+    arrays: Arrays, component: Component, pool: NodePool, placements: dict[Pair, list[int]], sizes: list[int]
+) -> None:
     """Step 3: re-solve one size class at a time, exactly, against the others' placements."""
     if len(sizes) < 2:
         return
@@ -195,7 +219,9 @@ def improve(arrays: Arrays, component: Component, pool: NodePool, placements: di
             return
 
 
-def _resolve_class(arrays, component, pool, placements, size) -> bool:
+def _resolve_class(
+    arrays: Arrays, component: Component, pool: NodePool, placements: dict[Pair, list[int]], size: int
+) -> bool:
     mine = [e for e in placements if arrays.r_size[e[0]] == size]
     before = {e: len(placements[e]) for e in mine}
     for e in mine:

@@ -16,10 +16,12 @@ only slack is that a request's GPUs need not be a multiple of its replica size.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 
 from matching.flow.lexicographic import FlowError, FlowResult, Network, reoptimize, solve_lexicographic
 from matching.graph.chains import Chains, build_chains, decode
@@ -40,11 +42,14 @@ RELAX_DIRECT_BUDGET = 3_000_000
 #: the largest component) direct arcs would double that component's arcs and its first solve.
 VOUCHER_DIRECT_PAIRS = 1_000_000
 
+#: ``heads_of(listings, sizes)``: the head node and capacity of arcs into those listings (:func:`_network`).
+HeadsOf = Callable[[NDArray[np.int64], NDArray[np.int64]], tuple[NDArray[np.int64], NDArray[np.int64]]]
+
 
 class NodePool:
     """Free GPUs per node of every listing, updated as replicas are placed (best fit)."""
 
-    def __init__(self, problem: Problem):
+    def __init__(self, problem: Problem) -> None:
         self.free = [list(x.node_free) for x in problem.listings]
 
     def slots(self, listing: int, size: int) -> int:
@@ -72,7 +77,7 @@ class NodePool:
         return nodes
 
 
-def levels_of(priorities: np.ndarray) -> tuple[np.ndarray, int]:
+def levels_of(priorities: NDArray[np.int64]) -> tuple[NDArray[np.int64], int]:
     """Level index per entry (0 = highest priority) and the number of levels."""
     distinct = np.unique(priorities)[::-1]
     return np.searchsorted(-distinct, -priorities), len(distinct)
@@ -87,14 +92,14 @@ class Transport:
     spans: tuple[slice, ...]  # entry, exit and direct arcs
     result: FlowResult  # cost in 0.0001 CNY units over the requests' durations
     size: int
-    vouchered: np.ndarray  # the requests holding a voucher
-    shadow: tuple[np.ndarray, np.ndarray]  # per entry and per direct arc: a shadow's (see transport)
+    vouchered: NDArray[np.int64]  # the requests holding a voucher
+    shadow: tuple[NDArray[np.bool_], NDArray[np.bool_]]  # per entry and per direct arc: a shadow's (see transport)
 
 
 def transport(
     arrays: Arrays,
     demand: dict[int, int],
-    lsts: np.ndarray,
+    lsts: NDArray[np.int64],
     pool: NodePool,
     size: int,
     caps: dict[int, int] | None = None,
@@ -125,7 +130,7 @@ def transport(
     d = np.array([demand[int(i)] for i in reqs], dtype=np.int64)
     first_l = len(reqs) + ch.n_nodes
 
-    def heads(lst, _size):
+    def heads(lst: NDArray[np.int64], _size: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         l_pos = np.searchsorted(lsts, lst)
         return first_l + l_pos, cap_l[l_pos]
 
@@ -134,12 +139,16 @@ def transport(
     return _pairs(ch, result, spans), Transport(ch, net, spans, result, size, vouchered, shadow)
 
 
-def _chains_with_shadows(arrays: Arrays, reqs, vouchered, lsts, size: int) -> tuple[Chains, tuple]:
+def _chains_with_shadows(
+    arrays: Arrays, reqs: NDArray[np.int64], vouchered: NDArray[np.int64], lsts: NDArray[np.int64], size: int
+) -> tuple[Chains, tuple[NDArray[np.bool_], NDArray[np.bool_]]]:
     """Chains for ``reqs`` and the shadows of ``vouchered`` (appended as requests without a voucher,
     then mapped back to their owners), and which entry and direct arcs are shadows'."""
     n = len(arrays.r_voucher)
     columns = {f.name: getattr(arrays, f.name) for f in fields(arrays) if f.name.startswith("r_")}
-    extended = replace(arrays, **{name: np.concatenate([col, col[vouchered]]) for name, col in columns.items()})
+    grown = {name: np.concatenate([col, col[vouchered]]) for name, col in columns.items()}
+    # mypy checks a **dict against every field, regions (a list[str]) too; only r_* arrays are in it.
+    extended = replace(arrays, **grown)  # type: ignore[arg-type]
     extended.r_voucher[n:] = 0
     everyone = np.concatenate([reqs, n + np.arange(len(vouchered))])
     ch = build_chains(extended, everyone, lsts, {size: np.ones(len(lsts), dtype=bool)}, per_gpu=False)
@@ -182,7 +191,15 @@ def _pairs(ch: Chains, result: FlowResult, spans: tuple[slice, ...]) -> dict[tup
     return {(int(i), int(j)): int(f) for i, j, f in zip(req, lst, amount, strict=True)}
 
 
-def _network(arrays, reqs, d, ch: Chains, heads_of, sink_arcs, extra) -> tuple[Network, tuple[slice, ...]]:
+def _network(
+    arrays: Arrays,
+    reqs: NDArray[np.int64],
+    d: NDArray[np.int64],
+    ch: Chains,
+    heads_of: HeadsOf,
+    sink_arcs: tuple[NDArray[np.int64], NDArray[np.int64]],
+    extra: tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]] | None,
+) -> tuple[Network, tuple[slice, ...]]:
     """Hubs, requests, chain nodes, [listing nodes], sink; node numbers below are past the hubs.
 
     Arc groups in a fixed order: hub→request, entry, chain link, exit, direct, [extra], listing→sink.
@@ -237,16 +254,16 @@ def is_chain(sizes: list[int]) -> bool:
 class Relaxation:
     gpus: dict[tuple[int, int], int]  # GPU flow per (request, listing)
     cost: int
-    served: np.ndarray  # GPUs per priority level
+    served: NDArray[np.int64]  # GPUs per priority level
 
 
 def relax(
     arrays: Arrays,
-    reqs: np.ndarray,
-    lsts: np.ndarray,
+    reqs: NDArray[np.int64],
+    lsts: NDArray[np.int64],
     free: Sequence[Sequence[int]],
-    targets: np.ndarray | None = None,
-    replicas: np.ndarray | None = None,
+    targets: NDArray[np.int64] | None = None,
+    replicas: NDArray[np.int64] | None = None,
 ) -> Relaxation:
     """GPU-unit min-cost flow from ``reqs`` to ``lsts``: a lower bound on cost, upper bound on service.
 
@@ -270,7 +287,7 @@ def relax(
     k_table = np.zeros(max(sizes, default=0) + 1, dtype=np.int64)
     k_table[list(size_k)] = list(size_k.values())
 
-    def heads(lst, size):
+    def heads(lst: NDArray[np.int64], size: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         l_pos, k = np.searchsorted(lsts, lst), k_table[size]
         return first_l + n_sz * l_pos + k, usable[l_pos, k]
 
@@ -280,11 +297,19 @@ def relax(
     return Relaxation(_pairs(ch, result, spans), result.cost, result.served)
 
 
-def slots_of(node_free, size: int) -> int:
+def slots_of(node_free: Sequence[int], size: int) -> int:
     return sum(f // size for f in node_free)
 
 
-def _listing_chains(free, lsts, sizes, chain, usable, first_l, n_sz):
+def _listing_chains(
+    free: Sequence[Sequence[int]],
+    lsts: NDArray[np.int64],
+    sizes: list[int],
+    chain: bool,
+    usable: NDArray[np.int64],
+    first_l: int,
+    n_sz: int,
+) -> tuple[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]], tuple[NDArray[np.int64], NDArray[np.int64]]]:
     """Arcs inside each listing ((tails, heads, caps)) and from each listing to the sink."""
     tails, heads, caps, s_tails, s_caps = [], [], [], [], []
     for p, j in enumerate(lsts):
@@ -304,5 +329,8 @@ def _listing_chains(free, lsts, sizes, chain, usable, first_l, n_sz):
                 caps.append(int(usable[p, k]))
             s_tails.append(total)
             s_caps.append(sum(free[int(j)]))
-    as_arr = lambda v: np.array(v, dtype=np.int64)  # noqa: E731
+
+    def as_arr(v: list[int]) -> NDArray[np.int64]:
+        return np.array(v, dtype=np.int64)
+
     return (as_arr(tails), as_arr(heads), as_arr(caps)), (as_arr(s_tails), as_arr(s_caps))
