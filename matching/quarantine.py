@@ -113,9 +113,10 @@ def plan_quarantined(
     that are about the process, not the rows (``MemoryError``, and ``passthrough``: the caller's
     time limit, say), are raised at once, never searched for.
     """
+    fatal: tuple[type[BaseException], ...] = (MemoryError, *passthrough)
     try:
         return plan_of(problem), []
-    except (MemoryError, *passthrough):
+    except fatal:
         raise
     except Exception as first:
         rows: list[RequestSpec | ListingSpec] = [*problem.requests, *problem.listings]
@@ -123,7 +124,7 @@ def plan_quarantined(
         def fails(indices: Sequence[int]) -> BaseException | None:
             try:
                 plan_of(_with_rows(problem, [rows[i] for i in indices]))
-            except (MemoryError, *passthrough):
+            except fatal:
                 raise
             except Exception as exc:
                 return exc
