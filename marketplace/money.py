@@ -13,20 +13,29 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from typing import TypedDict
 
 #: A settlement's resolution: one fen.
 FEN = Decimal("0.01")
 #: The resolution of prices, rates, voucher amounts and metered GPU-hours.
 FOUR_PLACES = Decimal("0.0001")
 
-# Decimal shapes (``max_digits``/``decimal_places``) of amounts in CNY, for database columns, form
-# fields and API fields alike: what a form or the API accepts then always fits its column.
+
+class DecimalShape(TypedDict):
+    """A decimal's shape, as the keyword arguments Django's and DRF's decimal fields take."""
+
+    max_digits: int
+    decimal_places: int
+
+
+# Decimal shapes of amounts in CNY, for database columns, form fields and API fields alike: what a
+# form or the API accepts then always fits its column.
 #: A price or a rate per GPU-hour: up to 99 999 999.9999 CNY.
-MONEY = {"max_digits": 12, "decimal_places": 4}
+MONEY: DecimalShape = {"max_digits": 12, "decimal_places": 4}
 #: An amount on the voucher ledger: a programme's budget, a cap, a spend.
-LEDGER_AMOUNT = {"max_digits": 16, "decimal_places": 4}
+LEDGER_AMOUNT: DecimalShape = {"max_digits": 16, "decimal_places": 4}
 #: An amount of a settlement line, in fen.
-SETTLED_AMOUNT = {"max_digits": 16, "decimal_places": 2}
+SETTLED_AMOUNT: DecimalShape = {"max_digits": 16, "decimal_places": 2}
 
 
 def to_fen(value: Decimal) -> Decimal:
