@@ -30,34 +30,45 @@ def _given(**kwargs) -> dict:
 
 @dataclass(frozen=True, kw_only=True)
 class WholeNumber:
-    """A whole number from ``minimum`` to ``maximum``, both included; no ``maximum``: unbounded above."""
+    """A whole number from ``minimum`` to ``maximum``, both included."""
 
     minimum: int
-    maximum: int | None = None
+    maximum: int
     reason: str
 
     def field_kwargs(self) -> dict:
-        return _given(min_value=self.minimum, max_value=self.maximum)
+        return {"min_value": self.minimum, "max_value": self.maximum}
+
+
+@dataclass(frozen=True, kw_only=True)
+class WholeNumberFrom:
+    """A whole number of ``minimum`` or more, unbounded above (a count to filter by, an index)."""
+
+    minimum: int
+    reason: str
+
+    def field_kwargs(self) -> dict:
+        return {"min_value": self.minimum}
 
 
 @dataclass(frozen=True, kw_only=True)
 class DecimalNumber:
     """A decimal of at most ``max_digits`` digits, ``decimal_places`` of them after the point, from
-    ``minimum`` to ``maximum`` (either may be absent)."""
+    ``minimum`` to ``maximum``, both included."""
 
     max_digits: int
     decimal_places: int
-    minimum: Decimal | None = None
-    maximum: Decimal | None = None
+    minimum: Decimal
+    maximum: Decimal
     reason: str
 
     def field_kwargs(self) -> dict:
-        return _given(
-            max_digits=self.max_digits,
-            decimal_places=self.decimal_places,
-            min_value=self.minimum,
-            max_value=self.maximum,
-        )
+        return {
+            "max_digits": self.max_digits,
+            "decimal_places": self.decimal_places,
+            "min_value": self.minimum,
+            "max_value": self.maximum,
+        }
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,13 +163,13 @@ LISTING_TIMES = TimeWindow(
         "after now (a window wholly past has nothing to offer); it may have opened any time since 2000."
     ),
 )
-MIN_FREE_GPUS = WholeNumber(minimum=0, reason="A search's least free GPUs: 0 keeps every listing.")
+MIN_FREE_GPUS = WholeNumberFrom(minimum=0, reason="A search's least free GPUs: 0 keeps every listing.")
 FAILED_NODES = WholeNumber(
     minimum=1,
     maximum=1000,
     reason="Nodes one failure report names: at least one, and few enough that one transaction fails them over.",
 )
-NODE_INDEX = WholeNumber(minimum=0, reason="A listing's nodes are numbered from 0.")
+NODE_INDEX = WholeNumberFrom(minimum=0, reason="A listing's nodes are numbered from 0.")
 
 # --- requests -----------------------------------------------------------------------------------
 
@@ -249,11 +260,11 @@ STATEMENT_MONTH = Text(
     reason="YYYY-MM in years 1000–2999: a month whose bounds are valid dates (no year 0, none after 9999-12).",
 )
 
-Bound = WholeNumber | DecimalNumber | Text | TimeWindow | Calendar
+Bound = WholeNumber | WholeNumberFrom | DecimalNumber | Text | TimeWindow | Calendar
 
 #: Every bound above by its name, in the order declared.
 ALL: dict[str, Bound] = {
     name: bound
     for name, bound in globals().items()
-    if isinstance(bound, WholeNumber | DecimalNumber | Text | TimeWindow | Calendar)
+    if isinstance(bound, Bound)
 }
