@@ -61,7 +61,7 @@ TEMPLATES = [
 ]
 
 
-def database_from_url(url: str) -> dict:
+def database_from_url(url: str) -> dj_database_url.DBConfig:
     """A DATABASES entry from a URL; SQLite gets WAL mode, a busy timeout and immediate writes.
 
     WAL lets the web process read while the worker writes; IMMEDIATE transactions take the write

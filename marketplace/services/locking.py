@@ -41,7 +41,7 @@ def rows_locked(rows: type[M] | QuerySet[M], ids: Iterable[int]) -> dict[int, M]
     model's own rows are locked (``of=("self",)``), never the rows a join reads, and with
     ``FOR NO KEY UPDATE`` (see the module docstring).
     """
-    queryset = rows.objects.all() if isinstance(rows, type) else rows
+    queryset = rows._default_manager.all() if isinstance(rows, type) else rows
     wanted = sorted(set(ids))
     if not wanted:
         return {}

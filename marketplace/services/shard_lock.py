@@ -74,7 +74,7 @@ def advisory_key(shard: str) -> tuple[int, int]:
 def _advisory_lock(shard: str) -> Iterator[bool]:
     keys = advisory_key(shard)
     with connection.cursor() as cursor:
-        if connection.pg_version >= 140000:
+        if connection.get_database_version() >= (14,):
             cursor.execute("SELECT set_config('client_connection_check_interval', %s, false)", [str(CLIENT_CHECK_MS)])
         cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", keys)
         held = cursor.fetchone()[0]
