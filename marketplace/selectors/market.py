@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 from django.db.models import (
     Case,
@@ -27,6 +27,12 @@ from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, GpuModel, Listing, Match, MatchingRun, Organisation, Region, Rtt
 from matching.costs import energy_cost_per_gpu_hour
 from matching.latency import LatencyClass, bound_of, latency_class_of
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
+
+#: A reference table: regions or GPU models.
+Reference = TypeVar("Reference", Region, GpuModel)
 
 
 def organisation_of(user, *, kind: str | None = None) -> Organisation | None:
@@ -72,7 +78,7 @@ def _reference_copy(key, load, *, holds) -> Any:
     return copy
 
 
-def reference_by_code(model: type[Region] | type[GpuModel], code: str) -> Region | GpuModel | None:
+def reference_by_code(model: type[Reference], code: str) -> Reference | None:
     """The region or GPU model with ``code``, from this process's copy of the reference table.
 
     For the search endpoints: one query per table per ``REFERENCE_TTL_SECONDS`` instead of one per
@@ -82,7 +88,7 @@ def reference_by_code(model: type[Region] | type[GpuModel], code: str) -> Region
     return by_code.get(code)
 
 
-def reference_by_id(model: type[Region] | type[GpuModel], pk: int) -> Region | GpuModel | None:
+def reference_by_id(model: type[Reference], pk: int) -> Reference | None:
     """:func:`reference_by_code`, by id."""
     _, by_id = _reference_copy(model, lambda: _rows_by_code_and_id(model), holds=lambda c: pk in c[1])
     return by_id.get(pk)
@@ -127,7 +133,13 @@ def listing_energy_cost(listing: Listing) -> Decimal:
     )
 
 
-def with_free_gpus(queryset: QuerySet[Listing]) -> QuerySet[Listing]:
+class FreeGpus(TypedDict):
+    """What :func:`with_free_gpus` annotates a listing with."""
+
+    free_gpus: int
+
+
+def with_free_gpus(queryset: QuerySet[Listing]) -> QuerySet[WithAnnotations[Listing, FreeGpus]]:
     free_gpus = ExpressionWrapper(F("gpu_count") - F("allocated_gpus"), output_field=IntegerField())
     return queryset.annotate(free_gpus=free_gpus)
 
@@ -153,8 +165,8 @@ class ListingFilters:
     ordering: str = "id"
 
 
-def listings_visible_to(viewer: Organisation | None) -> QuerySet[Listing]:
-    """The market's active listings, plus every listing of ``viewer`` itself, with ``free`` and
+def listings_visible_to(viewer: Organisation | None) -> QuerySet[WithAnnotations[Listing, FreeGpus]]:
+    """The market's active listings, plus every listing of ``viewer`` itself, with ``free_gpus`` and
     ``provider_name`` annotated (``ListingOut`` takes region and GPU model from ``reference_by_id``)."""
     visible = Q(status=Listing.Status.ACTIVE)
     if viewer is not None:
@@ -166,6 +178,10 @@ def listing_shown_energy_cost(listing) -> Decimal:
     """``listing_energy_cost`` of a listing or search row, its region and GPU model from this
     process's copy of the reference data."""
     region, gpu = reference_by_id(Region, listing.region_id), reference_by_id(GpuModel, listing.gpu_model_id)
+    if region is None or gpu is None:
+        # Never for a saved listing: its foreign keys keep both rows (PROTECT), and a copy of the
+        # reference data that lacks one is read again (``_reference_copy``).
+        raise LookupError(f"listing {listing.pk}: no region {listing.region_id} or GPU model {listing.gpu_model_id}")
     return energy_cost_per_gpu_hour(tdp_w=gpu.tdp_w, pue=region.pue, tariff_cny_kwh=region.power_price_cny_kwh)
 
 
@@ -196,7 +212,9 @@ def listing_search(filters: ListingFilters, *, viewer: Organisation | None) -> Q
     return queryset.values_list(*shown, "search_count", named=True)
 
 
-def _listings_matching(filters: ListingFilters, *, viewer: Organisation | None) -> QuerySet[Listing]:
+def _listings_matching(
+    filters: ListingFilters, *, viewer: Organisation | None
+) -> QuerySet[WithAnnotations[Listing, FreeGpus]]:
     queryset = listings_visible_to(viewer)
     exact = {
         "region": filters.region,
