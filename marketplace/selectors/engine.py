@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from decimal import Decimal
 
 from marketplace.demand import demand_request_build, demand_terms_check
 from marketplace.eligibility import voucher_covers, voucher_usable
@@ -51,10 +52,10 @@ class VoucherBalances:
     """Ledger balances of the vouchers some requests carry, as of ``now``: each buyer's net subsidy
     this year per programme, and each voucher's free GPU-hours used."""
 
-    year_net: dict = field(default_factory=dict)
-    hours_used: dict = field(default_factory=dict)
     #: The market time the engine plans at: a voucher that cannot pay then plans no subsidy.
-    now: datetime | None = None
+    now: datetime
+    year_net: dict[tuple[int, int], Decimal] = field(default_factory=dict)
+    hours_used: dict[int, Decimal] = field(default_factory=dict)
 
     @classmethod
     def of(cls, requests, now: datetime) -> VoucherBalances:
@@ -63,11 +64,9 @@ class VoucherBalances:
         if not vouchers:
             return cls(now=now)
         pairs = {(v.program_id, v.buyer_id) for v in vouchers if v.buyer_id}
-        return cls(buyer_year_net(pairs, now.year), free_hours_used({v.pk for v in vouchers}), now)
-
-
-#: For requests without vouchers.
-EMPTY_BALANCES = VoucherBalances()
+        return cls(
+            now=now, year_net=buyer_year_net(pairs, now.year), hours_used=free_hours_used({v.pk for v in vouchers})
+        )
 
 
 def live_matches_on_failed_nodes(*, listing_id: int | None = None) -> list[int]:
@@ -80,9 +79,10 @@ def live_matches_on_failed_nodes(*, listing_id: int | None = None) -> list[int]:
     return [pk for pk, nodes, failed in rows if set(nodes) & set(failed)]
 
 
-def engine_request_spec(request: BuyerRequest, vouchers: VoucherBalances = EMPTY_BALANCES) -> RequestSpec:
+def engine_request_spec(request: BuyerRequest, vouchers: VoucherBalances) -> RequestSpec:
     """The engine's view of a request: what is still to place; needs gpu_model, origin and
-    (with a voucher) its programme's eligibility loaded, and ``vouchers``' ledger balances."""
+    (with a voucher) its programme's eligibility loaded, and ``vouchers``' ledger balances
+    (``VoucherBalances.of``: they also give the time its voucher's terms are read at)."""
     bound = request.rtt_bound_ms
     weight = request.latency_weight
     return RequestSpec(
