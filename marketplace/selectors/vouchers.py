@@ -10,7 +10,7 @@ from django.db.models import QuerySet, Sum
 
 from marketplace.eligibility import voucher_pays
 from marketplace.market_time import market_now
-from marketplace.models import BuyerRequest, Voucher, VoucherLedgerEntry, VoucherProgram
+from marketplace.models import BuyerRequest, Organisation, Voucher, VoucherLedgerEntry, VoucherProgram
 from matching.problem import VoucherTerms
 
 ZERO = Decimal("0")
@@ -62,6 +62,18 @@ def voucher_available(voucher: Voucher, year_net: dict) -> Decimal:
     return max(ZERO, min(limits))
 
 
+def percent_of_rent(program: VoucherProgram) -> Decimal:
+    """The share of the rent ``program`` subsidises: its ``percent``, or all of it for free
+    GPU-hours (as far as the hours go)."""
+    if program.kind == VoucherProgram.Kind.FREE_GPU_HOURS:
+        return Decimal(100)
+    if program.percent is None:
+        # Never for a saved programme: the constraint program_terms_match_kind gives every
+        # percent programme its percent.
+        raise ValueError(f"voucher programme {program.pk} is a percent programme without a percent")
+    return program.percent
+
+
 def voucher_terms(request: BuyerRequest, year_net: dict, hours_used: dict, *, now: datetime) -> VoucherTerms | None:
     """What the engine may plan as subsidy for ``request`` at ``now``: the programme's percent on
     eligible listings, bounded by every balance that could run out (programme budget, voucher cap,
@@ -76,15 +88,16 @@ def voucher_terms(request: BuyerRequest, year_net: dict, hours_used: dict, *, no
     if voucher is None or not voucher_pays(voucher, voucher.program, now):
         return None
     program = voucher.program
+    percent = percent_of_rent(program)
     limits = [voucher_available(voucher, year_net)]
     if program.kind == VoucherProgram.Kind.FREE_GPU_HOURS:
         hours_left = program.free_gpu_hours - hours_used.get(voucher.pk, ZERO)
         limits.append(hours_left * request.max_price_per_gpu_hour)
     elif program.max_spend is not None:
-        limits.append(program.max_spend * program.percent / 100)
+        limits.append(program.max_spend * percent / 100)
     return VoucherTerms(
         code=voucher.code,
-        percent=program.percent if program.kind == VoucherProgram.Kind.PERCENT else Decimal(100),
+        percent=percent,
         remaining_value=max(ZERO, min(limits)),
         program=program.name,
         eligible_regions=tuple(region.code for region in program.eligible_regions.all()),
@@ -93,20 +106,21 @@ def voucher_terms(request: BuyerRequest, year_net: dict, hours_used: dict, *, no
     )
 
 
-def vouchers_of(buyer, *, voucher_id: int | None = None) -> list:
+def vouchers_of(buyer: Organisation, *, voucher_id: int | None = None) -> list[Voucher]:
     """The buyer's vouchers (or just ``voucher_id``, if the buyer's) with ``remaining_value`` set
     (what they can still pay), in four queries."""
-    vouchers = Voucher.objects.filter(buyer=buyer)
+    theirs = Voucher.objects.filter(buyer=buyer)
     if voucher_id is not None:
-        vouchers = vouchers.filter(pk=voucher_id)
+        theirs = theirs.filter(pk=voucher_id)
     vouchers = list(
-        vouchers.select_related("program")
+        theirs.select_related("program")
         .prefetch_related("program__eligible_regions", "program__eligible_gpu_models")
         .order_by("-id")
     )
     year_net = buyer_year_net({(v.program_id, buyer.pk) for v in vouchers}, market_now().year)
     for voucher in vouchers:
-        voucher.remaining_value = voucher_available(voucher, year_net)
+        # Not a column: what the API's and the pages' voucher rows show beside the voucher's own.
+        voucher.remaining_value = voucher_available(voucher, year_net)  # type: ignore[attr-defined]
     return vouchers
 
 
