@@ -83,19 +83,18 @@ def matches_end(matches: list[Match], *, status: str, at: datetime, reason: str)
         return []
     rows_locked(Listing, {match.listing_id for match in matches})
     held = net_reserved_by_match([match.pk for match in matches if match.voucher_id])
-    book = SubsidyBook.locked({match.voucher_id for match in matches if match.pk in held}, now=at)
+    book = SubsidyBook.locked({match.voucher_id for match in matches if match.voucher_id and match.pk in held}, now=at)
     settlements, releases = [], []
     for match in matches:
-        match.ended_at = min(max(at, match.starts_at), match.ends_at)
+        ended_at = min(max(at, match.starts_at), match.ends_at)
+        match.ended_at = ended_at
         match.status, match.status_reason = status, reason[:300]
-        settlement = _settlement_of(match)
+        settlement = _settlement_of(match, ended_at=ended_at)
         settlements.append(settlement)
         reserved, hours = held.get(match.pk, (ZERO, ZERO))
-        if reserved > settlement.subsidy:
-            voucher = book.vouchers[match.voucher_id]
-            unused = Take(
-                voucher=voucher,
-                buyer_id=voucher.buyer_id,
+        if match.voucher_id and reserved > settlement.subsidy:  # only matches with a voucher are held
+            unused = Take.of(
+                book.vouchers[match.voucher_id],
                 amount=reserved - settlement.subsidy,
                 gpu_hours=max(ZERO, hours - settlement.gpu_hours),
             )
@@ -109,9 +108,9 @@ def matches_end(matches: list[Match], *, status: str, at: datetime, reason: str)
     return settlements
 
 
-def _settlement_of(match: Match) -> Settlement:
-    """The match's one statement line, by the rules of ``marketplace.money``."""
-    hours = gpu_hours_held(gpus=match.gpus, start=match.starts_at, end=match.ended_at)
+def _settlement_of(match: Match, *, ended_at: datetime) -> Settlement:
+    """The match's one statement line, by the rules of ``marketplace.money``, for it ending at ``ended_at``."""
+    hours = gpu_hours_held(gpus=match.gpus, start=match.starts_at, end=ended_at)
     gross = to_fen(match.price_per_gpu_hour * hours)
     subsidy = min(gross, to_fen_down(match.subsidy_per_gpu_hour * hours))
     fee = to_fen(gross * Decimal(str(settings.PLATFORM_FEE_PERCENT)) / 100)
@@ -119,8 +118,8 @@ def _settlement_of(match: Match) -> Settlement:
         match=match,
         buyer_id=match.request.buyer_id,
         provider_id=match.listing.provider_id,
-        program_id=match.voucher.program_id if match.voucher_id else None,
-        settled_at=match.ended_at,
+        program_id=match.voucher.program_id if match.voucher is not None else None,
+        settled_at=ended_at,
         gpu_hours=hours,
         price_per_gpu_hour=match.price_per_gpu_hour,
         gross=gross,

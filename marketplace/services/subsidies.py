@@ -31,6 +31,15 @@ class Take:
     amount: Decimal
     gpu_hours: Decimal
 
+    @classmethod
+    def of(cls, voucher: Voucher, *, amount: Decimal, gpu_hours: Decimal) -> Take:
+        """A take from ``voucher`` on behalf of the buyer who claimed it. Only a claimed voucher
+        reserves (``voucher_pays``) and a claim is never undone, so a voucher that reserves or
+        releases subsidy always has its buyer."""
+        if voucher.buyer_id is None:
+            raise ValueError(f"voucher #{voucher.pk} is not claimed: it cannot reserve or release subsidy")
+        return cls(voucher=voucher, buyer_id=voucher.buyer_id, amount=amount, gpu_hours=gpu_hours)
+
 
 @dataclass
 class SubsidyBook:
@@ -78,7 +87,7 @@ class SubsidyBook:
         if amount <= 0:
             return ZERO, None
         self._spend(voucher, program, request_id, amount, covered_hours)
-        return per_hour, Take(voucher=voucher, buyer_id=voucher.buyer_id, amount=amount, gpu_hours=covered_hours)
+        return per_hour, Take.of(voucher, amount=amount, gpu_hours=covered_hours)
 
     def _usable(self, voucher: Voucher, program: VoucherProgram) -> bool:
         return voucher_pays(voucher, program, self.now)
@@ -142,4 +151,3 @@ def _apply_totals(takes: list[tuple[Match, Take]], *, sign: int) -> None:
         VoucherProgram.objects.filter(pk=program_id).update(remaining_budget=F("remaining_budget") - sign * amount)
     for voucher_id, amount in sorted(by_voucher.items()):
         Voucher.objects.filter(pk=voucher_id).update(spent=F("spent") + sign * amount)
-
