@@ -33,6 +33,7 @@ import logging
 import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import TypedDict
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -171,6 +172,14 @@ def matching_run_start(*, trigger: str, shard: str, now: datetime) -> MatchingRu
     return MatchingRun.objects.create(trigger=trigger, shard=shard, started_at=now)
 
 
+class UnservedEntry(TypedDict):
+    """One entry of a run's ``unserved``: a request, the replicas the round did not place, and why."""
+
+    request: int
+    replicas: int
+    reason: str
+
+
 @transaction.atomic
 def matching_run_finish(
     *,
@@ -185,7 +194,9 @@ def matching_run_finish(
 ) -> MatchingRun:
     """Record a round's outcome: what it served, each unserved or stale request with why, and the
     rows it left out with why."""
-    unserved = [{"request": u.request_id, "replicas": u.replicas, "reason": u.reason} for u in plan.unserved]
+    unserved: list[UnservedEntry] = [
+        {"request": u.request_id, "replicas": u.replicas, "reason": u.reason} for u in plan.unserved
+    ]
     unserved += [{"request": a.request_id, "replicas": a.replicas, "reason": reason} for a, reason in result.stale]
     run = MatchingRun.objects.select_for_update().get(pk=run_id)
     run.status = MatchingRun.Status.SUCCEEDED
