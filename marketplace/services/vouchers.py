@@ -8,6 +8,7 @@ constraints (programme balance ≥ 0, voucher spent ≤ cap) are the last guard 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 
@@ -92,10 +93,10 @@ def voucher_program_create(
     free_gpu_hours: Decimal | None = None,
     cap_per_buyer: Decimal | None = None,
     sponsor_provider: Organisation | None = None,
-    eligible_regions: list[Region] = (),
-    eligible_providers: list[Organisation] = (),
-    eligible_gpu_models: list[GpuModel] = (),
-    eligible_buyer_provinces: list[str] = (),
+    eligible_regions: Sequence[Region] = (),
+    eligible_providers: Sequence[Organisation] = (),
+    eligible_gpu_models: Sequence[GpuModel] = (),
+    eligible_buyer_provinces: Sequence[str] = (),
     min_spend: Decimal | None = None,
     max_spend: Decimal | None = None,
 ) -> VoucherProgram:
