@@ -12,7 +12,7 @@ ASSETS := $(VENDOR)/.fetched-$(shell cat package.json package-lock.json | sha1su
 help:
 	@echo "make demo            set up and start the marketplace (web + worker + beat) on SQLite"
 	@echo "make test            install and run the whole test suite"
-	@echo "make lint            ruff check"
+	@echo "make lint            ruff check, the import contracts (lint-imports) and the types (mypy)"
 	@echo "make bench-matching  benchmark the matching engine against the greedy baseline"
 	@echo "make load            the API under wrk (gunicorn, PostgreSQL, Redis, a real worker): req/s, p50/p99, POST to match"
 	@echo "make report          simulate the market under three policies; write docs/report/"
@@ -52,8 +52,12 @@ demo: install assets
 test: install assets tools
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The rules' settings are in pyproject.toml: [tool.ruff], [tool.importlinter] and [tool.mypy]
+# (mypy keeps its cache in .mypy_cache). make test runs the last two as well (tests/test_architecture.py).
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
 
 # Known vulnerabilities in the exact locked versions. --strict fails when a package could not be
 # audited, so an unreachable vulnerability service is an error, never a silent "clean".

@@ -1,4 +1,5 @@
-"""The architecture's rules hold: import-linter's contracts (``pyproject.toml``) and a pure engine."""
+"""The architecture's rules hold: import-linter's contracts and mypy's types (``pyproject.toml``), and a
+pure engine."""
 
 import pkgutil
 import subprocess
@@ -15,6 +16,15 @@ def test_the_import_contracts_are_kept():
     out = subprocess.run([str(lint_imports), "--no-cache"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
     assert "0 broken" in out.stdout
+
+
+def test_mypy_is_clean():
+    # [tool.mypy]: the engine strict; services and selectors (and what they import) at the default
+    # level. The cache in .mypy_cache makes a run after a small change take seconds.
+    mypy = Path(sys.executable).parent / "mypy"
+    out = subprocess.run([str(mypy)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert out.stdout.startswith("Success"), out.stdout[-4000:]
 
 
 def test_importing_every_engine_module_loads_no_django():
