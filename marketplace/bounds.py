@@ -39,6 +39,9 @@ class WholeNumber:
     def field_kwargs(self) -> dict:
         return {"min_value": self.minimum, "max_value": self.maximum}
 
+    def shown(self) -> str:
+        return f"{self.minimum} … {self.maximum}"
+
 
 @dataclass(frozen=True, kw_only=True)
 class WholeNumberFrom:
@@ -49,6 +52,9 @@ class WholeNumberFrom:
 
     def field_kwargs(self) -> dict:
         return {"min_value": self.minimum}
+
+    def shown(self) -> str:
+        return f"≥ {self.minimum}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -70,6 +76,9 @@ class DecimalNumber:
             "max_value": self.maximum,
         }
 
+    def shown(self) -> str:
+        return f"{self.minimum} … {self.maximum} ({self.max_digits} digits, {self.decimal_places} after the point)"
+
 
 @dataclass(frozen=True, kw_only=True)
 class Text:
@@ -81,6 +90,11 @@ class Text:
 
     def field_kwargs(self) -> dict:
         return _given(max_length=self.max_length, regex=self.pattern)
+
+    def shown(self) -> str:
+        length = f"≤ {self.max_length} characters" if self.max_length else ""
+        pattern = f"matching `{self.pattern}`" if self.pattern else ""
+        return ", ".join(part for part in (length, pattern) if part)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -96,6 +110,10 @@ class TimeWindow:
             return False
         return (self.before is None or now - self.before <= value) and value <= now + self.after
 
+    def shown(self) -> str:
+        since = "any time since the calendar's start" if self.before is None else f"{self.before.days} days before now"
+        return f"from {since} to {self.after.days} days after now, with its offset"
+
     def describe(self, now: datetime) -> str:
         """The window in words, for an error message."""
         start = CALENDAR.first if self.before is None else max(CALENDAR.first, now - self.before)
@@ -109,6 +127,9 @@ class Calendar:
     first: datetime
     end: datetime
     reason: str
+
+    def shown(self) -> str:
+        return f"{self.first:%Y-%m-%d} to before {self.end:%Y-%m-%d}"
 
 
 CALENDAR = Calendar(
@@ -268,3 +289,12 @@ ALL: dict[str, Bound] = {
     for name, bound in globals().items()
     if isinstance(bound, Bound)
 }
+
+
+def markdown() -> str:
+    """Every bound as a Markdown table (name, value, reason): ``docs/api.md`` shows it, and a test
+    holds the two equal. Print it with ``python -c "from marketplace import bounds; print(bounds.markdown())"``."""
+    rows = ["| bound | value | reason |", "| --- | --- | --- |"]
+    cell = lambda text: text.replace("|", "\\|")  # noqa: E731  (a pipe would end the cell)
+    rows += [f"| `{name}` | {cell(bound.shown())} | {cell(bound.reason)} |" for name, bound in ALL.items()]
+    return "\n".join(rows)

@@ -27,28 +27,28 @@ class ExplainIndex:
     def __init__(self, problem: Problem, arrays: Arrays, residual: list[list[int]] | None = None) -> None:
         self.problem, self.arrays = problem, arrays
         self.residual = residual if residual is not None else [list(x.node_free) for x in problem.listings]
-        self.by_model = {int(m): np.flatnonzero(arrays.l_model == m) for m in np.unique(arrays.l_model)}
+        self.by_model = {int(m): np.flatnonzero(arrays.listing_model == m) for m in np.unique(arrays.listing_model)}
         self._alternatives: dict[tuple[int, int], list[int]] = {}
         self._by_region: dict[int, list[int]] = {}
         self._rejected: dict[int, list[tuple[int, Rejected]]] = {}
         # Plain lists: scalar indexing of numpy arrays costs ~10x more in these per-entry paths.
-        self.price: list[int] = arrays.l_price.tolist()
-        self.l_region: list[int] = arrays.l_region.tolist()
-        self.l_gpn: list[int] = arrays.l_gpn.tolist()
-        self.l_start: list[int] = arrays.l_start.tolist()
-        self.l_until: list[int] = arrays.l_until.tolist()
+        self.price: list[int] = arrays.listing_price.tolist()
+        self.listing_region: list[int] = arrays.listing_region.tolist()
+        self.listing_gpus_per_node: list[int] = arrays.listing_gpus_per_node.tolist()
+        self.listing_start: list[int] = arrays.listing_start.tolist()
+        self.listing_until: list[int] = arrays.listing_until.tolist()
         self.rtt_rows: list[list[float]] = arrays.rtt.tolist()
         self.subsidy: list[list[int]] = arrays.subsidy_units.tolist()
         self.latency: list[list[list[int]]] = arrays.latency_units.tolist()
-        self.r_origin: list[int] = arrays.r_origin.tolist()
-        self.r_size: list[int] = arrays.r_size.tolist()
-        self.r_bound: list[float] = arrays.r_bound.tolist()
-        self.r_cap: list[int] = arrays.r_cap.tolist()
-        self.r_start_by: list[int] = arrays.r_start_by.tolist()
-        self.r_duration_h: list[int] = arrays.r_duration_h.tolist()
-        self.r_weight: list[int] = arrays.r_weight.tolist()
-        self.r_voucher: list[int] = arrays.r_voucher.tolist()
-        self.r_model: list[int] = arrays.r_model.tolist()
+        self.request_origin: list[int] = arrays.request_origin.tolist()
+        self.request_size: list[int] = arrays.request_size.tolist()
+        self.request_bound: list[float] = arrays.request_bound.tolist()
+        self.request_cap: list[int] = arrays.request_cap.tolist()
+        self.request_start_by: list[int] = arrays.request_start_by.tolist()
+        self.request_duration_hours: list[int] = arrays.request_duration_hours.tolist()
+        self.request_weight: list[int] = arrays.request_weight.tolist()
+        self.request_voucher: list[int] = arrays.request_voucher.tolist()
+        self.request_model: list[int] = arrays.request_model.tolist()
         # Largest free block per listing, initially and after the round (a replica needs one node).
         self.max_free = [max(x.node_free, default=0) for x in problem.listings]
         self.max_residual = [max(f, default=0) for f in self.residual]
@@ -70,14 +70,14 @@ class ExplainIndex:
         if model not in self._by_region:
             a = self.arrays
             ids = np.array([self.problem.listings[j].id for j in lsts.tolist()], dtype=np.int64)
-            ranked = lsts[np.lexsort((ids, a.l_price[lsts]))]  # by price, then id
-            _, first = np.unique(a.l_region[ranked], return_index=True)  # cheapest of each region
+            ranked = lsts[np.lexsort((ids, a.listing_price[lsts]))]  # by price, then id
+            _, first = np.unique(a.listing_region[ranked], return_index=True)  # cheapest of each region
             best = ranked[first]
-            self._by_region[model] = best[np.lexsort((a.l_region[best], a.l_price[best]))].tolist()
+            self._by_region[model] = best[np.lexsort((a.listing_region[best], a.listing_price[best]))].tolist()
         return self._by_region[model]
 
     def rtt(self, i: int, j: int) -> float | None:
-        value = self.rtt_rows[self.r_origin[i]][self.l_region[j]]
+        value = self.rtt_rows[self.request_origin[i]][self.listing_region[j]]
         return value if value != float("inf") else None
 
     def units(self, value: Decimal) -> int:
@@ -113,8 +113,8 @@ class ExplainIndex:
 
     def cost_units(self, i: int, j: int) -> int:
         """Edge cost per GPU-hour in 0.0001 CNY, as :func:`matching.costs.edge_cost` computes it."""
-        latency = self.latency[self.r_weight[i]][self.r_origin[i]][self.l_region[j]]
-        return self.price[j] - self.subsidy[self.r_voucher[i]][j] + latency
+        latency = self.latency[self.request_weight[i]][self.request_origin[i]][self.listing_region[j]]
+        return self.price[j] - self.subsidy[self.request_voucher[i]][j] + latency
 
     def rejected(self, i: int, used: set[int], cost: Decimal) -> list[tuple[int, Rejected]]:
         """(price units, entry) for alternatives of request ``i`` priced below the dearest listing
@@ -126,7 +126,7 @@ class ExplainIndex:
             out: list[tuple[int, Rejected]] = []
             cost_units = self.units(cost)
             below_units = max(self.price[j] for j in used)
-            for j in self.alternatives(self.r_model[i], self.r_origin[i]):
+            for j in self.alternatives(self.request_model[i], self.request_origin[i]):
                 if self.price[j] >= below_units or len(out) == MAX_REJECTED + len(used):
                     break
                 if j not in used:
@@ -136,7 +136,7 @@ class ExplainIndex:
 
     def _entry(self, i: int, j: int, cost: int) -> Rejected:
         rtt = self.rtt(i, j)
-        if rtt is not None and rtt > self.r_bound[i] and self.l_gpn[j] >= self.r_size[i]:
+        if rtt is not None and rtt > self.request_bound[i] and self.listing_gpus_per_node[j] >= self.request_size[i]:
             # Beyond the request's bound: the entry depends on nothing else, and is the commonest
             # (cheap western listings too far for a real-time request), so it is built once and shared.
             key = ("entry", j, rtt, self.problem.requests[i].max_rtt_ms)
@@ -160,28 +160,30 @@ class ExplainIndex:
         """:func:`matching.costs.infeasibility` of an alternative (same model), checked in the same
         order on integers, with the commonest texts (RTT bound, price cap) cached."""
         request, listing = self.problem.requests[i], self.problem.listings[j]
-        if rtt is None or self.l_gpn[j] < self.r_size[i]:
+        if rtt is None or self.listing_gpus_per_node[j] < self.request_size[i]:
             return _known(costs.infeasibility(request, listing, rtt, self.problem.now))
         key: tuple[Hashable, ...]
-        if rtt <= self.r_bound[i] and self.price[j] <= self.r_cap[i]:
-            key = ("window", j, self.r_start_by[i], self.r_duration_h[i], self.r_size[i])
+        if rtt <= self.request_bound[i] and self.price[j] <= self.request_cap[i]:
+            key = ("window", j, self.request_start_by[i], self.request_duration_hours[i], self.request_size[i])
             if key not in self._text:  # what it depends on, of the request
                 self._text[key] = _known(costs.window_or_capacity_reason(request, listing, self.problem.now))
             return self._text[key]
-        if request.max_rtt_ms is not None and rtt > self.r_bound[i]:  # (the bound is inf when max_rtt_ms is None)
+        if request.max_rtt_ms is not None and rtt > self.request_bound[i]:  # (the bound is inf when max_rtt_ms is None)
             key = ("rtt", listing.region, rtt, request.max_rtt_ms)
             if key not in self._text:
                 self._text[key] = f"{listing.region}: {costs.fmt_ms(rtt)} > {costs.fmt_ms(request.max_rtt_ms)} bound"
             return self._text[key]
-        return f"price {self.money_text(self.price[j])} > cap {self.money_text(self.r_cap[i])}"
+        return f"price {self.money_text(self.price[j])} > cap {self.money_text(self.request_cap[i])}"
 
     def _quick_feasible(self, i: int, j: int, rtt: float | None) -> bool:
         """The cheap integer pre-check of :func:`matching.costs.infeasibility` (same rules)."""
-        size = self.r_size[i]
-        if rtt is None or rtt > self.r_bound[i] or self.l_gpn[j] < size or self.price[j] > self.r_cap[i]:
+        size = self.request_size[i]
+        if rtt is None or rtt > self.request_bound[i] or self.listing_gpus_per_node[j] < size:
             return False
-        start = self.l_start[j]
-        if start > self.r_start_by[i] or start + self.r_duration_h[i] * HOUR_US > self.l_until[j]:
+        if self.price[j] > self.request_cap[i]:
+            return False
+        start = self.listing_start[j]
+        if start > self.request_start_by[i] or start + self.request_duration_hours[i] * HOUR_US > self.listing_until[j]:
             return False
         return self.max_free[j] >= size
 
@@ -229,7 +231,7 @@ def _why_not(index: ExplainIndex, i: int, j: int, chosen_units: int) -> str:
     if cost >= chosen_units:
         region = index.problem.listings[j].region
         return f"{region}: costs {index.money_text(cost)} with latency and subsidy, not less"
-    if index.max_residual[j] >= index.r_size[i]:
+    if index.max_residual[j] >= index.request_size[i]:
         return "not chosen by the packing heuristic"
     return "full: capacity taken by higher-priority or cheaper-placed requests"
 
@@ -245,14 +247,14 @@ def unserved_reason(index: ExplainIndex, i: int, placed: int, has_edge: bool) ->
 
 def _blocked(index: ExplainIndex, i: int, r: RequestSpec) -> str:
     a, model = index.arrays, r.gpu_model
-    lsts = index.by_model.get(int(a.r_model[i]), np.zeros(0, dtype=np.int64))
+    lsts = index.by_model.get(int(a.request_model[i]), np.zeros(0, dtype=np.int64))
     if not len(lsts):
         return f"no {model} listed"
-    lsts = lsts[a.l_gpn[lsts] >= r.gpus_per_replica]
+    lsts = lsts[a.listing_gpus_per_node[lsts] >= r.gpus_per_replica]
     if not len(lsts):
         return f"no {model} with nodes of >= {r.gpus_per_replica} GPUs"
-    rtt = a.rtt[a.r_origin[i], a.l_region[lsts]]
-    near = lsts[np.isfinite(rtt) & (rtt <= a.r_bound[i])]
+    rtt = a.rtt[a.request_origin[i], a.listing_region[lsts]]
+    near = lsts[np.isfinite(rtt) & (rtt <= a.request_bound[i])]
     where = (
         f"within {costs.fmt_ms(r.max_rtt_ms)} of {r.origin}"
         if r.max_rtt_ms is not None
@@ -260,15 +262,15 @@ def _blocked(index: ExplainIndex, i: int, r: RequestSpec) -> str:
     )
     if not len(near):
         k = int(np.argmin(rtt))
-        return f"no {model} {where} (nearest: {a.regions[a.l_region[lsts[k]]]} at {costs.fmt_ms(float(rtt[k]))})"
+        return f"no {model} {where} (nearest: {a.regions[a.listing_region[lsts[k]]]} at {costs.fmt_ms(float(rtt[k]))})"
     cap = costs.fmt_cny(costs.money(r.max_price_per_gpu_hour))
-    cheap = near[a.l_price[near] <= a.r_cap[i]]
+    cheap = near[a.listing_price[near] <= a.request_cap[i]]
     if not len(cheap):
-        lowest = costs.fmt_cny(costs.from_units(int(a.l_price[near].min())))
+        lowest = costs.fmt_cny(costs.from_units(int(a.listing_price[near].min())))
         return f"no {model} {where} at <= {cap} CNY (cheapest there: {lowest})"
     fit = cheap[
-        (a.l_start[cheap] <= a.r_start_by[i])
-        & (a.l_start[cheap] + a.r_duration_h[i] * HOUR_US <= a.l_until[cheap])
+        (a.listing_start[cheap] <= a.request_start_by[i])
+        & (a.listing_start[cheap] + a.request_duration_hours[i] * HOUR_US <= a.listing_until[cheap])
     ]
     if not len(fit):
         by = f"{r.start_by:%Y-%m-%d %H:%M}"

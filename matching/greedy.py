@@ -26,7 +26,7 @@ class Options:
 
     def __init__(self, problem: Problem, arrays: Arrays) -> None:
         self.a = arrays
-        self.by_model = {int(m): np.flatnonzero(arrays.l_model == m) for m in np.unique(arrays.l_model)}
+        self.by_model = {int(m): np.flatnonzero(arrays.listing_model == m) for m in np.unique(arrays.listing_model)}
         self.free = problem.listings
         self._room: dict[tuple[int, int], NDArray[np.bool_]] = {}
 
@@ -37,18 +37,20 @@ class Options:
         return self._room[key]
 
     def of(self, i: int) -> NDArray[np.int64]:
-        a, model, size = self.a, int(self.a.r_model[i]), int(self.a.r_size[i])
+        a, model, size = self.a, int(self.a.request_model[i]), int(self.a.request_size[i])
         lsts = self.by_model.get(model)
         if lsts is None:
             return np.zeros(0, dtype=np.int64)
-        start = a.l_start[lsts]
-        rtt = a.rtt[a.r_origin[i], a.l_region[lsts]]
-        ok = self._has_room(model, size) & (a.l_gpn[lsts] >= size) & (a.l_price[lsts] <= a.r_cap[i])
-        ok &= (start <= a.r_start_by[i]) & (start + a.r_duration_h[i] * HOUR_US <= a.l_until[lsts])
-        ok &= np.isfinite(rtt) & (rtt <= a.r_bound[i])
+        start = a.listing_start[lsts]
+        rtt = a.rtt[a.request_origin[i], a.listing_region[lsts]]
+        ok = self._has_room(model, size) & (a.listing_gpus_per_node[lsts] >= size)
+        ok &= a.listing_price[lsts] <= a.request_cap[i]
+        ok &= start <= a.request_start_by[i]
+        ok &= start + a.request_duration_hours[i] * HOUR_US <= a.listing_until[lsts]
+        ok &= np.isfinite(rtt) & (rtt <= a.request_bound[i])
         mine: NDArray[np.int64] = lsts[ok]
-        cost = a.l_price[mine] - a.subsidy_units[a.r_voucher[i], mine]
-        cost = cost + a.latency_units[a.r_weight[i], a.r_origin[i], a.l_region[mine]]
+        cost = a.listing_price[mine] - a.subsidy_units[a.request_voucher[i], mine]
+        cost = cost + a.latency_units[a.request_weight[i], a.request_origin[i], a.listing_region[mine]]
         return mine[np.lexsort((mine, cost))]
 
 
@@ -60,7 +62,7 @@ def greedy_fill(
     options = Options(problem, arrays)
     order = sorted((int(i) for i in reqs), key=lambda i: (-problem.requests[i].priority, problem.requests[i].id))
     for i in order:
-        size, left = int(arrays.r_size[i]), problem.requests[i].replicas
+        size, left = int(arrays.request_size[i]), problem.requests[i].replicas
         for j in options.of(i).tolist():
             if not left:
                 break

@@ -58,7 +58,7 @@ def nearest_options(arrays: Arrays, options: Options, i: int) -> NDArray[np.int6
     order among listings at the same RTT.
     """
     mine = options.of(i)
-    rtt = arrays.rtt[arrays.r_origin[i], arrays.l_region[mine]]
+    rtt = arrays.rtt[arrays.request_origin[i], arrays.listing_region[mine]]
     return mine[np.argsort(rtt, kind="stable")]
 
 
@@ -71,7 +71,7 @@ def nearest_fill(problem: Problem, arrays: Arrays, pool: NodePool) -> dict[tuple
     placements: dict[tuple[int, int], list[int]] = {}
     options = Options(problem, arrays)
     for i in arrival_order(problem):
-        size, left = int(arrays.r_size[i]), problem.requests[i].replicas
+        size, left = int(arrays.request_size[i]), problem.requests[i].replicas
         for j in nearest_options(arrays, options, i).tolist():
             if not left:
                 break

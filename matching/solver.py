@@ -248,7 +248,7 @@ def _choose(problem: Problem, first: _Candidate, second: _Candidate) -> _Candida
 
 
 def _solve_component(problem: Problem, arrays: Arrays, component: Component, pool: NodePool) -> ComponentResult:
-    sizes = np.unique(arrays.r_size[component.requests])
+    sizes = np.unique(arrays.request_size[component.requests])
     if len(sizes) == 1:
         return _solve_uniform(arrays, component, pool, int(sizes[0]))
     return _solve_mixed(problem, arrays, component, pool)
@@ -256,7 +256,7 @@ def _solve_component(problem: Problem, arrays: Arrays, component: Component, poo
 
 def _solve_uniform(arrays: Arrays, component: Component, pool: NodePool, size: int) -> ComponentResult:
     """Exact: min-cost flow in replica units; the flow's cost is the optimum."""
-    demand = {int(i): int(arrays.r_replicas[i]) for i in component.requests}
+    demand = {int(i): int(arrays.request_replicas[i]) for i in component.requests}
     counts, solved = transport(arrays, demand, component.listings, pool, size)
     return _uniform_result(arrays, counts, solved, pool)
 
@@ -316,7 +316,7 @@ def _solve_exact(problem: Problem, arrays: Arrays, component: Component, pool: N
         return None
     for j in component.listings:
         pool.free[j] = trial.free[j]
-    served = sum(n * int(arrays.r_size[i]) for (i, _), n in counts.items())
+    served = sum(n * int(arrays.request_size[i]) for (i, _), n in counts.items())
     return ComponentResult(placements, lower, served, mixed=True, stats={"exact": 1})
 
 
@@ -332,14 +332,14 @@ def _fork(pool: NodePool, component: Component) -> NodePool:
 def _score(arrays: Arrays, component: Component, placements: dict[Pair, list[int]]) -> tuple[tuple[int, ...], int]:
     """(served GPUs per priority level, highest first; total cost in 0.0001 CNY)."""
     reqs = component.requests
-    level, n_levels = levels_of(arrays.r_priority[reqs])
+    level, n_levels = levels_of(arrays.request_priority[reqs])
     served = np.zeros(n_levels, dtype=np.int64)
     if not placements:
         return tuple(int(s) for s in served), 0
     keys = list(placements)
     i = np.array([k[0] for k in keys], dtype=np.int64)
     j = np.array([k[1] for k in keys], dtype=np.int64)
-    gpus = np.array([len(placements[k]) for k in keys], dtype=np.int64) * arrays.r_size[i]
+    gpus = np.array([len(placements[k]) for k in keys], dtype=np.int64) * arrays.request_size[i]
     np.add.at(served, level[np.searchsorted(reqs, i)], gpus)
-    cost = int(np.sum(price_pairs(arrays, i, j).cost * gpus * arrays.r_duration_h[i]))
+    cost = int(np.sum(price_pairs(arrays, i, j).cost * gpus * arrays.request_duration_hours[i]))
     return tuple(int(s) for s in served), cost

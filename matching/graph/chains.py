@@ -67,7 +67,8 @@ class Chains:
 
 def request_classes(a: Arrays, reqs: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """(class table rows (start_by, duration_h, voucher, size), class index per request)."""
-    cols = np.stack([a.r_start_by[reqs], a.r_duration_h[reqs], a.r_voucher[reqs], a.r_size[reqs]], axis=1)
+    columns = (a.request_start_by, a.request_duration_hours, a.request_voucher, a.request_size)
+    cols = np.stack([column[reqs] for column in columns], axis=1)
     if not len(reqs):
         return np.zeros((0, 4), dtype=np.int64), np.zeros(0, dtype=np.int64)
     table, inverse = np.unique(cols, axis=0, return_inverse=True)
@@ -102,8 +103,8 @@ def build_chains(
     ok, l_part = _cost_class_mask(a, ktable, sbs, lsts, fits)
     k_idx, l_pos = np.nonzero(ok)
     lst, n_t, n_g = lsts[l_pos], sbs.shape[1], len(a.regions)
-    chain = (k_idx * n_t + l_part[k_idx, l_pos]) * n_g + a.l_region[lst]
-    price = a.l_price[lst]
+    chain = (k_idx * n_t + l_part[k_idx, l_pos]) * n_g + a.listing_region[lst]
+    price = a.listing_price[lst]
     order = np.lexsort((lst, -price, chain))
     chain, lst, price, k_idx = chain[order], lst[order], price[order], k_idx[order]
     top = int(max(price.max(initial=0), 0)) + 1
@@ -155,7 +156,7 @@ def _direct(
     at = np.repeat(e_pos, counts) + np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
     r, k = np.repeat(reqs[e_pos_r], counts), np.repeat(e_k, counts)
     j = lst[at]
-    latency = a.latency_units[a.r_weight[r], a.r_origin[r], a.l_region[j]]
+    latency = a.latency_units[a.request_weight[r], a.request_origin[r], a.listing_region[j]]
     cost = (price[at] - a.subsidy_units[ktable[k, 1], j] + latency) * mult[k]
     return r, j, ktable[k, 2], cost.astype(np.int64)
 
@@ -180,11 +181,11 @@ def _cost_class_mask(
     fits: dict[int, NDArray[np.bool_]],
 ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
     """(cost classes × listings): usable by some class of it (window, node size, room), and part."""
-    start, until = a.l_start[lsts], a.l_until[lsts]
+    start, until = a.listing_start[lsts], a.listing_until[lsts]
     dur, size = ktable[:, 0:1], ktable[:, 2:3]
     part = np.sum(sbs[:, None, :] < start[None, :, None], axis=2)
     ok = (part < np.sum(sbs < np.iinfo(np.int64).max, axis=1)[:, None]) & (start + dur * HOUR_US <= until)
-    ok &= a.l_gpn[lsts][None, :] >= size
+    ok &= a.listing_gpus_per_node[lsts][None, :] >= size
     for s in np.unique(ktable[:, 2]):
         room = fits.get(int(s))
         ok[ktable[:, 2] == s] &= np.asarray(room, dtype=bool)[None, :] if room is not None else False
@@ -201,15 +202,15 @@ def _entries(
 ) -> Entries:
     """Entry candidates (position in ``reqs``, chain, first node priced ≤ cap, chain end)."""
     k_of, part_of, n_t = classes
-    regions = np.unique(a.l_region[lsts])
-    rtt = a.rtt[a.r_origin[reqs]][:, regions]
-    ri, gi = np.nonzero(np.isfinite(rtt) & (rtt <= a.r_bound[reqs][:, None]))
+    regions = np.unique(a.listing_region[lsts])
+    rtt = a.rtt[a.request_origin[reqs]][:, regions]
+    ri, gi = np.nonzero(np.isfinite(rtt) & (rtt <= a.request_bound[reqs][:, None]))
     counts = part_of[ri] + 1  # one entry per part up to the request's own start-by
     ri, gi = np.repeat(ri, counts), np.repeat(gi, counts)
     t = np.arange(len(ri)) - np.repeat(np.cumsum(counts) - counts, counts)
     chain = (k_of[ri] * n_t + t) * len(a.regions) + regions[gi]
     scale = top + 2
-    cap = np.clip(a.r_cap[reqs[ri]], -1, top - 1)
+    cap = np.clip(a.request_cap[reqs[ri]], -1, top - 1)
     pos = np.searchsorted(keys, chain * scale + (top - cap), side="left")
     end = np.searchsorted(keys, (chain + 1) * scale, side="left")
     live = pos < end
@@ -239,7 +240,7 @@ def _pruned(
     chain, lst, price, k_idx = chain[keep], lst[keep], price[keep], k_idx[keep]
     links = np.flatnonzero(chain[:-1] == chain[1:]) if len(chain) else np.zeros(0, dtype=np.int64)
     e_reg = e_chain % len(a.regions)
-    e_cost = a.latency_units[a.r_weight[e_req], a.r_origin[e_req], e_reg] * mult[e_k]
+    e_cost = a.latency_units[a.request_weight[e_req], a.request_origin[e_req], e_reg] * mult[e_k]
     x_cost = (price - a.subsidy_units[ktable[k_idx, 1], lst]) * mult[k_idx]
     empty = np.zeros(0, dtype=np.int64)
     return Chains(

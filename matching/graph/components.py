@@ -51,10 +51,10 @@ class Graph:
 def feasibility(problem: Problem, arrays: Arrays) -> Graph:
     """Compressed feasibility graph of the whole round (see :mod:`matching.graph.chains`)."""
     out, has_edge = [], np.zeros(len(problem.requests), dtype=bool)
-    for model in np.unique(arrays.r_model):
-        reqs = np.flatnonzero(arrays.r_model == model)
-        lsts = np.flatnonzero(arrays.l_model == model)
-        sizes = np.unique(arrays.r_size[reqs])
+    for model in np.unique(arrays.request_model):
+        reqs = np.flatnonzero(arrays.request_model == model)
+        lsts = np.flatnonzero(arrays.listing_model == model)
+        sizes = np.unique(arrays.request_size[reqs])
         fits = {int(s): np.array([slots(problem.listings[j].node_free, int(s)) > 0 for j in lsts], bool) for s in sizes}
         ch = build_chains(arrays, reqs, lsts, fits, per_gpu=True)
         has_edge[ch.e_req] = True

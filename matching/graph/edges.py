@@ -35,27 +35,27 @@ def us_since(now: datetime, when: datetime) -> int:
 
 @dataclass
 class Arrays:
-    """Column arrays of a Problem's requests (``r_*``) and listings (``l_*``)."""
+    """Column arrays of a Problem's requests (``request_*``) and listings (``listing_*``), one entry per row."""
 
     regions: list[str]
     rtt: NDArray[np.float64]  # (n_regions, n_regions) ms, inf when unknown
-    r_model: NDArray[np.int64]
-    r_origin: NDArray[np.int64]
-    r_size: NDArray[np.int64]
-    r_replicas: NDArray[np.int64]
-    r_bound: NDArray[np.float64]  # ms, inf when unbounded
-    r_cap: NDArray[np.int64]
-    r_start_by: NDArray[np.int64]
-    r_duration_h: NDArray[np.int64]
-    r_weight: NDArray[np.int64]  # index into latency-cost table
-    r_voucher: NDArray[np.int64]  # index into subsidy table (0 = none)
-    r_priority: NDArray[np.int64]
-    l_model: NDArray[np.int64]
-    l_region: NDArray[np.int64]
-    l_gpn: NDArray[np.int64]
-    l_price: NDArray[np.int64]
-    l_start: NDArray[np.int64]
-    l_until: NDArray[np.int64]
+    request_model: NDArray[np.int64]
+    request_origin: NDArray[np.int64]
+    request_size: NDArray[np.int64]
+    request_replicas: NDArray[np.int64]
+    request_bound: NDArray[np.float64]  # ms, inf when unbounded
+    request_cap: NDArray[np.int64]
+    request_start_by: NDArray[np.int64]
+    request_duration_hours: NDArray[np.int64]
+    request_weight: NDArray[np.int64]  # index into latency-cost table
+    request_voucher: NDArray[np.int64]  # index into subsidy table (0 = none)
+    request_priority: NDArray[np.int64]
+    listing_model: NDArray[np.int64]
+    listing_region: NDArray[np.int64]
+    listing_gpus_per_node: NDArray[np.int64]
+    listing_price: NDArray[np.int64]
+    listing_start: NDArray[np.int64]
+    listing_until: NDArray[np.int64]
     latency_units: NDArray[np.int64]  # (n_weights, n_regions, n_regions)
     subsidy_units: NDArray[np.int64]  # (n_voucher_classes, n_listings)
 
@@ -88,28 +88,28 @@ def build_arrays(problem: Problem) -> Arrays:
     rtt = _rtt_matrix(problem, regions)
     weights = sorted({r.latency_weight for r in reqs})
     wix = {w: k for k, w in enumerate(weights)}
-    vkeys, r_voucher = _voucher_classes(problem)
+    vkeys, request_voucher = _voucher_classes(problem)
     inf = np.inf
     return Arrays(
         regions=regions,
         rtt=rtt,
-        r_model=np.array([models[r.gpu_model] for r in reqs], dtype=np.int64),
-        r_origin=np.array([rix[r.origin] for r in reqs], dtype=np.int64),
-        r_size=np.array([r.gpus_per_replica for r in reqs], dtype=np.int64),
-        r_replicas=np.array([r.replicas for r in reqs], dtype=np.int64),
-        r_bound=np.array([inf if r.max_rtt_ms is None else r.max_rtt_ms for r in reqs], dtype=float),
-        r_cap=np.array([costs.money_units(r.max_price_per_gpu_hour) for r in reqs], dtype=np.int64),
-        r_start_by=np.array([us_since(now, r.start_by) for r in reqs], dtype=np.int64),
-        r_duration_h=np.array([r.duration_hours for r in reqs], dtype=np.int64),
-        r_weight=np.array([wix[r.latency_weight] for r in reqs], dtype=np.int64),
-        r_voucher=r_voucher,
-        r_priority=np.array([r.priority for r in reqs], dtype=np.int64),
-        l_model=np.array([models[x.gpu_model] for x in lsts], dtype=np.int64),
-        l_region=np.array([rix[x.region] for x in lsts], dtype=np.int64),
-        l_gpn=np.array([x.gpus_per_node for x in lsts], dtype=np.int64),
-        l_price=np.array([costs.money_units(x.price_per_gpu_hour) for x in lsts], dtype=np.int64),
-        l_start=np.array([max(0, us_since(now, x.available_from)) for x in lsts], dtype=np.int64),
-        l_until=np.array([us_since(now, x.available_until) for x in lsts], dtype=np.int64),
+        request_model=np.array([models[r.gpu_model] for r in reqs], dtype=np.int64),
+        request_origin=np.array([rix[r.origin] for r in reqs], dtype=np.int64),
+        request_size=np.array([r.gpus_per_replica for r in reqs], dtype=np.int64),
+        request_replicas=np.array([r.replicas for r in reqs], dtype=np.int64),
+        request_bound=np.array([inf if r.max_rtt_ms is None else r.max_rtt_ms for r in reqs], dtype=float),
+        request_cap=np.array([costs.money_units(r.max_price_per_gpu_hour) for r in reqs], dtype=np.int64),
+        request_start_by=np.array([us_since(now, r.start_by) for r in reqs], dtype=np.int64),
+        request_duration_hours=np.array([r.duration_hours for r in reqs], dtype=np.int64),
+        request_weight=np.array([wix[r.latency_weight] for r in reqs], dtype=np.int64),
+        request_voucher=request_voucher,
+        request_priority=np.array([r.priority for r in reqs], dtype=np.int64),
+        listing_model=np.array([models[x.gpu_model] for x in lsts], dtype=np.int64),
+        listing_region=np.array([rix[x.region] for x in lsts], dtype=np.int64),
+        listing_gpus_per_node=np.array([x.gpus_per_node for x in lsts], dtype=np.int64),
+        listing_price=np.array([costs.money_units(x.price_per_gpu_hour) for x in lsts], dtype=np.int64),
+        listing_start=np.array([max(0, us_since(now, x.available_from)) for x in lsts], dtype=np.int64),
+        listing_until=np.array([us_since(now, x.available_until) for x in lsts], dtype=np.int64),
         latency_units=_latency_table(weights, rtt),
         subsidy_units=_subsidy_table(problem, vkeys),
     )
@@ -173,12 +173,12 @@ def _subsidy_table(problem: Problem, keys: list[VoucherKey]) -> NDArray[np.int64
 def build_edges(problem: Problem, arrays: Arrays) -> Edges:
     """All feasible edges (same rules as :func:`matching.costs.infeasibility`), by model in chunks."""
     parts = []
-    for model in np.unique(arrays.r_model):
-        reqs = np.nonzero(arrays.r_model == model)[0]
-        lsts = np.nonzero(arrays.l_model == model)[0]
+    for model in np.unique(arrays.request_model):
+        reqs = np.nonzero(arrays.request_model == model)[0]
+        lsts = np.nonzero(arrays.listing_model == model)[0]
         if len(lsts) == 0:
             continue
-        slot_table = _slot_table(problem, lsts, np.unique(arrays.r_size[reqs]))
+        slot_table = _slot_table(problem, lsts, np.unique(arrays.request_size[reqs]))
         step = max(1, _CHUNK_CELLS // len(lsts))
         for lo in range(0, len(reqs), step):
             parts.append(_chunk_edges(arrays, reqs[lo : lo + step], lsts, slot_table))
@@ -194,7 +194,7 @@ def edges_between(problem: Problem, arrays: Arrays, reqs: NDArray[np.int64], lst
 
     For small components only (the exact integer program); dense in requests × listings.
     """
-    slot_table = _slot_table(problem, lsts, np.unique(arrays.r_size[reqs]))
+    slot_table = _slot_table(problem, lsts, np.unique(arrays.request_size[reqs]))
     req, lst = _chunk_edges(arrays, reqs, lsts, slot_table)
     return _priced(arrays, req, lst)
 
@@ -209,14 +209,14 @@ def _chunk_edges(
     a: Arrays, reqs: NDArray[np.int64], lsts: NDArray[np.int64], slot_table: dict[int, NDArray[np.int64]]
 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     col = np.newaxis
-    size = a.r_size[reqs]
-    ok = a.l_gpn[lsts][None, :] >= size[:, col]
-    rtt = a.rtt[a.r_origin[reqs][:, col], a.l_region[lsts][None, :]]
-    ok &= np.isfinite(rtt) & (rtt <= a.r_bound[reqs][:, col])
-    ok &= a.l_price[lsts][None, :] <= a.r_cap[reqs][:, col]
-    start = a.l_start[lsts][None, :]
-    ok &= start <= a.r_start_by[reqs][:, col]
-    ok &= start + a.r_duration_h[reqs][:, col] * HOUR_US <= a.l_until[lsts][None, :]
+    size = a.request_size[reqs]
+    ok = a.listing_gpus_per_node[lsts][None, :] >= size[:, col]
+    rtt = a.rtt[a.request_origin[reqs][:, col], a.listing_region[lsts][None, :]]
+    ok &= np.isfinite(rtt) & (rtt <= a.request_bound[reqs][:, col])
+    ok &= a.listing_price[lsts][None, :] <= a.request_cap[reqs][:, col]
+    start = a.listing_start[lsts][None, :]
+    ok &= start <= a.request_start_by[reqs][:, col]
+    ok &= start + a.request_duration_hours[reqs][:, col] * HOUR_US <= a.listing_until[lsts][None, :]
     for s, table in slot_table.items():
         ok[size == s] &= table[None, :] > 0
     ri, lj = np.nonzero(ok)
@@ -233,8 +233,8 @@ def _priced(a: Arrays, req: NDArray[np.int64], lst: NDArray[np.int64]) -> Edges:
 def price_pairs(a: Arrays, req: NDArray[np.int64] | Sequence[int], lst: NDArray[np.int64] | Sequence[int]) -> Edges:
     """Cost terms of the given (request, listing) pairs, in the given order (no feasibility check)."""
     req, lst = np.asarray(req, dtype=np.int64), np.asarray(lst, dtype=np.int64)
-    origin, region = a.r_origin[req], a.l_region[lst]
-    subsidy = a.subsidy_units[a.r_voucher[req], lst]
-    latency = a.latency_units[a.r_weight[req], origin, region]
-    cost = a.l_price[lst] - subsidy + latency
+    origin, region = a.request_origin[req], a.listing_region[lst]
+    subsidy = a.subsidy_units[a.request_voucher[req], lst]
+    latency = a.latency_units[a.request_weight[req], origin, region]
+    cost = a.listing_price[lst] - subsidy + latency
     return Edges(req=req, lst=lst, cost=cost, subsidy=subsidy, rtt=a.rtt[origin, region])

@@ -30,7 +30,7 @@ from matching.problem import Assignment, Problem
 def without_subsidy(problem: Problem, arrays: Arrays, codes: frozenset[str]) -> Arrays:
     """``arrays`` with the requests holding one of ``codes`` priced as if they had no voucher."""
     hit = np.array([r.voucher is not None and r.voucher.code in codes for r in problem.requests], dtype=bool)
-    return replace(arrays, r_voucher=np.where(hit, 0, arrays.r_voucher))
+    return replace(arrays, request_voucher=np.where(hit, 0, arrays.request_voucher))
 
 
 def touched(problem: Problem, components: list[Component], codes: frozenset[str]) -> set[int]:

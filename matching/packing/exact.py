@@ -42,12 +42,12 @@ def exact_counts(
 ) -> tuple[dict[tuple[int, int], int], int] | None:
     """Optimal replicas per (request, listing) and a proven lower bound on cost (0.0001 CNY units),
     or ``None`` when the instance is too large, not a size chain, or not solved to optimality."""
-    sizes = sorted({int(s) for s in arrays.r_size[reqs]})
+    sizes = sorted({int(s) for s in arrays.request_size[reqs]})
     if not len(edges) or len(edges) > MAX_PAIRS or not is_chain(sizes):
         return None
-    size = arrays.r_size[edges.req].astype(float)
+    size = arrays.request_size[edges.req].astype(float)
     constraints = [_request_rows(arrays, reqs, edges), _listing_rows(edges, size, sizes, free)]
-    level, n_levels = levels_of(arrays.r_priority[reqs])
+    level, n_levels = levels_of(arrays.request_priority[reqs])
     e_level = level[np.searchsorted(reqs, edges.req)]
     integrality = np.ones(len(edges))
     for q in range(n_levels):
@@ -57,12 +57,12 @@ def exact_counts(
             return None
         served = round(-res.fun)
         constraints.append(LinearConstraint(gpus, served - 0.5, np.inf))
-    unit = (edges.cost * arrays.r_size[edges.req] * arrays.r_duration_h[edges.req]).astype(float)
+    unit = (edges.cost * arrays.request_size[edges.req] * arrays.request_duration_hours[edges.req]).astype(float)
     res = milp(unit, constraints=constraints, integrality=integrality, bounds=Bounds(0, np.inf), options=_opts())
     if res.status != 0:
         return None
     x = np.rint(res.x).astype(np.int64)
-    cost = int(np.sum(x * edges.cost * arrays.r_size[edges.req] * arrays.r_duration_h[edges.req]))
+    cost = int(np.sum(x * edges.cost * arrays.request_size[edges.req] * arrays.request_duration_hours[edges.req]))
     bound = getattr(res, "mip_dual_bound", None)
     lower = cost if bound is None or not math.isfinite(bound) else min(cost, math.floor(bound))
     counts = {(int(i), int(j)): int(n) for i, j, n in zip(edges.req, edges.lst, x, strict=True) if n > 0}
@@ -76,7 +76,7 @@ def _opts() -> dict[str, int | float | bool]:
 def _request_rows(arrays: Arrays, reqs: NDArray[np.int64], edges: Edges) -> LinearConstraint:
     rows = np.searchsorted(reqs, edges.req)
     a = coo_matrix((np.ones(len(edges)), (rows, np.arange(len(edges)))), shape=(len(reqs), len(edges)))
-    return LinearConstraint(a.tocsr(), -np.inf, arrays.r_replicas[reqs].astype(float))
+    return LinearConstraint(a.tocsr(), -np.inf, arrays.request_replicas[reqs].astype(float))
 
 
 def _listing_rows(

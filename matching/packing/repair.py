@@ -58,10 +58,10 @@ def place(arrays: Arrays, counts: dict[Pair, int], pool: NodePool) -> dict[Pair,
     Largest-first any-fit is exact for divisible sizes (see :mod:`matching.packing.transport`), so every
     count the flow proposed fits; with other sizes what does not fit is dropped (never overbooked).
     """
-    order = sorted(counts, key=lambda e: (e[1], -int(arrays.r_size[e[0]]), e[0]))
+    order = sorted(counts, key=lambda e: (e[1], -int(arrays.request_size[e[0]]), e[0]))
     placements = {}
     for e in order:
-        nodes = pool.place(e[1], int(arrays.r_size[e[0]]), counts[e])
+        nodes = pool.place(e[1], int(arrays.request_size[e[0]]), counts[e])
         if nodes:
             placements[e] = nodes
     return placements
@@ -72,7 +72,7 @@ def round_and_refill(
 ) -> dict[Pair, list[int]]:
     """Rounding steps 1–3 of the module docstring; consumes ``pool``."""
     placements: dict[Pair, list[int]] = {}
-    left = {int(i): int(arrays.r_replicas[i]) for i in component.requests}
+    left = {int(i): int(arrays.request_replicas[i]) for i in component.requests}
     for it in range(DIVES):
         if it:
             reqs = np.array(sorted(i for i, n in left.items() if n > 0), dtype=np.int64)
@@ -82,7 +82,7 @@ def round_and_refill(
             gpus = relax(arrays, reqs, component.listings, pool.free, replicas=replicas).gpus
         if not _fix(arrays, pool, gpus, left, placements):
             break
-    sizes = sorted({int(s) for s in arrays.r_size[component.requests]}, reverse=True)
+    sizes = sorted({int(s) for s in arrays.request_size[component.requests]}, reverse=True)
     _refill(arrays, component, pool, sizes, left, placements)
     improve(arrays, component, pool, placements, sizes)
     return placements
@@ -98,10 +98,10 @@ def class_dive(
     never changed a dive's plan (10k × 2k, 2k × 400).
     """
     placements: dict[Pair, list[int]] = {}
-    left = {int(i): int(arrays.r_replicas[i]) for i in component.requests}
-    sizes = sorted({int(s) for s in arrays.r_size[component.requests]}, reverse=True)
+    left = {int(i): int(arrays.request_replicas[i]) for i in component.requests}
+    sizes = sorted({int(s) for s in arrays.request_size[component.requests]}, reverse=True)
     for size in sizes:
-        mine = {i: n for i, n in left.items() if n > 0 and arrays.r_size[i] == size}
+        mine = {i: n for i, n in left.items() if n > 0 and arrays.request_size[i] == size}
         if not mine:
             continue
         caps = None
@@ -121,7 +121,7 @@ def _relax_left(
     arrays: Arrays, component: Component, pool: NodePool, left: dict[int, int], size: int
 ) -> dict[Pair, int]:
     """The relaxation's GPU flow for the replicas left of classes ≤ ``size``, on ``pool``."""
-    reqs = np.array(sorted(i for i, n in left.items() if n > 0 and arrays.r_size[i] <= size), dtype=np.int64)
+    reqs = np.array(sorted(i for i, n in left.items() if n > 0 and arrays.request_size[i] <= size), dtype=np.int64)
     replicas = np.array([left[int(i)] for i in reqs], dtype=np.int64)
     return relax(arrays, reqs, component.listings, pool.free, replicas=replicas).gpus
 
@@ -131,7 +131,7 @@ def _class_caps(arrays: Arrays, flow: dict[Pair, int], size: int) -> dict[int, i
     replicas (down, then up where the remainder is largest) with the class total rounded to nearest."""
     gpus: dict[int, int] = {}
     for (i, j), g in flow.items():
-        if arrays.r_size[i] == size:
+        if arrays.request_size[i] == size:
             gpus[j] = gpus.get(j, 0) + g
     caps = {j: g // size for j, g in gpus.items()}
     extra = (sum(gpus.values()) + size // 2) // size - sum(caps.values())
@@ -159,7 +159,7 @@ def _refill(
     placements: dict[Pair, list[int]],
 ) -> None:
     """Exact transportation stages on what is left: level by level, size class by size class."""
-    level, _ = levels_of(arrays.r_priority[component.requests])
+    level, _ = levels_of(arrays.request_priority[component.requests])
     for q in range(int(level.max(initial=-1)) + 1):
         members = {int(i) for i in component.requests[level == q]}
         for size in sizes:
@@ -170,17 +170,18 @@ def _fix(
     arrays: Arrays, pool: NodePool, gpus: dict[Pair, int], left: dict[int, int], placements: dict[Pair, list[int]]
 ) -> bool:
     """Place the relaxation's whole replicas, then round up its largest fractions where they fit."""
-    counts = {e: g // int(arrays.r_size[e[0]]) for e, g in gpus.items()}
+    counts = {e: g // int(arrays.request_size[e[0]]) for e, g in gpus.items()}
     placed = 0
     for e, nodes in place(arrays, {e: c for e, c in counts.items() if c}, pool).items():
         placements.setdefault(e, []).extend(nodes)
         left[e[0]] -= len(nodes)
         placed += len(nodes)
-    fractions = sorted(((g % int(arrays.r_size[e[0]])) / int(arrays.r_size[e[0]]), e) for e, g in gpus.items())
+    size_of = {e: int(arrays.request_size[e[0]]) for e in gpus}
+    fractions = sorted(((g % size_of[e]) / size_of[e], e) for e, g in gpus.items())
     for frac, e in reversed(fractions):
         if frac < ROUND_UP or not left[e[0]]:
             continue
-        nodes = pool.place(e[1], int(arrays.r_size[e[0]]), 1)
+        nodes = pool.place(e[1], int(arrays.request_size[e[0]]), 1)
         if nodes:
             placements.setdefault(e, []).extend(nodes)
             left[e[0]] -= 1
@@ -198,7 +199,7 @@ def _stage(
     placements: dict[Pair, list[int]],
 ) -> None:
     """One exact transportation stage for the size-``size`` requests of ``wanted`` with replicas left."""
-    demand = {i: n for i, n in wanted.items() if n > 0 and arrays.r_size[i] == size}
+    demand = {i: n for i, n in wanted.items() if n > 0 and arrays.request_size[i] == size}
     if not demand:
         return
     counts, _ = transport(arrays, demand, component.listings, pool, size)
@@ -222,15 +223,15 @@ def improve(
 def _resolve_class(
     arrays: Arrays, component: Component, pool: NodePool, placements: dict[Pair, list[int]], size: int
 ) -> bool:
-    mine = [e for e in placements if arrays.r_size[e[0]] == size]
+    mine = [e for e in placements if arrays.request_size[e[0]] == size]
     before = {e: len(placements[e]) for e in mine}
     for e in mine:
         free = pool.free[e[1]]
         for k in placements.pop(e):
             free[k] += size
-    reqs = component.requests[arrays.r_size[component.requests] == size]
-    demand = {int(i): int(arrays.r_replicas[i]) for i in reqs}
+    reqs = component.requests[arrays.request_size[component.requests] == size]
+    demand = {int(i): int(arrays.request_replicas[i]) for i in reqs}
     counts, _ = transport(arrays, demand, component.listings, pool, size)
     placements.update(place(arrays, counts, pool))
-    after = {e: len(n) for e, n in placements.items() if arrays.r_size[e[0]] == size}
+    after = {e: len(n) for e, n in placements.items() if arrays.request_size[e[0]] == size}
     return after != before

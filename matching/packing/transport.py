@@ -120,7 +120,7 @@ def transport(
     if caps is not None:
         cap_l = np.minimum(cap_l, [caps.get(int(j), 0) for j in lsts])
     lsts, cap_l = np.asarray(lsts, dtype=np.int64)[cap_l > 0], cap_l[cap_l > 0]
-    vouchered = reqs[arrays.r_voucher[reqs] != 0]
+    vouchered = reqs[arrays.request_voucher[reqs] != 0]
     if len(vouchered) * len(lsts) <= VOUCHER_DIRECT_PAIRS:
         fits = {size: np.ones(len(lsts), dtype=bool)}
         ch = build_chains(arrays, reqs, lsts, fits, per_gpu=False, direct_vouchers=True)
@@ -144,12 +144,12 @@ def _chains_with_shadows(
 ) -> tuple[Chains, tuple[NDArray[np.bool_], NDArray[np.bool_]]]:
     """Chains for ``reqs`` and the shadows of ``vouchered`` (appended as requests without a voucher,
     then mapped back to their owners), and which entry and direct arcs are shadows'."""
-    n = len(arrays.r_voucher)
-    columns = {f.name: getattr(arrays, f.name) for f in fields(arrays) if f.name.startswith("r_")}
+    n = len(arrays.request_voucher)
+    columns = {f.name: getattr(arrays, f.name) for f in fields(arrays) if f.name.startswith("request_")}
     grown = {name: np.concatenate([col, col[vouchered]]) for name, col in columns.items()}
-    # mypy checks a **dict against every field, regions (a list[str]) too; only r_* arrays are in it.
+    # mypy checks a **dict against every field, regions (a list[str]) too; only request_* arrays are in it.
     extended = replace(arrays, **grown)  # type: ignore[arg-type]
-    extended.r_voucher[n:] = 0
+    extended.request_voucher[n:] = 0
     everyone = np.concatenate([reqs, n + np.arange(len(vouchered))])
     ch = build_chains(extended, everyone, lsts, {size: np.ones(len(lsts), dtype=bool)}, per_gpu=False)
     owner = np.concatenate([np.arange(n), vouchered])
@@ -169,14 +169,15 @@ def retransport(arrays: Arrays, solved: Transport) -> tuple[dict[tuple[int, int]
     only the pivots the change calls for.
     """
     ch, spans, entry_shadow, direct_shadow = solved.chains, solved.spans, *solved.shadow
-    stripped = solved.vouchered[arrays.r_voucher[solved.vouchered] == 0]
+    stripped = solved.vouchered[arrays.request_voucher[solved.vouchered] == 0]
     if not len(stripped):
         return _pairs(ch, solved.result, spans), solved
     costs = solved.net.costs.copy()
     own = ~direct_shadow & np.isin(ch.d_req, stripped)
     per_gpu_hour = price_pairs(arrays, ch.d_req[own], ch.d_lst[own]).cost
-    costs[np.flatnonzero(own) + spans[2].start] = per_gpu_hour * arrays.r_duration_h[ch.d_req[own]] * solved.size
-    penalty = int(arrays.subsidy_units.max()) * int(arrays.r_duration_h[stripped].max()) * solved.size + 1
+    hours = arrays.request_duration_hours[ch.d_req[own]]
+    costs[np.flatnonzero(own) + spans[2].start] = per_gpu_hour * hours * solved.size
+    penalty = int(arrays.subsidy_units.max()) * int(arrays.request_duration_hours[stripped].max()) * solved.size + 1
     penalised = np.zeros(len(costs), dtype=bool)
     penalised[spans[0]] = ~entry_shadow & np.isin(ch.e_req, stripped)
     net = replace(solved.net, costs=costs + penalty * penalised)
@@ -208,7 +209,7 @@ def _network(
     them, and redundant tight bounds only add degenerate pivots to the simplex.
     Returns the network and the slices of its entry, exit and direct arcs.
     """
-    level, n_levels = levels_of(arrays.r_priority[reqs])
+    level, n_levels = levels_of(arrays.request_priority[reqs])
     exit_heads, _ = heads_of(ch.x_lst, ch.x_size)
     direct_heads, _ = heads_of(ch.d_lst, ch.d_size)
     d_pos = np.searchsorted(reqs, ch.d_req)
@@ -274,14 +275,15 @@ def relax(
     replicas wanted per request of ``reqs``; ``targets`` fixes the GPUs served per priority level.
     """
     reqs, lsts = np.asarray(reqs, dtype=np.int64), np.asarray(lsts, dtype=np.int64)
-    sizes = sorted({int(s) for s in arrays.r_size[reqs]}, reverse=True)
+    sizes = sorted({int(s) for s in arrays.request_size[reqs]}, reverse=True)
     chain = is_chain(sizes)
     n_sz = len(sizes) + (0 if chain else 1)
     usable = np.array([[s * slots_of(free[int(j)], s) for s in sizes] for j in lsts])
     usable = usable.reshape(len(lsts), len(sizes))
     fits = {s: usable[:, k] > 0 for k, s in enumerate(sizes)}
     ch = build_chains(arrays, reqs, lsts, fits, per_gpu=True, budget=RELAX_DIRECT_BUDGET)
-    d = (arrays.r_replicas[reqs] if replicas is None else np.asarray(replicas, dtype=np.int64)) * arrays.r_size[reqs]
+    wanted = arrays.request_replicas[reqs] if replicas is None else np.asarray(replicas, dtype=np.int64)
+    d = wanted * arrays.request_size[reqs]
     first_l = len(reqs) + ch.n_nodes
     size_k = {s: k for k, s in enumerate(sizes)}
     k_table = np.zeros(max(sizes, default=0) + 1, dtype=np.int64)

@@ -1,6 +1,8 @@
 """Each input's domain is declared once (``marketplace.bounds``): the pages' forms and the API's
 bodies take the same limits from it."""
 
+from pathlib import Path
+
 import pytest
 
 from marketplace import bounds
@@ -42,3 +44,9 @@ def test_a_bound_gives_the_fields_only_the_limits_it_has():
     assert bounds.MIN_FREE_GPUS.field_kwargs() == {"min_value": 0}
     assert bounds.VOUCHER_CODE.field_kwargs() == {"max_length": 64}
     assert set(bounds.STATEMENT_MONTH.field_kwargs()) == {"regex"}
+
+
+def test_the_api_docs_show_every_bound_as_bounds_py_declares_it():
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    block = docs[docs.index("<!-- bounds:start") : docs.index("<!-- bounds:end -->")]
+    assert block[block.index("-->") + 3 :].strip() == bounds.markdown()

@@ -87,7 +87,7 @@ def test_a_restarted_replan_equals_a_fresh_solve_without_the_stripped_subsidies(
     monkeypatch.setattr(chains, "DIRECT_RATIO", LAYOUTS[layout][1])
     arrays = build_arrays(p)
     everyone = np.arange(len(p.requests))
-    demand = {int(i): int(arrays.r_replicas[i]) for i in everyone}
+    demand = {int(i): int(arrays.request_replicas[i]) for i in everyone}
     listings = np.arange(len(p.listings))
     _, first = transport.transport(arrays, demand, listings, transport.NodePool(p), 1)
     stripped = budgets.without_subsidy(p, arrays, codes)
@@ -97,5 +97,5 @@ def test_a_restarted_replan_equals_a_fresh_solve_without_the_stripped_subsidies(
     assert again.result.served.tolist() == fresh.result.served.tolist()
     # The replicas it places cost exactly that, priced without the stripped subsidies.
     priced = price_pairs(stripped, [i for i, _ in counts], [j for _, j in counts]).cost
-    hours = [int(arrays.r_duration_h[i]) for i, _ in counts]
+    hours = [int(arrays.request_duration_hours[i]) for i, _ in counts]
     assert sum(c * n * h for c, n, h in zip(priced, counts.values(), hours, strict=True)) == fresh.result.cost

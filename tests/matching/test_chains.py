@@ -33,9 +33,9 @@ def chain_pairs(p, ratio: int, budget: int) -> tuple[dict, int]:
     a = build_arrays(p)
     out, pairs = {}, 0
     with mock.patch.object(chains, "DIRECT_RATIO", ratio):
-        for model in np.unique(a.r_model):
-            reqs, lsts = np.flatnonzero(a.r_model == model), np.flatnonzero(a.l_model == model)
-            sizes = {int(s) for s in a.r_size[reqs]}
+        for model in np.unique(a.request_model):
+            reqs, lsts = np.flatnonzero(a.request_model == model), np.flatnonzero(a.listing_model == model)
+            sizes = {int(s) for s in a.request_size[reqs]}
             fits = {s: np.array([slots(p.listings[j].node_free, s) > 0 for j in lsts], bool) for s in sizes}
             ch = chains.build_chains(a, reqs, lsts, fits, per_gpu=True, budget=budget)
             out.update(expand(ch))
@@ -49,7 +49,7 @@ def test_chains_reach_exactly_the_feasible_edges_at_their_costs(p):
     a = build_arrays(p)
     edges = build_edges(p, a)
     want = {
-        (int(i), int(j)): int(c) * int(a.r_duration_h[i])
+        (int(i), int(j)): int(c) * int(a.request_duration_hours[i])
         for i, j, c in zip(edges.req, edges.lst, edges.cost, strict=True)
     }
     for ratio, budget in ((0, 0), (10**9, 0), (0, 10**9)):
