@@ -150,10 +150,10 @@ DECIMAL_TEXT = r"^-?[0-9]+(\.[0-9]+)?$"
 USERNAME = Text(
     max_length=150,
     pattern=r"^[\w.@+-]+\Z",
-    reason="What Django's user model takes: up to 150 letters, digits and @ . + - _.",
+    reason="What Django's user model takes: up to 150 letters, digits and @ . + - _ (NFKC, no look-alikes: names).",
 )
 PASSWORD = Text(max_length=128, reason="Room for any passphrase; a longer body is refused before it is hashed.")
-NAME = Text(max_length=200, reason="The name columns' length: organisations, voucher programmes, sponsors.")
+NAME = Text(max_length=200, reason="Name columns' length: organisations, programmes, sponsors (characters: names.py).")
 PROVINCE = Text(max_length=100, reason="The province columns' length (regions, organisations).")
 
 # --- listings -----------------------------------------------------------------------------------
@@ -279,6 +279,17 @@ VOUCHERS_PER_ISSUE = WholeNumber(
 STATEMENT_MONTH = Text(
     pattern=r"^[12]\d{3}-(0[1-9]|1[0-2])$",
     reason="YYYY-MM in years 1000–2999: a month whose bounds are valid dates (no year 0, none after 9999-12).",
+)
+
+# --- bodies -------------------------------------------------------------------------------------
+
+JSON_DEPTH = WholeNumber(
+    minimum=1,
+    maximum=32,
+    reason=(
+        "Containers nested in one JSON body (marketplace.api.parsers): ours nest 2 deep, 32 leaves room to grow, "
+        "and stays far below the ~1000 Python frames that reading, validating and echoing a body may use."
+    ),
 )
 
 Bound = WholeNumber | WholeNumberFrom | DecimalNumber | Text | TimeWindow | Calendar

@@ -32,6 +32,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # First of ours: no view, form, session lookup or query may meet a NUL (see the module).
+    "marketplace.storable_text.StorableTextMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -113,8 +115,13 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     # The API speaks JSON. Form bodies would bring HTML-form rules with them (a blank optional field
-    # counts as absent), so they are a 415; the web pages post their forms to their own views.
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # counts as absent), so they are a 415; the web pages post their forms to their own views. The
+    # parser bounds a body's depth and refuses text no column can store (marketplace.api.parsers).
+    "DEFAULT_PARSER_CLASSES": ["marketplace.api.parsers.JSONParser"],
+    # JSON out, and nothing else: the browsable API's HTML pages needed a queryset from views that
+    # have none (a 500 on `Accept: text/html`). Such a request is now a 406 in JSON; people read the
+    # API at /api/docs/ (Swagger UI, its own renderer).
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PAGINATION_CLASS": "marketplace.api.pagination.Pagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "marketplace.api.schema.AutoSchema",  # documents error responses too

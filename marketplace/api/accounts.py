@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 from marketplace import bounds, services
 from marketplace.api.fields import PatternField, TextField
 from marketplace.api.inputs import validated_body
+from marketplace.api.parsers import FormParser, JSONParser, MultiPartParser
 from marketplace.models import Organisation
 
 
@@ -47,5 +48,6 @@ class TokenView(ObtainAuthToken):
     (the schema says so), and it reads a form as well as JSON (``curl -d``)."""
 
     authentication_classes: list = []
+    parser_classes = [JSONParser, FormParser, MultiPartParser]  # ObtainAuthToken's are DRF's own
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"

@@ -51,19 +51,20 @@ class AutoSchema(SpectacularAutoSchema):
     def error_statuses(self, operation: dict) -> dict[str, str]:
         """The error statuses this operation can answer, from its view's classes and its inputs.
 
-        400: it takes a body, query parameters or headers (unknown query parameters are a 400 too).
+        400: every operation: text no column can store (a NUL) in a path, query parameter or header
+        is refused before any view runs (``marketplace.storable_text``); and an operation that takes a
+        body, query parameters or headers names the field at fault (unknown query parameters too).
         401 / 403: its view authenticates callers (a bad token is a 401 even where anyone may read)
         / it needs a particular kind of caller. 404: it names an object in its path, or is paginated
         (a page past the end). 409: it writes, and the write can conflict with the object's state.
+        406: every operation: an ``Accept`` header that allows no JSON (the API answers JSON only).
         415: it takes a body, sent in a media type no parser reads. 422: it takes an
         ``Idempotency-Key`` and the key was used with another request. 429:
         throttled, or an organisation is at a quota. 503: Redis is down (``marketplace.api.errors``).
         """
         parameters = operation.get("parameters", [])
         locations = {parameter["in"] for parameter in parameters}
-        statuses = {}
-        if "requestBody" in operation or locations & {"query", "header"}:
-            statuses["400"] = "Invalid input: each field at fault is named with its message."
+        statuses = {"400": "Invalid input: each field at fault is named with its message."}
         if self.view.get_authenticators():
             statuses["401"] = "Credentials are missing or invalid."
         if not all(isinstance(permission, AllowAny) for permission in self.view.get_permissions()):
@@ -72,6 +73,7 @@ class AutoSchema(SpectacularAutoSchema):
             statuses["404"] = "No such object for this caller, or no such page."
         if self.method in UNSAFE_METHODS:
             statuses["409"] = "The object's state does not allow this, or a concurrent change conflicted; retry."
+        statuses["406"] = "The Accept header allows no JSON, the only media type the API answers in."
         if "requestBody" in operation:
             statuses["415"] = "The body is not in a media type the operation reads (JSON)."
         if any(parameter["name"] == IDEMPOTENCY_HEADER for parameter in parameters):

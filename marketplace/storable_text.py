@@ -1,0 +1,84 @@
+"""Text every column can store, and the middleware that refuses any other before a view runs.
+
+PostgreSQL's text columns cannot hold NUL (U+0000), and no UTF-8 column or response can hold a
+lone surrogate (U+D800–U+DFFF, which JSON's ``"\\ud800"`` can spell). Either one in a value that
+reaches a query was a 500 (``DataError`` / ``UnicodeEncodeError``), on PostgreSQL only: SQLite
+stored the NUL. The check here does not depend on the database, so both answer the same 400.
+
+Where each input is checked:
+
+- the path, query string, form bodies and headers: :class:`StorableTextMiddleware`, for the pages,
+  the admin and the API alike (a NUL in ``?origin=``, a sign-in form or a session cookie);
+- JSON bodies: ``marketplace.api.parsers``, which also bounds their depth.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpResponseBadRequest, JsonResponse
+
+#: UTF-16 surrogates: a Python string can hold one alone, UTF-8 (PostgreSQL, SQLite, JSON out) cannot.
+SURROGATES = range(0xD800, 0xE000)
+
+
+def unstorable(text: str) -> str | None:
+    """What in ``text`` no column can store, in words (``"a NUL character (U+0000)"``), or None."""
+    if "\x00" in text:
+        return "a NUL character (U+0000)"
+    for char in text:
+        if ord(char) in SURROGATES:
+            return f"a lone surrogate (U+{ord(char):04X}), which is not text"
+    return None
+
+
+def shown(text: str) -> str:
+    """``text`` as an error message may quote it: unstorable characters written as escapes."""
+    if unstorable(text) is None:
+        return text
+    return "".join(f"\\u{ord(c):04x}" if c == "\x00" or ord(c) in SURROGATES else c for c in text)
+
+
+def refusal(where: str, text: str) -> str:
+    """The message refusing ``text``, found in ``where`` ("The path", "eligible_regions[0]", …)."""
+    return f"{where} contains {unstorable(text)}; no field accepts it."
+
+
+class StorableTextMiddleware:
+    """Answer 400 naming the input when a path, query parameter, form field or header holds text
+    no column can store (:func:`unstorable`), before any view, form or query sees it.
+
+    Under ``/api/`` the answer is the API's error format (``{name: [message]}``); elsewhere a plain
+    400. The pages' form bodies are read here (``request.POST``), as Django's CSRF check would read
+    them anyway; the API's bodies are its parsers' (``marketplace.api.parsers``): reading a body here
+    would take it from DRF, which then could not refuse a media type it does not read (415).
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        found = self.first_refused(request)
+        if found is None:
+            return self.get_response(request)
+        name, message = found
+        if request.path.startswith("/api/"):
+            return JsonResponse({name: [message]}, status=400)
+        return HttpResponseBadRequest(f"{name}: {message}", content_type="text/plain; charset=utf-8")
+
+    @staticmethod
+    def first_refused(request) -> tuple[str, str] | None:
+        """(the input's name, the message) of the first unstorable input, or None."""
+        if unstorable(request.path):
+            return "path", refusal("The path", request.path)
+        for header, value in request.META.items():
+            if header.startswith("HTTP_") and isinstance(value, str) and unstorable(value):
+                name = header.removeprefix("HTTP_").replace("_", "-").title()
+                return shown(name), refusal("This header", value)
+        forms = [("query parameter", request.GET)]
+        if request.method == "POST" and not request.path.startswith("/api/"):
+            forms.append(("form field", request.POST))
+        for kind, form in forms:
+            for name, values in form.lists():
+                for text in (name, *values):
+                    if unstorable(text):
+                        return shown(name), refusal(f"This {kind}", text)
+        return None
