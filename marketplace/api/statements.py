@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from datetime import date
 
 from django.http import HttpResponse
@@ -13,7 +12,7 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace import bounds, selectors
+from marketplace import bounds, csv_cells, selectors
 from marketplace.api.inputs import validated_query
 from marketplace.market_time import market_now
 from marketplace.money import MONEY, SETTLED_AMOUNT
@@ -71,7 +70,8 @@ class StatementView(APIView):
 
 
 class StatementCsvView(APIView):
-    """The same statement as CSV: one row per match, then a totals row."""
+    """The same statement as CSV: one row per match, then a totals row. Text cells that a
+    spreadsheet would run as formulas are escaped (``marketplace.csv_cells``)."""
 
     permission_classes = [IsAuthenticated]
 
@@ -80,7 +80,7 @@ class StatementCsvView(APIView):
         statement = statement_of(request)
         response = HttpResponse(content_type="text/csv")
         response["Content-Disposition"] = f'attachment; filename="statement-{statement.month}.csv"'
-        writer = csv.writer(response)
+        writer = csv_cells.writer(response)
         columns = list(StatementLineOut().fields)
         writer.writerow(columns)
         for line in StatementLineOut(statement.lines, many=True).data:
