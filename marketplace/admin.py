@@ -6,8 +6,11 @@ that nobody bypasses the checks that keep GPUs and budgets consistent.
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 
-from marketplace import services
+from marketplace import names, selectors, services
 from marketplace.errors import DomainError
 from marketplace.models import (
     BuyerRequest,
@@ -27,6 +30,15 @@ from marketplace.models import (
     VoucherProgram,
 )
 from marketplace.services.vouchers import PROGRAM_TERMS, program_terms_check
+
+
+def domain_rule(check, *args, **kwargs):
+    """``check(*args, **kwargs)`` for a form's ``clean_<field>``: a ``DomainError`` becomes that
+    field's error. The services apply the same rules; here they come before a save could fail."""
+    try:
+        return check(*args, **kwargs)
+    except DomainError as error:
+        raise forms.ValidationError(error.message) from None
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -67,8 +79,25 @@ class MembershipInline(admin.TabularInline):
     raw_id_fields = ["user"]
 
 
+class OrganisationForm(forms.ModelForm):
+    """An organisation's name follows ``marketplace.names``, as at sign-up."""
+
+    class Meta:
+        model = Organisation
+        fields = ["name", "kind", "province"]
+
+    def clean_name(self):
+        others = selectors.organisation_names_in_use(excluding_id=self.instance.pk)
+        return domain_rule(names.distinct_name_check, self.cleaned_data["name"], existing=others, field="name")
+
+    def clean_province(self):
+        province = self.cleaned_data["province"]
+        return domain_rule(names.name_check, province, field="province") if province else province
+
+
 @admin.register(Organisation)
 class OrganisationAdmin(admin.ModelAdmin):
+    form = OrganisationForm
     list_display = ["name", "kind", "created_at"]
     list_filter = ["kind"]
     search_fields = ["name"]
@@ -184,6 +213,19 @@ class VoucherProgramForm(forms.ModelForm):
             "max_spend",
         ]
 
+    def clean_name(self):
+        others = selectors.voucher_program_names_in_use(excluding_id=self.instance.pk)
+        return domain_rule(names.distinct_name_check, self.cleaned_data["name"], existing=others, field="name")
+
+    def clean_sponsor(self):
+        return domain_rule(names.name_check, self.cleaned_data["sponsor"], field="sponsor")
+
+    def clean_eligible_buyer_provinces(self):
+        provinces = self.cleaned_data["eligible_buyer_provinces"] or []
+        if not isinstance(provinces, list) or not all(isinstance(p, str) for p in provinces):
+            raise forms.ValidationError('A list of province names, e.g. ["Shanghai"].')
+        return [domain_rule(names.name_check, p, field="eligible_buyer_provinces") for p in provinces]
+
     def clean(self):
         data = super().clean()
         terms = {**{f: getattr(self.instance, f) for f in PROGRAM_TERMS}, **data}
@@ -297,3 +339,34 @@ class IdempotencyKeyAdmin(ReadOnlyAdmin):
     list_filter = ["state"]
     search_fields = ["user__username", "key"]
     list_select_related = ["user"]
+
+
+class UsernameRule(forms.ModelForm):
+    """Usernames follow ``marketplace.names`` in the admin as at sign-up: NFKC, no look-alikes."""
+
+    def clean_username(self):
+        parent = getattr(super(), "clean_username", None)
+        username = parent() if parent else self.cleaned_data["username"]
+        username = domain_rule(names.username_normalise, username)
+        others = selectors.usernames_in_use(excluding_id=self.instance.pk)
+        domain_rule(names.lookalike_check, username, existing=others, field="username")
+        return username
+
+
+class UserCreationWithNames(UsernameRule, AdminUserCreationForm):
+    pass
+
+
+class UserChangeWithNames(UsernameRule, UserChangeForm):
+    pass
+
+
+admin.site.unregister(get_user_model())
+
+
+@admin.register(get_user_model())
+class UserWithNamesAdmin(UserAdmin):
+    """Django's user admin, with the username rule."""
+
+    add_form = UserCreationWithNames
+    form = UserChangeWithNames

@@ -6,7 +6,6 @@ from __future__ import annotations
 from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
-from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -67,7 +66,12 @@ class VoucherOut(serializers.ModelSerializer):
 
 class VoucherProgramIn(serializers.Serializer):
     name = TextField(**bounds.NAME.field_kwargs())
-    sponsor = TextField(**bounds.NAME.field_kwargs(), required=False)
+    sponsor = TextField(
+        **bounds.NAME.field_kwargs(),
+        required=False,
+        help_text="Who pays. Staff name any sponsor; a provider's promotion is sponsored by the provider "
+        "(leave it out, or give the provider's own name).",
+    )
     kind = serializers.ChoiceField(choices=VoucherProgram.Kind.choices, default=VoucherProgram.Kind.PERCENT)
     percent = DecimalText(**bounds.VOUCHER_PERCENT.field_kwargs(), required=False, allow_null=True)
     free_gpu_hours = DecimalText(**bounds.FREE_GPU_HOURS.field_kwargs(), required=False, allow_null=True)
@@ -218,12 +222,8 @@ class VoucherProgramListView(generics.GenericAPIView):
 
     @extend_schema(request=VoucherProgramIn, responses={201: VoucherProgramOut})
     def post(self, request):
-        provider = sponsor_scope(request)
         terms = validated_body(VoucherProgramIn, request)
-        terms.setdefault("sponsor", provider.name if provider else "")
-        if not terms["sponsor"]:
-            raise ValidationError({"sponsor": ["Name who pays for the programme."]})
-        program = services.voucher_program_create(sponsor_provider=provider, **terms)
+        program = services.voucher_program_create(sponsor_provider=sponsor_scope(request), **terms)
         return Response(VoucherProgramOut(program).data, status=status.HTTP_201_CREATED)
 
 

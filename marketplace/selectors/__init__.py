@@ -66,6 +66,11 @@ from marketplace.selectors.monitor import (
     unserved_requests,
     voucher_spend,
 )
+from marketplace.selectors.names import (
+    organisation_names_in_use,
+    usernames_in_use,
+    voucher_program_names_in_use,
+)
 from marketplace.selectors.statements import Statement, statement_for
 from marketplace.selectors.vouchers import (
     ProgramReport,
@@ -115,6 +120,7 @@ __all__ = [
     "monitor_charts",
     "monitor_live",
     "node_free_of",
+    "organisation_names_in_use",
     "organisation_of",
     "provider_dashboard",
     "provider_listing",
@@ -133,7 +139,9 @@ __all__ = [
     "shards_with_open_work",
     "statement_for",
     "unserved_requests",
+    "usernames_in_use",
     "voucher_ledger_reconciles",
+    "voucher_program_names_in_use",
     "voucher_program_report",
     "voucher_programs_for",
     "voucher_spend",

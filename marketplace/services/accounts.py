@@ -7,6 +7,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from marketplace import names, selectors
 from marketplace.errors import InvalidInput
 from marketplace.models import Membership, Organisation
 
@@ -20,15 +21,23 @@ def account_register(*, username: str, password: str, email: str, role: str, org
     An existing organisation's name is refused: signing up must never make a stranger a member of
     someone else's organisation, with its listings, requests and vouchers. Members are added to
     an existing organisation by staff (the admin).
+
+    Both names follow ``marketplace.names``: the username is stored NFKC-normalised, the
+    organisation's name may hold no invisible or control characters and no markup, and neither
+    may look like a name in use (``demo-аdmin`` with a Cyrillic а is not ``demo-admin``'s twin).
     """
     if role not in Organisation.Kind.values:
         raise InvalidInput(f'"{role}" is not a role; use provider or buyer.', field="role")
+    username = names.username_normalise(username)
+    organisation = names.name_check(organisation, field="organisation")
     if User.objects.filter(username__iexact=username).exists():
         raise InvalidInput("A user with that username already exists.", field="username")
     if Organisation.objects.filter(name__iexact=organisation).exists():
         raise InvalidInput(
             f'"{organisation}" is already registered; ask its members to add you.', field="organisation"
         )
+    names.lookalike_check(username, existing=selectors.usernames_in_use(), field="username")
+    names.lookalike_check(organisation, existing=selectors.organisation_names_in_use(), field="organisation")
     user = User(username=username, email=email)
     try:
         validate_password(password, user)

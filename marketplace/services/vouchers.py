@@ -14,6 +14,7 @@ from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
 
+from marketplace import names, selectors
 from marketplace.bounds import FREE_GPU_HOURS, PROGRAMME_TIMES, VOUCHER_AMOUNT, VOUCHER_SPEND
 from marketplace.eligibility import voucher_usable
 from marketplace.errors import InvalidInput, NotFound
@@ -84,7 +85,7 @@ def program_terms_check(
 def voucher_program_create(
     *,
     name: str,
-    sponsor: str,
+    sponsor: str | None = None,
     budget: Decimal,
     valid_from: datetime,
     valid_until: datetime,
@@ -102,8 +103,15 @@ def voucher_program_create(
 ) -> VoucherProgram:
     """Create a programme with its whole budget remaining.
 
-    A provider's promotion (``sponsor_provider`` set) only ever subsidises that provider's listings.
+    A provider's promotion (``sponsor_provider`` set) only ever subsidises that provider's listings,
+    and its sponsor is that provider (``program_sponsor``). Its name, sponsor and provinces follow
+    ``marketplace.names``, and its name may not look like another programme's.
     """
+    name = names.name_check(name, field="name")
+    sponsor = program_sponsor(sponsor=sponsor, sponsor_provider=sponsor_provider)
+    eligible_buyer_provinces = [
+        names.name_check(province, field="eligible_buyer_provinces") for province in eligible_buyer_provinces
+    ]
     program_terms_check(
         kind=kind,
         percent=percent,
@@ -117,6 +125,7 @@ def voucher_program_create(
     )
     if VoucherProgram.objects.filter(name=name).exists():
         raise InvalidInput("A programme with this name exists.", field="name")
+    names.lookalike_check(name, existing=selectors.voucher_program_names_in_use(), field="name")
     if sponsor_provider is not None:
         eligible_providers = [sponsor_provider]
     program = VoucherProgram.objects.create(
@@ -143,8 +152,12 @@ def voucher_program_create(
 
 @transaction.atomic
 def voucher_program_update(*, program_id: int, sponsor_provider: Organisation | None, changes: dict) -> VoucherProgram:
-    """Rename, move the window, or top up / cut the budget (never below what is already spent)."""
+    """Rename (under ``marketplace.names``' rules), move the window, or top up / cut the budget
+    (never below what is already spent)."""
     program = _locked_program(program_id=program_id, sponsor_provider=sponsor_provider)
+    if "name" in changes:
+        others = selectors.voucher_program_names_in_use(excluding_id=program.pk)
+        changes = {**changes, "name": names.distinct_name_check(changes["name"], existing=others, field="name")}
     if "budget" in changes:
         spent = program.budget - program.remaining_budget
         if changes["budget"] < spent:
@@ -155,6 +168,25 @@ def voucher_program_update(*, program_id: int, sponsor_provider: Organisation | 
     program_terms_check(**{field: getattr(program, field) for field in PROGRAM_TERMS})
     program.save(update_fields=[*changes, "remaining_budget"])
     return program
+
+
+def program_sponsor(*, sponsor: str | None, sponsor_provider: Organisation | None) -> str:
+    """Who pays for a programme, as its ``sponsor`` will say.
+
+    A provider's promotion is paid by the provider, and says so: ``sponsor`` may be left out or
+    name the provider, and any other sponsor is ``InvalidInput`` on ``sponsor`` (a provider claimed
+    "Shanghai Municipal Government"). Only staff (no ``sponsor_provider``) name other sponsors.
+    """
+    if sponsor_provider is None:
+        if not sponsor:
+            raise InvalidInput("Name who pays for the programme.", field="sponsor")
+        return names.name_check(sponsor, field="sponsor")
+    if sponsor is not None and names.name_check(sponsor, field="sponsor") != sponsor_provider.name:
+        raise InvalidInput(
+            f'A promotion is sponsored by its provider: leave sponsor out, or give "{sponsor_provider.name}".',
+            field="sponsor",
+        )
+    return sponsor_provider.name
 
 
 def _locked_program(*, program_id: int, sponsor_provider: Organisation | None) -> VoucherProgram:

@@ -110,9 +110,10 @@ def request_body(role: str) -> dict:
 
 
 def program_body(role: str) -> dict:
+    """Staff name the sponsor; a provider's promotion is sponsored by the provider (no sponsor given)."""
     return {
         "name": f"Programme of {role}",
-        "sponsor": "Ningxia government",
+        **({"sponsor": "Ningxia government"} if role == "staff" else {}),
         "percent": "20",
         "budget": "1000",
         "valid_from": FUTURE.isoformat(),
