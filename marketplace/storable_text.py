@@ -14,27 +14,28 @@ Where each input is checked:
 
 from __future__ import annotations
 
+import re
+
 from django.http import HttpResponseBadRequest, JsonResponse
 
-#: UTF-16 surrogates: a Python string can hold one alone, UTF-8 (PostgreSQL, SQLite, JSON out) cannot.
-SURROGATES = range(0xD800, 0xE000)
+#: NUL, and the UTF-16 surrogates: a Python string can hold one alone, UTF-8 (PostgreSQL, SQLite,
+#: a JSON answer) cannot.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 def unstorable(text: str) -> str | None:
     """What in ``text`` no column can store, in words (``"a NUL character (U+0000)"``), or None."""
-    if "\x00" in text:
+    found = UNSTORABLE.search(text)
+    if found is None:
+        return None
+    if found.group() == "\x00":
         return "a NUL character (U+0000)"
-    for char in text:
-        if ord(char) in SURROGATES:
-            return f"a lone surrogate (U+{ord(char):04X}), which is not text"
-    return None
+    return f"a lone surrogate (U+{ord(found.group()):04X}), which is not text"
 
 
 def shown(text: str) -> str:
     """``text`` as an error message may quote it: unstorable characters written as escapes."""
-    if unstorable(text) is None:
-        return text
-    return "".join(f"\\u{ord(c):04x}" if c == "\x00" or ord(c) in SURROGATES else c for c in text)
+    return UNSTORABLE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
 
 
 def refusal(where: str, text: str) -> str:
