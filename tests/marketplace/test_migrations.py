@@ -11,6 +11,8 @@ from django.db.migrations.executor import MigrationExecutor
 
 BEFORE = [("marketplace", "0006_matching_run_running_index")]
 DOMAINS = [("marketplace", "0007_market_domains")]
+BEFORE_SPONSORS = [("marketplace", "0008_rows_left_out")]
+SPONSORS = [("marketplace", "0009_promotion_sponsor_is_its_provider")]
 
 
 @pytest.fixture
@@ -79,3 +81,33 @@ def test_the_domain_migration_brings_old_rows_in_and_says_how_many(before_domain
     out = capsys.readouterr().out
     assert "closed 2 listings, expired 1 requests, lowered 1 request bounds" in out
     assert "programmes: 1 spends, 0 amounts, 1 windows brought in" in out
+
+
+@pytest.fixture
+def before_sponsors(transactional_db):
+    """The schema as it was before 0009, and the models of that state; the latest schema after."""
+    executor = MigrationExecutor(connection)
+    executor.migrate(BEFORE_SPONSORS)
+    yield executor.loader.project_state(BEFORE_SPONSORS).apps
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_the_sponsor_migration_names_each_promotions_provider_and_says_how_many(before_sponsors, capsys):
+    """A provider could once claim any sponsor ("Shanghai Municipal Government"); cities' programmes
+    (no provider) keep theirs."""
+    apps, now = before_sponsors, datetime.now(UTC)
+    provider = apps.get_model("marketplace", "Organisation").objects.create(name="Zhongwei DC", kind="provider")
+    VoucherProgram = apps.get_model("marketplace", "VoucherProgram")
+    terms = {"percent": Decimal(10), "budget": Decimal(100), "remaining_budget": Decimal(100), "valid_from": now}
+    terms["valid_until"] = now + timedelta(days=30)
+    city = "Shanghai Municipal Government"
+    claimed = VoucherProgram.objects.create(name="a", sponsor=city, sponsor_provider=provider, **terms)
+    honest = VoucherProgram.objects.create(name="b", sponsor=provider.name, sponsor_provider=provider, **terms)
+    citys = VoucherProgram.objects.create(name="c", sponsor=city, **terms)
+
+    MigrationExecutor(connection).migrate(SPONSORS)
+
+    sponsors = dict(VoucherProgram.objects.values_list("pk", "sponsor"))
+    assert sponsors == {claimed.pk: "Zhongwei DC", honest.pk: "Zhongwei DC", citys.pk: city}
+    assert "now their provider's name: 1" in capsys.readouterr().out
