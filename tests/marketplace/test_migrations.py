@@ -15,14 +15,19 @@ BEFORE_SPONSORS = [("marketplace", "0008_rows_left_out")]
 SPONSORS = [("marketplace", "0009_promotion_sponsor_is_its_provider")]
 
 
-@pytest.fixture
-def before_domains(transactional_db):
-    """The schema as it was before 0007, and the models of that state; the latest schema after."""
+def schema_at(target):
+    """The schema as it was at ``target``, and the models of that state; the latest schema after."""
     executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE)
-    yield executor.loader.project_state(BEFORE).apps
+    executor.migrate(target)
+    yield executor.loader.project_state(target).apps
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.fixture
+def before_domains(transactional_db):
+    """Before 0007."""
+    yield from schema_at(BEFORE)
 
 
 def test_the_domain_migration_brings_old_rows_in_and_says_how_many(before_domains, capsys):
@@ -85,12 +90,8 @@ def test_the_domain_migration_brings_old_rows_in_and_says_how_many(before_domain
 
 @pytest.fixture
 def before_sponsors(transactional_db):
-    """The schema as it was before 0009, and the models of that state; the latest schema after."""
-    executor = MigrationExecutor(connection)
-    executor.migrate(BEFORE_SPONSORS)
-    yield executor.loader.project_state(BEFORE_SPONSORS).apps
-    executor = MigrationExecutor(connection)
-    executor.migrate(executor.loader.graph.leaf_nodes())
+    """Before 0009."""
+    yield from schema_at(BEFORE_SPONSORS)
 
 
 def test_the_sponsor_migration_names_each_promotions_provider_and_says_how_many(before_sponsors, capsys):
