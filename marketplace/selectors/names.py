@@ -1,30 +1,25 @@
 """The names in use, for the look-alike rule (``marketplace.names.lookalike_check``).
 
-Each is an iterator over one column, read in chunks: the rule compares a new name with every one
-in use, so its cost grows with the table (a skeleton per name, cached per process).
+The rule compares a new name with every one in use, so its cost grows with the table (one query,
+and a skeleton per name, cached per process). Each selector reads one column whole: a server-side
+cursor (``iterator()`` on PostgreSQL) left open by a refusal mid-way would outlive the savepoint
+the refusal rolls back, and closing it then would abort the caller's transaction.
 """
 
 from __future__ import annotations
-
-from collections.abc import Iterator
 
 from django.contrib.auth import get_user_model
 
 from marketplace.models import Organisation, VoucherProgram
 
-CHUNK = 2000
+
+def usernames_in_use(*, excluding_id: int | None = None) -> list[str]:
+    return list(get_user_model().objects.exclude(pk=excluding_id).values_list("username", flat=True))
 
 
-def usernames_in_use(*, excluding_id: int | None = None) -> Iterator[str]:
-    users = get_user_model().objects.exclude(pk=excluding_id)
-    return users.values_list("username", flat=True).iterator(chunk_size=CHUNK)
+def organisation_names_in_use(*, excluding_id: int | None = None) -> list[str]:
+    return list(Organisation.objects.exclude(pk=excluding_id).values_list("name", flat=True))
 
 
-def organisation_names_in_use(*, excluding_id: int | None = None) -> Iterator[str]:
-    organisations = Organisation.objects.exclude(pk=excluding_id)
-    return organisations.values_list("name", flat=True).iterator(chunk_size=CHUNK)
-
-
-def voucher_program_names_in_use(*, excluding_id: int | None = None) -> Iterator[str]:
-    programs = VoucherProgram.objects.exclude(pk=excluding_id)
-    return programs.values_list("name", flat=True).iterator(chunk_size=CHUNK)
+def voucher_program_names_in_use(*, excluding_id: int | None = None) -> list[str]:
+    return list(VoucherProgram.objects.exclude(pk=excluding_id).values_list("name", flat=True))
