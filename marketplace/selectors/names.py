@@ -9,17 +9,24 @@ the refusal rolls back, and closing it then would abort the caller's transaction
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.db.models import Model, QuerySet
 
 from marketplace.models import Organisation, VoucherProgram
 
 
 def usernames_in_use(*, excluding_id: int | None = None) -> list[str]:
-    return list(get_user_model().objects.exclude(pk=excluding_id).values_list("username", flat=True))
+    return _column(get_user_model().objects.all(), "username", excluding_id)
 
 
 def organisation_names_in_use(*, excluding_id: int | None = None) -> list[str]:
-    return list(Organisation.objects.exclude(pk=excluding_id).values_list("name", flat=True))
+    return _column(Organisation.objects.all(), "name", excluding_id)
 
 
 def voucher_program_names_in_use(*, excluding_id: int | None = None) -> list[str]:
-    return list(VoucherProgram.objects.exclude(pk=excluding_id).values_list("name", flat=True))
+    return _column(VoucherProgram.objects.all(), "name", excluding_id)
+
+
+def _column(rows: QuerySet[Model], column: str, excluding_id: int | None) -> list[str]:
+    if excluding_id is not None:
+        rows = rows.exclude(pk=excluding_id)
+    return list(rows.values_list(column, flat=True))
