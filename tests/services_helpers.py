@@ -12,6 +12,20 @@ from matching.latency import LatencyClass
 from matching.problem import Assignment, Plan
 
 
+def request_terms(**changes) -> dict:
+    """A buyer's request in the API's terms: one H20 GPU for a day of batch work near Shanghai, at
+    up to 9 CNY per GPU-hour; ``changes`` replaces or adds fields."""
+    return {
+        "gpu_model": "h20",
+        "gpus_per_replica": 1,
+        "replicas": 1,
+        "origin": "shanghai",
+        "latency_class": "batch",
+        "max_price_per_gpu_hour": "9.00",
+        "duration_hours": 24,
+    } | changes
+
+
 def reserve(listing, request, now, nodes=(0,), gpus_per_replica=None):
     """Apply a one-assignment plan, as a round would."""
     size = gpus_per_replica or request.gpus_per_replica

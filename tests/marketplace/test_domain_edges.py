@@ -16,6 +16,7 @@ from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZES, BuyerRequest, GpuModel, Listing, MatchingRun, Region
 from marketplace.services.rounds import round_run
 from tests.conftest import scale
+from tests.services_helpers import request_terms as api_request_terms
 
 EDGE = timedelta(minutes=1)  # inside the window by a minute: the service reads the clock again
 
@@ -85,15 +86,7 @@ LISTING = {
     "gpus_per_node": 8,
     "price_per_gpu_hour": "5.80",
 }
-REQUEST = {
-    "gpu_model": "h20",
-    "gpus_per_replica": 1,
-    "replicas": 1,
-    "origin": "shanghai",
-    "latency_class": "batch",
-    "max_price_per_gpu_hour": "9.00",
-    "duration_hours": 24,
-}
+REQUEST = api_request_terms()
 
 
 def _in(days: float) -> str:

@@ -18,6 +18,7 @@ from django.db import IntegrityError, connection, transaction
 from marketplace.models import BuyerRequest, GpuModel, Listing, Match, MatchingRun, Region
 from marketplace.services import plans, rounds
 from marketplace.services.rounds import round_run
+from tests.services_helpers import request_terms
 from tests.web.test_pages import signed_in, text
 
 FAR = datetime(9999, 12, 30, tzinfo=UTC)
@@ -192,15 +193,7 @@ def test_owners_and_the_monitor_see_why_a_row_was_left_out(far_future_rows, make
 
 def test_quotes_refuse_the_attack_terms_and_ignore_poisoned_listings(far_future_rows, make_listing, clients):
     make_listing(gpu_count=16)
-    terms = {
-        "gpu_model": "h20",
-        "gpus_per_replica": 1,
-        "replicas": 1,
-        "origin": "shanghai",
-        "latency_class": "batch",
-        "max_price_per_gpu_hour": "9.00",
-        "duration_hours": 8784,
-    }
+    terms = request_terms(duration_hours=8784)
     attack = clients["buyer"].post("/api/v1/quotes/", {**terms, "start_by": "9999-12-31T00:00:00Z"}, format="json")
     assert attack.status_code == 400
     assert "start_by" in attack.json()
