@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
 VENDOR := marketplace/static/vendor
 ASSETS := $(VENDOR)/.fetched-$(shell cat package.json package-lock.json | sha1sum | cut -c1-12)
 
-.PHONY: help install assets tools demo test lint audit bench-matching load report lock clean
+.PHONY: help install assets tools demo test lint audit bench-matching load attacks report lock clean
 
 help:
 	@echo "make demo            set up and start the marketplace (web + worker + beat) on SQLite"
@@ -15,6 +15,7 @@ help:
 	@echo "make lint            ruff check, the import contracts (lint-imports) and the types (mypy)"
 	@echo "make bench-matching  benchmark the matching engine against the greedy baseline"
 	@echo "make load            the API under wrk (gunicorn, PostgreSQL, Redis, a real worker): req/s, p50/p99, POST to match"
+	@echo "make attacks         replay issue 14's seven attacks against the shipped commands (PostgreSQL, own redis-server)"
 	@echo "make report          simulate the market under three policies; write docs/report/"
 	@echo "make lock            re-resolve requirements.lock from pyproject.toml"
 	@echo "make assets          fetch htmx and Chart.js (pinned in package-lock.json) into marketplace/static/vendor"
@@ -76,6 +77,13 @@ bench-matching: install
 LOAD_ARGS ?=
 load: install
 	$(PY) bench/load.py $(LOAD_ARGS)
+
+# Issue 14's seven findings replayed from outside: gunicorn as the Dockerfile runs it, worker and beat
+# as docker-compose.yml runs them, on production settings, PostgreSQL (ATTACKS_ARGS: --database-url)
+# and a redis-server of the script's own. One line per outcome; non-zero exit if any regressed.
+ATTACKS_ARGS ?=
+attacks: install
+	$(PY) bench/attacks.py $(ATTACKS_ARGS)
 
 # The same seeded demand under the engine, nearest-region-first and cheapest-first, each on its own
 # fresh SQLite database (temporary folders; var/ is not touched), then docs/report/README.md + plots.
