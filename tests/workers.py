@@ -1,4 +1,5 @@
-"""Real Celery worker (and beat) processes on the test database, for the end-to-end and fault tests.
+"""Real Celery worker (and beat) processes on the test database, for the end-to-end and fault tests,
+and a redis-server of a test's own (``PrivateRedis``) to take away from them.
 
 A process started here talks to the same PostgreSQL test database as the test (``DATABASE_URL`` is
 rewritten to it) and to the broker the test names; its output goes to a log file that failing
@@ -8,6 +9,8 @@ assertions show.
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -100,3 +103,56 @@ def broker_reset(broker_url: str) -> None:
     app.control.purge()
     redis.Redis.from_url(broker_url).delete("unacked", "unacked_index", "unacked_mutex")
     cache.delete_many([round_pending_key(model["code"]) for model in reference_read()["gpu_models"]])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class PrivateRedis:
+    """A redis-server of one test on a free loopback port, without persistence: killed, frozen
+    and restarted (empty, on the same port) at will. Never the shared Redis."""
+
+    def __init__(self, binary: str, log_path: Path):
+        self.binary, self.log_path, self.port = binary, log_path, free_port()
+        self.process: subprocess.Popen | None = None
+        self.frozen = False
+
+    def url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        with self.log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        assert wait_for(self.answers, 10), self.log_path.read_text()
+
+    def answers(self) -> bool:
+        try:
+            return redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5).ping()
+        except redis.RedisError:
+            return False
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def freeze(self) -> None:
+        """SIGSTOP: the kernel still accepts connections, nothing ever answers them."""
+        self.process.send_signal(signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+        self.frozen = False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            if self.frozen:
+                self.thaw()
+            self.kill()
