@@ -213,6 +213,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 180)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+#: Whether workers install config/kombu_patch.py (kombu 5.7's Redis channel crashes the worker on a
+#: connection loss while it holds unacknowledged messages). Off only to show that crash.
+KOMBU_DETACHED_CHANNEL_PATCH = env_bool("KOMBU_DETACHED_CHANNEL_PATCH", True)
 #: Seconds between the beat sweeps that re-run open work and expire old rows.
 MATCHING_SWEEP_SECONDS = env_int("MATCHING_SWEEP_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
