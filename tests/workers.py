@@ -1,5 +1,6 @@
-"""Real Celery worker (and beat) processes on the test database, for the end-to-end and fault tests,
-and a redis-server of a test's own (``PrivateRedis``) to take away from them.
+"""Real Celery worker (and beat) processes on the test database, for the end-to-end and fault tests;
+the commands docker-compose.yml runs, started outside Docker (``compose_start``); and a redis-server
+of a test's own (``PrivateRedis``) to take away from them.
 
 A process started here talks to the same PostgreSQL test database as the test (``DATABASE_URL`` is
 rewritten to it) and to the broker the test names; its output goes to a log file that failing
@@ -9,6 +10,7 @@ assertions show.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,10 +19,15 @@ import time
 from pathlib import Path
 
 import redis
+import yaml
 from django.core.cache import cache
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+#: ``${NAME}``, ``${NAME:-default}`` or ``${NAME:?message}`` in docker-compose.yml.
+_COMPOSE_VARIABLE = re.compile(r"\$\{(\w+)(?::?([-?])([^}]*))?\}")
 
 
 def database_url_of_test_db() -> str:
@@ -69,6 +76,68 @@ def worker_start(
     args = ["worker", "--pool", pool, "--concurrency", str(concurrency), "--loglevel", "INFO"]
     args += ["--hostname", f"{name}-{os.getpid()}@%h", "--without-mingle", "--without-gossip"]
     return celery_start(args, broker_url=broker_url, log_path=log_path, env=env)
+
+
+def compose_services() -> dict:
+    """The services of docker-compose.yml, with its anchors and merge keys resolved."""
+    return yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+
+
+def compose_env(service: str, **overrides: str) -> dict[str, str]:
+    """The environment docker-compose.yml gives ``service``: each ``${NAME:-default}`` at its default,
+    then ``overrides`` (the test's servers in place of the stack's ``postgres`` and ``redis``, the
+    secret). A variable compose requires (``${NAME:?…}``) and no override gives is an error."""
+
+    def default(name: str):
+        def substitute(match: re.Match) -> str:
+            variable, kind, word = match.groups()
+            if kind == "-":
+                return word
+            raise KeyError(f"docker-compose.yml's {service} needs {variable} (for {name}): pass it as an override")
+
+        return substitute
+
+    environment = compose_services()[service].get("environment", {})
+    env = {
+        name: _COMPOSE_VARIABLE.sub(default(name), str(value))
+        for name, value in environment.items()
+        if name not in overrides
+    }
+    return {**env, **overrides}
+
+
+def compose_process_env(service: str, env: dict[str, str]) -> dict[str, str]:
+    """A process's environment as ``service``'s container has it: compose's environment with ``env``
+    over it (``compose_env``), the venv's executables first on PATH (the image installs them on its
+    own) and nothing of this test run's settings."""
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("DJANGO_", "DATABASE_", "CELERY_", "CACHE_", "MATCHING_", "KOMBU_"))
+    }
+    return {**inherited, **compose_env(service, **env), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
+
+
+def compose_start(service: str, *, env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Start ``service``'s ``command`` from docker-compose.yml exactly as written, as its container
+    runs it: from the project's directory (the image's WORKDIR), in ``compose_process_env``.
+    Logs to ``log_path``."""
+    command = compose_services()[service]["command"]
+    assert isinstance(command, list), f"{service}'s command should be a list (exec form), not {command!r}"
+    log = log_path.open("a")
+    try:
+        return subprocess.Popen(
+            command, cwd=ROOT, env=compose_process_env(service, env), stdout=log, stderr=subprocess.STDOUT
+        )
+    finally:
+        log.close()
+
+
+def sessions_blocked_by(pid: int) -> int:
+    """How many PostgreSQL sessions wait on a lock that session ``pid`` holds."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [pid])
+        return cursor.fetchone()[0]
 
 
 def process_stop(process: subprocess.Popen, seconds: float = 30) -> None:

@@ -36,7 +36,6 @@ import pytest
 import redis
 import requests
 from django.conf import settings as django_settings
-from django.db import connection
 from psycopg import sql
 from rest_framework.authtoken.models import Token
 
@@ -53,6 +52,7 @@ from tests.workers import (
     free_port,
     process_stop,
     service_env,
+    sessions_blocked_by,
     wait_for,
     worker_start,
 )
@@ -317,13 +317,6 @@ class Posters:
         return [a.request_id for a in list(self.answers) if a.status == 201]
 
 
-def blocked_by(pid: int) -> int:
-    """How many sessions wait on a lock that session ``pid`` holds."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [pid])
-        return cursor.fetchone()[0]
-
-
 def outage_cycle(cycle: int, listing_id: int, private_redis: PrivateRedis, stack: Stack) -> tuple:
     """Take Redis down (kill or freeze) for DOWN_SECONDS and bring it back; returns (how, down at,
     up at, the /healthz answer during the outage).
@@ -336,7 +329,7 @@ def outage_cycle(cycle: int, listing_id: int, private_redis: PrivateRedis, stack
     with psycopg.connect(database_url_of_test_db()) as holder:
         table = sql.Identifier(Listing._meta.db_table)
         holder.execute(sql.SQL("SELECT id FROM {} WHERE id = %s FOR UPDATE").format(table), [listing_id])
-        assert wait_for(lambda: blocked_by(holder.info.backend_pid) > 0, 30), f"no task waited\n{stack.logs()}"
+        assert wait_for(lambda: sessions_blocked_by(holder.info.backend_pid) > 0, 30), f"no task waited\n{stack.logs()}"
         down_at = time.monotonic()
         private_redis.kill() if mode == "killed" else private_redis.freeze()
         holder.rollback()
