@@ -28,6 +28,7 @@ import re
 import subprocess
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,7 @@ from psycopg import sql
 
 from config import kombu_patch
 from marketplace.bounds import GPU_COUNT
-from marketplace.models import BuyerRequest, Listing, Match, Organisation
+from marketplace.models import BuyerRequest, Listing, Match, MatchingRun, Organisation
 from tests.conftest import scale
 from tests.workers import (
     ROOT,
@@ -157,6 +158,16 @@ def test_a_worker_installs_the_patch_unless_told_not_to(unpatched, settings, ena
     settings.KOMBU_DETACHED_CHANNEL_PATCH = enabled
     importlib.import_module("config.celery_app")._kombu_patched()  # config.celery_app the name is the app
     assert kombu_patch.installed() is enabled
+
+
+def test_workers_and_beat_retry_the_broker_for_as_long_as_it_takes():
+    # Celery's default gives up after 100 attempts (about 45 minutes) and exits; a worker started
+    # while Redis is down retries too (test_a_worker_started_while_redis_is_down_waits_for_it).
+    from config.celery_app import app
+
+    assert app.conf.broker_connection_retry
+    assert app.conf.broker_connection_retry_on_startup
+    assert app.conf.broker_connection_max_retries is None
 
 
 # --- end to end: compose's worker and beat through Redis kills ----------------------------------
@@ -304,7 +315,7 @@ def test_the_worker_survives_redis_kills_and_every_accepted_request_is_matched(
         f" every one (pid {worker_pid}; {lost_acks} late acknowledgements lost);"
         f"\nevery request accepted so far matched {', '.join(f'{k.recovery_seconds:.1f}' for k in kills)} s"
         f" after Redis came back (bound {MATCH_BOUND_SECONDS} s); the last ones {last_match_seconds:.1f} s"
-        " after the submitter stopped"
+        f" after the submitter stopped; rounds: {dict(Counter(MatchingRun.objects.values_list('status', flat=True)))}"
     )
 
     # The same worker process throughout, and it noticed every kill.
@@ -316,6 +327,10 @@ def test_the_worker_survives_redis_kills_and_every_accepted_request_is_matched(
     assert all(k.unacked > 0 for k in kills)
     assert all(k.accepted_while_down > 0 for k in kills), kills
     assert not re.search(r"^refused ", stack.log("submitter"), re.MULTILINE), stack.log("submitter")[-4000:]
+    # Every round ran to its end, those holding their message at a kill too: none was cancelled
+    # (CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS is off) or failed.
+    runs = Counter(MatchingRun.objects.values_list("status", flat=True))
+    assert set(runs) == {MatchingRun.Status.SUCCEEDED}, runs
     # Every accepted request matched exactly once, none of the GPUs twice.
     assert BuyerRequest.objects.filter(pk__in=ids, status=BuyerRequest.Status.MATCHED).count() == len(ids)
     assert Match.objects.filter(request_id__in=ids).count() == len(ids)
