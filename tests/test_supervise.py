@@ -150,25 +150,52 @@ def test_a_stop_signal_during_a_back_off_ends_supervise_at_once(tmp_path):
     assert "got SIGTERM while waiting to restart; stopped" in text(log)
 
 
-TRAPS = """
-trap 'echo INT >> got; sleep 0.5; exit 0' INT
-trap 'echo TERM >> got; sleep 0.5; exit 0' TERM
-echo ready > ready
-while :; do sleep 0.05; done
+#: A child that writes down the signals it gets (even one ignored when it started), then exits 0.
+SIGNALS_NOTED = """
+import pathlib, signal, time
+got = []
+for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, lambda signum, frame: got.append(signal.Signals(signum).name))
+pathlib.Path("ready").touch()
+while not got:
+    time.sleep(0.02)
+time.sleep(0.5)  # a second signal is noted too
+pathlib.Path("got").write_text(" ".join(got))
 """
 
 
 def test_a_ctrl_c_at_the_terminal_reaches_the_child_once_and_nothing_restarts(tmp_path):
     log = tmp_path / "supervise.log"
     # A terminal sends Ctrl-C's SIGINT to its foreground process group: supervise's, here its own.
-    process = supervise(["--", "sh", "-c", TRAPS], log, cwd=tmp_path, process_group=0)
+    process = supervise(["--", sys.executable, "-c", SIGNALS_NOTED], log, cwd=tmp_path, process_group=0)
     assert wait_for(lambda: (tmp_path / "ready").exists(), 10), text(log)
 
     os.killpg(process.pid, signal.SIGINT)
 
     assert process.wait(timeout=10) == 0, text(log)
-    assert (tmp_path / "got").read_text().split() == ["INT"]
+    assert (tmp_path / "got").read_text().split() == ["SIGINT"]
     assert len(started(log)) == 1
+
+
+def test_as_a_background_job_of_a_script_sigint_stays_ignored_and_term_stops_it(tmp_path):
+    # bin/demo's jobs: bash starts them with SIGINT ignored and stops them with TERM on Ctrl-C.
+    log = tmp_path / "supervise.log"
+    process = supervise(
+        ["--", sys.executable, "-c", SIGNALS_NOTED],
+        log,
+        cwd=tmp_path,
+        process_group=0,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    assert wait_for(lambda: (tmp_path / "ready").exists(), 10), text(log)
+
+    os.killpg(process.pid, signal.SIGINT)
+    assert not wait_for(lambda: process.poll() is not None, 1)
+    process.send_signal(signal.SIGTERM)
+
+    assert process.wait(timeout=10) == 0, text(log)
+    assert (tmp_path / "got").read_text().split() == ["SIGTERM"]
+    assert "got SIGINT" not in text(log)
 
 
 def test_a_command_that_cannot_run_is_not_retried(tmp_path):
