@@ -301,6 +301,9 @@ def test_the_worker_survives_redis_kills_and_every_accepted_request_is_matched(
         assert stack.worker.poll() is None, f"kill {number}: the worker exited\n{stack.logs()}"
         assert matched, f"kill {number}: unmatched {MATCH_BOUND_SECONDS} s after Redis came back\n{stack.logs()}"
 
+    # Beat and the submitter (publishing like the web) live through the kills without the patch.
+    assert stack.processes["beat"].poll() is None, stack.logs()
+    assert stack.processes["submitter"].poll() is None, stack.logs()
     process_stop(stack.processes["submitter"])
     ids = accepted(buyer)
     started = time.monotonic()
