@@ -89,5 +89,5 @@ def install() -> bool:
             kombu.__version__,
         )
         return False
-    Channel._connparams = guarded(Channel._connparams)
+    Channel._connparams = guarded(Channel._connparams)  # type: ignore[method-assign]
     return True
