@@ -118,12 +118,20 @@ def compose_process_env(service: str, env: dict[str, str]) -> dict[str, str]:
     return {**inherited, **compose_env(service, **env), "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
 
 
+#: The image's directory for files a process writes (beat's schedule), ``MARKETPLACE_VAR_DIR`` there.
+IMAGE_VAR_DIR = "/app/var"
+
+
 def compose_start(service: str, *, env: dict[str, str], log_path: Path) -> subprocess.Popen:
-    """Start ``service``'s ``command`` from docker-compose.yml exactly as written, as its container
-    runs it: from the project's directory (the image's WORKDIR), in ``compose_process_env``.
-    Logs to ``log_path``."""
+    """Start ``service``'s ``command`` from docker-compose.yml as its container runs it: from the
+    project's directory (the image's WORKDIR), in ``compose_process_env``. The command is the one
+    written there; only a path under the image's ``/app/var`` (beat's ``--schedule``) is moved to
+    ``env["MARKETPLACE_VAR_DIR"]``, as the variable moves the default. Logs to ``log_path``."""
     command = compose_services()[service]["command"]
     assert isinstance(command, list), f"{service}'s command should be a list (exec form), not {command!r}"
+    var_dir = env.get("MARKETPLACE_VAR_DIR")
+    if var_dir:
+        command = [var_dir + word[len(IMAGE_VAR_DIR) :] if word.startswith(IMAGE_VAR_DIR) else word for word in command]
     log = log_path.open("a")
     try:
         return subprocess.Popen(
