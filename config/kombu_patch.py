@@ -4,8 +4,9 @@ connection error, which Celery recovers from, instead of an ``AttributeError``, 
 For kombu 5.7.x only (5.7.0 is the newest release as this is written, and the code below was read
 in it): :func:`install` refuses any other version, and ``tests/reliability/test_worker_outage.py``
 fails on one, so that an upgrade makes someone read ``kombu/transport/redis.py`` again. Remove this
-module (and its ``celeryd_init`` handler in ``config/celery_app.py``) once a kombu release raises a
-connection error there itself: ``test_kombu_still_crashes_on_a_detached_channel`` then fails.
+module, its ``celeryd_init`` handler in ``config/celery_app.py`` and the
+``KOMBU_DETACHED_CHANNEL_PATCH`` setting once a kombu release raises a connection error there
+itself: ``test_kombu_still_crashes_when_a_lost_connection_is_closed`` then fails.
 
 The bug. When a worker's Redis goes away while it holds unacknowledged messages (every running
 round: tasks acknowledge late), Celery's consumer
