@@ -35,6 +35,19 @@ def _worker_waits_out_a_silent_broker(sender, conf, **kwargs) -> None:
     }
 
 
+@celeryd_init.connect
+def _kombu_patched(**kwargs) -> None:
+    """kombu 5.7's Redis transport kills a worker that loses Redis while it holds unacknowledged
+    messages; ``config/kombu_patch.py`` turns that into a connection error the worker recovers from.
+    ``KOMBU_DETACHED_CHANNEL_PATCH=0`` leaves kombu as it is (the test that shows the crash uses it)."""
+    from django.conf import settings
+
+    if settings.KOMBU_DETACHED_CHANNEL_PATCH:
+        from config import kombu_patch
+
+        kombu_patch.install()
+
+
 @worker_init.connect
 def _engine_compiled(**kwargs) -> None:
     """Load the engine's compiled simplex (numba's cache; compiled on a first run) in the worker's

@@ -122,3 +122,32 @@ def test_the_image_build_compiles_the_simplex_into_its_cache_for_later_processes
     out = subprocess.run([sys.executable, "-c", later], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     hits, misses = map(int, out.stdout.split())
     assert (hits, misses) == (1, 0), out.stderr
+
+
+def test_every_long_running_service_restarts_and_the_worker_is_a_prefork_pool():
+    # Docker starts a service that exits (the worker, before kombu was patched: config/kombu_patch.py)
+    # again; only migrate, which runs once, must not be.
+    from tests.workers import compose_services
+
+    stack = compose_services()
+    assert {"postgres", "redis", "web", "worker", "beat"} <= set(stack)
+    for name, service in stack.items():
+        expected = {"no"} if name == "migrate" else {"always", "unless-stopped"}
+        assert service.get("restart") in expected, f"{name}: restart {service.get('restart')!r}"
+    # tests/reliability/test_worker_outage.py runs this very command (tests.workers.compose_start),
+    # so what it shows of the worker holds for this one: prefork, several processes, messages in flight.
+    command = stack["worker"]["command"]
+    assert command[:4] == ["celery", "-A", "config", "worker"]
+    assert (option_of(command, "--pool", "-P") or "prefork") == "prefork", command
+    assert int(option_of(command, "--concurrency", "-c") or 0) >= 2, command
+
+
+def option_of(command: list[str], *names: str) -> str | None:
+    """The value ``command`` gives option ``names`` (``--name value`` or ``--name=value``), or None."""
+    for word, following in zip(command, [*command[1:], None], strict=True):
+        if word in names:
+            return following
+        for name in names:
+            if word.startswith(f"{name}="):
+                return word.split("=", 1)[1]
+    return None

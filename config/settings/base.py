@@ -210,9 +210,19 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis going away never stops a worker or beat: they retry connecting, at start-up too, for as long
+# as it takes (Celery's default gives up after 100 attempts, about 45 minutes, and exits).
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# A round running when the connection is lost finishes (Celery 6 will cancel it by default): it
+# writes through PostgreSQL and is idempotent, so finishing is right even if its message comes again.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 120)
 CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 180)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+#: Whether workers install config/kombu_patch.py (kombu 5.7's Redis channel crashes the worker on a
+#: connection loss while it holds unacknowledged messages). Off only to show that crash.
+KOMBU_DETACHED_CHANNEL_PATCH = env_bool("KOMBU_DETACHED_CHANNEL_PATCH", True)
 #: Seconds between the beat sweeps that re-run open work and expire old rows.
 MATCHING_SWEEP_SECONDS = env_int("MATCHING_SWEEP_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {

@@ -21,9 +21,6 @@ variant (``LONG_TESTS=1``) runs more outage cycles. Figures are printed (``-s``)
 
 from __future__ import annotations
 
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,7 +36,6 @@ import pytest
 import redis
 import requests
 from django.conf import settings as django_settings
-from django.db import connection
 from psycopg import sql
 from rest_framework.authtoken.models import Token
 
@@ -47,13 +43,16 @@ from config.settings.base import caches_from_url
 from marketplace.bounds import GPU_COUNT
 from marketplace.models import BuyerRequest, IdempotencyKey, Listing, Match, Organisation
 from marketplace.services.triggers import round_pending_key
-from tests.conftest import member, need_service, scale
+from tests.conftest import member, scale
 from tests.workers import (
     ROOT,
+    PrivateRedis,
     celery_start,
     database_url_of_test_db,
+    free_port,
     process_stop,
     service_env,
+    sessions_blocked_by,
     wait_for,
     worker_start,
 )
@@ -87,70 +86,6 @@ REQUEST_BODY = {
     "duration_hours": 24,
 }
 VENV_BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class PrivateRedis:
-    """A redis-server of one test on a free loopback port, without persistence: killed, frozen
-    and restarted (empty, on the same port) at will. Never the shared Redis."""
-
-    def __init__(self, binary: str, log_path: Path):
-        self.binary, self.log_path, self.port = binary, log_path, free_port()
-        self.process: subprocess.Popen | None = None
-        self.frozen = False
-
-    def url(self, db: int) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def start(self) -> None:
-        with self.log_path.open("a") as log:
-            self.process = subprocess.Popen(
-                [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        assert wait_for(self.answers, 10), self.log_path.read_text()
-
-    def answers(self) -> bool:
-        try:
-            return redis.Redis(port=self.port, socket_timeout=0.5, socket_connect_timeout=0.5).ping()
-        except redis.RedisError:
-            return False
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait(timeout=10)
-
-    def freeze(self) -> None:
-        """SIGSTOP: the kernel still accepts connections, nothing ever answers them."""
-        self.process.send_signal(signal.SIGSTOP)
-        self.frozen = True
-
-    def thaw(self) -> None:
-        self.process.send_signal(signal.SIGCONT)
-        self.frozen = False
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            if self.frozen:
-                self.thaw()
-            self.kill()
-
-
-@pytest.fixture
-def private_redis(tmp_path):
-    binary = shutil.which("redis-server")
-    if binary is None:
-        need_service("redis-server is not on PATH; the Redis outage tests start and stop their own")
-    server = PrivateRedis(binary, tmp_path / "redis.log")
-    server.start()
-    yield server
-    server.stop()
 
 
 # --- one contract at a time ---------------------------------------------------------------------
@@ -382,13 +317,6 @@ class Posters:
         return [a.request_id for a in list(self.answers) if a.status == 201]
 
 
-def blocked_by(pid: int) -> int:
-    """How many sessions wait on a lock that session ``pid`` holds."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [pid])
-        return cursor.fetchone()[0]
-
-
 def outage_cycle(cycle: int, listing_id: int, private_redis: PrivateRedis, stack: Stack) -> tuple:
     """Take Redis down (kill or freeze) for DOWN_SECONDS and bring it back; returns (how, down at,
     up at, the /healthz answer during the outage).
@@ -401,7 +329,7 @@ def outage_cycle(cycle: int, listing_id: int, private_redis: PrivateRedis, stack
     with psycopg.connect(database_url_of_test_db()) as holder:
         table = sql.Identifier(Listing._meta.db_table)
         holder.execute(sql.SQL("SELECT id FROM {} WHERE id = %s FOR UPDATE").format(table), [listing_id])
-        assert wait_for(lambda: blocked_by(holder.info.backend_pid) > 0, 30), f"no task waited\n{stack.logs()}"
+        assert wait_for(lambda: sessions_blocked_by(holder.info.backend_pid) > 0, 30), f"no task waited\n{stack.logs()}"
         down_at = time.monotonic()
         private_redis.kill() if mode == "killed" else private_redis.freeze()
         holder.rollback()
