@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.slow_clients import gunicorn_args, shipped_gunicorn_command
+
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
 
 
 def production_env(tmp_path, **overrides) -> dict[str, str]:
@@ -56,11 +57,11 @@ def free_port() -> int:
 
 
 def test_gunicorn_serves_healthz_as_the_web_container_does(tmp_path):
-    # The Dockerfile's CMD, on a free loopback port.
+    # The Dockerfile's CMD (config/gunicorn.py), on a free loopback port instead of 0.0.0.0:8000.
     port = free_port()
     env = production_env(tmp_path)
     server = subprocess.Popen(
-        [str(VENV_BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        gunicorn_args(port),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -80,6 +81,15 @@ def test_gunicorn_serves_healthz_as_the_web_container_does(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_the_image_and_the_compose_web_service_start_gunicorn_from_its_config_file():
+    # One configuration (config/gunicorn.py: gthread workers, deadlines for slow clients), which the
+    # tests start gunicorn with too (tests/slow_clients.gunicorn_args).
+    command = shipped_gunicorn_command()
+    assert command == ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi:application"]
+    stack = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert stack["web"]["command"] == command
 
 
 def test_compose_stack_has_one_beat_unpublished_redis_and_migrations_once():
