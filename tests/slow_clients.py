@@ -26,6 +26,7 @@ import contextlib
 import http.client
 import json
 import os
+import shutil
 import socket
 import ssl
 import subprocess
@@ -68,17 +69,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def web_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """Test settings on an SQLite file of their own, the in-memory broker and cache: /healthz
-    needs no other server."""
+def web_env(tmp_path: Path, *, production: bool = False, **extra: str) -> dict[str, str]:
+    """Test (or production) settings on an SQLite file of their own and the in-memory broker:
+    /healthz needs no other server. The cache is in-process under the test settings, on disk in
+    ``tmp_path`` (shared by gunicorn's workers, as throttles need) under the production ones."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_", "CELERY_", "CACHE_"))}
     env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.test",
         DATABASE_URL=f"sqlite:///{tmp_path}/web.sqlite3",
         CELERY_BROKER_URL="memory://",
-        CACHE_URL="locmem://",
         MARKETPLACE_VAR_DIR=str(tmp_path),
     )
+    if production:
+        env.update(
+            DJANGO_SETTINGS_MODULE="config.settings.production",
+            DJANGO_SECRET_KEY="a-production-secret-key-that-is-long-and-random-0123456789abcdef",
+            ALLOWED_HOSTS="127.0.0.1,localhost",
+        )
+    else:
+        env.update(DJANGO_SETTINGS_MODULE="config.settings.test", CACHE_URL="locmem://")
     env.update(extra)
     return env
 
@@ -102,6 +110,64 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=10)
+
+
+# --- nginx in front -----------------------------------------------------------------------------
+
+NGINX_SITE = ROOT / "config" / "nginx" / "marketplace.conf"
+
+
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
+
+
+def self_signed_certificate(directory: Path) -> None:
+    """fullchain.pem and privkey.pem, as docs/operations.md makes them for a trial."""
+    directory.mkdir(exist_ok=True)
+    command = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    command += ["-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+    command += ["-keyout", str(directory / "privkey.pem"), "-out", str(directory / "fullchain.pem")]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+
+def nginx_config(directory: Path, *, http_port: int, https_port: int, web_port: int) -> Path:
+    """The shipped site (config/nginx/marketplace.conf) with the container's ports, certificate
+    directory and gunicorn's address replaced by the test's, each replacement checked, inside a
+    main configuration of the test's own in ``directory``, as the nginx image's nginx.conf includes
+    it (the pid file, logs and temporary files in ``directory``); its certificate is made here.
+    Returns the main configuration's path."""
+    site = NGINX_SITE.read_text()
+    for old, new in {
+        "listen 80;": f"listen 127.0.0.1:{http_port};",
+        "listen 443 ssl;": f"listen 127.0.0.1:{https_port} ssl;",
+        "/etc/nginx/certs/": f"{directory}/certs/",
+        "http://web:8000": f"http://127.0.0.1:{web_port}",
+    }.items():
+        assert old in site, f"config/nginx/marketplace.conf no longer says {old!r}: update the test's template"
+        site = site.replace(old, new)
+    (directory / "marketplace.conf").write_text(site)
+    self_signed_certificate(directory / "certs")
+    temp = "\n".join(
+        f"    {kind}_temp_path {directory}/{kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    main = f"""
+worker_processes 1;
+pid {directory}/nginx.pid;
+error_log {directory}/error.log info;
+{"user root root;" if os.geteuid() == 0 else ""}
+events {{ worker_connections 1024; }}
+http {{
+    access_log {directory}/access.log;
+{temp}
+    include {directory}/marketplace.conf;
+}}
+"""
+    (directory / "nginx.conf").write_text(main)
+    return directory / "nginx.conf"
+
+
+def nginx_command(binary: str, config: Path, *extra: str) -> list[str]:
+    return [binary, "-p", str(config.parent), "-c", str(config), "-e", str(config.parent / "error.log"), *extra]
 
 
 def https_context() -> ssl.SSLContext:
