@@ -213,15 +213,24 @@ def get(
 
 
 def wait_until_serving(port: int, server: Server, *, tls: bool = False, seconds: float = 60) -> None:
+    """Until /healthz answers 200; then a few rounds of concurrent requests, so that every worker
+    has served one (Django's first request in a process loads the URLs: a third of a second)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise AssertionError(f"{server.command[0]} exited {server.process.returncode}:\n{server.log()}")
         with contextlib.suppress(OSError, http.client.HTTPException):
             if get(port, tls=tls, timeout=2).status == 200:
-                return
+                break
         time.sleep(0.2)
-    raise AssertionError(f"nothing answered /healthz on port {port} within {seconds} s:\n{server.log()}")
+    else:
+        raise AssertionError(f"nothing answered /healthz on port {port} within {seconds} s:\n{server.log()}")
+    for _ in range(3):
+        warming = [threading.Thread(target=get, args=(port,), kwargs={"tls": tls}) for _ in range(12)]
+        for thread in warming:
+            thread.start()
+        for thread in warming:
+            thread.join()
 
 
 # --- the tricklers' process ---------------------------------------------------------------------

@@ -11,6 +11,8 @@ in front of that gunicorn: TLS, buffering, and the client address in ``X-Forward
 
 from __future__ import annotations
 
+import http.client
+import re
 import runpy
 import time
 from pathlib import Path
@@ -18,13 +20,18 @@ from pathlib import Path
 import pytest
 
 from config.gunicorn_worker import DeadlineThreadWorker
+from tests.conftest import need_service
 from tests.slow_clients import (
+    NGINX_SITE,
     ROOT,
     Server,
     Tricklers,
     free_port,
     get,
     gunicorn_args,
+    nginx_binary,
+    nginx_command,
+    nginx_config,
     wait_until_serving,
     web_env,
 )
@@ -179,3 +186,112 @@ def test_a_body_over_the_limit_is_refused_and_a_body_under_it_reaches_django(gun
     )
     assert fine.status == 400, fine  # Django read the body: it has no password
     assert b'"password":["This field is required."]' in fine.body
+
+
+# --- nginx in front, as docker-compose.yml has it ---------------------------------------------------
+
+#: The login throttle's rate in the proxied stack: a few attempts per client address.
+LOGIN_RATE = 3
+
+
+def nginx_seconds(directive: str) -> float:
+    """A timeout of the shipped site, in seconds (each is set once, to the same value, in it)."""
+    values = set(re.findall(rf"^\s*{directive} (\d+)s;", NGINX_SITE.read_text(), re.MULTILINE))
+    assert len(values) == 1, (directive, values)
+    return float(values.pop())
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory):
+    """nginx with the shipped site (TLS, a certificate made here) in front of gunicorn as shipped,
+    on the production settings with NUM_PROXIES=1 as docker-compose.yml sets them; (gunicorn,
+    nginx, https port, http port)."""
+    binary = nginx_binary()
+    if binary is None:
+        need_service("nginx is not installed (make tools installs Debian's): the proxy tests run it")
+    tmp = tmp_path_factory.mktemp("proxied")
+    web_port, http_port, https_port = free_port(), free_port(), free_port()
+    env = web_env(tmp, production=True, NUM_PROXIES="1", THROTTLE_LOGIN=f"{LOGIN_RATE}/min")
+    web = Server(gunicorn_args(web_port), env, tmp / "gunicorn.log")
+    proxy = None
+    try:
+        wait_until_serving(web_port, web)
+        config = nginx_config(tmp, http_port=http_port, https_port=https_port, web_port=web_port)
+        proxy = Server(nginx_command(binary, config, "-g", "daemon off;"), None, tmp / "nginx.out")
+        wait_until_serving(https_port, proxy, tls=True)
+        yield web, proxy, https_port, http_port
+    finally:
+        if proxy is not None:
+            proxy.stop()
+        web.stop()
+
+
+def test_behind_nginx_tricklers_beyond_gunicorns_threads_never_reach_it(proxied):
+    web, _, https_port, _ = proxied
+    count = THREADS + 8
+    header_timeout = nginx_seconds("client_header_timeout")
+    seconds = header_timeout + 5
+    gunicorn_log_before = len(web.log_path.read_bytes())
+    heads = Tricklers("head", https_port, count, seconds=seconds, tls=True)
+    bodies = Tricklers("body", https_port, count, seconds=seconds, tls=True)
+    try:
+        latencies = healthz_while(https_port, tls=True)
+        head_results = heads.results(timeout=seconds + 30)
+        body_results = bodies.results(timeout=seconds + 30)
+    finally:
+        heads.stop()
+        bodies.stop()
+
+    assert max(latencies) < HEALTHZ_BOUND_SECONDS, latencies
+    # nginx cuts the heads off at its client_header_timeout…
+    for result in head_results:
+        assert result["closed_after"] is not None, result
+        assert header_timeout - 0.5 <= result["closed_after"] <= header_timeout + CUT_OFF_SLACK_SECONDS, result
+    # …and holds the bodies (its client_body_timeout counts between two reads, and a byte comes every
+    # half second) without passing them on: they cost nginx a connection each, gunicorn nothing.
+    assert all(result["closed_after"] is None and result["sent"] > 10 for result in body_results), body_results
+    during = web.log_path.read_bytes()[gunicorn_log_before:].decode(errors="replace")
+    assert "POST" not in during, during
+    assert "408" not in during, during
+    assert during.count("GET /healthz") == len(latencies)
+    print(
+        f"\nbehind nginx, {count} head and {count} body tricklers: /healthz {max(latencies):.3f} s at most; "
+        f"heads cut off after {min(r['closed_after'] for r in head_results)}–"
+        f"{max(r['closed_after'] for r in head_results)} s"
+    )
+
+
+def test_behind_nginx_throttles_tell_clients_apart_by_the_address_nginx_saw(proxied):
+    # Both clients reach gunicorn from nginx's address; Django (DRF's throttles, NUM_PROXIES=1)
+    # tells them apart by the address nginx appends to X-Forwarded-For, which a client cannot forge.
+    _, _, https_port, _ = proxied
+
+    def login(source: str, **headers: str) -> int:
+        answer = get(
+            https_port,
+            "/api/v1/auth/token/",
+            tls=True,
+            source=source,
+            method="POST",
+            body=b"{}",
+            headers={"Content-Type": "application/json", **headers},
+        )
+        return answer.status
+
+    assert [login("127.0.0.3") for _ in range(LOGIN_RATE)] == [400] * LOGIN_RATE  # no credentials
+    assert login("127.0.0.3") == 429
+    assert login("127.0.0.3", **{"X-Forwarded-For": "203.0.113.9"}) == 429  # a forged address changes nothing
+    assert login("127.0.0.4") == 400  # another client: not throttled
+
+
+def test_nginx_redirects_http_to_https_and_refuses_a_body_over_djangos_limit(proxied):
+    _, _, https_port, http_port = proxied
+    redirect = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+    redirect.request("GET", "/api/v1/capacity/", headers={"Host": "localhost"})
+    response = redirect.getresponse()
+    assert (response.status, response.getheader("Location")) == (301, "https://localhost/api/v1/capacity/")
+    redirect.close()
+    too_big = get(https_port, "/api/v1/auth/token/", tls=True, method="POST", body=b"x" * (WORKER.max_body_bytes + 1))
+    assert too_big.status == 413
+    assert b"nginx" in too_big.body  # refused by nginx, before gunicorn
+    assert get(https_port, "/healthz", tls=True).status == 200
