@@ -97,7 +97,7 @@ class DeadlineThreadWorker(ThreadWorker):
         # section 9.6: so that unread bytes do not turn the close into a reset that loses the
         # answer) right here, up to 2 s, in the main loop, which accepts and dispatches every
         # connection: clients that do not close their end held it 2 s each, one after another
-        # (thirty of them stalled /healthz 9 s on three workers). Here the poller waits instead.
+        # (thirty of them stalled /healthz up to 9 s on three workers). Here the poller waits.
         try:
             conn.sock.shutdown(socket.SHUT_WR)
             conn.sock.setblocking(False)

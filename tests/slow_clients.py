@@ -15,8 +15,8 @@ server has closed them all or the time is up, one JSON line per connection: afte
 the server closed it (``null``: never) and the first line the server answered.
 
 ``python -m tests.slow_clients measure`` gives the figures of docs/operations.md: how long
-``/healthz`` stalls while 3, 6 or 8 tricklers hold gunicorn, under the old command line (3 sync
-workers) and as the image runs it now (config/gunicorn.py).
+``/healthz`` stalls while tricklers hold gunicorn, under the old command line (3 sync workers),
+gunicorn's own gthread worker, and as the image runs it now (config/gunicorn.py).
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ def gunicorn_args(port: int) -> list[str]:
 
 #: The command line the image ran before config/gunicorn.py (sync workers facing the network).
 OLD_GUNICORN_OPTIONS = ["config.wsgi:application", "--workers", "3", "--access-logfile", "-"]
+#: gunicorn's own gthread worker, as many threads as config/gunicorn.py, without its worker class.
+GTHREAD_GUNICORN_OPTIONS = [*OLD_GUNICORN_OPTIONS, "--worker-class", "gthread", "--threads", "8", "--no-control-socket"]
 
 
 def free_port() -> int:
@@ -406,7 +408,7 @@ def main() -> None:
     one.add_argument("--tls", action="store_true")
     figures = sub.add_parser("measure", help="/healthz under tricklers: the old command line and config/gunicorn.py")
     figures.add_argument("--window", type=float, default=45, help="seconds of probing per run")
-    figures.add_argument("--only", choices=("old", "new"))
+    figures.add_argument("--only", choices=("old", "gthread", "new"))
     args = parser.parse_args()
     if args.command == "trickle":
         for result in trickle(args.kind, args.port, args.count, args.interval, args.seconds, args.tls):
@@ -415,9 +417,12 @@ def main() -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        if args.only != "new":
+        if args.only in (None, "old"):
             measure(OLD_GUNICORN_OPTIONS, "old", [("head", 3), ("head", 6)], args.window, Path(tmp))
-        if args.only != "old":
+        if args.only in (None, "gthread"):
+            runs = [("head", 8), ("idle", 30), ("linger", 30)]
+            measure(GTHREAD_GUNICORN_OPTIONS, "gthread", runs, args.window, Path(tmp))
+        if args.only in (None, "new"):
             new = shipped_gunicorn_command()[1:]
             runs = [("head", 3), ("head", 6), ("head", 8), ("body", 8), ("idle", 30), ("linger", 30)]
             measure(new, "new", runs, args.window, Path(tmp))
