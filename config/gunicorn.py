@@ -21,7 +21,7 @@ bind = ["0.0.0.0:8000"]
 workers = int(os.environ.get("WEB_CONCURRENCY", "3"))
 threads = int(os.environ.get("WEB_THREADS", "8"))
 worker_class = DeadlineThreadWorker.configured(
-    head_seconds=10,  # the request line and headers, from their first byte (nginx: client_header_timeout)
+    head_seconds=10,  # the request line and headers, once readable (nginx: client_header_timeout)
     body_seconds=20,  # the whole body after the head; nginx sends it at once, a direct client must too
     send_seconds=30,  # each write of the response (nginx: send_timeout)
     # Django's DATA_UPLOAD_MAX_MEMORY_SIZE (its default, 2.5 MiB) and nginx's client_max_body_size:
@@ -43,5 +43,5 @@ graceful_timeout = 30
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108
 accesslog = "-"
 # No control socket (gunicornc): nothing here uses it, and every gunicorn of a user would share its
-# one default path (~/.gunicorn/gunicorn.ctl), as the tests' and the load benchmark's do.
+# one default path (~/.gunicorn/gunicorn.ctl), as the tests' several at once would.
 control_socket_disable = True
