@@ -25,4 +25,5 @@ RUN DJANGO_SECRET_KEY=build-only DATABASE_URL=sqlite:////tmp/build.sqlite3 CELER
 
 USER app
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# gunicorn as config/gunicorn.py sets it (gthread workers, deadlines for slow clients, port 8000).
+CMD ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi:application"]

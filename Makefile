@@ -19,7 +19,7 @@ help:
 	@echo "make report          simulate the market under three policies; write docs/report/"
 	@echo "make lock            re-resolve requirements.lock from pyproject.toml"
 	@echo "make assets          fetch htmx and Chart.js (pinned in package-lock.json) into marketplace/static/vendor"
-	@echo "make tools           install Debian's chromium, chromium-driver and wrk for the browser and load tests (as root)"
+	@echo "make tools           install Debian's chromium, chromium-driver, wrk and nginx for the browser, load and proxy tests (as root)"
 	@echo "make audit           pip-audit the locked dependencies (needs the PyPI JSON API or OSV online)"
 
 $(STAMP): requirements.lock
@@ -36,16 +36,17 @@ $(ASSETS): package.json package-lock.json
 assets: $(ASSETS)
 
 # System tools the tests drive: Debian's Chromium and its driver for the browser tests (a test
-# tool's own browser download does not work here) and wrk for the load script. Installed when
-# missing and we are root (the test machine and CI); otherwise the tests that need them skip saying
-# so, and fail under REQUIRE_SERVICES=1.
-TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/wrk
+# tool's own browser download does not work here), wrk for the load script and nginx for the proxy
+# tests (tests run their own nginx on loopback ports; the package's service is not used). Installed
+# when missing and we are root (the test machine and CI); otherwise the tests that need them skip
+# saying so, and fail under REQUIRE_SERVICES=1.
+TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/wrk /usr/sbin/nginx
 tools:
 	@if ls $(TOOLS) >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver wrk \
-		|| echo "could not install chromium/wrk; the tests that need them will skip (fail under REQUIRE_SERVICES=1)"; \
-	else echo "missing $(TOOLS): run 'sudo apt-get install chromium chromium-driver wrk' for the browser and load tests"; fi
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver wrk nginx \
+		|| echo "could not install chromium/wrk/nginx; the tests that need them will skip (fail under REQUIRE_SERVICES=1)"; \
+	else echo "missing $(TOOLS): run 'sudo apt-get install chromium chromium-driver wrk nginx' for the browser, load and proxy tests"; fi
 
 demo: install assets
 	bin/demo

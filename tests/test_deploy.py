@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import runpy
 import socket
 import subprocess
 import sys
@@ -13,8 +15,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import need_service
+from tests.slow_clients import (
+    NGINX_SITE,
+    gunicorn_args,
+    nginx_binary,
+    nginx_command,
+    nginx_config,
+    shipped_gunicorn_command,
+)
+
 ROOT = Path(__file__).resolve().parent.parent
-VENV_BIN = Path(sys.executable).parent
 
 
 def production_env(tmp_path, **overrides) -> dict[str, str]:
@@ -56,11 +67,11 @@ def free_port() -> int:
 
 
 def test_gunicorn_serves_healthz_as_the_web_container_does(tmp_path):
-    # The Dockerfile's CMD, on a free loopback port.
+    # The Dockerfile's CMD (config/gunicorn.py), on a free loopback port instead of 0.0.0.0:8000.
     port = free_port()
     env = production_env(tmp_path)
     server = subprocess.Popen(
-        [str(VENV_BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "1"],
+        gunicorn_args(port),
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -82,17 +93,62 @@ def test_gunicorn_serves_healthz_as_the_web_container_does(tmp_path):
         server.wait(timeout=10)
 
 
+def test_the_image_and_the_compose_web_service_start_gunicorn_from_its_config_file():
+    # One configuration (config/gunicorn.py: gthread workers, deadlines for slow clients), which the
+    # tests start gunicorn with too (tests/slow_clients.gunicorn_args).
+    command = shipped_gunicorn_command()
+    assert command == ["gunicorn", "-c", "config/gunicorn.py", "config.wsgi:application"]
+    stack = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert stack["web"]["command"] == command
+
+
 def test_compose_stack_has_one_beat_unpublished_redis_and_migrations_once():
     stack = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    assert set(stack) == {"postgres", "redis", "migrate", "web", "worker", "beat"}
+    assert set(stack) == {"postgres", "redis", "migrate", "web", "worker", "beat", "proxy"}
     assert "ports" not in stack["redis"]
     assert stack["beat"]["deploy"]["replicas"] == 1
     assert stack["migrate"]["restart"] == "no"
     for name in ("web", "worker", "beat"):
         assert stack[name]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
-    for name in ("postgres", "redis", "web"):
+    for name in ("postgres", "redis", "web", "proxy"):
         assert "healthcheck" in stack[name]
     assert stack["worker"]["command"][:3] == ["celery", "-A", "config"]
+
+
+def test_compose_publishes_only_the_proxy_and_the_app_counts_it_in_x_forwarded_for():
+    stack = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    published = {name for name, service in stack.items() if "ports" in service}
+    assert published == {"proxy"}  # gunicorn only behind nginx, which buffers slow clients
+    assert set(stack["proxy"]["ports"]) == {"80:80", "443:443"}
+    assert "./config/nginx/marketplace.conf:/etc/nginx/conf.d/default.conf:ro" in stack["proxy"]["volumes"]
+    assert "${TLS_CERT_DIR:-./certs}:/etc/nginx/certs:ro" in stack["proxy"]["volumes"]
+    assert stack["proxy"]["depends_on"]["web"] == {"condition": "service_healthy"}
+    assert stack["web"]["environment"]["NUM_PROXIES"] == 1  # DRF's throttles take nginx's entry
+    assert stack["web"]["environment"]["SECURE_SSL_REDIRECT"] == "${SECURE_SSL_REDIRECT:-1}"
+
+
+def test_nginx_gunicorn_and_django_refuse_bodies_over_the_same_size():
+    from django.conf import settings
+
+    site = NGINX_SITE.read_text()
+    (nginx_kib,) = re.findall(r"client_max_body_size (\d+)k;", site)
+    worker = runpy.run_path(str(ROOT / "config" / "gunicorn.py"))["worker_class"]
+    assert int(nginx_kib) * 1024 == worker.max_body_bytes == settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    assert "proxy_request_buffering on;" in site
+    assert "proxy_buffering on;" in site
+
+
+def test_the_shipped_nginx_config_passes_nginx_t(tmp_path):
+    # config/nginx/marketplace.conf as the nginx image includes it, with the test's ports, a
+    # self-signed certificate and a loopback gunicorn (tests/slow_clients.nginx_config);
+    # tests/reliability/test_slow_clients.py runs it.
+    binary = nginx_binary()
+    if binary is None:
+        need_service("nginx is not installed (make tools installs Debian's): this test runs nginx -t")
+    config = nginx_config(tmp_path, http_port=free_port(), https_port=free_port(), web_port=free_port())
+    result = subprocess.run(nginx_command(binary, config, "-t"), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
 
 
 def test_openapi_schema_generates_without_warnings(tmp_path):

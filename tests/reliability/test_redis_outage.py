@@ -44,6 +44,7 @@ from marketplace.bounds import GPU_COUNT
 from marketplace.models import BuyerRequest, IdempotencyKey, Listing, Match, Organisation
 from marketplace.services.triggers import round_pending_key
 from tests.conftest import member, scale
+from tests.slow_clients import gunicorn_args
 from tests.workers import (
     ROOT,
     PrivateRedis,
@@ -70,7 +71,7 @@ PACE_SECONDS = 0.05
 #: Buyers each poster rotates through (so that no buyer nears its open-request quota).
 BUYERS_PER_POSTER = 5
 #: The most any answer may take: the worst path meets three bounded Redis calls (cache, then two
-#: publish attempts) plus queueing behind the other posters on two gunicorn workers.
+#: publish attempts) plus queueing behind the other posters for a gunicorn thread.
 ANSWER_BOUND_SECONDS = 4 * django_settings.REDIS_TIMEOUT_SECONDS + 6
 #: After Redis is back, every accepted request is matched within this: the worker reconnects
 #: (Celery backs off 2, 4, 6… s), beat's next sweep, one round.
@@ -85,7 +86,6 @@ REQUEST_BODY = {
     "max_price_per_gpu_hour": "9.00",
     "duration_hours": 24,
 }
-VENV_BIN = Path(sys.executable).parent
 
 
 # --- one contract at a time ---------------------------------------------------------------------
@@ -232,7 +232,7 @@ def health(base_url: str) -> tuple[int, dict]:
 
 
 class Stack:
-    """gunicorn (as the Dockerfile runs it), one worker and beat on the test database and the
+    """gunicorn (as the Dockerfile runs it: config/gunicorn.py), one worker and beat on the test database and the
     private Redis (broker: db 0, cache: db 1, as docker-compose.yml has them); logs in tmp_path."""
 
     def __init__(self, redis_server: PrivateRedis, log_dir: Path):
@@ -246,10 +246,10 @@ class Stack:
 
     def start(self) -> None:
         with (self.log_dir / "gunicorn.log").open("a") as log:
-            command = [str(VENV_BIN / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{self.port}"]
-            command += ["--workers", "2", "--timeout", "30", "--access-logfile", "-"]
             env = service_env(self.broker_url, **self.env)
-            self.processes.append(subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+            self.processes.append(
+                subprocess.Popen(gunicorn_args(self.port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            )
         worker_log = self.log_dir / "worker.log"
         self.processes.append(
             worker_start(broker_url=self.broker_url, log_path=worker_log, name="outage", env=self.env)
