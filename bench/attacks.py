@@ -286,8 +286,11 @@ def finding_1(stack: Stack, parties: dict, out: Outcomes) -> None:
         )
 
 
-def _far_future_rows(parties: dict):
-    """The probe's two rows, past the API and past the constraints (dropped here, put back after)."""
+def far_future_rows(provider, buyer):
+    """The probe's two rows, written past the API and past the database constraints that now refuse
+    them (dropped here): a listing of ``provider`` from 9999-12-30, and a request of ``buyer`` to start
+    by 9999-12-31 for 8,784 hours. Returns (listing, request, undo); ``undo`` deletes both and puts
+    the constraints back. tests/reliability/test_attacks.py uses it too."""
     from django.db import connection
 
     from marketplace.models import BuyerRequest, GpuModel, Listing, Region
@@ -301,12 +304,12 @@ def _far_future_rows(parties: dict):
             editor.remove_constraint(model, constraint)
     h20 = GpuModel.objects.get(code="h20")
     listing = Listing.objects.create(
-        provider=parties["attacker-provider"][0], region=Region.objects.get(code="ningxia-zhongwei"), gpu_model=h20,
+        provider=provider, region=Region.objects.get(code="ningxia-zhongwei"), gpu_model=h20,
         gpu_count=8, gpus_per_node=8, price_per_gpu_hour=Decimal("1.00"), available_from=FAR,
         available_until=FAR + timedelta(days=1),
     )  # fmt: skip
     request = BuyerRequest.objects.create(
-        buyer=parties["attacker-buyer"][0], gpu_model=h20, gpus_per_replica=1, replicas=1,
+        buyer=buyer, gpu_model=h20, gpus_per_replica=1, replicas=1,
         origin=Region.objects.get(code="shanghai"), latency_class="batch", max_price_per_gpu_hour=Decimal("9.00"),
         duration_hours=8784, start_by=FAR + timedelta(days=1),
     )  # fmt: skip
@@ -318,7 +321,7 @@ def _far_future_rows(parties: dict):
             for model, constraint in guards:
                 editor.add_constraint(model, constraint)
 
-    return undo
+    return listing, request, undo
 
 
 #: The probe's hostile inputs of finding 2: (who, path, body, the field a 400 must name).
@@ -342,7 +345,7 @@ def finding_2(stack: Stack, parties: dict, out: Outcomes) -> None:
     from marketplace.models import MatchingRun
 
     listing_add(stack, parties["provider"][1], gpu_model="h20", gpus=16, region="ningxia-zhongwei")
-    undo = _far_future_rows(parties)
+    *_, undo = far_future_rows(parties["attacker-provider"][0], parties["attacker-buyer"][0])
     try:
         token = parties["bystander"][1]
         seconds = matched_within(

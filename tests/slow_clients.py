@@ -36,6 +36,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.workers import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 KINDS = ("head", "body", "idle", "linger")
@@ -63,12 +65,6 @@ def gunicorn_args(port: int) -> list[str]:
 OLD_GUNICORN_OPTIONS = ["config.wsgi:application", "--workers", "3", "--access-logfile", "-"]
 #: gunicorn's own gthread worker, as many threads as config/gunicorn.py, without its worker class.
 GTHREAD_GUNICORN_OPTIONS = [*OLD_GUNICORN_OPTIONS, "--worker-class", "gthread", "--threads", "8", "--no-control-socket"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def web_env(tmp_path: Path, *, production: bool = False, **extra: str) -> dict[str, str]:

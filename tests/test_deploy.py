@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import runpy
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from tests.slow_clients import (
     nginx_config,
     shipped_gunicorn_command,
 )
+from tests.workers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,12 +58,6 @@ def test_production_refuses_to_start_without_its_settings(tmp_path, missing):
 def test_production_settings_pass_check_deploy(tmp_path):
     result = manage(production_env(tmp_path), "check", "--deploy", "--fail-level", "WARNING")
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_gunicorn_serves_healthz_as_the_web_container_does(tmp_path):

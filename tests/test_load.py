@@ -8,7 +8,6 @@ running the suite is shared.
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from django.db import connection
 
 from tests.conftest import need_service, scale
+from tests.workers import free_port
 
 pytestmark = pytest.mark.services
 
@@ -24,12 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 WRK = Path("/usr/bin/wrk")
 ENDPOINTS = ["trivial", "capacity search", "listing search", "request submission"]
 LEVELS = [2, 4]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def load_database_url() -> str:

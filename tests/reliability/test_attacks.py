@@ -16,10 +16,10 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import connection
 
+import bench.attacks
 from marketplace import services
-from marketplace.models import BuyerRequest, GpuModel, Listing, MatchingRun, Region
+from marketplace.models import BuyerRequest, MatchingRun, Region
 from tests.conftest import scale
 from tests.workers import broker_reset, celery_start, process_stop, wait_for, worker_start
 
@@ -93,30 +93,9 @@ def test_voucher_codes_of_one_programme_short_of_budget_stop_nobody(
 def far_future_rows(postgres, reference, provider, buyer):
     """The attack's rows, committed past the API and past the constraints (dropped for the test and
     added back after it, once the rows are gone)."""
-    guards = [
-        (Listing, next(c for c in Listing._meta.constraints if c.name == "listing_on_offer_in_domain")),
-        (BuyerRequest, next(c for c in BuyerRequest._meta.constraints if c.name == "request_live_in_domain")),
-    ]
-    with connection.schema_editor() as editor:
-        for model, constraint in guards:
-            editor.remove_constraint(model, constraint)
-    h20 = GpuModel.objects.get(code="h20")
-    listing = Listing.objects.create(
-        provider=provider, region=Region.objects.get(code="ningxia-zhongwei"), gpu_model=h20, gpu_count=8,
-        gpus_per_node=8, price_per_gpu_hour=Decimal("1.00"), available_from=FAR,
-        available_until=FAR + timedelta(days=1),
-    )  # fmt: skip
-    request = BuyerRequest.objects.create(
-        buyer=buyer, gpu_model=h20, gpus_per_replica=1, replicas=1, origin=Region.objects.get(code="shanghai"),
-        latency_class="batch", max_price_per_gpu_hour=Decimal("9.00"), duration_hours=8784,
-        start_by=FAR + timedelta(days=1),
-    )  # fmt: skip
+    listing, request, undo = bench.attacks.far_future_rows(provider, buyer)
     yield listing, request
-    BuyerRequest.objects.filter(pk=request.pk).delete()
-    Listing.objects.filter(pk=listing.pk).delete()
-    with connection.schema_editor() as editor:
-        for model, constraint in guards:
-            editor.add_constraint(model, constraint)
+    undo()
 
 
 @pytest.mark.django_db(transaction=True)
