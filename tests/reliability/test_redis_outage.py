@@ -44,6 +44,7 @@ from marketplace.bounds import GPU_COUNT
 from marketplace.models import BuyerRequest, IdempotencyKey, Listing, Match, Organisation
 from marketplace.services.triggers import round_pending_key
 from tests.conftest import member, scale
+from tests.services_helpers import request_terms
 from tests.slow_clients import gunicorn_args
 from tests.workers import (
     ROOT,
@@ -77,15 +78,7 @@ ANSWER_BOUND_SECONDS = 4 * django_settings.REDIS_TIMEOUT_SECONDS + 6
 #: (Celery backs off 2, 4, 6… s), beat's next sweep, one round.
 MATCH_BOUND_SECONDS = SWEEP_SECONDS + 25
 GPUS = GPU_COUNT.maximum  # one listing with room for every request the posters send
-REQUEST_BODY = {
-    "gpu_model": "h20",
-    "gpus_per_replica": 1,
-    "replicas": 1,
-    "origin": "shanghai",
-    "latency_class": "batch",
-    "max_price_per_gpu_hour": "9.00",
-    "duration_hours": 24,
-}
+REQUEST_BODY = request_terms()
 
 
 # --- one contract at a time ---------------------------------------------------------------------

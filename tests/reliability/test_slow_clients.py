@@ -83,45 +83,27 @@ def test_the_shipped_worker_is_the_threaded_one_with_deadlines():
     assert WORKER.head_seconds + CUT_OFF_SLACK_SECONDS < WORKER.body_seconds  # the tests tell them apart
 
 
-def test_head_tricklers_leave_healthz_answering_and_are_cut_off_at_the_head_deadline(gunicorn):
+@pytest.mark.parametrize("part", ["head", "body"])
+def test_tricklers_leave_healthz_answering_and_are_cut_off_at_their_part_s_deadline(gunicorn, part):
+    """A client trickling the request head (or, after a whole head, the body) a byte every half second."""
     server, port = gunicorn
-    tricklers = Tricklers("head", port, TRICKLERS, seconds=WORKER.head_seconds + 20)
+    deadline = getattr(WORKER, f"{part}_seconds")
+    tricklers = Tricklers(part, port, TRICKLERS, seconds=deadline + 20)
     try:
         latencies = healthz_while(port)
-        results = tricklers.results(timeout=WORKER.head_seconds + 40)
+        results = tricklers.results(timeout=deadline + 40)
     finally:
         tricklers.stop()
 
     assert max(latencies) < HEALTHZ_BOUND_SECONDS, latencies
     for result in results:
         assert result["closed_after"] is not None, result
-        assert WORKER.head_seconds - 0.5 <= result["closed_after"] <= WORKER.head_seconds + CUT_OFF_SLACK_SECONDS
+        assert deadline - 0.5 <= result["closed_after"] <= deadline + CUT_OFF_SLACK_SECONDS
         assert result["answer"] == "HTTP/1.1 408 Request Timeout", result
-        assert result["sent"] >= WORKER.head_seconds  # they did trickle: a byte every half second
-    assert f"refused with 408: the request head did not arrive within {WORKER.head_seconds:g} s" in server.log()
+        assert result["sent"] >= deadline  # they did trickle: a byte every half second
+    assert f"refused with 408: the request {part} did not arrive within {deadline:g} s" in server.log()
     print(
-        f"\n{TRICKLERS} head tricklers: /healthz {max(latencies):.3f} s at most; cut off after "
-        f"{min(r['closed_after'] for r in results)}–{max(r['closed_after'] for r in results)} s"
-    )
-
-
-def test_body_tricklers_leave_healthz_answering_and_are_cut_off_at_the_body_deadline(gunicorn):
-    server, port = gunicorn
-    tricklers = Tricklers("body", port, TRICKLERS, seconds=WORKER.body_seconds + 20)
-    try:
-        latencies = healthz_while(port)
-        results = tricklers.results(timeout=WORKER.body_seconds + 40)
-    finally:
-        tricklers.stop()
-
-    assert max(latencies) < HEALTHZ_BOUND_SECONDS, latencies
-    for result in results:
-        assert result["closed_after"] is not None, result
-        assert WORKER.body_seconds - 0.5 <= result["closed_after"] <= WORKER.body_seconds + CUT_OFF_SLACK_SECONDS
-        assert result["answer"] == "HTTP/1.1 408 Request Timeout", result
-    assert f"refused with 408: the request body did not arrive within {WORKER.body_seconds:g} s" in server.log()
-    print(
-        f"\n{TRICKLERS} body tricklers: /healthz {max(latencies):.3f} s at most; cut off after "
+        f"\n{TRICKLERS} {part} tricklers: /healthz {max(latencies):.3f} s at most; cut off after "
         f"{min(r['closed_after'] for r in results)}–{max(r['closed_after'] for r in results)} s"
     )
 
