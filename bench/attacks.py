@@ -40,7 +40,6 @@ import json
 import os
 import secrets
 import shlex
-import signal
 import socket
 import subprocess
 import sys
@@ -57,74 +56,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.load import api_call, database_prepare, healthy_wait, process_stop, server_env  # noqa: E402
+from tests.slow_clients import gunicorn_args  # noqa: E402
+from tests.workers import VENV_BIN, PrivateRedis, compose_services, free_port  # noqa: E402
 
-PYTHON_BIN = Path(sys.executable).parent
 FAR = datetime(9999, 12, 30, tzinfo=UTC)
 HYPERLINK = '=HYPERLINK("http://evil.example/claim","Claim your subsidy")'
 #: How long a bystander may wait: beat's sweep interval (production's default) and a round.
 SWEEP_SECONDS = 30
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-# --- the stack, as shipped -------------------------------------------------------------------------
-
-
-def dockerfile_cmd() -> list[str]:
-    """The Dockerfile's ``CMD`` (its JSON form)."""
-    line = next(line for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("CMD "))
-    return json.loads(line.removeprefix("CMD "))
-
-
-def compose_command(service: str) -> list[str]:
-    """A service's ``command`` in ``docker-compose.yml``."""
-    import yaml
-
-    command = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][service]["command"]
-    return command if isinstance(command, list) else shlex.split(command)
-
-
-def local(command: list[str]) -> list[str]:
-    """A container's command line run here: the venv's executables, loopback addresses."""
-    head = PYTHON_BIN / command[0]
-    return [str(head) if head.exists() else command[0], *command[1:]]
-
-
-class Redis:
-    """A redis-server of the replay's own, which finding 3 kills and restarts on the same port."""
-
-    def __init__(self, run_dir: Path):
-        self.port, self.run_dir, self.process = free_port(), run_dir, None
-
-    def url(self, db: int) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
-
-    def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--save", "", "--appendonly", "no"]
-        with (self.run_dir / "redis.log").open("a") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603 - ours
-        import redis
-
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                redis.Redis(port=self.port).ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait()
-
-
 class Stack:
-    def __init__(self, args, run_dir: Path, redis_server: Redis):
+    def __init__(self, args, run_dir: Path, redis_server: PrivateRedis):
         self.run_dir, self.port = run_dir, free_port()
         load_args = SimpleNamespace(
             secret_key=secrets.token_hex(32),
@@ -133,7 +75,11 @@ class Stack:
             cache_url=redis_server.url(1),
             conn_max_age=60,
         )
-        self.env = server_env(load_args, run_dir) | {"PYTHONPATH": str(ROOT)}
+        # The containers' commands as written ("celery", "gunicorn"): the venv's executables first.
+        self.env = server_env(load_args, run_dir) | {
+            "PYTHONPATH": str(ROOT),
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
+        }
         self.processes: dict[str, subprocess.Popen] = {}
 
     @property
@@ -141,13 +87,11 @@ class Stack:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        web = local(dockerfile_cmd())
-        if "--bind" in web:  # the image's address, not a second one beside it
-            del web[web.index("--bind") : web.index("--bind") + 2]
-        web += ["--bind", f"127.0.0.1:{self.port}", "--no-control-socket"]
-        beat = local(compose_command("beat"))
+        web = gunicorn_args(self.port)
+        services = compose_services()
+        worker, beat = services["worker"]["command"], list(services["beat"]["command"])
         beat[beat.index("--schedule") + 1] = str(self.run_dir / "celerybeat-schedule")
-        for name, command in (("web", web), ("worker", local(compose_command("worker"))), ("beat", beat)):
+        for name, command in (("web", web), ("worker", worker), ("beat", beat)):
             print(f"  {name}: {shlex.join(command)}", flush=True)
             with (self.run_dir / f"{name}.log").open("a") as log:
                 self.processes[name] = subprocess.Popen(  # noqa: S603 - ours
@@ -379,7 +323,7 @@ def finding_2(stack: Stack, parties: dict, out: Outcomes) -> None:
                 held=status == 400 and named)  # fmt: skip
 
 
-def finding_3(stack: Stack, redis_server: Redis, parties: dict, out: Outcomes, kills: int = 3) -> None:
+def finding_3(stack: Stack, redis_server: PrivateRedis, parties: dict, out: Outcomes, kills: int = 3) -> None:
     listing_add(stack, parties["provider"][1], gpu_model="l40s", gpus=4096)
     token, accepted, answers = parties["bystander"][1], [], []
     stop = threading.Event()
@@ -588,7 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="mkt-attacks-"))
     print(f"run directory (logs): {run_dir}", flush=True)
     database_prepare(args.database_url)
-    redis_server = Redis(run_dir)
+    redis_server = PrivateRedis("redis-server", run_dir / "redis.log")
     redis_server.start()
     stack = Stack(args, run_dir, redis_server)
     os.environ.update(stack.env)

@@ -36,10 +36,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.workers import free_port
+from tests.workers import ROOT, VENV_BIN, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
 KINDS = ("head", "body", "idle", "linger")
 #: The body a ``body`` trickler announces: under every limit (Django's 2.5 MB, nginx's, the
 #: gunicorn worker's), so that servers read it rather than refuse it.
