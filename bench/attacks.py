@@ -55,7 +55,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.load import api_call, database_prepare, healthy_wait, process_stop, server_env  # noqa: E402
+from bench.load import api_call, database_prepare, healthy_wait, member_with_token, process_stop, server_env  # noqa: E402
 from tests.slow_clients import gunicorn_args  # noqa: E402
 from tests.workers import VENV_BIN, PrivateRedis, compose_services, free_port  # noqa: E402
 
@@ -105,21 +105,6 @@ class Stack:
 
 
 # --- the market's parties --------------------------------------------------------------------------
-
-
-def party(username: str, kind: str, *, staff: bool = False) -> tuple[object, str]:
-    """An organisation of ``kind`` with one member and an API token: (organisation, token)."""
-    from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
-
-    from marketplace.models import Membership, Organisation, Region
-
-    organisation = Organisation.objects.create(
-        name=username, kind=kind, province=Region.objects.get(code="shanghai").province
-    )
-    user = get_user_model().objects.create_user(username=username, is_staff=staff)
-    Membership.objects.create(user=user, organisation=organisation)
-    return organisation, Token.objects.create(user=user).key
 
 
 def listing_add(
@@ -543,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
     call_command("migrate", "--noinput", verbosity=0)
     call_command("load_reference", verbosity=0)
     parties = {
-        name: party(name, kind, staff=name == "staff")
+        name: member_with_token(name, "shanghai", kind=kind, staff=name == "staff")
         for name, kind in (("provider", "provider"), ("attacker-provider", "provider"), ("voucher-buyer", "buyer"),
                            ("bystander", "buyer"), ("attacker-buyer", "buyer"), ("staff", "buyer"))
     }  # fmt: skip

@@ -136,14 +136,14 @@ def market_seed(*, listings: int, buyers: int, seed: int) -> Market:
     call_command("load_reference", stdout=quiet)
     call_command("seed_demo", stdout=quiet)
     gpus = _listings_add(listings, random.Random(seed))
-    accounts = [_buyer_with_token(f"load-buyer-{i:03d}", ORIGINS[i % len(ORIGINS)]) for i in range(buyers)]
-    _, probe_token = _buyer_with_token("load-probe-buyer", "shanghai")
+    accounts = [member_with_token(f"load-buyer-{i:03d}", ORIGINS[i % len(ORIGINS)]) for i in range(buyers)]
+    _, probe_token = member_with_token("load-probe-buyer", "shanghai")
     from marketplace.models import Listing
 
     return Market(
         listings=Listing.objects.count(),
         gpus=gpus,
-        buyer_ids=[org_id for org_id, _ in accounts],
+        buyer_ids=[organisation.pk for organisation, _ in accounts],
         tokens=[token for _, token in accounts],
         probe_token=probe_token,
     )
@@ -178,17 +178,19 @@ def _listings_add(count: int, rng: random.Random) -> int:
     return gpus
 
 
-def _buyer_with_token(username: str, origin_code: str) -> tuple[int, str]:
+def member_with_token(username: str, origin_code: str, *, kind: str = "buyer", staff: bool = False):
+    """An organisation of ``kind`` in ``origin_code``'s province, with one member (no password: the
+    API token is its way in) and that member's token: (organisation, token key)."""
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
     from marketplace.models import Membership, Organisation, Region
 
     province = Region.objects.get(code=origin_code).province
-    organisation = Organisation.objects.create(name=username, kind=Organisation.Kind.BUYER, province=province)
-    user = get_user_model().objects.create_user(username=username, email=f"{username}@example.com")
+    organisation = Organisation.objects.create(name=username, kind=kind, province=province)
+    user = get_user_model().objects.create_user(username=username, email=f"{username}@example.com", is_staff=staff)
     Membership.objects.create(user=user, organisation=organisation)
-    return organisation.pk, Token.objects.create(user=user).key
+    return organisation, Token.objects.create(user=user).key
 
 
 # --- processes ------------------------------------------------------------------------------------
