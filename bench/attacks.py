@@ -36,6 +36,8 @@ accepted). Logs are in the run directory it prints.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import os
 import secrets
@@ -46,6 +48,8 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -373,7 +377,6 @@ def _trickle(port: int, stop: threading.Event) -> None:
 
 
 def finding_4(stack: Stack, out: Outcomes) -> None:
-    import urllib.request
 
     for clients in (3, 6):
         stop = threading.Event()
@@ -407,8 +410,6 @@ def _nested(depth: int):
 
 
 def finding_5(stack: Stack, parties: dict, out: Outcomes) -> None:
-    import urllib.error
-    import urllib.request
 
     deep = json.dumps(_nested(950)).encode()
     endpoints = [(None, "auth/register/"), (None, "auth/token/"), ("bystander", "requests/"),
@@ -456,9 +457,6 @@ def finding_6(stack: Stack, parties: dict, out: Outcomes) -> None:
         raise RuntimeError("the promotion's request was not matched")
     match = Match.objects.get(request_id=request_id)
     services.lifecycle_tick(now=match.ends_at)
-    import csv
-    import io
-    import urllib.request
 
     for who, token in (("buyer", buyer_token), ("provider", provider_token)):
         url = f"{stack.base}/api/v1/statements/csv/?month={match.ends_at:%Y-%m}"
