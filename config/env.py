@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from decimal import Decimal, InvalidOperation
 
@@ -53,3 +54,14 @@ def env_decimal(name: str, default: str) -> Decimal:
         return Decimal(value)
     except InvalidOperation:
         raise ImproperlyConfigured(f"{name} must be a decimal number, got {value!r}.") from None
+
+
+def env_networks(name: str, default: str = "") -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """A comma-separated list of addresses or networks (``10.0.0.0/8``, ``127.0.0.1``, ``::1``)."""
+    networks = []
+    for item in env_list(name, default):
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(f"{name} must list IP addresses or networks, got {item!r}.") from None
+    return networks

@@ -9,8 +9,15 @@ reaches gunicorn directly. Why each number: docs/operations.md, "The web tier".
 """
 
 import os
+from pathlib import Path
 
 from config.gunicorn_worker import DeadlineThreadWorker
+from config.settings.base import METRICS_MULTIPROC_DIR
+
+# prometheus-client's multiprocess mode: each worker writes its request metrics to files here and
+# /metrics sums them, so a scrape, whichever worker answers it, counts every worker's requests.
+# Set before any worker imports prometheus_client (it reads the variable at import).
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_MULTIPROC_DIR))
 
 bind = ["0.0.0.0:8000"]
 
@@ -45,3 +52,19 @@ accesslog = "-"
 # No control socket (gunicornc): nothing here uses it, and every gunicorn of a user would share its
 # one default path (~/.gunicorn/gunicorn.ctl), as the tests' several at once would.
 control_socket_disable = True
+
+
+def on_starting(server) -> None:
+    """Clear the metrics directory: a previous run's workers' files would be summed forever. Only
+    prometheus-client's own files (``*.db``) go, whatever else the directory holds."""
+    directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def child_exit(server, worker) -> None:
+    """A worker is gone: its live gauges stop counting (its counters and histograms stay summed)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

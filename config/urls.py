@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from marketplace.health import healthz
+from marketplace.metrics.view import metrics
 
 # Under /api/, Django's own 400 and 404 answer JSON like every API error; elsewhere, the pages.
 handler400 = "marketplace.api.errors.bad_request"
@@ -14,5 +15,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("", include("marketplace.web.urls")),
 ]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import env_bool, env_decimal, env_int, env_list, env_str
+from config.env import env_bool, env_decimal, env_int, env_list, env_networks, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = Path(env_str("MARKETPLACE_VAR_DIR", str(BASE_DIR / "var")))
@@ -31,6 +31,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so that a request's latency includes every other middleware (docs/operations.md).
+    "marketplace.metrics.http.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # First of ours: no view, form, session lookup or query may meet a NUL (see the module).
     "marketplace.storable_text.StorableTextMiddleware",
@@ -269,3 +271,16 @@ MATCHING_BUSY_COMMITS_PER_SECOND = env_int("MATCHING_BUSY_COMMITS_PER_SECOND", 1
 MAX_OPEN_REQUESTS_PER_BUYER = env_int("MAX_OPEN_REQUESTS_PER_BUYER", 500)
 #: The platform's share of each settled match's gross, in percent (see marketplace.money).
 PLATFORM_FEE_PERCENT = env_decimal("PLATFORM_FEE_PERCENT", "5")
+
+# Prometheus metrics at /metrics (marketplace.metrics; docs/operations.md, "Metrics"). Open to anyone
+# only where METRICS_PUBLIC is on (the local settings); otherwise a scraper sends
+# "Authorization: Bearer <METRICS_TOKEN>" or comes from METRICS_ALLOWED_IPS (addresses or networks).
+METRICS_PUBLIC = env_bool("METRICS_PUBLIC", False)
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_IPS = env_networks("METRICS_ALLOWED_IPS", "")
+#: The round metrics describe this many of the newest finished matching runs.
+METRICS_RECENT_ROUNDS = env_int("METRICS_RECENT_ROUNDS", 200)
+#: Where gunicorn's worker processes keep their request metrics for a scrape to sum
+#: (prometheus-client's multiprocess mode): config/gunicorn.py exports it as
+#: PROMETHEUS_MULTIPROC_DIR and empties it when gunicorn starts.
+METRICS_MULTIPROC_DIR = VAR_DIR / "prometheus"

@@ -4,5 +4,7 @@ from config.env import env_bool
 from config.settings.base import *  # noqa: F403
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
+#: /metrics needs no token on a developer's machine.
+METRICS_PUBLIC = env_bool("METRICS_PUBLIC", True)
 #: seed_demo creates the demo logins (password "demo") only where this is on.
 DEMO_LOGINS = True

@@ -4,7 +4,8 @@ Querysets come back with their joins (``select_related``) and computed columns (
 ``rtt_ms``) in place, so serialising a page never queries per row. Modules by topic:
 ``market`` (regions, listings, capacity, requests, matches), ``engine`` (the matching snapshot),
 ``vouchers`` (ledger balances, programme reports), ``statements``, ``dashboards`` (the capacity
-board, the provider's and buyer's pages) and ``monitor`` (the admin match monitor).
+board, the provider's and buyer's pages), ``monitor`` (the admin match monitor) and ``metrics``
+(what ``/metrics`` reports).
 """
 
 from marketplace.selectors.dashboards import (
@@ -54,6 +55,14 @@ from marketplace.selectors.market import (
     rtts_from,
     with_free_gpus,
 )
+from marketplace.selectors.metrics import (
+    GpuCount,
+    RoundRecord,
+    VoucherBudget,
+    gpus_by_region_and_model,
+    rounds_recent,
+    voucher_budgets,
+)
 from marketplace.selectors.monitor import (
     LeftOutRow,
     MonitorCharts,
@@ -87,6 +96,7 @@ __all__ = [
     "BoardRegion",
     "BuyerDashboard",
     "CapacityRow",
+    "GpuCount",
     "LeftOutRow",
     "ListingFilters",
     "ListingUsage",
@@ -96,8 +106,10 @@ __all__ = [
     "ProgramSpend",
     "ProviderDashboard",
     "QuoteSummary",
+    "RoundRecord",
     "Statement",
     "UnservedRow",
+    "VoucherBudget",
     "buyer_dashboard",
     "buyer_year_net",
     "capacity_board",
@@ -108,6 +120,7 @@ __all__ = [
     "engine_request_spec",
     "free_hours_used",
     "gpu_model_list",
+    "gpus_by_region_and_model",
     "listing_energy_cost",
     "listing_search",
     "listing_shown_energy_cost",
@@ -132,6 +145,7 @@ __all__ = [
     "region_with_rtts",
     "request_list_for",
     "request_quote",
+    "rounds_recent",
     "rows_left_out",
     "rtt_map",
     "rtts_from",
@@ -140,6 +154,7 @@ __all__ = [
     "statement_for",
     "unserved_requests",
     "usernames_in_use",
+    "voucher_budgets",
     "voucher_ledger_reconciles",
     "voucher_program_names_in_use",
     "voucher_program_report",
