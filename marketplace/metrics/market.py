@@ -108,7 +108,8 @@ def latest_round_outcome(runs: Sequence[RoundRecord]) -> Iterator[Metric]:
         unserved.add_metric([shard], run.unserved_replicas)
         if run.gap is not None:
             gap.add_metric([shard], run.gap)
-        finished.add_metric([shard], run.finished_at.timestamp())
+        if run.finished_at is not None:
+            finished.add_metric([shard], run.finished_at.timestamp())
     yield from (served, unserved, gap, finished)
 
 

@@ -21,7 +21,7 @@ class RoundRecord:
     id: int
     shard: str
     status: str
-    finished_at: datetime
+    finished_at: datetime | None  # set on every finished run; the column allows null for running ones
     served_replicas: int
     unserved_replicas: int
     gap: float | None
