@@ -8,9 +8,11 @@ import ipaddress
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from decimal import Decimal
 
+import httpx
 import pytest
 from django.db import connection
 from django.test import Client
@@ -23,7 +25,9 @@ from marketplace.services.rounds import round_run
 from marketplace.services.shard_lock import shard_lock
 from marketplace.tasks import matching_round
 from tests.marketplace.test_vouchers import code_for, make_program  # noqa: F401  (fixture)
-from tests.workers import ROOT
+from tests.slow_clients import Server, gunicorn_args
+from tests.test_deploy import manage, production_env
+from tests.workers import ROOT, free_port, wait_for
 
 Samples = dict[tuple[str, frozenset], float]
 
@@ -271,3 +275,46 @@ def test_web_workers_write_their_own_files_and_one_scrape_sums_them(reference, o
     assert value(samples, "marketplace_http_request_duration_seconds_count", **healthz) == 7
     assert value(samples, "marketplace_idle_gpus", region="ningxia-zhongwei", gpu_model="h20") is None
     assert value(samples, "marketplace_broker_up") == 1
+
+
+def test_under_the_shipped_gunicorn_a_scrape_counts_every_workers_requests(tmp_path):
+    """config/gunicorn.py as the image runs it (three workers, production settings): a previous
+    run's file is cleared at start, and one scrape counts the requests whichever worker served them."""
+    token = "scrape-token-for-the-test"
+    env = production_env(tmp_path, METRICS_TOKEN=token, SECURE_SSL_REDIRECT="0")
+    assert manage(env, "migrate", "--noinput", "-v0").returncode == 0
+    shared = tmp_path / "prometheus"
+    shared.mkdir()
+    stale = (
+        "from prometheus_client import Histogram; "
+        "Histogram('marketplace_http_request_duration_seconds', '', ['route', 'method', 'status'])"
+        ".labels('/healthz', 'GET', '2xx').observe(1)"
+    )
+    subprocess.run([sys.executable, "-c", stale], env={**env, "PROMETHEUS_MULTIPROC_DIR": str(shared)}, check=True)
+    assert list(shared.glob("histogram_*.db"))
+    port = free_port()
+    server = Server(gunicorn_args(port), env, tmp_path / "gunicorn.log")
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for(lambda: _answers(f"{base}/healthz"), seconds=60), server.log()
+        with ThreadPoolExecutor(max_workers=12) as pool:
+            assert set(pool.map(lambda _: _answers(f"{base}/healthz"), range(40))) == {True}
+        assert httpx.get(f"{base}/metrics", timeout=10).status_code == 401
+        response = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert response.status_code == 200
+        samples = parsed(response.text)
+        # Twelve clients at once keep more than one worker busy: the count below sums their files.
+        assert len(list(shared.glob("histogram_*.db"))) >= 2
+    finally:
+        server.stop()
+    healthz = {"route": "/healthz", "method": "GET", "status": "2xx"}
+    # 41: the forty above and the first that found the server up; none from the stale file.
+    assert value(samples, "marketplace_http_request_duration_seconds_count", **healthz) == 41
+    assert value(samples, "marketplace_broker_up") == 1
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=10).status_code == 200
+    except httpx.HTTPError:
+        return False
