@@ -5,7 +5,9 @@ allowed address, and a scrape costs the same queries on a big market as on a sma
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +16,7 @@ from decimal import Decimal
 
 import httpx
 import pytest
+import yaml
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -318,3 +321,47 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=10).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+# --- what ships beside the endpoint: the Grafana dashboard, Prometheus and its compose service ----------------
+
+
+def test_every_metric_the_dashboard_queries_is_one_the_scrape_serves(
+    open_metrics,
+    make_listing,
+    make_request,
+    make_program,  # noqa: F811
+    buyer,
+):
+    make_listing(region="gansu-qingyang")
+    make_request(latency_class="batch", voucher_code=code_for(make_program(), buyer=buyer))
+    round_run(shard="h20", trigger="manual")
+    Client().get("/healthz")
+    served = {name for name, _ in scrape()}
+    dashboard = json.loads((ROOT / "docs" / "grafana" / "marketplace.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel.get("targets", [])
+        for name in re.findall(r"\bmarketplace_\w+", target["expr"])
+    }
+    assert len(queried) >= 14
+    assert queried <= served, sorted(queried - served)
+    assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
+
+
+def test_prometheus_scrapes_the_web_service_with_the_token_the_web_service_reads():
+    metrics_stack = yaml.safe_load((ROOT / "docker-compose.metrics.yml").read_text())["services"]
+    stack = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    prometheus = metrics_stack["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    assert prometheus["ports"] == ["127.0.0.1:9090:9090"]  # not published beyond the host
+    config_mount = "./config/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro"
+    assert config_mount in prometheus["volumes"]
+    (job,) = yaml.safe_load((ROOT / "config" / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"] == [{"targets": ["web:8000"]}]
+    token_file = job["authorization"]["credentials_file"]
+    assert any(volume.endswith(f":{token_file}:ro") for volume in prometheus["volumes"])
+    assert stack["web"]["environment"]["METRICS_TOKEN"] == "${METRICS_TOKEN:-}"
+    assert metrics_stack["web"]["environment"]["ALLOWED_HOSTS"].endswith(",web")
