@@ -10,7 +10,10 @@ import os
 import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 
@@ -27,10 +30,11 @@ from marketplace.models import GpuModel, Listing, Region, VoucherProgram
 from marketplace.services.rounds import round_run
 from marketplace.services.shard_lock import shard_lock
 from marketplace.tasks import matching_round
+from tests.conftest import need_service
 from tests.marketplace.test_vouchers import code_for, make_program  # noqa: F401  (fixture)
 from tests.slow_clients import Server, gunicorn_args
 from tests.test_deploy import manage, production_env
-from tests.workers import ROOT, free_port, wait_for
+from tests.workers import ROOT, broker_reset, free_port, process_stop, wait_for, worker_start
 
 Samples = dict[tuple[str, frozenset], float]
 
@@ -180,8 +184,7 @@ def test_a_failing_task_and_its_retries_are_counted(reference, open_metrics):
     and then fails; the signal handlers count both in the shared cache."""
     labels = {"task": "marketplace.matching_round"}
     before = scrape()
-    with shard_lock("h20") as held:
-        assert held
+    with shard_held_by_another_round("h20"):
         result = matching_round.apply(kwargs={"shard": "h20", "trigger": "manual"})
     assert result.failed()
     after = scrape()
@@ -189,6 +192,31 @@ def test_a_failing_task_and_its_retries_are_counted(reference, open_metrics):
     failures = "marketplace_task_failures_total"
     assert value(after, retries, **labels) - value(before, retries, **labels) == matching_round.max_retries
     assert value(after, failures, **labels) - value(before, failures, **labels) >= 1
+
+
+@contextmanager
+def shard_held_by_another_round(shard: str) -> Iterator[None]:
+    """``shard``'s lock held by a thread on its own database connection, as another worker would
+    (on PostgreSQL an advisory lock is re-entrant within one session)."""
+    held, done = threading.Event(), threading.Event()
+
+    def other_round() -> None:
+        try:
+            with shard_lock(shard) as got:
+                if got:
+                    held.set()
+                    done.wait(60)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_round)
+    thread.start()
+    try:
+        assert held.wait(30), "the other round could not take the shard's lock"
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def test_the_queue_depth_counts_messages_waiting_in_the_broker(reference, open_metrics):
@@ -365,3 +393,42 @@ def test_prometheus_scrapes_the_web_service_with_the_token_the_web_service_reads
     assert any(volume.endswith(f":{token_file}:ro") for volume in prometheus["volumes"])
     assert stack["web"]["environment"]["METRICS_TOKEN"] == "${METRICS_TOKEN:-}"
     assert metrics_stack["web"]["environment"]["ALLOWED_HOSTS"].endswith(",web")
+
+
+# --- on the production servers: Redis as the broker and the shared cache, a real worker -----------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.services
+def test_a_real_worker_drains_the_redis_queue_and_its_task_failures_reach_the_scrape(
+    postgres, redis_url, tmp_path, open_metrics
+):
+    from config.celery_app import app
+
+    if not settings_cache_is_redis():
+        need_service("this test needs the shared cache on Redis (set CACHE_URL=redis://…)")
+    broker_reset(redis_url)
+    labels = {"task": "marketplace.matching_round"}
+    failed_before = value(scrape(), "marketplace_task_failures_total", **labels)
+    for _ in range(2):  # a message the task cannot take: it fails in the worker, not here
+        app.send_task("marketplace.matching_round", kwargs={"shard": "h20", "no_such_argument": 1})
+    assert value(scrape(), "marketplace_queue_messages", queue="celery") == 2
+    worker = worker_start(broker_url=redis_url, log_path=tmp_path / "worker.log", name="metrics")
+    try:
+
+        def counted() -> bool:
+            samples = scrape()
+            return (
+                value(samples, "marketplace_task_failures_total", **labels) == failed_before + 2
+                and value(samples, "marketplace_queue_messages", queue="celery") == 0
+            )
+
+        assert wait_for(counted, 60, interval=0.5), (tmp_path / "worker.log").read_text()[-3000:]
+    finally:
+        process_stop(worker)
+
+
+def settings_cache_is_redis() -> bool:
+    from django.conf import settings
+
+    return settings.CACHES["default"]["BACKEND"].endswith(".RedisCache")
