@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
@@ -37,8 +37,8 @@ class RegisterOut(serializers.Serializer):
 
 
 class RegisterView(APIView):
-    """Sign up, throttled per client address by the shared sign-up count (``THROTTLE_SIGNUP``, with
-    the sign-up page) on top of the anonymous rate."""
+    """Sign up. Sign-ups from one client address are limited (`THROTTLE_SIGNUP`, counted together
+    with the sign-up page's); over the limit, a 429 with `Retry-After`."""
 
     permission_classes = [AllowAny]
     authentication_classes: list = []
@@ -50,9 +50,9 @@ class RegisterView(APIView):
         return Response(RegisterOut(user).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_serializer(component_name="AuthToken")  # DRF's serializer's name, as before
 class TokenIn(AuthTokenSerializer):
-    """DRF's credentials, bounded as the user model bounds them: an over-long username or password
-    is a 400 before anything is hashed or counted."""
+    """A username and a password, at most as long as an account's (longer is a 400)."""
 
     username = serializers.CharField(label="Username", write_only=True, max_length=bounds.USERNAME.max_length)
     password = serializers.CharField(
@@ -69,9 +69,9 @@ class TokenView(ObtainAuthToken):
     so that passwords cannot be guessed at speed. The credentials are the body: no authentication
     (the schema says so), and it reads a form as well as JSON (``curl -d``).
 
-    Its failures count toward the sign-in limits of the pages (``marketplace.account_limits``): a
-    username or address locked out there is refused here too, with a 429 (never a token), whatever
-    the password."""
+    Failed sign-ins here count toward the same lock-out as the web sign-in and the admin login
+    (`SIGNIN_FAILURE_LIMIT` per username and per client address): a locked username or address is
+    refused with a 429 and `Retry-After`, whatever the password (``marketplace.account_limits``)."""
 
     authentication_classes: list = []
     parser_classes = [JSONParser, FormParser, MultiPartParser]  # ObtainAuthToken's are DRF's own
