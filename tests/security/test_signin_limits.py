@@ -10,6 +10,8 @@ Lock-outs are database rows (axes' database handler), rolled back after each tes
 from __future__ import annotations
 
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -17,12 +19,14 @@ from axes.models import AccessAttempt
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import MD5PasswordHasher
 from django.core.management import call_command
-from django.db.models import F
+from django.db import connection
+from django.db.models import F, Sum
 from django.test import Client
 from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
 from marketplace.account_limits import lockout_message
+from tests.security.figures import FIGURES
 
 LIMIT = 3
 PASSWORD = "pw-for-tests-1"
@@ -35,9 +39,11 @@ class CountingHasher(MD5PasswordHasher):
     """The test settings' hasher, counting the passwords it hashes (a check hashes the candidate)."""
 
     hashed = 0
+    counting = threading.Lock()
 
     def encode(self, password, salt):
-        CountingHasher.hashed += 1
+        with CountingHasher.counting:
+            CountingHasher.hashed += 1
         return super().encode(password, salt)
 
 
@@ -162,6 +168,29 @@ def test_token_failures_count_toward_the_web_lock_and_a_locked_account_gets_no_t
     assert refused.status_code == 429
     assert refused.json() == {"detail": lockout_message()}
     assert "token" not in refused.json()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.services
+def test_concurrent_guesses_on_postgresql_are_each_counted_or_refused_unhashed(postgres, li):
+    """Axes checks the lock before hashing and counts after it, so guesses in flight together can
+    all pass the check (at most one per web thread); every one that was hashed is counted (the row
+    update is atomic), none is a 500, and the account is locked afterwards."""
+    CountingHasher.hashed = 0
+
+    def guess(n: int) -> int:
+        try:
+            return sign_in("web", "li", f"guess-{n}").status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        codes = list(pool.map(guess, range(24)))
+    assert set(codes) <= {200, 429}
+    counted = AccessAttempt.objects.filter(username="li").aggregate(n=Sum("failures_since_start"))["n"]
+    assert counted == CountingHasher.hashed >= LIMIT
+    FIGURES["sign-in limits, 24 concurrent guesses (8 threads)"].update(hashed=counted, refused=24 - counted)
+    assert sign_in("web", "li", PASSWORD).status_code == 429
 
 
 def test_a_locked_account_is_unlocked_by_axes_reset_username(li):
