@@ -160,6 +160,16 @@ def test_behind_a_proxy_the_address_it_appended_is_the_client(li, settings):
     assert signed_in(sign_in("web", "li", PASSWORD, proxy, HTTP_X_FORWARDED_FOR="203.0.113.10"), "web")
 
 
+def test_addresses_that_are_no_ip_share_one_count_and_are_no_500(li, settings):
+    # Two proxies configured where the client reached the last one directly: its own text is taken.
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 2}
+    codes = [
+        sign_in("web", f"someone-{n}", "guess", HTTP_X_FORWARDED_FOR=f"not-an-ip-{n}, 10.1.1.1").status_code
+        for n in range(LIMIT + 1)
+    ]
+    assert codes == [200] * (LIMIT - 1) + [429, 429]
+
+
 def test_token_failures_count_toward_the_web_lock_and_a_locked_account_gets_no_token(li):
     assert [token("li", "a-wrong-guess").status_code for _ in range(LIMIT - 1)] == [400] * (LIMIT - 1)
     fail("web", 1)
