@@ -102,6 +102,7 @@ def server_env(args, run_dir: Path) -> dict[str, str]:
         "DB_CONN_MAX_AGE": str(args.conn_max_age),
         "THROTTLE_ANON": "1000000/s",
         "THROTTLE_USER": "1000000/s",
+        "THROTTLE_SIGNUP": "1000000/s",
         "MAX_OPEN_REQUESTS_PER_BUYER": "1000000",
         "MARKETPLACE_VAR_DIR": str(run_dir),
         "STATIC_ROOT": str(run_dir / "static"),

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_decimal, env_int, env_list, env_networks, env_str
 
@@ -27,6 +29,7 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "marketplace",
 ]
 
@@ -44,6 +47,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "marketplace.web.csp.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes asks: it turns a sign-in its backend refused into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -105,6 +110,13 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 
+# django-axes' backend comes first: it refuses a locked-out account or address before the model
+# backend hashes a password (about 0.4 s of CPU with PBKDF2).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 # The web pages' sign-in; after it, each user lands on its own page (staff: the match monitor).
 LOGIN_URL = "web:signin"
 LOGIN_REDIRECT_URL = "web:home"
@@ -137,6 +149,8 @@ REST_FRAMEWORK = {
         "anon": env_str("THROTTLE_ANON", "120/min"),
         "user": env_str("THROTTLE_USER", "600/min"),
         "login": env_str("THROTTLE_LOGIN", "10/min"),
+        # Sign-ups per client address, through the API and the sign-up page together.
+        "signup": env_str("THROTTLE_SIGNUP", "20/hour"),
     },
     # How many reverse proxies in front of the web processes append to X-Forwarded-For. Throttles
     # identify an anonymous client by the address this many hops back; unset, DRF would take the
@@ -284,3 +298,25 @@ METRICS_RECENT_ROUNDS = env_int("METRICS_RECENT_ROUNDS", 200)
 #: (prometheus-client's multiprocess mode): config/gunicorn.py exports it as
 #: PROMETHEUS_MULTIPROC_DIR and empties it when gunicorn starts.
 METRICS_MULTIPROC_DIR = VAR_DIR / "prometheus"
+
+# Sign-in limits (django-axes; marketplace.account_limits, docs/operations.md#sign-in-limits). Failed
+# sign-ins through the web page, the admin login and the API's token endpoint count per username and
+# per client address, each on its own: SIGNIN_FAILURE_LIMIT failures refuse that username from every
+# address, and that address for every username, until SIGNIN_COOLOFF_MINUTES have passed since the
+# last counted failure. The counts live in the database (axes' AccessAttempt rows): its updates are
+# atomic on PostgreSQL and SQLite alike (the embedded file cache's increments are not), sign-in keeps
+# working through a Redis outage, and the admin lists and deletes lock-outs. Attempts refused while
+# locked are not counted, so a lock-out ends on time however long the guessing goes on.
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env_int("SIGNIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("SIGNIN_COOLOFF_MINUTES", 15))
+if AXES_FAILURE_LIMIT < 1 or AXES_COOLOFF_TIME.total_seconds() < 60:
+    raise ImproperlyConfigured("SIGNIN_FAILURE_LIMIT and SIGNIN_COOLOFF_MINUTES must be at least 1.")
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "marketplace.account_limits.client_address"
+AXES_LOCKOUT_CALLABLE = "marketplace.account_limits.lockout_response"
+# Successful sign-ins are not logged (axes' AccessLog would grow a row per sign-in, for ever).
+AXES_DISABLE_ACCESS_LOG = True
+# No start-up banner on every manage.py command; failures and lock-outs are still logged (WARNING).
+AXES_VERBOSE = False

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
+from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from marketplace import bounds, services
+from marketplace.account_limits import SignUpRateThrottle, cool_off_seconds, lockout_message
 from marketplace.api.fields import PatternField, TextField
 from marketplace.api.inputs import validated_body
 from marketplace.api.parsers import FormParser, JSONParser, MultiPartParser
@@ -33,8 +37,12 @@ class RegisterOut(serializers.Serializer):
 
 
 class RegisterView(APIView):
+    """Sign up. Sign-ups from one client address are limited (`THROTTLE_SIGNUP`, counted together
+    with the sign-up page's); over the limit, a 429 with `Retry-After`."""
+
     permission_classes = [AllowAny]
     authentication_classes: list = []
+    throttle_classes = [*api_settings.DEFAULT_THROTTLE_CLASSES, SignUpRateThrottle]
 
     @extend_schema(request=RegisterIn, responses={201: RegisterOut})
     def post(self, request):
@@ -42,12 +50,42 @@ class RegisterView(APIView):
         return Response(RegisterOut(user).data, status=status.HTTP_201_CREATED)
 
 
+@extend_schema_serializer(component_name="AuthToken")  # DRF's serializer's name, as before
+class TokenIn(AuthTokenSerializer):
+    """A username and a password, at most as long as an account's (longer is a 400)."""
+
+    username = serializers.CharField(label="Username", write_only=True, max_length=bounds.USERNAME.max_length)
+    password = serializers.CharField(
+        label="Password",
+        style={"input_type": "password"},
+        trim_whitespace=False,
+        write_only=True,
+        max_length=bounds.PASSWORD.max_length,
+    )
+
+
 class TokenView(ObtainAuthToken):
     """``{username, password}`` → ``{token}``, rate-limited per client address (``THROTTLE_LOGIN``)
     so that passwords cannot be guessed at speed. The credentials are the body: no authentication
-    (the schema says so), and it reads a form as well as JSON (``curl -d``)."""
+    (the schema says so), and it reads a form as well as JSON (``curl -d``).
+
+    Failed sign-ins here count toward the same lock-out as the web sign-in and the admin login
+    (`SIGNIN_FAILURE_LIMIT` per username and per client address): a locked username or address is
+    refused with a 429 and `Retry-After`, whatever the password (``marketplace.account_limits``)."""
 
     authentication_classes: list = []
     parser_classes = [JSONParser, FormParser, MultiPartParser]  # ObtainAuthToken's are DRF's own
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
+    serializer_class = TokenIn
+
+    def post(self, request, *args, **kwargs):
+        try:
+            return super().post(request, *args, **kwargs)
+        except ValidationError:
+            # django-axes marks the request it refused (or locked with this failure).
+            if getattr(request, "axes_locked_out", False):
+                refusal = Throttled(detail=lockout_message())
+                refusal.wait = cool_off_seconds()  # Retry-After, without DRF's "expected in" text
+                raise refusal from None
+            raise

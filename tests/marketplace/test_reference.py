@@ -2,6 +2,7 @@ from decimal import Decimal
 
 from django.contrib.auth import authenticate
 from django.core.management import call_command
+from django.test import RequestFactory
 
 from marketplace import services
 from marketplace.models import BuyerRequest, GpuModel, Listing, Organisation, Region, Rtt, VoucherProgram
@@ -73,5 +74,7 @@ def test_seed_demo_builds_a_believable_market_idempotently(reference, settings):
         dearest_west[listing.gpu_model_id] = max(listing.price_per_gpu_hour, dearest_west.get(listing.gpu_model_id, 0))
     assert all(listing.price_per_gpu_hour > dearest_west.get(listing.gpu_model_id, 0) for listing in east)
     assert set(BuyerRequest.objects.values_list("latency_class", flat=True)) == {c.value for c in LatencyClass}
-    assert authenticate(username="demo-admin", password="demo").is_staff
-    assert authenticate(username="demo-buyer", password="demo").membership.organisation.kind == "buyer"
+    # Sign-ins pass their request: the sign-in limits (django-axes) count per client address.
+    signin = RequestFactory().post("/signin/")
+    assert authenticate(signin, username="demo-admin", password="demo").is_staff
+    assert authenticate(signin, username="demo-buyer", password="demo").membership.organisation.kind == "buyer"

@@ -36,7 +36,9 @@ def private_throttle_cache(monkeypatch):
     thousands of calls here neither get a 429 nor leave counts in a shared Redis for other tests
     (throttle keys are user ids, which every test database reuses)."""
     monkeypatch.setattr(SimpleRateThrottle, "cache", LocMemCache("security-throttle", {}))
-    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", dict.fromkeys(("anon", "user", "login"), "1000000/min"))
+    monkeypatch.setattr(
+        SimpleRateThrottle, "THROTTLE_RATES", dict.fromkeys(("anon", "user", "login", "signup"), "1000000/min")
+    )
 
 
 @pytest.fixture

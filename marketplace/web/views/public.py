@@ -6,8 +6,10 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext_lazy
 
 from marketplace import selectors, services
+from marketplace.account_limits import sign_up_wait
 from marketplace.errors import DomainError
 from marketplace.models import Organisation
 from marketplace.web.forms import BoardForm, SignUpForm
@@ -15,6 +17,7 @@ from marketplace.web.map import HEIGHT, OUTLINE_PATH, WIDTH, map_points
 from matching.latency import LatencyClass
 
 DEFAULT_ORIGIN = "shanghai"
+SIGN_UP_REFUSAL = gettext_lazy("Too many sign-ups from this address. Try again later.")
 
 
 def board(request):
@@ -49,7 +52,12 @@ def home_for_user(request):
 
 
 def sign_up(request):
-    """Create a provider or buyer account through ``account_register``, then sign it in."""
+    """Create a provider or buyer account through ``account_register``, then sign it in. Sign-ups
+    from one address share the API registration's rate (``account_limits.SignUpRateThrottle``):
+    over it, the page again with a message, 429 and ``Retry-After``, before anything is checked."""
+    wait = sign_up_wait(request) if request.method == "POST" else None
+    if wait is not None:
+        return _sign_up_refused(request, wait)
     form = SignUpForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -61,3 +69,10 @@ def sign_up(request):
             messages.success(request, f"Welcome, {user.username}.")
             return redirect(reverse("web:home"))
     return render(request, "web/signup.html", {"form": form}, status=400 if form.errors else 200)
+
+
+def _sign_up_refused(request, wait: int):
+    form = SignUpForm(initial=request.POST.dict())  # what was typed, bar the password, unchecked
+    response = render(request, "web/signup.html", {"form": form, "refusal": SIGN_UP_REFUSAL}, status=429)
+    response["Retry-After"] = str(wait)
+    return response
