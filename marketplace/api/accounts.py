@@ -14,6 +14,7 @@ from marketplace import bounds, services
 from marketplace.api.fields import PatternField, TextField
 from marketplace.api.inputs import validated_body
 from marketplace.api.parsers import FormParser, JSONParser, MultiPartParser
+from marketplace.api.permissions import scoped
 from marketplace.models import Organisation
 
 
@@ -33,7 +34,7 @@ class RegisterOut(serializers.Serializer):
 
 
 class RegisterView(APIView):
-    permission_classes = [AllowAny]
+    permission_classes = scoped(AllowAny)
     authentication_classes: list = []
 
     @extend_schema(request=RegisterIn, responses={201: RegisterOut})
@@ -48,6 +49,7 @@ class TokenView(ObtainAuthToken):
     (the schema says so), and it reads a form as well as JSON (``curl -d``)."""
 
     authentication_classes: list = []
+    permission_classes = scoped()
     parser_classes = [JSONParser, FormParser, MultiPartParser]  # ObtainAuthToken's are DRF's own
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
