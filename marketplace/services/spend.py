@@ -63,7 +63,7 @@ def request_spend_reserve(
     at the same time).
     """
     month, worst = spend_month_of(now), request_worst_case(request)
-    caps = [("organisation", organisation.monthly_spend_cap, None)]
+    caps: list[tuple[str, Decimal | None, int | None]] = [("organisation", organisation.monthly_spend_cap, None)]
     if api_key is not None:
         caps.append(("API key", api_key.monthly_spend_cap, api_key.pk))
     for whose, cap, key_id in caps:
