@@ -205,7 +205,7 @@ class ApiKeyDetailView(AdminScoped, APIView):
 
 class MemberOut(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username")
-    email = serializers.EmailField(source="user.email")
+    email = serializers.CharField(source="user.email", help_text='The user\'s email ("" when none was given).')
 
     class Meta:
         model = Membership
