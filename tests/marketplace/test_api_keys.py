@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
 from django.urls import URLPattern
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -17,11 +18,11 @@ from marketplace import services
 from marketplace.api.permissions import KeyScopes
 from marketplace.api.urls import urlpatterns as api_routes
 from marketplace.errors import InvalidInput, SpendCapExceeded
-from marketplace.models import ApiKey, BuyerRequest, Membership, Organisation
+from marketplace.models import ApiKey, BuyerRequest, GpuModel, Membership, Organisation, Region
 from marketplace.money import worst_case_charge
 from marketplace.services.spend import month_committed, spend_month_of
 from tests.conftest import member
-from tests.services_helpers import race, request_terms
+from tests.services_helpers import race, request_terms, reserve
 
 API = "/api/v1"
 #: request_terms(): 1 GPU × 24 h at up to 9.00 CNY, one line: 216.00 + half a fen, rounded up.
@@ -247,8 +248,6 @@ def test_an_expired_request_releases_its_reservation(make_request, buyer, now):
 
 
 def test_a_partly_served_request_past_start_by_keeps_only_its_matches_worst_case(make_listing, make_request, now):
-    from tests.services_helpers import reserve
-
     listing = make_listing()
     request = make_request(replicas=2, start_by=now + timedelta(minutes=5))
     reserve(listing, request, now)  # one of two replicas, at the listing's 6.00
@@ -283,8 +282,6 @@ def test_fifty_concurrent_submissions_never_pass_the_cap(postgres, reference, bu
         "max_price_per_gpu_hour": Decimal("9.00"), "duration_hours": 24,
         "start_by": timezone.now() + timedelta(hours=6),
     }  # fmt: skip
-    from marketplace.models import GpuModel, Region
-
     terms |= {"gpu_model": GpuModel.objects.get(code="h20"), "origin": Region.objects.get(code="shanghai")}
     via_key = [lambda: services.request_submit(buyer=buyer, api_key=key, **terms) for _ in range(25)]
     direct = [lambda: services.request_submit(buyer=buyer, **terms) for _ in range(25)]
@@ -360,3 +357,29 @@ def test_removing_a_member_revokes_its_keys_and_the_service_names_the_last_owner
     owner = get_user_model().objects.get(username="buy")
     with pytest.raises(InvalidInput, match="last owner"):
         services.member_remove(organisation=buyer, by=owner, membership_id=owner.membership.pk)
+
+
+# --- the database's own guards ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"scopes": "write"}, {"scopes": "trade read"}, {"scopes": ""}, {"monthly_spend_cap": Decimal(0)}, {"name": ""}],
+)
+def test_the_database_refuses_a_key_outside_its_domain(clients, changes):
+    """Scopes are a known subset in the one stored order; a cap is above 0; a name is not blank."""
+    key = services.api_key_create(
+        organisation=Organisation.objects.get(name="Huangpu Chat AI"),
+        user=get_user_model().objects.get(username="buy"),
+        name="k",
+        scopes=["read"],
+    ).key
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ApiKey.objects.filter(pk=key.pk).update(**changes)
+
+
+def test_the_database_refuses_a_zero_organisation_cap_and_an_unknown_role(buyer, clients):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Organisation.objects.filter(pk=buyer.pk).update(monthly_spend_cap=Decimal(0))
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Membership.objects.filter(organisation=buyer).update(role="admin")
