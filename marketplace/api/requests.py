@@ -26,6 +26,7 @@ from marketplace.api.permissions import IsBuyer, KeyScopes, api_key_of, buyer_of
 from marketplace.demand import start_by_default
 from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, BuyerRequest
+from marketplace.money import SETTLED_AMOUNT
 
 
 class RequestIn(serializers.Serializer):
@@ -54,6 +55,12 @@ class RequestOut(serializers.ModelSerializer):
     left_out_reason = serializers.CharField(
         help_text='Why the latest matching round left this request out ("" when it did not): a rule it breaks.'
     )
+    spend_committed = serializers.DecimalField(
+        **SETTLED_AMOUNT,
+        read_only=True,
+        help_text="CNY it counts against this month's spend caps: its worst case while it may still be "
+        "matched, then its charges and its running matches' worst case.",
+    )
 
     class Meta:
         model = BuyerRequest
@@ -75,6 +82,7 @@ class RequestOut(serializers.ModelSerializer):
             "voucher_program",
             "created_at",
             "left_out_reason",
+            "spend_committed",
         ]
 
 

@@ -26,7 +26,7 @@ from marketplace.money import gpu_hours_held, to_fen, to_fen_down
 from marketplace.selectors.engine import live_matches_on_failed_nodes
 from marketplace.selectors.vouchers import net_reserved_by_match
 from marketplace.services.locking import rows_locked
-from marketplace.services.spend import requests_spend_close
+from marketplace.services.spend import requests_spend_close, spend_month_of
 from marketplace.services.subsidies import SubsidyBook, Take, write_releases
 from marketplace.services.triggers import matching_round_enqueue_on_commit
 
@@ -73,15 +73,21 @@ def lifecycle_tick(*, now: datetime) -> TickCounts:
 
 
 def _requests_past_start_by_close(*, now: datetime) -> int:
-    """Expire open requests past ``start_by``; release the unused spend of those and of partly
-    served ones past it (rounds match neither again). Returns how many expired."""
-    past = BuyerRequest.objects.filter(start_by__lt=now)
-    closing = rows_locked(
-        BuyerRequest.objects.only("pk"),
-        past.filter(status__in=BuyerRequest.OPEN_STATUSES, spend_month__isnull=False).values_list("pk", flat=True),
+    """Expire open requests past ``start_by`` and shrink the spend reservations of requests no
+    round will match again: those expiring now, and this month's fully matched ones and partly
+    matched ones past ``start_by`` (earlier months' caps no longer refuse anything, so their
+    requests are left as they are). Returns how many expired."""
+    past = Q(start_by__lt=now)
+    expiring = BuyerRequest.objects.filter(past, status=BuyerRequest.Status.OPEN)
+    settled = BuyerRequest.objects.filter(
+        Q(status=BuyerRequest.Status.MATCHED) | (past & Q(status=BuyerRequest.Status.PARTIALLY_MATCHED)),
+        spend_month=spend_month_of(now),
     )
-    expired = past.filter(status=BuyerRequest.Status.OPEN).update(status=BuyerRequest.Status.EXPIRED)
-    requests_spend_close(closing)
+    locked = rows_locked(
+        BuyerRequest.objects.only("pk"), [*expiring.values_list("pk", flat=True), *settled.values_list("pk", flat=True)]
+    )
+    expired = expiring.filter(pk__in=locked).update(status=BuyerRequest.Status.EXPIRED)
+    requests_spend_close(locked)
     return expired
 
 

@@ -3,9 +3,15 @@
 A request counts against the caps of the month it was submitted in (UTC, market time) from the
 moment it is accepted: its worst case (``money.worst_case_charge`` at its price cap, for every
 GPU-hour it asks for) is reserved in the same transaction that inserts it, so no round can ever
-match more than the cap allows — matching stops at it. When the request closes (cancelled,
-expired, or past its ``start_by`` only partly served), the reservation shrinks to what it was
-charged plus the worst case of its matches still running.
+match more than the cap allows — matching stops at it. When no round will match the request
+again (cancelled, expired, fully matched, or past its ``start_by`` only partly served), the
+reservation shrinks to what it was charged plus the worst case of its matches still running (at
+their prices, which may be below the request's cap); the lifecycle tick keeps this month's such
+requests current as their matches end.
+
+Known gap: a failed-over match's GPU-hours before the failure are charged, and its replicas are
+placed again for their full duration, so a request that fails over may be charged more than its
+reservation. Capacity failures are the provider's, and are credited in a later issue.
 
 Concurrency: every submission of an organisation (through any of its keys) holds the
 organisation's row lock (``FOR NO KEY UPDATE``, the first kind in ``services.locking``) while it
@@ -86,7 +92,9 @@ def requests_spend_close(request_ids: Collection[int]) -> None:
     Precondition: inside a transaction, the requests locked (or their status changed in it) so
     that no round adds a match meanwhile.
     """
-    requests = list(BuyerRequest.objects.filter(pk__in=request_ids, spend_month__isnull=False).only("pk"))
+    requests = list(
+        BuyerRequest.objects.filter(pk__in=request_ids, spend_month__isnull=False).only("pk", "spend_committed")
+    )
     if not requests:
         return
     ids = [request.pk for request in requests]
@@ -105,6 +113,7 @@ def requests_spend_close(request_ids: Collection[int]) -> None:
     for request_id, price, gpus, starts_at, ends_at in live:
         hours = Decimal(gpus) * Decimal(str((ends_at - starts_at).total_seconds())) / 3600
         committed[request_id] += worst_case_charge(price_per_gpu_hour=price, gpu_hours=hours, lines=1)
-    for request in requests:
+    changed = [request for request in requests if request.spend_committed != committed[request.pk]]
+    for request in changed:
         request.spend_committed = committed[request.pk]
-    BuyerRequest.objects.bulk_update(requests, ["spend_committed"])
+    BuyerRequest.objects.bulk_update(changed, ["spend_committed"])

@@ -259,6 +259,23 @@ def test_a_partly_served_request_past_start_by_keeps_only_its_matches_worst_case
     )
 
 
+def test_a_request_matched_below_its_cap_keeps_only_its_matches_worst_case_after_a_tick(
+    make_listing, make_request, now
+):
+    """Matched at 6.00 where the cap was 10.00: the tick frees the difference for the month."""
+    listing = make_listing()
+    request = make_request(replicas=1)
+    reserve(listing, request, now)
+    request.refresh_from_db()
+    assert request.status == "matched"
+    assert request.spend_committed == worst_case_charge(
+        price_per_gpu_hour=Decimal("10.00"), gpu_hours=Decimal(24), lines=1
+    )
+    services.lifecycle_tick(now=now)
+    request.refresh_from_db()
+    assert request.spend_committed == Decimal("144.01")
+
+
 def test_only_owners_set_the_organisation_cap(clients, buyer):
     helper = member("helper", buyer)
     Membership.objects.filter(user=helper).update(role="member")
