@@ -13,6 +13,7 @@ from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
 from marketplace import names, selectors, services
 from marketplace.errors import DomainError
 from marketplace.models import (
+    ApiKey,
     BuyerRequest,
     GpuModel,
     IdempotencyKey,
@@ -98,7 +99,7 @@ class OrganisationForm(forms.ModelForm):
 @admin.register(Organisation)
 class OrganisationAdmin(admin.ModelAdmin):
     form = OrganisationForm
-    list_display = ["name", "kind", "created_at"]
+    list_display = ["name", "kind", "monthly_spend_cap", "created_at"]
     list_filter = ["kind"]
     search_fields = ["name"]
     inlines = [MembershipInline]
@@ -106,8 +107,8 @@ class OrganisationAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
-    list_display = ["user", "organisation"]
-    list_filter = ["organisation__kind"]
+    list_display = ["user", "organisation", "role"]
+    list_filter = ["organisation__kind", "role"]
     search_fields = ["user__username", "organisation__name"]
     list_select_related = ["user", "organisation"]
     raw_id_fields = ["user"]
@@ -331,6 +332,18 @@ class MarketClockAdmin(ReadOnlyAdmin):
     """Moved by ``manage.py advance_clock`` only."""
 
     list_display = ["id", "offset_seconds"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ReadOnlyAdmin):
+    """Keys are made and revoked by their organisation's owners (API, web page); staff read them.
+    The secret's hash is left out: it is of no use to a reader."""
+
+    list_display = ["name", "prefix", "organisation", "user", "scopes", "created_at", "last_used_at", "revoked_at"]
+    list_filter = ["scopes"]
+    search_fields = ["name", "prefix", "organisation__name", "user__username"]
+    list_select_related = ["organisation", "user"]
+    exclude = ["secret_sha256"]
 
 
 @admin.register(IdempotencyKey)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from marketplace.money import LEDGER_AMOUNT, MONEY
+from marketplace.money import LEDGER_AMOUNT, MONEY, SETTLED_AMOUNT
 
 
 def _given(**kwargs) -> dict:
@@ -281,6 +281,19 @@ STATEMENT_MONTH = Text(
     reason="YYYY-MM in years 1000–2999: a month whose bounds are valid dates (no year 0, none after 9999-12).",
 )
 
+# --- API keys and spend caps --------------------------------------------------------------------
+
+SPEND_CAP = DecimalNumber(
+    **SETTLED_AMOUNT,
+    minimum=Decimal("0.01"),
+    maximum=Decimal(10_000_000_000),
+    reason=(
+        "A monthly spend cap in CNY to the fen (money.SETTLED_AMOUNT, as charges are): above 0, and at "
+        "most ten billion, like a budget."
+    ),
+)
+API_KEY_NAME = Text(max_length=100, reason="A key's name, for people to tell keys apart: a short label.")
+
 # --- bodies -------------------------------------------------------------------------------------
 
 JSON_DEPTH = WholeNumber(
@@ -295,11 +308,7 @@ JSON_DEPTH = WholeNumber(
 Bound = WholeNumber | WholeNumberFrom | DecimalNumber | Text | TimeWindow | Calendar
 
 #: Every bound above by its name, in the order declared.
-ALL: dict[str, Bound] = {
-    name: bound
-    for name, bound in globals().items()
-    if isinstance(bound, Bound)
-}
+ALL: dict[str, Bound] = {name: bound for name, bound in globals().items() if isinstance(bound, Bound)}
 
 
 def markdown() -> str:

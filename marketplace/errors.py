@@ -49,3 +49,11 @@ class QuotaExceeded(DomainError):
     """The organisation is at one of its limits (open requests, …); nothing was written."""
 
     status_code = 429
+
+
+class SpendCapExceeded(DomainError):
+    """A request's worst case would take its organisation's or its API key's month past the
+    monthly spend cap; nothing was written. HTTP's 402 Payment Required says it: raise the cap or
+    wait for next month."""
+
+    status_code = 402

@@ -7,12 +7,14 @@
   most the gross; the buyer pays gross − subsidy; the platform fee is gross × fee rate rounded
   half-up; the provider earns gross − fee. Statement totals are sums of lines, so they reconcile
   with the ledger to the fen by construction.
+- A spend cap counts a request's worst case (``worst_case_charge``) from submission until it
+  closes, then what it was charged: whatever is matched, the buyer is never charged more.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_HALF_UP, Decimal
 from typing import TypedDict
 
 #: A settlement's resolution: one fen.
@@ -50,3 +52,14 @@ def gpu_hours_held(*, gpus: int, start: datetime, end: datetime) -> Decimal:
     """GPU-hours of ``gpus`` held from ``start`` to ``end`` (0 if it ended before it started)."""
     seconds = max(0.0, (end - start).total_seconds())
     return (Decimal(gpus) * Decimal(str(seconds)) / 3600).quantize(FOUR_PLACES, rounding=ROUND_HALF_UP)
+
+
+def worst_case_charge(*, price_per_gpu_hour: Decimal, gpu_hours: Decimal, lines: int) -> Decimal:
+    """The most ``gpu_hours`` at up to ``price_per_gpu_hour`` can ever be charged, in fen, billed as
+    at most ``lines`` settlement lines.
+
+    Each line's gross is rounded half-up to the fen on its own, so it gains at most half a fen over
+    its exact price × hours (metered hours never exceed the window's, a whole number); a subsidy
+    only lowers what the buyer pays. Rounded up, so the bound holds to the fen.
+    """
+    return (price_per_gpu_hour * gpu_hours + lines * FEN / 2).quantize(FEN, rounding=ROUND_CEILING)

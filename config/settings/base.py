@@ -123,11 +123,17 @@ LOGIN_REDIRECT_URL = "web:home"
 LOGOUT_REDIRECT_URL = "web:board"
 
 REST_FRAMEWORK = {
+    # ``Authorization: Token <secret>`` takes an API key (gmk_…) or a legacy DRF token.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "marketplace.api.authentication.ApiKeyAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    # KeyScopes holds an API key to its scopes; views that name their own permissions start from
+    # ``marketplace.api.permissions.scoped`` so that it stays (a test checks every API view).
+    "DEFAULT_PERMISSION_CLASSES": [
+        "marketplace.api.permissions.KeyScopes",
+        "rest_framework.permissions.IsAuthenticatedOrReadOnly",
+    ],
     # The API speaks JSON. Form bodies would bring HTML-form rules with them (a blank optional field
     # counts as absent), so they are a 415; the web pages post their forms to their own views. The
     # parser bounds a body's depth and refuses text no column can store (marketplace.api.parsers).

@@ -18,6 +18,7 @@ from marketplace.account_limits import SignUpRateThrottle, cool_off_seconds, loc
 from marketplace.api.fields import PatternField, TextField
 from marketplace.api.inputs import validated_body
 from marketplace.api.parsers import FormParser, JSONParser, MultiPartParser
+from marketplace.api.permissions import scoped
 from marketplace.models import Organisation
 
 
@@ -40,7 +41,7 @@ class RegisterView(APIView):
     """Sign up. Sign-ups from one client address are limited (`THROTTLE_SIGNUP`, counted together
     with the sign-up page's); over the limit, a 429 with `Retry-After`."""
 
-    permission_classes = [AllowAny]
+    permission_classes = scoped(AllowAny)
     authentication_classes: list = []
     throttle_classes = [*api_settings.DEFAULT_THROTTLE_CLASSES, SignUpRateThrottle]
 
@@ -74,6 +75,7 @@ class TokenView(ObtainAuthToken):
     refused with a 429 and `Retry-After`, whatever the password (``marketplace.account_limits``)."""
 
     authentication_classes: list = []
+    permission_classes = scoped()
     parser_classes = [JSONParser, FormParser, MultiPartParser]  # ObtainAuthToken's are DRF's own
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"

@@ -28,7 +28,7 @@ from marketplace.api.fields import (
 from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from marketplace.api.inputs import validated_body, validated_query
 from marketplace.api.pagination import SearchPagination
-from marketplace.api.permissions import IsProvider, provider_of
+from marketplace.api.permissions import IsProvider, KeyScopes, provider_of, scoped
 from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Listing, Region
 from marketplace.money import MONEY
@@ -189,7 +189,7 @@ class ListingListView(generics.GenericAPIView):
     pagination_class = SearchPagination
 
     def get_permissions(self):
-        return [IsProvider()] if self.request.method == "POST" else [AllowAny()]
+        return [KeyScopes(), IsProvider() if self.request.method == "POST" else AllowAny()]
 
     @extend_schema(parameters=[ListingQuery], responses=ListingOut(many=True))
     def get(self, request):
@@ -218,7 +218,7 @@ class ListingDetailView(APIView):
     """Anyone reads an active listing; only its provider changes or withdraws it (DELETE)."""
 
     def get_permissions(self):
-        return [AllowAny()] if self.request.method == "GET" else [IsProvider()]
+        return [KeyScopes(), AllowAny() if self.request.method == "GET" else IsProvider()]
 
     def _visible(self, request, listing_id: int):
         listing = selectors.listing_visible(listing_id=listing_id, viewer=provider_of(request))
@@ -246,7 +246,7 @@ class ListingDetailView(APIView):
 class ListingFailNodesView(APIView):
     """The provider reports failed nodes: the matches on them fail over to other capacity."""
 
-    permission_classes = [IsProvider]
+    permission_classes = scoped(IsProvider)
 
     @extend_schema(request=FailNodesIn, responses=ListingOut)
     def post(self, request, listing_id: int):

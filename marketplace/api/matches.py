@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from marketplace import selectors, services
 from marketplace.api.inputs import NoFilters, validated_query
-from marketplace.api.permissions import IsBuyer, buyer_of
+from marketplace.api.permissions import IsBuyer, buyer_of, scoped
 from marketplace.market_time import market_now
 from marketplace.models import Match
 
@@ -59,7 +59,7 @@ class MatchOut(serializers.ModelSerializer):
 
 
 class MatchListView(generics.ListAPIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = scoped(IsAuthenticated)
     serializer_class = MatchOut
 
     def get_queryset(self):
@@ -68,7 +68,7 @@ class MatchListView(generics.ListAPIView):
 
 
 class MatchDetailView(generics.RetrieveAPIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = scoped(IsAuthenticated)
     serializer_class = MatchOut
     lookup_url_kwarg = "match_id"
 
@@ -79,7 +79,7 @@ class MatchDetailView(generics.RetrieveAPIView):
 class MatchCancelView(APIView):
     """The buyer stops a match: it pays for the GPU-hours it held (nothing if not yet started)."""
 
-    permission_classes = [IsBuyer]
+    permission_classes = scoped(IsBuyer)
 
     @extend_schema(request=None, responses=MatchOut)
     def post(self, request, match_id: int):

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from marketplace import selectors
 from marketplace.api.inputs import validated_body
-from marketplace.api.permissions import IsBuyer, buyer_of
+from marketplace.api.permissions import IsBuyer, buyer_of, scoped
 from marketplace.api.requests import RequestIn
 from marketplace.money import MONEY
 
@@ -58,7 +58,7 @@ class QuoteOut(serializers.Serializer):
 class QuoteView(APIView):
     """The placement the engine would choose for a request now, without committing anything."""
 
-    permission_classes = [IsBuyer]
+    permission_classes = scoped(IsBuyer)
 
     @extend_schema(request=RequestIn, responses=QuoteOut)
     def post(self, request):

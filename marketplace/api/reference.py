@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from marketplace import selectors
 from marketplace.api.fields import ReferenceCodeField
 from marketplace.api.inputs import NoFilters, validated_query
+from marketplace.api.permissions import scoped
 from marketplace.models import GpuModel, Region
 from marketplace.money import MONEY
 from matching.latency import latency_class_of
@@ -62,7 +63,7 @@ class CapacityRowOut(serializers.Serializer):
 
 
 class RegionListView(generics.ListAPIView):
-    permission_classes = [AllowAny]
+    permission_classes = scoped(AllowAny)
     serializer_class = RegionOut
 
     def get_queryset(self):
@@ -71,7 +72,7 @@ class RegionListView(generics.ListAPIView):
 
 
 class RegionDetailView(APIView):
-    permission_classes = [AllowAny]
+    permission_classes = scoped(AllowAny)
 
     @extend_schema(responses=RegionDetailOut)
     def get(self, request, code: str):
@@ -82,7 +83,7 @@ class RegionDetailView(APIView):
 
 
 class GpuModelListView(generics.ListAPIView):
-    permission_classes = [AllowAny]
+    permission_classes = scoped(AllowAny)
     serializer_class = GpuModelOut
 
     def get_queryset(self):
@@ -93,7 +94,7 @@ class GpuModelListView(generics.ListAPIView):
 class CapacityView(APIView):
     """Idle GPUs by region and latency class as seen from ``origin``, nearest first."""
 
-    permission_classes = [AllowAny]
+    permission_classes = scoped(AllowAny)
 
     @extend_schema(parameters=[CapacityQuery], responses=CapacityRowOut(many=True))
     def get(self, request):

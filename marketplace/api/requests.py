@@ -22,10 +22,11 @@ from marketplace.api.fields import (
 )
 from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from marketplace.api.inputs import NoFilters, validated_body, validated_query
-from marketplace.api.permissions import IsBuyer, buyer_of
+from marketplace.api.permissions import IsBuyer, KeyScopes, api_key_of, buyer_of, scoped
 from marketplace.demand import start_by_default
 from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, BuyerRequest
+from marketplace.money import SETTLED_AMOUNT
 
 
 class RequestIn(serializers.Serializer):
@@ -54,6 +55,12 @@ class RequestOut(serializers.ModelSerializer):
     left_out_reason = serializers.CharField(
         help_text='Why the latest matching round left this request out ("" when it did not): a rule it breaks.'
     )
+    spend_committed = serializers.DecimalField(
+        **SETTLED_AMOUNT,
+        read_only=True,
+        help_text="CNY it counts against this month's spend caps: its worst case while it may still be "
+        "matched, then its charges and its running matches' worst case.",
+    )
 
     class Meta:
         model = BuyerRequest
@@ -75,6 +82,7 @@ class RequestOut(serializers.ModelSerializer):
             "voucher_program",
             "created_at",
             "left_out_reason",
+            "spend_committed",
         ]
 
 
@@ -82,7 +90,7 @@ class RequestListView(generics.GenericAPIView):
     serializer_class = RequestOut
 
     def get_permissions(self):
-        return [IsBuyer()] if self.request.method == "POST" else [IsAuthenticated()]
+        return [KeyScopes(), IsBuyer() if self.request.method == "POST" else IsAuthenticated()]
 
     @extend_schema(responses=RequestOut(many=True))
     def get(self, request):
@@ -93,12 +101,14 @@ class RequestListView(generics.GenericAPIView):
     @extend_schema(request=RequestIn, responses={201: RequestOut}, parameters=[IDEMPOTENCY_PARAMETER])
     @idempotent
     def post(self, request):
-        buyer_request = services.request_submit(buyer=buyer_of(request), **validated_body(RequestIn, request))
+        buyer_request = services.request_submit(
+            buyer=buyer_of(request), api_key=api_key_of(request), **validated_body(RequestIn, request)
+        )
         return Response(RequestOut(buyer_request).data, status=status.HTTP_201_CREATED)
 
 
 class RequestDetailView(APIView):
-    permission_classes = [IsAuthenticated]
+    permission_classes = scoped(IsAuthenticated)
 
     @extend_schema(responses=RequestOut)
     def get(self, request, request_id: int):
@@ -109,7 +119,7 @@ class RequestDetailView(APIView):
 
 
 class RequestCancelView(APIView):
-    permission_classes = [IsBuyer]
+    permission_classes = scoped(IsBuyer)
 
     @extend_schema(request=None, responses=RequestOut)
     def post(self, request, request_id: int):

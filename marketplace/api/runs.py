@@ -8,6 +8,7 @@ from rest_framework.permissions import IsAdminUser
 
 from marketplace import selectors
 from marketplace.api.inputs import NoFilters, validated_query
+from marketplace.api.permissions import scoped
 from marketplace.models import MatchingRun
 
 
@@ -37,7 +38,7 @@ class MatchingRunOut(serializers.ModelSerializer):
 
 
 class MatchingRunListView(generics.ListAPIView):
-    permission_classes = [IsAdminUser]
+    permission_classes = scoped(IsAdminUser)
     serializer_class = MatchingRunOut
 
     def get_queryset(self):

@@ -68,7 +68,7 @@ class AutoSchema(SpectacularAutoSchema):
         if self.view.get_authenticators():
             statuses["401"] = "Credentials are missing or invalid."
         if not all(isinstance(permission, AllowAny) for permission in self.view.get_permissions()):
-            statuses["403"] = "This kind of account may not do this."
+            statuses["403"] = "This kind of account, or this API key's scopes, may not do this."
         if "path" in locations or any(parameter["name"] == "page" for parameter in parameters):
             statuses["404"] = "No such object for this caller, or no such page."
         if self.method in UNSAFE_METHODS:

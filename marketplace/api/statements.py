@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 
 from marketplace import bounds, csv_cells, selectors
 from marketplace.api.inputs import validated_query
+from marketplace.api.permissions import scoped
 from marketplace.market_time import market_now
 from marketplace.money import MONEY, SETTLED_AMOUNT
 
@@ -62,7 +63,7 @@ class StatementView(APIView):
     """This month's (or ``?month=YYYY-MM``'s) settled matches and totals for the caller's
     organisation: what a buyer pays, what a provider earns."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = scoped(IsAuthenticated)
 
     @extend_schema(parameters=[StatementQuery], responses=StatementOut)
     def get(self, request):
@@ -73,7 +74,7 @@ class StatementCsvView(APIView):
     """The same statement as CSV: one row per match, then a totals row. Text cells that a
     spreadsheet would run as formulas are escaped (``marketplace.csv_cells``)."""
 
-    permission_classes = [IsAuthenticated]
+    permission_classes = scoped(IsAuthenticated)
 
     @extend_schema(parameters=[StatementQuery], responses={(200, "text/csv"): str})
     def get(self, request):

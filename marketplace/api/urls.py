@@ -1,6 +1,17 @@
 from django.urls import path
 
-from marketplace.api import accounts, listings, matches, quotes, reference, requests, runs, statements, vouchers
+from marketplace.api import (
+    accounts,
+    listings,
+    matches,
+    organisation,
+    quotes,
+    reference,
+    requests,
+    runs,
+    statements,
+    vouchers,
+)
 
 urlpatterns = [
     path("auth/register/", accounts.RegisterView.as_view(), name="register"),
@@ -36,4 +47,9 @@ urlpatterns = [
         name="voucher-report",
     ),
     path("matching-runs/", runs.MatchingRunListView.as_view(), name="matching-run-list"),
+    path("organisation/", organisation.OrganisationView.as_view(), name="organisation"),
+    path("api-keys/", organisation.ApiKeyListView.as_view(), name="api-key-list"),
+    path("api-keys/<int:key_id>/", organisation.ApiKeyDetailView.as_view(), name="api-key-detail"),
+    path("members/", organisation.MemberListView.as_view(), name="member-list"),
+    path("members/<int:member_id>/", organisation.MemberDetailView.as_view(), name="member-detail"),
 ]

@@ -14,7 +14,7 @@ from marketplace import bounds, selectors, services
 from marketplace.api.fields import AwareTime, DecimalText, IntegerNumber, TextField, gpu_model_field, region_field
 from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from marketplace.api.inputs import NoFilters, validated_body, validated_query
-from marketplace.api.permissions import IsBuyer, buyer_of, provider_of
+from marketplace.api.permissions import IsBuyer, buyer_of, provider_of, scoped
 from marketplace.market_time import market_now
 from marketplace.models import Organisation, Voucher, VoucherProgram
 from marketplace.money import LEDGER_AMOUNT
@@ -164,7 +164,7 @@ class ProgramReportOut(serializers.Serializer):
 class VoucherClaimView(APIView):
     """Claim a code: it becomes the buyer's. Claiming one's own voucher again is a no-op (200)."""
 
-    permission_classes = [IsBuyer]
+    permission_classes = scoped(IsBuyer)
 
     @extend_schema(request=ClaimIn, responses=VoucherOut, parameters=[IDEMPOTENCY_PARAMETER])
     @idempotent
@@ -178,7 +178,7 @@ class VoucherClaimView(APIView):
 class VoucherListView(generics.GenericAPIView):
     """The buyer's vouchers with what each can still pay."""
 
-    permission_classes = [IsBuyer]
+    permission_classes = scoped(IsBuyer)
     serializer_class = VoucherOut
 
     @extend_schema(responses=VoucherOut(many=True))
@@ -211,7 +211,7 @@ def managed_program(request, program_id: int):
 
 
 class VoucherProgramListView(generics.GenericAPIView):
-    permission_classes = [ProgramManager]
+    permission_classes = scoped(ProgramManager)
     serializer_class = VoucherProgramOut
 
     @extend_schema(responses=VoucherProgramOut(many=True))
@@ -228,7 +228,7 @@ class VoucherProgramListView(generics.GenericAPIView):
 
 
 class VoucherProgramDetailView(APIView):
-    permission_classes = [ProgramManager]
+    permission_classes = scoped(ProgramManager)
 
     @extend_schema(responses=VoucherProgramOut)
     def get(self, request, program_id: int):
@@ -244,7 +244,7 @@ class VoucherProgramDetailView(APIView):
 class VoucherIssueView(generics.GenericAPIView):
     """Issue codes in a programme (POST), or list them (GET): staff, or the promotion's provider."""
 
-    permission_classes = [ProgramManager]
+    permission_classes = scoped(ProgramManager)
     serializer_class = IssuedVoucherOut
 
     @extend_schema(request=IssueIn, responses={201: IssuedVoucherOut(many=True)})
@@ -261,7 +261,7 @@ class VoucherIssueView(generics.GenericAPIView):
 
 
 class VoucherProgramReportView(APIView):
-    permission_classes = [ProgramManager]
+    permission_classes = scoped(ProgramManager)
 
     @extend_schema(responses=ProgramReportOut)
     def get(self, request, program_id: int):

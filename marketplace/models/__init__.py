@@ -4,6 +4,7 @@ Models hold fields and database constraints only: every write goes through ``ser
 read that a page or the engine needs goes through ``selectors``. Money is ``Decimal`` CNY.
 """
 
+from marketplace.models.api_keys import ApiKey
 from marketplace.models.idempotency import IdempotencyKey
 from marketplace.models.listings import NODE_SIZE_CHOICES, NODE_SIZES, Listing
 from marketplace.models.market_clock import MarketClock
@@ -17,6 +18,7 @@ from marketplace.models.vouchers import Voucher, VoucherLedgerEntry, VoucherProg
 __all__ = [
     "NODE_SIZES",
     "NODE_SIZE_CHOICES",
+    "ApiKey",
     "BuyerRequest",
     "GpuModel",
     "IdempotencyKey",

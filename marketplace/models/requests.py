@@ -11,7 +11,7 @@ from marketplace.bounds import CALENDAR, DURATION_HOURS, GPUS_PER_REQUEST, LATEN
 from marketplace.models.listings import NODE_SIZES
 from marketplace.models.organisations import Organisation
 from marketplace.models.reference import GpuModel, Region
-from marketplace.money import MONEY
+from marketplace.money import MONEY, SETTLED_AMOUNT
 from matching.latency import LatencyClass, rtt_bound_ms
 
 
@@ -46,14 +46,26 @@ class BuyerRequest(models.Model):
     #: Why the latest round left this request out ("" when it did not): shown to its buyer.
     left_out_reason = models.CharField(max_length=300, blank=True)
     matched_replicas = models.PositiveIntegerField(default=0)
+    #: The API key that submitted it (null: a session, a legacy token, or a key since deleted).
+    api_key = models.ForeignKey("ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="requests")
+    #: The first day of the (UTC, market-time) month whose spend caps it counts against; null for
+    #: requests from before spend caps, which count against none.
+    spend_month = models.DateField(null=True, blank=True)
+    #: CNY it counts against its month's caps: its worst case (``money.worst_case_charge``) while it
+    #: may still be matched; once closed, its charges and its live matches' worst cases.
+    spend_committed = models.DecimalField(**SETTLED_AMOUNT, default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["id"]
         verbose_name = "buyer request"
-        indexes = [models.Index(fields=["status", "gpu_model"])]
+        indexes = [
+            models.Index(fields=["status", "gpu_model"]),
+            models.Index(fields=["buyer", "spend_month"], name="request_buyer_spend_month"),
+        ]
         constraints = [
+            models.CheckConstraint(condition=Q(spend_committed__gte=0), name="request_spend_committed_gte_0"),
             models.CheckConstraint(condition=Q(gpus_per_replica__in=NODE_SIZES), name="request_replica_size_valid"),
             models.CheckConstraint(condition=Q(replicas__gt=0), name="request_replicas_gt_0"),
             models.CheckConstraint(condition=Q(max_price_per_gpu_hour__gt=0), name="request_price_cap_gt_0"),

@@ -80,6 +80,7 @@ from marketplace.selectors.names import (
     usernames_in_use,
     voucher_program_names_in_use,
 )
+from marketplace.selectors.organisations import api_keys_of, members_of, organisation_spent
 from marketplace.selectors.statements import Statement, statement_for
 from marketplace.selectors.vouchers import (
     ProgramReport,
@@ -110,6 +111,7 @@ __all__ = [
     "Statement",
     "UnservedRow",
     "VoucherBudget",
+    "api_keys_of",
     "buyer_dashboard",
     "buyer_year_net",
     "capacity_board",
@@ -130,11 +132,13 @@ __all__ = [
     "live_nodes_by_listing",
     "match_list_for",
     "matching_run_list",
+    "members_of",
     "monitor_charts",
     "monitor_live",
     "node_free_of",
     "organisation_names_in_use",
     "organisation_of",
+    "organisation_spent",
     "provider_dashboard",
     "provider_listing",
     "quote_summary",

@@ -4,9 +4,12 @@ Services take keyword arguments, check the domain rules first (raising ``marketp
 naming the field), and rely on database constraints as the last guard.
 """
 
-from marketplace.services.accounts import account_register
+from marketplace.services.accounts import account_register, user_create
+from marketplace.services.api_keys import CreatedKey, api_key_create, api_key_revoke, api_key_used
+from marketplace.services.credentials import user_credentials_revoke
 from marketplace.services.lifecycle import lifecycle_tick, match_cancel
 from marketplace.services.listings import listing_create, listing_nodes_fail, listing_update, listing_withdraw
+from marketplace.services.members import member_add, member_remove, member_role_change, organisation_spend_cap_set
 from marketplace.services.reference import reference_load, reference_read
 from marketplace.services.requests import request_cancel, request_submit
 from marketplace.services.vouchers import (
@@ -17,17 +20,27 @@ from marketplace.services.vouchers import (
 )
 
 __all__ = [
+    "CreatedKey",
     "account_register",
+    "api_key_create",
+    "api_key_revoke",
+    "api_key_used",
     "lifecycle_tick",
     "listing_create",
     "listing_nodes_fail",
     "listing_update",
     "listing_withdraw",
     "match_cancel",
+    "member_add",
+    "member_remove",
+    "member_role_change",
+    "organisation_spend_cap_set",
     "reference_load",
     "reference_read",
     "request_cancel",
     "request_submit",
+    "user_create",
+    "user_credentials_revoke",
     "voucher_claim",
     "voucher_program_create",
     "voucher_program_update",

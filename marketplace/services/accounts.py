@@ -20,7 +20,7 @@ def account_register(*, username: str, password: str, email: str, role: str, org
 
     An existing organisation's name is refused: signing up must never make a stranger a member of
     someone else's organisation, with its listings, requests and vouchers. Members are added to
-    an existing organisation by staff (the admin).
+    an existing organisation by its owners (``services.members.member_add``).
 
     Both names follow ``marketplace.names``: the username is stored NFKC-normalised, the
     organisation's name may hold no invisible or control characters and no markup, and neither
@@ -28,16 +28,23 @@ def account_register(*, username: str, password: str, email: str, role: str, org
     """
     if role not in Organisation.Kind.values:
         raise InvalidInput(f'"{role}" is not a role; use provider or buyer.', field="role")
-    username = names.username_normalise(username)
     organisation = names.name_check(organisation, field="organisation")
+    if Organisation.objects.filter(name__iexact=organisation).exists():
+        raise InvalidInput(f'"{organisation}" is already registered; ask its owners to add you.', field="organisation")
+    names.lookalike_check(organisation, existing=selectors.organisation_names_in_use(), field="organisation")
+    user = user_create(username=username, email=email, password=password)
+    org = Organisation.objects.create(name=organisation, kind=role)
+    Membership.objects.create(user=user, organisation=org, role=Membership.Role.OWNER)
+    return user
+
+
+def user_create(*, username: str, email: str, password: str):
+    """A new user, by sign-up's rules: the username NFKC-normalised, unused and no look-alike of
+    one in use, the password passing Django's validators. Precondition: inside a transaction."""
+    username = names.username_normalise(username)
     if User.objects.filter(username__iexact=username).exists():
         raise InvalidInput("A user with that username already exists.", field="username")
-    if Organisation.objects.filter(name__iexact=organisation).exists():
-        raise InvalidInput(
-            f'"{organisation}" is already registered; ask its members to add you.', field="organisation"
-        )
     names.lookalike_check(username, existing=selectors.usernames_in_use(), field="username")
-    names.lookalike_check(organisation, existing=selectors.organisation_names_in_use(), field="organisation")
     user = User(username=username, email=email)
     try:
         validate_password(password, user)
@@ -45,6 +52,4 @@ def account_register(*, username: str, password: str, email: str, role: str, org
         raise InvalidInput(" ".join(exc.messages), field="password") from None
     user.set_password(password)
     user.save()
-    org = Organisation.objects.create(name=organisation, kind=role)
-    Membership.objects.create(user=user, organisation=org)
     return user

@@ -26,6 +26,7 @@ from marketplace.money import gpu_hours_held, to_fen, to_fen_down
 from marketplace.selectors.engine import live_matches_on_failed_nodes
 from marketplace.selectors.vouchers import net_reserved_by_match
 from marketplace.services.locking import rows_locked
+from marketplace.services.spend import requests_spend_close, spend_month_of
 from marketplace.services.subsidies import SubsidyBook, Take, write_releases
 from marketplace.services.triggers import matching_round_enqueue_on_commit
 
@@ -45,6 +46,8 @@ class TickCounts:
 def lifecycle_tick(*, now: datetime) -> TickCounts:
     """Expire requests that can no longer start, fail over matches left on lost capacity, start
     due matches, complete finished ones (settling them), close listings past their window.
+    Requests no round will match again (expired, or past ``start_by`` partly served) release the
+    unused part of their spend reservation.
 
     Each step is one transaction, and the steps go in the lock order (requests, then matches, then
     listings), so the tick never holds a later kind of row while it waits for an earlier one.
@@ -52,9 +55,7 @@ def lifecycle_tick(*, now: datetime) -> TickCounts:
     Idempotent: a second tick at the same ``now`` changes nothing.
     """
     with transaction.atomic():
-        expired = BuyerRequest.objects.filter(status=BuyerRequest.Status.OPEN, start_by__lt=now).update(
-            status=BuyerRequest.Status.EXPIRED
-        )
+        expired = _requests_past_start_by_close(now=now)
     with transaction.atomic():
         live_matches_on_lost_capacity_fail_over(now=now)
     with transaction.atomic():
@@ -69,6 +70,25 @@ def lifecycle_tick(*, now: datetime) -> TickCounts:
             status=Listing.Status.CLOSED
         )
     return TickCounts(started=started, completed=len(due), expired_requests=expired, closed_listings=closed)
+
+
+def _requests_past_start_by_close(*, now: datetime) -> int:
+    """Expire open requests past ``start_by`` and shrink the spend reservations of requests no
+    round will match again: those expiring now, and this month's fully matched ones and partly
+    matched ones past ``start_by`` (earlier months' caps no longer refuse anything, so their
+    requests are left as they are). Returns how many expired."""
+    past = Q(start_by__lt=now)
+    expiring = BuyerRequest.objects.filter(past, status=BuyerRequest.Status.OPEN)
+    settled = BuyerRequest.objects.filter(
+        Q(status=BuyerRequest.Status.MATCHED) | (past & Q(status=BuyerRequest.Status.PARTIALLY_MATCHED)),
+        spend_month=spend_month_of(now),
+    )
+    locked = rows_locked(
+        BuyerRequest.objects.only("pk"), [*expiring.values_list("pk", flat=True), *settled.values_list("pk", flat=True)]
+    )
+    expired = expiring.filter(pk__in=locked).update(status=BuyerRequest.Status.EXPIRED)
+    requests_spend_close(locked)
+    return expired
 
 
 def matches_end(matches: list[Match], *, status: str, at: datetime, reason: str) -> list[Settlement]:

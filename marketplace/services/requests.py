@@ -12,26 +12,38 @@ from marketplace.demand import demand_request_build
 from marketplace.eligibility import voucher_covers
 from marketplace.errors import InvalidTransition, NotAllowed, NotFound, QuotaExceeded
 from marketplace.market_time import market_now
-from marketplace.models import BuyerRequest, Match, Organisation
+from marketplace.models import ApiKey, BuyerRequest, Match, Organisation
 from marketplace.services.lifecycle import live_matches_locked, matches_end
+from marketplace.services.spend import request_spend_reserve, requests_spend_close
 from marketplace.services.triggers import matching_round_enqueue_on_commit
 from marketplace.services.vouchers import voucher_claim
 
 
 @transaction.atomic
-def request_submit(*, buyer: Organisation, voucher_code: str | None = None, now: datetime | None = None, **terms):
-    """Accept demand from ``buyer``; a matching round follows on commit.
+def request_submit(
+    *,
+    buyer: Organisation,
+    voucher_code: str | None = None,
+    api_key: ApiKey | None = None,
+    now: datetime | None = None,
+    **terms,
+):
+    """Accept demand from ``buyer`` (through ``api_key``, if a key sent it); a matching round
+    follows on commit.
 
     ``terms`` are the request's fields (gpu_model, gpus_per_replica, replicas, origin,
     max_price_per_gpu_hour, duration_hours, start_by, and latency_class or max_rtt_ms, latency_weight),
     checked by ``marketplace.demand``. A ``voucher_code`` is claimed for the buyer (idempotent) and
-    must cover the request; if anything fails, nothing is written.
+    must cover the request. Its worst case is reserved against the organisation's and the key's
+    monthly spend caps (``services.spend``: 402 past either). If anything fails, nothing is written.
     """
     if buyer.kind != Organisation.Kind.BUYER:
         raise NotAllowed("Only buyers submit requests.")
     now = now or market_now()
+    buyer = _buyer_locked(buyer)
     _open_requests_quota_check(buyer)
     request = demand_request_build(buyer=buyer, now=now, **terms)
+    request_spend_reserve(request, organisation=buyer, api_key=api_key, now=now)
     if voucher_code:
         request.voucher = voucher_claim(code=voucher_code, buyer=buyer, now=now, field="voucher_code")
         voucher_covers(request.voucher, request)
@@ -40,10 +52,16 @@ def request_submit(*, buyer: Organisation, voucher_code: str | None = None, now:
     return request
 
 
+def _buyer_locked(buyer: Organisation) -> Organisation:
+    """``buyer`` re-read under its row lock: concurrent submissions of one buyer then count its
+    open requests and its month's spend one after another, so the quota and the caps hold under a
+    burst."""
+    return Organisation.objects.select_for_update(no_key=True).get(pk=buyer.pk)
+
+
 def _open_requests_quota_check(buyer: Organisation) -> None:
-    """Refuse a buyer at ``MAX_OPEN_REQUESTS_PER_BUYER`` open requests. The buyer's row lock makes
-    concurrent submissions count one after another, so the quota holds under a burst."""
-    Organisation.objects.select_for_update(no_key=True).filter(pk=buyer.pk).first()
+    """Refuse a buyer at ``MAX_OPEN_REQUESTS_PER_BUYER`` open requests. Precondition: the buyer's
+    row is locked (``_buyer_locked``)."""
     open_requests = BuyerRequest.objects.filter(buyer=buyer, status__in=BuyerRequest.OPEN_STATUSES).count()
     if open_requests >= settings.MAX_OPEN_REQUESTS_PER_BUYER:
         raise QuotaExceeded(
@@ -56,7 +74,8 @@ def request_cancel(*, request_id: int, buyer: Organisation, now: datetime | None
     """Cancel a request of ``buyer`` that is not already cancelled or expired.
 
     Its live matches end now: one not yet started costs nothing and its voucher reservation is
-    released; a running one pays for the GPU-hours it held. Their GPUs return to the listings.
+    released; a running one pays for the GPU-hours it held. Their GPUs return to the listings, and
+    its spend reservation shrinks to what it was charged.
     """
     try:
         request = BuyerRequest.objects.select_for_update(no_key=True).get(pk=request_id, buyer=buyer)
@@ -72,4 +91,6 @@ def request_cancel(*, request_id: int, buyer: Organisation, now: datetime | None
     )
     request.status = BuyerRequest.Status.CANCELLED
     request.save(update_fields=["status", "updated_at"])
+    requests_spend_close([request.pk])
+    request.refresh_from_db(fields=["spend_committed"])
     return request

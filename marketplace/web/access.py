@@ -7,8 +7,10 @@ from functools import wraps
 
 from django.contrib.auth.views import redirect_to_login
 from django.shortcuts import render
+from django.utils.translation import gettext
 
 from marketplace import selectors
+from marketplace.models import Membership
 
 
 def _forbidden(request, message: str):
@@ -44,5 +46,21 @@ def staff_required(view):
         if not request.user.is_staff:
             return _forbidden(request, "The match monitor is for marketplace staff.")
         return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def owner_required(view):
+    """Decorator: the view runs for an owner of a provider or buyer organisation and receives it
+    as the keyword argument ``organisation``."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        organisation = selectors.organisation_of(request.user)
+        if organisation is None or request.user.membership.role != Membership.Role.OWNER:
+            return _forbidden(request, gettext("This page is for the organisation's owners."))
+        return view(request, *args, organisation=organisation, **kwargs)
 
     return wrapped

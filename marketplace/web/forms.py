@@ -9,13 +9,15 @@ import re
 from datetime import datetime
 
 from django import forms
+from django.utils.translation import gettext_lazy as _
 
 from marketplace import bounds
 from marketplace.bounds import DECIMAL_TEXT
 from marketplace.demand import start_by_default
 from marketplace.errors import DomainError
 from marketplace.market_time import market_now
-from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Organisation, Region
+from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Membership, Organisation, Region
+from marketplace.models.api_keys import Scope
 from marketplace.supply import LISTING_DEFAULT_WINDOW, listing_window_default
 from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass
 
@@ -201,3 +203,48 @@ class RequestForm(ServiceForm):
 class BoardForm(forms.Form):
     origin = region_field("Seen from", initial="shanghai")
     gpu_model = gpu_model_field(required=False, empty_label="every GPU model")
+
+
+# --- the organisation: members, API keys, spend cap ---------------------------------------------
+
+
+class MemberForm(ServiceForm):
+    """A new user acting for the owner's organisation: ``member_add``'s keyword arguments."""
+
+    username = forms.RegexField(**bounds.USERNAME.field_kwargs(), label=_("Username"))
+    email = forms.EmailField(label=_("Email"))
+    password = forms.CharField(
+        label=_("Password"),
+        **bounds.PASSWORD.field_kwargs(),
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    role = forms.ChoiceField(label=_("Role"), choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+
+
+class RoleForm(ServiceForm):
+    role = forms.ChoiceField(label=_("Role"), choices=Membership.Role.choices)
+
+
+class ApiKeyForm(ServiceForm):
+    """A new API key: ``api_key_create``'s keyword arguments (organisation and user aside)."""
+
+    name = forms.CharField(label=_("Name"), **bounds.API_KEY_NAME.field_kwargs())
+    scopes = forms.MultipleChoiceField(
+        label=_("Scopes"), choices=Scope.choices, widget=forms.CheckboxSelectMultiple, initial=[Scope.READ]
+    )
+    expires_at = _datetime_field(_("Expires at (UTC)"), _("Empty: never."))
+    monthly_spend_cap = AsciiDecimalField(
+        label=_("Monthly spend cap (CNY)"),
+        **bounds.SPEND_CAP.field_kwargs(),
+        required=False,
+        help_text=_("Empty: only the organisation's cap applies."),
+    )
+
+
+class SpendCapForm(ServiceForm):
+    monthly_spend_cap = AsciiDecimalField(
+        label=_("Monthly spend cap (CNY)"),
+        **bounds.SPEND_CAP.field_kwargs(),
+        required=False,
+        help_text=_("Reserved worst cases and charges per calendar month (UTC). Empty: no cap."),
+    )

@@ -1,14 +1,15 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from marketplace.web.views import buyer, monitor, provider, public
+from marketplace.web.views import buyer, monitor, organisation, provider, public
 
 app_name = "web"
 
 urlpatterns = [
     path("", public.board, name="board"),
     path("signin/", auth_views.LoginView.as_view(template_name="web/signin.html"), name="signin"),
-    path("signout/", auth_views.LogoutView.as_view(), name="signout"),
+    path("signout/", public.SignOut.as_view(), name="signout"),
+    path("password/", public.PasswordChange.as_view(), name="password-change"),
     path("signup/", public.sign_up, name="signup"),
     path("me/", public.home_for_user, name="home"),
     path("provider/", provider.dashboard, name="provider"),
@@ -19,6 +20,13 @@ urlpatterns = [
     path("buyer/requests/new/", buyer.request_new, name="request-new"),
     path("buyer/requests/<int:request_id>/cancel/", buyer.cancel, name="request-cancel"),
     path("buyer/quote/", buyer.quote, name="quote"),
+    path("organisation/", organisation.page, name="organisation"),
+    path("organisation/keys/", organisation.key_create, name="api-key-create"),
+    path("organisation/keys/<int:key_id>/revoke/", organisation.key_revoke, name="api-key-revoke"),
+    path("organisation/members/", organisation.member_add, name="member-add"),
+    path("organisation/members/<int:member_id>/role/", organisation.member_role, name="member-role"),
+    path("organisation/members/<int:member_id>/remove/", organisation.member_remove, name="member-remove"),
+    path("organisation/spend-cap/", organisation.spend_cap, name="spend-cap"),
     path("monitor/", monitor.page, name="monitor"),
     path("monitor/live/", monitor.live, name="monitor-live"),
     path("monitor/unserved/", monitor.unserved, name="monitor-unserved"),

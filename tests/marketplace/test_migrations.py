@@ -112,3 +112,27 @@ def test_the_sponsor_migration_names_each_promotions_provider_and_says_how_many(
     sponsors = dict(VoucherProgram.objects.values_list("pk", "sponsor"))
     assert sponsors == {claimed.pk: "Zhongwei DC", honest.pk: "Zhongwei DC", citys.pk: city}
     assert "now their provider's name: 1" in capsys.readouterr().out
+
+
+KEYS = [("marketplace", "0010_api_keys_roles_spend_caps")]
+
+
+@pytest.fixture
+def before_keys(transactional_db):
+    """Before 0010."""
+    yield from schema_at(SPONSORS)
+
+
+def test_the_roles_migration_makes_every_existing_member_an_owner(before_keys):
+    """Every organisation so far has one user, who must keep managing it (its keys, its members)."""
+    apps = before_keys
+    organisation = apps.get_model("marketplace", "Organisation").objects.create(name="Old buyer", kind="buyer")
+    user = apps.get_model("auth", "User").objects.create(username="old-owner")
+    apps.get_model("marketplace", "Membership").objects.create(user=user, organisation=organisation)
+
+    MigrationExecutor(connection).migrate(KEYS)
+
+    from marketplace.models import Membership, Organisation
+
+    assert Membership.objects.get(user_id=user.pk).role == "owner"
+    assert Organisation.objects.get(pk=organisation.pk).monthly_spend_cap is None

@@ -18,7 +18,8 @@ from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
 from marketplace import services
-from marketplace.models import BuyerRequest, Listing, Match, Organisation, Voucher, VoucherProgram
+from marketplace.models import ApiKey, BuyerRequest, Listing, Match, Membership, Organisation, Voucher, VoucherProgram
+from tests.conftest import member
 from tests.security.figures import FIGURES
 from tests.services_helpers import reserve
 
@@ -81,6 +82,9 @@ class Market:
     voucher: Voucher  # the buyer's, in the city programme
     foreign_voucher: Voucher  # the other buyer's
     free_code: str  # an unclaimed code of the city programme
+    api_key: ApiKey  # the buyer's, created by its owner
+    foreign_api_key: ApiKey  # the other buyer's
+    member: Membership  # a second user of the buyer's, in the member role
 
 
 @pytest.fixture
@@ -108,6 +112,13 @@ def market(clients, make_listing, make_request, provider, other_provider, buyer,
         for sponsor in (provider, other_provider)
     )
     vouchers = services.vouchers_issue(program_id=city_program.pk, sponsor_provider=None, count=3)
+    owners = {user.username: user for user in get_user_model().objects.filter(username__in=["buy", "buy2"])}
+    api_key, foreign_api_key = (
+        services.api_key_create(organisation=org, user=owners[name], name=f"{name}'s key", scopes=["read"]).key
+        for org, name in ((buyer, "buy"), (other_buyer, "buy2"))
+    )
+    analyst = Membership.objects.get(user=member("buy-analyst", buyer))
+    Membership.objects.filter(pk=analyst.pk).update(role=Membership.Role.MEMBER)
     return Market(
         provider=provider,
         other_provider=other_provider,
@@ -125,6 +136,9 @@ def market(clients, make_listing, make_request, provider, other_provider, buyer,
         voucher=services.voucher_claim(code=vouchers[0].code, buyer=buyer),
         foreign_voucher=services.voucher_claim(code=vouchers[1].code, buyer=other_buyer),
         free_code=vouchers[2].code,
+        api_key=api_key,
+        foreign_api_key=foreign_api_key,
+        member=analyst,
     )
 
 

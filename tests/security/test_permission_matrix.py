@@ -34,6 +34,7 @@ from rest_framework.authtoken.models import Token
 
 from marketplace.api.urls import urlpatterns as api_routes
 from marketplace.models import (
+    ApiKey,
     BuyerRequest,
     Listing,
     Match,
@@ -77,6 +78,7 @@ ACCOUNTS_ONLY = expect(provider=200, other_provider=200, buyer=200, other_buyer=
 STAFF_ONLY = expect(provider=403, other_provider=403, buyer=403, other_buyer=403, anonymous=401, staff=200)
 ORGANISATIONS_ONLY = expect(provider=200, other_provider=200, buyer=200, other_buyer=200, anonymous=401, staff=403)
 PROMOTION = expect(provider=200, other_provider=404, buyer=403, other_buyer=403, anonymous=401, staff=200)
+BUYERS_OWN_ORGANISATION = expect(provider=404, other_provider=404, buyer=200, other_buyer=404, anonymous=401, staff=403)
 CITY_PROGRAM = expect(provider=404, other_provider=404, buyer=403, other_buyer=403, anonymous=401, staff=200)
 
 
@@ -118,6 +120,15 @@ def program_body(role: str) -> dict:
         "budget": "1000",
         "valid_from": FUTURE.isoformat(),
         "valid_until": LATER.isoformat(),
+    }
+
+
+def member_body(role: str) -> dict:
+    return {
+        "username": f"member-of-{role}",
+        "email": f"m-{role}@example.com",
+        "password": "a-long-pass-phrase",
+        "role": "member",
     }
 
 
@@ -284,6 +295,52 @@ MATRIX: dict[tuple[str, str], list[Row]] = {
         Row(created(PROMOTION), target="promotion", body=lambda role: {"count": 2}),
         Row(created(CITY_PROGRAM), target="city_program", body=lambda role: {"count": 2, "buyer": "Huangpu Chat AI"}),
     ],
+    # the organisation itself: any member reads it, owners manage it (all the matrix's users own
+    # their organisation; staff act for none)
+    ("GET", "/api/v1/organisation/"): [Row(ORGANISATIONS_ONLY)],
+    ("PATCH", "/api/v1/organisation/"): [Row(ORGANISATIONS_ONLY, body=lambda role: {"monthly_spend_cap": "5000"})],
+    ("GET", "/api/v1/api-keys/"): [
+        Row(
+            ORGANISATIONS_ONLY,
+            visible=sees(
+                provider=set(),
+                other_provider=set(),
+                buyer={"api_key"},
+                other_buyer={"foreign_api_key"},
+                anonymous=set(),
+                staff=set(),
+            ),
+        )
+    ],
+    ("POST", "/api/v1/api-keys/"): [
+        Row(created(ORGANISATIONS_ONLY), body=lambda role: {"name": f"{role}'s new key", "scopes": ["read"]})
+    ],
+    ("GET", "/api/v1/api-keys/{key_id}/"): [Row(BUYERS_OWN_ORGANISATION, target="api_key")],
+    ("DELETE", "/api/v1/api-keys/{key_id}/"): [Row(BUYERS_OWN_ORGANISATION, target="api_key")],
+    ("GET", "/api/v1/members/"): [
+        Row(
+            ORGANISATIONS_ONLY,
+            visible=sees(
+                provider=set(),
+                other_provider=set(),
+                buyer={"member"},
+                other_buyer=set(),
+                anonymous=set(),
+                staff=set(),
+            ),
+        )
+    ],
+    ("POST", "/api/v1/members/"): [Row(created(ORGANISATIONS_ONLY), body=member_body)],
+    ("GET", "/api/v1/members/{member_id}/"): [Row(BUYERS_OWN_ORGANISATION, target="member")],
+    ("PATCH", "/api/v1/members/{member_id}/"): [
+        Row(BUYERS_OWN_ORGANISATION, target="member", body=lambda role: {"role": "owner"})
+    ],
+    ("DELETE", "/api/v1/members/{member_id}/"): [
+        Row(
+            expect(provider=404, other_provider=404, buyer=204, other_buyer=404, anonymous=401, staff=403),
+            target="member",
+        )
+    ],
 }
 
 CASES = [
@@ -389,6 +446,8 @@ LIST_KINDS = {
     "/api/v1/matches/": Match,
     "/api/v1/vouchers/": Voucher,
     "/api/v1/voucher-programs/": VoucherProgram,
+    "/api/v1/api-keys/": ApiKey,
+    "/api/v1/members/": Membership,
 }
 
 
@@ -404,7 +463,10 @@ def visible_names(market, path: str, results: list[dict]) -> set[str]:
 WRITES = sorted(operation for operation in OPERATIONS if operation[0] in {"POST", "PATCH", "PUT", "DELETE"})
 #: Columns that differ between two identical calls (fresh ids, random codes, hashes, clocks).
 VARYING = frozenset(
-    {"id", "key", "code", "token", "password", "created_at", "updated_at", "date_joined", "last_login", "created"}
+    {
+        *("id", "key", "code", "token", "password", "created_at", "updated_at", "date_joined", "last_login", "created"),
+        *("prefix", "secret", "secret_sha256"),  # an API key's, random each time
+    }
 )
 #: Fields that are not in any response but name privileges or money, sent to every writing call.
 EXTRA_HOSTILE_NAMES = (

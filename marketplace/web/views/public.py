@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth.views import LogoutView, PasswordChangeView
 from django.shortcuts import redirect, render
-from django.urls import reverse
-from django.utils.translation import gettext_lazy
+from django.urls import reverse, reverse_lazy
+from django.utils.translation import gettext, gettext_lazy
 
 from marketplace import selectors, services
 from marketplace.account_limits import sign_up_wait
@@ -76,3 +77,26 @@ def _sign_up_refused(request, wait: int):
     response = render(request, "web/signup.html", {"form": form, "refusal": SIGN_UP_REFUSAL}, status=429)
     response["Retry-After"] = str(wait)
     return response
+
+
+class SignOut(LogoutView):
+    """Sign out, and end the user's API credentials with the session (``user_credentials_revoke``):
+    a token or key copied from a signed-in browser does not outlive it."""
+
+    def post(self, request, *args, **kwargs):
+        if request.user.is_authenticated:
+            services.user_credentials_revoke(user=request.user)
+        return super().post(request, *args, **kwargs)
+
+
+class PasswordChange(PasswordChangeView):
+    """Change the password; this session stays signed in, every API credential of the user ends."""
+
+    template_name = "web/password_change.html"
+    success_url = reverse_lazy("web:home")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        services.user_credentials_revoke(user=self.request.user)
+        messages.success(self.request, gettext("Password changed; your API tokens and keys were revoked."))
+        return response

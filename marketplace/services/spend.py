@@ -1,0 +1,119 @@
+"""Monthly spend caps: what a request commits against its organisation's and its API key's month.
+
+A request counts against the caps of the month it was submitted in (UTC, market time) from the
+moment it is accepted: its worst case (``money.worst_case_charge`` at its price cap, for every
+GPU-hour it asks for) is reserved in the same transaction that inserts it, so no round can ever
+match more than the cap allows — matching stops at it. When no round will match the request
+again (cancelled, expired, fully matched, or past its ``start_by`` only partly served), the
+reservation shrinks to what it was charged plus the worst case of its matches still running (at
+their prices, which may be below the request's cap); the lifecycle tick keeps this month's such
+requests current as their matches end.
+
+Known gap: a failed-over match's GPU-hours before the failure are charged, and its replicas are
+placed again for their full duration, so a request that fails over may be charged more than its
+reservation. Capacity failures are the provider's, and are credited in a later issue.
+
+Concurrency: every submission of an organisation (through any of its keys) holds the
+organisation's row lock (``FOR NO KEY UPDATE``, the first kind in ``services.locking``) while it
+sums its month and inserts, so fifty concurrent submissions count one after another and never pass
+a cap together. Shrinking a reservation needs no such lock: it only ever lowers a sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import date, datetime
+from decimal import Decimal
+
+from django.db.models import Sum
+
+from marketplace.errors import SpendCapExceeded
+from marketplace.models import ApiKey, BuyerRequest, Match, Organisation, Settlement
+from marketplace.money import worst_case_charge
+
+ZERO = Decimal("0")
+
+
+def spend_month_of(moment: datetime) -> date:
+    """The first day of ``moment``'s month in UTC: the month a request's spend counts in."""
+    return date(moment.year, moment.month, 1)
+
+
+def request_worst_case(request: BuyerRequest) -> Decimal:
+    """The most ``request`` can be charged: every GPU-hour it asks for at its price cap, one
+    settlement line per replica at most."""
+    return worst_case_charge(
+        price_per_gpu_hour=request.max_price_per_gpu_hour,
+        gpu_hours=Decimal(request.gpus * request.duration_hours),
+        lines=request.replicas,
+    )
+
+
+def month_committed(*, organisation_id: int, month: date, api_key_id: int | None = None) -> Decimal:
+    """CNY the organisation's (or one of its keys') requests commit in ``month``."""
+    rows = BuyerRequest.objects.filter(buyer_id=organisation_id, spend_month=month)
+    if api_key_id is not None:
+        rows = rows.filter(api_key_id=api_key_id)
+    return rows.aggregate(total=Sum("spend_committed"))["total"] or ZERO
+
+
+def request_spend_reserve(
+    request: BuyerRequest, *, organisation: Organisation, api_key: ApiKey | None, now: datetime
+) -> None:
+    """Set ``request``'s month and reservation (unsaved), or raise ``SpendCapExceeded`` naming the
+    cap ``monthly_spend_cap`` when its worst case would take the organisation's or the key's month
+    past it.
+
+    Precondition: inside the transaction that will insert ``request``, holding ``organisation``'s
+    row lock, read under that lock (so its cap is current and no other submission of it counts
+    at the same time).
+    """
+    month, worst = spend_month_of(now), request_worst_case(request)
+    caps: list[tuple[str, Decimal | None, int | None]] = [("organisation", organisation.monthly_spend_cap, None)]
+    if api_key is not None:
+        caps.append(("API key", api_key.monthly_spend_cap, api_key.pk))
+    for whose, cap, key_id in caps:
+        if cap is None:
+            continue
+        committed = month_committed(organisation_id=organisation.pk, month=month, api_key_id=key_id)
+        if committed + worst > cap:
+            raise SpendCapExceeded(
+                f"This request may cost up to {worst} CNY; the {whose}'s monthly spend cap is {cap} CNY "
+                f"and {committed} CNY of it is committed for {month:%Y-%m}.",
+                field="monthly_spend_cap",
+            )
+    request.spend_month, request.spend_committed, request.api_key = month, worst, api_key
+
+
+def requests_spend_close(request_ids: Collection[int]) -> None:
+    """Shrink the reservations of requests no round will match again to what they were charged
+    plus the worst case of their live matches; the rest of each cap is free again.
+
+    Precondition: inside a transaction, the requests locked (or their status changed in it) so
+    that no round adds a match meanwhile.
+    """
+    requests = list(
+        BuyerRequest.objects.filter(pk__in=request_ids, spend_month__isnull=False).only("pk", "spend_committed")
+    )
+    if not requests:
+        return
+    ids = [request.pk for request in requests]
+    committed = dict.fromkeys(ids, ZERO)
+    charged = (
+        Settlement.objects.filter(match__request_id__in=ids)
+        .values("match__request_id")
+        .annotate(total=Sum("buyer_pays"))
+        .values_list("match__request_id", "total")
+    )
+    for request_id, total in charged:
+        committed[request_id] += total
+    live = Match.objects.filter(request_id__in=ids, status__in=Match.LIVE_STATUSES).values_list(
+        "request_id", "price_per_gpu_hour", "gpus", "starts_at", "ends_at"
+    )
+    for request_id, price, gpus, starts_at, ends_at in live:
+        hours = Decimal(gpus) * Decimal(str((ends_at - starts_at).total_seconds())) / 3600
+        committed[request_id] += worst_case_charge(price_per_gpu_hour=price, gpu_hours=hours, lines=1)
+    changed = [request for request in requests if request.spend_committed != committed[request.pk]]
+    for request in changed:
+        request.spend_committed = committed[request.pk]
+    BuyerRequest.objects.bulk_update(changed, ["spend_committed"])
