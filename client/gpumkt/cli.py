@@ -188,7 +188,7 @@ def show_listing(data: dict[str, Any], as_json: bool, title: str) -> None:
 @listing_terms
 @json_option
 @click.pass_context
-def listings_create(ctx: click.Context, as_json: bool, **terms: Any) -> None:
+def listings_create(ctx: click.Context, /, as_json: bool, **terms: Any) -> None:
     """List idle capacity (sent with an Idempotency-Key, so a retry never lists it twice)."""
     terms["gpus_per_node"] = _int_or_none(terms["gpus_per_node"])
     data = client_of(ctx).call("listing_create", body=terms)
@@ -206,7 +206,7 @@ def listings_create(ctx: click.Context, as_json: bool, **terms: Any) -> None:
 @click.option("--ordering", help="price, free_gpus, rtt or id; prefix - to reverse.")
 @json_option
 @click.pass_context
-def listings_list(ctx: click.Context, everyone: bool, as_json: bool, **filters: Any) -> None:
+def listings_list(ctx: click.Context, /, everyone: bool, as_json: bool, **filters: Any) -> None:
     """Your listings (a provider's), or with --all the public search."""
     items = client_of(ctx).call("listing_list", query={**filters, "mine": None if everyone else "true"})
     if as_json:
@@ -220,7 +220,7 @@ def listings_list(ctx: click.Context, everyone: bool, as_json: bool, **filters: 
 @listing_terms
 @json_option
 @click.pass_context
-def listings_edit(ctx: click.Context, listing_id: int, as_json: bool, **changes: Any) -> None:
+def listings_edit(ctx: click.Context, /, listing_id: int, as_json: bool, **changes: Any) -> None:
     """Change a listing's size, price or window (never below what is allocated)."""
     changes["gpus_per_node"] = _int_or_none(changes["gpus_per_node"])
     if all(value is None for value in changes.values()):
@@ -297,7 +297,7 @@ def request_rows(items: Iterable[BuyerRequest]) -> list[tuple[Any, ...]]:
 @request_terms
 @json_option
 @click.pass_context
-def quote(ctx: click.Context, as_json: bool, **options: Any) -> None:
+def quote(ctx: click.Context, /, as_json: bool, **options: Any) -> None:
     """Where the engine would place this demand now, and at what cost; nothing is written."""
     data = client_of(ctx).call("quote", body=_terms(options))
     if as_json:
@@ -338,7 +338,7 @@ def request() -> None:
 @json_option
 @click.pass_context
 def request_submit(
-    ctx: click.Context, wait: bool, timeout: float, interval: float, as_json: bool, **options: Any
+    ctx: click.Context, /, wait: bool, timeout: float, interval: float, as_json: bool, **options: Any
 ) -> None:
     """Submit demand (sent with an Idempotency-Key, so a retry never submits it twice).
 
@@ -508,4 +508,3 @@ def vouchers_list(ctx: click.Context, as_json: bool) -> None:
         return print_json(items)
     table("Vouchers", VOUCHER_COLUMNS, voucher_rows(Voucher.from_json(item) for item in items))
     return None
-

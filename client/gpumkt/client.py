@@ -274,7 +274,7 @@ class Client:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _backoff(self, attempt: int) -> float:
-        return min(self.backoff * 2 ** (attempt - 1), self.max_retry_wait)
+        return min(self.backoff * float(2 ** (attempt - 1)), self.max_retry_wait)
 
     # The typed layer.
 
