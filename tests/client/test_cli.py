@@ -14,14 +14,16 @@ import stat
 from datetime import timedelta
 from decimal import Decimal
 
+import httpx
 import pytest
 from celery.contrib.testing.worker import start_worker
 from click.testing import CliRunner
 
 from config.celery_app import app as celery_app
+from gpumkt import Client
 from gpumkt.cli import EXIT_NOT_MATCHED, main
 from marketplace import services
-from marketplace.models import Match, Organisation
+from marketplace.models import Listing, Match, Organisation
 from tests.conftest import member
 
 PASSWORD = "pw-for-tests-1"
@@ -57,7 +59,7 @@ def market(transactional_db, reference, live_server, worker, tmp_path):
 
         return run
 
-    return {"provider": gpumkt("provider"), "buyer": gpumkt("buyer"), "buyer_org": buyer, "dir": tmp_path}
+    return {"provider": gpumkt("provider"), "buyer": gpumkt("buyer"), "dir": tmp_path, "url": live_server.url}
 
 
 def logged_in(market, who: str, username: str):
@@ -148,3 +150,66 @@ def test_a_wrong_password_is_refused_and_nothing_is_stored(market):
     refused = run("login", input="buy\nnot-the-password\n", expect=1)
     assert "HTTP 400" in refused.stderr
     assert not (market["dir"] / "buyer" / "gpumkt" / "config.json").exists()
+
+
+def test_the_other_commands_edit_withdraw_capacity_requests_and_vouchers(market, now):
+    provider, buyer = logged_in(market, "provider", "prov"), logged_in(market, "buyer", "buy")
+    listing = json.loads(
+        provider(
+            "listings", "create", "--region", "gansu-qingyang", "--gpu-model", "l40s", "--gpus", "8",
+            "--gpus-per-node", "8", "--price", "3.10", "--json",
+        ).stdout
+    )  # fmt: skip
+    capacity = json.loads(buyer("capacity", "--origin", "shanghai", "--gpu-model", "l40s", "--json").stdout)
+    assert [(row["region"], row["free_gpus"]) for row in capacity] == [("gansu-qingyang", 8)]
+    assert "gansu-qingyang" in buyer("capacity", "--origin", "shanghai").stdout
+
+    edited = json.loads(provider("listings", "edit", str(listing["id"]), "--price", "2.90", "--json").stdout)
+    assert edited["price_per_gpu_hour"] == "2.9000"
+    assert "Give at least one of" in provider("listings", "edit", str(listing["id"]), expect=2).stderr
+    withdrawn = provider("listings", "withdraw", str(listing["id"]))
+    assert "withdrawn" in withdrawn.stdout
+    assert json.loads(provider("listings", "list", "--status", "withdrawn", "--json").stdout)[0]["id"] == listing["id"]
+
+    buyer("request", "submit", *BUYER_TERMS)
+    listed = json.loads(buyer("requests", "--json").stdout)
+    assert [(r["gpu_model"], r["replicas"], r["status"]) for r in listed] == [("h20", 2, "open")]
+    assert "shanghai" in buyer("requests", "--status", "open").stdout
+
+    program = services.voucher_program_create(
+        name="Shanghai compute voucher", sponsor="Shanghai", budget=Decimal("100000"), percent=Decimal("30"),
+        valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=90),
+    )  # fmt: skip
+    (voucher,) = services.vouchers_issue(program_id=program.pk, sponsor_provider=None)
+    claimed = json.loads(buyer("vouchers", "claim", voucher.code, "--json").stdout)
+    assert (claimed["code"], claimed["program"]) == (voucher.code, "Shanghai compute voucher")
+    assert voucher.code in buyer("vouchers", "list").stdout
+    assert "code:" in buyer("vouchers", "claim", "no-such-code", expect=1).stderr
+
+
+class AnswerLost(httpx.HTTPTransport):
+    """The network between client and server: the first POST reaches the server, which does the
+    work, but its answer is lost on the way back (a read timeout)."""
+
+    lost = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.method == "POST" and not self.lost:
+            self.lost = True
+            response.read()
+            raise httpx.ReadTimeout("the answer was lost", request=request)
+        return response
+
+
+def test_a_creating_post_whose_answer_was_lost_is_retried_with_its_key_and_creates_one_listing(market):
+    logged_in(market, "provider", "prov")
+    key = json.loads((market["dir"] / "provider" / "gpumkt" / "config.json").read_text())["key"]
+    network = AnswerLost()
+    with Client(market["url"], key, transport=network, sleep=lambda seconds: None) as client:
+        listing = client.listing_create(
+            region="ningxia-zhongwei", gpu_model="h20", gpu_count=8, gpus_per_node=8, price_per_gpu_hour="6.00"
+        )
+    assert network.lost
+    assert Listing.objects.count() == 1
+    assert Listing.objects.get().pk == listing.id
