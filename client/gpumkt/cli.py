@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from datetime import UTC
 from typing import Any
 
 import click
@@ -152,7 +153,7 @@ def listing_rows(items: Iterable[Listing]) -> list[tuple[Any, ...]]:
             x.free_gpus,
             x.price_per_gpu_hour,
             x.status,
-            x.available_until.isoformat(timespec="minutes"),
+            f"{x.available_until.astimezone(UTC):%Y-%m-%d %H:%M}Z",
         )
         for x in items
     ]

@@ -19,8 +19,12 @@ class ApiError(GpumktError):
 
     @property
     def message(self) -> str:
-        """One line per field at fault (``field: message``), or the ``detail``, as the API said it."""
-        return f"HTTP {self.status}: " + "; ".join(error_lines(self.body))
+        """The status, then the ``detail`` or one line per field at fault (``field: message``), as
+        the API said it."""
+        lines = error_lines(self.body)
+        if len(lines) == 1:
+            return f"HTTP {self.status}: {lines[0]}"
+        return f"HTTP {self.status}:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 class TransportError(GpumktError):

@@ -146,7 +146,7 @@ def test_an_api_error_carries_each_field_and_its_message():
         client_for(server, []).request_submit(gpu_model="h20", replicas=5000, origin="atlantis")
     assert raised.value.status == 400
     assert raised.value.message == (
-        "HTTP 400: replicas: Ensure this value is less than or equal to 4096.; origin: Unknown region 'atlantis'."
+        "HTTP 400:\n  replicas: Ensure this value is less than or equal to 4096.\n  origin: Unknown region 'atlantis'."
     )
 
 
