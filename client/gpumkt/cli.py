@@ -72,7 +72,7 @@ def print_json(data: Any) -> None:
 def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
     grid = Table(title=title)
     for column in columns:
-        grid.add_column(column)
+        grid.add_column(column, overflow="fold")  # never cut a value (a voucher code) short
     for row in rows:
         grid.add_row(*("" if value is None else str(value) for value in row))
     stdout().print(grid)
