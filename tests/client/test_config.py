@@ -7,6 +7,7 @@ import json
 import os
 import stat
 
+import click
 from click.testing import CliRunner
 
 from gpumkt.cli import main
@@ -63,3 +64,18 @@ def test_an_unreachable_server_exits_1_saying_so(tmp_path):
     env = {"XDG_CONFIG_HOME": str(tmp_path), "GPUMKT_URL": "http://127.0.0.1:9", "GPUMKT_KEY": "k"}
     refused = run(["capacity", "--origin", "shanghai"], env, expect=1)
     assert "127.0.0.1:9" in refused.stderr
+
+
+def leaf_commands(group: click.Group, prefix: str = ""):
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from leaf_commands(command, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", command
+
+
+def test_every_command_takes_json():
+    commands = dict(leaf_commands(main))
+    assert len(commands) == 13
+    without = [name for name, command in commands.items() if not any("--json" in p.opts for p in command.params)]
+    assert without == []
