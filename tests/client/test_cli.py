@@ -18,13 +18,17 @@ import httpx
 import pytest
 from celery.contrib.testing.worker import start_worker
 from click.testing import CliRunner
+from django.conf import settings
+from django.core.cache import cache
 
 from config.celery_app import app as celery_app
 from gpumkt import Client
 from gpumkt.cli import EXIT_NOT_MATCHED, main
 from marketplace import services
 from marketplace.models import Listing, Match, Organisation
+from marketplace.services.triggers import round_pending_key
 from tests.conftest import member
+from tests.workers import broker_reset
 
 PASSWORD = "pw-for-tests-1"
 BUYER_TERMS = [
@@ -35,7 +39,14 @@ BUYER_TERMS = [
 
 @pytest.fixture
 def worker(transactional_db):
-    """A Celery worker (one thread, solo pool) consuming the test settings' in-memory broker."""
+    """A Celery worker (one thread, solo pool) consuming the test settings' broker (in memory, or
+    CI's Redis). What earlier tests left is forgotten first: their queued rounds, and the cache's
+    round-pending marks, while which a commit enqueues no round of its shard."""
+    if settings.CELERY_BROKER_URL.startswith("redis://"):
+        broker_reset(settings.CELERY_BROKER_URL)
+    else:
+        celery_app.control.purge()
+        cache.delete_many([round_pending_key(model["code"]) for model in services.reference_read()["gpu_models"]])
     with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
         yield
 
