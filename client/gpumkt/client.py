@@ -4,7 +4,8 @@ Every call the SDK makes is declared once in :data:`ENDPOINTS` (method, path, th
 parameters and body fields it may send, whether it creates): the client refuses to send anything
 else, and ``tests/client/test_schema.py`` holds the table to the server's OpenAPI schema.
 
-Retries: a 429 or 503 is retried after the ``Retry-After`` the server sent (else an exponential
+Retries: a 429 or 503 (and, on a creating POST, a 409 saying the first attempt with its key is
+still in progress) is retried after the ``Retry-After`` the server sent (else an exponential
 backoff), for at most ``max_attempts`` attempts and never a single wait longer than
 ``max_retry_wait`` seconds; a lost connection or timeout is retried only on calls that are safe to
 repeat (reads, and creating POSTs, which carry an ``Idempotency-Key``). A creating POST keeps one
@@ -262,7 +263,7 @@ class Client:
                     raise TransportError(f"{endpoint.method} {self.url}{url}: {exc}") from exc
                 self._sleep(self._backoff(attempt))
                 continue
-            if response.status_code in RETRY_STATUSES and not last:
+            if (response.status_code in RETRY_STATUSES or _key_in_progress(endpoint, response)) and not last:
                 wait = retry_after_seconds(response)
                 wait = self._backoff(attempt) if wait is None else wait
                 if wait <= self.max_retry_wait:
@@ -407,6 +408,15 @@ def _unknown_parameters(error: ApiError, sent: dict[str, Any]) -> bool:
         and bool(body)
         and all(name in sent and messages == ["Unknown parameter."] for name, messages in body.items())
     )
+
+
+def _key_in_progress(endpoint: Endpoint, response: httpx.Response) -> bool:
+    """A 409 naming the ``Idempotency-Key``: the first attempt with this key is still running on
+    the server (a retry came while it worked). Asking again later gets its answer."""
+    if not endpoint.creates or response.status_code != 409:
+        return False
+    body = _body_of(response)
+    return isinstance(body, dict) and IDEMPOTENCY_HEADER in body
 
 
 def _body_of(response: httpx.Response) -> Any:

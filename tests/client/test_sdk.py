@@ -77,6 +77,22 @@ def test_each_creating_call_gets_its_own_key_and_a_given_key_is_sent_as_it_is():
     assert second == "mine-1"
 
 
+def test_a_retry_that_finds_its_first_attempt_still_running_asks_again_with_the_same_key():
+    busy = {"Idempotency-Key": ["A request with this key is still in progress."]}
+    server = Server(httpx.ConnectError("reset"), httpx.Response(409, json=busy), httpx.Response(201, json=LISTING))
+    sleeps: list[float] = []
+    assert client_for(server, sleeps).listing_create(**TERMS, price_per_gpu_hour="6.00").id == 7
+    assert len({request.headers["Idempotency-Key"] for request in server.seen}) == 1
+    assert sleeps == [0.5, 1.0]
+
+
+def test_any_other_conflict_is_the_error():
+    server = Server(httpx.Response(409, json={"non_field_errors": ["A concurrent change conflicted; try again."]}))
+    with pytest.raises(ApiError, match="concurrent change"):
+        client_for(server, []).listing_create(**TERMS, price_per_gpu_hour="6.00")
+    assert len(server.seen) == 1
+
+
 def test_reads_and_updates_carry_no_idempotency_key():
     server = Server(httpx.Response(200, json=LISTING), httpx.Response(200, json=LISTING))
     client = client_for(server, [])
