@@ -1,8 +1,8 @@
 """``Client``: the marketplace's REST API over httpx.
 
-Every call the SDK makes is declared once in :data:`ENDPOINTS` (method, path, the query
-parameters and body fields it may send, whether it creates): the client refuses to send anything
-else, and ``tests/client/test_schema.py`` holds the table to the server's OpenAPI schema.
+Every call the SDK makes is declared once in ``gpumkt.endpoints.ENDPOINTS`` (method, path, the
+query parameters and body fields it may send, whether it creates): the client refuses to send
+anything else, and ``tests/client/test_schema.py`` holds the table to the server's OpenAPI schema.
 
 Retries: a 429 or 503 (and, on a creating POST, a 409 saying the first attempt with its key is
 still in progress) is retried after the ``Retry-After`` the server sent (else an exponential
@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from gpumkt import __version__
+from gpumkt.endpoints import API_PREFIX, ENDPOINTS, PAGE_SIZE, Endpoint
 from gpumkt.errors import ApiError, TransportError
 from gpumkt.models import (
     BuyerRequest,
@@ -37,89 +38,8 @@ from gpumkt.models import (
     Voucher,
 )
 
-API_PREFIX = "/api/v1"
-#: Answers that mean "not done, try again later": too many requests, and a server the API needs
-#: being down (the API says nothing was written).
 RETRY_STATUSES = frozenset({429, 503})
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-#: The largest page the API serves (``?page_size=``); lists are read page by page.
-PAGE_SIZE = 200
-
-REQUEST_TERMS = (
-    "gpu_model",
-    "gpus_per_replica",
-    "replicas",
-    "origin",
-    "latency_class",
-    "max_rtt_ms",
-    "latency_weight",
-    "max_price_per_gpu_hour",
-    "duration_hours",
-    "start_by",
-    "voucher_code",
-)
-LISTING_TERMS = ("gpu_count", "gpus_per_node", "price_per_gpu_hour", "available_from", "available_until")
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One operation the SDK calls. ``path`` is the schema's template (``{listing_id}``);
-    ``creates``: a POST that makes an object, sent with an ``Idempotency-Key``; ``safe``: no side
-    effect, so a lost connection is retried."""
-
-    method: str
-    path: str
-    query: tuple[str, ...] = ()
-    body: tuple[str, ...] = ()
-    creates: bool = False
-    safe: bool = False
-    paginated: bool = False
-    authenticated: bool = True
-    #: Filters that a server from before issue 19 does not know (a 400 "Unknown parameter"): the
-    #: client then reads the whole list and keeps the items whose field of that name is equal.
-    local_filters: tuple[str, ...] = ()
-
-    @property
-    def retries_connection_errors(self) -> bool:
-        return self.safe or self.creates or self.method in ("PUT", "DELETE")
-
-
-_PAGES = ("page", "page_size")
-
-ENDPOINTS: dict[str, Endpoint] = {
-    "token": Endpoint("POST", "/auth/token/", body=("username", "password"), authenticated=False),
-    "capacity": Endpoint("GET", "/capacity/", query=("origin", "gpu_model"), safe=True),
-    "listing_list": Endpoint(
-        "GET",
-        "/listings/",
-        query=("region", "gpu_model", "origin", "latency_class", "max_price", "status", "mine", "ordering", *_PAGES),
-        safe=True,
-        paginated=True,
-    ),
-    "listing_create": Endpoint("POST", "/listings/", body=("region", "gpu_model", *LISTING_TERMS), creates=True),
-    "listing_get": Endpoint("GET", "/listings/{listing_id}/", safe=True),
-    "listing_update": Endpoint("PATCH", "/listings/{listing_id}/", body=LISTING_TERMS),
-    "listing_withdraw": Endpoint("DELETE", "/listings/{listing_id}/"),
-    "quote": Endpoint("POST", "/quotes/", body=REQUEST_TERMS, safe=True),
-    "request_submit": Endpoint("POST", "/requests/", body=REQUEST_TERMS, creates=True),
-    "request_list": Endpoint(
-        "GET", "/requests/", query=("status", *_PAGES), safe=True, paginated=True, local_filters=("status",)
-    ),
-    "request_get": Endpoint("GET", "/requests/{request_id}/", safe=True),
-    "request_cancel": Endpoint("POST", "/requests/{request_id}/cancel/"),
-    "match_list": Endpoint(
-        "GET",
-        "/matches/",
-        query=("request", "listing", "status", *_PAGES),
-        safe=True,
-        paginated=True,
-        local_filters=("request", "listing", "status"),
-    ),
-    "statement": Endpoint("GET", "/statements/", query=("month",), safe=True),
-    "statement_csv": Endpoint("GET", "/statements/csv/", query=("month",), safe=True),
-    "voucher_claim": Endpoint("POST", "/vouchers/claim/", body=("code",), creates=True),
-    "voucher_list": Endpoint("GET", "/vouchers/", query=_PAGES, safe=True, paginated=True),
-}
 
 
 def retry_after_seconds(response: httpx.Response, *, now: datetime | None = None) -> float | None:
@@ -195,7 +115,7 @@ class Client:
         body: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> Any:
-        """Call the endpoint ``name`` of :data:`ENDPOINTS`; None values in ``query`` and ``body``
+        """Call the endpoint ``name`` of ``ENDPOINTS``; None values in ``query`` and ``body``
         are left out. A paginated list is read to its end and returned as one list of its
         results. Raises ``ApiError`` on a 4xx/5xx and ``TransportError`` with no answer."""
         endpoint = ENDPOINTS[name]
@@ -224,6 +144,8 @@ class Client:
         """One call of the endpoint ``name`` (with its retries), its successful answer as it came."""
         endpoint = ENDPOINTS[name]
         query = _present(query, endpoint.query, "query parameter", name)
+        if endpoint.paginated:
+            query.setdefault("page_size", PAGE_SIZE)  # the fewest round trips
         body = _present(body, endpoint.body, "body field", name) if endpoint.method in ("POST", "PATCH") else None
         headers = {}
         if endpoint.authenticated and self.key:
@@ -395,7 +317,7 @@ def _present(values: dict[str, Any] | None, allowed: tuple[str, ...], what: str,
     present = {key: value for key, value in (values or {}).items() if value is not None}
     unknown = sorted(set(present) - set(allowed))
     if unknown:
-        raise ValueError(f"{name} sends no {what} {', '.join(unknown)} (see gpumkt.client.ENDPOINTS)")
+        raise ValueError(f"{name} sends no {what} {', '.join(unknown)} (see gpumkt.endpoints.ENDPOINTS)")
     return present
 
 

@@ -8,7 +8,7 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 
 from gpumkt import models
-from gpumkt.client import API_PREFIX, ENDPOINTS, Endpoint
+from gpumkt.endpoints import API_PREFIX, ENDPOINTS, Endpoint
 
 #: Query parameters the SDK sends that the server does not have yet: issue 19's list filters, which
 #: another branch adds. Until then the client applies them itself (Endpoint.local_filters). Strict
