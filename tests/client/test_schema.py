@@ -8,6 +8,7 @@ import pytest
 from drf_spectacular.generators import SchemaGenerator
 
 from gpumkt import models
+from gpumkt.cli import main
 from gpumkt.endpoints import API_PREFIX, ENDPOINTS, Endpoint
 
 #: Query parameters the SDK sends that the server does not have yet: issue 19's list filters, which
@@ -104,3 +105,23 @@ def test_every_field_a_model_reads_is_in_the_response(schema, name, model, withi
 def test_the_csv_statement_is_text_csv(schema):
     responses = operation(schema, ENDPOINTS["statement_csv"])["responses"]
     assert "text/csv" in responses["200"]["content"]
+
+
+#: The CLI's fixed choices and the schema's enum each must equal: (command path, option, enum).
+CHOICES = [
+    (("listings", "list"), "status", "ListingStatusEnum"),
+    (("listings", "list"), "latency_class", "LatencyClassEnum"),
+    (("requests",), "status", "RequestStatusEnum"),
+    (("matches",), "status", "MatchStatusEnum"),
+    (("quote",), "latency_class", "LatencyClassEnum"),
+    (("request", "submit"), "latency_class", "LatencyClassEnum"),
+]
+
+
+@pytest.mark.parametrize(("path", "option", "enum"), CHOICES, ids=[f"{' '.join(p)} --{o}" for p, o, _ in CHOICES])
+def test_the_clis_choices_are_the_schemas_values(schema, path, option, enum):
+    command = main
+    for name in path:
+        command = command.commands[name]
+    (param,) = [p for p in command.params if p.name == option]
+    assert list(param.type.choices) == schema["components"]["schemas"][enum]["enum"]

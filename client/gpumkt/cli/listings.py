@@ -104,7 +104,7 @@ def listings_create(ctx: click.Context, /, as_json: bool, **terms: Any) -> None:
 @click.option("--origin", help="Show RTT from this city; needed for --latency-class.")
 @click.option("--latency-class", type=click.Choice(LATENCY_CLASSES))
 @click.option("--max-price", help="At most this CNY per GPU-hour.")
-@click.option("--status", type=click.Choice(["active", "withdrawn", "expired"]))
+@click.option("--status", type=click.Choice(["active", "withdrawn", "closed"]))
 @click.option("--ordering", help="price, free_gpus, rtt or id; prefix - to reverse.")
 @json_option
 @click.pass_context
