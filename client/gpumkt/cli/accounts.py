@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from gpumkt.cli.base import json_option, main, print_json
@@ -29,3 +31,6 @@ def login(ctx: click.Context, url: str | None, key: str | None, as_json: bool) -
         print_json({"url": url, "config": str(path)})
     else:
         click.echo(f"Logged in to {url}; key stored in {path}")
+    for name in ("GPUMKT_URL", "GPUMKT_KEY"):
+        if os.environ.get(name):
+            click.echo(f"Note: {name} is set in the environment and overrides the config file.", err=True)
