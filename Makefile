@@ -22,9 +22,12 @@ help:
 	@echo "make tools           install Debian's chromium, chromium-driver, wrk and nginx for the browser, load and proxy tests (as root)"
 	@echo "make audit           pip-audit the locked dependencies (needs the PyPI JSON API or OSV online)"
 
-$(STAMP): requirements.lock
+# The gpumkt SDK and CLI (client/) go in last, from the source, without their dependencies (the lock
+# has them) or a download (its build backend, flit_core, is in the lock too): .venv/bin/gpumkt.
+$(STAMP): requirements.lock client/pyproject.toml $(wildcard client/gpumkt/*.py client/gpumkt/*/*.py)
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation ./client
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,3 @@
+from gpumkt.cli import main
+
+main()

@@ -1,0 +1,88 @@
+"""Every call the SDK makes, declared once: method, path (the OpenAPI schema's template), the query
+parameters and body fields it may send, and how it may be retried. ``Client`` refuses to send
+anything else, and ``tests/client/test_schema.py`` holds this table to the server's schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+API_PREFIX = "/api/v1"
+#: Answers that mean "not done, try again later": too many requests, and a server the API needs
+#: The largest page the API serves (``?page_size=``); lists are read page by page.
+PAGE_SIZE = 200
+
+REQUEST_TERMS = (
+    "gpu_model",
+    "gpus_per_replica",
+    "replicas",
+    "origin",
+    "latency_class",
+    "max_rtt_ms",
+    "latency_weight",
+    "max_price_per_gpu_hour",
+    "duration_hours",
+    "start_by",
+    "voucher_code",
+)
+LISTING_TERMS = ("gpu_count", "gpus_per_node", "price_per_gpu_hour", "available_from", "available_until")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One operation the SDK calls. ``path`` is the schema's template (``{listing_id}``);
+    ``creates``: a POST that makes an object, sent with an ``Idempotency-Key``; ``safe``: no side
+    effect, so a lost connection is retried."""
+
+    method: str
+    path: str
+    query: tuple[str, ...] = ()
+    body: tuple[str, ...] = ()
+    creates: bool = False
+    safe: bool = False
+    paginated: bool = False
+    authenticated: bool = True
+    #: Filters that a server from before issue 19 does not know (a 400 "Unknown parameter"): the
+    #: client then reads the whole list and keeps the items whose field of that name is equal.
+    local_filters: tuple[str, ...] = ()
+
+    @property
+    def retries_connection_errors(self) -> bool:
+        return self.safe or self.creates or self.method in ("PUT", "DELETE")
+
+
+_PAGES = ("page", "page_size")
+
+ENDPOINTS: dict[str, Endpoint] = {
+    "token": Endpoint("POST", "/auth/token/", body=("username", "password"), authenticated=False),
+    "capacity": Endpoint("GET", "/capacity/", query=("origin", "gpu_model"), safe=True),
+    "listing_list": Endpoint(
+        "GET",
+        "/listings/",
+        query=("region", "gpu_model", "origin", "latency_class", "max_price", "status", "mine", "ordering", *_PAGES),
+        safe=True,
+        paginated=True,
+    ),
+    "listing_create": Endpoint("POST", "/listings/", body=("region", "gpu_model", *LISTING_TERMS), creates=True),
+    "listing_get": Endpoint("GET", "/listings/{listing_id}/", safe=True),
+    "listing_update": Endpoint("PATCH", "/listings/{listing_id}/", body=LISTING_TERMS),
+    "listing_withdraw": Endpoint("DELETE", "/listings/{listing_id}/"),
+    "quote": Endpoint("POST", "/quotes/", body=REQUEST_TERMS, safe=True),
+    "request_submit": Endpoint("POST", "/requests/", body=REQUEST_TERMS, creates=True),
+    "request_list": Endpoint(
+        "GET", "/requests/", query=("status", *_PAGES), safe=True, paginated=True, local_filters=("status",)
+    ),
+    "request_get": Endpoint("GET", "/requests/{request_id}/", safe=True),
+    "request_cancel": Endpoint("POST", "/requests/{request_id}/cancel/"),
+    "match_list": Endpoint(
+        "GET",
+        "/matches/",
+        query=("request", "listing", "status", *_PAGES),
+        safe=True,
+        paginated=True,
+        local_filters=("request", "listing", "status"),
+    ),
+    "statement": Endpoint("GET", "/statements/", query=("month",), safe=True),
+    "statement_csv": Endpoint("GET", "/statements/csv/", query=("month",), safe=True),
+    "voucher_claim": Endpoint("POST", "/vouchers/claim/", body=("code",), creates=True),
+    "voucher_list": Endpoint("GET", "/vouchers/", query=_PAGES, safe=True, paginated=True),
+}

@@ -1,0 +1,211 @@
+"""Typed views of the API's resources.
+
+Each dataclass reads the fields of one response schema that the SDK and the CLI use, by the same
+names (``tests/client/test_schema.py`` holds every field here to the server's OpenAPI schema).
+Decimals (money, RTT bounds) arrive as strings and become ``Decimal``; times become aware
+``datetime``. A field the server adds later is ignored; one it removes is a ``KeyError``, loudly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Self
+
+
+def _convert(value: Any, kind: Any) -> Any:
+    """``value`` from JSON as ``kind`` (a field's annotation): ``X | None`` keeps None."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        if value is None:
+            return None
+        kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    if kind is Decimal:
+        return Decimal(str(value))
+    if kind is datetime:
+        return datetime.fromisoformat(value)
+    if kind is float:
+        return float(value)
+    return value
+
+
+class Resource:
+    """``from_json`` for the dataclasses below: each field read from the key of its name."""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        hints = typing.get_type_hints(cls)
+        values = {f.name: _convert(data[f.name], hints[f.name]) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**values)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Listing(Resource):
+    """A provider's idle capacity (``ListingOut``)."""
+
+    id: int
+    provider: str
+    region: str
+    gpu_model: str
+    gpu_count: int
+    gpus_per_node: int
+    free_gpus: int
+    price_per_gpu_hour: Decimal
+    available_from: datetime
+    available_until: datetime
+    status: str
+    rtt_ms: float | None
+    left_out_reason: str
+
+
+@dataclass(frozen=True)
+class BuyerRequest(Resource):
+    """A buyer's demand (``RequestOut``); ``left_out_reason`` says which rule kept it out of the
+    latest round, "" when none did."""
+
+    id: int
+    gpu_model: str
+    gpus_per_replica: int
+    replicas: int
+    origin: str
+    latency_class: str
+    max_rtt_ms: Decimal | None
+    max_price_per_gpu_hour: Decimal
+    duration_hours: int
+    start_by: datetime
+    status: str
+    matched_replicas: int
+    voucher_program: str | None
+    left_out_reason: str
+
+    #: Statuses after which the request will never be matched further.
+    FINAL_STATUSES: typing.ClassVar[frozenset[str]] = frozenset({"matched", "cancelled", "expired"})
+
+
+@dataclass(frozen=True)
+class Match(Resource):
+    """Replicas of one request placed on one listing, with the cost breakdown (``MatchOut``)."""
+
+    id: int
+    request: int
+    listing: int
+    region: str
+    provider: str
+    gpu_model: str
+    replicas: int
+    gpus: int
+    price_per_gpu_hour: Decimal
+    subsidy_per_gpu_hour: Decimal
+    cost_per_gpu_hour: Decimal
+    rtt_ms: Decimal
+    latency_class: str
+    status: str
+    status_reason: str
+    starts_at: datetime
+    ends_at: datetime
+    explanation: Any
+
+
+@dataclass(frozen=True)
+class QuotePlacement(Resource):
+    """One listing of a quote's placement (``QuotePlacementOut``)."""
+
+    listing_id: int
+    region: str
+    replicas: int
+    gpus: int
+    price_per_gpu_hour: Decimal
+    subsidy_per_gpu_hour: Decimal
+    cost_per_gpu_hour: Decimal
+    rtt_ms: float
+    latency_class: str
+
+
+@dataclass(frozen=True)
+class Quote(Resource):
+    """Where the engine would place a request now (``QuoteOut``); nothing is written."""
+
+    replicas_requested: int
+    replicas_placed: int
+    total_cost: Decimal
+    unserved_reason: str
+    placement: list[dict[str, Any]]
+
+    @property
+    def placements(self) -> list[QuotePlacement]:
+        return [QuotePlacement.from_json(item) for item in self.placement]
+
+
+@dataclass(frozen=True)
+class CapacityRow(Resource):
+    """Idle GPUs of one GPU model in one region, seen from an origin (``CapacityRowOut``)."""
+
+    region: str
+    latency_class: str
+    rtt_ms: float
+    gpu_model: str
+    free_gpus: int
+    min_price_per_gpu_hour: Decimal
+    listings: int
+
+
+@dataclass(frozen=True)
+class Voucher(Resource):
+    """A buyer's voucher (``VoucherOut``)."""
+
+    id: int
+    code: str
+    program: str
+    sponsor: str
+    kind: str
+    percent: Decimal | None
+    free_gpu_hours: Decimal | None
+    remaining_value: Decimal | None
+    status: str
+    valid_until: datetime
+
+
+@dataclass(frozen=True)
+class StatementLine(Resource):
+    """One settled match of a statement (``StatementLineOut``)."""
+
+    match: int
+    request: int
+    region: str
+    status: str
+    gpu_hours: Decimal
+    price_per_gpu_hour: Decimal
+    gross: Decimal
+    subsidy: Decimal
+    buyer_pays: Decimal
+    platform_fee: Decimal
+    provider_earns: Decimal
+
+
+@dataclass(frozen=True)
+class Statement(Resource):
+    """A month's settled matches and totals for the caller's organisation (``StatementOut``)."""
+
+    organisation: str
+    role: str
+    month: str
+    totals: dict[str, str]
+    lines: list[dict[str, Any]]
+
+    @property
+    def line_items(self) -> list[StatementLine]:
+        return [StatementLine.from_json(item) for item in self.lines]
+
+
+@dataclass(frozen=True)
+class Token(Resource):
+    """``POST /auth/token/``'s answer (``AuthToken``)."""
+
+    token: str
