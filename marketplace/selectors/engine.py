@@ -17,6 +17,7 @@ from marketplace.errors import DomainError
 from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, Listing, Match, MatchingRun, Organisation
 from marketplace.selectors.market import listing_energy_cost, rtt_map, with_free_gpus
+from marketplace.selectors.spend import requests_spend_used, spend_placeable_replicas
 from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, voucher_terms
 from marketplace.supply import listing_terms_check
 from matching.costs import default_latency_weight
@@ -201,6 +202,22 @@ def engine_free_listings(*, gpu_model_code: str, now: datetime) -> EngineSnapsho
     return EngineSnapshot(Problem(requests=(), listings=tuple(specs), rtt_ms=rtt_map(), now=now), tuple(left_out))
 
 
+def _inside_spend_reservations(specs: list[RequestSpec], requests: list[BuyerRequest]) -> list[RequestSpec]:
+    """``specs`` with each request's open replicas cut to what its spend reservation still covers
+    (``spend_placeable_replicas``: only after a fail-over); a request with none left is not offered."""
+    used = requests_spend_used([request.pk for request in requests if request.spend_month is not None])
+    if not used:
+        return specs
+    by_id = {request.pk: request for request in requests}
+    bounded = []
+    for spec in specs:
+        spend = used.get(spec.id)
+        placeable = spec.replicas if spend is None else spend_placeable_replicas(by_id[spec.id], spend, spec.replicas)
+        if placeable > 0:
+            bounded.append(spec if placeable == spec.replicas else replace(spec, replicas=placeable))
+    return bounded
+
+
 def engine_problem(*, gpu_model_code: str, now: datetime) -> EngineSnapshot:
     """One shard's input: open requests and free capacity of one GPU model, in a constant number
     of queries whatever the number of rows; with the rows it left out and why."""
@@ -211,6 +228,7 @@ def engine_problem(*, gpu_model_code: str, now: datetime) -> EngineSnapshot:
         .order_by("id")
     )
     request_specs, requests_left_out = engine_request_specs(requests, now)
+    request_specs = _inside_spend_reservations(request_specs, requests)
     listings = engine_free_listings(gpu_model_code=gpu_model_code, now=now)
     problem = replace(listings.problem, requests=tuple(request_specs))
     return EngineSnapshot(problem, (*requests_left_out, *listings.left_out))

@@ -9,9 +9,10 @@ reservation shrinks to what it was charged plus the worst case of its matches st
 their prices, which may be below the request's cap); the lifecycle tick keeps this month's such
 requests current as their matches end.
 
-Known gap: a failed-over match's GPU-hours before the failure are charged, and its replicas are
-placed again for their full duration, so a request that fails over may be charged more than its
-reservation. Capacity failures are the provider's, and are credited in a later issue.
+After a fail-over the failed match's GPU-hours before the failure are charged and its replicas are
+open again for their full duration; a round then offers only as many of them as the rest of the
+reservation covers at the request's price cap (``selectors.spend_placeable_replicas``), so the
+charges stay inside the reservation, and the reservation inside the caps.
 
 Concurrency: every submission of an organisation (through any of its keys) holds the
 organisation's row lock (``FOR NO KEY UPDATE``, the first kind in ``services.locking``) while it
@@ -28,8 +29,9 @@ from decimal import Decimal
 from django.db.models import Sum
 
 from marketplace.errors import SpendCapExceeded
-from marketplace.models import ApiKey, BuyerRequest, Match, Organisation, Settlement
+from marketplace.models import ApiKey, BuyerRequest, Organisation
 from marketplace.money import worst_case_charge
+from marketplace.selectors.spend import requests_spend_used
 
 ZERO = Decimal("0")
 
@@ -97,22 +99,8 @@ def requests_spend_close(request_ids: Collection[int]) -> None:
     )
     if not requests:
         return
-    ids = [request.pk for request in requests]
-    committed = dict.fromkeys(ids, ZERO)
-    charged = (
-        Settlement.objects.filter(match__request_id__in=ids)
-        .values("match__request_id")
-        .annotate(total=Sum("buyer_pays"))
-        .values_list("match__request_id", "total")
-    )
-    for request_id, total in charged:
-        committed[request_id] += total
-    live = Match.objects.filter(request_id__in=ids, status__in=Match.LIVE_STATUSES).values_list(
-        "request_id", "price_per_gpu_hour", "gpus", "starts_at", "ends_at"
-    )
-    for request_id, price, gpus, starts_at, ends_at in live:
-        hours = Decimal(gpus) * Decimal(str((ends_at - starts_at).total_seconds())) / 3600
-        committed[request_id] += worst_case_charge(price_per_gpu_hour=price, gpu_hours=hours, lines=1)
+    used = requests_spend_used([request.pk for request in requests])
+    committed = {request_id: spend.amount for request_id, spend in used.items()}
     changed = [request for request in requests if request.spend_committed != committed[request.pk]]
     for request in changed:
         request.spend_committed = committed[request.pk]

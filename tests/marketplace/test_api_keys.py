@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import Sum
 from django.urls import URLPattern
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -18,8 +19,9 @@ from marketplace import services
 from marketplace.api.permissions import KeyScopes
 from marketplace.api.urls import urlpatterns as api_routes
 from marketplace.errors import InvalidInput, SpendCapExceeded
-from marketplace.models import ApiKey, BuyerRequest, GpuModel, Membership, Organisation, Region
+from marketplace.models import ApiKey, BuyerRequest, GpuModel, Membership, Organisation, Region, Settlement
 from marketplace.money import worst_case_charge
+from marketplace.selectors.engine import engine_problem
 from marketplace.services.spend import month_committed, spend_month_of
 from tests.conftest import member
 from tests.services_helpers import race, request_terms, reserve
@@ -400,3 +402,33 @@ def test_the_database_refuses_a_zero_organisation_cap_and_an_unknown_role(buyer,
         Organisation.objects.filter(pk=buyer.pk).update(monthly_spend_cap=Decimal(0))
     with pytest.raises(IntegrityError), transaction.atomic():
         Membership.objects.filter(organisation=buyer).update(role="admin")
+
+
+def test_after_a_fail_over_a_round_offers_only_the_replicas_the_reservation_still_covers(
+    make_listing, make_request, provider, now
+):
+    """Two replicas at the 10.00 cap reserve 480.01; both fail after 12 h on a 10.00 listing and
+    240.00 is charged. Placing both again for 24 h could cost 480.01 more, past the reservation (and
+    so past the caps it was checked against); the round is offered one, which the 240.01 left covers."""
+    listing = make_listing(price_per_gpu_hour=Decimal("10.00"))
+    request = make_request(replicas=2, start_by=now + timedelta(hours=20))
+    assert request.spend_committed == Decimal("480.01")
+    reserve(listing, request, now, nodes=(0, 0))
+    offered = {spec.id: spec.replicas for spec in engine_problem(gpu_model_code="h20", now=now).problem.requests}
+    assert request.pk not in offered  # fully matched: nothing open
+    later = now + timedelta(hours=12)
+    services.listing_nodes_fail(listing_id=listing.pk, provider=provider, nodes=[0], now=later)
+    request.refresh_from_db()
+    assert request.matched_replicas == 0
+    offered = {spec.id: spec.replicas for spec in engine_problem(gpu_model_code="h20", now=later).problem.requests}
+    assert offered[request.pk] == 1
+    charged = Settlement.objects.filter(match__request=request).aggregate(total=Sum("buyer_pays"))["total"]
+    assert charged == Decimal("240.00")
+
+
+def test_a_request_that_never_failed_over_is_offered_all_its_open_replicas(make_listing, make_request, now):
+    """The reservation's rounding margin is per request, not per replica: without a fail-over, no
+    replica is held back by it."""
+    request = make_request(replicas=3, max_price_per_gpu_hour=Decimal("6.00"))
+    offered = {spec.id: spec.replicas for spec in engine_problem(gpu_model_code="h20", now=now).problem.requests}
+    assert offered[request.pk] == 3
