@@ -16,10 +16,11 @@ begins, not on every round it holds (``WebhookNotice``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -148,7 +149,7 @@ def requests_matched_publish(requests: dict[int, BuyerRequest], matches: Sequenc
     events_publish(events)
 
 
-def requests_unserved_publish(unserved: Sequence[dict], *, run_id: int, now: datetime) -> None:
+def requests_unserved_publish(unserved: Sequence[Mapping[str, Any]], *, run_id: int, now: datetime) -> None:
     """``request.unserved`` to the buyer of each request a round left (partly) unplaced, once per
     change in how many replicas are left unplaced (not on every round that leaves them so).
     ``unserved`` is the run's ``unserved`` list (``request``, ``replicas``, ``reason``)."""

@@ -35,7 +35,7 @@ ZERO = Decimal("0")
 #: A failed-over request whose start_by has passed gets this long to be placed again.
 FAILOVER_GRACE = timedelta(hours=1)
 #: The webhook event of each way a match can end; a cancel is the buyer's own doing and has none.
-ENDED_EVENTS = {Match.Status.COMPLETED: MATCH_COMPLETED, Match.Status.FAILED: MATCH_FAILED}
+ENDED_EVENTS: dict[str, str] = {Match.Status.COMPLETED: MATCH_COMPLETED, Match.Status.FAILED: MATCH_FAILED}
 
 
 @dataclass(frozen=True)
