@@ -5,9 +5,10 @@ made the event (``services.events``); after that transaction commits, one task p
 enqueued (:func:`webhook_deliveries_enqueue`). A task calls :func:`webhook_delivery_attempt`, which
 claims the delivery with a conditional UPDATE (so a duplicate message, or the sweep racing the
 task, never sends an attempt twice), sends it outside any transaction, and records the outcome.
-A failed attempt is retried after the next delay of ``WEBHOOKS_RETRY_SCHEDULE_SECONDS``; the beat
-sweep (:func:`marketplace.tasks.webhooks_sweep`) enqueues every pending delivery that is due, so a
-lost message delays a delivery but never loses it. An endpoint failing for
+A failed attempt is retried after the next delay of ``WEBHOOKS_RETRY_SCHEDULE_SECONDS`` (a delay up
+to the sweep interval by a task with that countdown, a longer one by the sweep); the beat sweep
+(:func:`marketplace.tasks.webhooks_sweep`) enqueues every pending delivery that is due, so a lost
+message delays a delivery but never loses it. An endpoint failing for
 ``WEBHOOKS_DISABLE_AFTER_SECONDS`` is disabled and its owners get an e-mail.
 """
 
@@ -159,11 +160,13 @@ def webhook_deliveries_enqueue_on_commit(delivery_ids: list[int]) -> None:
         transaction.on_commit(partial(webhook_deliveries_enqueue, list(delivery_ids)))
 
 
-def webhook_deliveries_enqueue(delivery_ids: list[int]) -> None:
-    """Enqueue one send per delivery. Never raises: a lost message is left to the sweep."""
+def webhook_deliveries_enqueue(delivery_ids: list[int], *, countdown: float = 0) -> None:
+    """Enqueue one send per delivery, to run in ``countdown`` seconds. Never raises: a lost message
+    is left to the sweep."""
     for delivery_id in delivery_ids:
         try:
-            current_app.signature(WEBHOOK_DELIVER_TASK, kwargs={"delivery_id": delivery_id}).apply_async()
+            signature = current_app.signature(WEBHOOK_DELIVER_TASK, kwargs={"delivery_id": delivery_id})
+            signature.apply_async(countdown=countdown or None)
         except Exception:
             logger.warning("webhook delivery %s not enqueued; the sweep will send it", delivery_id, exc_info=True)
             return
@@ -252,6 +255,12 @@ def _attempt_record(delivery_id: int, entry: dict) -> WebhookDelivery:
             delivery.status, delivery.next_attempt_at = WebhookDelivery.Status.FAILED, None
         else:
             delivery.next_attempt_at = now + delay
+            if delay.total_seconds() <= settings.WEBHOOKS_SWEEP_SECONDS:
+                # A short delay is kept to the second by a task of its own; longer ones wait for
+                # the sweep (a message held for hours by a worker would outlive Redis's visibility
+                # timeout and come back twice: harmless, the claim drops it, but wasteful).
+                retry = partial(webhook_deliveries_enqueue, [delivery.pk], countdown=delay.total_seconds())
+                transaction.on_commit(retry)
         endpoint.failing_since = endpoint.failing_since or datetime.fromisoformat(entry["at"])
     entry["next_attempt_at"] = delivery.next_attempt_at.isoformat() if delivery.next_attempt_at else None
     delivery.attempts = [*delivery.attempts, entry]
