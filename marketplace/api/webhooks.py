@@ -64,8 +64,10 @@ class WebhookEndpointOut(serializers.ModelSerializer):
 
     enabled = serializers.SerializerMethodField()
     created_at = UtcTimeOut()
-    failing_since = UtcTimeOut(help_text="The first failed attempt since the last success; null when healthy.")
-    disabled_at = UtcTimeOut()
+    failing_since = UtcTimeOut(
+        allow_null=True, help_text="The first failed attempt since the last success; null when healthy."
+    )
+    disabled_at = UtcTimeOut(allow_null=True)
 
     class Meta:
         model = WebhookEndpoint
@@ -95,7 +97,9 @@ class AttemptOut(serializers.Serializer):
 class WebhookDeliveryOut(serializers.ModelSerializer):
     attempts = AttemptOut(many=True)
     created_at = UtcTimeOut()
-    next_attempt_at = UtcTimeOut(help_text="When the next attempt is due; null once it succeeded or failed.")
+    next_attempt_at = UtcTimeOut(
+        allow_null=True, help_text="When the next attempt is due; null once it succeeded or failed."
+    )
 
     class Meta:
         model = WebhookDelivery
