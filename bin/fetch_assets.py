@@ -33,10 +33,7 @@ def verified_tarball(name: str, entry: dict) -> bytes:
     with tempfile.TemporaryDirectory() as folder:
         packed = subprocess.run(  # noqa: S603 - fixed npm command, package names from our own lock
             ["npm", "pack", f"{name}@{entry['version']}", "--pack-destination", folder, "--json", "--silent"],  # noqa: S607
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=300,
+            capture_output=True, text=True, check=True, timeout=300,
         )
         filename = json.loads(packed.stdout)[0]["filename"]
         data = (Path(folder) / filename).read_bytes()

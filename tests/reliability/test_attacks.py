@@ -114,3 +114,4 @@ def test_far_future_rows_stop_nobody(far_future_rows, market_processes, make_lis
         ("listing", poisoned_listing.pk, "available_from: Must be in the years 2000–2199."),
     }
     print(f"\nfar-future rows: bystander matched in {seconds:.2f} s; run #{run.pk} left out {run.left_out}")
+
