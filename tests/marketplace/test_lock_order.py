@@ -135,12 +135,9 @@ def test_every_service_locks_rows_in_the_lock_order(
     as_service("round", lambda: round_run(shard="h20", trigger="manual"))
     assert Match.objects.filter(request=vouchered).exists()
     assert Match.objects.filter(request=cancelled).exists()
-    as_service(
-        "listing_update",
-        lambda: services.listing_update(
-            listing_id=other.pk, provider=provider, changes={"price_per_gpu_hour": Decimal("5.50")}
-        ),
-    )
+    as_service("listing_update", lambda: services.listing_update(
+        listing_id=other.pk, provider=provider, changes={"price_per_gpu_hour": Decimal("5.50")}
+    ))
     as_service("request_cancel", lambda: services.request_cancel(request_id=cancelled.pk, buyer=buyer))
     stop = Match.objects.get(request=stopped, status__in=Match.LIVE_STATUSES)
     as_service("match_cancel", lambda: services.match_cancel(match_id=stop.pk, buyer=buyer, now=market_now()))
@@ -148,9 +145,9 @@ def test_every_service_locks_rows_in_the_lock_order(
     _listing_mark_failed_nodes(listing_id=on_node.listing_id, provider=provider, nodes=[on_node.nodes[0]])
     make_request(start_by=market_now() + timedelta(seconds=30))  # the tick below expires it
     as_service("lifecycle_tick", lambda: services.lifecycle_tick(now=market_now() + timedelta(minutes=1)))
-    as_service(
-        "listing_nodes_fail", lambda: services.listing_nodes_fail(listing_id=other.pk, provider=provider, nodes=[0])
-    )
+    as_service("listing_nodes_fail", lambda: services.listing_nodes_fail(
+        listing_id=other.pk, provider=provider, nodes=[0]
+    ))
     as_service("listing_withdraw", lambda: services.listing_withdraw(listing_id=listing.pk, provider=provider))
     as_service("lifecycle_tick", lambda: services.lifecycle_tick(now=market_now() + timedelta(days=2)))
 
@@ -195,8 +192,7 @@ def test_the_tick_a_round_and_a_cancellation_racing_never_deadlock(
     assert_no_gpu_held_twice()
     ningxia.refresh_from_db()
     on_failed = [
-        m.pk
-        for m in Match.objects.filter(listing=ningxia, status__in=Match.LIVE_STATUSES)
+        m.pk for m in Match.objects.filter(listing=ningxia, status__in=Match.LIVE_STATUSES)
         if set(m.nodes) & set(ningxia.failed_nodes)
     ]
     assert on_failed == [], "a live match was left on a failed node"
