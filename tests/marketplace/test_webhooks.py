@@ -524,3 +524,66 @@ def test_a_slow_receiver_times_out_as_a_failed_attempt(local_receivers, buyer, s
     attempt = WebhookDelivery.objects.get(pk=delivery_id).attempts[0]
     assert "Timeout" in attempt["error"]
     assert "status_code" not in attempt
+
+
+def test_an_https_delivery_connects_to_the_checked_address_and_verifies_the_certificate_by_name(
+    local_receivers, buyer, tmp_path, monkeypatch
+):
+    """The pinned connection goes to the resolved address but sends the name as SNI and checks the
+    certificate against the name: a certificate for ``localhost`` is accepted at https://localhost,
+    and refused when the URL names the bare address instead."""
+    import shutil
+    import socket
+    import ssl
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"),
+            *("-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # httpx trusts it as it would a public CA
+    address = destination_resolve("https://localhost/", allow_http=False, allow_private=True).address
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # http.server calls it by this name
+            self.rfile.read(int(self.headers["content-length"]))
+            seen.append(self.headers["host"])
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    server = Server((address, 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    host = f"[{address}]" if ":" in address else address
+    try:
+        by_name = webhook_endpoint_create(organisation=buyer, url=f"https://localhost:{port}/h", events=ALL_EVENTS)
+        (first,) = event_publish("match.failed", buyer.pk, {"match": 1})
+        webhook_deliver(first)
+        WebhookEndpoint.objects.filter(pk=by_name.endpoint.pk).update(url=f"https://{host}:{port}/h")
+        (second,) = event_publish("match.failed", buyer.pk, {"match": 2})
+        webhook_deliver(second)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert WebhookDelivery.objects.get(pk=first).attempts[0]["status_code"] == 204
+    assert seen == [f"localhost:{port}"]
+    assert "CERTIFICATE_VERIFY_FAILED" in WebhookDelivery.objects.get(pk=second).attempts[0]["error"]
