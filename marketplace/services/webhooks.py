@@ -64,20 +64,21 @@ class CreatedEndpoint:
     secret: str
 
 
-@transaction.atomic
 def webhook_endpoint_create(*, organisation: Organisation, url: str, events: list[str]) -> CreatedEndpoint:
     """Register ``url`` for ``events`` (already validated against ``events.EVENT_TYPES``); returns it
-    with its signing secret, which the caller shows once."""
+    with its signing secret, which the caller shows once. The URL's host is resolved before the
+    transaction begins: a slow DNS answer holds no lock."""
     webhook_url_check(url)
-    Organisation.objects.select_for_update().filter(pk=organisation.pk).first()  # serialises the count
-    if WebhookEndpoint.objects.filter(organisation=organisation).count() >= bounds.WEBHOOK_ENDPOINTS.maximum:
-        raise QuotaExceeded(
-            f"An organisation may have at most {bounds.WEBHOOK_ENDPOINTS.maximum} webhook endpoints.", field="url"
+    with transaction.atomic():
+        Organisation.objects.select_for_update().filter(pk=organisation.pk).first()  # serialises the count
+        if WebhookEndpoint.objects.filter(organisation=organisation).count() >= bounds.WEBHOOK_ENDPOINTS.maximum:
+            raise QuotaExceeded(
+                f"An organisation may have at most {bounds.WEBHOOK_ENDPOINTS.maximum} webhook endpoints.", field="url"
+            )
+        secret = secret_generate()
+        endpoint = WebhookEndpoint.objects.create(
+            organisation=organisation, url=url, events=sorted(set(events)), secret=secret
         )
-    secret = secret_generate()
-    endpoint = WebhookEndpoint.objects.create(
-        organisation=organisation, url=url, events=sorted(set(events)), secret=secret
-    )
     return CreatedEndpoint(endpoint=endpoint, secret=secret)
 
 
@@ -88,7 +89,6 @@ def _endpoint_locked(organisation: Organisation, endpoint_id: int) -> WebhookEnd
     return endpoint
 
 
-@transaction.atomic
 def webhook_endpoint_update(
     *,
     organisation: Organisation,
@@ -98,10 +98,19 @@ def webhook_endpoint_update(
     enabled: bool | None = None,
 ) -> WebhookEndpoint:
     """Change an endpoint's URL or events, or disable or re-enable it (re-enabling forgets its
-    failures; deliveries failed meanwhile can be redelivered by hand)."""
-    endpoint = _endpoint_locked(organisation, endpoint_id)
+    failures; deliveries failed meanwhile can be redelivered by hand). A new URL is checked (and
+    resolved) before the transaction begins."""
     if url is not None:
         webhook_url_check(url)
+    with transaction.atomic():
+        return _endpoint_change(organisation, endpoint_id, url=url, events=events, enabled=enabled)
+
+
+def _endpoint_change(
+    organisation: Organisation, endpoint_id: int, *, url: str | None, events: list[str] | None, enabled: bool | None
+) -> WebhookEndpoint:
+    endpoint = _endpoint_locked(organisation, endpoint_id)
+    if url is not None:
         endpoint.url = url
     if events is not None:
         endpoint.events = sorted(set(events))
@@ -238,12 +247,14 @@ def _send(delivery: WebhookDelivery) -> dict:
 
 
 @transaction.atomic
-def _attempt_record(delivery_id: int, entry: dict) -> WebhookDelivery:
+def _attempt_record(delivery_id: int, entry: dict) -> WebhookDelivery | None:
     """Append ``entry`` to the delivery's log and schedule its next attempt, finish it, or (after
     ``WEBHOOKS_DISABLE_AFTER_SECONDS`` of failures) disable its endpoint. Lock order: the delivery,
-    then its endpoint."""
-    delivery = WebhookDelivery.objects.select_for_update().get(pk=delivery_id)
-    endpoint = WebhookEndpoint.objects.select_for_update().get(pk=delivery.endpoint_id)
+    then its endpoint. None if the endpoint (and with it the delivery) was deleted meanwhile."""
+    delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
+    endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=delivery.endpoint_id).first() if delivery else None
+    if delivery is None or endpoint is None:
+        return None
     now = timezone.now()
     delivery.attempt_count += 1
     if entry["ok"]:
