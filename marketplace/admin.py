@@ -29,6 +29,9 @@ from marketplace.models import (
     Voucher,
     VoucherLedgerEntry,
     VoucherProgram,
+    WebhookDelivery,
+    WebhookEndpoint,
+    WebhookNotice,
 )
 from marketplace.services.vouchers import PROGRAM_TERMS, program_terms_check
 
@@ -344,6 +347,31 @@ class ApiKeyAdmin(ReadOnlyAdmin):
     search_fields = ["name", "prefix", "organisation__name", "user__username"]
     list_select_related = ["organisation", "user"]
     exclude = ["secret_sha256"]
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(ReadOnlyAdmin):
+    """Endpoints are registered by their organisation's owners (API); staff read them. The signing
+    secret is left out: staff have no use for it, and it would let them forge deliveries."""
+
+    list_display = ["url", "organisation", "events", "created_at", "failing_since", "disabled_at"]
+    search_fields = ["url", "organisation__name"]
+    list_select_related = ["organisation"]
+    exclude = ["secret"]
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["event_type", "event_id", "endpoint", "status", "attempt_count", "next_attempt_at", "created_at"]
+    list_filter = ["status", "event_type"]
+    search_fields = ["event_id", "endpoint__url"]
+    list_select_related = ["endpoint__organisation"]
+
+
+@admin.register(WebhookNotice)
+class WebhookNoticeAdmin(ReadOnlyAdmin):
+    list_display = ["event_type", "object_id", "state", "changed_at"]
+    list_filter = ["event_type", "state"]
 
 
 @admin.register(IdempotencyKey)

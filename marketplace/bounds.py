@@ -293,6 +293,12 @@ SPEND_CAP = DecimalNumber(
     ),
 )
 API_KEY_NAME = Text(max_length=100, reason="A key's name, for people to tell keys apart: a short label.")
+WEBHOOK_URL = Text(max_length=500, reason="The endpoint URL column's length: room for a path and a query token.")
+WEBHOOK_ENDPOINTS = WholeNumber(
+    minimum=0,
+    maximum=20,
+    reason="Webhook endpoints one organisation may register: each event is written once per endpoint.",
+)
 
 # --- bodies -------------------------------------------------------------------------------------
 

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.utils import timezone
 
 from marketplace.market_time import market_now
+from marketplace.selectors.webhooks import webhook_deliveries_due
 from marketplace.services.rounds import round_run, rounds_sweep
 from marketplace.services.triggers import MATCHING_ROUND_TASK, matching_round_enqueue
+from marketplace.services.webhooks import WEBHOOK_DELIVER_TASK, webhook_deliveries_enqueue, webhook_delivery_attempt
 
 MATCHING_SWEEP_TASK = "marketplace.matching_sweep"
+WEBHOOKS_SWEEP_TASK = "marketplace.webhooks_sweep"
 
 
 class ShardBusy(Exception):
@@ -54,6 +58,21 @@ def _matching_sweep() -> list[str]:
 
 matching_round = shared_task(name=MATCHING_ROUND_TASK, **ROUND_OPTIONS)(_matching_round)
 matching_sweep = shared_task(name=MATCHING_SWEEP_TASK, acks_late=True)(_matching_sweep)
+
+
+@shared_task(name=WEBHOOK_DELIVER_TASK, acks_late=True)
+def webhook_deliver(delivery_id: int) -> None:
+    """Send one webhook delivery if it is due (idempotent: see ``webhook_delivery_attempt``)."""
+    webhook_delivery_attempt(delivery_id=delivery_id)
+
+
+@shared_task(name=WEBHOOKS_SWEEP_TASK, acks_late=True)
+def webhooks_sweep() -> int:
+    """Beat's webhook sweep: enqueue every due delivery (retries, and sends whose message was lost)."""
+    due = webhook_deliveries_due(now=timezone.now())
+    webhook_deliveries_enqueue(due)
+    return len(due)
+
 
 # The previous release's names (``matching.tasks.*``); see the module docstring.
 shared_task(name="matching.tasks.matching_round", **ROUND_OPTIONS)(_matching_round)

@@ -326,3 +326,36 @@ AXES_LOCKOUT_CALLABLE = "marketplace.account_limits.lockout_response"
 AXES_DISABLE_ACCESS_LOG = True
 # No start-up banner on every manage.py command; failures and lock-outs are still logged (WARNING).
 AXES_VERBOSE = False
+
+# Webhooks (marketplace.services.webhooks; docs/api.md#webhooks, docs/operations.md#webhooks).
+#: Delays in seconds before each retry of a failed delivery (the Standard Webhooks/Svix schedule:
+#: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, about 27.6 h in all); after the last, it has failed.
+WEBHOOKS_RETRY_SCHEDULE_SECONDS = [
+    int(value) for value in env_list("WEBHOOKS_RETRY_SCHEDULE_SECONDS", "5,300,1800,7200,18000,36000,36000")
+]
+if not WEBHOOKS_RETRY_SCHEDULE_SECONDS or min(WEBHOOKS_RETRY_SCHEDULE_SECONDS) < 0:
+    raise ImproperlyConfigured("WEBHOOKS_RETRY_SCHEDULE_SECONDS must list delays of 0 seconds or more.")
+#: Seconds a delivery's HTTP request may take, connecting included.
+WEBHOOKS_TIMEOUT_SECONDS = env_int("WEBHOOKS_TIMEOUT_SECONDS", 10)
+#: An endpoint whose deliveries have all failed for this long is disabled and its owners e-mailed.
+WEBHOOKS_DISABLE_AFTER_SECONDS = env_int("WEBHOOKS_DISABLE_AFTER_SECONDS", 24 * 3600)
+#: Seconds between the beat sweeps that enqueue due deliveries (a lost message waits at most this).
+WEBHOOKS_SWEEP_SECONDS = env_int("WEBHOOKS_SWEEP_SECONDS", 30)
+#: voucher_program.budget_low is sent when a programme's remaining budget falls below this percent.
+WEBHOOKS_BUDGET_LOW_PERCENT = env_int("WEBHOOKS_BUDGET_LOW_PERCENT", 10)
+#: For tests and local receivers only: allow http:// endpoints, and hosts with non-public addresses
+#: (loopback, private, link-local…). Both off in production: they open the SSRF the rules close.
+WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", False)
+WEBHOOKS_ALLOW_PRIVATE_URLS = env_bool("WEBHOOKS_ALLOW_PRIVATE_URLS", False)
+CELERY_BEAT_SCHEDULE["webhooks-sweep"] = {
+    "task": "marketplace.webhooks_sweep",
+    "schedule": float(WEBHOOKS_SWEEP_SECONDS),
+}
+#: E-mail (the disabled-endpoint notice): the console locally; production sets an SMTP backend.
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "marketplace@localhost")
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)

@@ -8,3 +8,6 @@ DEBUG = env_bool("DJANGO_DEBUG", True)
 METRICS_PUBLIC = env_bool("METRICS_PUBLIC", True)
 #: seed_demo creates the demo logins (password "demo") only where this is on.
 DEMO_LOGINS = True
+#: A developer's own webhook receiver runs on this machine, over http (docs/api.md#webhooks).
+WEBHOOKS_ALLOW_HTTP = env_bool("WEBHOOKS_ALLOW_HTTP", True)
+WEBHOOKS_ALLOW_PRIVATE_URLS = env_bool("WEBHOOKS_ALLOW_PRIVATE_URLS", True)

@@ -11,6 +11,7 @@ from marketplace.api import (
     runs,
     statements,
     vouchers,
+    webhooks,
 )
 
 urlpatterns = [
@@ -52,4 +53,16 @@ urlpatterns = [
     path("api-keys/<int:key_id>/", organisation.ApiKeyDetailView.as_view(), name="api-key-detail"),
     path("members/", organisation.MemberListView.as_view(), name="member-list"),
     path("members/<int:member_id>/", organisation.MemberDetailView.as_view(), name="member-detail"),
+    path("webhooks/", webhooks.WebhookEndpointListView.as_view(), name="webhook-list"),
+    path("webhooks/<int:endpoint_id>/", webhooks.WebhookEndpointDetailView.as_view(), name="webhook-detail"),
+    path(
+        "webhooks/<int:endpoint_id>/deliveries/",
+        webhooks.WebhookDeliveryListView.as_view(),
+        name="webhook-delivery-list",
+    ),
+    path(
+        "webhooks/<int:endpoint_id>/deliveries/<int:delivery_id>/redeliver/",
+        webhooks.WebhookRedeliverView.as_view(),
+        name="webhook-redeliver",
+    ),
 ]

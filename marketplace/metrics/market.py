@@ -21,6 +21,7 @@ from marketplace import selectors
 from marketplace.market_time import market_now
 from marketplace.models import MatchingRun
 from marketplace.selectors.metrics import RoundRecord
+from marketplace.selectors.webhooks import webhook_delivery_counts
 
 #: The phases a round records in ``MatchingRun.timings_ms`` (``services.rounds``), in order.
 ROUND_PHASES = ("snapshot", "solve", "apply")
@@ -30,14 +31,16 @@ ROUND_PHASE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 3
 
 
 class MarketCollector(Collector):
-    """The ``marketplace_round_*``, ``marketplace_*_gpus`` and ``marketplace_voucher_*`` metrics.
-    Four queries per scrape (the market clock, the runs, the listings, the programmes)."""
+    """The ``marketplace_round_*``, ``marketplace_*_gpus``, ``marketplace_voucher_*`` and
+    ``marketplace_webhook_deliveries`` metrics. Five queries per scrape (the market clock, the runs,
+    the listings, the programmes, the webhook deliveries)."""
 
     def collect(self) -> Iterator[Metric]:
         runs = selectors.rounds_recent(limit=settings.METRICS_RECENT_ROUNDS)
         yield from round_metrics(runs)
         yield from gpu_metrics()
         yield from voucher_metrics()
+        yield webhook_metrics()
 
 
 def round_metrics(runs: Sequence[RoundRecord]) -> Iterator[Metric]:
@@ -143,3 +146,15 @@ def voucher_metrics() -> Iterator[Metric]:
         budget.add_metric([row.program], float(row.budget))
         left.add_metric([row.program], float(row.remaining_budget))
     yield from (budget, left)
+
+
+def webhook_metrics() -> GaugeMetricFamily:
+    deliveries = GaugeMetricFamily(
+        "marketplace_webhook_deliveries",
+        "Webhook deliveries by status: pending (to be sent or retried), succeeded, failed (retries spent "
+        "or endpoint disabled).",
+        labels=["status"],
+    )
+    for status, count in webhook_delivery_counts().items():
+        deliveries.add_metric([status], count)
+    return deliveries

@@ -14,6 +14,7 @@ from marketplace.models.reference import GpuModel, Region, Rtt
 from marketplace.models.requests import BuyerRequest
 from marketplace.models.runs import MatchingRun
 from marketplace.models.vouchers import Voucher, VoucherLedgerEntry, VoucherProgram
+from marketplace.models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookNotice
 
 __all__ = [
     "NODE_SIZES",
@@ -34,4 +35,7 @@ __all__ = [
     "Voucher",
     "VoucherLedgerEntry",
     "VoucherProgram",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+    "WebhookNotice",
 ]

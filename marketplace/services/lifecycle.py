@@ -25,6 +25,7 @@ from marketplace.models import BuyerRequest, Listing, Match, Organisation, Settl
 from marketplace.money import gpu_hours_held, to_fen, to_fen_down
 from marketplace.selectors.engine import live_matches_on_failed_nodes
 from marketplace.selectors.vouchers import net_reserved_by_match
+from marketplace.services.events import MATCH_COMPLETED, MATCH_FAILED, matches_publish, matches_started_publish
 from marketplace.services.locking import rows_locked
 from marketplace.services.spend import requests_spend_close, spend_month_of
 from marketplace.services.subsidies import SubsidyBook, Take, write_releases
@@ -33,6 +34,8 @@ from marketplace.services.triggers import matching_round_enqueue_on_commit
 ZERO = Decimal("0")
 #: A failed-over request whose start_by has passed gets this long to be placed again.
 FAILOVER_GRACE = timedelta(hours=1)
+#: The webhook event of each way a match can end; a cancel is the buyer's own doing and has none.
+ENDED_EVENTS: dict[str, str] = {Match.Status.COMPLETED: MATCH_COMPLETED, Match.Status.FAILED: MATCH_FAILED}
 
 
 @dataclass(frozen=True)
@@ -59,9 +62,12 @@ def lifecycle_tick(*, now: datetime) -> TickCounts:
     with transaction.atomic():
         live_matches_on_lost_capacity_fail_over(now=now)
     with transaction.atomic():
-        started = Match.objects.filter(status=Match.Status.RESERVED, starts_at__lte=now, ends_at__gt=now).update(
-            status=Match.Status.RUNNING
+        due_to_start = Match.objects.select_for_update(no_key=True).filter(
+            status=Match.Status.RESERVED, starts_at__lte=now, ends_at__gt=now
         )
+        starting = list(due_to_start.values_list("pk", flat=True))
+        started = Match.objects.filter(pk__in=starting).update(status=Match.Status.RUNNING)
+        matches_started_publish(starting)
     with transaction.atomic():
         due = live_matches_locked(Q(ends_at__lte=now))
         matches_end(due, status=Match.Status.COMPLETED, at=now, reason="ran its full duration")
@@ -120,6 +126,8 @@ def matches_end(matches: list[Match], *, status: str, at: datetime, reason: str)
             )
             releases.append((match, unused))
     Match.objects.bulk_update(matches, ["status", "status_reason", "ended_at"])
+    if status in ENDED_EVENTS:
+        matches_publish(ENDED_EVENTS[status], matches)
     Settlement.objects.bulk_create(settlements)
     write_releases(releases)
     _listings_release(matches)

@@ -17,6 +17,7 @@ from django.db.models import F
 
 from marketplace.models import BuyerRequest, Listing, Match
 from marketplace.selectors import live_nodes_by_listing, node_free_of
+from marketplace.services.events import requests_matched_publish
 from marketplace.services.locking import rows_locked
 from marketplace.services.subsidies import ZERO, SubsidyBook, Take
 from matching.problem import Assignment, Plan
@@ -70,6 +71,7 @@ def match_plan_apply(*, plan: Plan, run_id: int | None, now: datetime) -> ApplyR
     book.write([(match, take) for match, take in zip(result.matches, takes, strict=True) if take])
     _listings_allocate(result.matches)
     _requests_refresh_status(requests.values(), result.matches, now)
+    requests_matched_publish(requests, result.matches)
     return result
 
 

@@ -45,6 +45,7 @@ from psycopg.pq import TransactionStatus
 from marketplace import selectors
 from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, Listing, MatchingRun
+from marketplace.services.events import listings_idle_publish, requests_unserved_publish
 from marketplace.services.lifecycle import lifecycle_tick
 from marketplace.services.plans import ApplyResult, match_plan_apply_quarantined
 from marketplace.services.shard_lock import shard_lock
@@ -119,6 +120,7 @@ def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
             finished_at=market_now(),
         )
         rows_left_out_note(shard=shard, left_out=[*snapshot.left_out, *unplannable, *refused])
+        listings_idle_publish(gpu_model_code=shard, run_id=run.pk, now=now)
     except BaseException as exc:  # record even a soft time limit or a kill signal, then re-raise
         matching_run_fail(run_id=run.pk, error=repr(exc), finished_at=market_now())
         raise
@@ -208,6 +210,7 @@ def matching_run_finish(
     run.unserved, run.timings_ms = unserved, timings_ms
     run.left_out = [{"kind": row.kind, "id": row.id, "reason": row.reason} for row in left_out]
     run.save()
+    requests_unserved_publish(unserved, run_id=run.pk, now=finished_at)
     return run
 
 

@@ -16,6 +16,7 @@ from django.db.models import F
 from marketplace.eligibility import voucher_pays
 from marketplace.models import Match, Voucher, VoucherLedgerEntry, VoucherProgram
 from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, voucher_available
+from marketplace.services.events import programs_budget_low_publish
 from marketplace.services.locking import rows_locked
 from marketplace.services.vouchers import quantize_down
 
@@ -115,6 +116,7 @@ class SubsidyBook:
     def write(self, takes: list[tuple[Match, Take]]) -> None:
         """Ledger rows for ``takes`` (matches saved) and the balances, with F() on the locked rows."""
         _ledger_write(takes, VoucherLedgerEntry.Kind.RESERVE)
+        programs_budget_low_publish({take.voucher.program_id for _, take in takes}, now=self.now)
 
 
 def write_releases(releases: list[tuple[Match, Take]]) -> None:

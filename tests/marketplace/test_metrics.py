@@ -83,6 +83,7 @@ def test_the_scrape_parses_and_names_every_metric_with_the_marketplace_prefix(re
         "marketplace_broker_up",
         "marketplace_task_failures",
         "marketplace_task_retries",
+        "marketplace_webhook_deliveries",
     } <= ours
 
 
@@ -271,7 +272,7 @@ def test_a_scrape_costs_the_same_queries_on_a_big_market(reference, open_metrics
         round_run(shard="h20", trigger="manual")
     assert Listing.objects.count() == 40
     assert VoucherProgram.objects.count() == 6
-    assert queries() == small == 4
+    assert queries() == small == 5
 
 
 def test_web_workers_write_their_own_files_and_one_scrape_sums_them(reference, open_metrics, tmp_path, monkeypatch):
@@ -432,3 +433,16 @@ def settings_cache_is_redis() -> bool:
     from django.conf import settings
 
     return settings.CACHES["default"]["BACKEND"].endswith(".RedisCache")
+
+
+def test_webhook_deliveries_are_counted_by_status(reference, open_metrics, buyer):
+    from marketplace.services.events import event_publish
+    from marketplace.services.webhooks import webhook_endpoint_create
+
+    assert value(scrape(), "marketplace_webhook_deliveries", status="pending") == 0
+    webhook_endpoint_create(organisation=buyer, url="https://93.184.216.34/hooks", events=["match.failed"])
+    event_publish("match.failed", buyer.pk, {"match": 1})
+    event_publish("match.failed", buyer.pk, {"match": 2})
+    after = scrape()
+    assert value(after, "marketplace_webhook_deliveries", status="pending") == 2
+    assert value(after, "marketplace_webhook_deliveries", status="succeeded") == 0

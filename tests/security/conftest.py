@@ -18,7 +18,20 @@ from rest_framework.test import APIClient
 from rest_framework.throttling import SimpleRateThrottle
 
 from marketplace import services
-from marketplace.models import ApiKey, BuyerRequest, Listing, Match, Membership, Organisation, Voucher, VoucherProgram
+from marketplace.models import (
+    ApiKey,
+    BuyerRequest,
+    Listing,
+    Match,
+    Membership,
+    Organisation,
+    Voucher,
+    VoucherProgram,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from marketplace.services.events import event_publish
+from marketplace.services.webhooks import webhook_endpoint_create
 from tests.conftest import member
 from tests.security.figures import FIGURES
 from tests.services_helpers import reserve
@@ -85,6 +98,9 @@ class Market:
     api_key: ApiKey  # the buyer's, created by its owner
     foreign_api_key: ApiKey  # the other buyer's
     member: Membership  # a second user of the buyer's, in the member role
+    webhook: WebhookEndpoint  # the buyer's
+    provider_webhook: WebhookEndpoint  # the provider's
+    webhook_delivery: WebhookDelivery  # an event to the buyer's endpoint
 
 
 @pytest.fixture
@@ -117,6 +133,11 @@ def market(clients, make_listing, make_request, provider, other_provider, buyer,
         services.api_key_create(organisation=org, user=owners[name], name=f"{name}'s key", scopes=["read"]).key
         for org, name in ((buyer, "buy"), (other_buyer, "buy2"))
     )
+    webhook, provider_webhook = (
+        webhook_endpoint_create(organisation=org, url="https://93.184.216.34/hooks", events=["match.failed"]).endpoint
+        for org in (buyer, provider)
+    )
+    (delivery_id,) = event_publish("match.failed", buyer.pk, {"match": match.pk})
     analyst = Membership.objects.get(user=member("buy-analyst", buyer))
     Membership.objects.filter(pk=analyst.pk).update(role=Membership.Role.MEMBER)
     return Market(
@@ -139,6 +160,9 @@ def market(clients, make_listing, make_request, provider, other_provider, buyer,
         api_key=api_key,
         foreign_api_key=foreign_api_key,
         member=analyst,
+        webhook=webhook,
+        provider_webhook=provider_webhook,
+        webhook_delivery=WebhookDelivery.objects.get(pk=delivery_id),
     )
 
 

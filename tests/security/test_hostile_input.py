@@ -243,7 +243,7 @@ def _api_routes() -> list[str]:
     """Every route of the API, its path parameters filled with ids that may or may not exist (the
     answer to an Accept no renderer speaks comes before any lookup)."""
     fill = {"<int:listing_id>": "1", "<int:request_id>": "1", "<int:match_id>": "1", "<int:program_id>": "1"}
-    fill |= {"<int:key_id>": "1", "<int:member_id>": "1"}
+    fill |= {"<int:key_id>": "1", "<int:member_id>": "1", "<int:endpoint_id>": "1", "<int:delivery_id>": "1"}
     fill["<slug:code>"] = "shanghai"
     paths = []
     for route in api_routes:

@@ -41,6 +41,8 @@ from marketplace.models import (
     Membership,
     Voucher,
     VoucherProgram,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from marketplace.services.market_clock import market_clock_freeze
 from tests.security.conftest import PASSWORD, ROLES
@@ -79,6 +81,7 @@ STAFF_ONLY = expect(provider=403, other_provider=403, buyer=403, other_buyer=403
 ORGANISATIONS_ONLY = expect(provider=200, other_provider=200, buyer=200, other_buyer=200, anonymous=401, staff=403)
 PROMOTION = expect(provider=200, other_provider=404, buyer=403, other_buyer=403, anonymous=401, staff=200)
 BUYERS_OWN_ORGANISATION = expect(provider=404, other_provider=404, buyer=200, other_buyer=404, anonymous=401, staff=403)
+BUYERS_OWN_WEBHOOK = expect(provider=404, other_provider=404, buyer=200, other_buyer=404, anonymous=401, staff=403)
 CITY_PROGRAM = expect(provider=404, other_provider=404, buyer=403, other_buyer=403, anonymous=401, staff=200)
 
 
@@ -335,6 +338,56 @@ MATRIX: dict[tuple[str, str], list[Row]] = {
     ("PATCH", "/api/v1/members/{member_id}/"): [
         Row(BUYERS_OWN_ORGANISATION, target="member", body=lambda role: {"role": "owner"})
     ],
+    # webhooks: any member reads its organisation's endpoints, owners manage them (staff act for none)
+    ("GET", "/api/v1/webhooks/"): [
+        Row(
+            ORGANISATIONS_ONLY,
+            visible=sees(
+                provider={"provider_webhook"},
+                other_provider=set(),
+                buyer={"webhook"},
+                other_buyer=set(),
+                anonymous=set(),
+                staff=set(),
+            ),
+        )
+    ],
+    ("POST", "/api/v1/webhooks/"): [
+        Row(
+            created(ORGANISATIONS_ONLY),
+            body=lambda role: {"url": "https://93.184.216.34/new", "events": ["request.matched"]},
+        )
+    ],
+    ("GET", "/api/v1/webhooks/{endpoint_id}/"): [Row(BUYERS_OWN_WEBHOOK, target="webhook")],
+    ("PATCH", "/api/v1/webhooks/{endpoint_id}/"): [
+        Row(BUYERS_OWN_WEBHOOK, target="webhook", body=lambda role: {"events": ["match.completed"]})
+    ],
+    ("DELETE", "/api/v1/webhooks/{endpoint_id}/"): [
+        Row(
+            expect(provider=404, other_provider=404, buyer=204, other_buyer=404, anonymous=401, staff=403),
+            target="webhook",
+        )
+    ],
+    ("GET", "/api/v1/webhooks/{endpoint_id}/deliveries/"): [
+        Row(
+            BUYERS_OWN_WEBHOOK,
+            target="webhook",
+            visible=sees(
+                provider=set(),
+                other_provider=set(),
+                buyer={"webhook_delivery"},
+                other_buyer=set(),
+                anonymous=set(),
+                staff=set(),
+            ),
+        )
+    ],
+    ("POST", "/api/v1/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver/"): [
+        Row(
+            expect(provider=404, other_provider=404, buyer=202, other_buyer=404, anonymous=401, staff=403),
+            target="webhook_delivery",
+        )
+    ],
     ("DELETE", "/api/v1/members/{member_id}/"): [
         Row(
             expect(provider=404, other_provider=404, buyer=204, other_buyer=404, anonymous=401, staff=403),
@@ -387,6 +440,8 @@ def test_every_operation_has_a_row():
 def target_id(market, name: str | None):
     if name == "region":
         return "shanghai"
+    if name == "webhook_delivery":  # two parameters: its endpoint, then itself
+        return (market.webhook_delivery.endpoint_id, market.webhook_delivery.pk)
     return getattr(market, name).pk
 
 
@@ -394,7 +449,8 @@ def url_of(market, path: str, row: Row, *, missing: bool = False) -> str:
     """The row's URL; ``missing``: the same with an id (or code) that exists for nobody."""
     if row.target is not None:
         value = ("atlantis" if row.target == "region" else 10**9) if missing else target_id(market, row.target)
-        path = re.sub(r"\{\w+\}", str(value), path)
+        values = iter(value if isinstance(value, tuple) else [value] * path.count("{"))
+        path = re.sub(r"\{\w+\}", lambda _: str(next(values)), path)
     return f"{path}?{row.query}" if row.query else path
 
 
@@ -448,6 +504,8 @@ LIST_KINDS = {
     "/api/v1/voucher-programs/": VoucherProgram,
     "/api/v1/api-keys/": ApiKey,
     "/api/v1/members/": Membership,
+    "/api/v1/webhooks/": WebhookEndpoint,
+    "/api/v1/webhooks/{endpoint_id}/deliveries/": WebhookDelivery,
 }
 
 
@@ -466,6 +524,7 @@ VARYING = frozenset(
     {
         *("id", "key", "code", "token", "password", "created_at", "updated_at", "date_joined", "last_login", "created"),
         *("prefix", "secret", "secret_sha256"),  # an API key's, random each time
+        *("event_id", "payload", "next_attempt_at", "changed_at"),  # a webhook event's id and timestamps
     }
 )
 #: Fields that are not in any response but name privileges or money, sent to every writing call.

@@ -158,6 +158,8 @@ def seeded(market, tokens, test_connection_kept_open):
         gpu_model=list(GpuModel.objects.values_list("code", flat=True)),
         voucher_code=[market.voucher.code, market.foreign_voucher.code, market.free_code],
         buyer_name=[market.buyer.name, market.other_buyer.name],
+        endpoint_id=[market.webhook.pk, market.provider_webhook.pk],
+        delivery_id=[market.webhook_delivery.pk],
     )
     return tokens
 
