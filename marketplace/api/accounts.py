@@ -12,7 +12,7 @@ from rest_framework.views import APIView
 
 from marketplace import bounds, services
 from marketplace.api.fields import PatternField, TextField
-from marketplace.api.inputs import validated_body
+from marketplace.api.inputs import refuse_unknown_fields, validated_body
 from marketplace.api.parsers import FormParser, JSONParser, MultiPartParser
 from marketplace.models import Organisation
 
@@ -51,3 +51,8 @@ class TokenView(ObtainAuthToken):
     parser_classes = [JSONParser, FormParser, MultiPartParser]  # ObtainAuthToken's are DRF's own
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "login"
+
+    def get_serializer(self, *args, **kwargs):
+        """``ObtainAuthToken``'s serializer, behind the API's rule for bodies: unknown fields are a 400."""
+        refuse_unknown_fields(self.serializer_class, kwargs.get("data"))
+        return super().get_serializer(*args, **kwargs)

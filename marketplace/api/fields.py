@@ -50,18 +50,23 @@ class PatternField(JsonTypeMixin, serializers.RegexField):
 
 
 class DecimalText(JsonTypeMixin, serializers.DecimalField):
-    """A decimal in a body: a string such as "9.50", as the schema says, in ASCII digits with no
-    exponent (``bounds.DECIMAL_TEXT``); a JSON number, which would pass through a binary float, and
-    "1e5" or "٥", which Python's ``Decimal`` would read as 100000 and 5, are 400s."""
+    """A decimal in a body or a query: a string such as "9.50", as the schema says, in ASCII digits
+    with no exponent (``bounds.DECIMAL_TEXT``); a JSON number, which would pass through a binary
+    float, and "1e5" or "٥", which Python's ``Decimal`` would read as 100000 and 5, are 400s. So is
+    a minus sign where the least value is 0 or more ("-0" too), as the schema's pattern says
+    (``marketplace.api.schema.decimal_pattern``)."""
 
     default_error_messages = {
         "json_type": 'A decimal number as a string, such as "9.50".',
         "ascii": 'A decimal in the digits 0-9, such as "9.50": no exponent, spaces or other digits.',
+        "sign": "A decimal without a sign: this value is never negative.",
     }
 
     def to_internal_value(self, data):
         if isinstance(data, str) and not re.fullmatch(DECIMAL_TEXT, data):
             self.fail("ascii")
+        if isinstance(data, str) and data.startswith("-") and self.min_value is not None and self.min_value >= 0:
+            self.fail("sign")
         return super().to_internal_value(data)
 
 

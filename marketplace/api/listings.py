@@ -53,7 +53,7 @@ class ListingQuery(serializers.Serializer):
     gpu_model = ReferenceCodeField(GpuModel, required=False)
     origin = ReferenceCodeField(Region, required=False)
     latency_class = serializers.ChoiceField(choices=LATENCY_CLASSES, required=False)
-    max_price = serializers.DecimalField(**bounds.PRICE.field_kwargs(), required=False)
+    max_price = DecimalText(**bounds.PRICE.field_kwargs(), required=False)
     min_free_gpus = serializers.IntegerField(**bounds.MIN_FREE_GPUS.field_kwargs(), required=False)
     status = serializers.ChoiceField(choices=Listing.Status.values, required=False)
     mine = serializers.BooleanField(required=False, default=False)

@@ -1,18 +1,114 @@
-"""The OpenAPI schema documents every status an operation can answer, its errors included.
+"""The OpenAPI schema documents every status an operation can answer, its errors included, and
+says of every input exactly what the API accepts.
 
 drf-spectacular documents only the success response of each operation. Clients (and the
 schemathesis suite in tests/security) need the errors too, so :class:`AutoSchema` adds each error
 status that the operation's view can produce, every one with the same body: ``{field: [message]}``
 naming the input at fault, or ``{"detail": message}`` (see ``marketplace.api.errors``).
+
+What a schema can state, it states: a decimal's range and places as its pattern
+(:func:`decimal_pattern`), a request body's fields as the only ones it takes
+(``additionalProperties: false``, ``marketplace.api.inputs``), a region's or GPU model's code as a
+code's shape. What it cannot (a code no region has, a window in the past, a weak password, a name
+taken) the field's or operation's description says after :data:`DOMAIN_RULE`: such input is a 400
+naming the field. Each operation is tagged with its resource (the path's first part after
+``/api/v1/``), and a field whose name carries a unit (:data:`FIELD_UNITS`) says it.
 """
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
+
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
+from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
 from marketplace.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from marketplace.models import GpuModel, Region
+
+#: Starts the part of a description that states a rule the schema cannot: input that breaks it is
+#: a 400 naming the field (or ``non_field_errors``, when the operation's description has the rule).
+DOMAIN_RULE = "Domain rule:"
+
+#: A region's or GPU model's code: lower-case words joined by hyphens (``ningxia-zhongwei``, ``h100``).
+REFERENCE_CODE_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+REFERENCE_CODE_RULES = {
+    Region: "A region code, as GET /api/v1/regions/ lists them.",
+    GpuModel: "A GPU model code, as GET /api/v1/gpu-models/ lists them.",
+}
+
+#: The unit of each field by its name, stated once for every resource that has the field.
+FIELD_UNITS = {
+    "price_per_gpu_hour": "CNY per GPU-hour",
+    "max_price_per_gpu_hour": "CNY per GPU-hour",
+    "max_price": "CNY per GPU-hour",
+    "energy_cost_per_gpu_hour": "CNY per GPU-hour",
+    "cost_per_gpu_hour": "CNY per GPU-hour",
+    "subsidy_per_gpu_hour": "CNY per GPU-hour",
+    "subsidy_total": "CNY",
+    "latency_weight": "CNY per ms per GPU-hour",
+    "rtt_ms": "ms",
+    "max_rtt_ms": "ms",
+    "duration_hours": "hours",
+    "gpu_hours": "GPU-hours",
+    "free_gpu_hours": "GPU-hours",
+    "gross": "CNY",
+    "subsidy": "CNY",
+    "buyer_pays": "CNY",
+    "platform_fee": "CNY",
+    "provider_earns": "CNY",
+    "budget": "CNY",
+    "spent": "CNY",
+    "reserved": "CNY",
+    "remaining": "CNY",
+    "cap": "CNY",
+    "cap_per_request": "CNY",
+    "cap_per_buyer": "CNY",
+    "percent": "% of the price",
+    "gpu_count": "GPUs",
+    "gpus_per_node": "GPUs",
+    "gpus_per_replica": "GPUs",
+    "gpus": "GPUs",
+    "free_gpus": "GPUs",
+    "min_free_gpus": "GPUs",
+    "power_price_cny_kwh": "CNY per kWh",
+    "vram_gb": "GB",
+    "tdp_w": "W",
+}
+
+
+def decimal_pattern(field: serializers.DecimalField) -> str:
+    """The decimal strings ``field`` accepts, as a regular expression: ASCII digits, leading zeros
+    allowed, at most ``decimal_places`` after a point, and the range from ``min_value`` to
+    ``max_value`` where the bounds are 0 (or one unit of the last place, i.e. "above 0") and a
+    power of ten, as every bound in ``marketplace.bounds`` is. Other bounds keep to the digits."""
+    places = field.decimal_places or 0
+    fraction = rf"(\.[0-9]{{1,{places}}})?" if places else ""
+    low, high = field.min_value, field.max_value
+    sign = "" if low is not None and low >= 0 else "-?"
+    whole = field.max_whole_digits
+    below = rf"[0-9]{{1,{whole}}}{fraction}" if whole is not None else rf"[0-9]+{fraction}"
+    if low is not None and high is not None and _power_of_ten(high) is not None:
+        digits = _power_of_ten(high)
+        zeros = rf"(\.0{{1,{places}}})?" if places else ""
+        if low == 0:
+            below = rf"[0-9]{{1,{digits}}}{fraction}" if digits else f"0{fraction}"
+        elif low == Decimal(1).scaleb(-places):  # the least amount above 0
+            nonzero_fraction = "|".join(f"{'0' * i}[1-9][0-9]{{0,{places - i - 1}}}" for i in range(places))
+            small = rf"0\.({nonzero_fraction})" if places else "(?!)"
+            below = rf"[1-9][0-9]{{0,{digits - 1}}}{fraction}|{small}" if digits else small
+        else:
+            return rf"^{sign}0*{below}$"
+        return rf"^0*({below}|1{'0' * digits}{zeros})$"
+    return rf"^{sign}0*{below}$"
+
+
+def _power_of_ten(value: Decimal) -> int | None:
+    """``k`` if ``value`` is ``10**k`` for a whole ``k`` from 0, else None."""
+    text = format(value.normalize(), "f")
+    return len(text) - 1 if re.fullmatch(r"10*", text) else None
 
 ERROR_COMPONENT = "Error"
 ERROR_SCHEMA = {
@@ -35,7 +131,39 @@ UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class AutoSchema(SpectacularAutoSchema):
-    """drf-spectacular's schema plus the error responses of each operation (:meth:`error_statuses`)."""
+    """drf-spectacular's schema plus the error responses of each operation (:meth:`error_statuses`),
+    tags by resource, request bodies closed to unknown fields, and fields as precise as their
+    rules (see the module's docstring)."""
+
+    def get_tags(self) -> list[str]:
+        """The resource: ``/api/v1/voucher-programs/{program_id}/report/`` → ``voucher-programs``."""
+        parts = [part for part in self.path.split("/") if part and not part.startswith("{")]
+        return parts[2:3] if parts[:2] == ["api", "v1"] else parts[:1]
+
+    def _map_basic_serializer(self, serializer, direction):
+        schema = super()._map_basic_serializer(serializer, direction)
+        if direction == "request":
+            schema["additionalProperties"] = False
+        for name, field_schema in schema.get("properties", {}).items():
+            _state_unit(name, field_schema)
+        return schema
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        if isinstance(field, serializers.DecimalField) and schema and "pattern" in schema:
+            schema["pattern"] = decimal_pattern(field)
+        model = getattr(getattr(field, "queryset", None), "model", None)
+        if isinstance(field, serializers.SlugRelatedField) and model in REFERENCE_CODE_RULES:
+            schema["pattern"] = REFERENCE_CODE_PATTERN
+            rule = f"{REFERENCE_CODE_RULES[model]} {DOMAIN_RULE} a code no row has is a 400 naming this field."
+            schema["description"] = f"{schema['description']} {rule}" if schema.get("description") else rule
+        return schema
+
+    def _get_parameters(self):
+        parameters = super()._get_parameters()
+        for parameter in parameters:
+            _state_unit(parameter["name"], parameter)
+        return parameters
 
     def get_operation(self, *args, **kwargs):
         operation = super().get_operation(*args, **kwargs)
@@ -92,3 +220,13 @@ class AutoSchema(SpectacularAutoSchema):
         )
         self.registry.register_on_missing(component)
         return component
+
+
+def _state_unit(name: str, schema: dict) -> None:
+    """Append the unit of a field named ``name`` (:data:`FIELD_UNITS`) to its description."""
+    unit = FIELD_UNITS.get(name)
+    if not unit or unit in schema.get("description", ""):
+        return
+    if "$ref" in schema:  # a reference takes no siblings: the description goes beside an allOf
+        schema["allOf"] = [{"$ref": schema.pop("$ref")}]
+    schema["description"] = f"{schema.get('description', '')} Unit: {unit}.".strip()
