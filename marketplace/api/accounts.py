@@ -14,15 +14,24 @@ from marketplace import bounds, services
 from marketplace.api.fields import PatternField, TextField
 from marketplace.api.inputs import refuse_unknown_fields, validated_body
 from marketplace.api.parsers import FormParser, JSONParser, MultiPartParser
+from marketplace.api.schema import DOMAIN_RULE, NAME_RULE
 from marketplace.models import Organisation
 
 
 class RegisterIn(serializers.Serializer):
-    username = PatternField(**bounds.USERNAME.field_kwargs())
-    password = TextField(**bounds.PASSWORD.field_kwargs(), write_only=True, style={"input_type": "password"})
+    username = PatternField(
+        **bounds.USERNAME.field_kwargs(), help_text=f"{NAME_RULE} So is a username taken (after NFKC normalising)."
+    )
+    password = TextField(
+        **bounds.PASSWORD.field_kwargs(),
+        write_only=True,
+        style={"input_type": "password"},
+        help_text=f"{DOMAIN_RULE} a password Django's validators refuse (too short, too common, all digits, "
+        "too like the username) is a 400 naming this field.",
+    )
     email = serializers.EmailField()
     role = serializers.ChoiceField(choices=Organisation.Kind.values)
-    organisation = TextField(**bounds.NAME.field_kwargs())
+    organisation = TextField(**bounds.NAME.field_kwargs(), help_text=f"{NAME_RULE} So is a name taken.")
 
 
 class RegisterOut(serializers.Serializer):
@@ -45,7 +54,9 @@ class RegisterView(APIView):
 class TokenView(ObtainAuthToken):
     """``{username, password}`` → ``{token}``, rate-limited per client address (``THROTTLE_LOGIN``)
     so that passwords cannot be guessed at speed. The credentials are the body: no authentication
-    (the schema says so), and it reads a form as well as JSON (``curl -d``)."""
+    (the schema says so), and it reads a form as well as JSON (``curl -d``).
+
+    Domain rule: a username and password that do not sign in are a 400 on ``non_field_errors``."""
 
     authentication_classes: list = []
     parser_classes = [JSONParser, FormParser, MultiPartParser]  # ObtainAuthToken's are DRF's own

@@ -79,7 +79,8 @@ class AwareTime(serializers.DateTimeField):
 
     def __init__(self, *, window: TimeWindow | None = None, **kwargs):
         if window is not None:
-            kwargs.setdefault("help_text", window.reason)
+            rule = "Domain rule: a time outside this window (it moves with now), or out of order, is a 400 naming it."
+            kwargs.setdefault("help_text", f"{window.reason} {rule}")
         super().__init__(**kwargs)
 
     def to_internal_value(self, value):

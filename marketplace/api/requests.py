@@ -23,9 +23,14 @@ from marketplace.api.fields import (
 from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from marketplace.api.inputs import NoFilters, validated_body, validated_query
 from marketplace.api.permissions import IsBuyer, buyer_of
+from marketplace.api.schema import DOMAIN_RULE
 from marketplace.demand import start_by_default
 from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, BuyerRequest
+
+
+#: A request's latency bound comes from one of two fields: a rule between them, which a schema cannot state.
+ONE_LATENCY_BOUND = f"The RTT bound to origin, by class or in ms. {DOMAIN_RULE} giving both is a 400 naming max_rtt_ms."
 
 
 class RequestIn(serializers.Serializer):
@@ -33,13 +38,19 @@ class RequestIn(serializers.Serializer):
     gpus_per_replica = NumberChoice(choices=NODE_SIZE_CHOICES)
     replicas = IntegerNumber(**bounds.REPLICAS.field_kwargs())
     origin = region_field()
-    latency_class = serializers.ChoiceField(choices=LATENCY_CLASSES, required=False)
-    max_rtt_ms = DecimalText(**bounds.MAX_RTT_MS.field_kwargs(), required=False)
+    latency_class = serializers.ChoiceField(choices=LATENCY_CLASSES, required=False, help_text=ONE_LATENCY_BOUND)
+    max_rtt_ms = DecimalText(**bounds.MAX_RTT_MS.field_kwargs(), required=False, help_text=ONE_LATENCY_BOUND)
     latency_weight = DecimalText(**bounds.LATENCY_WEIGHT.field_kwargs(), required=False)
     max_price_per_gpu_hour = DecimalText(**bounds.PRICE.field_kwargs())
     duration_hours = IntegerNumber(**bounds.DURATION_HOURS.field_kwargs())
     start_by = AwareTime(window=bounds.REQUEST_START, required=False)
-    voucher_code = TextField(**bounds.VOUCHER_CODE.field_kwargs(), required=False, allow_blank=True)
+    voucher_code = TextField(
+        **bounds.VOUCHER_CODE.field_kwargs(),
+        required=False,
+        allow_blank=True,
+        help_text=f"A voucher the buyer claimed. {DOMAIN_RULE} a code that is not one of the buyer's usable "
+        "vouchers is a 400 naming it.",
+    )
 
     def validate(self, attrs):
         """Default ``start_by``: ``start_by_default``."""

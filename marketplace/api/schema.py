@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+from django.core.validators import RegexValidator
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
 from rest_framework import serializers
@@ -33,6 +34,15 @@ from marketplace.models import GpuModel, Region
 DOMAIN_RULE = "Domain rule:"
 
 #: A region's or GPU model's code: lower-case words joined by hyphens (``ningxia-zhongwei``, ``h100``).
+#: The naming rules (``marketplace.names``), which no pattern a schema validator runs can state.
+NAME_RULE = (
+    f"{DOMAIN_RULE} a name with a control, invisible or private-use character, with < or >, or that looks "
+    "like a name already in use, is a 400 naming this field."
+)
+
+#: Text any column can store: no NUL (``marketplace.storable_text`` refuses it before any view runs).
+STORABLE_TEXT_PATTERN = r"^[^\x00]*$"
+
 REFERENCE_CODE_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 REFERENCE_CODE_RULES = {
     Region: "A region code, as GET /api/v1/regions/ lists them.",
@@ -105,6 +115,11 @@ def decimal_pattern(field: serializers.DecimalField) -> str:
     return rf"^{sign}0*{below}$"
 
 
+def _has_pattern(field: serializers.Field, schema: dict | None) -> bool:
+    """Whether the field's schema has (or will have, from a validator) a pattern of its own."""
+    return not schema or "pattern" in schema or any(isinstance(v, RegexValidator) for v in field.validators)
+
+
 def _power_of_ten(value: Decimal) -> int | None:
     """``k`` if ``value`` is ``10**k`` for a whole ``k`` from 0, else None."""
     text = format(value.normalize(), "f")
@@ -152,9 +167,13 @@ class AutoSchema(SpectacularAutoSchema):
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         if isinstance(field, serializers.DecimalField) and schema and "pattern" in schema:
             schema["pattern"] = decimal_pattern(field)
-        model = getattr(getattr(field, "queryset", None), "model", None)
-        if isinstance(field, serializers.SlugRelatedField) and model in REFERENCE_CODE_RULES:
-            schema["pattern"] = REFERENCE_CODE_PATTERN
+        if isinstance(field, serializers.CharField) and direction == "request" and not _has_pattern(field, schema):
+            schema["pattern"] = STORABLE_TEXT_PATTERN
+        related = field.child_relation if isinstance(field, serializers.ManyRelatedField) else field
+        model = getattr(getattr(related, "queryset", None), "model", None)
+        if isinstance(related, serializers.SlugRelatedField) and model in REFERENCE_CODE_RULES:
+            if related is field:
+                schema["pattern"] = REFERENCE_CODE_PATTERN
             rule = f"{REFERENCE_CODE_RULES[model]} {DOMAIN_RULE} a code no row has is a 400 naming this field."
             schema["description"] = f"{schema['description']} {rule}" if schema.get("description") else rule
         return schema
