@@ -9,7 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from marketplace import selectors, services
-from marketplace.api.inputs import NoFilters, validated_query
+from marketplace.api.fields import AwareTime
+from marketplace.api.inputs import validated_query
 from marketplace.api.permissions import IsBuyer, buyer_of
 from marketplace.market_time import market_now
 from marketplace.models import Match
@@ -58,13 +59,45 @@ class MatchOut(serializers.ModelSerializer):
         ]
 
 
+class MatchQuery(serializers.Serializer):
+    """Filters of the match list; each narrows what the caller may see, never widens it."""
+
+    request = serializers.IntegerField(
+        min_value=1, required=False, help_text="Only this request's matches (one of the caller's; else none)."
+    )
+    listing = serializers.IntegerField(
+        min_value=1, required=False, help_text="Only this listing's matches (one of the caller's; else none)."
+    )
+    status = serializers.ChoiceField(choices=Match.Status.values, required=False, help_text="Only matches in this status.")
+    created_after = AwareTime(
+        required=False, help_text="Only matches created at or after this time (ISO 8601 with its offset, e.g. …Z)."
+    )
+    created_before = AwareTime(
+        required=False, help_text="Only matches created before this time (ISO 8601 with its offset, e.g. …Z)."
+    )
+
+
 class MatchListView(generics.ListAPIView):
+    """The caller's matches: a buyer's on its requests, a
+    provider's on its listings, staff all; narrowed by the filters."""
+
     permission_classes = [IsAuthenticated]
     serializer_class = MatchOut
 
     def get_queryset(self):
-        validated_query(NoFilters, self.request)
-        return selectors.match_list_for(self.request.user)
+        query = validated_query(MatchQuery, self.request)
+        return selectors.match_list_filtered(
+            self.request.user,
+            request_id=query.get("request"),
+            listing_id=query.get("listing"),
+            status=query.get("status"),
+            created_after=query.get("created_after"),
+            created_before=query.get("created_before"),
+        )
+
+    @extend_schema(parameters=[MatchQuery])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
 
 class MatchDetailView(generics.RetrieveAPIView):

@@ -21,7 +21,7 @@ from marketplace.api.fields import (
     region_field,
 )
 from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
-from marketplace.api.inputs import NoFilters, validated_body, validated_query
+from marketplace.api.inputs import validated_body, validated_query
 from marketplace.api.permissions import IsBuyer, buyer_of
 from marketplace.api.schema import DOMAIN_RULE
 from marketplace.demand import start_by_default
@@ -89,16 +89,26 @@ class RequestOut(serializers.ModelSerializer):
         ]
 
 
+class RequestQuery(serializers.Serializer):
+    """Filters of the request list."""
+
+    status = serializers.ChoiceField(
+        choices=BuyerRequest.Status.values, required=False, help_text="Only requests in this status."
+    )
+
+
 class RequestListView(generics.GenericAPIView):
+    """A buyer's requests (staff: all); a buyer submits one (POST)."""
+
     serializer_class = RequestOut
 
     def get_permissions(self):
         return [IsBuyer()] if self.request.method == "POST" else [IsAuthenticated()]
 
-    @extend_schema(responses=RequestOut(many=True))
+    @extend_schema(parameters=[RequestQuery], responses=RequestOut(many=True))
     def get(self, request):
-        validated_query(NoFilters, request)
-        page = self.paginate_queryset(selectors.request_list_for(request.user))
+        status_wanted = validated_query(RequestQuery, request).get("status")
+        page = self.paginate_queryset(selectors.request_list_for(request.user, status=status_wanted))
         return self.get_paginated_response(RequestOut(page, many=True).data)
 
     @extend_schema(request=RequestIn, responses={201: RequestOut}, parameters=[IDEMPOTENCY_PARAMETER])

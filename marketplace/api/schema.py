@@ -61,6 +61,16 @@ FIELD_UNITS = {
     "latency_weight": "CNY per ms per GPU-hour",
     "rtt_ms": "ms",
     "max_rtt_ms": "ms",
+    "bound_ms": "ms",
+    "rtts": "ms, by region code",
+    "timings_ms": "ms",
+    "indicative_price_per_gpu_hour": "CNY per GPU-hour",
+    "min_price_per_gpu_hour": "CNY per GPU-hour",
+    "total_cost": "CNY, over the placement's duration",
+    "remaining_budget": "CNY",
+    "remaining_value": "CNY",
+    "gpu_hours_by_region": "GPU-hours, by region code",
+    "west_gpu_hours": "GPU-hours",
     "duration_hours": "hours",
     "gpu_hours": "GPU-hours",
     "free_gpu_hours": "GPU-hours",
@@ -86,6 +96,44 @@ FIELD_UNITS = {
     "power_price_cny_kwh": "CNY per kWh",
     "vram_gb": "GB",
     "tdp_w": "W",
+}
+
+
+#: One line per operation, by method and path: what it does, in the product's words. An operation
+#: missing here fails tests/marketplace/test_api_polish.py.
+SUMMARIES = {
+    ("POST", "/api/v1/auth/register/"): "Register a user and its buyer or provider organisation",
+    ("POST", "/api/v1/auth/token/"): "Exchange a username and password for an API token",
+    ("GET", "/api/v1/capacity/"): "Idle GPUs by region and latency class from an origin",
+    ("GET", "/api/v1/gpu-models/"): "List the GPU models",
+    ("GET", "/api/v1/regions/"): "List the regions",
+    ("GET", "/api/v1/regions/{code}/"): "Read a region with its RTTs",
+    ("GET", "/api/v1/listings/"): "Search listings",
+    ("POST", "/api/v1/listings/"): "Create a listing (providers)",
+    ("GET", "/api/v1/listings/{listing_id}/"): "Read a listing",
+    ("PATCH", "/api/v1/listings/{listing_id}/"): "Change a listing's terms (its provider)",
+    ("DELETE", "/api/v1/listings/{listing_id}/"): "Withdraw a listing (its provider)",
+    ("POST", "/api/v1/listings/{listing_id}/fail-nodes/"): "Report failed nodes of a listing (its provider)",
+    ("GET", "/api/v1/matches/"): "List the caller's matches",
+    ("GET", "/api/v1/matches/{match_id}/"): "Read a match with its cost breakdown and explanation",
+    ("POST", "/api/v1/matches/{match_id}/cancel/"): "Stop a match (its buyer)",
+    ("GET", "/api/v1/matching-runs/"): "List the matching runs",
+    ("POST", "/api/v1/quotes/"): "Quote a request without submitting it",
+    ("GET", "/api/v1/requests/"): "List the caller's requests",
+    ("POST", "/api/v1/requests/"): "Submit a request (buyers)",
+    ("GET", "/api/v1/requests/{request_id}/"): "Read a request",
+    ("POST", "/api/v1/requests/{request_id}/cancel/"): "Cancel a request (its buyer)",
+    ("GET", "/api/v1/statements/"): "A month's statement as JSON",
+    ("GET", "/api/v1/statements/csv/"): "A month's statement as CSV",
+    ("GET", "/api/v1/voucher-programs/"): "List the voucher programmes the caller may see",
+    ("POST", "/api/v1/voucher-programs/"): "Create a voucher programme (staff) or a promotion (providers)",
+    ("GET", "/api/v1/voucher-programs/{program_id}/"): "Read a voucher programme",
+    ("PATCH", "/api/v1/voucher-programs/{program_id}/"): "Change a voucher programme (its sponsor)",
+    ("GET", "/api/v1/voucher-programs/{program_id}/report/"): "A voucher programme's spending report",
+    ("GET", "/api/v1/voucher-programs/{program_id}/vouchers/"): "List a programme's voucher codes",
+    ("POST", "/api/v1/voucher-programs/{program_id}/vouchers/"): "Issue voucher codes in a programme",
+    ("GET", "/api/v1/vouchers/"): "List the buyer's vouchers",
+    ("POST", "/api/v1/vouchers/claim/"): "Claim a voucher code (buyers)",
 }
 
 
@@ -154,6 +202,15 @@ class AutoSchema(SpectacularAutoSchema):
         """The resource: ``/api/v1/voucher-programs/{program_id}/report/`` → ``voucher-programs``."""
         parts = [part for part in self.path.split("/") if part and not part.startswith("{")]
         return parts[2:3] if parts[:2] == ["api", "v1"] else parts[:1]
+
+    def get_summary(self) -> str | None:
+        """The operation's line in :data:`SUMMARIES` (``extend_schema(summary=…)`` overrides it)."""
+        return SUMMARIES.get((self.method, self.path))
+
+    def get_description(self) -> str:
+        """The view's docstring (its method's, else its class's); else the summary, so that no
+        operation goes undescribed."""
+        return super().get_description() or (f"{self.get_summary()}." if self.get_summary() else "")
 
     def _map_basic_serializer(self, serializer, direction):
         schema = super()._map_basic_serializer(serializer, direction)
