@@ -7,7 +7,8 @@ import logging
 from django.db import IntegrityError
 from django.http import JsonResponse
 from django.views.defaults import bad_request as bad_request_page
-from django.views.defaults import page_not_found, server_error as server_error_page
+from django.views.defaults import page_not_found
+from django.views.defaults import server_error as server_error_page
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError

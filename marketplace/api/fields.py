@@ -7,7 +7,7 @@ models are named by code; times go out as UTC.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
@@ -15,6 +15,7 @@ from rest_framework import serializers
 from marketplace import selectors
 from marketplace.bounds import DECIMAL_TEXT, TimeWindow
 from marketplace.models import GpuModel, Region
+from matching.costs import utc_text
 from matching.latency import LatencyClass
 
 LATENCY_CLASSES = [c.value for c in LatencyClass]
@@ -129,5 +130,4 @@ class UtcTimeOut(serializers.DateTimeField):
     def to_representation(self, value):
         if not isinstance(value, datetime) or value.tzinfo is None:
             return super().to_representation(value)
-        text = value.astimezone(UTC).isoformat()
-        return text[:-6] + "Z" if text.endswith("+00:00") else text
+        return utc_text(value)

@@ -68,7 +68,9 @@ class MatchQuery(serializers.Serializer):
     listing = serializers.IntegerField(
         min_value=1, required=False, help_text="Only this listing's matches (one of the caller's; else none)."
     )
-    status = serializers.ChoiceField(choices=Match.Status.values, required=False, help_text="Only matches in this status.")
+    status = serializers.ChoiceField(
+        choices=Match.Status.values, required=False, help_text="Only matches in this status."
+    )
     created_after = AwareTime(
         required=False, help_text="Only matches created at or after this time (ISO 8601 with its offset, e.g. …Z)."
     )

@@ -28,7 +28,6 @@ from marketplace.demand import start_by_default
 from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, BuyerRequest
 
-
 #: A request's latency bound comes from one of two fields: a rule between them, which a schema cannot state.
 ONE_LATENCY_BOUND = f"The RTT bound to origin, by class or in ms. {DOMAIN_RULE} giving both is a 400 naming max_rtt_ms."
 

@@ -173,6 +173,7 @@ def _power_of_ten(value: Decimal) -> int | None:
     text = format(value.normalize(), "f")
     return len(text) - 1 if re.fullmatch(r"10*", text) else None
 
+
 ERROR_COMPONENT = "Error"
 ERROR_SCHEMA = {
     "type": "object",

@@ -47,7 +47,7 @@ def test_filtering_by_another_partys_request_answers_an_empty_list(clients, make
 
 
 @pytest.mark.parametrize(
-    "query, field",
+    ("query", "field"),
     [
         ("request=abc", "request"),
         ("status=nope", "status"),
@@ -159,9 +159,7 @@ MONEY_TEXT = re.compile(r"^\d+\.\d{4}$")
 UTC_TEXT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
-def test_a_matched_requests_explanation_writes_money_and_times_as_the_api_does(
-    clients, make_listing, make_request
-):
+def test_a_matched_requests_explanation_writes_money_and_times_as_the_api_does(clients, make_listing, make_request):
     make_listing(region="ningxia-zhongwei", price_per_gpu_hour=Decimal("5.5"))  # cheap, too far for realtime
     make_listing(region="yrd-qingpu-wujiang-jiashan", price_per_gpu_hour=Decimal("7.25"))
     request = make_request(latency_class="realtime", replicas=1)
@@ -193,8 +191,7 @@ UNIT_WORDS = {
 def _walk_properties(node, name=""):
     if isinstance(node, dict):
         if "properties" in node:
-            for field, schema in node["properties"].items():
-                yield field, schema
+            yield from node["properties"].items()
         for key, value in node.items():
             yield from _walk_properties(value, key)
     elif isinstance(node, list):
@@ -211,7 +208,9 @@ def test_every_operation_has_a_tag_a_summary_and_a_description_and_every_amount_
         if not (operation.get("tags") and operation.get("summary") and operation.get("description"))
     ]
     assert bare == []
-    tags = {tag for operations in schema["paths"].values() for operation in operations.values() for tag in operation["tags"]}
+    tags = {
+        tag for operations in schema["paths"].values() for operation in operations.values() for tag in operation["tags"]
+    }
     assert {"listings", "requests", "matches", "statements", "voucher-programs"} <= tags
     fields = [(name, s) for name, s in _walk_properties(schema["components"])]
     fields += [
@@ -236,7 +235,10 @@ def test_decimal_patterns_have_no_sign_where_the_value_is_never_negative_and_no_
     schema = SchemaGenerator().get_schema(request=None, public=True)
     request_bodies = {name: s for name, s in schema["components"]["schemas"].items() if name.endswith("Request")}
     decimals = [
-        field for body in request_bodies.values() for field in body["properties"].values() if field.get("format") == "decimal"
+        field
+        for body in request_bodies.values()
+        for field in body["properties"].values()
+        if field.get("format") == "decimal"
     ]
     assert decimals
     for field in decimals:

@@ -103,6 +103,7 @@ def positive_data_acceptance_but_domain_rules(ctx, response, case):
                 return None
         raise
 
+
 #: Ids and codes of the seeded objects by parameter name; set by ``seeded`` for each test.
 KNOWN: dict[str, list] = {}
 
