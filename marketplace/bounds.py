@@ -281,6 +281,17 @@ STATEMENT_MONTH = Text(
     reason="YYYY-MM in years 1000–2999: a month whose bounds are valid dates (no year 0, none after 9999-12).",
 )
 
+# --- filters ------------------------------------------------------------------------------------
+
+OBJECT_ID = WholeNumber(
+    minimum=1,
+    maximum=2**63 - 1,
+    reason=(
+        "An object's id in a filter (?request=, ?listing=): the database's 64-bit keys, so a larger "
+        "number is a 400, not a query the database cannot run."
+    ),
+)
+
 # --- bodies -------------------------------------------------------------------------------------
 
 JSON_DEPTH = WholeNumber(

@@ -8,10 +8,11 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace import selectors, services
+from marketplace import bounds, selectors, services
 from marketplace.api.fields import AwareTime
 from marketplace.api.inputs import validated_query
 from marketplace.api.permissions import IsBuyer, buyer_of
+from marketplace.api.schema import DOMAIN_RULE
 from marketplace.market_time import market_now
 from marketplace.models import Match
 
@@ -59,24 +60,31 @@ class MatchOut(serializers.ModelSerializer):
         ]
 
 
+#: What a filter's time must be, beyond the date-time format the schema states.
+UTC_RULE = (
+    f"ISO 8601 with its offset (…Z, or …%2B08:00 in a query). {DOMAIN_RULE} a time without an offset, or "
+    "one that leaves the years 1–9999 once in UTC, is a 400 naming the parameter."
+)
+
+
 class MatchQuery(serializers.Serializer):
     """Filters of the match list; each narrows what the caller may see, never widens it."""
 
     request = serializers.IntegerField(
-        min_value=1, required=False, help_text="Only this request's matches (one of the caller's; else none)."
+        **bounds.OBJECT_ID.field_kwargs(),
+        required=False,
+        help_text="Only this request's matches (one of the caller's; else none).",
     )
     listing = serializers.IntegerField(
-        min_value=1, required=False, help_text="Only this listing's matches (one of the caller's; else none)."
+        **bounds.OBJECT_ID.field_kwargs(),
+        required=False,
+        help_text="Only this listing's matches (one of the caller's; else none).",
     )
     status = serializers.ChoiceField(
         choices=Match.Status.values, required=False, help_text="Only matches in this status."
     )
-    created_after = AwareTime(
-        required=False, help_text="Only matches created at or after this time (ISO 8601 with its offset, e.g. …Z)."
-    )
-    created_before = AwareTime(
-        required=False, help_text="Only matches created before this time (ISO 8601 with its offset, e.g. …Z)."
-    )
+    created_after = AwareTime(required=False, help_text=f"Only matches created at or after this time. {UTC_RULE}")
+    created_before = AwareTime(required=False, help_text=f"Only matches created before this time. {UTC_RULE}")
 
 
 class MatchListView(generics.ListAPIView):

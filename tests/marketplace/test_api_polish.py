@@ -50,6 +50,7 @@ def test_filtering_by_another_partys_request_answers_an_empty_list(clients, make
     ("query", "field"),
     [
         ("request=abc", "request"),
+        ("listing=99999999999999999999999", "listing"),  # past the database's 64-bit ids: a 400, not a 500
         ("status=nope", "status"),
         ("created_after=2026-12-04T09:00:00", "created_after"),
         ("created_before=yesterday", "created_before"),
