@@ -29,14 +29,20 @@ class RegisterIn(serializers.Serializer):
         help_text=f"{DOMAIN_RULE} a password Django's validators refuse (too short, too common, all digits, "
         "too like the username) is a 400 naming this field.",
     )
-    email = serializers.EmailField()
+    email = serializers.EmailField(
+        help_text=f"{DOMAIN_RULE} an address Django's EmailValidator refuses (e.g. a top-level domain of one "
+        "letter) is a 400 naming this field."
+    )
     role = serializers.ChoiceField(choices=Organisation.Kind.values)
     organisation = TextField(**bounds.NAME.field_kwargs(), help_text=f"{NAME_RULE} So is a name taken.")
 
 
 class RegisterOut(serializers.Serializer):
     username = serializers.CharField()
-    email = serializers.EmailField()
+    email = serializers.EmailField(
+        help_text=f"{DOMAIN_RULE} an address Django's EmailValidator refuses (e.g. a top-level domain of one "
+        "letter) is a 400 naming this field."
+    )
     role = serializers.CharField(source="membership.organisation.kind")
     organisation = serializers.CharField(source="membership.organisation.name")
 

@@ -13,6 +13,11 @@ from collections.abc import Iterable
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
+#: Starts the part of a field's description that states a rule the schema cannot (it depends on the
+#: market's rows, on now, or on another field): input that breaks it is a 400 naming the field (or
+#: ``non_field_errors``, when the operation's description has the rule). ``marketplace.api.schema``.
+DOMAIN_RULE = "Domain rule:"
+
 #: Query parameters every list accepts besides its own filters.
 COMMON_PARAMS = frozenset({"page", "page_size", "format"})
 

@@ -88,8 +88,8 @@ class MatchQuery(serializers.Serializer):
 
 
 class MatchListView(generics.ListAPIView):
-    """The caller's matches: a buyer's on its requests, a
-    provider's on its listings, staff all; narrowed by the filters."""
+    """The caller's matches (a buyer's on its requests, a provider's on its listings, staff all),
+    narrowed by the filters."""
 
     permission_classes = [IsAuthenticated]
     serializer_class = MatchOut

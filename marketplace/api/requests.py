@@ -35,7 +35,11 @@ ONE_LATENCY_BOUND = f"The RTT bound to origin, by class or in ms. {DOMAIN_RULE} 
 class RequestIn(serializers.Serializer):
     gpu_model = gpu_model_field()
     gpus_per_replica = NumberChoice(choices=NODE_SIZE_CHOICES)
-    replicas = IntegerNumber(**bounds.REPLICAS.field_kwargs())
+    replicas = IntegerNumber(
+        **bounds.REPLICAS.field_kwargs(),
+        help_text=f"{DOMAIN_RULE} more than {bounds.GPUS_PER_REQUEST.maximum} GPUs in all (replicas × "
+        "gpus_per_replica) is a 400 naming this field.",
+    )
     origin = region_field()
     latency_class = serializers.ChoiceField(choices=LATENCY_CLASSES, required=False, help_text=ONE_LATENCY_BOUND)
     max_rtt_ms = DecimalText(**bounds.MAX_RTT_MS.field_kwargs(), required=False, help_text=ONE_LATENCY_BOUND)

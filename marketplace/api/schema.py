@@ -27,11 +27,8 @@ from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
 from marketplace.api.idempotency import HEADER as IDEMPOTENCY_HEADER
+from marketplace.api.inputs import DOMAIN_RULE
 from marketplace.models import GpuModel, Region
-
-#: Starts the part of a description that states a rule the schema cannot: input that breaks it is
-#: a 400 naming the field (or ``non_field_errors``, when the operation's description has the rule).
-DOMAIN_RULE = "Domain rule:"
 
 #: A region's or GPU model's code: lower-case words joined by hyphens (``ningxia-zhongwei``, ``h100``).
 #: The naming rules (``marketplace.names``), which no pattern a schema validator runs can state.
