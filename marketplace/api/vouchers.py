@@ -96,9 +96,16 @@ class VoucherProgramIn(serializers.Serializer):
     valid_until = AwareTime(window=bounds.PROGRAMME_TIMES)
     eligible_regions = region_field(many=True, required=False)
     eligible_gpu_models = gpu_model_field(many=True, required=False)
-    eligible_buyer_provinces = serializers.ListField(child=TextField(**bounds.PROVINCE.field_kwargs()), required=False)
+    eligible_buyer_provinces = serializers.ListField(
+        child=TextField(**bounds.PROVINCE.field_kwargs()), required=False, help_text=f"Provinces, by name. {NAME_RULE}"
+    )
     min_spend = DecimalText(**bounds.VOUCHER_SPEND.field_kwargs(), required=False, allow_null=True)
-    max_spend = DecimalText(**bounds.VOUCHER_SPEND.field_kwargs(), required=False, allow_null=True)
+    max_spend = DecimalText(
+        **bounds.VOUCHER_SPEND.field_kwargs(),
+        required=False,
+        allow_null=True,
+        help_text=f"{DOMAIN_RULE} a max_spend below min_spend is a 400 naming this field.",
+    )
 
     def validate(self, attrs):
         attrs.setdefault("valid_from", market_now())
@@ -107,7 +114,11 @@ class VoucherProgramIn(serializers.Serializer):
 
 class VoucherProgramUpdateIn(serializers.Serializer):
     name = TextField(**bounds.NAME.field_kwargs(), required=False, help_text=NAME_RULE)
-    budget = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False)
+    budget = DecimalText(
+        **bounds.VOUCHER_AMOUNT.field_kwargs(),
+        required=False,
+        help_text=f"{DOMAIN_RULE} a budget below what the programme has already reserved is a 400 naming this field.",
+    )
     valid_from = AwareTime(window=bounds.PROGRAMME_TIMES, required=False)
     valid_until = AwareTime(window=bounds.PROGRAMME_TIMES, required=False)
     cap_per_buyer = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False, allow_null=True)
