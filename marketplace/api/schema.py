@@ -30,7 +30,6 @@ from marketplace.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from marketplace.api.inputs import DOMAIN_RULE
 from marketplace.models import GpuModel, Region
 
-#: A region's or GPU model's code: lower-case words joined by hyphens (``ningxia-zhongwei``, ``h100``).
 #: The naming rules (``marketplace.names``), which no pattern a schema validator runs can state.
 NAME_RULE = (
     f"{DOMAIN_RULE} a name with a control, invisible or private-use character, with < or >, or that looks "
@@ -40,7 +39,11 @@ NAME_RULE = (
 #: Text any column can store: no NUL (``marketplace.storable_text`` refuses it before any view runs).
 STORABLE_TEXT_PATTERN = r"^[^\x00]*$"
 
-REFERENCE_CODE_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+#: A region's or GPU model's code: a slug, as the ``code`` column (a ``SlugField``) holds it
+#: (``ningxia-zhongwei``, ``h100``). Not an enum: the rows are reference data an operator can add
+#: to (``load_reference --file``, the admin), and the schema is generated without the database
+#: (the tests load it at import).
+REFERENCE_CODE_PATTERN = r"^[-a-zA-Z0-9_]+$"
 REFERENCE_CODE_RULES = {
     Region: "A region code, as GET /api/v1/regions/ lists them.",
     GpuModel: "A GPU model code, as GET /api/v1/gpu-models/ lists them.",
