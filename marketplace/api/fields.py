@@ -63,6 +63,13 @@ class DecimalText(JsonTypeMixin, serializers.DecimalField):
         "sign": "A decimal without a sign: this value is never negative.",
     }
 
+    def validate_empty_values(self, data):
+        """A blank string is not a decimal, even where the field takes null: DRF would read ``""`` as
+        null there, which the schema (a pattern, or JSON null) does not allow."""
+        if isinstance(data, str) and not data.strip():
+            self.fail("ascii")
+        return super().validate_empty_values(data)
+
     def to_internal_value(self, data):
         if isinstance(data, str) and not re.fullmatch(DECIMAL_TEXT, data):
             self.fail("ascii")

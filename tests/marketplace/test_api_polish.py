@@ -10,9 +10,11 @@ from decimal import Decimal
 import pytest
 from django.test import override_settings
 from django.urls import include, path
+from django.utils import timezone
 from drf_spectacular.generators import SchemaGenerator
 from rest_framework.views import APIView
 
+from marketplace import services
 from marketplace.models import Match
 from marketplace.services.rounds import round_run
 from tests.services_helpers import reserve
@@ -89,6 +91,22 @@ def test_an_unknown_body_field_is_a_400_naming_it_and_nothing_is_written(clients
     assert response.status_code == 400
     assert response.json() == {"max_rtt": ["Unknown field."]}
     assert clients["buyer"].get("/api/v1/requests/").json()["count"] == 0
+
+
+@pytest.mark.parametrize("blank", ["", " "])
+def test_a_blank_decimal_is_a_400_even_where_null_is_allowed(clients, provider, blank):
+    program = services.voucher_program_create(
+        name="Blank caps",
+        sponsor=provider.name,
+        sponsor_provider=provider,
+        percent=Decimal(10),
+        budget=Decimal(100),
+        valid_from=timezone.now(),
+        valid_until=timezone.now() + timedelta(days=30),
+    )
+    response = clients["provider"].post(f"/api/v1/voucher-programs/{program.pk}/vouchers/", {"cap": blank})
+    assert response.status_code == 400
+    assert list(response.json()) == ["cap"]
 
 
 def test_the_token_endpoint_refuses_unknown_fields_too(clients):
