@@ -5,9 +5,10 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from marketplace.health import healthz
 from marketplace.metrics.view import metrics
 
-# Under /api/, Django's own 400 and 404 answer JSON like every API error; elsewhere, the pages.
+# Under /api/, Django's own 400, 404 and 500 answer JSON like every API error; elsewhere, the pages.
 handler400 = "marketplace.api.errors.bad_request"
 handler404 = "marketplace.api.errors.not_found"
+handler500 = "marketplace.api.errors.server_error"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -168,10 +168,10 @@ GPU_COUNT = WholeNumber(
 )
 PRICE = DecimalNumber(
     **MONEY,
-    minimum=Decimal(0),
+    minimum=Decimal("0.0001"),
     maximum=Decimal(1000),
     reason=(
-        "CNY per GPU-hour to 0.0001 (money.MONEY), above 0 (the service's rule); at most 1,000, about "
+        "CNY per GPU-hour to 0.0001 (money.MONEY), above 0 (the services' rule too); at most 1,000, about "
         "thirty times the dearest GPU-hour rented in China (an H100 at ~30 CNY), so a slipped decimal "
         "point is refused, not listed or bid."
     ),
@@ -213,10 +213,10 @@ REQUEST_START = TimeWindow(
 MAX_RTT_MS = DecimalNumber(
     max_digits=7,
     decimal_places=1,
-    minimum=Decimal(0),
+    minimum=Decimal("0.1"),
     maximum=Decimal(1000),
     reason=(
-        "Tenths of a ms, above 0 (the rule of demand); at most 1,000 ms, several times any RTT inside "
+        "Tenths of a ms, above 0 (the rule of demand too); at most 1,000 ms, several times any RTT inside "
         "China (a batch request, unbounded, names no bound)."
     ),
 )
@@ -298,6 +298,17 @@ WEBHOOK_ENDPOINTS = WholeNumber(
     minimum=0,
     maximum=20,
     reason="Webhook endpoints one organisation may register: each event is written once per endpoint.",
+)
+
+# --- filters ------------------------------------------------------------------------------------
+
+OBJECT_ID = WholeNumber(
+    minimum=1,
+    maximum=2**63 - 1,
+    reason=(
+        "An object's id in a filter (?request=, ?listing=): the database's 64-bit keys, so a larger "
+        "number is a 400, not a query the database cannot run."
+    ),
 )
 
 # --- bodies -------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ Feasibility reasons are plain words so that explanations and unserved reasons ca
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
 from matching.latency import LatencyClass, latency_class_of
@@ -145,6 +145,18 @@ def slots_on(listing: ListingSpec, gpus_per_replica: int) -> int:
 def fmt_ms(ms: float) -> str:
     """``35.8`` → ``"35.8 ms"``, ``30.0`` → ``"30 ms"``."""
     return f"{ms:g} ms"
+
+
+def money_text(value: Decimal) -> str:
+    """Money in an explanation's fields, as the API writes its price fields: 4 decimal places
+    (``Decimal("6.2")`` → ``"6.2000"``). Sentences use :func:`fmt_cny`."""
+    return str(money(value))
+
+
+def utc_text(when: datetime) -> str:
+    """An aware time as the API writes times: ISO 8601 in UTC ending in ``Z``."""
+    text = when.astimezone(UTC).isoformat()
+    return f"{text[:-6]}Z" if text.endswith("+00:00") else text
 
 
 def fmt_cny(value: Decimal) -> str:

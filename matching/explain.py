@@ -97,18 +97,18 @@ class ExplainIndex:
     def iso(self, when: datetime) -> str:
         key = ("iso", when)
         if key not in self._text:
-            self._text[key] = when.isoformat()
+            self._text[key] = costs.utc_text(when)
         return self._text[key]
 
     def latency_text(self, weight: Decimal, rtt_ms: float) -> str:
         key = ("latency", weight, rtt_ms)
         if key not in self._text:
-            self._text[key] = str(costs.latency_cost_per_gpu_hour(weight, rtt_ms))
+            self._text[key] = costs.money_text(costs.latency_cost_per_gpu_hour(weight, rtt_ms))
         return self._text[key]
 
     def price_text(self, j: int) -> str:
         if j not in self._price_text:
-            self._price_text[j] = costs.fmt_cny(costs.from_units(self.price[j]))
+            self._price_text[j] = costs.money_text(costs.from_units(self.price[j]))
         return self._price_text[j]
 
     def cost_units(self, i: int, j: int) -> int:
@@ -203,12 +203,12 @@ def explain_assignment(index: ExplainIndex, i: int, a: Assignment, used: set[int
         "listing_id": a.listing_id,
         "replicas": a.replicas,
         "gpus": a.gpus,
-        "price_per_gpu_hour": str(a.price_per_gpu_hour),
-        "energy_cost_per_gpu_hour": str(a.energy_cost_per_gpu_hour),
-        "subsidy_per_gpu_hour": str(a.subsidy_per_gpu_hour),
+        "price_per_gpu_hour": costs.money_text(a.price_per_gpu_hour),
+        "energy_cost_per_gpu_hour": costs.money_text(a.energy_cost_per_gpu_hour),
+        "subsidy_per_gpu_hour": costs.money_text(a.subsidy_per_gpu_hour),
         "voucher_program": voucher.program if voucher and a.subsidy_per_gpu_hour > 0 else "",
         "latency_cost_per_gpu_hour": index.latency_text(request.latency_weight, a.rtt_ms),
-        "cost_per_gpu_hour": str(a.cost_per_gpu_hour),
+        "cost_per_gpu_hour": costs.money_text(a.cost_per_gpu_hour),
         "rtt_ms": a.rtt_ms,
         "latency_class": str(a.latency_class),
         "bound_ms": request.max_rtt_ms,

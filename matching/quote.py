@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
+from matching import costs
 from matching.latency import LatencyClass, bound_of
 from matching.problem import Assignment, Plan, Problem, RequestSpec
 from matching.solver import solve
@@ -40,7 +41,7 @@ class FrontierPoint:
             "price_per_gpu_hour": _str(self.price_per_gpu_hour),
             "subsidy_per_gpu_hour": _str(self.subsidy_per_gpu_hour),
             "cost_per_gpu_hour": _str(self.cost_per_gpu_hour),
-            "total_cost": str(self.total_cost),
+            "total_cost": costs.money_text(self.total_cost),
             "blocked": self.blocked,
         }
 
@@ -63,7 +64,7 @@ class Quote:
             "request_id": self.request_id,
             "replicas_requested": self.replicas_requested,
             "replicas_placed": self.replicas_placed,
-            "total_cost": str(self.total_cost),
+            "total_cost": costs.money_text(self.total_cost),
             "unserved_reason": self.unserved_reason,
             "placement": [_assignment_dict(a) for a in self.assignments],
             "frontier": [p.to_dict() for p in self.frontier],
@@ -71,7 +72,7 @@ class Quote:
 
 
 def _str(value: Decimal | None) -> str | None:
-    return None if value is None else str(value)
+    return None if value is None else costs.money_text(value)
 
 
 def _assignment_dict(a: Assignment) -> dict[str, object]:
@@ -80,13 +81,13 @@ def _assignment_dict(a: Assignment) -> dict[str, object]:
         "region": a.region,
         "replicas": a.replicas,
         "gpus": a.gpus,
-        "price_per_gpu_hour": str(a.price_per_gpu_hour),
-        "subsidy_per_gpu_hour": str(a.subsidy_per_gpu_hour),
-        "energy_cost_per_gpu_hour": str(a.energy_cost_per_gpu_hour),
-        "cost_per_gpu_hour": str(a.cost_per_gpu_hour),
+        "price_per_gpu_hour": costs.money_text(a.price_per_gpu_hour),
+        "subsidy_per_gpu_hour": costs.money_text(a.subsidy_per_gpu_hour),
+        "energy_cost_per_gpu_hour": costs.money_text(a.energy_cost_per_gpu_hour),
+        "cost_per_gpu_hour": costs.money_text(a.cost_per_gpu_hour),
         "rtt_ms": a.rtt_ms,
         "latency_class": str(a.latency_class),
-        "starts_at": a.starts_at.isoformat(),
+        "starts_at": costs.utc_text(a.starts_at),
         "explanation": a.explanation,
     }
 

@@ -16,23 +16,38 @@ from rest_framework.views import APIView
 from marketplace import bounds, services
 from marketplace.account_limits import SignUpRateThrottle, cool_off_seconds, lockout_message
 from marketplace.api.fields import PatternField, TextField
-from marketplace.api.inputs import validated_body
+from marketplace.api.inputs import refuse_unknown_fields, validated_body
 from marketplace.api.parsers import FormParser, JSONParser, MultiPartParser
 from marketplace.api.permissions import scoped
+from marketplace.api.schema import DOMAIN_RULE, NAME_RULE
 from marketplace.models import Organisation
 
 
 class RegisterIn(serializers.Serializer):
-    username = PatternField(**bounds.USERNAME.field_kwargs())
-    password = TextField(**bounds.PASSWORD.field_kwargs(), write_only=True, style={"input_type": "password"})
-    email = serializers.EmailField()
+    username = PatternField(
+        **bounds.USERNAME.field_kwargs(), help_text=f"{NAME_RULE} So is a username taken (after NFKC normalising)."
+    )
+    password = TextField(
+        **bounds.PASSWORD.field_kwargs(),
+        write_only=True,
+        style={"input_type": "password"},
+        help_text=f"{DOMAIN_RULE} a password Django's validators refuse (too short, too common, all digits, "
+        "too like the username) is a 400 naming this field.",
+    )
+    email = serializers.EmailField(
+        help_text=f"{DOMAIN_RULE} an address Django's EmailValidator refuses (e.g. a top-level domain of one "
+        "letter) is a 400 naming this field."
+    )
     role = serializers.ChoiceField(choices=Organisation.Kind.values)
-    organisation = TextField(**bounds.NAME.field_kwargs())
+    organisation = TextField(**bounds.NAME.field_kwargs(), help_text=f"{NAME_RULE} So is a name taken.")
 
 
 class RegisterOut(serializers.Serializer):
     username = serializers.CharField()
-    email = serializers.EmailField()
+    email = serializers.EmailField(
+        help_text=f"{DOMAIN_RULE} an address Django's EmailValidator refuses (e.g. a top-level domain of one "
+        "letter) is a 400 naming this field."
+    )
     role = serializers.CharField(source="membership.organisation.kind")
     organisation = serializers.CharField(source="membership.organisation.name")
 
@@ -72,7 +87,9 @@ class TokenView(ObtainAuthToken):
 
     Failed sign-ins here count toward the same lock-out as the web sign-in and the admin login
     (`SIGNIN_FAILURE_LIMIT` per username and per client address): a locked username or address is
-    refused with a 429 and `Retry-After`, whatever the password (``marketplace.account_limits``)."""
+    refused with a 429 and `Retry-After`, whatever the password (``marketplace.account_limits``).
+
+    Domain rule: a username and password that do not sign in are a 400 on ``non_field_errors``."""
 
     authentication_classes: list = []
     permission_classes = scoped()
@@ -91,3 +108,8 @@ class TokenView(ObtainAuthToken):
                 refusal.wait = cool_off_seconds()  # Retry-After, without DRF's "expected in" text
                 raise refusal from None
             raise
+
+    def get_serializer(self, *args, **kwargs):
+        """``ObtainAuthToken``'s serializer, behind the API's rule for bodies: unknown fields are a 400."""
+        refuse_unknown_fields(self.serializer_class, kwargs.get("data"))
+        return super().get_serializer(*args, **kwargs)

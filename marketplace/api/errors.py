@@ -8,6 +8,7 @@ from django.db import IntegrityError
 from django.http import JsonResponse
 from django.views.defaults import bad_request as bad_request_page
 from django.views.defaults import page_not_found
+from django.views.defaults import server_error as server_error_page
 from kombu.exceptions import OperationalError as BrokerUnavailable
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -61,8 +62,9 @@ def service_unavailable(exc: Exception) -> Response:
     return response
 
 
-# Django's own error pages answer what no view sees; under /api/ they answer JSON like every other
-# API error, so that clients (and the documented content type) see one error format.
+# Django's own error pages answer what no view sees (no route, an unhandled exception); under /api/
+# they answer JSON like every other API error, so that clients (and the documented content type)
+# see one error format. Elsewhere the pages stay HTML.
 
 
 def not_found(request, exception=None):
@@ -77,3 +79,11 @@ def bad_request(request, exception=None):
     if request.path.startswith("/api/"):
         return JsonResponse({"detail": "Bad request."}, status=400)
     return bad_request_page(request, exception)
+
+
+def server_error(request):
+    """``handler500``: an exception no view handled. The body says nothing of the cause (that goes
+    to the log, with the traceback, through Django's ``django.request`` logger)."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Server error."}, status=500)
+    return server_error_page(request)

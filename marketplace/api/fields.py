@@ -7,7 +7,7 @@ models are named by code; times go out as UTC.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
@@ -15,6 +15,7 @@ from rest_framework import serializers
 from marketplace import selectors
 from marketplace.bounds import DECIMAL_TEXT, TimeWindow
 from marketplace.models import GpuModel, Region
+from matching.costs import utc_text
 from matching.latency import LatencyClass
 
 LATENCY_CLASSES = [c.value for c in LatencyClass]
@@ -50,18 +51,30 @@ class PatternField(JsonTypeMixin, serializers.RegexField):
 
 
 class DecimalText(JsonTypeMixin, serializers.DecimalField):
-    """A decimal in a body: a string such as "9.50", as the schema says, in ASCII digits with no
-    exponent (``bounds.DECIMAL_TEXT``); a JSON number, which would pass through a binary float, and
-    "1e5" or "٥", which Python's ``Decimal`` would read as 100000 and 5, are 400s."""
+    """A decimal in a body or a query: a string such as "9.50", as the schema says, in ASCII digits
+    with no exponent (``bounds.DECIMAL_TEXT``); a JSON number, which would pass through a binary
+    float, and "1e5" or "٥", which Python's ``Decimal`` would read as 100000 and 5, are 400s. So is
+    a minus sign where the least value is 0 or more ("-0" too), as the schema's pattern says
+    (``marketplace.api.schema.decimal_pattern``)."""
 
     default_error_messages = {
         "json_type": 'A decimal number as a string, such as "9.50".',
         "ascii": 'A decimal in the digits 0-9, such as "9.50": no exponent, spaces or other digits.',
+        "sign": "A decimal without a sign: this value is never negative.",
     }
+
+    def validate_empty_values(self, data):
+        """A blank string is not a decimal, even where the field takes null: DRF would read ``""`` as
+        null there, which the schema (a pattern, or JSON null) does not allow."""
+        if isinstance(data, str) and not data.strip():
+            self.fail("ascii")
+        return super().validate_empty_values(data)
 
     def to_internal_value(self, data):
         if isinstance(data, str) and not re.fullmatch(DECIMAL_TEXT, data):
             self.fail("ascii")
+        if isinstance(data, str) and data.startswith("-") and self.min_value is not None and self.min_value >= 0:
+            self.fail("sign")
         return super().to_internal_value(data)
 
 
@@ -74,7 +87,8 @@ class AwareTime(serializers.DateTimeField):
 
     def __init__(self, *, window: TimeWindow | None = None, **kwargs):
         if window is not None:
-            kwargs.setdefault("help_text", window.reason)
+            rule = "Domain rule: a time outside this window (it moves with now), or out of order, is a 400 naming it."
+            kwargs.setdefault("help_text", f"{window.reason} {rule}")
         super().__init__(**kwargs)
 
     def to_internal_value(self, value):
@@ -123,5 +137,4 @@ class UtcTimeOut(serializers.DateTimeField):
     def to_representation(self, value):
         if not isinstance(value, datetime) or value.tzinfo is None:
             return super().to_representation(value)
-        text = value.astimezone(UTC).isoformat()
-        return text[:-6] + "Z" if text.endswith("+00:00") else text
+        return utc_text(value)

@@ -17,6 +17,7 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework import status
 from rest_framework.response import Response
 
+from marketplace.api.inputs import DOMAIN_RULE
 from marketplace.models import IdempotencyKey
 from marketplace.services.idempotency import idempotency_claim, idempotency_record, idempotency_release
 
@@ -27,7 +28,10 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
     str,
     OpenApiParameter.HEADER,
     required=False,
-    description="Any unique string (≤ 255 characters): retrying with it returns the first answer and creates nothing.",
+    description=(
+        "Any unique string (≤ 255 characters): retrying with it returns the first answer and creates nothing. "
+        f"{DOMAIN_RULE} a key used before with a different request is a 422 naming this header."
+    ),
 )
 #: How long a retry waits for the first attempt with its key to finish before answering 409.
 WAIT_SECONDS = 10.0

@@ -29,6 +29,7 @@ from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from marketplace.api.inputs import validated_body, validated_query
 from marketplace.api.pagination import SearchPagination
 from marketplace.api.permissions import IsProvider, KeyScopes, provider_of, scoped
+from marketplace.api.schema import DOMAIN_RULE
 from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Listing, Region
 from marketplace.money import MONEY
@@ -52,12 +53,28 @@ class ListingQuery(serializers.Serializer):
     region = ReferenceCodeField(Region, required=False)
     gpu_model = ReferenceCodeField(GpuModel, required=False)
     origin = ReferenceCodeField(Region, required=False)
-    latency_class = serializers.ChoiceField(choices=LATENCY_CLASSES, required=False)
-    max_price = serializers.DecimalField(**bounds.PRICE.field_kwargs(), required=False)
+    latency_class = serializers.ChoiceField(
+        choices=LATENCY_CLASSES,
+        required=False,
+        help_text=f"Listings within this class's RTT of origin. {DOMAIN_RULE} without origin it is a 400 naming it.",
+    )
+    max_price = DecimalText(**bounds.PRICE.field_kwargs(), required=False, help_text="The highest price shown.")
     min_free_gpus = serializers.IntegerField(**bounds.MIN_FREE_GPUS.field_kwargs(), required=False)
-    status = serializers.ChoiceField(choices=Listing.Status.values, required=False)
-    mine = serializers.BooleanField(required=False, default=False)
-    ordering = serializers.ChoiceField(choices=list(LISTING_ORDERINGS), required=False, default="id")
+    status = serializers.ChoiceField(
+        choices=Listing.Status.values, required=False, help_text="Only listings in this status (default: any shown)."
+    )
+    mine = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=f"Only the caller's own listings, withdrawn ones too. {DOMAIN_RULE} for a caller that is "
+        "not a provider it is a 400 naming it.",
+    )
+    ordering = serializers.ChoiceField(
+        choices=list(LISTING_ORDERINGS),
+        required=False,
+        default="id",
+        help_text=f"Sort key, descending with a leading '-'. {DOMAIN_RULE} rtt without origin is a 400 naming it.",
+    )
 
     def validate(self, attrs):
         if "origin" not in attrs:
@@ -68,10 +85,14 @@ class ListingQuery(serializers.Serializer):
         return attrs
 
 
+#: A listing's GPUs come in whole nodes: a rule between two fields, which a schema cannot state.
+WHOLE_NODES = f"{DOMAIN_RULE} a gpu_count that is not a multiple of gpus_per_node is a 400 naming gpu_count."
+
+
 class ListingIn(serializers.Serializer):
     region = region_field()
     gpu_model = gpu_model_field()
-    gpu_count = IntegerNumber(**bounds.GPU_COUNT.field_kwargs())
+    gpu_count = IntegerNumber(**bounds.GPU_COUNT.field_kwargs(), help_text=WHOLE_NODES)
     gpus_per_node = NumberChoice(choices=NODE_SIZE_CHOICES)
     price_per_gpu_hour = DecimalText(**bounds.PRICE.field_kwargs())
     available_from = AwareTime(window=bounds.LISTING_TIMES, required=False)
@@ -86,8 +107,12 @@ class ListingIn(serializers.Serializer):
 
 
 class ListingUpdateIn(serializers.Serializer):
-    gpu_count = IntegerNumber(**bounds.GPU_COUNT.field_kwargs(), required=False)
-    gpus_per_node = NumberChoice(choices=NODE_SIZE_CHOICES, required=False)
+    gpu_count = IntegerNumber(
+        **bounds.GPU_COUNT.field_kwargs(),
+        required=False,
+        help_text=f"{WHOLE_NODES} So is fewer GPUs than the listing's matches hold (a 409).",
+    )
+    gpus_per_node = NumberChoice(choices=NODE_SIZE_CHOICES, required=False, help_text=WHOLE_NODES)
     price_per_gpu_hour = DecimalText(**bounds.PRICE.field_kwargs(), required=False)
     available_from = AwareTime(window=bounds.LISTING_TIMES, required=False)
     available_until = AwareTime(window=bounds.LISTING_TIMES, required=False)
@@ -98,6 +123,7 @@ class FailNodesIn(serializers.Serializer):
         child=IntegerNumber(**bounds.NODE_INDEX.field_kwargs()),
         min_length=bounds.FAILED_NODES.minimum,
         max_length=bounds.FAILED_NODES.maximum,
+        help_text=f"Node indexes, from 0. {DOMAIN_RULE} an index past the listing's last node is a 400 naming it.",
     )
 
 

@@ -8,9 +8,11 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace import selectors, services
-from marketplace.api.inputs import NoFilters, validated_query
+from marketplace import bounds, selectors, services
+from marketplace.api.fields import AwareTime
+from marketplace.api.inputs import validated_query
 from marketplace.api.permissions import IsBuyer, buyer_of, scoped
+from marketplace.api.schema import DOMAIN_RULE
 from marketplace.market_time import market_now
 from marketplace.models import Match
 
@@ -58,13 +60,54 @@ class MatchOut(serializers.ModelSerializer):
         ]
 
 
+#: What a filter's time must be, beyond the date-time format the schema states.
+UTC_RULE = (
+    f"ISO 8601 with its offset (…Z, or …%2B08:00 in a query). {DOMAIN_RULE} a time without an offset, or "
+    "one that leaves the years 1–9999 once in UTC, is a 400 naming the parameter."
+)
+
+
+class MatchQuery(serializers.Serializer):
+    """Filters of the match list; each narrows what the caller may see, never widens it."""
+
+    request = serializers.IntegerField(
+        **bounds.OBJECT_ID.field_kwargs(),
+        required=False,
+        help_text="Only this request's matches (one of the caller's; else none).",
+    )
+    listing = serializers.IntegerField(
+        **bounds.OBJECT_ID.field_kwargs(),
+        required=False,
+        help_text="Only this listing's matches (one of the caller's; else none).",
+    )
+    status = serializers.ChoiceField(
+        choices=Match.Status.values, required=False, help_text="Only matches in this status."
+    )
+    created_after = AwareTime(required=False, help_text=f"Only matches created at or after this time. {UTC_RULE}")
+    created_before = AwareTime(required=False, help_text=f"Only matches created before this time. {UTC_RULE}")
+
+
 class MatchListView(generics.ListAPIView):
+    """The caller's matches (a buyer's on its requests, a provider's on its listings, staff all),
+    narrowed by the filters."""
+
     permission_classes = scoped(IsAuthenticated)
     serializer_class = MatchOut
 
     def get_queryset(self):
-        validated_query(NoFilters, self.request)
-        return selectors.match_list_for(self.request.user)
+        query = validated_query(MatchQuery, self.request)
+        return selectors.match_list_filtered(
+            self.request.user,
+            request_id=query.get("request"),
+            listing_id=query.get("listing"),
+            status=query.get("status"),
+            created_after=query.get("created_after"),
+            created_before=query.get("created_before"),
+        )
+
+    @extend_schema(parameters=[MatchQuery])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
 
 
 class MatchDetailView(generics.RetrieveAPIView):

@@ -21,26 +21,40 @@ from marketplace.api.fields import (
     region_field,
 )
 from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
-from marketplace.api.inputs import NoFilters, validated_body, validated_query
+from marketplace.api.inputs import validated_body, validated_query
 from marketplace.api.permissions import IsBuyer, KeyScopes, api_key_of, buyer_of, scoped
+from marketplace.api.schema import DOMAIN_RULE
 from marketplace.demand import start_by_default
 from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, BuyerRequest
 from marketplace.money import SETTLED_AMOUNT
 
+#: A request's latency bound comes from one of two fields: a rule between them, which a schema cannot state.
+ONE_LATENCY_BOUND = f"The RTT bound to origin, by class or in ms. {DOMAIN_RULE} giving both is a 400 naming max_rtt_ms."
+
 
 class RequestIn(serializers.Serializer):
     gpu_model = gpu_model_field()
     gpus_per_replica = NumberChoice(choices=NODE_SIZE_CHOICES)
-    replicas = IntegerNumber(**bounds.REPLICAS.field_kwargs())
+    replicas = IntegerNumber(
+        **bounds.REPLICAS.field_kwargs(),
+        help_text=f"{DOMAIN_RULE} more than {bounds.GPUS_PER_REQUEST.maximum} GPUs in all (replicas × "
+        "gpus_per_replica) is a 400 naming this field.",
+    )
     origin = region_field()
-    latency_class = serializers.ChoiceField(choices=LATENCY_CLASSES, required=False)
-    max_rtt_ms = DecimalText(**bounds.MAX_RTT_MS.field_kwargs(), required=False)
+    latency_class = serializers.ChoiceField(choices=LATENCY_CLASSES, required=False, help_text=ONE_LATENCY_BOUND)
+    max_rtt_ms = DecimalText(**bounds.MAX_RTT_MS.field_kwargs(), required=False, help_text=ONE_LATENCY_BOUND)
     latency_weight = DecimalText(**bounds.LATENCY_WEIGHT.field_kwargs(), required=False)
     max_price_per_gpu_hour = DecimalText(**bounds.PRICE.field_kwargs())
     duration_hours = IntegerNumber(**bounds.DURATION_HOURS.field_kwargs())
     start_by = AwareTime(window=bounds.REQUEST_START, required=False)
-    voucher_code = TextField(**bounds.VOUCHER_CODE.field_kwargs(), required=False, allow_blank=True)
+    voucher_code = TextField(
+        **bounds.VOUCHER_CODE.field_kwargs(),
+        required=False,
+        allow_blank=True,
+        help_text=f"A voucher the buyer claimed. {DOMAIN_RULE} a code that is not one of the buyer's usable "
+        "vouchers is a 400 naming it.",
+    )
 
     def validate(self, attrs):
         """Default ``start_by``: ``start_by_default``."""
@@ -86,16 +100,26 @@ class RequestOut(serializers.ModelSerializer):
         ]
 
 
+class RequestQuery(serializers.Serializer):
+    """Filters of the request list."""
+
+    status = serializers.ChoiceField(
+        choices=BuyerRequest.Status.values, required=False, help_text="Only requests in this status."
+    )
+
+
 class RequestListView(generics.GenericAPIView):
+    """A buyer's requests (staff: all); a buyer submits one (POST)."""
+
     serializer_class = RequestOut
 
     def get_permissions(self):
         return [KeyScopes(), IsBuyer() if self.request.method == "POST" else IsAuthenticated()]
 
-    @extend_schema(responses=RequestOut(many=True))
+    @extend_schema(parameters=[RequestQuery], responses=RequestOut(many=True))
     def get(self, request):
-        validated_query(NoFilters, request)
-        page = self.paginate_queryset(selectors.request_list_for(request.user))
+        status_wanted = validated_query(RequestQuery, request).get("status")
+        page = self.paginate_queryset(selectors.request_list_for(request.user, status=status_wanted))
         return self.get_paginated_response(RequestOut(page, many=True).data)
 
     @extend_schema(request=RequestIn, responses={201: RequestOut}, parameters=[IDEMPOTENCY_PARAMETER])

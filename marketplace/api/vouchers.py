@@ -15,13 +15,17 @@ from marketplace.api.fields import AwareTime, DecimalText, IntegerNumber, TextFi
 from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
 from marketplace.api.inputs import NoFilters, validated_body, validated_query
 from marketplace.api.permissions import IsBuyer, buyer_of, provider_of, scoped
+from marketplace.api.schema import DOMAIN_RULE, NAME_RULE
 from marketplace.market_time import market_now
 from marketplace.models import Organisation, Voucher, VoucherProgram
 from marketplace.money import LEDGER_AMOUNT
 
 
 class ClaimIn(serializers.Serializer):
-    code = TextField(**bounds.VOUCHER_CODE.field_kwargs())
+    code = TextField(
+        **bounds.VOUCHER_CODE.field_kwargs(),
+        help_text=f"{DOMAIN_RULE} a code nobody issued, or one already claimed, is a 400 naming it.",
+    )
 
 
 class VoucherOut(serializers.ModelSerializer):
@@ -65,25 +69,43 @@ class VoucherOut(serializers.ModelSerializer):
 
 
 class VoucherProgramIn(serializers.Serializer):
-    name = TextField(**bounds.NAME.field_kwargs())
+    name = TextField(**bounds.NAME.field_kwargs(), help_text=NAME_RULE)
     sponsor = TextField(
         **bounds.NAME.field_kwargs(),
         required=False,
         help_text="Who pays. Staff name any sponsor; a provider's promotion is sponsored by the provider "
-        "(leave it out, or give the provider's own name).",
+        f"(leave it out, or give the provider's own name). {NAME_RULE} So is a staff programme without a "
+        "sponsor, or a provider naming another.",
     )
     kind = serializers.ChoiceField(choices=VoucherProgram.Kind.choices, default=VoucherProgram.Kind.PERCENT)
-    percent = DecimalText(**bounds.VOUCHER_PERCENT.field_kwargs(), required=False, allow_null=True)
-    free_gpu_hours = DecimalText(**bounds.FREE_GPU_HOURS.field_kwargs(), required=False, allow_null=True)
+    percent = DecimalText(
+        **bounds.VOUCHER_PERCENT.field_kwargs(),
+        required=False,
+        allow_null=True,
+        help_text=f"{DOMAIN_RULE} a percent programme needs a percent above 0; another kind, none.",
+    )
+    free_gpu_hours = DecimalText(
+        **bounds.FREE_GPU_HOURS.field_kwargs(),
+        required=False,
+        allow_null=True,
+        help_text=f"{DOMAIN_RULE} a free GPU-hours programme needs free_gpu_hours above 0; another kind, none.",
+    )
     cap_per_buyer = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False, allow_null=True)
     budget = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs())
     valid_from = AwareTime(window=bounds.PROGRAMME_TIMES, required=False)
     valid_until = AwareTime(window=bounds.PROGRAMME_TIMES)
     eligible_regions = region_field(many=True, required=False)
     eligible_gpu_models = gpu_model_field(many=True, required=False)
-    eligible_buyer_provinces = serializers.ListField(child=TextField(**bounds.PROVINCE.field_kwargs()), required=False)
+    eligible_buyer_provinces = serializers.ListField(
+        child=TextField(**bounds.PROVINCE.field_kwargs()), required=False, help_text=f"Provinces, by name. {NAME_RULE}"
+    )
     min_spend = DecimalText(**bounds.VOUCHER_SPEND.field_kwargs(), required=False, allow_null=True)
-    max_spend = DecimalText(**bounds.VOUCHER_SPEND.field_kwargs(), required=False, allow_null=True)
+    max_spend = DecimalText(
+        **bounds.VOUCHER_SPEND.field_kwargs(),
+        required=False,
+        allow_null=True,
+        help_text=f"{DOMAIN_RULE} a max_spend below min_spend is a 400 naming this field.",
+    )
 
     def validate(self, attrs):
         attrs.setdefault("valid_from", market_now())
@@ -91,8 +113,12 @@ class VoucherProgramIn(serializers.Serializer):
 
 
 class VoucherProgramUpdateIn(serializers.Serializer):
-    name = TextField(**bounds.NAME.field_kwargs(), required=False)
-    budget = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False)
+    name = TextField(**bounds.NAME.field_kwargs(), required=False, help_text=NAME_RULE)
+    budget = DecimalText(
+        **bounds.VOUCHER_AMOUNT.field_kwargs(),
+        required=False,
+        help_text=f"{DOMAIN_RULE} a budget below what the programme has already reserved is a 400 naming this field.",
+    )
     valid_from = AwareTime(window=bounds.PROGRAMME_TIMES, required=False)
     valid_until = AwareTime(window=bounds.PROGRAMME_TIMES, required=False)
     cap_per_buyer = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False, allow_null=True)
@@ -136,7 +162,11 @@ class VoucherProgramOut(serializers.ModelSerializer):
 class IssueIn(serializers.Serializer):
     count = IntegerNumber(**bounds.VOUCHERS_PER_ISSUE.field_kwargs(), default=1)
     buyer = serializers.SlugRelatedField(
-        slug_field="name", queryset=Organisation.objects.filter(kind=Organisation.Kind.BUYER), required=False
+        slug_field="name",
+        queryset=Organisation.objects.filter(kind=Organisation.Kind.BUYER),
+        required=False,
+        help_text=f"The buyer organisation the vouchers are issued to, by name. {DOMAIN_RULE} a name no buyer "
+        "has is a 400 naming it.",
     )
     cap = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False, allow_null=True)
 

@@ -287,9 +287,12 @@ def capacity_by_region(
     return sorted(rows, key=lambda row: (row.rtt_ms, row.region, row.gpu_model))
 
 
-def request_list_for(user) -> QuerySet[BuyerRequest]:
-    """Requests ``user`` may see: staff all, a buyer its organisation's, anyone else none."""
+def request_list_for(user, *, status: str | None = None) -> QuerySet[BuyerRequest]:
+    """Requests ``user`` may see: staff all, a buyer its organisation's, anyone else none; only
+    those in ``status`` when it is given."""
     queryset = BuyerRequest.objects.select_related("gpu_model", "origin", "buyer", "voucher__program")
+    if status is not None:
+        queryset = queryset.filter(status=status)
     if user.is_staff:
         return queryset
     buyer = organisation_of(user, kind=Organisation.Kind.BUYER)
@@ -309,6 +312,28 @@ def match_list_for(user) -> QuerySet[Match]:
     if organisation.kind == Organisation.Kind.BUYER:
         return queryset.filter(request__buyer=organisation)
     return queryset.filter(listing__provider=organisation)
+
+
+def match_list_filtered(
+    user,
+    *,
+    request_id: int | None = None,
+    listing_id: int | None = None,
+    status: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+) -> QuerySet[Match]:
+    """:func:`match_list_for` narrowed by the given filters (``created_after`` included,
+    ``created_before`` not). Filters only narrow what ``user`` may see: another party's request or
+    listing id gives an empty list, exactly like an id nobody has."""
+    lookups = {
+        "request_id": request_id,
+        "listing_id": listing_id,
+        "status": status,
+        "created_at__gte": created_after,
+        "created_at__lt": created_before,
+    }
+    return match_list_for(user).filter(**{name: value for name, value in lookups.items() if value is not None})
 
 
 def matching_run_list() -> QuerySet[MatchingRun]:

@@ -11,16 +11,6 @@ from gpumkt import models
 from gpumkt.cli import main
 from gpumkt.endpoints import API_PREFIX, ENDPOINTS, Endpoint
 
-#: Query parameters the SDK sends that the server does not have yet: issue 19's list filters, which
-#: another branch adds. Until then the client applies them itself (Endpoint.local_filters). Strict
-#: xfail: when the filters land, these cases pass and must leave this set.
-AWAITING_SERVER = {
-    ("match_list", "request"),
-    ("match_list", "listing"),
-    ("match_list", "status"),
-    ("request_list", "status"),
-}
-
 #: The response schema each typed model reads: (endpoint, model, path to the object in the answer).
 MODELS_READ = [
     ("listing_create", models.Listing, ()),
@@ -62,10 +52,7 @@ def operation(schema: dict, endpoint: Endpoint) -> dict:
 def sent_parameters():
     for name, endpoint in ENDPOINTS.items():
         for parameter in endpoint.query:
-            marks = [pytest.mark.xfail(strict=True, reason="filter not on this server yet")]
-            yield pytest.param(
-                name, parameter, id=f"{name}?{parameter}", marks=marks if (name, parameter) in AWAITING_SERVER else []
-            )
+            yield pytest.param(name, parameter, id=f"{name}?{parameter}")
 
 
 @pytest.mark.parametrize("name", list(ENDPOINTS))

@@ -227,7 +227,8 @@ def test_shrinking_below_allocated_is_a_conflict_naming_the_field(make_listing, 
 def test_read_only_fields_cannot_be_mass_assigned(make_listing, clients):
     listing = make_listing()
     response = clients["provider"].patch(f"/api/v1/listings/{listing.pk}/", {"status": "closed", "free_gpus": 999})
-    assert response.status_code == 200
+    assert response.status_code == 400
+    assert response.json() == {"free_gpus": ["Unknown field."], "status": ["Unknown field."]}
     listing.refresh_from_db()
     assert (listing.status, listing.allocated_gpus) == ("active", 0)
 

@@ -27,7 +27,7 @@ def test_explanation_lists_the_cheaper_option_rejected_for_latency():
         {
             "region": "ningxia-zhongwei",
             "listing_id": 1,
-            "price_per_gpu_hour": "7.20",
+            "price_per_gpu_hour": "7.2000",
             "rtt_ms": 35.8,
             "reason": "ningxia-zhongwei: 35.8 ms > 30 ms bound",
         }

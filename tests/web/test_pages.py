@@ -196,7 +196,7 @@ def test_provider_lists_capacity_through_the_service(web, provider):
             "available_until",
             "Must be after",
         ),
-        ({"price_per_gpu_hour": "0"}, "price_per_gpu_hour", "Must be greater than 0."),
+        ({"price_per_gpu_hour": "0"}, "price_per_gpu_hour", "Ensure this value is greater than or equal to 0.0001."),
         ({"gpus_per_node": "3"}, "gpus_per_node", "Select a valid choice"),
     ],
 )
