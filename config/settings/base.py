@@ -185,6 +185,8 @@ SPECTACULAR_SETTINGS = {
         "MatchStatusEnum": "marketplace.models.Match.Status",
         "MatchingRunStatusEnum": "marketplace.models.MatchingRun.Status",
         "VoucherStatusEnum": "marketplace.models.Voucher.Status",
+        # "role" is an organisation's kind at sign-up and a member's role in it: two enums, two names.
+        "MemberRoleEnum": "marketplace.models.Membership.Role",
     },
 }
 

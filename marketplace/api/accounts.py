@@ -19,35 +19,23 @@ from marketplace.api.fields import PatternField, TextField
 from marketplace.api.inputs import refuse_unknown_fields, validated_body
 from marketplace.api.parsers import FormParser, JSONParser, MultiPartParser
 from marketplace.api.permissions import scoped
-from marketplace.api.schema import DOMAIN_RULE, NAME_RULE
+from marketplace.api.schema import EMAIL_RULE, NAME_RULE, PASSWORD_RULE, USERNAME_RULE
 from marketplace.models import Organisation
 
 
 class RegisterIn(serializers.Serializer):
-    username = PatternField(
-        **bounds.USERNAME.field_kwargs(), help_text=f"{NAME_RULE} So is a username taken (after NFKC normalising)."
-    )
+    username = PatternField(**bounds.USERNAME.field_kwargs(), help_text=USERNAME_RULE)
     password = TextField(
-        **bounds.PASSWORD.field_kwargs(),
-        write_only=True,
-        style={"input_type": "password"},
-        help_text=f"{DOMAIN_RULE} a password Django's validators refuse (too short, too common, all digits, "
-        "too like the username) is a 400 naming this field.",
+        **bounds.PASSWORD.field_kwargs(), write_only=True, style={"input_type": "password"}, help_text=PASSWORD_RULE
     )
-    email = serializers.EmailField(
-        help_text=f"{DOMAIN_RULE} an address Django's EmailValidator refuses (e.g. a top-level domain of one "
-        "letter) is a 400 naming this field."
-    )
+    email = serializers.EmailField(help_text=EMAIL_RULE)
     role = serializers.ChoiceField(choices=Organisation.Kind.values)
     organisation = TextField(**bounds.NAME.field_kwargs(), help_text=f"{NAME_RULE} So is a name taken.")
 
 
 class RegisterOut(serializers.Serializer):
     username = serializers.CharField()
-    email = serializers.EmailField(
-        help_text=f"{DOMAIN_RULE} an address Django's EmailValidator refuses (e.g. a top-level domain of one "
-        "letter) is a 400 naming this field."
-    )
+    email = serializers.EmailField(help_text=EMAIL_RULE)
     role = serializers.CharField(source="membership.organisation.kind")
     organisation = serializers.CharField(source="membership.organisation.name")
 

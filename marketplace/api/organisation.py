@@ -17,6 +17,7 @@ from marketplace import bounds, selectors, services
 from marketplace.api.fields import AwareTime, DecimalText, PatternField, TextField
 from marketplace.api.inputs import NoFilters, validated_body, validated_query
 from marketplace.api.permissions import IsOwner, scoped
+from marketplace.api.schema import DOMAIN_RULE, EMAIL_RULE, PASSWORD_RULE, USERNAME_RULE
 from marketplace.market_time import market_now
 from marketplace.models import ApiKey, Membership, Organisation
 from marketplace.models.api_keys import Scope
@@ -58,7 +59,11 @@ class OrganisationOut(serializers.Serializer):
 
 
 class OrganisationIn(serializers.Serializer):
-    monthly_spend_cap = DecimalText(**bounds.SPEND_CAP.field_kwargs(), allow_null=True, help_text=CAP_HELP)
+    """A PATCH: absent fields stay as they are (an empty body changes nothing)."""
+
+    monthly_spend_cap = DecimalText(
+        **bounds.SPEND_CAP.field_kwargs(), required=False, allow_null=True, help_text=CAP_HELP
+    )
 
 
 def organisation_out(request, organisation: Organisation) -> dict:
@@ -92,10 +97,12 @@ class OrganisationView(APIView):
 
     @extend_schema(request=OrganisationIn, responses=OrganisationOut)
     def patch(self, request):
-        cap = validated_body(OrganisationIn, request)["monthly_spend_cap"]
-        organisation = services.organisation_spend_cap_set(
-            organisation=caller_organisation(request), by=request.user, monthly_spend_cap=cap
-        )
+        changes = validated_body(OrganisationIn, request)
+        organisation = caller_organisation(request)
+        if "monthly_spend_cap" in changes:
+            organisation = services.organisation_spend_cap_set(
+                organisation=organisation, by=request.user, monthly_spend_cap=changes["monthly_spend_cap"]
+            )
         return Response(organisation_out(request, organisation))
 
 
@@ -111,7 +118,12 @@ class ApiKeyIn(serializers.Serializer):
         help_text="read: GET only; trade: listings, requests, cancels, quotes, vouchers; agent: provider "
         "agents; admin: keys, members, the spend cap.",
     )
-    expires_at = AwareTime(required=False, allow_null=True, help_text="When the key stops working; null: never.")
+    expires_at = AwareTime(
+        required=False,
+        allow_null=True,
+        help_text=f"When the key stops working; null: never. {DOMAIN_RULE} a time not in the future is a 400 "
+        "naming this field.",
+    )
     monthly_spend_cap = DecimalText(
         **bounds.SPEND_CAP.field_kwargs(), required=False, allow_null=True, help_text=CAP_HELP
     )
@@ -194,8 +206,10 @@ class ApiKeyDetailView(AdminScoped, APIView):
     def get(self, request, key_id: int):
         return Response(ApiKeyOut(listed_key(request, key_id)).data)
 
-    @extend_schema(responses=ApiKeyOut)
+    @extend_schema(responses={200: ApiKeyOut})
     def delete(self, request, key_id: int):
+        """Revoke the key (it is refused from the next call on) and answer it as now listed, with
+        its ``revoked_at``; revoking a revoked key changes nothing."""
         services.api_key_revoke(key_id=key_id, organisation=caller_organisation(request), user=request.user)
         return Response(ApiKeyOut(listed_key(request, key_id)).data)
 
@@ -213,14 +227,22 @@ class MemberOut(serializers.ModelSerializer):
 
 
 class MemberIn(serializers.Serializer):
-    username = PatternField(**bounds.USERNAME.field_kwargs())
-    email = serializers.EmailField()
-    password = TextField(**bounds.PASSWORD.field_kwargs(), write_only=True, style={"input_type": "password"})
-    role = serializers.ChoiceField(choices=Membership.Role.values)
+    username = PatternField(**bounds.USERNAME.field_kwargs(), help_text=USERNAME_RULE)
+    email = serializers.EmailField(help_text=EMAIL_RULE)
+    password = TextField(
+        **bounds.PASSWORD.field_kwargs(), write_only=True, style={"input_type": "password"}, help_text=PASSWORD_RULE
+    )
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
 
 
 class MemberRoleIn(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Membership.Role.values)
+    """A PATCH: absent fields stay as they are (an empty body changes nothing)."""
+
+    role = serializers.ChoiceField(
+        choices=Membership.Role.choices,
+        required=False,
+        help_text=f"{DOMAIN_RULE} demoting the organisation's last owner is a 400 naming this field.",
+    )
 
 
 def listed_member(request, member_id: int) -> Membership:
@@ -258,9 +280,11 @@ class MemberDetailView(AdminScoped, APIView):
 
     @extend_schema(request=MemberRoleIn, responses=MemberOut)
     def patch(self, request, member_id: int):
-        role = validated_body(MemberRoleIn, request)["role"]
-        organisation = caller_organisation(request)
-        services.member_role_change(organisation=organisation, by=request.user, membership_id=member_id, role=role)
+        role = validated_body(MemberRoleIn, request).get("role")
+        if role is not None:
+            services.member_role_change(
+                organisation=caller_organisation(request), by=request.user, membership_id=member_id, role=role
+            )
         return Response(MemberOut(listed_member(request, member_id)).data)
 
     @extend_schema(responses={204: None})

@@ -39,6 +39,17 @@ NAME_RULE = (
 #: Text any column can store: no NUL (``marketplace.storable_text`` refuses it before any view runs).
 STORABLE_TEXT_PATTERN = r"^[^\x00]*$"
 
+#: The rules of a new user's fields that a schema cannot state (sign-up, a member added by an owner).
+USERNAME_RULE = f"{NAME_RULE} So is a username taken (after NFKC normalising)."
+PASSWORD_RULE = (
+    f"{DOMAIN_RULE} a password Django's validators refuse (too short, too common, all digits, too like the "
+    "username) is a 400 naming this field."
+)
+EMAIL_RULE = (
+    f"{DOMAIN_RULE} an address Django's EmailValidator refuses (e.g. a top-level domain of one letter) is a "
+    "400 naming this field."
+)
+
 #: A region's or GPU model's code: a slug, as the ``code`` column (a ``SlugField``) holds it
 #: (``ningxia-zhongwei``, ``h100``). Not an enum: the rows are reference data an operator can add
 #: to (``load_reference --file``, the admin), and the schema is generated without the database

@@ -21,6 +21,7 @@ from marketplace.api.fields import UtcTimeOut
 from marketplace.api.inputs import NoFilters, validated_body, validated_query
 from marketplace.api.organisation import HasOrganisation, caller_organisation
 from marketplace.api.permissions import IsOwner, scoped
+from marketplace.api.schema import DOMAIN_RULE
 from marketplace.models import WebhookDelivery, WebhookEndpoint
 from marketplace.models.api_keys import Scope
 from marketplace.selectors.webhooks import webhook_deliveries_of, webhook_endpoints_of
@@ -33,7 +34,11 @@ from marketplace.services.webhooks import (
 )
 
 EVENTS_HELP = "Event types to receive: " + ", ".join(EVENT_TYPES) + "."
-URL_HELP = "An https URL whose host resolves only to public addresses."
+URL_HELP = (
+    f"An https URL whose host resolves only to public addresses. {DOMAIN_RULE} a URL that is not https, "
+    "whose host does not resolve, or that resolves to a loopback, private, link-local or otherwise "
+    "non-public address is a 400 naming this field."
+)
 
 
 def _events_field(**kwargs) -> serializers.ListField:
