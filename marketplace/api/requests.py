@@ -41,6 +41,12 @@ class RequestIn(serializers.Serializer):
     duration_hours = IntegerNumber(**bounds.DURATION_HOURS.field_kwargs())
     start_by = AwareTime(window=bounds.REQUEST_START, required=False)
     voucher_code = TextField(**bounds.VOUCHER_CODE.field_kwargs(), required=False, allow_blank=True)
+    workload = TextField(
+        **bounds.WORKLOAD.field_kwargs(),
+        required=False,
+        allow_blank=True,
+        help_text="What you will run (model, image, serving stack), for the provider's agent.",
+    )
 
     def validate(self, attrs):
         """Default ``start_by``: ``start_by_default``."""
@@ -83,6 +89,7 @@ class RequestOut(serializers.ModelSerializer):
             "created_at",
             "left_out_reason",
             "spend_committed",
+            "workload",
         ]
 
 

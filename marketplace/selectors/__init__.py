@@ -8,6 +8,12 @@ board, the provider's and buyer's pages), ``monitor`` (the admin match monitor) 
 (what ``/metrics`` reports).
 """
 
+from marketplace.selectors.agents import (
+    agent_assignments,
+    ok_times_by_node,
+    provision_deadline,
+    silent_nodes_by_listing,
+)
 from marketplace.selectors.dashboards import (
     BoardRegion,
     BuyerDashboard,
@@ -94,6 +100,10 @@ from marketplace.selectors.vouchers import (
 )
 
 __all__ = [
+    "agent_assignments",
+    "ok_times_by_node",
+    "provision_deadline",
+    "silent_nodes_by_listing",
     "BoardRegion",
     "BuyerDashboard",
     "CapacityRow",

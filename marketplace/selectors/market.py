@@ -198,6 +198,7 @@ LISTING_SEARCH_FIELDS = (
     "status",
     "region_id",
     "gpu_model_id",
+    "agent_since",
 )
 
 

@@ -1,7 +1,9 @@
 """Time passing for matches, requests and listings: start, run, end, settle, fail over.
 
 A match holds its GPUs from ``starts_at`` for the request's duration: reserved → running →
-completed, or cancelled (by the buyer) or failed (capacity lost). Ending a match — whichever way —
+completed, or cancelled (by the buyer) or failed (capacity lost). On a clock-driven listing the
+tick starts it at ``starts_at``; on an agent-driven one its provider's agent does, by saying ready
+(``services.agents``), and it is metered from then. Ending a match — whichever way —
 goes through :func:`matches_end`, which meters the GPU-hours actually held, writes the one
 settlement line the match will ever have, draws its subsidy from the voucher reservation and
 releases the rest, and gives the GPUs back to the listing.
@@ -12,6 +14,7 @@ programmes, vouchers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -22,7 +25,7 @@ from django.db.models import F, Q
 
 from marketplace.errors import InvalidTransition, NotFound
 from marketplace.models import BuyerRequest, Listing, Match, Organisation, Settlement
-from marketplace.money import gpu_hours_held, to_fen, to_fen_down
+from marketplace.money import gpu_hours_held, gpu_hours_of, sla_credit, to_fen, to_fen_down
 from marketplace.selectors.engine import live_matches_on_failed_nodes
 from marketplace.selectors.vouchers import net_reserved_by_match
 from marketplace.services.locking import rows_locked
@@ -59,11 +62,14 @@ def lifecycle_tick(*, now: datetime) -> TickCounts:
     with transaction.atomic():
         live_matches_on_lost_capacity_fail_over(now=now)
     with transaction.atomic():
-        started = Match.objects.filter(status=Match.Status.RESERVED, starts_at__lte=now, ends_at__gt=now).update(
-            status=Match.Status.RUNNING
-        )
+        # Only clock-driven listings: on an agent-driven one the agent's ready starts a match.
+        # Event: match.running (clock-driven) — announce the started matches here.
+        started = Match.objects.filter(
+            status=Match.Status.RESERVED, starts_at__lte=now, ends_at__gt=now, listing__agent_since__isnull=True
+        ).update(status=Match.Status.RUNNING, ready_at=F("starts_at"))
     with transaction.atomic():
         due = live_matches_locked(Q(ends_at__lte=now))
+        # Event: match.completed — announce ``due`` here.
         matches_end(due, status=Match.Status.COMPLETED, at=now, reason="ran its full duration")
     with transaction.atomic():
         closed = Listing.objects.filter(status=Listing.Status.ACTIVE, available_until__lte=now).update(
@@ -91,9 +97,13 @@ def _requests_past_start_by_close(*, now: datetime) -> int:
     return expired
 
 
-def matches_end(matches: list[Match], *, status: str, at: datetime, reason: str) -> list[Settlement]:
+def matches_end(
+    matches: list[Match], *, status: str, at: datetime, reason: str, seconds_lost: Mapping[int, float] | None = None
+) -> list[Settlement]:
     """End live ``matches`` at ``at`` (capped to each one's window) and settle each exactly once.
 
+    ``seconds_lost`` (by match id): real seconds its capacity was gone before this failover, which
+    the SLA credit pays back (``money.sla_credit``); none for a match not in it.
     Preconditions: inside a transaction; the matches are locked (``select_for_update``) with
     ``request`` and ``listing__gpu_model`` loaded, and (when the caller changes requests) the
     requests were locked before them.
@@ -109,7 +119,7 @@ def matches_end(matches: list[Match], *, status: str, at: datetime, reason: str)
         ended_at = min(max(at, match.starts_at), match.ends_at)
         match.ended_at = ended_at
         match.status, match.status_reason = status, reason[:300]
-        settlement = _settlement_of(match, ended_at=ended_at)
+        settlement = _settlement_of(match, ended_at=ended_at, seconds_lost=(seconds_lost or {}).get(match.pk, 0.0))
         settlements.append(settlement)
         reserved, hours = held.get(match.pk, (ZERO, ZERO))
         if match.voucher_id and reserved > settlement.subsidy:  # only matches with a voucher are held
@@ -128,12 +138,21 @@ def matches_end(matches: list[Match], *, status: str, at: datetime, reason: str)
     return settlements
 
 
-def _settlement_of(match: Match, *, ended_at: datetime) -> Settlement:
-    """The match's one statement line, by the rules of ``marketplace.money``, for it ending at ``ended_at``."""
-    hours = gpu_hours_held(gpus=match.gpus, start=match.starts_at, end=ended_at)
+def _settlement_of(match: Match, *, ended_at: datetime, seconds_lost: float = 0.0) -> Settlement:
+    """The match's one statement line, by the rules of ``marketplace.money``, for it ending at
+    ``ended_at`` after its capacity was gone ``seconds_lost`` (real seconds; see ``matches_end``)."""
+    metered_from = _metered_from(match)
+    hours = ZERO if metered_from is None else gpu_hours_held(gpus=match.gpus, start=metered_from, end=ended_at)
     gross = to_fen(match.price_per_gpu_hour * hours)
     subsidy = min(gross, to_fen_down(match.subsidy_per_gpu_hour * hours))
     fee = to_fen(gross * Decimal(str(settings.PLATFORM_FEE_PERCENT)) / 100)
+    credit = sla_credit(
+        price_per_gpu_hour=match.price_per_gpu_hour,
+        gpu_hours_lost=gpu_hours_of(gpus=match.gpus, seconds=seconds_lost),
+        multiple=Decimal(str(settings.SLA_CREDIT_MULTIPLE)),
+        buyer_charge=gross - subsidy,
+        provider_share=gross - fee,
+    )
     return Settlement(
         match=match,
         buyer_id=match.request.buyer_id,
@@ -144,10 +163,22 @@ def _settlement_of(match: Match, *, ended_at: datetime) -> Settlement:
         price_per_gpu_hour=match.price_per_gpu_hour,
         gross=gross,
         subsidy=subsidy,
-        buyer_pays=gross - subsidy,
+        buyer_pays=gross - subsidy - credit,
         platform_fee=fee,
-        provider_earns=gross - fee,
+        provider_earns=gross - fee - credit,
+        sla_credit=credit,
     )
+
+
+def _metered_from(match: Match) -> datetime | None:
+    """Where the match's metering starts: at ready, but never before its planned start; on a
+    clock-driven listing at its planned start; None for a match an agent never said ready (nothing
+    ran, nothing is charged)."""
+    if match.ready_at is not None:
+        return max(match.ready_at, match.starts_at)
+    if match.listing.agent_since is None:
+        return match.starts_at
+    return None
 
 
 def _listings_release(matches: list[Match]) -> None:
@@ -201,8 +232,11 @@ def live_matches_on_lost_capacity_fail_over(*, now: datetime) -> list[Match]:
     return matches_fail_over(lost & Q(ends_at__gt=now), now=now, reason=reason)
 
 
-def matches_fail_over(query: Q, *, now: datetime, reason: str) -> list[Match]:
+def matches_fail_over(
+    query: Q, *, now: datetime, reason: str, seconds_lost: Mapping[int, float] | None = None
+) -> list[Match]:
     """Fail the live matches in ``query`` and send their requests back to matching, first in line.
+    ``seconds_lost`` (by match id) earns their buyers SLA credits (see ``matches_end``).
 
     Each request gives back the failed replicas, gains one priority level (so the next round serves
     it before new demand) and, if its ``start_by`` has passed, gets ``FAILOVER_GRACE`` to be placed
@@ -211,7 +245,8 @@ def matches_fail_over(query: Q, *, now: datetime, reason: str) -> list[Match]:
     request_ids = set(Match.objects.filter(query, status__in=Match.LIVE_STATUSES).values_list("request_id", flat=True))
     requests = rows_locked(BuyerRequest, request_ids)
     failed = live_matches_locked(query)
-    matches_end(failed, status=Match.Status.FAILED, at=now, reason=reason)
+    # Event: match.failed — announce ``failed`` here (the one path every failover takes).
+    matches_end(failed, status=Match.Status.FAILED, at=now, reason=reason, seconds_lost=seconds_lost)
     for match in failed:
         request = requests[match.request_id]
         request.matched_replicas -= match.replicas

@@ -1,0 +1,146 @@
+"""A provider's agent closes the loop: it says when a match is ready (and where), and reports each
+node's health; silent or failed nodes and late provisioning fail matches over.
+
+Two clocks, on purpose. Heartbeats are real (wall-clock) time: they measure a live process, and
+the market clock can be advanced or frozen by simulations and demos. A match's ``ready_at`` and
+its provisioning deadline are market time, like its planned start and its metering.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from marketplace.errors import InvalidInput, InvalidTransition, NotFound
+from marketplace.models import Listing, Match, NodeHeartbeat, Organisation
+from marketplace.selectors import silent_nodes_by_listing
+from marketplace.services.lifecycle import matches_fail_over
+from marketplace.services.listings import listing_nodes_fail
+
+
+@transaction.atomic
+def match_ready(*, match_id: int, provider: Organisation, endpoint: str, note: str = "", now: datetime) -> Match:
+    """The provider's agent says the match is provisioned at ``endpoint``: it runs from ``now``
+    (market time), and is metered from then (never before its planned start).
+
+    Only a reserved match of one of ``provider``'s listings, before its end; another provider's
+    match does not exist for the caller. The endpoint is checked by the caller (an https URL).
+    """
+    match = (
+        Match.objects.select_for_update(of=("self",), no_key=True)
+        .filter(pk=match_id, listing__provider=provider)
+        .first()
+    )
+    if match is None:
+        raise NotFound("No such match.", field="id")
+    if match.status != Match.Status.RESERVED:
+        raise InvalidTransition(f"The match is {match.status}, not reserved.", field="status")
+    if now >= match.ends_at:
+        raise InvalidTransition("The match's window has ended.", field="status")
+    match.status, match.ready_at, match.endpoint, match.ready_note = Match.Status.RUNNING, now, endpoint, note
+    match.save(update_fields=["status", "ready_at", "endpoint", "ready_note"])
+    # Event: match.running (agent-driven) — announce ``match`` here.
+    return match
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    listing: Listing
+    #: Nodes this heartbeat reported failed that were not failed before (their matches failed over).
+    newly_failed: list[int]
+
+
+def agent_heartbeat_record(
+    *, listing_id: int, provider: Organisation, nodes: dict[int, str], real_now: datetime | None = None
+) -> HeartbeatResult:
+    """Record one heartbeat of ``provider``'s agent for a listing: each node ``ok`` or ``failed``.
+
+    The first heartbeat makes the listing agent-driven. A node reported failed is failed at once
+    (``listing_nodes_fail``: its matches fail over, their buyers credited for the time since the
+    node's last ``ok``); a failed node stays failed whatever later heartbeats say. Two steps, each
+    its own transaction: record (under the listing's row lock), then fail.
+    """
+    real_now = real_now or timezone.now()
+    listing = _heartbeat_write(listing_id=listing_id, provider=provider, nodes=nodes, real_now=real_now)
+    newly_failed = sorted(n for n, health in nodes.items() if health == "failed" and n not in listing.failed_nodes)
+    if newly_failed:
+        listing = listing_nodes_fail(
+            listing_id=listing_id, provider=provider, nodes=newly_failed, cause="reported failed by its agent"
+        )
+    return HeartbeatResult(listing=listing, newly_failed=newly_failed)
+
+
+@transaction.atomic
+def _heartbeat_write(*, listing_id: int, provider: Organisation, nodes: dict[int, str], real_now: datetime) -> Listing:
+    listing = Listing.objects.select_for_update(of=("self",), no_key=True).filter(pk=listing_id, provider=provider).first()
+    if listing is None:
+        raise NotFound("No such listing.", field="listing")
+    if listing.status != Listing.Status.ACTIVE:
+        raise InvalidTransition(f"The listing is {listing.status}.", field="listing")
+    if not nodes or any(not 0 <= node < listing.node_count for node in nodes):
+        raise InvalidInput(f"Nodes are numbered 0 to {listing.node_count - 1}.", field="nodes")
+    if listing.agent_since is None:
+        listing.agent_since = real_now
+        listing.save(update_fields=["agent_since", "updated_at"])
+    rows = [
+        NodeHeartbeat(
+            listing=listing, node=node, health=health, seen_at=real_now, ok_at=real_now if health == "ok" else None
+        )
+        for node, health in sorted(nodes.items())
+    ]
+    # One upsert: ``ok_at`` is overwritten only by an ok heartbeat (the failed ones are written
+    # apart, without it), so the time of the last good heartbeat survives a failed report.
+    ok = [row for row in rows if row.ok_at is not None]
+    failed = [row for row in rows if row.ok_at is None]
+    unique = ["listing", "node"]
+    if ok:
+        NodeHeartbeat.objects.bulk_create(
+            ok, update_conflicts=True, unique_fields=unique, update_fields=["health", "seen_at", "ok_at"]
+        )
+    if failed:
+        NodeHeartbeat.objects.bulk_create(
+            failed, update_conflicts=True, unique_fields=unique, update_fields=["health", "seen_at"]
+        )
+    return listing
+
+
+@dataclass(frozen=True)
+class AgentSweepCounts:
+    silent_nodes: int
+    late_matches: int
+
+
+def agents_sweep(*, now: datetime, real_now: datetime | None = None) -> AgentSweepCounts:
+    """The sweep's part for agents: fail the nodes of agent-driven listings silent for
+    ``NODE_HEARTBEAT_TIMEOUT_SECONDS`` (real time), and fail over matches on agent-driven listings
+    still not ready ``PROVISION_DEADLINE_SECONDS`` after their planned start (market time ``now``).
+
+    Precondition: outside a transaction (each failure is its own). Idempotent: a failed node is
+    not failed again, and a failed match is no longer live.
+    """
+    real_now = real_now or timezone.now()
+    silent = silent_nodes_by_listing(real_now=real_now)
+    providers = dict(Listing.objects.filter(pk__in=silent).values_list("pk", "provider_id"))
+    timeout = settings.NODE_HEARTBEAT_TIMEOUT_SECONDS
+    for listing_id, nodes in sorted(silent.items()):
+        listing_nodes_fail(
+            listing_id=listing_id,
+            provider=Organisation(pk=providers[listing_id]),
+            nodes=nodes,
+            now=now,
+            cause=f"sent no heartbeat for {timeout} s",
+        )
+    deadline = settings.PROVISION_DEADLINE_SECONDS
+    late = Q(
+        status=Match.Status.RESERVED,
+        listing__agent_since__isnull=False,
+        starts_at__lte=now - timedelta(seconds=deadline),
+    )
+    with transaction.atomic():
+        failed = matches_fail_over(late, now=now, reason=f"not ready within {deadline} s of its planned start")
+    return AgentSweepCounts(silent_nodes=sum(map(len, silent.values())), late_matches=len(failed))
