@@ -320,6 +320,7 @@ class SettlementAdmin(ReadOnlyAdmin):
         "buyer_pays",
         "platform_fee",
         "provider_earns",
+        "sla_credit",
     ]
     list_filter = ["program", "provider"]
     search_fields = ["buyer__name", "provider__name"]

@@ -16,10 +16,10 @@ from rest_framework.views import APIView
 
 from marketplace import bounds, selectors, services
 from marketplace.api.fields import IntegerNumber, TextField, UtcTimeOut
-from marketplace.api.inputs import validated_body, validated_query
+from marketplace.api.inputs import NoFilters, validated_body, validated_query
 from marketplace.api.permissions import IsProvider, provider_of, scoped
 from marketplace.market_time import market_now
-from marketplace.models import Match, NodeHeartbeat
+from marketplace.models import Listing, Match, NodeHeartbeat
 from marketplace.models.api_keys import Scope
 
 
@@ -29,6 +29,40 @@ class AgentView:
     permission_classes = scoped(IsProvider)
     read_scope = Scope.AGENT
     write_scope = Scope.AGENT
+
+
+class AgentListingOut(serializers.ModelSerializer):
+    region = serializers.CharField(source="region.code")
+    gpu_model = serializers.CharField(source="gpu_model.code")
+    node_count = serializers.IntegerField()
+    driven_by = serializers.ChoiceField(choices=["agent", "clock"])
+    failed_nodes = serializers.ListField(child=serializers.IntegerField())
+
+    class Meta:
+        model = Listing
+        fields = [
+            "id",
+            "region",
+            "gpu_model",
+            "gpu_count",
+            "gpus_per_node",
+            "node_count",
+            "failed_nodes",
+            "driven_by",
+            "agent_since",
+            "available_from",
+            "available_until",
+        ]
+
+
+class AgentListingListView(AgentView, generics.ListAPIView):
+    """The caller's active listings, with their nodes: what its agent heartbeats for."""
+
+    serializer_class = AgentListingOut
+
+    def get_queryset(self):
+        validated_query(NoFilters, self.request)
+        return selectors.agent_listings(provider=provider_of(self.request))
 
 
 class AssignmentQuery(serializers.Serializer):

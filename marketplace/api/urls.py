@@ -53,6 +53,7 @@ urlpatterns = [
     path("api-keys/<int:key_id>/", organisation.ApiKeyDetailView.as_view(), name="api-key-detail"),
     path("members/", organisation.MemberListView.as_view(), name="member-list"),
     path("members/<int:member_id>/", organisation.MemberDetailView.as_view(), name="member-detail"),
+    path("agent/listings/", agents.AgentListingListView.as_view(), name="agent-listing-list"),
     path("agent/assignments/", agents.AssignmentListView.as_view(), name="agent-assignment-list"),
     path("agent/matches/<int:match_id>/ready/", agents.MatchReadyView.as_view(), name="agent-match-ready"),
     path("agent/heartbeats/", agents.HeartbeatView.as_view(), name="agent-heartbeat"),

@@ -10,6 +10,7 @@ board, the provider's and buyer's pages), ``monitor`` (the admin match monitor) 
 
 from marketplace.selectors.agents import (
     agent_assignments,
+    agent_listings,
     ok_times_by_node,
     provision_deadline,
     silent_nodes_by_listing,
@@ -101,6 +102,7 @@ from marketplace.selectors.vouchers import (
 
 __all__ = [
     "agent_assignments",
+    "agent_listings",
     "ok_times_by_node",
     "provision_deadline",
     "silent_nodes_by_listing",

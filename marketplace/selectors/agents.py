@@ -21,6 +21,13 @@ def agent_assignments(*, provider: Organisation, listing_id: int | None = None) 
     return queryset.order_by("starts_at", "pk")
 
 
+def agent_listings(*, provider: Organisation) -> QuerySet[Listing]:
+    """``provider``'s active listings with their region and GPU model; one query per page."""
+    return Listing.objects.filter(provider=provider, status=Listing.Status.ACTIVE).select_related(
+        "region", "gpu_model"
+    )
+
+
 def provision_deadline(match: Match) -> datetime:
     """Market time by which an agent-driven match must be ready, or it fails over."""
     return match.starts_at + timedelta(seconds=settings.PROVISION_DEADLINE_SECONDS)

@@ -13,13 +13,11 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from marketplace.errors import InvalidInput, InvalidTransition, NotFound
 from marketplace.models import Listing, Match, NodeHeartbeat, Organisation
 from marketplace.selectors import silent_nodes_by_listing
-from marketplace.services.lifecycle import matches_fail_over
 from marketplace.services.listings import listing_nodes_fail
 
 
@@ -112,13 +110,17 @@ def _heartbeat_write(*, listing_id: int, provider: Organisation, nodes: dict[int
 @dataclass(frozen=True)
 class AgentSweepCounts:
     silent_nodes: int
-    late_matches: int
+    #: Listings with a match past its provisioning deadline (their nodes failed).
+    late_listings: int
 
 
 def agents_sweep(*, now: datetime, real_now: datetime | None = None) -> AgentSweepCounts:
     """The sweep's part for agents: fail the nodes of agent-driven listings silent for
-    ``NODE_HEARTBEAT_TIMEOUT_SECONDS`` (real time), and fail over matches on agent-driven listings
-    still not ready ``PROVISION_DEADLINE_SECONDS`` after their planned start (market time ``now``).
+    ``NODE_HEARTBEAT_TIMEOUT_SECONDS`` (real time), and the nodes of matches on agent-driven
+    listings still not ready ``PROVISION_DEADLINE_SECONDS`` after their planned start (market time
+    ``now``). Either way the matches on those nodes fail over (``listing_nodes_fail``). A late
+    match's nodes are failed, not just the match: nodes its agent cannot provision would
+    otherwise win the next round again (they are the cheapest) and keep the buyer waiting.
 
     Precondition: outside a transaction (each failure is its own). Idempotent: a failed node is
     not failed again, and a failed match is no longer live.
@@ -136,11 +138,20 @@ def agents_sweep(*, now: datetime, real_now: datetime | None = None) -> AgentSwe
             cause=f"sent no heartbeat for {timeout} s",
         )
     deadline = settings.PROVISION_DEADLINE_SECONDS
-    late = Q(
+    late = Match.objects.filter(
         status=Match.Status.RESERVED,
         listing__agent_since__isnull=False,
         starts_at__lte=now - timedelta(seconds=deadline),
-    )
-    with transaction.atomic():
-        failed = matches_fail_over(late, now=now, reason=f"not ready within {deadline} s of its planned start")
-    return AgentSweepCounts(silent_nodes=sum(map(len, silent.values())), late_matches=len(failed))
+    ).values_list("pk", "listing_id", "listing__provider_id", "nodes")
+    late_nodes: dict[tuple[int, int], set[int]] = {}
+    for _, listing_id, provider_id, nodes in late:
+        late_nodes.setdefault((listing_id, provider_id), set()).update(nodes)
+    for (listing_id, provider_id), nodes in sorted(late_nodes.items()):
+        listing_nodes_fail(
+            listing_id=listing_id,
+            provider=Organisation(pk=provider_id),
+            nodes=sorted(nodes),
+            now=now,
+            cause=f"missed a provisioning deadline ({deadline} s after a match's planned start)",
+        )
+    return AgentSweepCounts(silent_nodes=sum(map(len, silent.values())), late_listings=len(late_nodes))
