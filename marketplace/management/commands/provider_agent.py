@@ -12,6 +12,7 @@ would; nothing here touches the database.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -98,6 +99,7 @@ class Command(BaseCommand):
             raise CommandError("Give --key (or GPUMKT_AGENT_KEY): an API key with the agent scope.")
         if interval <= 0:
             raise CommandError("--interval must be above 0.")
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per call would drown the agent's own
         headers = {"Authorization": f"Token {key}", "User-Agent": "gpumkt-reference-agent"}
         started, done = time.monotonic(), 0
         with httpx.Client(base_url=url, headers=headers, timeout=10.0) as client:
