@@ -65,7 +65,12 @@ def gpu_hours_of(*, gpus: int, seconds: float) -> Decimal:
 
 
 def sla_credit(
-    *, price_per_gpu_hour: Decimal, gpu_hours_lost: Decimal, multiple: Decimal, buyer_charge: Decimal, provider_share: Decimal
+    *,
+    price_per_gpu_hour: Decimal,
+    gpu_hours_lost: Decimal,
+    multiple: Decimal,
+    buyer_charge: Decimal,
+    provider_share: Decimal,
 ) -> Decimal:
     """The SLA credit of one settlement line, in fen: ``gpu_hours_lost`` × ``price_per_gpu_hour`` ×
     ``multiple`` rounded down, capped at the line's ``buyer_charge`` (gross − subsidy) and

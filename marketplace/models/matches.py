@@ -120,7 +120,9 @@ class Settlement(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(gpu_hours__gte=0), name="settlement_hours_gte_0"),
             models.CheckConstraint(
-                condition=Q(subsidy__gte=0, buyer_pays__gte=0, platform_fee__gte=0, provider_earns__gte=0, sla_credit__gte=0),
+                condition=Q(
+                    subsidy__gte=0, buyer_pays__gte=0, platform_fee__gte=0, provider_earns__gte=0, sla_credit__gte=0
+                ),
                 name="settlement_amounts_gte_0",
             ),
             # Sums compared within half a fen: amounts have 2 places, so this is equality, and it

@@ -36,7 +36,7 @@ def provision_deadline(match: Match) -> datetime:
 def ok_times_by_node(listing_id: int, nodes: list[int]) -> dict[int, datetime]:
     """When each of ``nodes`` of the listing last sent an ``ok`` heartbeat (nodes never ok are absent)."""
     rows = NodeHeartbeat.objects.filter(listing_id=listing_id, node__in=nodes, ok_at__isnull=False)
-    return dict(rows.values_list("node", "ok_at"))
+    return {node: ok_at for node, ok_at in rows.values_list("node", "ok_at") if ok_at is not None}
 
 
 def silent_nodes_by_listing(*, real_now: datetime) -> dict[int, list[int]]:
@@ -44,10 +44,11 @@ def silent_nodes_by_listing(*, real_now: datetime) -> dict[int, list[int]]:
     ``NODE_HEARTBEAT_TIMEOUT_SECONDS`` of real time, by listing id; a node never heard from counts
     from the listing's first heartbeat. Two queries."""
     since = real_now - timedelta(seconds=settings.NODE_HEARTBEAT_TIMEOUT_SECONDS)
-    listings = Listing.objects.filter(status=Listing.Status.ACTIVE, agent_since__lte=since).values_list(
-        "pk", "gpu_count", "gpus_per_node", "failed_nodes"
+    listings = list(
+        Listing.objects.filter(status=Listing.Status.ACTIVE, agent_since__lte=since).values_list(
+            "pk", "gpu_count", "gpus_per_node", "failed_nodes"
+        )
     )
-    listings = list(listings)
     seen = NodeHeartbeat.objects.filter(listing_id__in=[row[0] for row in listings], seen_at__gt=since)
     recent = set(seen.values_list("listing_id", "node"))
     silent = {}

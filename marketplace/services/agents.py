@@ -75,7 +75,8 @@ def agent_heartbeat_record(
 
 @transaction.atomic
 def _heartbeat_write(*, listing_id: int, provider: Organisation, nodes: dict[int, str], real_now: datetime) -> Listing:
-    listing = Listing.objects.select_for_update(of=("self",), no_key=True).filter(pk=listing_id, provider=provider).first()
+    locked = Listing.objects.select_for_update(of=("self",), no_key=True)
+    listing = locked.filter(pk=listing_id, provider=provider).first()
     if listing is None:
         raise NotFound("No such listing.", field="listing")
     if listing.status != Listing.Status.ACTIVE:
@@ -142,15 +143,15 @@ def agents_sweep(*, now: datetime, real_now: datetime | None = None) -> AgentSwe
         status=Match.Status.RESERVED,
         listing__agent_since__isnull=False,
         starts_at__lte=now - timedelta(seconds=deadline),
-    ).values_list("pk", "listing_id", "listing__provider_id", "nodes")
+    ).values_list("listing_id", "listing__provider_id", "nodes")
     late_nodes: dict[tuple[int, int], set[int]] = {}
-    for _, listing_id, provider_id, nodes in late:
-        late_nodes.setdefault((listing_id, provider_id), set()).update(nodes)
-    for (listing_id, provider_id), nodes in sorted(late_nodes.items()):
+    for listing_id, provider_id, match_nodes in late:
+        late_nodes.setdefault((listing_id, provider_id), set()).update(match_nodes)
+    for (listing_id, provider_id), unprovisioned in sorted(late_nodes.items()):
         listing_nodes_fail(
             listing_id=listing_id,
             provider=Organisation(pk=provider_id),
-            nodes=sorted(nodes),
+            nodes=sorted(unprovisioned),
             now=now,
             cause=f"missed a provisioning deadline ({deadline} s after a match's planned start)",
         )

@@ -93,7 +93,8 @@ def test_the_reference_agent_runs_a_match_then_goes_silent_and_the_match_fails_o
     totals = {name: Decimal(value) for name, value in statement["totals"].items()}
     assert totals["gross"] == totals["subsidy"] + totals["buyer_pays"] + totals["sla_credit"]
     earned = clients["provider"].get(f"/api/v1/statements/?month={month}").json()["totals"]
-    assert Decimal(earned["gross"]) == sum(Decimal(earned[name]) for name in ("platform_fee", "provider_earns", "sla_credit"))
+    parts = ("platform_fee", "provider_earns", "sla_credit")
+    assert Decimal(earned["gross"]) == sum(Decimal(earned[name]) for name in parts)
     print(
         f"match {match.pk}: ready {match.ready_at:%H:%M:%S}, failed {match.ended_at:%H:%M:%S} "
         f"({match.status_reason}); {line.gpu_hours} GPU-h, gross {line.gross}, credit {line.sla_credit}"

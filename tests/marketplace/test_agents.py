@@ -20,7 +20,7 @@ from marketplace import services
 from marketplace.market_time import market_now
 from marketplace.models import Listing, Match, NodeHeartbeat, Settlement
 from marketplace.money import sla_credit
-from marketplace.services.market_clock import market_clock_advance, market_clock_freeze
+from marketplace.services.market_clock import market_clock_freeze
 from marketplace.services.rounds import round_run
 
 ENDPOINT = "https://ningxia-zhongwei.example-provider.invalid/v1/matches/1"
@@ -148,7 +148,8 @@ def test_a_heartbeat_names_its_listing_and_nodes_or_is_refused(placed, agents):
     assert beat(agents["agent"], listing, n1="ok").status_code == 400  # one node: 0
     assert "nodes" in beat(agents["agent"], listing, n0="sleepy").json()
     assert "nodes" in beat(agents["agent"], listing, **{"n-1": "ok"}).json()
-    assert agents["agent"].post("/api/v1/agent/heartbeats/", {"listing": listing.pk, "nodes": {}}, format="json").status_code == 400
+    empty = {"listing": listing.pk, "nodes": {}}
+    assert agents["agent"].post("/api/v1/agent/heartbeats/", empty, format="json").status_code == 400
     assert beat(agents["other_agent"], listing, n0="ok").status_code == 404
     assert not NodeHeartbeat.objects.exists()
     assert Listing.objects.get(pk=listing.pk).agent_since is None
@@ -204,7 +205,7 @@ def test_silent_nodes_fail_in_the_sweep_and_their_matches_fail_over_to_another_l
 
 
 def test_a_node_that_keeps_beating_stays_up(placed, agents, provider):
-    listing, _, match = placed
+    listing, _, _match = placed
     services.agent_heartbeat_record(
         listing_id=listing.pk, provider=provider, nodes={0: "ok"}, real_now=timezone.now() - timedelta(seconds=120)
     )
@@ -253,7 +254,8 @@ def test_the_credit_line_reconciles_on_both_statements_and_the_csv(placed, agent
     assert gross == Decimal(totals["subsidy"]) + Decimal(totals["buyer_pays"]) + Decimal(totals["sla_credit"])
     assert gross == Decimal(earned["platform_fee"]) + Decimal(earned["provider_earns"]) + Decimal(earned["sla_credit"])
     assert Decimal(earned["sla_credit"]) == credit
-    rows = list(csv.DictReader(io.StringIO(clients["buyer"].get(f"/api/v1/statements/csv/?month={month}").content.decode())))
+    text = clients["buyer"].get(f"/api/v1/statements/csv/?month={month}").content.decode()
+    rows = list(csv.DictReader(io.StringIO(text)))
     assert Decimal(rows[0]["sla_credit"]) == credit
     assert rows[-1]["match"] == "total"
 
@@ -301,12 +303,14 @@ def test_agent_endpoints_need_the_agent_scope_and_the_listings_provider(placed, 
         return getattr(client, method)(url, body, format="json")
 
     refused = call(agents["trader"])
-    assert refused.status_code == 403 and '"agent" scope' in refused.json()["detail"]
+    assert refused.status_code == 403
+    assert '"agent" scope' in refused.json()["detail"]
     assert call(clients["buyer"]).status_code == 403
     assert call(clients["anonymous"]).status_code == 401
     foreign = call(agents["other_agent"])
     if method == "get":
-        assert foreign.status_code == 200 and foreign.json()["results"] == []
+        assert foreign.status_code == 200
+        assert foreign.json()["results"] == []
     else:
         assert foreign.status_code == 404
     match.refresh_from_db()
@@ -323,7 +327,8 @@ def test_agent_key_command_prints_a_key_with_the_agent_scope_only(clients, capsy
     call_command("agent_key", username="prov", name="rack 7 agent")
     secret = capsys.readouterr().out.strip()
     key = ApiKey.objects.get(name="rack 7 agent")
-    assert key.scope_list == ["agent"] and key.prefix in secret
+    assert key.scope_list == ["agent"]
+    assert key.prefix in secret
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {secret}")
     assert client.get("/api/v1/agent/assignments/").status_code == 200
