@@ -11,8 +11,10 @@ board, the provider's and buyer's pages), ``monitor`` (the admin match monitor) 
 from marketplace.selectors.agents import (
     agent_assignments,
     agent_listings,
+    nodes_heard_since,
     ok_times_by_node,
     provision_deadline,
+    silence_since,
     silent_nodes_by_listing,
 )
 from marketplace.selectors.dashboards import (
@@ -145,6 +147,7 @@ __all__ = [
     "monitor_charts",
     "monitor_live",
     "node_free_of",
+    "nodes_heard_since",
     "ok_times_by_node",
     "organisation_names_in_use",
     "organisation_of",
@@ -166,6 +169,7 @@ __all__ = [
     "rtts_from",
     "shards_with_lost_runs",
     "shards_with_open_work",
+    "silence_since",
     "silent_nodes_by_listing",
     "statement_for",
     "unserved_requests",

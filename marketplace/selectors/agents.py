@@ -23,9 +23,7 @@ def agent_assignments(*, provider: Organisation, listing_id: int | None = None) 
 
 def agent_listings(*, provider: Organisation) -> QuerySet[Listing]:
     """``provider``'s active listings with their region and GPU model; one query per page."""
-    return Listing.objects.filter(provider=provider, status=Listing.Status.ACTIVE).select_related(
-        "region", "gpu_model"
-    )
+    return Listing.objects.filter(provider=provider, status=Listing.Status.ACTIVE).select_related("region", "gpu_model")
 
 
 def provision_deadline(match: Match) -> datetime:
@@ -39,11 +37,21 @@ def ok_times_by_node(listing_id: int, nodes: list[int]) -> dict[int, datetime]:
     return {node: ok_at for node, ok_at in rows.values_list("node", "ok_at") if ok_at is not None}
 
 
+def silence_since(real_now: datetime) -> datetime:
+    """A node last heard from before this (real time) is silent: ``NODE_HEARTBEAT_TIMEOUT_SECONDS`` ago."""
+    return real_now - timedelta(seconds=settings.NODE_HEARTBEAT_TIMEOUT_SECONDS)
+
+
+def nodes_heard_since(listing_id: int, since: datetime) -> list[int]:
+    """Nodes of the listing with a heartbeat (of any health) after ``since``."""
+    return list(NodeHeartbeat.objects.filter(listing_id=listing_id, seen_at__gt=since).values_list("node", flat=True))
+
+
 def silent_nodes_by_listing(*, real_now: datetime) -> dict[int, list[int]]:
     """Nodes (not yet failed) of active agent-driven listings with no heartbeat for
     ``NODE_HEARTBEAT_TIMEOUT_SECONDS`` of real time, by listing id; a node never heard from counts
     from the listing's first heartbeat. Two queries."""
-    since = real_now - timedelta(seconds=settings.NODE_HEARTBEAT_TIMEOUT_SECONDS)
+    since = silence_since(real_now)
     listings = list(
         Listing.objects.filter(status=Listing.Status.ACTIVE, agent_since__lte=since).values_list(
             "pk", "gpu_count", "gpus_per_node", "failed_nodes"

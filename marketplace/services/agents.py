@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from marketplace.errors import InvalidInput, InvalidTransition, NotFound
 from marketplace.models import Listing, Match, NodeHeartbeat, Organisation
-from marketplace.selectors import silent_nodes_by_listing
+from marketplace.selectors import silence_since, silent_nodes_by_listing
 from marketplace.services.listings import listing_nodes_fail
 
 
@@ -137,6 +137,7 @@ def agents_sweep(*, now: datetime, real_now: datetime | None = None) -> AgentSwe
             nodes=nodes,
             now=now,
             cause=f"sent no heartbeat for {timeout} s",
+            unless_heard_since=silence_since(real_now),
         )
     deadline = settings.PROVISION_DEADLINE_SECONDS
     late = Match.objects.filter(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -20,6 +21,7 @@ from marketplace import services
 from marketplace.market_time import market_now
 from marketplace.models import Listing, Match, NodeHeartbeat, Settlement
 from marketplace.money import sla_credit
+from marketplace.selectors import silence_since
 from marketplace.services.market_clock import market_clock_freeze
 from marketplace.services.rounds import round_run
 
@@ -332,3 +334,37 @@ def test_agent_key_command_prints_a_key_with_the_agent_scope_only(clients, capsy
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {secret}")
     assert client.get("/api/v1/agent/assignments/").status_code == 200
+
+
+def test_a_heartbeat_landing_between_the_sweeps_read_and_its_write_saves_its_node(placed, agents, provider):
+    """The sweep reads the silent nodes, then fails them under the listing's lock: a heartbeat in
+    between (here: before the write) keeps its node up."""
+    listing, _, match = placed
+    assert ready(agents["agent"], match).status_code == 200
+    assert beat(agents["agent"], listing, n0="ok").status_code == 200
+    services.listing_nodes_fail(
+        listing_id=listing.pk,
+        provider=provider,
+        nodes=[0],
+        cause="sent no heartbeat for 90 s",
+        unless_heard_since=silence_since(timezone.now()),
+    )
+    match.refresh_from_db()
+    assert (match.status, Listing.objects.get(pk=listing.pk).failed_nodes) == ("running", [])
+
+
+def test_driven_by_shows_in_the_api_on_the_provider_page_and_on_the_board(placed, agents, clients, make_listing):
+    listing, _, _ = placed
+    idle = make_listing(region="gansu-qingyang", gpu_count=8)  # the board shows listings with idle GPUs
+    assert clients["anonymous"].get(f"/api/v1/listings/{listing.pk}/").json()["driven_by"] == "clock"
+    assert beat(agents["agent"], listing, n0="ok").status_code == 200
+    assert clients["anonymous"].get(f"/api/v1/listings/{listing.pk}/").json()["driven_by"] == "agent"
+    found = clients["anonymous"].get("/api/v1/listings/?region=ningxia-zhongwei").json()["results"]
+    assert [item["driven_by"] for item in found] == ["agent"]
+    page = Client()
+    page.force_login(get_user_model().objects.get(username="prov"))
+    assert ">agent</span>" in page.get(reverse("web:provider")).content.decode()
+    assert beat(agents["agent"], idle, n0="ok").status_code == 200
+    board = Client().get(reverse("web:board") + "?origin=shanghai").content.decode()
+    counts = re.findall(r'clock-driven\.">(\d+)</td>', board)
+    assert sorted(counts, key=int) == ["0"] * (len(counts) - 1) + ["1"], "one region has one agent-driven listing"
