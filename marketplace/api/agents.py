@@ -158,6 +158,9 @@ class HeartbeatOut(serializers.Serializer):
     newly_failed = serializers.ListField(
         child=serializers.IntegerField(), help_text="Nodes this heartbeat failed (their matches failed over)."
     )
+    recovered = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Failed nodes this heartbeat reported ok: offered again."
+    )
 
 
 class HeartbeatView(AgentView, APIView):
@@ -177,6 +180,7 @@ class HeartbeatView(AgentView, APIView):
                     "driven_by": listing.driven_by,
                     "failed_nodes": listing.failed_nodes,
                     "newly_failed": result.newly_failed,
+                    "recovered": result.recovered,
                 }
             ).data
         )

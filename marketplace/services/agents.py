@@ -19,6 +19,7 @@ from marketplace.errors import InvalidInput, InvalidTransition, NotFound
 from marketplace.models import Listing, Match, NodeHeartbeat, Organisation
 from marketplace.selectors import silence_since, silent_nodes_by_listing
 from marketplace.services.listings import listing_nodes_fail
+from marketplace.services.triggers import matching_round_enqueue_on_commit
 
 
 @transaction.atomic
@@ -51,6 +52,8 @@ class HeartbeatResult:
     listing: Listing
     #: Nodes this heartbeat reported failed that were not failed before (their matches failed over).
     newly_failed: list[int]
+    #: Failed nodes this heartbeat reported ok: offered again from the next round.
+    recovered: list[int]
 
 
 def agent_heartbeat_record(
@@ -60,22 +63,29 @@ def agent_heartbeat_record(
 
     The first heartbeat makes the listing agent-driven. A node reported failed is failed at once
     (``listing_nodes_fail``: its matches fail over, their buyers credited for the time since the
-    node's last ``ok``); a failed node stays failed whatever later heartbeats say. Two steps, each
-    its own transaction: record (under the listing's row lock), then fail.
+    node's last ``ok``). A failed node reported ok is offered again (a round follows on commit):
+    the agent speaks for its provider, so its ok ends a failure however it began — the sweep's
+    timeout, the agent's report or the provider's ``fail-nodes``. The matches that failed over stay
+    where they went. Two steps, each its own transaction: record (under the listing's row lock,
+    with the recoveries), then fail.
     """
     real_now = real_now or timezone.now()
-    listing = _heartbeat_write(listing_id=listing_id, provider=provider, nodes=nodes, real_now=real_now)
+    listing, recovered = _heartbeat_write(listing_id=listing_id, provider=provider, nodes=nodes, real_now=real_now)
     newly_failed = sorted(n for n, health in nodes.items() if health == "failed" and n not in listing.failed_nodes)
     if newly_failed:
         listing = listing_nodes_fail(
             listing_id=listing_id, provider=provider, nodes=newly_failed, cause="reported failed by its agent"
         )
-    return HeartbeatResult(listing=listing, newly_failed=newly_failed)
+    return HeartbeatResult(listing=listing, newly_failed=newly_failed, recovered=recovered)
 
 
 @transaction.atomic
-def _heartbeat_write(*, listing_id: int, provider: Organisation, nodes: dict[int, str], real_now: datetime) -> Listing:
-    locked = Listing.objects.select_for_update(of=("self",), no_key=True)
+def _heartbeat_write(
+    *, listing_id: int, provider: Organisation, nodes: dict[int, str], real_now: datetime
+) -> tuple[Listing, list[int]]:
+    """Record the heartbeat under the listing's row lock; returns the listing and the failed
+    nodes it reported ok (no longer failed)."""
+    locked = Listing.objects.select_for_update(of=("self",), no_key=True).select_related("gpu_model")
     listing = locked.filter(pk=listing_id, provider=provider).first()
     if listing is None:
         raise NotFound("No such listing.", field="listing")
@@ -83,9 +93,13 @@ def _heartbeat_write(*, listing_id: int, provider: Organisation, nodes: dict[int
         raise InvalidTransition(f"The listing is {listing.status}.", field="listing")
     if not nodes or any(not 0 <= node < listing.node_count for node in nodes):
         raise InvalidInput(f"Nodes are numbered 0 to {listing.node_count - 1}.", field="nodes")
-    if listing.agent_since is None:
-        listing.agent_since = real_now
-        listing.save(update_fields=["agent_since", "updated_at"])
+    recovered = sorted(node for node, health in nodes.items() if health == "ok" and node in listing.failed_nodes)
+    if listing.agent_since is None or recovered:
+        listing.agent_since = listing.agent_since or real_now
+        listing.failed_nodes = [node for node in listing.failed_nodes if node not in recovered]
+        listing.save(update_fields=["agent_since", "failed_nodes", "updated_at"])
+    if recovered:
+        matching_round_enqueue_on_commit(gpu_model_code=listing.gpu_model.code)
     rows = [
         NodeHeartbeat(
             listing=listing, node=node, health=health, seen_at=real_now, ok_at=real_now if health == "ok" else None
@@ -105,7 +119,7 @@ def _heartbeat_write(*, listing_id: int, provider: Organisation, nodes: dict[int
         NodeHeartbeat.objects.bulk_create(
             failed, update_conflicts=True, unique_fields=unique, update_fields=["health", "seen_at"]
         )
-    return listing
+    return listing, recovered
 
 
 @dataclass(frozen=True)

@@ -368,3 +368,15 @@ def test_driven_by_shows_in_the_api_on_the_provider_page_and_on_the_board(placed
     board = Client().get(reverse("web:board") + "?origin=shanghai").content.decode()
     counts = re.findall(r'clock-driven\.">(\d+)</td>', board)
     assert sorted(counts, key=int) == ["0"] * (len(counts) - 1) + ["1"], "one region has one agent-driven listing"
+
+
+def test_a_failed_node_its_agent_reports_ok_is_offered_again(placed, agents):
+    listing, request, match = placed
+    assert beat(agents["agent"], listing, n0="failed").json()["newly_failed"] == [0]
+    match.refresh_from_db()
+    assert match.status == "failed"
+    answer = beat(agents["agent"], listing, n0="ok").json()
+    assert (answer["recovered"], answer["failed_nodes"]) == ([0], [])
+    round_run(shard="h20", trigger="manual")
+    replaced = Match.objects.get(request=request, status="reserved")
+    assert replaced.listing_id == listing.pk, "the node is offered again, and it is still the cheapest"
