@@ -138,7 +138,7 @@ class MatchReadyView(AgentView, APIView):
 class HeartbeatIn(serializers.Serializer):
     listing = IntegerNumber(min_value=1)
     nodes = serializers.DictField(
-        child=serializers.ChoiceField(choices=NodeHeartbeat.Health.values),
+        child=serializers.ChoiceField(choices=list(NodeHeartbeat.REPORTED)),
         allow_empty=False,
         help_text='Each node\'s health by its index: {"0": "ok", "1": "failed"}.',
     )

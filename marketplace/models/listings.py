@@ -102,6 +102,11 @@ class NodeHeartbeat(models.Model):
     class Health(models.TextChoices):
         OK = "ok"
         FAILED = "failed"
+        #: Written by the sweep when it fails the node for its silence (agents send ok or failed).
+        SILENT = "silent"
+
+    #: What an agent may report.
+    REPORTED = (Health.OK, Health.FAILED)
 
     listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="node_heartbeats")
     node = models.PositiveSmallIntegerField()

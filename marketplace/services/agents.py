@@ -63,11 +63,12 @@ def agent_heartbeat_record(
 
     The first heartbeat makes the listing agent-driven. A node reported failed is failed at once
     (``listing_nodes_fail``: its matches fail over, their buyers credited for the time since the
-    node's last ``ok``). A failed node reported ok is offered again (a round follows on commit):
-    the agent speaks for its provider, so its ok ends a failure however it began — the sweep's
-    timeout, the agent's report or the provider's ``fail-nodes``. The matches that failed over stay
-    where they went. Two steps, each its own transaction: record (under the listing's row lock,
-    with the recoveries), then fail.
+    node's last ``ok``). A node failed for the agent's silence or by the agent's own report is
+    offered again when the agent reports it ok (a round follows on commit); the matches that
+    failed over stay where they went. A node failed otherwise — by the provider (``fail-nodes``) or
+    for a missed provisioning deadline, while its agent said ok — stays failed: the agent's ok is
+    what it said all along. Two steps, each its own transaction: record (under the listing's row
+    lock, with the recoveries), then fail.
     """
     real_now = real_now or timezone.now()
     listing, recovered = _heartbeat_write(listing_id=listing_id, provider=provider, nodes=nodes, real_now=real_now)
@@ -93,7 +94,7 @@ def _heartbeat_write(
         raise InvalidTransition(f"The listing is {listing.status}.", field="listing")
     if not nodes or any(not 0 <= node < listing.node_count for node in nodes):
         raise InvalidInput(f"Nodes are numbered 0 to {listing.node_count - 1}.", field="nodes")
-    recovered = sorted(node for node, health in nodes.items() if health == "ok" and node in listing.failed_nodes)
+    recovered = _recoverable(listing, [node for node, health in nodes.items() if health == "ok"])
     if listing.agent_since is None or recovered:
         listing.agent_since = listing.agent_since or real_now
         listing.failed_nodes = [node for node in listing.failed_nodes if node not in recovered]
@@ -106,7 +107,7 @@ def _heartbeat_write(
         )
         for node, health in sorted(nodes.items())
     ]
-    # One upsert: ``ok_at`` is overwritten only by an ok heartbeat (the failed ones are written
+    # Two upserts: ``ok_at`` is overwritten only by an ok heartbeat (the failed ones are written
     # apart, without it), so the time of the last good heartbeat survives a failed report.
     ok = [row for row in rows if row.ok_at is not None]
     failed = [row for row in rows if row.ok_at is None]
@@ -120,6 +121,16 @@ def _heartbeat_write(
             failed, update_conflicts=True, unique_fields=unique, update_fields=["health", "seen_at"]
         )
     return listing, recovered
+
+
+def _recoverable(listing: Listing, reported_ok: list[int]) -> list[int]:
+    """Of the failed nodes now reported ok, those failed for silence or by the agent's report
+    (their last record says ``silent`` or ``failed``, or there is none: never heard from)."""
+    failed = sorted(set(reported_ok) & set(listing.failed_nodes))
+    if not failed:
+        return []
+    health = dict(NodeHeartbeat.objects.filter(listing=listing, node__in=failed).values_list("node", "health"))
+    return [node for node in failed if health.get(node, NodeHeartbeat.Health.SILENT) != NodeHeartbeat.Health.OK]
 
 
 @dataclass(frozen=True)
@@ -144,14 +155,20 @@ def agents_sweep(*, now: datetime, real_now: datetime | None = None) -> AgentSwe
     silent = silent_nodes_by_listing(real_now=real_now)
     providers = dict(Listing.objects.filter(pk__in=silent).values_list("pk", "provider_id"))
     timeout = settings.NODE_HEARTBEAT_TIMEOUT_SECONDS
+    since = silence_since(real_now)
     for listing_id, nodes in sorted(silent.items()):
+        # Marked first, and only if still stale: a heartbeat since then overwrites the mark, and
+        # ``unless_heard_since`` below then leaves its node up.
+        NodeHeartbeat.objects.filter(listing_id=listing_id, node__in=nodes, seen_at__lte=since).update(
+            health=NodeHeartbeat.Health.SILENT
+        )
         listing_nodes_fail(
             listing_id=listing_id,
             provider=Organisation(pk=providers[listing_id]),
             nodes=nodes,
             now=now,
             cause=f"sent no heartbeat for {timeout} s",
-            unless_heard_since=silence_since(real_now),
+            unless_heard_since=since,
         )
     deadline = settings.PROVISION_DEADLINE_SECONDS
     late = Match.objects.filter(

@@ -380,3 +380,25 @@ def test_a_failed_node_its_agent_reports_ok_is_offered_again(placed, agents):
     round_run(shard="h20", trigger="manual")
     replaced = Match.objects.get(request=request, status="reserved")
     assert replaced.listing_id == listing.pk, "the node is offered again, and it is still the cheapest"
+
+
+def test_a_node_failed_by_its_provider_or_a_missed_deadline_stays_failed_whatever_its_agent_says(
+    placed, agents, provider
+):
+    listing, _, match = placed
+    assert beat(agents["agent"], listing, n0="ok").status_code == 200
+    market_clock_freeze(at=match.starts_at + timedelta(seconds=601))
+    assert services.agents_sweep(now=market_now()).late_listings == 1
+    answer = beat(agents["agent"], listing, n0="ok").json()
+    assert (answer["recovered"], answer["failed_nodes"]) == ([], [0]), "an agent that cannot provision stays out"
+    assert beat(agents["agent"], listing, n0="silent").status_code == 400, "agents report ok or failed"
+
+
+def test_a_node_failed_for_silence_comes_back_with_its_agents_next_ok(placed, agents, provider):
+    listing, _, _ = placed
+    stale = timezone.now() - timedelta(seconds=120)
+    services.agent_heartbeat_record(listing_id=listing.pk, provider=provider, nodes={0: "ok"}, real_now=stale)
+    assert services.agents_sweep(now=market_now()).silent_nodes == 1
+    assert NodeHeartbeat.objects.get(listing=listing, node=0).health == "silent"
+    answer = beat(agents["agent"], listing, n0="ok").json()
+    assert (answer["recovered"], answer["failed_nodes"]) == ([0], [])
