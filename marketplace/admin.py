@@ -22,6 +22,7 @@ from marketplace.models import (
     Match,
     MatchingRun,
     Membership,
+    NodeHeartbeat,
     Organisation,
     Region,
     Rtt,
@@ -323,6 +324,7 @@ class SettlementAdmin(ReadOnlyAdmin):
         "buyer_pays",
         "platform_fee",
         "provider_earns",
+        "sla_credit",
     ]
     list_filter = ["program", "provider"]
     search_fields = ["buyer__name", "provider__name"]
@@ -335,6 +337,15 @@ class MarketClockAdmin(ReadOnlyAdmin):
     """Moved by ``manage.py advance_clock`` only."""
 
     list_display = ["id", "offset_seconds"]
+
+
+@admin.register(NodeHeartbeat)
+class NodeHeartbeatAdmin(ReadOnlyAdmin):
+    """Written by provider agents' heartbeats only (``services.agents``); staff read them."""
+
+    list_display = ["listing", "node", "health", "seen_at", "ok_at"]
+    list_filter = ["health"]
+    list_select_related = ["listing"]
 
 
 @admin.register(ApiKey)

@@ -231,6 +231,16 @@ LATENCY_WEIGHT = DecimalNumber(
     ),
 )
 
+WORKLOAD = Text(
+    max_length=2000,
+    reason="What the buyer will run (model, image, serving stack), for the provider's agent: a note, not a spec.",
+)
+
+# --- provider agents ----------------------------------------------------------------------------
+
+ENDPOINT_URL = Text(max_length=500, reason="The match's endpoint column's length; https URLs only.")
+AGENT_NOTE = Text(max_length=300, reason="A provider agent's note on a ready match, shown to nobody but the record.")
+
 # --- vouchers -----------------------------------------------------------------------------------
 
 VOUCHER_CODE = Text(max_length=64, reason="The code column's length; issued codes have 24 characters.")

@@ -7,6 +7,12 @@
   most the gross; the buyer pays gross − subsidy; the platform fee is gross × fee rate rounded
   half-up; the provider earns gross − fee. Statement totals are sums of lines, so they reconcile
   with the ledger to the fen by construction.
+- An SLA credit (``sla_credit``), when capacity fails under a running match: the GPU-hours lost
+  × the price per GPU-hour × ``SLA_CREDIT_MULTIPLE`` (default 3), rounded DOWN to the fen, at most
+  the line's charge (what the buyer pays before it, and what the provider earns before it). It is
+  taken off both: buyer pays gross − subsidy − credit, provider earns gross − fee − credit, the
+  platform's fee is untouched. The GPU-hours lost are the match's GPUs × the real time from the
+  last heartbeat that said its failed node was ok until the failover (0 with no such heartbeat).
 - A spend cap counts a request's worst case (``worst_case_charge``) from submission until it
   closes, then what it was charged: whatever is matched, the buyer is never charged more.
 """
@@ -50,8 +56,28 @@ def to_fen_down(value: Decimal) -> Decimal:
 
 def gpu_hours_held(*, gpus: int, start: datetime, end: datetime) -> Decimal:
     """GPU-hours of ``gpus`` held from ``start`` to ``end`` (0 if it ended before it started)."""
-    seconds = max(0.0, (end - start).total_seconds())
-    return (Decimal(gpus) * Decimal(str(seconds)) / 3600).quantize(FOUR_PLACES, rounding=ROUND_HALF_UP)
+    return gpu_hours_of(gpus=gpus, seconds=(end - start).total_seconds())
+
+
+def gpu_hours_of(*, gpus: int, seconds: float) -> Decimal:
+    """GPU-hours of ``gpus`` held ``seconds`` (negative counts as 0), to four places."""
+    return (Decimal(gpus) * Decimal(str(max(0.0, seconds))) / 3600).quantize(FOUR_PLACES, rounding=ROUND_HALF_UP)
+
+
+def sla_credit(
+    *,
+    price_per_gpu_hour: Decimal,
+    gpu_hours_lost: Decimal,
+    multiple: Decimal,
+    buyer_charge: Decimal,
+    provider_share: Decimal,
+) -> Decimal:
+    """The SLA credit of one settlement line, in fen: ``gpu_hours_lost`` × ``price_per_gpu_hour`` ×
+    ``multiple`` rounded down, capped at the line's ``buyer_charge`` (gross − subsidy) and
+    ``provider_share`` (gross − fee), so no amount of the line goes below zero: a credit gives
+    back what was charged, and never pays out more than the match cost."""
+    owed = to_fen_down(price_per_gpu_hour * gpu_hours_lost * multiple)
+    return max(Decimal("0"), min(owed, buyer_charge, provider_share))
 
 
 def worst_case_charge(*, price_per_gpu_hour: Decimal, gpu_hours: Decimal, lines: int) -> Decimal:

@@ -294,6 +294,15 @@ MAX_OPEN_REQUESTS_PER_BUYER = env_int("MAX_OPEN_REQUESTS_PER_BUYER", 500)
 #: The platform's share of each settled match's gross, in percent (see marketplace.money).
 PLATFORM_FEE_PERCENT = env_decimal("PLATFORM_FEE_PERCENT", "5")
 
+# Provider agents (marketplace.services.agents; docs/api.md, "Provider agents"). Heartbeat times are
+# real time; the provisioning deadline counts from a match's planned start, in market time.
+#: A node of an agent-driven listing with no heartbeat for this long is failed, and its matches fail over.
+NODE_HEARTBEAT_TIMEOUT_SECONDS = env_int("NODE_HEARTBEAT_TIMEOUT_SECONDS", 90)
+#: A match on an agent-driven listing not ready this long after its planned start fails over.
+PROVISION_DEADLINE_SECONDS = env_int("PROVISION_DEADLINE_SECONDS", 600)
+#: The SLA credit's multiple of the price of the GPU-hours lost (marketplace.money.sla_credit).
+SLA_CREDIT_MULTIPLE = env_decimal("SLA_CREDIT_MULTIPLE", "3")
+
 # Prometheus metrics at /metrics (marketplace.metrics; docs/operations.md, "Metrics"). Open to anyone
 # only where METRICS_PUBLIC is on (the local settings); otherwise a scraper sends
 # "Authorization: Bearer <METRICS_TOKEN>" or comes from METRICS_ALLOWED_IPS (addresses or networks).

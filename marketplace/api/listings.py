@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC
 
 from django.http import Http404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.permissions import AllowAny
@@ -32,6 +32,7 @@ from marketplace.api.permissions import IsProvider, KeyScopes, provider_of, scop
 from marketplace.api.schema import DOMAIN_RULE
 from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Listing, Region
+from marketplace.models.listings import driven_by
 from marketplace.money import MONEY
 from marketplace.supply import listing_window_default
 
@@ -141,6 +142,10 @@ class ListingOut(serializers.ModelSerializer):
     left_out_reason = serializers.CharField(
         help_text='Why the latest matching round left this listing out ("" when it did not): a rule it breaks.'
     )
+    driven_by = serializers.SerializerMethodField(
+        help_text="agent: its provider's agent starts matches (ready) and reports node health; clock: "
+        "matches start at their planned start and nodes fail only when the provider reports them."
+    )
 
     class Meta:
         model = Listing
@@ -159,6 +164,7 @@ class ListingOut(serializers.ModelSerializer):
             "status",
             "rtt_ms",
             "left_out_reason",
+            "driven_by",
         ]
 
     def get_region(self, listing) -> str:
@@ -169,6 +175,10 @@ class ListingOut(serializers.ModelSerializer):
 
     def get_energy_cost_per_gpu_hour(self, listing) -> str:
         return str(selectors.listing_shown_energy_cost(listing))
+
+    @extend_schema_field(serializers.ChoiceField(choices=["agent", "clock"]))
+    def get_driven_by(self, listing) -> str:
+        return driven_by(listing.agent_since)
 
     def get_rtt_ms(self, listing) -> float | None:
         """From the search's origin: its RTTs by region id come in the context (``rtt_ms_by_region``)."""
@@ -196,6 +206,7 @@ class ListingOut(serializers.ModelSerializer):
             "status": listing.status,
             "rtt_ms": self.get_rtt_ms(listing),
             "left_out_reason": listing.left_out_reason,
+            "driven_by": driven_by(listing.agent_since),
         }
 
     def _by_place(self, listing) -> tuple[str, str, str]:

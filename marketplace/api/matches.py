@@ -26,6 +26,19 @@ class MatchOut(serializers.ModelSerializer):
     provider = serializers.CharField(source="listing.provider.name")
     gpu_model = serializers.CharField(source="listing.gpu_model.code")
 
+    endpoint = serializers.SerializerMethodField(
+        help_text="Where the buyer reaches the running match (its provider's agent gave it at ready); "
+        "shown to the match's buyer only, null to everyone else and before ready."
+    )
+
+    def get_endpoint(self, match) -> str | None:
+        """The endpoint is the buyer's: a provider or staff reading the match sees null."""
+        viewer = self.context.get("buyer_id")
+        if viewer is None and "request" in self.context:
+            buyer = buyer_of(self.context["request"])
+            viewer = self.context["buyer_id"] = buyer.pk if buyer is not None else 0
+        return (match.endpoint or None) if viewer == match.request.buyer_id else None
+
     def get_subsidy_total(self, match) -> str:
         return str(match.subsidy_per_gpu_hour * match.gpus * match.request.duration_hours)
 
@@ -53,6 +66,8 @@ class MatchOut(serializers.ModelSerializer):
             "explanation",
             "status",
             "status_reason",
+            "ready_at",
+            "endpoint",
             "starts_at",
             "ends_at",
             "ended_at",
@@ -127,4 +142,5 @@ class MatchCancelView(APIView):
     @extend_schema(request=None, responses=MatchOut)
     def post(self, request, match_id: int):
         services.match_cancel(match_id=match_id, buyer=buyer_of(request), now=market_now())
-        return Response(MatchOut(selectors.match_list_for(request.user).get(pk=match_id)).data)
+        match = selectors.match_list_for(request.user).get(pk=match_id)
+        return Response(MatchOut(match, context={"request": request}).data)

@@ -55,6 +55,12 @@ class RequestIn(serializers.Serializer):
         help_text=f"A voucher the buyer claimed. {DOMAIN_RULE} a code that is not one of the buyer's usable "
         "vouchers is a 400 naming it.",
     )
+    workload = TextField(
+        **bounds.WORKLOAD.field_kwargs(),
+        required=False,
+        allow_blank=True,
+        help_text="What you will run (model, image, serving stack), for the provider's agent.",
+    )
 
     def validate(self, attrs):
         """Default ``start_by``: ``start_by_default``."""
@@ -97,6 +103,7 @@ class RequestOut(serializers.ModelSerializer):
             "created_at",
             "left_out_reason",
             "spend_committed",
+            "workload",
         ]
 
 

@@ -40,6 +40,12 @@ class StatementLineOut(serializers.Serializer):
     buyer_pays = serializers.DecimalField(**SETTLED_AMOUNT)
     platform_fee = serializers.DecimalField(**SETTLED_AMOUNT)
     provider_earns = serializers.DecimalField(**SETTLED_AMOUNT)
+    sla_credit = serializers.DecimalField(
+        **SETTLED_AMOUNT,
+        help_text="What the buyer got back because capacity failed under the running match "
+        "(money.sla_credit); already taken off buyer_pays and provider_earns.",
+    )
+    status_reason = serializers.CharField(source="match.status_reason", help_text="Why the match ended as it did.")
 
 
 class StatementOut(serializers.Serializer):

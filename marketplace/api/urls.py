@@ -2,6 +2,7 @@ from django.urls import path
 
 from marketplace.api import (
     accounts,
+    agents,
     listings,
     matches,
     organisation,
@@ -65,4 +66,8 @@ urlpatterns = [
         webhooks.WebhookRedeliverView.as_view(),
         name="webhook-redeliver",
     ),
+    path("agent/listings/", agents.AgentListingListView.as_view(), name="agent-listing-list"),
+    path("agent/assignments/", agents.AssignmentListView.as_view(), name="agent-assignment-list"),
+    path("agent/matches/<int:match_id>/ready/", agents.MatchReadyView.as_view(), name="agent-match-ready"),
+    path("agent/heartbeats/", agents.HeartbeatView.as_view(), name="agent-heartbeat"),
 ]

@@ -6,7 +6,7 @@ read that a page or the engine needs goes through ``selectors``. Money is ``Deci
 
 from marketplace.models.api_keys import ApiKey
 from marketplace.models.idempotency import IdempotencyKey
-from marketplace.models.listings import NODE_SIZE_CHOICES, NODE_SIZES, Listing
+from marketplace.models.listings import NODE_SIZE_CHOICES, NODE_SIZES, Listing, NodeHeartbeat
 from marketplace.models.market_clock import MarketClock
 from marketplace.models.matches import Match, Settlement
 from marketplace.models.organisations import Membership, Organisation
@@ -28,6 +28,7 @@ __all__ = [
     "Match",
     "MatchingRun",
     "Membership",
+    "NodeHeartbeat",
     "Organisation",
     "Region",
     "Rtt",

@@ -37,6 +37,10 @@ class Listing(models.Model):
     available_from = models.DateTimeField()
     available_until = models.DateTimeField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    #: When (real time) a provider agent first sent a heartbeat for it: from then on the listing is
+    #: agent-driven (its matches run when the agent says ready, its nodes fail when heartbeats stop);
+    #: null: clock-driven, as every listing was before agents (matches run at their planned start).
+    agent_since = models.DateTimeField(null=True, blank=True)
     #: Why the latest round left this listing out ("" when it did not): shown to its provider.
     left_out_reason = models.CharField(max_length=300, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -76,3 +80,45 @@ class Listing(models.Model):
     @property
     def node_count(self) -> int:
         return self.gpu_count // self.gpus_per_node
+
+    @property
+    def driven_by(self) -> str:
+        return driven_by(self.agent_since)
+
+
+def driven_by(agent_since) -> str:
+    """What moves a listing's matches, from its ``agent_since``: ``agent`` once a provider agent
+    has sent a heartbeat for it, else ``clock``."""
+    return "clock" if agent_since is None else "agent"
+
+
+class NodeHeartbeat(models.Model):
+    """The last heartbeat a provider agent sent for one node of a listing (one row per node).
+
+    Times are real (wall-clock) UTC, not market time: a heartbeat measures a live process, and the
+    market clock can be advanced or frozen by simulations and demos.
+    """
+
+    class Health(models.TextChoices):
+        OK = "ok"
+        FAILED = "failed"
+        #: Written by the sweep when it fails the node for its silence (agents send ok or failed).
+        SILENT = "silent"
+
+    #: What an agent may report.
+    REPORTED = (Health.OK, Health.FAILED)
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="node_heartbeats")
+    node = models.PositiveSmallIntegerField()
+    health = models.CharField(max_length=6, choices=Health.choices)
+    #: When the latest heartbeat for the node arrived, whatever it said.
+    seen_at = models.DateTimeField()
+    #: When the latest heartbeat saying ``ok`` arrived (null: never): where the SLA's lost time starts.
+    ok_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["listing", "node"]
+        constraints = [models.UniqueConstraint(fields=["listing", "node"], name="node_heartbeat_one_per_node")]
+
+    def __str__(self) -> str:
+        return f"listing {self.listing_id} node {self.node}: {self.health} at {self.seen_at:%H:%M:%S}"

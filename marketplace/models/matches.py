@@ -54,6 +54,15 @@ class Match(models.Model):
     status_reason = models.CharField(max_length=300, blank=True)
     starts_at = models.DateTimeField()
     ends_at = models.DateTimeField()
+    #: Market time the match began running: when its provider's agent said ready (an agent-driven
+    #: listing), or its planned start when the clock started it. Metering starts here (never before
+    #: ``starts_at``); null while it has not run.
+    ready_at = models.DateTimeField(null=True, blank=True)
+    #: Where the buyer reaches the running match: an https URL its provider's agent gave at ready.
+    #: Shown to the buyer only.
+    endpoint = models.CharField(max_length=500, blank=True)
+    #: The agent's note at ready ("vLLM 0.6 on 2×8 H20"), for the record.
+    ready_note = models.CharField(max_length=300, blank=True)
     #: When it actually stopped holding its GPUs (completed, cancelled or failed); null while live.
     ended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -85,8 +94,8 @@ class Match(models.Model):
 class Settlement(models.Model):
     """What one ended match costs and pays, to the fen: its line in both parties' statements.
 
-    One per match (nothing is billed twice). gross = subsidy + buyer_pays = platform_fee +
-    provider_earns; the rounding rules are in ``marketplace.money``.
+    One per match (nothing is billed twice). gross = subsidy + buyer_pays + sla_credit =
+    platform_fee + provider_earns + sla_credit; the rounding rules are in ``marketplace.money``.
     """
 
     match = models.OneToOneField(Match, on_delete=models.PROTECT, related_name="settlement")
@@ -101,6 +110,9 @@ class Settlement(models.Model):
     buyer_pays = models.DecimalField(max_digits=16, decimal_places=2)
     platform_fee = models.DecimalField(max_digits=16, decimal_places=2)
     provider_earns = models.DecimalField(max_digits=16, decimal_places=2)
+    #: What the buyer gets back because capacity failed under the running match
+    #: (``money.sla_credit``): taken off what the buyer pays and off what the provider earns.
+    sla_credit = models.DecimalField(max_digits=16, decimal_places=2, default=Decimal("0"))
 
     class Meta:
         ordering = ["settled_at", "id"]
@@ -108,19 +120,21 @@ class Settlement(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(gpu_hours__gte=0), name="settlement_hours_gte_0"),
             models.CheckConstraint(
-                condition=Q(subsidy__gte=0, buyer_pays__gte=0, platform_fee__gte=0, provider_earns__gte=0),
+                condition=Q(
+                    subsidy__gte=0, buyer_pays__gte=0, platform_fee__gte=0, provider_earns__gte=0, sla_credit__gte=0
+                ),
                 name="settlement_amounts_gte_0",
             ),
             # Sums compared within half a fen: amounts have 2 places, so this is equality, and it
             # also holds on SQLite, which stores decimals as floats.
             models.CheckConstraint(
-                condition=Q(buyer_pays__gte=F("gross") - F("subsidy") - HALF_FEN)
-                & Q(buyer_pays__lte=F("gross") - F("subsidy") + HALF_FEN),
+                condition=Q(buyer_pays__gte=F("gross") - F("subsidy") - F("sla_credit") - HALF_FEN)
+                & Q(buyer_pays__lte=F("gross") - F("subsidy") - F("sla_credit") + HALF_FEN),
                 name="settlement_buyer_side",
             ),
             models.CheckConstraint(
-                condition=Q(provider_earns__gte=F("gross") - F("platform_fee") - HALF_FEN)
-                & Q(provider_earns__lte=F("gross") - F("platform_fee") + HALF_FEN),
+                condition=Q(provider_earns__gte=F("gross") - F("platform_fee") - F("sla_credit") - HALF_FEN)
+                & Q(provider_earns__lte=F("gross") - F("platform_fee") - F("sla_credit") + HALF_FEN),
                 name="settlement_provider_side",
             ),
         ]

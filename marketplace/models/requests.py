@@ -43,6 +43,8 @@ class BuyerRequest(models.Model):
     priority = models.SmallIntegerField(default=0)
     voucher = models.ForeignKey("Voucher", on_delete=models.PROTECT, null=True, blank=True, related_name="requests")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
+    #: What the buyer will run on the GPUs, for the provider's agent to provision ("" when not said).
+    workload = models.TextField(blank=True, default="", max_length=2000)
     #: Why the latest round left this request out ("" when it did not): shown to its buyer.
     left_out_reason = models.CharField(max_length=300, blank=True)
     matched_replicas = models.PositiveIntegerField(default=0)

@@ -8,6 +8,15 @@ board, the provider's and buyer's pages), ``monitor`` (the admin match monitor) 
 (what ``/metrics`` reports).
 """
 
+from marketplace.selectors.agents import (
+    agent_assignments,
+    agent_listings,
+    nodes_heard_since,
+    ok_times_by_node,
+    provision_deadline,
+    silence_since,
+    silent_nodes_by_listing,
+)
 from marketplace.selectors.dashboards import (
     BoardRegion,
     BuyerDashboard,
@@ -112,6 +121,8 @@ __all__ = [
     "Statement",
     "UnservedRow",
     "VoucherBudget",
+    "agent_assignments",
+    "agent_listings",
     "api_keys_of",
     "buyer_dashboard",
     "buyer_year_net",
@@ -138,11 +149,14 @@ __all__ = [
     "monitor_charts",
     "monitor_live",
     "node_free_of",
+    "nodes_heard_since",
+    "ok_times_by_node",
     "organisation_names_in_use",
     "organisation_of",
     "organisation_spent",
     "provider_dashboard",
     "provider_listing",
+    "provision_deadline",
     "quote_summary",
     "reference_by_code",
     "reference_by_id",
@@ -157,6 +171,8 @@ __all__ = [
     "rtts_from",
     "shards_with_lost_runs",
     "shards_with_open_work",
+    "silence_since",
+    "silent_nodes_by_listing",
     "statement_for",
     "unserved_requests",
     "usernames_in_use",

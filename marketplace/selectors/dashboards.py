@@ -57,6 +57,8 @@ class BoardRegion:
     free_gpus: int = 0
     listings: int = 0
     min_price_per_gpu_hour: Decimal | None = None
+    #: Of ``listings``, those a provider agent runs (the rest are clock-driven).
+    agent_listings: int = 0
 
 
 def capacity_board(
@@ -81,6 +83,7 @@ def capacity_board(
                 latency_class=None if rtt is None else latency_class_of(rtt),
                 free_gpus=sum(row.free_gpus for row in rows),
                 listings=sum(row.listings for row in rows),
+                agent_listings=sum(row.agent_listings for row in rows),
                 min_price_per_gpu_hour=min((row.min_price_per_gpu_hour for row in rows), default=None),
             )
         )

@@ -198,6 +198,7 @@ LISTING_SEARCH_FIELDS = (
     "status",
     "region_id",
     "gpu_model_id",
+    "agent_since",
 )
 
 
@@ -248,6 +249,8 @@ class CapacityRow:
     free_gpus: int
     min_price_per_gpu_hour: Decimal
     listings: int
+    #: Of ``listings``, those run by a provider agent (``Listing.driven_by``); the rest are clock-driven.
+    agent_listings: int = 0
 
 
 def capacity_by_region(
@@ -267,10 +270,10 @@ def capacity_by_region(
     rtt_of_region = rtts_from(origin)
     groups: dict[tuple[str, str], list] = {}
     rtts: dict[str, Decimal] = {}
-    for region_id, region, model, free, price in queryset.values_list(
-        "region_id", "region__code", "gpu_model__code", "free_gpus", "price_per_gpu_hour"
+    for region_id, region, model, free, price, agent_since in queryset.values_list(
+        "region_id", "region__code", "gpu_model__code", "free_gpus", "price_per_gpu_hour", "agent_since"
     ):
-        groups.setdefault((region, model), []).append((free, price))
+        groups.setdefault((region, model), []).append((free, price, agent_since))
         rtts[region] = rtt_of_region[region_id]
     rows = [
         CapacityRow(
@@ -278,9 +281,10 @@ def capacity_by_region(
             latency_class=latency_class_of(float(rtts[region])),
             rtt_ms=float(rtts[region]),
             gpu_model=model,
-            free_gpus=sum(free for free, _ in items),
-            min_price_per_gpu_hour=min(price for _, price in items),
+            free_gpus=sum(free for free, _, _ in items),
+            min_price_per_gpu_hour=min(price for _, price, _ in items),
             listings=len(items),
+            agent_listings=sum(agent_since is not None for _, _, agent_since in items),
         )
         for (region, model), items in groups.items()
     ]

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from marketplace.models import Organisation, Settlement
 
-AMOUNTS = ("gross", "subsidy", "buyer_pays", "platform_fee", "provider_earns")
+AMOUNTS = ("gross", "subsidy", "buyer_pays", "platform_fee", "provider_earns", "sla_credit")
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,8 @@ def month_bounds(month: date) -> tuple[datetime, datetime]:
 def statement_for(organisation: Organisation, month: date) -> Statement:
     """The organisation's settlement lines of ``month`` (by the market time each match ended) and
     their totals, in one query. A buyer's statement is what it pays; a provider's what it earns.
+    Each line reconciles: gross = subsidy + buyer_pays + sla_credit = platform_fee + provider_earns +
+    sla_credit (an SLA credit comes off both the buyer's charge and the provider's earnings).
     Totals are summed here from the lines' exact decimals (SQLite's SUM would go through floats)."""
     start, end = month_bounds(month)
     party = {"buyer": organisation} if organisation.kind == Organisation.Kind.BUYER else {"provider": organisation}

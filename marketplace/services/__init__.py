@@ -5,6 +5,7 @@ naming the field), and rely on database constraints as the last guard.
 """
 
 from marketplace.services.accounts import account_register, user_create
+from marketplace.services.agents import agent_heartbeat_record, agents_sweep, match_ready
 from marketplace.services.api_keys import CreatedKey, api_key_create, api_key_revoke, api_key_used
 from marketplace.services.credentials import user_credentials_revoke
 from marketplace.services.lifecycle import lifecycle_tick, match_cancel
@@ -22,6 +23,8 @@ from marketplace.services.vouchers import (
 __all__ = [
     "CreatedKey",
     "account_register",
+    "agent_heartbeat_record",
+    "agents_sweep",
     "api_key_create",
     "api_key_revoke",
     "api_key_used",
@@ -31,6 +34,7 @@ __all__ = [
     "listing_update",
     "listing_withdraw",
     "match_cancel",
+    "match_ready",
     "member_add",
     "member_remove",
     "member_role_change",

@@ -193,12 +193,14 @@ def _match_data(match: Match) -> dict:
 
 def matches_publish(kind: str, matches: Iterable[Match]) -> None:
     """``kind`` (``match.running``, ``match.failed``, ``match.completed``) for each match: one
-    event to its buyer and one to its listing's provider. Precondition: ``request`` and ``listing``
-    loaded, inside the transaction that changed the matches."""
+    event to its buyer and one to its listing's provider. The buyer's also carries the match's
+    ``endpoint`` (set by the provider's agent when it said ready; null otherwise), which only the
+    buyer may see. Precondition: ``request`` and ``listing`` loaded, inside the transaction that
+    changed the matches."""
     events = []
     for match in matches:
         data = _match_data(match)
-        events.append(Event(kind, match.request.buyer_id, data))
+        events.append(Event(kind, match.request.buyer_id, {**data, "endpoint": match.endpoint or None}))
         events.append(Event(kind, match.listing.provider_id, data))
     events_publish(events)
 

@@ -1,7 +1,9 @@
 """Time passing for matches, requests and listings: start, run, end, settle, fail over.
 
 A match holds its GPUs from ``starts_at`` for the request's duration: reserved → running →
-completed, or cancelled (by the buyer) or failed (capacity lost). Ending a match — whichever way —
+completed, or cancelled (by the buyer) or failed (capacity lost). On a clock-driven listing the
+tick starts it at ``starts_at``; on an agent-driven one its provider's agent does, by saying ready
+(``services.agents``), and it is metered from then. Ending a match — whichever way —
 goes through :func:`matches_end`, which meters the GPU-hours actually held, writes the one
 settlement line the match will ever have, draws its subsidy from the voucher reservation and
 releases the rest, and gives the GPUs back to the listing.
@@ -12,6 +14,7 @@ programmes, vouchers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -22,12 +25,12 @@ from django.db.models import F, Q
 
 from marketplace.errors import InvalidTransition, NotFound
 from marketplace.models import BuyerRequest, Listing, Match, Organisation, Settlement
-from marketplace.money import gpu_hours_held, to_fen, to_fen_down
+from marketplace.money import gpu_hours_held, gpu_hours_of, sla_credit, to_fen, to_fen_down
 from marketplace.selectors.engine import live_matches_on_failed_nodes
 from marketplace.selectors.vouchers import net_reserved_by_match
 from marketplace.services.events import MATCH_COMPLETED, MATCH_FAILED, matches_publish, matches_started_publish
 from marketplace.services.locking import rows_locked
-from marketplace.services.spend import requests_spend_close, spend_month_of
+from marketplace.services.spend import requests_spend_close, requests_spend_regrow, spend_month_of
 from marketplace.services.subsidies import SubsidyBook, Take, write_releases
 from marketplace.services.triggers import matching_round_enqueue_on_commit
 
@@ -62,11 +65,13 @@ def lifecycle_tick(*, now: datetime) -> TickCounts:
     with transaction.atomic():
         live_matches_on_lost_capacity_fail_over(now=now)
     with transaction.atomic():
+        # Only clock-driven listings: on an agent-driven one the agent's ready starts a match
+        # (services.agents, which announces it the same way).
         due_to_start = Match.objects.select_for_update(no_key=True).filter(
-            status=Match.Status.RESERVED, starts_at__lte=now, ends_at__gt=now
+            status=Match.Status.RESERVED, starts_at__lte=now, ends_at__gt=now, listing__agent_since__isnull=True
         )
         starting = list(due_to_start.values_list("pk", flat=True))
-        started = Match.objects.filter(pk__in=starting).update(status=Match.Status.RUNNING)
+        started = Match.objects.filter(pk__in=starting).update(status=Match.Status.RUNNING, ready_at=F("starts_at"))
         matches_started_publish(starting)
     with transaction.atomic():
         due = live_matches_locked(Q(ends_at__lte=now))
@@ -97,9 +102,13 @@ def _requests_past_start_by_close(*, now: datetime) -> int:
     return expired
 
 
-def matches_end(matches: list[Match], *, status: str, at: datetime, reason: str) -> list[Settlement]:
+def matches_end(
+    matches: list[Match], *, status: str, at: datetime, reason: str, seconds_lost: Mapping[int, float] | None = None
+) -> list[Settlement]:
     """End live ``matches`` at ``at`` (capped to each one's window) and settle each exactly once.
 
+    ``seconds_lost`` (by match id): real seconds its capacity was gone before this failover, which
+    the SLA credit pays back (``money.sla_credit``); none for a match not in it.
     Preconditions: inside a transaction; the matches are locked (``select_for_update``) with
     ``request`` and ``listing__gpu_model`` loaded, and (when the caller changes requests) the
     requests were locked before them.
@@ -115,7 +124,7 @@ def matches_end(matches: list[Match], *, status: str, at: datetime, reason: str)
         ended_at = min(max(at, match.starts_at), match.ends_at)
         match.ended_at = ended_at
         match.status, match.status_reason = status, reason[:300]
-        settlement = _settlement_of(match, ended_at=ended_at)
+        settlement = _settlement_of(match, ended_at=ended_at, seconds_lost=(seconds_lost or {}).get(match.pk, 0.0))
         settlements.append(settlement)
         reserved, hours = held.get(match.pk, (ZERO, ZERO))
         if match.voucher_id and reserved > settlement.subsidy:  # only matches with a voucher are held
@@ -136,12 +145,21 @@ def matches_end(matches: list[Match], *, status: str, at: datetime, reason: str)
     return settlements
 
 
-def _settlement_of(match: Match, *, ended_at: datetime) -> Settlement:
-    """The match's one statement line, by the rules of ``marketplace.money``, for it ending at ``ended_at``."""
-    hours = gpu_hours_held(gpus=match.gpus, start=match.starts_at, end=ended_at)
+def _settlement_of(match: Match, *, ended_at: datetime, seconds_lost: float = 0.0) -> Settlement:
+    """The match's one statement line, by the rules of ``marketplace.money``, for it ending at
+    ``ended_at`` after its capacity was gone ``seconds_lost`` (real seconds; see ``matches_end``)."""
+    metered_from = _metered_from(match)
+    hours = ZERO if metered_from is None else gpu_hours_held(gpus=match.gpus, start=metered_from, end=ended_at)
     gross = to_fen(match.price_per_gpu_hour * hours)
     subsidy = min(gross, to_fen_down(match.subsidy_per_gpu_hour * hours))
     fee = to_fen(gross * Decimal(str(settings.PLATFORM_FEE_PERCENT)) / 100)
+    credit = sla_credit(
+        price_per_gpu_hour=match.price_per_gpu_hour,
+        gpu_hours_lost=gpu_hours_of(gpus=match.gpus, seconds=seconds_lost),
+        multiple=Decimal(str(settings.SLA_CREDIT_MULTIPLE)),
+        buyer_charge=gross - subsidy,
+        provider_share=gross - fee,
+    )
     return Settlement(
         match=match,
         buyer_id=match.request.buyer_id,
@@ -152,10 +170,22 @@ def _settlement_of(match: Match, *, ended_at: datetime) -> Settlement:
         price_per_gpu_hour=match.price_per_gpu_hour,
         gross=gross,
         subsidy=subsidy,
-        buyer_pays=gross - subsidy,
+        buyer_pays=gross - subsidy - credit,
         platform_fee=fee,
-        provider_earns=gross - fee,
+        provider_earns=gross - fee - credit,
+        sla_credit=credit,
     )
+
+
+def _metered_from(match: Match) -> datetime | None:
+    """Where the match's metering starts: at ready, but never before its planned start; on a
+    clock-driven listing at its planned start; None for a match an agent never said ready (nothing
+    ran, nothing is charged)."""
+    if match.ready_at is not None:
+        return max(match.ready_at, match.starts_at)
+    if match.listing.agent_since is None:
+        return match.starts_at
+    return None
 
 
 def _listings_release(matches: list[Match]) -> None:
@@ -209,17 +239,25 @@ def live_matches_on_lost_capacity_fail_over(*, now: datetime) -> list[Match]:
     return matches_fail_over(lost & Q(ends_at__gt=now), now=now, reason=reason)
 
 
-def matches_fail_over(query: Q, *, now: datetime, reason: str) -> list[Match]:
+def matches_fail_over(
+    query: Q, *, now: datetime, reason: str, seconds_lost: Mapping[int, float] | None = None
+) -> list[Match]:
     """Fail the live matches in ``query`` and send their requests back to matching, first in line.
+    ``seconds_lost`` (by match id) earns their buyers SLA credits (see ``matches_end``).
 
     Each request gives back the failed replicas, gains one priority level (so the next round serves
     it before new demand) and, if its ``start_by`` has passed, gets ``FAILOVER_GRACE`` to be placed
     again within the same latency, price and size bounds. Precondition: inside a transaction.
     """
     request_ids = set(Match.objects.filter(query, status__in=Match.LIVE_STATUSES).values_list("request_id", flat=True))
+    # The buyers whose spend is capped first, in the lock order: their reservations grow below.
+    rows_locked(
+        Organisation,
+        BuyerRequest.objects.filter(pk__in=request_ids, spend_month__isnull=False).values_list("buyer_id", flat=True),
+    )
     requests = rows_locked(BuyerRequest, request_ids)
     failed = live_matches_locked(query)
-    matches_end(failed, status=Match.Status.FAILED, at=now, reason=reason)
+    matches_end(failed, status=Match.Status.FAILED, at=now, reason=reason, seconds_lost=seconds_lost)
     for match in failed:
         request = requests[match.request_id]
         request.matched_replicas -= match.replicas
@@ -230,4 +268,5 @@ def matches_fail_over(query: Q, *, now: datetime, reason: str) -> list[Match]:
                 BuyerRequest.Status.PARTIALLY_MATCHED if request.matched_replicas else BuyerRequest.Status.OPEN
             )
     BuyerRequest.objects.bulk_update(requests.values(), ["matched_replicas", "priority", "start_by", "status"])
+    requests_spend_regrow(requests.values())
     return failed

@@ -7,11 +7,17 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from marketplace.errors import CapacityGone, InvalidInput, InvalidTransition, NotAllowed, NotFound
 from marketplace.market_time import market_now
-from marketplace.models import GpuModel, Listing, Organisation, Region
-from marketplace.selectors import live_matches_on_failed_nodes, live_nodes_by_listing
+from marketplace.models import GpuModel, Listing, Match, Organisation, Region
+from marketplace.selectors import (
+    live_matches_on_failed_nodes,
+    live_nodes_by_listing,
+    nodes_heard_since,
+    ok_times_by_node,
+)
 from marketplace.services.lifecycle import matches_fail_over
 from marketplace.services.triggers import matching_round_enqueue_on_commit
 from marketplace.supply import listing_terms_check
@@ -125,25 +131,74 @@ def _listing_mark_withdrawn(*, listing_id: int, provider: Organisation) -> None:
     listing.save(update_fields=["status", "updated_at"])
 
 
-def listing_nodes_fail(*, listing_id: int, provider: Organisation, nodes: list[int], now: datetime | None = None):
+def listing_nodes_fail(
+    *,
+    listing_id: int,
+    provider: Organisation,
+    nodes: list[int],
+    now: datetime | None = None,
+    cause: str = "failed",
+    unless_heard_since: datetime | None = None,
+):
     """Mark ``nodes`` of a listing failed: they are offered to nobody, and the live matches with a
     replica on them fail over (see ``matches_fail_over``). Two transactions, for the reasons given
-    in ``listing_withdraw``."""
-    _listing_mark_failed_nodes(listing_id=listing_id, provider=provider, nodes=nodes)
+    in ``listing_withdraw``. ``cause`` ends the matches' reason ("node 1 of listing 12 <cause>").
+
+    Each failed-over match's buyer is credited for the real time since the last ``ok`` heartbeat
+    of its failed nodes (``money.sla_credit``); a node without heartbeats (a clock-driven listing)
+    has no lost time to credit.
+
+    ``unless_heard_since`` (the heartbeat timeout's sweep): nodes with a heartbeat after it are
+    left up, checked under the listing's row lock, which a heartbeat also takes: a heartbeat that
+    lands between the sweep's read and this write saves its node.
+    """
+    nodes = _listing_mark_failed_nodes(
+        listing_id=listing_id, provider=provider, nodes=nodes, unless_heard_since=unless_heard_since
+    )
+    if not nodes:
+        return Listing.objects.get(pk=listing_id)
     on_nodes = live_matches_on_failed_nodes(listing_id=listing_id)
-    reason = f"node {', '.join(map(str, sorted(set(nodes))))} of listing {listing_id} failed"
+    reason = f"node {', '.join(map(str, sorted(set(nodes))))} of listing {listing_id} {cause}"
+    seconds_lost = _seconds_lost_by_match(listing_id=listing_id, match_ids=on_nodes, nodes=nodes)
     with transaction.atomic():
-        matches_fail_over(Q(listing_id=listing_id, pk__in=on_nodes), now=now or market_now(), reason=reason)
+        matches_fail_over(
+            Q(listing_id=listing_id, pk__in=on_nodes),
+            now=now or market_now(),
+            reason=reason[:300],
+            seconds_lost=seconds_lost,
+        )
     return Listing.objects.get(pk=listing_id)
 
 
+def _seconds_lost_by_match(*, listing_id: int, match_ids: list[int], nodes: list[int]) -> dict[int, float]:
+    """Real seconds from the last ``ok`` heartbeat of the failed ``nodes`` each match sits on until
+    now (the longest, if it sits on several); matches on nodes never heard from are left out."""
+    ok_at = ok_times_by_node(listing_id, nodes)
+    real_now = timezone.now()
+    lost = {}
+    for pk, match_nodes in Match.objects.filter(pk__in=match_ids).values_list("pk", "nodes"):
+        times = [ok_at[node] for node in set(match_nodes) & set(nodes) if node in ok_at]
+        if times:
+            lost[pk] = max((real_now - moment).total_seconds() for moment in times)
+    return lost
+
+
 @transaction.atomic
-def _listing_mark_failed_nodes(*, listing_id: int, provider: Organisation, nodes: list[int]) -> None:
+def _listing_mark_failed_nodes(
+    *, listing_id: int, provider: Organisation, nodes: list[int], unless_heard_since: datetime | None = None
+) -> list[int]:
+    """Mark ``nodes`` failed (see ``listing_nodes_fail``); returns the nodes it marked."""
     listing = _locked_own_listing(listing_id=listing_id, provider=provider)
     if not nodes or any(not 0 <= node < listing.node_count for node in nodes):
         raise InvalidInput(f"Nodes are numbered 0 to {listing.node_count - 1}.", field="nodes")
+    if unless_heard_since is not None:
+        heard = set(nodes_heard_since(listing_id, unless_heard_since))
+        nodes = [node for node in nodes if node not in heard]
+        if not nodes:
+            return []
     listing.failed_nodes = sorted(set(listing.failed_nodes) | set(nodes))
     listing.save(update_fields=["failed_nodes", "updated_at"])
+    return nodes
 
 
 def _highest_live_node(listing: Listing) -> int:

@@ -45,6 +45,7 @@ from psycopg.pq import TransactionStatus
 from marketplace import selectors
 from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, Listing, MatchingRun
+from marketplace.services.agents import agents_sweep
 from marketplace.services.events import listings_idle_publish, requests_unserved_publish
 from marketplace.services.lifecycle import lifecycle_tick
 from marketplace.services.plans import ApplyResult, match_plan_apply_quarantined
@@ -131,7 +132,9 @@ def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
 def rounds_sweep(*, now: datetime) -> list[str]:
     """Beat's sweep: move the lifecycle on (``lifecycle_tick``), then return the shards that need a
     round: those with open work, and those with a run its dead worker left marked running (the
-    round marks it lost). Makes up for any trigger a broker outage lost."""
+    round marks it lost). Makes up for any trigger a broker outage lost. Agents' silent nodes and
+    late provisioning fail over first (``agents_sweep``), so the tick then sees what is left."""
+    agents_sweep(now=now)
     lifecycle_tick(now=now)
     lost_before = now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT)
     return sorted(

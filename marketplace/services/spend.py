@@ -10,9 +10,11 @@ their prices, which may be below the request's cap); the lifecycle tick keeps th
 requests current as their matches end.
 
 After a fail-over the failed match's GPU-hours before the failure are charged and its replicas are
-open again for their full duration; a round then offers only as many of them as the rest of the
-reservation covers at the request's price cap (``selectors.spend_placeable_replicas``), so the
-charges stay inside the reservation, and the reservation inside the caps.
+open again for their full duration. The fail-over grows the request's reservation back to what
+placing them at its price cap could cost, as far as the organisation's and the key's caps allow
+(``requests_spend_regrow``, under the organisation's row lock like a submission), and a round offers
+only as many of them as the reservation then covers (``selectors.spend_placeable_replicas``): the
+charges stay inside the reservation, and the reservations inside the caps.
 
 Concurrency: every submission of an organisation (through any of its keys) holds the
 organisation's row lock (``FOR NO KEY UPDATE``, the first kind in ``services.locking``) while it
@@ -105,3 +107,42 @@ def requests_spend_close(request_ids: Collection[int]) -> None:
     for request in changed:
         request.spend_committed = committed[request.pk]
     BuyerRequest.objects.bulk_update(changed, ["spend_committed"])
+
+
+def requests_spend_regrow(requests: Collection[BuyerRequest]) -> None:
+    """After a fail-over, grow each request's reservation back to what it was charged, plus its
+    live matches' worst case, plus its open replicas' worst case at its price cap — by no more than
+    its organisation's and its key's caps leave free this month (a cap already reached grows
+    nothing; the round then places only what the reservation covers).
+
+    Precondition: inside the fail-over's transaction, after the failed matches were charged, holding
+    the row locks of the requests' organisations (taken before the requests', as in
+    ``services.locking``) and of the requests, whose ``matched_replicas`` are current.
+    """
+    tracked = [request for request in requests if request.spend_month is not None]
+    month_of = {request.pk: request.spend_month for request in tracked if request.spend_month is not None}
+    used = requests_spend_used([request.pk for request in tracked])
+    organisations = Organisation.objects.in_bulk({request.buyer_id for request in tracked})
+    keys = ApiKey.objects.in_bulk({request.api_key_id for request in tracked if request.api_key_id})
+    grown = []
+    for request in tracked:
+        open_replicas = request.replicas - request.matched_replicas
+        wanted = used[request.pk].amount + worst_case_charge(
+            price_per_gpu_hour=request.max_price_per_gpu_hour,
+            gpu_hours=Decimal(request.gpus_per_replica * request.duration_hours * open_replicas),
+            lines=open_replicas,
+        )
+        growth = wanted - request.spend_committed
+        caps: list[tuple[Decimal | None, int | None]] = [(organisations[request.buyer_id].monthly_spend_cap, None)]
+        if request.api_key_id:
+            caps.append((keys[request.api_key_id].monthly_spend_cap, request.api_key_id))
+        for cap, key_id in caps:
+            if cap is not None and growth > 0:
+                committed = month_committed(
+                    organisation_id=request.buyer_id, month=month_of[request.pk], api_key_id=key_id
+                )
+                growth = min(growth, max(cap - committed, ZERO))
+        if growth > 0:
+            request.spend_committed += growth
+            grown.append(request)
+    BuyerRequest.objects.bulk_update(grown, ["spend_committed"])

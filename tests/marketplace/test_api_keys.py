@@ -404,31 +404,52 @@ def test_the_database_refuses_a_zero_organisation_cap_and_an_unknown_role(buyer,
         Membership.objects.filter(organisation=buyer).update(role="admin")
 
 
-def test_after_a_fail_over_a_round_offers_only_the_replicas_the_reservation_still_covers(
-    make_listing, make_request, provider, now
-):
-    """Two replicas at the 10.00 cap reserve 480.01; both fail after 12 h on a 10.00 listing and
-    240.00 is charged. Placing both again for 24 h could cost 480.01 more, past the reservation (and
-    so past the caps it was checked against); the round is offered one, which the 240.01 left covers."""
+def fail_both_replicas_after_12_hours(make_listing, make_request, provider, now):
+    """Two replicas at the 10.00 cap (reserving 480.01) on a 10.00 listing; node 0 fails 12 h in,
+    240.00 is charged, and both replicas are open again for 24 h. Returns the request and then."""
     listing = make_listing(price_per_gpu_hour=Decimal("10.00"))
     request = make_request(replicas=2, start_by=now + timedelta(hours=20))
     assert request.spend_committed == Decimal("480.01")
     reserve(listing, request, now, nodes=(0, 0))
-    offered = {spec.id: spec.replicas for spec in engine_problem(gpu_model_code="h20", now=now).problem.requests}
-    assert request.pk not in offered  # fully matched: nothing open
+    services.lifecycle_tick(now=now)  # fully matched: the reservation shrinks to the matches' worst case
     later = now + timedelta(hours=12)
     services.listing_nodes_fail(listing_id=listing.pk, provider=provider, nodes=[0], now=later)
     request.refresh_from_db()
     assert request.matched_replicas == 0
-    offered = {spec.id: spec.replicas for spec in engine_problem(gpu_model_code="h20", now=later).problem.requests}
-    assert offered[request.pk] == 1
     charged = Settlement.objects.filter(match__request=request).aggregate(total=Sum("buyer_pays"))["total"]
     assert charged == Decimal("240.00")
+    return request, later
+
+
+def offered_replicas(request, now) -> int | None:
+    specs = engine_problem(gpu_model_code="h20", now=now).problem.requests
+    return next((spec.replicas for spec in specs if spec.id == request.pk), None)
+
+
+def test_a_fail_over_grows_the_reservation_back_so_both_replicas_are_placed_again(
+    make_listing, make_request, provider, now
+):
+    request, later = fail_both_replicas_after_12_hours(make_listing, make_request, provider, now)
+    assert request.spend_committed == Decimal("240.00") + Decimal("480.01")
+    assert offered_replicas(request, later) == 2
+
+
+def test_after_a_fail_over_a_round_offers_only_the_replicas_the_cap_still_covers(
+    make_listing, make_request, provider, buyer, now
+):
+    """With a 600.00 cap, the reservation grows from 480.01 only to the cap: 240.00 charged leaves
+    360.00, which covers one replica at the cap (240.01), not two — so the round is offered one,
+    and charges can never pass the cap."""
+    buyer.monthly_spend_cap = Decimal("600.00")
+    buyer.save(update_fields=["monthly_spend_cap"])
+    request, later = fail_both_replicas_after_12_hours(make_listing, make_request, provider, now)
+    assert request.spend_committed == Decimal("600.00")
+    assert month_committed(organisation_id=buyer.pk, month=spend_month_of(now)) == Decimal("600.00")
+    assert offered_replicas(request, later) == 1
 
 
 def test_a_request_that_never_failed_over_is_offered_all_its_open_replicas(make_listing, make_request, now):
     """The reservation's rounding margin is per request, not per replica: without a fail-over, no
     replica is held back by it."""
     request = make_request(replicas=3, max_price_per_gpu_hour=Decimal("6.00"))
-    offered = {spec.id: spec.replicas for spec in engine_problem(gpu_model_code="h20", now=now).problem.requests}
-    assert offered[request.pk] == 3
+    assert offered_replicas(request, now) == 3

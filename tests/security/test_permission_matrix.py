@@ -82,6 +82,7 @@ ORGANISATIONS_ONLY = expect(provider=200, other_provider=200, buyer=200, other_b
 PROMOTION = expect(provider=200, other_provider=404, buyer=403, other_buyer=403, anonymous=401, staff=200)
 BUYERS_OWN_ORGANISATION = expect(provider=404, other_provider=404, buyer=200, other_buyer=404, anonymous=401, staff=403)
 BUYERS_OWN_WEBHOOK = expect(provider=404, other_provider=404, buyer=200, other_buyer=404, anonymous=401, staff=403)
+PROVIDER_LISTS = expect(provider=200, other_provider=200, buyer=403, other_buyer=403, anonymous=401, staff=403)
 CITY_PROGRAM = expect(provider=404, other_provider=404, buyer=403, other_buyer=403, anonymous=401, staff=200)
 
 
@@ -334,6 +335,43 @@ MATRIX: dict[tuple[str, str], list[Row]] = {
         )
     ],
     ("POST", "/api/v1/members/"): [Row(created(ORGANISATIONS_ONLY), body=member_body)],
+    # provider agents (sessions hold every scope; keys without "agent" are in tests/marketplace/test_agents.py)
+    ("GET", "/api/v1/agent/listings/"): [
+        Row(
+            PROVIDER_LISTS,
+            visible=sees(
+                provider={"listing"},
+                other_provider={"foreign_listing"},
+                buyer=set(),
+                other_buyer=set(),
+                anonymous=set(),
+                staff=set(),
+            ),
+        )
+    ],
+    ("GET", "/api/v1/agent/assignments/"): [
+        Row(
+            PROVIDER_LISTS,
+            visible=sees(
+                provider={"match"},
+                other_provider=set(),
+                buyer=set(),
+                other_buyer=set(),
+                anonymous=set(),
+                staff=set(),
+            ),
+        )
+    ],
+    ("POST", "/api/v1/agent/matches/{match_id}/ready/"): [
+        Row(
+            PROVIDER_OWNS,
+            target="match",
+            body=lambda role: {"endpoint": "https://ningxia-zhongwei.example-provider.invalid/v1/matches/1"},
+        )
+    ],
+    ("POST", "/api/v1/agent/heartbeats/"): [
+        Row(PROVIDER_OWNS, body=lambda role: {"listing": "<listing>", "nodes": {"0": "ok", "1": "ok"}})
+    ],
     ("GET", "/api/v1/members/{member_id}/"): [Row(BUYERS_OWN_ORGANISATION, target="member")],
     ("PATCH", "/api/v1/members/{member_id}/"): [
         Row(BUYERS_OWN_ORGANISATION, target="member", body=lambda role: {"role": "owner"})
@@ -458,7 +496,8 @@ def body_of(market, row: Row, role: str) -> dict | None:
     if row.body is None:
         return None
     body = row.body(role)
-    return {key: market.free_code if value == "<free_code>" else value for key, value in body.items()}
+    placeholders = {"<free_code>": market.free_code, "<listing>": market.listing.pk}
+    return {key: placeholders.get(value, value) if isinstance(value, str) else value for key, value in body.items()}
 
 
 def call(client, method: str, url: str, body: dict | None = None, **extra):
@@ -506,6 +545,8 @@ LIST_KINDS = {
     "/api/v1/members/": Membership,
     "/api/v1/webhooks/": WebhookEndpoint,
     "/api/v1/webhooks/{endpoint_id}/deliveries/": WebhookDelivery,
+    "/api/v1/agent/listings/": Listing,
+    "/api/v1/agent/assignments/": Match,
 }
 
 
