@@ -32,7 +32,7 @@ from django.db.models import Sum
 
 from marketplace.errors import SpendCapExceeded
 from marketplace.models import ApiKey, BuyerRequest, Organisation
-from marketplace.money import worst_case_charge
+from marketplace.money import FEN, worst_case_charge
 from marketplace.selectors.spend import requests_spend_used
 
 ZERO = Decimal("0")
@@ -58,7 +58,8 @@ def month_committed(*, organisation_id: int, month: date, api_key_id: int | None
     rows = BuyerRequest.objects.filter(buyer_id=organisation_id, spend_month=month)
     if api_key_id is not None:
         rows = rows.filter(api_key_id=api_key_id)
-    return rows.aggregate(total=Sum("spend_committed"))["total"] or ZERO
+    # quantized: SQLite's SUM of decimals comes back with float-like places (216.010000000000)
+    return (rows.aggregate(total=Sum("spend_committed"))["total"] or ZERO).quantize(FEN)
 
 
 def request_spend_reserve(

@@ -218,7 +218,10 @@ def test_a_key_past_its_spend_cap_is_refused_with_402_naming_the_cap(clients, bu
     count = BuyerRequest.objects.count()
     refused = client.post(f"{API}/requests/", request_terms(), format="json")
     assert refused.status_code == 402
-    assert "API key's monthly spend cap" in refused.json()["monthly_spend_cap"][0]
+    assert refused.json()["monthly_spend_cap"] == [
+        "This request may cost up to 216.01 CNY; the API key's monthly spend cap is 432.02 CNY and 432.02 CNY "
+        f"of it is committed for {spend_month_of(timezone.now()):%Y-%m}."
+    ]
     assert BuyerRequest.objects.count() == count
     assert clients["buyer"].post(f"{API}/requests/", request_terms(), format="json").status_code == 201
     listed = clients["buyer"].get(f"{API}/api-keys/{created['id']}/").json()
