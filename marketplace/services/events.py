@@ -30,6 +30,7 @@ from django.utils import timezone
 from marketplace.models import BuyerRequest, Listing, Match, VoucherProgram, WebhookDelivery, WebhookEndpoint
 from marketplace.models.webhooks import WebhookNotice
 from marketplace.services.webhooks import webhook_deliveries_enqueue_on_commit
+from matching.costs import utc_text
 
 REQUEST_MATCHED = "request.matched"
 REQUEST_UNSERVED = "request.unserved"
@@ -81,7 +82,7 @@ def events_publish(events: Iterable[Event]) -> list[int]:
         if not subscribed:
             continue
         msg_id = f"msg_{uuid.uuid4().hex}"
-        payload = {"type": event.kind, "timestamp": now.isoformat(), "data": event.data}
+        payload = {"type": event.kind, "timestamp": utc_text(now), "data": event.data}
         rows += [
             WebhookDelivery(
                 endpoint=endpoint,
@@ -185,9 +186,9 @@ def _match_data(match: Match) -> dict:
         "replicas": match.replicas,
         "gpus": match.gpus,
         "price_per_gpu_hour": _money(match.price_per_gpu_hour),
-        "starts_at": match.starts_at.isoformat(),
-        "ends_at": match.ends_at.isoformat(),
-        "ended_at": match.ended_at.isoformat() if match.ended_at else None,
+        "starts_at": utc_text(match.starts_at),
+        "ends_at": utc_text(match.ends_at),
+        "ended_at": utc_text(match.ended_at) if match.ended_at else None,
     }
 
 

@@ -34,6 +34,7 @@ from marketplace.errors import InvalidInput, InvalidTransition, NotFound, QuotaE
 from marketplace.models import Membership, Organisation, WebhookDelivery, WebhookEndpoint
 from marketplace.webhook_addresses import UnsafeUrl, destination_resolve, url_checked
 from marketplace.webhook_signatures import secret_generate, signed_headers
+from matching.costs import utc_text
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +222,7 @@ def _send(delivery: WebhookDelivery) -> dict:
     is verified against the name). Redirects are not followed: a 3xx is a failure.
     """
     started_at, started = timezone.now(), time.perf_counter()
-    entry: dict = {"at": started_at.isoformat()}
+    entry: dict = {"at": utc_text(started_at)}
     body = json.dumps(delivery.payload, separators=(",", ":"), ensure_ascii=False).encode()
     allow = {"allow_http": settings.WEBHOOKS_ALLOW_HTTP, "allow_private": settings.WEBHOOKS_ALLOW_PRIVATE_URLS}
     try:
@@ -273,7 +274,7 @@ def _attempt_record(delivery_id: int, entry: dict) -> WebhookDelivery | None:
                 retry = partial(webhook_deliveries_enqueue, [delivery.pk], countdown=delay.total_seconds())
                 transaction.on_commit(retry)
         endpoint.failing_since = endpoint.failing_since or datetime.fromisoformat(entry["at"])
-    entry["next_attempt_at"] = delivery.next_attempt_at.isoformat() if delivery.next_attempt_at else None
+    entry["next_attempt_at"] = utc_text(delivery.next_attempt_at) if delivery.next_attempt_at else None
     delivery.attempts = [*delivery.attempts, entry]
     delivery.save(update_fields=["attempt_count", "status", "next_attempt_at", "attempts"])
     failing_for = now - endpoint.failing_since if endpoint.failing_since else timedelta(0)
