@@ -68,7 +68,13 @@ class Chains:
 
 def request_classes(a: Arrays, reqs: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     """(class table rows (start_by, duration_h, voucher, size, min reliability), class index per request)."""
-    columns = (a.request_start_by, a.request_duration_hours, a.request_voucher, a.request_size, a.request_min_reliability)
+    columns = (
+        a.request_start_by,
+        a.request_duration_hours,
+        a.request_voucher,
+        a.request_size,
+        a.request_min_reliability,
+    )
     cols = np.stack([column[reqs] for column in columns], axis=1)
     if not len(reqs):
         return np.zeros((0, len(columns)), dtype=np.int64), np.zeros(0, dtype=np.int64)

@@ -58,7 +58,17 @@ def req(
 
 
 def lst(
-    id=1, *, region="yrd", model="h100", gpn=8, nodes=(8,), price="10", provider=1, opens=None, days=30, reliability=None
+    id=1,
+    *,
+    region="yrd",
+    model="h100",
+    gpn=8,
+    nodes=(8,),
+    price="10",
+    provider=1,
+    opens=None,
+    days=30,
+    reliability=None,
 ) -> ListingSpec:
     start = opens or NOW - timedelta(hours=1)
     return ListingSpec(
