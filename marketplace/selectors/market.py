@@ -199,6 +199,7 @@ LISTING_SEARCH_FIELDS = (
     "region_id",
     "gpu_model_id",
     "agent_since",
+    "provider_id",
 )
 
 
