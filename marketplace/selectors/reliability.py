@@ -40,7 +40,7 @@ def reliability_index(
         status__in=COUNTED_STATUSES,
         starts_at__lt=now,
         ends_at__gt=window_start(now),
-    ).values_list(
+    ).order_by().values_list(
         "listing_id", "listing__provider_id", "gpus", "status", "starts_at", "ends_at", "ended_at", "ready_at"
     )
     by_listing: dict[int, list[MatchTime]] = defaultdict(list)
