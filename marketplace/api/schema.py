@@ -162,7 +162,7 @@ SUMMARIES = {
     ("PATCH", "/api/v1/organisation/"): "Set the organisation's monthly spend cap (owners)",
     ("GET", "/api/v1/agent/listings/"): "The provider's active listings as its agent sees them (agent keys)",
     ("GET", "/api/v1/agent/assignments/"): "Matches the provider's agent is to provision, with nodes and deadlines",
-    ("POST", "/api/v1/agent/matches/{match_id}/ready/"): "Say a match is provisioned: it runs, and is metered, from now",
+    ("POST", "/api/v1/agent/matches/{match_id}/ready/"): "Say a match is provisioned: it runs and is metered from now",
     ("POST", "/api/v1/agent/heartbeats/"): "Report each node's health; silent or failed nodes fail over their matches",
     ("GET", "/api/v1/webhooks/"): "List the organisation's webhook endpoints",
     ("POST", "/api/v1/webhooks/"): "Register a webhook endpoint; its signing secret is shown once",

@@ -45,8 +45,8 @@ def reliability_index(
     )
     by_listing: dict[int, list[MatchTime]] = defaultdict(list)
     by_provider: dict[int, list[MatchTime]] = defaultdict(list)
-    for listing_id, provider_id, *times in rows:
-        match = MatchTime(*times)
+    for listing_id, provider_id, gpus, status, starts_at, ends_at, ended_at, ready_at in rows:
+        match = MatchTime(gpus, status, starts_at, ends_at, ended_at, ready_at)
         by_listing[listing_id].append(match)
         by_provider[provider_id].append(match)
     least = settings.RELIABILITY_MIN_MATCHES
