@@ -457,3 +457,12 @@ def test_board_and_provider_page_show_reliability_and_say_when_history_is_too_li
     assert (dashboard.reliability.text, dashboard.reliability.matches) == ("0.8000", 5)
     assert {u.listing.pk: u.reliability.status for u in dashboard.listings}[scored.pk] == "scored"
     assert "new (0 matches)" in text(response)
+
+
+def test_the_request_form_takes_a_reliability_bound_and_refuses_one_above_1(web, buyer):
+    response = web["buyer"].post("/buyer/requests/new/", {**REQUEST_FORM, "min_reliability": "0.99"})
+    assert response.status_code == 302
+    assert BuyerRequest.objects.get(buyer=buyer).min_reliability == Decimal("0.9900")
+    response = web["buyer"].post("/buyer/requests/new/", {**REQUEST_FORM, "min_reliability": "1.5"})
+    assert response.status_code == 400
+    assert "min_reliability" in response.context["form"].errors
