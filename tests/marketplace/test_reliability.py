@@ -196,3 +196,13 @@ def test_a_round_places_a_request_with_min_reliability_only_on_a_listing_that_me
     assert Match.objects.get(request=anyone, status="reserved").listing_id == new.pk
     matches = clients["buyer"].get(f"/api/v1/matches/{bound.pk}/").json()
     assert matches["listing_reliability"] == "1.0000"
+
+
+def test_capacity_rows_show_their_best_listing_reliability(clients, make_listing, make_request, now):
+    request = make_request()
+    history(make_listing(region="ningxia-zhongwei"), request, now, statuses=("completed",) * 4 + ("failed",))
+    make_listing(region="ningxia-zhongwei")
+    make_listing(region="anhui-wuhu")
+    rows = clients["anonymous"].get("/api/v1/capacity/?origin=shanghai&gpu_model=h20").json()
+    best = {row["region"]: row["best_reliability"] for row in rows}
+    assert best == {"ningxia-zhongwei": "0.8000", "anhui-wuhu": None}
