@@ -230,6 +230,16 @@ LATENCY_WEIGHT = DecimalNumber(
         "hundred times realtime's default of 0.05, where one ms already outweighs any GPU-hour."
     ),
 )
+MIN_RELIABILITY = DecimalNumber(
+    max_digits=5,
+    decimal_places=4,
+    minimum=Decimal(0),
+    maximum=Decimal(1),
+    reason=(
+        "A request's least 30-day reliability of a listing (marketplace.reliability): a fraction from 0 to 1, "
+        "4 places as scores are shown; any bound, even 0, rules out listings with too little history."
+    ),
+)
 
 WORKLOAD = Text(
     max_length=2000,

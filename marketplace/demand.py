@@ -12,6 +12,7 @@ from marketplace.bounds import (
     GPUS_PER_REQUEST,
     LATENCY_WEIGHT,
     MAX_RTT_MS,
+    MIN_RELIABILITY,
     PRICE,
     REQUEST_START,
 )
@@ -105,4 +106,7 @@ def demand_request_build(*, buyer: Organisation, now: datetime, **terms) -> Buye
         start_by=terms["start_by"],
         now=now,
     )
+    least = terms.get("min_reliability")
+    if least is not None and not MIN_RELIABILITY.minimum <= least <= MIN_RELIABILITY.maximum:
+        raise InvalidInput("Must be from 0 to 1.", field="min_reliability")
     return BuyerRequest(buyer=buyer, **terms)

@@ -168,7 +168,7 @@ def fmt_cny(value: Decimal) -> str:
 def infeasibility(request: RequestSpec, listing: ListingSpec, rtt_ms: float | None, now: datetime) -> str | None:
     """Why ``request`` cannot use ``listing``, in words, or ``None`` when the edge is feasible.
 
-    Checks in a fixed order (model, node size, RTT, price, window, free capacity) and names the
+    Checks in a fixed order (model, node size, RTT, price, reliability, window, free capacity) and names the
     first that fails, e.g. ``"ningxia-zhongwei: 35.8 ms > 30 ms bound"`` or ``"price 14.00 > cap
     12.00"``.
     """
@@ -184,7 +184,42 @@ def infeasibility(request: RequestSpec, listing: ListingSpec, rtt_ms: float | No
     price, cap = money(listing.price_per_gpu_hour), money(request.max_price_per_gpu_hour)
     if price > cap:
         return f"price {fmt_cny(price)} > cap {fmt_cny(cap)}"
+    reason = reliability_reason(request, listing)
+    if reason is not None:
+        return reason
     return window_or_capacity_reason(request, listing, now)
+
+
+#: Reliability scores and bounds in integer units of 0.0001 (4 places, as the API writes them).
+RELIABILITY_UNITS = 10_000
+
+
+def reliability_units(value: float | None) -> int:
+    """A reliability score or bound (0–1) in integer units of 0.0001; ``None`` → -1.
+
+    -1 sits below every bound (a listing without a score never meets one) and is itself the
+    "no bound" of a request (every listing, scored or not, is ≥ -1).
+    """
+    return -1 if value is None else round(value * RELIABILITY_UNITS)
+
+
+def reliability_text(value: float) -> str:
+    """``0.965`` → ``"0.9650"`` (4 places, as the API writes reliability)."""
+    return f"{value:.4f}"
+
+
+def reliability_reason(request: RequestSpec, listing: ListingSpec) -> str | None:
+    """Why ``listing`` misses ``request``'s reliability bound, in words, or ``None`` when it meets it
+    (or the request sets none), e.g. ``"ningxia-zhongwei listing 12: reliability 0.9650 < 0.9900
+    required"``."""
+    if request.min_reliability is None:
+        return None
+    if listing.reliability is None:
+        return f"{listing.region} listing {listing.id}: too little history for a reliability bound"
+    if reliability_units(listing.reliability) < reliability_units(request.min_reliability):
+        have, need = reliability_text(listing.reliability), reliability_text(request.min_reliability)
+        return f"{listing.region} listing {listing.id}: reliability {have} < {need} required"
+    return None
 
 
 def window_or_capacity_reason(request: RequestSpec, listing: ListingSpec, now: datetime) -> str | None:

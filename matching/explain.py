@@ -37,6 +37,8 @@ class ExplainIndex:
         self.listing_gpus_per_node: list[int] = arrays.listing_gpus_per_node.tolist()
         self.listing_start: list[int] = arrays.listing_start.tolist()
         self.listing_until: list[int] = arrays.listing_until.tolist()
+        self.listing_reliability: list[int] = arrays.listing_reliability.tolist()
+        self.request_min_reliability: list[int] = arrays.request_min_reliability.tolist()
         self.rtt_rows: list[list[float]] = arrays.rtt.tolist()
         self.subsidy: list[list[int]] = arrays.subsidy_units.tolist()
         self.latency: list[list[list[int]]] = arrays.latency_units.tolist()
@@ -164,6 +166,8 @@ class ExplainIndex:
             return _known(costs.infeasibility(request, listing, rtt, self.problem.now))
         key: tuple[Hashable, ...]
         if rtt <= self.request_bound[i] and self.price[j] <= self.request_cap[i]:
+            if self.listing_reliability[j] < self.request_min_reliability[i]:
+                return _known(costs.reliability_reason(request, listing))
             key = ("window", j, self.request_start_by[i], self.request_duration_hours[i], self.request_size[i])
             if key not in self._text:  # what it depends on, of the request
                 self._text[key] = _known(costs.window_or_capacity_reason(request, listing, self.problem.now))
@@ -180,7 +184,7 @@ class ExplainIndex:
         size = self.request_size[i]
         if rtt is None or rtt > self.request_bound[i] or self.listing_gpus_per_node[j] < size:
             return False
-        if self.price[j] > self.request_cap[i]:
+        if self.price[j] > self.request_cap[i] or self.listing_reliability[j] < self.request_min_reliability[i]:
             return False
         start = self.listing_start[j]
         if start > self.request_start_by[i] or start + self.request_duration_hours[i] * HOUR_US > self.listing_until[j]:
@@ -268,6 +272,14 @@ def _blocked(index: ExplainIndex, i: int, r: RequestSpec) -> str:
     if not len(cheap):
         lowest = costs.fmt_cny(costs.from_units(int(a.listing_price[near].min())))
         return f"no {model} {where} at <= {cap} CNY (cheapest there: {lowest})"
+    if r.min_reliability is not None:
+        cheap = cheap[a.listing_reliability[cheap] >= a.request_min_reliability[i]]
+        if not len(cheap):
+            need = costs.reliability_text(r.min_reliability)
+            return (
+                f"no {model} {where} at <= {cap} CNY with reliability >= {need} "
+                "(listings with too little history have no score)"
+            )
     fit = cheap[
         (a.listing_start[cheap] <= a.request_start_by[i])
         & (a.listing_start[cheap] + a.request_duration_hours[i] * HOUR_US <= a.listing_until[cheap])

@@ -45,6 +45,7 @@ class Options:
         rtt = a.rtt[a.request_origin[i], a.listing_region[lsts]]
         ok = self._has_room(model, size) & (a.listing_gpus_per_node[lsts] >= size)
         ok &= a.listing_price[lsts] <= a.request_cap[i]
+        ok &= a.listing_reliability[lsts] >= a.request_min_reliability[i]
         ok &= start <= a.request_start_by[i]
         ok &= start + a.request_duration_hours[i] * HOUR_US <= a.listing_until[lsts]
         ok &= np.isfinite(rtt) & (rtt <= a.request_bound[i])

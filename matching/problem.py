@@ -40,7 +40,9 @@ class RequestSpec:
     ``max_rtt_ms`` is ``None`` for batch (unbounded). ``latency_weight`` is CNY per ms of RTT per
     GPU-hour: the buyer's value of latency, added to the edge cost. Higher ``priority`` is served
     first; a match must start (``max(now, listing.available_from)``) no later than ``start_by`` and
-    run ``duration_hours`` inside the listing's window.
+    run ``duration_hours`` inside the listing's window. ``min_reliability`` (0–1, ``None`` = no
+    bound) admits only listings whose 30-day reliability is at least it; a listing without a score
+    (too little history) never meets a bound.
     """
 
     id: int
@@ -55,11 +57,16 @@ class RequestSpec:
     latency_weight: Decimal = Decimal("0")
     priority: int = 0
     voucher: VoucherTerms | None = None
+    min_reliability: float | None = None
 
 
 @dataclass(frozen=True)
 class ListingSpec:
-    """Free capacity: ``node_free[k]`` GPUs are free on node ``k`` (each node has ``gpus_per_node``)."""
+    """Free capacity: ``node_free[k]`` GPUs are free on node ``k`` (each node has ``gpus_per_node``).
+
+    ``reliability`` is the listing's 30-day availability (0–1, see ``marketplace.reliability``), or
+    ``None`` when it has too little history to have one.
+    """
 
     id: int
     provider_id: int
@@ -71,6 +78,7 @@ class ListingSpec:
     energy_cost_per_gpu_hour: Decimal
     available_from: datetime
     available_until: datetime
+    reliability: float | None = None
 
     @property
     def free_gpus(self) -> int:

@@ -302,6 +302,9 @@ NODE_HEARTBEAT_TIMEOUT_SECONDS = env_int("NODE_HEARTBEAT_TIMEOUT_SECONDS", 90)
 PROVISION_DEADLINE_SECONDS = env_int("PROVISION_DEADLINE_SECONDS", 600)
 #: The SLA credit's multiple of the price of the GPU-hours lost (marketplace.money.sla_credit).
 SLA_CREDIT_MULTIPLE = env_decimal("SLA_CREDIT_MULTIPLE", "3")
+#: Matches in the last 30 days a listing (or provider) needs for a reliability score (marketplace.reliability);
+#: with fewer its score is null ("new"), never 1.
+RELIABILITY_MIN_MATCHES = env_int("RELIABILITY_MIN_MATCHES", 5)
 
 # Prometheus metrics at /metrics (marketplace.metrics; docs/operations.md, "Metrics"). Open to anyone
 # only where METRICS_PUBLIC is on (the local settings); otherwise a scraper sends

@@ -34,6 +34,7 @@ from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Listing, Region
 from marketplace.models.listings import driven_by
 from marketplace.money import MONEY
+from marketplace.reliability import Reliability
 from marketplace.supply import listing_window_default
 
 LISTING_ORDERINGS = {
@@ -132,6 +133,24 @@ _MONEY_OUT = serializers.DecimalField(**MONEY)
 _TIME_OUT = UtcTimeOut(default_timezone=UTC)
 
 
+#: The words of the listing's reliability fields (the definition: ``marketplace.reliability``).
+RELIABILITY_HELP = (
+    "30-day availability (0–1, 4 places, rounded down): 1 − GPU-hours lost to failures and missed "
+    "provisioning deadlines ÷ GPU-hours its matches were scheduled in the window; null with too little history."
+)
+
+
+def reliability_context(listings, now=None) -> dict:
+    """The serializer context holding the reliability of ``listings`` and their providers: one query."""
+    listings = list(listings)
+    index = selectors.reliability_index(
+        listing_ids={listing.id for listing in listings},
+        provider_ids={listing.provider_id for listing in listings},
+        now=now or market_now(),
+    )
+    return {"reliability": index}
+
+
 class ListingOut(serializers.ModelSerializer):
     provider = serializers.CharField(source="provider_name")
     region = serializers.SerializerMethodField()
@@ -145,6 +164,20 @@ class ListingOut(serializers.ModelSerializer):
     driven_by = serializers.SerializerMethodField(
         help_text="agent: its provider's agent starts matches (ready) and reports node health; clock: "
         "matches start at their planned start and nodes fail only when the provider reports them."
+    )
+    reliability = serializers.SerializerMethodField(help_text=RELIABILITY_HELP)
+    reliability_matches = serializers.SerializerMethodField(help_text="The matches behind reliability (30 days).")
+    reliability_status = serializers.SerializerMethodField(
+        help_text="scored, or new: fewer matches than RELIABILITY_MIN_MATCHES, so no score (never 1)."
+    )
+    reliability_note = serializers.SerializerMethodField(
+        help_text='Why there is no score, e.g. "too little history (3 matches in 30 days)"; "" when scored.'
+    )
+    provider_reliability = serializers.SerializerMethodField(
+        help_text="The same over all of its provider's listings; null with too little history."
+    )
+    provider_reliability_matches = serializers.SerializerMethodField(
+        help_text="The matches behind provider_reliability (30 days)."
     )
 
     class Meta:
@@ -165,6 +198,12 @@ class ListingOut(serializers.ModelSerializer):
             "rtt_ms",
             "left_out_reason",
             "driven_by",
+            "reliability",
+            "reliability_matches",
+            "reliability_status",
+            "reliability_note",
+            "provider_reliability",
+            "provider_reliability_matches",
         ]
 
     def get_region(self, listing) -> str:
@@ -179,6 +218,36 @@ class ListingOut(serializers.ModelSerializer):
     @extend_schema_field(serializers.ChoiceField(choices=["agent", "clock"]))
     def get_driven_by(self, listing) -> str:
         return driven_by(listing.agent_since)
+
+    def _scores(self, listing) -> tuple[Reliability, Reliability]:
+        """(listing's, provider's) reliability: from the context (``reliability_context``, one query
+        a page), else read for this listing alone."""
+        index = self.context.get("reliability")
+        if index is None or listing.id not in index.by_listing:
+            index = reliability_context([listing])["reliability"]
+            self.context["reliability"] = index
+        return index.by_listing[listing.id], index.by_provider[listing.provider_id]
+
+    @extend_schema_field(serializers.DecimalField(max_digits=5, decimal_places=4, allow_null=True))
+    def get_reliability(self, listing) -> str | None:
+        return self._scores(listing)[0].text
+
+    def get_reliability_matches(self, listing) -> int:
+        return self._scores(listing)[0].matches
+
+    @extend_schema_field(serializers.ChoiceField(choices=["scored", "new"]))
+    def get_reliability_status(self, listing) -> str:
+        return self._scores(listing)[0].status
+
+    def get_reliability_note(self, listing) -> str:
+        return self._scores(listing)[0].note
+
+    @extend_schema_field(serializers.DecimalField(max_digits=5, decimal_places=4, allow_null=True))
+    def get_provider_reliability(self, listing) -> str | None:
+        return self._scores(listing)[1].text
+
+    def get_provider_reliability_matches(self, listing) -> int:
+        return self._scores(listing)[1].matches
 
     def get_rtt_ms(self, listing) -> float | None:
         """From the search's origin: its RTTs by region id come in the context (``rtt_ms_by_region``)."""
@@ -207,6 +276,18 @@ class ListingOut(serializers.ModelSerializer):
             "rtt_ms": self.get_rtt_ms(listing),
             "left_out_reason": listing.left_out_reason,
             "driven_by": driven_by(listing.agent_since),
+            **self._reliability_fields(listing),
+        }
+
+    def _reliability_fields(self, listing) -> dict:
+        mine, provider = self._scores(listing)
+        return {
+            "reliability": mine.text,
+            "reliability_matches": mine.matches,
+            "reliability_status": mine.status,
+            "reliability_note": mine.note,
+            "provider_reliability": provider.text,
+            "provider_reliability_matches": provider.matches,
         }
 
     def _by_place(self, listing) -> tuple[str, str, str]:
@@ -240,7 +321,8 @@ class ListingListView(generics.GenericAPIView):
         queryset = selectors.listing_search(selectors.ListingFilters(**query), viewer=viewer)
         page = self.paginate_queryset(queryset)
         rtts = selectors.rtts_from(query.get("origin"))
-        return self.get_paginated_response(ListingOut(page, many=True, context={"rtt_ms_by_region": rtts}).data)
+        context = {"rtt_ms_by_region": rtts, **reliability_context(page)}
+        return self.get_paginated_response(ListingOut(page, many=True, context=context).data)
 
     @extend_schema(request=ListingIn, responses={201: ListingOut}, parameters=[IDEMPOTENCY_PARAMETER])
     @idempotent

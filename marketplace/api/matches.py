@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -15,6 +15,7 @@ from marketplace.api.permissions import IsBuyer, buyer_of, scoped
 from marketplace.api.schema import DOMAIN_RULE
 from marketplace.market_time import market_now
 from marketplace.models import Match
+from marketplace.reliability import Reliability
 
 
 class MatchOut(serializers.ModelSerializer):
@@ -38,6 +39,30 @@ class MatchOut(serializers.ModelSerializer):
             buyer = buyer_of(self.context["request"])
             viewer = self.context["buyer_id"] = buyer.pk if buyer is not None else 0
         return (match.endpoint or None) if viewer == match.request.buyer_id else None
+
+    listing_reliability = serializers.SerializerMethodField(
+        help_text="The listing's 30-day reliability now (0–1, 4 places; see the listing's reliability); "
+        "null with too little history."
+    )
+    listing_reliability_matches = serializers.SerializerMethodField(
+        help_text="The matches behind listing_reliability (30 days)."
+    )
+
+    def _reliability(self, match) -> Reliability:
+        """The listing's score at read time: for a page, all its listings in one query."""
+        index = self.context.get("reliability")
+        if index is None or match.listing_id not in index.by_listing:
+            page = self.parent.instance if isinstance(self.parent, serializers.ListSerializer) else [match]
+            ids = {m.listing_id for m in page} | {match.listing_id}
+            index = self.context["reliability"] = selectors.reliability_index(listing_ids=ids, now=market_now())
+        return index.by_listing[match.listing_id]
+
+    @extend_schema_field(serializers.DecimalField(max_digits=5, decimal_places=4, allow_null=True))
+    def get_listing_reliability(self, match) -> str | None:
+        return self._reliability(match).text
+
+    def get_listing_reliability_matches(self, match) -> int:
+        return self._reliability(match).matches
 
     def get_subsidy_total(self, match) -> str:
         return str(match.subsidy_per_gpu_hour * match.gpus * match.request.duration_hours)
@@ -72,6 +97,8 @@ class MatchOut(serializers.ModelSerializer):
             "ends_at",
             "ended_at",
             "created_at",
+            "listing_reliability",
+            "listing_reliability_matches",
         ]
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -13,6 +13,7 @@ from marketplace import selectors
 from marketplace.api.fields import ReferenceCodeField
 from marketplace.api.inputs import NoFilters, validated_query
 from marketplace.api.permissions import scoped
+from marketplace.market_time import market_now
 from marketplace.models import GpuModel, Region
 from marketplace.money import MONEY
 from matching.latency import latency_class_of
@@ -60,6 +61,17 @@ class CapacityRowOut(serializers.Serializer):
     free_gpus = serializers.IntegerField()
     min_price_per_gpu_hour = serializers.DecimalField(**MONEY)
     listings = serializers.IntegerField()
+    best_reliability = serializers.SerializerMethodField(
+        help_text="The highest 30-day reliability (0–1, 4 places) among these listings; null when none has a "
+        "score (too little history)."
+    )
+
+    @extend_schema_field(serializers.DecimalField(max_digits=5, decimal_places=4, allow_null=True))
+    def get_best_reliability(self, row) -> str | None:
+        """From the scores in the context (``reliability``: every row's listings, one query)."""
+        scores = [self.context["reliability"].by_listing[pk].score for pk in row.listing_ids]
+        best = max((score for score in scores if score is not None), default=None)
+        return None if best is None else str(best)
 
 
 class RegionListView(generics.ListAPIView):
@@ -99,5 +111,7 @@ class CapacityView(APIView):
     @extend_schema(parameters=[CapacityQuery], responses=CapacityRowOut(many=True))
     def get(self, request):
         query = validated_query(CapacityQuery, request)
-        rows = selectors.capacity_by_region(origin=query["origin"], gpu_model=query.get("gpu_model"))
-        return Response(CapacityRowOut(rows, many=True).data)
+        now = market_now()
+        rows = selectors.capacity_by_region(origin=query["origin"], gpu_model=query.get("gpu_model"), now=now)
+        index = selectors.reliability_index(listing_ids=[pk for row in rows for pk in row.listing_ids], now=now)
+        return Response(CapacityRowOut(rows, many=True, context={"reliability": index}).data)

@@ -46,6 +46,13 @@ class RequestIn(serializers.Serializer):
     max_rtt_ms = DecimalText(**bounds.MAX_RTT_MS.field_kwargs(), required=False, help_text=ONE_LATENCY_BOUND)
     latency_weight = DecimalText(**bounds.LATENCY_WEIGHT.field_kwargs(), required=False)
     max_price_per_gpu_hour = DecimalText(**bounds.PRICE.field_kwargs())
+    min_reliability = DecimalText(
+        **bounds.MIN_RELIABILITY.field_kwargs(),
+        required=False,
+        allow_null=True,
+        help_text="The least 30-day reliability (0–1) of a listing this request may use; absent or null: no "
+        "bound. Any bound, even 0, rules out listings with too little history to have a score.",
+    )
     duration_hours = IntegerNumber(**bounds.DURATION_HOURS.field_kwargs())
     start_by = AwareTime(window=bounds.REQUEST_START, required=False)
     voucher_code = TextField(
@@ -94,6 +101,7 @@ class RequestOut(serializers.ModelSerializer):
             "max_rtt_ms",
             "latency_weight",
             "max_price_per_gpu_hour",
+            "min_reliability",
             "duration_hours",
             "start_by",
             "status",

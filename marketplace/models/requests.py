@@ -7,7 +7,15 @@ from decimal import Decimal
 from django.db import models
 from django.db.models import F, Q
 
-from marketplace.bounds import CALENDAR, DURATION_HOURS, GPUS_PER_REQUEST, LATENCY_WEIGHT, MAX_RTT_MS, PRICE
+from marketplace.bounds import (
+    CALENDAR,
+    DURATION_HOURS,
+    GPUS_PER_REQUEST,
+    LATENCY_WEIGHT,
+    MAX_RTT_MS,
+    MIN_RELIABILITY,
+    PRICE,
+)
 from marketplace.models.listings import NODE_SIZES
 from marketplace.models.organisations import Organisation
 from marketplace.models.reference import GpuModel, Region
@@ -38,6 +46,9 @@ class BuyerRequest(models.Model):
     #: CNY per ms of RTT per GPU-hour; null means the latency class's default.
     latency_weight = models.DecimalField(max_digits=8, decimal_places=4, null=True, blank=True)
     max_price_per_gpu_hour = models.DecimalField(**MONEY)
+    #: The least 30-day reliability (0–1, ``marketplace.reliability``) of a listing it may use; null
+    #: for no bound. Any bound rules out listings with too little history.
+    min_reliability = models.DecimalField(max_digits=5, decimal_places=4, null=True, blank=True)
     duration_hours = models.PositiveIntegerField()
     start_by = models.DateTimeField()
     priority = models.SmallIntegerField(default=0)
@@ -81,6 +92,11 @@ class BuyerRequest(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(matched_replicas__lte=F("replicas")), name="request_matched_lte_replicas"
+            ),
+            models.CheckConstraint(
+                condition=Q(min_reliability__isnull=True)
+                | Q(min_reliability__gte=MIN_RELIABILITY.minimum, min_reliability__lte=MIN_RELIABILITY.maximum),
+                name="request_min_reliability_in_0_1",
             ),
             models.CheckConstraint(
                 condition=Q(latency_class__in=[c.value for c in LatencyClass]), name="request_latency_class_valid"

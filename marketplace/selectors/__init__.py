@@ -91,6 +91,7 @@ from marketplace.selectors.names import (
     voucher_program_names_in_use,
 )
 from marketplace.selectors.organisations import api_keys_of, members_of, organisation_spent
+from marketplace.selectors.reliability import ReliabilityIndex, reliability_index
 from marketplace.selectors.statements import Statement, statement_for
 from marketplace.selectors.vouchers import (
     ProgramReport,
@@ -117,6 +118,7 @@ __all__ = [
     "ProgramSpend",
     "ProviderDashboard",
     "QuoteSummary",
+    "ReliabilityIndex",
     "RoundRecord",
     "Statement",
     "UnservedRow",
@@ -163,6 +165,7 @@ __all__ = [
     "reference_forget",
     "region_list",
     "region_with_rtts",
+    "reliability_index",
     "request_list_for",
     "request_quote",
     "rounds_recent",

@@ -27,7 +27,9 @@ from marketplace.models import (
     Rtt,
 )
 from marketplace.money import FEN
+from marketplace.reliability import Reliability
 from marketplace.selectors.market import capacity_by_region, with_free_gpus
+from marketplace.selectors.reliability import reliability_index
 from matching.latency import LatencyClass, latency_class_of
 
 #: Matches that hold (or held) GPUs and are paid for.
@@ -59,16 +61,25 @@ class BoardRegion:
     min_price_per_gpu_hour: Decimal | None = None
     #: Of ``listings``, those a provider agent runs (the rest are clock-driven).
     agent_listings: int = 0
+    #: The highest 30-day reliability among ``listings`` (``marketplace.reliability``); None when
+    #: none of them has a score (too little history), or there are none.
+    best_reliability: Decimal | None = None
+    #: Of ``listings``, those with a score.
+    scored_listings: int = 0
 
 
 def capacity_board(
     *, origin: Region, gpu_model: GpuModel | None = None, now: datetime | None = None
 ) -> list[BoardRegion]:
     """Every region with its idle GPUs (of ``gpu_model``, else of every model) and its RTT and
-    latency class from ``origin``; nearest first. Four queries."""
+    latency class from ``origin``, and the best reliability of its idle listings; nearest first.
+    Five queries."""
+    now = now or market_now()
     free: dict[str, list] = {}
     for row in capacity_by_region(origin=origin, gpu_model=gpu_model, now=now):
         free.setdefault(row.region, []).append(row)
+    ids = [pk for rows in free.values() for row in rows for pk in row.listing_ids]
+    scores = reliability_index(listing_ids=ids, now=now).by_listing
     rtts = {
         code: float(rtt)
         for code, rtt in Rtt.objects.filter(source_region=origin).values_list("target_region__code", "rtt_ms")
@@ -76,6 +87,7 @@ def capacity_board(
     board = []
     for region in Region.objects.all():
         rows, rtt = free.get(region.code, []), rtts.get(region.code)
+        scored = [score for row in rows for pk in row.listing_ids if (score := scores[pk].score) is not None]
         board.append(
             BoardRegion(
                 region=region,
@@ -85,6 +97,8 @@ def capacity_board(
                 listings=sum(row.listings for row in rows),
                 agent_listings=sum(row.agent_listings for row in rows),
                 min_price_per_gpu_hour=min((row.min_price_per_gpu_hour for row in rows), default=None),
+                best_reliability=max(scored, default=None),
+                scored_listings=len(scored),
             )
         )
     return sorted(board, key=lambda item: (item.rtt_ms is None, item.rtt_ms or 0, item.region.code))
@@ -101,6 +115,8 @@ class ListingUsage:
     live_matches: int
     earned_so_far: Decimal
     booked: Decimal
+    #: Its 30-day reliability (``marketplace.reliability``).
+    reliability: Reliability | None = None
 
     @property
     def utilisation(self) -> float:
@@ -114,6 +130,8 @@ class ProviderDashboard:
     recent_matches: list[Match]
     earned_so_far: Decimal
     booked: Decimal
+    #: The provider's 30-day reliability, over all its listings.
+    reliability: Reliability | None = None
 
     @property
     def gpus_listed(self) -> int:
@@ -129,11 +147,12 @@ def provider_dashboard(
 ) -> ProviderDashboard:
     """``provider``'s listings (newest first) with utilisation and earnings, its latest matches,
     and its totals. Earnings are the listed price × GPU-hours (a subsidy is paid by its sponsor,
-    not taken from the provider). Three queries."""
+    not taken from the provider); its and each listing's reliability. Four queries."""
     now = now or market_now()
     listings = list(
         with_free_gpus(Listing.objects.select_related("region", "gpu_model").filter(provider=provider)).order_by("-id")
     )
+    scores = reliability_index(listing_ids=[x.pk for x in listings], provider_ids=[provider.pk], now=now)
     money: dict[int, list] = {}
     rows = Match.objects.filter(listing__provider=provider, status__in=PAID_STATUSES).values_list(
         "listing_id", "status", "gpus", "price_per_gpu_hour", "starts_at", "ends_at"
@@ -149,6 +168,7 @@ def provider_dashboard(
             live_matches=money.get(listing.pk, [0])[0],
             earned_so_far=money.get(listing.pk, [0, Decimal(0)])[1].quantize(FEN),
             booked=money.get(listing.pk, [0, 0, Decimal(0)])[2].quantize(FEN),
+            reliability=scores.by_listing[listing.pk],
         )
         for listing in listings
     ]
@@ -160,6 +180,7 @@ def provider_dashboard(
         recent_matches=list(recent),
         earned_so_far=sum((u.earned_so_far for u in usages), Decimal(0)),
         booked=sum((u.booked for u in usages), Decimal(0)),
+        reliability=scores.by_provider[provider.pk],
     )
 
 

@@ -17,6 +17,7 @@ from marketplace.errors import DomainError
 from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, Listing, Match, MatchingRun, Organisation
 from marketplace.selectors.market import listing_energy_cost, rtt_map, with_free_gpus
+from marketplace.selectors.reliability import reliability_index
 from marketplace.selectors.spend import requests_spend_used, spend_placeable_replicas
 from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, voucher_terms
 from marketplace.supply import listing_terms_check
@@ -99,6 +100,7 @@ def engine_request_spec(request: BuyerRequest, vouchers: VoucherBalances) -> Req
         latency_weight=default_latency_weight(request.latency_class) if weight is None else weight,
         priority=request.priority,
         voucher=voucher_terms(request, vouchers.year_net, vouchers.hours_used, now=vouchers.now),
+        min_reliability=None if request.min_reliability is None else float(request.min_reliability),
     )
 
 
@@ -119,10 +121,12 @@ class EngineSnapshot:
     left_out: tuple[LeftOut, ...] = ()
 
 
-def engine_listing_specs(listings: list[Listing]) -> tuple[list[ListingSpec], list[LeftOut]]:
-    """The engine's view of listings (region, gpu_model loaded), free GPUs per node included, and
-    the listings it leaves out because they break the rules of ``supply`` or cannot be read."""
+def engine_listing_specs(listings: list[Listing], *, now: datetime) -> tuple[list[ListingSpec], list[LeftOut]]:
+    """The engine's view of listings (region, gpu_model loaded), free GPUs per node and reliability
+    at ``now`` included, and the listings it leaves out because they break the rules of ``supply``
+    or cannot be read. Two queries."""
     live = live_nodes_by_listing([listing.pk for listing in listings])
+    scores = reliability_index(listing_ids=[listing.pk for listing in listings], now=now).by_listing
     specs, left_out = [], []
     for listing in listings:
         try:
@@ -134,13 +138,13 @@ def engine_listing_specs(listings: list[Listing]) -> tuple[list[ListingSpec], li
                 end=listing.available_until,
                 now=None,
             )
-            specs.append(_listing_spec(listing, live.get(listing.pk, [])))
+            specs.append(_listing_spec(listing, live.get(listing.pk, []), scores[listing.pk].score))
         except Exception as exc:  # any row that cannot be planned costs only itself
             left_out.append(LeftOut("listing", listing.pk, _why(exc)))
     return specs, left_out
 
 
-def _listing_spec(listing: Listing, live_nodes: list[tuple[int, list[int]]]) -> ListingSpec:
+def _listing_spec(listing: Listing, live_nodes: list[tuple[int, list[int]]], score: Decimal | None) -> ListingSpec:
     return ListingSpec(
         id=listing.pk,
         provider_id=listing.provider_id,
@@ -152,6 +156,7 @@ def _listing_spec(listing: Listing, live_nodes: list[tuple[int, list[int]]]) -> 
         energy_cost_per_gpu_hour=listing_energy_cost(listing),
         available_from=listing.available_from,
         available_until=listing.available_until,
+        reliability=None if score is None else float(score),
     )
 
 
@@ -198,7 +203,7 @@ def engine_free_listings(*, gpu_model_code: str, now: datetime) -> EngineSnapsho
         .filter(free_gpus__gt=0)
         .order_by("id")
     )
-    specs, left_out = engine_listing_specs(list(listings))
+    specs, left_out = engine_listing_specs(list(listings), now=now)
     return EngineSnapshot(Problem(requests=(), listings=tuple(specs), rtt_ms=rtt_map(), now=now), tuple(left_out))
 
 

@@ -199,6 +199,7 @@ LISTING_SEARCH_FIELDS = (
     "region_id",
     "gpu_model_id",
     "agent_since",
+    "provider_id",
 )
 
 
@@ -251,6 +252,8 @@ class CapacityRow:
     listings: int
     #: Of ``listings``, those run by a provider agent (``Listing.driven_by``); the rest are clock-driven.
     agent_listings: int = 0
+    #: The listings counted, for what a page shows of them (their reliability on the board).
+    listing_ids: tuple[int, ...] = ()
 
 
 def capacity_by_region(
@@ -270,10 +273,10 @@ def capacity_by_region(
     rtt_of_region = rtts_from(origin)
     groups: dict[tuple[str, str], list] = {}
     rtts: dict[str, Decimal] = {}
-    for region_id, region, model, free, price, agent_since in queryset.values_list(
-        "region_id", "region__code", "gpu_model__code", "free_gpus", "price_per_gpu_hour", "agent_since"
+    for pk, region_id, region, model, free, price, agent_since in queryset.values_list(
+        "pk", "region_id", "region__code", "gpu_model__code", "free_gpus", "price_per_gpu_hour", "agent_since"
     ):
-        groups.setdefault((region, model), []).append((free, price, agent_since))
+        groups.setdefault((region, model), []).append((free, price, agent_since, pk))
         rtts[region] = rtt_of_region[region_id]
     rows = [
         CapacityRow(
@@ -281,10 +284,11 @@ def capacity_by_region(
             latency_class=latency_class_of(float(rtts[region])),
             rtt_ms=float(rtts[region]),
             gpu_model=model,
-            free_gpus=sum(free for free, _, _ in items),
-            min_price_per_gpu_hour=min(price for _, price, _ in items),
+            free_gpus=sum(item[0] for item in items),
+            min_price_per_gpu_hour=min(item[1] for item in items),
             listings=len(items),
-            agent_listings=sum(agent_since is not None for _, _, agent_since in items),
+            agent_listings=sum(item[2] is not None for item in items),
+            listing_ids=tuple(item[3] for item in items),
         )
         for (region, model), items in groups.items()
     ]

@@ -188,6 +188,15 @@ class RequestForm(ServiceForm):
         required=False,
         help_text="Empty: the latency class's default.",
     )
+    min_reliability = AsciiDecimalField(
+        label=_("Least listing reliability (0–1)"),
+        **bounds.MIN_RELIABILITY.field_kwargs(),
+        required=False,
+        help_text=_(
+            "A listing's 30-day availability; e.g. 0.99. Empty: any listing. Any value rules out new listings "
+            "with too little history."
+        ),
+    )
 
     def terms(self, *, now: datetime | None = None) -> dict:
         terms = dict(self.cleaned_data)

@@ -5,8 +5,9 @@ The bipartite graph is dense (a batch request reaches every listing of its model
 request's voucher class v) and a (request, region) part, and the flow cost multiplies it by a factor
 ``mult`` (duration, × replica size in replica units) that is fixed per request class. So:
 
-- a request *class* c is (start-by, duration, voucher class, replica size): all that the window,
-  node-size and subsidy rules, and the cost factor, need to know about a request;
+- a request *class* c is (start-by, duration, voucher class, replica size, reliability bound): all
+  that the window, node-size, subsidy and reliability rules, and the cost factor, need to know
+  about a request;
 - a *chain* (c, region g) holds the listings of g that class c may use (window, node size, free
   capacity), dearest first; chain node p → p + 1 costs 0 and chain node p → its listing costs
   ``(price − subsidy_v) × mult_c``;
@@ -66,11 +67,17 @@ class Chains:
 
 
 def request_classes(a: Arrays, reqs: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """(class table rows (start_by, duration_h, voucher, size), class index per request)."""
-    columns = (a.request_start_by, a.request_duration_hours, a.request_voucher, a.request_size)
+    """(class table rows (start_by, duration_h, voucher, size, min reliability), class index per request)."""
+    columns = (
+        a.request_start_by,
+        a.request_duration_hours,
+        a.request_voucher,
+        a.request_size,
+        a.request_min_reliability,
+    )
     cols = np.stack([column[reqs] for column in columns], axis=1)
     if not len(reqs):
-        return np.zeros((0, 4), dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.zeros((0, len(columns)), dtype=np.int64), np.zeros(0, dtype=np.int64)
     table, inverse = np.unique(cols, axis=0, return_inverse=True)
     return table, inverse.reshape(-1)
 
@@ -180,12 +187,13 @@ def _cost_class_mask(
     lsts: NDArray[np.int64],
     fits: dict[int, NDArray[np.bool_]],
 ) -> tuple[NDArray[np.bool_], NDArray[np.int64]]:
-    """(cost classes × listings): usable by some class of it (window, node size, room), and part."""
+    """(cost classes × listings): usable by some class of it (window, node size, room, reliability), and part."""
     start, until = a.listing_start[lsts], a.listing_until[lsts]
     dur, size = ktable[:, 0:1], ktable[:, 2:3]
     part = np.sum(sbs[:, None, :] < start[None, :, None], axis=2)
     ok = (part < np.sum(sbs < np.iinfo(np.int64).max, axis=1)[:, None]) & (start + dur * HOUR_US <= until)
     ok &= a.listing_gpus_per_node[lsts][None, :] >= size
+    ok &= a.listing_reliability[lsts][None, :] >= ktable[:, 3:4]
     for s in np.unique(ktable[:, 2]):
         room = fits.get(int(s))
         ok[ktable[:, 2] == s] &= np.asarray(room, dtype=bool)[None, :] if room is not None else False

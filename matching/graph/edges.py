@@ -50,12 +50,14 @@ class Arrays:
     request_weight: NDArray[np.int64]  # index into latency-cost table
     request_voucher: NDArray[np.int64]  # index into subsidy table (0 = none)
     request_priority: NDArray[np.int64]
+    request_min_reliability: NDArray[np.int64]  # 0.0001 units, -1 = no bound
     listing_model: NDArray[np.int64]
     listing_region: NDArray[np.int64]
     listing_gpus_per_node: NDArray[np.int64]
     listing_price: NDArray[np.int64]
     listing_start: NDArray[np.int64]
     listing_until: NDArray[np.int64]
+    listing_reliability: NDArray[np.int64]  # 0.0001 units, -1 = too little history
     latency_units: NDArray[np.int64]  # (n_weights, n_regions, n_regions)
     subsidy_units: NDArray[np.int64]  # (n_voucher_classes, n_listings)
 
@@ -104,12 +106,14 @@ def build_arrays(problem: Problem) -> Arrays:
         request_weight=np.array([wix[r.latency_weight] for r in reqs], dtype=np.int64),
         request_voucher=request_voucher,
         request_priority=np.array([r.priority for r in reqs], dtype=np.int64),
+        request_min_reliability=np.array([costs.reliability_units(r.min_reliability) for r in reqs], dtype=np.int64),
         listing_model=np.array([models[x.gpu_model] for x in lsts], dtype=np.int64),
         listing_region=np.array([rix[x.region] for x in lsts], dtype=np.int64),
         listing_gpus_per_node=np.array([x.gpus_per_node for x in lsts], dtype=np.int64),
         listing_price=np.array([costs.money_units(x.price_per_gpu_hour) for x in lsts], dtype=np.int64),
         listing_start=np.array([max(0, us_since(now, x.available_from)) for x in lsts], dtype=np.int64),
         listing_until=np.array([us_since(now, x.available_until) for x in lsts], dtype=np.int64),
+        listing_reliability=np.array([costs.reliability_units(x.reliability) for x in lsts], dtype=np.int64),
         latency_units=_latency_table(weights, rtt),
         subsidy_units=_subsidy_table(problem, vkeys),
     )
@@ -214,6 +218,7 @@ def _chunk_edges(
     rtt = a.rtt[a.request_origin[reqs][:, col], a.listing_region[lsts][None, :]]
     ok &= np.isfinite(rtt) & (rtt <= a.request_bound[reqs][:, col])
     ok &= a.listing_price[lsts][None, :] <= a.request_cap[reqs][:, col]
+    ok &= a.listing_reliability[lsts][None, :] >= a.request_min_reliability[reqs][:, col]
     start = a.listing_start[lsts][None, :]
     ok &= start <= a.request_start_by[reqs][:, col]
     ok &= start + a.request_duration_hours[reqs][:, col] * HOUR_US <= a.listing_until[lsts][None, :]

@@ -108,6 +108,7 @@ def test_capacity_groups_idle_gpus_by_region_and_latency_class(make_listing, mak
             "free_gpus": 8,
             "min_price_per_gpu_hour": "9.5000",
             "listings": 1,
+            "best_reliability": None,  # new listings: too little history
         },
         {
             "region": "ningxia-zhongwei",
@@ -117,6 +118,7 @@ def test_capacity_groups_idle_gpus_by_region_and_latency_class(make_listing, mak
             "free_gpus": 16,
             "min_price_per_gpu_hour": "5.9000",
             "listings": 2,
+            "best_reliability": None,
         },
     ]
 

@@ -83,8 +83,20 @@ def request_row(buyer, now, **overrides):
         {"matched_replicas": 3},
         {"latency_class": "warp-speed"},
         {"max_rtt_ms": Decimal("0")},
+        {"min_reliability": Decimal("1.0001")},
+        {"min_reliability": Decimal("-0.0001")},
     ],
-    ids=["replica-of-3", "no-replicas", "free", "no-duration", "over-matched", "bad-class", "zero-rtt"],
+    ids=[
+        "replica-of-3",
+        "no-replicas",
+        "free",
+        "no-duration",
+        "over-matched",
+        "bad-class",
+        "zero-rtt",
+        "reliability-above-1",
+        "reliability-below-0",
+    ],
 )
 def test_request_constraints_refuse_bad_rows(reference, buyer, now, overrides):
     with pytest.raises(IntegrityError), transaction.atomic():

@@ -41,14 +41,18 @@ def test_an_empty_search_is_an_empty_first_page_and_past_the_end_is_404(clients,
     assert client.get(f"{SEARCH}&page=last").json()["count"] == 1
 
 
-def test_a_search_page_is_one_query_once_the_reference_codes_are_read(clients, make_listing):
+def test_a_search_page_is_one_query_and_its_reliability_one_more_once_the_reference_codes_are_read(
+    clients, make_listing
+):
     make_listing()
     client = clients["buyer"]
     url = "/api/v1/listings/?origin=shanghai&gpu_model=h20&latency_class=standard"
     client.get(url)  # reads the reference codes into this process
     with CaptureQueriesContext(connection) as queries:
         assert client.get(url).json()["count"] == 1
-    listing_queries = [q["sql"] for q in queries if "marketplace_listing" in q["sql"]]
+    match_queries = [q["sql"] for q in queries if 'FROM "marketplace_match"' in q["sql"]]
+    assert len(match_queries) == 1, match_queries  # the page's and its providers' reliability
+    listing_queries = [q["sql"] for q in queries if 'FROM "marketplace_listing"' in q["sql"]]
     assert len(listing_queries) == 1, listing_queries
     assert not [q["sql"] for q in queries if 'FROM "marketplace_region"' in q["sql"]]
     assert not [q["sql"] for q in queries if "marketplace_rtt" in q["sql"]]

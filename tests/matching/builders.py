@@ -38,6 +38,7 @@ def req(
     weight="0",
     priority=0,
     voucher=None,
+    min_reliability=None,
 ) -> RequestSpec:
     return RequestSpec(
         id=id,
@@ -52,11 +53,22 @@ def req(
         latency_weight=Decimal(weight),
         priority=priority,
         voucher=voucher,
+        min_reliability=min_reliability,
     )
 
 
 def lst(
-    id=1, *, region="yrd", model="h100", gpn=8, nodes=(8,), price="10", provider=1, opens=None, days=30
+    id=1,
+    *,
+    region="yrd",
+    model="h100",
+    gpn=8,
+    nodes=(8,),
+    price="10",
+    provider=1,
+    opens=None,
+    days=30,
+    reliability=None,
 ) -> ListingSpec:
     start = opens or NOW - timedelta(hours=1)
     return ListingSpec(
@@ -70,6 +82,7 @@ def lst(
         energy_cost_per_gpu_hour=Decimal("0.3000"),
         available_from=start,
         available_until=start + timedelta(days=days),
+        reliability=reliability,
     )
 
 

@@ -62,6 +62,9 @@ def test_voucher_eligibility_empty_means_any(eligibility, subsidised):
         ),
         ({"size": 8}, {"nodes": (7, 6)}, 2.8, "no node with 8 free GPUs"),
         ({}, {}, None, "yrd: RTT to shanghai unknown"),
+        ({"min_reliability": 0.99}, {}, 2.8, "yrd listing 1: too little history for a reliability bound"),
+        ({"min_reliability": 0.99}, {"reliability": 0.965}, 2.8, "yrd listing 1: reliability 0.9650 < 0.9900 required"),
+        ({"min_reliability": 0.99, "cap": "9"}, {"reliability": 0.5}, 2.8, "price 10.00 > cap 9.00"),
     ],
 )
 def test_infeasibility_names_the_first_blocking_rule(request_kw, listing_kw, rtt, reason):

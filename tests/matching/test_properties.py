@@ -16,6 +16,9 @@ from tests.matching.builders import lst, problem, req
 
 REGIONS = ["yrd", "ningxia-zhongwei", "guian"]
 BOUNDS = [10.0, 30.0, 60.0, None]
+#: Reliability scores of listings (None: too little history) and requests' bounds (None: none).
+SCORES = [None, 0.95, 0.99, 1.0]
+MINIMA = [None, None, 0.0, 0.99]
 
 
 @st.composite
@@ -34,6 +37,7 @@ def problems(draw, uniform: bool):
             weight=draw(st.sampled_from(["0", "0.02"])),
             priority=draw(st.integers(0, 1)),
             voucher=voucher if not uniform and draw(st.booleans()) else None,
+            min_reliability=draw(st.sampled_from(MINIMA)),
         )
         for i in range(n_req)
     ]
@@ -44,6 +48,7 @@ def problems(draw, uniform: bool):
             price=str(draw(st.integers(5, 13))),
             nodes=tuple(draw(st.lists(st.integers(0, 8), min_size=1, max_size=3))),
             days=draw(st.sampled_from([1, 30])),
+            reliability=draw(st.sampled_from(SCORES)),
         )
         for j in range(n_lst)
     ]

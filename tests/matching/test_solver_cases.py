@@ -130,6 +130,12 @@ def test_greedy_leaves_the_realtime_request_unserved_where_the_solver_does_not()
             [lst(**EAST, nodes=(3, 3))],
             "no h100 within 30 ms of shanghai at <= 20.00 CNY has a node with 4 free GPUs",
         ),
+        (
+            {"min_reliability": 0.99},
+            [lst(**EAST, reliability=0.965), lst(id=3, region="yrd", price="9")],
+            "no h100 within 30 ms of shanghai at <= 20.00 CNY with reliability >= 0.9900"
+            " (listings with too little history have no score)",
+        ),
     ],
 )
 def test_unserved_requests_say_what_blocked_them(request_kw, listings, reason):
@@ -185,3 +191,39 @@ def test_plan_is_deterministic():
     first, second = solve(problem(requests, listings)), solve(problem(requests, listings))
     assert first.assignments == second.assignments
     assert first.objective == second.objective
+
+
+@pytest.mark.parametrize(
+    ("min_reliability", "expected"),
+    [
+        (None, {(1, 1): 1}),  # no bound: the cheapest listing, scored or not
+        (0.0, {(1, 2): 1}),  # any bound rules out the listing without history
+        (0.96, {(1, 2): 1}),
+        (0.99, {(1, 3): 1}),  # 0.965 < 0.99: only the dearest, reliable listing
+        (0.9999, {}),
+    ],
+)
+def test_a_reliability_bound_keeps_the_request_off_listings_below_it_or_without_history(min_reliability, expected):
+    listings = [
+        lst(1, region="yrd", price="8"),  # too little history
+        lst(2, region="yrd", price="9", reliability=0.965),
+        lst(3, region="yrd", price="12", reliability=0.995),
+    ]
+    p = problem([req(min_reliability=min_reliability)], listings)
+    assert placed(solve(p)) == expected
+    assert placed(greedy(p)) == expected
+
+
+def test_the_explanation_names_the_reliability_bound():
+    listings = [
+        lst(1, region="yrd", price="8"),
+        lst(2, region="guian", price="9", reliability=0.965),
+        lst(3, region="yrd", price="12", reliability=0.995),
+    ]
+    # Alternatives are the cheapest listing of each region, so the two rejected ones sit in two regions.
+    plan = solve(problem([req(min_reliability=0.99)], listings))
+    reasons = {r["listing_id"]: r["reason"] for r in plan.assignments[0].explanation["rejected"]}
+    assert reasons == {
+        1: "yrd listing 1: too little history for a reliability bound",
+        2: "guian listing 2: reliability 0.9650 < 0.9900 required",
+    }

@@ -18,6 +18,7 @@ from marketplace.models import BuyerRequest, Listing, Match, Organisation
 from marketplace.services.rounds import round_run
 from marketplace.web.csp import POLICY
 from tests.conftest import member
+from tests.marketplace.test_reliability import history
 from tests.services_helpers import reserve
 
 REQUEST_FORM = {
@@ -429,3 +430,39 @@ def test_monitor_shows_voucher_spend_against_budget(web, make_listing, make_requ
     assert row.spent > 0
     assert row.program.remaining_budget == row.program.budget - row.spent
     assert "Voucher spend against budget" in text(web["staff"].get("/monitor/"))
+
+
+# --- reliability ------------------------------------------------------------------------------
+
+
+def test_board_and_provider_page_show_reliability_and_say_when_history_is_too_little(
+    web, make_listing, make_request, now
+):
+    request = make_request()
+    scored = make_listing(region="ningxia-zhongwei")
+    history(scored, request, now, statuses=("completed",) * 4 + ("failed",))
+    make_listing(region="ningxia-zhongwei")  # new: no score
+    make_listing(region="anhui-wuhu")  # new, alone in its region
+    rows = {row.region.code: row for row in web["anonymous"].get("/?origin=shanghai&gpu_model=h20").context["rows"]}
+    assert (rows["ningxia-zhongwei"].best_reliability, rows["ningxia-zhongwei"].scored_listings) == (
+        Decimal("0.8000"),
+        1,
+    )
+    assert rows["anhui-wuhu"].best_reliability is None
+    page = text(web["anonymous"].get("/?origin=shanghai&gpu_model=h20"))
+    assert "0.8000" in page
+    assert "new: too little history" in page
+    response = web["provider"].get("/provider/")
+    dashboard = response.context["dashboard"]
+    assert (dashboard.reliability.text, dashboard.reliability.matches) == ("0.8000", 5)
+    assert {u.listing.pk: u.reliability.status for u in dashboard.listings}[scored.pk] == "scored"
+    assert "new (0 matches)" in text(response)
+
+
+def test_the_request_form_takes_a_reliability_bound_and_refuses_one_above_1(web, buyer):
+    response = web["buyer"].post("/buyer/requests/new/", {**REQUEST_FORM, "min_reliability": "0.99"})
+    assert response.status_code == 302
+    assert BuyerRequest.objects.get(buyer=buyer).min_reliability == Decimal("0.9900")
+    response = web["buyer"].post("/buyer/requests/new/", {**REQUEST_FORM, "min_reliability": "1.5"})
+    assert response.status_code == 400
+    assert "min_reliability" in response.context["form"].errors
