@@ -14,11 +14,6 @@ from pathlib import Path
 from config.gunicorn_worker import DeadlineThreadWorker
 from config.settings.base import METRICS_MULTIPROC_DIR
 
-# prometheus-client's multiprocess mode: each worker writes its request metrics to files here and
-# /metrics sums them, so a scrape, whichever worker answers it, counts every worker's requests.
-# Set before any worker imports prometheus_client (it reads the variable at import).
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_MULTIPROC_DIR))
-
 bind = ["0.0.0.0:8000"]
 
 # Threads, not one process per request: a request waiting on PostgreSQL or Redis holds a thread,
@@ -55,8 +50,16 @@ control_socket_disable = True
 
 
 def on_starting(server) -> None:
-    """Clear the metrics directory: a previous run's workers' files would be summed forever. Only
-    prometheus-client's own files (``*.db``) go, whatever else the directory holds."""
+    """Put the workers in prometheus-client's multiprocess mode and clear its directory.
+
+    Each worker writes its request metrics to files in ``PROMETHEUS_MULTIPROC_DIR`` and /metrics
+    sums them, so a scrape, whichever worker answers it, counts every worker's requests. The
+    variable is set here, in the master before it forks the workers (they inherit it, and read it
+    when they import prometheus_client), not when this file is read: reading the configuration
+    (``runpy``, a test) must not turn the reader's own process into multiprocess mode. A previous
+    run's files would be summed forever, so they go; only prometheus-client's own (``*.db``),
+    whatever else the directory holds."""
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(METRICS_MULTIPROC_DIR))
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
