@@ -63,10 +63,17 @@ def spend_placeable_replicas(request: BuyerRequest, used: SpendUsed, open_replic
     if request.spend_month is None or not used.failed_over or open_replicas <= 0:
         return open_replicas
     headroom = request.spend_committed - used.amount
-    hours = Decimal(request.gpus_per_replica * request.duration_hours)
     placeable = open_replicas
-    while placeable > 0 and worst_case_charge(
-        price_per_gpu_hour=request.max_price_per_gpu_hour, gpu_hours=hours * placeable, lines=placeable
-    ) > headroom:
+    while placeable > 0 and replicas_worst_case(request, placeable) > headroom:
         placeable -= 1
     return placeable
+
+
+def replicas_worst_case(request: BuyerRequest, replicas: int) -> Decimal:
+    """The most ``replicas`` of ``request`` placed afresh can be charged: their GPU-hours at its
+    price cap, one settlement line each at most (``money.worst_case_charge``)."""
+    return worst_case_charge(
+        price_per_gpu_hour=request.max_price_per_gpu_hour,
+        gpu_hours=Decimal(request.gpus_per_replica * request.duration_hours * replicas),
+        lines=replicas,
+    )

@@ -32,8 +32,8 @@ from django.db.models import Sum
 
 from marketplace.errors import SpendCapExceeded
 from marketplace.models import ApiKey, BuyerRequest, Organisation
-from marketplace.money import FEN, worst_case_charge
-from marketplace.selectors.spend import requests_spend_used
+from marketplace.money import FEN
+from marketplace.selectors.spend import replicas_worst_case, requests_spend_used
 
 ZERO = Decimal("0")
 
@@ -46,11 +46,7 @@ def spend_month_of(moment: datetime) -> date:
 def request_worst_case(request: BuyerRequest) -> Decimal:
     """The most ``request`` can be charged: every GPU-hour it asks for at its price cap, one
     settlement line per replica at most."""
-    return worst_case_charge(
-        price_per_gpu_hour=request.max_price_per_gpu_hour,
-        gpu_hours=Decimal(request.gpus * request.duration_hours),
-        lines=request.replicas,
-    )
+    return replicas_worst_case(request, request.replicas)
 
 
 def month_committed(*, organisation_id: int, month: date, api_key_id: int | None = None) -> Decimal:
@@ -114,36 +110,57 @@ def requests_spend_regrow(requests: Collection[BuyerRequest]) -> None:
     """After a fail-over, grow each request's reservation back to what it was charged, plus its
     live matches' worst case, plus its open replicas' worst case at its price cap — by no more than
     its organisation's and its key's caps leave free this month (a cap already reached grows
-    nothing; the round then places only what the reservation covers).
+    nothing; the round then places only what the reservation covers). Several requests of one
+    organisation share its room: each growth counts against the next. A constant number of queries.
 
     Precondition: inside the fail-over's transaction, after the failed matches were charged, holding
     the row locks of the requests' organisations (taken before the requests', as in
     ``services.locking``) and of the requests, whose ``matched_replicas`` are current.
     """
     tracked = [request for request in requests if request.spend_month is not None]
-    month_of = {request.pk: request.spend_month for request in tracked if request.spend_month is not None}
+    if not tracked:
+        return
     used = requests_spend_used([request.pk for request in tracked])
     organisations = Organisation.objects.in_bulk({request.buyer_id for request in tracked})
     keys = ApiKey.objects.in_bulk({request.api_key_id for request in tracked if request.api_key_id})
+    committed = _months_committed(tracked)
     grown = []
     for request in tracked:
         open_replicas = request.replicas - request.matched_replicas
-        wanted = used[request.pk].amount + worst_case_charge(
-            price_per_gpu_hour=request.max_price_per_gpu_hour,
-            gpu_hours=Decimal(request.gpus_per_replica * request.duration_hours * open_replicas),
-            lines=open_replicas,
-        )
-        growth = wanted - request.spend_committed
-        caps: list[tuple[Decimal | None, int | None]] = [(organisations[request.buyer_id].monthly_spend_cap, None)]
+        growth = used[request.pk].amount + replicas_worst_case(request, open_replicas) - request.spend_committed
+        scope = (request.buyer_id, request.spend_month)
+        caps: list[tuple[Decimal | None, tuple]] = [(organisations[request.buyer_id].monthly_spend_cap, (*scope, None))]
         if request.api_key_id:
-            caps.append((keys[request.api_key_id].monthly_spend_cap, request.api_key_id))
-        for cap, key_id in caps:
+            caps.append((keys[request.api_key_id].monthly_spend_cap, (*scope, request.api_key_id)))
+        for cap, whose in caps:
             if cap is not None and growth > 0:
-                committed = month_committed(
-                    organisation_id=request.buyer_id, month=month_of[request.pk], api_key_id=key_id
-                )
-                growth = min(growth, max(cap - committed, ZERO))
+                growth = min(growth, max(cap - committed.get(whose, ZERO), ZERO))
         if growth > 0:
             request.spend_committed += growth
             grown.append(request)
+            for _, whose in caps:
+                committed[whose] = committed.get(whose, ZERO) + growth
     BuyerRequest.objects.bulk_update(grown, ["spend_committed"])
+
+
+def _months_committed(requests: Collection[BuyerRequest]) -> dict[tuple, Decimal]:
+    """What ``month_committed`` gives, for the organisations and months of ``requests``: by
+    ``(organisation_id, month, None)`` for an organisation and ``(organisation_id, month, key_id)``
+    for each of its keys, in two queries."""
+    rows = BuyerRequest.objects.filter(
+        buyer_id__in={request.buyer_id for request in requests},
+        spend_month__in={request.spend_month for request in requests},
+    ).order_by()
+    totals: dict[tuple, Decimal] = {}
+    for buyer_id, month, total in (
+        rows.values("buyer_id", "spend_month")
+        .annotate(total=Sum("spend_committed"))
+        .values_list("buyer_id", "spend_month", "total")
+    ):
+        totals[(buyer_id, month, None)] = total.quantize(FEN)
+    keyed = rows.filter(api_key__isnull=False).values("buyer_id", "spend_month", "api_key_id")
+    for buyer_id, month, key_id, total in keyed.annotate(total=Sum("spend_committed")).values_list(
+        "buyer_id", "spend_month", "api_key_id", "total"
+    ):
+        totals[(buyer_id, month, key_id)] = total.quantize(FEN)
+    return totals

@@ -456,3 +456,19 @@ def test_a_request_that_never_failed_over_is_offered_all_its_open_replicas(make_
     replica is held back by it."""
     request = make_request(replicas=3, max_price_per_gpu_hour=Decimal("6.00"))
     assert offered_replicas(request, now) == 3
+
+
+def test_two_requests_failing_over_at_once_share_the_room_the_cap_leaves(
+    make_listing, make_request, provider, buyer, now
+):
+    """Two requests of one organisation fail over together: each growth counts against the next,
+    so together they never take the month past the cap."""
+    buyer.monthly_spend_cap = Decimal("1200.00")
+    buyer.save(update_fields=["monthly_spend_cap"])
+    listing = make_listing(price_per_gpu_hour=Decimal("10.00"))
+    requests = [make_request(replicas=2, start_by=now + timedelta(hours=20)) for _ in range(2)]
+    for request in requests:
+        reserve(listing, request, now, nodes=(0, 0))
+    services.lifecycle_tick(now=now)
+    services.listing_nodes_fail(listing_id=listing.pk, provider=provider, nodes=[0], now=now + timedelta(hours=12))
+    assert month_committed(organisation_id=buyer.pk, month=spend_month_of(now)) == Decimal("1200.00")
