@@ -12,8 +12,9 @@ RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 
 COPY . .
 # The web pages' htmx and Chart.js, fetched by npm at the versions package-lock.json pins and
-# checked against its hashes (bin/fetch_assets.py); npm is only needed while building.
-RUN apt-get update && apt-get install -y --no-install-recommends npm \
+# checked against its hashes (bin/fetch_assets.py); npm is only needed while building. Noto CJK
+# stays: anything the image renders (the admin's exports, a headless browser) can draw Chinese.
+RUN apt-get update && apt-get install -y --no-install-recommends npm fonts-noto-cjk \
  && python bin/fetch_assets.py \
  && apt-get purge -y --auto-remove npm && rm -rf /var/lib/apt/lists/*
 # collectstatic needs settings to import, not real services: throwaway values for the build only.

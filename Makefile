@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-$(shell sha1sum requirements.lock | cut -c1-12)
 VENDOR := marketplace/static/vendor
 ASSETS := $(VENDOR)/.fetched-$(shell cat package.json package-lock.json | sha1sum | cut -c1-12)
 
-.PHONY: help install assets tools demo test lint audit bench-matching load attacks report lock clean
+.PHONY: messages help install assets tools demo test lint audit bench-matching load attacks report lock clean
 
 help:
 	@echo "make demo            set up and start the marketplace (web + worker + beat) on SQLite"
@@ -17,6 +17,7 @@ help:
 	@echo "make load            the API under wrk (gunicorn, PostgreSQL, Redis, a real worker): req/s, p50/p99, POST to match"
 	@echo "make attacks         replay issue 14's seven attacks against the shipped commands (PostgreSQL, own redis-server)"
 	@echo "make report          simulate the market under three policies; write docs/report/"
+	@echo "make messages        collect and compile the translation catalogues (zh-hans, en)"
 	@echo "make lock            re-resolve requirements.lock from pyproject.toml"
 	@echo "make assets          fetch htmx and Chart.js (pinned in package-lock.json) into marketplace/static/vendor"
 	@echo "make tools           install Debian's chromium, chromium-driver, wrk and nginx for the browser, load and proxy tests (as root)"
@@ -40,22 +41,28 @@ assets: $(ASSETS)
 
 # System tools the tests drive: Debian's Chromium and its driver for the browser tests (a test
 # tool's own browser download does not work here), wrk for the load script and nginx for the proxy
-# tests (tests run their own nginx on loopback ports; the package's service is not used). Installed
+# tests (tests run their own nginx on loopback ports; the package's service is not used), gettext
+# for the translation catalogues' checks, and Noto CJK so that screenshots show Chinese. Installed
 # when missing and we are root (the test machine and CI); otherwise the tests that need them skip
 # saying so, and fail under REQUIRE_SERVICES=1.
-TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/wrk /usr/sbin/nginx
+TOOLS := /usr/bin/chromium /usr/bin/chromedriver /usr/bin/wrk /usr/sbin/nginx /usr/bin/msgfmt /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 tools:
 	@if ls $(TOOLS) >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver wrk nginx \
-		|| echo "could not install chromium/wrk/nginx; the tests that need them will skip (fail under REQUIRE_SERVICES=1)"; \
-	else echo "missing $(TOOLS): run 'sudo apt-get install chromium chromium-driver wrk nginx' for the browser, load and proxy tests"; fi
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver wrk nginx gettext fonts-noto-cjk \
+		|| echo "could not install chromium/wrk/nginx/gettext/fonts-noto-cjk; the tests that need them will skip (fail under REQUIRE_SERVICES=1)"; \
+	else echo "missing $(TOOLS): run 'sudo apt-get install chromium chromium-driver wrk nginx gettext fonts-noto-cjk' for the browser, load and proxy tests"; fi
 
 demo: install assets
 	bin/demo
 
 test: install assets tools
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The translation catalogues (docs/i18n.md): collect every marked string into
+# marketplace/locale/{zh_Hans,en} and compile the .mo files that ship with the project.
+messages: install
+	$(PY) manage.py catalogue
 
 # The rules' settings are in pyproject.toml: [tool.ruff], [tool.importlinter] and [tool.mypy]
 # (mypy keeps its cache in .mypy_cache). make test runs the last two as well (tests/test_architecture.py).

@@ -17,5 +17,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("healthz", healthz, name="healthz"),
     path("metrics", metrics, name="metrics"),
+    # set_language: the pages' 中文/English switch (POST, stored in a cookie).
+    path("i18n/", include("django.conf.urls.i18n")),
     path("", include("marketplace.web.urls")),
 ]

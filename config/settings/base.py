@@ -41,6 +41,11 @@ MIDDLEWARE = [
     "marketplace.storable_text.StorableTextMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The language: the 中文/English switch's cookie, else the browser's Accept-Language, else
+    # English. Pages and the API's error messages both follow it.
+    "django.middleware.locale.LocaleMiddleware",
+    # Pages show China Standard Time; the API keeps UTC (marketplace/web/page_time.py).
+    "marketplace.web.page_time.PageTimeZoneMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -62,6 +67,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
@@ -98,8 +104,17 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LANGUAGE_CODE = "en-us"
+# English unless the visitor's browser or the language switch asks for Chinese. The catalogues
+# are marketplace/locale/{zh_Hans,en}/LC_MESSAGES/django.po (docs/i18n.md).
+LANGUAGE_CODE = "en"
+LANGUAGES = [("zh-hans", "简体中文"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "marketplace" / "locale"]
+LANGUAGE_COOKIE_NAME = "marketplace_language"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+# Stored and served by the API in UTC; the pages show and take China Standard Time.
 TIME_ZONE = "UTC"
+PAGE_TIME_ZONE = "Asia/Shanghai"
 USE_I18N = True
 USE_TZ = True
 

@@ -13,81 +13,18 @@ these tests skip, and under REQUIRE_SERVICES=1 (CI) they fail.
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from marketplace.models import Listing, Match
 from marketplace.services.rounds import round_run
-from tests.conftest import member, need_service
+from tests.conftest import member
+from tests.web.browsing import PASSWORD, Session
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-SCREENSHOTS = Path(settings.BASE_DIR) / "artifacts" / "screenshots"
-VENDOR = Path(settings.BASE_DIR) / "marketplace" / "static" / "vendor"
-PASSWORD = "pw-for-tests-1"
 #: The monitor must show a new match within this many milliseconds (it polls every second).
 LIVE_WITHIN_MS = 2500
-EXPECTED_400 = "the server responded with a status of 400 (Bad Request)"
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    """A headless Chromium; Playwright's sync API runs an event loop in this thread, so Django's
-    guard against ORM calls from async code is lifted for the test (the ORM calls stay sync)."""
-    if not os.access(CHROMIUM, os.X_OK):
-        need_service(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium chromium-driver)")
-    missing = [name for name in ("htmx.min.js", "chart.umd.min.js") if not (VENDOR / name).exists()]
-    if missing:
-        pytest.fail(f"{', '.join(missing)} missing from {VENDOR}: run `make assets`")
-    from playwright.sync_api import sync_playwright
-
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield chromium
-        chromium.close()
-
-
-class Session:
-    """One user's browser context, recording console errors and CSP violations."""
-
-    def __init__(self, browser, base_url: str, **context_options):
-        self.context = browser.new_context(base_url=base_url, **context_options)
-        self.page = self.context.new_page()
-        self.problems: list[str] = []
-        self.page.on("console", self._console)
-        self.page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-
-    def _console(self, message) -> None:
-        if EXPECTED_400 in message.text:  # a form page answers invalid input with 400, by design
-            return
-        if message.type == "error" or "Content Security Policy" in message.text:
-            self.problems.append(f"console {message.type} on {self.page.url}: {message.text}")
-
-    def sign_in(self, username: str) -> None:
-        self.page.goto("/signin/")
-        self.page.get_by_label("Username").fill(username)
-        self.page.get_by_label("Password").fill(PASSWORD)
-        self.page.get_by_role("button", name="Sign in").click()
-        self.page.wait_for_load_state()
-
-    def shot(self, name: str) -> None:
-        self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture

@@ -1,0 +1,24 @@
+"""Template filters for the one page format (see ``marketplace/web/formatting.py``).
+
+``{% load market %}`` then ``{{ amount|cny }}``, ``{{ price|cny_rate }}``, ``{{ moment|cst }}``,
+``{{ region|local_name }}``.
+"""
+
+from __future__ import annotations
+
+from django import template
+
+from marketplace.web import formatting
+
+register = template.Library()
+
+register.filter("cny", formatting.cny)
+register.filter("cny_rate", formatting.cny_per_gpu_hour)
+register.filter("cst", formatting.cst)
+register.filter("local_name", formatting.local_name)
+
+
+@register.simple_tag
+def time_zone_label() -> str:
+    """The pages' time-zone label, for headings and form labels ("Start by (CST)")."""
+    return formatting.time_zone_label()
