@@ -9,6 +9,9 @@ import re
 from datetime import datetime
 
 from django import forms
+from django.forms.models import ModelChoiceIterator
+from django.utils.functional import lazy
+from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
 from marketplace import bounds
@@ -19,6 +22,7 @@ from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Membership, Organisation, Region
 from marketplace.models.api_keys import Scope
 from marketplace.supply import LISTING_DEFAULT_WINDOW, listing_window_default
+from marketplace.web.formatting import local_name, time_zone_label
 from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
@@ -29,9 +33,17 @@ def latency_class_label(latency_class: LatencyClass) -> str:
     return f"{latency_class.value} (≤ {bound:g} ms)" if bound is not None else f"{latency_class.value} (no bound)"
 
 
+def with_time_zone(label: str) -> str:
+    """A time field's label with the pages' zone: "Start by (CST)" / "开始时间（北京时间）"."""
+    return _("%(label)s (%(zone)s)") % {"label": label, "zone": time_zone_label()}
+
+
 def _datetime_field(label: str, help_text: str) -> forms.DateTimeField:
+    """A date and time typed in China Standard Time (PageTimeZoneMiddleware makes it the current
+    zone on pages), shown with the zone in its label."""
     widget = forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_FORMAT)
-    return forms.DateTimeField(label=label, required=False, widget=widget, help_text=help_text)
+    label_with_zone = lazy(with_time_zone, str)(label)
+    return forms.DateTimeField(label=label_with_zone, required=False, widget=widget, help_text=help_text)
 
 
 class AsciiDecimalField(forms.DecimalField):
@@ -47,22 +59,40 @@ class AsciiDecimalField(forms.DecimalField):
         return super().to_python(value)
 
 
+class ReadableOrderIterator(ModelChoiceIterator):
+    """A menu in the order of its English names (the pinyin of most Chinese ones), never the code."""
+
+    def __iter__(self):
+        if self.field.empty_label is not None:
+            yield ("", self.field.empty_label)
+        for obj in sorted(self.queryset, key=lambda thing: thing.name.casefold()):
+            yield self.choice(obj)
+
+
 class RegionChoiceField(forms.ModelChoiceField):
+    """Regions by their name in the reader's language (the name already says which hub)."""
+
+    iterator = ReadableOrderIterator
+
     def label_from_instance(self, obj: Region) -> str:
-        return f"{obj.name} ({obj.province})"
+        return local_name(obj)
 
 
 class GpuModelChoiceField(forms.ModelChoiceField):
+    """GPU models by their name in the reader's language (the name already says the memory)."""
+
+    iterator = ReadableOrderIterator
+
     def label_from_instance(self, obj: GpuModel) -> str:
-        return f"{obj.name} ({obj.vram_gb} GB)"
+        return local_name(obj)
 
 
 def region_field(label: str, **kwargs) -> RegionChoiceField:
     return RegionChoiceField(Region.objects.all(), to_field_name="code", label=label, **kwargs)
 
 
-def gpu_model_field(label: str = "GPU model", **kwargs) -> GpuModelChoiceField:
-    return GpuModelChoiceField(GpuModel.objects.all(), to_field_name="code", label=label, **kwargs)
+def gpu_model_field(label: str | None = None, **kwargs) -> GpuModelChoiceField:
+    return GpuModelChoiceField(GpuModel.objects.all(), to_field_name="code", label=label or _("GPU model"), **kwargs)
 
 
 class ServiceForm(forms.Form):
@@ -104,9 +134,10 @@ class ListingShapeFields(ServiceForm):
     gpu_count = forms.IntegerField(label="GPUs", **bounds.GPU_COUNT.field_kwargs())
     gpus_per_node = forms.TypedChoiceField(label="GPUs per node", choices=NODE_SIZE_CHOICES, coerce=int, initial=8)
     price_per_gpu_hour = AsciiDecimalField(label="Price per GPU-hour (CNY)", **bounds.PRICE.field_kwargs())
-    available_from = _datetime_field("Available from (UTC)", "Empty: now.")
+    available_from = _datetime_field(_("Available from"), _("Empty: now."))
     available_until = _datetime_field(
-        "Available until (UTC)", f"Empty: {LISTING_DEFAULT_WINDOW.days} days after the start."
+        _("Available until"),
+        format_lazy(_("Empty: {days} days after the start."), days=LISTING_DEFAULT_WINDOW.days),
     )
 
 
@@ -175,7 +206,7 @@ class RequestForm(ServiceForm):
     )
     max_price_per_gpu_hour = AsciiDecimalField(label="Price cap per GPU-hour (CNY)", **bounds.PRICE.field_kwargs())
     duration_hours = forms.IntegerField(label="Duration (hours)", **bounds.DURATION_HOURS.field_kwargs(), initial=24)
-    start_by = _datetime_field("Start by (UTC)", "Empty: within 24 hours.")
+    start_by = _datetime_field(_("Start by"), _("Empty: within 24 hours."))
     voucher_code = forms.CharField(
         label="Voucher code",
         **bounds.VOUCHER_CODE.field_kwargs(),
@@ -241,7 +272,7 @@ class ApiKeyForm(ServiceForm):
     scopes = forms.MultipleChoiceField(
         label=_("Scopes"), choices=Scope.choices, widget=forms.CheckboxSelectMultiple, initial=[Scope.READ]
     )
-    expires_at = _datetime_field(_("Expires at (UTC)"), _("Empty: never."))
+    expires_at = _datetime_field(_("Expires at"), _("Empty: never."))
     monthly_spend_cap = AsciiDecimalField(
         label=_("Monthly spend cap (CNY)"),
         **bounds.SPEND_CAP.field_kwargs(),

@@ -40,9 +40,11 @@ def test_a_browser_asking_for_chinese_gets_chinese_and_the_lang_attribute(client
 @pytest.mark.django_db
 def test_the_language_switch_persists_over_the_browser_language(client):
     answer = client.post("/i18n/setlang/", {"language": "zh-hans", "next": "/signin/"})
-    assert answer.status_code == 302 and answer["Location"] == "/signin/"
+    assert answer.status_code == 302
+    assert answer["Location"] == "/signin/"
     cookie = answer.cookies["marketplace_language"]
-    assert cookie.value == "zh-hans" and int(cookie["max-age"]) >= 365 * 24 * 3600 - 1
+    assert cookie.value == "zh-hans"
+    assert int(cookie["max-age"]) >= 365 * 24 * 3600 - 1
     # The browser still asks for English; the switch wins.
     page = client.get("/signin/", HTTP_ACCEPT_LANGUAGE="en")
     assert '<html lang="zh-Hans">' in page.content.decode()

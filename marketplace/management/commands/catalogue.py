@@ -33,7 +33,8 @@ TRANSLATED = "zh_Hans"
 #: strings users see.
 IGNORE = [
     ".venv/*", "venv/*", "client/*", "tests/*", "bench/*", "bin/*", "docs/*", "var/*", "artifacts/*",
-    "node_modules/*", "marketplace/locale", "marketplace/static/*", "marketplace/migrations/*", "matching/*", "*.egg-info/*",
+    "node_modules/*", "marketplace/locale", "marketplace/static/*", "marketplace/migrations/*", "matching/*",
+    "*.egg-info/*",
 ]
 
 
@@ -51,12 +52,12 @@ def read_po(path: Path) -> dict[tuple[str, str], tuple[str, bool]]:
 
     def flush() -> None:
         nonlocal fields, fuzzy
-        if "msgid" in fields and fields["msgid"]:
+        if fields.get("msgid"):
             msgstr = fields.get("msgstr", fields.get("msgstr[0]", ""))
             entries[(fields.get("msgctxt", ""), fields["msgid"])] = (msgstr, fuzzy)
         fields, fuzzy = {}, False
 
-    for line in path.read_text(encoding="utf-8").splitlines() + [""]:
+    for line in [*path.read_text(encoding="utf-8").splitlines(), ""]:
         if not line.strip():
             flush()
         elif line.startswith("#,") and "fuzzy" in line:
@@ -132,7 +133,8 @@ class Command(BaseCommand):
                 key = f"{context}\x04{msgid}" if context else msgid
                 got = compiled.get(key, compiled.get((key, 0)))
                 if got != msgstr:
-                    problems.append(f"{mo.name} of {locale} is stale at {_show((context, msgid))}: run `manage.py catalogue`")
+                    stale = _show((context, msgid))
+                    problems.append(f"{mo.name} of {locale} is stale at {stale}: run `manage.py catalogue`")
                     break
         return problems
 
