@@ -9,7 +9,9 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from marketplace.models import GpuModel
 from tests.conftest import member
@@ -135,3 +137,17 @@ def test_the_board_never_prints_a_clearing_price(listed):
     """Clearing prices are not built yet: the home page shows the listings' own prices only."""
     text = visible(page(Client(), "/", **EN)).lower()
     assert "clearing" not in text
+
+
+@pytest.mark.parametrize("url", ["/?origin=shanghai", "/?origin=shanghai&gpu_model=h20"])
+def test_the_board_costs_the_same_queries_whatever_is_listed(make_listing, url):
+    make_listing(region="ningxia-zhongwei")
+    client = Client()
+    client.get(url)  # warm the reference caches
+    with CaptureQueriesContext(connection) as few:
+        client.get(url)
+    for region in ("anhui-wuhu", "guizhou-guian", "hebei-zhangjiakou", "shanghai"):
+        make_listing(region=region)
+    with CaptureQueriesContext(connection) as many:
+        client.get(url)
+    assert len(many) == len(few)
