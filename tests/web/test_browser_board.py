@@ -98,3 +98,20 @@ def test_the_empty_board_says_what_to_do(browser, live_server, reference):
     visitor.assert_no_overflow()
     visitor.shot("board-empty-desktop-en")
     assert not visitor.problems, "\n".join(visitor.problems)
+
+
+def test_no_width_between_phone_and_desktop_scrolls_sideways(browser, live_server, make_listing):
+    """The layout switches at 640 px (two cards abreast), 760 px (big badges to small) and 1000 px
+    (cards to table): on either side of each, and at common tablets' widths, nothing leaves the
+    viewport."""
+    make_listing(region="ningxia-zhongwei", gpu_count=32, price_per_gpu_hour=Decimal("5.80"))
+    for lang in ("en", "zh"):
+        visitor = Session(browser, live_server.url, lang=lang, **PHONE)
+        visitor.page.goto("/?origin=shanghai")
+        for width in (320, 414, 600, 640, 759, 760, 800, 999, 1000, 1024):
+            visitor.page.set_viewport_size({"width": width, "height": 900})
+            assert visitor.overflow() <= 0, (lang, width, visitor.overflow())
+            assert _cells_off_screen(visitor.page)["off"] == [], (lang, width)
+            if width == 800:
+                visitor.shot(f"board-home-tablet-{lang}")
+        assert not visitor.problems, "\n".join(visitor.problems)
