@@ -45,7 +45,7 @@ class RegionDetailOut(RegionOut):
 class GpuModelOut(serializers.ModelSerializer):
     class Meta:
         model = GpuModel
-        fields = ["code", "name", "vram_gb", "tdp_w", "indicative_price_per_gpu_hour"]
+        fields = ["code", "name", "name_zh", "vram_gb", "tdp_w", "indicative_price_per_gpu_hour"]
 
 
 class CapacityQuery(serializers.Serializer):

@@ -69,6 +69,8 @@ class Rtt(models.Model):
 class GpuModel(models.Model):
     code = models.SlugField(max_length=32, unique=True)
     name = models.CharField(max_length=200)
+    #: The name Chinese pages show (``formatting.local_name``); our translation, from the reference JSON.
+    name_zh = models.CharField(max_length=200, blank=True)
     vram_gb = models.PositiveIntegerField()
     tdp_w = models.PositiveIntegerField()
     indicative_price_per_gpu_hour = models.DecimalField(**MONEY)

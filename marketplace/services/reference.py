@@ -65,6 +65,7 @@ def _gpu_model_upsert(row: dict) -> GpuModel:
         code=row["code"],
         defaults={
             "name": row["name"],
+            "name_zh": row.get("name_zh", ""),
             "vram_gb": row["vram_gb"],
             "tdp_w": row["tdp_w"],
             "indicative_price_per_gpu_hour": Decimal(str(row["indicative_price_cny_per_gpu_hour"])),

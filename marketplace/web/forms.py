@@ -241,8 +241,10 @@ class RequestForm(ServiceForm):
 
 
 class BoardForm(forms.Form):
-    origin = region_field("Seen from", initial="shanghai")
-    gpu_model = gpu_model_field(required=False, empty_label="every GPU model")
+    """The board's filters: the buyers' city the latency is seen from, and one GPU model or all."""
+
+    origin = region_field(_("Seen from"), initial="shanghai")
+    gpu_model = gpu_model_field(required=False, empty_label=_("every GPU model"))
 
 
 # --- the organisation: members, API keys, spend cap ---------------------------------------------

@@ -90,7 +90,10 @@ def test_regions_and_gpu_models_are_public(reference):
     zhongwei = next(row for row in detail["rtts"] if row["region"] == "ningxia-zhongwei")
     assert (zhongwei["rtt_ms"], zhongwei["latency_class"]) == ("35.8", "standard")
     assert client.get("/api/v1/regions/atlantis/").status_code == 404
-    assert client.get("/api/v1/gpu-models/").data["count"] == 8
+    gpu_models = {row["code"]: row for row in client.get("/api/v1/gpu-models/").data["results"]}
+    assert len(gpu_models) == 8
+    assert gpu_models["ascend-910b"]["name_zh"] == "华为昇腾 910B 64GB"
+    assert gpu_models["h20"]["name_zh"] == "NVIDIA H20 96GB"
 
 
 def test_capacity_groups_idle_gpus_by_region_and_latency_class(make_listing, make_request, now):

@@ -136,3 +136,22 @@ def test_the_roles_migration_makes_every_existing_member_an_owner(before_keys):
 
     assert Membership.objects.get(user_id=user.pk).role == "owner"
     assert Organisation.objects.get(pk=organisation.pk).monthly_spend_cap is None
+
+
+@pytest.fixture
+def before_gpu_names(transactional_db):
+    """Before 0014."""
+    yield from schema_at([("marketplace", "0013_reliability_bound")])
+
+
+def test_gpu_models_already_stored_get_their_chinese_name_from_the_reference_file(before_gpu_names):
+    GpuModel = before_gpu_names.get_model("marketplace", "GpuModel")
+    GpuModel.objects.all().delete()
+    fields = {"vram_gb": 64, "tdp_w": 400, "indicative_price_per_gpu_hour": Decimal(6)}
+    GpuModel.objects.create(code="ascend-910b", name="Huawei Ascend 910B 64GB", **fields)
+    GpuModel.objects.create(code="our-own", name="An operator's own model", **fields)
+    executor = MigrationExecutor(connection)
+    executor.migrate([("marketplace", "0014_gpumodel_name_zh")])
+    names = dict(executor.loader.project_state([("marketplace", "0014_gpumodel_name_zh")]).apps
+                 .get_model("marketplace", "GpuModel").objects.values_list("code", "name_zh"))  # fmt: skip
+    assert names == {"ascend-910b": "华为昇腾 910B 64GB", "our-own": ""}

@@ -78,3 +78,11 @@ def test_seed_demo_builds_a_believable_market_idempotently(reference, settings):
     signin = RequestFactory().post("/signin/")
     assert authenticate(signin, username="demo-admin", password="demo").is_staff
     assert authenticate(signin, username="demo-buyer", password="demo").membership.organisation.kind == "buyer"
+
+
+def test_gpu_models_carry_our_chinese_names_marked_as_translations(reference):
+    rows = services.reference_read()["gpu_models"]
+    assert all(row["name_zh"] and row["name_zh_is_translation"] is True for row in rows)
+    names = dict(GpuModel.objects.values_list("code", "name_zh"))
+    assert names["ascend-910b"] == "华为昇腾 910B 64GB"
+    assert names["h20"] == "NVIDIA H20 96GB"

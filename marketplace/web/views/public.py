@@ -14,7 +14,7 @@ from marketplace.account_limits import sign_up_wait
 from marketplace.errors import DomainError
 from marketplace.models import Organisation
 from marketplace.web.forms import BoardForm, SignUpForm
-from marketplace.web.map import HEIGHT, OUTLINE_PATH, WIDTH, map_points
+from marketplace.web.map import board_map, board_row, latency_class_name
 from matching.latency import LatencyClass
 
 DEFAULT_ORIGIN = "shanghai"
@@ -22,22 +22,33 @@ SIGN_UP_REFUSAL = gettext_lazy("Too many sign-ups from this address. Try again l
 
 
 def board(request):
-    """Idle GPUs by region and latency class seen from ``?origin=`` (a region code), as a map and
-    a table, optionally of one ``?gpu_model=``. Bad parameters show the form's errors (400)."""
+    """The home page: what the market does and where to start (list GPUs, rent GPUs), then idle
+    GPUs by region and latency class seen from ``?origin=`` (a region code), as a map and a table,
+    optionally of one ``?gpu_model=``. Bad parameters show the form's errors (400)."""
     form = BoardForm(request.GET or {"origin": DEFAULT_ORIGIN})
     if not form.is_valid():
         return render(request, "web/board.html", {"form": form}, status=400)
     origin, gpu_model = form.cleaned_data["origin"], form.cleaned_data["gpu_model"]
     rows = selectors.capacity_board(origin=origin, gpu_model=gpu_model)
+    drawn = board_map(rows, origin_code=origin.code)
+    total_free = sum(row.free_gpus for row in rows)
+    if gpu_model is None:
+        idle_rows = [(row.region.code, row.free_gpus) for row in rows if row.free_gpus]
+    else:  # the home page's figure is of every model, whatever the filter
+        idle_rows = [(row.region, row.free_gpus) for row in selectors.capacity_by_region(origin=origin)]
+    numbers = {p.item.region.code: p.number for p in drawn["points"]}
     context = {
         "form": form,
         "origin": origin,
         "gpu_model": gpu_model,
         "rows": rows,
-        "points": map_points(rows, origin_code=origin.code),
-        "map": {"width": WIDTH, "height": HEIGHT, "outline": OUTLINE_PATH},
-        "latency_classes": list(LatencyClass),
-        "total_free": sum(row.free_gpus for row in rows),
+        "table": [board_row(row, numbers[row.region.code]) for row in rows],
+        "map": drawn,
+        "points": drawn["points"],
+        "latency_classes": [latency_class_name(c) for c in LatencyClass],
+        "total_free": total_free,
+        "idle_everywhere": sum(free for _, free in idle_rows),
+        "idle_regions": len({code for code, _ in idle_rows}),
     }
     return render(request, "web/board.html", context)
 
