@@ -175,6 +175,8 @@ REST_FRAMEWORK = {
         "login": env_str("THROTTLE_LOGIN", "10/min"),
         # Sign-ups per client address, through the API and the sign-up page together.
         "signup": env_str("THROTTLE_SIGNUP", "20/hour"),
+        # Password reset e-mails asked for per client address (the "Forgot password?" page).
+        "password_reset": env_str("THROTTLE_PASSWORD_RESET", "10/hour"),
     },
     # How many reverse proxies in front of the web processes append to X-Forwarded-For. Throttles
     # identify an anonymous client by the address this many hops back; unset, DRF would take the

@@ -217,6 +217,25 @@ def test_an_unknown_address_is_answered_as_a_known_one_and_nothing_is_sent(owner
     assert "If an account has that address" in page
 
 
+def test_reset_e_mails_asked_from_one_address_are_rate_limited(owner, mailoutbox, monkeypatch):
+    """The page that sends e-mail cannot flood an inbox: past the rate, the page again with a
+    message, 429 and Retry-After, and no e-mail; another address is not held back."""
+    from rest_framework.throttling import SimpleRateThrottle
+
+    rates = {**SimpleRateThrottle.THROTTLE_RATES, "password_reset": "2/hour"}
+    monkeypatch.setattr(SimpleRateThrottle, "THROTTLE_RATES", rates)
+    body = {"email": "owner@example.com"}
+    for _ in range(2):
+        assert Client(**EN).post("/password/reset/", body, REMOTE_ADDR="203.0.113.9").status_code == 302
+    refused = Client(**ZH).post("/password/reset/", body, REMOTE_ADDR="203.0.113.9")
+    assert refused.status_code == 429
+    assert 0 < int(refused["Retry-After"]) <= 3600
+    assert "来自该地址的密码重置请求过多" in refused.content.decode()
+    assert len(mailoutbox) == 2
+    assert Client().post("/password/reset/", body, REMOTE_ADDR="203.0.113.10").status_code == 302
+    assert len(mailoutbox) == 3
+
+
 @pytest.mark.parametrize(("headers", "said"), [(EN, "Reset your password"), (ZH, "重置密码")])
 def test_the_password_pages_are_translated(owner, headers, said):
     assert said in Client(**headers).get("/password/reset/").content.decode()

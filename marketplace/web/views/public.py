@@ -19,7 +19,7 @@ from django.urls import reverse, reverse_lazy
 from django.utils.translation import gettext, gettext_lazy
 
 from marketplace import selectors, services
-from marketplace.account_limits import sign_up_wait
+from marketplace.account_limits import password_reset_wait, sign_up_wait
 from marketplace.errors import DomainError
 from marketplace.models import Organisation
 from marketplace.web.forms import BoardForm, SignUpForm
@@ -28,6 +28,7 @@ from matching.latency import LatencyClass
 
 DEFAULT_ORIGIN = "shanghai"
 SIGN_UP_REFUSAL = gettext_lazy("Too many sign-ups from this address. Try again later.")
+RESET_REFUSAL = gettext_lazy("Too many password resets asked for from this address. Try again later.")
 
 
 def board(request):
@@ -114,12 +115,23 @@ class PasswordChange(PasswordChangeView):
 class PasswordReset(PasswordResetView):
     """Asks for an address and e-mails each active user with a usable password at it a one-time
     link (Django's token), in the language of the page. The answer is the same whether or not
-    any account has the address, so the page tells nobody which addresses are registered."""
+    any account has the address, so the page tells nobody which addresses are registered. Asks from
+    one address beyond ``THROTTLE_PASSWORD_RESET`` get the page again with a message, 429 and
+    ``Retry-After``, and no e-mail."""
 
     template_name = "web/password_reset.html"
     subject_template_name = "web/password_reset_subject.txt"
     email_template_name = "web/password_reset_email.txt"
     success_url = reverse_lazy("web:password-reset-done")
+
+    def post(self, request, *args, **kwargs):
+        wait = password_reset_wait(request)
+        if wait is None:
+            return super().post(request, *args, **kwargs)
+        form = self.form_class(initial={"email": request.POST.get("email", "")})
+        response = render(request, self.template_name, {"form": form, "refusal": RESET_REFUSAL}, status=429)
+        response["Retry-After"] = str(wait)
+        return response
 
     def form_valid(self, form):
         self.extra_email_context = {"valid_days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400)}
