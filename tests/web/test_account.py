@@ -354,3 +354,25 @@ def test_the_organisation_page_shows_times_in_cst_and_money_in_yuan(owner):
     assert f"{shanghai} 北京时间" in zh
     for said in ("成员、API 密钥与消费", "月度消费上限", "新建密钥", "添加成员", "权限范围", "所有者"):
         assert said in zh, said
+
+
+def test_names_check_lists_stored_names_that_break_the_rules_and_changes_nothing(owner):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    call_command("names_check", stdout=out)
+    assert "Every stored name follows the name rules." in out.getvalue()
+    organisation = owner.membership.organisation
+    Organisation.objects.filter(pk=organisation.pk).update(name="Old <b>Name</b>")
+    key = services.api_key_create(organisation=organisation, user=owner, name="ok", scopes=["read"]).key
+    ApiKey.objects.filter(pk=key.pk).update(name="old\x07key")
+    out = StringIO()
+    with pytest.raises(CommandError, match="2 stored names break the name rules"):
+        call_command("names_check", stdout=out)
+    listed = out.getvalue()
+    assert f"organisation {organisation.pk} 'Old <b>Name</b>'" in listed
+    assert f"api key {key.pk} 'old\\x07key'" in listed
+    assert Organisation.objects.get(pk=organisation.pk).name == "Old <b>Name</b>"
+    assert ApiKey.objects.get(pk=key.pk).name == "old\x07key"
