@@ -15,6 +15,9 @@ newline, and markup (issue 14, finding 7). The rules, each raising ``InvalidInpu
 - :func:`lookalike_check`: a name that looks like one already in use (:func:`skeletons`) is refused, and
   so is a name that mixes Latin letters with a look-alike of a Latin letter from another script.
 
+Each refusal is in the reader's language (``django.utils.translation``: the one Django this module
+uses; see the import contract in pyproject.toml).
+
 The look-alike data are Unicode's (``confusables.txt`` and ``Scripts.txt``, UTS #39) as the
 ``confusable_homoglyphs`` package ships them. The services apply these rules, so the API, the
 pages and the admin share them; forms call them too, to show the message beside the field.
