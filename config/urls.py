@@ -5,8 +5,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from marketplace.health import healthz
 from marketplace.metrics.view import metrics
 
-# Under /api/, Django's own 400, 404 and 500 answer JSON like every API error; elsewhere, the pages.
+# Under /api/, Django's own 400, 403, 404 and 500 answer JSON like every API error; elsewhere, our pages.
 handler400 = "marketplace.api.errors.bad_request"
+handler403 = "marketplace.api.errors.permission_denied"
 handler404 = "marketplace.api.errors.not_found"
 handler500 = "marketplace.api.errors.server_error"
 

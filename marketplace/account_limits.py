@@ -10,7 +10,10 @@ for a username that exists and one that does not (axes counts both alike).
 Sign-up: ``SignUpRateThrottle`` counts sign-ups per client address in the shared cache, for the API's
 registration and the sign-up page together, so neither door lets more accounts through than the rate.
 
-Both take the client's address by one rule, the API throttles' (``client_address``).
+Password reset: ``PasswordResetRateThrottle`` counts the reset e-mails asked for per client address,
+so the page that sends e-mail cannot be used to flood someone's inbox.
+
+All take the client's address by one rule, the API throttles' (``client_address``).
 """
 
 from __future__ import annotations
@@ -93,10 +96,25 @@ class SignUpRateThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
 
 
+class PasswordResetRateThrottle(SignUpRateThrottle):
+    """Password reset e-mails asked for per client address (``THROTTLE_PASSWORD_RESET``), counted
+    whether or not an account has the address given, so the count tells nothing either."""
+
+    scope = "password_reset"
+
+
 def sign_up_wait(request: HttpRequest) -> int | None:
     """Counts a sign-up attempt from the page: ``None`` when it fits the rate, else the seconds until
     one would (the answer's ``Retry-After``)."""
-    throttle = SignUpRateThrottle()
+    return _wait(SignUpRateThrottle(), request)
+
+
+def password_reset_wait(request: HttpRequest) -> int | None:
+    """Counts a password reset asked for: ``None`` when it fits the rate, else the seconds to wait."""
+    return _wait(PasswordResetRateThrottle(), request)
+
+
+def _wait(throttle: SimpleRateThrottle, request: HttpRequest) -> int | None:
     if throttle.allow_request(request, None):
         return None
     return math.ceil(throttle.wait() or 0)

@@ -15,6 +15,9 @@ newline, and markup (issue 14, finding 7). The rules, each raising ``InvalidInpu
 - :func:`lookalike_check`: a name that looks like one already in use (:func:`skeletons`) is refused, and
   so is a name that mixes Latin letters with a look-alike of a Latin letter from another script.
 
+Each refusal is in the reader's language (``django.utils.translation``: the one Django this module
+uses; see the import contract in pyproject.toml).
+
 The look-alike data are Unicode's (``confusables.txt`` and ``Scripts.txt``, UTS #39) as the
 ``confusable_homoglyphs`` package ships them. The services apply these rules, so the API, the
 pages and the admin share them; forms call them too, to show the message beside the field.
@@ -28,19 +31,21 @@ import unicodedata
 from collections.abc import Iterable
 
 from confusable_homoglyphs import categories, confusables
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
 
 from marketplace.bounds import USERNAME
 from marketplace.errors import InvalidInput
 
 #: Unicode general categories no name may hold, with what each is called in the error message.
 FORBIDDEN_CATEGORIES = {
-    "Cc": "a control character",
-    "Cf": "an invisible formatting character (bidi control, zero-width character)",
-    "Zl": "a line separator",
-    "Zp": "a paragraph separator",
-    "Cs": "a lone surrogate",
-    "Co": "a private-use character",
-    "Cn": "an unassigned code point",
+    "Cc": _("a control character"),
+    "Cf": _("an invisible formatting character (bidi control, zero-width character)"),
+    "Zl": _("a line separator"),
+    "Zp": _("a paragraph separator"),
+    "Cs": _("a lone surrogate"),
+    "Co": _("a private-use character"),
+    "Cn": _("an unassigned code point"),
 }
 #: Letters and symbols that render as blank space without being spaces.
 BLANK_LOOKING = frozenset("\u115f\u1160\u3164\uffa0\u2800")
@@ -55,20 +60,22 @@ def name_check(value: str, *, field: str) -> str:
     naming the first character no name may hold."""
     name = unicodedata.normalize("NFC", value).strip()
     if not name:
-        raise InvalidInput("Give a name.", field=field)
+        raise InvalidInput(gettext("Give a name."), field=field)
     for char in name:
         what = _forbidden(char)
         if what:
-            raise InvalidInput(f"Contains {_spelled(char)}, {what}: a name must show what it is.", field=field)
+            message = gettext("Contains %(char)s, %(what)s: a name must show what it is.")
+            raise InvalidInput(message % {"char": _spelled(char), "what": what}, field=field)
     return name
 
 
 def _forbidden(char: str) -> str | None:
     if char in MARKUP:
-        return "markup"
+        return gettext("markup")
     if char in BLANK_LOOKING:
-        return "a character that shows as blank"
-    return FORBIDDEN_CATEGORIES.get(unicodedata.category(char))
+        return gettext("a character that shows as blank")
+    what = FORBIDDEN_CATEGORIES.get(unicodedata.category(char))
+    return str(what) if what is not None else None
 
 
 def _spelled(char: str) -> str:
@@ -82,9 +89,10 @@ def username_normalise(value: str) -> str:
     ``bounds.USERNAME`` (NFKC can lengthen a name, or turn a letter into a symbol)."""
     username = unicodedata.normalize("NFKC", value)
     if USERNAME.max_length is not None and len(username) > USERNAME.max_length:
-        raise InvalidInput(f"At most {USERNAME.max_length} characters.", field="username")
+        message = gettext("At most %(count)d characters.") % {"count": USERNAME.max_length}
+        raise InvalidInput(message, field="username")
     if USERNAME.pattern and not re.match(USERNAME.pattern, username):
-        raise InvalidInput("Letters, digits and @ . + - _ only.", field="username")
+        raise InvalidInput(gettext("Letters, digits and @ . + - _ only."), field="username")
     return username
 
 
@@ -98,13 +106,13 @@ def lookalike_check(name: str, *, existing: Iterable[str], field: str) -> None:
     """
     disguised = _latin_lookalike(name)
     if disguised:
-        raise InvalidInput(
-            f"Mixes Latin letters with {_spelled(disguised)}, which looks like a Latin letter.", field=field
-        )
+        message = gettext("Mixes Latin letters with %(char)s, which looks like a Latin letter.")
+        raise InvalidInput(message % {"char": _spelled(disguised)}, field=field)
     own = skeletons(name)
     for other in existing:
         if any(mine == theirs for mine, theirs in zip(own, skeletons(other), strict=True)):
-            raise InvalidInput(f'Looks like "{other}", which is taken: choose a name that does not.', field=field)
+            message = gettext('Looks like "%(other)s", which is taken: choose a name that does not.')
+            raise InvalidInput(message % {"other": other}, field=field)
 
 
 def distinct_name_check(value: str, *, existing: Iterable[str], field: str) -> str:

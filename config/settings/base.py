@@ -97,6 +97,9 @@ DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'marketplace.sqlit
 DATABASES = {"default": database_from_url(DATABASE_URL)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+#: A refused CSRF token: JSON under /api/, our translated page elsewhere.
+CSRF_FAILURE_VIEW = "marketplace.api.errors.csrf_failure"
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -172,6 +175,8 @@ REST_FRAMEWORK = {
         "login": env_str("THROTTLE_LOGIN", "10/min"),
         # Sign-ups per client address, through the API and the sign-up page together.
         "signup": env_str("THROTTLE_SIGNUP", "20/hour"),
+        # Password reset e-mails asked for per client address (the "Forgot password?" page).
+        "password_reset": env_str("THROTTLE_PASSWORD_RESET", "10/hour"),
     },
     # How many reverse proxies in front of the web processes append to X-Forwarded-For. Throttles
     # identify an anonymous client by the address this many hops back; unset, DRF would take the

@@ -22,7 +22,13 @@ MATCHING_COALESCE_SECONDS = 0
 # Tests never serve collected static files; WhiteNoise would only warn that none were collected.
 MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("whitenoise")]  # noqa: F405
 # Tests make many calls quickly; throttling itself is tested with its own rates.
-_UNTHROTTLED = {"anon": "100000/min", "user": "100000/min", "login": "100000/min", "signup": "100000/min"}
+_UNTHROTTLED = {
+    "anon": "100000/min",
+    "user": "100000/min",
+    "login": "100000/min",
+    "signup": "100000/min",
+    "password_reset": "100000/min",
+}
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": _UNTHROTTLED}  # noqa: F405
 # Tests sign in and fail to sign in many times, from one address; the sign-in limits are tested with
 # their own (tests/security/test_signin_limits.py). Lock-outs are database rows, rolled back per test.

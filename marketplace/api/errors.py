@@ -6,6 +6,8 @@ import logging
 
 from django.db import IntegrityError
 from django.http import JsonResponse
+from django.shortcuts import render
+from django.utils.translation import gettext
 from django.views.defaults import bad_request as bad_request_page
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as server_error_page
@@ -62,21 +64,27 @@ def service_unavailable(exc: Exception) -> Response:
     return response
 
 
-# Django's own error pages answer what no view sees (no route, an unhandled exception); under /api/
-# they answer JSON like every other API error, so that clients (and the documented content type)
-# see one error format. Elsewhere the pages stay HTML.
+# Django's own error pages answer what no view sees (no route, an unhandled exception, a refused
+# CSRF token); under /api/ they answer JSON like every other API error, so that clients (and the
+# documented content type) see one error format. Elsewhere they are our pages, in the reader's
+# language: templates/404.html and 500.html (on error_base.html, which needs no database), and
+# web/403.html.
+
+
+def is_api(request) -> bool:
+    return request.path.startswith("/api/")
 
 
 def not_found(request, exception=None):
     """``handler404``: no route matches, e.g. a malformed id (``/api/v1/listings/abc/``)."""
-    if request.path.startswith("/api/"):
+    if is_api(request):
         return JsonResponse({"detail": "Not found."}, status=404)
     return page_not_found(request, exception)
 
 
 def bad_request(request, exception=None):
     """``handler400``: Django refused the request itself, e.g. for a Host header it does not serve."""
-    if request.path.startswith("/api/"):
+    if is_api(request):
         return JsonResponse({"detail": "Bad request."}, status=400)
     return bad_request_page(request, exception)
 
@@ -84,6 +92,28 @@ def bad_request(request, exception=None):
 def server_error(request):
     """``handler500``: an exception no view handled. The body says nothing of the cause (that goes
     to the log, with the traceback, through Django's ``django.request`` logger)."""
-    if request.path.startswith("/api/"):
+    if is_api(request):
         return JsonResponse({"detail": "Server error."}, status=500)
     return server_error_page(request)
+
+
+def permission_denied(request, exception=None):
+    """``handler403``: a view outside DRF raised ``PermissionDenied``. The exception's text is not
+    shown: it is written for the log, not for the reader."""
+    if is_api(request):
+        return JsonResponse({"detail": "You do not have permission to perform this action."}, status=403)
+    message = gettext("This page is not for this account.")
+    return render(request, "web/403.html", {"message": message}, status=403)
+
+
+def csrf_failure(request, reason: str = ""):
+    """``CSRF_FAILURE_VIEW``: a form posted without its CSRF token (a page open for too long, or
+    cookies blocked), or a cross-site post. DRF's views check CSRF themselves and answer JSON;
+    this answers what the middleware refuses before any view runs."""
+    if is_api(request):
+        return JsonResponse({"detail": f"CSRF Failed: {reason}"}, status=403)
+    message = gettext(
+        "The form's security token is missing or out of date (the page was open for long, or cookies "
+        "are blocked). Go back, reload the page and send the form again."
+    )
+    return render(request, "web/403.html", {"message": message, "csrf": True}, status=403)

@@ -17,7 +17,7 @@ from marketplace import bounds, selectors, services
 from marketplace.api.fields import AwareTime, DecimalText, PatternField, TextField
 from marketplace.api.inputs import NoFilters, validated_body, validated_query
 from marketplace.api.permissions import IsOwner, scoped
-from marketplace.api.schema import DOMAIN_RULE, EMAIL_RULE, PASSWORD_RULE, USERNAME_RULE
+from marketplace.api.schema import DOMAIN_RULE, EMAIL_RULE, LABEL_RULE, PASSWORD_RULE, USERNAME_RULE
 from marketplace.market_time import market_now
 from marketplace.models import ApiKey, Membership, Organisation
 from marketplace.models.api_keys import Scope
@@ -110,7 +110,7 @@ class OrganisationView(APIView):
 
 
 class ApiKeyIn(serializers.Serializer):
-    name = TextField(**bounds.API_KEY_NAME.field_kwargs())
+    name = TextField(**bounds.API_KEY_NAME.field_kwargs(), help_text=LABEL_RULE)
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=Scope.values),
         min_length=1,

@@ -36,6 +36,12 @@ NAME_RULE = (
     "like a name already in use, is a 400 naming this field."
 )
 
+#: A label only its owner reads (an API key's name): the characters of NAME_RULE, look-alikes allowed.
+LABEL_RULE = (
+    f"{DOMAIN_RULE} a name with a control, invisible or private-use character (Unicode category C*), or "
+    "with < or >, is a 400 naming this field; nothing is written."
+)
+
 #: Text any column can store: no NUL (``marketplace.storable_text`` refuses it before any view runs).
 STORABLE_TEXT_PATTERN = r"^[^\x00]*$"
 

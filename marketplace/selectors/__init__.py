@@ -87,6 +87,7 @@ from marketplace.selectors.monitor import (
 )
 from marketplace.selectors.names import (
     organisation_names_in_use,
+    stored_names,
     usernames_in_use,
     voucher_program_names_in_use,
 )
@@ -177,6 +178,7 @@ __all__ = [
     "silence_since",
     "silent_nodes_by_listing",
     "statement_for",
+    "stored_names",
     "unserved_requests",
     "usernames_in_use",
     "voucher_budgets",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 from django.db.models import Model, QuerySet
 
-from marketplace.models import Organisation, VoucherProgram
+from marketplace.models import ApiKey, Organisation, VoucherProgram
 
 
 def usernames_in_use(*, excluding_id: int | None = None) -> list[str]:
@@ -30,3 +30,21 @@ def _column(rows: QuerySet[Model], column: str, excluding_id: int | None) -> lis
     if excluding_id is not None:
         rows = rows.exclude(pk=excluding_id)
     return list(rows.values_list(column, flat=True))
+
+
+#: The names ``manage.py names_check`` reads: (what, model, column) of each stored name shown to people.
+STORED_NAMES = (
+    ("organisation", Organisation, "name"),
+    ("username", get_user_model(), "username"),
+    ("api key", ApiKey, "name"),
+    ("voucher programme", VoucherProgram, "name"),
+)
+
+
+def stored_names() -> list[tuple[str, int, str]]:
+    """Every stored name of :data:`STORED_NAMES` as ``(what, id, name)``: one query per column."""
+    return [
+        (what, pk, name)
+        for what, model, column in STORED_NAMES
+        for pk, name in model.objects.order_by("pk").values_list("pk", column)
+    ]

@@ -4,7 +4,13 @@ Services take keyword arguments, check the domain rules first (raising ``marketp
 naming the field), and rely on database constraints as the last guard.
 """
 
-from marketplace.services.accounts import account_register, user_create
+from marketplace.services.accounts import (
+    account_register,
+    organisation_name_check,
+    password_check,
+    user_create,
+    username_check,
+)
 from marketplace.services.agents import agent_heartbeat_record, agents_sweep, match_ready
 from marketplace.services.api_keys import CreatedKey, api_key_create, api_key_revoke, api_key_used
 from marketplace.services.credentials import user_credentials_revoke
@@ -38,13 +44,16 @@ __all__ = [
     "member_add",
     "member_remove",
     "member_role_change",
+    "organisation_name_check",
     "organisation_spend_cap_set",
+    "password_check",
     "reference_load",
     "reference_read",
     "request_cancel",
     "request_submit",
     "user_create",
     "user_credentials_revoke",
+    "username_check",
     "voucher_claim",
     "voucher_program_create",
     "voucher_program_update",

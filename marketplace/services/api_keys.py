@@ -13,7 +13,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.utils import timezone
 
-from marketplace import api_key_secrets
+from marketplace import api_key_secrets, names
 from marketplace.errors import InvalidInput, NotFound
 from marketplace.models import ApiKey, Organisation
 from marketplace.models.api_keys import SCOPE_ORDER, scopes_text
@@ -44,12 +44,12 @@ def api_key_create(
 ) -> CreatedKey:
     """A key of ``organisation`` acting as ``user`` (an owner of it) with ``scopes``.
 
-    Returns the secret once; only its SHA-256 is stored (``marketplace.api_key_secrets``).
+    Returns the secret once; only its SHA-256 is stored (``marketplace.api_key_secrets``). The name
+    follows ``names.name_check`` (no markup, control or invisible characters): owners and the admin
+    read it beside the key.
     """
     owner_check(user, organisation)
-    name = name.strip()
-    if not name:
-        raise InvalidInput("Give the key a name.", field="name")
+    name = names.name_check(name, field="name")
     unknown = sorted(set(scopes) - set(SCOPE_ORDER))
     if unknown or not scopes:
         raise InvalidInput(f"Choose one or more of {', '.join(SCOPE_ORDER)}.", field="scopes")

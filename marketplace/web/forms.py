@@ -9,18 +9,20 @@ import re
 from datetime import datetime
 
 from django import forms
+from django.contrib.auth.password_validation import password_validators_help_texts
 from django.forms.models import ModelChoiceIterator
 from django.utils.functional import lazy
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy as _
 
-from marketplace import bounds
+from marketplace import bounds, names
 from marketplace.bounds import DECIMAL_TEXT
 from marketplace.demand import start_by_default
 from marketplace.errors import DomainError
 from marketplace.market_time import market_now
 from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Membership, Organisation, Region
 from marketplace.models.api_keys import Scope
+from marketplace.services import organisation_name_check, password_check, username_check
 from marketplace.supply import LISTING_DEFAULT_WINDOW, listing_window_default
 from marketplace.web.formatting import local_name, time_zone_label
 from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass
@@ -106,25 +108,65 @@ class ServiceForm(forms.Form):
 # --- accounts -----------------------------------------------------------------------------------
 
 
-class SignUpForm(ServiceForm):
+def domain_rule(check, *args, **kwargs):
+    """``check``'s answer, its ``DomainError`` as a ``ValidationError``: a service's read-only rule
+    run in a form's ``clean_<field>``, so its refusal shows with the other fields' errors."""
+    try:
+        return check(*args, **kwargs)
+    except DomainError as error:
+        raise forms.ValidationError(error.message) from None
+
+
+class NewUserForm(ServiceForm):
+    """A form creating a user (``username``, ``email``, ``password``): the password rules
+    (``AUTH_PASSWORD_VALIDATORS``' help texts, in the reader's language) are the password's help
+    before the first submit, and the username's and password's service rules run with the form's."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["password"].help_text = " ".join(password_validators_help_texts())
+
+    def clean_username(self) -> str:
+        return domain_rule(username_check, self.cleaned_data["username"])
+
+    def clean(self):
+        data = super().clean()
+        if "password" in data:
+            try:
+                password_check(data["password"], username=data.get("username", ""), email=data.get("email", ""))
+            except DomainError as error:
+                self.add_error("password", error.message)
+        return data
+
+
+class SignUpForm(NewUserForm):
+    """``account_register``'s keyword arguments. Every field's rules run on one submit, the
+    services' too (the organisation name taken, the username's, the password validators'), so every
+    refusal shows at once; ``account_register`` checks them again in its transaction."""
+
     role = forms.ChoiceField(
-        label="I am a",
+        label=_("I am a"),
         choices=[
-            (Organisation.Kind.PROVIDER, "provider (I list idle GPUs)"),
-            (Organisation.Kind.BUYER, "buyer (I rent GPUs)"),
+            (Organisation.Kind.PROVIDER, _("provider (I list idle GPUs)")),
+            (Organisation.Kind.BUYER, _("buyer (I rent GPUs)")),
         ],
         widget=forms.RadioSelect,
     )
     organisation = forms.CharField(
-        label="Organisation", **bounds.NAME.field_kwargs(), help_text="A new name: names in use are refused."
+        label=_("Organisation"),
+        **bounds.NAME.field_kwargs(),
+        help_text=_("A new name: names in use are refused. No < or > and no control characters."),
     )
-    username = forms.RegexField(**bounds.USERNAME.field_kwargs(), label="Username")
-    email = forms.EmailField(label="Email")
+    username = forms.RegexField(**bounds.USERNAME.field_kwargs(), label=_("Username"))
+    email = forms.EmailField(label=_("Email"))
     password = forms.CharField(
-        label="Password",
+        label=_("Password"),
         **bounds.PASSWORD.field_kwargs(),
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
+
+    def clean_organisation(self) -> str:
+        return domain_rule(organisation_name_check, self.cleaned_data["organisation"])
 
 
 # --- listings -----------------------------------------------------------------------------------
@@ -249,8 +291,17 @@ class BoardForm(forms.Form):
 
 # --- the organisation: members, API keys, spend cap ---------------------------------------------
 
+#: Roles and scopes in the reader's language; the values are the API's.
+ROLE_CHOICES = [(Membership.Role.OWNER.value, _("owner")), (Membership.Role.MEMBER.value, _("member"))]
+SCOPE_CHOICES = [
+    (Scope.READ.value, _("read: see everything, change nothing")),
+    (Scope.TRADE.value, _("trade: listings, requests, quotes, vouchers")),
+    (Scope.AGENT.value, _("agent: provider agents")),
+    (Scope.ADMIN.value, _("admin: keys, members, spend cap")),
+]
 
-class MemberForm(ServiceForm):
+
+class MemberForm(NewUserForm):
     """A new user acting for the owner's organisation: ``member_add``'s keyword arguments."""
 
     username = forms.RegexField(**bounds.USERNAME.field_kwargs(), label=_("Username"))
@@ -260,19 +311,21 @@ class MemberForm(ServiceForm):
         **bounds.PASSWORD.field_kwargs(),
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
-    role = forms.ChoiceField(label=_("Role"), choices=Membership.Role.choices, initial=Membership.Role.MEMBER)
+    role = forms.ChoiceField(label=_("Role"), choices=ROLE_CHOICES, initial=Membership.Role.MEMBER)
 
 
 class RoleForm(ServiceForm):
-    role = forms.ChoiceField(label=_("Role"), choices=Membership.Role.choices)
+    role = forms.ChoiceField(label=_("Role"), choices=ROLE_CHOICES)
 
 
 class ApiKeyForm(ServiceForm):
     """A new API key: ``api_key_create``'s keyword arguments (organisation and user aside)."""
 
-    name = forms.CharField(label=_("Name"), **bounds.API_KEY_NAME.field_kwargs())
+    name = forms.CharField(
+        label=_("Name"), **bounds.API_KEY_NAME.field_kwargs(), help_text=_("No < or > and no control characters.")
+    )
     scopes = forms.MultipleChoiceField(
-        label=_("Scopes"), choices=Scope.choices, widget=forms.CheckboxSelectMultiple, initial=[Scope.READ]
+        label=_("Scopes"), choices=SCOPE_CHOICES, widget=forms.CheckboxSelectMultiple, initial=[Scope.READ]
     )
     expires_at = _datetime_field(_("Expires at"), _("Empty: never."))
     monthly_spend_cap = AsciiDecimalField(
@@ -281,6 +334,9 @@ class ApiKeyForm(ServiceForm):
         required=False,
         help_text=_("Empty: only the organisation's cap applies."),
     )
+
+    def clean_name(self) -> str:
+        return domain_rule(names.name_check, self.cleaned_data["name"], field="name")
 
 
 class SpendCapForm(ServiceForm):

@@ -8,6 +8,10 @@ app_name = "web"
 urlpatterns = [
     path("", public.board, name="board"),
     path("signin/", auth_views.LoginView.as_view(template_name="web/signin.html"), name="signin"),
+    path("password/reset/", public.PasswordReset.as_view(), name="password-reset"),
+    path("password/reset/sent/", public.PasswordResetDone.as_view(), name="password-reset-done"),
+    path("password/reset/<uidb64>/<token>/", public.PasswordResetConfirm.as_view(), name="password-reset-confirm"),
+    path("password/reset/done/", public.PasswordResetComplete.as_view(), name="password-reset-complete"),
     path("signout/", public.SignOut.as_view(), name="signout"),
     path("password/", public.PasswordChange.as_view(), name="password-change"),
     path("signup/", public.sign_up, name="signup"),

@@ -1,16 +1,25 @@
-"""The capacity board, sign-in, sign-out and sign-up: pages anyone may open."""
+"""The capacity board, sign-in, sign-out, sign-up and the password pages: pages anyone may open
+(bar the password change)."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
-from django.contrib.auth.views import LogoutView, PasswordChangeView
+from django.contrib.auth.views import (
+    LogoutView,
+    PasswordChangeView,
+    PasswordResetCompleteView,
+    PasswordResetConfirmView,
+    PasswordResetDoneView,
+    PasswordResetView,
+)
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
 from django.utils.translation import gettext, gettext_lazy
 
 from marketplace import selectors, services
-from marketplace.account_limits import sign_up_wait
+from marketplace.account_limits import password_reset_wait, sign_up_wait
 from marketplace.errors import DomainError
 from marketplace.models import Organisation
 from marketplace.web.forms import BoardForm, SignUpForm
@@ -19,6 +28,7 @@ from matching.latency import LatencyClass
 
 DEFAULT_ORIGIN = "shanghai"
 SIGN_UP_REFUSAL = gettext_lazy("Too many sign-ups from this address. Try again later.")
+RESET_REFUSAL = gettext_lazy("Too many password resets asked for from this address. Try again later.")
 
 
 def board(request):
@@ -70,7 +80,10 @@ def sign_up(request):
     wait = sign_up_wait(request) if request.method == "POST" else None
     if wait is not None:
         return _sign_up_refused(request, wait)
-    form = SignUpForm(request.POST or None)
+    # The home page's "List your GPUs" / "Rent GPUs" links arrive with ?role=provider|buyer.
+    role = request.GET.get("role")
+    initial = {"role": role} if role in Organisation.Kind.values else {}
+    form = SignUpForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             user = services.account_register(**form.cleaned_data)
@@ -78,7 +91,7 @@ def sign_up(request):
             form.add_domain_error(error)
         else:
             login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-            messages.success(request, f"Welcome, {user.username}.")
+            messages.success(request, gettext("Welcome, %(name)s.") % {"name": user.username})
             return redirect(reverse("web:home"))
     return render(request, "web/signup.html", {"form": form}, status=400 if form.errors else 200)
 
@@ -111,3 +124,51 @@ class PasswordChange(PasswordChangeView):
         services.user_credentials_revoke(user=self.request.user)
         messages.success(self.request, gettext("Password changed; your API tokens and keys were revoked."))
         return response
+
+
+class PasswordReset(PasswordResetView):
+    """Asks for an address and e-mails each active user with a usable password at it a one-time
+    link (Django's token), in the language of the page. The answer is the same whether or not
+    any account has the address, so the page tells nobody which addresses are registered. Asks from
+    one address beyond ``THROTTLE_PASSWORD_RESET`` get the page again with a message, 429 and
+    ``Retry-After``, and no e-mail."""
+
+    template_name = "web/password_reset.html"
+    subject_template_name = "web/password_reset_subject.txt"
+    email_template_name = "web/password_reset_email.txt"
+    success_url = reverse_lazy("web:password-reset-done")
+
+    def post(self, request, *args, **kwargs):
+        wait = password_reset_wait(request)
+        if wait is None:
+            return super().post(request, *args, **kwargs)
+        form = self.form_class(initial={"email": request.POST.get("email", "")})
+        response = render(request, self.template_name, {"form": form, "refusal": RESET_REFUSAL}, status=429)
+        response["Retry-After"] = str(wait)
+        return response
+
+    def form_valid(self, form):
+        self.extra_email_context = {"valid_days": max(1, settings.PASSWORD_RESET_TIMEOUT // 86400)}
+        return super().form_valid(form)
+
+
+class PasswordResetDone(PasswordResetDoneView):
+    template_name = "web/password_reset_done.html"
+
+
+class PasswordResetConfirm(PasswordResetConfirmView):
+    """The e-mailed link: a new password (by ``AUTH_PASSWORD_VALIDATORS``, stated on the page).
+    Setting it ends every API credential of the user, as a password change does: a reset is often
+    the answer to a leaked password."""
+
+    template_name = "web/password_reset_confirm.html"
+    success_url = reverse_lazy("web:password-reset-complete")
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        services.user_credentials_revoke(user=form.user)
+        return response
+
+
+class PasswordResetComplete(PasswordResetCompleteView):
+    template_name = "web/password_reset_complete.html"
