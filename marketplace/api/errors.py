@@ -6,6 +6,7 @@ import logging
 
 from django.db import IntegrityError
 from django.http import JsonResponse
+from django.utils.translation import gettext as _
 from django.views.defaults import bad_request as bad_request_page
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as server_error_page
@@ -45,7 +46,7 @@ def exception_handler(exc, context):
     if isinstance(exc, IntegrityError):
         logger.warning("constraint violation: %s", exc)
         return Response(
-            {"non_field_errors": ["A concurrent change conflicted with this one; try again."]},
+            {"non_field_errors": [_("A concurrent change conflicted with this one; try again.")]},
             status=status.HTTP_409_CONFLICT,
         )
     return drf_exception_handler(exc, context)
@@ -55,7 +56,7 @@ def service_unavailable(exc: Exception) -> Response:
     """503 with ``Retry-After``: a server the API needs is down, and nothing was written."""
     logger.warning("answering 503, a server is unavailable: %r", exc)
     response = Response(
-        {"detail": "The service is temporarily unavailable; nothing was saved. Retry shortly."},
+        {"detail": _("The service is temporarily unavailable; nothing was saved. Retry shortly.")},
         status=status.HTTP_503_SERVICE_UNAVAILABLE,
     )
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
@@ -70,14 +71,14 @@ def service_unavailable(exc: Exception) -> Response:
 def not_found(request, exception=None):
     """``handler404``: no route matches, e.g. a malformed id (``/api/v1/listings/abc/``)."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Not found."}, status=404)
+        return JsonResponse({"detail": _("Not found.")}, status=404)
     return page_not_found(request, exception)
 
 
 def bad_request(request, exception=None):
     """``handler400``: Django refused the request itself, e.g. for a Host header it does not serve."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Bad request."}, status=400)
+        return JsonResponse({"detail": _("Bad request.")}, status=400)
     return bad_request_page(request, exception)
 
 
@@ -85,5 +86,5 @@ def server_error(request):
     """``handler500``: an exception no view handled. The body says nothing of the cause (that goes
     to the log, with the traceback, through Django's ``django.request`` logger)."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "Server error."}, status=500)
+        return JsonResponse({"detail": _("Server error.")}, status=500)
     return server_error_page(request)

@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils.translation import gettext
 
 from marketplace import names, selectors
 from marketplace.errors import InvalidInput
@@ -27,10 +28,13 @@ def account_register(*, username: str, password: str, email: str, role: str, org
     may look like a name in use (``demo-аdmin`` with a Cyrillic а is not ``demo-admin``'s twin).
     """
     if role not in Organisation.Kind.values:
-        raise InvalidInput(f'"{role}" is not a role; use provider or buyer.', field="role")
+        raise InvalidInput(gettext('"%(role)s" is not a role; use provider or buyer.') % {"role": role}, field="role")
     organisation = names.name_check(organisation, field="organisation")
     if Organisation.objects.filter(name__iexact=organisation).exists():
-        raise InvalidInput(f'"{organisation}" is already registered; ask its owners to add you.', field="organisation")
+        raise InvalidInput(
+            gettext('"%(name)s" is already registered; ask its owners to add you.') % {"name": organisation},
+            field="organisation",
+        )
     names.lookalike_check(organisation, existing=selectors.organisation_names_in_use(), field="organisation")
     user = user_create(username=username, email=email, password=password)
     org = Organisation.objects.create(name=organisation, kind=role)
@@ -43,7 +47,7 @@ def user_create(*, username: str, email: str, password: str):
     one in use, the password passing Django's validators. Precondition: inside a transaction."""
     username = names.username_normalise(username)
     if User.objects.filter(username__iexact=username).exists():
-        raise InvalidInput("A user with that username already exists.", field="username")
+        raise InvalidInput(gettext("A user with that username already exists."), field="username")
     names.lookalike_check(username, existing=selectors.usernames_in_use(), field="username")
     user = User(username=username, email=email)
     try:
