@@ -116,7 +116,7 @@ class TimeWindow:
 
     def limits(self, now: datetime) -> dict[str, str]:
         """The window's first and last instant (UTC, to the minute) as an error message writes them:
-        ``{"start": …, "end": …}``. The message's words are the caller's (``errors.outside_window``)."""
+        ``{"start": …, "end": …}``. The message's words are the caller's (``rule_messages.outside_window``)."""
         start = CALENDAR.first if self.before is None else max(CALENDAR.first, now - self.before)
         return {"start": f"{start:%Y-%m-%d %H:%M}", "end": f"{now + self.after:%Y-%m-%d %H:%M}"}
 

@@ -18,8 +18,9 @@ from marketplace.bounds import (
     PRICE,
     REQUEST_START,
 )
-from marketplace.errors import InvalidInput, outside_calendar, outside_window
+from marketplace.errors import InvalidInput
 from marketplace.models import NODE_SIZES, BuyerRequest, Organisation
+from marketplace.rule_messages import outside_calendar, outside_window
 from matching.latency import LatencyClass, latency_class_of
 
 #: A request without ``start_by`` must start within this long.

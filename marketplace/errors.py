@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from django.utils.translation import gettext
-
-from marketplace.bounds import TimeWindow
-
 
 class DomainError(Exception):
     """A rule of the marketplace was broken. ``field`` names the input at fault (or is None)."""
@@ -63,13 +57,3 @@ class SpendCapExceeded(DomainError):
     wait for next month."""
 
     status_code = 402
-
-
-def outside_window(window: TimeWindow, now: datetime) -> str:
-    """The message refusing a time outside ``window`` at ``now``, in the reader's language."""
-    return gettext("Must be between %(start)s and %(end)s UTC.") % window.limits(now)
-
-
-def outside_calendar(first_year: int, last_year: int) -> str:
-    """The message refusing a time outside the calendar's years, in the reader's language."""
-    return gettext("Must be in the years %(first)s–%(last)s.") % {"first": first_year, "last": last_year}

@@ -62,11 +62,15 @@ class StorableTextMiddleware:
         if self.first_refused(request) is None:
             return self.get_response(request)
         # This runs before LocaleMiddleware: the refusal speaks the language that would pick.
-        with translation.override(translation.get_language_from_request(request)):
+        language = translation.get_language_from_request(request)
+        with translation.override(language):
             name, message = self.first_refused(request) or ("", "")
         if request.path.startswith("/api/"):
-            return JsonResponse({name: [message]}, status=400)
-        return HttpResponseBadRequest(f"{name}: {message}", content_type="text/plain; charset=utf-8")
+            response = JsonResponse({name: [message]}, status=400)
+        else:
+            response = HttpResponseBadRequest(f"{name}: {message}", content_type="text/plain; charset=utf-8")
+        response.headers["Content-Language"] = language
+        return response
 
     @staticmethod
     def first_refused(request) -> tuple[str, str] | None:

@@ -14,8 +14,9 @@ from decimal import Decimal
 from django.utils.translation import gettext
 
 from marketplace.bounds import CALENDAR, GPU_COUNT, LISTING_TIMES, PRICE
-from marketplace.errors import InvalidInput, outside_calendar, outside_window
+from marketplace.errors import InvalidInput
 from marketplace.models import NODE_SIZES
+from marketplace.rule_messages import outside_calendar, outside_window
 
 #: A listing given no window is available from now for this long.
 LISTING_DEFAULT_WINDOW = timedelta(days=30)

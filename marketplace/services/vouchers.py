@@ -18,10 +18,11 @@ from django.utils.translation import gettext
 from marketplace import names, selectors
 from marketplace.bounds import FREE_GPU_HOURS, PROGRAMME_TIMES, VOUCHER_AMOUNT, VOUCHER_SPEND
 from marketplace.eligibility import voucher_usable
-from marketplace.errors import InvalidInput, NotFound, outside_window
+from marketplace.errors import InvalidInput, NotFound
 from marketplace.market_time import market_now
 from marketplace.models import GpuModel, Organisation, Region, Voucher, VoucherProgram
 from marketplace.money import FOUR_PLACES
+from marketplace.rule_messages import outside_window
 
 #: 18 random bytes: 144 bits, unguessable; URL-safe so a code can be typed or put in a link.
 CODE_BYTES = 18
