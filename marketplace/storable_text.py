@@ -66,7 +66,7 @@ class StorableTextMiddleware:
         with translation.override(language):
             name, message = self.first_refused(request) or ("", "")
         if request.path.startswith("/api/"):
-            response = JsonResponse({name: [message]}, status=400)
+            response = JsonResponse({name: [message]}, status=400, json_dumps_params={"ensure_ascii": False})
         else:
             response = HttpResponseBadRequest(f"{name}: {message}", content_type="text/plain; charset=utf-8")
         response.headers["Content-Language"] = language

@@ -24,6 +24,8 @@ logger = logging.getLogger(__name__)
 #: Errors that mean Redis (the shared cache or the broker) cannot be reached right now. Redis
 #: still loading its data after a restart raises a ConnectionError subclass, so it counts too.
 SERVER_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, BrokerUnavailable)
+#: JSON as DRF writes it (``UNICODE_JSON``): "未找到。", not "\u672a\u627e\u5230\u3002".
+AS_WRITTEN = {"ensure_ascii": False}
 #: Seconds a client is told to wait before retrying after a 503.
 RETRY_AFTER_SECONDS = 5
 
@@ -71,14 +73,14 @@ def service_unavailable(exc: Exception) -> Response:
 def not_found(request, exception=None):
     """``handler404``: no route matches, e.g. a malformed id (``/api/v1/listings/abc/``)."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": _("Not found.")}, status=404)
+        return JsonResponse({"detail": _("Not found.")}, status=404, json_dumps_params=AS_WRITTEN)
     return page_not_found(request, exception)
 
 
 def bad_request(request, exception=None):
     """``handler400``: Django refused the request itself, e.g. for a Host header it does not serve."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": _("Bad request.")}, status=400)
+        return JsonResponse({"detail": _("Bad request.")}, status=400, json_dumps_params=AS_WRITTEN)
     return bad_request_page(request, exception)
 
 
@@ -86,5 +88,5 @@ def server_error(request):
     """``handler500``: an exception no view handled. The body says nothing of the cause (that goes
     to the log, with the traceback, through Django's ``django.request`` logger)."""
     if request.path.startswith("/api/"):
-        return JsonResponse({"detail": _("Server error.")}, status=500)
+        return JsonResponse({"detail": _("Server error.")}, status=500, json_dumps_params=AS_WRITTEN)
     return server_error_page(request)

@@ -184,6 +184,7 @@ def test_an_error_speaks_the_clients_language_and_english_is_unchanged(cases, na
         got = messages(answers[lang])
         for key, text in expected.items():
             assert matches(got[key], text), (lang, key, got[key])
+    assert "\\u" not in answers["zh"].content.decode()  # written as characters, not escapes
     assert answers["zh"]["Content-Language"] == "zh-hans"
     assert answers["none"]["Content-Language"] == "en"
 
