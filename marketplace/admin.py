@@ -9,6 +9,7 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm, UserChangeForm
+from django.utils.translation import gettext
 
 from marketplace import names, selectors, services
 from marketplace.errors import DomainError
@@ -228,7 +229,7 @@ class VoucherProgramForm(forms.ModelForm):
     def clean_eligible_buyer_provinces(self):
         provinces = self.cleaned_data["eligible_buyer_provinces"] or []
         if not isinstance(provinces, list) or not all(isinstance(p, str) for p in provinces):
-            raise forms.ValidationError('A list of province names, e.g. ["Shanghai"].')
+            raise forms.ValidationError(gettext('A list of province names, e.g. ["Shanghai"].'))
         return [domain_rule(names.name_check, p, field="eligible_buyer_provinces") for p in provinces]
 
     def clean(self):

@@ -114,10 +114,11 @@ class TimeWindow:
         since = "any time since the calendar's start" if self.before is None else f"{self.before.days} days before now"
         return f"from {since} to {self.after.days} days after now, with its offset"
 
-    def describe(self, now: datetime) -> str:
-        """The window in words, for an error message."""
+    def limits(self, now: datetime) -> dict[str, str]:
+        """The window's first and last instant (UTC, to the minute) as an error message writes them:
+        ``{"start": …, "end": …}``. The message's words are the caller's (``rule_messages.outside_window``)."""
         start = CALENDAR.first if self.before is None else max(CALENDAR.first, now - self.before)
-        return f"between {start:%Y-%m-%d %H:%M} and {now + self.after:%Y-%m-%d %H:%M} UTC"
+        return {"start": f"{start:%Y-%m-%d %H:%M}", "end": f"{now + self.after:%Y-%m-%d %H:%M}"}
 
 
 @dataclass(frozen=True, kw_only=True)

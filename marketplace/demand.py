@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.utils.translation import gettext
+
 from marketplace.bounds import (
     CALENDAR,
     DURATION_HOURS,
@@ -18,6 +20,7 @@ from marketplace.bounds import (
 )
 from marketplace.errors import InvalidInput
 from marketplace.models import NODE_SIZES, BuyerRequest, Organisation
+from marketplace.rule_messages import outside_calendar, outside_window
 from matching.latency import LatencyClass, latency_class_of
 
 #: A request without ``start_by`` must start within this long.
@@ -49,47 +52,57 @@ def demand_terms_check(
     request accepted earlier).
     """
     if gpus_per_replica not in NODE_SIZES:
-        raise InvalidInput("Must be 1, 2, 4 or 8.", field="gpus_per_replica")
+        raise InvalidInput(gettext("Must be 1, 2, 4 or 8."), field="gpus_per_replica")
     if replicas <= 0:
-        raise InvalidInput("Must be at least 1.", field="replicas")
+        raise InvalidInput(gettext("Must be at least 1."), field="replicas")
     if replicas * gpus_per_replica > GPUS_PER_REQUEST.maximum:
-        raise InvalidInput(f"At most {GPUS_PER_REQUEST.maximum} GPUs per request.", field="replicas")
+        raise InvalidInput(
+            gettext("At most %(n)s GPUs per request.") % {"n": GPUS_PER_REQUEST.maximum}, field="replicas"
+        )
     if price <= 0:
-        raise InvalidInput("Must be greater than 0.", field="max_price_per_gpu_hour")
+        raise InvalidInput(gettext("Must be greater than 0."), field="max_price_per_gpu_hour")
     if price > PRICE.maximum:
-        raise InvalidInput(f"At most {PRICE.maximum} CNY per GPU-hour.", field="max_price_per_gpu_hour")
+        raise InvalidInput(
+            gettext("At most %(max)s CNY per GPU-hour.") % {"max": PRICE.maximum}, field="max_price_per_gpu_hour"
+        )
     if not DURATION_HOURS.minimum <= duration_hours <= DURATION_HOURS.maximum:
         raise InvalidInput(
-            f"Must be between {DURATION_HOURS.minimum} and {DURATION_HOURS.maximum}.", field="duration_hours"
+            gettext("Must be between %(min)s and %(max)s.")
+            % {"min": DURATION_HOURS.minimum, "max": DURATION_HOURS.maximum},
+            field="duration_hours",
         )
     if start_by.tzinfo is None:
-        raise InvalidInput("Give the time with its offset, e.g. 2026-12-04T09:00+08:00.", field="start_by")
+        raise InvalidInput(gettext("Give the time with its offset, e.g. 2026-12-04T09:00+08:00."), field="start_by")
     if not CALENDAR.first <= start_by < CALENDAR.end:
-        raise InvalidInput(f"Must be in the years {CALENDAR.first.year}–{CALENDAR.end.year - 1}.", field="start_by")
+        raise InvalidInput(outside_calendar(CALENDAR.first.year, CALENDAR.end.year - 1), field="start_by")
     if now is not None and start_by <= now:
-        raise InvalidInput("Must be in the future.", field="start_by")
+        raise InvalidInput(gettext("Must be in the future."), field="start_by")
     if now is not None and not REQUEST_START.contains(start_by, now):
-        raise InvalidInput(f"Must be {REQUEST_START.describe(now)}.", field="start_by")
+        raise InvalidInput(outside_window(REQUEST_START, now), field="start_by")
     if latency_weight is not None and not LATENCY_WEIGHT.minimum <= latency_weight <= LATENCY_WEIGHT.maximum:
         raise InvalidInput(
-            f"Must be between {LATENCY_WEIGHT.minimum} and {LATENCY_WEIGHT.maximum}.", field="latency_weight"
+            gettext("Must be between %(min)s and %(max)s.")
+            % {"min": LATENCY_WEIGHT.minimum, "max": LATENCY_WEIGHT.maximum},
+            field="latency_weight",
         )
     return _latency_class_for(latency_class=latency_class, max_rtt_ms=max_rtt_ms)
 
 
 def _latency_class_for(*, latency_class: str | None, max_rtt_ms: Decimal | None) -> str:
     if latency_class is not None and max_rtt_ms is not None:
-        raise InvalidInput("Give latency_class or max_rtt_ms, not both.", field="max_rtt_ms")
+        raise InvalidInput(gettext("Give latency_class or max_rtt_ms, not both."), field="max_rtt_ms")
     if max_rtt_ms is not None:
         if max_rtt_ms <= 0:
-            raise InvalidInput("Must be greater than 0.", field="max_rtt_ms")
+            raise InvalidInput(gettext("Must be greater than 0."), field="max_rtt_ms")
         if max_rtt_ms > MAX_RTT_MS.maximum:
-            raise InvalidInput(f"At most {MAX_RTT_MS.maximum} ms.", field="max_rtt_ms")
+            raise InvalidInput(gettext("At most %(max)s ms.") % {"max": MAX_RTT_MS.maximum}, field="max_rtt_ms")
         return latency_class_of(float(max_rtt_ms)).value
     if latency_class is None:
         return LatencyClass.STANDARD.value
     if latency_class not in LatencyClass.__members__.values():
-        raise InvalidInput(f'"{latency_class}" is not a latency class.', field="latency_class")
+        raise InvalidInput(
+            gettext('"%(value)s" is not a latency class.') % {"value": latency_class}, field="latency_class"
+        )
     return latency_class
 
 
@@ -108,5 +121,5 @@ def demand_request_build(*, buyer: Organisation, now: datetime, **terms) -> Buye
     )
     least = terms.get("min_reliability")
     if least is not None and not MIN_RELIABILITY.minimum <= least <= MIN_RELIABILITY.maximum:
-        raise InvalidInput("Must be from 0 to 1.", field="min_reliability")
+        raise InvalidInput(gettext("Must be from 0 to 1."), field="min_reliability")
     return BuyerRequest(buyer=buyer, **terms)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.utils.translation import gettext
+
 from marketplace.errors import InvalidInput
 from marketplace.models import BuyerRequest, Organisation, Voucher, VoucherProgram
 
@@ -17,21 +19,29 @@ def voucher_usable(*, code: str, buyer: Organisation, now: datetime, field: str,
         vouchers = vouchers.select_for_update(of=("self",), no_key=True)
     voucher = vouchers.filter(code=code).first()
     if voucher is None:
-        raise InvalidInput("Unknown voucher code.", field=field)
+        raise InvalidInput(gettext("Unknown voucher code."), field=field)
     if voucher.buyer_id is not None and voucher.buyer_id != buyer.pk:
-        raise InvalidInput("This voucher belongs to another buyer.", field=field)
+        raise InvalidInput(gettext("This voucher belongs to another buyer."), field=field)
     program = voucher.program
     if voucher.status == Voucher.Status.REVOKED:
-        raise InvalidInput("This voucher was revoked.", field=field)
+        raise InvalidInput(gettext("This voucher was revoked."), field=field)
     if now < program.valid_from:
-        raise InvalidInput(f"This voucher is not valid before {program.valid_from:%Y-%m-%d}.", field=field)
+        raise InvalidInput(
+            gettext("This voucher is not valid before %(date)s.") % {"date": f"{program.valid_from:%Y-%m-%d}"},
+            field=field,
+        )
     if now >= program.valid_until:
-        raise InvalidInput(f"This voucher expired on {program.valid_until:%Y-%m-%d}.", field=field)
+        raise InvalidInput(
+            gettext("This voucher expired on %(date)s.") % {"date": f"{program.valid_until:%Y-%m-%d}"}, field=field
+        )
     if program.remaining_budget <= 0 or (voucher.cap is not None and voucher.spent >= voucher.cap):
-        raise InvalidInput("This voucher has no value left.", field=field)
+        raise InvalidInput(gettext("This voucher has no value left."), field=field)
     provinces = program.eligible_buyer_provinces
     if provinces and buyer.province not in provinces:
-        raise InvalidInput(f"This programme is for buyers registered in {', '.join(provinces)}.", field=field)
+        raise InvalidInput(
+            gettext("This programme is for buyers registered in %(provinces)s.") % {"provinces": ", ".join(provinces)},
+            field=field,
+        )
     return voucher
 
 
@@ -48,6 +58,13 @@ def voucher_covers(voucher: Voucher, request: BuyerRequest, *, field: str = "vou
     program = voucher.program
     models = {model.pk: model.code for model in program.eligible_gpu_models.all()}
     if models and request.gpu_model_id not in models:
-        raise InvalidInput(f"This programme covers only {', '.join(sorted(models.values()))}.", field=field)
+        raise InvalidInput(
+            gettext("This programme covers only %(models)s.") % {"models": ", ".join(sorted(models.values()))},
+            field=field,
+        )
     if program.min_spend is not None and request.gross_at_cap < program.min_spend:
-        raise InvalidInput(f"This programme needs a request worth at least {program.min_spend:.2f} CNY.", field=field)
+        raise InvalidInput(
+            gettext("This programme needs a request worth at least %(amount)s CNY.")
+            % {"amount": f"{program.min_spend:.2f}"},
+            field=field,
+        )

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
 
+from django.utils.translation import ngettext
+
 #: How far back a score looks, in market time.
 WINDOW = timedelta(days=30)
 #: A score's resolution: 4 places, as the API writes it.
@@ -71,7 +73,9 @@ class Reliability:
         """Why there is no score, in words ("" when there is one)."""
         if self.score is not None:
             return ""
-        return f"too little history ({self.matches} match{'' if self.matches == 1 else 'es'} in 30 days)"
+        return ngettext(
+            "too little history (%(n)s match in 30 days)", "too little history (%(n)s matches in 30 days)", self.matches
+        ) % {"n": self.matches}
 
     @property
     def text(self) -> str | None:

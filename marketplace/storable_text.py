@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 
 from django.http import HttpResponseBadRequest, JsonResponse
+from django.utils import translation
+from django.utils.translation import gettext as _
 
 #: NUL, and the UTF-16 surrogates: a Python string can hold one alone, UTF-8 (PostgreSQL, SQLite,
 #: a JSON answer) cannot.
@@ -29,8 +31,8 @@ def unstorable(text: str) -> str | None:
     if found is None:
         return None
     if found.group() == "\x00":
-        return "a NUL character (U+0000)"
-    return f"a lone surrogate (U+{ord(found.group()):04X}), which is not text"
+        return _("a NUL character (U+0000)")
+    return _("a lone surrogate (U+%(code)s), which is not text") % {"code": f"{ord(found.group()):04X}"}
 
 
 def shown(text: str) -> str:
@@ -40,7 +42,7 @@ def shown(text: str) -> str:
 
 def refusal(where: str, text: str) -> str:
     """The message refusing ``text``, found in ``where`` ("The path", "eligible_regions[0]", …)."""
-    return f"{where} contains {unstorable(text)}; no field accepts it."
+    return _("%(where)s contains %(what)s; no field accepts it.") % {"where": where, "what": unstorable(text)}
 
 
 class StorableTextMiddleware:
@@ -57,29 +59,34 @@ class StorableTextMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        found = self.first_refused(request)
-        if found is None:
+        if self.first_refused(request) is None:
             return self.get_response(request)
-        name, message = found
+        # This runs before LocaleMiddleware: the refusal speaks the language that would pick.
+        language = translation.get_language_from_request(request)
+        with translation.override(language):
+            name, message = self.first_refused(request) or ("", "")
         if request.path.startswith("/api/"):
-            return JsonResponse({name: [message]}, status=400)
-        return HttpResponseBadRequest(f"{name}: {message}", content_type="text/plain; charset=utf-8")
+            response = JsonResponse({name: [message]}, status=400, json_dumps_params={"ensure_ascii": False})
+        else:
+            response = HttpResponseBadRequest(f"{name}: {message}", content_type="text/plain; charset=utf-8")
+        response.headers["Content-Language"] = language
+        return response
 
     @staticmethod
     def first_refused(request) -> tuple[str, str] | None:
         """(the input's name, the message) of the first unstorable input, or None."""
         if unstorable(request.path):
-            return "path", refusal("The path", request.path)
+            return "path", refusal(_("The path"), request.path)
         for header, value in request.META.items():
             if header.startswith("HTTP_") and isinstance(value, str) and unstorable(value):
                 name = header.removeprefix("HTTP_").replace("_", "-").title()
-                return shown(name), refusal("This header", value)
-        forms = [("query parameter", request.GET)]
+                return shown(name), refusal(_("This header"), value)
+        forms = [(_("This query parameter"), request.GET)]
         if request.method == "POST" and not request.path.startswith("/api/"):
-            forms.append(("form field", request.POST))
+            forms.append((_("This form field"), request.POST))
         for kind, form in forms:
             for name, values in form.lists():
                 for text in (name, *values):
                     if unstorable(text):
-                        return shown(name), refusal(f"This {kind}", text)
+                        return shown(name), refusal(kind, text)
         return None

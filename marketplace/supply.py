@@ -11,9 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.utils.translation import gettext
+
 from marketplace.bounds import CALENDAR, GPU_COUNT, LISTING_TIMES, PRICE
 from marketplace.errors import InvalidInput
 from marketplace.models import NODE_SIZES
+from marketplace.rule_messages import outside_calendar, outside_window
 
 #: A listing given no window is available from now for this long.
 LISTING_DEFAULT_WINDOW = timedelta(days=30)
@@ -45,27 +48,37 @@ def listing_terms_check(
     checks the window's order and calendar only, not where it lies against now: a listing that
     opened long ago may still change its price."""
     if not GPU_COUNT.minimum <= gpu_count <= GPU_COUNT.maximum:
-        raise InvalidInput(f"Must be between {GPU_COUNT.minimum} and {GPU_COUNT.maximum}.", field="gpu_count")
+        raise InvalidInput(
+            gettext("Must be between %(min)s and %(max)s.") % {"min": GPU_COUNT.minimum, "max": GPU_COUNT.maximum},
+            field="gpu_count",
+        )
     if gpus_per_node not in NODE_SIZES:
-        raise InvalidInput("Must be 1, 2, 4 or 8.", field="gpus_per_node")
+        raise InvalidInput(gettext("Must be 1, 2, 4 or 8."), field="gpus_per_node")
     if gpu_count % gpus_per_node:
-        raise InvalidInput(f"{gpu_count} GPUs do not fill whole nodes of {gpus_per_node}.", field="gpu_count")
+        raise InvalidInput(
+            gettext("%(n)s GPUs do not fill whole nodes of %(size)s.") % {"n": gpu_count, "size": gpus_per_node},
+            field="gpu_count",
+        )
     if price <= 0:
-        raise InvalidInput("Must be greater than 0.", field="price_per_gpu_hour")
+        raise InvalidInput(gettext("Must be greater than 0."), field="price_per_gpu_hour")
     if price > PRICE.maximum:
-        raise InvalidInput(f"At most {PRICE.maximum} CNY per GPU-hour.", field="price_per_gpu_hour")
+        raise InvalidInput(
+            gettext("At most %(max)s CNY per GPU-hour.") % {"max": PRICE.maximum}, field="price_per_gpu_hour"
+        )
     for field, value in (("available_from", start), ("available_until", end)):
         if value.tzinfo is None:
-            raise InvalidInput("Give the time with its offset, e.g. 2026-12-04T09:00+08:00.", field=field)
+            raise InvalidInput(gettext("Give the time with its offset, e.g. 2026-12-04T09:00+08:00."), field=field)
         if not CALENDAR.first <= value < CALENDAR.end:
-            raise InvalidInput(f"Must be in the years {CALENDAR.first.year}–{CALENDAR.end.year - 1}.", field=field)
+            raise InvalidInput(outside_calendar(CALENDAR.first.year, CALENDAR.end.year - 1), field=field)
     if end <= start:
-        raise InvalidInput("Must be after available_from.", field="available_until")
+        raise InvalidInput(gettext("Must be after available_from."), field="available_until")
     if not window_changed or now is None:
         return
     if end <= now:
-        raise InvalidInput("Must be in the future: a window wholly past offers nothing.", field="available_until")
+        raise InvalidInput(
+            gettext("Must be in the future: a window wholly past offers nothing."), field="available_until"
+        )
     if not LISTING_TIMES.contains(end, now):
-        raise InvalidInput(f"Must be {LISTING_TIMES.describe(now)}.", field="available_until")
+        raise InvalidInput(outside_window(LISTING_TIMES, now), field="available_until")
     if not LISTING_TIMES.contains(start, now):
-        raise InvalidInput(f"Must be {LISTING_TIMES.describe(now)}.", field="available_from")
+        raise InvalidInput(outside_window(LISTING_TIMES, now), field="available_from")

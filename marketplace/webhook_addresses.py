@@ -18,9 +18,21 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from django.utils.translation import gettext, gettext_noop
+
 
 class UnsafeUrl(Exception):
-    """A URL webhooks may not be sent to; the message says why."""
+    """A URL webhooks may not be sent to; the message says why.
+
+    ``str()`` is the English message, which a delivery's log stores; :meth:`translated` is the same
+    in the active language, for the caller registering the URL."""
+
+    def __init__(self, template: str, **params: object) -> None:
+        self.template, self.params = template, params
+        super().__init__(template % params)
+
+    def translated(self) -> str:
+        return gettext(self.template) % self.params
 
 
 @dataclass(frozen=True)
@@ -65,15 +77,15 @@ def url_checked(url: str, *, allow_http: bool, allow_private: bool) -> tuple[str
     parts = urlsplit(url)
     allowed = ("https", "http") if allow_http else ("https",)
     if parts.scheme not in allowed:
-        raise UnsafeUrl("The URL must use https.")
+        raise UnsafeUrl(gettext_noop("The URL must use https."))
     if not parts.hostname:
-        raise UnsafeUrl("The URL has no host.")
+        raise UnsafeUrl(gettext_noop("The URL has no host."))
     if parts.username or parts.password:
-        raise UnsafeUrl("The URL may not carry a user name or password.")
+        raise UnsafeUrl(gettext_noop("The URL may not carry a user name or password."))
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
-        raise UnsafeUrl("The URL's port is not a number from 1 to 65535.") from exc
+        raise UnsafeUrl(gettext_noop("The URL's port is not a number from 1 to 65535.")) from exc
     return parts.scheme, parts.hostname, port
 
 
@@ -84,12 +96,16 @@ def destination_resolve(url: str, *, allow_http: bool, allow_private: bool) -> D
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnsafeUrl(f"The host {host} does not resolve.") from exc
+        raise UnsafeUrl(gettext_noop("The host %(host)s does not resolve."), host=host) from exc
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
-        raise UnsafeUrl(f"The host {host} does not resolve.")
+        raise UnsafeUrl(gettext_noop("The host %(host)s does not resolve."), host=host)
     if not allow_private:
         refused = [address for address in addresses if not address_is_public(address)]
         if refused:
-            raise UnsafeUrl(f"The host {host} resolves to {refused[0]}, which is not a public address.")
+            raise UnsafeUrl(
+                gettext_noop("The host %(host)s resolves to %(address)s, which is not a public address."),
+                host=host,
+                address=refused[0],
+            )
     return Destination(url=url, host=host, address=addresses[0], port=port)

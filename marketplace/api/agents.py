@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC
 
 from django.core.validators import URLValidator
+from django.utils.translation import gettext, gettext_lazy
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers
 from rest_framework.response import Response
@@ -119,7 +120,7 @@ class AssignmentListView(AgentView, generics.ListAPIView):
 class ReadyIn(serializers.Serializer):
     endpoint = TextField(
         **bounds.ENDPOINT_URL.field_kwargs(),
-        validators=[URLValidator(schemes=["https"], message="Enter an https URL.")],
+        validators=[URLValidator(schemes=["https"], message=gettext_lazy("Enter an https URL."))],
         help_text=f"Where the buyer reaches the running match: an https URL. {DOMAIN_RULE} a value that is not a "
         "valid https URL (scheme, host) is a 400 naming this field.",
     )
@@ -149,9 +150,11 @@ class HeartbeatIn(serializers.Serializer):
 
     def validate_nodes(self, nodes: dict) -> dict[int, str]:
         if len(nodes) > bounds.FAILED_NODES.maximum:
-            raise serializers.ValidationError(f"At most {bounds.FAILED_NODES.maximum} nodes per heartbeat.")
+            raise serializers.ValidationError(
+                gettext("At most %(n)s nodes per heartbeat.") % {"n": bounds.FAILED_NODES.maximum}
+            )
         if not all(key.isdecimal() and key.isascii() for key in nodes):
-            raise serializers.ValidationError("Node indices are whole numbers from 0, as strings.")
+            raise serializers.ValidationError(gettext("Node indices are whole numbers from 0, as strings."))
         return {int(key): health for key, health in nodes.items()}
 
 

@@ -9,6 +9,7 @@ user no longer belongs to the key's organisation, is a 401 from the next call on
 from __future__ import annotations
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
 from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
@@ -25,15 +26,15 @@ class ApiKeyAuthentication(TokenAuthentication):
         prefix = api_key_secrets.prefix_of(key)
         api_key = ApiKey.objects.select_related("user__membership").filter(prefix=prefix).first() if prefix else None
         if api_key is None or not api_key_secrets.secret_matches(key, api_key.secret_sha256):
-            raise AuthenticationFailed("Invalid API key.")
+            raise AuthenticationFailed(_("Invalid API key."))
         now = timezone.now()
         if api_key.revoked_at is not None:
-            raise AuthenticationFailed("This API key was revoked.")
+            raise AuthenticationFailed(_("This API key was revoked."))
         if api_key.expires_at is not None and api_key.expires_at <= now:
-            raise AuthenticationFailed("This API key has expired.")
+            raise AuthenticationFailed(_("This API key has expired."))
         user = api_key.user
         membership = getattr(user, "membership", None)
         if not user.is_active or membership is None or membership.organisation_id != api_key.organisation_id:
-            raise AuthenticationFailed("This API key's user no longer acts for its organisation.")
+            raise AuthenticationFailed(_("This API key's user no longer acts for its organisation."))
         services.api_key_used(key=api_key, now=now)
         return user, api_key

@@ -8,6 +8,7 @@ from django.db import IntegrityError
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils.translation import gettext
+from django.utils.translation import gettext as _
 from django.views.defaults import bad_request as bad_request_page
 from django.views.defaults import page_not_found
 from django.views.defaults import server_error as server_error_page
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 #: Errors that mean Redis (the shared cache or the broker) cannot be reached right now. Redis
 #: still loading its data after a restart raises a ConnectionError subclass, so it counts too.
 SERVER_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, BrokerUnavailable)
+#: JSON as DRF writes it (``UNICODE_JSON``): "未找到。", not "\u672a\u627e\u5230\u3002".
+AS_WRITTEN = {"ensure_ascii": False}
 #: Seconds a client is told to wait before retrying after a 503.
 RETRY_AFTER_SECONDS = 5
 
@@ -47,7 +50,7 @@ def exception_handler(exc, context):
     if isinstance(exc, IntegrityError):
         logger.warning("constraint violation: %s", exc)
         return Response(
-            {"non_field_errors": ["A concurrent change conflicted with this one; try again."]},
+            {"non_field_errors": [_("A concurrent change conflicted with this one; try again.")]},
             status=status.HTTP_409_CONFLICT,
         )
     return drf_exception_handler(exc, context)
@@ -57,7 +60,7 @@ def service_unavailable(exc: Exception) -> Response:
     """503 with ``Retry-After``: a server the API needs is down, and nothing was written."""
     logger.warning("answering 503, a server is unavailable: %r", exc)
     response = Response(
-        {"detail": "The service is temporarily unavailable; nothing was saved. Retry shortly."},
+        {"detail": _("The service is temporarily unavailable; nothing was saved. Retry shortly.")},
         status=status.HTTP_503_SERVICE_UNAVAILABLE,
     )
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)
@@ -78,14 +81,14 @@ def is_api(request) -> bool:
 def not_found(request, exception=None):
     """``handler404``: no route matches, e.g. a malformed id (``/api/v1/listings/abc/``)."""
     if is_api(request):
-        return JsonResponse({"detail": "Not found."}, status=404)
+        return JsonResponse({"detail": _("Not found.")}, status=404, json_dumps_params=AS_WRITTEN)
     return page_not_found(request, exception)
 
 
 def bad_request(request, exception=None):
     """``handler400``: Django refused the request itself, e.g. for a Host header it does not serve."""
     if is_api(request):
-        return JsonResponse({"detail": "Bad request."}, status=400)
+        return JsonResponse({"detail": _("Bad request.")}, status=400, json_dumps_params=AS_WRITTEN)
     return bad_request_page(request, exception)
 
 
@@ -93,7 +96,7 @@ def server_error(request):
     """``handler500``: an exception no view handled. The body says nothing of the cause (that goes
     to the log, with the traceback, through Django's ``django.request`` logger)."""
     if is_api(request):
-        return JsonResponse({"detail": "Server error."}, status=500)
+        return JsonResponse({"detail": _("Server error.")}, status=500, json_dumps_params=AS_WRITTEN)
     return server_error_page(request)
 
 
@@ -101,7 +104,8 @@ def permission_denied(request, exception=None):
     """``handler403``: a view outside DRF raised ``PermissionDenied``. The exception's text is not
     shown: it is written for the log, not for the reader."""
     if is_api(request):
-        return JsonResponse({"detail": "You do not have permission to perform this action."}, status=403)
+        detail = _("You do not have permission to perform this action.")
+        return JsonResponse({"detail": detail}, status=403, json_dumps_params=AS_WRITTEN)
     message = gettext("This page is not for this account.")
     return render(request, "web/403.html", {"message": message}, status=403)
 
@@ -111,7 +115,7 @@ def csrf_failure(request, reason: str = ""):
     cookies blocked), or a cross-site post. DRF's views check CSRF themselves and answer JSON;
     this answers what the middleware refuses before any view runs."""
     if is_api(request):
-        return JsonResponse({"detail": f"CSRF Failed: {reason}"}, status=403)
+        return JsonResponse({"detail": f"CSRF Failed: {reason}"}, status=403, json_dumps_params=AS_WRITTEN)
     message = gettext(
         "The form's security token is missing or out of date (the page was open for long, or cookies "
         "are blocked). Go back, reload the page and send the form again."

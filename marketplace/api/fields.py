@@ -10,6 +10,7 @@ import re
 from datetime import datetime
 
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
 from marketplace import selectors
@@ -43,11 +44,11 @@ class JsonTypeMixin:
 
 
 class TextField(JsonTypeMixin, serializers.CharField):
-    default_error_messages = {"json_type": "Not a valid string."}
+    default_error_messages = {"json_type": _("Not a valid string.")}
 
 
 class PatternField(JsonTypeMixin, serializers.RegexField):
-    default_error_messages = {"json_type": "Not a valid string."}
+    default_error_messages = {"json_type": _("Not a valid string.")}
 
 
 class DecimalText(JsonTypeMixin, serializers.DecimalField):
@@ -58,9 +59,9 @@ class DecimalText(JsonTypeMixin, serializers.DecimalField):
     (``marketplace.api.schema.decimal_pattern``)."""
 
     default_error_messages = {
-        "json_type": 'A decimal number as a string, such as "9.50".',
-        "ascii": 'A decimal in the digits 0-9, such as "9.50": no exponent, spaces or other digits.',
-        "sign": "A decimal without a sign: this value is never negative.",
+        "json_type": _('A decimal number as a string, such as "9.50".'),
+        "ascii": _('A decimal in the digits 0-9, such as "9.50": no exponent, spaces or other digits.'),
+        "sign": _("A decimal without a sign: this value is never negative."),
     }
 
     def validate_empty_values(self, data):
@@ -83,7 +84,7 @@ class AwareTime(serializers.DateTimeField):
     without one is a 400, not read as UTC. ``window`` (a ``bounds.TimeWindow``) is stated in the
     schema; the service checks it against the market's now."""
 
-    default_error_messages = {"naive": "Give the time with its offset, e.g. 2026-12-04T09:00:00+08:00 or …Z."}
+    default_error_messages = {"naive": _("Give the time with its offset, e.g. 2026-12-04T09:00:00+08:00 or …Z.")}
 
     def __init__(self, *, window: TimeWindow | None = None, **kwargs):
         if window is not None:
@@ -104,12 +105,12 @@ class AwareTime(serializers.DateTimeField):
 
 class IntegerNumber(JsonTypeMixin, serializers.IntegerField):
     takes_text = False
-    default_error_messages = {"json_type": "A whole number, not a string."}
+    default_error_messages = {"json_type": _("A whole number, not a string.")}
 
 
 class NumberChoice(JsonTypeMixin, serializers.ChoiceField):
     takes_text = False
-    default_error_messages = {"json_type": "A whole number, not a string."}
+    default_error_messages = {"json_type": _("A whole number, not a string.")}
 
 
 class ReferenceCodeField(serializers.SlugRelatedField):

@@ -13,6 +13,7 @@ import hashlib
 import json
 import time
 
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import status
 from rest_framework.response import Response
@@ -52,7 +53,8 @@ def idempotent(view_method):
         if not key or not request.user.is_authenticated:
             return view_method(view, request, *args, **kwargs)
         if len(key) > MAX_KEY_LENGTH:
-            return Response({HEADER: [f"At most {MAX_KEY_LENGTH} characters."]}, status=status.HTTP_400_BAD_REQUEST)
+            too_long = _("At most %(n)s characters.") % {"n": MAX_KEY_LENGTH}
+            return Response({HEADER: [too_long]}, status=status.HTTP_400_BAD_REQUEST)
         row, mine = idempotency_claim(user=request.user, key=key, fingerprint=fingerprint_of(request))
         if not mine:
             return _replay(row, fingerprint_of(request))
@@ -73,7 +75,7 @@ def idempotent(view_method):
 def _replay(row: IdempotencyKey, fingerprint: str) -> Response:
     if row.fingerprint != fingerprint:
         return Response(
-            {HEADER: ["This key was used with a different request; use a new key."]},
+            {HEADER: [_("This key was used with a different request; use a new key.")]},
             status=status.HTTP_422_UNPROCESSABLE_ENTITY,
         )
     deadline = time.monotonic() + WAIT_SECONDS
@@ -81,7 +83,7 @@ def _replay(row: IdempotencyKey, fingerprint: str) -> Response:
         time.sleep(0.05)  # the first attempt is still working: wait for its answer
         row = IdempotencyKey.objects.filter(pk=row.pk).first() or row
     if row.state != IdempotencyKey.State.DONE:
-        return Response({HEADER: ["A request with this key is still in progress."]}, status=status.HTTP_409_CONFLICT)
+        return Response({HEADER: [_("A request with this key is still in progress.")]}, status=status.HTTP_409_CONFLICT)
     response = Response(row.response_body, status=row.response_status)
     response["Idempotent-Replayed"] = "true"
     return response

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.utils.translation import gettext as _
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
@@ -37,10 +38,10 @@ def validated_query(serializer_class, request) -> dict:
     """The request's query parameters through ``serializer_class``; unknown ones are a 400, and so
     are blank ones (``?month=``), which DRF would otherwise take as absent."""
     known = {*serializer_class().fields, *COMMON_PARAMS}
-    refuse_unknown(request.query_params, known, message="Unknown parameter.")
+    refuse_unknown(request.query_params, known, message=_("Unknown parameter."))
     blank = sorted(name for name, values in request.query_params.lists() if "" in values)
     if blank:
-        raise ValidationError({name: ["Give a value, or leave the parameter out."] for name in blank})
+        raise ValidationError({name: [_("Give a value, or leave the parameter out.")] for name in blank})
     serializer = serializer_class(data=request.query_params)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
@@ -61,4 +62,4 @@ def refuse_unknown_fields(serializer_class, data) -> None:
     serializer's to refuse."""
     if isinstance(data, dict):
         writable = {name for name, field in serializer_class().fields.items() if not field.read_only}
-        refuse_unknown(data, writable, message="Unknown field.")
+        refuse_unknown(data, writable, message=_("Unknown field."))

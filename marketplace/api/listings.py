@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC
 
 from django.http import Http404
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import ValidationError
@@ -81,9 +82,9 @@ class ListingQuery(serializers.Serializer):
     def validate(self, attrs):
         if "origin" not in attrs:
             if "latency_class" in attrs:
-                raise serializers.ValidationError({"latency_class": ["Needs origin: latency is from a city."]})
+                raise serializers.ValidationError({"latency_class": [_("Needs origin: latency is from a city.")]})
             if attrs["ordering"].lstrip("-") == "rtt":
-                raise serializers.ValidationError({"ordering": ["Ordering by rtt needs origin."]})
+                raise serializers.ValidationError({"ordering": [_("Ordering by rtt needs origin.")]})
         return attrs
 
 
@@ -315,7 +316,7 @@ class ListingListView(generics.GenericAPIView):
         viewer = provider_of(request)
         if query.pop("mine"):
             if viewer is None:
-                raise ValidationError({"mine": ["Only provider accounts have listings of their own."]})
+                raise ValidationError({"mine": [_("Only provider accounts have listings of their own.")]})
             query["provider"] = viewer
         query["ordering"] = LISTING_ORDERINGS[query["ordering"]]
         queryset = selectors.listing_search(selectors.ListingFilters(**query), viewer=viewer)

@@ -7,6 +7,7 @@ Owners only (``IsOwner``), and an API key needs the ``admin`` scope for all of i
 from __future__ import annotations
 
 from django.http import Http404
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.permissions import BasePermission, IsAuthenticated
@@ -39,7 +40,7 @@ def caller_organisation(request) -> Organisation:
 
 
 class HasOrganisation(BasePermission):
-    message = "Only members of a provider or buyer organisation may do this."
+    message = gettext_lazy("Only members of a provider or buyer organisation may do this.")
 
     def has_permission(self, request, view) -> bool:
         return selectors.organisation_of(request.user) is not None

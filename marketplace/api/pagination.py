@@ -1,4 +1,5 @@
 from django.core.paginator import Paginator
+from django.utils.translation import gettext as _
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import PageNumberPagination
 
@@ -17,7 +18,7 @@ class Pagination(PageNumberPagination):
         if raw is None:
             return self.page_size
         if not raw.isdecimal() or int(raw) < 1:
-            raise ValidationError({self.page_size_query_param: ["A whole number from 1."]})
+            raise ValidationError({self.page_size_query_param: [_("A whole number from 1.")]})
         return min(int(raw), self.max_page_size)
 
     def get_schema_operation_parameters(self, view) -> list[dict]:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
 from rest_framework import parsers
 from rest_framework.exceptions import ParseError, ValidationError
 
@@ -22,9 +23,14 @@ NON_FIELD = "non_field_errors"
 
 
 class TooDeep(ParseError):
-    default_detail = (
-        f"JSON nested deeper than {JSON_DEPTH.maximum} levels of objects and arrays; no operation reads one so deep."
-    )
+    """A body nested deeper than ``JSON_DEPTH``; the message is in the caller's language."""
+
+    def __init__(self, detail=None, code=None):
+        if detail is None:
+            detail = _(
+                "JSON nested deeper than %(n)s levels of objects and arrays; no operation reads one so deep."
+            ) % {"n": JSON_DEPTH.maximum}
+        super().__init__(detail, code)
 
 
 class JSONParser(parsers.JSONParser):
@@ -42,7 +48,7 @@ class JSONParser(parsers.JSONParser):
 def body_check(data) -> None:
     """Raise ``TooDeep`` or a ``ValidationError`` naming the field, or return: iteratively, so
     that the check itself cannot run out of stack."""
-    pending = [(data, 1, NON_FIELD, "The body")]
+    pending = [(data, 1, NON_FIELD, _("The body"))]
     while pending:
         value, depth, field, where = pending.pop()
         if isinstance(value, dict | list) and depth > JSON_DEPTH.maximum:
@@ -52,7 +58,7 @@ def body_check(data) -> None:
                 top = shown(key) if field == NON_FIELD else field
                 inner = shown(key) if field == NON_FIELD else f"{where}.{shown(key)}"
                 if unstorable(key):
-                    raise ValidationError({top: [refusal(f"The key {shown(key)!r}", key)]})
+                    raise ValidationError({top: [refusal(_("The key %(key)s") % {"key": repr(shown(key))}, key)]})
                 pending.append((item, depth + 1, top, inner))
         elif isinstance(value, list):
             pending.extend((item, depth + 1, field, f"{where}[{index}]") for index, item in enumerate(value))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.utils.translation import gettext, gettext_lazy
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from marketplace import selectors
@@ -23,14 +24,14 @@ def api_key_of(request) -> ApiKey | None:
 
 
 class IsProvider(BasePermission):
-    message = "Only provider accounts may do this."
+    message = gettext_lazy("Only provider accounts may do this.")
 
     def has_permission(self, request, view) -> bool:
         return provider_of(request) is not None
 
 
 class IsBuyer(BasePermission):
-    message = "Only buyer accounts may do this."
+    message = gettext_lazy("Only buyer accounts may do this.")
 
     def has_permission(self, request, view) -> bool:
         return buyer_of(request) is not None
@@ -56,7 +57,10 @@ class KeyScopes(BasePermission):
             needed = getattr(view, "write_scope", Scope.TRADE)
         if needed in key.scope_list:
             return True
-        self.message = f'This API key lacks the "{needed}" scope (it has: {", ".join(key.scope_list)}).'
+        self.message = gettext('This API key lacks the "%(needed)s" scope (it has: %(scopes)s).') % {
+            "needed": needed,
+            "scopes": ", ".join(key.scope_list),
+        }
         return False
 
 
@@ -68,7 +72,7 @@ def scoped(*permissions: type[BasePermission]) -> list[type[BasePermission]]:
 class IsOwner(BasePermission):
     """Owners of an organisation manage it (its keys, members, spend cap)."""
 
-    message = "Only the organisation's owners may do this."
+    message = gettext_lazy("Only the organisation's owners may do this.")
 
     def has_permission(self, request, view) -> bool:
         membership = getattr(request.user, "membership", None) if request.user.is_authenticated else None

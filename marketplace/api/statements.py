@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 from django.http import HttpResponse
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import PermissionDenied
@@ -59,7 +60,7 @@ class StatementOut(serializers.Serializer):
 def statement_of(request) -> selectors.Statement:
     organisation = selectors.organisation_of(request.user)
     if organisation is None:
-        raise PermissionDenied("Statements are for buyer and provider accounts.")
+        raise PermissionDenied(_("Statements are for buyer and provider accounts."))
     month = validated_query(StatementQuery, request).get("month")
     first = date.fromisoformat(f"{month}-01") if month else market_now().date().replace(day=1)
     return selectors.statement_for(organisation, first)

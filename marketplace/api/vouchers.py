@@ -4,6 +4,7 @@ their own promotions) run programmes, issue codes and read reports."""
 from __future__ import annotations
 
 from django.http import Http404
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.permissions import BasePermission
@@ -221,7 +222,7 @@ class VoucherListView(generics.GenericAPIView):
 class ProgramManager(BasePermission):
     """Staff manage every programme; a provider manages its own promotions."""
 
-    message = "Only staff and providers manage voucher programmes."
+    message = gettext_lazy("Only staff and providers manage voucher programmes.")
 
     def has_permission(self, request, view) -> bool:
         return request.user.is_staff or provider_of(request) is not None

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
+from django.utils import translation
+
 from marketplace.demand import demand_request_build, demand_terms_check
 from marketplace.eligibility import voucher_covers, voucher_usable
 from marketplace.errors import DomainError
@@ -25,6 +27,9 @@ from matching.costs import default_latency_weight
 from matching.problem import ListingSpec, Problem, RequestSpec
 from matching.quarantine import LeftOut, plan_quarantined
 from matching.quote import quote
+
+#: The language of texts a round stores: the rules' messages become data there, written once.
+STORED_LANGUAGE = "en"
 
 
 def node_free_of(listing: Listing, live_nodes: list[tuple[int, list[int]]]) -> tuple[int, ...]:
@@ -128,19 +133,22 @@ def engine_listing_specs(listings: list[Listing], *, now: datetime) -> tuple[lis
     live = live_nodes_by_listing([listing.pk for listing in listings])
     scores = reliability_index(listing_ids=[listing.pk for listing in listings], now=now).by_listing
     specs, left_out = [], []
-    for listing in listings:
-        try:
-            listing_terms_check(
-                gpu_count=listing.gpu_count,
-                gpus_per_node=listing.gpus_per_node,
-                price=listing.price_per_gpu_hour,
-                start=listing.available_from,
-                end=listing.available_until,
-                now=None,
-            )
-            specs.append(_listing_spec(listing, live.get(listing.pk, []), scores[listing.pk].score))
-        except Exception as exc:  # any row that cannot be planned costs only itself
-            left_out.append(LeftOut("listing", listing.pk, _why(exc)))
+    # A left-out row's reason is stored (``left_out_reason``, the run's log): English data,
+    # whatever language the request that triggered the round speaks.
+    with translation.override(STORED_LANGUAGE):
+        for listing in listings:
+            try:
+                listing_terms_check(
+                    gpu_count=listing.gpu_count,
+                    gpus_per_node=listing.gpus_per_node,
+                    price=listing.price_per_gpu_hour,
+                    start=listing.available_from,
+                    end=listing.available_until,
+                    now=None,
+                )
+                specs.append(_listing_spec(listing, live.get(listing.pk, []), scores[listing.pk].score))
+            except Exception as exc:  # any row that cannot be planned costs only itself
+                left_out.append(LeftOut("listing", listing.pk, _why(exc)))
     return specs, left_out
 
 
@@ -172,22 +180,25 @@ def engine_request_specs(requests: list[BuyerRequest], now: datetime) -> tuple[l
     ``demand`` or cannot be read."""
     balances = VoucherBalances.of(requests, now)
     specs, left_out = [], []
-    for request in requests:
-        try:
-            demand_terms_check(
-                gpus_per_replica=request.gpus_per_replica,
-                replicas=request.replicas,
-                latency_class=None if request.max_rtt_ms is not None else request.latency_class,
-                max_rtt_ms=request.max_rtt_ms,
-                latency_weight=request.latency_weight,
-                price=request.max_price_per_gpu_hour,
-                duration_hours=request.duration_hours,
-                start_by=request.start_by,
-                now=None,
-            )
-            specs.append(engine_request_spec(request, balances))
-        except Exception as exc:  # any row that cannot be planned costs only itself
-            left_out.append(LeftOut("request", request.pk, _why(exc)))
+    # A left-out row's reason is stored (``left_out_reason``, the run's log): English data,
+    # whatever language the request that triggered the round speaks.
+    with translation.override(STORED_LANGUAGE):
+        for request in requests:
+            try:
+                demand_terms_check(
+                    gpus_per_replica=request.gpus_per_replica,
+                    replicas=request.replicas,
+                    latency_class=None if request.max_rtt_ms is not None else request.latency_class,
+                    max_rtt_ms=request.max_rtt_ms,
+                    latency_weight=request.latency_weight,
+                    price=request.max_price_per_gpu_hour,
+                    duration_hours=request.duration_hours,
+                    start_by=request.start_by,
+                    now=None,
+                )
+                specs.append(engine_request_spec(request, balances))
+            except Exception as exc:  # any row that cannot be planned costs only itself
+                left_out.append(LeftOut("request", request.pk, _why(exc)))
     return specs, left_out
 
 

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from marketplace.errors import InvalidInput, InvalidTransition, NotFound
 from marketplace.models import Listing, Match, NodeHeartbeat, Organisation
@@ -37,11 +38,13 @@ def match_ready(*, match_id: int, provider: Organisation, endpoint: str, note: s
         .first()
     )
     if match is None:
-        raise NotFound("No such match.", field="id")
+        raise NotFound(gettext("No such match."), field="id")
     if match.status != Match.Status.RESERVED:
-        raise InvalidTransition(f"The match is {match.status}, not reserved.", field="status")
+        raise InvalidTransition(
+            gettext("The match is %(status)s, not reserved.") % {"status": match.status}, field="status"
+        )
     if now >= match.ends_at:
-        raise InvalidTransition("The match's window has ended.", field="status")
+        raise InvalidTransition(gettext("The match's window has ended."), field="status")
     match.status, match.ready_at, match.endpoint, match.ready_note = Match.Status.RUNNING, now, endpoint, note
     match.save(update_fields=["status", "ready_at", "endpoint", "ready_note"])
     matches_started_publish([match.pk])
@@ -90,11 +93,13 @@ def _heartbeat_write(
     locked = Listing.objects.select_for_update(of=("self",), no_key=True).select_related("gpu_model")
     listing = locked.filter(pk=listing_id, provider=provider).first()
     if listing is None:
-        raise NotFound("No such listing.", field="listing")
+        raise NotFound(gettext("No such listing."), field="listing")
     if listing.status != Listing.Status.ACTIVE:
-        raise InvalidTransition(f"The listing is {listing.status}.", field="listing")
+        raise InvalidTransition(gettext("The listing is %(status)s.") % {"status": listing.status}, field="listing")
     if not nodes or any(not 0 <= node < listing.node_count for node in nodes):
-        raise InvalidInput(f"Nodes are numbered 0 to {listing.node_count - 1}.", field="nodes")
+        raise InvalidInput(
+            gettext("Nodes are numbered 0 to %(last)s.") % {"last": listing.node_count - 1}, field="nodes"
+        )
     recovered = _recoverable(listing, [node for node, health in nodes.items() if health == "ok"])
     if listing.agent_since is None or recovered:
         listing.agent_since = listing.agent_since or real_now

@@ -12,6 +12,7 @@ from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from marketplace import api_key_secrets, names
 from marketplace.errors import InvalidInput, NotFound
@@ -52,10 +53,12 @@ def api_key_create(
     name = names.name_check(name, field="name")
     unknown = sorted(set(scopes) - set(SCOPE_ORDER))
     if unknown or not scopes:
-        raise InvalidInput(f"Choose one or more of {', '.join(SCOPE_ORDER)}.", field="scopes")
+        raise InvalidInput(
+            gettext("Choose one or more of %(scopes)s.") % {"scopes": ", ".join(SCOPE_ORDER)}, field="scopes"
+        )
     now = timezone.now()
     if expires_at is not None and expires_at <= now:
-        raise InvalidInput("The expiry must be in the future.", field="expires_at")
+        raise InvalidInput(gettext("The expiry must be in the future."), field="expires_at")
     secret = api_key_secrets.secret_new()
     key = ApiKey.objects.create(
         organisation=organisation,
@@ -77,7 +80,7 @@ def api_key_revoke(*, key_id: int, organisation: Organisation, user) -> ApiKey:
     owner_check(user, organisation)
     key = ApiKey.objects.select_for_update(no_key=True).filter(pk=key_id, organisation=organisation).first()
     if key is None:
-        raise NotFound("No such API key.", field="id")
+        raise NotFound(gettext("No such API key."), field="id")
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])

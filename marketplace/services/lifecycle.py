@@ -22,6 +22,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
+from django.utils.translation import gettext
 
 from marketplace.errors import InvalidTransition, NotFound
 from marketplace.models import BuyerRequest, Listing, Match, Organisation, Settlement
@@ -209,9 +210,11 @@ def match_cancel(*, match_id: int, buyer: Organisation, now: datetime) -> Match:
         .first()
     )
     if match is None:
-        raise NotFound("No such match.", field="id")
+        raise NotFound(gettext("No such match."), field="id")
     if match.status not in Match.LIVE_STATUSES:
-        raise InvalidTransition(f"The match is already {match.status}.", field="status")
+        raise InvalidTransition(
+            gettext("The match is already %(status)s.") % {"status": match.status}, field="status"
+        )
     matches_end([match], status=Match.Status.CANCELLED, at=now, reason="cancelled by the buyer")
     return match
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from marketplace.errors import CapacityGone, InvalidInput, InvalidTransition, NotAllowed, NotFound
 from marketplace.market_time import market_now
@@ -40,7 +41,7 @@ def listing_create(
 ) -> Listing:
     """List idle capacity for ``provider``; a matching round follows on commit."""
     if provider.kind != Organisation.Kind.PROVIDER:
-        raise NotAllowed("Only providers list capacity.")
+        raise NotAllowed(gettext("Only providers list capacity."))
     listing_terms_check(
         gpu_count=gpu_count,
         gpus_per_node=gpus_per_node,
@@ -73,10 +74,10 @@ def listing_update(*, listing_id: int, provider: Organisation, changes: dict) ->
     """
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
-        raise InvalidInput("This field cannot be changed.", field=sorted(unknown)[0])
+        raise InvalidInput(gettext("This field cannot be changed."), field=sorted(unknown)[0])
     listing = _locked_own_listing(listing_id=listing_id, provider=provider)
     if listing.status != Listing.Status.ACTIVE:
-        raise InvalidTransition(f"The listing is {listing.status}.", field="status")
+        raise InvalidTransition(gettext("The listing is %(status)s.") % {"status": listing.status}, field="status")
     merged = {field: changes.get(field, getattr(listing, field)) for field in EDITABLE_FIELDS}
     listing_terms_check(
         gpu_count=merged["gpu_count"],
@@ -89,13 +90,13 @@ def listing_update(*, listing_id: int, provider: Organisation, changes: dict) ->
     )
     if merged["gpu_count"] < listing.allocated_gpus:
         raise CapacityGone(
-            f"{listing.allocated_gpus} GPUs are allocated; the count cannot go below that.",
+            gettext("%(n)s GPUs are allocated; the count cannot go below that.") % {"n": listing.allocated_gpus},
             field="gpu_count",
         )
     if merged["gpus_per_node"] != listing.gpus_per_node and listing.allocated_gpus:
-        raise CapacityGone("Node size cannot change while GPUs are allocated.", field="gpus_per_node")
+        raise CapacityGone(gettext("Node size cannot change while GPUs are allocated."), field="gpus_per_node")
     if merged["gpu_count"] // merged["gpus_per_node"] <= _highest_live_node(listing):
-        raise CapacityGone("Live matches run on the nodes this would remove.", field="gpu_count")
+        raise CapacityGone(gettext("Live matches run on the nodes this would remove."), field="gpu_count")
     for field, value in changes.items():
         setattr(listing, field, value)
     listing.save(update_fields=[*changes, "updated_at"])
@@ -126,7 +127,9 @@ def listing_withdraw(*, listing_id: int, provider: Organisation, now: datetime |
 def _listing_mark_withdrawn(*, listing_id: int, provider: Organisation) -> None:
     listing = _locked_own_listing(listing_id=listing_id, provider=provider)
     if listing.status != Listing.Status.ACTIVE:
-        raise InvalidTransition(f"The listing is already {listing.status}.", field="status")
+        raise InvalidTransition(
+            gettext("The listing is already %(status)s.") % {"status": listing.status}, field="status"
+        )
     listing.status = Listing.Status.WITHDRAWN
     listing.save(update_fields=["status", "updated_at"])
 
@@ -190,7 +193,9 @@ def _listing_mark_failed_nodes(
     """Mark ``nodes`` failed (see ``listing_nodes_fail``); returns the nodes it marked."""
     listing = _locked_own_listing(listing_id=listing_id, provider=provider)
     if not nodes or any(not 0 <= node < listing.node_count for node in nodes):
-        raise InvalidInput(f"Nodes are numbered 0 to {listing.node_count - 1}.", field="nodes")
+        raise InvalidInput(
+            gettext("Nodes are numbered 0 to %(last)s.") % {"last": listing.node_count - 1}, field="nodes"
+        )
     if unless_heard_since is not None:
         heard = set(nodes_heard_since(listing_id, unless_heard_since))
         nodes = [node for node in nodes if node not in heard]
@@ -217,4 +222,4 @@ def _locked_own_listing(*, listing_id: int, provider: Organisation) -> Listing:
             .get(pk=listing_id, provider=provider)
         )
     except Listing.DoesNotExist:
-        raise NotFound("No such listing.", field="id") from None
+        raise NotFound(gettext("No such listing."), field="id") from None

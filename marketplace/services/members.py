@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from marketplace.errors import InvalidInput, NotAllowed, NotFound
 from marketplace.models import Membership, Organisation
@@ -21,7 +22,7 @@ def owner_check(user, organisation: Organisation) -> None:
     """Raise ``NotAllowed`` unless ``user`` is an owner of ``organisation``."""
     membership = Membership.objects.filter(user=user, organisation=organisation).only("role").first()
     if membership is None or membership.role != Membership.Role.OWNER:
-        raise NotAllowed("Only the organisation's owners may do this.")
+        raise NotAllowed(gettext("Only the organisation's owners may do this."))
 
 
 @transaction.atomic
@@ -72,7 +73,7 @@ def organisation_spend_cap_set(*, organisation: Organisation, by, monthly_spend_
 
 def _role_check(role: str) -> None:
     if role not in Membership.Role.values:
-        raise InvalidInput(f'"{role}" is not a role; use owner or member.', field="role")
+        raise InvalidInput(gettext('"%(role)s" is not a role; use owner or member.') % {"role": role}, field="role")
 
 
 def _membership_locked(organisation: Organisation, membership_id: int) -> Membership:
@@ -80,11 +81,13 @@ def _membership_locked(organisation: Organisation, membership_id: int) -> Member
     Organisation.objects.select_for_update(no_key=True).filter(pk=organisation.pk).first()
     membership = Membership.objects.select_related("user").filter(pk=membership_id, organisation=organisation).first()
     if membership is None:
-        raise NotFound("No such member.", field="id")
+        raise NotFound(gettext("No such member."), field="id")
     return membership
 
 
 def _last_owner_check(organisation: Organisation, *, field: str) -> None:
     """Refuse to take away the organisation's last owner. Precondition: its row is locked."""
     if Membership.objects.filter(organisation=organisation, role=Membership.Role.OWNER).count() <= 1:
-        raise InvalidInput("This is the organisation's last owner; make another member an owner first.", field=field)
+        raise InvalidInput(
+            gettext("This is the organisation's last owner; make another member an owner first."), field=field
+        )

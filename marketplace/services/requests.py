@@ -7,6 +7,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.utils.translation import gettext
 
 from marketplace.demand import demand_request_build
 from marketplace.eligibility import voucher_covers
@@ -38,7 +39,7 @@ def request_submit(
     monthly spend caps (``services.spend``: 402 past either). If anything fails, nothing is written.
     """
     if buyer.kind != Organisation.Kind.BUYER:
-        raise NotAllowed("Only buyers submit requests.")
+        raise NotAllowed(gettext("Only buyers submit requests."))
     now = now or market_now()
     buyer = _buyer_locked(buyer)
     _open_requests_quota_check(buyer)
@@ -65,7 +66,8 @@ def _open_requests_quota_check(buyer: Organisation) -> None:
     open_requests = BuyerRequest.objects.filter(buyer=buyer, status__in=BuyerRequest.OPEN_STATUSES).count()
     if open_requests >= settings.MAX_OPEN_REQUESTS_PER_BUYER:
         raise QuotaExceeded(
-            f"{open_requests} open requests is the most a buyer may have; cancel one or wait for matches."
+            gettext("%(n)s open requests is the most a buyer may have; cancel one or wait for matches.")
+            % {"n": open_requests}
         )
 
 
@@ -80,9 +82,11 @@ def request_cancel(*, request_id: int, buyer: Organisation, now: datetime | None
     try:
         request = BuyerRequest.objects.select_for_update(no_key=True).get(pk=request_id, buyer=buyer)
     except BuyerRequest.DoesNotExist:
-        raise NotFound("No such request.", field="id") from None
+        raise NotFound(gettext("No such request."), field="id") from None
     if request.status in (BuyerRequest.Status.CANCELLED, BuyerRequest.Status.EXPIRED):
-        raise InvalidTransition(f"The request is already {request.status}.", field="status")
+        raise InvalidTransition(
+            gettext("The request is already %(status)s.") % {"status": request.status}, field="status"
+        )
     matches_end(
         live_matches_locked(Q(request=request)),
         status=Match.Status.CANCELLED,

@@ -29,6 +29,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from django.db.models import Sum
+from django.utils.translation import gettext, gettext_noop
 
 from marketplace.errors import SpendCapExceeded
 from marketplace.models import ApiKey, BuyerRequest, Organisation
@@ -36,6 +37,15 @@ from marketplace.money import FEN
 from marketplace.selectors.spend import replicas_worst_case, requests_spend_used
 
 ZERO = Decimal("0")
+#: What a request past a cap is told, per cap (translated when raised, so the reader's language).
+ORGANISATION_CAP_FULL = gettext_noop(
+    "This request may cost up to %(worst)s CNY; the organisation's monthly spend cap is %(cap)s CNY "
+    "and %(committed)s CNY of it is committed for %(month)s."
+)
+API_KEY_CAP_FULL = gettext_noop(
+    "This request may cost up to %(worst)s CNY; the API key's monthly spend cap is %(cap)s CNY "
+    "and %(committed)s CNY of it is committed for %(month)s."
+)
 
 
 def spend_month_of(moment: datetime) -> date:
@@ -70,17 +80,16 @@ def request_spend_reserve(
     at the same time).
     """
     month, worst = spend_month_of(now), request_worst_case(request)
-    caps: list[tuple[str, Decimal | None, int | None]] = [("organisation", organisation.monthly_spend_cap, None)]
+    caps: list[tuple[str, Decimal | None, int | None]] = [(ORGANISATION_CAP_FULL, organisation.monthly_spend_cap, None)]
     if api_key is not None:
-        caps.append(("API key", api_key.monthly_spend_cap, api_key.pk))
-    for whose, cap, key_id in caps:
+        caps.append((API_KEY_CAP_FULL, api_key.monthly_spend_cap, api_key.pk))
+    for message, cap, key_id in caps:
         if cap is None:
             continue
         committed = month_committed(organisation_id=organisation.pk, month=month, api_key_id=key_id)
         if committed + worst > cap:
             raise SpendCapExceeded(
-                f"This request may cost up to {worst} CNY; the {whose}'s monthly spend cap is {cap} CNY "
-                f"and {committed} CNY of it is committed for {month:%Y-%m}.",
+                gettext(message) % {"worst": worst, "cap": cap, "committed": committed, "month": f"{month:%Y-%m}"},
                 field="monthly_spend_cap",
             )
     request.spend_month, request.spend_committed, request.api_key = month, worst, api_key

@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 
 from django.db import transaction
+from django.utils.translation import gettext
 
 from marketplace import names, selectors
 from marketplace.bounds import FREE_GPU_HOURS, PROGRAMME_TIMES, VOUCHER_AMOUNT, VOUCHER_SPEND
@@ -21,6 +22,7 @@ from marketplace.errors import InvalidInput, NotFound
 from marketplace.market_time import market_now
 from marketplace.models import GpuModel, Organisation, Region, Voucher, VoucherProgram
 from marketplace.money import FOUR_PLACES
+from marketplace.rule_messages import outside_window
 
 #: 18 random bytes: 144 bits, unguessable; URL-safe so a code can be typed or put in a link.
 CODE_BYTES = 18
@@ -56,29 +58,35 @@ def program_terms_check(
     """Raise ``InvalidInput`` naming the field when a programme's terms leave their domains
     (``marketplace.bounds``) or do not hold together."""
     if kind == VoucherProgram.Kind.PERCENT and not (percent is not None and 0 < percent <= 100):
-        raise InvalidInput("A percent programme needs a percent above 0 and at most 100.", field="percent")
+        raise InvalidInput(gettext("A percent programme needs a percent above 0 and at most 100."), field="percent")
     if kind == VoucherProgram.Kind.FREE_GPU_HOURS and not (free_gpu_hours and free_gpu_hours > 0):
-        raise InvalidInput("A free GPU-hours programme needs free_gpu_hours above 0.", field="free_gpu_hours")
+        raise InvalidInput(
+            gettext("A free GPU-hours programme needs free_gpu_hours above 0."), field="free_gpu_hours"
+        )
     if free_gpu_hours is not None and free_gpu_hours > FREE_GPU_HOURS.maximum:
-        raise InvalidInput(f"At most {FREE_GPU_HOURS.maximum} GPU-hours.", field="free_gpu_hours")
+        raise InvalidInput(
+            gettext("At most %(max)s GPU-hours.") % {"max": FREE_GPU_HOURS.maximum}, field="free_gpu_hours"
+        )
     for field, amount in (("budget", budget), ("cap_per_buyer", cap_per_buyer)):
         if amount is not None and amount <= 0:
-            raise InvalidInput("Must be greater than 0.", field=field)
+            raise InvalidInput(gettext("Must be greater than 0."), field=field)
         if amount is not None and amount > VOUCHER_AMOUNT.maximum:
-            raise InvalidInput(f"At most {VOUCHER_AMOUNT.maximum} CNY.", field=field)
+            raise InvalidInput(gettext("At most %(max)s CNY.") % {"max": VOUCHER_AMOUNT.maximum}, field=field)
     for field, amount in (("min_spend", min_spend), ("max_spend", max_spend)):
         if amount is not None and not VOUCHER_SPEND.minimum <= amount <= VOUCHER_SPEND.maximum:
-            raise InvalidInput(f"Must be between 0 and {VOUCHER_SPEND.maximum} CNY.", field=field)
+            raise InvalidInput(
+                gettext("Must be between 0 and %(max)s CNY.") % {"max": VOUCHER_SPEND.maximum}, field=field
+            )
     if min_spend is not None and max_spend is not None and max_spend < min_spend:
-        raise InvalidInput("Must be at least min_spend.", field="max_spend")
+        raise InvalidInput(gettext("Must be at least min_spend."), field="max_spend")
     now = now or market_now()
     for field, value in (("valid_from", valid_from), ("valid_until", valid_until)):
         if value.tzinfo is None:
-            raise InvalidInput("Give the time with its offset, e.g. 2026-12-04T09:00+08:00.", field=field)
+            raise InvalidInput(gettext("Give the time with its offset, e.g. 2026-12-04T09:00+08:00."), field=field)
         if not PROGRAMME_TIMES.contains(value, now):
-            raise InvalidInput(f"Must be {PROGRAMME_TIMES.describe(now)}.", field=field)
+            raise InvalidInput(outside_window(PROGRAMME_TIMES, now), field=field)
     if valid_until <= valid_from:
-        raise InvalidInput("Must be after valid_from.", field="valid_until")
+        raise InvalidInput(gettext("Must be after valid_from."), field="valid_until")
 
 
 @transaction.atomic
@@ -124,7 +132,7 @@ def voucher_program_create(
         max_spend=max_spend,
     )
     if VoucherProgram.objects.filter(name=name).exists():
-        raise InvalidInput("A programme with this name exists.", field="name")
+        raise InvalidInput(gettext("A programme with this name exists."), field="name")
     names.lookalike_check(name, existing=selectors.voucher_program_names_in_use(), field="name")
     if sponsor_provider is not None:
         eligible_providers = [sponsor_provider]
@@ -161,7 +169,10 @@ def voucher_program_update(*, program_id: int, sponsor_provider: Organisation | 
     if "budget" in changes:
         spent = program.budget - program.remaining_budget
         if changes["budget"] < spent:
-            raise InvalidInput(f"{spent} CNY is already reserved; the budget cannot go below it.", field="budget")
+            raise InvalidInput(
+                gettext("%(spent)s CNY is already reserved; the budget cannot go below it.") % {"spent": spent},
+                field="budget",
+            )
         program.remaining_budget = changes["budget"] - spent
     for field, value in changes.items():
         setattr(program, field, value)
@@ -179,11 +190,12 @@ def program_sponsor(*, sponsor: str | None, sponsor_provider: Organisation | Non
     """
     if sponsor_provider is None:
         if not sponsor:
-            raise InvalidInput("Name who pays for the programme.", field="sponsor")
+            raise InvalidInput(gettext("Name who pays for the programme."), field="sponsor")
         return names.name_check(sponsor, field="sponsor")
     if sponsor is not None and names.name_check(sponsor, field="sponsor") != sponsor_provider.name:
         raise InvalidInput(
-            f'A promotion is sponsored by its provider: leave sponsor out, or give "{sponsor_provider.name}".',
+            gettext('A promotion is sponsored by its provider: leave sponsor out, or give "%(name)s".')
+            % {"name": sponsor_provider.name},
             field="sponsor",
         )
     return sponsor_provider.name
@@ -196,7 +208,7 @@ def _locked_program(*, program_id: int, sponsor_provider: Organisation | None) -
         programs = programs.filter(sponsor_provider=sponsor_provider)
     program = programs.filter(pk=program_id).first()
     if program is None:
-        raise NotFound("No such programme.", field="id")
+        raise NotFound(gettext("No such programme."), field="id")
     return program
 
 
@@ -212,11 +224,11 @@ def vouchers_issue(
     """Issue ``count`` codes: to ``buyer``, or (no buyer) each claimable once by any eligible buyer."""
     program = _locked_program(program_id=program_id, sponsor_provider=sponsor_provider)
     if not 1 <= count <= 1000:
-        raise InvalidInput("Issue between 1 and 1000 codes at a time.", field="count")
+        raise InvalidInput(gettext("Issue between 1 and 1000 codes at a time."), field="count")
     if buyer is not None and buyer.kind != Organisation.Kind.BUYER:
-        raise InvalidInput("Vouchers are issued to buyers.", field="buyer")
+        raise InvalidInput(gettext("Vouchers are issued to buyers."), field="buyer")
     if cap is not None and cap <= 0:
-        raise InvalidInput("Must be greater than 0.", field="cap")
+        raise InvalidInput(gettext("Must be greater than 0."), field="cap")
     now = market_now() if buyer is not None else None
     vouchers = [
         Voucher(program=program, code=secrets.token_urlsafe(CODE_BYTES), buyer=buyer, cap=cap, claimed_at=now)

@@ -56,7 +56,7 @@ def webhook_url_check(url: str) -> None:
         url_checked(url, **allow)
         destination_resolve(url, **allow)
     except UnsafeUrl as exc:
-        raise InvalidInput(str(exc), field="url") from exc
+        raise InvalidInput(exc.translated(), field="url") from exc
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,9 @@ def webhook_endpoint_create(*, organisation: Organisation, url: str, events: lis
         Organisation.objects.select_for_update().filter(pk=organisation.pk).first()  # serialises the count
         if WebhookEndpoint.objects.filter(organisation=organisation).count() >= bounds.WEBHOOK_ENDPOINTS.maximum:
             raise QuotaExceeded(
-                f"An organisation may have at most {bounds.WEBHOOK_ENDPOINTS.maximum} webhook endpoints.", field="url"
+                _("An organisation may have at most %(n)s webhook endpoints.")
+                % {"n": bounds.WEBHOOK_ENDPOINTS.maximum},
+                field="url",
             )
         secret = secret_generate()
         endpoint = WebhookEndpoint.objects.create(
@@ -86,7 +88,7 @@ def webhook_endpoint_create(*, organisation: Organisation, url: str, events: lis
 def _endpoint_locked(organisation: Organisation, endpoint_id: int) -> WebhookEndpoint:
     endpoint = WebhookEndpoint.objects.select_for_update().filter(pk=endpoint_id, organisation=organisation).first()
     if endpoint is None:
-        raise NotFound("No such webhook endpoint.", field="id")
+        raise NotFound(_("No such webhook endpoint."), field="id")
     return endpoint
 
 
@@ -145,9 +147,11 @@ def webhook_delivery_redeliver(*, organisation: Organisation, endpoint_id: int, 
     endpoint = _endpoint_locked(organisation, endpoint_id)
     original = WebhookDelivery.objects.filter(pk=delivery_id, endpoint=endpoint).first()
     if original is None:
-        raise NotFound("No such delivery for this endpoint.", field="delivery_id")
+        raise NotFound(_("No such delivery for this endpoint."), field="delivery_id")
     if endpoint.disabled_at is not None:
-        raise InvalidTransition("The endpoint is disabled: enable it first (PATCH enabled: true).", field="enabled")
+        raise InvalidTransition(
+            _("The endpoint is disabled: enable it first (PATCH enabled: true)."), field="enabled"
+        )
     now = timezone.now()
     delivery = WebhookDelivery.objects.create(
         endpoint=endpoint,
