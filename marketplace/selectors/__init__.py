@@ -20,6 +20,7 @@ from marketplace.selectors.agents import (
 from marketplace.selectors.dashboards import (
     BoardRegion,
     BuyerDashboard,
+    BuyerPays,
     ListingUsage,
     ProviderDashboard,
     QuoteSummary,
@@ -107,6 +108,7 @@ from marketplace.selectors.vouchers import (
 __all__ = [
     "BoardRegion",
     "BuyerDashboard",
+    "BuyerPays",
     "CapacityRow",
     "GpuCount",
     "LeftOutRow",
