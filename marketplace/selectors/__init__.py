@@ -17,6 +17,14 @@ from marketplace.selectors.agents import (
     silence_since,
     silent_nodes_by_listing,
 )
+from marketplace.selectors.buyer_pages import (
+    BuyerRequestsPage,
+    buyer_fingerprint,
+    buyer_requests_page,
+    buyer_totals,
+    request_to_cancel,
+    usable_vouchers,
+)
 from marketplace.selectors.dashboards import (
     BoardRegion,
     BuyerDashboard,
@@ -109,6 +117,7 @@ __all__ = [
     "BoardRegion",
     "BuyerDashboard",
     "BuyerPays",
+    "BuyerRequestsPage",
     "CapacityRow",
     "GpuCount",
     "LeftOutRow",
@@ -129,6 +138,9 @@ __all__ = [
     "agent_listings",
     "api_keys_of",
     "buyer_dashboard",
+    "buyer_fingerprint",
+    "buyer_requests_page",
+    "buyer_totals",
     "buyer_year_net",
     "capacity_board",
     "capacity_by_region",
@@ -170,6 +182,7 @@ __all__ = [
     "reliability_index",
     "request_list_for",
     "request_quote",
+    "request_to_cancel",
     "rounds_recent",
     "rows_left_out",
     "rtt_map",
@@ -180,6 +193,7 @@ __all__ = [
     "silent_nodes_by_listing",
     "statement_for",
     "unserved_requests",
+    "usable_vouchers",
     "usernames_in_use",
     "voucher_budgets",
     "voucher_ledger_reconciles",
