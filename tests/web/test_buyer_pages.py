@@ -172,6 +172,7 @@ def test_every_figure_labelled_as_paid_is_the_quotes_and_the_settlements_buyer_p
     match = Match.objects.get()
     dashboard = text(web["buyer"].get("/buyer/"))
     assert paid_figures(dashboard, "total") == ["¥187.83"]
+    assert paid_figures(dashboard, "booked") == ["¥187.83"]
     services.lifecycle_tick(now=match.starts_at + timedelta(minutes=1))
     services.lifecycle_tick(now=match.ends_at + timedelta(minutes=1))
     settlement = Settlement.objects.get(match=match)

@@ -36,7 +36,7 @@ def _requests_context(request, organisation) -> dict:
         page=request.GET.get("page", 1),
     )
     query = {"status": listing.status, "sort": listing.sort, "page": listing.page.number}
-    return {"listing": listing, "query": query}
+    return {"listing": listing, "query": query, "totals": selectors.buyer_totals(buyer=organisation)}
 
 
 def _status_choices() -> list[tuple[str, str]]:
@@ -62,7 +62,6 @@ def _sort_choices() -> list[tuple[str, str]]:
 def dashboard(request, *, organisation):
     context = {
         "organisation": organisation,
-        "totals": selectors.buyer_totals(buyer=organisation),
         "vouchers": selectors.vouchers_of(organisation),
         "status_choices": _status_choices(),
         "sort_choices": _sort_choices(),
