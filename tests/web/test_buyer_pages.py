@@ -346,3 +346,14 @@ def test_statements_refuse_a_malformed_month_and_open_for_members_only(web):
     assert web["staff"].get("/statements/").status_code == 403
     empty = text(web["provider"].get("/statements/?month=2001-01"))
     assert "No match ended in this month." in empty
+
+
+def test_the_quote_says_in_words_why_a_class_places_nothing_and_what_would(web, make_listing):
+    make_listing(region="ningxia-zhongwei")  # 35.8 ms from Shanghai
+    form = {**REQUEST_FORM, "latency_class": "realtime"}
+    page = text(web["buyer"].post("/buyer/quote/", form))
+    assert "No NVIDIA H20 96GB is within your latency bound; the nearest is Zhongwei cluster (Ningxia hub)" in page
+    assert "Relax to Standard (≤ 60 ms) to use it." in page
+    zh = text(web["buyer"].post("/buyer/quote/", form, HTTP_ACCEPT_LANGUAGE="zh-CN"))
+    assert "放宽到标准（≤ 60 ms）即可使用。" in zh
+    assert "nearest" not in zh

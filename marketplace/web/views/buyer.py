@@ -115,6 +115,7 @@ def quote(request, *, organisation):
         else:
             summary = selectors.quote_summary(quote, duration_hours=terms["duration_hours"])
             context.update(
+                terms=terms,
                 quote=quote,
                 summary=summary,
                 lines=list(zip(quote.assignments, summary.lines, strict=True)),
