@@ -27,12 +27,10 @@ from marketplace.selectors.buyer_pages import (
 )
 from marketplace.selectors.dashboards import (
     BoardRegion,
-    BuyerDashboard,
     BuyerPays,
     ListingUsage,
     ProviderDashboard,
     QuoteSummary,
-    buyer_dashboard,
     capacity_board,
     provider_dashboard,
     provider_listing,
@@ -115,7 +113,6 @@ from marketplace.selectors.vouchers import (
 
 __all__ = [
     "BoardRegion",
-    "BuyerDashboard",
     "BuyerPays",
     "BuyerRequestsPage",
     "CapacityRow",
@@ -137,7 +134,6 @@ __all__ = [
     "agent_assignments",
     "agent_listings",
     "api_keys_of",
-    "buyer_dashboard",
     "buyer_fingerprint",
     "buyer_requests_page",
     "buyer_totals",

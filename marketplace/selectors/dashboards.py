@@ -14,11 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Prefetch
-
 from marketplace.market_time import market_now
 from marketplace.models import (
-    BuyerRequest,
     GpuModel,
     Listing,
     Match,
@@ -193,35 +190,7 @@ def provider_listing(*, provider: Organisation, listing_id: int) -> Listing | No
     )
 
 
-# --- buyer --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BuyerDashboard:
-    requests: list[BuyerRequest]
-    spent_so_far: Decimal
-    booked: Decimal
-
-
-def buyer_dashboard(*, buyer: Organisation, now: datetime | None = None, limit: int = 100) -> BuyerDashboard:
-    """``buyer``'s latest requests (newest first) with their matches (``explanation`` included)
-    prefetched, and what it pays: (price − subsidy) × GPU-hours. Two queries."""
-    now = now or market_now()
-    matches = Match.objects.select_related("listing__region", "listing__provider", "listing__gpu_model").order_by("id")
-    requests = list(
-        BuyerRequest.objects.select_related("gpu_model", "origin", "voucher__program")
-        .filter(buyer=buyer)
-        .prefetch_related(Prefetch("matches", queryset=matches))
-        .order_by("-id")[:limit]
-    )
-    spent, booked = Decimal(0), Decimal(0)
-    for request in requests:
-        for match in request.matches.all():
-            if match.status in PAID_STATUSES:
-                rate = match.price_per_gpu_hour - match.subsidy_per_gpu_hour
-                spent += _accrued(rate=rate, gpus=match.gpus, starts_at=match.starts_at, ends_at=match.ends_at, now=now)
-                booked += rate * match.gpus * hours_of(match.ends_at - match.starts_at)
-    return BuyerDashboard(requests=requests, spent_so_far=spent.quantize(FEN), booked=booked.quantize(FEN))
+# --- quotes: what the buyer would pay (the buyer's requests page is in selectors.buyer_pages) -----
 
 
 @dataclass(frozen=True)
