@@ -110,10 +110,11 @@ class RequestRow:
     matches: list[MatchMoney]
     #: Replicas on reserved or running matches now.
     live_replicas: int
-    #: Matches that a cancel would end: running ones (settled for the hours held), reserved ones (free).
-    running: int
-    reserved: int
     unserved: Unserved | None = None
+    #: Live matches a cancel would end (``request_to_cancel`` only): those being metered, settled
+    #: for the hours they held, and those not yet (released at no charge). See :func:`metered_from`.
+    started: int = 0
+    not_started: int = 0
 
     @property
     def is_open(self) -> bool:
@@ -214,8 +215,6 @@ def buyer_requests_page(
                 request=request,
                 matches=[match_money(m) for m in request_matches],
                 live_replicas=sum(m.replicas for m in request_matches if m.status in Match.LIVE_STATUSES),
-                running=sum(m.status == Match.Status.RUNNING for m in request_matches),
-                reserved=sum(m.status == Match.Status.RESERVED for m in request_matches),
                 unserved=None
                 if entry is None
                 else unserved_of(entry["reason"], replicas=entry["replicas"], regions=regions),
@@ -239,8 +238,22 @@ def buyer_fingerprint(*, buyer: Organisation) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def request_to_cancel(*, buyer: Organisation, request_id: int) -> RequestRow | None:
-    """One of ``buyer``'s requests with its matches, for the cancel confirmation; None if not its. Two queries."""
+def metered_from(match: Match) -> datetime | None:
+    """Where the match's metering starts (``listing`` loaded): at ready, but never before its
+    planned start; on a clock-driven listing at its planned start; None for a match an agent never
+    said ready (nothing ran, nothing is charged). The settlement meters from here."""
+    if match.ready_at is not None:
+        return max(match.ready_at, match.starts_at)
+    if match.listing.agent_since is None:
+        return match.starts_at
+    return None
+
+
+def request_to_cancel(*, buyer: Organisation, request_id: int, now: datetime | None = None) -> RequestRow | None:
+    """One of ``buyer``'s requests with its matches, for the cancel confirmation: how many live
+    matches a cancel now would settle for hours held, and how many it would release free. None if
+    not ``buyer``'s. Two queries."""
+    now = now or market_now()
     request = (
         BuyerRequest.objects.select_related("gpu_model", "origin")
         .prefetch_related(Prefetch("matches", queryset=Match.objects.select_related("listing__region")))
@@ -254,9 +267,14 @@ def request_to_cancel(*, buyer: Organisation, request_id: int) -> RequestRow | N
         request=request,
         matches=[match_money(m) for m in request_matches],
         live_replicas=sum(m.replicas for m in request_matches if m.status in Match.LIVE_STATUSES),
-        running=sum(m.status == Match.Status.RUNNING for m in request_matches),
-        reserved=sum(m.status == Match.Status.RESERVED for m in request_matches),
+        started=sum(_started(m, now) for m in request_matches if m.status in Match.LIVE_STATUSES),
+        not_started=sum(not _started(m, now) for m in request_matches if m.status in Match.LIVE_STATUSES),
     )
+
+
+def _started(match: Match, now: datetime) -> bool:
+    start = metered_from(match)
+    return start is not None and start < now
 
 
 def usable_vouchers(*, buyer: Organisation, now: datetime | None = None) -> list:

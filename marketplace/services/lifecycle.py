@@ -26,6 +26,7 @@ from django.db.models import F, Q
 from marketplace.errors import InvalidTransition, NotFound
 from marketplace.models import BuyerRequest, Listing, Match, Organisation, Settlement
 from marketplace.money import buyer_charge, gpu_hours_held, gpu_hours_of, sla_credit, to_fen
+from marketplace.selectors.buyer_pages import metered_from
 from marketplace.selectors.engine import live_matches_on_failed_nodes
 from marketplace.selectors.vouchers import net_reserved_by_match
 from marketplace.services.events import MATCH_COMPLETED, MATCH_FAILED, matches_publish, matches_started_publish
@@ -179,14 +180,9 @@ def _settlement_of(match: Match, *, ended_at: datetime, seconds_lost: float = 0.
 
 
 def _metered_from(match: Match) -> datetime | None:
-    """Where the match's metering starts: at ready, but never before its planned start; on a
-    clock-driven listing at its planned start; None for a match an agent never said ready (nothing
-    ran, nothing is charged)."""
-    if match.ready_at is not None:
-        return max(match.ready_at, match.starts_at)
-    if match.listing.agent_since is None:
-        return match.starts_at
-    return None
+    """Where the match's metering starts (``selectors.buyer_pages.metered_from``: the cancel
+    confirmation tells the buyer by the same rule what a cancel will charge)."""
+    return metered_from(match)
 
 
 def _listings_release(matches: list[Match]) -> None:

@@ -275,6 +275,17 @@ def test_cancel_asks_first_saying_what_will_happen(web, make_listing, make_reque
     assert request.status == BuyerRequest.Status.CANCELLED
 
 
+def test_cancel_says_a_match_not_started_is_released_free_and_it_is(web, make_listing, make_request, now):
+    make_listing(available_from=now + timedelta(hours=2))
+    request = make_request(replicas=1)
+    round_run(shard="h20", trigger="manual")
+    page = text(web["buyer"].get(f"/buyer/requests/{request.pk}/cancel/"))
+    assert "1 reserved match that has not started will be released at no charge." in page
+    assert "running match" not in page
+    web["buyer"].post(f"/buyer/requests/{request.pk}/cancel/")
+    assert Settlement.objects.get().buyer_pays == Decimal("0.00")
+
+
 def test_another_buyers_request_has_no_cancel_page(web, other_buyer, make_request):
     theirs = make_request(buyer=other_buyer)
     assert web["buyer"].get(f"/buyer/requests/{theirs.pk}/cancel/").status_code == 404
