@@ -94,7 +94,7 @@ def test_the_form_page_opens_without_an_error_in_chinese(web):
     assert "自定义" in page  # "Custom bound" is offered in Chinese
 
 
-def test_a_custom_bound_needs_its_value_and_is_shown_as_its_bound(web, buyer):
+def test_a_custom_bound_needs_its_value_and_is_shown_as_its_bound(web, buyer, make_listing):
     custom = {**REQUEST_FORM, "latency_class": "custom"}
     response = web["buyer"].post("/buyer/requests/new/", custom)
     assert response.status_code == 400
@@ -103,8 +103,12 @@ def test_a_custom_bound_needs_its_value_and_is_shown_as_its_bound(web, buyer):
     assert web["buyer"].post("/buyer/requests/new/", {**custom, "max_rtt_ms": "31"})["Location"] == "/buyer/"
     request = BuyerRequest.objects.get(buyer=buyer)
     assert (request.max_rtt_ms, request.latency_class) == (Decimal("31.0"), "standard")
+    make_listing(region="yrd-qingpu-wujiang-jiashan")  # 2.8 ms from Shanghai
+    round_run(shard="h20", trigger="manual")
     page = text(web["buyer"].get("/buyer/"))
     assert "≤ 31 ms" in page
+    assert re.search(r"within the ≤ 31 ms bound\s*\.", page)
+    assert "Realtime" not in page
     assert "standard (≤ 31" not in page
     assert "Standard (≤ 31" not in page
 
