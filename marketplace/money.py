@@ -64,6 +64,18 @@ def gpu_hours_of(*, gpus: int, seconds: float) -> Decimal:
     return (Decimal(gpus) * Decimal(str(max(0.0, seconds))) / 3600).quantize(FOUR_PLACES, rounding=ROUND_HALF_UP)
 
 
+def buyer_charge(
+    *, price_per_gpu_hour: Decimal, subsidy_per_gpu_hour: Decimal, gpu_hours: Decimal
+) -> tuple[Decimal, Decimal, Decimal]:
+    """One settlement line's (gross, subsidy, what the buyer pays before any SLA credit), in fen:
+    gross = price × GPU-hours rounded half-up; subsidy = rate × GPU-hours rounded down, at most
+    the gross; the buyer pays gross − subsidy. Settlements and quotes both use it, so a quoted
+    "you pay" is what the settlement charges for the same hours."""
+    gross = to_fen(price_per_gpu_hour * gpu_hours)
+    subsidy = min(gross, to_fen_down(subsidy_per_gpu_hour * gpu_hours))
+    return gross, subsidy, gross - subsidy
+
+
 def sla_credit(
     *,
     price_per_gpu_hour: Decimal,

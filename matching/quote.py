@@ -30,6 +30,9 @@ class FrontierPoint:
     cost_per_gpu_hour: Decimal | None = None
     total_cost: Decimal = Decimal(0)
     blocked: str = ""
+    #: The whole placement under this class's bound (``region`` etc. describe its cheapest line);
+    #: not in ``to_dict``: callers price it (what the buyer would pay).
+    assignments: tuple[Assignment, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -128,4 +131,5 @@ def _point(problem: Problem, request: RequestSpec, cls: LatencyClass) -> Frontie
         cost_per_gpu_hour=best.cost_per_gpu_hour,
         total_cost=plan.objective,
         blocked=plan.unserved[0].reason if plan.unserved else "",
+        assignments=plan.assignments,
     )

@@ -84,6 +84,8 @@ FIELD_UNITS = {
     "indicative_price_per_gpu_hour": "CNY per GPU-hour",
     "min_price_per_gpu_hour": "CNY per GPU-hour",
     "total_cost": "CNY, over the placement's duration",
+    "buyer_pays_total": "CNY, over the placement's duration",
+    "buyer_pays_per_gpu_hour": "CNY per GPU-hour",
     "remaining_budget": "CNY",
     "remaining_value": "CNY",
     "gpu_hours_by_region": "GPU-hours, by region code",

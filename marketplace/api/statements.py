@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import date
 
-from django.http import HttpResponse
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
@@ -13,40 +12,17 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace import bounds, csv_cells, selectors
+from marketplace import bounds, selectors
 from marketplace.api.inputs import validated_query
 from marketplace.api.permissions import scoped
 from marketplace.market_time import market_now
-from marketplace.money import MONEY, SETTLED_AMOUNT
+from marketplace.statement_csv import StatementLineOut, statement_csv_response
 
 
 class StatementQuery(serializers.Serializer):
     month = serializers.RegexField(
         **bounds.STATEMENT_MONTH.field_kwargs(), required=False, help_text="YYYY-MM; default: this month"
     )
-
-
-class StatementLineOut(serializers.Serializer):
-    match = serializers.IntegerField(source="match_id")
-    request = serializers.IntegerField(source="match.request_id")
-    listing = serializers.IntegerField(source="match.listing_id")
-    region = serializers.CharField(source="match.listing.region.code")
-    status = serializers.CharField(source="match.status")
-    settled_at = serializers.DateTimeField()
-    gpu_hours = serializers.DecimalField(max_digits=14, decimal_places=4)
-    price_per_gpu_hour = serializers.DecimalField(**MONEY)
-    voucher_program = serializers.CharField(source="program.name", allow_null=True, default=None)
-    gross = serializers.DecimalField(**SETTLED_AMOUNT)
-    subsidy = serializers.DecimalField(**SETTLED_AMOUNT)
-    buyer_pays = serializers.DecimalField(**SETTLED_AMOUNT)
-    platform_fee = serializers.DecimalField(**SETTLED_AMOUNT)
-    provider_earns = serializers.DecimalField(**SETTLED_AMOUNT)
-    sla_credit = serializers.DecimalField(
-        **SETTLED_AMOUNT,
-        help_text="What the buyer got back because capacity failed under the running match "
-        "(money.sla_credit); already taken off buyer_pays and provider_earns.",
-    )
-    status_reason = serializers.CharField(source="match.status_reason", help_text="Why the match ended as it did.")
 
 
 class StatementOut(serializers.Serializer):
@@ -85,13 +61,4 @@ class StatementCsvView(APIView):
 
     @extend_schema(parameters=[StatementQuery], responses={(200, "text/csv"): str})
     def get(self, request):
-        statement = statement_of(request)
-        response = HttpResponse(content_type="text/csv")
-        response["Content-Disposition"] = f'attachment; filename="statement-{statement.month}.csv"'
-        writer = csv_cells.writer(response)
-        columns = list(StatementLineOut().fields)
-        writer.writerow(columns)
-        for line in StatementLineOut(statement.lines, many=True).data:
-            writer.writerow([line[column] for column in columns])
-        writer.writerow(["total", *[statement.totals.get(column, "") for column in columns[1:]]])
-        return response
+        return statement_csv_response(statement_of(request))

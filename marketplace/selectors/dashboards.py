@@ -14,11 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.db.models import Prefetch
-
 from marketplace.market_time import market_now
 from marketplace.models import (
-    BuyerRequest,
     GpuModel,
     Listing,
     Match,
@@ -26,7 +23,7 @@ from marketplace.models import (
     Region,
     Rtt,
 )
-from marketplace.money import FEN
+from marketplace.money import FEN, FOUR_PLACES, buyer_charge
 from marketplace.reliability import Reliability
 from marketplace.selectors.market import capacity_by_region, with_free_gpus
 from marketplace.selectors.reliability import reliability_index
@@ -193,51 +190,68 @@ def provider_listing(*, provider: Organisation, listing_id: int) -> Listing | No
     )
 
 
-# --- buyer --------------------------------------------------------------------------------------
+# --- quotes: what the buyer would pay (the buyer's requests page is in selectors.buyer_pages) -----
 
 
 @dataclass(frozen=True)
-class BuyerDashboard:
-    requests: list[BuyerRequest]
-    spent_so_far: Decimal
-    booked: Decimal
+class BuyerPays:
+    """What the buyer would pay for some placement lines over a duration: ``total`` in fen, by the
+    settlement's rule per line (``money.buyer_charge``), and ``per_gpu_hour`` (price − subsidy, to
+    four places; for several lines, their total over their GPU-hours)."""
+
+    total: Decimal
+    per_gpu_hour: Decimal
+    subsidy: Decimal
+    gross: Decimal
 
 
-def buyer_dashboard(*, buyer: Organisation, now: datetime | None = None, limit: int = 100) -> BuyerDashboard:
-    """``buyer``'s latest requests (newest first) with their matches (``explanation`` included)
-    prefetched, and what it pays: (price − subsidy) × GPU-hours. Two queries."""
-    now = now or market_now()
-    matches = Match.objects.select_related("listing__region", "listing__provider", "listing__gpu_model").order_by("id")
-    requests = list(
-        BuyerRequest.objects.select_related("gpu_model", "origin", "voucher__program")
-        .filter(buyer=buyer)
-        .prefetch_related(Prefetch("matches", queryset=matches))
-        .order_by("-id")[:limit]
+def buyer_pays_of(assignments, *, duration_hours: int) -> BuyerPays:
+    """What the buyer pays for ``assignments`` (``matching.problem.Assignment``) held
+    ``duration_hours``: each line is charged as its settlement would be, then summed."""
+    gross = subsidy = pays = Decimal(0)
+    gpu_hours = 0
+    for a in assignments:
+        hours = Decimal(a.gpus * duration_hours)
+        line = buyer_charge(
+            price_per_gpu_hour=a.price_per_gpu_hour, subsidy_per_gpu_hour=a.subsidy_per_gpu_hour, gpu_hours=hours
+        )
+        gross, subsidy, pays = gross + line[0], subsidy + line[1], pays + line[2]
+        gpu_hours += a.gpus * duration_hours
+    if len(assignments) == 1:
+        rate = assignments[0].price_per_gpu_hour - assignments[0].subsidy_per_gpu_hour
+    else:
+        rate = pays / gpu_hours if gpu_hours else Decimal(0)
+    return BuyerPays(
+        total=pays.quantize(FEN),
+        per_gpu_hour=rate.quantize(FOUR_PLACES),
+        subsidy=subsidy.quantize(FEN),
+        gross=gross.quantize(FEN),
     )
-    spent, booked = Decimal(0), Decimal(0)
-    for request in requests:
-        for match in request.matches.all():
-            if match.status in PAID_STATUSES:
-                rate = match.price_per_gpu_hour - match.subsidy_per_gpu_hour
-                spent += _accrued(rate=rate, gpus=match.gpus, starts_at=match.starts_at, ends_at=match.ends_at, now=now)
-                booked += rate * match.gpus * hours_of(match.ends_at - match.starts_at)
-    return BuyerDashboard(requests=requests, spent_so_far=spent.quantize(FEN), booked=booked.quantize(FEN))
 
 
 @dataclass(frozen=True)
 class QuoteSummary:
-    """A quote's money for the buyer: rent (price − subsidy) and subsidy over the whole duration."""
+    """A quote's money for the buyer over the whole duration: what it pays (``rent``, price −
+    subsidy by the settlement's rule) and the subsidy, for the placement, each of its lines (in
+    ``quote.assignments``' order) and each frontier point (in ``quote.frontier``'s order)."""
 
     gpus_placed: int
     rent: Decimal
     subsidy: Decimal
+    placement: BuyerPays
+    lines: list[BuyerPays]
+    frontier: list[BuyerPays]
 
 
 def quote_summary(quote, *, duration_hours: int) -> QuoteSummary:
-    """What ``quote`` (a ``matching.quote.Quote``) would cost the buyer over ``duration_hours``."""
-    gpu_hours = [(a, a.gpus * duration_hours) for a in quote.assignments]
+    """What ``quote`` (a ``matching.quote.Quote``) would cost the buyer over ``duration_hours``.
+    No queries."""
+    placement = buyer_pays_of(quote.assignments, duration_hours=duration_hours)
     return QuoteSummary(
         gpus_placed=sum(a.gpus for a in quote.assignments),
-        rent=sum(((a.price_per_gpu_hour - a.subsidy_per_gpu_hour) * h for a, h in gpu_hours), Decimal(0)).quantize(FEN),
-        subsidy=sum((a.subsidy_per_gpu_hour * h for a, h in gpu_hours), Decimal(0)).quantize(FEN),
+        rent=placement.total,
+        subsidy=placement.subsidy,
+        placement=placement,
+        lines=[buyer_pays_of((a,), duration_hours=duration_hours) for a in quote.assignments],
+        frontier=[buyer_pays_of(p.assignments, duration_hours=duration_hours) for p in quote.frontier],
     )

@@ -26,7 +26,8 @@ from django.utils.translation import gettext
 
 from marketplace.errors import InvalidTransition, NotFound
 from marketplace.models import BuyerRequest, Listing, Match, Organisation, Settlement
-from marketplace.money import gpu_hours_held, gpu_hours_of, sla_credit, to_fen, to_fen_down
+from marketplace.money import buyer_charge, gpu_hours_held, gpu_hours_of, sla_credit, to_fen
+from marketplace.selectors.buyer_pages import metered_from
 from marketplace.selectors.engine import live_matches_on_failed_nodes
 from marketplace.selectors.vouchers import net_reserved_by_match
 from marketplace.services.events import MATCH_COMPLETED, MATCH_FAILED, matches_publish, matches_started_publish
@@ -151,8 +152,9 @@ def _settlement_of(match: Match, *, ended_at: datetime, seconds_lost: float = 0.
     ``ended_at`` after its capacity was gone ``seconds_lost`` (real seconds; see ``matches_end``)."""
     metered_from = _metered_from(match)
     hours = ZERO if metered_from is None else gpu_hours_held(gpus=match.gpus, start=metered_from, end=ended_at)
-    gross = to_fen(match.price_per_gpu_hour * hours)
-    subsidy = min(gross, to_fen_down(match.subsidy_per_gpu_hour * hours))
+    gross, subsidy, _ = buyer_charge(
+        price_per_gpu_hour=match.price_per_gpu_hour, subsidy_per_gpu_hour=match.subsidy_per_gpu_hour, gpu_hours=hours
+    )
     fee = to_fen(gross * Decimal(str(settings.PLATFORM_FEE_PERCENT)) / 100)
     credit = sla_credit(
         price_per_gpu_hour=match.price_per_gpu_hour,
@@ -179,14 +181,9 @@ def _settlement_of(match: Match, *, ended_at: datetime, seconds_lost: float = 0.
 
 
 def _metered_from(match: Match) -> datetime | None:
-    """Where the match's metering starts: at ready, but never before its planned start; on a
-    clock-driven listing at its planned start; None for a match an agent never said ready (nothing
-    ran, nothing is charged)."""
-    if match.ready_at is not None:
-        return max(match.ready_at, match.starts_at)
-    if match.listing.agent_since is None:
-        return match.starts_at
-    return None
+    """Where the match's metering starts (``selectors.buyer_pages.metered_from``: the cancel
+    confirmation tells the buyer by the same rule what a cancel will charge)."""
+    return metered_from(match)
 
 
 def _listings_release(matches: list[Match]) -> None:

@@ -13,6 +13,7 @@ from django.contrib.auth.password_validation import password_validators_help_tex
 from django.forms.models import ModelChoiceIterator
 from django.utils.functional import lazy
 from django.utils.text import format_lazy
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from marketplace import bounds, names
@@ -24,15 +25,10 @@ from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Membership, Organisa
 from marketplace.models.api_keys import Scope
 from marketplace.services import organisation_name_check, password_check, username_check
 from marketplace.supply import LISTING_DEFAULT_WINDOW, listing_window_default
-from marketplace.web.formatting import local_name, time_zone_label
+from marketplace.web.formatting import cny, local_name, time_zone_label
 from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
-
-
-def latency_class_label(latency_class: LatencyClass) -> str:
-    bound = LATENCY_CLASS_BOUND_MS[latency_class]
-    return f"{latency_class.value} (≤ {bound:g} ms)" if bound is not None else f"{latency_class.value} (no bound)"
 
 
 def with_time_zone(label: str) -> str:
@@ -221,45 +217,89 @@ class ListingEditForm(ListingShapeFields):
 # --- requests -----------------------------------------------------------------------------------
 
 
+#: A latency class's name on the pages.
+LATENCY_CLASS_NAMES = {
+    LatencyClass.REALTIME: _("Realtime"),
+    LatencyClass.INTERACTIVE: _("Interactive"),
+    LatencyClass.STANDARD: _("Standard"),
+    LatencyClass.BATCH: _("Batch"),
+}
+
+
+def latency_choice_label(latency_class: LatencyClass) -> str:
+    """A latency class in a menu: "Interactive (≤ 30 ms)", "Batch (no bound)"."""
+    bound = LATENCY_CLASS_BOUND_MS[latency_class]
+    name = LATENCY_CLASS_NAMES[latency_class]
+    if bound is None:
+        return gettext("%(name)s (no bound)") % {"name": name}
+    return gettext("%(name)s (≤ %(bound)s ms)") % {"name": name, "bound": f"{bound:g}"}
+
+
+def _latency_choices() -> list[tuple[str, str]]:
+    custom = (CUSTOM_BOUND, gettext("Custom bound (max RTT below)"))
+    return [(c.value, latency_choice_label(c)) for c in LatencyClass] + [custom]
+
+
+#: The latency menu's value for "my own bound": the max RTT field then says it.
+CUSTOM_BOUND = "custom"
+
+
+def voucher_choice_label(voucher) -> str:
+    """A voucher in the picker: its programme and what it can still pay."""
+    return gettext("%(program)s · %(remaining)s left · %(code)s") % {
+        "program": voucher.program.name,
+        "remaining": cny(voucher.remaining_value),
+        "code": voucher.code,
+    }
+
+
 class RequestForm(ServiceForm):
-    """Demand; ``terms()`` are ``request_submit``'s (and ``request_quote``'s) keyword arguments."""
+    """Demand; ``terms()`` are ``request_submit``'s (and ``request_quote``'s) keyword arguments.
+
+    ``vouchers``: the buyer's usable vouchers, offered in a menu that fills ``voucher_code`` (a new
+    code is typed instead). A custom bound ("custom", or empty as the API's null) needs its max RTT."""
 
     gpu_model = gpu_model_field()
     gpus_per_replica = forms.TypedChoiceField(
-        label="GPUs per replica",
+        label=_("GPUs per replica"),
         choices=NODE_SIZE_CHOICES,
         coerce=int,
         initial=1,
-        help_text="A replica runs on one node.",
+        help_text=_("A replica runs on one node."),
     )
-    replicas = forms.IntegerField(label="Replicas", **bounds.REPLICAS.field_kwargs(), initial=1)
-    origin = region_field("Users are near", help_text="Latency is measured from this city.", initial="shanghai")
+    replicas = forms.IntegerField(label=_("Replicas"), **bounds.REPLICAS.field_kwargs(), initial=1)
+    origin = region_field(_("Users are near"), help_text=_("Latency is measured from this city."), initial="shanghai")
     latency_class = forms.ChoiceField(
-        label="Latency class",
-        choices=[("", "custom bound (max RTT below)")] + [(c.value, latency_class_label(c)) for c in LatencyClass],
+        label=_("Latency class"),
+        choices=_latency_choices,
         required=False,
         initial=LatencyClass.STANDARD.value,
     )
     max_rtt_ms = AsciiDecimalField(
-        label="Max RTT (ms)",
+        label=_("Max RTT (ms)"),
         **bounds.MAX_RTT_MS.field_kwargs(),
         required=False,
-        help_text="Instead of a latency class.",
+        help_text=_("For a custom bound: the longest round trip your users accept."),
     )
-    max_price_per_gpu_hour = AsciiDecimalField(label="Price cap per GPU-hour (CNY)", **bounds.PRICE.field_kwargs())
-    duration_hours = forms.IntegerField(label="Duration (hours)", **bounds.DURATION_HOURS.field_kwargs(), initial=24)
+    max_price_per_gpu_hour = AsciiDecimalField(label=_("Price cap per GPU-hour (CNY)"), **bounds.PRICE.field_kwargs())
+    duration_hours = forms.IntegerField(label=_("Duration (hours)"), **bounds.DURATION_HOURS.field_kwargs(), initial=24)
     start_by = _datetime_field(_("Start by"), _("Empty: within 24 hours."))
+    voucher = forms.ChoiceField(
+        label=_("My vouchers"),
+        required=False,
+        help_text=_("A voucher of yours that can still pay; or type a new code below."),
+    )
     voucher_code = forms.CharField(
-        label="Voucher code",
+        label=_("Voucher code"),
         **bounds.VOUCHER_CODE.field_kwargs(),
         required=False,
-        help_text="A subsidy voucher (算力券) or promotion.",
+        help_text=_("A subsidy voucher (算力券) or promotion."),
     )
     latency_weight = AsciiDecimalField(
-        label="Latency weight (CNY per ms per GPU-hour)",
+        label=_("Latency weight (CNY per ms per GPU-hour)"),
         **bounds.LATENCY_WEIGHT.field_kwargs(),
         required=False,
-        help_text="Empty: the latency class's default.",
+        help_text=_("Empty: the latency class's default."),
     )
     min_reliability = AsciiDecimalField(
         label=_("Least listing reliability (0–1)"),
@@ -271,10 +311,32 @@ class RequestForm(ServiceForm):
         ),
     )
 
+    def __init__(self, *args, vouchers=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.vouchers = list(vouchers)
+        voucher_field = self.fields["voucher"]
+        voucher_field.choices = [("", gettext("none"))] + [  # type: ignore[attr-defined]
+            (v.code, voucher_choice_label(v)) for v in self.vouchers
+        ]
+        if not self.vouchers:
+            voucher_field.widget = forms.HiddenInput()
+
+    def clean(self):
+        data = super().clean()
+        custom = data.get("latency_class") in ("", CUSTOM_BOUND)
+        if custom and data.get("max_rtt_ms") is None and "max_rtt_ms" not in self.errors:
+            self.add_error("max_rtt_ms", gettext("A custom bound needs its max RTT, e.g. 31."))
+        picked, typed = data.get("voucher"), data.get("voucher_code")
+        if picked and typed and picked != typed:
+            self.add_error("voucher_code", gettext("Pick a voucher or type a code, not both."))
+        return data
+
     def terms(self, *, now: datetime | None = None) -> dict:
         terms = dict(self.cleaned_data)
-        terms["latency_class"] = terms["latency_class"] or None
-        terms["voucher_code"] = terms["voucher_code"] or None
+        picked = terms.pop("voucher", "")
+        latency_class = terms["latency_class"]
+        terms["latency_class"] = None if latency_class in ("", CUSTOM_BOUND) else latency_class
+        terms["voucher_code"] = terms["voucher_code"] or picked or None
         terms["start_by"] = start_by_default(terms["start_by"], now=now or market_now())
         return terms
 

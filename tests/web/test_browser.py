@@ -95,7 +95,7 @@ def test_provider_lists_buyer_quotes_and_submits_monitor_shows_the_match_live(br
     page.get_by_label("Replicas").fill("3")
     quote = page.locator("#quote")
     expect(quote).to_contain_text("3 of 3 replicas")
-    expect(quote).to_contain_text("ningxia-zhongwei")
+    expect(quote).to_contain_text("Zhongwei cluster (Ningxia hub)")
     expect(quote).to_contain_text("Price–latency frontier")
     page.get_by_label("Latency class").select_option("realtime")
     expect(quote).to_contain_text("0 of 3 replicas")

@@ -263,13 +263,15 @@ def test_quote_panel_uses_the_quote_selector_and_agrees_with_the_api(web, make_l
     assert [a.region for a in quote.assignments] == ["yrd-qingpu-wujiang-jiashan"]
     page = text(response)
     assert "Price–latency frontier" in page
-    assert "ningxia-zhongwei" in page
+    assert "Zhongwei cluster (Ningxia hub)" in page
+    assert "ningxia-zhongwei" not in page  # names, never codes (issue 18)
     api_client = APIClient()
     api_client.force_authenticate(get_user_model().objects.get(username="buy"))
     numbers = ("gpus_per_replica", "replicas", "duration_hours")  # a form's strings, as JSON types
     body = {key: int(value) if key in numbers else value for key, value in REQUEST_FORM.items()}
     api = api_client.post("/api/v1/quotes/", body, format="json").json()
     assert api["total_cost"] == str(quote.total_cost)
+    assert api["buyer_pays_total"] == str(response.context["summary"].rent)
     assert not BuyerRequest.objects.exists()
 
 
@@ -303,7 +305,7 @@ def test_buyer_sees_each_match_with_why_and_what_was_rejected(web, make_listing,
     match = Match.objects.get(request=request)
     assert f"Match #{match.pk}" in page
     assert f"Why {match.listing.region.name}:" in page
-    assert "ningxia-zhongwei: 35.8 ms &gt; 30 ms bound" in page
+    assert "Zhongwei cluster (Ningxia hub): 35.8 ms &gt; 30 ms bound" in page
 
 
 def test_buyer_cancels_a_request(web, make_request):
