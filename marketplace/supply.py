@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.utils.translation import gettext
+
 from marketplace.bounds import CALENDAR, GPU_COUNT, LISTING_TIMES, PRICE
 from marketplace.errors import InvalidInput
 from marketplace.models import NODE_SIZES
@@ -60,11 +62,14 @@ def listing_terms_check(
         if not CALENDAR.first <= value < CALENDAR.end:
             raise InvalidInput(f"Must be in the years {CALENDAR.first.year}–{CALENDAR.end.year - 1}.", field=field)
     if end <= start:
-        raise InvalidInput("Must be after available_from.", field="available_until")
+        raise InvalidInput(gettext("Must be after available_from."), field="available_until")
     if not window_changed or now is None:
         return
     if end <= now:
-        raise InvalidInput("Must be in the future: a window wholly past offers nothing.", field="available_until")
+        # A window wholly past (its end at or before the market's now) is refused for the listing
+        # and never shown as active; the lifecycle sweep closes one that runs out later.
+        past = gettext("Must be in the future: a window wholly past offers nothing.")
+        raise InvalidInput(past, field="available_until")
     if not LISTING_TIMES.contains(end, now):
         raise InvalidInput(f"Must be {LISTING_TIMES.describe(now)}.", field="available_until")
     if not LISTING_TIMES.contains(start, now):

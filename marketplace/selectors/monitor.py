@@ -6,7 +6,7 @@ constant number of queries whatever the number of rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Max, Sum
@@ -66,6 +66,8 @@ class MonitorCharts:
     """Chart data, JSON-ready (``as_dict``)."""
 
     labels: list[str]
+    #: The steps' moments, ISO 8601 in UTC (``labels`` are their UTC "HH:MM"; pages show CST).
+    times: list[str]
     regions: list[str]
     series: dict[str, dict[str, list[int]]]
     west_gpu_hours: Decimal
@@ -81,6 +83,7 @@ class MonitorCharts:
     def as_dict(self) -> dict:
         return {
             "labels": self.labels,
+            "times": self.times,
             "regions": self.regions,
             "series": self.series,
             "west_share": {
@@ -139,6 +142,7 @@ def monitor_charts(*, now: datetime | None = None, hours: int = 6, step_minutes:
     codes = sorted(series, key=lambda c: (-max(series[c].listed, default=0), c))
     return MonitorCharts(
         labels=[t.strftime("%H:%M") for t in steps],
+        times=[t.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") for t in steps],
         regions=codes,
         series={c: {"idle": _idle(series[c]), "matched": series[c].matched} for c in codes},
         west_gpu_hours=gpu_hours[True],
