@@ -18,6 +18,7 @@ urlpatterns = [
     path("provider/listings/<int:listing_id>/withdraw/", provider.withdraw, name="listing-withdraw"),
     path("provider/listings/<int:listing_id>/failed-nodes/", provider.failure_report, name="failure-report"),
     path("provider/promotions/", provider.promotions, name="promotions"),
+    path("provider/promotions/<int:program_id>/pause/", provider.promotion_pause, name="promotion-pause"),
     path("buyer/", buyer.dashboard, name="buyer"),
     path("buyer/requests/new/", buyer.request_new, name="request-new"),
     path("buyer/requests/<int:request_id>/cancel/", buyer.cancel, name="request-cancel"),

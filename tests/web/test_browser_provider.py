@@ -1,7 +1,7 @@
 """The provider's pages and the match monitor in a real browser (issue 18), at a desktop and a
 phone, in English and in Chinese: the dashboard with listings and no horizontal overflow at 390 px,
 a listing form refusing a window wholly in the past, the withdraw confirmation, the promotions
-page, a node-failure report's confirmation, and the monitor with its charts drawn in CST. No
+page (pausing one), a node-failure report's confirmation, and the monitor with its charts drawn in CST. No
 console errors or CSP violations; screenshots under artifacts/screenshots/."""
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ WORDS = {
         "price": "¥6.50/GPU·h",
         "zone": "CST",
         "promotion": "Desert launch offer",
+        "pause": "Pause",
+        "paused": "paused",
         "axis": "Time (CST)",
     },
     "zh": {
@@ -46,6 +48,8 @@ WORDS = {
         "price": "¥6.50/卡·时",
         "zone": "北京时间",
         "promotion": "Desert launch offer",
+        "pause": "暂停",
+        "paused": "已暂停",
         "axis": "时间（北京时间）",
     },
 }
@@ -124,6 +128,8 @@ def test_provider_pages_and_monitor(browser, live_server, market, size, lang):
     expect(page.locator("#id_name")).to_be_visible()
     provider.assert_no_overflow()
     provider.shot(f"provider-promotions-{suffix}")
+    page.locator("#programs-table").get_by_role("button", name=re.compile(words["pause"])).click()
+    expect(page.locator("#programs-table .status-paused")).to_have_text(words["paused"])
 
     # A node-failure report: the confirmation says what will happen before anything does.
     page.goto("/provider/")

@@ -310,3 +310,51 @@ def test_the_monitor_charts_carry_utc_instants_local_region_names_and_a_cst_axis
     page = text(signed_in(staff, "zh-hans").get("/monitor/"))
     assert 'data-time-axis="时间（北京时间）"' in page
     assert 'data-time-axis="Time (CST)"' in text(signed_in(staff).get("/monitor/"))
+
+
+def test_a_paused_promotion_subsidises_no_new_match_until_resumed(prov, provider, make_listing, make_request, now):
+    client = signed_in(prov)
+    client.post("/provider/promotions/", promotion_form(now))
+    program = VoucherProgram.objects.get()
+    voucher = services.vouchers_issue(program_id=program.pk, sponsor_provider=provider)[0]
+    assert client.post(f"/provider/promotions/{program.pk}/pause/", {"paused": "true"}).status_code == 302
+    program.refresh_from_db()
+    assert program.paused
+    assert "paused" in text(client.get("/provider/promotions/"))
+    make_listing(price_per_gpu_hour=Decimal("6.00"))
+    make_request(gpus_per_replica=8, replicas=1, voucher_code=voucher.code)
+    round_run(shard="h20", trigger="manual")
+    (paused_match,) = Match.objects.all()
+    assert paused_match.subsidy_per_gpu_hour == 0
+    program.refresh_from_db()
+    assert program.remaining_budget == program.budget
+    client.post(f"/provider/promotions/{program.pk}/pause/", {"paused": "false"})
+    program.refresh_from_db()
+    assert not program.paused
+    make_request(gpus_per_replica=8, replicas=1, voucher_code=voucher.code)
+    round_run(shard="h20", trigger="manual")
+    assert Match.objects.exclude(pk=paused_match.pk).get().subsidy_per_gpu_hour > 0
+
+
+def test_another_providers_promotion_cannot_be_paused(prov, other_provider, now):
+    program = services.voucher_program_create(
+        name="Ulanqab offer",
+        sponsor_provider=other_provider,
+        budget=Decimal("1000"),
+        percent=Decimal("10"),
+        valid_from=now,
+        valid_until=now + timedelta(days=10),
+    )
+    assert signed_in(prov).post(f"/provider/promotions/{program.pk}/pause/", {"paused": "true"}).status_code == 404
+    program.refresh_from_db()
+    assert not program.paused
+
+
+def test_the_api_pauses_and_resumes_a_promotion(clients, provider, now):
+    body = {"name": "API offer", "percent": "10", "budget": "1000", "valid_until": (now + timedelta(days=9)).isoformat()}
+    created = clients["provider"].post("/api/v1/voucher-programs/", body, format="json")
+    assert created.status_code == 201 and created.data["paused"] is False
+    url = f"/api/v1/voucher-programs/{created.data['id']}/"
+    assert clients["provider"].patch(url, {"paused": True}, format="json").data["paused"] is True
+    assert clients["provider"].patch(url, {"paused": "maybe"}, format="json").status_code == 400
+    assert clients["provider"].patch(url, {"paused": False}, format="json").data["paused"] is False

@@ -6,6 +6,8 @@ not empty, no markup or template syntax, ending with the site's name in the page
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from decimal import Decimal
 from html.parser import HTMLParser
 
 import pytest
@@ -96,10 +98,19 @@ def site(reference, provider, buyer, make_listing, make_request, now):
     from marketplace import services
 
     key = services.api_key_create(organisation=provider, user=prov, name="ci", scopes=["read"])
+    program = services.voucher_program_create(
+        name="Launch offer",
+        sponsor_provider=provider,
+        budget=Decimal("1000"),
+        percent=Decimal("10"),
+        valid_from=now,
+        valid_until=now + timedelta(days=30),
+    )
     arguments = {
         "listing_id": listing.pk,
         "request_id": request.pk,
         "key_id": key.key.pk,
+        "program_id": program.pk,
         "member_id": prov.membership.pk,
         "uidb64": urlsafe_base64_encode(force_bytes(prov.pk)),
         "token": default_token_generator.make_token(prov),

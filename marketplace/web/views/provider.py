@@ -1,7 +1,8 @@
 """A provider's pages: its listings with utilisation and earnings, matches on its capacity, the
 forms to create, edit and withdraw listings, report failed nodes, and its promotions. Every write
 goes through the same services as the API; an act that moves buyers' matches (withdraw, a failure
-report) is confirmed first on a page that says how many live matches it will move."""
+report) is confirmed first on a page that says how many live matches it will move. A promotion
+can be paused and resumed."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
 from marketplace import selectors, services
-from marketplace.errors import DomainError
+from marketplace.errors import DomainError, NotFound
 from marketplace.market_time import market_now
 from marketplace.models import Listing, Organisation
 from marketplace.web.access import organisation_required
@@ -132,6 +133,31 @@ def promotions(request, *, organisation):
         "form": form,
     }
     return render(request, "web/provider/promotions.html", context, status=400 if form.errors else 200)
+
+
+@require_POST
+@provider_required
+def promotion_pause(request, program_id: int, *, organisation):
+    """Pause (``paused=true``) or resume (``paused=false``) one of the provider's promotions, through
+    ``voucher_program_update`` as the API's PATCH; another's promotion does not exist (404)."""
+    paused = {"true": True, "false": False}.get(request.POST.get("paused", ""))
+    if paused is None:
+        messages.error(request, _("Say whether to pause or resume the promotion."))
+        return redirect("web:promotions")
+    try:
+        program = services.voucher_program_update(
+            program_id=program_id, sponsor_provider=organisation, changes={"paused": paused}
+        )
+    except NotFound:
+        raise Http404 from None
+    except DomainError as error:
+        messages.error(request, error.message)
+    else:
+        done = _("Promotion “%(name)s” paused: it subsidises no new match until you resume it.")
+        if not paused:
+            done = _("Promotion “%(name)s” resumed.")
+        messages.success(request, done % {"name": program.name})
+    return redirect("web:promotions")
 
 
 def _own_listing(organisation, listing_id: int) -> Listing:
