@@ -118,9 +118,12 @@ def test_a_listing_whose_window_has_passed_shows_as_ended_with_no_actions(prov, 
     page = text(signed_in(prov).get("/provider/"))
     over_row = page.split(f'id="listing-{over.pk}"')[1].split("</tr>")[0]
     live_row = page.split(f'id="listing-{live.pk}"')[1].split("</tr>")[0]
-    assert "status-ended" in over_row and ">ended<" in over_row.replace("\n", "")
-    assert "status-active" not in over_row and "Withdraw" not in over_row
-    assert "status-active" in live_row and "Withdraw" in live_row
+    assert "status-ended" in over_row
+    assert ">ended<" in over_row.replace("\n", "")
+    assert "status-active" not in over_row
+    assert "Withdraw" not in over_row
+    assert "status-active" in live_row
+    assert "Withdraw" in live_row
 
 
 # --- problem 14 and the page's format ---------------------------------------------------------
@@ -289,16 +292,19 @@ def test_the_monitor_shows_what_the_buyer_pays_and_names_the_engine_score(
     make_request(gpus_per_replica=8, replicas=1, voucher_code=voucher.code)
     round_run(shard="h20", trigger="manual")
     match = Match.objects.get()
-    assert match.subsidy_per_gpu_hour > 0 and match.cost_per_gpu_hour != match.price_per_gpu_hour
+    assert match.subsidy_per_gpu_hour > 0
+    assert match.cost_per_gpu_hour != match.price_per_gpu_hour
     client = signed_in(staff)
     live = text(client.get("/monitor/live/"))
     row = live.split(f'data-match="{match.pk}"')[1].split("</tr>")[0]
     pays = cny_per_gpu_hour(match.price_per_gpu_hour - match.subsidy_per_gpu_hour)
     assert re.search(r'class="num buyer-pays">' + re.escape(pays), row)
-    assert "Buyer pays" in live and "Engine score" in live
+    assert "Buyer pays" in live
+    assert "Engine score" in live
     assert cst(match.created_at) in row
     chinese = text(signed_in(staff, "zh-hans").get("/monitor/"))
-    assert "北京时间" in chinese and "买方实付" in chinese
+    assert "北京时间" in chinese
+    assert "买方实付" in chinese
 
 
 def test_the_monitor_charts_carry_utc_instants_local_region_names_and_a_cst_axis(staff, make_listing):
@@ -351,9 +357,11 @@ def test_another_providers_promotion_cannot_be_paused(prov, other_provider, now)
 
 
 def test_the_api_pauses_and_resumes_a_promotion(clients, provider, now):
-    body = {"name": "API offer", "percent": "10", "budget": "1000", "valid_until": (now + timedelta(days=9)).isoformat()}
+    until = (now + timedelta(days=9)).isoformat()
+    body = {"name": "API offer", "percent": "10", "budget": "1000", "valid_until": until}
     created = clients["provider"].post("/api/v1/voucher-programs/", body, format="json")
-    assert created.status_code == 201 and created.data["paused"] is False
+    assert created.status_code == 201
+    assert created.data["paused"] is False
     url = f"/api/v1/voucher-programs/{created.data['id']}/"
     assert clients["provider"].patch(url, {"paused": True}, format="json").data["paused"] is True
     assert clients["provider"].patch(url, {"paused": "maybe"}, format="json").status_code == 400
