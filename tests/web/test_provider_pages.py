@@ -302,6 +302,10 @@ def test_the_monitor_shows_what_the_buyer_pays_and_names_the_engine_score(
     assert "Buyer pays" in live
     assert "Engine score" in live
     assert cst(match.created_at) in row
+    charts = json.loads(client.get("/monitor/charts.json").content)
+    assert charts["avg_price"]["matched"]["ningxia-zhongwei"] == str(
+        (match.price_per_gpu_hour - match.subsidy_per_gpu_hour).quantize(Decimal("0.01"))
+    )
     chinese = text(signed_in(staff, "zh-hans").get("/monitor/"))
     assert "北京时间" in chinese
     assert "买方实付" in chinese
