@@ -153,6 +153,8 @@ def test_every_page_has_a_plain_title_ending_with_the_site_name(site, language):
         if not response["Content-Type"].startswith("text/html") or "<html" not in body:
             continue  # JSON for the charts, htmx fragments of a page
         assert response.status_code == 200, f"{name} /{path}: {response.status_code}"
+        for syntax in ("{#", "#}", "{%", "{{"):
+            assert syntax not in body, f"{name}: template syntax on the page: {syntax}"
         parser = TitleParser()
         parser.feed(body)
         assert len(parser.titles) == 1, f"{name}: {len(parser.titles)} <title> elements"

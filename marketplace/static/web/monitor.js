@@ -19,6 +19,14 @@
     return (latest && latest.region_names && latest.region_names[code]) || code;
   }
 
+  // An axis label on two lines where the name has a parenthesis ("Zhongwei cluster" / "(Ningxia
+  // hub)"), so that a phone's narrow chart does not cut it off.
+  function regionLabel(code) {
+    const name = regionName(code);
+    const cut = name.search(/ ?[(（]/);
+    return cut > 0 ? [name.slice(0, cut), name.slice(cut).trim()] : name;
+  }
+
   function make(id, config) {
     config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false }, config.options);
     charts[id] = new window.Chart(document.getElementById(id), config);
@@ -82,7 +90,7 @@
     drawSeries();
     const last = data.labels.length - 1;
     const regions = charts["chart-regions"];
-    regions.data.labels = data.regions.map(regionName);
+    regions.data.labels = data.regions.map(regionLabel);
     regions.data.datasets[0].data = data.regions.map(function (c) { return data.series[c].idle[last]; });
     regions.data.datasets[1].data = data.regions.map(function (c) { return data.series[c].matched[last]; });
     regions.update();
@@ -92,7 +100,7 @@
     const share = data.west_share.share;
     document.getElementById("west-share").textContent = share === null ? words.noMatches : words.shareText.replace("{percent}", String(Math.round(share * 100)));
     const price = charts["chart-price"];
-    price.data.labels = data.regions.map(regionName);
+    price.data.labels = data.regions.map(regionLabel);
     price.data.datasets[0].data = data.regions.map(function (c) { return data.avg_price.matched[c]; });
     price.data.datasets[1].data = data.regions.map(function (c) { return data.avg_price.listed[c]; });
     price.update();
