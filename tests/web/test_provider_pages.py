@@ -115,7 +115,9 @@ def test_a_listing_whose_window_has_passed_shows_as_ended_with_no_actions(prov, 
     live = make_listing()
     over = make_listing(available_from=now - timedelta(days=3), available_until=now + timedelta(seconds=1))
     Listing.objects.filter(pk=over.pk).update(available_until=now - timedelta(hours=1))  # the sweep not yet run
-    page = text(signed_in(prov).get("/provider/"))
+    response = signed_in(prov).get("/provider/")
+    assert response.context["dashboard"].gpus_listed == live.gpu_count  # the ended one counts no more
+    page = text(response)
     over_row = page.split(f'id="listing-{over.pk}"')[1].split("</tr>")[0]
     live_row = page.split(f'id="listing-{live.pk}"')[1].split("</tr>")[0]
     assert "status-ended" in over_row

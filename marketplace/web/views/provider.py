@@ -14,7 +14,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from marketplace import selectors, services
 from marketplace.errors import DomainError, NotFound
-from marketplace.market_time import market_now
 from marketplace.models import Listing, Organisation
 from marketplace.web.access import organisation_required
 from marketplace.web.forms import FailedNodesForm, ListingEditForm, ListingForm, PromotionForm
@@ -28,7 +27,6 @@ def dashboard(request, *, organisation):
         "organisation": organisation,
         "dashboard": selectors.provider_dashboard(provider=organisation),
         "promotions": selectors.voucher_spend(user=request.user, provider=organisation),
-        "now": market_now(),
     }
     return render(request, "web/provider/dashboard.html", context)
 
