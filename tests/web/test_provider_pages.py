@@ -372,3 +372,36 @@ def test_the_api_pauses_and_resumes_a_promotion(clients, provider, now):
     assert clients["provider"].patch(url, {"paused": True}, format="json").data["paused"] is True
     assert clients["provider"].patch(url, {"paused": "maybe"}, format="json").status_code == 400
     assert clients["provider"].patch(url, {"paused": False}, format="json").data["paused"] is False
+
+
+@pytest.mark.parametrize("url", ["/provider/promotions/", "withdraw", "failed-nodes"])
+def test_the_new_pages_cost_a_constant_number_of_queries(prov, provider, make_listing, make_request, now, url):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    listing = make_listing(gpu_count=64)
+    path = url if url.startswith("/") else f"/provider/listings/{listing.pk}/{url}/"
+    client = signed_in(prov)
+
+    def grow(n, start):
+        for k in range(start, start + n):
+            reserve(listing, make_request(gpus_per_replica=8, replicas=1), now, nodes=(k,))
+            services.voucher_program_create(
+                name=f"Offer {k}",
+                sponsor_provider=provider,
+                budget=Decimal("100"),
+                percent=Decimal("5"),
+                valid_from=now,
+                valid_until=now + timedelta(days=5),
+            )
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.post(path, {"nodes": "0, 1, 2"}) if url == "failed-nodes" else client.get(path)
+            assert response.status_code == 200
+        return len(captured)
+
+    grow(1, 0)
+    few = queries()
+    grow(4, 1)
+    assert queries() == few
