@@ -405,3 +405,14 @@ def test_the_new_pages_cost_a_constant_number_of_queries(prov, provider, make_li
     few = queries()
     grow(4, 1)
     assert queries() == few
+
+
+def test_the_monitor_names_latency_classes_and_triggers_in_chinese(staff, make_listing, make_request):
+    make_listing(region="ningxia-zhongwei")
+    make_request(latency_class="realtime")
+    round_run(shard="h20", trigger="manual")
+    client = signed_in(staff, "zh-hans")
+    assert "· 实时" in text(client.get("/monitor/unserved/"))
+    live = text(client.get("/monitor/live/"))
+    assert "<small>手动</small>" in live
+    assert "<small>manual</small>" not in live
