@@ -47,9 +47,9 @@ def voucher_usable(*, code: str, buyer: Organisation, now: datetime, field: str,
 
 def voucher_pays(voucher: Voucher, program: VoucherProgram, now: datetime) -> bool:
     """Whether ``voucher`` of ``program`` can pay a subsidy at ``now``: claimed, not revoked, inside
-    the programme's window. The engine plans subsidy only from such vouchers, and a round reserves
-    it only from them (``SubsidyBook``)."""
-    valid = program.valid_from <= now < program.valid_until
+    the programme's window, the programme not paused by its sponsor. The engine plans subsidy only
+    from such vouchers, and a round reserves it only from them (``SubsidyBook``)."""
+    valid = program.valid_from <= now < program.valid_until and not program.paused
     return valid and voucher.status == Voucher.Status.ACTIVE and voucher.buyer_id is not None
 
 

@@ -75,9 +75,10 @@ def listing_terms_check(
     if not window_changed or now is None:
         return
     if end <= now:
-        raise InvalidInput(
-            gettext("Must be in the future: a window wholly past offers nothing."), field="available_until"
-        )
+        # A window wholly past (its end at or before the market's now) is refused for the listing
+        # and never shown as active; the lifecycle sweep closes one that runs out later.
+        past = gettext("Must be in the future: a window wholly past offers nothing.")
+        raise InvalidInput(past, field="available_until")
     if not LISTING_TIMES.contains(end, now):
         raise InvalidInput(outside_window(LISTING_TIMES, now), field="available_until")
     if not LISTING_TIMES.contains(start, now):

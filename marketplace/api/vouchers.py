@@ -123,6 +123,11 @@ class VoucherProgramUpdateIn(serializers.Serializer):
     valid_from = AwareTime(window=bounds.PROGRAMME_TIMES, required=False)
     valid_until = AwareTime(window=bounds.PROGRAMME_TIMES, required=False)
     cap_per_buyer = DecimalText(**bounds.VOUCHER_AMOUNT.field_kwargs(), required=False, allow_null=True)
+    paused = serializers.BooleanField(
+        required=False,
+        help_text="true pauses the programme: no new subsidy is reserved until false resumes it; "
+        "subsidy already reserved for matches stays.",
+    )
 
 
 class VoucherProgramOut(serializers.ModelSerializer):
@@ -148,6 +153,7 @@ class VoucherProgramOut(serializers.ModelSerializer):
             "spent",
             "valid_from",
             "valid_until",
+            "paused",
             "eligible_regions",
             "eligible_gpu_models",
             "eligible_providers",

@@ -37,6 +37,8 @@ class VoucherProgram(models.Model):
     remaining_budget = models.DecimalField(max_digits=16, decimal_places=4)
     valid_from = models.DateTimeField()
     valid_until = models.DateTimeField()
+    #: Its sponsor paused it: no new subsidy is reserved until it resumes; what is reserved stays.
+    paused = models.BooleanField(default=False)
     eligible_regions = models.ManyToManyField(Region, blank=True, related_name="voucher_programs")
     eligible_providers = models.ManyToManyField(Organisation, blank=True, related_name="eligible_programs")
     eligible_gpu_models = models.ManyToManyField(GpuModel, blank=True, related_name="voucher_programs")

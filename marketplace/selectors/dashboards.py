@@ -114,6 +114,18 @@ class ListingUsage:
     booked: Decimal
     #: Its 30-day reliability (``marketplace.reliability``).
     reliability: Reliability | None = None
+    #: Active, but its window has passed (the lifecycle sweep has not closed it yet): over.
+    ended: bool = False
+
+    @property
+    def state(self) -> str:
+        """What the page calls it: "ended" for an active listing whose window has passed, else its
+        status. Only a "live" (active, not ended) listing can be edited, withdrawn or reported."""
+        return "ended" if self.ended else self.listing.status
+
+    @property
+    def live(self) -> bool:
+        return self.state == Listing.Status.ACTIVE
 
     @property
     def utilisation(self) -> float:
@@ -132,18 +144,19 @@ class ProviderDashboard:
 
     @property
     def gpus_listed(self) -> int:
-        return sum(u.listing.gpu_count for u in self.listings if u.listing.status == Listing.Status.ACTIVE)
+        return sum(u.listing.gpu_count for u in self.listings if u.live)
 
     @property
     def gpus_allocated(self) -> int:
-        return sum(u.listing.allocated_gpus for u in self.listings if u.listing.status == Listing.Status.ACTIVE)
+        return sum(u.listing.allocated_gpus for u in self.listings if u.live)
 
 
 def provider_dashboard(
     *, provider: Organisation, now: datetime | None = None, match_limit: int = 50
 ) -> ProviderDashboard:
-    """``provider``'s listings (newest first) with utilisation and earnings, its latest matches,
-    and its totals. Earnings are the listed price × GPU-hours (a subsidy is paid by its sponsor,
+    """``provider``'s listings (newest first) with utilisation and earnings (each ``ended`` once its
+    window has passed at ``now``, the market's time, and then not in the totals), its latest
+    matches, and its totals. Earnings are the listed price × GPU-hours (a subsidy is paid by its sponsor,
     not taken from the provider); its and each listing's reliability. Four queries."""
     now = now or market_now()
     listings = list(
@@ -166,6 +179,7 @@ def provider_dashboard(
             earned_so_far=money.get(listing.pk, [0, Decimal(0)])[1].quantize(FEN),
             booked=money.get(listing.pk, [0, 0, Decimal(0)])[2].quantize(FEN),
             reliability=scores.by_listing[listing.pk],
+            ended=listing.status == Listing.Status.ACTIVE and listing.available_until <= now,
         )
         for listing in listings
     ]

@@ -6,7 +6,7 @@ constant number of queries whatever the number of rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Max, Sum
@@ -66,6 +66,8 @@ class MonitorCharts:
     """Chart data, JSON-ready (``as_dict``)."""
 
     labels: list[str]
+    #: The steps' moments, ISO 8601 in UTC (``labels`` are their UTC "HH:MM"; pages show CST).
+    times: list[str]
     regions: list[str]
     series: dict[str, dict[str, list[int]]]
     west_gpu_hours: Decimal
@@ -81,6 +83,7 @@ class MonitorCharts:
     def as_dict(self) -> dict:
         return {
             "labels": self.labels,
+            "times": self.times,
             "regions": self.regions,
             "series": self.series,
             "west_share": {
@@ -96,7 +99,8 @@ def monitor_charts(*, now: datetime | None = None, hours: int = 6, step_minutes:
     """Idle vs matched GPUs by region at each step of the last ``hours`` (rebuilt from listing
     windows and match lifetimes: a withdrawn listing counts until its last update, a cancelled
     match not at all), matched GPU-hours in western hubs vs elsewhere, and the average price per
-    GPU-hour by region (matched: weighted by GPU-hours; listed: by GPUs of active listings).
+    GPU-hour by region (matched: what buyers pay, price − subsidy, weighted by GPU-hours; listed:
+    the listed price, weighted by GPUs of active listings).
     Two queries; the work in Python grows with rows × steps."""
     now = now or market_now()
     steps = [now - timedelta(minutes=step_minutes * k) for k in range(hours * 60 // step_minutes, -1, -1)]
@@ -124,11 +128,18 @@ def monitor_charts(*, now: datetime | None = None, hours: int = 6, step_minutes:
             acc = listed_price.setdefault(code, [Decimal(0), Decimal(0)])
             acc[0], acc[1] = acc[0] + price * gpus, acc[1] + gpus
     matches = Match.objects.filter(status__in=PAID_STATUSES).values_list(
-        "listing__region__code", "gpus", "price_per_gpu_hour", "created_at", "starts_at", "ends_at"
+        "listing__region__code",
+        "gpus",
+        "price_per_gpu_hour",
+        "subsidy_per_gpu_hour",
+        "created_at",
+        "starts_at",
+        "ends_at",
     )
     gpu_hours = {True: Decimal(0), False: Decimal(0)}
     matched_price: dict[str, list[Decimal]] = {}
-    for code, gpus, price, created, starts, ends in matches:
+    for code, gpus, gross_price, subsidy, created, starts, ends in matches:
+        price = gross_price - subsidy  # what the buyer pays per GPU-hour
         line = series.setdefault(code, _RegionSeries([0] * len(steps), [0] * len(steps)))
         for k, t in enumerate(steps):
             line.matched[k] += gpus if created <= t < ends else 0
@@ -139,6 +150,7 @@ def monitor_charts(*, now: datetime | None = None, hours: int = 6, step_minutes:
     codes = sorted(series, key=lambda c: (-max(series[c].listed, default=0), c))
     return MonitorCharts(
         labels=[t.strftime("%H:%M") for t in steps],
+        times=[t.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z") for t in steps],
         regions=codes,
         series={c: {"idle": _idle(series[c]), "matched": series[c].matched} for c in codes},
         west_gpu_hours=gpu_hours[True],

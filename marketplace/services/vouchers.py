@@ -160,8 +160,9 @@ def voucher_program_create(
 
 @transaction.atomic
 def voucher_program_update(*, program_id: int, sponsor_provider: Organisation | None, changes: dict) -> VoucherProgram:
-    """Rename (under ``marketplace.names``' rules), move the window, or top up / cut the budget
-    (never below what is already spent)."""
+    """Rename (under ``marketplace.names``' rules), move the window, top up / cut the budget
+    (never below what is already spent), or pause / resume (``paused``: while paused, no round
+    reserves new subsidy from it, ``eligibility.voucher_pays``; what is reserved stays)."""
     program = _locked_program(program_id=program_id, sponsor_provider=sponsor_provider)
     if "name" in changes:
         others = selectors.voucher_program_names_in_use(excluding_id=program.pk)

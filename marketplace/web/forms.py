@@ -21,7 +21,7 @@ from marketplace.bounds import DECIMAL_TEXT
 from marketplace.demand import start_by_default
 from marketplace.errors import DomainError
 from marketplace.market_time import market_now
-from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Membership, Organisation, Region
+from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Membership, Organisation, Region, VoucherProgram
 from marketplace.models.api_keys import Scope
 from marketplace.services import organisation_name_check, password_check, username_check
 from marketplace.supply import LISTING_DEFAULT_WINDOW, listing_window_default
@@ -169,9 +169,9 @@ class SignUpForm(NewUserForm):
 
 
 class ListingShapeFields(ServiceForm):
-    gpu_count = forms.IntegerField(label="GPUs", **bounds.GPU_COUNT.field_kwargs())
-    gpus_per_node = forms.TypedChoiceField(label="GPUs per node", choices=NODE_SIZE_CHOICES, coerce=int, initial=8)
-    price_per_gpu_hour = AsciiDecimalField(label="Price per GPU-hour (CNY)", **bounds.PRICE.field_kwargs())
+    gpu_count = forms.IntegerField(label=_("GPUs"), **bounds.GPU_COUNT.field_kwargs())
+    gpus_per_node = forms.TypedChoiceField(label=_("GPUs per node"), choices=NODE_SIZE_CHOICES, coerce=int, initial=8)
+    price_per_gpu_hour = AsciiDecimalField(label=_("Price per GPU-hour (CNY)"), **bounds.PRICE.field_kwargs())
     available_from = _datetime_field(_("Available from"), _("Empty: now."))
     available_until = _datetime_field(
         _("Available until"),
@@ -180,9 +180,11 @@ class ListingShapeFields(ServiceForm):
 
 
 class ListingForm(ListingShapeFields):
-    """A new listing; ``terms()`` are ``listing_create``'s keyword arguments (provider aside)."""
+    """A new listing; ``terms()`` are ``listing_create``'s keyword arguments (provider aside). A
+    window wholly in the past is refused by ``listing_create`` (``supply.listing_terms_check``),
+    beside ``available_until``."""
 
-    region = region_field("Region")
+    region = region_field(_("Region"))
     gpu_model = gpu_model_field()
     field_order = ["region", "gpu_model", "gpu_count", "gpus_per_node", "price_per_gpu_hour"]
 
@@ -207,11 +209,89 @@ class ListingEditForm(ListingShapeFields):
             "available_until": listing.available_until.replace(second=0, microsecond=0),
         }
         super().__init__(*args, initial=initial, **kwargs)
-        self.fields["available_from"].help_text = "Empty: unchanged."
-        self.fields["available_until"].help_text = "Empty: unchanged."
+        self.fields["available_from"].help_text = _("Empty: unchanged.")
+        self.fields["available_until"].help_text = _("Empty: unchanged.")
 
     def changes(self) -> dict:
         return {name: self.cleaned_data[name] for name in self.changed_data if self.cleaned_data.get(name) is not None}
+
+
+class FailedNodesForm(ServiceForm):
+    """Nodes of one listing to report failed: ``listing_nodes_fail``'s ``nodes`` (numbered from 0;
+    the service refuses a number the listing does not have, beside this field)."""
+
+    nodes = forms.CharField(label=_("Failed nodes"), max_length=4000)
+
+    def __init__(self, *args, listing, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["nodes"].help_text = _("Node numbers, separated by commas: 0 to %(last)s.") % {
+            "last": listing.node_count - 1
+        }
+
+    def clean_nodes(self) -> list[int]:
+        parts = [part.strip() for part in re.split(r"[,，\s]+", self.cleaned_data["nodes"]) if part.strip()]
+        if not parts or not all(re.fullmatch(r"[0-9]{1,6}", part) for part in parts):
+            raise forms.ValidationError(_("Type node numbers in the digits 0-9, separated by commas, such as 0, 3."))
+        nodes = sorted({int(part) for part in parts})
+        if len(nodes) > bounds.FAILED_NODES.maximum:
+            raise forms.ValidationError(
+                _("At most %(count)s nodes in one report.") % {"count": bounds.FAILED_NODES.maximum}
+            )
+        return nodes
+
+
+class PromotionForm(ServiceForm):
+    """A provider's promotion: ``voucher_program_create``'s keyword arguments (the provider, its
+    sponsor, aside). The service checks the terms (``program_terms_check``) beside their fields."""
+
+    name = forms.CharField(label=_("Name"), **bounds.NAME.field_kwargs())
+    kind = forms.ChoiceField(
+        label=_("Kind"),
+        choices=[
+            (VoucherProgram.Kind.PERCENT, _("a percent of the rent")),
+            (VoucherProgram.Kind.FREE_GPU_HOURS, _("free GPU-hours")),
+        ],
+        widget=forms.RadioSelect,
+        initial=VoucherProgram.Kind.PERCENT,
+    )
+    percent = AsciiDecimalField(
+        label=_("Percent off (%)"),
+        **bounds.VOUCHER_PERCENT.field_kwargs(),
+        required=False,
+        help_text=_("For a percent promotion, e.g. 20."),
+    )
+    free_gpu_hours = AsciiDecimalField(
+        label=_("Free GPU-hours"),
+        **bounds.FREE_GPU_HOURS.field_kwargs(),
+        required=False,
+        help_text=_("For a free GPU-hours promotion."),
+    )
+    budget = AsciiDecimalField(
+        label=_("Budget (CNY)"),
+        **bounds.VOUCHER_AMOUNT.field_kwargs(),
+        help_text=_("The most the promotion pays out in all; you pay it."),
+    )
+    cap_per_buyer = AsciiDecimalField(
+        label=_("Cap per buyer a year (CNY)"),
+        **bounds.VOUCHER_AMOUNT.field_kwargs(),
+        required=False,
+        help_text=_("Empty: no cap per buyer."),
+    )
+    valid_from = _datetime_field(_("Valid from"), _("Empty: now."))
+    valid_until = _datetime_field(_("Valid until"), "")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["valid_until"].required = True
+
+    def terms(self, *, now: datetime | None = None) -> dict:
+        terms = dict(self.cleaned_data)
+        terms["valid_from"] = terms["valid_from"] or now or market_now()
+        if terms["kind"] == VoucherProgram.Kind.PERCENT:
+            terms["free_gpu_hours"] = None
+        else:
+            terms["percent"] = None
+        return terms
 
 
 # --- requests -----------------------------------------------------------------------------------

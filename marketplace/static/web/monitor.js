@@ -7,7 +7,25 @@
   const COLOURS = { idle: "#9aa5b1", matched: "#1f7a8c", west: "#d17a22", other: "#4c6ef5", listed: "#b8c2cc" };
   const charts = {};
   const regionSelect = document.getElementById("series-region");
+  // Every word the charts show comes from the page (data-*), translated there.
+  const words = root.dataset;
+  // Times arrive as UTC instants; the pages speak China Standard Time.
+  const clock = new Intl.DateTimeFormat(words.lang || "en-GB", {
+    timeZone: "Asia/Shanghai", hour: "2-digit", minute: "2-digit", hourCycle: "h23",
+  });
   let latest = null;
+
+  function regionName(code) {
+    return (latest && latest.region_names && latest.region_names[code]) || code;
+  }
+
+  // An axis label on two lines where the name has a parenthesis ("Zhongwei cluster" / "(Ningxia
+  // hub)"), so that a phone's narrow chart does not cut it off.
+  function regionLabel(code) {
+    const name = regionName(code);
+    const cut = name.search(/ ?[(（]/);
+    return cut > 0 ? [name.slice(0, cut), name.slice(cut).trim()] : name;
+  }
 
   function make(id, config) {
     config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false }, config.options);
@@ -17,30 +35,30 @@
   make("chart-series", {
     type: "line",
     data: { labels: [], datasets: [
-      { label: "idle GPUs", data: [], borderColor: COLOURS.idle, backgroundColor: COLOURS.idle, fill: false, tension: 0.2 },
-      { label: "matched GPUs", data: [], borderColor: COLOURS.matched, backgroundColor: COLOURS.matched, fill: false, tension: 0.2 },
+      { label: words.labelIdle, data: [], borderColor: COLOURS.idle, backgroundColor: COLOURS.idle, fill: false, tension: 0.2 },
+      { label: words.labelMatched, data: [], borderColor: COLOURS.matched, backgroundColor: COLOURS.matched, fill: false, tension: 0.2 },
     ] },
-    options: { scales: { y: { beginAtZero: true } } },
+    options: { scales: { x: { title: { display: true, text: words.timeAxis } }, y: { beginAtZero: true } } },
   });
   make("chart-regions", {
     type: "bar",
     data: { labels: [], datasets: [
-      { label: "idle", data: [], backgroundColor: COLOURS.idle },
-      { label: "matched", data: [], backgroundColor: COLOURS.matched },
+      { label: words.labelIdleShort, data: [], backgroundColor: COLOURS.idle },
+      { label: words.labelMatchedShort, data: [], backgroundColor: COLOURS.matched },
     ] },
     options: { indexAxis: "y", scales: { x: { stacked: true }, y: { stacked: true } } },
   });
   make("chart-west", {
     type: "doughnut",
-    data: { labels: ["western hubs", "elsewhere"], datasets: [{ data: [0, 0], backgroundColor: [COLOURS.west, COLOURS.other] }] },
+    data: { labels: [words.labelWest, words.labelElsewhere], datasets: [{ data: [0, 0], backgroundColor: [COLOURS.west, COLOURS.other] }] },
   });
   make("chart-price", {
     type: "bar",
     data: { labels: [], datasets: [
-      { label: "matched (GPU-hour weighted)", data: [], backgroundColor: COLOURS.matched },
-      { label: "listed (active)", data: [], backgroundColor: COLOURS.listed },
+      { label: words.labelPriceMatched, data: [], backgroundColor: COLOURS.matched },
+      { label: words.labelPriceListed, data: [], backgroundColor: COLOURS.listed },
     ] },
-    options: { scales: { y: { beginAtZero: true } } },
+    options: { scales: { y: { beginAtZero: true, title: { display: true, text: words.priceAxis } } } },
   });
 
   function sumSeries(data, key) {
@@ -53,7 +71,7 @@
     if (!latest) return;
     const code = regionSelect.value;
     const chart = charts["chart-series"];
-    chart.data.labels = latest.labels;
+    chart.data.labels = (latest.times || []).map(function (t) { return clock.format(new Date(t)); });
     chart.data.datasets[0].data = code ? latest.series[code].idle : sumSeries(latest, "idle");
     chart.data.datasets[1].data = code ? latest.series[code].matched : sumSeries(latest, "matched");
     chart.update();
@@ -62,7 +80,7 @@
   function syncRegionOptions(regions) {
     const known = Array.from(regionSelect.options).map(function (o) { return o.value; });
     regions.forEach(function (code) {
-      if (known.indexOf(code) === -1) regionSelect.add(new Option(code, code));
+      if (known.indexOf(code) === -1) regionSelect.add(new Option(regionName(code), code));
     });
   }
 
@@ -72,7 +90,7 @@
     drawSeries();
     const last = data.labels.length - 1;
     const regions = charts["chart-regions"];
-    regions.data.labels = data.regions;
+    regions.data.labels = data.regions.map(regionLabel);
     regions.data.datasets[0].data = data.regions.map(function (c) { return data.series[c].idle[last]; });
     regions.data.datasets[1].data = data.regions.map(function (c) { return data.series[c].matched[last]; });
     regions.update();
@@ -80,9 +98,9 @@
     west.data.datasets[0].data = [Number(data.west_share.west_gpu_hours), Number(data.west_share.other_gpu_hours)];
     west.update();
     const share = data.west_share.share;
-    document.getElementById("west-share").textContent = share === null ? "no matches yet" : Math.round(share * 100) + "% of matched GPU-hours";
+    document.getElementById("west-share").textContent = share === null ? words.noMatches : words.shareText.replace("{percent}", String(Math.round(share * 100)));
     const price = charts["chart-price"];
-    price.data.labels = data.regions;
+    price.data.labels = data.regions.map(regionLabel);
     price.data.datasets[0].data = data.regions.map(function (c) { return data.avg_price.matched[c]; });
     price.data.datasets[1].data = data.regions.map(function (c) { return data.avg_price.listed[c]; });
     price.update();

@@ -1,5 +1,10 @@
 """The admin match monitor (staff only): a live feed of matches and matching runs polled by htmx,
-charts fed by a JSON endpoint, and the requests the latest rounds could not serve."""
+charts fed by a JSON endpoint, and the requests the latest rounds could not serve.
+
+Every figure called a price is what the buyer pays per GPU-hour (price − subsidy); the engine's
+latency-weighted ``cost_per_gpu_hour`` is shown apart, named as the engine's score. Times are in
+China Standard Time: the page prints them with ``|cst``; the charts' JSON keeps UTC instants
+(``times``) and monitor.js draws them in Asia/Shanghai under the page's translated axis label."""
 
 from __future__ import annotations
 
@@ -7,17 +12,28 @@ from django.http import JsonResponse
 from django.shortcuts import render
 
 from marketplace import selectors
+from marketplace.models import Region
 from marketplace.web.access import staff_required
+from marketplace.web.formatting import local_name
 
 #: How often the page polls, in seconds: the live feed (matches, runs, totals) and the rest.
 LIVE_POLL_SECONDS = 1
 CHARTS_POLL_SECONDS = 5
 
 
+def _live():
+    """``selectors.monitor_live()`` with each match's ``buyer_pays_per_gpu_hour``: its price less
+    its subsidy per GPU-hour, the rate a settlement line charges the buyer (``marketplace.money``)."""
+    live = selectors.monitor_live()
+    for match in live.matches:
+        match.buyer_pays_per_gpu_hour = match.price_per_gpu_hour - match.subsidy_per_gpu_hour  # type: ignore[attr-defined]
+    return live
+
+
 @staff_required
 def page(request):
     context = {
-        "live": selectors.monitor_live(),
+        "live": _live(),
         "unserved": selectors.unserved_requests(),
         "left_out": selectors.rows_left_out(),
         "programs": selectors.voucher_spend(user=request.user, provider=None),
@@ -29,7 +45,7 @@ def page(request):
 
 @staff_required
 def live(request):
-    context = {"live": selectors.monitor_live(), "live_poll": LIVE_POLL_SECONDS}
+    context = {"live": _live(), "live_poll": LIVE_POLL_SECONDS}
     return render(request, "web/monitor/_live.html", context)
 
 
@@ -41,4 +57,8 @@ def unserved(request):
 
 @staff_required
 def charts(request):
-    return JsonResponse(selectors.monitor_charts().as_dict())
+    """The charts' data, with each region's name in the reader's language (``region_names``)."""
+    data = selectors.monitor_charts().as_dict()
+    regions = Region.objects.filter(code__in=data["regions"])
+    data["region_names"] = {region.code: local_name(region) for region in regions}
+    return JsonResponse(data)
