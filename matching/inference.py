@@ -191,9 +191,7 @@ def fit_reason(llm: LlmSpec, gpu: GpuSpec, gpus: int, precision: str, context: i
         return f"{context} tokens exceed {llm.code}'s context of {llm.max_context}"
     needed = weights_bytes(llm, precision) + kv_bytes_per_token(llm, precision) * context
     if needed > usable_bytes(gpu, gpus):
-        return (
-            f"{_number(llm.params_b)}B at {precision} does not fit {_number(gpu.vram_gb)} GB on one node of {gpus}"
-        )
+        return f"{_number(llm.params_b)}B at {precision} does not fit {_number(gpu.vram_gb)} GB on one node of {gpus}"
     return ""
 
 
@@ -323,38 +321,68 @@ CALIBRATION: tuple[CalibrationPoint, ...] = (
         "user (ITL ≈ 48 ms); prompt ≈ 2,000 tokens, output ≈ 600 (estimated from its 608B input / "
         "168B output tokens a day)",
         14_800,
-        DEEPSEEK_V3, H800, 32, "FP8", 2000, 600, itl_target_ms=48,
-    ),  # fmt: skip
+        DEEPSEEK_V3,
+        H800,
+        32,
+        "FP8",
+        2000,
+        600,
+        itl_target_ms=48,
+    ),
     CalibrationPoint(
         "DeepSeek-V3 on 96 H100 (SGLang, PD disaggregation + large EP)",
         "https://lmsys.org/blog/2025-05-05-large-scale-ep/",
         "FP8, 2,000-token prompts, decode nodes at ITL ≈ 100 ms (the post's stated limitation), "
         "modelled as 32-GPU replicas; output length 100 tokens (estimated)",
         22_300,
-        DEEPSEEK_V3, H100, 32, "FP8", 2000, 100, itl_target_ms=100,
-    ),  # fmt: skip
+        DEEPSEEK_V3,
+        H100,
+        32,
+        "FP8",
+        2000,
+        100,
+        itl_target_ms=100,
+    ),
     CalibrationPoint(
         "DeepSeek-R1 on H20-96G (SGLang with Ant Group)",
         "https://lmsys.org/blog/2025-09-26-sglang-ant-group",
         "FP8, 4,096-token prompts, EP-16 decode (modelled as 16-GPU replicas), ITL 50 ms "
         "(estimated SLA); output 1,000 tokens (estimated)",
         5_700,
-        DEEPSEEK_V3, H20, 16, "FP8", 4096, 1000, itl_target_ms=50,
-    ),  # fmt: skip
+        DEEPSEEK_V3,
+        H20,
+        16,
+        "FP8",
+        4096,
+        1000,
+        itl_target_ms=50,
+    ),
     CalibrationPoint(
         "Llama 2 13B on one H200 (TensorRT-LLM, max throughput)",
         "https://github.com/NVIDIA/TensorRT-LLM/blob/release/0.5.0/docs/source/blogs/H200launch.md",
         "FP8, TP1, batch 1,024, 128 in / 128 out: 11,819 out tokens/s per GPU (× 8 per node)",
         11_819 * 8,
-        LLAMA2_13B, H200, 1, "FP8", 128, 128, batch=1024,
-    ),  # fmt: skip
+        LLAMA2_13B,
+        H200,
+        1,
+        "FP8",
+        128,
+        128,
+        batch=1024,
+    ),
     CalibrationPoint(
         "Llama 2 70B on one H200 (TensorRT-LLM, max throughput)",
         "https://github.com/NVIDIA/TensorRT-LLM/blob/release/0.5.0/docs/source/blogs/H200launch.md",
         "FP8, TP1, batch 512, 128 in / 128 out: 3,014 out tokens/s per GPU (× 8 per node)",
         3_014 * 8,
-        LLAMA2_70B, H200, 1, "FP8", 128, 128, batch=512,
-    ),  # fmt: skip
+        LLAMA2_70B,
+        H200,
+        1,
+        "FP8",
+        128,
+        128,
+        batch=512,
+    ),
 )
 #: The largest calibration error the docs promise (absolute, % of the published figure).
 CALIBRATION_ERROR_BOUND_PERCENT = 50.0
