@@ -24,7 +24,18 @@ from django.db.models import (
 )
 
 from marketplace.market_time import market_now
-from marketplace.models import BuyerRequest, GpuModel, Listing, Match, MatchingRun, Organisation, Region, Rtt
+from marketplace.models import (
+    BuyerRequest,
+    GpuModel,
+    Listing,
+    LlmModel,
+    Match,
+    MatchingRun,
+    MeasuredProfile,
+    Organisation,
+    Region,
+    Rtt,
+)
 from matching.costs import energy_cost_per_gpu_hour
 from matching.latency import LatencyClass, bound_of, latency_class_of
 
@@ -57,6 +68,18 @@ def region_with_rtts(*, code: str) -> Region | None:
 
 def gpu_model_list() -> QuerySet[GpuModel]:
     return GpuModel.objects.all()
+
+
+def llm_model_list() -> QuerySet[LlmModel]:
+    return LlmModel.objects.all()
+
+
+def measured_profiles_of(*, listing_id: int, provider: Organisation | None) -> QuerySet[MeasuredProfile] | None:
+    """The measured profiles of ``provider``'s listing, oldest first; None when the listing is not
+    its own (another provider's listing does not exist for it)."""
+    if provider is None or not Listing.objects.filter(pk=listing_id, provider=provider).exists():
+        return None
+    return MeasuredProfile.objects.filter(listing_id=listing_id).select_related("llm_model").order_by("id")
 
 
 #: Seconds a process trusts its copy of the reference data (regions, GPU models, RTTs). It changes

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from marketplace.errors import CapacityGone, InvalidInput, InvalidTransition, NotAllowed, NotFound
 from marketplace.market_time import market_now
-from marketplace.models import GpuModel, Listing, Match, Organisation, Region
+from marketplace.models import GpuModel, Listing, LlmModel, Match, MeasuredProfile, Organisation, Region
 from marketplace.selectors import (
     live_matches_on_failed_nodes,
     live_nodes_by_listing,
@@ -218,3 +218,45 @@ def _locked_own_listing(*, listing_id: int, provider: Organisation) -> Listing:
         )
     except Listing.DoesNotExist:
         raise NotFound("No such listing.", field="id") from None
+
+
+@transaction.atomic
+def measured_profile_record(
+    *,
+    listing_id: int,
+    provider: Organisation,
+    llm_model: LlmModel,
+    precision: str,
+    gpus_per_replica: int,
+    prompt_tokens: int,
+    concurrency: int,
+    output_tokens_per_second: Decimal,
+    ttft_ms: Decimal,
+    measured_at: datetime,
+) -> MeasuredProfile:
+    """Record the provider's measurement of serving ``llm_model`` on its listing (one transaction;
+    the database refuses non-positive figures). A replica lives on one node: ``gpus_per_replica``
+    above the listing's node size is a 400 naming it, as is a precision the model is not served at
+    or a measurement dated in the future."""
+    listing = _locked_own_listing(listing_id=listing_id, provider=provider)
+    if precision not in llm_model.precisions:
+        served = ", ".join(llm_model.precisions)
+        raise InvalidInput(f"{llm_model.code} is served at {served}.", field="precision")
+    if gpus_per_replica > listing.gpus_per_node:
+        raise InvalidInput(
+            f"A replica lives on one node: at most {listing.gpus_per_node} GPUs on this listing.",
+            field="gpus_per_replica",
+        )
+    if measured_at > timezone.now():
+        raise InvalidInput("A measurement cannot be in the future.", field="measured_at")
+    return MeasuredProfile.objects.create(
+        listing=listing,
+        llm_model=llm_model,
+        precision=precision,
+        gpus_per_replica=gpus_per_replica,
+        prompt_tokens=prompt_tokens,
+        concurrency=concurrency,
+        output_tokens_per_second=output_tokens_per_second,
+        ttft_ms=ttft_ms,
+        measured_at=measured_at,
+    )
