@@ -9,6 +9,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from marketplace.bounds import PROFILE_TIMES
 from marketplace.errors import CapacityGone, InvalidInput, InvalidTransition, NotAllowed, NotFound
 from marketplace.market_time import market_now
 from marketplace.models import GpuModel, Listing, LlmModel, Match, MeasuredProfile, Organisation, Region
@@ -247,8 +248,9 @@ def measured_profile_record(
             f"A replica lives on one node: at most {listing.gpus_per_node} GPUs on this listing.",
             field="gpus_per_replica",
         )
-    if measured_at > timezone.now():
-        raise InvalidInput("A measurement cannot be in the future.", field="measured_at")
+    now = market_now()
+    if not PROFILE_TIMES.contains(measured_at, now):
+        raise InvalidInput(f"A measurement is dated {PROFILE_TIMES.describe(now)}.", field="measured_at")
     return MeasuredProfile.objects.create(
         listing=listing,
         llm_model=llm_model,
