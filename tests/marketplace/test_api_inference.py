@@ -118,3 +118,40 @@ def test_a_replica_larger_than_the_listings_node_is_refused(clients, make_listin
     )
     assert response.status_code == 400
     assert "gpus_per_replica" in response.data
+
+
+def test_the_database_refuses_non_positive_figures(clients, make_listing):
+    from django.db import IntegrityError, transaction
+
+    from marketplace.models import LlmModel
+
+    listing = make_listing()
+    fields = {
+        "listing": listing, "llm_model": LlmModel.objects.get(code="qwen3-32b"), "precision": "BF16",
+        "gpus_per_replica": 1, "prompt_tokens": 100, "concurrency": 1, "output_tokens_per_second": 10,
+        "ttft_ms": 100, "measured_at": timezone.now(),
+    }  # fmt: skip
+    for name in ("prompt_tokens", "concurrency", "output_tokens_per_second", "ttft_ms"):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            MeasuredProfile.objects.create(**{**fields, name: 0})
+    assert not MeasuredProfile.objects.exists()
+
+
+def test_measured_profiles_reach_the_engine_as_measured_points(clients, make_listing):
+    from marketplace import selectors
+    from marketplace.services.reference import reference_read
+    from matching.inference import GpuSpec, LlmSpec, profile_for
+
+    listing = make_listing()
+    clients["provider"].post(f"{API}/listings/{listing.pk}/profiles/", profile_body(), format="json")
+    points = selectors.measured_points(listing_ids=[listing.pk])[listing.pk]
+    assert [(p.llm_model, p.gpu_model, p.precision, p.output_tokens_per_second) for p in points] == [
+        ("deepseek-r1-distill-qwen-32b", "h20", "FP8", 900.0)
+    ]
+    data = reference_read()
+    llm_row = next(row for row in data["llm_models"] if row["code"] == "deepseek-r1-distill-qwen-32b")
+    gpu_row = next(row for row in data["gpu_models"] if row["code"] == "h20")
+    llm = LlmSpec(llm_row["code"], 32.8, 32.8, 64, 8, 128, 131072, tuple(llm_row["precisions"]))
+    gpu = GpuSpec("h20", gpu_row["vram_gb"], 4000, 148, 296, "nvlink")
+    profile = profile_for(llm, gpu, 1, "FP8", prompt_tokens=1000, output_tokens=500, measured=points)
+    assert (profile.source, profile.tokens_per_second, profile.ttft_ms) == ("measured", 900.0, 800.0)
