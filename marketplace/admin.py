@@ -19,9 +19,11 @@ from marketplace.models import (
     GpuModel,
     IdempotencyKey,
     Listing,
+    LlmModel,
     MarketClock,
     Match,
     MatchingRun,
+    MeasuredProfile,
     Membership,
     NodeHeartbeat,
     Organisation,
@@ -75,8 +77,34 @@ class RttAdmin(admin.ModelAdmin):
 
 @admin.register(GpuModel)
 class GpuModelAdmin(admin.ModelAdmin):
-    list_display = ["code", "name", "vram_gb", "tdp_w", "indicative_price_per_gpu_hour"]
+    list_display = [
+        "code",
+        "name",
+        "vram_gb",
+        "tdp_w",
+        "indicative_price_per_gpu_hour",
+        "memory_bandwidth_gbps",
+        "bf16_tflops",
+        "fp8_tflops",
+        "interconnect",
+    ]
     search_fields = ["code", "name"]
+
+
+@admin.register(LlmModel)
+class LlmModelAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "params_b", "active_params_b", "layers", "kv_heads", "head_dim", "max_context"]
+    search_fields = ["code", "name"]
+
+
+@admin.register(MeasuredProfile)
+class MeasuredProfileAdmin(ReadOnlyAdmin):
+    """Published by providers through the API (``services.measured_profile_record``); staff read them."""
+
+    list_display = ["listing", "llm_model", "precision", "gpus_per_replica", "prompt_tokens", "concurrency",
+                    "output_tokens_per_second", "ttft_ms", "measured_at"]  # fmt: skip
+    list_filter = ["precision", "llm_model"]
+    list_select_related = ["listing", "llm_model"]
 
 
 class MembershipInline(admin.TabularInline):

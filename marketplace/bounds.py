@@ -192,6 +192,31 @@ FAILED_NODES = WholeNumber(
     reason="Nodes one failure report names: at least one, and few enough that one transaction fails them over.",
 )
 NODE_INDEX = WholeNumberFrom(minimum=0, reason="A listing's nodes are numbered from 0.")
+PROMPT_TOKENS = WholeNumber(
+    minimum=1, maximum=1_048_576, reason="A prompt of at least one token, at most the longest context served (1M)."
+)
+CONCURRENCY = WholeNumber(
+    minimum=1, maximum=100_000, reason="Sequences decoded at once on one replica in a measurement: one or more."
+)
+OUTPUT_TOKENS_PER_SECOND = DecimalNumber(
+    max_digits=10,
+    decimal_places=1,
+    minimum=Decimal("0.1"),
+    maximum=Decimal(10_000_000),
+    reason="One replica's output tokens/s: positive, and below 10M (a whole rack does not reach it).",
+)
+TTFT_MS = DecimalNumber(
+    max_digits=9,
+    decimal_places=1,
+    minimum=Decimal("0.1"),
+    maximum=Decimal(1_000_000),
+    reason="Time to first token in ms: positive, and at most 1,000 s (a power of ten, as the schema's pattern needs).",
+)
+PROFILE_TIMES = TimeWindow(
+    before=timedelta(days=731),
+    after=timedelta(0),
+    reason="A measurement was taken in the last two years, and not after now.",
+)
 
 # --- requests -----------------------------------------------------------------------------------
 

@@ -45,7 +45,23 @@ class RegionDetailOut(RegionOut):
 class GpuModelOut(serializers.ModelSerializer):
     class Meta:
         model = GpuModel
-        fields = ["code", "name", "name_zh", "vram_gb", "tdp_w", "indicative_price_per_gpu_hour"]
+        fields = [
+            "code",
+            "name",
+            "name_zh",
+            "vram_gb",
+            "tdp_w",
+            "indicative_price_per_gpu_hour",
+            "memory_bandwidth_gbps",
+            "bf16_tflops",
+            "fp8_tflops",
+            "interconnect",
+        ]
+        extra_kwargs = {
+            "bf16_tflops": {"help_text": "Dense BF16 tensor TFLOPS (no sparsity)."},
+            "fp8_tflops": {"help_text": "Dense FP8 tensor TFLOPS; null where the GPU has no FP8."},
+            "interconnect": {"help_text": "How a node's GPUs talk: nvlink, pcie or hccs (Huawei)."},
+        }
 
 
 class CapacityQuery(serializers.Serializer):

@@ -28,7 +28,7 @@ from rest_framework.permissions import AllowAny
 
 from marketplace.api.idempotency import HEADER as IDEMPOTENCY_HEADER
 from marketplace.api.inputs import DOMAIN_RULE
-from marketplace.models import GpuModel, Region
+from marketplace.models import GpuModel, LlmModel, Region
 
 #: The naming rules (``marketplace.names``), which no pattern a schema validator runs can state.
 NAME_RULE = (
@@ -64,6 +64,7 @@ REFERENCE_CODE_PATTERN = r"^[-a-zA-Z0-9_]+$"
 REFERENCE_CODE_RULES = {
     Region: "A region code, as GET /api/v1/regions/ lists them.",
     GpuModel: "A GPU model code, as GET /api/v1/gpu-models/ lists them.",
+    LlmModel: "An LLM model code, as GET /api/v1/llm-models/ lists them.",
 }
 
 #: The unit of each field by its name, stated once for every resource that has the field.
@@ -119,6 +120,15 @@ FIELD_UNITS = {
     "monthly_spend_cap": "CNY per calendar month (UTC)",
     "spend_committed": "CNY",
     "spent_this_month": "CNY",
+    "memory_bandwidth_gbps": "GB/s",
+    "bf16_tflops": "TFLOPS (10^12 FLOP/s)",
+    "fp8_tflops": "TFLOPS (10^12 FLOP/s)",
+    "params_b": "billions of parameters",
+    "active_params_b": "billions of parameters",
+    "max_context": "tokens",
+    "prompt_tokens": "tokens",
+    "output_tokens_per_second": "output tokens per second, one replica",
+    "ttft_ms": "ms",
 }
 
 
@@ -129,6 +139,7 @@ SUMMARIES = {
     ("POST", "/api/v1/auth/token/"): "Exchange a username and password for an API token",
     ("GET", "/api/v1/capacity/"): "Idle GPUs by region and latency class from an origin",
     ("GET", "/api/v1/gpu-models/"): "List the GPU models",
+    ("GET", "/api/v1/llm-models/"): "List the LLM models the marketplace can serve",
     ("GET", "/api/v1/regions/"): "List the regions",
     ("GET", "/api/v1/regions/{code}/"): "Read a region with its RTTs",
     ("GET", "/api/v1/listings/"): "Search listings",
@@ -137,6 +148,8 @@ SUMMARIES = {
     ("PATCH", "/api/v1/listings/{listing_id}/"): "Change a listing's terms (its provider)",
     ("DELETE", "/api/v1/listings/{listing_id}/"): "Withdraw a listing (its provider)",
     ("POST", "/api/v1/listings/{listing_id}/fail-nodes/"): "Report failed nodes of a listing (its provider)",
+    ("GET", "/api/v1/listings/{listing_id}/profiles/"): "A listing's measured throughput profiles (its provider)",
+    ("POST", "/api/v1/listings/{listing_id}/profiles/"): "Publish a measured throughput profile (its provider)",
     ("GET", "/api/v1/matches/"): "List the caller's matches",
     ("GET", "/api/v1/matches/{match_id}/"): "Read a match with its cost breakdown and explanation",
     ("POST", "/api/v1/matches/{match_id}/cancel/"): "Stop a match (its buyer)",

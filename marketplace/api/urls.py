@@ -3,6 +3,7 @@ from django.urls import path
 from marketplace.api import (
     accounts,
     agents,
+    inference,
     listings,
     matches,
     organisation,
@@ -21,6 +22,7 @@ urlpatterns = [
     path("regions/", reference.RegionListView.as_view(), name="region-list"),
     path("regions/<slug:code>/", reference.RegionDetailView.as_view(), name="region-detail"),
     path("gpu-models/", reference.GpuModelListView.as_view(), name="gpu-model-list"),
+    path("llm-models/", inference.LlmModelListView.as_view(), name="llm-model-list"),
     path("capacity/", reference.CapacityView.as_view(), name="capacity"),
     path("listings/", listings.ListingListView.as_view(), name="listing-list"),
     path("listings/<int:listing_id>/", listings.ListingDetailView.as_view(), name="listing-detail"),
@@ -28,6 +30,7 @@ urlpatterns = [
     path("requests/<int:request_id>/", requests.RequestDetailView.as_view(), name="request-detail"),
     path("requests/<int:request_id>/cancel/", requests.RequestCancelView.as_view(), name="request-cancel"),
     path("listings/<int:listing_id>/fail-nodes/", listings.ListingFailNodesView.as_view(), name="listing-fail-nodes"),
+    path("listings/<int:listing_id>/profiles/", inference.ListingProfilesView.as_view(), name="listing-profiles"),
     path("matches/<int:match_id>/cancel/", matches.MatchCancelView.as_view(), name="match-cancel"),
     path("statements/", statements.StatementView.as_view(), name="statement"),
     path("statements/csv/", statements.StatementCsvView.as_view(), name="statement-csv"),

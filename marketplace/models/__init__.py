@@ -6,11 +6,11 @@ read that a page or the engine needs goes through ``selectors``. Money is ``Deci
 
 from marketplace.models.api_keys import ApiKey
 from marketplace.models.idempotency import IdempotencyKey
-from marketplace.models.listings import NODE_SIZE_CHOICES, NODE_SIZES, Listing, NodeHeartbeat
+from marketplace.models.listings import NODE_SIZE_CHOICES, NODE_SIZES, Listing, MeasuredProfile, NodeHeartbeat
 from marketplace.models.market_clock import MarketClock
 from marketplace.models.matches import Match, Settlement
 from marketplace.models.organisations import Membership, Organisation
-from marketplace.models.reference import GpuModel, Region, Rtt
+from marketplace.models.reference import GpuModel, LlmModel, Region, Rtt
 from marketplace.models.requests import BuyerRequest
 from marketplace.models.runs import MatchingRun
 from marketplace.models.vouchers import Voucher, VoucherLedgerEntry, VoucherProgram
@@ -24,9 +24,11 @@ __all__ = [
     "GpuModel",
     "IdempotencyKey",
     "Listing",
+    "LlmModel",
     "MarketClock",
     "Match",
     "MatchingRun",
+    "MeasuredProfile",
     "Membership",
     "NodeHeartbeat",
     "Organisation",

@@ -9,7 +9,7 @@ from django.db.models.lookups import Exact
 
 from marketplace.bounds import CALENDAR, GPU_COUNT, PRICE
 from marketplace.models.organisations import Organisation
-from marketplace.models.reference import GpuModel, Region
+from marketplace.models.reference import GpuModel, LlmModel, Region
 from marketplace.money import MONEY
 
 NODE_SIZES = (1, 2, 4, 8)
@@ -122,3 +122,34 @@ class NodeHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"listing {self.listing_id} node {self.node}: {self.health} at {self.seen_at:%H:%M:%S}"
+
+
+class MeasuredProfile(models.Model):
+    """A provider's measurement of serving an LLM on its listing: one replica of
+    ``gpus_per_replica`` GPUs at ``precision``, ``concurrency`` sequences of ``prompt_tokens``,
+    giving ``output_tokens_per_second`` (the replica's) and ``ttft_ms``. Measured beats modelled
+    (``matching.inference.profile_for``)."""
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="measured_profiles")
+    llm_model = models.ForeignKey(LlmModel, on_delete=models.PROTECT, related_name="measured_profiles")
+    precision = models.CharField(max_length=16)
+    gpus_per_replica = models.PositiveSmallIntegerField()
+    prompt_tokens = models.PositiveIntegerField()
+    concurrency = models.PositiveIntegerField()
+    output_tokens_per_second = models.DecimalField(max_digits=10, decimal_places=1)
+    ttft_ms = models.DecimalField(max_digits=9, decimal_places=1)
+    measured_at = models.DateTimeField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(gpus_per_replica__in=NODE_SIZES), name="profile_replica_size_valid"),
+            models.CheckConstraint(condition=Q(prompt_tokens__gt=0), name="profile_prompt_tokens_gt_0"),
+            models.CheckConstraint(condition=Q(concurrency__gt=0), name="profile_concurrency_gt_0"),
+            models.CheckConstraint(condition=Q(output_tokens_per_second__gt=0), name="profile_tokens_per_second_gt_0"),
+            models.CheckConstraint(condition=Q(ttft_ms__gt=0), name="profile_ttft_gt_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"listing {self.listing_id}: {self.llm_model_id} {self.precision} × {self.gpus_per_replica}"

@@ -24,8 +24,20 @@ from django.db.models import (
 )
 
 from marketplace.market_time import market_now
-from marketplace.models import BuyerRequest, GpuModel, Listing, Match, MatchingRun, Organisation, Region, Rtt
+from marketplace.models import (
+    BuyerRequest,
+    GpuModel,
+    Listing,
+    LlmModel,
+    Match,
+    MatchingRun,
+    MeasuredProfile,
+    Organisation,
+    Region,
+    Rtt,
+)
 from matching.costs import energy_cost_per_gpu_hour
+from matching.inference import MeasuredPoint
 from matching.latency import LatencyClass, bound_of, latency_class_of
 
 if TYPE_CHECKING:
@@ -57,6 +69,40 @@ def region_with_rtts(*, code: str) -> Region | None:
 
 def gpu_model_list() -> QuerySet[GpuModel]:
     return GpuModel.objects.all()
+
+
+def llm_model_list() -> QuerySet[LlmModel]:
+    return LlmModel.objects.all()
+
+
+def measured_profiles_of(*, listing_id: int, provider: Organisation | None) -> QuerySet[MeasuredProfile] | None:
+    """The measured profiles of ``provider``'s listing, oldest first; None when the listing is not
+    its own (another provider's listing does not exist for it)."""
+    if provider is None or not Listing.objects.filter(pk=listing_id, provider=provider).exists():
+        return None
+    return MeasuredProfile.objects.filter(listing_id=listing_id).select_related("llm_model").order_by("id")
+
+
+def measured_points(*, listing_ids: list[int]) -> dict[int, list[MeasuredPoint]]:
+    """The measured profiles of ``listing_ids`` as the engine's ``MeasuredPoint``s, by listing (one
+    query): what ``matching.inference.profile_for`` takes to prefer measured over modelled."""
+    points: dict[int, list[MeasuredPoint]] = {}
+    rows = MeasuredProfile.objects.filter(listing_id__in=listing_ids).select_related("llm_model", "listing__gpu_model")
+    for row in rows.order_by("id"):
+        points.setdefault(row.listing_id, []).append(
+            MeasuredPoint(
+                llm_model=row.llm_model.code,
+                gpu_model=row.listing.gpu_model.code,
+                precision=row.precision,
+                gpus_per_replica=row.gpus_per_replica,
+                prompt_tokens=row.prompt_tokens,
+                concurrency=row.concurrency,
+                output_tokens_per_second=float(row.output_tokens_per_second),
+                ttft_ms=float(row.ttft_ms),
+                measured_at=row.measured_at,
+            )
+        )
+    return points
 
 
 #: Seconds a process trusts its copy of the reference data (regions, GPU models, RTTs). It changes

@@ -15,7 +15,13 @@ from marketplace.services.agents import agent_heartbeat_record, agents_sweep, ma
 from marketplace.services.api_keys import CreatedKey, api_key_create, api_key_revoke, api_key_used
 from marketplace.services.credentials import user_credentials_revoke
 from marketplace.services.lifecycle import lifecycle_tick, match_cancel
-from marketplace.services.listings import listing_create, listing_nodes_fail, listing_update, listing_withdraw
+from marketplace.services.listings import (
+    listing_create,
+    listing_nodes_fail,
+    listing_update,
+    listing_withdraw,
+    measured_profile_record,
+)
 from marketplace.services.members import member_add, member_remove, member_role_change, organisation_spend_cap_set
 from marketplace.services.reference import reference_load, reference_read
 from marketplace.services.requests import request_cancel, request_submit
@@ -41,6 +47,7 @@ __all__ = [
     "listing_withdraw",
     "match_cancel",
     "match_ready",
+    "measured_profile_record",
     "member_add",
     "member_remove",
     "member_role_change",

@@ -10,9 +10,11 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from marketplace.bounds import PROFILE_TIMES
 from marketplace.errors import CapacityGone, InvalidInput, InvalidTransition, NotAllowed, NotFound
 from marketplace.market_time import market_now
-from marketplace.models import GpuModel, Listing, Match, Organisation, Region
+from marketplace.models import GpuModel, Listing, LlmModel, Match, MeasuredProfile, Organisation, Region
+from marketplace.rule_messages import outside_window
 from marketplace.selectors import (
     live_matches_on_failed_nodes,
     live_nodes_by_listing,
@@ -223,3 +225,47 @@ def _locked_own_listing(*, listing_id: int, provider: Organisation) -> Listing:
         )
     except Listing.DoesNotExist:
         raise NotFound(gettext("No such listing."), field="id") from None
+
+
+@transaction.atomic
+def measured_profile_record(
+    *,
+    listing_id: int,
+    provider: Organisation,
+    llm_model: LlmModel,
+    precision: str,
+    gpus_per_replica: int,
+    prompt_tokens: int,
+    concurrency: int,
+    output_tokens_per_second: Decimal,
+    ttft_ms: Decimal,
+    measured_at: datetime,
+) -> MeasuredProfile:
+    """Record the provider's measurement of serving ``llm_model`` on its listing (one transaction;
+    the database refuses non-positive figures). A replica lives on one node: ``gpus_per_replica``
+    above the listing's node size is a 400 naming it, as is a precision the model is not served at
+    or a measurement dated in the future."""
+    listing = _locked_own_listing(listing_id=listing_id, provider=provider)
+    if precision not in llm_model.precisions:
+        served = ", ".join(llm_model.precisions)
+        message = gettext("%(model)s is served at %(precisions)s.") % {"model": llm_model.code, "precisions": served}
+        raise InvalidInput(message, field="precision")
+    if gpus_per_replica > listing.gpus_per_node:
+        raise InvalidInput(
+            gettext("A replica lives on one node: at most %(n)s GPUs on this listing.") % {"n": listing.gpus_per_node},
+            field="gpus_per_replica",
+        )
+    now = market_now()
+    if not PROFILE_TIMES.contains(measured_at, now):
+        raise InvalidInput(outside_window(PROFILE_TIMES, now), field="measured_at")
+    return MeasuredProfile.objects.create(
+        listing=listing,
+        llm_model=llm_model,
+        precision=precision,
+        gpus_per_replica=gpus_per_replica,
+        prompt_tokens=prompt_tokens,
+        concurrency=concurrency,
+        output_tokens_per_second=output_tokens_per_second,
+        ttft_ms=ttft_ms,
+        measured_at=measured_at,
+    )

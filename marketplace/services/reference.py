@@ -1,4 +1,4 @@
-"""Loading the reference data (regions, RTT matrix, GPU models) that ships with the project."""
+"""Loading the reference data (regions, RTT matrix, GPU models, LLM models) that ships with the project."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 from django.db import transaction
 
 from marketplace import selectors
-from marketplace.models import GpuModel, Region, Rtt
+from marketplace.models import GpuModel, LlmModel, Region, Rtt
 
 REFERENCE_FILE = Path(__file__).resolve().parent.parent / "reference" / "china_compute_regions.json"
+LLM_REFERENCE_FILE = REFERENCE_FILE.parent / "llm_models.json"
 #: Resource-side hubs where power is cheap and far from the eastern demand (DESIGN.md).
 WESTERN_PROVINCES = frozenset({"Inner Mongolia", "Guizhou", "Gansu", "Ningxia"})
 
@@ -22,24 +23,33 @@ class ReferenceCounts:
     regions: int
     rtts: int
     gpu_models: int
+    llm_models: int = 0
 
 
-def reference_read(path: Path = REFERENCE_FILE) -> dict:
+def reference_read(path: Path = REFERENCE_FILE, llm_path: Path | None = LLM_REFERENCE_FILE) -> dict:
+    """The reference JSON at ``path``, with the LLM catalogue of ``llm_path`` as ``llm_models``
+    (unless ``path`` has its own, or ``llm_path`` is None)."""
     with path.open(encoding="utf-8") as handle:
-        return json.load(handle)
+        data = json.load(handle)
+    if llm_path is not None and "llm_models" not in data:
+        with llm_path.open(encoding="utf-8") as handle:
+            data["llm_models"] = json.load(handle)["llm_models"]
+    return data
 
 
 @transaction.atomic
 def reference_load(*, data: dict) -> ReferenceCounts:
-    """Create or update regions, GPU models and estimated RTTs from ``data``; idempotent.
+    """Create or update regions, GPU models, LLM models (``llm_models``, optional) and estimated
+    RTTs from ``data``; idempotent.
 
     Measured RTTs already in the database are kept: a measurement overrides the estimate.
     """
     regions = {row["code"]: _region_upsert(row) for row in data["regions"]}
     gpu_models = [_gpu_model_upsert(row) for row in data["gpu_models"]]
+    llm_models = [_llm_model_upsert(row) for row in data.get("llm_models", [])]
     rtts = _estimated_rtts_upsert(regions, data["rtt_ms"])
     transaction.on_commit(selectors.reference_forget)  # this process's copy of the codes is stale
-    return ReferenceCounts(regions=len(regions), rtts=rtts, gpu_models=len(gpu_models))
+    return ReferenceCounts(regions=len(regions), rtts=rtts, gpu_models=len(gpu_models), llm_models=len(llm_models))
 
 
 def _region_upsert(row: dict) -> Region:
@@ -69,9 +79,35 @@ def _gpu_model_upsert(row: dict) -> GpuModel:
             "vram_gb": row["vram_gb"],
             "tdp_w": row["tdp_w"],
             "indicative_price_per_gpu_hour": Decimal(str(row["indicative_price_cny_per_gpu_hour"])),
+            "memory_bandwidth_gbps": row.get("memory_bandwidth_gbps"),
+            "bf16_tflops": _decimal_or_none(row.get("bf16_tflops")),
+            "fp8_tflops": _decimal_or_none(row.get("fp8_tflops")),
+            "interconnect": row.get("interconnect") or "",
         },
     )
     return gpu_model
+
+
+def _decimal_or_none(value) -> Decimal | None:
+    return None if value is None else Decimal(str(value))
+
+
+def _llm_model_upsert(row: dict) -> LlmModel:
+    llm_model, _ = LlmModel.objects.update_or_create(
+        code=row["code"],
+        defaults={
+            "name": row["name"],
+            "params_b": Decimal(str(row["params_b"])),
+            "active_params_b": Decimal(str(row["active_params_b"])),
+            "layers": row["layers"],
+            "kv_heads": row["kv_heads"],
+            "head_dim": row["head_dim"],
+            "max_context": row["max_context"],
+            "precisions": list(row["precisions"]),
+            "source": row["source"],
+        },
+    )
+    return llm_model
 
 
 def _estimated_rtts_upsert(regions: dict[str, Region], matrix: dict[str, dict[str, float]]) -> int:

@@ -155,3 +155,30 @@ def test_gpu_models_already_stored_get_their_chinese_name_from_the_reference_fil
     names = dict(executor.loader.project_state([("marketplace", "0014_gpumodel_name_zh")]).apps
                  .get_model("marketplace", "GpuModel").objects.values_list("code", "name_zh"))  # fmt: skip
     assert names == {"ascend-910b": "华为昇腾 910B 64GB", "our-own": ""}
+
+
+@pytest.fixture
+def before_gpu_speeds(transactional_db):
+    """Before 0016."""
+    yield from schema_at([("marketplace", "0015_voucher_program_paused")])
+
+
+def test_gpu_models_already_stored_get_their_speed_from_the_reference_file(before_gpu_speeds):
+    GpuModel = before_gpu_speeds.get_model("marketplace", "GpuModel")
+    GpuModel.objects.all().delete()
+    fields = {"vram_gb": 96, "tdp_w": 400, "indicative_price_per_gpu_hour": Decimal(6)}
+    GpuModel.objects.create(code="h20", name="NVIDIA H20 96GB", **fields)
+    GpuModel.objects.create(code="a800", name="NVIDIA A800", **fields)
+    GpuModel.objects.create(code="our-own", name="An operator's own model", **fields)
+    target = [("marketplace", "0016_llm_models_gpu_speed_measured_profiles")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(target)
+    rows = executor.loader.project_state(target).apps.get_model("marketplace", "GpuModel").objects
+    speeds = {
+        row.code: (row.memory_bandwidth_gbps, row.bf16_tflops, row.fp8_tflops, row.interconnect) for row in rows.all()
+    }
+    assert speeds == {
+        "h20": (4000, Decimal("148.0"), Decimal("296.0"), "nvlink"),
+        "a800": (2039, Decimal("312.0"), None, "nvlink"),
+        "our-own": (None, None, None, ""),
+    }

@@ -86,3 +86,35 @@ def test_gpu_models_carry_our_chinese_names_marked_as_translations(reference):
     names = dict(GpuModel.objects.values_list("code", "name_zh"))
     assert names["ascend-910b"] == "华为昇腾 910B 64GB"
     assert names["h20"] == "NVIDIA H20 96GB"
+
+
+def test_load_reference_loads_the_llm_catalogue_and_gpu_speeds_idempotently(db):
+    from marketplace.models import LlmModel
+
+    call_command("load_reference")
+    call_command("load_reference")
+    assert LlmModel.objects.count() == 12
+    r1 = LlmModel.objects.get(code="deepseek-r1")
+    assert (r1.params_b, r1.active_params_b, r1.layers) == (Decimal(671), Decimal(37), 61)
+    assert r1.precisions == ["FP8", "BF16"]
+    assert r1.source == "https://huggingface.co/deepseek-ai/DeepSeek-R1/blob/main/config.json"
+    h20 = GpuModel.objects.get(code="h20")
+    assert (h20.memory_bandwidth_gbps, h20.bf16_tflops, h20.fp8_tflops, h20.interconnect) == (
+        4000, Decimal(148), Decimal(296), "nvlink",
+    )  # fmt: skip
+    assert GpuModel.objects.get(code="ascend-910b").fp8_tflops is None
+
+
+def test_every_llm_and_gpu_figure_says_where_it_comes_from():
+    data = services.reference_read()
+    for row in data["llm_models"]:
+        assert row["source"].startswith("https://huggingface.co/"), row["code"]
+        shape = {"params_b", "active_params_b", "layers", "kv_heads", "head_dim", "max_context"}
+        assert set(row["sourced"]) | set(row["estimated"]) == shape, row["code"]
+        assert row["active_params_b"] <= row["params_b"]
+    sources = {source["id"] for source in data["sources"]}
+    for row in data["gpu_models"]:
+        assert row["performance_source"], row["code"]
+        assert set(row["performance_source"]) <= sources, row["code"]
+        assert isinstance(row["performance_is_estimate"], bool)
+        assert row["interconnect"] in {"nvlink", "pcie", "hccs"}

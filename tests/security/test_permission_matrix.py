@@ -127,6 +127,19 @@ def program_body(role: str) -> dict:
     }
 
 
+def profile_body(role: str) -> dict:
+    return {
+        "llm_model": "deepseek-r1-distill-qwen-7b",
+        "precision": "BF16",
+        "gpus_per_replica": 1,
+        "prompt_tokens": 1000,
+        "concurrency": 16,
+        "output_tokens_per_second": "1200.0",
+        "ttft_ms": "250.0",
+        "measured_at": (timezone.now() - timedelta(days=1)).replace(microsecond=0).isoformat(),
+    }
+
+
 def member_body(role: str) -> dict:
     return {
         "username": f"member-of-{role}",
@@ -175,6 +188,7 @@ MATRIX: dict[tuple[str, str], list[Row]] = {
     ("GET", "/api/v1/regions/"): [Row(everyone(200))],
     ("GET", "/api/v1/regions/{code}/"): [Row(everyone(200), target="region")],
     ("GET", "/api/v1/gpu-models/"): [Row(everyone(200))],
+    ("GET", "/api/v1/llm-models/"): [Row(everyone(200))],
     ("GET", "/api/v1/capacity/"): [Row(everyone(200), query="origin=shanghai")],
     ("GET", "/api/v1/listings/"): [
         Row(
@@ -203,6 +217,10 @@ MATRIX: dict[tuple[str, str], list[Row]] = {
     ("DELETE", "/api/v1/listings/{listing_id}/"): [Row(PROVIDER_OWNS, target="listing")],
     ("POST", "/api/v1/listings/{listing_id}/fail-nodes/"): [
         Row(PROVIDER_OWNS, target="listing", body=lambda role: {"nodes": [1]})
+    ],
+    ("GET", "/api/v1/listings/{listing_id}/profiles/"): [Row(PROVIDER_OWNS, target="listing")],
+    ("POST", "/api/v1/listings/{listing_id}/profiles/"): [
+        Row(created(PROVIDER_OWNS), target="listing", body=profile_body)
     ],
     # demand
     ("GET", "/api/v1/requests/"): [
