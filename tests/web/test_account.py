@@ -352,6 +352,8 @@ def test_the_organisation_page_shows_times_in_cst_and_money_in_yuan(owner):
     assert f"{shanghai} CST" in en
     zh = signed_in(owner, **ZH).get("/organisation/").content.decode()
     assert f"{shanghai} 北京时间" in zh
+    assert "<td>read, trade</td>" in en  # scopes named for the reader, not the stored "read trade"
+    assert "<td>只读、交易</td>" in zh
     for said in ("成员、API 密钥与消费", "月度消费上限", "新建密钥", "添加成员", "权限范围", "所有者"):
         assert said in zh, said
 
