@@ -20,6 +20,7 @@ from marketplace.api.inputs import refuse_unknown_fields, validated_body
 from marketplace.api.parsers import FormParser, JSONParser, MultiPartParser
 from marketplace.api.permissions import scoped
 from marketplace.api.schema import EMAIL_RULE, NAME_RULE, PASSWORD_RULE, USERNAME_RULE
+from marketplace.errors import DomainError
 from marketplace.models import Organisation
 
 
@@ -50,8 +51,31 @@ class RegisterView(APIView):
 
     @extend_schema(request=RegisterIn, responses={201: RegisterOut})
     def post(self, request):
-        user = services.account_register(**validated_body(RegisterIn, request))
+        body = validated_body(RegisterIn, request)
+        refusals = sign_up_refusals(body)
+        if refusals:
+            raise ValidationError(refusals)
+        user = services.account_register(**body)
         return Response(RegisterOut(user).data, status=status.HTTP_201_CREATED)
+
+
+def sign_up_refusals(body: dict) -> dict[str, list[str]]:
+    """Every domain refusal of a sign-up at once, field by field (the organisation name taken or a
+    look-alike, the username's, the password validators'), as the sign-up page shows them; the
+    services' read-only checks, which ``account_register`` runs again in its transaction."""
+    refusals: dict[str, list[str]] = {}
+    checks = [
+        lambda: services.organisation_name_check(body["organisation"]),
+        lambda: services.username_check(body["username"]),
+        lambda: services.password_check(body["password"], username=body["username"], email=body["email"]),
+    ]
+    for check in checks:
+        try:
+            check()
+        except DomainError as refusal:
+            for field, messages in refusal.as_dict().items():
+                refusals.setdefault(field, []).extend(messages)
+    return refusals
 
 
 @extend_schema_serializer(component_name="AuthToken")  # DRF's serializer's name, as before

@@ -388,3 +388,16 @@ def test_the_home_pages_calls_to_action_preselect_the_role_on_sign_up(client, ro
     other = "buyer" if role == "provider" else "provider"
     assert not re.search(rf'<input[^>]*value="{other}"[^>]*checked', html)
     assert "checked" not in client.get("/signup/?role=admin").content.decode()
+
+
+def test_the_api_registration_answers_every_refusal_at_once_and_writes_nothing(db, owner):
+    taken = owner.membership.organisation.name
+    before = counts()
+    body = {**GOOD, "organisation": taken, "username": owner.username, "password": "password"}
+    response = APIClient().post("/api/v1/auth/register/", json.dumps(body), content_type="application/json")
+    assert response.status_code == 400
+    errors = response.json()
+    assert sorted(errors) == ["organisation", "password", "username"]
+    assert "already registered" in errors["organisation"][0]
+    assert errors["username"] == ["A user with that username already exists."]
+    assert counts() == before
