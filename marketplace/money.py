@@ -64,6 +64,12 @@ def gpu_hours_of(*, gpus: int, seconds: float) -> Decimal:
     return (Decimal(gpus) * Decimal(str(max(0.0, seconds))) / 3600).quantize(FOUR_PLACES, rounding=ROUND_HALF_UP)
 
 
+def buyer_rate(*, price_per_gpu_hour: Decimal, subsidy_per_gpu_hour: Decimal) -> Decimal:
+    """What the buyer pays per GPU-hour of a match: its price less its subsidy rate. Every page
+    figure called a price paid is this (the engine's latency-weighted score is not)."""
+    return price_per_gpu_hour - subsidy_per_gpu_hour
+
+
 def buyer_charge(
     *, price_per_gpu_hour: Decimal, subsidy_per_gpu_hour: Decimal, gpu_hours: Decimal
 ) -> tuple[Decimal, Decimal, Decimal]:

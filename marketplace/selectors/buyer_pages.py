@@ -19,7 +19,7 @@ from django.db.models import Count, Max, Prefetch, Q
 
 from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, Match, MatchingRun, Organisation, Region, Voucher
-from marketplace.money import FEN, buyer_charge, gpu_hours_held
+from marketplace.money import FEN, buyer_charge, buyer_rate, gpu_hours_held
 from marketplace.selectors.dashboards import PAID_STATUSES, hours_of
 from marketplace.selectors.vouchers import vouchers_of
 from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass
@@ -140,7 +140,8 @@ def match_money(match: Match) -> MatchMoney:
         subsidy_per_gpu_hour=match.subsidy_per_gpu_hour,
         gpu_hours=gpu_hours_held(gpus=match.gpus, start=match.starts_at, end=match.ends_at),
     )
-    return MatchMoney(match, match.price_per_gpu_hour - match.subsidy_per_gpu_hour, pays)
+    rate = buyer_rate(price_per_gpu_hour=match.price_per_gpu_hour, subsidy_per_gpu_hour=match.subsidy_per_gpu_hour)
+    return MatchMoney(match, rate, pays)
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def buyer_totals(*, buyer: Organisation, now: datetime | None = None) -> BuyerTo
     for match in Match.objects.filter(request__buyer=buyer, status__in=PAID_STATUSES).only(
         "gpus", "price_per_gpu_hour", "subsidy_per_gpu_hour", "starts_at", "ends_at"
     ):
-        rate = match.price_per_gpu_hour - match.subsidy_per_gpu_hour
+        rate = buyer_rate(price_per_gpu_hour=match.price_per_gpu_hour, subsidy_per_gpu_hour=match.subsidy_per_gpu_hour)
         spent += rate * match.gpus * hours_of(min(now, match.ends_at) - match.starts_at)
         booked += match_money(match).pays_total
     return BuyerTotals(spent_so_far=spent.quantize(FEN), booked=booked)

@@ -20,7 +20,7 @@ from marketplace.models import (
     Organisation,
     VoucherProgram,
 )
-from marketplace.money import FEN
+from marketplace.money import FEN, buyer_rate
 from marketplace.selectors.dashboards import PAID_STATUSES, hours_of
 from marketplace.selectors.vouchers import voucher_programs_for
 
@@ -139,7 +139,7 @@ def monitor_charts(*, now: datetime | None = None, hours: int = 6, step_minutes:
     gpu_hours = {True: Decimal(0), False: Decimal(0)}
     matched_price: dict[str, list[Decimal]] = {}
     for code, gpus, gross_price, subsidy, created, starts, ends in matches:
-        price = gross_price - subsidy  # what the buyer pays per GPU-hour
+        price = buyer_rate(price_per_gpu_hour=gross_price, subsidy_per_gpu_hour=subsidy)
         line = series.setdefault(code, _RegionSeries([0] * len(steps), [0] * len(steps)))
         for k, t in enumerate(steps):
             line.matched[k] += gpus if created <= t < ends else 0

@@ -13,6 +13,7 @@ from django.shortcuts import render
 
 from marketplace import selectors
 from marketplace.models import Region
+from marketplace.money import buyer_rate
 from marketplace.web.access import staff_required
 from marketplace.web.formatting import local_name
 
@@ -26,7 +27,9 @@ def _live():
     its subsidy per GPU-hour, the rate a settlement line charges the buyer (``marketplace.money``)."""
     live = selectors.monitor_live()
     for match in live.matches:
-        match.buyer_pays_per_gpu_hour = match.price_per_gpu_hour - match.subsidy_per_gpu_hour  # type: ignore[attr-defined]
+        match.buyer_pays_per_gpu_hour = buyer_rate(  # type: ignore[attr-defined]
+            price_per_gpu_hour=match.price_per_gpu_hour, subsidy_per_gpu_hour=match.subsidy_per_gpu_hour
+        )
     return live
 
 
