@@ -113,6 +113,7 @@ def test_buyer_quotes_submits_sees_the_match_live_cancels_and_reads_statements(
     card.locator(f'a[href="/buyer/requests/{request.pk}/cancel/"]').click()
     expect(page.locator("#cancel-confirm")).to_contain_text(words["will_stop"])
     buyer.assert_no_overflow()
+    buyer.shot(f"buyer-cancel-confirm-{device}-{lang}")
     request.refresh_from_db()
     assert request.status == BuyerRequest.Status.MATCHED
     page.locator("#cancel-confirm button[type=submit]").click()

@@ -117,6 +117,7 @@ def test_provider_pages_and_monitor(browser, live_server, market, size, lang):
     row.get_by_role("link", name=re.compile(words["withdraw"])).click()
     expect(page.locator("#withdraw-consequence")).to_contain_text(words["moves"])
     provider.assert_no_overflow()
+    provider.shot(f"provider-withdraw-confirm-{suffix}")
     page.locator("main form a").first.click()
     expect(page).to_have_url(re.compile(r"/provider/$"))
     listing.refresh_from_db()
