@@ -67,7 +67,7 @@ class GuidanceOut(serializers.Serializer):
         many=True, help_text="Every re-solve of the price search, in order."
     )
     solves = serializers.IntegerField(help_text="Exact re-solves made (at its own price, then the search).")
-    duration_ms = serializers.FloatField(help_text="Time the price search took.")
+    duration_ms = serializers.FloatField(help_text="Time the re-solves took.")
     computed_at = serializers.DateTimeField(source="now", default_timezone=UTC)
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))

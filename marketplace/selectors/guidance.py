@@ -15,6 +15,7 @@ the API: English).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -50,6 +51,8 @@ class ListingGuidance:
     gpu_hours_at_price: int
     reasons: tuple[Reason, ...]
     suggestion: Suggestion | None
+    #: Time the re-solves took (at its own price, then the price search), ms.
+    duration_ms: float = 0.0
 
     @property
     def suggested_price(self) -> Decimal | None:
@@ -62,11 +65,6 @@ class ListingGuidance:
     @property
     def probes(self) -> tuple[engine.PriceProbe, ...]:
         return () if self.suggestion is None else self.suggestion.probes
-
-    @property
-    def duration_ms(self) -> float:
-        """The price search's time (0 when there was none)."""
-        return 0.0 if self.suggestion is None else self.suggestion.elapsed_ms
 
     @property
     def reason_codes(self) -> list[str]:
@@ -96,13 +94,15 @@ def listing_guidance(*, listing_id: int, provider: Organisation, now=None) -> Li
         left = next((x for x in snapshot.left_out if x.kind == "listing" and x.id == listing.pk), None)
         reason = Reason(LEFT_OUT, 0, {"why": left.reason}) if left is not None else Reason(NO_FREE_GPUS, 0)
         return ListingGuidance(listing, now, 0, floor, 0, (reason,), None)
+    started = time.perf_counter()
     at_price = engine.gpu_hours_on(solve(problem), problem, listing.pk)
     reasons = tuple(engine.diagnose(problem, listing.pk, at_price))
     ceiling = engine.price_ceiling(problem, listing.pk, PRICE.maximum)
     suggestion = None
     if ceiling is not None:
         suggestion = engine.suggest_price(problem, listing.pk, solve, floor=floor, ceiling=ceiling)
-    return ListingGuidance(listing, now, spec.free_gpus, floor, at_price, reasons, suggestion)
+    took = round((time.perf_counter() - started) * 1000, 1)
+    return ListingGuidance(listing, now, spec.free_gpus, floor, at_price, reasons, suggestion, took)
 
 
 def _yuan(value: Decimal) -> str:

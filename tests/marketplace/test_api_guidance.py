@@ -62,6 +62,7 @@ def test_no_demand_in_reach_gives_null_and_the_reason_in_chinese(clients, make_l
     assert response.data["reason_codes"] == ["out_of_reach"]
     assert response.data["probes"] == []
     assert "Ningxia" in response.data["idle_reasons"][0]  # the API names regions in English
+    assert "时延上限" in response.data["idle_reasons"][0]
 
 
 def test_nobody_else_reads_a_listings_guidance(clients, make_listing):
