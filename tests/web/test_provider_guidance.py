@@ -7,9 +7,7 @@ from decimal import Decimal
 
 from marketplace.models import Organisation
 from tests.conftest import member
-from tests.web.test_provider_pages import prov, signed_in, text  # noqa: F401 - the fixture
-
-__all__ = ["prov"]
+from tests.web.test_provider_pages import prov, signed_in, text
 
 
 def _capped(make_listing, make_request):
