@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
+
 from marketplace.models import Organisation
 from tests.conftest import member
-from tests.web.test_provider_pages import prov, signed_in, text
+from tests.web.test_provider_pages import signed_in, text
+
+
+@pytest.fixture
+def prov(reference, provider):
+    return member("prov", provider)
 
 
 def _capped(make_listing, make_request):
