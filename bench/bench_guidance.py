@@ -15,15 +15,16 @@ import statistics
 import sys
 import time
 from dataclasses import replace
+from decimal import Decimal
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_matching import default_data_path, generate, load_reference  # noqa: E402
-from matching import guidance as g  # noqa: E402
-from matching.solver import solve  # noqa: E402
+from bench.bench_matching import default_data_path, generate, load_reference
+from matching import guidance as g
+from matching.solver import solve
 
-PRICE_MAXIMUM = g.Decimal(1000)
+PRICE_MAXIMUM = Decimal(1000)
 
 
 def main() -> None:
