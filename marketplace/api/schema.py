@@ -129,6 +129,9 @@ FIELD_UNITS = {
     "prompt_tokens": "tokens",
     "output_tokens_per_second": "output tokens per second, one replica",
     "ttft_ms": "ms",
+    "suggested_price_per_gpu_hour": "CNY per GPU-hour",
+    "suggested_gpu_hours": "GPU-hours",
+    "next_round_gpu_hours": "GPU-hours",
 }
 
 
@@ -148,6 +151,7 @@ SUMMARIES = {
     ("PATCH", "/api/v1/listings/{listing_id}/"): "Change a listing's terms (its provider)",
     ("DELETE", "/api/v1/listings/{listing_id}/"): "Withdraw a listing (its provider)",
     ("POST", "/api/v1/listings/{listing_id}/fail-nodes/"): "Report failed nodes of a listing (its provider)",
+    ("GET", "/api/v1/listings/{listing_id}/guidance/"): "Why a listing idles; the price to fill it (its provider)",
     ("GET", "/api/v1/listings/{listing_id}/profiles/"): "A listing's measured throughput profiles (its provider)",
     ("POST", "/api/v1/listings/{listing_id}/profiles/"): "Publish a measured throughput profile (its provider)",
     ("GET", "/api/v1/matches/"): "List the caller's matches",

@@ -3,6 +3,7 @@ from django.urls import path
 from marketplace.api import (
     accounts,
     agents,
+    guidance,
     inference,
     listings,
     matches,
@@ -30,6 +31,7 @@ urlpatterns = [
     path("requests/<int:request_id>/", requests.RequestDetailView.as_view(), name="request-detail"),
     path("requests/<int:request_id>/cancel/", requests.RequestCancelView.as_view(), name="request-cancel"),
     path("listings/<int:listing_id>/fail-nodes/", listings.ListingFailNodesView.as_view(), name="listing-fail-nodes"),
+    path("listings/<int:listing_id>/guidance/", guidance.ListingGuidanceView.as_view(), name="listing-guidance"),
     path("listings/<int:listing_id>/profiles/", inference.ListingProfilesView.as_view(), name="listing-profiles"),
     path("matches/<int:match_id>/cancel/", matches.MatchCancelView.as_view(), name="match-cancel"),
     path("statements/", statements.StatementView.as_view(), name="statement"),

@@ -48,6 +48,7 @@ from marketplace.selectors.engine import (
     shards_with_lost_runs,
     shards_with_open_work,
 )
+from marketplace.selectors.guidance import ListingGuidance, idle_reasons, listing_guidance
 from marketplace.selectors.market import (
     CapacityRow,
     ListingFilters,
@@ -123,6 +124,7 @@ __all__ = [
     "GpuCount",
     "LeftOutRow",
     "ListingFilters",
+    "ListingGuidance",
     "ListingUsage",
     "MonitorCharts",
     "MonitorLive",
@@ -151,7 +153,9 @@ __all__ = [
     "free_hours_used",
     "gpu_model_list",
     "gpus_by_region_and_model",
+    "idle_reasons",
     "listing_energy_cost",
+    "listing_guidance",
     "listing_search",
     "listing_shown_energy_cost",
     "listing_visible",

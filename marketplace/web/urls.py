@@ -20,6 +20,7 @@ urlpatterns = [
     path("provider/listings/new/", provider.listing_new, name="listing-new"),
     path("provider/listings/<int:listing_id>/edit/", provider.listing_edit, name="listing-edit"),
     path("provider/listings/<int:listing_id>/withdraw/", provider.withdraw, name="listing-withdraw"),
+    path("provider/listings/<int:listing_id>/guidance/", provider.guidance, name="listing-guidance"),
     path("provider/listings/<int:listing_id>/failed-nodes/", provider.failure_report, name="failure-report"),
     path("provider/promotions/", provider.promotions, name="promotions"),
     path("provider/promotions/<int:program_id>/pause/", provider.promotion_pause, name="promotion-pause"),

@@ -218,6 +218,7 @@ MATRIX: dict[tuple[str, str], list[Row]] = {
     ("POST", "/api/v1/listings/{listing_id}/fail-nodes/"): [
         Row(PROVIDER_OWNS, target="listing", body=lambda role: {"nodes": [1]})
     ],
+    ("GET", "/api/v1/listings/{listing_id}/guidance/"): [Row(PROVIDER_OWNS, target="listing")],
     ("GET", "/api/v1/listings/{listing_id}/profiles/"): [Row(PROVIDER_OWNS, target="listing")],
     ("POST", "/api/v1/listings/{listing_id}/profiles/"): [
         Row(created(PROVIDER_OWNS), target="listing", body=profile_body)

@@ -16,6 +16,7 @@ from marketplace import selectors, services
 from marketplace.errors import DomainError, NotFound
 from marketplace.models import Listing, Organisation
 from marketplace.web.access import organisation_required
+from marketplace.web.formatting import local_name
 from marketplace.web.forms import FailedNodesForm, ListingEditForm, ListingForm, PromotionForm
 
 provider_required = organisation_required(Organisation.Kind.PROVIDER)
@@ -29,6 +30,18 @@ def dashboard(request, *, organisation):
         "promotions": selectors.voucher_spend(user=request.user, provider=organisation),
     }
     return render(request, "web/provider/dashboard.html", context)
+
+
+@provider_required
+def guidance(request, listing_id: int, *, organisation):
+    """The Guidance panel of one idle listing (loaded by htmx when the provider opens it, so the
+    dashboard itself stays a constant number of queries): why its GPUs are idle and the highest
+    price at which the engine would fill them now (``listing_guidance``: exact re-solves)."""
+    found = selectors.listing_guidance(listing_id=listing_id, provider=organisation)
+    if found is None:
+        raise Http404
+    reasons = selectors.idle_reasons(found, name=local_name)
+    return render(request, "web/provider/_guidance.html", {"guidance": found, "reasons": reasons})
 
 
 @provider_required
