@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
 from matching.latency import LatencyClass
+
+if TYPE_CHECKING:
+    from matching.prices import ListingPrice
 
 
 @dataclass(frozen=True)
@@ -177,3 +180,5 @@ class Plan:
     served_replicas: int
     timings_ms: dict[str, float] = field(default_factory=dict)
     stats: dict[str, int | str] = field(default_factory=dict)
+    #: Per-listing clearing prices (:mod:`matching.prices`); empty until :func:`matching.prices.with_prices`.
+    prices: tuple[ListingPrice, ...] = ()
