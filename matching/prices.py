@@ -35,28 +35,11 @@ from decimal import Decimal
 from matching import costs
 from matching.graph.components import feasibility, find_components
 from matching.graph.edges import build_arrays
-from matching.problem import ListingSpec, Plan, Problem
+from matching.problem import ListingPrice, ListingSpec, Plan, Problem
+from matching.solver import solve
 
 #: Saturated listings priced by re-solving, per round, by default (a bound on the added solve time).
 MAX_RESOLVES = 64
-
-
-@dataclass(frozen=True)
-class ListingPrice:
-    """One listing's price after a round. ``rent`` is ``None`` when it could not be computed in time."""
-
-    listing_id: int
-    region: str
-    gpu_model: str
-    ask: Decimal  # the listing's own price, CNY per GPU-hour
-    rent: Decimal | None  # scarcity rent, CNY per GPU-hour; 0 when spare
-    free_gpus: int  # free after the round
-    unit_gpus: int  # the size of the unit priced (0: no request can use this listing)
-
-    @property
-    def clearing_price(self) -> Decimal | None:
-        """Ask + rent, CNY per GPU-hour; ``None`` when the rent is unavailable."""
-        return None if self.rent is None else self.ask + self.rent
 
 
 def surplus(problem: Problem, plan: Plan) -> Decimal:
@@ -87,8 +70,6 @@ def free_after(listing: ListingSpec, plan: Plan) -> list[int]:
 
 def clearing_prices(problem: Problem, plan: Plan, *, max_resolves: int = MAX_RESOLVES) -> tuple[ListingPrice, ...]:
     """Every listing's rent and clearing price after ``plan`` (the engine's plan for ``problem``)."""
-    from matching.solver import solve  # the solver is this module's client's; import late (no cycle)
-
     arrays = build_arrays(problem)
     components = find_components(problem, arrays, feasibility(problem, arrays))
     component_of = {int(j): k for k, c in enumerate(components) for j in c.listings}
@@ -126,8 +107,6 @@ def clearing_prices(problem: Problem, plan: Plan, *, max_resolves: int = MAX_RES
 
 def marginal_rent(sub: Problem, sub_plan: Plan, value: Decimal, listing_id: int, unit: int) -> Decimal:
     """The exact finite difference: re-solve ``sub`` with one more ``unit``-GPU node on the listing."""
-    from matching.solver import solve
-
     more = Problem(
         requests=sub.requests,
         listings=tuple(replace(x, node_free=(*x.node_free, unit)) if x.id == listing_id else x for x in sub.listings),

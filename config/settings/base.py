@@ -271,7 +271,12 @@ KOMBU_DETACHED_CHANNEL_PATCH = env_bool("KOMBU_DETACHED_CHANNEL_PATCH", True)
 MATCHING_SWEEP_SECONDS = env_int("MATCHING_SWEEP_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
     "matching-sweep": {"task": "marketplace.matching_sweep", "schedule": float(MATCHING_SWEEP_SECONDS)},
+    "prices-prune": {"task": "marketplace.prices_prune", "schedule": 3600.0},
 }
+#: Days of clearing-price history kept (docs/economics.md); beat prunes older rows hourly.
+PRICE_HISTORY_DAYS = env_int("PRICE_HISTORY_DAYS", 30)
+#: Saturated listings priced by re-solving per round (matching.prices); the rest are "unavailable".
+PRICE_MAX_RESOLVES = env_int("PRICE_MAX_RESOLVES", 64)
 
 LOGGING = {
     "version": 1,

@@ -102,6 +102,13 @@ from marketplace.selectors.names import (
     voucher_program_names_in_use,
 )
 from marketplace.selectors.organisations import api_keys_of, members_of, organisation_spent
+from marketplace.selectors.prices import (
+    CurrentPrice,
+    history_since,
+    latest_prices,
+    latest_prices_by_model,
+    price_history,
+)
 from marketplace.selectors.reliability import ReliabilityIndex, reliability_index
 from marketplace.selectors.statements import Statement, statement_for
 from marketplace.selectors.vouchers import (
@@ -120,6 +127,7 @@ __all__ = [
     "BuyerPays",
     "BuyerRequestsPage",
     "CapacityRow",
+    "CurrentPrice",
     "GpuCount",
     "LeftOutRow",
     "ListingFilters",
@@ -151,6 +159,9 @@ __all__ = [
     "free_hours_used",
     "gpu_model_list",
     "gpus_by_region_and_model",
+    "history_since",
+    "latest_prices",
+    "latest_prices_by_model",
     "listing_energy_cost",
     "listing_search",
     "listing_shown_energy_cost",
@@ -173,6 +184,7 @@ __all__ = [
     "organisation_names_in_use",
     "organisation_of",
     "organisation_spent",
+    "price_history",
     "provider_dashboard",
     "provider_listing",
     "provision_deadline",
