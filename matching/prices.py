@@ -21,7 +21,8 @@ Definitions (docs/economics.md says the same in plain words, with a worked examp
   to the market. A spare listing clears at its ask.
 
 The solves cost time, so at most ``max_resolves`` saturated listings are priced per round (in the
-order of the problem's listings); the others get ``rent = None`` (unavailable), never a guess.
+order of the problem's listings), and only in components of at most ``max_component_requests``
+requests; the others get ``rent = None`` (unavailable), never a guess.
 A voucher's round budget is taken whole within the component, as :func:`matching.solver.solve`
 does for one shard.
 """
@@ -39,7 +40,10 @@ from matching.problem import ListingPrice, ListingSpec, Plan, Problem
 from matching.solver import solve
 
 #: Saturated listings priced by re-solving, per round, by default (a bound on the added solve time).
-MAX_RESOLVES = 64
+MAX_RESOLVES = 16
+#: Components with more requests than this are not re-solved (their saturated listings' rents are
+#: unavailable): one re-solve of a component of 1,000 requests costs ~30 ms, of 10,000 ~1 s.
+MAX_COMPONENT_REQUESTS = 2_000
 
 
 def surplus(problem: Problem, plan: Plan) -> Decimal:
@@ -68,7 +72,13 @@ def free_after(listing: ListingSpec, plan: Plan) -> list[int]:
     return free
 
 
-def clearing_prices(problem: Problem, plan: Plan, *, max_resolves: int = MAX_RESOLVES) -> tuple[ListingPrice, ...]:
+def clearing_prices(
+    problem: Problem,
+    plan: Plan,
+    *,
+    max_resolves: int = MAX_RESOLVES,
+    max_component_requests: int = MAX_COMPONENT_REQUESTS,
+) -> tuple[ListingPrice, ...]:
     """Every listing's rent and clearing price after ``plan`` (the engine's plan for ``problem``)."""
     arrays = build_arrays(problem)
     components = find_components(problem, arrays, feasibility(problem, arrays))
@@ -88,7 +98,7 @@ def clearing_prices(problem: Problem, plan: Plan, *, max_resolves: int = MAX_RES
         if unit == 0 or max(free, default=0) >= unit:
             out.append(replace(price, rent=costs.money(0)))
             continue
-        if budget <= 0 or k is None:
+        if budget <= 0 or k is None or len(components[k].requests) > max_component_requests:
             out.append(price)
             continue
         budget -= 1
@@ -121,9 +131,16 @@ def marginal_rent(sub: Problem, sub_plan: Plan, value: Decimal, listing_id: int,
     return costs.money(gained / sold)
 
 
-def with_prices(problem: Problem, plan: Plan, *, max_resolves: int = MAX_RESOLVES) -> Plan:
+def with_prices(
+    problem: Problem,
+    plan: Plan,
+    *,
+    max_resolves: int = MAX_RESOLVES,
+    max_component_requests: int = MAX_COMPONENT_REQUESTS,
+) -> Plan:
     """``plan`` with its :attr:`~matching.problem.Plan.prices` filled in."""
-    return replace(plan, prices=clearing_prices(problem, plan, max_resolves=max_resolves))
+    prices = clearing_prices(problem, plan, max_resolves=max_resolves, max_component_requests=max_component_requests)
+    return replace(plan, prices=prices)
 
 
 @dataclass(frozen=True)

@@ -276,7 +276,9 @@ CELERY_BEAT_SCHEDULE = {
 #: Days of clearing-price history kept (docs/economics.md); beat prunes older rows hourly.
 PRICE_HISTORY_DAYS = env_int("PRICE_HISTORY_DAYS", 30)
 #: Saturated listings priced by re-solving per round (matching.prices); the rest are "unavailable".
-PRICE_MAX_RESOLVES = env_int("PRICE_MAX_RESOLVES", 64)
+PRICE_MAX_RESOLVES = env_int("PRICE_MAX_RESOLVES", 16)
+#: Components with more requests than this are not re-solved for prices (their rents: unavailable).
+PRICE_MAX_COMPONENT_REQUESTS = env_int("PRICE_MAX_COMPONENT_REQUESTS", 2000)
 
 LOGGING = {
     "version": 1,

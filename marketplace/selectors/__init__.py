@@ -105,8 +105,8 @@ from marketplace.selectors.organisations import api_keys_of, members_of, organis
 from marketplace.selectors.prices import (
     CurrentPrice,
     history_since,
+    latest_clearing_prices,
     latest_prices,
-    latest_prices_by_model,
     price_history,
 )
 from marketplace.selectors.reliability import ReliabilityIndex, reliability_index
@@ -160,8 +160,8 @@ __all__ = [
     "gpu_model_list",
     "gpus_by_region_and_model",
     "history_since",
+    "latest_clearing_prices",
     "latest_prices",
-    "latest_prices_by_model",
     "listing_energy_cost",
     "listing_search",
     "listing_shown_energy_cost",

@@ -50,13 +50,19 @@ def latest_prices(*, gpu_model: GpuModel, origin: Region | None = None) -> list[
     return _current(rows, gpu_model=gpu_model, origin=origin)
 
 
-def latest_prices_by_model() -> dict[tuple[str, str], Decimal | None]:
-    """{(GPU model code, region code): clearing price} from the latest round that priced each pair
-    (for the board and the monitor). Two queries."""
-    return {
-        (row.gpu_model.code, row.region.code): row.price_per_gpu_hour
-        for row in _latest_rows(ClearingPrice.objects.all())
-    }
+def latest_clearing_prices() -> list[ClearingPrice]:
+    """Every (GPU model, region)'s latest clearing price (``region`` and ``gpu_model`` loaded), by
+    model code then price (unpriced last), for the admin monitor. Two queries."""
+    rows = _latest_rows(ClearingPrice.objects.all())
+    far = Decimal("Infinity")
+    return sorted(
+        rows,
+        key=lambda r: (
+            r.gpu_model.code,
+            r.price_per_gpu_hour if r.price_per_gpu_hour is not None else far,
+            r.region.code,
+        ),
+    )
 
 
 def _latest_rows(queryset: QuerySet[ClearingPrice]) -> list[ClearingPrice]:

@@ -112,7 +112,12 @@ def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
         timings["solve"] = ms_since(started)
         if policy == ENGINE:
             started = time.perf_counter()
-            plan = with_prices(without(problem, unplannable), plan, max_resolves=settings.PRICE_MAX_RESOLVES)
+            plan = with_prices(
+                without(problem, unplannable),
+                plan,
+                max_resolves=settings.PRICE_MAX_RESOLVES,
+                max_component_requests=settings.PRICE_MAX_COMPONENT_REQUESTS,
+            )
             timings["prices"] = ms_since(started)
         started = time.perf_counter()
         result, refused = match_plan_apply_quarantined(plan=plan, run_id=run.pk, now=now)
