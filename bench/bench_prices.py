@@ -1,7 +1,7 @@
 """What clearing prices add to a round: bench_matching's instances, split per GPU model as the rounds
 are (one shard per model), solved, then priced (matching.prices), side by side.
 
-    .venv/bin/python bench/bench_prices.py [--sizes 1kx500,10kx2k] [--seed 7] [--max-resolves 16]
+    .venv/bin/python bench/bench_prices.py [--sizes 1kx500,10kx2k] [--seed 7] [--max-resolves 16] [--budget-seconds 1]
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="1kx500,10kx2k")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--max-resolves", type=int, default=16)
+    parser.add_argument(
+        "--budget-seconds", type=float, default=1.0, help="per shard (round), as PRICE_TIME_BUDGET_SECONDS"
+    )
     args = parser.parse_args(argv)
     ref = load_reference(default_data_path())
     warm_up()
@@ -46,7 +49,9 @@ def main(argv: list[str] | None = None) -> None:
                 t0 = time.perf_counter()
                 plan = solve(shard)
                 t1 = time.perf_counter()
-                prices = clearing_prices(shard, plan, max_resolves=args.max_resolves)
+                prices = clearing_prices(
+                    shard, plan, max_resolves=args.max_resolves, budget_seconds=args.budget_seconds
+                )
                 t2 = time.perf_counter()
                 solve_s += t1 - t0
                 prices_s += t2 - t1

@@ -21,14 +21,17 @@ Definitions (docs/economics.md says the same in plain words, with a worked examp
   to the market. A spare listing clears at its ask.
 
 The solves cost time, so at most ``max_resolves`` saturated listings are priced per round (in the
-order of the problem's listings), and only in components of at most ``max_component_requests``
-requests; the others get ``rent = None`` (unavailable), never a guess.
+order of the problem's listings), only in components of at most ``max_component_requests`` requests,
+and no new re-solve starts once ``budget_seconds`` have passed; the others get ``rent = None``
+(unavailable), never a guess. The budgets decide only *which* listings are priced, never a price:
+with ``budget_seconds=None`` the result is deterministic.
 A voucher's round budget is taken whole within the component, as :func:`matching.solver.solve`
 does for one shard.
 """
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -78,6 +81,7 @@ def clearing_prices(
     *,
     max_resolves: int = MAX_RESOLVES,
     max_component_requests: int = MAX_COMPONENT_REQUESTS,
+    budget_seconds: float | None = None,
 ) -> tuple[ListingPrice, ...]:
     """Every listing's rent and clearing price after ``plan`` (the engine's plan for ``problem``)."""
     arrays = build_arrays(problem)
@@ -85,6 +89,7 @@ def clearing_prices(
     component_of = {int(j): k for k, c in enumerate(components) for j in c.listings}
     base: dict[int, tuple[Problem, Plan, Decimal]] = {}
     budget = max_resolves
+    deadline = None if budget_seconds is None else time.perf_counter() + budget_seconds
     out = []
     for j, listing in enumerate(problem.listings):
         free = free_after(listing, plan)
@@ -98,7 +103,8 @@ def clearing_prices(
         if unit == 0 or max(free, default=0) >= unit:
             out.append(replace(price, rent=costs.money(0)))
             continue
-        if budget <= 0 or k is None or len(components[k].requests) > max_component_requests:
+        late = deadline is not None and time.perf_counter() > deadline
+        if budget <= 0 or late or k is None or len(components[k].requests) > max_component_requests:
             out.append(price)
             continue
         budget -= 1
@@ -137,6 +143,7 @@ def with_prices(
     *,
     max_resolves: int = MAX_RESOLVES,
     max_component_requests: int = MAX_COMPONENT_REQUESTS,
+    budget_seconds: float | None = None,
 ) -> Plan:
     """``plan`` with its :attr:`~matching.problem.Plan.prices` filled in."""
     prices = clearing_prices(problem, plan, max_resolves=max_resolves, max_component_requests=max_component_requests)

@@ -279,6 +279,8 @@ PRICE_HISTORY_DAYS = env_int("PRICE_HISTORY_DAYS", 30)
 PRICE_MAX_RESOLVES = env_int("PRICE_MAX_RESOLVES", 16)
 #: Components with more requests than this are not re-solved for prices (their rents: unavailable).
 PRICE_MAX_COMPONENT_REQUESTS = env_int("PRICE_MAX_COMPONENT_REQUESTS", 2000)
+#: Seconds of re-solving a round may spend on prices; no new re-solve starts after it (the rest: unavailable).
+PRICE_TIME_BUDGET_SECONDS = float(env_decimal("PRICE_TIME_BUDGET_SECONDS", "1.0"))
 
 LOGGING = {
     "version": 1,

@@ -117,6 +117,7 @@ def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
                 plan,
                 max_resolves=settings.PRICE_MAX_RESOLVES,
                 max_component_requests=settings.PRICE_MAX_COMPONENT_REQUESTS,
+                budget_seconds=settings.PRICE_TIME_BUDGET_SECONDS,
             )
             timings["prices"] = ms_since(started)
         started = time.perf_counter()
