@@ -160,3 +160,40 @@ def test_mixed_sizes_price_every_listing_without_breaking_the_plan(seed):
         assert price.rent >= 0
         if price.free_gpus and price.unit_gpus and price.unit_gpus <= 1:
             assert price.rent == 0
+
+
+def test_the_worked_example_of_docs_economics():
+    """docs/economics.md's example: the near hub's rent is the unserved realtime request's cap − cost."""
+    from matching import costs
+    from matching.latency import LatencyClass, bound_of
+    from matching.problem import Problem
+
+    near, west = "yrd-qingpu-wujiang-jiashan", "ningxia-zhongwei"
+    rtt = {("shanghai", near): 2.8, ("shanghai", west): 35.8, (near, near): 1.0, (west, west): 1.0}
+
+    def request(i, cls, n, cap):
+        r = req(i, replicas=n, cap=cap, bound=bound_of(cls))
+        return replace(r, latency_weight=costs.default_latency_weight(cls))
+
+    p = Problem(
+        requests=(
+            request(1, LatencyClass.INTERACTIVE, 8, "9.00"),
+            request(2, LatencyClass.STANDARD, 6, "8.00"),
+            request(3, LatencyClass.REALTIME, 2, "10.00"),
+        ),
+        listings=(lst(1, region=near, nodes=(8,), price="6.50"), lst(2, region=west, nodes=(8, 8), price="5.20")),
+        rtt_ms=rtt,
+        now=problem([], []).now,
+    )
+    plan = solve(p)
+    assert plan.objective == Decimal("2033.3280")
+    assert surplus(p, plan) == Decimal("846.6720")
+    regions = {r.region: r for r in by_region(clearing_prices(p, plan))}
+    assert (regions[near].rent, regions[near].price) == (Decimal("3.3600"), Decimal("9.8600"))
+    assert (regions[west].rent, regions[west].price, regions[west].free_gpus) == (0, Decimal("5.20"), 10)
+
+
+def test_a_spent_time_budget_leaves_full_listings_unavailable():
+    p = problem([req(1), req(2)], [lst(1, nodes=(1,), price="6"), lst(2, region="guian", nodes=(1,), price="7")])
+    prices = clearing_prices(p, solve(p), budget_seconds=-1.0)
+    assert [x.rent for x in prices] == [None, None]
