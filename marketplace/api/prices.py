@@ -51,7 +51,7 @@ class CurrentPriceOut(serializers.Serializer):
     free_gpus = serializers.IntegerField(help_text="Free GPUs there after that round.")
     listings = serializers.IntegerField()
     saturated_listings = serializers.IntegerField(help_text="Listings with no unit free after the round.")
-    unpriced_listings = serializers.IntegerField(help_text="Saturated listings beyond the round's re-solve budget.")
+    unavailable_listings = serializers.IntegerField(help_text="Saturated listings beyond the round's re-solve budget.")
     run_id = serializers.IntegerField(help_text="The matching run that recorded the price.")
     recorded_at = serializers.DateTimeField()
 
@@ -77,7 +77,7 @@ class PricePointOut(serializers.ModelSerializer):
             "free_gpus",
             "listings",
             "saturated_listings",
-            "unpriced_listings",
+            "unavailable_listings",
         ]
 
 

@@ -27,7 +27,7 @@ class ClearingPrice(models.Model):
     free_gpus = models.PositiveIntegerField()
     listings = models.PositiveIntegerField()
     saturated_listings = models.PositiveIntegerField()
-    unpriced_listings = models.PositiveIntegerField()
+    unavailable_listings = models.PositiveIntegerField()
 
     class Meta:
         ordering = ["-recorded_at", "-id"]
@@ -42,7 +42,7 @@ class ClearingPrice(models.Model):
                 name="clearing_rent_not_negative",
             ),
             models.CheckConstraint(
-                condition=Q(saturated_listings__lte=F("listings")) & Q(unpriced_listings__lte=F("listings")),
+                condition=Q(saturated_listings__lte=F("listings")) & Q(unavailable_listings__lte=F("listings")),
                 name="clearing_price_counts_within_listings",
             ),
         ]

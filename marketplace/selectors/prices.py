@@ -34,7 +34,7 @@ class CurrentPrice:
     free_gpus: int
     listings: int
     saturated_listings: int
-    unpriced_listings: int
+    unavailable_listings: int
     run_id: int
     recorded_at: datetime
 
@@ -95,7 +95,7 @@ def _current(rows: list[ClearingPrice], *, gpu_model: GpuModel, origin: Region |
                 free_gpus=row.free_gpus,
                 listings=row.listings,
                 saturated_listings=row.saturated_listings,
-                unpriced_listings=row.unpriced_listings,
+                unavailable_listings=row.unavailable_listings,
                 run_id=row.run_id,
                 recorded_at=row.recorded_at,
             )

@@ -35,7 +35,7 @@ def clearing_prices_record(*, run: MatchingRun, prices: tuple[ListingPrice, ...]
             free_gpus=r.free_gpus,
             listings=r.listings,
             saturated_listings=r.saturated,
-            unpriced_listings=r.unpriced,
+            unavailable_listings=r.unpriced,
         )
         for r in regions
         if r.region in region_ids and r.gpu_model in model_ids
