@@ -15,12 +15,14 @@ from django.utils import timezone
 
 from marketplace.market_time import market_now
 from marketplace.selectors.webhooks import webhook_deliveries_due
+from marketplace.services.prices import clearing_prices_prune
 from marketplace.services.rounds import round_run, rounds_sweep
 from marketplace.services.triggers import MATCHING_ROUND_TASK, matching_round_enqueue
 from marketplace.services.webhooks import WEBHOOK_DELIVER_TASK, webhook_deliveries_enqueue, webhook_delivery_attempt
 
 MATCHING_SWEEP_TASK = "marketplace.matching_sweep"
 WEBHOOKS_SWEEP_TASK = "marketplace.webhooks_sweep"
+PRICES_PRUNE_TASK = "marketplace.prices_prune"
 
 
 class ShardBusy(Exception):
@@ -72,6 +74,12 @@ def webhooks_sweep() -> int:
     due = webhook_deliveries_due(now=timezone.now())
     webhook_deliveries_enqueue(due)
     return len(due)
+
+
+@shared_task(name=PRICES_PRUNE_TASK, acks_late=True)
+def prices_prune() -> int:
+    """Beat's hourly prune of clearing-price history older than ``PRICE_HISTORY_DAYS``."""
+    return clearing_prices_prune(now=market_now())
 
 
 # The previous release's names (``matching.tasks.*``); see the module docstring.

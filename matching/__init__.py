@@ -11,6 +11,8 @@ A map, entry points first:
 - ``latency``   latency classes and the RTT model, shared with the API and the pages.
 - ``costs``     one edge's cost (price − subsidy + latency weight × RTT) and why an edge is infeasible.
 - ``solver``    ``solve(problem)``: serve the most by priority, then at least cost, exactly.
+- ``prices``    clearing prices: each listing's scarcity rent, an exact re-solve with one more unit
+  (docs/economics.md).
 - ``quote``     one request against free capacity, and its price–latency frontier.
 - ``policies``  the planners a round can use: the engine and the two baselines buyers use by hand.
 - ``greedy``    the cheapest-first baseline.

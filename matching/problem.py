@@ -162,6 +162,27 @@ class Unserved:
 
 
 @dataclass(frozen=True)
+class ListingPrice:
+    """One listing's price after a round (:mod:`matching.prices` defines it).
+
+    ``rent`` is ``None`` when it could not be computed within the round's re-solve budget.
+    """
+
+    listing_id: int
+    region: str
+    gpu_model: str
+    ask: Decimal  # the listing's own price, CNY per GPU-hour
+    rent: Decimal | None  # scarcity rent, CNY per GPU-hour; 0 when spare
+    free_gpus: int  # free after the round
+    unit_gpus: int  # the size of the unit priced (0: no request can use this listing)
+
+    @property
+    def clearing_price(self) -> Decimal | None:
+        """Ask + rent, CNY per GPU-hour; ``None`` when the rent is unavailable."""
+        return None if self.rent is None else self.ask + self.rent
+
+
+@dataclass(frozen=True)
 class Plan:
     """A round's output. ``objective`` is the total cost (CNY) of the assignments over their
     durations; ``lower_bound`` a proven bound on it at the same served replicas (equal when exact);
@@ -177,3 +198,5 @@ class Plan:
     served_replicas: int
     timings_ms: dict[str, float] = field(default_factory=dict)
     stats: dict[str, int | str] = field(default_factory=dict)
+    #: Per-listing clearing prices; empty until :func:`matching.prices.with_prices` fills them.
+    prices: tuple[ListingPrice, ...] = ()

@@ -271,7 +271,16 @@ KOMBU_DETACHED_CHANNEL_PATCH = env_bool("KOMBU_DETACHED_CHANNEL_PATCH", True)
 MATCHING_SWEEP_SECONDS = env_int("MATCHING_SWEEP_SECONDS", 30)
 CELERY_BEAT_SCHEDULE = {
     "matching-sweep": {"task": "marketplace.matching_sweep", "schedule": float(MATCHING_SWEEP_SECONDS)},
+    "prices-prune": {"task": "marketplace.prices_prune", "schedule": 3600.0},
 }
+#: Days of clearing-price history kept (docs/economics.md); beat prunes older rows hourly.
+PRICE_HISTORY_DAYS = env_int("PRICE_HISTORY_DAYS", 30)
+#: Saturated listings priced by re-solving per round (matching.prices); the rest are "unavailable".
+PRICE_MAX_RESOLVES = env_int("PRICE_MAX_RESOLVES", 16)
+#: Components with more requests than this are not re-solved for prices (their rents: unavailable).
+PRICE_MAX_COMPONENT_REQUESTS = env_int("PRICE_MAX_COMPONENT_REQUESTS", 2000)
+#: Seconds of re-solving a round may spend on prices; no new re-solve starts after it (the rest: unavailable).
+PRICE_TIME_BUDGET_SECONDS = float(env_decimal("PRICE_TIME_BUDGET_SECONDS", "1.0"))
 
 LOGGING = {
     "version": 1,

@@ -132,6 +132,9 @@ FIELD_UNITS = {
     "suggested_price_per_gpu_hour": "CNY per GPU-hour",
     "suggested_gpu_hours": "GPU-hours",
     "next_round_gpu_hours": "GPU-hours",
+    "rent_per_gpu_hour": "CNY per GPU-hour",
+    "latency_rent_per_gpu_hour": "CNY per GPU-hour",
+    "hours": "hours",
 }
 
 
@@ -141,6 +144,8 @@ SUMMARIES = {
     ("POST", "/api/v1/auth/register/"): "Register a user and its buyer or provider organisation",
     ("POST", "/api/v1/auth/token/"): "Exchange a username and password for an API token",
     ("GET", "/api/v1/capacity/"): "Idle GPUs by region and latency class from an origin",
+    ("GET", "/api/v1/prices/"): "Clearing prices of a GPU model per region after its latest round, from an origin",
+    ("GET", "/api/v1/prices/history/"): "A region's clearing price of a GPU model over time",
     ("GET", "/api/v1/gpu-models/"): "List the GPU models",
     ("GET", "/api/v1/llm-models/"): "List the LLM models the marketplace can serve",
     ("GET", "/api/v1/regions/"): "List the regions",

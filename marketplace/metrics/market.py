@@ -24,7 +24,7 @@ from marketplace.selectors.metrics import RoundRecord
 from marketplace.selectors.webhooks import webhook_delivery_counts
 
 #: The phases a round records in ``MatchingRun.timings_ms`` (``services.rounds``), in order.
-ROUND_PHASES = ("snapshot", "solve", "apply")
+ROUND_PHASES = ("snapshot", "solve", "prices", "apply")
 #: Upper bounds (seconds) of the round phase histogram's buckets: a phase takes milliseconds on a
 #: small shard and seconds on a big one; the soft time limit (120 s) caps the whole round.
 ROUND_PHASE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
@@ -65,7 +65,7 @@ def round_metrics(runs: Sequence[RoundRecord]) -> Iterator[Metric]:
 def phase_durations(runs: Sequence[RoundRecord]) -> GaugeHistogramMetricFamily:
     histogram = GaugeHistogramMetricFamily(
         "marketplace_round_phase_duration_seconds",
-        "Duration of each phase (snapshot, solve, apply) of the succeeded rounds among the newest "
+        "Duration of each phase (snapshot, solve, prices, apply) of the succeeded rounds among the newest "
         "METRICS_RECENT_ROUNDS, by shard.",
         labels=["shard", "phase"],
     )

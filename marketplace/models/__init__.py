@@ -10,6 +10,7 @@ from marketplace.models.listings import NODE_SIZE_CHOICES, NODE_SIZES, Listing, 
 from marketplace.models.market_clock import MarketClock
 from marketplace.models.matches import Match, Settlement
 from marketplace.models.organisations import Membership, Organisation
+from marketplace.models.prices import ClearingPrice
 from marketplace.models.reference import GpuModel, LlmModel, Region, Rtt
 from marketplace.models.requests import BuyerRequest
 from marketplace.models.runs import MatchingRun
@@ -21,6 +22,7 @@ __all__ = [
     "NODE_SIZE_CHOICES",
     "ApiKey",
     "BuyerRequest",
+    "ClearingPrice",
     "GpuModel",
     "IdempotencyKey",
     "Listing",

@@ -38,7 +38,7 @@ class MatchingRun(models.Model):
     #: breaks the market's rules or that the engine or the database could not handle, so that it
     #: costs only its owner the round (``services.rounds``).
     left_out = models.JSONField(default=list, blank=True)
-    #: Milliseconds per phase: snapshot, solve, apply.
+    #: Milliseconds per phase: snapshot, solve, prices (engine rounds), apply.
     timings_ms = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
 

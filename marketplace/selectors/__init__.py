@@ -103,6 +103,13 @@ from marketplace.selectors.names import (
     voucher_program_names_in_use,
 )
 from marketplace.selectors.organisations import api_keys_of, members_of, organisation_spent
+from marketplace.selectors.prices import (
+    CurrentPrice,
+    history_since,
+    latest_clearing_prices,
+    latest_prices,
+    price_history,
+)
 from marketplace.selectors.reliability import ReliabilityIndex, reliability_index
 from marketplace.selectors.statements import Statement, statement_for
 from marketplace.selectors.vouchers import (
@@ -121,6 +128,7 @@ __all__ = [
     "BuyerPays",
     "BuyerRequestsPage",
     "CapacityRow",
+    "CurrentPrice",
     "GpuCount",
     "LeftOutRow",
     "ListingFilters",
@@ -153,7 +161,10 @@ __all__ = [
     "free_hours_used",
     "gpu_model_list",
     "gpus_by_region_and_model",
+    "history_since",
     "idle_reasons",
+    "latest_clearing_prices",
+    "latest_prices",
     "listing_energy_cost",
     "listing_guidance",
     "listing_search",
@@ -177,6 +188,7 @@ __all__ = [
     "organisation_names_in_use",
     "organisation_of",
     "organisation_spent",
+    "price_history",
     "provider_dashboard",
     "provider_listing",
     "provision_deadline",

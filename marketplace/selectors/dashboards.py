@@ -26,6 +26,7 @@ from marketplace.models import (
 from marketplace.money import FEN, FOUR_PLACES, buyer_charge
 from marketplace.reliability import Reliability
 from marketplace.selectors.market import capacity_by_region, with_free_gpus
+from marketplace.selectors.prices import latest_prices
 from marketplace.selectors.reliability import reliability_index
 from matching.latency import LatencyClass, latency_class_of
 
@@ -63,14 +64,17 @@ class BoardRegion:
     best_reliability: Decimal | None = None
     #: Of ``listings``, those with a score.
     scored_listings: int = 0
+    #: The region's latest clearing price of the board's GPU model (``selectors.prices``); None
+    #: without a model, or before any round priced it there.
+    clearing_price_per_gpu_hour: Decimal | None = None
 
 
 def capacity_board(
     *, origin: Region, gpu_model: GpuModel | None = None, now: datetime | None = None
 ) -> list[BoardRegion]:
     """Every region with its idle GPUs (of ``gpu_model``, else of every model) and its RTT and
-    latency class from ``origin``, and the best reliability of its idle listings; nearest first.
-    Five queries."""
+    latency class from ``origin``, the best reliability of its idle listings and, of ``gpu_model``,
+    its latest clearing price; nearest first. Seven queries."""
     now = now or market_now()
     free: dict[str, list] = {}
     for row in capacity_by_region(origin=origin, gpu_model=gpu_model, now=now):
@@ -81,6 +85,9 @@ def capacity_board(
         code: float(rtt)
         for code, rtt in Rtt.objects.filter(source_region=origin).values_list("target_region__code", "rtt_ms")
     }
+    clearing = (
+        {} if gpu_model is None else {row.region: row.price_per_gpu_hour for row in latest_prices(gpu_model=gpu_model)}
+    )
     board = []
     for region in Region.objects.all():
         rows, rtt = free.get(region.code, []), rtts.get(region.code)
@@ -96,6 +103,7 @@ def capacity_board(
                 min_price_per_gpu_hour=min((row.min_price_per_gpu_hour for row in rows), default=None),
                 best_reliability=max(scored, default=None),
                 scored_listings=len(scored),
+                clearing_price_per_gpu_hour=clearing.get(region.code),
             )
         )
     return sorted(board, key=lambda item: (item.rtt_ms is None, item.rtt_ms or 0, item.region.code))

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TypedDict
 
@@ -49,10 +50,12 @@ from marketplace.services.agents import agents_sweep
 from marketplace.services.events import listings_idle_publish, requests_unserved_publish
 from marketplace.services.lifecycle import lifecycle_tick
 from marketplace.services.plans import ApplyResult, match_plan_apply_quarantined
+from marketplace.services.prices import clearing_prices_record
 from marketplace.services.shard_lock import shard_lock
 from marketplace.services.triggers import matching_round_enqueue, round_delay, round_pending, round_pending_clear
 from matching.policies import ENGINE, planner
-from matching.problem import Plan
+from matching.prices import with_prices
+from matching.problem import Plan, Problem
 from matching.quarantine import LeftOut, plan_quarantined
 from matching.timings import ms_since
 
@@ -107,6 +110,16 @@ def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
         started = time.perf_counter()
         plan, unplannable = plan_quarantined(planner(policy), problem, passthrough=(SoftTimeLimitExceeded,))
         timings["solve"] = ms_since(started)
+        if policy == ENGINE:
+            started = time.perf_counter()
+            plan = with_prices(
+                without(problem, unplannable),
+                plan,
+                max_resolves=settings.PRICE_MAX_RESOLVES,
+                max_component_requests=settings.PRICE_MAX_COMPONENT_REQUESTS,
+                budget_seconds=settings.PRICE_TIME_BUDGET_SECONDS,
+            )
+            timings["prices"] = ms_since(started)
         started = time.perf_counter()
         result, refused = match_plan_apply_quarantined(plan=plan, run_id=run.pk, now=now)
         timings["apply"] = ms_since(started)
@@ -213,6 +226,7 @@ def matching_run_finish(
     run.unserved, run.timings_ms = unserved, timings_ms
     run.left_out = [{"kind": row.kind, "id": row.id, "reason": row.reason} for row in left_out]
     run.save()
+    clearing_prices_record(run=run, prices=plan.prices, recorded_at=run.finished_at)
     requests_unserved_publish(unserved, run_id=run.pk, now=finished_at)
     return run
 
@@ -227,6 +241,19 @@ def rows_left_out_note(*, shard: str, left_out: Sequence[LeftOut]) -> None:
         rows.filter(left_out_reason__gt="").exclude(pk__in=list(reasons)).update(left_out_reason="")
         for pk, reason in sorted(reasons.items()):
             rows.filter(pk=pk).update(left_out_reason=reason)
+
+
+def without(problem: Problem, left_out: Sequence[LeftOut]) -> Problem:
+    """``problem`` without the rows the engine left out (the problem its plan was made for)."""
+    requests = {row.id for row in left_out if row.kind == "request"}
+    listings = {row.id for row in left_out if row.kind == "listing"}
+    if not requests and not listings:
+        return problem
+    return replace(
+        problem,
+        requests=tuple(r for r in problem.requests if r.id not in requests),
+        listings=tuple(x for x in problem.listings if x.id not in listings),
+    )
 
 
 def matching_run_fail(*, run_id: int, error: str, finished_at: datetime) -> None:

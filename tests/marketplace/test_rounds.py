@@ -25,7 +25,7 @@ def test_a_round_matches_and_records_the_run(make_listing, make_request):
     request.refresh_from_db()
     assert (request.status, request.matched_replicas) == ("matched", 3)
     assert (run.status, run.served_replicas, run.unserved_replicas) == ("succeeded", 3, 0)
-    assert set(run.timings_ms) == {"snapshot", "solve", "apply"}
+    assert set(run.timings_ms) == {"snapshot", "solve", "prices", "apply"}
     assert run.gap == 0
     assert run.objective == run.lower_bound
     match = Match.objects.get()

@@ -190,6 +190,8 @@ MATRIX: dict[tuple[str, str], list[Row]] = {
     ("GET", "/api/v1/gpu-models/"): [Row(everyone(200))],
     ("GET", "/api/v1/llm-models/"): [Row(everyone(200))],
     ("GET", "/api/v1/capacity/"): [Row(everyone(200), query="origin=shanghai")],
+    ("GET", "/api/v1/prices/"): [Row(everyone(200), query="gpu_model=h20&origin=shanghai")],
+    ("GET", "/api/v1/prices/history/"): [Row(everyone(200), query="gpu_model=h20&region=shanghai&hours=24")],
     ("GET", "/api/v1/listings/"): [
         Row(
             everyone(200),

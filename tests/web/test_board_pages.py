@@ -14,6 +14,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from marketplace.models import GpuModel
+from marketplace.services.rounds import round_run
 from tests.conftest import member
 
 ZH = {"HTTP_ACCEPT_LANGUAGE": "zh-CN,zh;q=0.9"}
@@ -133,10 +134,25 @@ def test_the_home_page_orients_each_visitor(reference, provider, buyer, who, lin
     assert "租用国内数据中心的空闲 GPU，按时延撮合" in zh
 
 
-def test_the_board_never_prints_a_clearing_price(listed):
-    """Clearing prices are not built yet: the home page shows the listings' own prices only."""
-    text = visible(page(Client(), "/", **EN)).lower()
-    assert "clearing" not in text
+def test_the_board_shows_a_models_clearing_price_in_both_languages(make_listing, make_request):
+    """After a round, the board of one GPU model shows each region's clearing price in ¥ per GPU-hour:
+    the full cheap hub its ask plus its rent, the western hub with GPUs left over its ask."""
+    make_listing(region="yrd-qingpu-wujiang-jiashan", gpu_count=8, price_per_gpu_hour=Decimal("6.00"))
+    make_listing(region="ningxia-zhongwei", gpu_count=16, price_per_gpu_hour=Decimal("7.00"))
+    make_request(latency_class="standard", gpus_per_replica=1, replicas=12)
+    round_run(shard="h20", trigger="manual")
+    html = page(Client(), "/?origin=shanghai&gpu_model=h20", **EN)
+    row = re.search(r'<tr id="region-yrd-qingpu-wujiang-jiashan".*?</tr>', html, re.S).group(0)
+    assert re.search(r'data-label="Clearing price">¥7\.\d\d/GPU·h<', row)
+    west = re.search(r'<tr id="region-ningxia-zhongwei".*?</tr>', html, re.S).group(0)
+    assert 'data-label="Clearing price">¥7.00/GPU·h<' in west
+    zh = page(Client(), "/?origin=shanghai&gpu_model=h20", **ZH)
+    assert "出清价" in zh
+    assert "¥7.00/卡·时" in zh
+    # Without a GPU model there is no one price to show: no column.
+    every = page(Client(), "/?origin=shanghai", **EN)
+    assert "Clearing price" not in every
+    assert "{#" not in html
 
 
 @pytest.mark.parametrize("url", ["/?origin=shanghai", "/?origin=shanghai&gpu_model=h20"])

@@ -115,3 +115,30 @@ def test_no_width_between_phone_and_desktop_scrolls_sideways(browser, live_serve
             if width == 800:
                 visitor.shot(f"board-home-tablet-{lang}")
         assert not visitor.problems, "\n".join(visitor.problems)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_a_models_board_shows_its_clearing_prices_without_overflow(
+    browser, live_server, make_listing, make_request, lang, size
+):
+    """With a GPU model chosen, the clearing price column (one more cell per row) still fits."""
+    from playwright.sync_api import expect
+
+    from marketplace.services.rounds import round_run
+
+    make_listing(region="yrd-qingpu-wujiang-jiashan", gpu_count=8, price_per_gpu_hour=Decimal("6.00"))
+    make_listing(region="ningxia-zhongwei", gpu_count=16, price_per_gpu_hour=Decimal("7.00"))
+    make_request(latency_class="standard", gpus_per_replica=1, replicas=12)
+    round_run(shard="h20", trigger="manual")
+    visitor = Session(browser, live_server.url, lang=lang, **VIEWPORTS[size])
+    visitor.page.goto("/?origin=shanghai&gpu_model=h20")
+    expect(visitor.page.locator("#region-ningxia-zhongwei td.clearing")).to_contain_text(
+        "¥7.00/GPU·h" if lang == "en" else "¥7.00/卡·时"
+    )
+    visitor.assert_no_overflow()
+    cells = _cells_off_screen(visitor.page)
+    assert cells["off"] == []
+    assert cells["shown"] == (10 if size == "desktop" else 9)
+    visitor.shot(f"board-prices-{size}-{lang}")
+    assert not visitor.problems, "\n".join(visitor.problems)

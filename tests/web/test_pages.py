@@ -341,6 +341,28 @@ def test_monitor_charts_split_gpu_hours_west_and_price_by_region(web, make_listi
     assert len(data["labels"]) == len(data["series"]["anhui-wuhu"]["idle"])
 
 
+def test_monitor_shows_the_latest_clearing_prices_in_both_languages(web, make_listing, make_request):
+    make_listing(region="yrd-qingpu-wujiang-jiashan", gpu_count=8, price_per_gpu_hour=Decimal("6.00"))
+    make_listing(region="ningxia-zhongwei", gpu_count=16, price_per_gpu_hour=Decimal("7.00"))
+    make_request(latency_class="standard", gpus_per_replica=1, replicas=12)
+    staff = web["staff"]
+    assert "No round has priced capacity yet." in text(staff.get("/monitor/", HTTP_ACCEPT_LANGUAGE="en"))
+    round_run(shard="h20", trigger="manual")
+    page = text(staff.get("/monitor/", HTTP_ACCEPT_LANGUAGE="en"))
+    table = page[page.index('id="prices-table"') :]
+    table = table[: table.index("</table>")]
+    # The west with GPUs left over first (¥7.00, no rent), then the full eastern hub (ask + rent).
+    assert table.index("Zhongwei") < table.index("Qingpu")
+    assert "¥7.00/GPU·h" in table
+    assert "¥0.00/GPU·h" in table
+    assert "1 of 1" in table
+    assert "CST" in table
+    zh = text(staff.get("/monitor/", HTTP_ACCEPT_LANGUAGE="zh-CN"))
+    assert "出清价格" in zh
+    assert "稀缺租金" in zh
+    assert "¥7.00/卡·时" in zh
+
+
 def test_monitor_lists_unserved_open_requests_with_their_reason(web, make_listing, make_request):
     make_listing(region="ningxia-zhongwei")
     request = make_request(latency_class="realtime")

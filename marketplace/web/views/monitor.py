@@ -40,6 +40,7 @@ def page(request):
         "unserved": selectors.unserved_requests(),
         "left_out": selectors.rows_left_out(),
         "programs": selectors.voucher_spend(user=request.user, provider=None),
+        "clearing_prices": selectors.latest_clearing_prices(),
         "live_poll": LIVE_POLL_SECONDS,
         "charts_poll": CHARTS_POLL_SECONDS,
     }

@@ -1,0 +1,122 @@
+"""Clearing prices end to end: recorded by a round with its run, pruned on schedule, served by the API."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from marketplace.models import ClearingPrice, MatchingRun, Rtt
+from marketplace.services.prices import clearing_prices_prune
+from marketplace.services.rounds import round_run
+from marketplace.tasks import prices_prune
+
+NEAR, FAR = "yrd-qingpu-wujiang-jiashan", "ningxia-zhongwei"
+
+
+@pytest.fixture
+def priced_round(make_listing, make_request):
+    """A cheap near hub of 8 GPUs that fills, and a dearer western one with GPUs left over."""
+    make_listing(region=NEAR, gpu_count=8, price_per_gpu_hour=Decimal("6.00"))
+    make_listing(region=FAR, gpu_count=16, price_per_gpu_hour=Decimal("7.00"))
+    make_request(latency_class="standard", gpus_per_replica=1, replicas=12)
+    return MatchingRun.objects.get(pk=round_run(shard="h20", trigger="manual"))
+
+
+def _rtt(target: str) -> Decimal:
+    return Rtt.objects.get(source_region__code="shanghai", target_region__code=target).rtt_ms
+
+
+def test_a_round_records_the_clearing_prices_with_its_run(priced_round):
+    rows = {row.region.code: row for row in ClearingPrice.objects.filter(run=priced_round).select_related("region")}
+    assert set(rows) == {NEAR, FAR}
+    # One more GPU near Shanghai moves a replica from the west: it saves the price difference and the
+    # latency cost (standard: 0.005 CNY per ms per GPU-hour) of the longer RTT.
+    rent = Decimal("1.00") + Decimal("0.005") * (_rtt(FAR) - _rtt(NEAR))
+    assert rows[NEAR].rent_per_gpu_hour == rent.quantize(Decimal("0.0001"))
+    assert rows[NEAR].price_per_gpu_hour == Decimal("6.00") + rows[NEAR].rent_per_gpu_hour
+    assert (rows[NEAR].free_gpus, rows[NEAR].saturated_listings) == (0, 1)
+    assert rows[FAR].rent_per_gpu_hour == 0
+    assert rows[FAR].price_per_gpu_hour == Decimal("7.00")
+    assert rows[FAR].free_gpus == 12
+    assert rows[NEAR].recorded_at == priced_round.finished_at
+    assert "prices" in priced_round.timings_ms
+
+
+def test_prices_list_serves_the_latest_round_nearest_first(priced_round, make_request):
+    # A second round (nothing left to place near) becomes the latest.
+    second = MatchingRun.objects.get(pk=round_run(shard="h20", trigger="manual"))
+    body = APIClient().get("/api/v1/prices/", {"gpu_model": "h20", "origin": "shanghai"}).json()
+    assert [row["region"] for row in body] == [NEAR, FAR]
+    assert [row["run_id"] for row in body] == [priced_round.pk, second.pk]  # the full hub was not in round 2
+    near, far = body
+    assert near["latency_class"] == "realtime"
+    assert far["latency_class"] in {"interactive", "standard"}
+    assert Decimal(far["latency_rent_per_gpu_hour"]) == 0
+    assert Decimal(near["latency_rent_per_gpu_hour"]) == Decimal(near["price_per_gpu_hour"]) - Decimal("7.00")
+    assert far["free_gpus"] == 12
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"origin": "shanghai"}, "gpu_model"),
+        ({"gpu_model": "h20"}, "origin"),
+        ({"gpu_model": "nope", "origin": "shanghai"}, "gpu_model"),
+        ({"gpu_model": "h20", "origin": "atlantis"}, "origin"),
+        ({"gpu_model": "h20", "origin": "shanghai", "colour": "red"}, "colour"),
+    ],
+)
+def test_prices_list_refuses_bad_parameters_naming_them(reference, params, field):
+    response = APIClient().get("/api/v1/prices/", params)
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+def test_prices_list_is_empty_before_any_round(reference):
+    assert APIClient().get("/api/v1/prices/", {"gpu_model": "h20", "origin": "shanghai"}).json() == []
+
+
+def test_history_is_a_paginated_time_series_bounded_by_hours(priced_round):
+    round_run(shard="h20", trigger="manual")
+    old = ClearingPrice.objects.filter(run=priced_round)
+    old.update(recorded_at=priced_round.finished_at - timedelta(hours=5))
+    client = APIClient()
+    recent = client.get("/api/v1/prices/history/", {"gpu_model": "h20", "region": FAR, "hours": 2}).json()
+    assert recent["count"] == 1
+    wide = client.get("/api/v1/prices/history/", {"gpu_model": "h20", "region": FAR, "hours": 720}).json()
+    assert wide["count"] == 2
+    assert wide["results"][0]["run_id"] == priced_round.pk  # oldest first
+    assert Decimal(wide["results"][0]["price_per_gpu_hour"]) == Decimal("7.00")
+    page = client.get("/api/v1/prices/history/", {"gpu_model": "h20", "region": FAR, "hours": 720, "page_size": 1})
+    assert page.json()["next"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"region": NEAR}, "gpu_model"),
+        ({"gpu_model": "h20"}, "region"),
+        ({"gpu_model": "h20", "region": NEAR, "hours": 721}, "hours"),
+        ({"gpu_model": "h20", "region": NEAR, "hours": 0}, "hours"),
+        ({"gpu_model": "h20", "region": NEAR, "hours": "soon"}, "hours"),
+        ({"gpu_model": "h20", "region": NEAR, "hours": ""}, "hours"),
+    ],
+)
+def test_history_refuses_bad_parameters_naming_them(reference, params, field):
+    response = APIClient().get("/api/v1/prices/history/", params)
+    assert response.status_code == 400
+    assert field in response.json()
+
+
+@override_settings(PRICE_HISTORY_DAYS=2)
+def test_prune_keeps_the_configured_days(priced_round):
+    second = MatchingRun.objects.get(pk=round_run(shard="h20", trigger="manual"))
+    ClearingPrice.objects.filter(run=priced_round).update(recorded_at=second.finished_at - timedelta(days=3))
+    assert clearing_prices_prune(now=second.finished_at) == 2
+    assert set(ClearingPrice.objects.values_list("run_id", flat=True)) == {second.pk}
+    assert clearing_prices_prune(now=second.finished_at) == 0
+    assert prices_prune() == 0  # the beat task runs the same service
