@@ -366,7 +366,7 @@ def test_driven_by_shows_in_the_api_on_the_provider_page_and_on_the_board(placed
     assert ">agent</span>" in page.get(reverse("web:provider")).content.decode()
     assert beat(agents["agent"], idle, n0="ok").status_code == 200
     board = Client().get(reverse("web:board") + "?origin=shanghai").content.decode()
-    counts = re.findall(r'clock-driven\.">(\d+)</td>', board)
+    counts = re.findall(r'data-label="Agent-driven">(\d+)</td>', board)
     assert sorted(counts, key=int) == ["0"] * (len(counts) - 1) + ["1"], "one region has one agent-driven listing"
 
 
