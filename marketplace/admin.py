@@ -16,6 +16,7 @@ from marketplace.errors import DomainError
 from marketplace.models import (
     ApiKey,
     BuyerRequest,
+    ClearingPrice,
     GpuModel,
     IdempotencyKey,
     Listing,
@@ -105,6 +106,17 @@ class MeasuredProfileAdmin(ReadOnlyAdmin):
                     "output_tokens_per_second", "ttft_ms", "measured_at"]  # fmt: skip
     list_filter = ["precision", "llm_model"]
     list_select_related = ["listing", "llm_model"]
+
+
+@admin.register(ClearingPrice)
+class ClearingPriceAdmin(ReadOnlyAdmin):
+    """Written by each round (``services.prices``), pruned by beat after ``PRICE_HISTORY_DAYS``; staff read them."""
+
+    list_display = ["recorded_at", "run", "region", "gpu_model", "price_per_gpu_hour", "rent_per_gpu_hour",
+                    "free_gpus", "listings", "saturated_listings", "unavailable_listings"]  # fmt: skip
+    list_filter = ["gpu_model", "region"]
+    list_select_related = ["run", "region", "gpu_model"]
+    date_hierarchy = "recorded_at"
 
 
 class MembershipInline(admin.TabularInline):
