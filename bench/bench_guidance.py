@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_matching import default_data_path, generate, load_reference
 from matching import guidance as g
+from matching.problem import sold_gpu_hours
 from matching.solver import solve
 
 PRICE_MAXIMUM = Decimal(1000)
@@ -43,7 +44,7 @@ def main() -> None:
             listings=tuple(x for x in market.listings if x.gpu_model == listing.gpu_model),
         )
         started = time.perf_counter()
-        if g.gpu_hours_on(solve(shard), shard, listing.id) > 0:
+        if sold_gpu_hours(shard, solve(shard), listing.id) > 0:
             continue  # not idle
         g.diagnose(shard, listing.id, 0)
         ceiling = g.price_ceiling(shard, listing.id, PRICE_MAXIMUM)
@@ -55,7 +56,7 @@ def main() -> None:
             suggested += 1
             at = g.at_price(shard, listing.id, found.price)
             above = g.at_price(shard, listing.id, found.price + g.FEN)
-            if g.gpu_hours_on(solve(at), at, listing.id) > 0 and g.gpu_hours_on(solve(above), above, listing.id) == 0:
+            if sold_gpu_hours(at, solve(at), listing.id) > 0 and sold_gpu_hours(above, solve(above), listing.id) == 0:
                 confirmed += 1
     kind = "mixed" if args.mixed else "uniform"
     print(f"{args.requests} requests × {args.listings} listings ({kind}, seed {args.seed}): {len(times)} idle listings")

@@ -165,28 +165,69 @@ def fmt_cny(value: Decimal) -> str:
     return f"{two}" if two == value else f"{value.normalize()}"
 
 
-def infeasibility(request: RequestSpec, listing: ListingSpec, rtt_ms: float | None, now: datetime) -> str | None:
-    """Why ``request`` cannot use ``listing``, in words, or ``None`` when the edge is feasible.
+#: The rules an edge must pass, as codes, in the order :func:`blocking_rule` checks them.
+WRONG_MODEL = "wrong_model"
+NODE_SIZE = "node_size"
+OUT_OF_REACH = "out_of_reach"
+PRICE_ABOVE_CAP = "price_above_cap"
+RELIABILITY = "reliability"
+OPENS_LATE = "opens_late"
+WINDOW_SHORT = "window_short"
+NO_FREE_NODE = "no_free_node"
 
-    Checks in a fixed order (model, node size, RTT, price, reliability, window, free capacity) and names the
-    first that fails, e.g. ``"ningxia-zhongwei: 35.8 ms > 30 ms bound"`` or ``"price 14.00 > cap
-    12.00"``.
-    """
-    size = request.gpus_per_replica
+
+def blocking_rule(
+    request: RequestSpec, listing: ListingSpec, rtt_ms: float | None, now: datetime, *, check_price: bool = True
+) -> str | None:
+    """The first rule that keeps ``request`` off ``listing``, as a code, or ``None`` when the edge is
+    feasible. Order: model, node size, RTT, price (unless ``check_price`` is false), reliability,
+    window, free capacity. :func:`infeasibility` words it; ``matching.guidance`` sorts demand by it."""
     if listing.gpu_model != request.gpu_model:
+        return WRONG_MODEL
+    if listing.gpus_per_node < request.gpus_per_replica:
+        return NODE_SIZE
+    if rtt_ms is None or (request.max_rtt_ms is not None and rtt_ms > request.max_rtt_ms):
+        return OUT_OF_REACH
+    if check_price and money(listing.price_per_gpu_hour) > money(request.max_price_per_gpu_hour):
+        return PRICE_ABOVE_CAP
+    if reliability_reason(request, listing) is not None:
+        return RELIABILITY
+    return window_rule(request, listing, now)
+
+
+def window_rule(request: RequestSpec, listing: ListingSpec, now: datetime) -> str | None:
+    """The last rules of :func:`blocking_rule` (window, then free capacity), as a code."""
+    start = start_on(listing, now)
+    if start > request.start_by:
+        return OPENS_LATE
+    if start + timedelta(hours=request.duration_hours) > listing.available_until:
+        return WINDOW_SHORT
+    if slots_on(listing, request.gpus_per_replica) == 0:
+        return NO_FREE_NODE
+    return None
+
+
+def infeasibility(request: RequestSpec, listing: ListingSpec, rtt_ms: float | None, now: datetime) -> str | None:
+    """Why ``request`` cannot use ``listing``, in words, or ``None`` when the edge is feasible: the
+    first rule :func:`blocking_rule` finds broken, e.g. ``"ningxia-zhongwei: 35.8 ms > 30 ms
+    bound"`` or ``"price 14.00 > cap 12.00"``."""
+    rule = blocking_rule(request, listing, rtt_ms, now)
+    if rule is None:
+        return None
+    size = request.gpus_per_replica
+    if rule == WRONG_MODEL:
         return f"{listing.gpu_model} is not {request.gpu_model}"
-    if listing.gpus_per_node < size:
+    if rule == NODE_SIZE:
         return f"nodes of {listing.gpus_per_node} GPUs < {size} per replica"
-    if rtt_ms is None:
-        return f"{listing.region}: RTT to {request.origin} unknown"
-    if request.max_rtt_ms is not None and rtt_ms > request.max_rtt_ms:
-        return f"{listing.region}: {fmt_ms(rtt_ms)} > {fmt_ms(request.max_rtt_ms)} bound"
-    price, cap = money(listing.price_per_gpu_hour), money(request.max_price_per_gpu_hour)
-    if price > cap:
+    if rule == OUT_OF_REACH:
+        if rtt_ms is None:
+            return f"{listing.region}: RTT to {request.origin} unknown"
+        return f"{listing.region}: {fmt_ms(rtt_ms)} > {fmt_ms(request.max_rtt_ms or 0)} bound"
+    if rule == PRICE_ABOVE_CAP:
+        price, cap = money(listing.price_per_gpu_hour), money(request.max_price_per_gpu_hour)
         return f"price {fmt_cny(price)} > cap {fmt_cny(cap)}"
-    reason = reliability_reason(request, listing)
-    if reason is not None:
-        return reason
+    if rule == RELIABILITY:
+        return reliability_reason(request, listing)
     return window_or_capacity_reason(request, listing, now)
 
 
@@ -223,13 +264,13 @@ def reliability_reason(request: RequestSpec, listing: ListingSpec) -> str | None
 
 
 def window_or_capacity_reason(request: RequestSpec, listing: ListingSpec, now: datetime) -> str | None:
-    """The last checks of :func:`infeasibility` (window, then free capacity), for callers that
-    have already passed the earlier ones."""
-    start = start_on(listing, now)
-    if start > request.start_by:
+    """:func:`window_rule` in words, for callers that have already passed the earlier checks."""
+    rule = window_rule(request, listing, now)
+    if rule == OPENS_LATE:
+        start = start_on(listing, now)
         return f"opens {start:%Y-%m-%d %H:%M} UTC, after start-by {request.start_by:%Y-%m-%d %H:%M}"
-    if start + timedelta(hours=request.duration_hours) > listing.available_until:
+    if rule == WINDOW_SHORT:
         return f"window ends before {request.duration_hours} h fit"
-    if slots_on(listing, request.gpus_per_replica) == 0:
+    if rule == NO_FREE_NODE:
         return f"no node with {request.gpus_per_replica} free GPUs"
     return None

@@ -3,7 +3,7 @@
 Two parts, both pure (no Django):
 
 - :func:`diagnose` sorts every open request of the listing's GPU model by the *first* rule that keeps
-  it off the listing, in the order :func:`matching.costs.infeasibility` checks them (node size, reach
+  it off the listing (:func:`matching.costs.blocking_rule`, the engine's own order: node size, reach
   within the latency bound, reliability, window, a free node big enough), with the price cap checked
   last so that "your price is above the cap" is only said of demand that could otherwise use the
   listing. The result is structured (:class:`Reason`: a code, a count and parameters); the
@@ -28,25 +28,25 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from matching import costs
-from matching.problem import ListingSpec, Plan, Problem, RequestSpec
+from matching.problem import ListingSpec, Plan, Problem, RequestSpec, sold_gpu_hours
 
 FEN = Decimal("0.01")
 #: The most exact re-solves one guidance may cost (a price range of 1,000 CNY needs 19).
 MAX_SOLVES = 20
 
-# Reason codes, in the order the rules are checked (the order the sentences are shown in).
+# Reason codes, in the order the rules are checked (the order the sentences are shown in): the
+# engine's rule codes (matching.costs), with the price cap last, framed by two of guidance's own.
 NO_DEMAND = "no_demand"
-NODE_SIZE = "node_size"
-OUT_OF_REACH = "out_of_reach"
-RELIABILITY = "reliability"
-OPENS_LATE = "opens_late"
-WINDOW_SHORT = "window_short"
-NO_FREE_NODE = "no_free_node"
-PRICE_ABOVE_CAP = "price_above_cap"
+NODE_SIZE = costs.NODE_SIZE
+OUT_OF_REACH = costs.OUT_OF_REACH
+RELIABILITY = costs.RELIABILITY
+OPENS_LATE = costs.OPENS_LATE
+WINDOW_SHORT = costs.WINDOW_SHORT
+NO_FREE_NODE = costs.NO_FREE_NODE
+PRICE_ABOVE_CAP = costs.PRICE_ABOVE_CAP
 OUTCOMPETED = "outcompeted"
 REASON_ORDER = (
     NO_DEMAND,
@@ -106,30 +106,11 @@ def at_price(problem: Problem, listing_id: int, price: Decimal) -> Problem:
     return replace(problem, listings=listings)
 
 
-def gpu_hours_on(plan: Plan, problem: Problem, listing_id: int) -> int:
-    """GPU-hours ``plan`` sells on the listing: Σ GPUs × the request's duration over its assignments."""
-    hours = {r.id: r.duration_hours for r in problem.requests}
-    return sum(a.gpus * hours[a.request_id] for a in plan.assignments if a.listing_id == listing_id)
-
-
 def _block(request: RequestSpec, listing: ListingSpec, problem: Problem) -> str | None:
-    """The first rule (other than price) that keeps ``request`` off ``listing``, as a reason code;
-    the same rules, in the same order, as :func:`matching.costs.infeasibility`."""
-    if listing.gpus_per_node < request.gpus_per_replica:
-        return NODE_SIZE
+    """The first rule other than the price cap that keeps ``request`` (of the listing's model) off
+    ``listing``: :func:`matching.costs.blocking_rule` without its price check."""
     rtt = costs.rtt_between(problem.rtt_ms, request.origin, listing.region)
-    if rtt is None or (request.max_rtt_ms is not None and rtt > request.max_rtt_ms):
-        return OUT_OF_REACH
-    if costs.reliability_reason(request, listing) is not None:
-        return RELIABILITY
-    start = costs.start_on(listing, problem.now)
-    if start > request.start_by:
-        return OPENS_LATE
-    if start + timedelta(hours=request.duration_hours) > listing.available_until:
-        return WINDOW_SHORT
-    if costs.slots_on(listing, request.gpus_per_replica) == 0:
-        return NO_FREE_NODE
-    return None
+    return costs.blocking_rule(request, listing, rtt, problem.now, check_price=False)
 
 
 def within_reach(problem: Problem, listing: ListingSpec) -> list[RequestSpec]:
@@ -219,7 +200,7 @@ def suggest_price(
     def probe(fen: int) -> int:
         price = Decimal(fen) * FEN
         shifted = at_price(problem, listing_id, price)
-        sold[fen] = gpu_hours_on(solve(shifted), shifted, listing_id)
+        sold[fen] = sold_gpu_hours(shifted, solve(shifted), listing_id)
         probes.append(PriceProbe(price, sold[fen]))
         return sold[fen]
 

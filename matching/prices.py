@@ -39,7 +39,7 @@ from decimal import Decimal
 from matching import costs
 from matching.graph.components import feasibility, find_components
 from matching.graph.edges import build_arrays
-from matching.problem import ListingPrice, ListingSpec, Plan, Problem
+from matching.problem import ListingPrice, ListingSpec, Plan, Problem, sold_gpu_hours
 from matching.solver import solve
 
 #: Saturated listings priced by re-solving, per round, by default (a bound on the added solve time).
@@ -57,12 +57,6 @@ def surplus(problem: Problem, plan: Plan) -> Decimal:
         r = requests[a.request_id]
         total += (r.max_price_per_gpu_hour - a.cost_per_gpu_hour) * a.gpus * r.duration_hours
     return total
-
-
-def sold_gpu_hours(problem: Problem, plan: Plan, listing_id: int) -> int:
-    """GPU-hours ``plan`` sells on one listing."""
-    hours = {r.id: r.duration_hours for r in problem.requests}
-    return sum(a.gpus * hours[a.request_id] for a in plan.assignments if a.listing_id == listing_id)
 
 
 def free_after(listing: ListingSpec, plan: Plan) -> list[int]:

@@ -200,3 +200,9 @@ class Plan:
     stats: dict[str, int | str] = field(default_factory=dict)
     #: Per-listing clearing prices; empty until :func:`matching.prices.with_prices` fills them.
     prices: tuple[ListingPrice, ...] = ()
+
+
+def sold_gpu_hours(problem: Problem, plan: Plan, listing_id: int) -> int:
+    """GPU-hours ``plan`` sells on one listing: Σ GPUs × the request's duration over its assignments."""
+    hours = {r.id: r.duration_hours for r in problem.requests}
+    return sum(a.gpus * hours[a.request_id] for a in plan.assignments if a.listing_id == listing_id)

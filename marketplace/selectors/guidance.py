@@ -30,6 +30,7 @@ from marketplace.selectors.engine import engine_problem
 from marketplace.selectors.market import listing_energy_cost
 from matching import guidance as engine
 from matching.guidance import Reason, Suggestion
+from matching.problem import sold_gpu_hours
 from matching.solver import solve
 
 #: Reasons the marketplace adds before the engine sees the listing.
@@ -95,7 +96,7 @@ def listing_guidance(*, listing_id: int, provider: Organisation, now=None) -> Li
         reason = Reason(LEFT_OUT, 0, {"why": left.reason}) if left is not None else Reason(NO_FREE_GPUS, 0)
         return ListingGuidance(listing, now, 0, floor, 0, (reason,), None)
     started = time.perf_counter()
-    at_price = engine.gpu_hours_on(solve(problem), problem, listing.pk)
+    at_price = sold_gpu_hours(problem, solve(problem), listing.pk)
     reasons = tuple(engine.diagnose(problem, listing.pk, at_price))
     ceiling = engine.price_ceiling(problem, listing.pk, PRICE.maximum)
     suggestion = None

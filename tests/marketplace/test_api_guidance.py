@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 
 from marketplace import selectors, services
 from matching import guidance as g
+from matching.problem import sold_gpu_hours
 from matching.solver import solve
 
 API = "/api/v1"
@@ -47,7 +48,7 @@ def test_the_suggestion_re_solves_as_stated(clients, provider, make_listing, mak
     problem = selectors.engine_problem(gpu_model_code="h20", now=guidance.now).problem
     for price, placed in ((guidance.suggested_price, True), (guidance.suggested_price + g.FEN, False)):
         shifted = g.at_price(problem, listing.pk, price)
-        assert (g.gpu_hours_on(solve(shifted), shifted, listing.pk) > 0) is placed
+        assert (sold_gpu_hours(shifted, solve(shifted), listing.pk) > 0) is placed
 
 
 def test_no_demand_in_reach_gives_null_and_the_reason_in_chinese(clients, make_listing, make_request):

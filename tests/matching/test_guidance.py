@@ -11,6 +11,7 @@ from decimal import Decimal
 import pytest
 
 from matching import guidance as g
+from matching.problem import sold_gpu_hours
 from matching.solver import solve
 from tests.matching.builders import NOW, lst, problem, req
 
@@ -24,7 +25,7 @@ def _suggest(p, listing_id=9):
 
 def _sold(p, listing_id, price) -> int:
     shifted = g.at_price(p, listing_id, price)
-    return g.gpu_hours_on(solve(shifted), shifted, listing_id)
+    return sold_gpu_hours(shifted, solve(shifted), listing_id)
 
 
 def _confirmed(p, suggestion, listing_id=9) -> None:
