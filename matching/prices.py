@@ -39,7 +39,7 @@ from decimal import Decimal
 from matching import costs
 from matching.graph.components import feasibility, find_components
 from matching.graph.edges import build_arrays
-from matching.problem import ListingPrice, ListingSpec, Plan, Problem, sold_gpu_hours
+from matching.problem import ListingPrice, Plan, Problem, sold_gpu_hours
 from matching.solver import solve
 
 #: Saturated listings priced by re-solving, per round, by default (a bound on the added solve time).
@@ -59,13 +59,13 @@ def surplus(problem: Problem, plan: Plan) -> Decimal:
     return total
 
 
-def free_after(listing: ListingSpec, plan: Plan) -> list[int]:
-    """The listing's free GPUs per node once ``plan`` is applied."""
-    free = list(listing.node_free)
+def free_after(problem: Problem, plan: Plan) -> dict[int, list[int]]:
+    """Each listing's free GPUs per node once ``plan`` is applied, by listing id (one pass)."""
+    free = {listing.id: list(listing.node_free) for listing in problem.listings}
     for a in plan.assignments:
-        if a.listing_id == listing.id:
-            for node in a.nodes:
-                free[node] -= a.gpus_per_replica
+        nodes = free.get(a.listing_id)
+        for node in a.nodes if nodes is not None else ():
+            nodes[node] -= a.gpus_per_replica
     return free
 
 
@@ -81,16 +81,18 @@ def clearing_prices(
     arrays = build_arrays(problem)
     components = find_components(problem, arrays, feasibility(problem, arrays))
     component_of = {int(j): k for k, c in enumerate(components) for j in c.listings}
+    # A listing's unit is the smallest replica its component wants that its nodes hold: the
+    # component's smallest replica, when the listing's nodes hold it, else none.
+    smallest = [min((problem.requests[i].gpus_per_replica for i in c.requests), default=0) for c in components]
+    free_by_listing = free_after(problem, plan)
     base: dict[int, tuple[Problem, Plan, Decimal]] = {}
     budget = max_resolves
     deadline = None if budget_seconds is None else time.perf_counter() + budget_seconds
     out = []
     for j, listing in enumerate(problem.listings):
-        free = free_after(listing, plan)
+        free = free_by_listing[listing.id]
         k = component_of.get(j)
-        sizes = [] if k is None else [problem.requests[i].gpus_per_replica for i in components[k].requests]
-        sizes = [s for s in sizes if s <= listing.gpus_per_node]
-        unit = min(sizes, default=0)
+        unit = 0 if k is None or smallest[k] > listing.gpus_per_node else smallest[k]
         price = ListingPrice(
             listing.id, listing.region, listing.gpu_model, listing.price_per_gpu_hour, None, sum(free), unit
         )
@@ -140,7 +142,13 @@ def with_prices(
     budget_seconds: float | None = None,
 ) -> Plan:
     """``plan`` with its :attr:`~matching.problem.Plan.prices` filled in."""
-    prices = clearing_prices(problem, plan, max_resolves=max_resolves, max_component_requests=max_component_requests)
+    prices = clearing_prices(
+        problem,
+        plan,
+        max_resolves=max_resolves,
+        max_component_requests=max_component_requests,
+        budget_seconds=budget_seconds,
+    )
     return replace(plan, prices=prices)
 
 

@@ -105,5 +105,6 @@ class PriceHistoryView(generics.ListAPIView):
 
     def get_queryset(self):
         query = validated_query(HistoryQuery, self.request)
-        since = selectors.history_since(now=market_now(), hours=query["hours"])
-        return selectors.price_history(gpu_model=query["gpu_model"], region=query["region"], since=since)
+        return selectors.price_history(
+            gpu_model=query["gpu_model"], region=query["region"], hours=query["hours"], now=market_now()
+        )

@@ -105,7 +105,6 @@ from marketplace.selectors.names import (
 from marketplace.selectors.organisations import api_keys_of, members_of, organisation_spent
 from marketplace.selectors.prices import (
     CurrentPrice,
-    history_since,
     latest_clearing_prices,
     latest_prices,
     price_history,
@@ -161,7 +160,6 @@ __all__ = [
     "free_hours_used",
     "gpu_model_list",
     "gpus_by_region_and_model",
-    "history_since",
     "idle_reasons",
     "latest_clearing_prices",
     "latest_prices",

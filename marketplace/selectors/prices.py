@@ -23,8 +23,6 @@ class CurrentPrice:
     """
 
     region: str
-    region_name: str
-    region_name_zh: str
     gpu_model: str
     rtt_ms: float | None
     latency_class: str | None
@@ -45,8 +43,6 @@ def latest_prices(*, gpu_model: GpuModel, origin: Region | None = None) -> list[
     older than another's: ``run_id`` and ``recorded_at`` say which); nearest to ``origin`` first (by
     region code without one). Two queries."""
     rows = _latest_rows(ClearingPrice.objects.filter(gpu_model=gpu_model))
-    for row in rows:
-        row.gpu_model = gpu_model
     return _current(rows, gpu_model=gpu_model, origin=origin)
 
 
@@ -84,8 +80,6 @@ def _current(rows: list[ClearingPrice], *, gpu_model: GpuModel, origin: Region |
         out.append(
             CurrentPrice(
                 region=row.region.code,
-                region_name=row.region.name,
-                region_name_zh=row.region.name_zh,
                 gpu_model=gpu_model.code,
                 rtt_ms=None if rtt is None else float(rtt),
                 latency_class=None if rtt is None else latency_class_of(float(rtt)).value,
@@ -104,13 +98,10 @@ def _current(rows: list[ClearingPrice], *, gpu_model: GpuModel, origin: Region |
     return sorted(out, key=lambda p: (p.rtt_ms if p.rtt_ms is not None else far, p.region))
 
 
-def price_history(*, gpu_model: GpuModel, region: Region, since: datetime) -> QuerySet[ClearingPrice]:
-    """The clearing prices of ``gpu_model`` in ``region`` recorded since ``since``, oldest first."""
+def price_history(*, gpu_model: GpuModel, region: Region, hours: int, now: datetime) -> QuerySet[ClearingPrice]:
+    """The clearing prices of ``gpu_model`` in ``region`` recorded in the ``hours`` before ``now``,
+    oldest first."""
+    since = now - timedelta(hours=hours)
     return ClearingPrice.objects.filter(gpu_model=gpu_model, region=region, recorded_at__gte=since).order_by(
         "recorded_at", "run_id"
     )
-
-
-def history_since(*, now: datetime, hours: int) -> datetime:
-    """The start of a ``hours``-long window ending at ``now``."""
-    return now - timedelta(hours=hours)
