@@ -20,9 +20,9 @@ from django.db.models import Count, Max, Prefetch, Q
 from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, Match, MatchingRun, Organisation, Region, Voucher
 from marketplace.money import FEN, buyer_charge, buyer_rate, gpu_hours_held
-from marketplace.selectors.dashboards import PAID_STATUSES, hours_of
+from marketplace.selectors.dashboards import PAID_STATUSES, accrued
 from marketplace.selectors.vouchers import vouchers_of
-from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass
+from matching.latency import LatencyClass, latency_class_of
 
 #: A page of the buyer's requests.
 PAGE_SIZE = 25
@@ -68,14 +68,6 @@ _PATTERNS = (
 )
 
 
-def relax_to(rtt_ms: float) -> LatencyClass:
-    """The tightest latency class whose bound admits ``rtt_ms``."""
-    for latency_class, bound in LATENCY_CLASS_BOUND_MS.items():
-        if bound is None or rtt_ms <= bound:
-            return latency_class
-    return LatencyClass.BATCH  # pragma: no cover - batch is unbounded
-
-
 def unserved_of(reason: str, *, replicas: int, regions: dict[str, Region]) -> Unserved:
     """The engine's unserved ``reason`` (``matching.explain.unserved_reason``) sorted by what would help."""
     for kind, pattern in _PATTERNS:
@@ -85,7 +77,7 @@ def unserved_of(reason: str, *, replicas: int, regions: dict[str, Region]) -> Un
         if kind == "too_far":
             rtt = float(found["rtt"])
             region = regions.get(found["region"])
-            return Unserved(replicas, reason, kind, nearest=region, nearest_rtt_ms=rtt, relax_to=relax_to(rtt))
+            return Unserved(replicas, reason, kind, nearest=region, nearest_rtt_ms=rtt, relax_to=latency_class_of(rtt))
         if kind == "price":
             return Unserved(replicas, reason, kind, cheapest=Decimal(found["price"]))
         return Unserved(replicas, reason, kind)
@@ -160,7 +152,7 @@ def buyer_totals(*, buyer: Organisation, now: datetime | None = None) -> BuyerTo
         "gpus", "price_per_gpu_hour", "subsidy_per_gpu_hour", "starts_at", "ends_at"
     ):
         rate = buyer_rate(price_per_gpu_hour=match.price_per_gpu_hour, subsidy_per_gpu_hour=match.subsidy_per_gpu_hour)
-        spent += rate * match.gpus * hours_of(min(now, match.ends_at) - match.starts_at)
+        spent += accrued(rate=rate, gpus=match.gpus, starts_at=match.starts_at, ends_at=match.ends_at, now=now)
         booked += match_money(match).pays_total
     return BuyerTotals(spent_so_far=spent.quantize(FEN), booked=booked)
 
@@ -264,12 +256,14 @@ def request_to_cancel(*, buyer: Organisation, request_id: int, now: datetime | N
     if request is None:
         return None
     request_matches = list(request.matches.all())
+    live = [m for m in request_matches if m.status in Match.LIVE_STATUSES]
+    started = sum(_started(m, now) for m in live)
     return RequestRow(
         request=request,
         matches=[match_money(m) for m in request_matches],
-        live_replicas=sum(m.replicas for m in request_matches if m.status in Match.LIVE_STATUSES),
-        started=sum(_started(m, now) for m in request_matches if m.status in Match.LIVE_STATUSES),
-        not_started=sum(not _started(m, now) for m in request_matches if m.status in Match.LIVE_STATUSES),
+        live_replicas=sum(m.replicas for m in live),
+        started=started,
+        not_started=len(live) - started,
     )
 
 

@@ -23,7 +23,7 @@ from marketplace.models import (
     Region,
     Rtt,
 )
-from marketplace.money import FEN, FOUR_PLACES, buyer_charge
+from marketplace.money import FEN, FOUR_PLACES, buyer_charge, buyer_rate
 from marketplace.reliability import Reliability
 from marketplace.selectors.market import capacity_by_region, with_free_gpus
 from marketplace.selectors.prices import latest_prices
@@ -39,7 +39,7 @@ def hours_of(delta: timedelta) -> Decimal:
     return Decimal(max(delta.total_seconds(), 0)) / Decimal(3600)
 
 
-def _accrued(*, rate: Decimal, gpus: int, starts_at: datetime, ends_at: datetime, now: datetime) -> Decimal:
+def accrued(*, rate: Decimal, gpus: int, starts_at: datetime, ends_at: datetime, now: datetime) -> Decimal:
     """``rate`` CNY per GPU-hour × ``gpus`` over the part of [starts_at, ends_at) before ``now``."""
     return rate * gpus * hours_of(min(now, ends_at) - starts_at)
 
@@ -178,7 +178,7 @@ def provider_dashboard(
     for listing_id, status, gpus, price, starts_at, ends_at in rows:
         entry = money.setdefault(listing_id, [0, Decimal(0), Decimal(0)])
         entry[0] += status in Match.LIVE_STATUSES
-        entry[1] += _accrued(rate=price, gpus=gpus, starts_at=starts_at, ends_at=ends_at, now=now)
+        entry[1] += accrued(rate=price, gpus=gpus, starts_at=starts_at, ends_at=ends_at, now=now)
         entry[2] += price * gpus * hours_of(ends_at - starts_at)
     usages = [
         ListingUsage(
@@ -240,7 +240,8 @@ def buyer_pays_of(assignments, *, duration_hours: int) -> BuyerPays:
         gross, subsidy, pays = gross + line[0], subsidy + line[1], pays + line[2]
         gpu_hours += a.gpus * duration_hours
     if len(assignments) == 1:
-        rate = assignments[0].price_per_gpu_hour - assignments[0].subsidy_per_gpu_hour
+        only = assignments[0]
+        rate = buyer_rate(price_per_gpu_hour=only.price_per_gpu_hour, subsidy_per_gpu_hour=only.subsidy_per_gpu_hour)
     else:
         rate = pays / gpu_hours if gpu_hours else Decimal(0)
     return BuyerPays(
