@@ -15,11 +15,12 @@ from datetime import datetime
 from decimal import Decimal
 
 from django import template
-from django.utils.translation import gettext, pgettext
+from django.utils.text import capfirst
+from django.utils.translation import gettext
 
 from marketplace.selectors.buyer_pages import Unserved, unserved_of
 from marketplace.web import formatting
-from marketplace.web.forms import LATENCY_CLASS_NAMES, latency_choice_label
+from marketplace.web.forms import latency_choice_label
 from matching.latency import LatencyClass
 
 register = template.Library()
@@ -31,11 +32,8 @@ def _ms(value) -> str:
 
 @register.filter
 def latency_name(value) -> str:
-    """A latency class's name in the reader's language."""
-    try:
-        return str(LATENCY_CLASS_NAMES[LatencyClass(value)])
-    except ValueError:
-        return str(value)
+    """A latency class's name in the reader's language, capitalised as in the request form's menu."""
+    return capfirst(formatting.latency_class_name(value))
 
 
 @register.filter
@@ -46,23 +44,7 @@ def latency_bound(request) -> str:
     return latency_choice_label(LatencyClass(request.latency_class))
 
 
-@register.filter
-def status_name(value) -> str:
-    """A request's or match's status in the reader's language."""
-    names = {
-        "open": pgettext("status", "open"),
-        "partially_matched": pgettext("status", "partly matched"),
-        "matched": pgettext("status", "matched"),
-        "cancelled": pgettext("status", "cancelled"),
-        "expired": pgettext("status", "expired"),
-        "reserved": pgettext("status", "reserved"),
-        "running": pgettext("status", "running"),
-        "completed": pgettext("status", "completed"),
-        "failed": pgettext("status", "failed"),
-        "active": pgettext("status", "active"),
-        "revoked": pgettext("status", "revoked"),
-    }
-    return names.get(str(value), str(value))
+register.filter("status_name", formatting.status_name)
 
 
 @register.filter

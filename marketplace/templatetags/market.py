@@ -1,7 +1,7 @@
 """Template filters for the one page format (see ``marketplace/web/formatting.py``).
 
 ``{% load market %}`` then ``{{ amount|cny }}``, ``{{ price|cny_rate }}``, ``{{ moment|cst }}``,
-``{{ region|local_name }}``.
+``{{ region|local_name }}``, ``{{ status|status_name }}``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ register.filter("cny", formatting.cny)
 register.filter("cny_rate", formatting.cny_per_gpu_hour)
 register.filter("cst", formatting.cst)
 register.filter("local_name", formatting.local_name)
+register.filter("status_name", formatting.status_name)
+register.filter("latency_class_name", formatting.latency_class_name)
 
 
 @register.simple_tag

@@ -18,9 +18,10 @@ from typing import Any
 
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
-from django.utils.translation import pgettext
+from django.utils.translation import pgettext, pgettext_lazy
 
 from marketplace.web.page_time import page_time_zone
+from matching.latency import LatencyClass
 
 CENT = Decimal("0.01")
 EMPTY = "—"
@@ -74,3 +75,44 @@ def local_name(thing: Any) -> str:
         if name_zh:
             return str(name_zh)
     return str(getattr(thing, "name", "") or getattr(thing, "code", "") or thing)
+
+
+#: A latency class's name on the pages (menus capitalise it: ``capfirst``).
+LATENCY_CLASS_NAMES = {
+    LatencyClass.REALTIME: pgettext_lazy("latency class", "realtime"),
+    LatencyClass.INTERACTIVE: pgettext_lazy("latency class", "interactive"),
+    LatencyClass.STANDARD: pgettext_lazy("latency class", "standard"),
+    LatencyClass.BATCH: pgettext_lazy("latency class", "batch"),
+}
+
+#: A status of a request, match, listing, run or voucher on the pages, by its code.
+STATUS_NAMES = {
+    "open": pgettext_lazy("status", "open"),
+    "partially_matched": pgettext_lazy("status", "partly matched"),
+    "matched": pgettext_lazy("status", "matched"),
+    "cancelled": pgettext_lazy("status", "cancelled"),
+    "expired": pgettext_lazy("status", "expired"),
+    "reserved": pgettext_lazy("status", "reserved"),
+    "running": pgettext_lazy("status", "running"),
+    "completed": pgettext_lazy("status", "completed"),
+    "failed": pgettext_lazy("status", "failed"),
+    "succeeded": pgettext_lazy("status", "succeeded"),
+    "active": pgettext_lazy("status", "active"),
+    "ended": pgettext_lazy("status", "ended"),
+    "withdrawn": pgettext_lazy("status", "withdrawn"),
+    "closed": pgettext_lazy("status", "closed"),
+    "revoked": pgettext_lazy("status", "revoked"),
+}
+
+
+def latency_class_name(value: Any) -> str:
+    """A latency class (or its code) by its name in the reader's language; anything else as it is."""
+    try:
+        return str(LATENCY_CLASS_NAMES[LatencyClass(value)])
+    except ValueError:
+        return str(value)
+
+
+def status_name(value: Any) -> str:
+    """A status code by its name in the reader's language; an unknown one as it is."""
+    return str(STATUS_NAMES.get(str(value), value))

@@ -12,7 +12,7 @@ from django import forms
 from django.contrib.auth.password_validation import password_validators_help_texts
 from django.forms.models import ModelChoiceIterator
 from django.utils.functional import lazy
-from django.utils.text import format_lazy
+from django.utils.text import capfirst, format_lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -25,7 +25,7 @@ from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Membership, Organisa
 from marketplace.models.api_keys import Scope
 from marketplace.services import organisation_name_check, password_check, username_check
 from marketplace.supply import LISTING_DEFAULT_WINDOW, listing_window_default
-from marketplace.web.formatting import cny, local_name, time_zone_label
+from marketplace.web.formatting import cny, latency_class_name, local_name, time_zone_label
 from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
@@ -297,19 +297,10 @@ class PromotionForm(ServiceForm):
 # --- requests -----------------------------------------------------------------------------------
 
 
-#: A latency class's name on the pages.
-LATENCY_CLASS_NAMES = {
-    LatencyClass.REALTIME: _("Realtime"),
-    LatencyClass.INTERACTIVE: _("Interactive"),
-    LatencyClass.STANDARD: _("Standard"),
-    LatencyClass.BATCH: _("Batch"),
-}
-
-
 def latency_choice_label(latency_class: LatencyClass) -> str:
     """A latency class in a menu: "Interactive (≤ 30 ms)", "Batch (no bound)"."""
     bound = LATENCY_CLASS_BOUND_MS[latency_class]
-    name = LATENCY_CLASS_NAMES[latency_class]
+    name = capfirst(latency_class_name(latency_class))
     if bound is None:
         return gettext("%(name)s (no bound)") % {"name": name}
     return gettext("%(name)s (≤ %(bound)s ms)") % {"name": name, "bound": f"{bound:g}"}

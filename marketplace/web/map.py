@@ -27,7 +27,8 @@ from django.utils.functional import Promise
 from django.utils.translation import pgettext_lazy
 
 from marketplace.selectors.dashboards import BoardRegion
-from marketplace.web.formatting import is_chinese
+from marketplace.web.formatting import latency_class_name as latency_class_name_of
+from marketplace.web.formatting import local_name
 from matching.latency import LatencyClass
 
 GEOJSON = Path(__file__).resolve().parent.parent / "reference" / "china_provinces.geojson"
@@ -403,12 +404,6 @@ PROVINCES: dict[str, Promise] = {
     "Sichuan": pgettext_lazy("province", "Sichuan"),
     "Zhejiang": pgettext_lazy("province", "Zhejiang"),
 }
-LATENCY_CLASS_NAMES: dict[LatencyClass, Promise] = {
-    LatencyClass.REALTIME: pgettext_lazy("latency class", "realtime"),
-    LatencyClass.INTERACTIVE: pgettext_lazy("latency class", "interactive"),
-    LatencyClass.STANDARD: pgettext_lazy("latency class", "standard"),
-    LatencyClass.BATCH: pgettext_lazy("latency class", "batch"),
-}
 
 
 def province_name(province: str) -> str:
@@ -426,7 +421,7 @@ def latency_class_name(latency_class: LatencyClass | None) -> LatencyClassName |
     """A latency class's CSS value and its name in the reader's language."""
     if latency_class is None:
         return None
-    return LatencyClassName(value=latency_class.value, name=str(LATENCY_CLASS_NAMES[latency_class]))
+    return LatencyClassName(value=latency_class.value, name=latency_class_name_of(latency_class))
 
 
 @dataclass(frozen=True)
@@ -443,7 +438,7 @@ class BoardRow:
 def board_row(item: BoardRegion, number: int) -> BoardRow:
     region = item.region
     province = province_name(region.province)
-    name = (region.name_zh or region.name) if is_chinese() else region.name
+    name = local_name(region)
     return BoardRow(
         item=item,
         number=number,
