@@ -10,16 +10,25 @@ from django.shortcuts import render
 from django.utils.translation import gettext
 
 from marketplace import selectors
-from marketplace.models import Membership
+from marketplace.models import Membership, Organisation
 
 
 def _forbidden(request, message: str):
     return render(request, "web/403.html", {"message": message}, status=403)
 
 
-def organisation_required(kind: str):
-    """Decorator: the view runs for a member of a ``kind`` organisation and receives it as
-    the keyword argument ``organisation``."""
+def _refusal(kind: str | None) -> str:
+    """What the 403 page says to a member of another kind of organisation (or of none)."""
+    if kind == Organisation.Kind.PROVIDER:
+        return gettext("This page is for provider accounts.")
+    if kind == Organisation.Kind.BUYER:
+        return gettext("This page is for buyer accounts.")
+    return gettext("Statements are for buyer and provider accounts.")
+
+
+def organisation_required(kind: str | None):
+    """Decorator: the view runs for a member of a ``kind`` organisation (``None``: of either kind)
+    and receives it as the keyword argument ``organisation``."""
 
     def decorator(view):
         @wraps(view)
@@ -28,12 +37,16 @@ def organisation_required(kind: str):
                 return redirect_to_login(request.get_full_path())
             organisation = selectors.organisation_of(request.user, kind=kind)
             if organisation is None:
-                return _forbidden(request, f"This page is for {kind} accounts.")
+                return _forbidden(request, _refusal(kind))
             return view(request, *args, organisation=organisation, **kwargs)
 
         return wrapped
 
     return decorator
+
+
+#: A member of a provider or a buyer organisation (the statements pages).
+member_required = organisation_required(None)
 
 
 def staff_required(view):
@@ -44,7 +57,7 @@ def staff_required(view):
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if not request.user.is_staff:
-            return _forbidden(request, "The match monitor is for marketplace staff.")
+            return _forbidden(request, gettext("The match monitor is for marketplace staff."))
         return view(request, *args, **kwargs)
 
     return wrapped

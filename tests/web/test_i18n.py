@@ -88,3 +88,15 @@ def test_names_are_in_the_readers_language(reference):
         assert formatting.local_name(region) == region.name_zh
     with translation.override("en"):
         assert formatting.local_name(region) == region.name
+
+
+@pytest.mark.django_db
+def test_a_page_for_another_role_refuses_in_the_readers_language(client, buyer):
+    from tests.conftest import member
+
+    client.force_login(member("buy", buyer))
+    zh = client.get("/provider/", HTTP_ACCEPT_LANGUAGE="zh-CN")
+    assert zh.status_code == 403
+    assert "此页面仅供算力提供方账户使用。" in zh.content.decode()
+    en = client.get("/provider/", HTTP_ACCEPT_LANGUAGE="en")
+    assert "This page is for provider accounts." in en.content.decode()

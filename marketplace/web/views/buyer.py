@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from functools import wraps
 
 from django.contrib import messages
-from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext
@@ -20,7 +18,7 @@ from marketplace.errors import DomainError
 from marketplace.market_time import market_now
 from marketplace.models import Organisation
 from marketplace.statement_csv import statement_csv_response
-from marketplace.web.access import organisation_required
+from marketplace.web.access import member_required, organisation_required
 from marketplace.web.forms import RequestForm
 
 buyer_required = organisation_required(Organisation.Kind.BUYER)
@@ -150,23 +148,6 @@ def cancel(request, request_id: int, *, organisation):
 
 
 # --- statements (buyers and providers) ----------------------------------------------------------
-
-
-def member_required(view):
-    """Decorator: the view runs for a member of a buyer or provider organisation, passed as
-    ``organisation``; anonymous users sign in first, others get the 403 page."""
-
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return redirect_to_login(request.get_full_path())
-        organisation = selectors.organisation_of(request.user)
-        if organisation is None:
-            message = gettext("Statements are for buyer and provider accounts.")
-            return render(request, "web/403.html", {"message": message}, status=403)
-        return view(request, *args, organisation=organisation, **kwargs)
-
-    return wrapped
 
 
 def _month(request) -> tuple[date, str]:
