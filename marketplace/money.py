@@ -107,3 +107,11 @@ def worst_case_charge(*, price_per_gpu_hour: Decimal, gpu_hours: Decimal, lines:
     only lowers what the buyer pays. Rounded up, so the bound holds to the fen.
     """
     return (price_per_gpu_hour * gpu_hours + lines * FEN / 2).quantize(FEN, rounding=ROUND_CEILING)
+
+
+def yuan_text(amount: Decimal) -> str:
+    """``¥1,234.56``: an amount to the fen (rounded half up, as :func:`to_fen`), with thousands
+    separators and a minus sign before the ¥. The one way the pages and sentences write money."""
+    fen = to_fen(Decimal(amount))
+    sign = "-" if fen < 0 else ""
+    return f"{sign}¥{abs(fen):,.2f}"

@@ -50,7 +50,7 @@ class GuidanceOut(serializers.Serializer):
         help_text=f"{DOMAIN_RULE} the highest price, in whole fen between energy_cost_per_gpu_hour and the "
         "highest cap of any request that could use the listing, at which the engine's re-solved plan places "
         "at least one replica on it; one fen more places none. Found by exact re-solves (bisection; at most "
-        "20). null: no price from its energy cost up would fill it. {DEMAND_NOTE}",
+        f"20). null: no price from its energy cost up would fill it. {DEMAND_NOTE}",
     )
     suggested_gpu_hours = serializers.IntegerField(
         help_text="GPU-hours it would sell at suggested_price_per_gpu_hour (0 when that is null)."

@@ -26,6 +26,7 @@ from django.utils.translation import gettext, ngettext
 from marketplace.bounds import PRICE
 from marketplace.market_time import market_now
 from marketplace.models import Listing, Organisation
+from marketplace.money import yuan_text
 from marketplace.selectors.engine import engine_problem
 from marketplace.selectors.market import listing_energy_cost
 from matching import guidance as engine
@@ -106,10 +107,6 @@ def listing_guidance(*, listing_id: int, provider: Organisation, now=None) -> Li
     return ListingGuidance(listing, now, spec.free_gpus, floor, at_price, reasons, suggestion, took)
 
 
-def _yuan(value: Decimal) -> str:
-    return f"¥{Decimal(value).quantize(engine.FEN)}"
-
-
 def idle_reasons(guidance: ListingGuidance, *, name: Callable[[Any], str]) -> list[str]:
     """The reasons as sentences in the active language; regions and GPU models named by ``name``."""
     listing = guidance.listing
@@ -126,7 +123,7 @@ def idle_reasons(guidance: ListingGuidance, *, name: Callable[[Any], str]) -> li
             % {"n": n}
         )
     elif guidance.free_gpus > 0 and guidance.suggested_price is None:
-        floor = _yuan(guidance.floor)
+        floor = yuan_text(guidance.floor)
         out.append(gettext("No price from your energy cost (%(floor)s) up would fill it now.") % {"floor": floor})
     return out
 
@@ -182,8 +179,8 @@ def _sentence(reason: Reason, *, region: str, gpu: str) -> str:
         ) % {"n": n, "size": p["size"], "free": p["largest_free"]}
     if reason.code == engine.PRICE_ABOVE_CAP:
         return gettext("Demand within reach is capped at %(cap)s, your price is %(price)s.") % {
-            "cap": _yuan(p["cap"]),  # type: ignore[arg-type]
-            "price": _yuan(p["price"]),  # type: ignore[arg-type]
+            "cap": yuan_text(p["cap"]),  # type: ignore[arg-type]
+            "price": yuan_text(p["price"]),  # type: ignore[arg-type]
         }
     if reason.code == engine.OUTCOMPETED:
         return ngettext(

@@ -13,17 +13,17 @@ forms call them directly.
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 from django.utils.translation import pgettext, pgettext_lazy
 
+from marketplace.money import yuan_text
 from marketplace.web.page_time import page_time_zone
 from matching.latency import LatencyClass
 
-CENT = Decimal("0.01")
 EMPTY = "—"
 
 
@@ -32,11 +32,9 @@ def cny(value: Any) -> str:
     if value is None or value == "":
         return EMPTY
     try:
-        amount = Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+        return yuan_text(Decimal(str(value)))
     except (InvalidOperation, ValueError):
         return EMPTY
-    sign = "-" if amount < 0 else ""
-    return f"{sign}¥{abs(amount):,.2f}"
 
 
 def cny_per_gpu_hour(value: Any) -> str:
