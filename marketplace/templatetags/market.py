@@ -1,13 +1,14 @@
 """Template filters for the one page format (see ``marketplace/web/formatting.py``).
 
 ``{% load market %}`` then ``{{ amount|cny }}``, ``{{ price|cny_rate }}``, ``{{ moment|cst }}``,
-``{{ region|local_name }}``, ``{{ status|status_name }}``.
+``{{ region|local_name }}``, ``{{ status|status_name }}``, ``{{ match|buyer_rate|cny_rate }}``.
 """
 
 from __future__ import annotations
 
 from django import template
 
+from marketplace import money
 from marketplace.web import formatting
 
 register = template.Library()
@@ -24,3 +25,11 @@ register.filter("latency_class_name", formatting.latency_class_name)
 def time_zone_label() -> str:
     """The pages' time-zone label, for headings and form labels ("Start by (CST)")."""
     return formatting.time_zone_label()
+
+
+@register.filter
+def buyer_rate(match) -> object:
+    """What the buyer of ``match`` pays per GPU-hour: its price less its subsidy (``money.buyer_rate``)."""
+    return money.buyer_rate(
+        price_per_gpu_hour=match.price_per_gpu_hour, subsidy_per_gpu_hour=match.subsidy_per_gpu_hour
+    )

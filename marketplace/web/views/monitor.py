@@ -13,7 +13,6 @@ from django.shortcuts import render
 
 from marketplace import selectors
 from marketplace.models import Region
-from marketplace.money import buyer_rate
 from marketplace.web.access import staff_required
 from marketplace.web.formatting import local_name
 
@@ -22,21 +21,10 @@ LIVE_POLL_SECONDS = 1
 CHARTS_POLL_SECONDS = 5
 
 
-def _live():
-    """``selectors.monitor_live()`` with each match's ``buyer_pays_per_gpu_hour``: its price less
-    its subsidy per GPU-hour, the rate a settlement line charges the buyer (``marketplace.money``)."""
-    live = selectors.monitor_live()
-    for match in live.matches:
-        match.buyer_pays_per_gpu_hour = buyer_rate(  # type: ignore[attr-defined]
-            price_per_gpu_hour=match.price_per_gpu_hour, subsidy_per_gpu_hour=match.subsidy_per_gpu_hour
-        )
-    return live
-
-
 @staff_required
 def page(request):
     context = {
-        "live": _live(),
+        "live": selectors.monitor_live(),
         "unserved": selectors.unserved_requests(),
         "left_out": selectors.rows_left_out(),
         "programs": selectors.voucher_spend(user=request.user, provider=None),
@@ -49,7 +37,7 @@ def page(request):
 
 @staff_required
 def live(request):
-    context = {"live": _live(), "live_poll": LIVE_POLL_SECONDS}
+    context = {"live": selectors.monitor_live(), "live_poll": LIVE_POLL_SECONDS}
     return render(request, "web/monitor/_live.html", context)
 
 
@@ -63,6 +51,5 @@ def unserved(request):
 def charts(request):
     """The charts' data, with each region's name in the reader's language (``region_names``)."""
     data = selectors.monitor_charts().as_dict()
-    regions = Region.objects.filter(code__in=data["regions"])
-    data["region_names"] = {region.code: local_name(region) for region in regions}
+    data["region_names"] = {code: local_name(selectors.reference_by_code(Region, code)) for code in data["regions"]}
     return JsonResponse(data)
