@@ -64,7 +64,9 @@ def free_after(problem: Problem, plan: Plan) -> dict[int, list[int]]:
     free = {listing.id: list(listing.node_free) for listing in problem.listings}
     for a in plan.assignments:
         nodes = free.get(a.listing_id)
-        for node in a.nodes if nodes is not None else ():
+        if nodes is None:  # a listing left out of ``problem`` (quarantined)
+            continue
+        for node in a.nodes:
             nodes[node] -= a.gpus_per_replica
     return free
 
