@@ -227,6 +227,6 @@ def _unserved(
     for i, r in enumerate(problem.requests):
         done = placed.get(r.id, 0)
         if done < r.replicas:
-            reason = unserved_reason(index, i, done, bool(has_edge[i]))
-            out.append(Unserved(request_id=r.id, replicas=r.replicas - done, reason=reason))
+            reason, blocked = unserved_reason(index, i, done, bool(has_edge[i]))
+            out.append(Unserved(request_id=r.id, replicas=r.replicas - done, reason=reason, blocked=blocked))
     return sorted(out, key=lambda u: u.request_id)

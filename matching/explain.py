@@ -15,7 +15,7 @@ import numpy as np
 
 from matching import costs
 from matching.graph.edges import HOUR_US, Arrays
-from matching.problem import Assignment, Explanation, Problem, Rejected, RequestSpec
+from matching.problem import Assignment, Blocked, Explanation, Problem, Rejected, RequestSpec
 
 #: At most this many cheaper alternatives per explanation.
 MAX_REJECTED = 5
@@ -240,23 +240,23 @@ def _why_not(index: ExplainIndex, i: int, j: int, chosen_units: int) -> str:
     return "full: capacity taken by higher-priority or cheaper-placed requests"
 
 
-def unserved_reason(index: ExplainIndex, i: int, placed: int, has_edge: bool) -> str:
-    """What blocked the unplaced replicas of request index ``i``, in words."""
+def unserved_reason(index: ExplainIndex, i: int, placed: int, has_edge: bool) -> tuple[str, Blocked]:
+    """What blocked the unplaced replicas of request index ``i``: in words, and as data."""
     request = index.problem.requests[i]
     if has_edge:
         head = f"{placed} of {request.replicas} replicas placed; " if placed else ""
-        return head + "capacity taken by higher-priority or cheaper-placed requests"
+        return head + "capacity taken by higher-priority or cheaper-placed requests", Blocked(kind="capacity")
     return _blocked(index, i, request)
 
 
-def _blocked(index: ExplainIndex, i: int, r: RequestSpec) -> str:
+def _blocked(index: ExplainIndex, i: int, r: RequestSpec) -> tuple[str, Blocked]:
     a, model = index.arrays, r.gpu_model
     lsts = index.by_model.get(int(a.request_model[i]), np.zeros(0, dtype=np.int64))
     if not len(lsts):
-        return f"no {model} listed"
+        return f"no {model} listed", Blocked(kind="none_listed")
     lsts = lsts[a.listing_gpus_per_node[lsts] >= r.gpus_per_replica]
     if not len(lsts):
-        return f"no {model} with nodes of >= {r.gpus_per_replica} GPUs"
+        return f"no {model} with nodes of >= {r.gpus_per_replica} GPUs", Blocked(kind="node_size")
     rtt = a.rtt[a.request_origin[i], a.listing_region[lsts]]
     near = lsts[np.isfinite(rtt) & (rtt <= a.request_bound[i])]
     where = (
@@ -266,12 +266,16 @@ def _blocked(index: ExplainIndex, i: int, r: RequestSpec) -> str:
     )
     if not len(near):
         k = int(np.argmin(rtt))
-        return f"no {model} {where} (nearest: {a.regions[a.listing_region[lsts[k]]]} at {costs.fmt_ms(float(rtt[k]))})"
+        region, nearest_ms = str(a.regions[a.listing_region[lsts[k]]]), float(rtt[k])
+        return (
+            f"no {model} {where} (nearest: {region} at {costs.fmt_ms(nearest_ms)})",
+            Blocked(kind="too_far", region=region, rtt_ms=nearest_ms),
+        )
     cap = costs.fmt_cny(costs.money(r.max_price_per_gpu_hour))
     cheap = near[a.listing_price[near] <= a.request_cap[i]]
     if not len(cheap):
         lowest = costs.fmt_cny(costs.from_units(int(a.listing_price[near].min())))
-        return f"no {model} {where} at <= {cap} CNY (cheapest there: {lowest})"
+        return f"no {model} {where} at <= {cap} CNY (cheapest there: {lowest})", Blocked(kind="price", cheapest=lowest)
     if r.min_reliability is not None:
         cheap = cheap[a.listing_reliability[cheap] >= a.request_min_reliability[i]]
         if not len(cheap):
@@ -279,12 +283,18 @@ def _blocked(index: ExplainIndex, i: int, r: RequestSpec) -> str:
             return (
                 f"no {model} {where} at <= {cap} CNY with reliability >= {need} "
                 "(listings with too little history have no score)"
-            )
+            ), Blocked(kind="reliability")
     fit = cheap[
         (a.listing_start[cheap] <= a.request_start_by[i])
         & (a.listing_start[cheap] + a.request_duration_hours[i] * HOUR_US <= a.listing_until[cheap])
     ]
     if not len(fit):
         by = f"{r.start_by:%Y-%m-%d %H:%M}"
-        return f"no {model} {where} at <= {cap} CNY free for {r.duration_hours} h starting by {by} UTC"
-    return f"no {model} {where} at <= {cap} CNY has a node with {r.gpus_per_replica} free GPUs"
+        return (
+            f"no {model} {where} at <= {cap} CNY free for {r.duration_hours} h starting by {by} UTC",
+            Blocked(kind="window"),
+        )
+    return (
+        f"no {model} {where} at <= {cap} CNY has a node with {r.gpus_per_replica} free GPUs",
+        Blocked(kind="node_free"),
+    )

@@ -152,13 +152,37 @@ class Assignment:
         return self.replicas * self.gpus_per_replica
 
 
+class Blocked(TypedDict, total=False):
+    """What blocked unplaced replicas, as data (:func:`matching.explain.unserved_reason` writes it
+    beside its sentence, so readers never parse the words).
+
+    ``kind`` is always set: ``none_listed`` (no such GPU listed), ``node_size`` (no node that
+    large), ``too_far`` (none within the bound; ``region`` is the nearest at ``rtt_ms``), ``price``
+    (all within the bound cost more; ``cheapest`` is the lowest price there, CNY per GPU-hour as
+    text), ``reliability``, ``window`` (none free in time), ``node_free`` (no node with that many
+    free GPUs), ``capacity`` (taken by other requests) or ``other``.
+    """
+
+    kind: str
+    region: str
+    rtt_ms: float
+    cheapest: str
+
+
+def blocked_other() -> Blocked:
+    """The :class:`Blocked` of a reason the engine did not classify."""
+    return Blocked(kind="other")
+
+
 @dataclass(frozen=True)
 class Unserved:
-    """Replicas of a request the round could not place, and what blocked them, in words."""
+    """Replicas of a request the round could not place, and what blocked them, in words
+    (``reason``) and as data (``blocked``)."""
 
     request_id: int
     replicas: int
     reason: str
+    blocked: Blocked = field(default_factory=blocked_other)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from decimal import Decimal
 
 from matching import costs
 from matching.latency import LatencyClass, bound_of
-from matching.problem import Assignment, Plan, Problem, RequestSpec
+from matching.problem import Assignment, Blocked, Plan, Problem, RequestSpec
 from matching.solver import solve
 
 
@@ -30,6 +30,8 @@ class FrontierPoint:
     cost_per_gpu_hour: Decimal | None = None
     total_cost: Decimal = Decimal(0)
     blocked: str = ""
+    #: ``blocked`` as data (``None`` when nothing blocked).
+    blocked_detail: Blocked | None = None
     #: The whole placement under this class's bound (``region`` etc. describe its cheapest line);
     #: not in ``to_dict``: callers price it (what the buyer would pay).
     assignments: tuple[Assignment, ...] = ()
@@ -46,6 +48,7 @@ class FrontierPoint:
             "cost_per_gpu_hour": _str(self.cost_per_gpu_hour),
             "total_cost": costs.money_text(self.total_cost),
             "blocked": self.blocked,
+            "blocked_detail": self.blocked_detail,
         }
 
 
@@ -59,6 +62,8 @@ class Quote:
     assignments: tuple[Assignment, ...]
     total_cost: Decimal
     unserved_reason: str
+    #: ``unserved_reason`` as data (``None`` when every replica is placed).
+    unserved_detail: Blocked | None = None
     frontier: tuple[FrontierPoint, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, object]:
@@ -69,6 +74,7 @@ class Quote:
             "replicas_placed": self.replicas_placed,
             "total_cost": costs.money_text(self.total_cost),
             "unserved_reason": self.unserved_reason,
+            "unserved_detail": self.unserved_detail,
             "placement": [_assignment_dict(a) for a in self.assignments],
             "frontier": [p.to_dict() for p in self.frontier],
         }
@@ -106,6 +112,7 @@ def quote(problem: Problem, request: RequestSpec) -> Quote:
         assignments=plan.assignments,
         total_cost=plan.objective,
         unserved_reason=plan.unserved[0].reason if plan.unserved else "",
+        unserved_detail=plan.unserved[0].blocked if plan.unserved else None,
         frontier=frontier,
     )
 
@@ -118,7 +125,13 @@ def _point(problem: Problem, request: RequestSpec, cls: LatencyClass) -> Frontie
     bound = bound_of(cls)
     plan = _alone(problem, replace(request, max_rtt_ms=bound))
     if not plan.assignments:
-        return FrontierPoint(cls, bound, 0, blocked=plan.unserved[0].reason if plan.unserved else "")
+        return FrontierPoint(
+            cls,
+            bound,
+            0,
+            blocked=plan.unserved[0].reason if plan.unserved else "",
+            blocked_detail=plan.unserved[0].blocked if plan.unserved else None,
+        )
     best = min(plan.assignments, key=lambda a: (a.cost_per_gpu_hour, a.listing_id))
     return FrontierPoint(
         latency_class=cls,
@@ -131,5 +144,6 @@ def _point(problem: Problem, request: RequestSpec, cls: LatencyClass) -> Frontie
         cost_per_gpu_hour=best.cost_per_gpu_hour,
         total_cost=plan.objective,
         blocked=plan.unserved[0].reason if plan.unserved else "",
+        blocked_detail=plan.unserved[0].blocked if plan.unserved else None,
         assignments=plan.assignments,
     )

@@ -32,6 +32,11 @@ PAYS_TOTAL = (
     "What the buyer would pay over the duration: per line, price × GPU-hours rounded half-up to the "
     "fen, less the subsidy rounded down, as the settlement charges it."
 )
+BLOCKED_DETAIL = (
+    "What blocked it, as data: kind (none_listed, node_size, too_far, price, reliability, window, "
+    "node_free, capacity, other); too_far adds region and rtt_ms (the nearest), price adds cheapest "
+    "(the lowest price within the bound, CNY per GPU-hour)."
+)
 
 
 class QuotePlacementOut(serializers.Serializer):
@@ -66,6 +71,9 @@ class FrontierPointOut(serializers.Serializer):
     )
     buyer_pays_total = serializers.DecimalField(**SETTLED_AMOUNT, help_text=f"{PAYS_TOTAL} Of the whole placement.")
     blocked = serializers.CharField()
+    blocked_detail = serializers.JSONField(
+        allow_null=True, help_text=f"{BLOCKED_DETAIL} Null when nothing blocked under this class."
+    )
 
 
 class QuoteOut(serializers.Serializer):
@@ -80,6 +88,9 @@ class QuoteOut(serializers.Serializer):
         **MONEY, help_text=f"{PAYS_RATE} Over several lines: buyer_pays_total over their GPU-hours."
     )
     unserved_reason = serializers.CharField()
+    unserved_detail = serializers.JSONField(
+        allow_null=True, help_text=f"{BLOCKED_DETAIL} Null when every replica is placed."
+    )
     placement = QuotePlacementOut(many=True)
     frontier = FrontierPointOut(many=True)
 

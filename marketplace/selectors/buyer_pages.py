@@ -9,7 +9,6 @@ Money is what the buyer pays: price − subsidy, charged as the settlement charg
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -23,6 +22,7 @@ from marketplace.money import FEN, buyer_charge, buyer_rate, gpu_hours_held
 from marketplace.selectors.dashboards import PAID_STATUSES, accrued
 from marketplace.selectors.vouchers import vouchers_of
 from matching.latency import LatencyClass, latency_class_of
+from matching.problem import Blocked, blocked_other
 
 #: A page of the buyer's requests.
 PAGE_SIZE = 25
@@ -56,32 +56,20 @@ class Unserved:
     relax_to: LatencyClass | None = None
 
 
-_PATTERNS = (
-    ("none_listed", re.compile(r"^no \S+ listed$")),
-    ("node_size", re.compile(r"with nodes of >= \d+ GPUs$")),
-    ("too_far", re.compile(r"\(nearest: (?P<region>[-\w]+) at (?P<rtt>[0-9.]+) ms\)$")),
-    ("price", re.compile(r"\(cheapest there: (?P<price>[0-9.]+)\)$")),
-    ("reliability", re.compile(r"with reliability >= ")),
-    ("window", re.compile(r" free for \d+ h starting by ")),
-    ("node_free", re.compile(r"has a node with \d+ free GPUs$")),
-    ("capacity", re.compile(r"capacity taken by ")),
-)
-
-
-def unserved_of(reason: str, *, replicas: int, regions: dict[str, Region]) -> Unserved:
-    """The engine's unserved ``reason`` (``matching.explain.unserved_reason``) sorted by what would help."""
-    for kind, pattern in _PATTERNS:
-        found = pattern.search(reason)
-        if found is None:
-            continue
-        if kind == "too_far":
-            rtt = float(found["rtt"])
-            region = regions.get(found["region"])
-            return Unserved(replicas, reason, kind, nearest=region, nearest_rtt_ms=rtt, relax_to=latency_class_of(rtt))
-        if kind == "price":
-            return Unserved(replicas, reason, kind, cheapest=Decimal(found["price"]))
-        return Unserved(replicas, reason, kind)
-    return Unserved(replicas, reason, "other")
+def unserved_of(
+    reason: str, blocked: Blocked | None, *, replicas: int, regions: dict[str, Region]
+) -> Unserved:
+    """The engine's unserved ``reason`` and its ``blocked`` data (:class:`matching.problem.Blocked`;
+    ``None`` in runs recorded before it existed: kind ``other``) sorted by what would help."""
+    blocked = blocked or blocked_other()
+    kind = blocked["kind"]
+    if kind == "too_far":
+        rtt = blocked["rtt_ms"]
+        region = regions.get(blocked["region"])
+        return Unserved(replicas, reason, kind, nearest=region, nearest_rtt_ms=rtt, relax_to=latency_class_of(rtt))
+    if kind == "price":
+        return Unserved(replicas, reason, kind, cheapest=Decimal(blocked["cheapest"]))
+    return Unserved(replicas, reason, kind)
 
 
 @dataclass(frozen=True)
@@ -210,7 +198,7 @@ def buyer_requests_page(
                 live_replicas=sum(m.replicas for m in request_matches if m.status in Match.LIVE_STATUSES),
                 unserved=None
                 if entry is None
-                else unserved_of(entry["reason"], replicas=entry["replicas"], regions=regions),
+                else unserved_of(entry["reason"], entry.get("blocked"), replicas=entry["replicas"], regions=regions),
             )
         )
     return BuyerRequestsPage(current, rows, status, sort, buyer_fingerprint(buyer=buyer), regions)

@@ -55,7 +55,7 @@ from marketplace.services.shard_lock import shard_lock
 from marketplace.services.triggers import matching_round_enqueue, round_delay, round_pending, round_pending_clear
 from matching.policies import ENGINE, planner
 from matching.prices import with_prices
-from matching.problem import Plan, Problem
+from matching.problem import Blocked, Plan, Problem, blocked_other
 from matching.quarantine import LeftOut, plan_quarantined
 from matching.timings import ms_since
 
@@ -191,11 +191,13 @@ def matching_run_start(*, trigger: str, shard: str, now: datetime) -> MatchingRu
 
 
 class UnservedEntry(TypedDict):
-    """One entry of a run's ``unserved``: a request, the replicas the round did not place, and why."""
+    """One entry of a run's ``unserved``: a request, the replicas the round did not place, and why,
+    in words (``reason``) and as data (``blocked``, a :class:`matching.problem.Blocked`)."""
 
     request: int
     replicas: int
     reason: str
+    blocked: Blocked
 
 
 @transaction.atomic
@@ -213,9 +215,13 @@ def matching_run_finish(
     """Record a round's outcome: what it served, each unserved or stale request with why, and the
     rows it left out with why."""
     unserved: list[UnservedEntry] = [
-        {"request": u.request_id, "replicas": u.replicas, "reason": u.reason} for u in plan.unserved
+        {"request": u.request_id, "replicas": u.replicas, "reason": u.reason, "blocked": u.blocked}
+        for u in plan.unserved
     ]
-    unserved += [{"request": a.request_id, "replicas": a.replicas, "reason": reason} for a, reason in result.stale]
+    unserved += [
+        {"request": a.request_id, "replicas": a.replicas, "reason": reason, "blocked": blocked_other()}
+        for a, reason in result.stale
+    ]
     run = MatchingRun.objects.select_for_update().get(pk=run_id)
     run.status = MatchingRun.Status.SUCCEEDED
     run.finished_at = max(finished_at, run.started_at)

@@ -149,9 +149,10 @@ def unserved_advice(row) -> dict[str, str]:
 
 
 @register.simple_tag
-def quote_blocked(reason: str, terms: dict, regions) -> str:
-    """A quote's blocked reason (the engine's words) as a sentence with what would help; ``terms``
-    are the quoted request's (``RequestForm.terms()``), ``regions`` every region by code."""
+def quote_blocked(reason: str, detail: dict | None, terms: dict, regions) -> str:
+    """A quote's blocked reason (the engine's words, and ``detail`` its data) as a sentence with what
+    would help; ``terms`` are the quoted request's (``RequestForm.terms()``), ``regions`` every
+    region by code."""
     if not reason:
         return gettext("nothing placeable")
     asked = Asked(
@@ -161,5 +162,5 @@ def quote_blocked(reason: str, terms: dict, regions) -> str:
         duration_hours=terms["duration_hours"],
         start_by=terms["start_by"],
     )
-    what, helps = advice_for(unserved_of(reason, replicas=0, regions=regions or {}), asked)
+    what, helps = advice_for(unserved_of(reason, detail, replicas=0, regions=regions or {}), asked)
     return f"{what} {helps}".strip()

@@ -53,6 +53,10 @@ def test_the_quote_says_what_the_buyer_pays_beside_the_score(clients, make_listi
     assert frontier["standard"]["buyer_pays_total"] == "187.83"
     assert frontier["realtime"]["replicas_placed"] == 0
     assert (frontier["realtime"]["buyer_pays_total"], frontier["realtime"]["buyer_pays_per_gpu_hour"]) == ("0.00", None)
+    # What blocked the realtime point, as data beside the words; nothing blocked the placement.
+    assert frontier["realtime"]["blocked_detail"]["kind"] == "too_far"
+    assert frontier["realtime"]["blocked_detail"]["region"] == "gansu-qingyang"
+    assert (quote["unserved_reason"], quote["unserved_detail"]) == ("", None)
 
 
 def test_a_match_run_to_its_end_settles_at_the_quoted_buyer_pays(clients, make_listing, make_request, voucher_code):

@@ -111,36 +111,48 @@ def test_greedy_leaves_the_realtime_request_unserved_where_the_solver_does_not()
 
 
 @pytest.mark.parametrize(
-    ("request_kw", "listings", "reason"),
+    ("request_kw", "listings", "reason", "blocked"),
     [
         (
             {"cap": "9"},
             [lst(**WEST), lst(**EAST)],
             "no h100 within 30 ms of shanghai at <= 9.00 CNY (cheapest there: 10.00)",
+            {"kind": "price", "cheapest": "10.00"},
         ),
-        ({"bound": 2.0}, [lst(**WEST), lst(**EAST)], "no h100 within 2 ms of shanghai (nearest: yrd at 2.8 ms)"),
-        ({"model": "h20"}, [lst(**EAST)], "no h20 listed"),
+        (
+            {"bound": 2.0},
+            [lst(**WEST), lst(**EAST)],
+            "no h100 within 2 ms of shanghai (nearest: yrd at 2.8 ms)",
+            {"kind": "too_far", "region": "yrd", "rtt_ms": 2.8},
+        ),
+        ({"model": "h20"}, [lst(**EAST)], "no h20 listed", {"kind": "none_listed"}),
+        ({"size": 16}, [lst(**EAST)], "no h100 with nodes of >= 16 GPUs", {"kind": "node_size"}),
         (
             {"hours": 24},
             [lst(**EAST, days=0.5)],
             "no h100 within 30 ms of shanghai at <= 20.00 CNY free for 24 h starting by 2025-06-01 01:00 UTC",
+            {"kind": "window"},
         ),
         (
             {"size": 4},
             [lst(**EAST, nodes=(3, 3))],
             "no h100 within 30 ms of shanghai at <= 20.00 CNY has a node with 4 free GPUs",
+            {"kind": "node_free"},
         ),
         (
             {"min_reliability": 0.99},
             [lst(**EAST, reliability=0.965), lst(id=3, region="yrd", price="9")],
             "no h100 within 30 ms of shanghai at <= 20.00 CNY with reliability >= 0.9900"
             " (listings with too little history have no score)",
+            {"kind": "reliability"},
         ),
     ],
 )
-def test_unserved_requests_say_what_blocked_them(request_kw, listings, reason):
+def test_unserved_requests_say_what_blocked_them(request_kw, listings, reason, blocked):
+    """In words for people, and as data for pages and clients (which never parse the words)."""
     plan = solve(problem([req(**request_kw)], listings))
     assert [u.reason for u in plan.unserved] == [reason]
+    assert [u.blocked for u in plan.unserved] == [blocked]
 
 
 def test_partially_served_request_says_capacity_was_taken():
@@ -150,6 +162,7 @@ def test_partially_served_request_says_capacity_was_taken():
         plan.unserved[0].reason
         == "3 of 5 replicas placed; capacity taken by higher-priority or cheaper-placed requests"
     )
+    assert plan.unserved[0].blocked == {"kind": "capacity"}
 
 
 def test_voucher_budget_caps_the_subsidy_actually_paid():

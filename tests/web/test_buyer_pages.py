@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from marketplace import services
-from marketplace.models import BuyerRequest, Match, Region, Settlement
+from marketplace.models import BuyerRequest, Match, MatchingRun, Region, Settlement
 from marketplace.selectors.buyer_pages import PAGE_SIZE
 from marketplace.services.rounds import round_run
 from tests.conftest import member
@@ -210,6 +210,28 @@ def test_a_request_bound_too_tight_is_told_which_class_would_reach_capacity(web,
     page = text(web["buyer"].get("/buyer/"))
     assert "the nearest is Zhongwei cluster (Ningxia hub) at 35.8 ms" in page
     assert "Relax to Standard (≤ 60 ms) to use it." in page
+
+
+def test_the_advice_comes_from_the_rounds_data_not_its_words(web, make_listing, make_request):
+    """The page reads what blocked a request from the run's ``blocked`` data; a run recorded before
+    that data existed (words only) still gets a sentence, the engine's own words, and no advice."""
+    make_listing(region="ningxia-zhongwei")
+    request = make_request(latency_class="interactive")
+    round_run(shard="h20", trigger="manual")
+    run = MatchingRun.objects.get()
+    (entry,) = run.unserved
+    assert entry["blocked"] == {"kind": "too_far", "region": "ningxia-zhongwei", "rtt_ms": 35.8}
+    entry["reason"] = "(words the page must not need)"
+    run.save(update_fields=["unserved"])
+    page = text(web["buyer"].get("/buyer/"))
+    assert "Relax to Standard (≤ 60 ms) to use it." in page
+
+    del entry["blocked"]
+    entry["reason"] = f"no h20 within 30 ms of shanghai (nearest: ningxia-zhongwei at 35.8 ms) #{request.pk}"
+    run.save(update_fields=["unserved"])
+    page = text(web["buyer"].get("/buyer/"))
+    assert "Relax to" not in page
+    assert f"#{request.pk}" in page
 
 
 def test_a_match_appears_through_the_polled_partial_and_nothing_is_sent_while_nothing_changed(
