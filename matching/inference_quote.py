@@ -233,16 +233,21 @@ def alternatives_of(
     """Every (GPU model, GPUs per replica, precision) for ``terms``, modelled, plus one per group of
     ``listings`` (by id in ``measured``) whose measurement of that setup gives the same figures."""
     precisions = (terms.precision,) if terms.precision else terms.llm.precisions
-    shape = {"prompt_tokens": terms.prompt_tokens, "output_tokens": terms.output_tokens}
     found: list[Alternative] = []
     for gpu in gpus:
         own = [listing for listing in listings if listing.gpu_model == gpu.code]
         for precision in precisions:
             for size in GPUS_PER_REPLICA:
                 groups: dict[tuple[float, float], list[int]] = {}
-                for listing in own:
+                for listing in (listing for listing in own if listing.id in measured):
                     profile = profile_for(
-                        terms.llm, gpu, size, precision, **shape, measured=measured.get(listing.id, ())
+                        terms.llm,
+                        gpu,
+                        size,
+                        precision,
+                        prompt_tokens=terms.prompt_tokens,
+                        output_tokens=terms.output_tokens,
+                        measured=measured.get(listing.id, ()),
                     )
                     if profile.source == "measured":
                         groups.setdefault((profile.tokens_per_second, profile.ttft_ms), []).append(listing.id)
@@ -250,7 +255,14 @@ def alternatives_of(
                     found.append(
                         _alternative(terms, gpu, size, precision, "measured", tps, ttft, listing_ids=tuple(ids))
                     )
-                modelled = profile_for(terms.llm, gpu, size, precision, **shape)
+                modelled = profile_for(
+                    terms.llm,
+                    gpu,
+                    size,
+                    precision,
+                    prompt_tokens=terms.prompt_tokens,
+                    output_tokens=terms.output_tokens,
+                )
                 found.append(
                     _alternative(
                         terms,

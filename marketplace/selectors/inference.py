@@ -88,7 +88,8 @@ def _reach_check(alternatives: list[Alternative], terms: InferenceTerms, rtts: d
             % {"model": terms.llm.code, "reasons": "; ".join(reasons)},
             field="llm_model",
         )
-    nearest = min(rtt for (source, _), rtt in rtts.items() if source == terms.origin)
+    # An origin with no RTT known yet (a region just added) is held to no network time at all.
+    nearest = min((rtt for (source, _), rtt in rtts.items() if source == terms.origin), default=0.0)
     best = best_ttft_ms(alternatives, nearest)
     if best is not None and float(terms.ttft_ms) < best:
         raise InvalidInput(
