@@ -179,3 +179,41 @@ def test_the_gpu_form_is_unchanged(clients, market):
     assert quote["replicas_placed"] == 2
     assert "kind" not in quote
     assert quote["frontier"][0]["latency_class"] == "realtime"
+
+
+def test_a_voucher_is_deducted_from_the_price_per_million_tokens(clients, make_listing, buyer, now):
+    from marketplace import services
+    from marketplace.models import Region
+
+    program = services.voucher_program_create(
+        name="Qingyang compute voucher",
+        sponsor="Qingyang government",
+        percent=Decimal("30"),
+        budget=Decimal("100000"),
+        valid_from=now - timedelta(days=1),
+        valid_until=now + timedelta(days=365),
+        eligible_regions=[Region.objects.get(code="gansu-qingyang")],
+    )
+    code = services.vouchers_issue(program_id=program.pk, sponsor_provider=None, buyer=buyer)[0].code
+    make_listing(region="gansu-qingyang", price_per_gpu_hour=Decimal("5.59"))
+    quote = clients["buyer"].post(API, body(voucher_code=code, gpu_models=["h20"]), format="json").json()
+    (line,) = quote["placement"]
+    assert (line["region"], line["gpus"], line["subsidy_per_gpu_hour"]) == ("gansu-qingyang", 2, "1.6770")
+    # 2 GPUs × (5.59 − 30 %) = 7.826 CNY an hour for 7.2 Mtok; over 48 GPU-hours the settlement's
+    # rounding: 268.32 gross − 80.49 subsidy (rounded down).
+    assert quote["chosen"]["price_per_million_tokens"] == "1.0869"
+    assert quote["buyer_pays_total"] == line["buyer_pays_total"] == "187.83"
+
+
+def test_the_quote_reads_a_constant_number_of_queries_whatever_the_listings(clients, make_listing):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def queries_with(listings: int) -> int:
+        for _ in range(listings):
+            make_listing(region="ningxia-zhongwei", gpu_model="h20")
+        with CaptureQueriesContext(connection) as captured:
+            assert clients["buyer"].post(API, body(), format="json").status_code == 200
+        return len(captured)
+
+    assert queries_with(1) == queries_with(5)
