@@ -221,12 +221,7 @@ class QuoteView(APIView):
             )
         terms = validated_body(InferenceQuoteIn, request)
         quote = selectors.inference_quote_for(buyer=buyer_of(request), **terms)
-        body = quote_dict(quote)
-        lines = quote.best.assignments if quote.best is not None else ()
-        body["buyer_pays_total"] = str(selectors.buyer_pays_of(lines, duration_hours=terms["duration_hours"]).total)
-        for line, assignment in zip(body["placement"], lines, strict=True):
-            line.update(_pays(selectors.buyer_pays_of((assignment,), duration_hours=terms["duration_hours"])))
-        return Response(body)
+        return Response(inference_with_buyer_pays(quote, duration_hours=terms["duration_hours"]))
 
 
 def _pays(pays: selectors.BuyerPays) -> dict[str, str]:
@@ -245,4 +240,16 @@ def with_buyer_pays(quote, *, duration_hours: int) -> dict:
         point.update(_pays(pays))
         if not point["replicas_placed"]:
             point["buyer_pays_per_gpu_hour"] = None
+    return body
+
+
+def inference_with_buyer_pays(quote, *, duration_hours: int) -> dict:
+    """``quote_dict(quote)`` (a ``matching.inference_quote.InferenceQuote``) with what the buyer
+    would pay over the duration: the placement's ``buyer_pays_total``, and each line's
+    ``buyer_pays_total`` and ``buyer_pays_per_gpu_hour``, charged as the settlement charges them."""
+    body = quote_dict(quote)
+    lines = quote.best.assignments if quote.best is not None else ()
+    body["buyer_pays_total"] = str(selectors.buyer_pays_of(lines, duration_hours=duration_hours).total)
+    for line, assignment in zip(body["placement"], lines, strict=True):
+        line.update(_pays(selectors.buyer_pays_of((assignment,), duration_hours=duration_hours)))
     return body

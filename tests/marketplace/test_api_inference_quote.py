@@ -217,3 +217,13 @@ def test_the_quote_reads_a_constant_number_of_queries_whatever_the_listings(clie
         return len(captured)
 
     assert queries_with(1) == queries_with(5)
+
+
+def test_the_answer_has_exactly_the_fields_its_schema_documents(clients, market):
+    from marketplace.api.quotes import InferenceAlternativeOut, InferenceQuoteOut, QuotePlacementOut
+
+    quote = clients["buyer"].post(API, body(), format="json").json()
+    assert set(quote) == set(InferenceQuoteOut().fields)
+    for row in [quote["chosen"], *quote["frontier"], *quote["alternatives"]]:
+        assert set(row) == set(InferenceAlternativeOut().fields)
+    assert set(quote["placement"][0]) == set(QuotePlacementOut().fields)
