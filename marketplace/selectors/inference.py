@@ -163,8 +163,8 @@ def inference_quote_for(
         start_by=start_by,
         precision=precision,
     )
-    rows = gpu_models if gpu_models else list(GpuModel.objects.all())
-    gpus = [spec for spec in (gpu_spec(row) for row in sorted(rows, key=lambda row: row.code)) if spec is not None]
+    rows = {row.code: row for row in (gpu_models or GpuModel.objects.all())}  # an allow-list may repeat a code
+    gpus = [spec for spec in (gpu_spec(rows[code]) for code in sorted(rows)) if spec is not None]
     listings = [
         listing for gpu in gpus for listing in engine_free_listings(gpu_model_code=gpu.code, now=now).problem.listings
     ]

@@ -94,9 +94,10 @@ def test_a_price_cap_says_what_blocked_the_dear_gpu_model(clients, market):
 
 
 def test_the_allow_list_limits_the_gpu_models_quoted(clients, market):
-    quote = clients["buyer"].post(API, body(gpu_models=["h100"]), format="json").json()
+    quote = clients["buyer"].post(API, body(gpu_models=["h100", "h100"]), format="json").json()
     assert [row["gpu_model"] for row in quote["frontier"]] == ["h100"]
     assert quote["chosen"]["gpu_model"] == "h100"
+    assert len(quote["alternatives"]) == 4  # FP8 at 1, 2, 4 and 8 GPUs, once each
 
 
 def test_a_measured_profile_is_used_and_named(clients, market):
