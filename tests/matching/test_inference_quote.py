@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from matching.inference import GpuSpec, LlmSpec, MeasuredPoint
 from matching.inference_quote import (
@@ -184,3 +186,73 @@ def test_quote_dict_lists_every_alternative_and_one_frontier_row_per_gpu_model()
     assert len(body["alternatives"]) == len(GPUS) * 4  # one precision, four replica sizes
     assert body["placement"][0]["listing_id"] == 1
     assert replace(terms(), precision=None).precision is None
+
+
+# --- properties ----------------------------------------------------------------------------------
+
+REGIONS = ["shanghai", "yrd", "ningxia-zhongwei", "guian"]
+LLMS = [QWEN_32B, QWEN_32B, DEEPSEEK_V3]
+
+
+@st.composite
+def markets(draw):
+    listings = [
+        lst(
+            i + 1,
+            region=draw(st.sampled_from(REGIONS)),
+            model=draw(st.sampled_from([gpu.code for gpu in GPUS])),
+            nodes=tuple(draw(st.lists(st.sampled_from([0, 1, 2, 4, 8]), min_size=1, max_size=3))),
+            price=str(draw(st.integers(1, 20))),
+        )
+        for i in range(draw(st.integers(0, 8)))
+    ]
+    asked = terms(
+        llm=draw(st.sampled_from(LLMS)),
+        tokens_per_second=Decimal(draw(st.integers(1, 30)) * 250),
+        prompt_tokens=draw(st.sampled_from([200, 2000, 2000, 8000])),
+        ttft_ms=Decimal(draw(st.integers(6, 40)) * 50),
+        max_price_per_million_tokens=Decimal(draw(st.integers(1, 60))) / 2,
+        precision=draw(st.sampled_from([None, "FP8", "BF16"])),
+    )
+    percent = draw(st.sampled_from([None, 30]))
+    voucher = None if percent is None else VoucherTerms("V", Decimal(percent), Decimal(draw(st.integers(0, 2000))))
+    return asked, listings, voucher
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(markets())
+def test_no_quote_breaks_the_ttft_the_cap_the_fit_or_the_capacity(market):
+    asked, listings, voucher = market
+    quote = quote_of(asked, listings, voucher=voucher)
+    cap, target = asked.max_price_per_million_tokens, float(asked.tokens_per_second)
+    used: dict[tuple[int, int], int] = {}
+    for q in quote.alternatives:
+        a = q.alternative
+        if not q.assignments:
+            assert q.blocked, a  # nothing placed always says why
+            continue
+        assert a.fits, a  # a model too big for a GPU is never placed there
+        assert q.ttft_ms is not None
+        assert q.ttft_ms <= float(asked.ttft_ms) + 1e-6
+        assert q.price_per_million_tokens is not None
+        assert q.price_per_million_tokens <= cap
+        assert q.replicas_placed <= a.replicas_needed
+        assert q.tokens_per_second_served <= target
+        for line in q.assignments:
+            assert line.rtt_ms <= a.rtt_bound_ms
+            assert line.price_per_gpu_hour <= a.max_price_per_gpu_hour
+    for q in quote.alternatives:  # each alternative alone never takes more than a node has free
+        used.clear()
+        for line in q.assignments:
+            for node in line.nodes:
+                used[(line.listing_id, node)] = used.get((line.listing_id, node), 0) + line.gpus_per_replica
+        free = {(listing.id, k): gpus for listing in listings for k, gpus in enumerate(listing.node_free)}
+        assert all(gpus <= free[key] for key, gpus in used.items())
+    placed = [q for q in quote.alternatives if q.assignments]
+    assert (quote.best is None) == (not placed)
+    if quote.best is not None:
+        assert quote.best.rank() == min(q.rank() for q in placed)
+    for model, point in quote.frontier.items():
+        own = [q for q in placed if q.alternative.gpu_model == model]
+        assert bool(point.assignments) == bool(own)
+        assert point.blocked or point.assignments
