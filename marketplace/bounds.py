@@ -256,6 +256,25 @@ LATENCY_WEIGHT = DecimalNumber(
         "hundred times realtime's default of 0.05, where one ms already outweighs any GPU-hour."
     ),
 )
+OUTPUT_TOKENS = WholeNumber(
+    minimum=1, maximum=1_048_576, reason="An answer of at least one token, at most the longest context served (1M)."
+)
+TOKENS_PER_SECOND_ASKED = DecimalNumber(
+    max_digits=10,
+    decimal_places=1,
+    minimum=Decimal("0.1"),
+    maximum=Decimal(10_000_000),
+    reason="Output tokens/s an inference buyer asks for in all: positive, below 10M (thousands of replicas).",
+)
+PRICE_PER_MILLION_TOKENS = DecimalNumber(
+    **MONEY,
+    minimum=Decimal("0.0001"),
+    maximum=Decimal(1000),
+    reason=(
+        "CNY per million output tokens to 0.0001, above 0; at most 1,000, about fifty times the dearest "
+        "open model's list price in China (DeepSeek-R1 at 16 CNY/Mtok), so a slipped decimal point is refused."
+    ),
+)
 MIN_RELIABILITY = DecimalNumber(
     max_digits=5,
     decimal_places=4,

@@ -32,6 +32,19 @@ def start_by_default(start_by: datetime | None, *, now: datetime) -> datetime:
     return start_by or now + REQUEST_START_WITHIN
 
 
+def start_by_check(start_by: datetime, *, now: datetime | None) -> None:
+    """Raise ``InvalidInput`` naming ``start_by`` unless it is aware, in the calendar and (``now``
+    given) after now within ``REQUEST_START``: the one rule of every form of demand."""
+    if start_by.tzinfo is None:
+        raise InvalidInput(gettext("Give the time with its offset, e.g. 2026-12-04T09:00+08:00."), field="start_by")
+    if not CALENDAR.first <= start_by < CALENDAR.end:
+        raise InvalidInput(outside_calendar(CALENDAR.first.year, CALENDAR.end.year - 1), field="start_by")
+    if now is not None and start_by <= now:
+        raise InvalidInput(gettext("Must be in the future."), field="start_by")
+    if now is not None and not REQUEST_START.contains(start_by, now):
+        raise InvalidInput(outside_window(REQUEST_START, now), field="start_by")
+
+
 def demand_terms_check(
     *,
     gpus_per_replica: int,
@@ -71,14 +84,7 @@ def demand_terms_check(
             % {"min": DURATION_HOURS.minimum, "max": DURATION_HOURS.maximum},
             field="duration_hours",
         )
-    if start_by.tzinfo is None:
-        raise InvalidInput(gettext("Give the time with its offset, e.g. 2026-12-04T09:00+08:00."), field="start_by")
-    if not CALENDAR.first <= start_by < CALENDAR.end:
-        raise InvalidInput(outside_calendar(CALENDAR.first.year, CALENDAR.end.year - 1), field="start_by")
-    if now is not None and start_by <= now:
-        raise InvalidInput(gettext("Must be in the future."), field="start_by")
-    if now is not None and not REQUEST_START.contains(start_by, now):
-        raise InvalidInput(outside_window(REQUEST_START, now), field="start_by")
+    start_by_check(start_by, now=now)
     if latency_weight is not None and not LATENCY_WEIGHT.minimum <= latency_weight <= LATENCY_WEIGHT.maximum:
         raise InvalidInput(
             gettext("Must be between %(min)s and %(max)s.")

@@ -14,6 +14,9 @@ A map, entry points first:
 - ``prices``    clearing prices: each listing's scarcity rent, an exact re-solve with one more unit
   (docs/economics.md).
 - ``quote``     one request against free capacity, and its price–latency frontier.
+- ``inference`` the throughput model: tokens/s and prefill of (LLM, GPU model, GPUs, precision).
+- ``inference_quote`` an LLM at tokens/s under a TTFT target, quoted per (GPU model, GPUs per
+  replica, precision) through ``quote``; the frontier by GPU model (docs/inference.md).
 - ``policies``  the planners a round can use: the engine and the two baselines buyers use by hand.
 - ``greedy``    the cheapest-first baseline.
 - ``explain``   why a match was chosen and why a request is unserved, in words.

@@ -75,7 +75,7 @@ class Quote:
             "total_cost": costs.money_text(self.total_cost),
             "unserved_reason": self.unserved_reason,
             "unserved_detail": self.unserved_detail,
-            "placement": [_assignment_dict(a) for a in self.assignments],
+            "placement": [assignment_dict(a) for a in self.assignments],
             "frontier": [p.to_dict() for p in self.frontier],
         }
 
@@ -84,7 +84,8 @@ def _str(value: Decimal | None) -> str | None:
     return None if value is None else costs.money_text(value)
 
 
-def _assignment_dict(a: Assignment) -> dict[str, object]:
+def assignment_dict(a: Assignment) -> dict[str, object]:
+    """One placement line as the API shows it (Decimals as strings, times in UTC)."""
     return {
         "listing_id": a.listing_id,
         "region": a.region,
@@ -103,7 +104,7 @@ def _assignment_dict(a: Assignment) -> dict[str, object]:
 
 def quote(problem: Problem, request: RequestSpec) -> Quote:
     """Quote ``request`` against ``problem``'s listings (``problem.requests`` are ignored)."""
-    plan = _alone(problem, request)
+    plan = plan_alone(problem, request)
     frontier = tuple(_point(problem, request, cls) for cls in LatencyClass)
     return Quote(
         request_id=request.id,
@@ -117,13 +118,14 @@ def quote(problem: Problem, request: RequestSpec) -> Quote:
     )
 
 
-def _alone(problem: Problem, request: RequestSpec) -> Plan:
+def plan_alone(problem: Problem, request: RequestSpec) -> Plan:
+    """The solver's plan for ``request`` alone against ``problem``'s listings (its requests ignored)."""
     return solve(Problem(requests=(request,), listings=problem.listings, rtt_ms=problem.rtt_ms, now=problem.now))
 
 
 def _point(problem: Problem, request: RequestSpec, cls: LatencyClass) -> FrontierPoint:
     bound = bound_of(cls)
-    plan = _alone(problem, replace(request, max_rtt_ms=bound))
+    plan = plan_alone(problem, replace(request, max_rtt_ms=bound))
     if not plan.assignments:
         return FrontierPoint(
             cls,

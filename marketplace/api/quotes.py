@@ -8,16 +8,22 @@ placements and is never charged."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace import selectors
-from marketplace.api.inputs import validated_body
+from marketplace import bounds, selectors
+from marketplace.api.fields import AwareTime, DecimalText, IntegerNumber, TextField, gpu_model_field, region_field
+from marketplace.api.inputs import DOMAIN_RULE, validated_body
 from marketplace.api.permissions import IsBuyer, buyer_of, scoped
 from marketplace.api.requests import RequestIn
+from marketplace.models import LlmModel
 from marketplace.money import MONEY, SETTLED_AMOUNT
+from matching.inference import PRECISIONS
+from matching.inference_quote import quote_dict
 
 SCORE_RATE = (
     "The engine's score per GPU-hour, not a price: price − subsidy + latency weight × RTT. "
@@ -95,16 +101,138 @@ class QuoteOut(serializers.Serializer):
     frontier = FrontierPointOut(many=True)
 
 
+class InferenceQuoteIn(serializers.Serializer):
+    """The inference form: an LLM at a throughput under a TTFT target, instead of a GPU count."""
+
+    llm_model = serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=LlmModel.objects.all(),
+        help_text=f"A code of GET /llm-models/. {DOMAIN_RULE} a model that fits no GPU model on one node is a "
+        "400 naming this field.",
+    )
+    output_tokens_per_second = DecimalText(
+        **bounds.TOKENS_PER_SECOND_ASKED.field_kwargs(), help_text="Output tokens/s to serve, over all replicas."
+    )
+    prompt_tokens = IntegerNumber(
+        **bounds.PROMPT_TOKENS.field_kwargs(),
+        help_text=f"A typical prompt's length. {DOMAIN_RULE} prompt + output tokens over the model's context is a "
+        "400 naming this field.",
+    )
+    output_tokens = IntegerNumber(**bounds.OUTPUT_TOKENS.field_kwargs(), help_text="A typical answer's length.")
+    ttft_p95_ms = DecimalText(
+        **bounds.TTFT_MS.field_kwargs(),
+        help_text=f"Time to first token at the 95th percentile, as the buyer's users see it. {DOMAIN_RULE} one "
+        "below the best any placement reaches from the origin is a 400 naming this field, with that best.",
+    )
+    origin = region_field()
+    max_price_per_million_tokens = DecimalText(
+        **bounds.PRICE_PER_MILLION_TOKENS.field_kwargs(),
+        help_text="The most the buyer pays (subsidy deducted) per million output tokens of the capacity placed.",
+    )
+    duration_hours = IntegerNumber(**bounds.DURATION_HOURS.field_kwargs())
+    gpu_models = gpu_model_field(
+        many=True, required=False, allow_empty=False, help_text="Only these GPU models (absent: every one)."
+    )
+    precision = serializers.ChoiceField(
+        choices=list(PRECISIONS),
+        required=False,
+        help_text=f"Only this precision (absent: every one the model is served at). {DOMAIN_RULE} one the model "
+        "is not served at is a 400 naming this field.",
+    )
+    start_by = AwareTime(window=bounds.REQUEST_START, required=False)
+    voucher_code = TextField(
+        **bounds.VOUCHER_CODE.field_kwargs(),
+        required=False,
+        allow_blank=True,
+        help_text=f"A voucher the buyer claimed. {DOMAIN_RULE} a code that is not one of the buyer's usable "
+        "vouchers is a 400 naming it.",
+    )
+
+
+class InferenceAlternativeOut(serializers.Serializer):
+    gpu_model = serializers.CharField()
+    gpus_per_replica = serializers.IntegerField()
+    precision = serializers.CharField()
+    source = serializers.ChoiceField(
+        choices=["measured", "modelled"], help_text="measured: a provider's profile of its listing; else the model."
+    )
+    tokens_per_second_per_replica = serializers.FloatField()
+    prefill_ms = serializers.FloatField(help_text="Prefill of one prompt (measured: the provider's TTFT).")
+    rtt_bound_ms = serializers.FloatField(
+        allow_null=True, help_text="TTFT target − prefill − queueing margin; null when the model does not fit."
+    )
+    max_price_per_gpu_hour = serializers.DecimalField(
+        **MONEY, allow_null=True, help_text="The cap per million tokens as a cap per GPU-hour of this setup."
+    )
+    replicas_needed = serializers.IntegerField(allow_null=True)
+    replicas_placed = serializers.IntegerField()
+    tokens_per_second = serializers.FloatField(help_text="Replicas placed × tokens/s per replica.")
+    tokens_per_second_served = serializers.FloatField(
+        help_text="tokens_per_second up to the tokens/s asked: what price_per_million_tokens is over."
+    )
+    regions = serializers.ListField(child=serializers.CharField())
+    ttft_ms = serializers.FloatField(allow_null=True, help_text="Worst line's RTT + queueing margin + prefill.")
+    price_per_million_tokens = serializers.DecimalField(
+        **MONEY, allow_null=True, help_text="What the buyer pays (subsidy deducted) per million output tokens served."
+    )
+    blocked = serializers.CharField(help_text='Why it placed nothing, in words ("" when it placed).')
+
+
+class InferenceQuoteOut(serializers.Serializer):
+    """Documents the inference quote's shape (``matching.inference_quote.quote_dict``)."""
+
+    kind = serializers.ChoiceField(choices=["inference"])
+    llm_model = serializers.CharField()
+    tokens_per_second_asked = serializers.DecimalField(max_digits=10, decimal_places=1)
+    tokens_per_second_placed = serializers.FloatField()
+    ttft_p95_ms = serializers.DecimalField(max_digits=9, decimal_places=1)
+    queueing_margin_ms = serializers.FloatField()
+    chosen = InferenceAlternativeOut(allow_null=True, help_text="The alternative placed; null when none places.")
+    unserved_reason = serializers.CharField()
+    buyer_pays_total = serializers.DecimalField(**SETTLED_AMOUNT, help_text=PAYS_TOTAL)
+    placement = QuotePlacementOut(many=True)
+    frontier = InferenceAlternativeOut(
+        many=True, help_text="Per GPU model (by code): its cheapest placement, or what blocked it."
+    )
+    alternatives = InferenceAlternativeOut(many=True, help_text="Every (GPU model, GPUs per replica, precision).")
+
+
+#: The fields only the GPU form takes: with ``llm_model`` each is a 400 naming it.
+GPU_FORM_ONLY = sorted(set(RequestIn().fields) - set(InferenceQuoteIn().fields))
+
+
 class QuoteView(APIView):
-    """The placement the engine would choose for a request now, without committing anything."""
+    """The placement the engine would choose for a request now, without committing anything.
+
+    Two forms: the GPU form (``gpu_model``, replicas, an RTT bound, a cap per GPU-hour) or the
+    inference form (``llm_model``, output tokens/s, a TTFT target, a cap per million tokens), which
+    quotes every GPU model that can serve the model and answers the cheapest placement and the
+    frontier by GPU model. Giving fields of both is a 400 naming the GPU form's fields."""
 
     permission_classes = scoped(IsBuyer)
 
-    @extend_schema(request=RequestIn, responses=QuoteOut)
+    @extend_schema(
+        request=PolymorphicProxySerializer("QuoteIn", [RequestIn, InferenceQuoteIn], resource_type_field_name=None),
+        responses=PolymorphicProxySerializer(
+            "QuoteAnswer", [QuoteOut, InferenceQuoteOut], resource_type_field_name=None
+        ),
+    )
     def post(self, request):
+        if isinstance(request.data, dict) and "llm_model" in request.data:
+            return self._inference(request)
         terms = validated_body(RequestIn, request)
         quote = selectors.request_quote(buyer=buyer_of(request), **terms)
         return Response(with_buyer_pays(quote, duration_hours=terms["duration_hours"]))
+
+    def _inference(self, request):
+        both = [name for name in GPU_FORM_ONLY if name in request.data]
+        if both:
+            raise ValidationError(
+                {name: [_("The inference form (llm_model) does not take this field.")] for name in both}
+            )
+        terms = validated_body(InferenceQuoteIn, request)
+        quote = selectors.inference_quote_for(buyer=buyer_of(request), **terms)
+        return Response(inference_with_buyer_pays(quote, duration_hours=terms["duration_hours"]))
 
 
 def _pays(pays: selectors.BuyerPays) -> dict[str, str]:
@@ -123,4 +251,16 @@ def with_buyer_pays(quote, *, duration_hours: int) -> dict:
         point.update(_pays(pays))
         if not point["replicas_placed"]:
             point["buyer_pays_per_gpu_hour"] = None
+    return body
+
+
+def inference_with_buyer_pays(quote, *, duration_hours: int) -> dict:
+    """``quote_dict(quote)`` (a ``matching.inference_quote.InferenceQuote``) with what the buyer
+    would pay over the duration: the placement's ``buyer_pays_total``, and each line's
+    ``buyer_pays_total`` and ``buyer_pays_per_gpu_hour``, charged as the settlement charges them."""
+    body = quote_dict(quote)
+    lines = quote.best.assignments if quote.best is not None else ()
+    body["buyer_pays_total"] = str(selectors.buyer_pays_of(lines, duration_hours=duration_hours).total)
+    for line, assignment in zip(body["placement"], lines, strict=True):
+        line.update(_pays(selectors.buyer_pays_of((assignment,), duration_hours=duration_hours)))
     return body

@@ -22,7 +22,8 @@ from decimal import Decimal
 
 from django.core.validators import RegexValidator
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
-from drf_spectacular.plumbing import ResolvedComponent
+from drf_spectacular.plumbing import ResolvedComponent, force_instance
+from drf_spectacular.utils import PolymorphicProxySerializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
@@ -279,6 +280,15 @@ class AutoSchema(SpectacularAutoSchema):
         """The view's docstring (its method's, else its class's); else the summary, so that no
         operation goes undescribed."""
         return super().get_description() or (f"{self.get_summary()}." if self.get_summary() else "")
+
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        """A body of several forms (``PolymorphicProxySerializer``: the quote's GPU and inference
+        forms) is required, as each form is: drf-spectacular looks for required fields on the
+        ``oneOf`` itself, which has none."""
+        schema, required = super()._get_request_for_media_type(serializer, direction)
+        if schema is not None and isinstance(force_instance(serializer), PolymorphicProxySerializer):
+            required = True
+        return schema, required
 
     def _map_basic_serializer(self, serializer, direction):
         schema = super()._map_basic_serializer(serializer, direction)

@@ -31,6 +31,7 @@ from marketplace.selectors.dashboards import (
     ListingUsage,
     ProviderDashboard,
     QuoteSummary,
+    buyer_pays_of,
     capacity_board,
     provider_dashboard,
     provider_listing,
@@ -49,6 +50,7 @@ from marketplace.selectors.engine import (
     shards_with_open_work,
 )
 from marketplace.selectors.guidance import ListingGuidance, idle_reasons, listing_guidance
+from marketplace.selectors.inference import inference_quote_for
 from marketplace.selectors.market import (
     CapacityRow,
     ListingFilters,
@@ -148,6 +150,7 @@ __all__ = [
     "agent_listings",
     "api_keys_of",
     "buyer_fingerprint",
+    "buyer_pays_of",
     "buyer_requests_page",
     "buyer_totals",
     "buyer_year_net",
@@ -161,6 +164,7 @@ __all__ = [
     "gpu_model_list",
     "gpus_by_region_and_model",
     "idle_reasons",
+    "inference_quote_for",
     "latest_clearing_prices",
     "latest_prices",
     "listing_energy_cost",

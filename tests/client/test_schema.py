@@ -35,10 +35,14 @@ def schema():
 
 
 def resolved(schema: dict, node: dict) -> dict:
+    """The object schema ``node`` refers to. Of a ``oneOf`` (an operation with two forms, as the
+    quote's GPU and inference forms), the first: the form the SDK speaks."""
     while "$ref" in node:
         node = schema["components"]["schemas"][node["$ref"].rsplit("/", 1)[1]]
     if "allOf" in node and len(node["allOf"]) == 1:
         return resolved(schema, node["allOf"][0])
+    if "oneOf" in node:
+        return resolved(schema, node["oneOf"][0])
     return node
 
 

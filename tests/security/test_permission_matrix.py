@@ -115,6 +115,20 @@ def request_body(role: str) -> dict:
     }
 
 
+def inference_body(role: str) -> dict:
+    """The quote's inference form (issue 15): an LLM at a throughput under a TTFT target."""
+    return {
+        "llm_model": "deepseek-r1-distill-qwen-32b",
+        "output_tokens_per_second": "2000",
+        "prompt_tokens": 2000,
+        "output_tokens": 500,
+        "ttft_p95_ms": "1500",
+        "origin": "shanghai",
+        "max_price_per_million_tokens": "9",
+        "duration_hours": 24,
+    }
+
+
 def program_body(role: str) -> dict:
     """Staff name the sponsor; a provider's promotion is sponsored by the provider (no sponsor given)."""
     return {
@@ -244,7 +258,7 @@ MATRIX: dict[tuple[str, str], list[Row]] = {
         Row(expect(provider=404, other_provider=404, buyer=200, other_buyer=404, anonymous=401, staff=200), "request")
     ],
     ("POST", "/api/v1/requests/{request_id}/cancel/"): [Row(BUYER_OWNS, target="request")],
-    ("POST", "/api/v1/quotes/"): [Row(BUYERS_ONLY, body=request_body)],
+    ("POST", "/api/v1/quotes/"): [Row(BUYERS_ONLY, body=request_body), Row(BUYERS_ONLY, body=inference_body)],
     # matches, runs, statements
     ("GET", "/api/v1/matches/"): [
         Row(

@@ -87,8 +87,11 @@ def domain_rules(method: str, path: str) -> set[str]:
     operation = RAW_SCHEMA["paths"][path][method.lower()]
     described = {parameter["name"]: parameter.get("description", "") for parameter in operation.get("parameters", [])}
     for media in operation.get("requestBody", {}).get("content", {}).values():
-        for name, field in _resolved(media["schema"]).get("properties", {}).items():
-            described[name] = field.get("description", "")
+        body = _resolved(media["schema"])
+        # A body of two forms (the quote's GPU and inference forms) is a oneOf: each form's fields.
+        for form in [_resolved(variant) for variant in body.get("oneOf", [])] or [body]:
+            for name, field in form.get("properties", {}).items():
+                described[name] = field.get("description", "")
     described["non_field_errors"] = operation.get("description", "")
     return {name for name, description in described.items() if DOMAIN_RULE in description}
 
@@ -142,6 +145,7 @@ def _reference_choices() -> dict[str, list]:
         "region": regions,
         "origin": regions,
         "gpu_model": gpu_models,
+        "llm_model": ["deepseek-r1-distill-qwen-32b", "qwen3-32b"],
         "code": KNOWN.get("voucher_code", []),
         "voucher_code": KNOWN.get("voucher_code", []),
         "buyer": KNOWN.get("buyer_name", []),
