@@ -102,6 +102,8 @@ def simulation_run(config: SimulationConfig, progress: Progress | None = None) -
     missing; on a database that already has a market, only this run's rows are measured.
     """
     variant = variant_of(config.policy)
+    # Django's own way to switch settings for a stretch of code (it also tells the cached readers
+    # of a setting that it changed); the variant's settings hold for the whole run, then revert.
     frozen = market_time_frozen(config.start or timezone.now()) if config.speed == 0 else nullcontext()
     with frozen, override_settings(**variant.settings):
         world = world_setup(policy=variant.policy)

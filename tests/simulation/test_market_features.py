@@ -23,6 +23,7 @@ from marketplace.simulation.runner import SimulationConfig, simulation_run
 from marketplace.simulation.scenario import SCENARIOS, Catalogue, ListCapacity, Submit, script_build
 from marketplace.simulation.variants import MARKET, VARIANTS, Feature, Variant, variant_of
 from matching.policies import ENGINE, NEAREST
+from tests.services_helpers import reserve
 
 START = datetime.fromisoformat("2026-03-02T00:00:00+08:00")
 EVENING = datetime.fromisoformat("2026-03-02T21:00:00+08:00")
@@ -75,8 +76,6 @@ def test_providers_reprice_through_the_service_toward_the_suggestion(make_listin
 
 @pytest.mark.django_db
 def test_a_listing_with_no_idle_gpus_keeps_its_price(make_listing, make_request, provider, now):
-    from tests.services_helpers import reserve
-
     listing = make_listing(gpu_count=8, price_per_gpu_hour=Decimal("6.00"))
     request = make_request(
         latency_class="batch", max_price_per_gpu_hour=Decimal("9.00"), replicas=1, gpus_per_replica=8
