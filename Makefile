@@ -16,7 +16,7 @@ help:
 	@echo "make bench-matching  benchmark the matching engine against the greedy baseline"
 	@echo "make load            the API under wrk (gunicorn, PostgreSQL, Redis, a real worker): req/s, p50/p99, POST to match"
 	@echo "make attacks         replay issue 14's seven attacks against the shipped commands (PostgreSQL, own redis-server)"
-	@echo "make report          simulate the market under three policies; write docs/report/"
+	@echo "make report          simulate the market under three policies and the engine with market features; write docs/report/"
 	@echo "make messages        collect and compile the translation catalogues (zh-hans, en)"
 	@echo "make lock            re-resolve requirements.lock from pyproject.toml"
 	@echo "make assets          fetch htmx and Chart.js (pinned in package-lock.json) into marketplace/static/vendor"
@@ -96,11 +96,13 @@ ATTACKS_ARGS ?=
 attacks: install
 	$(PY) bench/attacks.py $(ATTACKS_ARGS)
 
-# The same seeded demand under the engine, nearest-region-first and cheapest-first, each on its own
-# fresh SQLite database (temporary folders; var/ is not touched), then docs/report/README.md + plots.
+# The same seeded demand under the engine, nearest-region-first, cheapest-first and the engine with
+# market features, each on its own fresh SQLite database (temporary folders; var/ is not touched),
+# then docs/report/README.md + plots; the same for the idle80 scenario in docs/report/idle80/.
 REPORT_ARGS ?= --days 3 --seed 2026
 report: install
 	$(PY) manage.py simulate --policy all $(REPORT_ARGS) --report docs/report --json docs/report/figures.json
+	$(PY) manage.py simulate --policy all --scenario idle80 $(REPORT_ARGS) --report docs/report/idle80 --json docs/report/idle80/figures.json
 
 lock:
 	$(PY) -m pip install --quiet uv

@@ -62,12 +62,14 @@ def child_args(config: SimulationConfig, policy: str, child: Child) -> list[str]
         *(sys.executable, manage, "simulate", "--policy", policy),
         *("--seed", str(config.seed), "--days", repr(config.days), "--scale", repr(config.scale)),
         *("--step-minutes", str(config.step_minutes), "--start", config.start.isoformat()),
+        *("--scenario", config.scenario),
         *("--json", str(child.figures), "--progress-file", str(child.progress)),
     ]
 
 
 def policies_compare(*, config: SimulationConfig, policies, jobs: int = 3, show_progress: bool = True) -> dict:
-    """Figures per policy (in ``policies`` order) for ``config`` replayed under each one.
+    """Figures per policy (in ``policies`` order: ``variants.VARIANTS`` names) for ``config``
+    replayed under each one.
 
     Precondition: ``config.start`` is set (every run must start at the same instant). Raises
     :class:`SimulationFailed` if a run fails.

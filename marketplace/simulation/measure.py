@@ -66,7 +66,7 @@ def capacity_sample(floors: Floors, now: datetime) -> Sample:
 
 
 def utilisation(samples: list[Sample], step_hours: float, catalogue: Catalogue) -> dict:
-    """GPU-hours held / GPU-hours listed: western hubs, eastern ones, per region, per CST hour."""
+    """GPU-hours held / GPU-hours listed: western hubs, eastern ones, all, per region, per CST hour."""
     listed: dict[str, float] = {}
     held: dict[str, float] = {}
     by_hour: dict[str, list[list[float]]] = {}
@@ -88,6 +88,7 @@ def utilisation(samples: list[Sample], step_hours: float, catalogue: Catalogue) 
     return {
         "west": share(west),
         "east": share(east),
+        "all": share(west + east),
         "gpu_hours_listed": {"west": round(sum(listed[r] for r in west)), "east": round(sum(listed[r] for r in east))},
         "by_region": {r: {"is_west": catalogue.is_west[r], "utilisation": share([r])} for r in sorted(listed)},
         "by_hour": {r: [round(h / n, 4) if n else None for n, h in cells] for r, cells in sorted(by_hour.items())},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from marketplace.simulation.variants import MARKET
 from matching.policies import CHEAPEST, ENGINE, NEAREST
 
 
@@ -28,6 +29,7 @@ def drivers(outcomes: dict, labels: dict) -> str:
             "",
             _limits_paragraph(e, n),
             "",
+            *([_market_paragraph(outcomes[MARKET], e, n), ""] if MARKET in outcomes else []),
         ]
     )
 
@@ -72,4 +74,24 @@ def _limits_paragraph(e: dict, n: dict) -> str:
         "with no capacity of its GPU model within 10 ms, a cap below every listed price — is the same "
         "for all three policies. No policy broke a latency bound: the baselines differ only in the order "
         "of choice, never in what is feasible."
+    )
+
+
+def _market_paragraph(m: dict, e: dict, n: dict) -> str:
+    """The engine with providers following the guidance, against the engine alone and nearest-first."""
+    events = m["events"]
+    down, up, kept = (events.get(k, 0) for k in ("reprices_down", "reprices_up", "reprices_kept"))
+    return (
+        "**Engine with market features.** The same engine, but once a day the providers move each idle "
+        f"listing's price halfway toward its suggested price ({down} cuts, {up} rises; {kept} times an idle "
+        "listing had no price that would fill it — out of reach, wrong node size or window — and kept its "
+        "price). Against the engine alone: GPU-hours served "
+        f"{m['demand']['served_gpu_hours']:,.0f} against {e['demand']['served_gpu_hours']:,.0f}, real-time "
+        f"{_pts(_share(m, 'realtime'), _share(e, 'realtime'))}, batch {_pts(_share(m, 'batch'), _share(e, 'batch'))}, "
+        f"western utilisation {m['utilisation']['west']:.1%} against {e['utilisation']['west']:.1%} "
+        f"(nearest-first {n['utilisation']['west']:.1%}), and buyers pay {m['avg_price_paid']:.2f} "
+        f"against {e['avg_price_paid']:.2f} CNY per GPU-hour. Guidance moves prices, not reach: demand "
+        "that no listing can reach within its latency bound, or whose replicas fit no node, stays unserved "
+        "at any price. The look-ahead engine and interruptible batch demand, once built, are features of "
+        "this variant (`marketplace/simulation/variants.py`)."
     )

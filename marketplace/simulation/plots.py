@@ -9,7 +9,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after use("Agg"): the backend must be chosen first
 
-COLOURS = {"engine": "#1b7837", "nearest": "#c51b7d", "cheapest": "#2166ac"}
+COLOURS = {"engine": "#1b7837", "nearest": "#c51b7d", "cheapest": "#2166ac", "market": "#e08214"}
 DPI = 110
 
 

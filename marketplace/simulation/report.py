@@ -1,13 +1,16 @@
-"""The comparison as text: a headline table for the terminal and README, and the report page with
-its plots (matplotlib, Agg backend, imported only when a report is written)."""
+"""The comparison as text: a headline table for the terminal and README, the issue's targets, and
+the report page with its plots (matplotlib, Agg backend, imported only when a report is written)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from matching.policies import CHEAPEST, ENGINE, NEAREST
+from marketplace.simulation.scenario import SCENARIOS
+from marketplace.simulation.variants import MARKET, VARIANTS
+from matching.policies import ENGINE, NEAREST
 
-LABELS = {ENGINE: "our engine", NEAREST: "nearest region first", CHEAPEST: "cheapest first"}
+LABELS = {name: variant.label for name, variant in VARIANTS.items()}
 CLASSES = ("realtime", "interactive", "standard", "batch")
 PLOTS = {
     "utilisation": "utilisation-by-hour.png",
@@ -40,11 +43,13 @@ def headline_rows(outcomes: dict) -> list[tuple[str, list[str]]]:
     rows = [
         ("utilisation of western hubs (GPU-hours held / listed)", lambda o: _pct(o["utilisation"]["west"])),
         ("utilisation of eastern hubs and cities", lambda o: _pct(o["utilisation"]["east"])),
+        ("utilisation of all listed capacity", lambda o: _pct(o["utilisation"].get("all", 0.0))),
         ("replicas served / asked for", lambda o: _served(o, "served_replicas", "replicas", "served_replica_share")),
         (
             "GPU-hours served / asked for",
             lambda o: _served(o, "served_gpu_hours", "gpu_hours", "served_gpu_hour_share"),
         ),
+        ("real-time GPU-hours served / asked for", lambda o: _served_class(o, "realtime")),
         ("latency-bound violations", lambda o: f"{o['latency_violations']} of {o['matches']} matches"),
         ("average price paid, CNY per GPU-hour", lambda o: f"{o['avg_price_paid']:.2f}"),
         ("price paid / indicative price of the model", lambda o: _pct(o["price_index"])),
@@ -62,6 +67,100 @@ def headline_rows(outcomes: dict) -> list[tuple[str, list[str]]]:
 def _served(o: dict, served: str, asked: str, share: str) -> str:
     demand = o["demand"]
     return f"{demand[served]:,.0f} / {demand[asked]:,.0f} ({_pct(demand[share])})"
+
+
+def _served_class(o: dict, cls: str) -> str:
+    row = o["demand"]["by_class"].get(cls)
+    if not row or not row["gpu_hours"]:
+        return "–"
+    served, asked = row["served_gpu_hours"], row["gpu_hours"]
+    return f"{served:,.0f} / {asked:,.0f} ({_pct(served / asked)})"
+
+
+def class_gpu_hours(o: dict, cls: str) -> float:
+    """GPU-hours of latency class ``cls`` served (metered) in a run's figures; 0 when none asked."""
+    row = o["demand"]["by_class"].get(cls)
+    return row["served_gpu_hours"] if row else 0.0
+
+
+#: Issue 16's bar for western utilisation: this many points above nearest-region-first.
+WEST_POINTS_TARGET = 0.10
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of issue 16's targets for the engine with market features. ``met`` is ``None`` for a
+    figure the issue asks to report without a bar (the price buyers pay)."""
+
+    name: str
+    met: bool | None
+    figure: str
+    against: str
+
+    def line(self) -> str:
+        verdict = "reported" if self.met is None else ("met" if self.met else "missed")
+        return f"{self.name}: {verdict} — {self.figure} against {self.against}"
+
+
+def targets(outcomes: dict) -> list[Target]:
+    """Issue 16's targets, judged on ``outcomes``; empty unless the market variant, the engine and
+    nearest-region-first all ran."""
+    if not all(p in outcomes for p in (MARKET, ENGINE, NEAREST)):
+        return []
+    m, e, n = outcomes[MARKET], outcomes[ENGINE], outcomes[NEAREST]
+    served, served_n = m["demand"]["served_gpu_hours"], n["demand"]["served_gpu_hours"]
+    realtime, realtime_e = class_gpu_hours(m, "realtime"), class_gpu_hours(e, "realtime")
+    west, west_n = m["utilisation"]["west"], n["utilisation"]["west"]
+    points = (west - west_n) * 100
+    return [
+        Target(
+            "GPU-hours served ≥ nearest region first",
+            served >= served_n,
+            f"{served:,.0f} ({_pct(m['demand']['served_gpu_hour_share'])} of asked)",
+            f"{served_n:,.0f} ({_pct(n['demand']['served_gpu_hour_share'])})",
+        ),
+        Target(
+            "real-time GPU-hours served ≥ our engine",
+            realtime >= realtime_e,
+            f"{realtime:,.0f}",
+            f"{realtime_e:,.0f}",
+        ),
+        Target(
+            "western utilisation ≥ nearest region first + 10 points",
+            round(points, 6) >= WEST_POINTS_TARGET * 100,
+            f"{_pct(west)} ({points:+.1f} points)",
+            f"{_pct(west_n)} + 10 = {_pct(west_n + WEST_POINTS_TARGET)}",
+        ),
+        Target(
+            "latency-bound violations = 0",
+            m["latency_violations"] == 0,
+            f"{m['latency_violations']} of {m['matches']} matches",
+            "0",
+        ),
+        Target(
+            "price buyers pay, CNY per GPU-hour",
+            None,
+            f"{m['avg_price_paid']:.2f} ({_pct(m['price_index'])} of indicative)",
+            f"our engine {e['avg_price_paid']:.2f} ({_pct(e['price_index'])}), nearest region first "
+            f"{n['avg_price_paid']:.2f} ({_pct(n['price_index'])})",
+        ),
+    ]
+
+
+def target_lines(outcomes: dict) -> list[str]:
+    """One line per target (:func:`targets`) saying met, missed or reported, with the figures."""
+    return [t.line() for t in targets(outcomes)]
+
+
+def targets_table(outcomes: dict) -> str:
+    """The targets as a Markdown table (empty string when they cannot be judged)."""
+    rows = [
+        [t.name, t.figure, t.against, "–" if t.met is None else ("met" if t.met else "**missed**")]
+        for t in targets(outcomes)
+    ]
+    if not rows:
+        return ""
+    return markdown_table(["target", LABELS[MARKET], "against", "verdict"], rows)
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -123,11 +222,13 @@ def report_markdown(outcomes: dict, *, command: str) -> str:
     """The report page: set-up, headline table, details, plots and what drives the differences."""
     first = next(iter(outcomes.values()))
     events = first["events"]
+    scenario = SCENARIOS[first.get("scenario", "default")]
     return "\n".join(
         [
-            "# Market simulation: three placement policies on the same demand",
+            "# Market simulation: placement policies and market features on the same demand",
             "",
-            f"Reproduce with `make report` (runs `{command} --report docs/report`). Seed {first['seed']}, "
+            f"Reproduce with `make report` (runs `{command}`). Scenario `{scenario.name}`: {scenario.summary}. "
+            f"Seed {first['seed']}, "
             f"{first['days']:g} simulated day(s) from {first['start']} (00:00 China Standard Time), steps of "
             f"{first['step_minutes']} minutes, scale {first['scale']:g}: {events.get('listings', 0)} listings "
             f"listed, {events.get('withdrawals', 0)} withdrawn, {events.get('requests', 0)} requests "
@@ -140,6 +241,7 @@ def report_markdown(outcomes: dict, *, command: str) -> str:
             "## Headline figures",
             "",
             summary_table(outcomes),
+            *_targets_section(outcomes),
             "## Served GPU-hours by latency class",
             "",
             served_by_class_table(outcomes),
@@ -164,6 +266,21 @@ def report_markdown(outcomes: dict, *, command: str) -> str:
     )
 
 
+def _targets_section(outcomes: dict) -> list[str]:
+    table = targets_table(outcomes)
+    if not table:
+        return []
+    intro = (
+        f"Issue 16's targets for **{LABELS[MARKET]}** ({_features_text()}), judged on this run's figures "
+        "(GPU-hours are metered by settlements; western utilisation as in the headline table):"
+    )
+    return ["## Targets (issue 16)", "", intro, "", table]
+
+
+def _features_text() -> str:
+    return "; ".join(f.summary for f in VARIANTS[MARKET].switched_on)
+
+
 MEASURES = """\
 - **Utilisation**: at every step, the GPUs of active listings and the GPUs of started, live matches,
   per region; GPU-hours held / GPU-hours listed over the simulated days (the drain is not counted,
@@ -178,6 +295,11 @@ MEASURES = """\
 - **Energy cost**: each match's `energy_cost_per_gpu_hour` (TDP × PUE × tariff of its region),
   weighted by its metered GPU-hours.
 - **Voucher spend**: Σ settlement `subsidy`.
+- **Repricing** (engine with market features): once a simulated day at 22:00 CST, after the step's
+  rounds, each provider asks the guidance (`selectors.listing_guidance`) about each listing with idle
+  GPUs and moves its price halfway toward the suggested price, never below its energy cost, through
+  `services.listing_update` (`marketplace/simulation/providers.py`). Matches already made keep their
+  price.
 """
 
 

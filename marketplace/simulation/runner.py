@@ -20,8 +20,9 @@ from collections import Counter
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
+from django.test.utils import override_settings
 from django.utils import timezone
 
 from marketplace import demo, selectors, services
@@ -31,8 +32,11 @@ from marketplace.models import BuyerRequest, GpuModel, Match, MatchingRun, Organ
 from marketplace.services.market_clock import market_clock_advance, market_time_frozen
 from marketplace.services.rounds import round_run
 from marketplace.simulation import measure
+from marketplace.simulation.providers import providers_follow_guidance, reprice_due
 from marketplace.simulation.scenario import (
     CST,
+    DEFAULT_SCENARIO,
+    SCENARIOS,
     Catalogue,
     ListCapacity,
     Script,
@@ -41,7 +45,8 @@ from marketplace.simulation.scenario import (
     buyers_of_cities,
     script_build,
 )
-from matching.policies import ENGINE, planner
+from marketplace.simulation.variants import Variant, variant_of
+from matching.policies import ENGINE
 
 logger = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]
@@ -51,7 +56,9 @@ DRAIN_LIMIT = timedelta(days=3)
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """What to run. ``start`` is where the market clock is frozen at ``speed`` 0 (default: the real now)."""
+    """What to run. ``policy`` names a variant (``variants.VARIANTS``: a placement policy and the
+    market features on); ``scenario`` one of ``scenario.SCENARIOS``. ``start`` is where the market
+    clock is frozen at ``speed`` 0 (default: the real now)."""
 
     seed: int = 2026
     days: float = 1.0
@@ -60,9 +67,12 @@ class SimulationConfig:
     policy: str = ENGINE
     speed: float = 0.0
     start: datetime | None = None
+    scenario: str = DEFAULT_SCENARIO
 
     def __post_init__(self):
-        planner(self.policy)  # ValueError for an unknown policy
+        variant_of(self.policy)  # ValueError for an unknown policy
+        if self.scenario not in SCENARIOS:
+            raise ValueError(f"unknown scenario {self.scenario!r}; choose one of {', '.join(SCENARIOS)}")
         if self.days <= 0 or self.step_minutes <= 0 or self.scale <= 0 or self.speed < 0:
             raise ValueError("days, step_minutes and scale must be positive and speed at least 0")
 
@@ -70,7 +80,8 @@ class SimulationConfig:
 @dataclass
 class World:
     """The run's organisations and model rows by name, the voucher codes its buyers hold, the
-    listings the script created (script key → id), and counters of what happened."""
+    listings the script created (script key → id), and counters of what happened. ``policy`` is the
+    rounds' placement policy; ``variant`` adds the market features."""
 
     policy: str
     regions: dict[str, Region]
@@ -80,6 +91,8 @@ class World:
     codes: dict[tuple[str, str], str] = field(default_factory=dict)
     listing_ids: dict[int, int] = field(default_factory=dict)
     counts: Counter = field(default_factory=Counter)
+    variant: Variant | None = None
+    repriced_on: date | None = None
 
 
 def simulation_run(config: SimulationConfig, progress: Progress | None = None) -> dict:
@@ -88,9 +101,13 @@ def simulation_run(config: SimulationConfig, progress: Progress | None = None) -
     Precondition: migrated. Reference data, organisations and voucher programmes are created when
     missing; on a database that already has a market, only this run's rows are measured.
     """
+    variant = variant_of(config.policy)
+    # Django's own way to switch settings for a stretch of code (it also tells the cached readers
+    # of a setting that it changed); the variant's settings hold for the whole run, then revert.
     frozen = market_time_frozen(config.start or timezone.now()) if config.speed == 0 else nullcontext()
-    with frozen:
-        world = world_setup(policy=config.policy)
+    with frozen, override_settings(**variant.settings):
+        world = world_setup(policy=variant.policy)
+        world.variant = variant
         floors = measure.Floors.now()
         script = script_build(
             seed=config.seed,
@@ -100,6 +117,7 @@ def simulation_run(config: SimulationConfig, progress: Progress | None = None) -
             scale=config.scale,
             catalogue=catalogue_of(world),
             providers=demo.PROVIDERS,
+            scenario=SCENARIOS[config.scenario],
         )
         samples = _play(world, script, config, floors, progress or (lambda *_: None))
         return _figures(world, script, config, floors, samples)
@@ -181,6 +199,7 @@ def _play(
         for event in events:
             _act(world, event, now)
         _rounds(world)
+        _providers_reprice(world, now)
         samples.append(measure.capacity_sample(floors, market_now()))
         progress(k + 1, steps, _note(world, now))
         _pace(config, paced_from, k + 1, script.step)
@@ -208,6 +227,14 @@ def _rounds(world: World) -> None:
     for shard in selectors.shards_with_open_work(now=market_now()):
         if round_run(shard=shard, trigger=MatchingRun.Trigger.MANUAL, policy=world.policy) is None:
             world.counts["rounds_busy"] += 1  # a Celery worker held the shard; the next step retries
+
+
+def _providers_reprice(world: World, now: datetime) -> None:
+    """Once a CST day, if the variant's providers follow the guidance: reprice (``providers``)."""
+    if world.variant is None or not world.variant.follows_guidance or not reprice_due(now, world.repriced_on):
+        return
+    providers_follow_guidance(listing_ids=list(world.listing_ids.values()), now=now, counts=world.counts)
+    world.repriced_on = now.astimezone(CST).date()
 
 
 def _note(world: World, now: datetime) -> str:
@@ -290,7 +317,9 @@ def _submit(world: World, event: Submit, now: datetime) -> None:
 
 
 def _terms(world: World, event: Submit, now: datetime) -> dict:
+    extra = world.variant.request_terms(event.workload) if world.variant is not None else {}
     return {
+        **extra,
         "gpu_model": world.models[event.gpu_model],
         "gpus_per_replica": event.gpus_per_replica,
         "replicas": event.replicas,
@@ -311,8 +340,12 @@ def _figures(world: World, script: Script, config: SimulationConfig, floors, sam
     catalogue = catalogue_of(world)
     step_hours = script.step.total_seconds() / 3600
     warmup = round(24 / step_hours) if config.days >= 2 else 0
+    variant = variant_of(config.policy)
     return {
         "policy": config.policy,
+        "placement": variant.policy,
+        "features": list(variant.features),
+        "scenario": config.scenario,
         "seed": config.seed,
         "days": config.days,
         "scale": config.scale,

@@ -137,6 +137,37 @@ RELIST_PER_DAY = 0.4
 
 
 @dataclass(frozen=True)
+class Scenario:
+    """A market's shape: how many times the nodes it draws each listing offers, in the western hubs
+    and elsewhere. Demand is the same in every scenario (same seed, same requests)."""
+
+    name: str
+    summary: str
+    capacity_west: float = 1.0
+    capacity_east: float = 1.0
+
+    def capacity(self, west: bool) -> float:
+        return self.capacity_west if west else self.capacity_east
+
+
+DEFAULT_SCENARIO = "default"
+#: ``idle80`` is the news: capacity far above demand, most of it new capacity in the western hubs,
+#: about 80 % of the GPU-hours listed idle under nearest-region-first.
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario(DEFAULT_SCENARIO, "the demo providers' capacity"),
+        Scenario(
+            "idle80",
+            "capacity far above demand: the western hubs list 5 times the nodes, the others 2 times",
+            capacity_west=5.0,
+            capacity_east=2.0,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
 class Catalogue:
     """What the script needs from the reference data: indicative prices and which regions are west."""
 
@@ -252,13 +283,22 @@ class _Supply:
 
 
 def script_build(
-    *, seed: int, start: datetime, days: float, step_minutes: int, scale: float, catalogue: Catalogue, providers
+    *,
+    seed: int,
+    start: datetime,
+    days: float,
+    step_minutes: int,
+    scale: float,
+    catalogue: Catalogue,
+    providers,
+    scenario: Scenario = SCENARIOS[DEFAULT_SCENARIO],
 ) -> Script:
     """The seeded script of a run of ``days`` from ``start`` in steps of ``step_minutes``.
 
     ``providers`` are ``(name, region, GPU models, most nodes per listing)`` rows
     (``marketplace.demo.PROVIDERS``); ``scale`` multiplies both capacity and demand (a listing
-    keeps at least one node).
+    keeps at least one node), ``scenario`` capacity on top. The draws do not depend on the
+    scenario: every scenario of a seed and scale has the same events, only listings sized differently.
     """
     draw = _Draw(seed)
     step = timedelta(minutes=step_minutes)
@@ -267,18 +307,20 @@ def script_build(
     for k in range(max(1, round(days * 24 * 60 / step_minutes))):
         if k == 0:
             events = [
-                supply.add(_listing(draw, row, model, catalogue, scale, supply.next_key, initial=True))
+                supply.add(_listing(draw, row, model, catalogue, scale, scenario, supply.next_key, initial=True))
                 for row in providers
                 for model in row[2]
             ]
         else:
-            events = _churn(draw, providers, supply, catalogue, scale, step_minutes / 60 / 24)
+            events = _churn(draw, providers, supply, catalogue, scale, scenario, step_minutes / 60 / 24)
         events += _demand(draw, script.buyers, start + k * step, step_minutes / 60, scale, catalogue, providers)
         script.steps.append(events)
     return script
 
 
-def _listing(draw: _Draw, row, model: str, catalogue: Catalogue, scale: float, key: int, *, initial: bool):
+def _listing(
+    draw: _Draw, row, model: str, catalogue: Catalogue, scale: float, scenario: Scenario, key: int, *, initial: bool
+):
     """One listing of provider ``row``: west below the indicative price, east above (as the demo)."""
     name, region, _, max_nodes = row
     markup = draw.uniform(0.72, 0.9) if catalogue.is_west[region] else draw.uniform(1.02, 1.3)
@@ -290,14 +332,16 @@ def _listing(draw: _Draw, row, model: str, catalogue: Catalogue, scale: float, k
         provider=name,
         region=region,
         gpu_model=model,
-        gpu_count=max(1, round(nodes * scale)) * node_size,
+        gpu_count=max(1, round(nodes * scale * scenario.capacity(catalogue.is_west[region]))) * node_size,
         gpus_per_node=node_size,
         price_per_gpu_hour=price,
         open_hours=24 * (draw.between(14, 60) if initial else draw.between(2, 10)),
     )
 
 
-def _churn(draw: _Draw, providers, supply: _Supply, catalogue: Catalogue, scale: float, day_fraction: float) -> list:
+def _churn(
+    draw: _Draw, providers, supply: _Supply, catalogue: Catalogue, scale: float, scenario: Scenario, day_fraction: float
+) -> list:
     """Withdrawals of live listings, then new listings, each with its per-day chance."""
     events: list = []
     for key in sorted(supply.live):
@@ -306,7 +350,8 @@ def _churn(draw: _Draw, providers, supply: _Supply, catalogue: Catalogue, scale:
     for row in providers:
         if draw.chance(RELIST_PER_DAY * day_fraction):
             model = draw.one_of(row[2])
-            events.append(supply.add(_listing(draw, row, model, catalogue, scale, supply.next_key, initial=False)))
+            listing = _listing(draw, row, model, catalogue, scale, scenario, supply.next_key, initial=False)
+            events.append(supply.add(listing))
     return events
 
 

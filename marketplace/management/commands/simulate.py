@@ -7,7 +7,9 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from marketplace.simulation.progress import ProgressBar, ProgressFile
-from matching.policies import ENGINE, POLICIES
+from marketplace.simulation.scenario import DEFAULT_SCENARIO, SCENARIOS
+from marketplace.simulation.variants import VARIANTS
+from matching.policies import ENGINE
 
 ALL = "all"
 #: Where a side-by-side run starts when --start is not given: midnight, China Standard Time, on a
@@ -18,14 +20,18 @@ DEFAULT_START = "2026-03-02T00:00:00+08:00"
 class Command(BaseCommand):
     help = (
         "Drive the real marketplace (services and matching rounds) through simulated days of seeded "
-        "supply and demand. --policy engine|nearest|cheapest runs one policy against the current "
-        "database; --policy all replays the same demand under each policy on its own fresh SQLite "
-        "database (in parallel) and prints them side by side; --report DIR also writes the Markdown "
-        "report and plots."
+        "supply and demand. --policy engine|nearest|cheapest|market runs one policy (market: the engine "
+        "with providers following the price guidance) against the current database; --policy all "
+        "replays the same demand under each on its own fresh SQLite database (in parallel) and prints "
+        "them side by side with the issue's targets; --report DIR also writes the Markdown report and "
+        "plots. --scenario idle80: capacity far above demand."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--policy", choices=[*POLICIES, ALL], default=ENGINE, help="default: engine")
+        parser.add_argument("--policy", choices=[*VARIANTS, ALL], default=ENGINE, help="default: engine")
+        parser.add_argument(
+            "--scenario", choices=list(SCENARIOS), default=DEFAULT_SCENARIO, help=f"default: {DEFAULT_SCENARIO}"
+        )
         parser.add_argument("--days", type=float, default=1.0, help="simulated days of demand (default 1)")
         parser.add_argument("--seed", type=int, default=2026, help="random seed (default 2026)")
         parser.add_argument(
@@ -69,6 +75,7 @@ class Command(BaseCommand):
                 policy=policy,
                 speed=options["speed"],
                 start=options["start"],
+                scenario=options["scenario"],
             )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
@@ -90,15 +97,16 @@ class Command(BaseCommand):
 
     def _compare(self, options):
         from marketplace.simulation.compare import policies_compare
-        from marketplace.simulation.report import report_write, summary_table
+        from marketplace.simulation.report import report_write, summary_table, target_lines
 
         if options["speed"]:
             raise CommandError("--policy all runs as fast as possible: leave --speed at 0")
         options["start"] = options["start"] or datetime.fromisoformat(DEFAULT_START)
         config = self._config(options, ENGINE)
-        outcomes = policies_compare(config=config, policies=POLICIES, jobs=options["jobs"])
+        outcomes = policies_compare(config=config, policies=list(VARIANTS), jobs=options["jobs"])
         self._write_json(options["json"], outcomes)
         self.stdout.write(summary_table(outcomes))
+        self.stdout.write("\n".join(target_lines(outcomes)))
         if options["report"]:
             written = report_write(outcomes, options["report"], command=_command_line(options))
             self.stdout.write(f"report: {', '.join(str(path) for path in written)}")
@@ -113,8 +121,12 @@ class Command(BaseCommand):
 def _command_line(options) -> str:
     """The command that reproduces a comparison, for the report to quote."""
     parts = ["manage.py simulate --policy all", f"--days {options['days']:g}", f"--seed {options['seed']}"]
+    if options["scenario"] != DEFAULT_SCENARIO:
+        parts.append(f"--scenario {options['scenario']}")
     if options["scale"] != 1:
         parts.append(f"--scale {options['scale']:g}")
     if options["step_minutes"] != 30:
         parts.append(f"--step-minutes {options['step_minutes']}")
+    if options["report"]:
+        parts.append(f"--report {options['report']}")
     return " ".join(parts)
