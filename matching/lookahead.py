@@ -20,10 +20,10 @@ unserved within a round, and it never changes an edge's feasibility, so it never
 bound, a price cap or a window. The premium is the engine's cost, not the buyer's price: it is
 kept apart in :attr:`~matching.problem.Assignment.reservation_per_gpu_hour` and never billed.
 
-Holding: a request whose ``start_by`` is more than a *hold horizon* away may be left out of a round
-(:func:`held`), so that it is placed with later arrivals rather than ahead of them; it always
-re-enters at least ``horizon`` before its ``start_by``, and never after ``hold_limit`` from
-its submission.
+Holding: a request whose ``start_by`` is more than a *horizon* away may be left out of the rounds
+of the *period* it was submitted in (:func:`held`), so that the requests that can wait are placed
+together when the period ends (a call market), rather than each ahead of the next; it always
+re-enters at least ``horizon`` before its ``start_by``, and waits at most one period.
 
 With no reservations (the default) and no holding, a round is exactly today's myopic round.
 """
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import numpy as np
@@ -69,15 +69,25 @@ def premium_units(
     return premium
 
 
+#: A listing's reservation is this many times its recent mean rent. Why more than 1: a round's rent
+#: is what one more GPU-hour would have added to *that* round's surplus (cap − cost), but capacity
+#: taken by tolerant work now is gone for every later round, and what it keeps from a later
+#: real-time request is the whole replica, not a price difference. Tuned on the online benchmark
+#: (bench/bench_online.py; docs/economics.md has the rows for 1, 3 and 10).
+RESERVATION_SCALE = Decimal(10)
+
+
 def reservations_by_listing(
-    listings: Sequence[ListingSpec], recent_rent: dict[tuple[str, str], Decimal]
+    listings: Sequence[ListingSpec],
+    recent_rent: dict[tuple[str, str], Decimal],
+    scale: Decimal = RESERVATION_SCALE,
 ) -> dict[int, Decimal]:
-    """Each listing's reservation: the recent rent of its (region, GPU model), when positive."""
+    """Each listing's reservation: ``scale`` × the recent rent of its (region, GPU model), when positive."""
     out = {}
     for listing in listings:
         rent = recent_rent.get((listing.region, listing.gpu_model), Decimal(0))
         if rent > 0:
-            out[listing.id] = costs.money(rent)
+            out[listing.id] = costs.money(rent * scale)
     return out
 
 
@@ -99,13 +109,18 @@ def recent_rent(rents: Iterable[tuple[str, str, Decimal | None]]) -> dict[tuple[
     return {key: costs.money(sums[key] / counts[key]) for key in sums}
 
 
-def held(
-    request: RequestSpec, now: datetime, *, horizon: timedelta, submitted_at: datetime, hold_limit: timedelta
-) -> bool:
+#: The clock that call periods are counted on (any fixed instant would do; this one is readable).
+PERIOD_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def held(request: RequestSpec, now: datetime, *, submitted_at: datetime, horizon: timedelta, period: timedelta) -> bool:
     """Whether a look-ahead round leaves ``request`` for a later round.
 
-    Held while its ``start_by`` is more than ``horizon`` away and it was submitted less than
-    ``hold_limit`` ago; so it is always offered to a round by ``start_by − horizon`` and by
-    ``submitted_at + hold_limit``, whichever comes first.
+    A request is *far off* while its ``start_by`` is more than ``horizon`` away. Far-off requests
+    gather for a call: one submitted in a ``period`` (counted from :data:`PERIOD_EPOCH`) is held
+    until that period ends, and then offered to every round with all the others of its period. So a
+    request waits at most one ``period``, re-enters at least ``horizon`` before its ``start_by``,
+    and requests that can wait are placed together rather than each ahead of the next.
     """
-    return request.start_by - now > horizon and now - submitted_at < hold_limit
+    far_off = request.start_by - now > horizon
+    return far_off and (now - PERIOD_EPOCH) // period == (submitted_at - PERIOD_EPOCH) // period

@@ -127,12 +127,11 @@ def test_a_request_whose_only_option_is_reserved_pays_no_premium():
 
 
 def test_recent_rent_is_the_mean_of_priced_rounds_and_reservations_skip_zero_rents():
-    rents = lookahead.recent_rent(
-        [("yrd", "h100", Decimal("2")), ("yrd", "h100", Decimal("0")), ("yrd", "h100", None), ("guian", "h100", Decimal(0))]
-    )
-    assert rents == {("yrd", "h100"): Decimal("1.0000"), ("guian", "h100"): Decimal("0.0000")}
+    yrd, guian = ("yrd", "h100"), ("guian", "h100")
+    rents = lookahead.recent_rent([(*yrd, Decimal("2")), (*yrd, Decimal("0")), (*yrd, None), (*guian, Decimal(0))])
+    assert rents == {yrd: Decimal("1.0000"), guian: Decimal("0.0000")}
     listings = [lst(1, region="yrd"), lst(2, region="guian"), lst(3, region="yrd", model="a100")]
-    assert lookahead.reservations_by_listing(listings, rents) == {1: Decimal("1.0000")}
+    assert lookahead.reservations_by_listing(listings, rents, scale=Decimal(3)) == {1: Decimal("3.0000")}
 
 
 def test_floors_are_each_requests_lowest_reservation_among_its_listings():
@@ -142,10 +141,15 @@ def test_floors_are_each_requests_lowest_reservation_among_its_listings():
     assert floors.tolist() == [3, 3, 0]
 
 
-def test_a_far_off_request_is_held_until_its_horizon_or_its_hold_limit():
+def test_a_far_off_request_is_held_until_its_period_ends_and_never_past_its_horizon():
     far = req(1, start_by=NOW + timedelta(hours=12))
-    hold = {"horizon": timedelta(hours=1), "hold_limit": timedelta(hours=2)}
-    assert lookahead.held(far, NOW, submitted_at=NOW, **hold)
-    assert not lookahead.held(far, NOW + timedelta(hours=2), submitted_at=NOW, **hold)  # held long enough
-    assert not lookahead.held(far, NOW + timedelta(hours=11, minutes=30), submitted_at=NOW + timedelta(hours=11), **hold)
-    assert not lookahead.held(req(2, start_by=NOW + timedelta(minutes=30)), NOW, submitted_at=NOW, **hold)
+    hold = {"horizon": timedelta(hours=1), "period": timedelta(hours=1)}
+    submitted = NOW + timedelta(minutes=10)  # NOW is on the hour: the period ends at NOW + 1 h
+    assert lookahead.held(far, submitted, submitted_at=submitted, **hold)
+    assert lookahead.held(far, NOW + timedelta(minutes=59), submitted_at=submitted, **hold)
+    assert not lookahead.held(far, NOW + timedelta(hours=1), submitted_at=submitted, **hold)
+    soon = req(2, start_by=NOW + timedelta(minutes=50))
+    assert not lookahead.held(soon, submitted, submitted_at=submitted, **hold)  # within its horizon
+    due = req(3, start_by=NOW + timedelta(hours=1, minutes=20))
+    assert lookahead.held(due, submitted, submitted_at=submitted, **hold)
+    assert not lookahead.held(due, NOW + timedelta(minutes=21), submitted_at=submitted, **hold)  # horizon reached
