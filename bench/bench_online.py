@@ -1,7 +1,7 @@
 """Rounds online against the offline optimum: seeded arrival sequences fed one batch at a time.
 
     .venv/bin/python bench/bench_online.py [--sequences 5] [--listings 60] [--requests 300]
-                                           [--batch 1] [--seed 7] [--scale 3] [--hold-minutes 60]
+                                           [--batch 1] [--seed 1] [--scale 1] [--hold-minutes 60]
 
 Each sequence is a market of ``--listings`` listings and two days of ``--requests`` requests drawn
 by bench_matching's seeded generators (one replica size per GPU model): *yesterday* and *today*.
@@ -16,9 +16,10 @@ API with a worker running), and every arrival runs a round, as the marketplace d
 - *myopic*: today's engine, round after round;
 - *look-ahead*: the same rounds with each listing's reservation (``matching.lookahead``) set from
   yesterday: the mean scarcity rent (``matching.prices``) per (region, GPU model) of yesterday's
-  requests on the same capacity, times ``--scale``; and far-off requests held (start_by more than
-  an hour away, at most ``--hold-minutes`` after arrival; sweep rounds every 10 min after the
-  last arrival release them).
+  requests on the same capacity, times ``--scale``; and far-off requests (start_by more than an
+  hour away) held for a call: those that arrive in one period of ``--hold-minutes`` are offered
+  together to the rounds after it ends (``matching.lookahead.held``; sweep rounds every 10 min
+  after the last arrival pick them up).
 
 Rows: served replicas and cost (CNY, price − subsidy + latency cost over the durations; premiums
 are not a cost to anyone) of each, online as a share of offline, and latency bounds broken (checked
@@ -40,7 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_matching import NOW, default_data_path, load_reference, make_listing, make_request  # noqa: E402
-from matching import costs, lookahead  # noqa: E402
+from matching import lookahead  # noqa: E402
 from matching.flow.simplex import warm_up  # noqa: E402
 from matching.prices import clearing_prices  # noqa: E402
 from matching.problem import ListingSpec, Plan, Problem, RequestSpec  # noqa: E402
@@ -48,8 +49,6 @@ from matching.solver import solve  # noqa: E402
 
 ARRIVAL_GAP = timedelta(seconds=10)
 SWEEP_GAP = timedelta(minutes=10)
-#: A far-off request is one whose start_by is more than this away (matching.lookahead.held).
-HOLD_HORIZON = timedelta(hours=1)
 MIN_DURATION_HOURS = 8
 
 
@@ -101,7 +100,7 @@ def reservations_from(ref: dict, listings: list[ListingSpec], yesterday: list[Re
     problem = Problem(requests=tuple(yesterday), listings=tuple(listings), rtt_ms=ref["rtt"], now=NOW)
     prices = clearing_prices(problem, solve(problem), max_resolves=len(listings), max_component_requests=10**6)
     rents = lookahead.recent_rent((p.region, p.gpu_model, p.rent) for p in prices)
-    return {k: costs.money(v * scale) for k, v in lookahead.reservations_by_listing(listings, rents).items()}
+    return lookahead.reservations_by_listing(listings, rents, scale=scale)
 
 
 def online(
@@ -150,7 +149,7 @@ def online(
 def _held(request: RequestSpec, now: datetime, arrived: datetime, hold: timedelta | None) -> bool:
     if hold is None:
         return False
-    return lookahead.held(request, now, horizon=HOLD_HORIZON, submitted_at=arrived, period=hold)
+    return lookahead.held(request, now, horizon=lookahead.HOLD_HORIZON, submitted_at=arrived, period=hold)
 
 
 def _events(requests: list[RequestSpec], batch: int, hold: timedelta | None):
@@ -224,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
     scale_help = "reservation = scale × yesterday's mean rent"
     parser.add_argument("--scale", type=float, default=float(lookahead.RESERVATION_SCALE), help=scale_help)
     hold_help = "the call period of far-off requests, minutes; 0: hold nothing"
-    parser.add_argument("--hold-minutes", type=int, default=60, help=hold_help)
+    period = lookahead.HOLD_PERIOD // timedelta(minutes=1)
+    parser.add_argument("--hold-minutes", type=int, default=period, help=hold_help)
     parser.add_argument("--data", type=Path, default=None)
     args = parser.parse_args(argv)
     ref = load_reference(args.data or default_data_path())

@@ -13,6 +13,8 @@ A map, entry points first:
 - ``solver``    ``solve(problem)``: serve the most by priority, then at least cost, exactly.
 - ``prices``    clearing prices: each listing's scarcity rent, an exact re-solve with one more unit
   (docs/economics.md).
+- ``lookahead`` rounds that look ahead: listings' reservations (recent rents), the one rule by which
+  a request pays them in the engine's cost, and the call that holds far-off requests.
 - ``quote``     one request against free capacity, and its price–latency frontier.
 - ``policies``  the planners a round can use: the engine and the two baselines buyers use by hand.
 - ``greedy``    the cheapest-first baseline.

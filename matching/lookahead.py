@@ -69,12 +69,11 @@ def premium_units(
     return premium
 
 
-#: A listing's reservation is this many times its recent mean rent. Why more than 1: a round's rent
-#: is what one more GPU-hour would have added to *that* round's surplus (cap − cost), but capacity
-#: taken by tolerant work now is gone for every later round, and what it keeps from a later
-#: real-time request is the whole replica, not a price difference. Tuned on the online benchmark
-#: (bench/bench_online.py; docs/economics.md has the rows for 1, 3 and 10).
-RESERVATION_SCALE = Decimal(10)
+#: A listing's reservation is this many times its recent mean rent. 1: the rent itself. The online
+#: benchmark (bench/bench_online.py; docs/economics.md has the rows for 1, 3 and 10) serves the same
+#: with 3 or 10 and pays more for it, so the setting (``MATCHING_LOOKAHEAD_SCALE``) is there for
+#: markets whose recorded rents understate what capacity is worth later, not because this one needs it.
+RESERVATION_SCALE = Decimal(1)
 
 
 def reservations_by_listing(
@@ -109,6 +108,10 @@ def recent_rent(rents: Iterable[tuple[str, str, Decimal | None]]) -> dict[tuple[
     return {key: costs.money(sums[key] / counts[key]) for key in sums}
 
 
+#: A request is far off (may be held) while its ``start_by`` is more than this away.
+HOLD_HORIZON = timedelta(hours=1)
+#: The call period of far-off requests, by default (``MATCHING_LOOKAHEAD_PERIOD_MINUTES``).
+HOLD_PERIOD = timedelta(hours=1)
 #: The clock that call periods are counted on (any fixed instant would do; this one is readable).
 PERIOD_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ costs its owner a round, never the shard.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -26,7 +26,7 @@ from marketplace.selectors.spend import requests_spend_used, spend_placeable_rep
 from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, voucher_terms
 from marketplace.supply import listing_terms_check
 from matching.costs import default_latency_weight
-from matching.lookahead import reservations_by_listing
+from matching.lookahead import HOLD_HORIZON, held, reservations_by_listing
 from matching.problem import ListingSpec, Problem, RequestSpec
 from matching.quarantine import LeftOut, plan_quarantined
 from matching.quote import quote
@@ -237,13 +237,29 @@ def _inside_spend_reservations(specs: list[RequestSpec], requests: list[BuyerReq
     return bounded
 
 
+def _not_held(specs: list[RequestSpec], requests: list[BuyerRequest], now: datetime) -> list[RequestSpec]:
+    """``specs`` without the far-off requests the look-ahead holds for the end of their call period."""
+    period = timedelta(minutes=settings.MATCHING_LOOKAHEAD_PERIOD_MINUTES)
+    if period <= timedelta(0):
+        return specs
+    submitted = {r.pk: r.submitted_at for r in requests}
+    return [
+        spec
+        for spec in specs
+        if (at := submitted[spec.id]) is None
+        or not held(spec, now, submitted_at=at, horizon=HOLD_HORIZON, period=period)
+    ]
+
+
 def engine_problem(*, gpu_model_code: str, now: datetime) -> EngineSnapshot:
     """One shard's input: open requests and free capacity of one GPU model, in a constant number
     of queries whatever the number of rows; with the rows it left out and why.
 
     With ``settings.MATCHING_LOOKAHEAD`` the problem carries each listing's reservation:
     ``MATCHING_LOOKAHEAD_SCALE`` × the mean rent of its region and GPU model over the last
-    ``MATCHING_LOOKAHEAD_HOURS`` (one more query; :mod:`matching.lookahead`)."""
+    ``MATCHING_LOOKAHEAD_HOURS`` (one more query); and far-off requests wait for the end of their
+    call period of ``MATCHING_LOOKAHEAD_PERIOD_MINUTES`` (:mod:`matching.lookahead`): they are
+    simply not in the problem, and stay open."""
     requests = list(
         BuyerRequest.objects.select_related(*REQUEST_SPEC_RELATED)
         .prefetch_related(*REQUEST_SPEC_PREFETCH)
@@ -252,6 +268,8 @@ def engine_problem(*, gpu_model_code: str, now: datetime) -> EngineSnapshot:
     )
     request_specs, requests_left_out = engine_request_specs(requests, now)
     request_specs = _inside_spend_reservations(request_specs, requests)
+    if settings.MATCHING_LOOKAHEAD:
+        request_specs = _not_held(request_specs, requests, now)
     listings = engine_free_listings(gpu_model_code=gpu_model_code, now=now)
     problem = replace(listings.problem, requests=tuple(request_specs))
     if settings.MATCHING_LOOKAHEAD:

@@ -12,6 +12,7 @@ from rest_framework.test import APIClient
 from marketplace.market_time import market_now
 from marketplace.models import ClearingPrice, Match, MatchingRun, Rtt
 from marketplace.selectors.engine import engine_problem
+from marketplace.services.market_clock import market_clock_freeze
 from marketplace.services.prices import clearing_prices_prune
 from marketplace.services.rounds import round_run
 from marketplace.tasks import prices_prune
@@ -129,7 +130,7 @@ def test_with_look_ahead_off_a_round_has_no_reservations_whatever_the_history(pr
     assert snapshot.problem.reservations == {}
 
 
-@override_settings(MATCHING_LOOKAHEAD=True, MATCHING_LOOKAHEAD_SCALE=Decimal("10"))
+@override_settings(MATCHING_LOOKAHEAD=True, MATCHING_LOOKAHEAD_SCALE=Decimal("10"), MATCHING_LOOKAHEAD_PERIOD_MINUTES=0)
 def test_with_look_ahead_on_near_capacity_carries_its_recent_rent_and_tolerant_work_goes_west(
     priced_round, make_listing, make_request
 ):
@@ -152,3 +153,32 @@ def test_with_look_ahead_on_near_capacity_carries_its_recent_rent_and_tolerant_w
     (match,) = Match.objects.filter(request=realtime)
     assert match.listing_id == near.pk
     assert match.cost_per_gpu_hour == match.price_per_gpu_hour + Decimal("0.05") * match.rtt_ms
+
+
+@override_settings(MATCHING_LOOKAHEAD=True, MATCHING_LOOKAHEAD_PERIOD_MINUTES=60)
+def test_with_look_ahead_on_a_far_off_request_waits_for_the_end_of_its_call_period(make_listing, make_request, now):
+    make_listing(region=FAR, gpu_count=8, price_per_gpu_hour=Decimal("7.00"))
+    period_start = now.replace(minute=0, second=0, microsecond=0)
+    market_clock_freeze(at=period_start + timedelta(minutes=10))
+    try:
+        far_off = make_request(start_by=now + timedelta(hours=6))  # submitted in this period, in market time
+        soon = make_request(start_by=period_start + timedelta(minutes=50))  # within the horizon: never held
+        assert far_off.submitted_at == period_start + timedelta(minutes=10)
+        round_run(shard="h20", trigger="manual")
+        assert not Match.objects.filter(request=far_off).exists()
+        assert Match.objects.filter(request=soon).exists()
+        market_clock_freeze(at=period_start + timedelta(minutes=59))
+        round_run(shard="h20", trigger="manual")
+        assert not Match.objects.filter(request=far_off).exists()
+        market_clock_freeze(at=period_start + timedelta(minutes=61))  # the period is over
+        round_run(shard="h20", trigger="manual")
+        assert Match.objects.filter(request=far_off).exists()
+    finally:
+        market_clock_freeze(at=None)
+
+
+def test_with_look_ahead_off_nothing_is_held(make_listing, make_request, now):
+    make_listing(region=FAR, gpu_count=8, price_per_gpu_hour=Decimal("7.00"))
+    far_off = make_request(start_by=now + timedelta(hours=6))
+    round_run(shard="h20", trigger="manual")
+    assert Match.objects.filter(request=far_off).exists()
