@@ -13,7 +13,7 @@ help:
 	@echo "make demo            set up and start the marketplace (web + worker + beat) on SQLite"
 	@echo "make test            install and run the whole test suite"
 	@echo "make lint            ruff check, the import contracts (lint-imports) and the types (mypy)"
-	@echo "make bench-matching  benchmark the matching engine against the greedy baseline"
+	@echo "make bench-matching  benchmark the matching engine against the greedy baseline, and online rounds against offline"
 	@echo "make load            the API under wrk (gunicorn, PostgreSQL, Redis, a real worker): req/s, p50/p99, POST to match"
 	@echo "make attacks         replay issue 14's seven attacks against the shipped commands (PostgreSQL, own redis-server)"
 	@echo "make report          simulate the market under three policies and the engine with market features; write docs/report/"
@@ -76,10 +76,12 @@ lint: install
 audit: install
 	$(VENV)/bin/pip-audit --strict --disable-pip --require-hashes -r requirements.lock
 
-# The engine against the greedy baseline on seeded instances, then one full round (snapshot, solve,
+# The engine against the greedy baseline on seeded instances, then rounds online (one arrival at a
+# time, today's engine and the look-ahead) against the offline optimum, then one full round (snapshot, solve,
 # apply) at 10k x 2k on the PostgreSQL at BENCH_DATABASE_URL (default: the local server).
 bench-matching: install
 	$(PY) bench/bench_matching.py $(BENCH_ARGS)
+	$(PY) bench/bench_online.py
 	$(PY) bench/bench_round.py
 
 # The API under wrk on loopback: gunicorn on a fresh PostgreSQL database (mkt_load), Redis DBs 10/11

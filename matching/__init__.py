@@ -13,6 +13,8 @@ A map, entry points first:
 - ``solver``    ``solve(problem)``: serve the most by priority, then at least cost, exactly.
 - ``prices``    clearing prices: each listing's scarcity rent, an exact re-solve with one more unit
   (docs/economics.md).
+- ``lookahead`` rounds that look ahead: listings' reservations (recent rents), the one rule by which
+  a request pays them in the engine's cost, and the call that holds far-off requests.
 - ``quote``     one request against free capacity, and its price–latency frontier.
 - ``inference`` the throughput model: tokens/s and prefill of (LLM, GPU model, GPUs, precision).
 - ``inference_quote`` an LLM at tokens/s under a TTFT target, quoted per (GPU model, GPUs per

@@ -82,6 +82,7 @@ def assemble(
         "voucher_cut_cny": str(cut_cny),
         "served_gpus": sum(a.gpus for a in assignments),
         "edges": graph.pairs,
+        "reservation_cny": str(reservation_total(problem, assignments)),
     }
     return Plan(
         assignments=tuple(assignments),
@@ -106,8 +107,15 @@ def gap_of(objective: Decimal, lower_bound: Decimal) -> float:
 
 
 def total_cost(a: Assignment, duration_hours: int) -> Decimal:
-    """What an assignment costs over its duration: cost per GPU-hour × GPUs × hours."""
-    return a.cost_per_gpu_hour * a.gpus * duration_hours
+    """What an assignment costs the engine over its duration: (cost + the look-ahead's reservation
+    premium) per GPU-hour × GPUs × hours."""
+    return (a.cost_per_gpu_hour + a.reservation_per_gpu_hour) * a.gpus * duration_hours
+
+
+def reservation_total(problem: Problem, assignments: list[Assignment] | tuple[Assignment, ...]) -> Decimal:
+    """The look-ahead's reservation premiums in an objective, CNY (0 without look-ahead)."""
+    hours = {r.id: r.duration_hours for r in problem.requests}
+    return sum((a.reservation_per_gpu_hour * a.gpus * hours[a.request_id] for a in assignments), Decimal("0.0000"))
 
 
 def _assignments(problem: Problem, arrays: Arrays, placements: dict[tuple[int, int], list[int]]) -> list[Assignment]:
@@ -116,13 +124,19 @@ def _assignments(problem: Problem, arrays: Arrays, placements: dict[tuple[int, i
     if not keys:
         return []
     priced = price_pairs(arrays, [k[0] for k in keys], [k[1] for k in keys])
-    terms = zip(priced.cost.tolist(), priced.subsidy.tolist(), priced.rtt.tolist(), strict=True)
+    terms = zip(
+        (priced.cost - priced.reservation).tolist(),
+        priced.subsidy.tolist(),
+        priced.rtt.tolist(),
+        priced.reservation.tolist(),
+        strict=True,
+    )
     listing_terms: dict[int, tuple[Decimal, Decimal, datetime]] = {}  # the Decimal work, once per listing
     money: dict[int, Decimal] = {}  # units → Decimal, once per distinct value
     classes: dict[float, LatencyClass] = {}
     out = []
-    for (i, j), (cost, subsidy, rtt) in zip(keys, terms, strict=True):
-        for units in (cost, subsidy):
+    for (i, j), (cost, subsidy, rtt, reservation) in zip(keys, terms, strict=True):
+        for units in (cost, subsidy, reservation):
             if units not in money:
                 money[units] = costs.from_units(units)
         if rtt not in classes:
@@ -151,6 +165,7 @@ def _assignments(problem: Problem, arrays: Arrays, placements: dict[tuple[int, i
                 latency_class=classes[rtt],
                 cost_per_gpu_hour=money[cost],
                 starts_at=starts_at,
+                reservation_per_gpu_hour=money[reservation],
             )
         )
     return out

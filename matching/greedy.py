@@ -15,7 +15,7 @@ from decimal import Decimal
 import numpy as np
 from numpy.typing import NDArray
 
-from matching.graph.edges import HOUR_US, Arrays, slots
+from matching.graph.edges import HOUR_US, Arrays, price_pairs, slots
 from matching.packing.transport import NodePool
 from matching.problem import Plan, Problem
 from matching.timings import ms_since
@@ -50,8 +50,7 @@ class Options:
         ok &= start + a.request_duration_hours[i] * HOUR_US <= a.listing_until[lsts]
         ok &= np.isfinite(rtt) & (rtt <= a.request_bound[i])
         mine: NDArray[np.int64] = lsts[ok]
-        cost = a.listing_price[mine] - a.subsidy_units[a.request_voucher[i], mine]
-        cost = cost + a.latency_units[a.request_weight[i], a.request_origin[i], a.listing_region[mine]]
+        cost = price_pairs(a, np.full(len(mine), i, dtype=np.int64), mine).cost
         return mine[np.lexsort((mine, cost))]
 
 

@@ -87,12 +87,18 @@ class ListingSpec:
 
 @dataclass(frozen=True)
 class Problem:
-    """One round's input. ``rtt_ms[(a, b)]`` is the RTT between region codes a and b (both orders)."""
+    """One round's input. ``rtt_ms[(a, b)]`` is the RTT between region codes a and b (both orders).
+
+    ``reservations`` (listing id → CNY per GPU-hour, absent = 0) is the look-ahead's opportunity
+    cost of a listing's capacity: :mod:`matching.lookahead` defines which requests pay it, and how
+    much, in the engine's cost (never in a buyer's price). Empty (the default): today's myopic round.
+    """
 
     requests: tuple[RequestSpec, ...]
     listings: tuple[ListingSpec, ...]
     rtt_ms: dict[tuple[str, str], float]
     now: datetime
+    reservations: dict[int, Decimal] = field(default_factory=dict)
 
 
 class Rejected(TypedDict):
@@ -146,6 +152,9 @@ class Assignment:
     cost_per_gpu_hour: Decimal
     starts_at: datetime
     explanation: Explanation = field(default_factory=Explanation)
+    #: The look-ahead's reservation premium the engine charged itself for this placement (CNY per
+    #: GPU-hour, :func:`matching.lookahead.premium_units`); not in ``cost_per_gpu_hour``, never billed.
+    reservation_per_gpu_hour: Decimal = Decimal("0.0000")
 
     @property
     def gpus(self) -> int:
@@ -209,8 +218,9 @@ class ListingPrice:
 @dataclass(frozen=True)
 class Plan:
     """A round's output. ``objective`` is the total cost (CNY) of the assignments over their
-    durations; ``lower_bound`` a proven bound on it at the same served replicas (equal when exact);
-    ``gap`` = objective / lower_bound − 1 (0 when exact). ``stats`` holds solver counters
+    durations, reservation premiums included (``stats["reservation_cny"]`` says how much of it
+    they are; 0 without look-ahead); ``lower_bound`` a proven bound on it at the same served
+    replicas (equal when exact); ``gap`` = objective / lower_bound − 1 (0 when exact). ``stats`` holds solver counters
     (components, edges, served GPUs and the relaxation's upper bound on them, voucher cuts)."""
 
     assignments: tuple[Assignment, ...]

@@ -281,6 +281,16 @@ PRICE_MAX_RESOLVES = env_int("PRICE_MAX_RESOLVES", 16)
 PRICE_MAX_COMPONENT_REQUESTS = env_int("PRICE_MAX_COMPONENT_REQUESTS", 2000)
 #: Seconds of re-solving a round may spend on prices; no new re-solve starts after it (the rest: unavailable).
 PRICE_TIME_BUDGET_SECONDS = float(env_decimal("PRICE_TIME_BUDGET_SECONDS", "1.0"))
+#: Rounds that look ahead (matching.lookahead, docs/economics.md): a round charges latency-tolerant
+#: work, in the engine's cost, the recent scarcity rent of the capacity it takes. Off: today's myopic rounds.
+MATCHING_LOOKAHEAD = env_bool("MATCHING_LOOKAHEAD", False)
+#: Hours of clearing-price history whose mean rent per (region, GPU model) is a listing's reservation.
+MATCHING_LOOKAHEAD_HOURS = env_int("MATCHING_LOOKAHEAD_HOURS", 24)
+#: A listing's reservation is this many times that mean rent (matching.lookahead.RESERVATION_SCALE).
+MATCHING_LOOKAHEAD_SCALE = env_decimal("MATCHING_LOOKAHEAD_SCALE", "1")
+#: With the look-ahead, requests whose start_by is over an hour away wait for the end of the call
+#: period (minutes, counted in market time) they were submitted in; 0: nothing is held.
+MATCHING_LOOKAHEAD_PERIOD_MINUTES = env_int("MATCHING_LOOKAHEAD_PERIOD_MINUTES", 60)
 
 LOGGING = {
     "version": 1,

@@ -67,6 +67,10 @@ class BuyerRequest(models.Model):
     #: CNY it counts against its month's caps: its worst case (``money.worst_case_charge``) while it
     #: may still be matched; once closed, its charges and its live matches' worst cases.
     spend_committed = models.DecimalField(**SETTLED_AMOUNT, default=0)
+    #: When it was submitted, in market time (``created_at`` is wall-clock): the look-ahead's holding
+    #: counts its call period from it (``matching.lookahead.held``). Null for requests from before
+    #: it, which are never held.
+    submitted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -8,9 +8,10 @@ costs its owner a round, never the shard.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.utils import translation
 
 from marketplace.demand import demand_request_build, demand_terms_check
@@ -19,11 +20,13 @@ from marketplace.errors import DomainError
 from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, Listing, Match, MatchingRun, Organisation
 from marketplace.selectors.market import listing_energy_cost, rtt_map, with_free_gpus
+from marketplace.selectors.prices import recent_rents
 from marketplace.selectors.reliability import reliability_index
 from marketplace.selectors.spend import requests_spend_used, spend_placeable_replicas
 from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, voucher_terms
 from marketplace.supply import listing_terms_check
 from matching.costs import default_latency_weight
+from matching.lookahead import HOLD_HORIZON, held, reservations_by_listing
 from matching.problem import ListingSpec, Problem, RequestSpec
 from matching.quarantine import LeftOut, plan_quarantined
 from matching.quote import quote
@@ -234,9 +237,29 @@ def _inside_spend_reservations(specs: list[RequestSpec], requests: list[BuyerReq
     return bounded
 
 
+def _not_held(specs: list[RequestSpec], requests: list[BuyerRequest], now: datetime) -> list[RequestSpec]:
+    """``specs`` without the far-off requests the look-ahead holds for the end of their call period."""
+    period = timedelta(minutes=settings.MATCHING_LOOKAHEAD_PERIOD_MINUTES)
+    if period <= timedelta(0):
+        return specs
+    submitted = {r.pk: r.submitted_at for r in requests}
+    return [
+        spec
+        for spec in specs
+        if (at := submitted[spec.id]) is None
+        or not held(spec, now, submitted_at=at, horizon=HOLD_HORIZON, period=period)
+    ]
+
+
 def engine_problem(*, gpu_model_code: str, now: datetime) -> EngineSnapshot:
     """One shard's input: open requests and free capacity of one GPU model, in a constant number
-    of queries whatever the number of rows; with the rows it left out and why."""
+    of queries whatever the number of rows; with the rows it left out and why.
+
+    With ``settings.MATCHING_LOOKAHEAD`` the problem carries each listing's reservation:
+    ``MATCHING_LOOKAHEAD_SCALE`` × the mean rent of its region and GPU model over the last
+    ``MATCHING_LOOKAHEAD_HOURS`` (one more query); and far-off requests wait for the end of their
+    call period of ``MATCHING_LOOKAHEAD_PERIOD_MINUTES`` (:mod:`matching.lookahead`): they are
+    simply not in the problem, and stay open."""
     requests = list(
         BuyerRequest.objects.select_related(*REQUEST_SPEC_RELATED)
         .prefetch_related(*REQUEST_SPEC_PREFETCH)
@@ -245,8 +268,14 @@ def engine_problem(*, gpu_model_code: str, now: datetime) -> EngineSnapshot:
     )
     request_specs, requests_left_out = engine_request_specs(requests, now)
     request_specs = _inside_spend_reservations(request_specs, requests)
+    if settings.MATCHING_LOOKAHEAD:
+        request_specs = _not_held(request_specs, requests, now)
     listings = engine_free_listings(gpu_model_code=gpu_model_code, now=now)
     problem = replace(listings.problem, requests=tuple(request_specs))
+    if settings.MATCHING_LOOKAHEAD:
+        rents = recent_rents(gpu_model_code=gpu_model_code, hours=settings.MATCHING_LOOKAHEAD_HOURS, now=now)
+        reservations = reservations_by_listing(problem.listings, rents, scale=settings.MATCHING_LOOKAHEAD_SCALE)
+        problem = replace(problem, reservations=reservations)
     return EngineSnapshot(problem, (*requests_left_out, *listings.left_out))
 
 

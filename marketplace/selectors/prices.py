@@ -11,6 +11,7 @@ from django.db.models import Max, QuerySet
 from marketplace.models import ClearingPrice, GpuModel, Region
 from marketplace.selectors.market import rtts_from
 from matching.latency import latency_class_of
+from matching.lookahead import recent_rent
 
 
 @dataclass(frozen=True)
@@ -105,3 +106,13 @@ def price_history(*, gpu_model: GpuModel, region: Region, hours: int, now: datet
     return ClearingPrice.objects.filter(gpu_model=gpu_model, region=region, recorded_at__gte=since).order_by(
         "recorded_at", "run_id"
     )
+
+
+def recent_rents(*, gpu_model_code: str, hours: int, now: datetime) -> dict[tuple[str, str], Decimal]:
+    """The mean scarcity rent per (region code, GPU model code) of ``gpu_model_code`` over the
+    clearing prices recorded in the ``hours`` before ``now`` (:func:`matching.lookahead.recent_rent`):
+    the look-ahead's reservations. One query."""
+    rows = ClearingPrice.objects.filter(
+        gpu_model__code=gpu_model_code, recorded_at__gte=now - timedelta(hours=hours), recorded_at__lte=now
+    ).values_list("region__code", "gpu_model__code", "rent_per_gpu_hour")
+    return recent_rent(rows)

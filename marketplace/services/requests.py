@@ -44,6 +44,7 @@ def request_submit(
     buyer = _buyer_locked(buyer)
     _open_requests_quota_check(buyer)
     request = demand_request_build(buyer=buyer, now=now, **terms)
+    request.submitted_at = now
     request_spend_reserve(request, organisation=buyer, api_key=api_key, now=now)
     if voucher_code:
         request.voucher = voucher_claim(code=voucher_code, buyer=buyer, now=now, field="voucher_code")

@@ -1,8 +1,9 @@
 """The feasibility graph in compressed form: request → price chain → listing. Exact, not a heuristic.
 
 The bipartite graph is dense (a batch request reaches every listing of its model), but an edge cost
-``price_j − subsidy_vj + weight_i × RTT(origin_i, region_j)`` splits into a listing part (given the
-request's voucher class v) and a (request, region) part, and the flow cost multiplies it by a factor
+``price_j − subsidy_vj + weight_i × RTT(origin_i, region_j)`` (+ the look-ahead's premium
+``r_j − floor_i``, :mod:`matching.lookahead`) splits into a listing part (given the request's voucher
+class v) and a (request, region) part, and the flow cost multiplies it by a factor
 ``mult`` (duration, × replica size in replica units) that is fixed per request class. So:
 
 - a request *class* c is (start-by, duration, voucher class, replica size, reliability bound): all
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from matching import lookahead
 from matching.graph.edges import HOUR_US, Arrays
 
 #: A cost class gets direct arcs when its (request, listing) pairs are at most this many times its
@@ -164,7 +166,8 @@ def _direct(
     r, k = np.repeat(reqs[e_pos_r], counts), np.repeat(e_k, counts)
     j = lst[at]
     latency = a.latency_units[a.request_weight[r], a.request_origin[r], a.listing_region[j]]
-    cost = (price[at] - a.subsidy_units[ktable[k, 1], j] + latency) * mult[k]
+    premium = lookahead.premium_units(a.listing_reservation, a.request_reservation_floor, r, j)
+    cost = (price[at] - a.subsidy_units[ktable[k, 1], j] + latency + premium) * mult[k]
     return r, j, ktable[k, 2], cost.astype(np.int64)
 
 
@@ -248,8 +251,11 @@ def _pruned(
     chain, lst, price, k_idx = chain[keep], lst[keep], price[keep], k_idx[keep]
     links = np.flatnonzero(chain[:-1] == chain[1:]) if len(chain) else np.zeros(0, dtype=np.int64)
     e_reg = e_chain % len(a.regions)
-    e_cost = a.latency_units[a.request_weight[e_req], a.request_origin[e_req], e_reg] * mult[e_k]
-    x_cost = (price - a.subsidy_units[ktable[k_idx, 1], lst]) * mult[k_idx]
+    # The look-ahead's premium r_j − floor_i splits like the rest: r_j on the exit, −floor_i on the
+    # entry (floor_i ≤ r_j on every listing i can use, so each pair's total is its premium exactly).
+    e_latency = a.latency_units[a.request_weight[e_req], a.request_origin[e_req], e_reg]
+    e_cost = (e_latency - a.request_reservation_floor[e_req]) * mult[e_k]
+    x_cost = (price - a.subsidy_units[ktable[k_idx, 1], lst] + a.listing_reservation[lst]) * mult[k_idx]
     empty = np.zeros(0, dtype=np.int64)
     return Chains(
         n_nodes=len(chain),

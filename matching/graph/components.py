@@ -127,4 +127,5 @@ def _sub(problem: Problem, reqs: NDArray[np.int64] | Sequence[int], lsts: NDArra
         listings=tuple(problem.listings[int(j)] for j in lsts),
         rtt_ms=problem.rtt_ms,
         now=problem.now,
+        reservations=problem.reservations,
     )

@@ -17,7 +17,7 @@ from decimal import Decimal
 import numpy as np
 from numpy.typing import NDArray
 
-from matching import costs
+from matching import costs, lookahead
 from matching.problem import Problem, VoucherTerms
 
 #: The engine's time unit: integer microseconds after the round's ``now`` (int64 holds ±292,000
@@ -60,6 +60,10 @@ class Arrays:
     listing_reliability: NDArray[np.int64]  # 0.0001 units, -1 = too little history
     latency_units: NDArray[np.int64]  # (n_weights, n_regions, n_regions)
     subsidy_units: NDArray[np.int64]  # (n_voucher_classes, n_listings)
+    #: The look-ahead (:mod:`matching.lookahead`): each listing's reservation and each request's
+    #: lowest reservation among the listings it can use, 0.0001 CNY units (all 0 when off).
+    listing_reservation: NDArray[np.int64]
+    request_reservation_floor: NDArray[np.int64]
 
 
 @dataclass
@@ -71,6 +75,7 @@ class Edges:
     cost: NDArray[np.int64]
     subsidy: NDArray[np.int64]
     rtt: NDArray[np.float64]
+    reservation: NDArray[np.int64]  # the look-ahead's premium, included in ``cost``
 
     def __len__(self) -> int:
         return len(self.req)
@@ -92,7 +97,7 @@ def build_arrays(problem: Problem) -> Arrays:
     wix = {w: k for k, w in enumerate(weights)}
     vkeys, request_voucher = _voucher_classes(problem)
     inf = np.inf
-    return Arrays(
+    arrays = Arrays(
         regions=regions,
         rtt=rtt,
         request_model=np.array([models[r.gpu_model] for r in reqs], dtype=np.int64),
@@ -116,7 +121,15 @@ def build_arrays(problem: Problem) -> Arrays:
         listing_reliability=np.array([costs.reliability_units(x.reliability) for x in lsts], dtype=np.int64),
         latency_units=_latency_table(weights, rtt),
         subsidy_units=_subsidy_table(problem, vkeys),
+        listing_reservation=np.array(
+            [costs.money_units(problem.reservations.get(x.id, Decimal(0))) for x in lsts], dtype=np.int64
+        ),
+        request_reservation_floor=np.zeros(len(reqs), dtype=np.int64),
     )
+    if arrays.listing_reservation.any():
+        req, lst = feasible_pairs(problem, arrays)
+        arrays.request_reservation_floor = lookahead.reservation_floors(arrays.listing_reservation, req, lst, len(reqs))
+    return arrays
 
 
 def _rtt_matrix(problem: Problem, regions: list[str]) -> NDArray[np.float64]:
@@ -176,6 +189,12 @@ def _subsidy_table(problem: Problem, keys: list[VoucherKey]) -> NDArray[np.int64
 
 def build_edges(problem: Problem, arrays: Arrays) -> Edges:
     """All feasible edges (same rules as :func:`matching.costs.infeasibility`), by model in chunks."""
+    req, lst = feasible_pairs(problem, arrays)
+    return _priced(arrays, req, lst)
+
+
+def feasible_pairs(problem: Problem, arrays: Arrays) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Every feasible (request, listing) pair, unpriced, grouped by model (requests in order within)."""
     parts = []
     for model in np.unique(arrays.request_model):
         reqs = np.nonzero(arrays.request_model == model)[0]
@@ -188,9 +207,9 @@ def build_edges(problem: Problem, arrays: Arrays) -> Edges:
             parts.append(_chunk_edges(arrays, reqs[lo : lo + step], lsts, slot_table))
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
-        return Edges(empty, empty, empty, empty, np.zeros(0))
+        return empty, empty
     req, lst = (np.concatenate([p[k] for p in parts]) for k in range(2))
-    return _priced(arrays, req, lst)
+    return req, lst
 
 
 def edges_between(problem: Problem, arrays: Arrays, reqs: NDArray[np.int64], lsts: NDArray[np.int64]) -> Edges:
@@ -236,10 +255,15 @@ def _priced(a: Arrays, req: NDArray[np.int64], lst: NDArray[np.int64]) -> Edges:
 
 
 def price_pairs(a: Arrays, req: NDArray[np.int64] | Sequence[int], lst: NDArray[np.int64] | Sequence[int]) -> Edges:
-    """Cost terms of the given (request, listing) pairs, in the given order (no feasibility check)."""
+    """Cost terms of the given (request, listing) pairs, in the given order (no feasibility check).
+
+    ``cost`` is what the engine minimises: price − subsidy + latency cost + the look-ahead's
+    reservation premium (``reservation``, :func:`matching.lookahead.premium_units`; 0 when off).
+    """
     req, lst = np.asarray(req, dtype=np.int64), np.asarray(lst, dtype=np.int64)
     origin, region = a.request_origin[req], a.listing_region[lst]
     subsidy = a.subsidy_units[a.request_voucher[req], lst]
     latency = a.latency_units[a.request_weight[req], origin, region]
-    cost = a.listing_price[lst] - subsidy + latency
-    return Edges(req=req, lst=lst, cost=cost, subsidy=subsidy, rtt=a.rtt[origin, region])
+    reservation = lookahead.premium_units(a.listing_reservation, a.request_reservation_floor, req, lst)
+    cost = a.listing_price[lst] - subsidy + latency + reservation
+    return Edges(req=req, lst=lst, cost=cost, subsidy=subsidy, rtt=a.rtt[origin, region], reservation=reservation)

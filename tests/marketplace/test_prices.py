@@ -9,7 +9,10 @@ import pytest
 from django.test import override_settings
 from rest_framework.test import APIClient
 
-from marketplace.models import ClearingPrice, MatchingRun, Rtt
+from marketplace.market_time import market_now
+from marketplace.models import ClearingPrice, Match, MatchingRun, Rtt
+from marketplace.selectors.engine import engine_problem
+from marketplace.services.market_clock import market_clock_freeze
 from marketplace.services.prices import clearing_prices_prune
 from marketplace.services.rounds import round_run
 from marketplace.tasks import prices_prune
@@ -120,3 +123,62 @@ def test_prune_keeps_the_configured_days(priced_round):
     assert set(ClearingPrice.objects.values_list("run_id", flat=True)) == {second.pk}
     assert clearing_prices_prune(now=second.finished_at) == 0
     assert prices_prune() == 0  # the beat task runs the same service
+
+
+def test_with_look_ahead_off_a_round_has_no_reservations_whatever_the_history(priced_round):
+    snapshot = engine_problem(gpu_model_code="h20", now=market_now())
+    assert snapshot.problem.reservations == {}
+
+
+@override_settings(MATCHING_LOOKAHEAD=True, MATCHING_LOOKAHEAD_SCALE=Decimal("10"), MATCHING_LOOKAHEAD_PERIOD_MINUTES=0)
+def test_with_look_ahead_on_near_capacity_carries_its_recent_rent_and_tolerant_work_goes_west(
+    priced_round, make_listing, make_request
+):
+    rent = ClearingPrice.objects.get(run=priced_round, region__code=NEAR).rent_per_gpu_hour
+    assert rent > 0
+    # Fresh near capacity, cheaper than the west even with the latency cost of a standard request.
+    near = make_listing(region=NEAR, gpu_count=8, price_per_gpu_hour=Decimal("6.00"))
+    snapshot = engine_problem(gpu_model_code="h20", now=market_now())
+    assert snapshot.problem.reservations == {
+        x.id: (rent * 10).quantize(Decimal("0.0001")) for x in snapshot.problem.listings if x.region == NEAR
+    }
+    tolerant = make_request(latency_class="standard", gpus_per_replica=1, replicas=2)
+    round_run(shard="h20", trigger="manual")
+    placed = {m.listing.region.code for m in Match.objects.filter(request=tolerant).select_related("listing__region")}
+    assert placed == {FAR}
+    assert Match.objects.filter(listing=near).count() == 0
+    # Real-time demand, which only the near hub can serve, still finds it free and pays no premium.
+    realtime = make_request(latency_class="realtime", gpus_per_replica=1, replicas=2)
+    round_run(shard="h20", trigger="manual")
+    (match,) = Match.objects.filter(request=realtime)
+    assert match.listing_id == near.pk
+    assert match.cost_per_gpu_hour == match.price_per_gpu_hour + Decimal("0.05") * match.rtt_ms
+
+
+@override_settings(MATCHING_LOOKAHEAD=True, MATCHING_LOOKAHEAD_PERIOD_MINUTES=60)
+def test_with_look_ahead_on_a_far_off_request_waits_for_the_end_of_its_call_period(make_listing, make_request, now):
+    make_listing(region=FAR, gpu_count=8, price_per_gpu_hour=Decimal("7.00"))
+    period_start = now.replace(minute=0, second=0, microsecond=0)
+    market_clock_freeze(at=period_start + timedelta(minutes=10))
+    try:
+        far_off = make_request(start_by=now + timedelta(hours=6))  # submitted in this period, in market time
+        soon = make_request(start_by=period_start + timedelta(minutes=50))  # within the horizon: never held
+        assert far_off.submitted_at == period_start + timedelta(minutes=10)
+        round_run(shard="h20", trigger="manual")
+        assert not Match.objects.filter(request=far_off).exists()
+        assert Match.objects.filter(request=soon).exists()
+        market_clock_freeze(at=period_start + timedelta(minutes=59))
+        round_run(shard="h20", trigger="manual")
+        assert not Match.objects.filter(request=far_off).exists()
+        market_clock_freeze(at=period_start + timedelta(minutes=61))  # the period is over
+        round_run(shard="h20", trigger="manual")
+        assert Match.objects.filter(request=far_off).exists()
+    finally:
+        market_clock_freeze(at=None)
+
+
+def test_with_look_ahead_off_nothing_is_held(make_listing, make_request, now):
+    make_listing(region=FAR, gpu_count=8, price_per_gpu_hour=Decimal("7.00"))
+    far_off = make_request(start_by=now + timedelta(hours=6))
+    round_run(shard="h20", trigger="manual")
+    assert Match.objects.filter(request=far_off).exists()

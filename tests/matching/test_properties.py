@@ -117,14 +117,18 @@ def test_uniform_sizes_serve_at_least_greedys_replicas_and_match_an_independent_
     assert abs(plan.objective - exact_objective(p)) <= Decimal("1e-9")
 
 
-def exact_objective(p) -> Decimal:
-    """Lexicographic (served per priority, then cost) integer optimum by scipy's HiGHS MILP."""
+def exact_objective(p, premium=None) -> Decimal:
+    """Lexicographic (served per priority, then cost) integer optimum by scipy's HiGHS MILP.
+
+    ``premium(i, j)``, when given, is added to each feasible edge's cost per GPU-hour.
+    """
     edges = []
     for i, r in enumerate(p.requests):
         for j, x in enumerate(p.listings):
             rtt = costs.rtt_between(p.rtt_ms, r.origin, x.region)
             if costs.infeasibility(r, x, rtt, p.now) is None:
-                edges.append((i, j, costs.edge_cost(r, x, rtt).cost * r.gpus_per_replica * r.duration_hours))
+                per_gpu_hour = costs.edge_cost(r, x, rtt).cost + (premium(i, j) if premium else 0)
+                edges.append((i, j, per_gpu_hour * r.gpus_per_replica * r.duration_hours))
     if not edges:
         return Decimal(0)
     n = len(edges)
