@@ -40,9 +40,8 @@ class Feature:
 
 
 GUIDED_PRICES = "guided-prices"
-#: Every feature a variant may name. To add the look-ahead engine or interruptible batch demand once
-#: they exist: ``Feature("look-ahead", "...", settings={"<ITS_SETTING>": True})`` or
-#: ``Feature("interruptible-batch", "...", request_terms={"batch": {"interruptible": True}})``.
+LOOK_AHEAD = "look-ahead"
+#: Every feature a variant may name.
 FEATURES: Mapping[str, Feature] = MappingProxyType(
     {
         f.name: f
@@ -51,6 +50,11 @@ FEATURES: Mapping[str, Feature] = MappingProxyType(
                 GUIDED_PRICES,
                 "providers reprice each idle listing halfway toward its suggested price once a simulated day",
                 follow_guidance=True,
+            ),
+            Feature(
+                LOOK_AHEAD,
+                "rounds look ahead: near capacity priced at its recent rent, far-off requests held for the period",
+                settings={"MATCHING_LOOKAHEAD": True},
             ),
         )
     }
@@ -101,7 +105,7 @@ VARIANTS: Mapping[str, Variant] = MappingProxyType(
             Variant(ENGINE, "our engine", ENGINE),
             Variant(NEAREST, "nearest region first", NEAREST),
             Variant(CHEAPEST, "cheapest first", CHEAPEST),
-            Variant(MARKET, "engine with market features", ENGINE, (GUIDED_PRICES,)),
+            Variant(MARKET, "engine with market features", ENGINE, (GUIDED_PRICES, LOOK_AHEAD)),
         )
     }
 )
