@@ -8,9 +8,10 @@ costs its owner a round, never the shard.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
+from django.conf import settings
 from django.utils import translation
 
 from marketplace.demand import demand_request_build, demand_terms_check
@@ -24,7 +25,7 @@ from marketplace.selectors.spend import requests_spend_used, spend_placeable_rep
 from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, voucher_terms
 from marketplace.supply import listing_terms_check
 from matching.costs import default_latency_weight
-from matching.problem import ListingSpec, Problem, RequestSpec
+from matching.problem import ListingSpec, Problem, RequestSpec, RunningInterruptible
 from matching.quarantine import LeftOut, plan_quarantined
 from matching.quote import quote
 
@@ -106,6 +107,7 @@ def engine_request_spec(request: BuyerRequest, vouchers: VoucherBalances) -> Req
         priority=request.priority,
         voucher=voucher_terms(request, vouchers.year_net, vouchers.hours_used, now=vouchers.now),
         min_reliability=None if request.min_reliability is None else float(request.min_reliability),
+        interruptible=request.interruptible,
     )
 
 
@@ -145,6 +147,7 @@ def engine_listing_specs(listings: list[Listing], *, now: datetime) -> tuple[lis
                     start=listing.available_from,
                     end=listing.available_until,
                     now=None,
+                    floor=listing.interruptible_floor_price_per_gpu_hour,
                 )
                 specs.append(_listing_spec(listing, live.get(listing.pk, []), scores[listing.pk].score))
             except Exception as exc:  # any row that cannot be planned costs only itself
@@ -165,6 +168,7 @@ def _listing_spec(listing: Listing, live_nodes: list[tuple[int, list[int]]], sco
         available_from=listing.available_from,
         available_until=listing.available_until,
         reliability=None if score is None else float(score),
+        interruptible_floor_price_per_gpu_hour=listing.interruptible_floor_price_per_gpu_hour,
     )
 
 
@@ -246,8 +250,48 @@ def engine_problem(*, gpu_model_code: str, now: datetime) -> EngineSnapshot:
     request_specs, requests_left_out = engine_request_specs(requests, now)
     request_specs = _inside_spend_reservations(request_specs, requests)
     listings = engine_free_listings(gpu_model_code=gpu_model_code, now=now)
-    problem = replace(listings.problem, requests=tuple(request_specs))
+    running = running_interruptible(gpu_model_code=gpu_model_code, now=now)
+    problem = replace(listings.problem, requests=tuple(request_specs), running_interruptible=running)
     return EngineSnapshot(problem, (*requests_left_out, *listings.left_out))
+
+
+def running_interruptible(*, gpu_model_code: str, now: datetime) -> tuple[RunningInterruptible, ...]:
+    """The running interruptible matches on active listings of one GPU model, as the engine may
+    pre-empt them (``matching.interruptible``), in a constant number of queries.
+
+    Pre-empted now, a match's GPUs are free when its notice ends (``PREEMPT_NOTICE_SECONDS`` of
+    market time from ``now``), or when it ends by itself if sooner; one already pre-empted keeps
+    its notice's end. Reserved matches are not offered: they hold their GPUs until they start.
+    A listing that breaks the market's rules is left out of the round already, and so are its matches.
+    """
+    matches = list(
+        Match.objects.filter(
+            status=Match.Status.RUNNING,
+            request__interruptible=True,
+            listing__gpu_model__code=gpu_model_code,
+            listing__status=Listing.Status.ACTIVE,
+            ends_at__gt=now,
+        ).order_by("id")
+    )
+    if not matches:
+        return ()
+    listings = Listing.objects.select_related("region", "gpu_model").filter(pk__in={m.listing_id for m in matches})
+    specs, _ = engine_listing_specs(list(listings), now=now)
+    by_id = {spec.id: spec for spec in specs}
+    notice = timedelta(seconds=settings.PREEMPT_NOTICE_SECONDS)
+    return tuple(
+        RunningInterruptible(
+            match_id=match.pk,
+            listing=by_id[match.listing_id],
+            gpus_per_replica=match.gpus_per_replica,
+            nodes=tuple(match.nodes),
+            price_per_gpu_hour=match.price_per_gpu_hour,
+            free_at=match.preempt_at or min(match.ends_at, now + notice),
+            notice_given=match.preempt_at is not None,
+        )
+        for match in matches
+        if match.listing_id in by_id
+    )
 
 
 def request_quote(*, buyer: Organisation, voucher_code: str | None = None, now: datetime | None = None, **terms):
