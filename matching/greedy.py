@@ -50,7 +50,7 @@ class Options:
         ok &= start + a.request_duration_hours[i] * HOUR_US <= a.listing_until[lsts]
         ok &= np.isfinite(rtt) & (rtt <= a.request_bound[i])
         mine: NDArray[np.int64] = lsts[ok]
-        cost = a.listing_price[mine] - a.subsidy_units[a.request_voucher[i], mine]
+        cost = a.listing_price[mine] + a.listing_penalty[mine] - a.subsidy_units[a.request_voucher[i], mine]
         cost = cost + a.latency_units[a.request_weight[i], a.request_origin[i], a.listing_region[mine]]
         return mine[np.lexsort((mine, cost))]
 

@@ -5,8 +5,10 @@ baseline) and is the only place the tier's rules live:
 
 1. **On-demand first, with pre-emption priced in.** The on-demand requests are solved alone, on
    the free capacity plus one *virtual listing* per running interruptible match: the GPUs the match
-   holds, on its listing's nodes, free from ``free_at`` (its notice's end), priced at the listing's
-   price plus a pre-emption penalty. The penalty is the match's own price per GPU-hour: each
+   holds, on its listing's nodes, free from ``free_at`` (its notice's end), at the listing's price,
+   with a pre-emption penalty added to the engine's cost (never to the price, so never against a
+   request's price cap: an on-demand request that can pay the list price may pre-empt). The
+   penalty is the match's own price per GPU-hour: each
    on-demand GPU-hour placed there stops an interruptible GPU-hour worth that much. So the
    optimum uses free capacity first and, when it must pre-empt, the cheapest interruptible
    GPU-hours, and only as many as the on-demand demand needs. Any match whose virtual listing is
@@ -78,7 +80,8 @@ def with_tiers(problem: Problem, base: Planner) -> Plan:
 
 def virtual_listing(virtual_id: int, running: RunningInterruptible) -> ListingSpec:
     """A running interruptible match's GPUs as a listing of their own (id ``virtual_id`` < 0):
-    on-demand demand only, free from ``free_at``, at the listing's price plus the pre-emption penalty."""
+    on-demand demand only, free from ``free_at``, at the listing's price, the pre-emption penalty
+    in the engine's cost."""
     listing = running.listing
     held = [0] * len(listing.node_free)
     for node in running.nodes:
@@ -87,7 +90,7 @@ def virtual_listing(virtual_id: int, running: RunningInterruptible) -> ListingSp
         listing,
         id=virtual_id,
         node_free=tuple(held),
-        price_per_gpu_hour=listing.price_per_gpu_hour + preemption_penalty(running),
+        preemption_penalty_per_gpu_hour=preemption_penalty(running),
         available_from=max(listing.available_from, running.free_at),
         interruptible_floor_price_per_gpu_hour=None,
     )

@@ -85,6 +85,10 @@ class ListingSpec:
     #: The lowest price at which the listing sells its idle GPUs as interruptible; ``None``: it does
     #: not offer the tier (:mod:`matching.interruptible`).
     interruptible_floor_price_per_gpu_hour: Decimal | None = None
+    #: An engine cost per GPU-hour on top of the price, never charged and outside the price cap:
+    #: the interruptible work a placement here would stop (set only on the virtual listings of
+    #: :mod:`matching.interruptible`; 0 on every real listing).
+    preemption_penalty_per_gpu_hour: Decimal = Decimal(0)
 
     @property
     def free_gpus(self) -> int:

@@ -164,7 +164,7 @@ def _direct(
     r, k = np.repeat(reqs[e_pos_r], counts), np.repeat(e_k, counts)
     j = lst[at]
     latency = a.latency_units[a.request_weight[r], a.request_origin[r], a.listing_region[j]]
-    cost = (price[at] - a.subsidy_units[ktable[k, 1], j] + latency) * mult[k]
+    cost = (price[at] + a.listing_penalty[j] - a.subsidy_units[ktable[k, 1], j] + latency) * mult[k]
     return r, j, ktable[k, 2], cost.astype(np.int64)
 
 
@@ -249,7 +249,7 @@ def _pruned(
     links = np.flatnonzero(chain[:-1] == chain[1:]) if len(chain) else np.zeros(0, dtype=np.int64)
     e_reg = e_chain % len(a.regions)
     e_cost = a.latency_units[a.request_weight[e_req], a.request_origin[e_req], e_reg] * mult[e_k]
-    x_cost = (price - a.subsidy_units[ktable[k_idx, 1], lst]) * mult[k_idx]
+    x_cost = (price + a.listing_penalty[lst] - a.subsidy_units[ktable[k_idx, 1], lst]) * mult[k_idx]
     empty = np.zeros(0, dtype=np.int64)
     return Chains(
         n_nodes=len(chain),

@@ -85,7 +85,7 @@ def test_pre_emption_gives_notice_then_ends_billed_to_the_minute_and_requeues(
 ):
     interruptible, match = running_interruptible
     market.at(90)
-    on_demand = batch(make_request)  # caps at 10.00: the only way in is pre-emption
+    on_demand = batch(make_request, max_price_per_gpu_hour=Decimal("6.00"))  # the list price: enough to pre-empt
     round_run(shard="h20", trigger="manual")
 
     match.refresh_from_db()

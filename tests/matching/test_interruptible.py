@@ -119,6 +119,12 @@ def test_pre_emption_is_priced_so_a_dearer_free_listing_can_win():
     assert dearer.assignments == ()
 
 
+def test_the_penalty_is_a_cost_not_a_price_so_a_cap_at_the_list_price_may_pre_empt():
+    listing = tiered(lst(1, nodes=(0,), gpn=1, price="10"), "3")
+    plan = with_tiers(problem([req(1, cap="10")], [listing], [running(7, listing, nodes=[0], price="3")]), solve)
+    assert [x.match_id for x in plan.preempted] == [7]
+
+
 def test_interruptible_demand_never_pre_empts():
     listing = tiered(lst(1, nodes=(0,), gpn=1, price="10"), "2")
     plan = with_tiers(
