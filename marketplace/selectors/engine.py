@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import translation
 
 from marketplace.demand import demand_request_build, demand_terms_check
@@ -264,13 +265,15 @@ def running_interruptible(*, gpu_model_code: str, now: datetime) -> tuple[Runnin
     its notice's end. Reserved matches are not offered: they hold their GPUs until they start.
     A listing that breaks the market's rules is left out of the round already, and so are its matches.
     """
+    # A pre-empted match past its notice still holds its GPUs until the tick ends it: it stays
+    # offered (as promised already), so a round in between does not pre-empt another for the same need.
     matches = list(
         Match.objects.filter(
+            Q(ends_at__gt=now) | Q(preempt_at__isnull=False),
             status=Match.Status.RUNNING,
             request__interruptible=True,
             listing__gpu_model__code=gpu_model_code,
             listing__status=Listing.Status.ACTIVE,
-            ends_at__gt=now,
         ).order_by("id")
     )
     if not matches:

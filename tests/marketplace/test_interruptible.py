@@ -275,3 +275,21 @@ def test_a_pre_emption_and_a_cancel_of_the_same_match_at_once_bill_once(
     assert Settlement.objects.get(match=match).gpu_hours == Decimal("4.6667")
     assert_no_gpu_held_twice()
     assert Listing.objects.get(pk=match.listing_id).allocated_gpus == 0
+
+
+def test_a_round_between_the_notices_end_and_the_tick_pre_empts_nothing_more(market, make_listing, make_request):
+    for floor in ("2.00", "2.50"):
+        make_listing(gpu_count=8, interruptible_floor_price_per_gpu_hour=Decimal(floor))
+    for _ in range(2):
+        batch(make_request, interruptible=True, max_price_per_gpu_hour=Decimal("3.00"))
+    round_run(shard="h20", trigger="manual")
+    services.lifecycle_tick(now=market.at(0))
+    market.at(60)
+    batch(make_request)
+    round_run(shard="h20", trigger="manual")
+    market.at(70)  # past the notice's end; the tick has not run yet
+    round_run(shard="h20", trigger="manual")
+    assert list(Match.objects.order_by("price_per_gpu_hour").values_list("preempt_at", flat=True)) == [
+        market.at(60) + timedelta(seconds=NOTICE),
+        None,
+    ]
