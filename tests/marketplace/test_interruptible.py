@@ -293,3 +293,39 @@ def test_a_round_between_the_notices_end_and_the_tick_pre_empts_nothing_more(mar
         market.at(60) + timedelta(seconds=NOTICE),
         None,
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.services
+@pytest.mark.parametrize("attempt", range(4))
+def test_a_round_pre_empting_a_match_while_its_buyer_cancels_it_bills_once(
+    postgres, reference, make_listing, make_request, buyer, now, attempt
+):
+    """The round that gives the notice (locking requests, then the match) and the buyer's cancel
+    (the match) at once: whichever wins, the match ends once, with one settlement line, and the
+    on-demand request is placed on its GPUs by a later round."""
+    market_clock_freeze(at=now)
+    make_listing(gpu_count=8, interruptible_floor_price_per_gpu_hour=Decimal("2.00"))
+    interruptible = batch(make_request, interruptible=True, max_price_per_gpu_hour=Decimal("3.00"))
+    round_run(shard="h20", trigger="manual")
+    services.lifecycle_tick(now=now)
+    match = Match.objects.get(request=interruptible)
+    at = now + timedelta(minutes=30 + attempt)
+    market_clock_freeze(at=at)
+    on_demand = batch(make_request)
+
+    outcomes = race(
+        lambda: round_run(shard="h20", trigger="manual"),
+        lambda: services.match_cancel(match_id=match.pk, buyer=buyer, now=at),
+    )
+
+    assert [o for o in outcomes if isinstance(o, Exception)] == [], outcomes
+    end = at + timedelta(seconds=NOTICE)
+    market_clock_freeze(at=end)
+    services.lifecycle_tick(now=end)
+    round_run(shard="h20", trigger="manual")
+    match.refresh_from_db()
+    assert match.status in (Match.Status.PREEMPTED, Match.Status.CANCELLED)
+    assert Settlement.objects.filter(match=match).count() == 1
+    assert Match.objects.filter(request=on_demand, listing=match.listing).exists()
+    assert_no_gpu_held_twice()
