@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
+
+import pytest
 
 from matching.interruptible import NO_TIER, with_tiers
 from matching.policies import ENGINE, planner
@@ -147,3 +150,57 @@ def test_a_pre_emption_must_free_the_gpus_before_the_requests_start_by():
     late = replace(req(1), start_by=NOW + timedelta(minutes=5))  # the notice ends at 10 minutes
     plan = with_tiers(problem([late], [listing], [running(7, listing, nodes=[0], price="2")]), solve)
     assert plan.preempted == ()
+
+
+def random_market(seed: int):
+    """A seeded small market: tiered and plain listings, on-demand and interruptible requests, and
+    running interruptible matches on full nodes of the tiered listings."""
+    rng = random.Random(seed)
+    listings, running_matches = [], []
+    for j in range(1, 6):
+        gpn = rng.choice((1, 2, 4))
+        nodes = [rng.choice((0, gpn)) for _ in range(rng.randint(1, 3))]
+        price = Decimal(rng.randint(4, 12))
+        listing = lst(j, region=rng.choice(("yrd", "guian", "ningxia-zhongwei")), gpn=gpn, nodes=nodes, price=price)
+        if rng.random() < 0.6:
+            listing = tiered(listing, str(price * Decimal(rng.choice(("0.3", "0.5", "0.8")))))
+            full = [k for k, free in enumerate(nodes) if free == 0]
+            for k in full:
+                running_matches.append(
+                    running(100 + 10 * j + k, listing, nodes=[k], size=gpn, price=str(listing.price_per_gpu_hour / 3))
+                )
+        listings.append(listing)
+    requests = []
+    for i in range(1, 9):
+        make = interruptible if rng.random() < 0.5 else req
+        requests.append(
+            make(i, size=rng.choice((1, 2)), replicas=rng.randint(1, 3), bound=None, cap=str(rng.randint(2, 14)))
+        )
+    return problem(requests, listings, running_matches)
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_on_random_markets_the_tiers_rules_hold(seed):
+    p = random_market(seed)
+    plan = with_tiers(p, solve)
+    by_listing = {x.id: x for x in p.listings}
+    by_request = {r.id: r for r in p.requests}
+    running_ids = {m.match_id for m in p.running_interruptible}
+    for a in plan.assignments:
+        request, listing = by_request[a.request_id], by_listing[a.listing_id]
+        if request.interruptible:
+            floor = listing.interruptible_floor_price_per_gpu_hour
+            assert floor is not None
+            assert a.price_per_gpu_hour == floor <= request.max_price_per_gpu_hour
+        else:
+            assert a.price_per_gpu_hour == listing.price_per_gpu_hour <= request.max_price_per_gpu_hour
+    assert {x.match_id for x in plan.preempted} <= running_ids
+    for x in plan.preempted:
+        assert all(not by_request[r].interruptible for r in x.request_ids)
+    # On-demand demand is placed on free capacity exactly as without interruptible demand.
+    on_demand = replace(p, requests=tuple(r for r in p.requests if not r.interruptible))
+    alone = with_tiers(on_demand, solve)
+    placed = sorted(
+        (a.request_id, a.listing_id, a.nodes) for a in plan.assignments if not by_request[a.request_id].interruptible
+    )
+    assert placed == sorted((a.request_id, a.listing_id, a.nodes) for a in alone.assignments)
