@@ -42,11 +42,13 @@ def listing_terms_check(
     end: datetime,
     now: datetime | None,
     window_changed: bool = True,
+    floor: Decimal | None = None,
 ) -> None:
     """Raise ``InvalidInput`` naming the first bad field. ``window_changed`` False (an edit that
     leaves the window alone) or ``now`` None (a round's snapshot of a listing accepted earlier)
     checks the window's order and calendar only, not where it lies against now: a listing that
-    opened long ago may still change its price."""
+    opened long ago may still change its price. ``floor``: the listing's interruptible floor
+    (``None``: the tier is not offered), above 0 and at most ``price``."""
     if not GPU_COUNT.minimum <= gpu_count <= GPU_COUNT.maximum:
         raise InvalidInput(
             gettext("Must be between %(min)s and %(max)s.") % {"min": GPU_COUNT.minimum, "max": GPU_COUNT.maximum},
@@ -64,6 +66,12 @@ def listing_terms_check(
     if price > PRICE.maximum:
         raise InvalidInput(
             gettext("At most %(max)s CNY per GPU-hour.") % {"max": PRICE.maximum}, field="price_per_gpu_hour"
+        )
+    if floor is not None and not 0 < floor <= price:
+        # The tier sells idle GPUs below list: a floor above the price would never be cheaper.
+        raise InvalidInput(
+            gettext("Must be greater than 0 and at most the price per GPU-hour (%(price)s).") % {"price": price},
+            field="interruptible_floor_price_per_gpu_hour",
         )
     for field, value in (("available_from", start), ("available_until", end)):
         if value.tzinfo is None:

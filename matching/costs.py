@@ -112,10 +112,11 @@ class EdgeCost:
     subsidy: Decimal
     latency_cost: Decimal
     rtt_ms: float
+    preemption_penalty: Decimal = Decimal(0)
 
     @property
     def cost(self) -> Decimal:
-        return self.price - self.subsidy + self.latency_cost
+        return self.price - self.subsidy + self.latency_cost + self.preemption_penalty
 
     @property
     def latency_class(self) -> LatencyClass:
@@ -129,6 +130,7 @@ def edge_cost(request: RequestSpec, listing: ListingSpec, rtt_ms: float) -> Edge
         subsidy=subsidy_per_gpu_hour(request.voucher, listing),
         latency_cost=latency_cost_per_gpu_hour(request.latency_weight, rtt_ms),
         rtt_ms=rtt_ms,
+        preemption_penalty=money(listing.preemption_penalty_per_gpu_hour),
     )
 
 

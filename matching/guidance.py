@@ -115,9 +115,7 @@ def _block(request: RequestSpec, listing: ListingSpec, problem: Problem) -> str 
 
 def within_reach(problem: Problem, listing: ListingSpec) -> list[RequestSpec]:
     """Open requests of the listing's model that every rule but the price cap lets use it."""
-    return [
-        r for r in problem.requests if r.gpu_model == listing.gpu_model and _block(r, listing, problem) is None
-    ]
+    return [r for r in problem.requests if r.gpu_model == listing.gpu_model and _block(r, listing, problem) is None]
 
 
 def diagnose(problem: Problem, listing_id: int, gpu_hours_at_price: int) -> list[Reason]:

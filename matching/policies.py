@@ -1,5 +1,7 @@
 """Placement policies a round can use: the engine, and the two baselines buyers get by hand.
 
+Every policy applies the interruptible tier's rules around its placement (:mod:`matching.interruptible`).
+
 - ``engine``: :func:`matching.solver.solve` — serve as many replicas as possible, then at least
   cost, over the whole round at once.
 - ``nearest``: "nearest region first", what a buyer does picking regions by hand: each request in
@@ -19,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from functools import partial
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,6 +30,7 @@ from matching.assemble import assemble
 from matching.graph.components import feasibility
 from matching.graph.edges import Arrays, build_arrays
 from matching.greedy import Options, greedy
+from matching.interruptible import with_tiers
 from matching.packing.transport import NodePool
 from matching.problem import Plan, Problem
 from matching.solver import solve
@@ -43,7 +47,8 @@ def planner(policy: str) -> Callable[[Problem], Plan]:
     planners = {ENGINE: solve, NEAREST: nearest_first, CHEAPEST: greedy}
     if policy not in planners:
         raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
-    return planners[policy]
+    # Every policy keeps the interruptible tier's rules (and is unchanged when nobody uses the tier).
+    return partial(with_tiers, base=planners[policy])
 
 
 def arrival_order(problem: Problem) -> list[int]:

@@ -58,6 +58,9 @@ class RequestSpec:
     priority: int = 0
     voucher: VoucherTerms | None = None
     min_reliability: float | None = None
+    #: Interruptible demand (:mod:`matching.interruptible`): served after all on-demand demand, only
+    #: on listings offering the tier at a floor within ``max_price_per_gpu_hour`` (its bid), at the floor.
+    interruptible: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,41 @@ class ListingSpec:
     available_from: datetime
     available_until: datetime
     reliability: float | None = None
+    #: The lowest price at which the listing sells its idle GPUs as interruptible; ``None``: it does
+    #: not offer the tier (:mod:`matching.interruptible`).
+    interruptible_floor_price_per_gpu_hour: Decimal | None = None
+    #: An engine cost per GPU-hour on top of the price, never charged and outside the price cap:
+    #: the interruptible work a placement here would stop (set only on the virtual listings of
+    #: :mod:`matching.interruptible`; 0 on every real listing).
+    preemption_penalty_per_gpu_hour: Decimal = Decimal(0)
 
     @property
     def free_gpus(self) -> int:
         return sum(self.node_free)
+
+
+@dataclass(frozen=True)
+class RunningInterruptible:
+    """A live interruptible match, as capacity that on-demand demand may take by pre-empting it.
+
+    ``listing`` is its listing (``node_free`` as everywhere: the GPUs free now, which do not include
+    this match's); the match holds ``gpus_per_replica`` GPUs on each node of ``nodes`` (one entry per
+    replica) and pays ``price_per_gpu_hour``. Pre-empted now, its GPUs are free at ``free_at`` (its
+    notice's end, or its own end if sooner). ``notice_given``: it was pre-empted in an earlier round
+    and serves its notice; its GPUs are already promised to on-demand demand and cost nothing more.
+    """
+
+    match_id: int
+    listing: ListingSpec
+    gpus_per_replica: int
+    nodes: tuple[int, ...]
+    price_per_gpu_hour: Decimal
+    free_at: datetime
+    notice_given: bool = False
+
+    @property
+    def gpus(self) -> int:
+        return self.gpus_per_replica * len(self.nodes)
 
 
 @dataclass(frozen=True)
@@ -92,6 +126,9 @@ class Problem:
     ``reservations`` (listing id → CNY per GPU-hour, absent = 0) is the look-ahead's opportunity
     cost of a listing's capacity: :mod:`matching.lookahead` defines which requests pay it, and how
     much, in the engine's cost (never in a buyer's price). Empty (the default): today's myopic round.
+
+    ``running_interruptible``: the live interruptible matches of the round's listings, which
+    on-demand requests may pre-empt (:mod:`matching.interruptible`); empty when nobody uses the tier.
     """
 
     requests: tuple[RequestSpec, ...]
@@ -99,6 +136,7 @@ class Problem:
     rtt_ms: dict[tuple[str, str], float]
     now: datetime
     reservations: dict[int, Decimal] = field(default_factory=dict)
+    running_interruptible: tuple[RunningInterruptible, ...] = ()
 
 
 class Rejected(TypedDict):
@@ -216,6 +254,18 @@ class ListingPrice:
 
 
 @dataclass(frozen=True)
+class Preemption:
+    """A running interruptible match the round pre-empts: on-demand ``request_ids`` need its GPUs,
+    which are free at ``free_at`` (its notice's end). Those requests are placed on them by the
+    first round after ``free_at``; until then the plan lists their replicas as unserved, waiting."""
+
+    match_id: int
+    listing_id: int
+    request_ids: tuple[int, ...]
+    free_at: datetime
+
+
+@dataclass(frozen=True)
 class Plan:
     """A round's output. ``objective`` is the total cost (CNY) of the assignments over their
     durations, reservation premiums included (``stats["reservation_cny"]`` says how much of it
@@ -234,6 +284,8 @@ class Plan:
     stats: dict[str, int | str] = field(default_factory=dict)
     #: Per-listing clearing prices; empty until :func:`matching.prices.with_prices` fills them.
     prices: tuple[ListingPrice, ...] = ()
+    #: Interruptible matches to pre-empt (:mod:`matching.interruptible`); never an on-demand match.
+    preempted: tuple[Preemption, ...] = ()
 
 
 def sold_gpu_hours(problem: Problem, plan: Plan, listing_id: int) -> int:

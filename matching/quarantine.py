@@ -81,9 +81,7 @@ def minimal_failing(items: Sequence[int], fails: Callable[[Sequence[int]], BaseE
     return found
 
 
-def rows_to_leave_out(
-    count: int, fails: Callable[[Sequence[int]], BaseException | None]
-) -> dict[int, BaseException]:
+def rows_to_leave_out(count: int, fails: Callable[[Sequence[int]], BaseException | None]) -> dict[int, BaseException]:
     """``{index: error}`` of the rows (numbered ``0 … count − 1``) without which ``fails`` succeeds,
     given that ``fails`` of them all failed. When leaving out either of two rows would do, the one
     numbered first goes (``plan_quarantined`` numbers requests before listings: leaving out a

@@ -1,7 +1,8 @@
 """A quote: what the engine would do for one request now, and what relaxing its bound would save.
 
 The placement is the solver's plan for this request alone against the current free capacity (other
-open requests ignored, nothing committed). The price–latency frontier solves the same request once
+open requests ignored, nothing committed), in its own tier (:mod:`matching.interruptible`); the
+quote also prices it in both tiers, on-demand and interruptible. The price–latency frontier solves the same request once
 per latency class, its RTT bound replaced by the class bound (batch: unbounded).
 """
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from matching import costs
+from matching.interruptible import with_tiers
 from matching.latency import LatencyClass, bound_of
 from matching.problem import Assignment, Blocked, Plan, Problem, RequestSpec
 from matching.solver import solve
@@ -53,6 +55,32 @@ class FrontierPoint:
 
 
 @dataclass(frozen=True)
+class TierPrice:
+    """What the request would get in one tier now: replicas placed and the average price per GPU-hour
+    over the placement (``None`` when nothing is placed, with why in ``blocked``)."""
+
+    replicas_placed: int
+    price_per_gpu_hour: Decimal | None
+    blocked: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "replicas_placed": self.replicas_placed,
+            "price_per_gpu_hour": _str(self.price_per_gpu_hour),
+            "blocked": self.blocked,
+        }
+
+    @classmethod
+    def of(cls, plan: Plan) -> TierPrice:
+        blocked = plan.unserved[0].reason if plan.unserved else ""
+        gpus = sum(a.gpus for a in plan.assignments)
+        if not gpus:
+            return cls(0, None, blocked)
+        paid = sum(a.price_per_gpu_hour * a.gpus for a in plan.assignments)
+        return cls(plan.served_replicas, costs.money(paid / gpus), blocked)
+
+
+@dataclass(frozen=True)
 class Quote:
     """The placement for ``request_id`` now, its cost, and the frontier (tightest class first)."""
 
@@ -65,6 +93,8 @@ class Quote:
     #: ``unserved_reason`` as data (``None`` when every replica is placed).
     unserved_detail: Blocked | None = None
     frontier: tuple[FrontierPoint, ...] = field(default_factory=tuple)
+    #: The request in each tier: ``{"on_demand": …, "interruptible": …}``.
+    tiers: dict[str, TierPrice] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-friendly: Decimals as strings, enums as their values."""
@@ -77,6 +107,7 @@ class Quote:
             "unserved_detail": self.unserved_detail,
             "placement": [assignment_dict(a) for a in self.assignments],
             "frontier": [p.to_dict() for p in self.frontier],
+            "tiers": {name: tier.to_dict() for name, tier in self.tiers.items()},
         }
 
 
@@ -106,6 +137,16 @@ def quote(problem: Problem, request: RequestSpec) -> Quote:
     """Quote ``request`` against ``problem``'s listings (``problem.requests`` are ignored)."""
     plan = plan_alone(problem, request)
     frontier = tuple(_point(problem, request, cls) for cls in LatencyClass)
+    other = plan_alone(problem, replace(request, interruptible=not request.interruptible))
+    own, other_tier = TierPrice.of(plan), TierPrice.of(other)
+    tiers = (
+        {"on_demand": other_tier, "interruptible": own}
+        if request.interruptible
+        else {
+            "on_demand": own,
+            "interruptible": other_tier,
+        }
+    )
     return Quote(
         request_id=request.id,
         replicas_requested=request.replicas,
@@ -115,12 +156,15 @@ def quote(problem: Problem, request: RequestSpec) -> Quote:
         unserved_reason=plan.unserved[0].reason if plan.unserved else "",
         unserved_detail=plan.unserved[0].blocked if plan.unserved else None,
         frontier=frontier,
+        tiers=tiers,
     )
 
 
 def plan_alone(problem: Problem, request: RequestSpec) -> Plan:
-    """The solver's plan for ``request`` alone against ``problem``'s listings (its requests ignored)."""
-    return solve(Problem(requests=(request,), listings=problem.listings, rtt_ms=problem.rtt_ms, now=problem.now))
+    """The engine's plan for ``request`` alone against ``problem``'s listings (its requests ignored),
+    under the tier rules (:func:`matching.interruptible.with_tiers`)."""
+    alone = Problem(requests=(request,), listings=problem.listings, rtt_ms=problem.rtt_ms, now=problem.now)
+    return with_tiers(alone, solve)
 
 
 def _point(problem: Problem, request: RequestSpec, cls: LatencyClass) -> FrontierPoint:

@@ -246,7 +246,6 @@ def _choose(problem: Problem, first: _Candidate, second: _Candidate) -> _Candida
     return replace(first, lower=lower, replan="bound only")
 
 
-
 def _solve_component(problem: Problem, arrays: Arrays, component: Component, pool: NodePool) -> ComponentResult:
     sizes = np.unique(arrays.request_size[component.requests])
     if len(sizes) == 1:

@@ -71,7 +71,7 @@ def race(*actions):
 
 def assert_no_gpu_held_twice():
     """Listings hold exactly their live matches' GPUs, within nodes; requests count the replicas of
-    their matches that did not fail (a failed-over replica goes back to matching)."""
+    their matches that did not fail nor were pre-empted (those replicas go back to matching)."""
     for listing in Listing.objects.all():
         live = Match.objects.filter(listing=listing, status__in=Match.LIVE_STATUSES)
         assert listing.allocated_gpus == (live.aggregate(total=Sum("gpus"))["total"] or 0) <= listing.gpu_count
@@ -81,6 +81,6 @@ def assert_no_gpu_held_twice():
                 used[node] += match.gpus_per_replica
         assert max(used) <= listing.gpus_per_node
     for request in BuyerRequest.objects.all():
-        placed = Match.objects.filter(request=request).exclude(status=Match.Status.FAILED)
+        placed = Match.objects.filter(request=request).exclude(status__in=[Match.Status.FAILED, Match.Status.PREEMPTED])
         matched = placed.aggregate(total=Sum("replicas"))["total"] or 0
         assert request.matched_replicas == matched <= request.replicas

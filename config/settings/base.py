@@ -339,6 +339,12 @@ PLATFORM_FEE_PERCENT = env_decimal("PLATFORM_FEE_PERCENT", "5")
 NODE_HEARTBEAT_TIMEOUT_SECONDS = env_int("NODE_HEARTBEAT_TIMEOUT_SECONDS", 90)
 #: A match on an agent-driven listing not ready this long after its planned start fails over.
 PROVISION_DEADLINE_SECONDS = env_int("PROVISION_DEADLINE_SECONDS", 600)
+#: An interruptible match a round pre-empts runs this many seconds more (market time) before it
+#: ends as ``preempted`` and its GPUs pass to the on-demand demand that needed them
+#: (marketplace.services.preemption; docs/interruptible.md). At least 1: a notice is always given.
+PREEMPT_NOTICE_SECONDS = env_int("PREEMPT_NOTICE_SECONDS", 300)
+if PREEMPT_NOTICE_SECONDS < 1:
+    raise ImproperlyConfigured(f"PREEMPT_NOTICE_SECONDS must be at least 1, got {PREEMPT_NOTICE_SECONDS}.")
 #: The SLA credit's multiple of the price of the GPU-hours lost (marketplace.money.sla_credit).
 SLA_CREDIT_MULTIPLE = env_decimal("SLA_CREDIT_MULTIPLE", "3")
 #: Matches in the last 30 days a listing (or provider) needs for a reliability score (marketplace.reliability);

@@ -92,12 +92,23 @@ class ListingQuery(serializers.Serializer):
 WHOLE_NODES = f"{DOMAIN_RULE} a gpu_count that is not a multiple of gpus_per_node is a 400 naming gpu_count."
 
 
+#: The interruptible tier's floor, in words (the rule: ``matching.interruptible``).
+FLOOR_HELP = (
+    "Offer idle GPUs as interruptible at this price (CNY per GPU-hour): interruptible requests whose "
+    "bid is at least it pay it, and are pre-empted, with notice, when on-demand demand needs the GPUs. "
+    f"Null or absent: not offered. {DOMAIN_RULE} a floor above price_per_gpu_hour is a 400 naming it."
+)
+
+
 class ListingIn(serializers.Serializer):
     region = region_field()
     gpu_model = gpu_model_field()
     gpu_count = IntegerNumber(**bounds.GPU_COUNT.field_kwargs(), help_text=WHOLE_NODES)
     gpus_per_node = NumberChoice(choices=NODE_SIZE_CHOICES)
     price_per_gpu_hour = DecimalText(**bounds.PRICE.field_kwargs())
+    interruptible_floor_price_per_gpu_hour = DecimalText(
+        **bounds.PRICE.field_kwargs(), required=False, allow_null=True, help_text=FLOOR_HELP
+    )
     available_from = AwareTime(window=bounds.LISTING_TIMES, required=False)
     available_until = AwareTime(window=bounds.LISTING_TIMES, required=False)
 
@@ -117,6 +128,12 @@ class ListingUpdateIn(serializers.Serializer):
     )
     gpus_per_node = NumberChoice(choices=NODE_SIZE_CHOICES, required=False, help_text=WHOLE_NODES)
     price_per_gpu_hour = DecimalText(**bounds.PRICE.field_kwargs(), required=False)
+    interruptible_floor_price_per_gpu_hour = DecimalText(
+        **bounds.PRICE.field_kwargs(),
+        required=False,
+        allow_null=True,
+        help_text=f"{FLOOR_HELP} null withdraws the tier.",
+    )
     available_from = AwareTime(window=bounds.LISTING_TIMES, required=False)
     available_until = AwareTime(window=bounds.LISTING_TIMES, required=False)
 
@@ -131,6 +148,12 @@ class FailNodesIn(serializers.Serializer):
 
 
 _MONEY_OUT = serializers.DecimalField(**MONEY)
+
+
+def _money_or_null(value):
+    return None if value is None else _MONEY_OUT.to_representation(value)
+
+
 _TIME_OUT = UtcTimeOut(default_timezone=UTC)
 
 
@@ -192,6 +215,7 @@ class ListingOut(serializers.ModelSerializer):
             "gpus_per_node",
             "free_gpus",
             "price_per_gpu_hour",
+            "interruptible_floor_price_per_gpu_hour",
             "energy_cost_per_gpu_hour",
             "available_from",
             "available_until",
@@ -270,6 +294,7 @@ class ListingOut(serializers.ModelSerializer):
             "gpus_per_node": listing.gpus_per_node,
             "free_gpus": listing.free_gpus,
             "price_per_gpu_hour": _MONEY_OUT.to_representation(listing.price_per_gpu_hour),
+            "interruptible_floor_price_per_gpu_hour": _money_or_null(listing.interruptible_floor_price_per_gpu_hour),
             "energy_cost_per_gpu_hour": energy,
             "available_from": _TIME_OUT.to_representation(listing.available_from),
             "available_until": _TIME_OUT.to_representation(listing.available_until),

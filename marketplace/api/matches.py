@@ -96,6 +96,7 @@ class MatchOut(serializers.ModelSerializer):
             "starts_at",
             "ends_at",
             "ended_at",
+            "preempt_at",
             "created_at",
             "listing_reliability",
             "listing_reliability_matches",

@@ -82,6 +82,21 @@ class FrontierPointOut(serializers.Serializer):
     )
 
 
+class TierPriceOut(serializers.Serializer):
+    replicas_placed = serializers.IntegerField()
+    price_per_gpu_hour = serializers.DecimalField(
+        **MONEY, allow_null=True, help_text="Average price per GPU-hour over the tier's placement; null when none."
+    )
+    blocked = serializers.CharField(help_text='Why replicas are left unplaced in this tier ("" when none are).')
+
+
+class TiersOut(serializers.Serializer):
+    on_demand = TierPriceOut(help_text="The request as on-demand demand (interruptible: false).")
+    interruptible = TierPriceOut(
+        help_text="The request as interruptible demand: on listings offering the tier, at their floor."
+    )
+
+
 class QuoteOut(serializers.Serializer):
     """Documents the quote's shape (the engine's ``Quote.to_dict()``)."""
 
@@ -99,6 +114,7 @@ class QuoteOut(serializers.Serializer):
     )
     placement = QuotePlacementOut(many=True)
     frontier = FrontierPointOut(many=True)
+    tiers = TiersOut(help_text="The request's price now in each tier; placement is in its own tier.")
 
 
 class InferenceQuoteIn(serializers.Serializer):

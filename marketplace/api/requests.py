@@ -33,6 +33,15 @@ from marketplace.money import SETTLED_AMOUNT
 ONE_LATENCY_BOUND = f"The RTT bound to origin, by class or in ms. {DOMAIN_RULE} giving both is a 400 naming max_rtt_ms."
 
 
+#: The interruptible tier, in words (the rule: ``matching.interruptible``).
+INTERRUPTIBLE_HELP = (
+    "true: placed only after all on-demand demand, on listings offering the interruptible tier at a floor "
+    "within max_price_per_gpu_hour (the bid); pays that floor; may be pre-empted by on-demand demand "
+    "after PREEMPT_NOTICE_SECONDS of notice, billed for the time it ran, and placed again later. "
+    "Default false (on-demand)."
+)
+
+
 class RequestIn(serializers.Serializer):
     gpu_model = gpu_model_field()
     gpus_per_replica = NumberChoice(choices=NODE_SIZE_CHOICES)
@@ -55,6 +64,7 @@ class RequestIn(serializers.Serializer):
     )
     duration_hours = IntegerNumber(**bounds.DURATION_HOURS.field_kwargs())
     start_by = AwareTime(window=bounds.REQUEST_START, required=False)
+    interruptible = serializers.BooleanField(required=False, default=False, help_text=INTERRUPTIBLE_HELP)
     voucher_code = TextField(
         **bounds.VOUCHER_CODE.field_kwargs(),
         required=False,
@@ -104,6 +114,7 @@ class RequestOut(serializers.ModelSerializer):
             "min_reliability",
             "duration_hours",
             "start_by",
+            "interruptible",
             "status",
             "matched_replicas",
             "priority",

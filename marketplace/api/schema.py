@@ -72,6 +72,7 @@ REFERENCE_CODE_RULES = {
 FIELD_UNITS = {
     "price_per_gpu_hour": "CNY per GPU-hour",
     "max_price_per_gpu_hour": "CNY per GPU-hour",
+    "interruptible_floor_price_per_gpu_hour": "CNY per GPU-hour",
     "max_price": "CNY per GPU-hour",
     "energy_cost_per_gpu_hour": "CNY per GPU-hour",
     "cost_per_gpu_hour": "CNY per GPU-hour",

@@ -34,6 +34,9 @@ class Listing(models.Model):
     #: Node indices the provider marked failed: they hold nothing and are offered to nobody.
     failed_nodes = models.JSONField(default=list, blank=True)
     price_per_gpu_hour = models.DecimalField(**MONEY)
+    #: The lowest price at which idle GPUs are sold as interruptible (pre-empted by on-demand
+    #: demand, with notice); null: the listing does not offer the tier (matching.interruptible).
+    interruptible_floor_price_per_gpu_hour = models.DecimalField(**MONEY, null=True, blank=True)
     available_from = models.DateTimeField()
     available_until = models.DateTimeField()
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
@@ -58,6 +61,13 @@ class Listing(models.Model):
             ),
             models.CheckConstraint(condition=Q(price_per_gpu_hour__gt=0), name="listing_price_gt_0"),
             models.CheckConstraint(condition=Q(available_until__gt=F("available_from")), name="listing_window_ordered"),
+            # The tier sells idle GPUs below list: its floor is above 0 and at most the listing's price.
+            models.CheckConstraint(
+                condition=Q(interruptible_floor_price_per_gpu_hour__isnull=True)
+                | Q(interruptible_floor_price_per_gpu_hour__gt=0)
+                & Q(interruptible_floor_price_per_gpu_hour__lte=F("price_per_gpu_hour")),
+                name="listing_interruptible_floor_within_price",
+            ),
             models.CheckConstraint(condition=Q(allocated_gpus__lte=F("gpu_count")), name="listing_allocated_lte_count"),
             # The domains of marketplace.bounds, for every listing on offer (a closed or withdrawn
             # row keeps what it had): no row past the API can put year 9999 or a slipped decimal

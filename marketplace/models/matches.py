@@ -29,6 +29,8 @@ class Match(models.Model):
         COMPLETED = "completed"
         CANCELLED = "cancelled"
         FAILED = "failed"
+        #: An interruptible match stopped, after its notice, for on-demand demand.
+        PREEMPTED = "preempted"
 
     LIVE_STATUSES = (Status.RESERVED, Status.RUNNING)
 
@@ -63,6 +65,9 @@ class Match(models.Model):
     endpoint = models.CharField(max_length=500, blank=True)
     #: The agent's note at ready ("vLLM 0.6 on 2×8 H20"), for the record.
     ready_note = models.CharField(max_length=300, blank=True)
+    #: Market time an interruptible match's pre-emption notice ends (the round that pre-empted it
+    #: set it); the lifecycle tick then ends it as ``preempted``. Null: not pre-empted.
+    preempt_at = models.DateTimeField(null=True, blank=True)
     #: When it actually stopped holding its GPUs (completed, cancelled or failed); null while live.
     ended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

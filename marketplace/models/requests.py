@@ -52,6 +52,9 @@ class BuyerRequest(models.Model):
     duration_hours = models.PositiveIntegerField()
     start_by = models.DateTimeField()
     priority = models.SmallIntegerField(default=0)
+    #: Interruptible demand: placed after all on-demand demand, on listings offering the tier at a
+    #: floor within ``max_price_per_gpu_hour`` (its bid), paying the floor; pre-emptable with notice.
+    interruptible = models.BooleanField(default=False)
     voucher = models.ForeignKey("Voucher", on_delete=models.PROTECT, null=True, blank=True, related_name="requests")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
     #: What the buyer will run on the GPUs, for the provider's agent to provision ("" when not said).

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import translation
 
 from marketplace.demand import demand_request_build, demand_terms_check
@@ -27,7 +28,7 @@ from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, vouc
 from marketplace.supply import listing_terms_check
 from matching.costs import default_latency_weight
 from matching.lookahead import HOLD_HORIZON, held, reservations_by_listing
-from matching.problem import ListingSpec, Problem, RequestSpec
+from matching.problem import ListingSpec, Problem, RequestSpec, RunningInterruptible
 from matching.quarantine import LeftOut, plan_quarantined
 from matching.quote import quote
 
@@ -109,6 +110,7 @@ def engine_request_spec(request: BuyerRequest, vouchers: VoucherBalances) -> Req
         priority=request.priority,
         voucher=voucher_terms(request, vouchers.year_net, vouchers.hours_used, now=vouchers.now),
         min_reliability=None if request.min_reliability is None else float(request.min_reliability),
+        interruptible=request.interruptible,
     )
 
 
@@ -148,6 +150,7 @@ def engine_listing_specs(listings: list[Listing], *, now: datetime) -> tuple[lis
                     start=listing.available_from,
                     end=listing.available_until,
                     now=None,
+                    floor=listing.interruptible_floor_price_per_gpu_hour,
                 )
                 specs.append(_listing_spec(listing, live.get(listing.pk, []), scores[listing.pk].score))
             except Exception as exc:  # any row that cannot be planned costs only itself
@@ -168,6 +171,7 @@ def _listing_spec(listing: Listing, live_nodes: list[tuple[int, list[int]]], sco
         available_from=listing.available_from,
         available_until=listing.available_until,
         reliability=None if score is None else float(score),
+        interruptible_floor_price_per_gpu_hour=listing.interruptible_floor_price_per_gpu_hour,
     )
 
 
@@ -271,12 +275,54 @@ def engine_problem(*, gpu_model_code: str, now: datetime) -> EngineSnapshot:
     if settings.MATCHING_LOOKAHEAD:
         request_specs = _not_held(request_specs, requests, now)
     listings = engine_free_listings(gpu_model_code=gpu_model_code, now=now)
-    problem = replace(listings.problem, requests=tuple(request_specs))
+    running = running_interruptible(gpu_model_code=gpu_model_code, now=now)
+    problem = replace(listings.problem, requests=tuple(request_specs), running_interruptible=running)
     if settings.MATCHING_LOOKAHEAD:
         rents = recent_rents(gpu_model_code=gpu_model_code, hours=settings.MATCHING_LOOKAHEAD_HOURS, now=now)
         reservations = reservations_by_listing(problem.listings, rents, scale=settings.MATCHING_LOOKAHEAD_SCALE)
         problem = replace(problem, reservations=reservations)
     return EngineSnapshot(problem, (*requests_left_out, *listings.left_out))
+
+
+def running_interruptible(*, gpu_model_code: str, now: datetime) -> tuple[RunningInterruptible, ...]:
+    """The running interruptible matches on active listings of one GPU model, as the engine may
+    pre-empt them (``matching.interruptible``), in a constant number of queries.
+
+    Pre-empted now, a match's GPUs are free when its notice ends (``PREEMPT_NOTICE_SECONDS`` of
+    market time from ``now``), or when it ends by itself if sooner; one already pre-empted keeps
+    its notice's end. Reserved matches are not offered: they hold their GPUs until they start.
+    A listing that breaks the market's rules is left out of the round already, and so are its matches.
+    """
+    # A pre-empted match past its notice still holds its GPUs until the tick ends it: it stays
+    # offered (as promised already), so a round in between does not pre-empt another for the same need.
+    matches = list(
+        Match.objects.filter(
+            Q(ends_at__gt=now) | Q(preempt_at__isnull=False),
+            status=Match.Status.RUNNING,
+            request__interruptible=True,
+            listing__gpu_model__code=gpu_model_code,
+            listing__status=Listing.Status.ACTIVE,
+        ).order_by("id")
+    )
+    if not matches:
+        return ()
+    listings = Listing.objects.select_related("region", "gpu_model").filter(pk__in={m.listing_id for m in matches})
+    specs, _ = engine_listing_specs(list(listings), now=now)
+    by_id = {spec.id: spec for spec in specs}
+    notice = timedelta(seconds=settings.PREEMPT_NOTICE_SECONDS)
+    return tuple(
+        RunningInterruptible(
+            match_id=match.pk,
+            listing=by_id[match.listing_id],
+            gpus_per_replica=match.gpus_per_replica,
+            nodes=tuple(match.nodes),
+            price_per_gpu_hour=match.price_per_gpu_hour,
+            free_at=match.preempt_at or min(match.ends_at, now + notice),
+            notice_given=match.preempt_at is not None,
+        )
+        for match in matches
+        if match.listing_id in by_id
+    )
 
 
 def request_quote(*, buyer: Organisation, voucher_code: str | None = None, now: datetime | None = None, **terms):

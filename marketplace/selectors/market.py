@@ -239,6 +239,7 @@ LISTING_SEARCH_FIELDS = (
     "gpu_count",
     "gpus_per_node",
     "price_per_gpu_hour",
+    "interruptible_floor_price_per_gpu_hour",
     "available_from",
     "available_until",
     "status",

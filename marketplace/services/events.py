@@ -37,16 +37,18 @@ REQUEST_UNSERVED = "request.unserved"
 MATCH_RUNNING = "match.running"
 MATCH_FAILED = "match.failed"
 MATCH_COMPLETED = "match.completed"
+#: An interruptible match was given notice: it ends at its ``preempt_at`` (``services.plans.matches_preempt``).
+MATCH_PREEMPTED = "match.preempted"
 LISTING_IDLE = "listing.idle"
 PROGRAM_BUDGET_LOW = "voucher_program.budget_low"
-#: The event types an endpoint may subscribe to. ``match.preempted`` joins them with the
-#: interruptible tier's pre-emption; until then no match is ever pre-empted.
+#: The event types an endpoint may subscribe to.
 EVENT_TYPES = (
     REQUEST_MATCHED,
     REQUEST_UNSERVED,
     MATCH_RUNNING,
     MATCH_FAILED,
     MATCH_COMPLETED,
+    MATCH_PREEMPTED,
     LISTING_IDLE,
     PROGRAM_BUDGET_LOW,
 )
@@ -189,11 +191,12 @@ def _match_data(match: Match) -> dict:
         "starts_at": utc_text(match.starts_at),
         "ends_at": utc_text(match.ends_at),
         "ended_at": utc_text(match.ended_at) if match.ended_at else None,
+        "preempt_at": utc_text(match.preempt_at) if match.preempt_at else None,
     }
 
 
 def matches_publish(kind: str, matches: Iterable[Match]) -> None:
-    """``kind`` (``match.running``, ``match.failed``, ``match.completed``) for each match: one
+    """``kind`` (``match.running``, ``match.failed``, ``match.completed``, ``match.preempted``) for each match: one
     event to its buyer and one to its listing's provider. The buyer's also carries the match's
     ``endpoint`` (set by the provider's agent when it said ready; null otherwise), which only the
     buyer may see. Precondition: ``request`` and ``listing`` loaded, inside the transaction that

@@ -1,7 +1,8 @@
 """Time passing for matches, requests and listings: start, run, end, settle, fail over.
 
 A match holds its GPUs from ``starts_at`` for the request's duration: reserved → running →
-completed, or cancelled (by the buyer) or failed (capacity lost). On a clock-driven listing the
+completed, or cancelled (by the buyer), failed (capacity lost) or, for an interruptible match,
+preempted (after its notice: ``services.plans`` gives it, this module ends it). On a clock-driven listing the
 tick starts it at ``starts_at``; on an agent-driven one its provider's agent does, by saying ready
 (``services.agents``), and it is metered from then. Ending a match — whichever way —
 goes through :func:`matches_end`, which meters the GPU-hours actually held, writes the one
@@ -53,7 +54,8 @@ class TickCounts:
 
 def lifecycle_tick(*, now: datetime) -> TickCounts:
     """Expire requests that can no longer start, fail over matches left on lost capacity, start
-    due matches, complete finished ones (settling them), close listings past their window.
+    due matches, end pre-empted ones whose notice ran out, complete finished ones (settling them),
+    close listings past their window.
     Requests no round will match again (expired, or past ``start_by`` partly served) release the
     unused part of their spend reservation.
 
@@ -76,7 +78,9 @@ def lifecycle_tick(*, now: datetime) -> TickCounts:
         started = Match.objects.filter(pk__in=starting).update(status=Match.Status.RUNNING, ready_at=F("starts_at"))
         matches_started_publish(starting)
     with transaction.atomic():
-        due = live_matches_locked(Q(ends_at__lte=now))
+        matches_preempted_end(now=now)
+    with transaction.atomic():
+        due = live_matches_locked(Q(ends_at__lte=now, preempt_at__isnull=True))
         matches_end(due, status=Match.Status.COMPLETED, at=now, reason="ran its full duration")
     with transaction.atomic():
         closed = Listing.objects.filter(status=Listing.Status.ACTIVE, available_until__lte=now).update(
@@ -209,9 +213,7 @@ def match_cancel(*, match_id: int, buyer: Organisation, now: datetime) -> Match:
     if match is None:
         raise NotFound(gettext("No such match."), field="id")
     if match.status not in Match.LIVE_STATUSES:
-        raise InvalidTransition(
-            gettext("The match is already %(status)s.") % {"status": match.status}, field="status"
-        )
+        raise InvalidTransition(gettext("The match is already %(status)s.") % {"status": match.status}, field="status")
     matches_end([match], status=Match.Status.CANCELLED, at=now, reason="cancelled by the buyer")
     return match
 
@@ -249,6 +251,35 @@ def matches_fail_over(
     it before new demand) and, if its ``start_by`` has passed, gets ``FAILOVER_GRACE`` to be placed
     again within the same latency, price and size bounds. Precondition: inside a transaction.
     """
+    return _matches_end_requeued(
+        query, status=Match.Status.FAILED, now=now, reason=reason, seconds_lost=seconds_lost, first_in_line=True
+    )
+
+
+def matches_preempted_end(*, now: datetime) -> list[Match]:
+    """End as ``preempted`` the interruptible matches whose pre-emption notice has run out
+    (``preempt_at`` ≤ ``now``; the round that pre-empted them set their ``ends_at`` to it, so each
+    is billed for the time it ran up to its notice's end, however late the tick), and send their
+    requests back to matching at their own priority: the replicas are placed again by a later
+    round, on whatever the tier has free then. Precondition: inside a transaction.
+    """
+    reason = "pre-empted by on-demand demand after its notice"
+    return _matches_end_requeued(Q(preempt_at__lte=now), status=Match.Status.PREEMPTED, now=now, reason=reason)
+
+
+def _matches_end_requeued(
+    query: Q,
+    *,
+    status: str,
+    now: datetime,
+    reason: str,
+    seconds_lost: Mapping[int, float] | None = None,
+    first_in_line: bool = False,
+) -> list[Match]:
+    """End the live matches in ``query`` with ``status`` and give their replicas back to their
+    requests, which get ``FAILOVER_GRACE`` past a ``start_by`` that has passed to be placed again
+    within the same bounds; ``first_in_line``: one priority level up as well. Locks organisations
+    (spend caps), requests, then matches and listings (``matches_end``): the lock order."""
     request_ids = set(Match.objects.filter(query, status__in=Match.LIVE_STATUSES).values_list("request_id", flat=True))
     # The buyers whose spend is capped first, in the lock order: their reservations grow below.
     rows_locked(
@@ -256,12 +287,13 @@ def matches_fail_over(
         BuyerRequest.objects.filter(pk__in=request_ids, spend_month__isnull=False).values_list("buyer_id", flat=True),
     )
     requests = rows_locked(BuyerRequest, request_ids)
-    failed = live_matches_locked(query)
-    matches_end(failed, status=Match.Status.FAILED, at=now, reason=reason, seconds_lost=seconds_lost)
-    for match in failed:
+    ended = live_matches_locked(query)
+    matches_end(ended, status=status, at=now, reason=reason, seconds_lost=seconds_lost)
+    for match in ended:
         request = requests[match.request_id]
         request.matched_replicas -= match.replicas
-        request.priority = min(request.priority + 1, 100)
+        if first_in_line:
+            request.priority = min(request.priority + 1, 100)
         request.start_by = max(request.start_by, now + FAILOVER_GRACE)
         if request.status in (BuyerRequest.Status.MATCHED, BuyerRequest.Status.PARTIALLY_MATCHED):
             request.status = (
@@ -269,4 +301,4 @@ def matches_fail_over(
             )
     BuyerRequest.objects.bulk_update(requests.values(), ["matched_replicas", "priority", "start_by", "status"])
     requests_spend_regrow(requests.values())
-    return failed
+    return ended

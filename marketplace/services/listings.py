@@ -26,7 +26,14 @@ from marketplace.services.triggers import matching_round_enqueue_on_commit
 from marketplace.supply import listing_terms_check
 
 #: Fields a provider may change on a listing with ``listing_update``.
-EDITABLE_FIELDS = ("gpu_count", "gpus_per_node", "price_per_gpu_hour", "available_from", "available_until")
+EDITABLE_FIELDS = (
+    "gpu_count",
+    "gpus_per_node",
+    "price_per_gpu_hour",
+    "available_from",
+    "available_until",
+    "interruptible_floor_price_per_gpu_hour",
+)
 
 
 @transaction.atomic
@@ -40,8 +47,10 @@ def listing_create(
     price_per_gpu_hour: Decimal,
     available_from: datetime,
     available_until: datetime,
+    interruptible_floor_price_per_gpu_hour: Decimal | None = None,
 ) -> Listing:
-    """List idle capacity for ``provider``; a matching round follows on commit."""
+    """List idle capacity for ``provider``; a matching round follows on commit. A floor offers
+    its idle GPUs as interruptible at that price (``matching.interruptible``)."""
     if provider.kind != Organisation.Kind.PROVIDER:
         raise NotAllowed(gettext("Only providers list capacity."))
     listing_terms_check(
@@ -51,6 +60,7 @@ def listing_create(
         start=available_from,
         end=available_until,
         now=market_now(),
+        floor=interruptible_floor_price_per_gpu_hour,
     )
     listing = Listing.objects.create(
         provider=provider,
@@ -61,6 +71,7 @@ def listing_create(
         price_per_gpu_hour=price_per_gpu_hour,
         available_from=available_from,
         available_until=available_until,
+        interruptible_floor_price_per_gpu_hour=interruptible_floor_price_per_gpu_hour,
     )
     matching_round_enqueue_on_commit(gpu_model_code=gpu_model.code)
     return listing
@@ -68,7 +79,8 @@ def listing_create(
 
 @transaction.atomic
 def listing_update(*, listing_id: int, provider: Organisation, changes: dict) -> Listing:
-    """Change price, size or window of an active listing of ``provider``.
+    """Change price, interruptible floor (``None`` withdraws the tier), size or window of an active
+    listing of ``provider``. Interruptible matches already running keep their price.
 
     Takes the listing's row lock so that a matching round cannot allocate between the check and the
     write. The listing cannot shrink below its allocated GPUs, and its node size changes only while
@@ -89,6 +101,7 @@ def listing_update(*, listing_id: int, provider: Organisation, changes: dict) ->
         end=merged["available_until"],
         now=market_now(),
         window_changed=bool({"available_from", "available_until"} & set(changes)),
+        floor=merged["interruptible_floor_price_per_gpu_hour"],
     )
     if merged["gpu_count"] < listing.allocated_gpus:
         raise CapacityGone(

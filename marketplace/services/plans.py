@@ -9,18 +9,20 @@ the snapshot is skipped, never forced: no GPU is ever allocated twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 
 from marketplace.models import BuyerRequest, Listing, Match
 from marketplace.selectors import live_nodes_by_listing, node_free_of
-from marketplace.services.events import requests_matched_publish
+from marketplace.services.events import MATCH_PREEMPTED, matches_publish, requests_matched_publish
 from marketplace.services.locking import rows_locked
 from marketplace.services.subsidies import ZERO, SubsidyBook, Take
-from matching.problem import Assignment, Plan
+from matching.problem import Assignment, Plan, Preemption
 from matching.quarantine import LeftOut, SearchExhausted, rows_to_leave_out
 
 SKIPPED_REASON = "capacity or demand changed while the round was solving; next round retries"
@@ -42,14 +44,16 @@ class ApplyResult:
 def match_plan_apply(*, plan: Plan, run_id: int | None, now: datetime) -> ApplyResult:
     """Turn ``plan``'s assignments into matches, re-checked under row locks.
 
+    The plan's pre-emptions are given notice first (:func:`matches_preempt`).
     Postconditions: every listing's ``allocated_gpus`` and every request's ``matched_replicas``
     grew by exactly what the created matches hold; no node holds more than its size. Writes are
     batched (one insert, one listing update, one request update), so the cost grows with the
     plan's size in rows, not in round trips.
     """
-    # In the lock order (services.locking): requests, listings, then the SubsidyBook's programmes
-    # and vouchers.
+    # In the lock order (services.locking): requests, matches (pre-empted), listings, then the
+    # SubsidyBook's programmes and vouchers.
     requests = rows_locked(BuyerRequest, (a.request_id for a in plan.assignments))
+    matches_preempt(preemptions=plan.preempted, now=now)
     listings = rows_locked(Listing, (a.listing_id for a in plan.assignments))
     book = SubsidyBook.locked({r.voucher_id for r in requests.values() if r.voucher_id}, now)
     live = live_nodes_by_listing(list(listings))
@@ -73,6 +77,39 @@ def match_plan_apply(*, plan: Plan, run_id: int | None, now: datetime) -> ApplyR
     _requests_refresh_status(requests.values(), result.matches, now)
     requests_matched_publish(requests, result.matches)
     return result
+
+
+def matches_preempt(*, preemptions: Sequence[Preemption], now: datetime) -> list[Match]:
+    """Give notice to the interruptible matches a round pre-empts: each ends ``PREEMPT_NOTICE_SECONDS``
+    of market time from ``now`` (``preempt_at``, and its ``ends_at`` moves there), when the lifecycle
+    tick ends it as ``preempted`` and its GPUs go to the on-demand demand that needed them.
+
+    Re-checked under the matches' row locks: only a running interruptible match not already under
+    notice is pre-empted (never an on-demand one, whatever the plan says); one that a cancel, a
+    failure or its own end stopped meanwhile, or that ends by itself before the notice would, is
+    left alone. Publishes ``match.preempted``. Precondition: inside a transaction, after the
+    requests' locks and before the listings' (the lock order).
+    """
+    if not preemptions:
+        return []
+    at = now + timedelta(seconds=settings.PREEMPT_NOTICE_SECONDS)
+    matches = list(
+        Match.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("request", "listing")
+        .filter(
+            pk__in=sorted({p.match_id for p in preemptions}),
+            status=Match.Status.RUNNING,
+            request__interruptible=True,
+            preempt_at__isnull=True,
+            ends_at__gt=at,
+        )
+        .order_by("pk")
+    )
+    for match in matches:
+        match.preempt_at = match.ends_at = at
+    Match.objects.bulk_update(matches, ["preempt_at", "ends_at"])
+    matches_publish(MATCH_PREEMPTED, matches)
+    return matches
 
 
 def match_plan_apply_quarantined(*, plan: Plan, run_id: int | None, now: datetime) -> tuple[ApplyResult, list[LeftOut]]:

@@ -53,6 +53,7 @@ from marketplace.services.plans import ApplyResult, match_plan_apply_quarantined
 from marketplace.services.prices import clearing_prices_record
 from marketplace.services.shard_lock import shard_lock
 from marketplace.services.triggers import matching_round_enqueue, round_delay, round_pending, round_pending_clear
+from matching.interruptible import on_demand_view
 from matching.policies import ENGINE, planner
 from matching.prices import with_prices
 from matching.problem import Blocked, Plan, Problem, blocked_other
@@ -112,13 +113,14 @@ def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
         timings["solve"] = ms_since(started)
         if policy == ENGINE:
             started = time.perf_counter()
-            plan = with_prices(
-                without(problem, unplannable),
-                plan,
+            # Clearing prices are on-demand prices: interruptible demand is served only after it.
+            priced = with_prices(
+                *on_demand_view(without(problem, unplannable), plan),
                 max_resolves=settings.PRICE_MAX_RESOLVES,
                 max_component_requests=settings.PRICE_MAX_COMPONENT_REQUESTS,
                 budget_seconds=settings.PRICE_TIME_BUDGET_SECONDS,
             )
+            plan = replace(plan, prices=priced.prices)
             timings["prices"] = ms_since(started)
         started = time.perf_counter()
         result, refused = match_plan_apply_quarantined(plan=plan, run_id=run.pk, now=now)

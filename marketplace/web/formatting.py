@@ -94,6 +94,7 @@ STATUS_NAMES = {
     "running": pgettext_lazy("status", "running"),
     "completed": pgettext_lazy("status", "completed"),
     "failed": pgettext_lazy("status", "failed"),
+    "preempted": pgettext_lazy("status", "pre-empted"),
     "succeeded": pgettext_lazy("status", "succeeded"),
     "active": pgettext_lazy("status", "active"),
     "ended": pgettext_lazy("status", "ended"),

@@ -172,6 +172,15 @@ class ListingShapeFields(ServiceForm):
     gpu_count = forms.IntegerField(label=_("GPUs"), **bounds.GPU_COUNT.field_kwargs())
     gpus_per_node = forms.TypedChoiceField(label=_("GPUs per node"), choices=NODE_SIZE_CHOICES, coerce=int, initial=8)
     price_per_gpu_hour = AsciiDecimalField(label=_("Price per GPU-hour (CNY)"), **bounds.PRICE.field_kwargs())
+    interruptible_floor_price_per_gpu_hour = AsciiDecimalField(
+        label=_("Interruptible floor per GPU-hour (CNY)"),
+        **bounds.PRICE.field_kwargs(),
+        required=False,
+        help_text=_(
+            "Sell idle GPUs cheaper to work that accepts pre-emption: it pays this floor (at most your price) "
+            "and is stopped, after a notice, when on-demand demand needs the GPUs. Empty: not offered."
+        ),
+    )
     available_from = _datetime_field(_("Available from"), _("Empty: now."))
     available_until = _datetime_field(
         _("Available until"),
@@ -205,6 +214,7 @@ class ListingEditForm(ListingShapeFields):
             "gpu_count": listing.gpu_count,
             "gpus_per_node": listing.gpus_per_node,
             "price_per_gpu_hour": listing.price_per_gpu_hour,
+            "interruptible_floor_price_per_gpu_hour": listing.interruptible_floor_price_per_gpu_hour,
             "available_from": listing.available_from.replace(second=0, microsecond=0),
             "available_until": listing.available_until.replace(second=0, microsecond=0),
         }
@@ -213,7 +223,12 @@ class ListingEditForm(ListingShapeFields):
         self.fields["available_until"].help_text = _("Empty: unchanged.")
 
     def changes(self) -> dict:
-        return {name: self.cleaned_data[name] for name in self.changed_data if self.cleaned_data.get(name) is not None}
+        """The changed fields; an emptied floor is a change too (it withdraws the interruptible tier)."""
+        return {
+            name: self.cleaned_data[name]
+            for name in self.changed_data
+            if self.cleaned_data.get(name) is not None or name == "interruptible_floor_price_per_gpu_hour"
+        }
 
 
 class FailedNodesForm(ServiceForm):
@@ -355,6 +370,15 @@ class RequestForm(ServiceForm):
     max_price_per_gpu_hour = AsciiDecimalField(label=_("Price cap per GPU-hour (CNY)"), **bounds.PRICE.field_kwargs())
     duration_hours = forms.IntegerField(label=_("Duration (hours)"), **bounds.DURATION_HOURS.field_kwargs(), initial=24)
     start_by = _datetime_field(_("Start by"), _("Empty: within 24 hours."))
+    interruptible = forms.BooleanField(
+        label=_("Interruptible"),
+        required=False,
+        help_text=_(
+            "Cheaper: runs on listings' interruptible floors, after all on-demand demand, and pays the floor "
+            "(your price cap is your bid). On-demand demand may stop it after a notice; you pay for the time "
+            "it ran and it is placed again."
+        ),
+    )
     voucher = forms.ChoiceField(
         label=_("My vouchers"),
         required=False,

@@ -167,7 +167,7 @@ def _direct(
     j = lst[at]
     latency = a.latency_units[a.request_weight[r], a.request_origin[r], a.listing_region[j]]
     premium = lookahead.premium_units(a.listing_reservation, a.request_reservation_floor, r, j)
-    cost = (price[at] - a.subsidy_units[ktable[k, 1], j] + latency + premium) * mult[k]
+    cost = (price[at] + a.listing_penalty[j] - a.subsidy_units[ktable[k, 1], j] + latency + premium) * mult[k]
     return r, j, ktable[k, 2], cost.astype(np.int64)
 
 
@@ -253,9 +253,12 @@ def _pruned(
     e_reg = e_chain % len(a.regions)
     # The look-ahead's premium r_j − floor_i splits like the rest: r_j on the exit, −floor_i on the
     # entry (floor_i ≤ r_j on every listing i can use, so each pair's total is its premium exactly).
+    # The pre-emption penalty belongs to the listing: on the exit.
     e_latency = a.latency_units[a.request_weight[e_req], a.request_origin[e_req], e_reg]
     e_cost = (e_latency - a.request_reservation_floor[e_req]) * mult[e_k]
-    x_cost = (price - a.subsidy_units[ktable[k_idx, 1], lst] + a.listing_reservation[lst]) * mult[k_idx]
+    x_cost = (
+        price + a.listing_penalty[lst] - a.subsidy_units[ktable[k_idx, 1], lst] + a.listing_reservation[lst]
+    ) * mult[k_idx]
     empty = np.zeros(0, dtype=np.int64)
     return Chains(
         n_nodes=len(chain),

@@ -55,6 +55,9 @@ class Arrays:
     listing_region: NDArray[np.int64]
     listing_gpus_per_node: NDArray[np.int64]
     listing_price: NDArray[np.int64]
+    #: The engine's pre-emption penalty per GPU-hour (0 but on matching.interruptible's virtual
+    #: listings): in every edge's cost, never in the price-cap rule.
+    listing_penalty: NDArray[np.int64]
     listing_start: NDArray[np.int64]
     listing_until: NDArray[np.int64]
     listing_reliability: NDArray[np.int64]  # 0.0001 units, -1 = too little history
@@ -116,6 +119,7 @@ def build_arrays(problem: Problem) -> Arrays:
         listing_region=np.array([rix[x.region] for x in lsts], dtype=np.int64),
         listing_gpus_per_node=np.array([x.gpus_per_node for x in lsts], dtype=np.int64),
         listing_price=np.array([costs.money_units(x.price_per_gpu_hour) for x in lsts], dtype=np.int64),
+        listing_penalty=np.array([costs.money_units(x.preemption_penalty_per_gpu_hour) for x in lsts], dtype=np.int64),
         listing_start=np.array([max(0, us_since(now, x.available_from)) for x in lsts], dtype=np.int64),
         listing_until=np.array([us_since(now, x.available_until) for x in lsts], dtype=np.int64),
         listing_reliability=np.array([costs.reliability_units(x.reliability) for x in lsts], dtype=np.int64),
@@ -258,12 +262,14 @@ def price_pairs(a: Arrays, req: NDArray[np.int64] | Sequence[int], lst: NDArray[
     """Cost terms of the given (request, listing) pairs, in the given order (no feasibility check).
 
     ``cost`` is what the engine minimises: price − subsidy + latency cost + the look-ahead's
-    reservation premium (``reservation``, :func:`matching.lookahead.premium_units`; 0 when off).
+    reservation premium (``reservation``, :func:`matching.lookahead.premium_units`; 0 when off) +
+    the pre-emption penalty of a running interruptible match's GPUs (``listing_penalty``,
+    :mod:`matching.interruptible`; 0 on a real listing). Both are engine costs, never prices.
     """
     req, lst = np.asarray(req, dtype=np.int64), np.asarray(lst, dtype=np.int64)
     origin, region = a.request_origin[req], a.listing_region[lst]
     subsidy = a.subsidy_units[a.request_voucher[req], lst]
     latency = a.latency_units[a.request_weight[req], origin, region]
     reservation = lookahead.premium_units(a.listing_reservation, a.request_reservation_floor, req, lst)
-    cost = a.listing_price[lst] - subsidy + latency + reservation
+    cost = a.listing_price[lst] + a.listing_penalty[lst] - subsidy + latency + reservation
     return Edges(req=req, lst=lst, cost=cost, subsidy=subsidy, rtt=a.rtt[origin, region], reservation=reservation)

@@ -214,7 +214,7 @@ def test_an_endpoint_is_created_with_its_secret_shown_once(clients):
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"url": PUBLIC_URL, "events": ["match.preempted"]}, "events"),
+        ({"url": PUBLIC_URL, "events": ["match.paused"]}, "events"),
         ({"url": PUBLIC_URL, "events": ["request.matched", "no.such"]}, "events"),
         ({"url": PUBLIC_URL, "events": []}, "events"),
         ({"url": PUBLIC_URL}, "events"),

@@ -150,7 +150,7 @@ def test_the_market_variant_reprices_in_a_run_and_breaks_no_bound():
             assert listing.price_per_gpu_hour >= selectors.listing_energy_cost(listing)
         assert figures["latency_violations"] == 0
         transaction.set_rollback(True)
-    assert figures["features"] == ["guided-prices"]
+    assert figures["features"] == ["guided-prices", "look-ahead"]
     assert figures["placement"] == ENGINE
 
 

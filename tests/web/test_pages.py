@@ -214,7 +214,10 @@ def test_provider_edits_and_withdraws_a_listing(web, make_listing):
     url = f"/provider/listings/{listing.pk}/edit/"
     page = web["provider"].get(url)
     form = {name: page.context["form"][name].value() for name in page.context["form"].fields}
-    form = {k: v.strftime("%Y-%m-%dT%H:%M") if hasattr(v, "strftime") else v for k, v in form.items()}
+    # As a browser posts them: times in the input's format, an empty field as "".
+    form = {
+        k: v.strftime("%Y-%m-%dT%H:%M") if hasattr(v, "strftime") else "" if v is None else v for k, v in form.items()
+    }
     assert web["provider"].post(url, {**form, "price_per_gpu_hour": "6.50"})["Location"] == "/provider/"
     listing.refresh_from_db()
     assert listing.price_per_gpu_hour == Decimal("6.50")

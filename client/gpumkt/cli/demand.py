@@ -191,7 +191,7 @@ def show_matches(items: Iterable[Match], title: str) -> None:
 @main.command()
 @click.option("--request", "request_id", type=int, help="Only this request's matches.")
 @click.option("--listing", "listing_id", type=int, help="Only matches on this listing.")
-@click.option("--status", type=click.Choice(["reserved", "running", "completed", "cancelled", "failed"]))
+@click.option("--status", type=click.Choice(["reserved", "running", "completed", "cancelled", "failed", "preempted"]))
 @json_option
 @click.pass_context
 def matches(
