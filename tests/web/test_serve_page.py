@@ -5,6 +5,7 @@ pre-filled GPU-form request."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from decimal import Decimal
@@ -54,9 +55,9 @@ def market(make_listing):
 
 
 def chart_points(page: str) -> list[dict]:
-    found = re.search(r'<script id="frontier-points" type="application/json">(.*?)</script>', page, re.S)
+    found = re.search(r'<div id="frontier-points" hidden data-points="([^"]*)"', page)
     assert found, "the chart's points are missing"
-    return json.loads(found.group(1))
+    return json.loads(html.unescape(found.group(1)))
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ cancel confirmation, and the statements page (any organisation: what it pays or 
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 from decimal import ROUND_FLOOR, Decimal
@@ -197,6 +198,7 @@ def _serve_context(quote, terms: dict) -> dict:
         "terms": terms,
         "frontier": frontier,
         "points": points,
+        "points_json": json.dumps(points),
         "regions": regions,
         "best_model": None,
         "lines": [],
