@@ -21,11 +21,20 @@ from marketplace.bounds import DECIMAL_TEXT
 from marketplace.demand import start_by_default
 from marketplace.errors import DomainError
 from marketplace.market_time import market_now
-from marketplace.models import NODE_SIZE_CHOICES, GpuModel, Membership, Organisation, Region, VoucherProgram
+from marketplace.models import (
+    NODE_SIZE_CHOICES,
+    GpuModel,
+    LlmModel,
+    Membership,
+    Organisation,
+    Region,
+    VoucherProgram,
+)
 from marketplace.models.api_keys import Scope
 from marketplace.services import organisation_name_check, password_check, username_check
 from marketplace.supply import LISTING_DEFAULT_WINDOW, listing_window_default
 from marketplace.web.formatting import cny, latency_class_name, local_name, time_zone_label
+from matching.inference import PRECISIONS
 from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M"
@@ -339,6 +348,48 @@ def voucher_choice_label(voucher) -> str:
     }
 
 
+def voucher_fields() -> tuple[forms.ChoiceField, forms.CharField]:
+    """A demand form's ``voucher`` menu (the buyer's usable vouchers, filled by ``offer_vouchers``)
+    and ``voucher_code`` (a code typed instead)."""
+    return (
+        forms.ChoiceField(
+            label=_("My vouchers"),
+            required=False,
+            help_text=_("A voucher of yours that can still pay; or type a new code below."),
+        ),
+        forms.CharField(
+            label=_("Voucher code"),
+            **bounds.VOUCHER_CODE.field_kwargs(),
+            required=False,
+            help_text=_("A subsidy voucher (算力券) or promotion."),
+        ),
+    )
+
+
+def offer_vouchers(form: forms.Form, vouchers: list) -> None:
+    """Fill ``form``'s voucher menu with ``vouchers``; hide it when there are none."""
+    voucher_field = form.fields["voucher"]
+    voucher_field.choices = [("", gettext("none"))] + [  # type: ignore[attr-defined]
+        (v.code, voucher_choice_label(v)) for v in vouchers
+    ]
+    if not vouchers:
+        voucher_field.widget = forms.HiddenInput()
+
+
+def voucher_pick_check(form: forms.Form, data: dict) -> None:
+    """A voucher picked from the menu and another code typed is an error on ``voucher_code``."""
+    picked, typed = data.get("voucher"), data.get("voucher_code")
+    if picked and typed and picked != typed:
+        form.add_error("voucher_code", gettext("Pick a voucher or type a code, not both."))
+
+
+def voucher_code_of(terms: dict) -> str | None:
+    """The one voucher code of a demand form's cleaned data (removing its ``voucher`` menu value):
+    the code typed, else the one picked, else None."""
+    picked = terms.pop("voucher", "")
+    return terms.get("voucher_code") or picked or None
+
+
 class RequestForm(ServiceForm):
     """Demand; ``terms()`` are ``request_submit``'s (and ``request_quote``'s) keyword arguments.
 
@@ -379,17 +430,7 @@ class RequestForm(ServiceForm):
             "it ran and it is placed again."
         ),
     )
-    voucher = forms.ChoiceField(
-        label=_("My vouchers"),
-        required=False,
-        help_text=_("A voucher of yours that can still pay; or type a new code below."),
-    )
-    voucher_code = forms.CharField(
-        label=_("Voucher code"),
-        **bounds.VOUCHER_CODE.field_kwargs(),
-        required=False,
-        help_text=_("A subsidy voucher (算力券) or promotion."),
-    )
+    voucher, voucher_code = voucher_fields()
     latency_weight = AsciiDecimalField(
         label=_("Latency weight (CNY per ms per GPU-hour)"),
         **bounds.LATENCY_WEIGHT.field_kwargs(),
@@ -409,30 +450,104 @@ class RequestForm(ServiceForm):
     def __init__(self, *args, vouchers=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.vouchers = list(vouchers)
-        voucher_field = self.fields["voucher"]
-        voucher_field.choices = [("", gettext("none"))] + [  # type: ignore[attr-defined]
-            (v.code, voucher_choice_label(v)) for v in self.vouchers
-        ]
-        if not self.vouchers:
-            voucher_field.widget = forms.HiddenInput()
+        offer_vouchers(self, self.vouchers)
 
     def clean(self):
         data = super().clean()
         custom = data.get("latency_class") in ("", CUSTOM_BOUND)
         if custom and data.get("max_rtt_ms") is None and "max_rtt_ms" not in self.errors:
             self.add_error("max_rtt_ms", gettext("A custom bound needs its max RTT, e.g. 31."))
-        picked, typed = data.get("voucher"), data.get("voucher_code")
-        if picked and typed and picked != typed:
-            self.add_error("voucher_code", gettext("Pick a voucher or type a code, not both."))
+        voucher_pick_check(self, data)
         return data
 
     def terms(self, *, now: datetime | None = None) -> dict:
         terms = dict(self.cleaned_data)
-        picked = terms.pop("voucher", "")
+        terms["voucher_code"] = voucher_code_of(terms)
         latency_class = terms["latency_class"]
         terms["latency_class"] = None if latency_class in ("", CUSTOM_BOUND) else latency_class
-        terms["voucher_code"] = terms["voucher_code"] or picked or None
         terms["start_by"] = start_by_default(terms["start_by"], now=now or market_now())
+        return terms
+
+
+class LlmModelChoiceField(forms.ModelChoiceField):
+    """LLMs of the reference catalogue by their name in the reader's language, where it has one."""
+
+    iterator = ReadableOrderIterator
+
+    def label_from_instance(self, obj: LlmModel) -> str:
+        return local_name(obj)
+
+
+class GpuModelsField(forms.ModelMultipleChoiceField):
+    """An allow-list of GPU models, ticked by their names in the reader's language."""
+
+    iterator = ReadableOrderIterator
+
+    def label_from_instance(self, obj: GpuModel) -> str:
+        return local_name(obj)
+
+
+def _precision_choices() -> list[tuple[str, str]]:
+    return [("", gettext("any the model is served at"))] + [(code, code) for code in PRECISIONS]
+
+
+class InferenceForm(ServiceForm):
+    """Demand in the inference form: an LLM at a throughput under a TTFT target. ``terms()`` are
+    ``selectors.inference_quote_for``'s keyword arguments, so the page quotes what
+    ``POST /api/v1/quotes/`` quotes, with the same rules and the same fields named."""
+
+    llm_model = LlmModelChoiceField(
+        LlmModel.objects.all(), to_field_name="code", label=_("Model to serve"), initial="deepseek-r1-distill-qwen-32b"
+    )
+    output_tokens_per_second = AsciiDecimalField(
+        label=_("Output tokens/s"),
+        **bounds.TOKENS_PER_SECOND_ASKED.field_kwargs(),
+        initial=2000,
+        help_text=_("Over all replicas together."),
+    )
+    prompt_tokens = forms.IntegerField(
+        label=_("Prompt tokens"), **bounds.PROMPT_TOKENS.field_kwargs(), initial=2000, help_text=_("A typical prompt.")
+    )
+    output_tokens = forms.IntegerField(
+        label=_("Output tokens"), **bounds.OUTPUT_TOKENS.field_kwargs(), initial=500, help_text=_("A typical answer.")
+    )
+    ttft_p95_ms = AsciiDecimalField(
+        label=_("Time to first token, p95 (ms)"),
+        **bounds.TTFT_MS.field_kwargs(),
+        initial=1500,
+        help_text=_("As your users see it: network round trip, queueing and prefill."),
+    )
+    origin = region_field(_("Users are near"), help_text=_("Latency is measured from this city."), initial="shanghai")
+    max_price_per_million_tokens = AsciiDecimalField(
+        label=_("Price cap per million output tokens (CNY)"), **bounds.PRICE_PER_MILLION_TOKENS.field_kwargs()
+    )
+    duration_hours = forms.IntegerField(label=_("Duration (hours)"), **bounds.DURATION_HOURS.field_kwargs(), initial=24)
+    gpu_models = GpuModelsField(
+        GpuModel.objects.all(),
+        to_field_name="code",
+        label=_("Only these GPU models"),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("None ticked: every GPU model."),
+    )
+    precision = forms.ChoiceField(label=_("Precision"), choices=_precision_choices, required=False)
+    start_by = _datetime_field(_("Start by"), _("Empty: within 24 hours."))
+    voucher, voucher_code = voucher_fields()
+
+    def __init__(self, *args, vouchers=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        offer_vouchers(self, list(vouchers))
+
+    def clean(self):
+        data = super().clean()
+        voucher_pick_check(self, data)
+        return data
+
+    def terms(self) -> dict:
+        terms = dict(self.cleaned_data)
+        terms["voucher_code"] = voucher_code_of(terms)
+        terms["gpu_models"] = list(terms["gpu_models"]) or None
+        terms["precision"] = terms["precision"] or None
         return terms
 
 

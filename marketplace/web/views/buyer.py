@@ -1,15 +1,20 @@
 """A buyer's pages: its requests with their matches and explanations (polled for changes), the
 request form with a live quote beside it (the same selector as ``POST /api/v1/quotes/``), the
+"Serve a model" page (the inference form's live quote and its frontier by GPU model), the
 cancel confirmation, and the statements page (any organisation: what it pays or earns)."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
+from decimal import ROUND_FLOOR, Decimal
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET, require_POST
 
@@ -19,7 +24,8 @@ from marketplace.market_time import market_now
 from marketplace.models import Organisation
 from marketplace.statement_csv import statement_csv_response
 from marketplace.web.access import member_required, organisation_required
-from marketplace.web.forms import RequestForm
+from marketplace.web.formatting import local_name
+from marketplace.web.forms import CUSTOM_BOUND, InferenceForm, RequestForm
 
 buyer_required = organisation_required(Organisation.Kind.BUYER)
 
@@ -80,7 +86,10 @@ def live(request, *, organisation):
 
 @buyer_required
 def request_new(request, *, organisation):
-    form = RequestForm(request.POST or None, vouchers=selectors.usable_vouchers(buyer=organisation))
+    """The GPU form. A GET's query string pre-fills it (by field name, as the form posts them): the
+    "Serve a model" page sends its chosen alternative here."""
+    initial = {name: value for name, value in request.GET.items() if name in RequestForm.base_fields}
+    form = RequestForm(request.POST or None, initial=initial, vouchers=selectors.usable_vouchers(buyer=organisation))
     if request.method == "POST" and form.is_valid():
         try:
             buyer_request = services.request_submit(buyer=organisation, **form.terms())
@@ -120,12 +129,117 @@ def quote(request, *, organisation):
                 frontier=list(zip(quote.frontier, summary.frontier, strict=True)),
                 regions={region.code: region for region in selectors.region_list()},
             )
+    _shown_errors(form, context)
+    return render(request, "web/buyer/_quote.html", context)
+
+
+def _shown_errors(form, context: dict) -> None:
+    """Each field's errors for the out-of-band slots beside the fields, leaving out "required":
+    a field still empty is not an error yet, it is listed in ``missing`` (by label) instead."""
     for name, errors in form.errors.as_data().items():
         shown = [message for error in errors if error.code != "required" for message in error.messages]
         if len(shown) < len(errors) and name in form.fields:
             context["missing"].append(str(form.fields[name].label))
         context["shown_errors"][name] = shown
-    return render(request, "web/buyer/_quote.html", context)
+
+
+@buyer_required
+def serve(request, *, organisation):
+    """The inference form with its live quote. Placing a request in this form is not built yet:
+    the page offers the chosen alternative as a pre-filled GPU-form request instead."""
+    form = InferenceForm(vouchers=selectors.usable_vouchers(buyer=organisation))
+    return render(request, "web/buyer/serve.html", {"form": form})
+
+
+@require_POST
+@buyer_required
+def serve_quote(request, *, organisation):
+    """The inference quote panel for the form's current values (``selectors.inference_quote_for``,
+    as ``POST /api/v1/quotes/`` in the inference form): the chosen placement, the frontier by GPU
+    model as a table and as the chart's points. A rule broken lands beside the field it names."""
+    form = InferenceForm(request.POST, vouchers=selectors.usable_vouchers(buyer=organisation))
+    context: dict = {"form": form, "quote": None, "missing": [], "shown_errors": {}}
+    if form.is_valid():
+        terms = form.terms()
+        try:
+            quote = selectors.inference_quote_for(buyer=organisation, **terms)
+        except DomainError as error:
+            form.add_domain_error(error)
+        else:
+            context.update(_serve_context(quote, terms))
+    _shown_errors(form, context)
+    return render(request, "web/buyer/_serve_quote.html", context)
+
+
+def _serve_context(quote, terms: dict) -> dict:
+    """The panel's figures: what the buyer pays for the chosen placement, the frontier rows by GPU
+    model (named in the reader's language), the chart's points and the GPU-form request that
+    places the chosen alternative today."""
+    models = {row.code: row for row in selectors.gpu_model_list()}
+    regions = {region.code: region for region in selectors.region_list()}
+    best = quote.best
+    frontier = [
+        (models[code], point, [local_name(regions[r]) for r in sorted({a.region for a in point.assignments})])
+        for code, point in sorted(quote.frontier.items())
+    ]
+    points = [
+        {
+            "label": local_name(model),
+            "ttft_ms": round(point.ttft_ms, 1),
+            "price": float(point.price_per_million_tokens),
+            "chosen": best is not None and point.alternative == best.alternative,
+        }
+        for model, point, _ in frontier
+        if point.ttft_ms is not None and point.price_per_million_tokens is not None
+    ]
+    context: dict = {
+        "quote": quote,
+        "best": best,
+        "terms": terms,
+        "frontier": frontier,
+        "points": points,
+        "points_json": json.dumps(points),
+        "regions": regions,
+        "best_model": None,
+        "lines": [],
+        "pays": None,
+        "gpu_form_url": "",
+    }
+    if best is not None:
+        duration = terms["duration_hours"]
+        context.update(
+            best_model=models[best.alternative.gpu_model],
+            lines=[(a, selectors.buyer_pays_of((a,), duration_hours=duration)) for a in best.assignments],
+            pays=selectors.buyer_pays_of(best.assignments, duration_hours=duration),
+            gpu_form_url=_gpu_form_url(best.alternative, terms),
+        )
+    return context
+
+
+def _gpu_form_url(alternative, terms: dict) -> str:
+    """/buyer/requests/new/ pre-filled with ``alternative`` as a GPU-form request: its GPU model,
+    GPUs per replica and replicas, the origin, a custom RTT bound that keeps the TTFT (the TTFT
+    target less prefill and queueing margin, rounded down to the form's tenth of a ms and held
+    within its bounds), the cap per GPU-hour the cap per million tokens makes, and the duration.
+    Empty when the bound or the cap falls outside what the GPU form takes."""
+    rtt_bound = min(Decimal(str(alternative.rtt_bound_ms)), bounds.MAX_RTT_MS.maximum)
+    rtt_bound = rtt_bound.quantize(Decimal("0.1"), rounding=ROUND_FLOOR)
+    cap = alternative.max_price_per_gpu_hour
+    if rtt_bound < bounds.MAX_RTT_MS.minimum or not bounds.PRICE.minimum <= cap <= bounds.PRICE.maximum:
+        return ""
+    query = {
+        "gpu_model": alternative.gpu_model,
+        "gpus_per_replica": alternative.gpus_per_replica,
+        "replicas": min(alternative.replicas_needed, bounds.REPLICAS.maximum),
+        "origin": terms["origin"].code,
+        "latency_class": CUSTOM_BOUND,
+        "max_rtt_ms": rtt_bound,
+        "max_price_per_gpu_hour": cap,
+        "duration_hours": terms["duration_hours"],
+    }
+    if terms["voucher_code"]:
+        query["voucher_code"] = terms["voucher_code"]
+    return f"{reverse('web:request-new')}?{urlencode(query)}"
 
 
 @buyer_required
