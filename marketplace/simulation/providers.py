@@ -38,16 +38,33 @@ def repriced(price: Decimal, suggested: Decimal, floor: Decimal) -> Decimal | No
     return None if new == price else new
 
 
+def interruptible_floor(price: Decimal, share: Decimal, energy_cost: Decimal) -> Decimal:
+    """The interruptible floor a simulated provider asks beside ``price``: ``share`` of the price,
+    rounded half up to a fen, never below the energy cost (rounded up to a fen) nor above the price."""
+    least = (energy_cost / FEN).to_integral_value(rounding=ROUND_CEILING) * FEN
+    return min(price, max((price * share).quantize(FEN, rounding=ROUND_HALF_UP), least))
+
+
+def listing_floor_offer(*, listing: Listing, share: Decimal) -> None:
+    """Offer ``listing``'s idle GPUs as interruptible at :func:`interruptible_floor` of its price
+    (``services.listing_update`` as its provider)."""
+    floor = interruptible_floor(listing.price_per_gpu_hour, share, selectors.listing_energy_cost(listing))
+    services.listing_update(
+        listing_id=listing.pk, provider=listing.provider, changes={"interruptible_floor_price_per_gpu_hour": floor}
+    )
+
+
 def reprice_due(now, last_day) -> bool:
     """Whether a step at ``now`` reprices, given the CST date of the last repricing (or ``None``)."""
     local = now.astimezone(CST)
     return local.hour >= REPRICE_HOUR_CST and local.date() != last_day
 
 
-def providers_follow_guidance(*, listing_ids, now, counts) -> None:
+def providers_follow_guidance(*, listing_ids, now, counts, floor_share: Decimal | None = None) -> None:
     """Each active listing among ``listing_ids`` with idle GPUs and a suggested price is repriced by
-    :func:`repriced` (``services.listing_update`` as its provider). Counts ``reprices_down``,
-    ``reprices_up`` and ``reprices_kept`` (idle, no price would fill it) in ``counts``."""
+    :func:`repriced` (``services.listing_update`` as its provider); with ``floor_share``, its
+    interruptible floor follows (:func:`interruptible_floor` of the new price). Counts
+    ``reprices_down``, ``reprices_up`` and ``reprices_kept`` (idle, no price would fill it) in ``counts``."""
     listings = (
         Listing.objects.filter(pk__in=listing_ids, status=Listing.Status.ACTIVE, available_until__gt=now)
         .select_related("provider")
@@ -63,5 +80,9 @@ def providers_follow_guidance(*, listing_ids, now, counts) -> None:
         new = repriced(listing.price_per_gpu_hour, guidance.suggested_price, guidance.floor)
         if new is None:
             continue
-        services.listing_update(listing_id=listing.pk, provider=listing.provider, changes={"price_per_gpu_hour": new})
+        changes: dict[str, Decimal] = {"price_per_gpu_hour": new}
+        if floor_share is not None and listing.interruptible_floor_price_per_gpu_hour is not None:
+            energy = selectors.listing_energy_cost(listing)
+            changes["interruptible_floor_price_per_gpu_hour"] = interruptible_floor(new, floor_share, energy)
+        services.listing_update(listing_id=listing.pk, provider=listing.provider, changes=changes)
         counts["reprices_down" if new < listing.price_per_gpu_hour else "reprices_up"] += 1

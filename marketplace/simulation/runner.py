@@ -32,7 +32,7 @@ from marketplace.models import BuyerRequest, GpuModel, Match, MatchingRun, Organ
 from marketplace.services.market_clock import market_clock_advance, market_time_frozen
 from marketplace.services.rounds import round_run
 from marketplace.simulation import measure
-from marketplace.simulation.providers import providers_follow_guidance, reprice_due
+from marketplace.simulation.providers import listing_floor_offer, providers_follow_guidance, reprice_due
 from marketplace.simulation.scenario import (
     CST,
     DEFAULT_SCENARIO,
@@ -233,7 +233,12 @@ def _providers_reprice(world: World, now: datetime) -> None:
     """Once a CST day, if the variant's providers follow the guidance: reprice (``providers``)."""
     if world.variant is None or not world.variant.follows_guidance or not reprice_due(now, world.repriced_on):
         return
-    providers_follow_guidance(listing_ids=list(world.listing_ids.values()), now=now, counts=world.counts)
+    providers_follow_guidance(
+        listing_ids=list(world.listing_ids.values()),
+        now=now,
+        counts=world.counts,
+        floor_share=world.variant.interruptible_floor_share,
+    )
     world.repriced_on = now.astimezone(CST).date()
 
 
@@ -285,6 +290,9 @@ def _list(world: World, event: ListCapacity, now: datetime) -> None:
     )
     world.listing_ids[event.key] = listing.pk
     world.counts["listings"] += 1
+    share = world.variant.interruptible_floor_share if world.variant is not None else None
+    if share is not None:
+        listing_floor_offer(listing=listing, share=share)
 
 
 def _withdraw(world: World, event: Withdraw, now: datetime) -> None:

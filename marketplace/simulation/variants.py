@@ -11,7 +11,10 @@ its name in :data:`MARKET`):
 - ``settings``: Django settings overridden for the whole run (the rounds read them), e.g. an engine
   switch;
 - ``request_terms``: extra ``request_submit`` terms for the requests of a workload
-  (``scenario.WORKLOADS`` names), e.g. ``{"batch": {"interruptible": True}}``.
+  (``scenario.WORKLOADS`` names), e.g. ``{"batch": {"interruptible": True}}``;
+- ``interruptible_floor_share``: every listing also offers its idle GPUs as interruptible, at that
+  share of its price (``marketplace.simulation.providers.interruptible_floor``), the floor
+  following the price when the provider reprices.
 
 Features never change the script: every variant replays the same supply and demand.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any
 
@@ -37,10 +41,15 @@ class Feature:
     follow_guidance: bool = False
     settings: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     request_terms: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _EMPTY)
+    interruptible_floor_share: Decimal | None = None
 
 
 GUIDED_PRICES = "guided-prices"
 LOOK_AHEAD = "look-ahead"
+INTERRUPTIBLE_BATCH = "interruptible-batch"
+#: The share of its price at which a simulated listing offers interruptible GPUs: Vast's and
+#: RunPod's interruptible prices run about half their on-demand ones, Fireworks' spot 30 % off.
+INTERRUPTIBLE_FLOOR_SHARE = Decimal("0.6")
 #: Every feature a variant may name.
 FEATURES: Mapping[str, Feature] = MappingProxyType(
     {
@@ -55,6 +64,12 @@ FEATURES: Mapping[str, Feature] = MappingProxyType(
                 LOOK_AHEAD,
                 "rounds look ahead: near capacity priced at its recent rent, far-off requests held for the period",
                 settings={"MATCHING_LOOKAHEAD": True},
+            ),
+            Feature(
+                INTERRUPTIBLE_BATCH,
+                "listings offer idle GPUs as interruptible at 60 % of their price; batch requests bid for them",
+                request_terms={"batch": {"interruptible": True}},
+                interruptible_floor_share=INTERRUPTIBLE_FLOOR_SHARE,
             ),
         )
     }
@@ -90,6 +105,12 @@ class Variant:
         """The Django settings the run overrides (later features win on a clash)."""
         return {key: value for f in self.switched_on for key, value in f.settings.items()}
 
+    @property
+    def interruptible_floor_share(self) -> Decimal | None:
+        """The share of its price at which each listing offers interruptible GPUs; ``None``: not offered."""
+        shares = [f.interruptible_floor_share for f in self.switched_on if f.interruptible_floor_share is not None]
+        return shares[-1] if shares else None
+
     def request_terms(self, workload: str) -> dict[str, Any]:
         """Extra ``request_submit`` terms for a request of ``workload``."""
         return {key: value for f in self.switched_on for key, value in f.request_terms.get(workload, {}).items()}
@@ -105,7 +126,7 @@ VARIANTS: Mapping[str, Variant] = MappingProxyType(
             Variant(ENGINE, "our engine", ENGINE),
             Variant(NEAREST, "nearest region first", NEAREST),
             Variant(CHEAPEST, "cheapest first", CHEAPEST),
-            Variant(MARKET, "engine with market features", ENGINE, (GUIDED_PRICES, LOOK_AHEAD)),
+            Variant(MARKET, "engine with market features", ENGINE, (GUIDED_PRICES, LOOK_AHEAD, INTERRUPTIBLE_BATCH)),
         )
     }
 )

@@ -13,11 +13,11 @@ from django.conf import settings
 from django.db import transaction
 
 from marketplace import demo, selectors
-from marketplace.models import BuyerRequest, Listing
+from marketplace.models import BuyerRequest, Listing, Match
 from marketplace.services import reference_read
 from marketplace.services.reference import WESTERN_PROVINCES
 from marketplace.simulation import variants
-from marketplace.simulation.providers import providers_follow_guidance, reprice_due, repriced
+from marketplace.simulation.providers import interruptible_floor, providers_follow_guidance, reprice_due, repriced
 from marketplace.simulation.report import targets
 from marketplace.simulation.runner import SimulationConfig, simulation_run
 from marketplace.simulation.scenario import SCENARIOS, Catalogue, ListCapacity, Submit, script_build
@@ -150,8 +150,43 @@ def test_the_market_variant_reprices_in_a_run_and_breaks_no_bound():
             assert listing.price_per_gpu_hour >= selectors.listing_energy_cost(listing)
         assert figures["latency_violations"] == 0
         transaction.set_rollback(True)
-    assert figures["features"] == ["guided-prices", "look-ahead"]
+    assert figures["features"] == ["guided-prices", "look-ahead", "interruptible-batch"]
     assert figures["placement"] == ENGINE
+
+
+@pytest.mark.parametrize(
+    ("price", "energy", "expected"),
+    [
+        ("6.00", "0.17", "3.60"),  # 60 % of the price
+        ("5.99", "0.17", "3.59"),  # 3.594 rounded half up to the fen
+        ("0.30", "0.2501", "0.26"),  # never below the energy cost, rounded up to a fen
+        ("0.25", "0.2501", "0.25"),  # nor above the price
+    ],
+)
+def test_a_listing_offers_interruptible_gpus_at_a_share_of_its_price(price, energy, expected):
+    assert interruptible_floor(Decimal(price), Decimal("0.6"), Decimal(energy)) == Decimal(expected)
+
+
+@pytest.mark.django_db
+def test_with_interruptible_batch_listings_offer_the_tier_and_batch_requests_bid_for_it():
+    """The market variant's listings carry a floor at 60 % of their price (following it when the
+    provider reprices), its batch requests are interruptible and its other requests are not; no
+    interruptible match pays above its bid or below its listing's floor."""
+    with transaction.atomic():
+        simulation_run(SimulationConfig(**{**SMALL, "start": EVENING, "days": 0.125, "policy": MARKET}))
+        listings = list(Listing.objects.select_related("region", "gpu_model"))
+        assert listings
+        for listing in listings:
+            energy = selectors.listing_energy_cost(listing)
+            want = interruptible_floor(listing.price_per_gpu_hour, variants.INTERRUPTIBLE_FLOOR_SHARE, energy)
+            assert listing.interruptible_floor_price_per_gpu_hour == want
+        assert set(BuyerRequest.objects.filter(latency_class="batch").values_list("interruptible", flat=True)) == {
+            True
+        }
+        assert not BuyerRequest.objects.exclude(latency_class="batch").filter(interruptible=True).exists()
+        for match in Match.objects.filter(request__interruptible=True).select_related("request", "listing"):
+            assert match.price_per_gpu_hour <= match.request.max_price_per_gpu_hour
+        transaction.set_rollback(True)
 
 
 # --- the idle80 scenario ---------------------------------------------------------------------------
