@@ -19,7 +19,8 @@ from marketplace.models import BuyerRequest, GpuModel, Listing, Match, MatchingR
 from marketplace.services import plans, rounds
 from marketplace.services.rounds import round_run
 from tests.services_helpers import request_terms
-from tests.web.test_pages import signed_in, text
+from tests.web.conftest import signed_in
+from tests.web.test_pages import text
 
 FAR = datetime(9999, 12, 30, tzinfo=UTC)
 

@@ -1,13 +1,35 @@
-"""Fixtures of the page tests: a headless Chromium for the browser tests (tests/web/browsing.py)."""
+"""Fixtures of the page tests: page clients by role, and a headless Chromium for the browser tests
+(tests/web/browsing.py)."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
 
-from tests.conftest import need_service
+from tests.conftest import member, need_service
 from tests.web.browsing import CHROMIUM, CHROMIUM_ARGS, SCREENSHOTS, VENDOR
+
+
+def signed_in(user) -> Client:
+    """A page client signed in as ``user``."""
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def web(reference, provider, buyer):
+    """Page clients by role: a provider's and a buyer's members, staff, and anonymous."""
+    staff = get_user_model().objects.create_user(username="staff", password="pw-for-tests-1", is_staff=True)
+    return {
+        "provider": signed_in(member("prov", provider)),
+        "buyer": signed_in(member("buy", buyer)),
+        "staff": signed_in(staff),
+        "anonymous": Client(),
+    }
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
@@ -21,22 +20,11 @@ from marketplace import services
 from marketplace.models import BuyerRequest, Match, MatchingRun, Region, Settlement
 from marketplace.selectors.buyer_pages import PAGE_SIZE
 from marketplace.services.rounds import round_run
-from tests.conftest import member
-from tests.web.test_pages import REQUEST_FORM, signed_in, text
+from tests.web.test_pages import REQUEST_FORM, text
 
 SHANGHAI = zoneinfo.ZoneInfo("Asia/Shanghai")
 
 
-@pytest.fixture
-def web(reference, provider, buyer):
-    """Page clients by role (as tests/web/test_pages.py's)."""
-    staff = get_user_model().objects.create_user(username="staff", password="pw-for-tests-1", is_staff=True)
-    return {
-        "provider": signed_in(member("prov", provider)),
-        "buyer": signed_in(member("buy", buyer)),
-        "staff": signed_in(staff),
-        "anonymous": Client(),
-    }
 
 
 @pytest.fixture

@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 from marketplace.models import BuyerRequest, Listing
-from tests.web.test_pages import LISTING_FORM, REQUEST_FORM, text, web  # noqa: F401 (web: the fixture)
+from tests.web.test_pages import LISTING_FORM, REQUEST_FORM, text
 
 
-def test_a_provider_offers_the_tier_with_a_floor_and_withdraws_it_by_emptying_it(web, provider):  # noqa: F811
+def test_a_provider_offers_the_tier_with_a_floor_and_withdraws_it_by_emptying_it(web, provider):
     response = web["provider"].post(
         "/provider/listings/new/", {**LISTING_FORM, "interruptible_floor_price_per_gpu_hour": "2.10"}
     )
@@ -26,7 +26,7 @@ def test_a_provider_offers_the_tier_with_a_floor_and_withdraws_it_by_emptying_it
     assert listing.interruptible_floor_price_per_gpu_hour is None
 
 
-def test_a_floor_above_the_price_is_refused_beside_the_floor(web):  # noqa: F811
+def test_a_floor_above_the_price_is_refused_beside_the_floor(web):
     response = web["provider"].post(
         "/provider/listings/new/", {**LISTING_FORM, "interruptible_floor_price_per_gpu_hour": "5.81"}
     )
@@ -35,13 +35,13 @@ def test_a_floor_above_the_price_is_refused_beside_the_floor(web):  # noqa: F811
     assert not Listing.objects.exists()
 
 
-def test_a_buyer_submits_an_interruptible_request(web, buyer):  # noqa: F811
+def test_a_buyer_submits_an_interruptible_request(web, buyer):
     response = web["buyer"].post("/buyer/requests/new/", {**REQUEST_FORM, "interruptible": "on"})
     assert response["Location"] == "/buyer/"
     assert BuyerRequest.objects.get(buyer=buyer).interruptible is True
 
 
-def test_the_quote_panel_shows_both_tiers(web, make_listing):  # noqa: F811
+def test_the_quote_panel_shows_both_tiers(web, make_listing):
     make_listing(interruptible_floor_price_per_gpu_hour=Decimal("2.10"))
     body = {**REQUEST_FORM, "latency_class": "batch"}
     page = text(web["buyer"].post("/buyer/quote/", body, HTTP_HX_REQUEST="true"))

@@ -17,7 +17,6 @@ from marketplace import selectors
 from marketplace.models import BuyerRequest, Listing, Match, Organisation
 from marketplace.services.rounds import round_run
 from marketplace.web.csp import POLICY
-from tests.conftest import member
 from tests.marketplace.test_reliability import history
 from tests.services_helpers import reserve
 
@@ -39,22 +38,8 @@ LISTING_FORM = {
 }
 
 
-def signed_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
-@pytest.fixture
-def web(reference, provider, buyer):
-    """Page clients by role."""
-    staff = get_user_model().objects.create_user(username="staff", password="pw-for-tests-1", is_staff=True)
-    return {
-        "provider": signed_in(member("prov", provider)),
-        "buyer": signed_in(member("buy", buyer)),
-        "staff": signed_in(staff),
-        "anonymous": Client(),
-    }
 
 
 def text(response) -> str:

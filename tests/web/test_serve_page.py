@@ -16,8 +16,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from marketplace.models import BuyerRequest
-from tests.conftest import member
-from tests.web.test_pages import signed_in, text
+from tests.web.test_pages import text
 
 SERVE = "/buyer/serve/"
 QUOTE = "/buyer/serve/quote/"
@@ -34,15 +33,6 @@ FORM = {
 }
 
 
-@pytest.fixture
-def web(reference, provider, buyer):
-    staff = get_user_model().objects.create_user(username="staff", password="pw-for-tests-1", is_staff=True)
-    return {
-        "provider": signed_in(member("prov", provider)),
-        "buyer": signed_in(member("buy", buyer)),
-        "staff": signed_in(staff),
-        "anonymous": Client(),
-    }
 
 
 @pytest.fixture
