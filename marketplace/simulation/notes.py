@@ -81,17 +81,22 @@ def _market_paragraph(m: dict, e: dict, n: dict) -> str:
     """The engine with providers following the guidance, against the engine alone and nearest-first."""
     events = m["events"]
     down, up, kept = (events.get(k, 0) for k in ("reprices_down", "reprices_up", "reprices_kept"))
+    features = m.get("features", [])
     return (
-        "**Engine with market features.** The same engine, but once a day the providers move each idle "
-        f"listing's price halfway toward its suggested price ({down} cuts, {up} rises; {kept} times an idle "
-        "listing had no price that would fill it — out of reach, wrong node size or window — and kept its "
-        "price). Against the engine alone: GPU-hours served "
+        "**Engine with market features.** The same engine with the features "
+        f"{', '.join(f'`{name}`' for name in features)} on (`marketplace/simulation/variants.py`): once a day "
+        "the providers move each idle listing's price halfway toward its suggested price "
+        f"({down} cuts, {up} rises; {kept} times an idle listing had no price that would fill it — out of "
+        "reach, wrong node size or window — and kept its price); with `look-ahead` the rounds price near "
+        "capacity at its recent rent for requests that could go elsewhere and hold far-off requests to the "
+        "end of the hour; with `interruptible-batch` every listing offers its idle GPUs as interruptible at "
+        "60 % of its price and batch requests bid for them (pre-empted when on-demand demand needs the "
+        "GPUs). Against the engine alone: GPU-hours served "
         f"{m['demand']['served_gpu_hours']:,.0f} against {e['demand']['served_gpu_hours']:,.0f}, real-time "
         f"{_pts(_share(m, 'realtime'), _share(e, 'realtime'))}, batch {_pts(_share(m, 'batch'), _share(e, 'batch'))}, "
         f"western utilisation {m['utilisation']['west']:.1%} against {e['utilisation']['west']:.1%} "
         f"(nearest-first {n['utilisation']['west']:.1%}), and buyers pay {m['avg_price_paid']:.2f} "
-        f"against {e['avg_price_paid']:.2f} CNY per GPU-hour. Guidance moves prices, not reach: demand "
+        f"against {e['avg_price_paid']:.2f} CNY per GPU-hour. None of the features creates reach: demand "
         "that no listing can reach within its latency bound, or whose replicas fit no node, stays unserved "
-        "at any price. The look-ahead engine and interruptible batch demand, once built, are features of "
-        "this variant (`marketplace/simulation/variants.py`)."
+        "at any price, and idle western capacity of a GPU model the demand does not name stays idle."
     )
