@@ -137,13 +137,13 @@ class InferenceQuoteIn(serializers.Serializer):
     output_tokens = IntegerNumber(**bounds.OUTPUT_TOKENS.field_kwargs(), help_text="A typical answer's length.")
     ttft_p95_ms = DecimalText(
         **bounds.TTFT_MS.field_kwargs(),
-        help_text=f"Time to first token at the 95th percentile, as the buyer's users see it. {DOMAIN_RULE} one "
+        help_text=f"Time to first token at the 95th percentile, ms, as the buyer's users see it. {DOMAIN_RULE} one "
         "below the best any placement reaches from the origin is a 400 naming this field, with that best.",
     )
     origin = region_field()
     max_price_per_million_tokens = DecimalText(
         **bounds.PRICE_PER_MILLION_TOKENS.field_kwargs(),
-        help_text="The most the buyer pays (subsidy deducted) per million output tokens of the capacity placed.",
+        help_text="The most the buyer pays, CNY (subsidy deducted), per million output tokens of the capacity placed.",
     )
     duration_hours = IntegerNumber(**bounds.DURATION_HOURS.field_kwargs())
     gpu_models = gpu_model_field(
@@ -173,9 +173,9 @@ class InferenceAlternativeOut(serializers.Serializer):
         choices=["measured", "modelled"], help_text="measured: a provider's profile of its listing; else the model."
     )
     tokens_per_second_per_replica = serializers.FloatField()
-    prefill_ms = serializers.FloatField(help_text="Prefill of one prompt (measured: the provider's TTFT).")
+    prefill_ms = serializers.FloatField(help_text="Prefill of one prompt, ms (measured: the provider's TTFT).")
     rtt_bound_ms = serializers.FloatField(
-        allow_null=True, help_text="TTFT target − prefill − queueing margin; null when the model does not fit."
+        allow_null=True, help_text="TTFT target − prefill − queueing margin, ms; null when the model does not fit."
     )
     max_price_per_gpu_hour = serializers.DecimalField(
         **MONEY, allow_null=True, help_text="The cap per million tokens as a cap per GPU-hour of this setup."
@@ -189,7 +189,9 @@ class InferenceAlternativeOut(serializers.Serializer):
     regions = serializers.ListField(child=serializers.CharField())
     ttft_ms = serializers.FloatField(allow_null=True, help_text="Worst line's RTT + queueing margin + prefill.")
     price_per_million_tokens = serializers.DecimalField(
-        **MONEY, allow_null=True, help_text="What the buyer pays (subsidy deducted) per million output tokens served."
+        **MONEY,
+        allow_null=True,
+        help_text="What the buyer pays, CNY (subsidy deducted), per million output tokens served.",
     )
     blocked = serializers.CharField(help_text='Why it placed nothing, in words ("" when it placed).')
 
@@ -201,8 +203,8 @@ class InferenceQuoteOut(serializers.Serializer):
     llm_model = serializers.CharField()
     tokens_per_second_asked = serializers.DecimalField(max_digits=10, decimal_places=1)
     tokens_per_second_placed = serializers.FloatField()
-    ttft_p95_ms = serializers.DecimalField(max_digits=9, decimal_places=1)
-    queueing_margin_ms = serializers.FloatField()
+    ttft_p95_ms = serializers.DecimalField(max_digits=9, decimal_places=1, help_text="The TTFT target asked, ms.")
+    queueing_margin_ms = serializers.FloatField(help_text="Added to every TTFT for the wait in a running batch, ms.")
     chosen = InferenceAlternativeOut(allow_null=True, help_text="The alternative placed; null when none places.")
     unserved_reason = serializers.CharField()
     buyer_pays_total = serializers.DecimalField(**SETTLED_AMOUNT, help_text=PAYS_TOTAL)
