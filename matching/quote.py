@@ -153,11 +153,21 @@ def quote(problem: Problem, request: RequestSpec) -> Quote:
         replicas_placed=plan.served_replicas,
         assignments=plan.assignments,
         total_cost=plan.objective,
-        unserved_reason=plan.unserved[0].reason if plan.unserved else "",
-        unserved_detail=plan.unserved[0].blocked if plan.unserved else None,
+        unserved_reason=_reason(plan),
+        unserved_detail=_detail(plan),
         frontier=frontier,
         tiers=tiers,
     )
+
+
+def _reason(plan: Plan) -> str:
+    """What blocked the quoted request's unplaced replicas, in words ("" when all are placed)."""
+    return plan.unserved[0].reason if plan.unserved else ""
+
+
+def _detail(plan: Plan) -> Blocked | None:
+    """:func:`_reason` as data (``None`` when all are placed)."""
+    return plan.unserved[0].blocked if plan.unserved else None
 
 
 def plan_alone(problem: Problem, request: RequestSpec) -> Plan:
@@ -175,8 +185,8 @@ def _point(problem: Problem, request: RequestSpec, cls: LatencyClass) -> Frontie
             cls,
             bound,
             0,
-            blocked=plan.unserved[0].reason if plan.unserved else "",
-            blocked_detail=plan.unserved[0].blocked if plan.unserved else None,
+            blocked=_reason(plan),
+            blocked_detail=_detail(plan),
         )
     best = min(plan.assignments, key=lambda a: (a.cost_per_gpu_hour, a.listing_id))
     return FrontierPoint(
@@ -189,7 +199,7 @@ def _point(problem: Problem, request: RequestSpec, cls: LatencyClass) -> Frontie
         subsidy_per_gpu_hour=best.subsidy_per_gpu_hour,
         cost_per_gpu_hour=best.cost_per_gpu_hour,
         total_cost=plan.objective,
-        blocked=plan.unserved[0].reason if plan.unserved else "",
-        blocked_detail=plan.unserved[0].blocked if plan.unserved else None,
+        blocked=_reason(plan),
+        blocked_detail=_detail(plan),
         assignments=plan.assignments,
     )
