@@ -72,7 +72,7 @@ class TierPrice:
 
     @classmethod
     def of(cls, plan: Plan) -> TierPrice:
-        blocked = plan.unserved[0].reason if plan.unserved else ""
+        blocked = _reason(plan)
         gpus = sum(a.gpus for a in plan.assignments)
         if not gpus:
             return cls(0, None, blocked)
