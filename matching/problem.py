@@ -137,6 +137,9 @@ class Problem:
     now: datetime
     reservations: dict[int, Decimal] = field(default_factory=dict)
     running_interruptible: tuple[RunningInterruptible, ...] = ()
+    #: Inference demand (:class:`InferenceDemand`): a throughput target that any of its
+    #: alternatives' replicas may serve (:mod:`matching.substitution`); empty: a GPU-form round.
+    inference: tuple[InferenceDemand, ...] = ()
 
 
 class Rejected(TypedDict):
@@ -193,10 +196,21 @@ class Assignment:
     #: The look-ahead's reservation premium the engine charged itself for this placement (CNY per
     #: GPU-hour, :func:`matching.lookahead.premium_units`); not in ``cost_per_gpu_hour``, never billed.
     reservation_per_gpu_hour: Decimal = Decimal("0.0000")
+    #: An inference demand's assignment (:mod:`matching.substitution`): the alternative's precision,
+    #: one replica's output tokens/s and the TTFT served (RTT + queueing margin + prefill, ms).
+    #: "" / 0 / None on a GPU-form request's.
+    precision: str = ""
+    tokens_per_second_per_replica: float = 0.0
+    ttft_ms: float | None = None
 
     @property
     def gpus(self) -> int:
         return self.replicas * self.gpus_per_replica
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Output tokens/s all its replicas make (0 on a GPU-form request's)."""
+        return self.replicas * self.tokens_per_second_per_replica
 
 
 class Blocked(TypedDict, total=False):
@@ -228,6 +242,60 @@ class Unserved:
 
     request_id: int
     replicas: int
+    reason: str
+    blocked: Blocked = field(default_factory=blocked_other)
+
+
+@dataclass(frozen=True)
+class InferenceAlternative:
+    """One way to serve an inference demand: replicas of ``gpus_per_replica`` GPUs of ``gpu_model``
+    at ``precision``, each making ``tokens_per_second_per_replica`` output tokens/s with ``prefill_ms``
+    of prefill. A replica may sit only within ``rtt_bound_ms`` of the origin (the TTFT target less
+    prefill and queueing margin) on a listing priced at most ``max_price_per_gpu_hour`` (the cap per
+    million tokens at this alternative's tokens per GPU). ``listing_ids`` None: any listing of the
+    GPU model (modelled figures); a tuple: only those listings (their measured figures).
+    """
+
+    gpu_model: str
+    gpus_per_replica: int
+    precision: str
+    source: str  # "measured" or "modelled"
+    tokens_per_second_per_replica: float
+    prefill_ms: float
+    rtt_bound_ms: float
+    max_price_per_gpu_hour: Decimal
+    listing_ids: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class InferenceDemand:
+    """Open inference demand: ``tokens_per_second`` still to place, by any of ``alternatives``.
+
+    Served by whole replicas; a replica is placed only while the demand's placed tokens/s are below
+    its target (so the last may overshoot it, by less than one replica). Together its placements
+    cost at most ``budget_per_hour`` CNY per hour (the cap per million tokens × the target's million
+    tokens per hour), and each replica's price is within its alternative's cap. Window, start,
+    reliability, voucher and priority mean what they mean on :class:`RequestSpec`.
+    """
+
+    id: int
+    origin: str
+    tokens_per_second: float
+    budget_per_hour: Decimal
+    duration_hours: int
+    start_by: datetime
+    alternatives: tuple[InferenceAlternative, ...]
+    priority: int = 0
+    voucher: VoucherTerms | None = None
+    min_reliability: float | None = None
+
+
+@dataclass(frozen=True)
+class InferenceUnserved:
+    """Output tokens/s of an inference demand the round could not place, and why."""
+
+    request_id: int
+    tokens_per_second: float
     reason: str
     blocked: Blocked = field(default_factory=blocked_other)
 
@@ -286,6 +354,10 @@ class Plan:
     prices: tuple[ListingPrice, ...] = ()
     #: Interruptible matches to pre-empt (:mod:`matching.interruptible`); never an on-demand match.
     preempted: tuple[Preemption, ...] = ()
+    #: The inference demands' assignments and what was left unserved (:mod:`matching.substitution`),
+    #: kept apart from the GPU-form ``assignments``/``unserved`` whose counts are replicas of one shape.
+    inference_assignments: tuple[Assignment, ...] = ()
+    inference_unserved: tuple[InferenceUnserved, ...] = ()
 
 
 def sold_gpu_hours(problem: Problem, plan: Plan, listing_id: int) -> int:

@@ -12,7 +12,7 @@ from marketplace.models.matches import Match, Settlement
 from marketplace.models.organisations import Membership, Organisation
 from marketplace.models.prices import ClearingPrice
 from marketplace.models.reference import GpuModel, LlmModel, Region, Rtt
-from marketplace.models.requests import BuyerRequest
+from marketplace.models.requests import BuyerRequest, RequestInference
 from marketplace.models.runs import MatchingRun
 from marketplace.models.vouchers import Voucher, VoucherLedgerEntry, VoucherProgram
 from marketplace.models.webhooks import WebhookDelivery, WebhookEndpoint, WebhookNotice
@@ -35,6 +35,7 @@ __all__ = [
     "NodeHeartbeat",
     "Organisation",
     "Region",
+    "RequestInference",
     "Rtt",
     "Settlement",
     "Voucher",

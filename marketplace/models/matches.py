@@ -68,6 +68,13 @@ class Match(models.Model):
     #: Market time an interruptible match's pre-emption notice ends (the round that pre-empted it
     #: set it); the lifecycle tick then ends it as ``preempted``. Null: not pre-empted.
     preempt_at = models.DateTimeField(null=True, blank=True)
+    #: An inference request's match (null on a GPU-form request's): what its replicas serve at
+    #: ``precision`` — output tokens/s (all replicas), the estimated TTFT (network RTT + queueing
+    #: margin + prefill) and what the buyer pays per million output tokens, subsidy deducted.
+    precision = models.CharField(max_length=16, blank=True)
+    tokens_per_second = models.DecimalField(max_digits=12, decimal_places=1, null=True, blank=True)
+    ttft_ms = models.DecimalField(max_digits=8, decimal_places=1, null=True, blank=True)
+    price_per_million_tokens = models.DecimalField(**MONEY, null=True, blank=True)
     #: When it actually stopped holding its GPUs (completed, cancelled or failed); null while live.
     ended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

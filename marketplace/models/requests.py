@@ -18,13 +18,24 @@ from marketplace.bounds import (
 )
 from marketplace.models.listings import NODE_SIZES
 from marketplace.models.organisations import Organisation
-from marketplace.models.reference import GpuModel, Region
+from marketplace.models.reference import GpuModel, LlmModel, Region
 from marketplace.money import MONEY, SETTLED_AMOUNT
 from matching.latency import LatencyClass, rtt_bound_ms
 
 
 class BuyerRequest(models.Model):
-    """Demand: ``replicas`` × ``gpus_per_replica`` GPUs of one model, near ``origin``."""
+    """Demand: ``replicas`` × ``gpus_per_replica`` GPUs of one model, near ``origin``.
+
+    ``kind`` ``inference`` (docs/inference.md): the buyer asked for output tokens/s of an LLM under a
+    TTFT target (:class:`RequestInference`, ``inference``); the engine may serve it with replicas of
+    any fitting GPU model. Its ``gpu_model``, ``gpus_per_replica``, ``replicas`` and
+    ``max_price_per_gpu_hour`` are then those of its first-choice alternative at submission (the
+    shard it is filed under and the bounds its row is checked against); its matches say what served it.
+    """
+
+    class Kind(models.TextChoices):
+        GPUS = "gpus"
+        INFERENCE = "inference"
 
     class Status(models.TextChoices):
         OPEN = "open"
@@ -55,6 +66,7 @@ class BuyerRequest(models.Model):
     #: Interruptible demand: placed after all on-demand demand, on listings offering the tier at a
     #: floor within ``max_price_per_gpu_hour`` (its bid), paying the floor; pre-emptable with notice.
     interruptible = models.BooleanField(default=False)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.GPUS)
     voucher = models.ForeignKey("Voucher", on_delete=models.PROTECT, null=True, blank=True, related_name="requests")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.OPEN)
     #: What the buyer will run on the GPUs, for the provider's agent to provision ("" when not said).
@@ -108,6 +120,7 @@ class BuyerRequest(models.Model):
             models.CheckConstraint(
                 condition=Q(latency_class__in=[c.value for c in LatencyClass]), name="request_latency_class_valid"
             ),
+            models.CheckConstraint(condition=Q(kind__in=["gpus", "inference"]), name="request_kind_valid"),
             # The domains of marketplace.bounds, for every request not yet cancelled or expired.
             models.CheckConstraint(
                 condition=Q(status__in=["cancelled", "expired"])
@@ -142,3 +155,40 @@ class BuyerRequest(models.Model):
     def gross_at_cap(self) -> Decimal:
         """The most this request can cost before subsidy: every GPU-hour at its price cap."""
         return self.gpus * self.duration_hours * self.max_price_per_gpu_hour
+
+
+class RequestInference(models.Model):
+    """The inference form of a request (``BuyerRequest.kind`` ``inference``): ``output_tokens_per_second``
+    of ``llm_model`` for users at the request's origin, each answer's first token within
+    ``ttft_p95_ms`` (network RTT + queueing margin + prefill of ``prompt_tokens``), at most
+    ``max_price_per_million_tokens`` CNY per million output tokens (what the buyer pays, subsidy
+    deducted). ``gpu_models`` empty: any GPU model; ``precision`` "": any the model is served at.
+
+    ``tokens_per_second_placed`` is what its live and ended matches make (``Match.tokens_per_second``
+    summed, at most the target once placed: a replica beyond the target is never placed).
+    """
+
+    request = models.OneToOneField(BuyerRequest, on_delete=models.CASCADE, related_name="inference")
+    llm_model = models.ForeignKey(LlmModel, on_delete=models.PROTECT, related_name="requests")
+    output_tokens_per_second = models.DecimalField(max_digits=10, decimal_places=1)
+    prompt_tokens = models.PositiveIntegerField()
+    output_tokens = models.PositiveIntegerField()
+    ttft_p95_ms = models.DecimalField(max_digits=8, decimal_places=1)
+    max_price_per_million_tokens = models.DecimalField(**MONEY)
+    precision = models.CharField(max_length=16, blank=True)
+    gpu_models = models.ManyToManyField(GpuModel, blank=True, related_name="+")
+    tokens_per_second_placed = models.DecimalField(max_digits=12, decimal_places=1, default=Decimal(0))
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(output_tokens_per_second__gt=0), name="inference_tokens_per_second_gt_0"
+            ),
+            models.CheckConstraint(condition=Q(prompt_tokens__gt=0, output_tokens__gt=0), name="inference_tokens_gt_0"),
+            models.CheckConstraint(condition=Q(ttft_p95_ms__gt=0), name="inference_ttft_gt_0"),
+            models.CheckConstraint(condition=Q(max_price_per_million_tokens__gt=0), name="inference_price_cap_gt_0"),
+            models.CheckConstraint(condition=Q(tokens_per_second_placed__gte=0), name="inference_placed_gte_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"request {self.request_id}: {self.llm_model_id} {self.output_tokens_per_second} tokens/s"
