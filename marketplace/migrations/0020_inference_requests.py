@@ -6,87 +6,105 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('marketplace', '0019_interruptible_tier'),
+        ("marketplace", "0019_interruptible_tier"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RequestInference',
+            name="RequestInference",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('output_tokens_per_second', models.DecimalField(decimal_places=1, max_digits=10)),
-                ('prompt_tokens', models.PositiveIntegerField()),
-                ('output_tokens', models.PositiveIntegerField()),
-                ('ttft_p95_ms', models.DecimalField(decimal_places=1, max_digits=8)),
-                ('max_price_per_million_tokens', models.DecimalField(decimal_places=4, max_digits=12)),
-                ('precision', models.CharField(blank=True, max_length=16)),
-                ('tokens_per_second_placed', models.DecimalField(decimal_places=1, default=Decimal('0'), max_digits=12)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("output_tokens_per_second", models.DecimalField(decimal_places=1, max_digits=10)),
+                ("prompt_tokens", models.PositiveIntegerField()),
+                ("output_tokens", models.PositiveIntegerField()),
+                ("ttft_p95_ms", models.DecimalField(decimal_places=1, max_digits=8)),
+                ("max_price_per_million_tokens", models.DecimalField(decimal_places=4, max_digits=12)),
+                ("precision", models.CharField(blank=True, max_length=16)),
+                (
+                    "tokens_per_second_placed",
+                    models.DecimalField(decimal_places=1, default=Decimal("0"), max_digits=12),
+                ),
             ],
         ),
         migrations.AddField(
-            model_name='buyerrequest',
-            name='kind',
-            field=models.CharField(choices=[('gpus', 'Gpus'), ('inference', 'Inference')], default='gpus', max_length=10),
+            model_name="buyerrequest",
+            name="kind",
+            field=models.CharField(
+                choices=[("gpus", "Gpus"), ("inference", "Inference")], default="gpus", max_length=10
+            ),
         ),
         migrations.AddField(
-            model_name='match',
-            name='precision',
+            model_name="match",
+            name="precision",
             field=models.CharField(blank=True, max_length=16),
         ),
         migrations.AddField(
-            model_name='match',
-            name='price_per_million_tokens',
+            model_name="match",
+            name="price_per_million_tokens",
             field=models.DecimalField(blank=True, decimal_places=4, max_digits=12, null=True),
         ),
         migrations.AddField(
-            model_name='match',
-            name='tokens_per_second',
+            model_name="match",
+            name="tokens_per_second",
             field=models.DecimalField(blank=True, decimal_places=1, max_digits=12, null=True),
         ),
         migrations.AddField(
-            model_name='match',
-            name='ttft_ms',
+            model_name="match",
+            name="ttft_ms",
             field=models.DecimalField(blank=True, decimal_places=1, max_digits=8, null=True),
         ),
         migrations.AddConstraint(
-            model_name='buyerrequest',
-            constraint=models.CheckConstraint(condition=models.Q(('kind__in', ['gpus', 'inference'])), name='request_kind_valid'),
+            model_name="buyerrequest",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("kind__in", ["gpus", "inference"])), name="request_kind_valid"
+            ),
         ),
         migrations.AddField(
-            model_name='requestinference',
-            name='gpu_models',
-            field=models.ManyToManyField(blank=True, related_name='+', to='marketplace.gpumodel'),
+            model_name="requestinference",
+            name="gpu_models",
+            field=models.ManyToManyField(blank=True, related_name="+", to="marketplace.gpumodel"),
         ),
         migrations.AddField(
-            model_name='requestinference',
-            name='llm_model',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='requests', to='marketplace.llmmodel'),
+            model_name="requestinference",
+            name="llm_model",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="requests", to="marketplace.llmmodel"
+            ),
         ),
         migrations.AddField(
-            model_name='requestinference',
-            name='request',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='inference', to='marketplace.buyerrequest'),
+            model_name="requestinference",
+            name="request",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE, related_name="inference", to="marketplace.buyerrequest"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='requestinference',
-            constraint=models.CheckConstraint(condition=models.Q(('output_tokens_per_second__gt', 0)), name='inference_tokens_per_second_gt_0'),
+            model_name="requestinference",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("output_tokens_per_second__gt", 0)), name="inference_tokens_per_second_gt_0"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='requestinference',
-            constraint=models.CheckConstraint(condition=models.Q(('output_tokens__gt', 0), ('prompt_tokens__gt', 0)), name='inference_tokens_gt_0'),
+            model_name="requestinference",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("output_tokens__gt", 0), ("prompt_tokens__gt", 0)), name="inference_tokens_gt_0"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='requestinference',
-            constraint=models.CheckConstraint(condition=models.Q(('ttft_p95_ms__gt', 0)), name='inference_ttft_gt_0'),
+            model_name="requestinference",
+            constraint=models.CheckConstraint(condition=models.Q(("ttft_p95_ms__gt", 0)), name="inference_ttft_gt_0"),
         ),
         migrations.AddConstraint(
-            model_name='requestinference',
-            constraint=models.CheckConstraint(condition=models.Q(('max_price_per_million_tokens__gt', 0)), name='inference_price_cap_gt_0'),
+            model_name="requestinference",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("max_price_per_million_tokens__gt", 0)), name="inference_price_cap_gt_0"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='requestinference',
-            constraint=models.CheckConstraint(condition=models.Q(('tokens_per_second_placed__gte', 0)), name='inference_placed_gte_0'),
+            model_name="requestinference",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("tokens_per_second_placed__gte", 0)), name="inference_placed_gte_0"
+            ),
         ),
     ]
