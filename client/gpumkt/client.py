@@ -30,9 +30,13 @@ from gpumkt.errors import ApiError, TransportError
 from gpumkt.models import (
     BuyerRequest,
     CapacityRow,
+    Guidance,
     Listing,
+    LlmModel,
     Match,
+    PricePoint,
     Quote,
+    RegionPrice,
     Statement,
     Token,
     Voucher,
@@ -227,6 +231,24 @@ class Client:
 
     def listing_withdraw(self, listing_id: int) -> Listing:
         return Listing.from_json(self.call("listing_withdraw", path={"listing_id": listing_id}))
+
+    def listing_guidance(self, listing_id: int) -> Guidance:
+        """Why the caller's listing is idle and the price that would fill it (its provider only)."""
+        return Guidance.from_json(self.call("listing_guidance", path={"listing_id": listing_id}))
+
+    def prices(self, *, gpu_model: str, origin: str) -> list[RegionPrice]:
+        """Clearing prices of ``gpu_model`` per region after its latest round, nearest to ``origin`` first."""
+        rows = self.call("prices", query={"gpu_model": gpu_model, "origin": origin})
+        return [RegionPrice.from_json(row) for row in rows]
+
+    def price_history(self, *, gpu_model: str, region: str, hours: int | None = None) -> list[PricePoint]:
+        """One region's clearing prices over the last ``hours`` (the server's default: 24), oldest first."""
+        query = {"gpu_model": gpu_model, "region": region, "hours": hours}
+        return [PricePoint.from_json(item) for item in self.call("price_history", query=query)]
+
+    def llm_models(self) -> list[LlmModel]:
+        """The LLM catalogue the inference form may name."""
+        return [LlmModel.from_json(item) for item in self.call("llm_models")]
 
     def quote(self, **terms: Any) -> Quote:
         """Where the engine would place these request terms now; nothing is written."""

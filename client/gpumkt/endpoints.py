@@ -23,8 +23,16 @@ REQUEST_TERMS = (
     "duration_hours",
     "start_by",
     "voucher_code",
+    "interruptible",
 )
-LISTING_TERMS = ("gpu_count", "gpus_per_node", "price_per_gpu_hour", "available_from", "available_until")
+LISTING_TERMS = (
+    "gpu_count",
+    "gpus_per_node",
+    "price_per_gpu_hour",
+    "available_from",
+    "available_until",
+    "interruptible_floor_price_per_gpu_hour",
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,17 @@ ENDPOINTS: dict[str, Endpoint] = {
     "listing_get": Endpoint("GET", "/listings/{listing_id}/", safe=True),
     "listing_update": Endpoint("PATCH", "/listings/{listing_id}/", body=LISTING_TERMS),
     "listing_withdraw": Endpoint("DELETE", "/listings/{listing_id}/"),
+    "listing_guidance": Endpoint("GET", "/listings/{listing_id}/guidance/", safe=True),
+    "prices": Endpoint("GET", "/prices/", query=("gpu_model", "origin"), safe=True, authenticated=False),
+    "price_history": Endpoint(
+        "GET",
+        "/prices/history/",
+        query=("gpu_model", "region", "hours", *_PAGES),
+        safe=True,
+        paginated=True,
+        authenticated=False,
+    ),
+    "llm_models": Endpoint("GET", "/llm-models/", query=_PAGES, safe=True, paginated=True, authenticated=False),
     "quote": Endpoint("POST", "/quotes/", body=REQUEST_TERMS, safe=True),
     "request_submit": Endpoint("POST", "/requests/", body=REQUEST_TERMS, creates=True),
     "request_list": Endpoint(

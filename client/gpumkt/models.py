@@ -4,6 +4,8 @@ Each dataclass reads the fields of one response schema that the SDK and the CLI 
 names (``tests/client/test_schema.py`` holds every field here to the server's OpenAPI schema).
 Decimals (money, RTT bounds) arrive as strings and become ``Decimal``; times become aware
 ``datetime``. A field the server adds later is ignored; one it removes is a ``KeyError``, loudly.
+A field with a default here is one the server added after the SDK's first release (the
+interruptible tier's): a server from before it answers without the key, and the default is read.
 """
 
 from __future__ import annotations
@@ -38,7 +40,11 @@ class Resource:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Self:
         hints = typing.get_type_hints(cls)
-        values = {f.name: _convert(data[f.name], hints[f.name]) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        values = {
+            f.name: _convert(data[f.name], hints[f.name])
+            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            if f.name in data or f.default is dataclasses.MISSING
+        }
         return cls(**values)
 
     @classmethod
@@ -63,6 +69,7 @@ class Listing(Resource):
     status: str
     rtt_ms: float | None
     left_out_reason: str
+    interruptible_floor_price_per_gpu_hour: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +91,7 @@ class BuyerRequest(Resource):
     matched_replicas: int
     voucher_program: str | None
     left_out_reason: str
+    interruptible: bool = False
 
     #: Statuses after which the request will never be matched further.
     FINAL_STATUSES: typing.ClassVar[frozenset[str]] = frozenset({"matched", "cancelled", "expired"})
@@ -154,6 +162,73 @@ class CapacityRow(Resource):
     free_gpus: int
     min_price_per_gpu_hour: Decimal
     listings: int
+
+
+@dataclass(frozen=True)
+class RegionPrice(Resource):
+    """A region's clearing price of one GPU model after its latest round (``CurrentPriceOut``):
+    ask + scarcity rent, and the rent of its latency class from the origin (docs/prices.md)."""
+
+    region: str
+    gpu_model: str
+    rtt_ms: float | None
+    latency_class: str | None
+    price_per_gpu_hour: Decimal | None
+    rent_per_gpu_hour: Decimal | None
+    latency_rent_per_gpu_hour: Decimal | None
+    free_gpus: int
+    listings: int
+    saturated_listings: int
+    unavailable_listings: int
+    run_id: int
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class PricePoint(Resource):
+    """One round's clearing price in one region (``PricePointOut``)."""
+
+    run_id: int
+    recorded_at: datetime
+    price_per_gpu_hour: Decimal | None
+    rent_per_gpu_hour: Decimal | None
+    free_gpus: int
+    listings: int
+    saturated_listings: int
+    unavailable_listings: int
+
+
+@dataclass(frozen=True)
+class Guidance(Resource):
+    """Why a listing's GPUs are idle and the highest price that would fill them (``GuidanceOut``)."""
+
+    listing: int
+    free_gpus: int
+    price_per_gpu_hour: Decimal
+    energy_cost_per_gpu_hour: Decimal
+    next_round_gpu_hours: int
+    suggested_price_per_gpu_hour: Decimal | None
+    suggested_gpu_hours: int
+    idle_reasons: list[str]
+    reason_codes: list[str]
+    probes: list[dict[str, Any]]
+    solves: int
+
+
+@dataclass(frozen=True)
+class LlmModel(Resource):
+    """An open-weight LLM the marketplace can serve (``LlmModelOut``)."""
+
+    code: str
+    name: str
+    params_b: Decimal
+    active_params_b: Decimal
+    layers: int
+    kv_heads: int
+    head_dim: int
+    max_context: int
+    precisions: list[str]
+    source: str
 
 
 @dataclass(frozen=True)

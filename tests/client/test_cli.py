@@ -224,3 +224,53 @@ def test_a_creating_post_whose_answer_was_lost_is_retried_with_its_key_and_creat
     assert network.lost
     assert Listing.objects.count() == 1
     assert Listing.objects.get().pk == listing.id
+
+
+def test_prices_guidance_and_the_llm_catalogue_from_the_terminal(market):
+    """After a round, anyone reads the clearing prices; the provider reads its listing's guidance
+    (the idle half of its GPUs, with a reason); the LLM catalogue lists the inference form's models.
+    The interruptible flags reach the API."""
+    provider, buyer = logged_in(market, "provider", "prov"), logged_in(market, "buyer", "buy")
+    listed = json.loads(
+        provider(
+            "listings", "create", "--region", "ningxia-zhongwei", "--gpu-model", "h20", "--gpus", "16",
+            "--gpus-per-node", "8", "--price", "6.00", "--interruptible-floor", "2.50", "--json",
+        ).stdout
+    )  # fmt: skip
+    assert listed["interruptible_floor_price_per_gpu_hour"] == "2.5000"
+    buyer("request", "submit", *BUYER_TERMS, "--wait", "--timeout", "30")
+
+    shown = json.loads(buyer("prices", "--gpu-model", "h20", "--origin", "shanghai", "--json").stdout)
+    zhongwei = next(row for row in shown if row["region"] == "ningxia-zhongwei")
+    assert zhongwei["listings"] == 1
+    assert zhongwei["free_gpus"] == 8
+    assert Decimal(zhongwei["price_per_gpu_hour"]) == Decimal("6.00")  # capacity left over: no rent
+    table_out = buyer("prices", "--gpu-model", "h20", "--origin", "shanghai").stdout
+    assert "ningxia-zhongwei" in table_out
+    assert "Clearing prices of h20" in table_out
+    history = json.loads(buyer("price-history", "--gpu-model", "h20", "--region", "ningxia-zhongwei", "--json").stdout)
+    assert [point["run_id"] for point in history] == [zhongwei["run_id"]]
+
+    guidance = provider("listings", "guidance", str(listed["id"])).stdout
+    assert f"Guidance for listing {listed['id']}" in guidance
+    assert "\n- " in guidance  # at least one idle reason, as a sentence
+    assert json.loads(provider("listings", "guidance", str(listed["id"]), "--json").stdout)["free_gpus"] == 8
+    buyer("listings", "guidance", str(listed["id"]), expect=1)  # the provider's only
+
+    catalogue = json.loads(buyer("llm-models", "--json").stdout)
+    assert "deepseek-r1-distill-qwen-32b" in {model["code"] for model in catalogue}
+
+    # The SDK's typed calls read the same answers.
+    key = json.loads((market["dir"] / "provider" / "gpumkt" / "config.json").read_text())["key"]
+    with Client(market["url"], key) as sdk:
+        assert [p.region for p in sdk.prices(gpu_model="h20", origin="shanghai")] == [row["region"] for row in shown]
+        assert [p.run_id for p in sdk.price_history(gpu_model="h20", region="ningxia-zhongwei")] == [zhongwei["run_id"]]
+        assert sdk.listing_guidance(listed["id"]).free_gpus == 8
+        assert sdk.listing(listed["id"]).interruptible_floor_price_per_gpu_hour == Decimal("2.5000")
+        assert any(m.code == "deepseek-r1-distill-qwen-32b" and m.params_b > 30 for m in sdk.llm_models())
+
+    bid = json.loads(
+        buyer("request", "submit", *BUYER_TERMS[:-4], "--max-price", "3.00", "--hours", "1", "--interruptible",
+              "--json").stdout
+    )  # fmt: skip
+    assert bid["interruptible"] is True

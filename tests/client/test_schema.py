@@ -26,6 +26,10 @@ MODELS_READ = [
     ("statement", models.Statement, ()),
     ("statement", models.StatementLine, ("lines", "items")),
     ("token", models.Token, ()),
+    ("prices", models.RegionPrice, ("items",)),
+    ("price_history", models.PricePoint, ("results", "items")),
+    ("listing_guidance", models.Guidance, ()),
+    ("llm_models", models.LlmModel, ("results", "items")),
 ]
 
 

@@ -37,6 +37,12 @@ def request_terms(command: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--hours", "duration_hours", type=int, required=True, help="Duration in whole hours."),
             click.option("--start-by", help="Start at the latest at (ISO time with offset; default +24 h)."),
             click.option("--voucher", "voucher_code", help="A voucher code to apply."),
+            click.option(
+                "--interruptible",
+                is_flag=True,
+                default=None,
+                help="Interruptible tier: placed after on-demand work at a listing's floor; --max-price is the bid.",
+            ),
         ]
     ):
         command = option(command)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from gpumkt.cli.base import LATENCY_CLASSES, NODE_SIZES, client_of, json_option, main, node_size, print_json, table
-from gpumkt.models import CapacityRow, Listing
+from gpumkt.models import CapacityRow, Guidance, Listing
 
 
 @main.command()
@@ -70,6 +70,11 @@ def listing_terms(command: Callable[..., Any]) -> Callable[..., Any]:
             click.option("--from", "available_from", help="Available from (ISO time with offset; default now)."),
             click.option(
                 "--until", "available_until", help="Available until (ISO time with offset; default +30 days)."
+            ),
+            click.option(
+                "--interruptible-floor",
+                "interruptible_floor_price_per_gpu_hour",
+                help="Offer idle GPUs as interruptible at this CNY per GPU-hour (at most --price).",
             ),
         ]
     ):
@@ -139,3 +144,32 @@ def listings_withdraw(ctx: click.Context, listing_id: int, as_json: bool) -> Non
     """Withdraw a listing: its live matches fail over to other capacity."""
     data = client_of(ctx).call("listing_withdraw", path={"listing_id": listing_id})
     show_listing(data, as_json, "Withdrawn")
+
+
+@listings.command("guidance")
+@click.argument("listing_id", type=int)
+@json_option
+@click.pass_context
+def listings_guidance(ctx: click.Context, listing_id: int, as_json: bool) -> None:
+    """Why your listing's GPUs are idle, and the highest price at which the engine would fill them."""
+    data = client_of(ctx).call("listing_guidance", path={"listing_id": listing_id})
+    if as_json:
+        return print_json(data)
+    guidance = Guidance.from_json(data)
+    table(
+        f"Guidance for listing {listing_id}",
+        ["free GPUs", "price", "energy cost", "sells next round", "suggested price", "would sell GPU-h"],
+        [
+            (
+                guidance.free_gpus,
+                guidance.price_per_gpu_hour,
+                guidance.energy_cost_per_gpu_hour,
+                guidance.next_round_gpu_hours,
+                guidance.suggested_price_per_gpu_hour if guidance.suggested_price_per_gpu_hour is not None else "none",
+                guidance.suggested_gpu_hours,
+            )
+        ],
+    )
+    for reason in guidance.idle_reasons:
+        click.echo(f"- {reason}")
+    return None
