@@ -167,7 +167,7 @@ class CapacityRow(Resource):
 @dataclass(frozen=True)
 class RegionPrice(Resource):
     """A region's clearing price of one GPU model after its latest round (``CurrentPriceOut``):
-    ask + scarcity rent, and the rent of its latency class from the origin (docs/prices.md)."""
+    ask + scarcity rent, and the rent of its latency class from the origin (docs/economics.md)."""
 
     region: str
     gpu_model: str
