@@ -14,7 +14,7 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.utils import timezone
+from django.utils import timezone, translation
 from rest_framework.test import APIClient
 
 from marketplace import services
@@ -36,6 +36,17 @@ def need_service(reason: str) -> None:
     if REQUIRE_SERVICES:
         pytest.fail(f"REQUIRE_SERVICES=1 but {reason}")
     pytest.skip(reason)
+
+
+@pytest.fixture(autouse=True)
+def _language_reset():
+    """Every test starts in the default language. A page request through Django's test client runs
+    ``LocaleMiddleware`` in the test's own thread, which leaves the request's language (zh-hans from
+    an ``Accept-Language`` header or the language cookie) active after the response: without this,
+    the next test's messages came out in Chinese, depending on which tests ran before it."""
+    translation.deactivate()
+    yield
+    translation.deactivate()
 
 
 @pytest.fixture

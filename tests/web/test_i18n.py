@@ -100,3 +100,14 @@ def test_a_page_for_another_role_refuses_in_the_readers_language(client, buyer):
     assert "此页面仅供算力提供方账户使用。" in zh.content.decode()
     en = client.get("/provider/", HTTP_ACCEPT_LANGUAGE="en")
     assert "This page is for provider accounts." in en.content.decode()
+
+
+def test_a_chinese_page_request_leaves_its_language_active_in_the_test_thread(client, db):
+    """What Django's LocaleMiddleware does under the test client: the next test below checks that
+    tests/conftest.py's reset undoes it (the two run in file order)."""
+    client.get("/", HTTP_ACCEPT_LANGUAGE="zh-hans")
+    assert translation.get_language() == "zh-hans"
+
+
+def test_the_next_test_starts_in_the_default_language_again():
+    assert translation.get_language() == "en"
