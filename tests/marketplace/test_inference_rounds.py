@@ -286,16 +286,22 @@ def test_a_submission_reaches_the_round_of_its_component(
 @pytest.mark.services
 def test_rounds_of_overlapping_components_never_run_at_once(postgres, reference, make_listing, make_request, buyer):
     """Rounds asked for h20, for h100 and for a100 race; an inference request couples h20 and h100 and
-    another a100 and h100. Every round that runs covers all three, so no two ever overlap in time."""
+    another a100 and h100 (both priced too low to be placed, so they stay open and keep coupling).
+    Every round that runs covers all three GPU models, so no two ever overlap in time."""
     from marketplace.market_time import market_now
 
     for code in ("h20", "h100", "a100"):
         make_listing(gpu_model=code, gpu_count=16, price_per_gpu_hour=Decimal("5.00"))
         make_request(gpu_model=code, replicas=1, latency_class="batch", max_price_per_gpu_hour=Decimal("30.00"))
     now = market_now()
-    inference_request(buyer=buyer, now=now, gpu_models=("h20", "h100"))
+    inference_request(buyer=buyer, now=now, gpu_models=("h20", "h100"), max_price_per_million_tokens="0.05")
     inference_request(
-        buyer=buyer, now=now, gpu_models=("a100", "h100"), first_choice="a100", llm_model="qwen2-5-7b-instruct"
+        buyer=buyer,
+        now=now,
+        gpu_models=("a100", "h100"),
+        first_choice="a100",
+        llm_model="qwen2-5-7b-instruct",
+        max_price_per_million_tokens="0.05",
     )
     spans: list[tuple[float, float, str]] = []
     locked_round = rounds._round_locked
@@ -317,7 +323,110 @@ def test_rounds_of_overlapping_components_never_run_at_once(postgres, reference,
     finally:
         rounds._round_locked = locked_round
     assert spans and {shard for _, _, shard in spans} == {"a100+h100+h20"}
+    assert not Match.objects.filter(request__kind="inference").exists()
     spans.sort()
     for (_, end, _), (start, _, _) in zip(spans, spans[1:], strict=False):
         assert end <= start, "two rounds sharing a GPU model ran at once"
     assert_no_gpu_held_twice()
+
+
+# --- the whole round ----------------------------------------------------------------------------
+
+
+def test_a_round_places_an_inference_request_across_two_gpu_models_when_one_is_not_enough(make_listing, buyer, now):
+    """7,500 tokens/s of the 32B distill at FP8: one free H100 makes 6,852, one free H20 1,128;
+    neither alone reaches the target, both together do."""
+    make_listing(gpu_model="h20", gpu_count=1, gpus_per_node=1, price_per_gpu_hour=Decimal("6.00"))
+    make_listing(gpu_model="h100", gpu_count=1, gpus_per_node=1, price_per_gpu_hour=Decimal("20.00"))
+    request = inference_request(
+        buyer=buyer, now=now, output_tokens_per_second="7500", gpu_models=("h20", "h100"), precision="FP8"
+    )
+
+    run = MatchingRun.objects.get(pk=round_run(shard="h20", trigger="manual"))
+
+    assert run.shard == "h100+h20"
+    matches = {m.listing.gpu_model.code: m for m in Match.objects.filter(request=request).select_related("listing")}
+    assert set(matches) == {"h20", "h100"}
+    for match in matches.values():
+        assert match.precision == "FP8" and match.run_id == run.pk
+        assert 0 < match.ttft_ms <= Decimal("1500")
+        assert match.tokens_per_second > 0
+        paid = (match.price_per_gpu_hour - match.subsidy_per_gpu_hour) * match.gpus
+        assert match.price_per_million_tokens == (paid / (match.tokens_per_second * Decimal("0.0036"))).quantize(
+            Decimal("0.0001")
+        )
+    request.refresh_from_db()
+    request.inference.refresh_from_db()
+    placed = sum(m.tokens_per_second for m in matches.values())
+    assert request.inference.tokens_per_second_placed == placed >= Decimal("7500")
+    assert (request.status, request.matched_replicas) == ("matched", request.replicas)
+    assert not run.unserved
+    assert_no_gpu_held_twice()
+
+    # The H20 fails: its tokens/s go back, the request reopens, and the next round places them again.
+    with transaction.atomic():
+        matches_fail_over(Q(pk=matches["h20"].pk), now=now, reason="node 0 failed")
+    request.refresh_from_db()
+    request.inference.refresh_from_db()
+    assert request.status == "partially_matched"
+    assert request.inference.tokens_per_second_placed == matches["h100"].tokens_per_second
+    round_run(shard="h100", trigger="manual")
+    request.refresh_from_db()
+    assert request.status == "matched"
+    assert Match.objects.filter(request=request, status="reserved").count() == 2
+    assert_no_gpu_held_twice()
+
+
+def test_a_round_records_inference_demand_it_could_not_place(make_listing, buyer, now):
+    make_listing(gpu_model="h20", gpu_count=1, gpus_per_node=1)
+    request = inference_request(buyer=buyer, now=now, output_tokens_per_second="2000", gpu_models=("h20",))
+    run = MatchingRun.objects.get(pk=round_run(shard="h20", trigger="manual"))
+    request.refresh_from_db()
+    assert request.status == "partially_matched"
+    [entry] = run.unserved
+    assert entry["request"] == request.pk and entry["replicas"] == 1 and entry["reason"]
+    assert entry["tokens_per_second"] == pytest.approx(
+        2000 - float(request.inference.tokens_per_second_placed), abs=0.1
+    )
+
+
+@pytest.fixture
+def worker(postgres, redis_url, tmp_path):
+    """A Celery worker process on the test database and the Redis broker (as in test_celery_e2e)."""
+    from tests.workers import broker_reset, process_stop, worker_start
+
+    broker_reset(redis_url)
+    process = worker_start(broker_url=redis_url, log_path=tmp_path / "worker.log", name="e2e-inference")
+    yield process
+    process_stop(process)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.services
+def test_a_request_in_the_inference_form_is_matched_by_a_real_worker(worker, make_listing, buyer, tmp_path):
+    from marketplace.market_time import market_now
+    from tests.workers import wait_for
+
+    make_listing(gpu_model="h20", gpu_count=1, gpus_per_node=1, price_per_gpu_hour=Decimal("6.00"))
+    make_listing(gpu_model="h100", gpu_count=1, gpus_per_node=1, price_per_gpu_hour=Decimal("20.00"))
+    assert wait_for(lambda: MatchingRun.objects.count() >= 2, 60), "the worker never ran the listings' rounds"
+    started = time.monotonic()
+    request = inference_request(
+        buyer=buyer,
+        now=market_now(),
+        output_tokens_per_second="7500",
+        gpu_models=("h20", "h100"),
+        precision="FP8",
+        enqueue=True,  # as the submission does: a round of its first choice's GPU model, on commit
+    )
+
+    def matched() -> bool:
+        request.refresh_from_db()
+        return request.status == "matched"
+
+    assert wait_for(matched, 30), (tmp_path / "worker.log").read_text()[-3000:]
+    print(f"inference request → matched by a real worker in {time.monotonic() - started:.2f} s")
+    matches = Match.objects.filter(request=request).select_related("listing__gpu_model", "run")
+    assert {m.listing.gpu_model.code for m in matches} == {"h20", "h100"}
+    assert {m.run.shard for m in matches} == {"h100+h20"}
+    assert all(m.tokens_per_second and m.ttft_ms and m.price_per_million_tokens for m in matches)
