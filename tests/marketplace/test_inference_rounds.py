@@ -176,6 +176,36 @@ def test_the_snapshot_offers_an_inference_request_what_is_left_of_its_target(mak
     assert not selectors.engine_problem(gpu_model_code="h20", now=now).problem.inference
 
 
+def test_a_measured_listing_is_offered_at_its_measured_figures_and_the_modelled_setup_covers_the_rest(
+    make_listing, buyer, now
+):
+    from marketplace.models import LlmModel, MeasuredProfile
+
+    measured = make_listing(gpu_model="h20")
+    other = make_listing(gpu_model="h20", region="gansu-qingyang")
+    MeasuredProfile.objects.create(
+        listing=measured,
+        llm_model=LlmModel.objects.get(code="deepseek-r1-distill-qwen-32b"),
+        precision="FP8",
+        gpus_per_replica=1,
+        prompt_tokens=2000,
+        concurrency=32,
+        output_tokens_per_second=Decimal("1500.0"),
+        ttft_ms=Decimal("400.0"),
+        measured_at=now,
+    )
+    request = inference_request(buyer=buyer, now=now, gpu_models=("h20",), precision="FP8")
+    [demand] = selectors.engine_problem(gpu_model_code="h20", now=now).problem.inference
+    one_gpu = {a.source: a for a in demand.alternatives if a.gpus_per_replica == 1}
+    assert one_gpu["measured"].listing_ids == (measured.pk,)
+    assert one_gpu["measured"].tokens_per_second_per_replica == 1500.0
+    assert one_gpu["modelled"].listing_ids == (other.pk,)  # measured beats modelled on the measured listing
+    assert one_gpu["modelled"].tokens_per_second_per_replica == pytest.approx(FP8_H20_1)
+    # Another setup, measured nowhere, is modelled on every listing.
+    assert all(a.listing_ids is None for a in demand.alternatives if a.gpus_per_replica == 2)
+    assert demand.id == request.pk
+
+
 # --- component shards -------------------------------------------------------------------------------
 
 
@@ -430,3 +460,33 @@ def test_a_request_in_the_inference_form_is_matched_by_a_real_worker(worker, mak
     assert {m.listing.gpu_model.code for m in matches} == {"h20", "h100"}
     assert {m.run.shard for m in matches} == {"h100+h20"}
     assert all(m.tokens_per_second and m.ttft_ms and m.price_per_million_tokens for m in matches)
+
+
+def test_an_inference_request_the_engine_cannot_plan_costs_only_itself(make_listing, buyer, now, monkeypatch):
+    make_listing(gpu_model="h20", gpu_count=16)
+    poisoned = inference_request(buyer=buyer, now=now, gpu_models=("h20",))
+    bystander = inference_request(buyer=buyer, now=now, gpu_models=("h20",))
+    real = rounds.planner
+
+    def planner(policy):
+        def plan_of(problem):
+            if any(d.id == poisoned.pk for d in problem.inference):
+                raise OverflowError("date value out of range")
+            return real(policy)(problem)
+
+        return plan_of
+
+    monkeypatch.setattr(rounds, "planner", planner)
+    run = MatchingRun.objects.get(pk=round_run(shard="h20", trigger="manual"))
+
+    assert run.status == MatchingRun.Status.SUCCEEDED
+    assert run.left_out == [
+        {
+            "kind": "request",
+            "id": poisoned.pk,
+            "reason": "the engine could not plan it: OverflowError('date value out of range')",
+        }
+    ]
+    bystander.refresh_from_db()
+    assert bystander.status == "matched"
+    assert not Match.objects.filter(request=poisoned).exists()
