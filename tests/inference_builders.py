@@ -12,7 +12,7 @@ from django.db import transaction
 
 from marketplace.models import BuyerRequest, GpuModel, LlmModel, Organisation, Region, RequestInference
 from marketplace.selectors.engine import inference_terms
-from marketplace.selectors.inference import gpu_spec
+from marketplace.selectors.market import gpu_spec
 from marketplace.services.triggers import matching_round_enqueue_on_commit
 from matching.inference_quote import alternatives_of
 

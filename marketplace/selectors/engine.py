@@ -23,7 +23,14 @@ from marketplace.eligibility import voucher_covers, voucher_usable
 from marketplace.errors import DomainError
 from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, GpuModel, Listing, Match, MatchingRun, MeasuredProfile, Organisation
-from marketplace.selectors.market import listing_energy_cost, measured_points, rtt_map, with_free_gpus
+from marketplace.selectors.market import (
+    gpu_spec,
+    listing_energy_cost,
+    llm_spec,
+    measured_points,
+    rtt_map,
+    with_free_gpus,
+)
 from marketplace.selectors.prices import recent_rents
 from marketplace.selectors.reliability import reliability_index
 from marketplace.selectors.spend import requests_spend_used, spend_placeable_replicas
@@ -401,8 +408,6 @@ def _open_inference_requests(now: datetime, *, full: bool = False) -> list[Buyer
 def _gpu_specs(codes: Collection[str] | None = None) -> dict[str, GpuSpec]:
     """The throughput model's GPU specs by code (of ``codes``; None: of every GPU model), leaving
     out GPU models whose speed figures were never loaded. One query."""
-    from marketplace.selectors.inference import gpu_spec  # that module imports this one
-
     rows = GpuModel.objects.all() if codes is None else GpuModel.objects.filter(code__in=list(codes))
     return {row.code: spec for row in rows if (spec := gpu_spec(row)) is not None}
 
@@ -410,8 +415,6 @@ def _gpu_specs(codes: Collection[str] | None = None) -> dict[str, GpuSpec]:
 def inference_terms(request: BuyerRequest, target: Decimal) -> InferenceTerms:
     """An inference request's terms as the quote reads them, for ``target`` output tokens/s
     (needs ``origin`` and ``inference__llm_model`` loaded)."""
-    from marketplace.selectors.inference import llm_spec  # that module imports this one
-
     inference = request.inference
     return InferenceTerms(
         llm=llm_spec(inference.llm_model),

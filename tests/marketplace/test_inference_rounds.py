@@ -3,6 +3,7 @@ rounds that cover the component of GPU models inference demand couples (issue 15
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 import time
@@ -13,7 +14,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 
 from marketplace import selectors
-from marketplace.models import BuyerRequest, Match, MatchingRun
+from marketplace.models import Match, MatchingRun
 from marketplace.services import rounds
 from marketplace.services.lifecycle import matches_fail_over
 from marketplace.services.plans import ApplyResult, match_plan_apply
@@ -102,7 +103,8 @@ def test_an_inference_assignment_on_a_gpu_form_request_is_refused(make_listing, 
     listing = make_listing(gpu_model="h20")
     request = make_request(replicas=1)
     result = apply(inference_assignment(request, listing, now), now=now)
-    assert not result.matches and "not an inference request" in result.stale[0][1]
+    assert not result.matches
+    assert "not an inference request" in result.stale[0][1]
 
 
 def test_a_failed_inference_match_gives_its_tokens_back_and_reopens_the_request(make_listing, buyer, now):
@@ -163,7 +165,8 @@ def test_the_snapshot_offers_an_inference_request_what_is_left_of_its_target(mak
 
     problem = selectors.engine_problem(shard="h100+h20", now=now).problem
     [demand] = problem.inference
-    assert demand.id == request.pk and not problem.requests
+    assert demand.id == request.pk
+    assert not problem.requests
     assert demand.tokens_per_second == pytest.approx(2000 - 1128.0)
     # The budget is the cap per million tokens × what is left: 40 CNY × 872 tokens/s × 0.0036.
     assert demand.budget_per_hour == Decimal("125.5680")
@@ -241,7 +244,8 @@ def test_a_round_of_h20_coupled_to_h100_covers_h100s_gpu_form_requests(make_list
     assert Match.objects.get(request=h20).run_id == run.pk
     assert Match.objects.get(request=h100).run_id == run.pk  # one round, both GPU models
     assert run.request_count == 3
-    assert not shard_locked("h20") and not shard_locked("h100")
+    assert not shard_locked("h20")
+    assert not shard_locked("h100")
 
 
 def test_gpu_form_rounds_are_unchanged_without_inference_demand(make_listing, make_request):
@@ -352,10 +356,11 @@ def test_rounds_of_overlapping_components_never_run_at_once(postgres, reference,
             assert not [r for r in results if isinstance(r, Exception)], results
     finally:
         rounds._round_locked = locked_round
-    assert spans and {shard for _, _, shard in spans} == {"a100+h100+h20"}
+    assert spans
+    assert {shard for _, _, shard in spans} == {"a100+h100+h20"}
     assert not Match.objects.filter(request__kind="inference").exists()
     spans.sort()
-    for (_, end, _), (start, _, _) in zip(spans, spans[1:], strict=False):
+    for (_, end, _), (start, _, _) in itertools.pairwise(spans):
         assert end <= start, "two rounds sharing a GPU model ran at once"
     assert_no_gpu_held_twice()
 
@@ -378,7 +383,7 @@ def test_a_round_places_an_inference_request_across_two_gpu_models_when_one_is_n
     matches = {m.listing.gpu_model.code: m for m in Match.objects.filter(request=request).select_related("listing")}
     assert set(matches) == {"h20", "h100"}
     for match in matches.values():
-        assert match.precision == "FP8" and match.run_id == run.pk
+        assert (match.precision, match.run_id) == ("FP8", run.pk)
         assert 0 < match.ttft_ms <= Decimal("1500")
         assert match.tokens_per_second > 0
         paid = (match.price_per_gpu_hour - match.subsidy_per_gpu_hour) * match.gpus
@@ -414,7 +419,8 @@ def test_a_round_records_inference_demand_it_could_not_place(make_listing, buyer
     request.refresh_from_db()
     assert request.status == "partially_matched"
     [entry] = run.unserved
-    assert entry["request"] == request.pk and entry["replicas"] == 1 and entry["reason"]
+    assert (entry["request"], entry["replicas"]) == (request.pk, 1)
+    assert entry["reason"]
     assert entry["tokens_per_second"] == pytest.approx(
         2000 - float(request.inference.tokens_per_second_placed), abs=0.1
     )
