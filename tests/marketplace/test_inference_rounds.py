@@ -14,7 +14,8 @@ from django.db import connection, transaction
 from django.db.models import Q
 
 from marketplace import selectors
-from marketplace.models import Match, MatchingRun
+from marketplace.models import BuyerRequest, Match, MatchingRun
+from marketplace.selectors.spend import requests_spend_used
 from marketplace.services import rounds
 from marketplace.services.lifecycle import matches_fail_over
 from marketplace.services.plans import ApplyResult, match_plan_apply
@@ -207,6 +208,28 @@ def test_a_measured_listing_is_offered_at_its_measured_figures_and_the_modelled_
     # Another setup, measured nowhere, is modelled on every listing.
     assert all(a.listing_ids is None for a in demand.alternatives if a.gpus_per_replica == 2)
     assert demand.id == request.pk
+
+
+def test_after_a_fail_over_only_what_the_spend_reservation_still_covers_is_offered(make_listing, buyer, now):
+    listing = make_listing(gpu_model="h20", price_per_gpu_hour=Decimal("6.00"))
+    request = inference_request(buyer=buyer, now=now, output_tokens_per_second="2000", gpu_models=("h20",))
+    first, _ = (apply(inference_assignment(request, listing, now, nodes=[node]), now=now).matches[0] for node in (0, 1))
+    with transaction.atomic():
+        matches_fail_over(Q(pk=first.pk), now=now, reason="node 0 failed")
+    # Its month's cap let the reservation grow back to 1,000 CNY only (the live match holds 144 of it).
+    BuyerRequest.objects.filter(pk=request.pk).update(spend_month=now.date().replace(day=1), spend_committed=1000)
+
+    [demand] = selectors.engine_problem(gpu_model_code="h20", now=now).problem.inference
+
+    used = requests_spend_used([request.pk])[request.pk]  # the live match's worst case: 144 CNY and a line's slack
+    assert used.failed_over
+    assert Decimal("144") <= used.amount < Decimal("145")
+    left = 2000 - 1128.0  # tokens/s given back
+    worst = Decimal("40.00") * Decimal(str(left)) * Decimal("0.0036") * 24  # their budget for 24 hours
+    share = float((Decimal(1000) - used.amount) / worst)
+    assert 0 < share < 1
+    assert demand.tokens_per_second == pytest.approx(left * share)
+    assert demand.budget_per_hour * 24 <= Decimal(1000) - used.amount
 
 
 # --- component shards -------------------------------------------------------------------------------
