@@ -62,7 +62,7 @@ from marketplace.services.triggers import matching_round_enqueue, round_delay, r
 from matching.interruptible import on_demand_view
 from matching.policies import ENGINE, planner
 from matching.prices import with_prices
-from matching.problem import Blocked, Plan, Problem, blocked_other
+from matching.problem import Blocked, InferenceUnserved, Plan, Problem, blocked_other
 from matching.quarantine import LeftOut, SearchExhausted, plan_quarantined, rows_to_leave_out
 from matching.timings import ms_since
 
@@ -305,12 +305,17 @@ def matching_run_finish(
         {"request": u.request_id, "replicas": u.replicas, "reason": u.reason, "blocked": u.blocked}
         for u in plan.unserved
     ]
-    unserved += _inference_unserved(plan)
-    for a, reason in result.stale:
-        entry = UnservedEntry(request=a.request_id, replicas=a.replicas, reason=reason, blocked=blocked_other())
-        if a.tokens_per_second_per_replica > 0:
-            entry["tokens_per_second"] = round(a.tokens_per_second, 1)
-        unserved.append(entry)
+    unserved += [
+        {"request": a.request_id, "replicas": a.replicas, "reason": reason, "blocked": blocked_other()}
+        for a, reason in result.stale
+        if not a.tokens_per_second_per_replica
+    ]
+    stale_inference = [
+        InferenceUnserved(a.request_id, a.tokens_per_second, reason, blocked_other())
+        for a, reason in result.stale
+        if a.tokens_per_second_per_replica
+    ]
+    unserved += _inference_unserved([*plan.inference_unserved, *stale_inference])
     run = MatchingRun.objects.select_for_update().get(pk=run_id)
     run.status = MatchingRun.Status.SUCCEEDED
     run.finished_at = max(finished_at, run.started_at)
@@ -326,18 +331,18 @@ def matching_run_finish(
     return run
 
 
-def _inference_unserved(plan: Plan) -> list[UnservedEntry]:
-    """The run's entries for the inference demand ``plan`` left unplaced (see :class:`UnservedEntry`);
-    one query when there are any."""
-    if not plan.inference_unserved:
+def _inference_unserved(left: Sequence[InferenceUnserved]) -> list[UnservedEntry]:
+    """The run's entries for the inference demand a round left unplaced (see :class:`UnservedEntry`):
+    the plan's, and its stale assignments'; one query when there are any."""
+    if not left:
         return []
-    rows = BuyerRequest.objects.filter(pk__in={u.request_id for u in plan.inference_unserved})
+    rows = BuyerRequest.objects.filter(pk__in={u.request_id for u in left})
     asked = {
         pk: (replicas, tps)
         for pk, replicas, tps in rows.values_list("pk", "replicas", "inference__output_tokens_per_second")
     }
     entries: list[UnservedEntry] = []
-    for u in plan.inference_unserved:
+    for u in left:
         replicas, tokens = asked.get(u.request_id, (1, None))
         share = 1.0 if not tokens else min(1.0, u.tokens_per_second / float(tokens))
         entries.append(

@@ -133,7 +133,7 @@ def test_a_failed_inference_match_gives_its_tokens_back_and_reopens_the_request(
     assert_no_gpu_held_twice()
 
 
-def test_a_run_records_inference_demand_it_could_not_place(reference, buyer, now):
+def test_a_run_records_inference_demand_it_could_not_place(make_listing, buyer, now):
     request = inference_request(buyer=buyer, now=now, output_tokens_per_second="2000")
     run = matching_run_start(trigger="manual", shard="h20", now=now)
     blocked = Blocked(kind="capacity")
@@ -141,18 +141,29 @@ def test_a_run_records_inference_demand_it_could_not_place(reference, buyer, now
         (), (), "test", Decimal(0), Decimal(0), 0.0, 0,
         inference_unserved=(InferenceUnserved(request.pk, 871.95, "h20: taken by other requests", blocked),),
     )  # fmt: skip
+    # And one replica the apply found stale: it counts as unserved too, in the same units.
+    stale = inference_assignment(request, make_listing(gpu_model="h20"), now)
+    result = ApplyResult(stale=[(stale, "capacity or demand changed")])
     run = matching_run_finish(
-        run_id=run.pk, plan=plan, result=ApplyResult(), request_count=1, listing_count=0, timings_ms={}, finished_at=now
+        run_id=run.pk, plan=plan, result=result, request_count=1, listing_count=0, timings_ms={}, finished_at=now
     )
-    [entry] = run.unserved
-    assert entry == {
-        "request": request.pk,
-        "replicas": math.ceil(2 * 871.95 / 2000),  # 1 of its 2 first-choice replicas
-        "reason": "h20: taken by other requests",
-        "blocked": {"kind": "capacity"},
-        "tokens_per_second": 872.0,
-    }
-    assert run.unserved_replicas == 1
+    assert run.unserved == [
+        {
+            "request": request.pk,
+            "replicas": math.ceil(2 * 871.95 / 2000),  # 1 of its 2 first-choice replicas
+            "reason": "h20: taken by other requests",
+            "blocked": {"kind": "capacity"},
+            "tokens_per_second": 872.0,
+        },
+        {
+            "request": request.pk,
+            "replicas": math.ceil(2 * FP8_H20_1 / 2000),
+            "reason": "capacity or demand changed",
+            "blocked": {"kind": "other"},
+            "tokens_per_second": 1128.0,
+        },
+    ]
+    assert run.unserved_replicas == 3
 
 
 # --- the snapshot ---------------------------------------------------------------------------------
