@@ -26,9 +26,9 @@ def cheapest_items(rnd: Round, i: int) -> list[tuple[float, float]]:
     cheapest listing (capacity ignored), cheapest per token/s first."""
     alts, hours = rnd.demands[i].alternatives, rnd.demands[i].duration_hours
     items = [
-        (float(c.cost[0]) * alts[c.alt].gpus_per_replica * hours, alts[c.alt].tokens_per_second_per_replica)
+        (float(c.first_cost) * alts[c.alt].gpus_per_replica * hours, alts[c.alt].tokens_per_second_per_replica)
         for c in rnd.options[i]
-        if len(c.listings)
+        if c.count
     ]
     return sorted(items, key=lambda it: (it[0] / it[1], it[0]))
 
@@ -69,7 +69,7 @@ def cheapest_cover(items: list[tuple[float, float]], target: float, node_limit: 
 
 def bounds(rnd: Round) -> tuple[float, Decimal, dict[str, int | str | float]]:
     """(tokens/s upper bound, cost lower bound in CNY, what kind of bound)."""
-    open_demands = [i for i in range(len(rnd.demands)) if any(len(c.listings) for c in rnd.options[i])]
+    open_demands = [i for i in range(len(rnd.demands)) if any(c.count for c in rnd.options[i])]
     tokens_ub = sum(rnd.demands[i].tokens_per_second for i in open_demands)
     served = sum(min(rnd.placed[i], rnd.demands[i].tokens_per_second) for i in range(len(rnd.demands)))
     if served >= tokens_ub - 1e-9:

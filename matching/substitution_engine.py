@@ -26,13 +26,15 @@ EXACT_OPTIONS = 4000
 #: Options of one alternative a cover considers: the cheapest listings with room, until they could
 #: carry the whole target alone, at most this many.
 COVER_LISTINGS = 6
+#: Alternatives a cover considers: those cheapest per token/s at their cheapest listing before the round.
+COVER_ALTERNATIVES = 8
 #: Branch-and-bound nodes per cover before it settles for the best found.
 COVER_NODES = 4000
 
 
 def engine_policy(rnd: Round) -> Stats:
     """Place ``rnd``'s demand; returns the solver's stats (its name and bounds)."""
-    n = sum(len(c.listings) for opts in rnd.options for c in opts)
+    n = sum(c.count for opts in rnd.options for c in opts)
     if n <= EXACT_OPTIONS:
         return _exact(rnd)
     return _fast(rnd)
@@ -52,14 +54,14 @@ def _exact(rnd: Round) -> Stats:
         "tokens_upper_bound": float(info["tokens_upper_bound"]),
         "cost_lower_bound": str(lower),
         "milp_status": str(info["status"]),
-        "options": sum(len(c.listings) for opts in rnd.options for c in opts),
+        "options": sum(c.count for opts in rnd.options for c in opts),
         "milp_ms": ms_since(started),
     }
 
 
 def _fast(rnd: Round) -> Stats:
     started = time.perf_counter()
-    flexibility = [sum(len(c.listings) for c in opts) for opts in rnd.options]
+    flexibility = [sum(c.count for c in opts) for opts in rnd.options]
     order = sorted(range(len(rnd.demands)), key=lambda i: (-rnd.demands[i].priority, flexibility[i], rnd.demands[i].id))
     for i in order:
         cover(rnd, i)
@@ -107,9 +109,11 @@ def _items(rnd: Round, i: int, missing: float) -> list[Item]:
     alts, items = rnd.demands[i].alternatives, []
     hours = rnd.demands[i].duration_hours
     free = rnd.pool.free
-    for c in rnd.options[i]:
-        if not len(c.listings):
-            continue
+    ranked = sorted(
+        (c for c in rnd.options[i] if c.count),
+        key=lambda c: (c.first_cost * alts[c.alt].gpus_per_replica / alts[c.alt].tokens_per_second_per_replica, c.alt),
+    )
+    for c in ranked[:COVER_ALTERNATIVES]:
         alt = alts[c.alt]
         size, tps = alt.gpus_per_replica, alt.tokens_per_second_per_replica
         room = rnd.pool.max_free[c.listings] >= size

@@ -12,7 +12,8 @@ from numpy.typing import NDArray
 
 from matching import costs
 from matching.problem import Problem
-from matching.substitution_index import OPEN, Candidates, Index
+from matching.substitution_batch import AnyCandidates, Batch
+from matching.substitution_index import OPEN, Index
 
 #: (demand index, alternative index, listing index) → the node of each replica placed there.
 Placements = dict[tuple[int, int, int], list[int]]
@@ -78,14 +79,17 @@ class Flat:
 class Round:
     """One inference round's state: the candidates, the node pool and the placements so far."""
 
-    def __init__(self, problem: Problem, node_free: dict[int, tuple[int, ...]] | None) -> None:
+    def __init__(self, problem: Problem, node_free: dict[int, tuple[int, ...]] | None, *, batch: bool = True) -> None:
+        """``batch`` False: every pair through the scalar rules (the reference the batch is tested on)."""
         free = [list(x.node_free if node_free is None else node_free.get(x.id, x.node_free)) for x in problem.listings]
         self.problem, self.demands = problem, problem.inference
         self.index = Index(problem, free)
         self.pool = Pool(free)
-        self.options: list[list[Candidates]] = [
-            [self.index.candidates(d, k) for k in range(len(d.alternatives))] for d in self.demands
-        ]
+        self.options: list[list[AnyCandidates]] = (
+            Batch(self.index, self.demands).options
+            if batch
+            else [[self.index.candidates(d, k) for k in range(len(d.alternatives))] for d in self.demands]
+        )
         self.placements: Placements = {}
         self.placed = [0.0] * len(self.demands)
         self.spent = [0] * len(self.demands)  # price units × GPUs per hour
@@ -95,18 +99,6 @@ class Round:
     def arrival_order(self) -> list[int]:
         """Demand indices in the order buyers act: higher priority first, then earlier id."""
         return sorted(range(len(self.demands)), key=lambda i: (-self.demands[i].priority, self.demands[i].id))
-
-    def by_cost_per_token(self, i: int) -> list[tuple[int, int]]:
-        """(alternative, listing) pairs of demand ``i``, cheapest per token first."""
-        alts = self.demands[i].alternatives
-        rows = [
-            (float(cost) * alts[c.alt].gpus_per_replica / alts[c.alt].tokens_per_second_per_replica, c.alt, int(j))
-            for c in self.options[i]
-            if c.stage == OPEN
-            for j, cost in zip(c.listings.tolist(), c.cost.tolist(), strict=True)
-        ]
-        rows.sort()
-        return [(k, j) for _, k, j in rows]
 
     def fill(self, i: int, k: int, j: int, most: int | None = None) -> int:
         """Place as many replicas of alternative ``k`` of demand ``i`` on listing ``j`` as the rules,
