@@ -243,6 +243,25 @@ def test_after_a_fail_over_only_what_the_spend_reservation_still_covers_is_offer
     assert demand.budget_per_hour * 24 <= Decimal(1000) - used.amount
 
 
+def test_the_snapshot_takes_as_many_queries_whatever_the_inference_demand(make_listing, buyer, now):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for code in ("h20", "h100"):
+        make_listing(gpu_model=code)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            selectors.engine_problem(shard="h100+h20", now=now)
+        return len(captured)
+
+    inference_request(buyer=buyer, now=now, gpu_models=("h20", "h100"))
+    few = queries()
+    for tps in ("500", "900", "1300", "1700", "2100"):
+        inference_request(buyer=buyer, now=now, gpu_models=("h20", "h100"), output_tokens_per_second=tps)
+    assert queries() == few
+
+
 # --- component shards -------------------------------------------------------------------------------
 
 
