@@ -86,9 +86,13 @@ class Batch:
         self.cols: dict[str, NDArray[np.int64]] = {}
         # Pairs by model; the scalar path for pairs the matrices cannot express.
         rows: dict[str, list[tuple[int, int]]] = {}
-        self.per_demand = [
-            (costs.reliability_units(d.min_reliability), us_since(index.problem.now, d.start_by)) for d in demands
-        ]
+        now = index.problem.now
+        self.d_origin = np.array([index.rix[d.origin] for d in demands], dtype=np.int64)
+        self.d_rel = np.array([costs.reliability_units(d.min_reliability) for d in demands], dtype=np.int64)
+        self.d_start_by = np.array([us_since(now, d.start_by) for d in demands], dtype=np.int64)
+        self.d_hours = np.array([d.duration_hours for d in demands], dtype=np.int64) * HOUR_US
+        self.d_budget = np.array([costs.money_units(d.budget_per_hour) for d in demands], dtype=np.int64)
+        self.d_voucher = np.array([d.voucher is not None for d in demands], dtype=bool)
         slots: list[list[AnyCandidates | None]] = [[None] * len(d.alternatives) for d in demands]
         for i, d in enumerate(demands):
             uniform = d.voucher is None or not (
@@ -121,15 +125,11 @@ class Batch:
         alts = [demands[i].alternatives[k] for i, k in pairs]
         size = np.array([a.gpus_per_replica for a in alts], dtype=np.int64)
         bound = np.array([a.rtt_bound_ms for a in alts], dtype=float)
-        cap = np.array([ix.units(a.max_price_per_gpu_hour) for a in alts], dtype=np.int64)
-        ds = [demands[i] for i, _ in pairs]
-        origin = np.array([ix.rix[d.origin] for d in ds], dtype=np.int64)
-        per_demand = self.per_demand
-        need_rel = np.array([per_demand[i][0] for i, _ in pairs], dtype=np.int64)
-        start_by = np.array([per_demand[i][1] for i, _ in pairs], dtype=np.int64)
-        hours = np.array([d.duration_hours for d in ds], dtype=np.int64) * HOUR_US
-        budget = np.array([ix.units(d.budget_per_hour) for d in ds], dtype=np.int64)
-        vouchered = np.array([d.voucher is not None for d in ds], dtype=bool)
+        # Caps are at the money quantum (4 places), so float × 10,000 rounds back exactly.
+        cap = np.rint(np.array([float(a.max_price_per_gpu_hour) for a in alts]) * costs.UNITS_PER_CNY).astype(np.int64)
+        di = np.array([i for i, _ in pairs], dtype=np.int64)
+        origin, need_rel, start_by = self.d_origin[di], self.d_rel[di], self.d_start_by[di]
+        hours, budget, vouchered = self.d_hours[di], self.d_budget[di], self.d_voucher[di]
         self.packed[model] = []
         step = max(1, CHUNK_CELLS // max(1, n_cols))
         col = np.newaxis
