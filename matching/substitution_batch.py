@@ -21,6 +21,7 @@ from matching.substitution_index import BUDGET, OPEN, STAGES, Candidates, Index
 
 #: Cells (pairs × listings) evaluated at once: bounds the matrices' peak memory (~10 bytes a cell).
 CHUNK_CELLS = 2_000_000
+NO_PRICE = np.iinfo(np.int64).max
 NONE_LISTED, NODE_SIZE, TOO_FAR, PRICE = (STAGES.index(s) for s in ("none_listed", "node_size", "too_far", "price"))
 RELIABILITY, WINDOW, NODE_FREE = (STAGES.index(s) for s in ("reliability", "window", "node_free"))
 
@@ -84,6 +85,12 @@ class Batch:
         self.options: list[list[AnyCandidates]] = [[] for _ in demands]
         self.packed: dict[str, list[tuple[int, NDArray[np.uint8]]]] = {}
         self.cols: dict[str, NDArray[np.int64]] = {}
+        #: For the Lagrangian bound (:mod:`matching.substitution_bound`), per GPU model: its pairs
+        #: ((demand, alternative) rows), the free GPUs of each region's listings of the model (a
+        #: *class*) and each pair's cheapest feasible price in each class (:data:`NO_PRICE`: none).
+        self.pairs: dict[str, NDArray[np.int64]] = {}
+        self.class_free: dict[str, NDArray[np.float64]] = {}
+        self.class_min: dict[str, list[NDArray[np.int64]]] = {}
         # Pairs by model; the scalar path for pairs the matrices cannot express.
         rows: dict[str, list[tuple[int, int]]] = {}
         now = index.problem.now
@@ -131,6 +138,11 @@ class Batch:
         origin, need_rel, start_by = self.d_origin[di], self.d_rel[di], self.d_start_by[di]
         hours, budget, vouchered = self.d_hours[di], self.d_budget[di], self.d_voucher[di]
         self.packed[model] = []
+        self.pairs[model] = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+        classes = np.unique(region)
+        class_cols = [region == c for c in classes.tolist()]
+        self.class_free[model] = np.array([sum(sum(ix.free[j]) for j in cols[m].tolist()) for m in class_cols], float)
+        self.class_min[model] = []
         step = max(1, CHUNK_CELLS // max(1, n_cols))
         col = np.newaxis
         for lo in range(0, len(pairs), step):
@@ -153,6 +165,11 @@ class Batch:
             cheapest_free = np.where(ok, price[None, :], np.iinfo(np.int64).max).min(axis=1)
             ok &= price[None, :] * size[s, col] <= budget[s, col]
             stage = np.where((stage == OPEN) & ~ok.any(axis=1), BUDGET, stage)
+            self.class_min[model].append(
+                np.stack([np.where(ok[:, m], price[m][None, :], NO_PRICE).min(axis=1) for m in class_cols], axis=1)
+                if class_cols
+                else np.zeros((ok.shape[0], 0), dtype=np.int64)
+            )
             counts = ok.sum(axis=1).tolist()
             first = cols[np.argmax(ok, axis=1)]
             subsidy = np.zeros(len(first), dtype=np.int64)

@@ -68,7 +68,7 @@ def _fast(rnd: Round) -> Stats:
     top_up(rnd, order)
     improved = improve(rnd, sorted(order, key=lambda i: -rnd.cost_of(i)))
     placed_ms = ms_since(started)
-    tokens_ub, lower, info = bounds(rnd)
+    tokens_ub, lower, info = bounds(rnd, float(sum(rnd.cost_of(i) for i in range(len(rnd.demands)))))
     return {
         "solver": "substitution-cover",
         "tokens_upper_bound": tokens_ub,

@@ -85,9 +85,10 @@ class Round:
         self.problem, self.demands = problem, problem.inference
         self.index = Index(problem, free)
         self.pool = Pool(free)
+        self.batch = Batch(self.index, self.demands) if batch else None
         self.options: list[list[AnyCandidates]] = (
-            Batch(self.index, self.demands).options
-            if batch
+            self.batch.options
+            if self.batch is not None
             else [[self.index.candidates(d, k) for k in range(len(d.alternatives))] for d in self.demands]
         )
         self.placements: Placements = {}
