@@ -21,6 +21,7 @@ from matching.substitution_index import BUDGET, OPEN, STAGES, Candidates, Index
 
 #: Cells (pairs × listings) evaluated at once: bounds the matrices' peak memory (~10 bytes a cell).
 CHUNK_CELLS = 2_000_000
+NO_PRICE = np.iinfo(np.int64).max
 NONE_LISTED, NODE_SIZE, TOO_FAR, PRICE = (STAGES.index(s) for s in ("none_listed", "node_size", "too_far", "price"))
 RELIABILITY, WINDOW, NODE_FREE = (STAGES.index(s) for s in ("reliability", "window", "node_free"))
 
@@ -84,11 +85,21 @@ class Batch:
         self.options: list[list[AnyCandidates]] = [[] for _ in demands]
         self.packed: dict[str, list[tuple[int, NDArray[np.uint8]]]] = {}
         self.cols: dict[str, NDArray[np.int64]] = {}
+        #: For the Lagrangian bound (:mod:`matching.substitution_bound`), per GPU model: its pairs
+        #: ((demand, alternative) rows), the free GPUs of each region's listings of the model (a
+        #: *class*) and each pair's cheapest feasible price in each class (:data:`NO_PRICE`: none).
+        self.pairs: dict[str, NDArray[np.int64]] = {}
+        self.class_free: dict[str, NDArray[np.float64]] = {}
+        self.class_min: dict[str, list[NDArray[np.int64]]] = {}
         # Pairs by model; the scalar path for pairs the matrices cannot express.
         rows: dict[str, list[tuple[int, int]]] = {}
-        self.per_demand = [
-            (costs.reliability_units(d.min_reliability), us_since(index.problem.now, d.start_by)) for d in demands
-        ]
+        now = index.problem.now
+        self.d_origin = np.array([index.rix[d.origin] for d in demands], dtype=np.int64)
+        self.d_rel = np.array([costs.reliability_units(d.min_reliability) for d in demands], dtype=np.int64)
+        self.d_start_by = np.array([us_since(now, d.start_by) for d in demands], dtype=np.int64)
+        self.d_hours = np.array([d.duration_hours for d in demands], dtype=np.int64) * HOUR_US
+        self.d_budget = np.array([costs.money_units(d.budget_per_hour) for d in demands], dtype=np.int64)
+        self.d_voucher = np.array([d.voucher is not None for d in demands], dtype=bool)
         slots: list[list[AnyCandidates | None]] = [[None] * len(d.alternatives) for d in demands]
         for i, d in enumerate(demands):
             uniform = d.voucher is None or not (
@@ -121,16 +132,17 @@ class Batch:
         alts = [demands[i].alternatives[k] for i, k in pairs]
         size = np.array([a.gpus_per_replica for a in alts], dtype=np.int64)
         bound = np.array([a.rtt_bound_ms for a in alts], dtype=float)
-        cap = np.array([ix.units(a.max_price_per_gpu_hour) for a in alts], dtype=np.int64)
-        ds = [demands[i] for i, _ in pairs]
-        origin = np.array([ix.rix[d.origin] for d in ds], dtype=np.int64)
-        per_demand = self.per_demand
-        need_rel = np.array([per_demand[i][0] for i, _ in pairs], dtype=np.int64)
-        start_by = np.array([per_demand[i][1] for i, _ in pairs], dtype=np.int64)
-        hours = np.array([d.duration_hours for d in ds], dtype=np.int64) * HOUR_US
-        budget = np.array([ix.units(d.budget_per_hour) for d in ds], dtype=np.int64)
-        vouchered = np.array([d.voucher is not None for d in ds], dtype=bool)
+        # Caps are at the money quantum (4 places), so float × 10,000 rounds back exactly.
+        cap = np.rint(np.array([float(a.max_price_per_gpu_hour) for a in alts]) * costs.UNITS_PER_CNY).astype(np.int64)
+        di = np.array([i for i, _ in pairs], dtype=np.int64)
+        origin, need_rel, start_by = self.d_origin[di], self.d_rel[di], self.d_start_by[di]
+        hours, budget, vouchered = self.d_hours[di], self.d_budget[di], self.d_voucher[di]
         self.packed[model] = []
+        self.pairs[model] = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+        classes = np.unique(region)
+        class_cols = [region == c for c in classes.tolist()]
+        self.class_free[model] = np.array([sum(sum(ix.free[j]) for j in cols[m].tolist()) for m in class_cols], float)
+        self.class_min[model] = []
         step = max(1, CHUNK_CELLS // max(1, n_cols))
         col = np.newaxis
         for lo in range(0, len(pairs), step):
@@ -153,6 +165,11 @@ class Batch:
             cheapest_free = np.where(ok, price[None, :], np.iinfo(np.int64).max).min(axis=1)
             ok &= price[None, :] * size[s, col] <= budget[s, col]
             stage = np.where((stage == OPEN) & ~ok.any(axis=1), BUDGET, stage)
+            self.class_min[model].append(
+                np.stack([np.where(ok[:, m], price[m][None, :], NO_PRICE).min(axis=1) for m in class_cols], axis=1)
+                if class_cols
+                else np.zeros((ok.shape[0], 0), dtype=np.int64)
+            )
             counts = ok.sum(axis=1).tolist()
             first = cols[np.argmax(ok, axis=1)]
             subsidy = np.zeros(len(first), dtype=np.int64)

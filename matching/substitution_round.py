@@ -85,12 +85,14 @@ class Round:
         self.problem, self.demands = problem, problem.inference
         self.index = Index(problem, free)
         self.pool = Pool(free)
+        self.batch = Batch(self.index, self.demands) if batch else None
         self.options: list[list[AnyCandidates]] = (
-            Batch(self.index, self.demands).options
-            if batch
+            self.batch.options
+            if self.batch is not None
             else [[self.index.candidates(d, k) for k in range(len(d.alternatives))] for d in self.demands]
         )
         self.placements: Placements = {}
+        self.keys: dict[int, set[tuple[int, int, int]]] = {}  # demand → its placement keys
         self.placed = [0.0] * len(self.demands)
         self.spent = [0] * len(self.demands)  # price units × GPUs per hour
         self.budget = [costs.money_units(d.budget_per_hour) for d in self.demands]
@@ -116,9 +118,46 @@ class Round:
         nodes = self.pool.place(j, size, n)
         if nodes:
             self.placements.setdefault((i, k, j), []).extend(nodes)
+            self.keys.setdefault(i, set()).add((i, k, j))
             self.placed[i] += len(nodes) * tps
             self.spent[i] += len(nodes) * price
         return len(nodes)
+
+    def cost_of(self, i: int) -> int:
+        """What demand ``i``'s placements cost the engine so far: units × GPUs × hours."""
+        hours, alts = self.demands[i].duration_hours, self.demands[i].alternatives
+        subsidy = self.index.subsidy(self.demands[i])
+        return sum(
+            (int(self.index.price[j]) - int(subsidy[j]))
+            * alts[k].gpus_per_replica
+            * len(self.placements[ii, k, j])
+            * hours
+            for ii, k, j in self.keys.get(i, ())
+        )
+
+    def take_back(self, i: int) -> dict[tuple[int, int, int], list[int]]:
+        """Remove every placement of demand ``i`` (its GPUs free again); returns them."""
+        alts, out = self.demands[i].alternatives, {}
+        for key in self.keys.pop(i, set()):
+            nodes = self.placements.pop(key)
+            for node in nodes:
+                self.pool.remove(key[2], alts[key[1]].gpus_per_replica, node)
+            out[key] = nodes
+        self.placed[i], self.spent[i] = 0.0, 0
+        return out
+
+    def put_back(self, i: int, placed: dict[tuple[int, int, int], list[int]]) -> None:
+        """Restore placements :meth:`take_back` returned, on the very same nodes."""
+        alts = self.demands[i].alternatives
+        for (ii, k, j), nodes in placed.items():
+            size = alts[k].gpus_per_replica
+            for node in nodes:
+                self.pool.free[j][node] -= size
+            self.pool.max_free[j] = max(self.pool.free[j])
+            self.placements[ii, k, j] = nodes
+            self.keys.setdefault(i, set()).add((ii, k, j))
+            self.placed[i] += len(nodes) * alts[k].tokens_per_second_per_replica
+            self.spent[i] += len(nodes) * int(self.index.price[j]) * size
 
     def flat(self, i: int) -> Flat:
         """Every (alternative, listing) option of demand ``i`` as columns (alternative order)."""
