@@ -172,10 +172,16 @@ def per_million_tokens(cny_per_hour: Decimal, tokens_per_second: float) -> Decim
     return costs.money(cny_per_hour / mtok_per_hour)
 
 
+def budget_per_hour(cap_per_million_tokens: Decimal, target: Decimal) -> Decimal:
+    """CNY an hour of ``target`` output tokens/s may cost at the cap per million tokens (exact): an
+    inference demand's ``budget_per_hour``, and its spend reservation's rate."""
+    return cap_per_million_tokens * target * MTOK_PER_TOKEN_PER_SECOND_HOUR
+
+
 def price_cap_per_gpu_hour(cap_per_million_tokens: Decimal, target: Decimal, replicas: int, gpus: int) -> Decimal:
     """The most a GPU-hour may cost so ``replicas`` of ``gpus`` GPUs making ``target`` tokens/s cost
     at most the cap per million tokens (rounded down to the money quantum)."""
-    per_hour = cap_per_million_tokens * target * MTOK_PER_TOKEN_PER_SECOND_HOUR
+    per_hour = budget_per_hour(cap_per_million_tokens, target)
     return (per_hour / (replicas * gpus)).quantize(costs.MONEY_QUANTUM, rounding=ROUND_DOWN)
 
 

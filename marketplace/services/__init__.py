@@ -24,7 +24,7 @@ from marketplace.services.listings import (
 )
 from marketplace.services.members import member_add, member_remove, member_role_change, organisation_spend_cap_set
 from marketplace.services.reference import reference_load, reference_read
-from marketplace.services.requests import request_cancel, request_submit
+from marketplace.services.requests import request_cancel, request_submit, request_submit_inference
 from marketplace.services.vouchers import (
     voucher_claim,
     voucher_program_create,
@@ -58,6 +58,7 @@ __all__ = [
     "reference_read",
     "request_cancel",
     "request_submit",
+    "request_submit_inference",
     "user_create",
     "user_credentials_revoke",
     "username_check",

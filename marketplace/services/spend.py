@@ -33,8 +33,9 @@ from django.utils.translation import gettext, gettext_noop
 
 from marketplace.errors import SpendCapExceeded
 from marketplace.models import ApiKey, BuyerRequest, Organisation
-from marketplace.money import FEN
+from marketplace.money import FEN, worst_case_charge
 from marketplace.selectors.spend import replicas_worst_case, requests_spend_used
+from matching.inference_quote import budget_per_hour
 
 ZERO = Decimal("0")
 #: What a request past a cap is told, per cap (translated when raised, so the reader's language).
@@ -55,7 +56,19 @@ def spend_month_of(moment: datetime) -> date:
 
 def request_worst_case(request: BuyerRequest) -> Decimal:
     """The most ``request`` can be charged: every GPU-hour it asks for at its price cap, one
-    settlement line per replica at most."""
+    settlement line per replica at most.
+
+    An inference request (its ``inference`` set, saved or not) may be served by replicas of any GPU
+    model, all of them together within its budget per hour (cap per million tokens × tokens/s ×
+    0.0036, ``matching.inference_quote.budget_per_hour``): the most is that budget for every hour
+    of its duration, with the rounding slack of one line per replica of its first choice."""
+    if request.kind == BuyerRequest.Kind.INFERENCE:
+        terms = request.inference
+        return worst_case_charge(
+            price_per_gpu_hour=budget_per_hour(terms.max_price_per_million_tokens, terms.output_tokens_per_second),
+            gpu_hours=Decimal(request.duration_hours),  # the budget is per hour of all its GPUs together
+            lines=request.replicas,
+        )
     return replicas_worst_case(request, request.replicas)
 
 
