@@ -79,7 +79,6 @@ def _fast(rnd: Round) -> Stats:
     for i in order:
         cover(rnd, i)
     top_up(rnd, order)
-    improved = improve(rnd, sorted(order, key=lambda i: -rnd.cost_of(i)))
     placed_ms = ms_since(started)
     tokens_ub, lower, info = bounds(rnd, float(sum(rnd.cost_of(i) for i in range(len(rnd.demands)))))
     return {
@@ -88,30 +87,9 @@ def _fast(rnd: Round) -> Stats:
         "cost_lower_bound": str(lower),
         "options": sum(flexibility),
         "place_ms": placed_ms,
-        "improved": improved,
         "bound_ms": round(ms_since(started) - placed_ms, 2),
         **info,
     }
-
-
-def improve(rnd: Round, order: list[int]) -> int:
-    """One pass of rip-up and re-cover: each demand in ``order`` gives its replicas back and covers
-    its target again on what is left now; kept when it serves as much for less, else put back.
-    Returns how many demands got cheaper."""
-    better = 0
-    for i in order:
-        target = rnd.demands[i].tokens_per_second
-        served, cost = min(rnd.placed[i], target), rnd.cost_of(i)
-        if not cost:
-            continue
-        old = rnd.take_back(i)
-        cover(rnd, i)
-        if min(rnd.placed[i], target) >= served - 1e-9 and rnd.cost_of(i) < cost:
-            better += 1
-            continue
-        rnd.take_back(i)
-        rnd.put_back(i, old)
-    return better
 
 
 def top_up(rnd: Round, order: list[int] | None = None) -> None:
