@@ -135,30 +135,6 @@ class Round:
             for ii, k, j in self.keys.get(i, ())
         )
 
-    def take_back(self, i: int) -> dict[tuple[int, int, int], list[int]]:
-        """Remove every placement of demand ``i`` (its GPUs free again); returns them."""
-        alts, out = self.demands[i].alternatives, {}
-        for key in self.keys.pop(i, set()):
-            nodes = self.placements.pop(key)
-            for node in nodes:
-                self.pool.remove(key[2], alts[key[1]].gpus_per_replica, node)
-            out[key] = nodes
-        self.placed[i], self.spent[i] = 0.0, 0
-        return out
-
-    def put_back(self, i: int, placed: dict[tuple[int, int, int], list[int]]) -> None:
-        """Restore placements :meth:`take_back` returned, on the very same nodes."""
-        alts = self.demands[i].alternatives
-        for (ii, k, j), nodes in placed.items():
-            size = alts[k].gpus_per_replica
-            for node in nodes:
-                self.pool.free[j][node] -= size
-            self.pool.max_free[j] = max(self.pool.free[j])
-            self.placements[ii, k, j] = nodes
-            self.keys.setdefault(i, set()).add((ii, k, j))
-            self.placed[i] += len(nodes) * alts[k].tokens_per_second_per_replica
-            self.spent[i] += len(nodes) * int(self.index.price[j]) * size
-
     def flat(self, i: int) -> Flat:
         """Every (alternative, listing) option of demand ``i`` as columns (alternative order)."""
         alts, parts = self.demands[i].alternatives, [c for c in self.options[i] if c.stage == OPEN]
@@ -202,12 +178,12 @@ class Round:
         alts = self.demands[i].alternatives
         left = self.budget[i] - self.spent[i]
         for c in self.options[i]:
-            if c.stage != OPEN:
-                continue
-            size = alts[c.alt].gpus_per_replica
-            for j, price in zip(c.listings.tolist(), c.price.tolist(), strict=True):
-                if self.pool.fits(j, size) and price * size > left:
-                    return True
+            alt = alts[c.alt]
+            size = alt.gpus_per_replica
+            if c.stage != OPEN or self.index.units(alt.max_price_per_gpu_hour) * size <= left:
+                continue  # (every listing it may use is priced within its cap: the budget pays one more)
+            if ((self.pool.max_free[c.listings] >= size) & (c.price * size > left)).any():
+                return True
         return False
 
 
