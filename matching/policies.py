@@ -1,6 +1,7 @@
 """Placement policies a round can use: the engine, and the two baselines buyers get by hand.
 
-Every policy applies the interruptible tier's rules around its placement (:mod:`matching.interruptible`).
+Every policy applies the interruptible tier's rules around its placement (:mod:`matching.interruptible`),
+then places inference demand on the capacity left, by the same policy (:mod:`matching.substitution`).
 
 - ``engine``: :func:`matching.solver.solve` — serve as many replicas as possible, then at least
   cost, over the whole round at once.
@@ -34,6 +35,7 @@ from matching.interruptible import with_tiers
 from matching.packing.transport import NodePool
 from matching.problem import Plan, Problem
 from matching.solver import solve
+from matching.substitution import with_inference
 from matching.timings import ms_since
 
 ENGINE, NEAREST, CHEAPEST = "engine", "nearest", "cheapest"
@@ -47,8 +49,9 @@ def planner(policy: str) -> Callable[[Problem], Plan]:
     planners = {ENGINE: solve, NEAREST: nearest_first, CHEAPEST: greedy}
     if policy not in planners:
         raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
-    # Every policy keeps the interruptible tier's rules (and is unchanged when nobody uses the tier).
-    return partial(with_tiers, base=planners[policy])
+    # Every policy keeps the interruptible tier's rules (and is unchanged when nobody uses the tier),
+    # then places inference demand on what is left (unchanged when there is none).
+    return partial(with_inference, base=partial(with_tiers, base=planners[policy]), policy=policy)
 
 
 def arrival_order(problem: Problem) -> list[int]:

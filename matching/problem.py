@@ -152,6 +152,19 @@ class Rejected(TypedDict):
     reason: str
 
 
+class AlternativeCost(TypedDict, total=False):
+    """Another way an inference demand could have been served (:mod:`matching.substitution_explain`):
+    its cost per million output tokens at its cheapest listing (text, ``None`` when blocked), or
+    what blocked it in words (``""`` when it could serve)."""
+
+    gpu_model: str
+    gpus_per_replica: int
+    precision: str
+    source: str
+    price_per_million_tokens: str | None
+    blocked: str
+
+
 class Explanation(TypedDict, total=False):
     """Why an assignment was chosen, JSON-ready (:func:`matching.explain.explain_assignment`).
 
@@ -173,6 +186,13 @@ class Explanation(TypedDict, total=False):
     bound_ms: float | None
     starts_at: str
     rejected: list[Rejected]
+    #: Set only on an inference demand's assignment (:mod:`matching.substitution_explain`).
+    gpu_model: str
+    precision: str
+    ttft_ms: float
+    price_per_million_tokens: str
+    why: str
+    alternatives: list[AlternativeCost]
 
 
 @dataclass(frozen=True)

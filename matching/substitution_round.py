@@ -1,0 +1,197 @@
+"""One inference round's state for :mod:`matching.substitution`: candidates, node pool, placements,
+and the two baselines' fills (nearest-first, cheapest-first). Pure Python + numpy."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from matching import costs
+from matching.problem import Problem
+from matching.substitution_index import OPEN, Candidates, Index
+
+#: (demand index, alternative index, listing index) → the node of each replica placed there.
+Placements = dict[tuple[int, int, int], list[int]]
+#: A run's statistics (:func:`matching.substitution.solve_inference` lists them).
+Stats = dict[str, int | str | float]
+
+
+class Pool:
+    """Free GPUs per node of every listing, updated as replicas are placed (best fit) or removed."""
+
+    def __init__(self, free: list[list[int]]) -> None:
+        self.free = [list(f) for f in free]
+        self.max_free = np.array([max(f, default=0) for f in free], dtype=np.int64)
+
+    def fits(self, j: int, size: int) -> bool:
+        return bool(self.max_free[j] >= size)
+
+    def place(self, j: int, size: int, count: int) -> list[int]:
+        """Put up to ``count`` replicas of ``size`` on the fullest nodes that still fit them."""
+        free, nodes = self.free[j], []
+        while count:
+            fits = [(f, k) for k, f in enumerate(free) if f >= size]
+            if not fits:
+                break
+            k = min(fits)[1]
+            take = min(count, free[k] // size)
+            nodes += [k] * take
+            free[k] -= take * size
+            count -= take
+        self.max_free[j] = max(free, default=0)
+        return nodes
+
+    def remove(self, j: int, size: int, node: int) -> None:
+        self.free[j][node] += size
+        self.max_free[j] = max(self.free[j])
+
+
+def replicas_below(target: float, placed: float, tps: float) -> int:
+    """How many replicas of ``tps`` may still be placed: each only while placed tokens/s < target."""
+    if placed >= target or tps <= 0:
+        return 0
+    n = max(1, math.ceil((target - placed) / tps))
+    while n > 1 and placed + (n - 1) * tps >= target:
+        n -= 1
+    while placed + n * tps < target:
+        n += 1
+    return n
+
+
+@dataclass
+class Flat:
+    """A demand's options as columns: alternative, listing, cost and price per hour of one replica
+    (units), its tokens/s and GPUs."""
+
+    k: NDArray[np.int64]
+    j: NDArray[np.int64]
+    cost: NDArray[np.int64]
+    price: NDArray[np.int64]
+    tps: NDArray[np.float64]
+    size: NDArray[np.int64]
+
+
+class Round:
+    """One inference round's state: the candidates, the node pool and the placements so far."""
+
+    def __init__(self, problem: Problem, node_free: dict[int, tuple[int, ...]] | None) -> None:
+        free = [list(x.node_free if node_free is None else node_free.get(x.id, x.node_free)) for x in problem.listings]
+        self.problem, self.demands = problem, problem.inference
+        self.index = Index(problem, free)
+        self.pool = Pool(free)
+        self.options: list[list[Candidates]] = [
+            [self.index.candidates(d, k) for k in range(len(d.alternatives))] for d in self.demands
+        ]
+        self.placements: Placements = {}
+        self.placed = [0.0] * len(self.demands)
+        self.spent = [0] * len(self.demands)  # price units × GPUs per hour
+        self.budget = [costs.money_units(d.budget_per_hour) for d in self.demands]
+        self.hours = {d.id: d.duration_hours for d in self.demands}
+
+    def arrival_order(self) -> list[int]:
+        """Demand indices in the order buyers act: higher priority first, then earlier id."""
+        return sorted(range(len(self.demands)), key=lambda i: (-self.demands[i].priority, self.demands[i].id))
+
+    def by_cost_per_token(self, i: int) -> list[tuple[int, int]]:
+        """(alternative, listing) pairs of demand ``i``, cheapest per token first."""
+        alts = self.demands[i].alternatives
+        rows = [
+            (float(cost) * alts[c.alt].gpus_per_replica / alts[c.alt].tokens_per_second_per_replica, c.alt, int(j))
+            for c in self.options[i]
+            if c.stage == OPEN
+            for j, cost in zip(c.listings.tolist(), c.cost.tolist(), strict=True)
+        ]
+        rows.sort()
+        return [(k, j) for _, k, j in rows]
+
+    def fill(self, i: int, k: int, j: int, most: int | None = None) -> int:
+        """Place as many replicas of alternative ``k`` of demand ``i`` on listing ``j`` as the rules,
+        the budget and the free nodes allow (at most ``most``); returns how many."""
+        demand, alt = self.demands[i], self.demands[i].alternatives[k]
+        size, tps = alt.gpus_per_replica, alt.tokens_per_second_per_replica
+        n = replicas_below(demand.tokens_per_second, self.placed[i], tps)
+        price = int(self.index.price[j]) * size
+        if price > 0:
+            n = min(n, (self.budget[i] - self.spent[i]) // price)
+        if most is not None:
+            n = min(n, most)
+        if n <= 0 or not self.pool.fits(j, size):
+            return 0
+        nodes = self.pool.place(j, size, n)
+        if nodes:
+            self.placements.setdefault((i, k, j), []).extend(nodes)
+            self.placed[i] += len(nodes) * tps
+            self.spent[i] += len(nodes) * price
+        return len(nodes)
+
+    def flat(self, i: int) -> Flat:
+        """Every (alternative, listing) option of demand ``i`` as columns (alternative order)."""
+        alts, parts = self.demands[i].alternatives, [c for c in self.options[i] if c.stage == OPEN]
+        if not parts:
+            z = np.zeros(0, dtype=np.int64)
+            return Flat(z, z, z, z, np.zeros(0), z)
+        k = np.concatenate([np.full(len(c.listings), c.alt, dtype=np.int64) for c in parts])
+        size = np.array([a.gpus_per_replica for a in alts], dtype=np.int64)[k]
+        tps = np.array([a.tokens_per_second_per_replica for a in alts], dtype=float)[k]
+        cost = np.concatenate([c.cost for c in parts]) * size
+        price = np.concatenate([c.price for c in parts]) * size
+        return Flat(k, np.concatenate([c.listings for c in parts]), cost, price, tps, size)
+
+    def cheapest_served(self, i: int) -> None:
+        """Fill demand ``i`` replica by replica, each time with the option cheapest per token/s it
+        adds to what is served (cost ÷ min(its tokens/s, what is still missing)), then fewer CNY,
+        alternative and listing order."""
+        f, target = self.flat(i), self.demands[i].tokens_per_second
+        while len(f.k) and self.placed[i] < target:
+            missing = target - self.placed[i]
+            ok = (self.pool.max_free[f.j] >= f.size) & (f.price <= self.budget[i] - self.spent[i])
+            if not ok.any():
+                return
+            (at,) = np.nonzero(ok)
+            score = f.cost[at] / np.minimum(f.tps[at], missing)
+            best = int(at[np.lexsort((f.j[at], f.k[at], f.cost[at], score))[0]])
+            k, j = int(f.k[best]), int(f.j[best])
+            most = max(1, int(missing // f.tps[best]))
+            if not self.fill(i, k, j, most):
+                return  # cannot happen: the pool said it fits (kept as a guard against a loop)
+
+    def fill_in_turn(self, i: int, pairs: Sequence[tuple[int, int]]) -> None:
+        for k, j in pairs:
+            if self.placed[i] >= self.demands[i].tokens_per_second:
+                break
+            self.fill(i, k, j)
+
+    def budget_bound(self, i: int) -> bool:
+        """A listing with room is left for an open alternative of demand ``i``, but its budget cannot
+        pay one more replica there."""
+        alts = self.demands[i].alternatives
+        left = self.budget[i] - self.spent[i]
+        for c in self.options[i]:
+            if c.stage != OPEN:
+                continue
+            size = alts[c.alt].gpus_per_replica
+            for j, price in zip(c.listings.tolist(), c.price.tolist(), strict=True):
+                if self.pool.fits(j, size) and price * size > left:
+                    return True
+        return False
+
+
+def nearest_policy(rnd: Round) -> None:
+    """Each demand in arrival order fills its first-choice alternative from the nearest listing."""
+    for i in rnd.arrival_order():
+        if not rnd.options[i] or rnd.options[i][0].stage != OPEN:
+            continue
+        c = rnd.options[i][0]
+        order = np.argsort(c.rtt, kind="stable")  # cheapest first among equal RTTs
+        rnd.fill_in_turn(i, [(0, int(j)) for j in c.listings[order].tolist()])
+
+
+def cheapest_policy(rnd: Round) -> None:
+    """Each demand in arrival order takes the cheapest per million tokens served first, across
+    alternatives (:meth:`Round.cheapest_served`)."""
+    for i in rnd.arrival_order():
+        rnd.cheapest_served(i)

@@ -1,0 +1,290 @@
+"""Inference demand matched across GPU models (:mod:`matching.substitution`), no database.
+
+Hand-checked optima use the throughput model's figures for DeepSeek-R1-Distill-Qwen-32B at FP8,
+2,000-token prompts and 500-token answers (tests/matching/test_inference_quote.py checks them):
+one H100 serves 3,523 tokens/s (prefill 221 ms), two H20 2,149 (prefill 776 ms); the queueing
+margin is 100 ms. A cap of 20 CNY per million tokens on 2,000 tokens/s is a budget of 144 CNY/h.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from matching import costs
+from matching.inference_quote import QUEUEING_MARGIN_MS, alternatives_of
+from matching.interruptible import with_tiers
+from matching.policies import POLICIES, planner
+from matching.problem import InferenceDemand, Problem, VoucherTerms
+from matching.solver import solve
+from matching.substitution import budget_per_hour, engine_alternatives, solve_inference, with_inference
+from tests.matching.builders import NOW, lst, problem, req
+from tests.matching.test_inference_quote import DEEPSEEK_V3, GPUS, QWEN_32B, terms
+
+
+def demand(id=1, *, target=2000, ttft=1500, cap=20, priority=0, llm=QWEN_32B, precision="FP8", voucher=None, **kw):
+    asked = terms(
+        llm=llm,
+        tokens_per_second=Decimal(target),
+        ttft_ms=Decimal(ttft),
+        max_price_per_million_tokens=Decimal(cap),
+        precision=precision,
+    )
+    alts = engine_alternatives(alternatives_of(asked, kw.pop("gpus", GPUS), [], {}), asked.max_price_per_million_tokens)
+    return InferenceDemand(
+        id=id,
+        origin=kw.pop("origin", "shanghai"),
+        tokens_per_second=float(target),
+        budget_per_hour=budget_per_hour(Decimal(cap), Decimal(target)),
+        duration_hours=kw.pop("hours", 24),
+        start_by=NOW + timedelta(hours=1),
+        alternatives=alts,
+        priority=priority,
+        voucher=voucher,
+        **kw,
+    )
+
+
+def inference(listings, demands, requests=()) -> Problem:
+    return replace(problem(list(requests), listings), inference=tuple(demands))
+
+
+def placed(assignments):
+    return sorted((a.request_id, a.listing_id, a.gpus_per_replica, a.replicas) for a in assignments)
+
+
+# --- hand-checked optima ------------------------------------------------------------------------
+
+CASES = {
+    # A near H100 (14 CNY/GPU-h) serves 2,000 tokens/s on one GPU: 14 CNY/h. Two far H20s at 5 serve
+    # 2,149 within the TTFT (35.8 ms + 100 + 776 < 1,500): 10 CNY/h, the optimum.
+    "far h20 beats near h100": (
+        [lst(1, region="yrd", model="h100", price="14"), lst(2, region="ningxia-zhongwei", model="h20", price="5")],
+        [demand(ttft=1500)],
+        [(1, 2, 2, 1)],
+    ),
+    # At a TTFT of 340 ms only the H100 reaches (bound 340 − 221 − 100 = 19 ms): the near dear one,
+    # not the far cheap one (35.8 ms away).
+    "tight ttft keeps work near": (
+        [lst(1, region="yrd", model="h100", price="14"), lst(2, region="ningxia-zhongwei", model="h100", price="8")],
+        [demand(ttft=340)],
+        [(1, 1, 1, 1)],
+    ),
+    # The same market at 1,500 ms: the far H100 at 8.
+    "loose ttft goes far": (
+        [lst(1, region="yrd", model="h100", price="14"), lst(2, region="ningxia-zhongwei", model="h100", price="8")],
+        [demand(ttft=1500)],
+        [(1, 2, 1, 1)],
+    ),
+    # 5,500 tokens/s with one free H100 (3,523) and one free pair of H20s (2,149): only both together
+    # reach the target (5,672), so the placement mixes GPU models.
+    "mixed placement meets the target": (
+        [
+            lst(1, region="yrd", model="h100", price="14", nodes=(1,)),
+            lst(2, region="ningxia-zhongwei", model="h20", price="5", nodes=(2,)),
+        ],
+        [demand(target=5500)],
+        [(1, 1, 1, 1), (1, 2, 2, 1)],
+    ),
+    # Two demands, one pair of cheap H20s: the higher-priority one gets them, the other the H100.
+    "priority first": (
+        [
+            lst(1, region="yrd", model="h100", price="14", nodes=(1,)),
+            lst(2, region="ningxia-zhongwei", model="h20", price="5", nodes=(2,)),
+        ],
+        [demand(1), demand(2, priority=1)],
+        [(1, 1, 1, 1), (2, 2, 2, 1)],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_hand_checked_optima(name):
+    listings, demands, expected = CASES[name]
+    assignments, unserved, stats = solve_inference(inference(listings, demands))
+    assert placed(assignments) == expected
+    assert not unserved
+    assert stats["tokens_served"] == sum(d.tokens_per_second for d in demands)
+
+
+def test_a_model_too_big_for_a_gpu_is_never_placed_there():
+    # DeepSeek-V3 at FP8 (671 GB of weights) fits no node of 8 H100 (640 GB); it fits 8 H20 (768 GB).
+    listings = [
+        lst(1, region="yrd", model="h100", price="1", nodes=(8, 8, 8)),
+        lst(2, region="ningxia-zhongwei", model="h20", price="9", nodes=(8,)),
+    ]
+    d = demand(llm=DEEPSEEK_V3, target=500, ttft=5000, cap=400)
+    assert {a.gpu_model for a in d.alternatives} == {"h20"}
+    for policy in POLICIES:
+        assignments, unserved, _ = solve_inference(inference(listings, [d]), policy=policy)
+        assert [a.listing_id for a in assignments] == [2]
+    # With only H100s listed, nothing is placed and the reason says why.
+    assignments, unserved, _ = solve_inference(inference(listings[:1], [d]))
+    assert not assignments
+    assert unserved[0].blocked["kind"] == "none_listed"
+    assert unserved[0].reason.startswith("no alternative can serve: h20 ×8 FP8: no h20 listed")
+
+
+def test_the_explanation_says_why_and_prices_every_other_alternative():
+    listings, demands, _ = CASES["far h20 beats near h100"]
+    (a,), _, _ = solve_inference(inference(listings, demands))
+    e = a.explanation
+    assert e["why"].startswith("h20 ×2 FP8 in ningxia-zhongwei: 1.2928 CNY per million tokens at full load, TTFT 911")
+    others = {(o["gpu_model"], o["gpus_per_replica"]): o for o in e["alternatives"]}
+    assert ("h20", 2) not in others
+    # One H100 at 14 CNY/h makes 3,523 tokens/s: 14 ÷ (3,523 × 0.0036) = 1.1039 CNY per Mtok.
+    assert others[("h100", 1)]["price_per_million_tokens"] == "1.1039"
+    assert others[("rtx4090", 4)]["blocked"] == "rtx4090 ×4 FP8: no rtx4090 listed"
+    (h20,) = [alt for alt in demands[0].alternatives if (alt.gpu_model, alt.gpus_per_replica) == ("h20", 2)]
+    assert a.ttft_ms == pytest.approx(35.8 + QUEUEING_MARGIN_MS + h20.prefill_ms)
+    assert e["price_per_million_tokens"] == "1.2928"
+
+
+def test_a_voucher_subsidy_is_capped_by_what_is_left_of_it():
+    voucher = VoucherTerms("V", Decimal(50), Decimal(24), eligible_gpu_models=("h20",))
+    listings = [lst(2, region="ningxia-zhongwei", model="h20", price="5")]
+    (a,), _, _ = solve_inference(inference(listings, [demand(voucher=voucher)]))
+    # Full subsidy 2.5 × 2 GPUs × 24 h = 120 CNY; 24 are left: 0.5 per GPU-hour.
+    assert (a.subsidy_per_gpu_hour, a.cost_per_gpu_hour) == (Decimal("0.5000"), Decimal("4.5000"))
+    (b,), _, _ = solve_inference(inference(listings, [demand(voucher=voucher)]), voucher_spent={"V": Decimal(24)})
+    assert b.subsidy_per_gpu_hour == 0
+
+
+def test_unserved_tokens_name_the_capacity_taken():
+    listings = [lst(2, region="ningxia-zhongwei", model="h20", price="5", nodes=(2,))]
+    _, unserved, _ = solve_inference(inference(listings, [demand(1), demand(2)]))
+    (u,) = unserved
+    assert (u.request_id, u.tokens_per_second, u.blocked["kind"]) == (2, 2000.0, "capacity")
+
+
+# --- properties over seeded random instances ---------------------------------------------------
+
+REGIONS = ["shanghai", "yrd", "ningxia-zhongwei", "guian"]
+
+
+def random_instance(seed: int, n_demands: int = 12, n_listings: int = 10, n_requests: int = 4) -> Problem:
+    rng = random.Random(seed)
+    listings = [
+        lst(
+            j + 1,
+            region=rng.choice(REGIONS),
+            model=rng.choice(["h100", "h20", "rtx4090"]),
+            nodes=tuple(rng.choice([0, 1, 2, 3, 4, 8]) for _ in range(rng.randint(1, 3))),
+            price=str(rng.choice([2, 4, 5, 8, 11, 14, 20])),
+            opens=NOW + timedelta(hours=rng.choice([-1, -1, 0, 3])),
+            days=rng.choice([1, 30]),
+            reliability=rng.choice([None, 0.95, 0.999]),
+        )
+        for j in range(n_listings)
+    ]
+    demands = []
+    for i in range(n_demands):
+        voucher = None
+        if rng.random() < 0.3:
+            voucher = VoucherTerms(f"V{rng.randint(1, 2)}", Decimal(30), Decimal(rng.choice([10, 500])))
+        demands.append(
+            demand(
+                100 + i,
+                target=rng.choice([300, 1000, 2000, 5000, 12000]),
+                ttft=rng.choice([300, 600, 1500, 3000]),
+                cap=rng.choice([0.5, 2, 5, 20]),
+                priority=rng.choice([0, 0, 1]),
+                llm=rng.choice([QWEN_32B, QWEN_32B, DEEPSEEK_V3]),
+                precision=rng.choice(["FP8", "BF16", "INT4-AWQ"]),
+                voucher=voucher,
+                origin=rng.choice(["shanghai", "yrd"]),
+                hours=rng.choice([4, 24, 72]),
+                min_reliability=rng.choice([None, None, 0.99]),
+            )
+        )
+    requests = [
+        req(j + 1, model=rng.choice(["h100", "h20"]), size=rng.choice([1, 2]), replicas=rng.randint(1, 3))
+        for j in range(n_requests)
+    ]
+    return inference(listings, demands, requests)
+
+
+def check_rules(p: Problem, assignments, gpu_form=()) -> None:
+    """Every rule of the module docstring, from the problem's own data (the scalar cost model)."""
+    listings = {x.id: x for x in p.listings}
+    used = {x.id: [0] * len(x.node_free) for x in p.listings}
+    for a in gpu_form:
+        for node in a.nodes:
+            used[a.listing_id][node] += a.gpus_per_replica
+    by_id = {d.id: d for d in p.inference}
+    tokens: dict[int, list[float]] = {}
+    spent: dict[int, Decimal] = {}
+    for a in assignments:
+        d, x = by_id[a.request_id], listings[a.listing_id]
+        (alt,) = {
+            al
+            for al in d.alternatives
+            if (al.gpu_model, al.gpus_per_replica, al.precision) == (x.gpu_model, a.gpus_per_replica, a.precision)
+        }
+        rtt = costs.rtt_between(p.rtt_ms, d.origin, x.region)
+        assert rtt is not None
+        assert rtt <= alt.rtt_bound_ms
+        assert a.ttft_ms == pytest.approx(rtt + QUEUEING_MARGIN_MS + alt.prefill_ms)
+        assert x.price_per_gpu_hour <= alt.max_price_per_gpu_hour
+        assert costs.start_on(x, p.now) <= d.start_by
+        assert costs.start_on(x, p.now) + timedelta(hours=d.duration_hours) <= x.available_until
+        if d.min_reliability is not None:
+            assert x.reliability is not None
+            assert x.reliability >= d.min_reliability
+        assert len(a.nodes) == a.replicas
+        for node in a.nodes:
+            used[x.id][node] += a.gpus_per_replica
+        tokens.setdefault(d.id, []).extend([alt.tokens_per_second_per_replica] * a.replicas)
+        spent[d.id] = spent.get(d.id, Decimal(0)) + x.price_per_gpu_hour * a.gpus
+        assert a.cost_per_gpu_hour == a.price_per_gpu_hour - a.subsidy_per_gpu_hour
+    for x in p.listings:
+        assert all(u <= f for u, f in zip(used[x.id], x.node_free, strict=True)), x.id
+    for demand_id, got in tokens.items():
+        d = by_id[demand_id]
+        assert sum(got) - max(got) < d.tokens_per_second  # each replica placed while below the target
+        assert spent[demand_id] <= d.budget_per_hour
+    subsidy: dict[str, Decimal] = {}
+    for a in assignments:
+        v = by_id[a.request_id].voucher
+        if v is not None:
+            subsidy[v.code] = (
+                subsidy.get(v.code, Decimal(0)) + a.subsidy_per_gpu_hour * a.gpus * by_id[a.request_id].duration_hours
+            )
+    for code, paid in subsidy.items():
+        assert paid <= min(d.voucher.remaining_value for d in p.inference if d.voucher and d.voucher.code == code)
+
+
+@pytest.mark.parametrize("seed", range(40))
+@pytest.mark.parametrize("policy", POLICIES)
+def test_no_policy_breaks_a_rule(seed, policy):
+    p = random_instance(seed)
+    plan = planner(policy)(p)
+    check_rules(p, plan.inference_assignments, plan.assignments)
+    served = {u.request_id: u.tokens_per_second for u in plan.inference_unserved}
+    for d in p.inference:
+        got = sum(a.tokens_per_second for a in plan.inference_assignments if a.request_id == d.id)
+        assert served.get(d.id, 0.0) == pytest.approx(max(0.0, d.tokens_per_second - got))
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("policy", POLICIES)
+def test_without_inference_demand_every_plan_is_unchanged(seed, policy):
+    p = replace(random_instance(seed), inference=())
+    base = {"engine": solve}.get(policy)
+    plan = planner(policy)(p)
+    assert plan.inference_assignments == ()
+    assert plan.inference_unserved == ()
+    if base is not None:  # timings are the one output that is not a function of the inputs
+        assert replace(plan, timings_ms={}) == replace(with_tiers(p, base), timings_ms={})
+    assert with_inference(p, lambda q: plan) is plan
+
+
+def test_the_gpu_form_plan_is_the_same_with_inference_demand():
+    p = random_instance(3)
+    with_demand, without = planner("engine")(p), planner("engine")(replace(p, inference=()))
+    assert with_demand.assignments == without.assignments
+    assert with_demand.unserved == without.unserved
