@@ -7,9 +7,11 @@ costs its owner a round, never the shard.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 from django.conf import settings
 from django.db.models import Q
@@ -19,18 +21,30 @@ from marketplace.demand import demand_request_build, demand_terms_check
 from marketplace.eligibility import voucher_covers, voucher_usable
 from marketplace.errors import DomainError
 from marketplace.market_time import market_now
-from marketplace.models import BuyerRequest, Listing, Match, MatchingRun, Organisation
-from marketplace.selectors.market import listing_energy_cost, rtt_map, with_free_gpus
+from marketplace.models import BuyerRequest, GpuModel, Listing, Match, MatchingRun, MeasuredProfile, Organisation
+from marketplace.selectors.market import listing_energy_cost, measured_points, rtt_map, with_free_gpus
 from marketplace.selectors.prices import recent_rents
 from marketplace.selectors.reliability import reliability_index
 from marketplace.selectors.spend import requests_spend_used, spend_placeable_replicas
 from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, voucher_terms
 from marketplace.supply import listing_terms_check
+from matching import costs
 from matching.costs import default_latency_weight
+from matching.inference import GpuSpec
+from matching.inference_quote import MTOK_PER_TOKEN_PER_SECOND_HOUR, InferenceTerms, alternatives_of
 from matching.lookahead import HOLD_HORIZON, held, reservations_by_listing
-from matching.problem import ListingSpec, Problem, RequestSpec, RunningInterruptible
+from matching.problem import (
+    InferenceAlternative,
+    InferenceDemand,
+    ListingSpec,
+    Problem,
+    RequestSpec,
+    RunningInterruptible,
+)
 from matching.quarantine import LeftOut, plan_quarantined
 from matching.quote import quote
+
+logger = logging.getLogger(__name__)
 
 #: The language of texts a round stores: the rules' messages become data there, written once.
 STORED_LANGUAGE = "en"
@@ -209,13 +223,17 @@ def engine_request_specs(requests: list[BuyerRequest], now: datetime) -> tuple[l
     return specs, left_out
 
 
-def engine_free_listings(*, gpu_model_code: str, now: datetime) -> EngineSnapshot:
-    """Active, unexpired listings of one GPU model with free GPUs, per node, in two queries; as a
-    snapshot with no requests."""
+def engine_free_listings(
+    *, now: datetime, gpu_model_code: str | None = None, shard: str | None = None
+) -> EngineSnapshot:
+    """Active, unexpired listings with free GPUs, per node, of one GPU model (``gpu_model_code``)
+    or of every GPU model of ``shard`` (:func:`shard_members`), in two queries; as a snapshot with
+    no requests."""
+    codes = _codes_of(gpu_model_code, shard)
     listings = (
         with_free_gpus(
             Listing.objects.select_related("region", "gpu_model").filter(
-                gpu_model__code=gpu_model_code, status=Listing.Status.ACTIVE, available_until__gt=now
+                gpu_model__code__in=codes, status=Listing.Status.ACTIVE, available_until__gt=now
             )
         )
         .filter(free_gpus__gt=0)
@@ -223,6 +241,13 @@ def engine_free_listings(*, gpu_model_code: str, now: datetime) -> EngineSnapsho
     )
     specs, left_out = engine_listing_specs(list(listings), now=now)
     return EngineSnapshot(Problem(requests=(), listings=tuple(specs), rtt_ms=rtt_map(), now=now), tuple(left_out))
+
+
+def _codes_of(gpu_model_code: str | None, shard: str | None) -> tuple[str, ...]:
+    """The GPU model codes a snapshot covers: one code, or a shard's members (exactly one given)."""
+    if (gpu_model_code is None) == (shard is None):
+        raise TypeError("give exactly one of gpu_model_code and shard")
+    return (gpu_model_code,) if gpu_model_code is not None else shard_members(shard or "")
 
 
 def _inside_spend_reservations(specs: list[RequestSpec], requests: list[BuyerRequest]) -> list[RequestSpec]:
@@ -241,12 +266,14 @@ def _inside_spend_reservations(specs: list[RequestSpec], requests: list[BuyerReq
     return bounded
 
 
-def _not_held(specs: list[RequestSpec], requests: list[BuyerRequest], now: datetime) -> list[RequestSpec]:
-    """``specs`` without the far-off requests the look-ahead holds for the end of their call period."""
+def _not_held(specs: list, requests: list[BuyerRequest], now: datetime) -> list:
+    """``specs`` (``RequestSpec``s or ``InferenceDemand``s) without the far-off requests the
+    look-ahead holds for the end of their call period."""
     period = timedelta(minutes=settings.MATCHING_LOOKAHEAD_PERIOD_MINUTES)
     if period <= timedelta(0):
         return specs
     submitted = {r.pk: r.submitted_at for r in requests}
+    # ``held`` reads only the demand's start_by, which both kinds of demand carry.
     return [
         spec
         for spec in specs
@@ -255,38 +282,64 @@ def _not_held(specs: list[RequestSpec], requests: list[BuyerRequest], now: datet
     ]
 
 
-def engine_problem(*, gpu_model_code: str, now: datetime) -> EngineSnapshot:
-    """One shard's input: open requests and free capacity of one GPU model, in a constant number
-    of queries whatever the number of rows; with the rows it left out and why.
+def engine_problem(*, now: datetime, gpu_model_code: str | None = None, shard: str | None = None) -> EngineSnapshot:
+    """One shard's input: open requests and free capacity of one GPU model (``gpu_model_code``) or
+    of the GPU models of ``shard`` (:func:`shard_members`), in a constant number of queries whatever
+    the number of rows; with the rows it left out and why.
+
+    GPU-form requests of the shard's GPU models are in it, and the open inference requests whose
+    coupled GPU models (:func:`inference_couplings`) all belong to the shard, as
+    :class:`~matching.problem.InferenceDemand` (:func:`engine_inference_demands`). An inference
+    request coupling a GPU model outside the shard is not in it (it belongs to a larger component:
+    ``services.rounds`` runs the shard the component of its GPU models, :func:`shard_component`).
 
     With ``settings.MATCHING_LOOKAHEAD`` the problem carries each listing's reservation:
     ``MATCHING_LOOKAHEAD_SCALE`` × the mean rent of its region and GPU model over the last
-    ``MATCHING_LOOKAHEAD_HOURS`` (one more query); and far-off requests wait for the end of their
-    call period of ``MATCHING_LOOKAHEAD_PERIOD_MINUTES`` (:mod:`matching.lookahead`): they are
-    simply not in the problem, and stay open."""
+    ``MATCHING_LOOKAHEAD_HOURS`` (one more query per GPU model); and far-off requests wait for the
+    end of their call period of ``MATCHING_LOOKAHEAD_PERIOD_MINUTES`` (:mod:`matching.lookahead`):
+    they are simply not in the problem, and stay open."""
+    codes = _codes_of(gpu_model_code, shard)
     requests = list(
         BuyerRequest.objects.select_related(*REQUEST_SPEC_RELATED)
         .prefetch_related(*REQUEST_SPEC_PREFETCH)
-        .filter(gpu_model__code=gpu_model_code, status__in=BuyerRequest.OPEN_STATUSES, start_by__gte=now)
+        .filter(
+            kind=BuyerRequest.Kind.GPUS,
+            gpu_model__code__in=codes,
+            status__in=BuyerRequest.OPEN_STATUSES,
+            start_by__gte=now,
+        )
         .order_by("id")
     )
     request_specs, requests_left_out = engine_request_specs(requests, now)
     request_specs = _inside_spend_reservations(request_specs, requests)
+    listings = engine_free_listings(shard=shard_name(codes), now=now)
+    inference_requests = [
+        request
+        for request, coupled in _couplings(_open_inference_requests(now, full=True), now)
+        if coupled <= set(codes)
+    ]
+    demands, inference_left_out = engine_inference_demands(inference_requests, listings.problem.listings, now=now)
     if settings.MATCHING_LOOKAHEAD:
         request_specs = _not_held(request_specs, requests, now)
-    listings = engine_free_listings(gpu_model_code=gpu_model_code, now=now)
-    running = running_interruptible(gpu_model_code=gpu_model_code, now=now)
-    problem = replace(listings.problem, requests=tuple(request_specs), running_interruptible=running)
+        demands = _not_held(demands, inference_requests, now)
+    running = running_interruptible(shard=shard_name(codes), now=now)
+    problem = replace(
+        listings.problem, requests=tuple(request_specs), running_interruptible=running, inference=tuple(demands)
+    )
     if settings.MATCHING_LOOKAHEAD:
-        rents = recent_rents(gpu_model_code=gpu_model_code, hours=settings.MATCHING_LOOKAHEAD_HOURS, now=now)
+        rents: dict[tuple[str, str], Decimal] = {}
+        for code in codes:
+            rents |= recent_rents(gpu_model_code=code, hours=settings.MATCHING_LOOKAHEAD_HOURS, now=now)
         reservations = reservations_by_listing(problem.listings, rents, scale=settings.MATCHING_LOOKAHEAD_SCALE)
         problem = replace(problem, reservations=reservations)
-    return EngineSnapshot(problem, (*requests_left_out, *listings.left_out))
+    return EngineSnapshot(problem, (*requests_left_out, *inference_left_out, *listings.left_out))
 
 
-def running_interruptible(*, gpu_model_code: str, now: datetime) -> tuple[RunningInterruptible, ...]:
-    """The running interruptible matches on active listings of one GPU model, as the engine may
-    pre-empt them (``matching.interruptible``), in a constant number of queries.
+def running_interruptible(
+    *, now: datetime, gpu_model_code: str | None = None, shard: str | None = None
+) -> tuple[RunningInterruptible, ...]:
+    """The running interruptible matches on active listings of one GPU model (or of ``shard``'s), as
+    the engine may pre-empt them (``matching.interruptible``), in a constant number of queries.
 
     Pre-empted now, a match's GPUs are free when its notice ends (``PREEMPT_NOTICE_SECONDS`` of
     market time from ``now``), or when it ends by itself if sooner; one already pre-empted keeps
@@ -300,7 +353,7 @@ def running_interruptible(*, gpu_model_code: str, now: datetime) -> tuple[Runnin
             Q(ends_at__gt=now) | Q(preempt_at__isnull=False),
             status=Match.Status.RUNNING,
             request__interruptible=True,
-            listing__gpu_model__code=gpu_model_code,
+            listing__gpu_model__code__in=_codes_of(gpu_model_code, shard),
             listing__status=Listing.Status.ACTIVE,
         ).order_by("id")
     )
@@ -325,6 +378,225 @@ def running_interruptible(*, gpu_model_code: str, now: datetime) -> tuple[Runnin
     )
 
 
+# --- inference demand -----------------------------------------------------------------------------
+
+
+def _open_inference_requests(now: datetime, *, full: bool = False) -> list[BuyerRequest]:
+    """Open inference requests with their terms loaded (two queries; ``full``: with what
+    ``engine_inference_demands`` needs too, two more)."""
+    related = ["gpu_model", "origin", "inference__llm_model"]
+    prefetch = ["inference__gpu_models"]
+    if full:
+        related += list(REQUEST_SPEC_RELATED)
+        prefetch += list(REQUEST_SPEC_PREFETCH)
+    return list(
+        BuyerRequest.objects.select_related(*related)
+        .prefetch_related(*prefetch)
+        .filter(kind=BuyerRequest.Kind.INFERENCE, status__in=BuyerRequest.OPEN_STATUSES, start_by__gte=now)
+        .order_by("id")
+    )
+
+
+def _gpu_specs(codes: Collection[str] | None = None) -> dict[str, GpuSpec]:
+    """The throughput model's GPU specs by code (of ``codes``; None: of every GPU model), leaving
+    out GPU models whose speed figures were never loaded. One query."""
+    from marketplace.selectors.inference import gpu_spec  # that module imports this one
+
+    rows = GpuModel.objects.all() if codes is None else GpuModel.objects.filter(code__in=list(codes))
+    return {row.code: spec for row in rows if (spec := gpu_spec(row)) is not None}
+
+
+def inference_terms(request: BuyerRequest, target: Decimal) -> InferenceTerms:
+    """An inference request's terms as the quote reads them, for ``target`` output tokens/s
+    (needs ``origin`` and ``inference__llm_model`` loaded)."""
+    from marketplace.selectors.inference import llm_spec  # that module imports this one
+
+    inference = request.inference
+    return InferenceTerms(
+        llm=llm_spec(inference.llm_model),
+        origin=request.origin.code,
+        tokens_per_second=target,
+        prompt_tokens=inference.prompt_tokens,
+        output_tokens=inference.output_tokens,
+        ttft_ms=inference.ttft_p95_ms,
+        max_price_per_million_tokens=inference.max_price_per_million_tokens,
+        duration_hours=request.duration_hours,
+        start_by=request.start_by,
+        precision=inference.precision or None,
+    )
+
+
+def _couplings(requests: list[BuyerRequest], now: datetime) -> list[tuple[BuyerRequest, frozenset[str]]]:
+    """Each open inference request with the GPU models it couples, in two queries:
+
+    - the GPU model it is filed under (its first choice at submission), always, so that every open
+      request belongs to the shard its submission's trigger asks for;
+    - every GPU model of its allow-list (empty: every GPU model with speed figures) that could serve
+      it: the throughput model fits the LLM on some setup (GPUs per replica, precision) within its
+      TTFT target before any network (``matching.inference_quote.alternatives_of``), or a provider
+      measured the LLM on a listing of that GPU model.
+
+    Nothing here depends on free capacity, so a round's component changes only when open
+    inference demand does. Setups are worked out once per distinct (LLM, precision, prompt, output,
+    TTFT, GPU model), not per request. A row whose terms cannot be read couples only its filed GPU
+    model (where the snapshot leaves it out with why).
+    """
+    if not requests:
+        return []
+    specs = _gpu_specs()
+    measured = set(
+        MeasuredProfile.objects.filter(listing__status=Listing.Status.ACTIVE)
+        .values_list("llm_model__code", "listing__gpu_model__code", "precision")
+        .distinct()
+    )
+    fits: dict[tuple[object, ...], bool] = {}
+    coupled = []
+    for request in requests:
+        codes = {request.gpu_model.code}
+        try:
+            inference = request.inference
+            llm = inference.llm_model
+            precisions = (inference.precision,) if inference.precision else tuple(llm.precisions)
+            allowed = sorted(row.code for row in inference.gpu_models.all()) or sorted(specs)
+            for code in (code for code in allowed if code in specs):
+                if any((llm.code, code, precision) in measured for precision in precisions):
+                    codes.add(code)
+                    continue
+                key: tuple[object, ...] = (llm.pk, inference.precision, inference.prompt_tokens, code)
+                key += (inference.output_tokens, inference.ttft_p95_ms)
+                if key not in fits:
+                    terms = inference_terms(request, inference.output_tokens_per_second)
+                    fits[key] = any(a.fits and not a.blocked for a in alternatives_of(terms, [specs[code]], [], {}))
+                if fits[key]:
+                    codes.add(code)
+        except Exception:  # an unreadable row couples nothing more; the snapshot says why it is left out
+            logger.warning("inference request %s: terms unreadable, coupled to its own GPU model only", request.pk)
+        coupled.append((request, frozenset(codes)))
+    return coupled
+
+
+def inference_couplings(*, now: datetime) -> list[frozenset[str]]:
+    """The GPU models each open inference request couples (:func:`_couplings`), in four queries."""
+    return [codes for _, codes in _couplings(_open_inference_requests(now), now)]
+
+
+def per_replica_cap(cap_per_million_tokens: Decimal, tokens_per_second: float, gpus_per_replica: int) -> Decimal:
+    """The most a GPU-hour of one replica may cost so that it stays within the cap per million
+    tokens: cap × 0.0036 × its tokens/s ÷ its GPUs, CNY per GPU-hour, down to the money quantum."""
+    per_hour = cap_per_million_tokens * MTOK_PER_TOKEN_PER_SECOND_HOUR * Decimal(str(tokens_per_second))
+    return (per_hour / gpus_per_replica).quantize(costs.MONEY_QUANTUM, rounding=ROUND_DOWN)
+
+
+def engine_inference_demands(
+    requests: list[BuyerRequest], listings: Iterable[ListingSpec], *, now: datetime
+) -> tuple[list[InferenceDemand], list[LeftOut]]:
+    """The engine's view of open inference requests against ``listings`` (the round's free
+    capacity), and those it leaves out because they break the rules of ``demand`` or cannot be
+    read. Needs what ``_open_inference_requests(full=True)`` loads; a constant number of queries.
+
+    Each request's target is what it asked less what its matches placed; its alternatives are the
+    quote's (``alternatives_of``: every setup of its allowed GPU models present among ``listings``,
+    measured figures where a listing has them), without the setups that cannot serve it (too big,
+    prefill over the TTFT), each with the per-replica price cap of its own tokens/s; its budget per
+    hour is the cap per million tokens × the target's million tokens per hour. A modelled setup
+    covers the listings of its GPU model that did not measure that setup (``listing_ids``).
+    After a fail-over the target is cut to what the spend reservation still covers.
+    """
+    listings = list(listings)
+    if not requests:
+        return [], []
+    specs = _gpu_specs({listing.gpu_model for listing in listings})
+    measured = measured_points(listing_ids=[listing.id for listing in listings])
+    balances = VoucherBalances.of(requests, now)
+    used = requests_spend_used([request.pk for request in requests if request.spend_month is not None])
+    demands, left_out = [], []
+    with translation.override(STORED_LANGUAGE):
+        for request in requests:
+            try:
+                demand = _inference_demand(request, listings, specs, measured, balances, used.get(request.pk))
+            except Exception as exc:  # any row that cannot be planned costs only itself
+                left_out.append(LeftOut("request", request.pk, _why(exc)))
+                continue
+            if demand is not None:
+                demands.append(demand)
+    return demands, left_out
+
+
+def _inference_demand(request, listings, specs, measured, balances, spend) -> InferenceDemand | None:
+    """One request's :class:`InferenceDemand` (None: nothing left to place); raises for a bad row."""
+    demand_terms_check(
+        gpus_per_replica=request.gpus_per_replica,
+        replicas=request.replicas,
+        latency_class=None if request.max_rtt_ms is not None else request.latency_class,
+        max_rtt_ms=request.max_rtt_ms,
+        latency_weight=request.latency_weight,
+        price=request.max_price_per_gpu_hour,
+        duration_hours=request.duration_hours,
+        start_by=request.start_by,
+        now=None,
+    )
+    inference = request.inference
+    target = inference.output_tokens_per_second - inference.tokens_per_second_placed
+    if target <= 0:
+        return None
+    cap = inference.max_price_per_million_tokens
+    budget = cap * target * MTOK_PER_TOKEN_PER_SECOND_HOUR
+    if spend is not None and spend.failed_over and request.spend_month is not None:
+        # After a fail-over only what the rest of the reservation covers is offered (as for GPU form).
+        headroom = request.spend_committed - spend.amount
+        worst = budget * request.duration_hours
+        if headroom <= 0:
+            return None
+        if worst > headroom:
+            target, budget = target * headroom / worst, budget * headroom / worst
+    allowed = {row.code for row in inference.gpu_models.all()}
+    gpus = [spec for code, spec in sorted(specs.items()) if not allowed or code in allowed]
+    terms = inference_terms(request, target)
+    found = alternatives_of(terms, gpus, [x for x in listings if x.gpu_model in specs], measured)
+    measured_setups: dict[tuple[str, int, str], set[int]] = {}
+    for a in found:
+        if a.listing_ids is not None:
+            measured_setups.setdefault((a.gpu_model, a.gpus_per_replica, a.precision), set()).update(a.listing_ids)
+    alternatives = []
+    for a in found:
+        if not a.fits or a.blocked:
+            continue
+        listing_ids = a.listing_ids
+        taken = measured_setups.get((a.gpu_model, a.gpus_per_replica, a.precision))
+        if listing_ids is None and taken:  # measured beats modelled: the modelled setup covers the rest
+            listing_ids = tuple(x.id for x in listings if x.gpu_model == a.gpu_model and x.id not in taken)
+            if not listing_ids:
+                continue
+        price_cap = per_replica_cap(cap, a.tokens_per_second_per_replica, a.gpus_per_replica)
+        if price_cap <= 0:
+            continue
+        alternatives.append(
+            InferenceAlternative(
+                gpu_model=a.gpu_model,
+                gpus_per_replica=a.gpus_per_replica,
+                precision=a.precision,
+                source=a.source,
+                tokens_per_second_per_replica=a.tokens_per_second_per_replica,
+                prefill_ms=a.prefill_ms,
+                rtt_bound_ms=a.rtt_bound_ms,
+                max_price_per_gpu_hour=price_cap,
+                listing_ids=listing_ids,
+            )
+        )
+    return InferenceDemand(
+        id=request.pk,
+        origin=request.origin.code,
+        tokens_per_second=float(target),
+        budget_per_hour=budget.quantize(costs.MONEY_QUANTUM, rounding=ROUND_DOWN),
+        duration_hours=request.duration_hours,
+        start_by=request.start_by,
+        alternatives=tuple(alternatives),
+        priority=request.priority,
+        voucher=voucher_terms(request, balances.year_net, balances.hours_used, now=balances.now),
+        min_reliability=None if request.min_reliability is None else float(request.min_reliability),
+    )
+
+
 def request_quote(*, buyer: Organisation, voucher_code: str | None = None, now: datetime | None = None, **terms):
     """What the engine would place for these request terms now, and the price–latency frontier.
 
@@ -344,15 +616,65 @@ def request_quote(*, buyer: Organisation, voucher_code: str | None = None, now: 
     return result
 
 
+# --- shards: the GPU models one round covers -----------------------------------------------------
+
+#: Joins the GPU model codes of a shard's name ("h100+h20"); a code is a slug, which never holds it.
+SHARD_SEPARATOR = "+"
+
+
+def shard_members(shard: str) -> tuple[str, ...]:
+    """The GPU model codes of a shard's name, sorted: ``"h20"`` → ``("h20",)``, ``"h100+h20"`` → both."""
+    return tuple(sorted({code for code in shard.split(SHARD_SEPARATOR) if code}))
+
+
+def shard_name(codes: Iterable[str]) -> str:
+    """The shard of ``codes``: their sorted codes joined; one GPU model's shard is its code."""
+    return SHARD_SEPARATOR.join(sorted(set(codes)))
+
+
+def shard_components(seeds: Iterable[str], couplings: Iterable[frozenset[str]]) -> list[tuple[str, ...]]:
+    """The connected components of GPU models that ``couplings`` (sets of GPU models one request
+    couples) join, those holding a GPU model of ``seeds``; each sorted, the list sorted. A seed no
+    coupling touches is a component of its own."""
+    parent: dict[str, str] = {}
+
+    def root(code: str) -> str:
+        parent.setdefault(code, code)
+        while parent[code] != code:
+            parent[code] = parent[parent[code]]
+            code = parent[code]
+        return code
+
+    for coupled in couplings:
+        first, *rest = sorted(coupled)
+        for code in rest:
+            parent[root(code)] = root(first)
+    wanted = {root(code) for code in seeds}
+    members: dict[str, list[str]] = {}
+    for code in list(parent):
+        if root(code) in wanted:
+            members.setdefault(root(code), []).append(code)
+    return sorted(tuple(sorted(codes)) for codes in members.values())
+
+
+def shard_component(shard: str, *, now: datetime) -> str:
+    """The shard a round asked for ``shard`` must cover now: its GPU models and every GPU model open
+    inference requests couple to them, transitively (:func:`inference_couplings`). The one
+    definition of a round's extent: without inference demand it is ``shard`` itself. Four queries."""
+    components = shard_components(shard_members(shard), inference_couplings(now=now))
+    return shard_name(code for component in components for code in component)
+
+
 def shards_with_open_work(*, now: datetime) -> list[str]:
-    """GPU model codes that have open requests: the shards the sweep re-runs."""
-    return sorted(
-        set(
-            BuyerRequest.objects.filter(status__in=BuyerRequest.OPEN_STATUSES, start_by__gte=now).values_list(
-                "gpu_model__code", flat=True
-            )
-        )
-    )
+    """The shards the sweep re-runs: the components (:func:`shard_component`) of the GPU models
+    with open requests, GPU-form or inference, one name each. Without inference demand, the GPU
+    model codes with open requests."""
+    gpu_form = BuyerRequest.objects.filter(
+        kind=BuyerRequest.Kind.GPUS, status__in=BuyerRequest.OPEN_STATUSES, start_by__gte=now
+    ).values_list("gpu_model__code", flat=True)
+    couplings = inference_couplings(now=now)
+    seeds = set(gpu_form).union(*couplings)
+    return [shard_name(component) for component in shard_components(seeds, couplings)]
 
 
 def shards_with_lost_runs(*, started_before: datetime) -> list[str]:

@@ -26,13 +26,14 @@ from django.db.models import F, Q
 from django.utils.translation import gettext
 
 from marketplace.errors import InvalidTransition, NotFound
-from marketplace.models import BuyerRequest, Listing, Match, Organisation, Settlement
+from marketplace.models import BuyerRequest, Listing, Match, Organisation, RequestInference, Settlement
 from marketplace.money import buyer_charge, gpu_hours_held, gpu_hours_of, sla_credit, to_fen
 from marketplace.selectors.buyer_pages import metered_from
 from marketplace.selectors.engine import live_matches_on_failed_nodes
 from marketplace.selectors.vouchers import net_reserved_by_match
 from marketplace.services.events import MATCH_COMPLETED, MATCH_FAILED, matches_publish, matches_started_publish
 from marketplace.services.locking import rows_locked
+from marketplace.services.plans import inference_placed_state
 from marketplace.services.spend import requests_spend_close, requests_spend_regrow, spend_month_of
 from marketplace.services.subsidies import SubsidyBook, Take, write_releases
 from marketplace.services.triggers import matching_round_enqueue_on_commit
@@ -277,28 +278,45 @@ def _matches_end_requeued(
     first_in_line: bool = False,
 ) -> list[Match]:
     """End the live matches in ``query`` with ``status`` and give their replicas back to their
-    requests, which get ``FAILOVER_GRACE`` past a ``start_by`` that has passed to be placed again
-    within the same bounds; ``first_in_line``: one priority level up as well. Locks organisations
-    (spend caps), requests, then matches and listings (``matches_end``): the lock order."""
+    requests (an inference request gets their tokens/s back: its placed tokens/s shrink and it
+    reopens, to be placed again on whatever GPU models serve it), which get ``FAILOVER_GRACE`` past
+    a ``start_by`` that has passed to be placed again within the same bounds; ``first_in_line``:
+    one priority level up as well. Locks organisations (spend caps), requests, then matches and
+    listings (``matches_end``): the lock order."""
     request_ids = set(Match.objects.filter(query, status__in=Match.LIVE_STATUSES).values_list("request_id", flat=True))
     # The buyers whose spend is capped first, in the lock order: their reservations grow below.
     rows_locked(
         Organisation,
         BuyerRequest.objects.filter(pk__in=request_ids, spend_month__isnull=False).values_list("buyer_id", flat=True),
     )
-    requests = rows_locked(BuyerRequest, request_ids)
+    # An inference request's terms and tokens/s placed come with it, written under its lock (services.plans).
+    requests = rows_locked(BuyerRequest.objects.select_related("inference"), request_ids)
     ended = live_matches_locked(query)
     matches_end(ended, status=status, at=now, reason=reason, seconds_lost=seconds_lost)
     for match in ended:
         request = requests[match.request_id]
-        request.matched_replicas -= match.replicas
         if first_in_line:
             request.priority = min(request.priority + 1, 100)
         request.start_by = max(request.start_by, now + FAILOVER_GRACE)
+        if request.kind == BuyerRequest.Kind.INFERENCE:
+            # Its tokens/s go back to matching, to be placed again on any GPU model that serves them.
+            inference = request.inference
+            inference.tokens_per_second_placed = max(
+                ZERO, inference.tokens_per_second_placed - (match.tokens_per_second or ZERO)
+            )
+            request.matched_replicas, placed_status = inference_placed_state(request)
+            if request.status in (BuyerRequest.Status.MATCHED, BuyerRequest.Status.PARTIALLY_MATCHED):
+                request.status = placed_status
+            continue
+        request.matched_replicas -= match.replicas
         if request.status in (BuyerRequest.Status.MATCHED, BuyerRequest.Status.PARTIALLY_MATCHED):
             request.status = (
                 BuyerRequest.Status.PARTIALLY_MATCHED if request.matched_replicas else BuyerRequest.Status.OPEN
             )
     BuyerRequest.objects.bulk_update(requests.values(), ["matched_replicas", "priority", "start_by", "status"])
+    RequestInference.objects.bulk_update(
+        [r.inference for r in requests.values() if r.kind == BuyerRequest.Kind.INFERENCE],
+        ["tokens_per_second_placed"],
+    )
     requests_spend_regrow(requests.values())
     return ended

@@ -5,23 +5,30 @@ requests and listings it touches (in the lock order of ``services.locking``, so 
 deadlock) and re-checks
 every assignment against the locked rows. An assignment whose GPUs or demand went elsewhere since
 the snapshot is skipped, never forced: no GPU is ever allocated twice.
+
+An inference request's assignments (``Plan.inference_assignments``) become matches the same way,
+with what they serve (precision, tokens/s, TTFT, price per million tokens); its
+``RequestInference.tokens_per_second_placed`` grows by their tokens/s. That row is written only
+under its request's row lock (here and in ``services.lifecycle``), so it needs no lock of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 
-from marketplace.models import BuyerRequest, Listing, Match
+from marketplace.models import BuyerRequest, Listing, Match, RequestInference
 from marketplace.selectors import live_nodes_by_listing, node_free_of
 from marketplace.services.events import MATCH_PREEMPTED, matches_publish, requests_matched_publish
 from marketplace.services.locking import rows_locked
 from marketplace.services.subsidies import ZERO, SubsidyBook, Take
+from matching.inference_quote import per_million_tokens
 from matching.problem import Assignment, Plan, Preemption
 from matching.quarantine import LeftOut, SearchExhausted, rows_to_leave_out
 
@@ -42,33 +49,41 @@ class ApplyResult:
 
 @transaction.atomic
 def match_plan_apply(*, plan: Plan, run_id: int | None, now: datetime) -> ApplyResult:
-    """Turn ``plan``'s assignments into matches, re-checked under row locks.
+    """Turn ``plan``'s assignments, GPU-form and inference, into matches, re-checked under row locks.
 
     The plan's pre-emptions are given notice first (:func:`matches_preempt`).
-    Postconditions: every listing's ``allocated_gpus`` and every request's ``matched_replicas``
-    grew by exactly what the created matches hold; no node holds more than its size. Writes are
-    batched (one insert, one listing update, one request update), so the cost grows with the
+    Postconditions: every listing's ``allocated_gpus`` grew by exactly what the created matches
+    hold; every GPU-form request's ``matched_replicas`` by their replicas; every inference request's
+    ``tokens_per_second_placed`` by their tokens/s (its ``matched_replicas`` and status follow,
+    :func:`inference_placed_state`); no node holds more than its size. Writes are batched (one
+    insert, one listing update, one request update per distinct value), so the cost grows with the
     plan's size in rows, not in round trips.
     """
+    every = (*plan.assignments, *plan.inference_assignments)
     # In the lock order (services.locking): requests, matches (pre-empted), listings, then the
-    # SubsidyBook's programmes and vouchers.
-    requests = rows_locked(BuyerRequest, (a.request_id for a in plan.assignments))
+    # SubsidyBook's programmes and vouchers. An inference request's terms come with its row (not locked
+    # apart: only writers holding the request's lock change them).
+    requests = rows_locked(BuyerRequest.objects.select_related("inference"), (a.request_id for a in every))
     matches_preempt(preemptions=plan.preempted, now=now)
-    listings = rows_locked(Listing, (a.listing_id for a in plan.assignments))
+    listings = rows_locked(Listing, (a.listing_id for a in every))
     book = SubsidyBook.locked({r.voucher_id for r in requests.values() if r.voucher_id}, now)
     live = live_nodes_by_listing(list(listings))
     node_free = {pk: list(node_free_of(listing, live.get(pk, []))) for pk, listing in listings.items()}
     result, takes = ApplyResult(), []
-    for assignment in plan.assignments:
+    for assignment in every:
         listing, request = listings[assignment.listing_id], requests[assignment.request_id]
-        problem = _stale(assignment, listing, request, node_free[listing.pk], now)
-        if problem:
-            result.stale.append((assignment, problem))
+        inference = assignment.tokens_per_second_per_replica > 0
+        stale = (_stale_inference if inference else _stale)(assignment, listing, request, node_free[listing.pk], now)
+        if stale:
+            result.stale.append((assignment, stale))
             continue
         match, take = _match_row(assignment, request, run_id, book)
         result.matches.append(match)
         takes.append(take)
-        request.matched_replicas += assignment.replicas
+        if inference:
+            request.inference.tokens_per_second_placed += match.tokens_per_second or 0
+        else:
+            request.matched_replicas += assignment.replicas
         for node in assignment.nodes:
             node_free[listing.pk][node] -= assignment.gpus_per_replica
     result.matches = Match.objects.bulk_create(result.matches, batch_size=1000)
@@ -77,6 +92,26 @@ def match_plan_apply(*, plan: Plan, run_id: int | None, now: datetime) -> ApplyR
     _requests_refresh_status(requests.values(), result.matches, now)
     requests_matched_publish(requests, result.matches)
     return result
+
+
+def inference_placed_state(request: BuyerRequest) -> tuple[int, str]:
+    """An inference request's ``matched_replicas`` and status for its tokens/s placed.
+
+    ``matched_replicas`` counts its placed share of the target in replicas of its first-choice
+    alternative (the row's ``replicas``): ⌊replicas × min(placed, asked) ÷ asked⌋, so it never
+    exceeds ``replicas`` (the row's constraint) and equals it exactly when the target is placed;
+    its matches' own replicas, of whatever GPU model and size, are not counted. Status: matched when
+    placed ≥ asked, partially matched when some is placed, open when none. Needs ``inference``
+    loaded; a closed request (cancelled, expired) keeps its status.
+    """
+    inference = request.inference
+    asked, placed = inference.output_tokens_per_second, inference.tokens_per_second_placed
+    matched = min(request.replicas, int(request.replicas * min(placed, asked) / asked))
+    if request.status not in BuyerRequest.OPEN_STATUSES and request.status != BuyerRequest.Status.MATCHED:
+        return matched, request.status
+    if placed >= asked:
+        return matched, BuyerRequest.Status.MATCHED
+    return matched, BuyerRequest.Status.PARTIALLY_MATCHED if placed > 0 else BuyerRequest.Status.OPEN
 
 
 def matches_preempt(*, preemptions: Sequence[Preemption], now: datetime) -> list[Match]:
@@ -158,16 +193,47 @@ def _stale(
         return f"listing {listing.pk} is {listing.status}"
     if request.status not in BuyerRequest.OPEN_STATUSES:
         return f"request {request.pk} is {request.status}"
+    if request.kind != BuyerRequest.Kind.GPUS:
+        return f"request {request.pk} is an inference request"
     if request.replicas - request.matched_replicas < assignment.replicas:
         return f"request {request.pk} has fewer replicas left to place"
     if assignment.gpus_per_replica != request.gpus_per_replica or request.gpus_per_replica > listing.gpus_per_node:
         return "replica size does not fit the listing's nodes"
+    return _nodes_stale(assignment, node_free)
+
+
+def _nodes_stale(assignment: Assignment, node_free: list[int]) -> str | None:
     needed: dict[int, int] = {}
     for node in assignment.nodes:
         needed[node] = needed.get(node, 0) + assignment.gpus_per_replica
     if any(node >= len(node_free) or node_free[node] < gpus for node, gpus in needed.items()):
         return SKIPPED_REASON
     return None
+
+
+def _stale_inference(
+    assignment: Assignment, listing: Listing, request: BuyerRequest, node_free: list[int], now: datetime
+) -> str | None:
+    """Why an inference assignment no longer fits the locked rows, or None when it still does: the
+    listing is active, the request open and of the inference kind, and each of its replicas starts
+    below the target (placed so far + all its replicas but the last < asked: the engine's rule, so
+    the last replica may overshoot by less than one replica, never more)."""
+    if listing.status != Listing.Status.ACTIVE or listing.available_until <= now:
+        return f"listing {listing.pk} is {listing.status}"
+    if request.status not in BuyerRequest.OPEN_STATUSES:
+        return f"request {request.pk} is {request.status}"
+    if request.kind != BuyerRequest.Kind.INFERENCE:
+        return f"request {request.pk} is not an inference request"
+    inference = request.inference
+    per_replica = Decimal(str(assignment.tokens_per_second_per_replica))
+    if (
+        inference.tokens_per_second_placed + (assignment.replicas - 1) * per_replica
+        >= inference.output_tokens_per_second
+    ):
+        return f"request {request.pk} has fewer tokens/s left to place"
+    if assignment.gpus_per_replica > listing.gpus_per_node:
+        return "replica size does not fit the listing's nodes"
+    return _nodes_stale(assignment, node_free)
 
 
 def _match_row(
@@ -203,7 +269,25 @@ def _match_row(
         starts_at=assignment.starts_at,
         ends_at=assignment.starts_at + timedelta(hours=request.duration_hours),
     )
+    if assignment.tokens_per_second_per_replica > 0:
+        _inference_fields(match, assignment)
     return match, take
+
+
+#: Tokens/s and TTFT are stored to a tenth.
+TENTH = Decimal("0.1")
+
+
+def _inference_fields(match: Match, assignment: Assignment) -> None:
+    """What an inference match serves: precision, tokens/s of all its replicas, TTFT, and what the
+    buyer pays per million output tokens (its price after subsidy × GPUs ÷ the million tokens its
+    tokens/s make in an hour, to the money quantum)."""
+    tokens = Decimal(str(assignment.tokens_per_second)).quantize(TENTH)
+    match.precision = assignment.precision
+    match.tokens_per_second = tokens
+    match.ttft_ms = None if assignment.ttft_ms is None else Decimal(str(assignment.ttft_ms)).quantize(TENTH)
+    buyer_pays = (match.price_per_gpu_hour - match.subsidy_per_gpu_hour) * match.gpus
+    match.price_per_million_tokens = per_million_tokens(buyer_pays, float(tokens))
 
 
 def _listings_allocate(matches: list[Match]) -> None:
@@ -219,17 +303,26 @@ def _listings_allocate(matches: list[Match]) -> None:
         Listing.objects.filter(pk__in=listing_ids).update(allocated_gpus=F("allocated_gpus") + gpus)
 
 
-def _requests_refresh_status(requests, matches: list[Match], now: datetime) -> None:
-    """Write matched replicas and status: one UPDATE per distinct (matched, status) pair."""
+def _requests_refresh_status(requests: Iterable[BuyerRequest], matches: list[Match], now: datetime) -> None:
+    """Write matched replicas and status, and an inference request's tokens/s placed: one UPDATE
+    per distinct value."""
     touched = {match.request_id for match in matches}
     new_values: dict[int, tuple[int, str]] = {}
+    placed: dict[int, Decimal] = {}
     for request in requests:
-        if request.pk in touched:
+        if request.pk not in touched:
+            continue
+        if request.kind == BuyerRequest.Kind.INFERENCE:
+            new_values[request.pk] = inference_placed_state(request)
+            placed[request.pk] = request.inference.tokens_per_second_placed
+        else:
             full = request.matched_replicas >= request.replicas
             status = BuyerRequest.Status.MATCHED if full else BuyerRequest.Status.PARTIALLY_MATCHED
             new_values[request.pk] = (request.matched_replicas, status)
     for (matched, status), request_ids in _grouped(new_values).items():
         BuyerRequest.objects.filter(pk__in=request_ids).update(matched_replicas=matched, status=status, updated_at=now)
+    for tokens, request_ids in _grouped(placed).items():
+        RequestInference.objects.filter(request_id__in=request_ids).update(tokens_per_second_placed=tokens)
 
 
 def _grouped(values_by_id: dict) -> dict:

@@ -30,11 +30,12 @@ rolls back, and is retried. The database, not the queue, holds the work: the bea
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -51,7 +52,7 @@ from marketplace.services.events import listings_idle_publish, requests_unserved
 from marketplace.services.lifecycle import lifecycle_tick
 from marketplace.services.plans import ApplyResult, match_plan_apply_quarantined
 from marketplace.services.prices import clearing_prices_record
-from marketplace.services.shard_lock import shard_lock
+from marketplace.services.shard_lock import ShardLocks, shard_locks
 from marketplace.services.triggers import matching_round_enqueue, round_delay, round_pending, round_pending_clear
 from matching.interruptible import on_demand_view
 from matching.policies import ENGINE, planner
@@ -68,44 +69,76 @@ WORKER_LOST = "worker lost: the process running this round died before recording
 def round_run(*, shard: str, trigger: str, policy: str = ENGINE) -> int | None:
     """Run one round over ``shard`` now; returns the MatchingRun id, or None if the shard is busy.
 
-    Also what ``manage.py match`` calls synchronously. ``policy`` (``matching.policies``) picks the
-    plan builder: the engine, or a baseline that ``manage.py simulate`` replays demand under.
+    ``shard`` names one GPU model ("h20") or several ("h100+h20", ``selectors.shard_name``); the
+    round covers their component (:func:`_component_locked`), and its run records that component as
+    its shard. Also what ``manage.py match`` calls synchronously. ``policy`` (``matching.policies``)
+    picks the plan builder: the engine, or a baseline that ``manage.py simulate`` replays demand under.
     """
     planner(policy)  # an unknown policy fails here, before any lock or run row
-    held = False
+    held = ""  # the shard of the round that ran, whose GPU models' locks it held
     try:
-        with shard_lock(shard) as held:
-            if not held:
+        with shard_locks() as locks:
+            component = _component_locked(shard, locks)
+            if component is None:
                 return None
+            held = component
             with connection.execute_wrapper(_cancel_query_on_time_limit):
-                round_pending_clear(shard)
-                matching_runs_lost_fail(shard=shard, finished_at=market_now())
-                return _round_locked(shard=shard, trigger=trigger, policy=policy)
+                matching_runs_lost_fail(shard=component, finished_at=market_now())
+                return _round_locked(shard=component, trigger=trigger, policy=policy)
     finally:
         if held:
-            _follow_up(shard)
+            _follow_up(held)
+
+
+def _component_locked(shard: str, locks: ShardLocks) -> str | None:
+    """Take the locks of the component a round of ``shard`` covers; its name, or None when another
+    round holds one of them (the caller then gives up; the locks it took are released).
+
+    The component (``selectors.shard_component``: the GPU models open inference requests couple,
+    transitively) is worked out while holding the locks of what is known of it so far, after
+    clearing those GPU models' pending marks, and grows until it holds no GPU model more. So an
+    inference request committed before the last look is in the component; one committed after
+    it marked its GPU model pending again and gets the follow-up round (``_follow_up``), or, filed
+    under a GPU model outside the component, a round of its own. A market without inference demand
+    takes exactly the one lock it always took.
+    """
+    wanted = set(selectors.shard_members(shard))
+    while True:
+        new = sorted(wanted - locks.held)
+        if not locks.add(new):
+            return None
+        for code in new:
+            round_pending_clear(code)
+        component = set(
+            selectors.shard_members(selectors.shard_component(selectors.shard_name(locks.held), now=market_now()))
+        )
+        if component <= locks.held:
+            return selectors.shard_name(locks.held)
+        wanted = component
 
 
 def _follow_up(shard: str) -> None:
-    """Start the round that commits asked for while this one held the lock.
+    """Start the round that commits asked for while this one held the locks of ``shard``'s GPU models.
 
-    Called after the lock is released. A commit that saw the lock held left the shard marked
-    pending and enqueued nothing (``triggers``); checking the mark only after releasing means that
-    either this check sees it, or the commit saw the lock free and enqueued a round itself.
-    The follow-up starts at once on a quiet shard, after the coalescing window on a busy one
-    (``triggers.round_delay``).
+    Called after the locks are released. A commit that saw its GPU model's lock held left it marked
+    pending and enqueued nothing (``triggers``); checking the marks only after releasing means that
+    either this check sees it, or the commit saw the lock free and enqueued a round itself. One
+    round covers every GPU model marked pending (it takes their component). The follow-up starts at
+    once on a quiet shard, after the coalescing window on a busy one (``triggers.round_delay``).
     """
-    if round_pending(shard):
-        matching_round_enqueue(shard=shard, trigger="commit", countdown=round_delay(shard))
+    pending = [code for code in selectors.shard_members(shard) if round_pending(code)]
+    if pending:
+        delay = max(round_delay(code) for code in pending)
+        matching_round_enqueue(shard=selectors.shard_name(pending), trigger="commit", countdown=delay)
 
 
 def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
-    """Steps 4–8 of a round; precondition: the caller holds ``shard``'s lock."""
+    """Steps 4–8 of a round; precondition: the caller holds the lock of each GPU model of ``shard``."""
     now = market_now()
     run = matching_run_start(trigger=trigger, shard=shard, now=now)
     try:
         started = time.perf_counter()
-        snapshot = selectors.engine_problem(gpu_model_code=shard, now=now)
+        snapshot = selectors.engine_problem(shard=shard, now=now)
         problem = snapshot.problem
         timings = {"snapshot": ms_since(started)}
         started = time.perf_counter()
@@ -113,9 +146,10 @@ def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
         timings["solve"] = ms_since(started)
         if policy == ENGINE:
             started = time.perf_counter()
-            # Clearing prices are on-demand prices: interruptible demand is served only after it.
+            # Clearing prices are on-demand prices: interruptible demand is served only after it,
+            # and inference demand's placements are capacity taken (the re-solves know GPU form only).
             priced = with_prices(
-                *on_demand_view(without(problem, unplannable), plan),
+                *on_demand_view(*gpu_form_view(without(problem, unplannable), plan)),
                 max_resolves=settings.PRICE_MAX_RESOLVES,
                 max_component_requests=settings.PRICE_MAX_COMPONENT_REQUESTS,
                 budget_seconds=settings.PRICE_TIME_BUDGET_SECONDS,
@@ -130,13 +164,14 @@ def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
             plan=plan,
             result=result,
             left_out=[*snapshot.left_out, *unplannable, *refused],
-            request_count=len(problem.requests),
+            request_count=len(problem.requests) + len(problem.inference),
             listing_count=len(problem.listings),
             timings_ms=timings,
             finished_at=market_now(),
         )
         rows_left_out_note(shard=shard, left_out=[*snapshot.left_out, *unplannable, *refused])
-        listings_idle_publish(gpu_model_code=shard, run_id=run.pk, now=now)
+        for code in selectors.shard_members(shard):
+            listings_idle_publish(gpu_model_code=code, run_id=run.pk, now=now)
     except BaseException as exc:  # record even a soft time limit or a kill signal, then re-raise
         matching_run_fail(run_id=run.pk, error=repr(exc), finished_at=market_now())
         raise
@@ -194,12 +229,17 @@ def matching_run_start(*, trigger: str, shard: str, now: datetime) -> MatchingRu
 
 class UnservedEntry(TypedDict):
     """One entry of a run's ``unserved``: a request, the replicas the round did not place, and why,
-    in words (``reason``) and as data (``blocked``, a :class:`matching.problem.Blocked`)."""
+    in words (``reason``) and as data (``blocked``, a :class:`matching.problem.Blocked`).
+
+    An inference request's entry also holds ``tokens_per_second`` (the output tokens/s not placed);
+    its ``replicas`` are those tokens/s in replicas of its first-choice alternative (the row's
+    ``replicas`` for all it asked), rounded up: what ``matched_replicas`` leaves open."""
 
     request: int
     replicas: int
     reason: str
     blocked: Blocked
+    tokens_per_second: NotRequired[float]
 
 
 @transaction.atomic
@@ -220,10 +260,12 @@ def matching_run_finish(
         {"request": u.request_id, "replicas": u.replicas, "reason": u.reason, "blocked": u.blocked}
         for u in plan.unserved
     ]
-    unserved += [
-        {"request": a.request_id, "replicas": a.replicas, "reason": reason, "blocked": blocked_other()}
-        for a, reason in result.stale
-    ]
+    unserved += _inference_unserved(plan)
+    for a, reason in result.stale:
+        entry = UnservedEntry(request=a.request_id, replicas=a.replicas, reason=reason, blocked=blocked_other())
+        if a.tokens_per_second_per_replica > 0:
+            entry["tokens_per_second"] = round(a.tokens_per_second, 1)
+        unserved.append(entry)
     run = MatchingRun.objects.select_for_update().get(pk=run_id)
     run.status = MatchingRun.Status.SUCCEEDED
     run.finished_at = max(finished_at, run.started_at)
@@ -239,13 +281,39 @@ def matching_run_finish(
     return run
 
 
+def _inference_unserved(plan: Plan) -> list[UnservedEntry]:
+    """The run's entries for the inference demand ``plan`` left unplaced (see :class:`UnservedEntry`);
+    one query when there are any."""
+    if not plan.inference_unserved:
+        return []
+    rows = BuyerRequest.objects.filter(pk__in={u.request_id for u in plan.inference_unserved})
+    asked = {
+        pk: (replicas, tps)
+        for pk, replicas, tps in rows.values_list("pk", "replicas", "inference__output_tokens_per_second")
+    }
+    entries: list[UnservedEntry] = []
+    for u in plan.inference_unserved:
+        replicas, tokens = asked.get(u.request_id, (1, None))
+        share = 1.0 if not tokens else min(1.0, u.tokens_per_second / float(tokens))
+        entries.append(
+            {
+                "request": u.request_id,
+                "replicas": max(1, math.ceil(replicas * share - 1e-9)),
+                "reason": u.reason,
+                "blocked": u.blocked,
+                "tokens_per_second": round(u.tokens_per_second, 1),
+            }
+        )
+    return entries
+
+
 @transaction.atomic
 def rows_left_out_note(*, shard: str, left_out: Sequence[LeftOut]) -> None:
     """Tell each row's owner why the latest round of ``shard`` left it out, and forget the reason
     of rows it no longer leaves out. Requests, then listings: the lock order."""
     for model, kind in ((BuyerRequest, "request"), (Listing, "listing")):
         reasons = {row.id: row.reason for row in left_out if row.kind == kind}
-        rows = model.objects.filter(gpu_model__code=shard)
+        rows = model.objects.filter(gpu_model__code__in=selectors.shard_members(shard))
         rows.filter(left_out_reason__gt="").exclude(pk__in=list(reasons)).update(left_out_reason="")
         for pk, reason in sorted(reasons.items()):
             rows.filter(pk=pk).update(left_out_reason=reason)
@@ -261,6 +329,29 @@ def without(problem: Problem, left_out: Sequence[LeftOut]) -> Problem:
         problem,
         requests=tuple(r for r in problem.requests if r.id not in requests),
         listings=tuple(x for x in problem.listings if x.id not in listings),
+        inference=tuple(d for d in problem.inference if d.id not in requests),
+    )
+
+
+def gpu_form_view(problem: Problem, plan: Plan) -> tuple[Problem, Plan]:
+    """``problem`` and ``plan`` as GPU-form demand alone sees them: no inference demand, and the
+    listings' nodes without what the plan's inference assignments take (what clearing prices are
+    computed on: :mod:`matching.prices` re-solves GPU-form requests only). Unchanged without
+    inference demand."""
+    if not problem.inference and not plan.inference_assignments:
+        return problem, plan
+    taken: dict[int, list[tuple[int, int]]] = {}
+    for a in plan.inference_assignments:
+        taken.setdefault(a.listing_id, []).extend((node, a.gpus_per_replica) for node in a.nodes)
+    listings = []
+    for listing in problem.listings:
+        free = list(listing.node_free)
+        for node, gpus in taken.get(listing.id, []):
+            free[node] -= gpus
+        listings.append(replace(listing, node_free=tuple(free)) if listing.id in taken else listing)
+    return (
+        replace(problem, listings=tuple(listings), inference=()),
+        replace(plan, inference_assignments=(), inference_unserved=()),
     )
 
 
@@ -272,14 +363,19 @@ def matching_run_fail(*, run_id: int, error: str, finished_at: datetime) -> None
 
 
 def matching_runs_lost_fail(*, shard: str, finished_at: datetime) -> int:
-    """Record as failed ("worker lost") the runs of ``shard`` still marked running; how many.
+    """Record as failed ("worker lost") the runs still marked running whose shard shares a GPU model
+    with ``shard``; how many.
 
-    Precondition: the caller holds ``shard``'s lock (``services.shard_lock``), so no live round of this
-    shard can be running: a run still marked running lost its worker mid-round. Its plan was
+    Precondition: the caller holds the lock of each GPU model of ``shard`` (``services.shard_lock``),
+    so no live round sharing one can be running (it would hold that lock): a run still marked
+    running lost its worker mid-round. Its plan was
     applied in one transaction, so either all its matches exist (they name the run) or, the far
     likelier case, none: the database rolled back what the dead worker never committed.
     """
-    return MatchingRun.objects.filter(shard=shard, status=MatchingRun.Status.RUNNING).update(
+    members = set(selectors.shard_members(shard))
+    running = MatchingRun.objects.filter(status=MatchingRun.Status.RUNNING).values_list("pk", "shard")
+    lost = [pk for pk, other in running if members & set(selectors.shard_members(other))]
+    return MatchingRun.objects.filter(pk__in=lost, status=MatchingRun.Status.RUNNING).update(
         status=MatchingRun.Status.FAILED,
         error=WORKER_LOST,
         finished_at=Greatest(Value(finished_at, output_field=DateTimeField()), F("started_at")),

@@ -1,5 +1,9 @@
 """The shard lock: at most one round per shard (GPU model) at a time, across every process.
 
+A round covering several GPU models (a component that inference demand couples, see
+``services.rounds``) holds each one's lock (:func:`shard_locks`): one lock per GPU model, so no
+two rounds whose GPU models overlap ever run at once, whatever sets of models they cover.
+
 The lock must not outlive a worker killed with ``kill -9`` (or by its hard time limit): otherwise
 that shard stops matching until a timeout passes, far longer than the sweep interval users are
 promised.
@@ -17,8 +21,8 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 
 from django.core.cache import cache
 from django.db import DatabaseError, connection
@@ -46,6 +50,33 @@ def shard_lock(shard: str) -> Iterator[bool]:
     lock = _advisory_lock if connection.vendor == "postgresql" else _cache_lock
     with lock(shard) as held:
         yield held
+
+
+class ShardLocks:
+    """The locks of a set of GPU models, held together (:func:`shard_locks`); more may be added."""
+
+    def __init__(self, stack: ExitStack):
+        self._stack = stack
+        self.held: set[str] = set()
+
+    def add(self, codes: Iterable[str]) -> bool:
+        """Try to take the lock of each of ``codes`` not held yet, in sorted order, without waiting.
+        True when every one is held now; False when another round holds one (those taken stay
+        held until the ``with`` block ends: the caller gives up the round)."""
+        for code in sorted(set(codes) - self.held):
+            if not self._stack.enter_context(shard_lock(code)):
+                return False
+            self.held.add(code)
+        return True
+
+
+@contextmanager
+def shard_locks() -> Iterator[ShardLocks]:
+    """Hold the locks :meth:`ShardLocks.add` takes for the ``with`` block; every one is released
+    when it ends, in the reverse order. Never waiting, taking them in sorted order, two rounds over
+    overlapping sets of GPU models cannot deadlock: one of them finds a lock held and gives up."""
+    with ExitStack() as stack:
+        yield ShardLocks(stack)
 
 
 def shard_locked(shard: str) -> bool:
