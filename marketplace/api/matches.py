@@ -15,6 +15,7 @@ from marketplace.api.permissions import IsBuyer, buyer_of, scoped
 from marketplace.api.schema import DOMAIN_RULE
 from marketplace.market_time import market_now
 from marketplace.models import Match
+from marketplace.money import MONEY
 from marketplace.reliability import Reliability
 
 
@@ -64,6 +65,36 @@ class MatchOut(serializers.ModelSerializer):
     def get_listing_reliability_matches(self, match) -> int:
         return self._reliability(match).matches
 
+    precision = serializers.SerializerMethodField(
+        help_text="An inference request's match: the precision its replicas serve at; null on a GPU-form match."
+    )
+    tokens_per_second = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=1,
+        allow_null=True,
+        read_only=True,
+        help_text="An inference request's match: output tokens/s all its replicas make; null on a GPU-form match.",
+    )
+    ttft_ms = serializers.DecimalField(
+        max_digits=8,
+        decimal_places=1,
+        allow_null=True,
+        read_only=True,
+        help_text="An inference request's match: its estimated TTFT (network RTT + queueing margin + prefill), "
+        "ms; null on a GPU-form match.",
+    )
+    price_per_million_tokens = serializers.DecimalField(
+        **MONEY,
+        allow_null=True,
+        read_only=True,
+        help_text="An inference request's match: what the buyer pays, CNY (subsidy deducted), per million output "
+        "tokens it makes; null on a GPU-form match.",
+    )
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_precision(self, match) -> str | None:
+        return match.precision or None
+
     def get_subsidy_total(self, match) -> str:
         return str(match.subsidy_per_gpu_hour * match.gpus * match.request.duration_hours)
 
@@ -100,6 +131,10 @@ class MatchOut(serializers.ModelSerializer):
             "created_at",
             "listing_reliability",
             "listing_reliability_matches",
+            "precision",
+            "tokens_per_second",
+            "ttft_ms",
+            "price_per_million_tokens",
         ]
 
 

@@ -8,21 +8,17 @@ placements and is never charged."""
 
 from __future__ import annotations
 
-from django.utils.translation import gettext as _
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from marketplace import bounds, selectors
-from marketplace.api.fields import AwareTime, DecimalText, IntegerNumber, TextField, gpu_model_field, region_field
-from marketplace.api.inputs import DOMAIN_RULE, validated_body
+from marketplace import selectors
+from marketplace.api.inference_form import InferenceQuoteIn, inference_form_body, is_inference_form
+from marketplace.api.inputs import validated_body
 from marketplace.api.permissions import IsBuyer, buyer_of, scoped
 from marketplace.api.requests import RequestIn
-from marketplace.models import LlmModel
 from marketplace.money import MONEY, SETTLED_AMOUNT
-from matching.inference import PRECISIONS
 from matching.inference_quote import quote_dict
 
 SCORE_RATE = (
@@ -117,54 +113,6 @@ class QuoteOut(serializers.Serializer):
     tiers = TiersOut(help_text="The request's price now in each tier; placement is in its own tier.")
 
 
-class InferenceQuoteIn(serializers.Serializer):
-    """The inference form: an LLM at a throughput under a TTFT target, instead of a GPU count."""
-
-    llm_model = serializers.SlugRelatedField(
-        slug_field="code",
-        queryset=LlmModel.objects.all(),
-        help_text=f"A code of GET /llm-models/. {DOMAIN_RULE} a model that fits no GPU model on one node is a "
-        "400 naming this field.",
-    )
-    output_tokens_per_second = DecimalText(
-        **bounds.TOKENS_PER_SECOND_ASKED.field_kwargs(), help_text="Output tokens/s to serve, over all replicas."
-    )
-    prompt_tokens = IntegerNumber(
-        **bounds.PROMPT_TOKENS.field_kwargs(),
-        help_text=f"A typical prompt's length. {DOMAIN_RULE} prompt + output tokens over the model's context is a "
-        "400 naming this field.",
-    )
-    output_tokens = IntegerNumber(**bounds.OUTPUT_TOKENS.field_kwargs(), help_text="A typical answer's length.")
-    ttft_p95_ms = DecimalText(
-        **bounds.TTFT_MS.field_kwargs(),
-        help_text=f"Time to first token at the 95th percentile, ms, as the buyer's users see it. {DOMAIN_RULE} one "
-        "below the best any placement reaches from the origin is a 400 naming this field, with that best.",
-    )
-    origin = region_field()
-    max_price_per_million_tokens = DecimalText(
-        **bounds.PRICE_PER_MILLION_TOKENS.field_kwargs(),
-        help_text="The most the buyer pays, CNY (subsidy deducted), per million output tokens of the capacity placed.",
-    )
-    duration_hours = IntegerNumber(**bounds.DURATION_HOURS.field_kwargs())
-    gpu_models = gpu_model_field(
-        many=True, required=False, allow_empty=False, help_text="Only these GPU models (absent: every one)."
-    )
-    precision = serializers.ChoiceField(
-        choices=list(PRECISIONS),
-        required=False,
-        help_text=f"Only this precision (absent: every one the model is served at). {DOMAIN_RULE} one the model "
-        "is not served at is a 400 naming this field.",
-    )
-    start_by = AwareTime(window=bounds.REQUEST_START, required=False)
-    voucher_code = TextField(
-        **bounds.VOUCHER_CODE.field_kwargs(),
-        required=False,
-        allow_blank=True,
-        help_text=f"A voucher the buyer claimed. {DOMAIN_RULE} a code that is not one of the buyer's usable "
-        "vouchers is a 400 naming it.",
-    )
-
-
 class InferenceAlternativeOut(serializers.Serializer):
     gpu_model = serializers.CharField()
     gpus_per_replica = serializers.IntegerField()
@@ -215,10 +163,6 @@ class InferenceQuoteOut(serializers.Serializer):
     alternatives = InferenceAlternativeOut(many=True, help_text="Every (GPU model, GPUs per replica, precision).")
 
 
-#: The fields only the GPU form takes: with ``llm_model`` each is a 400 naming it.
-GPU_FORM_ONLY = sorted(set(RequestIn().fields) - set(InferenceQuoteIn().fields))
-
-
 class QuoteView(APIView):
     """The placement the engine would choose for a request now, without committing anything.
 
@@ -236,19 +180,14 @@ class QuoteView(APIView):
         ),
     )
     def post(self, request):
-        if isinstance(request.data, dict) and "llm_model" in request.data:
+        if is_inference_form(request.data):
             return self._inference(request)
         terms = validated_body(RequestIn, request)
         quote = selectors.request_quote(buyer=buyer_of(request), **terms)
         return Response(with_buyer_pays(quote, duration_hours=terms["duration_hours"]))
 
     def _inference(self, request):
-        both = [name for name in GPU_FORM_ONLY if name in request.data]
-        if both:
-            raise ValidationError(
-                {name: [_("The inference form (llm_model) does not take this field.")] for name in both}
-            )
-        terms = validated_body(InferenceQuoteIn, request)
+        terms = inference_form_body(InferenceQuoteIn, RequestIn, request)
         quote = selectors.inference_quote_for(buyer=buyer_of(request), **terms)
         return Response(inference_with_buyer_pays(quote, duration_hours=terms["duration_hours"]))
 

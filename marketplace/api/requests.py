@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -21,13 +21,14 @@ from marketplace.api.fields import (
     region_field,
 )
 from marketplace.api.idempotency import IDEMPOTENCY_PARAMETER, idempotent
+from marketplace.api.inference_form import InferenceQuoteIn, inference_form_body, is_inference_form
 from marketplace.api.inputs import validated_body, validated_query
 from marketplace.api.permissions import IsBuyer, KeyScopes, api_key_of, buyer_of, scoped
 from marketplace.api.schema import DOMAIN_RULE
 from marketplace.demand import start_by_default
 from marketplace.market_time import market_now
-from marketplace.models import NODE_SIZE_CHOICES, BuyerRequest
-from marketplace.money import SETTLED_AMOUNT
+from marketplace.models import NODE_SIZE_CHOICES, BuyerRequest, RequestInference
+from marketplace.money import MONEY, SETTLED_AMOUNT
 
 #: A request's latency bound comes from one of two fields: a rule between them, which a schema cannot state.
 ONE_LATENCY_BOUND = f"The RTT bound to origin, by class or in ms. {DOMAIN_RULE} giving both is a 400 naming max_rtt_ms."
@@ -40,6 +41,15 @@ INTERRUPTIBLE_HELP = (
     "after PREEMPT_NOTICE_SECONDS of notice, billed for the time it ran, and placed again later. "
     "Default false (on-demand)."
 )
+
+
+def workload_field() -> TextField:
+    return TextField(
+        **bounds.WORKLOAD.field_kwargs(),
+        required=False,
+        allow_blank=True,
+        help_text="What you will run (model, image, serving stack), for the provider's agent.",
+    )
 
 
 class RequestIn(serializers.Serializer):
@@ -72,12 +82,7 @@ class RequestIn(serializers.Serializer):
         help_text=f"A voucher the buyer claimed. {DOMAIN_RULE} a code that is not one of the buyer's usable "
         "vouchers is a 400 naming it.",
     )
-    workload = TextField(
-        **bounds.WORKLOAD.field_kwargs(),
-        required=False,
-        allow_blank=True,
-        help_text="What you will run (model, image, serving stack), for the provider's agent.",
-    )
+    workload = workload_field()
 
     def validate(self, attrs):
         """Default ``start_by``: ``start_by_default``."""
@@ -85,8 +90,72 @@ class RequestIn(serializers.Serializer):
         return attrs
 
 
+class InferenceRequestIn(InferenceQuoteIn):
+    """The inference form of a request: the inference quote's fields, and what the buyer will run."""
+
+    workload = workload_field()
+
+
+class RequestInferenceOut(serializers.ModelSerializer):
+    """An inference request's terms, and the output tokens/s its matches make."""
+
+    llm_model = serializers.CharField(source="llm_model.code", help_text="A code of GET /llm-models/.")
+    output_tokens_per_second = serializers.DecimalField(
+        max_digits=10, decimal_places=1, help_text="Output tokens/s asked, over all replicas."
+    )
+    ttft_p95_ms = serializers.DecimalField(
+        max_digits=8, decimal_places=1, help_text="The TTFT target at the 95th percentile, ms."
+    )
+    max_price_per_million_tokens = serializers.DecimalField(
+        **MONEY, help_text="The most the buyer pays, CNY (subsidy deducted), per million output tokens."
+    )
+    precision = serializers.CharField(help_text='The precision asked ("": any the model is served at).')
+    gpu_models = serializers.SlugRelatedField(
+        slug_field="code", many=True, read_only=True, help_text="The allow-list of GPU models (empty: every one)."
+    )
+    tokens_per_second_placed = serializers.DecimalField(
+        max_digits=12,
+        decimal_places=1,
+        help_text="Output tokens/s its matches make (Σ their tokens_per_second); at most one replica over the "
+        "tokens/s asked.",
+    )
+
+    class Meta:
+        model = RequestInference
+        fields = [
+            "llm_model",
+            "output_tokens_per_second",
+            "prompt_tokens",
+            "output_tokens",
+            "ttft_p95_ms",
+            "max_price_per_million_tokens",
+            "precision",
+            "gpu_models",
+            "tokens_per_second_placed",
+        ]
+
+
 class RequestOut(serializers.ModelSerializer):
-    gpu_model = serializers.CharField(source="gpu_model.code")
+    gpu_model = serializers.CharField(
+        source="gpu_model.code",
+        help_text="The GPU model asked; for an inference request its first choice at submission (its matches "
+        "may be of any GPU model that serves it).",
+    )
+    kind = serializers.ChoiceField(
+        choices=BuyerRequest.Kind.values,
+        help_text="gpus: the GPU form (a GPU count of one model); inference: an LLM at a throughput under a "
+        "TTFT target (see inference).",
+    )
+    inference = serializers.SerializerMethodField(
+        help_text="The inference form's terms and tokens/s placed; null for a GPU-form request."
+    )
+
+    @extend_schema_field(RequestInferenceOut(allow_null=True))
+    def get_inference(self, request: BuyerRequest) -> dict | None:
+        if request.kind != BuyerRequest.Kind.INFERENCE:
+            return None
+        return RequestInferenceOut(request.inference).data
+
     origin = serializers.CharField(source="origin.code")
     voucher_program = serializers.CharField(source="voucher.program.name", allow_null=True, default=None)
     left_out_reason = serializers.CharField(
@@ -123,7 +192,17 @@ class RequestOut(serializers.ModelSerializer):
             "left_out_reason",
             "spend_committed",
             "workload",
+            "kind",
+            "inference",
         ]
+
+
+def inference_submit_terms(terms: dict) -> dict:
+    """Validated inference-form fields as ``services.request_submit_inference`` takes them (codes)."""
+    codes = {"llm_model": terms["llm_model"].code, "origin": terms["origin"].code}
+    if "gpu_models" in terms:
+        codes["gpu_models"] = [row.code for row in terms["gpu_models"]]
+    return {**terms, **codes}
 
 
 class RequestQuery(serializers.Serializer):
@@ -148,12 +227,25 @@ class RequestListView(generics.GenericAPIView):
         page = self.paginate_queryset(selectors.request_list_for(request.user, status=status_wanted))
         return self.get_paginated_response(RequestOut(page, many=True).data)
 
-    @extend_schema(request=RequestIn, responses={201: RequestOut}, parameters=[IDEMPOTENCY_PARAMETER])
+    @extend_schema(
+        request=PolymorphicProxySerializer(
+            "RequestSubmitIn", [RequestIn, InferenceRequestIn], resource_type_field_name=None
+        ),
+        responses={201: RequestOut},
+        parameters=[IDEMPOTENCY_PARAMETER],
+    )
     @idempotent
     def post(self, request):
-        buyer_request = services.request_submit(
-            buyer=buyer_of(request), api_key=api_key_of(request), **validated_body(RequestIn, request)
-        )
+        if is_inference_form(request.data):
+            buyer_request = services.request_submit_inference(
+                buyer=buyer_of(request),
+                api_key=api_key_of(request),
+                **inference_submit_terms(inference_form_body(InferenceRequestIn, RequestIn, request)),
+            )
+        else:
+            buyer_request = services.request_submit(
+                buyer=buyer_of(request), api_key=api_key_of(request), **validated_body(RequestIn, request)
+            )
         return Response(RequestOut(buyer_request).data, status=status.HTTP_201_CREATED)
 
 

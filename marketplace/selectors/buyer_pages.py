@@ -178,7 +178,7 @@ def buyer_requests_page(
     matches = Match.objects.select_related("listing__region", "listing__provider", "listing__gpu_model").order_by("id")
     requests = (
         _filtered(buyer, status)
-        .select_related("gpu_model", "origin", "voucher__program")
+        .select_related("gpu_model", "origin", "voucher__program", "inference__llm_model")
         .prefetch_related(Prefetch("matches", queryset=matches))
         .order_by(*SORTS[sort])
     )

@@ -345,7 +345,9 @@ def capacity_by_region(
 def request_list_for(user, *, status: str | None = None) -> QuerySet[BuyerRequest]:
     """Requests ``user`` may see: staff all, a buyer its organisation's, anyone else none; only
     those in ``status`` when it is given."""
-    queryset = BuyerRequest.objects.select_related("gpu_model", "origin", "buyer", "voucher__program")
+    queryset = BuyerRequest.objects.select_related(
+        "gpu_model", "origin", "buyer", "voucher__program", "inference__llm_model"
+    ).prefetch_related("inference__gpu_models")
     if status is not None:
         queryset = queryset.filter(status=status)
     if user.is_staff:

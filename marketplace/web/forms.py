@@ -550,6 +550,18 @@ class InferenceForm(ServiceForm):
         terms["precision"] = terms["precision"] or None
         return terms
 
+    def submit_terms(self) -> dict:
+        """``services.request_submit_inference``'s keyword arguments: the quote's terms, with
+        codes for the reference rows, as the API passes them."""
+        terms = self.terms()
+        return {
+            **terms,
+            "llm_model": terms["llm_model"].code,
+            "origin": terms["origin"].code,
+            "gpu_models": [row.code for row in terms["gpu_models"] or ()],
+            "precision": terms["precision"] or "",
+        }
+
 
 # --- capacity board -----------------------------------------------------------------------------
 

@@ -8,6 +8,8 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from marketplace import services
 from marketplace.errors import InvalidInput, NotAllowed, SpendCapExceeded
@@ -61,7 +63,8 @@ def test_the_service_files_the_request_under_the_alternative_the_quote_places(bu
     # 20 CNY/Mtok × 2000 tokens/s × 0.0036 = 144 CNY an hour, over its 2 GPUs.
     assert request.max_price_per_gpu_hour == Decimal("72.0000")
     assert request.latency_weight == 0
-    assert request.max_rtt_ms is not None and request.max_rtt_ms > Decimal("35.8")
+    assert request.max_rtt_ms is not None
+    assert request.max_rtt_ms > Decimal("35.8")  # Zhongwei's RTT: its bound admits the H20s
     assert request.latency_class == "batch"  # its bound is over the standard class's 60 ms
     inference = RequestInference.objects.get(request=request)
     assert (inference.llm_model.code, inference.output_tokens_per_second, inference.precision) == (
@@ -139,3 +142,168 @@ def test_an_unknown_voucher_code_is_refused_and_nothing_is_claimed(buyer, market
         services.request_submit_inference(buyer=buyer, now=now, voucher_code="NOPE-NOPE", **terms())
     assert refusal.value.field == "voucher_code"
     assert not Voucher.objects.filter(buyer=buyer).exists()
+
+
+# --- POST /api/v1/requests/ ----------------------------------------------------------------------
+
+
+def test_a_buyer_submits_the_inference_form_and_reads_it_back(clients, market):
+    response = clients["buyer"].post(API, body(workload="vllm serve"), format="json")
+    assert response.status_code == 201, response.data
+    created = response.json()
+    assert created["kind"] == "inference"
+    assert (created["gpu_model"], created["gpus_per_replica"], created["replicas"]) == ("h20", 2, 1)
+    assert created["workload"] == "vllm serve"
+    assert created["inference"] == {
+        "llm_model": "deepseek-r1-distill-qwen-32b",
+        "output_tokens_per_second": "2000.0",
+        "prompt_tokens": 2000,
+        "output_tokens": 500,
+        "ttft_p95_ms": "1500.0",
+        "max_price_per_million_tokens": "20.0000",
+        "precision": "FP8",
+        "gpu_models": [],
+        "tokens_per_second_placed": "0.0",
+    }
+    assert created["spend_committed"] == "3456.01"
+    read = clients["buyer"].get(f"{API}{created['id']}/")
+    assert read.status_code == 200
+    assert read.json() == created
+
+
+def test_a_gpu_form_request_shows_its_kind_and_no_inference(clients, make_request):
+    request = make_request()
+    shown = clients["buyer"].get(f"{API}{request.pk}/").json()
+    assert (shown["kind"], shown["inference"]) == ("gpus", None)
+
+
+def test_the_allow_list_is_kept_and_shown(clients, market):
+    created = clients["buyer"].post(API, body(gpu_models=["h100", "h20", "h100"]), format="json").json()
+    assert sorted(created["inference"]["gpu_models"]) == ["h100", "h20"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"llm_model": "no-such-model"}, "llm_model"),
+        ({"origin": "atlantis"}, "origin"),
+        ({"gpu_models": ["no-such-gpu"]}, "gpu_models"),
+        ({"gpu_models": []}, "gpu_models"),
+        ({"output_tokens_per_second": "0"}, "output_tokens_per_second"),
+        ({"output_tokens_per_second": "1e3"}, "output_tokens_per_second"),
+        ({"prompt_tokens": 0}, "prompt_tokens"),
+        ({"prompt_tokens": 200_000}, "prompt_tokens"),
+        ({"output_tokens": "many"}, "output_tokens"),
+        ({"ttft_p95_ms": "0"}, "ttft_p95_ms"),
+        ({"max_price_per_million_tokens": "-1"}, "max_price_per_million_tokens"),
+        ({"max_price_per_million_tokens": "5000"}, "max_price_per_million_tokens"),
+        ({"duration_hours": 0}, "duration_hours"),
+        ({"precision": "FP4"}, "precision"),
+        ({"precision": "INT4-AWQ", "llm_model": "deepseek-r1"}, "precision"),  # not served at it
+        ({"start_by": "2026-12-04T09:00"}, "start_by"),
+        ({"voucher_code": "NOPE-NOPE"}, "voucher_code"),
+        ({"interruptible": True}, "interruptible"),  # a GPU-form field
+        ({"max_tokens": 5}, "max_tokens"),  # no field of either form
+    ],
+)
+def test_a_bad_field_is_a_400_naming_it_and_nothing_is_written(clients, market, overrides, field):
+    response = clients["buyer"].post(API, body(**overrides), format="json")
+    assert response.status_code == 400, response.data
+    assert field in response.json(), response.json()
+    assert not BuyerRequest.objects.exists()
+    assert not RequestInference.objects.exists()
+
+
+def test_a_missing_field_is_a_400_naming_it(clients, market):
+    for name in ("output_tokens_per_second", "prompt_tokens", "ttft_p95_ms", "origin", "duration_hours"):
+        response = clients["buyer"].post(API, {k: v for k, v in BODY.items() if k != name}, format="json")
+        assert response.status_code == 400
+        assert name in response.json()
+    assert not BuyerRequest.objects.exists()
+
+
+def test_both_forms_at_once_is_a_400_naming_the_gpu_forms_fields(clients, market):
+    response = clients["buyer"].post(
+        API, body(gpu_model="h20", gpus_per_replica=1, replicas=2, max_price_per_gpu_hour="10"), format="json"
+    )
+    assert response.status_code == 400
+    assert set(response.json()) == {"gpu_model", "gpus_per_replica", "replicas", "max_price_per_gpu_hour"}
+    assert "inference form" in response.json()["gpu_model"][0]
+    assert not BuyerRequest.objects.exists()
+
+
+def test_a_model_that_fits_no_gpu_is_a_400_on_llm_model_saying_why(clients, market):
+    response = clients["buyer"].post(API, body(llm_model="deepseek-r1", gpu_models=["rtx4090"]), format="json")
+    assert response.status_code == 400
+    message = response.json()["llm_model"][0]
+    assert message.startswith("deepseek-r1 fits no GPU model on one node: ")
+    assert "rtx4090" in message
+    assert not BuyerRequest.objects.exists()
+
+
+def test_an_unreachable_ttft_is_a_400_with_the_best_ttft_from_the_origin(clients, market):
+    response = clients["buyer"].post(API, body(ttft_p95_ms="50"), format="json")
+    assert response.status_code == 400
+    message = response.json()["ttft_p95_ms"][0]
+    assert message.startswith("Below what any placement reaches: the best TTFT from shanghai is ")
+    best = Decimal(message.rsplit(" is ", 1)[1].removesuffix(" ms.").replace(",", ""))
+    assert best > 50
+    # The best it names is reachable: a TTFT at it is accepted.
+    assert clients["buyer"].post(API, body(ttft_p95_ms=str(best + 1)), format="json").status_code == 201
+
+
+def test_only_a_buyer_submits(clients, market):
+    assert clients["provider"].post(API, body(), format="json").status_code == 403
+    assert clients["anonymous"].post(API, body(), format="json").status_code in (401, 403)
+    assert not BuyerRequest.objects.exists()
+
+
+def test_another_buyer_cannot_see_it(clients, market):
+    created = clients["buyer"].post(API, body(), format="json").json()
+    assert clients["other_buyer"].get(f"{API}{created['id']}/").status_code == 404
+    assert clients["other_buyer"].get(API).json()["results"] == []
+    assert clients["provider"].get(f"{API}{created['id']}/").status_code == 404
+    assert clients["staff"].get(f"{API}{created['id']}/").json()["kind"] == "inference"
+
+
+def test_an_idempotency_key_replays_the_answer_and_creates_one_request(clients, market):
+    headers = {"HTTP_IDEMPOTENCY_KEY": "serve-32b-once"}
+    first = clients["buyer"].post(API, body(), format="json", **headers)
+    again = clients["buyer"].post(API, body(), format="json", **headers)
+    assert first.status_code == again.status_code == 201
+    assert again["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+    assert BuyerRequest.objects.count() == RequestInference.objects.count() == 1
+    other = clients["buyer"].post(API, body(output_tokens_per_second="1000"), format="json", **headers)
+    assert other.status_code == 422
+    assert BuyerRequest.objects.count() == 1
+
+
+def test_the_spend_cap_is_a_402_and_writes_nothing(clients, buyer, market):
+    buyer.monthly_spend_cap = Decimal("1000")
+    buyer.save(update_fields=["monthly_spend_cap"])
+    response = clients["buyer"].post(API, body(), format="json")
+    assert response.status_code == 402
+    assert "3456.01" in response.json()["monthly_spend_cap"][0]
+    assert not BuyerRequest.objects.exists()
+    assert not RequestInference.objects.exists()
+
+
+def test_the_list_reads_inference_requests_in_constant_queries(clients, market):
+    def listed() -> tuple[int, list[dict]]:
+        with CaptureQueriesContext(connection) as queries:
+            rows = clients["buyer"].get(API).json()["results"]
+        return len(queries), rows
+
+    for gpu_models in (None, ["h20"], ["h100", "h20"]):
+        extra = {} if gpu_models is None else {"gpu_models": gpu_models}
+        assert clients["buyer"].post(API, body(**extra), format="json").status_code == 201
+    listed()  # warm whatever the first read caches
+    few, rows = listed()
+    assert [row["kind"] for row in rows] == ["inference"] * 3
+    assert [len(row["inference"]["gpu_models"]) for row in rows] == [0, 1, 2]
+    for _ in range(3):
+        assert clients["buyer"].post(API, body(gpu_models=["h20"]), format="json").status_code == 201
+    many, rows = listed()
+    assert len(rows) == 6
+    assert many == few

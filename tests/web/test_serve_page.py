@@ -33,8 +33,6 @@ FORM = {
 }
 
 
-
-
 @pytest.fixture
 def market(make_listing):
     """As the API's inference quote tests: a near dear H100 (Qingpu) and a far cheap H20 (Zhongwei)."""
@@ -65,17 +63,17 @@ def test_the_page_and_its_quote_are_for_buyers_only(web, role, method, url, expe
     assert getattr(web[role], method)(url).status_code == expected
 
 
-def test_the_page_opens_in_english_and_chinese_and_says_placing_is_coming(web):
+def test_the_page_opens_in_english_and_chinese_and_says_what_submitting_does(web):
     en = text(web["buyer"].get(SERVE))
     assert "<h1>Serve a model</h1>" in en
-    assert "Placing a request in this form is coming." in en
+    assert "Submit the request and the engine places it on any GPU models that serve it" in en
     assert "DeepSeek-R1-Distill-Qwen-32B" in en  # the model menu, from the reference catalogue
     assert 'name="gpu_models"' in en
     assert 'type="checkbox"' in en
     assert "<script>" not in en  # no inline code under the Content-Security-Policy
     zh = text(web["buyer"].get(SERVE, HTTP_ACCEPT_LANGUAGE="zh-CN"))
     assert "部署模型" in zh
-    assert "Placing a request" not in zh
+    assert "Submit the request" not in zh
     assert "Output tokens/s" not in zh
     assert 'href="/buyer/serve/"' in text(web["buyer"].get("/buyer/"))  # linked from the dashboard
 

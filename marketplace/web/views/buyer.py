@@ -145,10 +145,24 @@ def _shown_errors(form, context: dict) -> None:
 
 @buyer_required
 def serve(request, *, organisation):
-    """The inference form with its live quote. Placing a request in this form is not built yet:
-    the page offers the chosen alternative as a pre-filled GPU-form request instead."""
-    form = InferenceForm(vouchers=selectors.usable_vouchers(buyer=organisation))
-    return render(request, "web/buyer/serve.html", {"form": form})
+    """The inference form with its live quote; a POST submits it as an inference request
+    (``services.request_submit_inference``, as ``POST /api/v1/requests/`` in the inference form)
+    and goes to the request on the buyer's page. A rule broken lands beside the field it names,
+    one that names no field here (the spend cap, the quota) above the form."""
+    form = InferenceForm(request.POST or None, vouchers=selectors.usable_vouchers(buyer=organisation))
+    if request.method == "POST" and form.is_valid():
+        try:
+            buyer_request = services.request_submit_inference(buyer=organisation, **form.submit_terms())
+        except DomainError as error:
+            form.add_domain_error(error)
+        else:
+            messages.success(
+                request,
+                gettext("Request #%(id)s submitted; the engine is placing it.") % {"id": buyer_request.pk},
+            )
+            return redirect(f"{reverse('web:buyer')}#request-{buyer_request.pk}")
+    status = 400 if form.errors else 200
+    return render(request, "web/buyer/serve.html", {"form": form}, status=status)
 
 
 @require_POST
