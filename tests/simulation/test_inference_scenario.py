@@ -234,3 +234,40 @@ def test_a_ttft_check_is_a_violation_only_over_the_target():
     assert measure.TtftCheck(recorded=1400.0, recomputed=1502.0, target=1500.0).violation
     assert measure.TtftCheck(recorded=None, recomputed=1000.0, target=1500.0).violation
     assert not measure.TtftCheck(recorded=1400.0, recomputed=None, target=1500.0).violation
+
+
+# --- a run ---------------------------------------------------------------------------------------
+
+SMALL_RUN = {
+    "seed": 11,
+    "days": 0.125,
+    "step_minutes": 60,
+    "scale": 0.5,
+    "start": datetime.fromisoformat("2026-03-02T10:00:00+08:00"),
+    "scenario": INFERENCE,
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("policy", [ENGINE, FIRST_CHOICE, NEAREST])
+def test_a_small_inference_run_serves_within_every_ttft_and_holds_first_choices(policy):
+    from django.db import transaction
+
+    from marketplace.simulation.runner import SimulationConfig, simulation_run
+
+    with transaction.atomic():
+        figures = simulation_run(SimulationConfig(**SMALL_RUN, policy=policy))
+        inference = figures["inference"]
+        assert inference["requests"] >= 5
+        assert inference["matches"] > 0
+        assert inference["token_hours_served"] > 0
+        assert inference["ttft_violations"] == 0
+        assert inference["ttft_recomputed_disagreements"] == 0
+        assert inference["token_hours_served"] <= inference["token_hours_asked"]
+        for match in Match.objects.select_related("listing__gpu_model", "request__inference"):
+            allowed = set(match.request.inference.gpu_models.values_list("code", flat=True))
+            if VARIANTS[policy].first_choice_only:
+                assert allowed == {match.listing.gpu_model.code}
+            else:
+                assert not allowed
+        transaction.set_rollback(True)
