@@ -97,6 +97,11 @@ def _ratio(part: float, whole: float) -> float:
     return part / whole if whole else 0.0
 
 
+def _saving(price: float, against: float) -> float:
+    """The share ``price`` saves against ``against`` (0 when there is nothing to compare with)."""
+    return 1 - price / against if against else 0.0
+
+
 def _model_shares(shares: dict) -> str:
     top = sorted(shares.items(), key=lambda item: -item[1])
     return ", ".join(f"{model} {share * 100:.0f} %" for model, share in top if share >= 0.005) or "–"
@@ -167,7 +172,7 @@ def inference_targets(outcomes: dict) -> list[Target]:
                 f"{b['token_hours_served']:,.0f} ({_pct(b['served_share'])})",
             )
         )
-        saving = 1 - e["cny_per_million_tokens"] / b["cny_per_million_tokens"] if b["cny_per_million_tokens"] else 0.0
+        saving = _saving(e["cny_per_million_tokens"], b["cny_per_million_tokens"])
         out.append(
             Target(
                 f"CNY per million output tokens: {LABELS[ENGINE]} against {LABELS[policy]}",
@@ -388,6 +393,9 @@ def inference_report_markdown(outcomes: dict, *, command: str) -> str:
             "",
             f"![Price and latency of every match]({PLOTS['scatter']})",
             "",
+            "## What the figures say",
+            "",
+            inference_note(outcomes),
             "## How it is measured",
             "",
             INFERENCE_MEASURES,
@@ -395,9 +403,39 @@ def inference_report_markdown(outcomes: dict, *, command: str) -> str:
     )
 
 
+def inference_note(outcomes: dict) -> str:
+    """One paragraph per baseline comparing our engine with it, quoting the figures (empty without
+    the engine's run)."""
+    if ENGINE not in outcomes:
+        return "Run the engine (`--policy all`) for this note.\n"
+    e = outcomes[ENGINE]
+    paragraphs = []
+    for policy in (FIRST_CHOICE, NEAREST):
+        if policy not in outcomes:
+            continue
+        b = outcomes[policy]
+        ei, bi = e["inference"], b["inference"]
+        saving = _saving(ei["cny_per_million_tokens"], bi["cny_per_million_tokens"])
+        west = (e["utilisation"]["west"] - b["utilisation"]["west"]) * 100
+        paragraphs.append(
+            f"**Against {LABELS[policy]}.** Our engine placed "
+            f"{_pct(_ratio(ei['tokens_per_second_placed'], ei['tokens_per_second_asked']))} of the output tokens/s "
+            f"asked against {_pct(_ratio(bi['tokens_per_second_placed'], bi['tokens_per_second_asked']))}, "
+            f"served {_pct(ei['served_share'])} of the token-hours against {_pct(bi['served_share'])}, at "
+            f"{ei['cny_per_million_tokens']:.4f} CNY per million output tokens against "
+            f"{bi['cny_per_million_tokens']:.4f} ({saving * 100:+.1f} % saved), with "
+            f"{_pct(ei['west_share_of_tokens'])} of its tokens served in the west against "
+            f"{_pct(bi['west_share_of_tokens'])} and western utilisation {west:+.1f} points "
+            f"({_pct(e['utilisation']['west'])} against {_pct(b['utilisation']['west'])}). Its tokens came from "
+            f"{_model_shares(ei['token_share_by_gpu_model'])}; the baseline's from "
+            f"{_model_shares(bi['token_share_by_gpu_model'])}."
+        )
+    return "\n\n".join(paragraphs) + "\n"
+
+
 INFERENCE_MEASURES = """\
 - **Demand** (`marketplace/simulation/inference_demand.py`): buyers in eight eastern cities ask for
-  an LLM (mostly the R1 distills and Qwen) at 500–8,000 output tokens/s, with a p95 TTFT target of
+  an LLM (mostly the R1 distills and Qwen) at 1,000–16,000 output tokens/s, with a p95 TTFT target of
   0.5–5 s, prompt and output lengths by workload (chat, agents, RAG) and a cap per million output
   tokens drawn as a share of what the model's pay-per-token API (DeepSeek, Alibaba Model Studio list
   prices) charges for the same tokens. Each buyer's **first-choice GPU model** is the GPU model
