@@ -104,7 +104,7 @@ attacks: install
 # inference scenario (the engine with substitution across GPU models, the engine held to each buyer's
 # first-choice GPU model, nearest-region-first) in docs/report/inference/ (INFERENCE_ARGS).
 REPORT_ARGS ?= --days 3 --seed 2026
-INFERENCE_ARGS ?= --days 1 --seed 2026
+INFERENCE_ARGS ?= --days 2 --seed 2026
 report: install
 	$(PY) manage.py simulate --policy all $(REPORT_ARGS) --report docs/report --json docs/report/figures.json
 	$(PY) manage.py simulate --policy all --scenario idle80 $(REPORT_ARGS) --report docs/report/idle80 --json docs/report/idle80/figures.json
