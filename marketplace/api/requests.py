@@ -152,9 +152,9 @@ class RequestOut(serializers.ModelSerializer):
 
     @extend_schema_field(RequestInferenceOut(allow_null=True))
     def get_inference(self, request: BuyerRequest) -> dict | None:
-        if request.kind != BuyerRequest.Kind.INFERENCE:
-            return None
-        return RequestInferenceOut(request.inference).data
+        # getattr: a row without its terms (none should exist) reads as null, never a 500.
+        terms = getattr(request, "inference", None) if request.kind == BuyerRequest.Kind.INFERENCE else None
+        return None if terms is None else RequestInferenceOut(terms).data
 
     origin = serializers.CharField(source="origin.code")
     voucher_program = serializers.CharField(source="voucher.program.name", allow_null=True, default=None)

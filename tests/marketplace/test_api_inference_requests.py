@@ -10,10 +10,13 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from marketplace import services
-from marketplace.errors import InvalidInput, NotAllowed, SpendCapExceeded
-from marketplace.models import BuyerRequest, GpuModel, RequestInference, Voucher
+from marketplace.errors import InvalidInput, NotAllowed, QuotaExceeded, SpendCapExceeded
+from marketplace.models import BuyerRequest, GpuModel, Organisation, RequestInference, Voucher
+from marketplace.services.spend import month_committed, spend_month_of
+from tests.services_helpers import race
 
 API = "/api/v1/requests/"
 BODY = {
@@ -103,6 +106,9 @@ def test_with_nothing_free_the_first_choice_is_the_most_tokens_per_gpu(buyer, re
         ({"duration_hours": 0}, "duration_hours"),
         ({"precision": "FP4"}, "precision"),
         ({"llm_model": "deepseek-r1", "gpu_models": ["rtx4090"]}, "llm_model"),  # fits no GPU
+        # More GPUs than a request may take, a cap that pays for no GPU-hour: named in the form's terms.
+        ({"output_tokens_per_second": "9999999", "gpu_models": ["h20"]}, "output_tokens_per_second"),
+        ({"output_tokens_per_second": "0.1", "max_price_per_million_tokens": "0.0001"}, "max_price_per_million_tokens"),
     ],
 )
 def test_the_service_refuses_bad_terms_naming_the_field_and_writes_nothing(buyer, market, now, overrides, field):
@@ -142,6 +148,62 @@ def test_an_unknown_voucher_code_is_refused_and_nothing_is_claimed(buyer, market
         services.request_submit_inference(buyer=buyer, now=now, voucher_code="NOPE-NOPE", **terms())
     assert refusal.value.field == "voucher_code"
     assert not Voucher.objects.filter(buyer=buyer).exists()
+
+
+def voucher_code_for(*gpu_models: str) -> str:
+    """An unclaimed code of a 30 % programme covering ``gpu_models`` only."""
+    program = services.voucher_program_create(
+        name="Zhongwei inference voucher",
+        sponsor="Zhongwei government",
+        percent=Decimal("30"),
+        budget=Decimal("100000"),
+        valid_from=timezone.now() - timedelta(days=1),
+        valid_until=timezone.now() + timedelta(days=365),
+        eligible_gpu_models=list(GpuModel.objects.filter(code__in=gpu_models)),
+    )
+    return services.vouchers_issue(program_id=program.pk, sponsor_provider=None, buyer=None)[0].code
+
+
+def test_a_voucher_covering_another_way_to_serve_it_is_claimed_and_kept(buyer, market, now):
+    code = voucher_code_for("h100")  # the first choice is the H20s; the voucher covers the H100s
+    request = services.request_submit_inference(buyer=buyer, now=now, voucher_code=code, **terms())
+    assert request.voucher is not None
+    assert request.voucher.code == code
+    assert Voucher.objects.get(code=code).buyer_id == buyer.pk
+
+
+def test_a_voucher_covering_no_way_to_serve_it_is_refused_and_not_claimed(buyer, market, now):
+    code = voucher_code_for("rtx4090")
+    with pytest.raises(InvalidInput) as refusal:
+        services.request_submit_inference(buyer=buyer, now=now, voucher_code=code, **terms(gpu_models=["h20", "h100"]))
+    assert (refusal.value.field, refusal.value.message) == ("voucher_code", "This programme covers only rtx4090.")
+    assert not BuyerRequest.objects.exists()
+    assert Voucher.objects.get(code=code).buyer_id is None
+
+
+def test_the_open_requests_quota_counts_inference_requests(buyer, market, now, settings):
+    settings.MAX_OPEN_REQUESTS_PER_BUYER = 2
+    for _ in range(2):
+        services.request_submit_inference(buyer=buyer, now=now, **terms())
+    with pytest.raises(QuotaExceeded):
+        services.request_submit_inference(buyer=buyer, now=now, **terms())
+    assert RequestInference.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.services
+def test_concurrent_submissions_never_pass_the_spend_cap(postgres, reference, buyer, make_listing):
+    """Twenty threads, each its own PostgreSQL connection, submit at once against a cap that fits
+    three: three go through, the rest are 402s, and no half-written inference row is left."""
+    make_listing(region="ningxia-zhongwei", gpu_model="h20", price_per_gpu_hour=Decimal("6"))
+    one = Decimal("3456.01")
+    Organisation.objects.filter(pk=buyer.pk).update(monthly_spend_cap=one * 3 + Decimal("1"))
+    outcomes = race(*[lambda: services.request_submit_inference(buyer=buyer, **terms()) for _ in range(20)])
+    accepted = [outcome for outcome in outcomes if isinstance(outcome, BuyerRequest)]
+    refused = [outcome for outcome in outcomes if isinstance(outcome, SpendCapExceeded)]
+    assert (len(accepted), len(refused)) == (3, 17), outcomes
+    assert BuyerRequest.objects.filter(buyer=buyer).count() == RequestInference.objects.count() == 3
+    assert month_committed(organisation_id=buyer.pk, month=spend_month_of(timezone.now())) == one * 3
 
 
 # --- POST /api/v1/requests/ ----------------------------------------------------------------------

@@ -211,3 +211,21 @@ def test_the_cancel_page_names_the_inference_request(web, buyer, market, now):
     page = text(web["buyer"].get(f"/buyer/requests/{request.pk}/cancel/"))
     assert "serve DeepSeek-R1-Distill-Qwen-32B near " in page
     assert "2,000 output tokens/s" in page
+
+
+GARBAGE = [
+    {},
+    {"llm_model": ["a", "b"], "gpu_models": ["nope", "h100"], "origin": "shanghai"},
+    {**FORM, "ttft_p95_ms": "NaN", "duration_hours": "9" * 40, "start_by": "yesterday"},
+    {**FORM, "output_tokens_per_second": "99999999", "max_price_per_million_tokens": "0.0001"},
+    {**FORM, "output_tokens_per_second": "0.1", "max_price_per_million_tokens": "0.0001"},
+    {**FORM, "gpu_models": ["rtx4090"], "llm_model": "deepseek-r1"},
+    {**FORM, "start_by": "2999-01-01T00:00"},
+    {**FORM, "voucher": "999999"},
+]
+
+
+@pytest.mark.parametrize("form", GARBAGE)
+def test_garbage_submitted_is_never_a_500_and_writes_nothing(web, market, form):
+    assert web["buyer"].post(SERVE, form).status_code == 400
+    assert not BuyerRequest.objects.exists()

@@ -149,8 +149,9 @@ def serve(request, *, organisation):
     (``services.request_submit_inference``, as ``POST /api/v1/requests/`` in the inference form)
     and goes to the request on the buyer's page. A rule broken lands beside the field it names,
     one that names no field here (the spend cap, the quota) above the form."""
-    form = InferenceForm(request.POST or None, vouchers=selectors.usable_vouchers(buyer=organisation))
-    if request.method == "POST" and form.is_valid():
+    posted = request.POST if request.method == "POST" else None  # an empty POST is a form left empty
+    form = InferenceForm(posted, vouchers=selectors.usable_vouchers(buyer=organisation))
+    if posted is not None and form.is_valid():
         try:
             buyer_request = services.request_submit_inference(buyer=organisation, **form.submit_terms())
         except DomainError as error:
