@@ -1,11 +1,158 @@
-"""The ``engine`` policy of :mod:`matching.substitution`: most tokens/s by priority, then least cost."""
+"""The ``engine`` policy of :mod:`matching.substitution`: most tokens/s by priority, then least cost.
+
+- **Exact** on rounds of at most :data:`EXACT_OPTIONS` (demand, alternative, listing) options: the
+  integer program of :mod:`matching.substitution_milp` (HiGHS), bound = its proven optimum.
+- **Fast** elsewhere: demands by priority, least flexible first (fewest options), each placing the
+  cheapest whole-replica *cover* of its target on what is left (a branch and bound over its
+  options, :func:`cover`), then a top-up pass (cheapest per served token). Its bounds
+  (:mod:`matching.substitution_bound`): tokens/s ≤ Σ targets of the demands with an option; cost ≥
+  a Lagrangian relaxation of the listings' capacity (each demand's cheapest cover alone, at
+  capacity prices found by subgradient steps), recorded with the gap on every run.
+"""
 
 from __future__ import annotations
 
-from matching.substitution_round import Round, Stats, cheapest_policy
+import math
+import time
+
+from matching import costs
+from matching.substitution_bound import bounds
+from matching.substitution_milp import solve_milp
+from matching.substitution_round import Round, Stats
+from matching.timings import ms_since
+
+#: Rounds with at most this many options are solved exactly (HiGHS MILP; ~0.1–1 s at this size).
+EXACT_OPTIONS = 4000
+#: Options of one alternative a cover considers: the cheapest listings with room, until they could
+#: carry the whole target alone, at most this many.
+COVER_LISTINGS = 6
+#: Branch-and-bound nodes per cover before it settles for the best found.
+COVER_NODES = 4000
 
 
 def engine_policy(rnd: Round) -> Stats:
     """Place ``rnd``'s demand; returns the solver's stats (its name and bounds)."""
-    cheapest_policy(rnd)
-    return {"solver": "substitution-greedy"}
+    n = sum(len(c.listings) for opts in rnd.options for c in opts)
+    if n <= EXACT_OPTIONS:
+        return _exact(rnd)
+    return _fast(rnd)
+
+
+def _exact(rnd: Round) -> Stats:
+    started = time.perf_counter()
+    counts, info = solve_milp(rnd)
+    for (i, k, j), count in sorted(
+        counts.items(), key=lambda kv: (-rnd.demands[kv[0][0]].alternatives[kv[0][1]].gpus_per_replica, kv[0])
+    ):
+        rnd.fill(i, k, j, count)
+    top_up(rnd)
+    lower = costs.from_units(math.floor(float(info["cost_lower_bound_units"]) + 1e-6))
+    return {
+        "solver": "substitution-milp",
+        "tokens_upper_bound": float(info["tokens_upper_bound"]),
+        "cost_lower_bound": str(lower),
+        "milp_status": str(info["status"]),
+        "options": sum(len(c.listings) for opts in rnd.options for c in opts),
+        "milp_ms": ms_since(started),
+    }
+
+
+def _fast(rnd: Round) -> Stats:
+    started = time.perf_counter()
+    flexibility = [sum(len(c.listings) for c in opts) for opts in rnd.options]
+    order = sorted(range(len(rnd.demands)), key=lambda i: (-rnd.demands[i].priority, flexibility[i], rnd.demands[i].id))
+    for i in order:
+        cover(rnd, i)
+    top_up(rnd, order)
+    placed_ms = ms_since(started)
+    tokens_ub, lower, info = bounds(rnd)
+    return {
+        "solver": "substitution-cover",
+        "tokens_upper_bound": tokens_ub,
+        "cost_lower_bound": str(lower),
+        "options": sum(flexibility),
+        "place_ms": placed_ms,
+        "bound_ms": round(ms_since(started) - placed_ms, 2),
+        **info,
+    }
+
+
+def top_up(rnd: Round, order: list[int] | None = None) -> None:
+    """Demands still below target take the cheapest per served token left (arrival order by default)."""
+    for i in order if order is not None else rnd.arrival_order():
+        if rnd.placed[i] < rnd.demands[i].tokens_per_second:
+            rnd.cheapest_served(i)
+
+
+def cover(rnd: Round, i: int) -> None:
+    """Place demand ``i``'s cheapest whole-replica cover of its missing tokens/s on what is left
+    (most tokens/s first, then least cost × hours), searched by branch and bound over its options."""
+    demand = rnd.demands[i]
+    missing = demand.tokens_per_second - rnd.placed[i]
+    if missing <= 0:
+        return
+    items = _items(rnd, i, missing)
+    if not items:
+        return
+    best = search(items, missing, rnd.budget[i] - rnd.spent[i])
+    for (k, j, *_), count in sorted(zip(items, best, strict=True), key=lambda pair: -pair[0][5]):
+        if count:
+            rnd.fill(i, k, j, count)
+
+
+Item = tuple[int, int, float, float, int, int, int]  # (alt, listing, cost, tps, slots, size, price)
+
+
+def _items(rnd: Round, i: int, missing: float) -> list[Item]:
+    alts, items = rnd.demands[i].alternatives, []
+    hours = rnd.demands[i].duration_hours
+    free = rnd.pool.free
+    for c in rnd.options[i]:
+        if not len(c.listings):
+            continue
+        alt = alts[c.alt]
+        size, tps = alt.gpus_per_replica, alt.tokens_per_second_per_replica
+        room = rnd.pool.max_free[c.listings] >= size
+        carried = 0.0
+        rows = zip(c.listings[room].tolist(), c.cost[room].tolist(), c.price[room].tolist(), strict=True)
+        for taken, (j, cost, price) in enumerate(rows, start=1):
+            slots = sum(f // size for f in free[j])
+            items.append((c.alt, j, float(cost * size * hours), tps, slots, size, price * size))
+            carried += slots * tps
+            if carried >= missing or taken >= COVER_LISTINGS:
+                break
+    items.sort(key=lambda it: (it[2] / it[3], it[2], it[0], it[1]))
+    return items
+
+
+def search(items: list[Item], target: float, budget: int) -> list[int]:
+    """Replica counts per item: most tokens/s up to ``target``, then least cost, within ``budget``
+    (price units per hour) and each item's slots. Items are sorted by cost per token/s, so the
+    rest of a cover costs at least (missing tokens/s) × the next item's ratio (the bound)."""
+    n = len(items)
+    ratio = [it[2] / it[3] for it in items]
+    best_key, best_counts = (-1.0, 0.0), [0] * n
+    counts = [0] * n
+    nodes = 0
+
+    def visit(idx: int, placed: float, cost: float, left: int) -> None:
+        nonlocal best_key, best_counts, nodes
+        nodes += 1
+        key = (min(placed, target), -cost)
+        if key > best_key:
+            best_key, best_counts = key, counts.copy()
+        if placed >= target or idx == n or nodes > COVER_NODES:
+            return
+        if best_key[0] >= target and cost + (target - placed) * ratio[idx] >= -best_key[1]:
+            return
+        _, _, c, tps, slots, _, price = items[idx]
+        most = min(slots, max(0, math.ceil((target - placed) / tps - 1e-9)))
+        if price > 0:
+            most = min(most, left // price)
+        for count in range(most, -1, -1):
+            counts[idx] = count
+            visit(idx + 1, placed + count * tps, cost + count * c, left - count * price)
+        counts[idx] = 0
+
+    visit(0, 0.0, 0.0, budget)
+    return best_counts

@@ -26,6 +26,7 @@ from matching.problem import InferenceAlternative, InferenceDemand, Problem
 #: that leaves no listing is the alternative's stage; ``OPEN``: some listing passes them all).
 STAGES = ("none_listed", "node_size", "too_far", "price", "reliability", "window", "node_free", "budget")
 OPEN = len(STAGES)
+BUDGET = STAGES.index("budget")
 
 
 @dataclass
@@ -98,22 +99,20 @@ class Index:
         """The listings alternative ``k`` of ``demand`` may use (initial free capacity), by cost per
         token (cost × GPUs ÷ tokens/s, equal within one alternative to cost), then listing index."""
         alt = demand.alternatives[k]
-        key = (
-            demand.origin,
-            alt,
-            demand.start_by,
-            demand.duration_hours,
-            demand.min_reliability,
-            demand.voucher,
-            demand.budget_per_hour,
-        )
-        cached = self._cache.get(key)
-        if cached is None:
-            cached = self._candidates(demand, alt)
-            self._cache[key] = cached
-        return Candidates(
-            k, cached.listings, cached.cost, cached.price, cached.rtt, cached.stage, cached.nearest, cached.cheapest
-        )
+        key = (demand.origin, alt, demand.start_by, demand.duration_hours, demand.min_reliability, demand.voucher)
+        c = self._cache.get(key)
+        if c is None:
+            c = self._candidates(demand, alt)
+            self._cache[key] = c
+        if c.stage == OPEN:  # the budget is the demand's own: one replica must fit it
+            fits = c.price * alt.gpus_per_replica <= costs.money_units(demand.budget_per_hour)
+            if not fits.any():
+                return Candidates(
+                    k, c.listings[:0], c.cost[:0], c.price[:0], c.rtt[:0], BUDGET, cheapest=int(c.price.min())
+                )
+            if not fits.all():
+                return Candidates(k, c.listings[fits], c.cost[fits], c.price[fits], c.rtt[fits])
+        return Candidates(k, c.listings, c.cost, c.price, c.rtt, c.stage, c.nearest, c.cheapest)
 
     def _candidates(self, demand: InferenceDemand, alt: InferenceAlternative) -> Candidates:
         empty_i, empty_f = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=float)
@@ -159,10 +158,6 @@ class Index:
             return blocked(STAGES.index("node_free"))
         lsts, rtt = lsts[ok], rtt[ok]
         price = self.price[lsts]
-        ok = price * size <= costs.money_units(demand.budget_per_hour)
-        if not ok.any():
-            return blocked(STAGES.index("budget"), cheapest=int(price.min()))
-        lsts, rtt, price = lsts[ok], rtt[ok], price[ok]
         cost = price - self.subsidy(demand)[lsts]
         order = np.lexsort((lsts, cost))
         return Candidates(-1, lsts[order], cost[order], price[order], rtt[order])

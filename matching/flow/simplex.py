@@ -40,9 +40,7 @@ _NodeOrValue = TypeVar("_NodeOrValue", np.int32, np.int64)
 
 #: A basis's tree arrays: parent, pred, thread, rev_thread, succ_num, last_succ, pred_dir (per node and
 #: the root), then state and flow (per arc, the artificial arcs last).
-Tree = tuple[
-    Int64Array, Int64Array, Int64Array, Int64Array, Int64Array, Int64Array, Int64Array, Int8Array, Int64Array
-]
+Tree = tuple[Int64Array, Int64Array, Int64Array, Int64Array, Int64Array, Int64Array, Int64Array, Int8Array, Int64Array]
 
 
 class InfeasibleFlow(ValueError):
@@ -83,7 +81,12 @@ def reoptimize(basis: Basis, costs: Int64Array) -> tuple[Int64Array, int, Basis]
     """:func:`min_cost_flow` of ``basis``'s network under new ``costs``, restarted from ``basis``
     (left unchanged): its flow is still feasible, so only the pivots the new costs call for are made."""
     restart = Basis(
-        basis.n_nodes, basis.order, basis.source.copy(), basis.target.copy(), basis.cap, basis.supplies,
+        basis.n_nodes,
+        basis.order,
+        basis.source.copy(),
+        basis.target.copy(),
+        basis.cap,
+        basis.supplies,
         deepcopy(basis.tree),  # a copy of every array (a tuple of ndarrays: deepcopy is array.copy())
     )
     return _solve(restart, np.asarray(costs, dtype=np.int64), fresh=False)
@@ -146,7 +149,13 @@ def _fresh_basis(n_nodes: int, tails: Int64Array, heads: Int64Array, caps: Int64
 
 @njit(cache=True, nogil=True)
 def _entering_arc(
-    m: int, source: Int32Array, target: Int32Array, cost: Int64Array, pi: Int64Array, state: Int8Array, block: int,
+    m: int,
+    source: Int32Array,
+    target: Int32Array,
+    cost: Int64Array,
+    pi: Int64Array,
+    state: Int8Array,
+    block: int,
     start: int,
 ) -> tuple[int, int]:
     """Block search: the most negative reduced cost in the first block (from ``start``, cyclically)
@@ -167,9 +176,21 @@ def _entering_arc(
 
 @njit(cache=True, nogil=True)
 def _pivots(
-    n: int, source: Int32Array, target: Int32Array, cap: Int64Array, cost: Int64Array, parent: Int64Array,
-    pred: Int64Array, thread: Int64Array, rev_thread: Int64Array, succ_num: Int64Array, last_succ: Int64Array,
-    pred_dir: Int64Array, pi: Int64Array, flow: Int64Array, state: Int8Array,
+    n: int,
+    source: Int32Array,
+    target: Int32Array,
+    cap: Int64Array,
+    cost: Int64Array,
+    parent: Int64Array,
+    pred: Int64Array,
+    thread: Int64Array,
+    rev_thread: Int64Array,
+    succ_num: Int64Array,
+    last_succ: Int64Array,
+    pred_dir: Int64Array,
+    pi: Int64Array,
+    flow: Int64Array,
+    state: Int8Array,
 ) -> bool:
     """Pivot until no arc prices out; False when the optimum still uses an artificial arc (infeasible)."""
     m = len(source) - n
@@ -226,7 +247,19 @@ def _pivots(
         state[in_arc] = TREE
         state[pred[u_out]] = LOWER if flow[pred[u_out]] == 0 else UPPER
         spanning_tree.update_tree(
-            in_arc, join, u_in, v_in, u_out, source, parent, pred, thread, rev_thread, succ_num, last_succ, pred_dir,
+            in_arc,
+            join,
+            u_in,
+            v_in,
+            u_out,
+            source,
+            parent,
+            pred,
+            thread,
+            rev_thread,
+            succ_num,
+            last_succ,
+            pred_dir,
             dirty,
         )
         sigma = pi[v_in] - pi[u_in] - pred_dir[u_in] * cost[in_arc]

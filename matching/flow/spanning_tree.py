@@ -26,9 +26,24 @@ UP, DOWN = 1, -1  # a tree node's arc to its parent points towards the parent (u
 
 @njit(cache=True, nogil=True)
 def initial_tree(
-    n: int, source: Int32Array, target: Int32Array, cap: Int64Array, cost: Int64Array, supply: Int64Array, art: int,
-    parent: Int64Array, pred: Int64Array, thread: Int64Array, rev_thread: Int64Array, succ_num: Int64Array,
-    last_succ: Int64Array, pred_dir: Int64Array, pi: Int64Array, flow: Int64Array, state: Int8Array, by_paths: bool,
+    n: int,
+    source: Int32Array,
+    target: Int32Array,
+    cap: Int64Array,
+    cost: Int64Array,
+    supply: Int64Array,
+    art: int,
+    parent: Int64Array,
+    pred: Int64Array,
+    thread: Int64Array,
+    rev_thread: Int64Array,
+    succ_num: Int64Array,
+    last_succ: Int64Array,
+    pred_dir: Int64Array,
+    pi: Int64Array,
+    flow: Int64Array,
+    state: Int8Array,
+    by_paths: bool,
 ) -> None:
     """The first strongly feasible tree: a shortest-path tree into the largest demand node (when
     ``by_paths``), every other node hung from an artificial root by an artificial arc that carries
@@ -60,7 +75,13 @@ def initial_tree(
 
 @njit(cache=True, nogil=True)
 def shortest_path_tree(
-    n: int, m: int, source: Int32Array, target: Int32Array, cap: Int64Array, cost: Int64Array, supply: Int64Array,
+    n: int,
+    m: int,
+    source: Int32Array,
+    target: Int32Array,
+    cap: Int64Array,
+    cost: Int64Array,
+    supply: Int64Array,
 ) -> Int64Array:
     """Per node, its arc on a cheapest path into the largest demand node (-1: unreached, or a node
     with a supply of its own, which hangs from the root instead)."""
@@ -135,7 +156,12 @@ def heap_push(key: Int64Array, node: Int64Array, size: int, k: int, v: int) -> i
 
 @njit(cache=True, nogil=True)
 def thread_tree(
-    n: int, parent: Int64Array, thread: Int64Array, rev_thread: Int64Array, succ_num: Int64Array, last_succ: Int64Array,
+    n: int,
+    parent: Int64Array,
+    thread: Int64Array,
+    rev_thread: Int64Array,
+    succ_num: Int64Array,
+    last_succ: Int64Array,
 ) -> None:
     """Preorder thread, subtree sizes and last successors of the tree given by ``parent``."""
     root = n
@@ -161,7 +187,12 @@ def thread_tree(
 
 @njit(cache=True, nogil=True)
 def potentials(
-    n: int, cost: Int64Array, parent: Int64Array, pred: Int64Array, thread: Int64Array, pred_dir: Int64Array,
+    n: int,
+    cost: Int64Array,
+    parent: Int64Array,
+    pred: Int64Array,
+    thread: Int64Array,
+    pred_dir: Int64Array,
     pi: Int64Array,
 ) -> None:
     """Node potentials that price every tree arc at zero reduced cost (root at 0), in thread order."""
@@ -175,8 +206,15 @@ def potentials(
 
 @njit(cache=True, nogil=True)
 def restart_tree(
-    n: int, source: Int32Array, cost: Int64Array, art: int, parent: Int64Array, pred: Int64Array, thread: Int64Array,
-    pred_dir: Int64Array, pi: Int64Array,
+    n: int,
+    source: Int32Array,
+    cost: Int64Array,
+    art: int,
+    parent: Int64Array,
+    pred: Int64Array,
+    thread: Int64Array,
+    pred_dir: Int64Array,
+    pi: Int64Array,
 ) -> None:
     """Artificial arcs priced for the new costs, and the potentials of the kept tree."""
     m = len(source) - n
@@ -187,8 +225,19 @@ def restart_tree(
 
 @njit(cache=True, nogil=True)
 def update_tree(
-    in_arc: int, join: int, u_in: int, v_in: int, u_out: int, source: Int32Array, parent: Int64Array, pred: Int64Array,
-    thread: Int64Array, rev_thread: Int64Array, succ_num: Int64Array, last_succ: Int64Array, pred_dir: Int64Array,
+    in_arc: int,
+    join: int,
+    u_in: int,
+    v_in: int,
+    u_out: int,
+    source: Int32Array,
+    parent: Int64Array,
+    pred: Int64Array,
+    thread: Int64Array,
+    rev_thread: Int64Array,
+    succ_num: Int64Array,
+    last_succ: Int64Array,
+    pred_dir: Int64Array,
     dirty: Int64Array,
 ) -> None:
     """Swap the leaving arc (above ``u_out``) for ``in_arc``: re-hang the subtree of ``u_out`` from

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 import pytest
 
-from matching import costs
+from matching import costs, substitution_engine
 from matching.inference_quote import QUEUEING_MARGIN_MS, alternatives_of
 from matching.interruptible import with_tiers
 from matching.policies import POLICIES, planner
@@ -156,7 +156,7 @@ def test_a_voucher_subsidy_is_capped_by_what_is_left_of_it():
 
 def test_unserved_tokens_name_the_capacity_taken():
     listings = [lst(2, region="ningxia-zhongwei", model="h20", price="5", nodes=(2,))]
-    _, unserved, _ = solve_inference(inference(listings, [demand(1), demand(2)]))
+    _, unserved, _ = solve_inference(inference(listings, [demand(1, priority=1), demand(2)]))
     (u,) = unserved
     assert (u.request_id, u.tokens_per_second, u.blocked["kind"]) == (2, 2000.0, "capacity")
 
@@ -288,3 +288,48 @@ def test_the_gpu_form_plan_is_the_same_with_inference_demand():
     with_demand, without = planner("engine")(p), planner("engine")(replace(p, inference=()))
     assert with_demand.assignments == without.assignments
     assert with_demand.unserved == without.unserved
+
+
+@pytest.fixture
+def fast(monkeypatch):
+    """Every round through the fast method (the exact program otherwise takes rounds this small)."""
+    monkeypatch.setattr(substitution_engine, "EXACT_OPTIONS", 0)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_fast_method_breaks_no_rule(seed, fast):
+    p = random_instance(seed, n_demands=20)
+    assignments, _, stats = solve_inference(p)
+    assert stats["solver"] == "substitution-cover"
+    check_rules(p, assignments)
+
+
+def served_by_level(p: Problem, assignments) -> dict[int, float]:
+    got: dict[int, float] = {}
+    for a in assignments:
+        got[a.request_id] = got.get(a.request_id, 0.0) + a.tokens_per_second
+    out: dict[int, float] = {}
+    for d in p.inference:
+        out[d.priority] = out.get(d.priority, 0.0) + min(got.get(d.id, 0.0), d.tokens_per_second)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_exact_program_agrees_with_the_fast_methods_bounds(seed, monkeypatch):
+    p = random_instance(seed, n_demands=10)
+    exact_assignments, _, exact = solve_inference(p)
+    assert (exact["solver"], exact["milp_status"]) == ("substitution-milp", "optimal")
+    monkeypatch.setattr(substitution_engine, "EXACT_OPTIONS", 0)
+    fast_assignments, _, fast = solve_inference(p)
+    # Tokens/s: the exact optimum is lexicographic by priority, so the fast method serves no more at
+    # the top level, and no placement serves more in all than the fast method's bound.
+    top = max(d.priority for d in p.inference)
+    exact_levels, fast_levels = served_by_level(p, exact_assignments), served_by_level(p, fast_assignments)
+    assert fast_levels.get(top, 0.0) <= exact_levels.get(top, 0.0) + 1e-6
+    assert float(exact["tokens_served"]) <= float(fast["tokens_upper_bound"]) + 1e-6
+    # Cost: the exact optimum (at full subsidies, its bound) lies between the fast method's proven
+    # bound and any plan serving as much as it does.
+    if fast_levels == pytest.approx(exact_levels):
+        assert Decimal(str(fast["cost_lower_bound"])) <= Decimal(str(exact["cost_lower_bound"]))
+        assert Decimal(str(exact["cost_lower_bound"])) <= Decimal(str(fast["cost"]))
+        assert Decimal(str(exact["cost_lower_bound"])) <= Decimal(str(exact["cost"]))
