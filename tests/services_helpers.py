@@ -7,7 +7,7 @@ from django.db import connection
 from django.db.models import Sum
 
 from marketplace.models import BuyerRequest, Listing, Match
-from marketplace.services.plans import match_plan_apply
+from marketplace.services.plans import inference_placed_state, match_plan_apply
 from matching.latency import LatencyClass
 from matching.problem import Assignment, Plan
 
@@ -71,7 +71,9 @@ def race(*actions):
 
 def assert_no_gpu_held_twice():
     """Listings hold exactly their live matches' GPUs, within nodes; requests count the replicas of
-    their matches that did not fail nor were pre-empted (those replicas go back to matching)."""
+    their matches that did not fail nor were pre-empted (those replicas go back to matching); an
+    inference request counts their tokens/s instead, and its replicas placed are its share of the
+    target in first-choice replicas (``services.plans.inference_placed_state``)."""
     for listing in Listing.objects.all():
         live = Match.objects.filter(listing=listing, status__in=Match.LIVE_STATUSES)
         assert listing.allocated_gpus == (live.aggregate(total=Sum("gpus"))["total"] or 0) <= listing.gpu_count
@@ -80,7 +82,12 @@ def assert_no_gpu_held_twice():
             for node in match.nodes:
                 used[node] += match.gpus_per_replica
         assert max(used) <= listing.gpus_per_node
-    for request in BuyerRequest.objects.all():
+    for request in BuyerRequest.objects.select_related("inference"):
         placed = Match.objects.filter(request=request).exclude(status__in=[Match.Status.FAILED, Match.Status.PREEMPTED])
+        if request.kind == BuyerRequest.Kind.INFERENCE:
+            tokens = placed.aggregate(total=Sum("tokens_per_second"))["total"] or 0
+            assert request.inference.tokens_per_second_placed == tokens
+            assert request.matched_replicas == inference_placed_state(request)[0] <= request.replicas
+            continue
         matched = placed.aggregate(total=Sum("replicas"))["total"] or 0
         assert request.matched_replicas == matched <= request.replicas

@@ -31,6 +31,10 @@ class BuyerRequest(models.Model):
     any fitting GPU model. Its ``gpu_model``, ``gpus_per_replica``, ``replicas`` and
     ``max_price_per_gpu_hour`` are then those of its first-choice alternative at submission (the
     shard it is filed under and the bounds its row is checked against); its matches say what served it.
+    Its ``matched_replicas`` is its placed share of the target in those first-choice replicas,
+    ⌊replicas × min(placed, asked) ÷ asked⌋ tokens/s (``services.plans.inference_placed_state``):
+    at most ``replicas``, equal to it exactly when the target is placed; its matches' own replicas,
+    of whatever GPU model and size, are not counted in it.
     """
 
     class Kind(models.TextChoices):

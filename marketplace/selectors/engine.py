@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
+from functools import lru_cache
 
 from django.conf import settings
 from django.db.models import Q
@@ -22,7 +23,14 @@ from marketplace.eligibility import voucher_covers, voucher_usable
 from marketplace.errors import DomainError
 from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, GpuModel, Listing, Match, MatchingRun, MeasuredProfile, Organisation
-from marketplace.selectors.market import listing_energy_cost, measured_points, rtt_map, with_free_gpus
+from marketplace.selectors.market import (
+    gpu_spec,
+    listing_energy_cost,
+    llm_spec,
+    measured_points,
+    rtt_map,
+    with_free_gpus,
+)
 from marketplace.selectors.prices import recent_rents
 from marketplace.selectors.reliability import reliability_index
 from marketplace.selectors.spend import requests_spend_used, spend_placeable_replicas
@@ -30,8 +38,8 @@ from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, vouc
 from marketplace.supply import listing_terms_check
 from matching import costs
 from matching.costs import default_latency_weight
-from matching.inference import GpuSpec
-from matching.inference_quote import MTOK_PER_TOKEN_PER_SECOND_HOUR, InferenceTerms, alternatives_of
+from matching.inference import GpuSpec, LlmSpec
+from matching.inference_quote import MTOK_PER_TOKEN_PER_SECOND_HOUR, Alternative, InferenceTerms, alternatives_of
 from matching.lookahead import HOLD_HORIZON, held, reservations_by_listing
 from matching.problem import (
     InferenceAlternative,
@@ -400,8 +408,6 @@ def _open_inference_requests(now: datetime, *, full: bool = False) -> list[Buyer
 def _gpu_specs(codes: Collection[str] | None = None) -> dict[str, GpuSpec]:
     """The throughput model's GPU specs by code (of ``codes``; None: of every GPU model), leaving
     out GPU models whose speed figures were never loaded. One query."""
-    from marketplace.selectors.inference import gpu_spec  # that module imports this one
-
     rows = GpuModel.objects.all() if codes is None else GpuModel.objects.filter(code__in=list(codes))
     return {row.code: spec for row in rows if (spec := gpu_spec(row)) is not None}
 
@@ -409,8 +415,6 @@ def _gpu_specs(codes: Collection[str] | None = None) -> dict[str, GpuSpec]:
 def inference_terms(request: BuyerRequest, target: Decimal) -> InferenceTerms:
     """An inference request's terms as the quote reads them, for ``target`` output tokens/s
     (needs ``origin`` and ``inference__llm_model`` loaded)."""
-    from marketplace.selectors.inference import llm_spec  # that module imports this one
-
     inference = request.inference
     return InferenceTerms(
         llm=llm_spec(inference.llm_model),
@@ -438,8 +442,8 @@ def _couplings(requests: list[BuyerRequest], now: datetime) -> list[tuple[BuyerR
 
     Nothing here depends on free capacity, so a round's component changes only when open
     inference demand does. Setups are worked out once per distinct (LLM, precision, prompt, output,
-    TTFT, GPU model), not per request. A row whose terms cannot be read couples only its filed GPU
-    model (where the snapshot leaves it out with why).
+    TTFT, GPU model) in a process (:func:`modelled_setups`), not per request and round. A row whose
+    terms cannot be read couples only its filed GPU model (where the snapshot leaves it out with why).
     """
     if not requests:
         return []
@@ -449,7 +453,6 @@ def _couplings(requests: list[BuyerRequest], now: datetime) -> list[tuple[BuyerR
         .values_list("llm_model__code", "listing__gpu_model__code", "precision")
         .distinct()
     )
-    fits: dict[tuple[object, ...], bool] = {}
     coupled = []
     for request in requests:
         codes = {request.gpu_model.code}
@@ -458,21 +461,44 @@ def _couplings(requests: list[BuyerRequest], now: datetime) -> list[tuple[BuyerR
             llm = inference.llm_model
             precisions = (inference.precision,) if inference.precision else tuple(llm.precisions)
             allowed = sorted(row.code for row in inference.gpu_models.all()) or sorted(specs)
+            terms = inference_terms(request, inference.output_tokens_per_second)
             for code in (code for code in allowed if code in specs):
-                if any((llm.code, code, precision) in measured for precision in precisions):
-                    codes.add(code)
-                    continue
-                key: tuple[object, ...] = (llm.pk, inference.precision, inference.prompt_tokens, code)
-                key += (inference.output_tokens, inference.ttft_p95_ms)
-                if key not in fits:
-                    terms = inference_terms(request, inference.output_tokens_per_second)
-                    fits[key] = any(a.fits and not a.blocked for a in alternatives_of(terms, [specs[code]], [], {}))
-                if fits[key]:
+                was_measured = any((llm.code, code, precision) in measured for precision in precisions)
+                if was_measured or modelled_setups(terms, specs[code]):
                     codes.add(code)
         except Exception:  # an unreadable row couples nothing more; the snapshot says why it is left out
             logger.warning("inference request %s: terms unreadable, coupled to its own GPU model only", request.pk)
         coupled.append((request, frozenset(codes)))
     return coupled
+
+
+def modelled_setups(terms: InferenceTerms, gpu: GpuSpec) -> tuple[Alternative, ...]:
+    """The modelled setups (GPUs per replica, precision) of ``gpu`` that can serve ``terms``
+    (``alternatives_of``: the LLM fits, and its prefill leaves time within the TTFT), whatever the
+    listings. Their figures (tokens/s and prefill per replica, RTT bound) depend on the LLM, the GPU
+    model, the precision asked, the prompt and output lengths and the TTFT only, so they are worked
+    out once per process (:func:`_setups`); their target-dependent fields (replicas needed, price
+    cap) are not to be read."""
+    return _setups(terms.llm, gpu, terms.precision, terms.prompt_tokens, terms.output_tokens, terms.ttft_ms)
+
+
+@lru_cache(maxsize=8192)
+def _setups(
+    llm: LlmSpec, gpu: GpuSpec, precision: str | None, prompt_tokens: int, output_tokens: int, ttft_ms: Decimal
+) -> tuple[Alternative, ...]:
+    terms = InferenceTerms(
+        llm=llm,
+        origin="",
+        tokens_per_second=Decimal(1),
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        ttft_ms=ttft_ms,
+        max_price_per_million_tokens=Decimal(1),
+        duration_hours=1,
+        start_by=datetime.min.replace(tzinfo=UTC),
+        precision=precision,
+    )
+    return tuple(a for a in alternatives_of(terms, [gpu], [], {}) if a.fits and not a.blocked)
 
 
 def inference_couplings(*, now: datetime) -> list[frozenset[str]]:
@@ -552,7 +578,14 @@ def _inference_demand(request, listings, specs, measured, balances, spend) -> In
     allowed = {row.code for row in inference.gpu_models.all()}
     gpus = [spec for code, spec in sorted(specs.items()) if not allowed or code in allowed]
     terms = inference_terms(request, target)
-    found = alternatives_of(terms, gpus, [x for x in listings if x.gpu_model in specs], measured)
+    # Modelled setups depend on the terms and reference data only (cached); measured ones on listings.
+    found = [a for gpu in gpus for a in modelled_setups(terms, gpu)]
+    measuring = {x.gpu_model for x in listings if x.id in measured}
+    found += [
+        a
+        for a in alternatives_of(terms, [g for g in gpus if g.code in measuring], listings, measured)
+        if a.listing_ids is not None
+    ]
     measured_setups: dict[tuple[str, int, str], set[int]] = {}
     for a in found:
         if a.listing_ids is not None:

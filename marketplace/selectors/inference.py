@@ -14,9 +14,9 @@ from marketplace.errors import InvalidInput
 from marketplace.market_time import market_now
 from marketplace.models import BuyerRequest, GpuModel, LlmModel, Organisation, Region, Voucher
 from marketplace.selectors.engine import VoucherBalances, engine_free_listings
-from marketplace.selectors.market import measured_points, rtt_map
+from marketplace.selectors.market import gpu_spec, llm_spec, measured_points, rtt_map
 from marketplace.selectors.vouchers import voucher_terms
-from matching.inference import BYTES_PER_PARAM, GpuSpec, LlmSpec
+from matching.inference import BYTES_PER_PARAM
 from matching.inference_quote import (
     Alternative,
     InferenceQuote,
@@ -27,34 +27,6 @@ from matching.inference_quote import (
 )
 from matching.problem import Problem, VoucherTerms
 from matching.quarantine import plan_quarantined
-
-
-def llm_spec(row: LlmModel) -> LlmSpec:
-    """The throughput model's view of a catalogue row."""
-    return LlmSpec(
-        code=row.code,
-        params_b=float(row.params_b),
-        active_params_b=float(row.active_params_b),
-        layers=row.layers,
-        kv_heads=row.kv_heads,
-        head_dim=row.head_dim,
-        max_context=row.max_context,
-        precisions=tuple(row.precisions),
-    )
-
-
-def gpu_spec(row: GpuModel) -> GpuSpec | None:
-    """The throughput model's view of a GPU model; None when its speed figures were never loaded."""
-    if row.memory_bandwidth_gbps is None or row.bf16_tflops is None:
-        return None
-    return GpuSpec(
-        code=row.code,
-        vram_gb=float(row.vram_gb),
-        memory_bandwidth_gbps=float(row.memory_bandwidth_gbps),
-        bf16_tflops=float(row.bf16_tflops),
-        fp8_tflops=None if row.fp8_tflops is None else float(row.fp8_tflops),
-        interconnect=row.interconnect or "pcie",
-    )
 
 
 def _terms_check(llm: LlmModel, *, precision: str | None, prompt_tokens: int, output_tokens: int) -> None:

@@ -37,7 +37,7 @@ from marketplace.models import (
     Rtt,
 )
 from matching.costs import energy_cost_per_gpu_hour
-from matching.inference import MeasuredPoint
+from matching.inference import GpuSpec, LlmSpec, MeasuredPoint
 from matching.latency import LatencyClass, bound_of, latency_class_of
 
 if TYPE_CHECKING:
@@ -81,6 +81,34 @@ def measured_profiles_of(*, listing_id: int, provider: Organisation | None) -> Q
     if provider is None or not Listing.objects.filter(pk=listing_id, provider=provider).exists():
         return None
     return MeasuredProfile.objects.filter(listing_id=listing_id).select_related("llm_model").order_by("id")
+
+
+def llm_spec(row: LlmModel) -> LlmSpec:
+    """The throughput model's view of a catalogue row."""
+    return LlmSpec(
+        code=row.code,
+        params_b=float(row.params_b),
+        active_params_b=float(row.active_params_b),
+        layers=row.layers,
+        kv_heads=row.kv_heads,
+        head_dim=row.head_dim,
+        max_context=row.max_context,
+        precisions=tuple(row.precisions),
+    )
+
+
+def gpu_spec(row: GpuModel) -> GpuSpec | None:
+    """The throughput model's view of a GPU model; None when its speed figures were never loaded."""
+    if row.memory_bandwidth_gbps is None or row.bf16_tflops is None:
+        return None
+    return GpuSpec(
+        code=row.code,
+        vram_gb=float(row.vram_gb),
+        memory_bandwidth_gbps=float(row.memory_bandwidth_gbps),
+        bf16_tflops=float(row.bf16_tflops),
+        fp8_tflops=None if row.fp8_tflops is None else float(row.fp8_tflops),
+        interconnect=row.interconnect or "pcie",
+    )
 
 
 def measured_points(*, listing_ids: list[int]) -> dict[int, list[MeasuredPoint]]:

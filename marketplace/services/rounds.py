@@ -1,17 +1,22 @@
 """A matching round, start to finish: the one place to read how demand becomes matches.
 
-A *shard* is one GPU model's round. :func:`round_run` over a shard:
+A *shard* is one GPU model's round, or, when open inference requests couple GPU models, the round
+of the connected component of GPU models they couple ("h100+h20": ``selectors.shard_component``;
+docs/architecture.md, "Component rounds"). :func:`round_run` over a shard:
 
-1. takes the shard's lock, without waiting (``services.shard_lock``); a busy shard returns None and the
+1. takes the lock of each of its GPU models, without waiting (``services.shard_lock``), growing to
+   the component under the locks (:func:`_component_locked`); a busy shard returns None and the
    caller retries (``marketplace.tasks.matching_round``);
-2. clears the shard's pending flag, so that commits from now on ask for a fresh round
+2. clears its GPU models' pending flags, so that commits from now on ask for a fresh round
    (``marketplace.services.triggers``);
-3. marks failed any run of the shard a dead worker left running (:func:`matching_runs_lost_fail`);
+3. marks failed any run sharing a GPU model that a dead worker left running
+   (:func:`matching_runs_lost_fail`);
 4. records the run as started (committed at once, so a crashed round stays visible);
 5. snapshots open requests and free capacity (``selectors.engine_problem``), no locks held,
    leaving out any row that breaks the market's rules or cannot be read;
 6. solves (``matching.policies.planner``: the engine, or a baseline for ``manage.py simulate``),
-   leaving out any row that makes the engine raise (``matching.quarantine``);
+   leaving out any row that makes the engine raise (``matching.quarantine``; an inference request
+   too, :func:`plan_inference_quarantined`);
 7. applies the plan in one transaction under row locks (``services.plans.match_plan_apply``),
    re-checking every assignment against the locked rows, and leaving out any request whose match
    the database refuses;
@@ -32,7 +37,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import NotRequired, TypedDict
@@ -57,8 +62,8 @@ from marketplace.services.triggers import matching_round_enqueue, round_delay, r
 from matching.interruptible import on_demand_view
 from matching.policies import ENGINE, planner
 from matching.prices import with_prices
-from matching.problem import Blocked, Plan, Problem, blocked_other
-from matching.quarantine import LeftOut, plan_quarantined
+from matching.problem import Blocked, InferenceUnserved, Plan, Problem, blocked_other
+from matching.quarantine import LeftOut, SearchExhausted, plan_quarantined, rows_to_leave_out
 from matching.timings import ms_since
 
 logger = logging.getLogger(__name__)
@@ -142,7 +147,7 @@ def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
         problem = snapshot.problem
         timings = {"snapshot": ms_since(started)}
         started = time.perf_counter()
-        plan, unplannable = plan_quarantined(planner(policy), problem, passthrough=(SoftTimeLimitExceeded,))
+        plan, unplannable = plan_inference_quarantined(planner(policy), problem, passthrough=(SoftTimeLimitExceeded,))
         timings["solve"] = ms_since(started)
         if policy == ENGINE:
             started = time.perf_counter()
@@ -177,6 +182,46 @@ def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
         raise
     logger.info("round %s on %s: served %s replicas", run.pk, shard, result.served_replicas)
     return run.pk
+
+
+def plan_inference_quarantined(
+    plan_of: Callable[[Problem], Plan], problem: Problem, *, passthrough: tuple[type[BaseException], ...] = ()
+) -> tuple[Plan, list[LeftOut]]:
+    """``matching.quarantine.plan_quarantined``, which searches GPU-form requests and listings for
+    the rows that make ``plan_of`` raise; when those cannot explain it and the problem holds
+    inference demand, the inference requests that make it raise are searched for the same way and
+    left out (so one bad inference request costs only its owner the round too). Raises the first
+    error when no rows explain it."""
+    fatal: tuple[type[BaseException], ...] = (MemoryError, *passthrough)
+    try:
+        return plan_quarantined(plan_of, problem, passthrough=passthrough)
+    except fatal:
+        raise
+    except Exception as first:
+        demands = problem.inference
+        if not demands:
+            raise
+
+        def fails(indices: Sequence[int]) -> BaseException | None:
+            try:
+                plan_of(replace(problem, inference=tuple(demands[i] for i in indices)))
+            except fatal:
+                raise
+            except Exception as exc:
+                return exc
+            return None
+
+        try:
+            refused = rows_to_leave_out(len(demands), fails)
+        except SearchExhausted:
+            raise first from None
+    kept = tuple(demand for i, demand in enumerate(demands) if i not in refused)
+    plan, left_out = plan_quarantined(plan_of, replace(problem, inference=kept), passthrough=passthrough)
+    notes = [
+        LeftOut("request", demands[i].id, f"the engine could not plan it: {error!r}"[:300])
+        for i, error in sorted(refused.items())
+    ]
+    return plan, [*left_out, *notes]
 
 
 def rounds_sweep(*, now: datetime) -> list[str]:
@@ -260,12 +305,17 @@ def matching_run_finish(
         {"request": u.request_id, "replicas": u.replicas, "reason": u.reason, "blocked": u.blocked}
         for u in plan.unserved
     ]
-    unserved += _inference_unserved(plan)
-    for a, reason in result.stale:
-        entry = UnservedEntry(request=a.request_id, replicas=a.replicas, reason=reason, blocked=blocked_other())
-        if a.tokens_per_second_per_replica > 0:
-            entry["tokens_per_second"] = round(a.tokens_per_second, 1)
-        unserved.append(entry)
+    unserved += [
+        {"request": a.request_id, "replicas": a.replicas, "reason": reason, "blocked": blocked_other()}
+        for a, reason in result.stale
+        if not a.tokens_per_second_per_replica
+    ]
+    stale_inference = [
+        InferenceUnserved(a.request_id, a.tokens_per_second, reason, blocked_other())
+        for a, reason in result.stale
+        if a.tokens_per_second_per_replica
+    ]
+    unserved += _inference_unserved([*plan.inference_unserved, *stale_inference])
     run = MatchingRun.objects.select_for_update().get(pk=run_id)
     run.status = MatchingRun.Status.SUCCEEDED
     run.finished_at = max(finished_at, run.started_at)
@@ -281,18 +331,18 @@ def matching_run_finish(
     return run
 
 
-def _inference_unserved(plan: Plan) -> list[UnservedEntry]:
-    """The run's entries for the inference demand ``plan`` left unplaced (see :class:`UnservedEntry`);
-    one query when there are any."""
-    if not plan.inference_unserved:
+def _inference_unserved(left: Sequence[InferenceUnserved]) -> list[UnservedEntry]:
+    """The run's entries for the inference demand a round left unplaced (see :class:`UnservedEntry`):
+    the plan's, and its stale assignments'; one query when there are any."""
+    if not left:
         return []
-    rows = BuyerRequest.objects.filter(pk__in={u.request_id for u in plan.inference_unserved})
+    rows = BuyerRequest.objects.filter(pk__in={u.request_id for u in left})
     asked = {
         pk: (replicas, tps)
         for pk, replicas, tps in rows.values_list("pk", "replicas", "inference__output_tokens_per_second")
     }
     entries: list[UnservedEntry] = []
-    for u in plan.inference_unserved:
+    for u in left:
         replicas, tokens = asked.get(u.request_id, (1, None))
         share = 1.0 if not tokens else min(1.0, u.tokens_per_second / float(tokens))
         entries.append(
