@@ -282,13 +282,12 @@ class InferenceDemand:
     def step(self, at: datetime, step_hours: float, scale: float, cities, hour: int) -> list[SubmitInference]:
         """The requests of the step starting ``at`` (CST ``hour``): Poisson arrivals at each
         workload's rate for that hour, from a city drawn by its share of demand (``cities``)."""
-        from marketplace.simulation.scenario import buyer_of
-
         events = []
         for workload in INFERENCE_WORKLOADS:
             rate = workload.per_day * scale * workload.hourly[hour] / (sum(workload.hourly) / 24) / 24
             for _ in range(int(self.draw.rng.poisson(rate * step_hours))):
-                buyer = buyer_of(self.buyers, self.draw.pick(cities), workload.buyer)
+                city = self.draw.pick(cities)
+                buyer = next(b for b in self.buyers if b.origin == city and b.kind == workload.buyer)
                 events.append(self.request(workload, buyer))
         return events
 
