@@ -9,7 +9,7 @@ Money is what the buyer pays: price − subsidy, charged as the settlement charg
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -54,6 +54,8 @@ class Unserved:
     nearest: Region | None = None
     nearest_rtt_ms: float | None = None
     relax_to: LatencyClass | None = None
+    #: An inference request's output tokens/s left unplaced (the round records them); None else.
+    tokens_per_second: float | None = None
 
 
 def unserved_of(
@@ -198,7 +200,10 @@ def buyer_requests_page(
                 live_replicas=sum(m.replicas for m in request_matches if m.status in Match.LIVE_STATUSES),
                 unserved=None
                 if entry is None
-                else unserved_of(entry["reason"], entry.get("blocked"), replicas=entry["replicas"], regions=regions),
+                else replace(
+                    unserved_of(entry["reason"], entry.get("blocked"), replicas=entry["replicas"], regions=regions),
+                    tokens_per_second=entry.get("tokens_per_second"),
+                ),
             )
         )
     return BuyerRequestsPage(current, rows, status, sort, buyer_fingerprint(buyer=buyer), regions)

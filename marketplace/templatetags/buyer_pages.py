@@ -15,9 +15,11 @@ from datetime import datetime
 from decimal import Decimal
 
 from django import template
+from django.utils.formats import number_format
 from django.utils.text import capfirst
 from django.utils.translation import gettext
 
+from marketplace.models import BuyerRequest
 from marketplace.selectors.buyer_pages import Unserved, unserved_of
 from marketplace.web import formatting
 from marketplace.web.forms import latency_choice_label
@@ -140,6 +142,18 @@ def _asked_by(request) -> Asked:
 def unserved_advice(row) -> dict[str, str]:
     """``{"head", "what", "help"}``: why the latest round left replicas of ``row`` (a
     ``selectors.buyer_pages.RequestRow``) unplaced, and what the buyer could change."""
+    request = row.request
+    if request.kind == BuyerRequest.Kind.INFERENCE:
+        # Its target is tokens/s, its cap per million tokens: the GPU form's advice (a cap per
+        # GPU-hour, a latency class) is not its terms; the round's own words say what blocked it.
+        left = row.unserved.tokens_per_second
+        head = gettext("Part of its output tokens/s is not placed yet.")
+        if left is not None:
+            head = gettext("%(n)s of %(total)s output tokens/s are not placed yet.") % {
+                "n": number_format(round(left), 0, force_grouping=True),
+                "total": number_format(request.inference.output_tokens_per_second, 0, force_grouping=True),
+            }
+        return {"head": head, "what": row.unserved.reason, "help": ""}
     what, helps = advice_for(row.unserved, _asked_by(row.request))
     head = gettext("%(n)s of %(total)s replicas are not placed yet.") % {
         "n": row.unserved.replicas,

@@ -13,7 +13,7 @@ import pytest
 from django.test import Client
 
 from marketplace import services
-from marketplace.models import BuyerRequest, Listing, Match, RequestInference
+from marketplace.models import BuyerRequest, Listing, Match, MatchingRun, RequestInference
 from tests.conftest import member
 from tests.web.test_pages import text
 from tests.web.test_serve_page import FORM, SERVE
@@ -229,3 +229,43 @@ GARBAGE = [
 def test_garbage_submitted_is_never_a_500_and_writes_nothing(web, market, form):
     assert web["buyer"].post(SERVE, form).status_code == 400
     assert not BuyerRequest.objects.exists()
+
+
+def test_an_inference_request_left_short_says_so_in_tokens_per_second(web, buyer, market, now):
+    """The round records the tokens/s it could not place (and the first choice's replicas); the page
+    says the tokens/s and the round's words, not the GPU form's replicas and cap per GPU-hour."""
+    request = services.request_submit_inference(
+        buyer=buyer, now=now, **{**FORM, "prompt_tokens": 2000, "output_tokens": 500, "duration_hours": 24}
+    )
+    reason = "1,200 of 2,000 tokens/s placed; capacity taken by higher-priority or cheaper-placed demand"
+    MatchingRun.objects.create(
+        trigger="manual",
+        shard="h100+h20",
+        status=MatchingRun.Status.SUCCEEDED,
+        started_at=now,
+        finished_at=now,
+        unserved=[
+            {
+                "request": request.pk,
+                "replicas": 1,
+                "reason": reason,
+                "blocked": {"kind": "capacity"},
+                "tokens_per_second": 800.0,
+            }
+        ],
+    )
+    card = re.search(
+        rf'<article class="card request" id="request-{request.pk}">.*?</article>',
+        text(web["buyer"].get("/buyer/")),
+        re.S,
+    )
+    assert card
+    notice = re.search(r'<div class="notice warn unserved">.*?</div>', card.group(0), re.S)
+    assert notice
+    shown = notice.group(0)
+    assert "800 of 2,000 output tokens/s are not placed yet." in shown
+    assert reason in shown
+    assert "replicas" not in shown
+    assert "GPU·h" not in shown
+    zh = text(web["buyer"].get("/buyer/", HTTP_ACCEPT_LANGUAGE="zh-CN"))
+    assert "output tokens/s are not placed yet" not in zh
