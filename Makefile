@@ -83,6 +83,7 @@ bench-matching: install
 	$(PY) bench/bench_matching.py $(BENCH_ARGS)
 	$(PY) bench/bench_online.py
 	$(PY) bench/bench_round.py
+	$(PY) bench/bench_inference.py
 
 # The API under wrk on loopback: gunicorn on a fresh PostgreSQL database (mkt_load), Redis DBs 10/11
 # and a real Celery worker; throughput and latency of the searches and submissions against a trivial

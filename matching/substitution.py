@@ -187,10 +187,11 @@ def _capped(rnd: Round, lines: list[Line], spent: dict[str, Decimal]) -> list[Li
 
 def _explained(rnd: Round, lines: list[Line], words: str) -> list[Assignment]:
     others: dict[int, list[AlternativeCost]] = {}
+    cache: dict[tuple[object, ...], AlternativeCost] = {}
     out = []
     for i, k, a in lines:
         if i not in others:
-            others[i] = alternative_costs(rnd.demands[i], rnd.options[i])
+            others[i] = alternative_costs(rnd.demands[i], rnd.options[i], cache)
         demand = rnd.demands[i]
         out.append(replace(a, explanation=explain(demand, demand.alternatives[k], a, others[i], words)))
     return out

@@ -15,20 +15,26 @@
 from __future__ import annotations
 
 import math
+import time
 from decimal import Decimal
 
+import numpy as np
+from numpy.typing import NDArray
+
 from matching import costs
+from matching.substitution_batch import NO_PRICE, LazyCandidates
 from matching.substitution_round import Round
 
 
-def cheapest_items(rnd: Round, i: int) -> list[tuple[float, float]]:
+def cheapest_items(rnd: Round, i: int, *, scalar_only: bool = False) -> list[tuple[float, float]]:
     """(cost × hours of one replica, its tokens/s) of each open alternative of demand ``i`` at its
-    cheapest listing (capacity ignored), cheapest per token/s first."""
+    cheapest listing (capacity ignored), cheapest per token/s first; ``scalar_only``: only the
+    alternatives the batch matrices do not hold."""
     alts, hours = rnd.demands[i].alternatives, rnd.demands[i].duration_hours
     items = [
-        (float(c.cost[0]) * alts[c.alt].gpus_per_replica * hours, alts[c.alt].tokens_per_second_per_replica)
+        (float(c.first_cost) * alts[c.alt].gpus_per_replica * hours, alts[c.alt].tokens_per_second_per_replica)
         for c in rnd.options[i]
-        if len(c.listings)
+        if c.count and not (scalar_only and isinstance(c, LazyCandidates))
     ]
     return sorted(items, key=lambda it: (it[0] / it[1], it[0]))
 
@@ -67,14 +73,18 @@ def cheapest_cover(items: list[tuple[float, float]], target: float, node_limit: 
     return min(best[0], cut[0])
 
 
-def bounds(rnd: Round) -> tuple[float, Decimal, dict[str, int | str | float]]:
-    """(tokens/s upper bound, cost lower bound in CNY, what kind of bound)."""
-    open_demands = [i for i in range(len(rnd.demands)) if any(len(c.listings) for c in rnd.options[i])]
+def bounds(rnd: Round, upper_units: float) -> tuple[float, Decimal, dict[str, int | str | float]]:
+    """(tokens/s upper bound, cost lower bound in CNY, what kind of bound). ``upper_units``: the
+    plan's cost (units × hours), the target of the subgradient steps."""
+    open_demands = [i for i in range(len(rnd.demands)) if any(c.count for c in rnd.options[i])]
     tokens_ub = sum(rnd.demands[i].tokens_per_second for i in open_demands)
     served = sum(min(rnd.placed[i], rnd.demands[i].tokens_per_second) for i in range(len(rnd.demands)))
-    if served >= tokens_ub - 1e-9:
-        units = sum(cheapest_cover(cheapest_items(rnd, i), rnd.demands[i].tokens_per_second) for i in open_demands)
-        kind = "whole-replica covers, capacity relaxed"
+    everyone = served >= tokens_ub - 1e-9
+    candidates: dict[str, float] = {}
+    if everyone:
+        candidates["whole-replica covers, capacity relaxed"] = sum(
+            cheapest_cover(cheapest_items(rnd, i), rnd.demands[i].tokens_per_second) for i in open_demands
+        )
     else:
         offers = sorted(
             (items[0][0] / items[0][1], rnd.demands[i].tokens_per_second)
@@ -88,6 +98,143 @@ def bounds(rnd: Round) -> tuple[float, Decimal, dict[str, int | str | float]]:
             left -= take
             if left <= 0:
                 break
-        kind = "fractional, capacity relaxed"
+        candidates["fractional, capacity relaxed"] = units
+        # Whatever serves ≥ `served` in all serves each demand at least its target less the shortfall
+        # (the others cannot make up more than their own targets): each such share costs at least
+        # its cheapest whole-replica cover.
+        shortfall = tokens_ub - served
+        candidates["whole-replica covers of target − shortfall"] = sum(
+            cheapest_cover(cheapest_items(rnd, i), rnd.demands[i].tokens_per_second - shortfall)
+            for i in open_demands
+            if rnd.demands[i].tokens_per_second > shortfall
+        )
+    steps = 0
+    if rnd.batch is not None and rnd.batch.pairs:
+        lagrangian = Lagrangian(rnd)
+        value, pi = lagrangian.best(served, upper_units)
+        candidates["Lagrangian, capacity priced by class"] = value
+        if everyone:
+            candidates["Lagrangian with whole-replica covers"] = lagrangian.covers(pi)
+        steps = LAGRANGE_STEPS
+    kind, units = max(candidates.items(), key=lambda kv: kv[1])
     lower = costs.from_units(max(0, math.floor(units - 1e-6))) if math.isfinite(units) else Decimal(0)
-    return tokens_ub, lower, {"bound": kind}
+    return tokens_ub, lower, {"bound": kind, "lagrange_steps": steps}
+
+
+#: Subgradient steps of the Lagrangian bound, and the wall-clock budget they share (seconds).
+LAGRANGE_STEPS = 30
+LAGRANGE_SECONDS = 1.0
+
+
+class Lagrangian:
+    """A Lagrangian relaxation of the listings' capacity, by *class* (a GPU model's listings in one
+    region): prices π_C ≥ 0 per GPU of each class. For any π, every demand alone takes its cheapest
+    way per token/s at (cheapest feasible price in the class × hours + π_C) per GPU (capacity,
+    packing, budgets and the target rule dropped; a voucher's percent taken off every price, which
+    is never above its real subsidy), the cheapest total of the served tokens/s is taken across
+    demands, and Σ π_C × the class's free GPUs is subtracted: a lower bound on the cost of any
+    placement serving as much (weak duality), whatever π is. Subgradient steps raise it."""
+
+    def __init__(self, rnd: Round) -> None:
+        batch = rnd.batch
+        if batch is None:
+            raise ValueError("the Lagrangian bound needs the batch matrices (Round(batch=True))")
+        self.rnd = rnd
+        self.parts = []  # (demand per pair, g/t per pair, cost matrix per GPU incl. hours, class offset)
+        free, offset = [], 0
+        for model, pairs in batch.pairs.items():
+            chunks = batch.class_min[model]
+            if not len(pairs) or not chunks:
+                continue
+            m = np.vstack(chunks).astype(float)
+            m[m >= NO_PRICE] = np.inf
+            d, k = pairs[:, 0], pairs[:, 1]
+            alts = [rnd.demands[i].alternatives[a] for i, a in zip(d.tolist(), k.tolist(), strict=True)]
+            size = np.array([a.gpus_per_replica for a in alts], dtype=float)
+            tps = np.array([a.tokens_per_second_per_replica for a in alts], dtype=float)
+            hours = np.array([rnd.demands[i].duration_hours for i in d.tolist()], dtype=float)
+            disc = np.array([1 - _percent(rnd, i) / 100 for i in d.tolist()], dtype=float)
+            self.parts.append((d, size, tps, m * (hours * disc)[:, None], offset))
+            free.append(batch.class_free[model])
+            offset += m.shape[1]
+        self.free = np.concatenate(free) if free else np.zeros(0)
+        self.targets = np.array([dm.tokens_per_second for dm in rnd.demands], dtype=float)
+        # Alternatives outside the matrices (measured listings, restricted vouchers) at π = 0: below
+        # their true price at any π, so the bound stays a bound.
+        self.rho0 = np.full(len(rnd.demands), np.inf)
+        for i in range(len(rnd.demands)):
+            scalar = cheapest_items(rnd, i, scalar_only=True)
+            if scalar:
+                self.rho0[i] = scalar[0][0] / scalar[0][1]
+
+    def evaluate(self, pi: NDArray[np.float64], served: float) -> tuple[float, NDArray[np.float64]]:
+        """(L(π), GPUs each class would give) at the best split of ``served`` tokens/s across demands."""
+        n = len(self.rnd.demands)
+        ds, vals, cls, gpt = [], [], [], []
+        for d, size, tps, m, off in self.parts:
+            v = (m + pi[off : off + m.shape[1]][None, :]) * (size / tps)[:, None]
+            best = v.argmin(axis=1)
+            ds.append(d)
+            vals.append(v[np.arange(len(d)), best])
+            cls.append(best + off)
+            gpt.append(size / tps)
+        usage = np.zeros(len(self.free))
+        rho = self.rho0.copy()
+        klass, per = np.full(n, -1, dtype=np.int64), np.zeros(n)
+        if ds:
+            d, val, c, g = (np.concatenate(x) for x in (ds, vals, cls, gpt))
+            order = np.lexsort((val, d))
+            d, val, c, g = d[order], val[order], c[order], g[order]
+            first = np.unique(d, return_index=True)[1]
+            d, val, c, g = d[first], val[first], c[first], g[first]
+            better = val < rho[d]
+            rho[d[better]] = val[better]
+            klass[d[better]], per[d[better]] = c[better], g[better]
+        total, left = 0.0, served
+        for i in np.argsort(rho, kind="stable").tolist():
+            if left <= 0 or not np.isfinite(rho[i]):
+                break
+            take = min(self.targets[i], left)
+            total += take * rho[i]
+            if klass[i] >= 0:
+                usage[klass[i]] += take * per[i]
+            left -= take
+        return total - float(pi @ self.free), usage
+
+    def best(self, served: float, upper: float) -> tuple[float, NDArray[np.float64]]:
+        """The highest L(π) found by subgradient steps from π = 0 (Polyak steps towards ``upper``)."""
+        started = time.perf_counter()
+        pi = np.zeros(len(self.free))
+        best_value, best_pi = -math.inf, pi
+        theta = 1.0
+        for _ in range(LAGRANGE_STEPS):
+            value, usage = self.evaluate(pi, served)
+            if value > best_value:
+                best_value, best_pi = value, pi.copy()
+            else:
+                theta /= 2
+            grad = usage - self.free
+            norm = float(grad @ grad)
+            if norm == 0 or upper <= value or time.perf_counter() - started > LAGRANGE_SECONDS:
+                break
+            pi = np.maximum(0.0, pi + theta * (upper - value) / norm * grad)
+        return best_value, best_pi
+
+    def covers(self, pi: NDArray[np.float64]) -> float:
+        """L(π) with each demand's whole-replica cover of its whole target (every open demand served)."""
+        items: dict[int, list[tuple[float, float]]] = {}
+        for d, size, tps, m, off in self.parts:
+            per_gpu = (m + pi[off : off + m.shape[1]][None, :]).min(axis=1)
+            for i, cost, t in zip(d.tolist(), (per_gpu * size).tolist(), tps.tolist(), strict=True):
+                if math.isfinite(cost):
+                    items.setdefault(i, []).append((cost, t))
+        total = 0.0
+        for i, mine in items.items():
+            ranked = sorted(mine + cheapest_items(self.rnd, i, scalar_only=True), key=lambda it: (it[0] / it[1], it[0]))
+            total += cheapest_cover(ranked, self.rnd.demands[i].tokens_per_second)
+        return total - float(pi @ self.free)
+
+
+def _percent(rnd: Round, i: int) -> float:
+    voucher = rnd.demands[i].voucher
+    return 0.0 if voucher is None else float(voucher.percent)

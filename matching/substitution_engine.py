@@ -26,13 +26,15 @@ EXACT_OPTIONS = 4000
 #: Options of one alternative a cover considers: the cheapest listings with room, until they could
 #: carry the whole target alone, at most this many.
 COVER_LISTINGS = 6
+#: Alternatives a cover considers: those cheapest per token/s at their cheapest listing before the round.
+COVER_ALTERNATIVES = 16
 #: Branch-and-bound nodes per cover before it settles for the best found.
 COVER_NODES = 4000
 
 
 def engine_policy(rnd: Round) -> Stats:
     """Place ``rnd``'s demand; returns the solver's stats (its name and bounds)."""
-    n = sum(len(c.listings) for opts in rnd.options for c in opts)
+    n = sum(c.count for opts in rnd.options for c in opts)
     if n <= EXACT_OPTIONS:
         return _exact(rnd)
     return _fast(rnd)
@@ -52,29 +54,51 @@ def _exact(rnd: Round) -> Stats:
         "tokens_upper_bound": float(info["tokens_upper_bound"]),
         "cost_lower_bound": str(lower),
         "milp_status": str(info["status"]),
-        "options": sum(len(c.listings) for opts in rnd.options for c in opts),
+        "options": sum(c.count for opts in rnd.options for c in opts),
         "milp_ms": ms_since(started),
     }
 
 
 def _fast(rnd: Round) -> Stats:
     started = time.perf_counter()
-    flexibility = [sum(len(c.listings) for c in opts) for opts in rnd.options]
+    flexibility = [sum(c.count for c in opts) for opts in rnd.options]
     order = sorted(range(len(rnd.demands)), key=lambda i: (-rnd.demands[i].priority, flexibility[i], rnd.demands[i].id))
     for i in order:
         cover(rnd, i)
     top_up(rnd, order)
+    improved = improve(rnd, sorted(order, key=lambda i: -rnd.cost_of(i)))
     placed_ms = ms_since(started)
-    tokens_ub, lower, info = bounds(rnd)
+    tokens_ub, lower, info = bounds(rnd, float(sum(rnd.cost_of(i) for i in range(len(rnd.demands)))))
     return {
         "solver": "substitution-cover",
         "tokens_upper_bound": tokens_ub,
         "cost_lower_bound": str(lower),
         "options": sum(flexibility),
         "place_ms": placed_ms,
+        "improved": improved,
         "bound_ms": round(ms_since(started) - placed_ms, 2),
         **info,
     }
+
+
+def improve(rnd: Round, order: list[int]) -> int:
+    """One pass of rip-up and re-cover: each demand in ``order`` gives its replicas back and covers
+    its target again on what is left now; kept when it serves as much for less, else put back.
+    Returns how many demands got cheaper."""
+    better = 0
+    for i in order:
+        target = rnd.demands[i].tokens_per_second
+        served, cost = min(rnd.placed[i], target), rnd.cost_of(i)
+        if not cost:
+            continue
+        old = rnd.take_back(i)
+        cover(rnd, i)
+        if min(rnd.placed[i], target) >= served - 1e-9 and rnd.cost_of(i) < cost:
+            better += 1
+            continue
+        rnd.take_back(i)
+        rnd.put_back(i, old)
+    return better
 
 
 def top_up(rnd: Round, order: list[int] | None = None) -> None:
@@ -104,23 +128,41 @@ Item = tuple[int, int, float, float, int, int, int]  # (alt, listing, cost, tps,
 
 
 def _items(rnd: Round, i: int, missing: float) -> list[Item]:
-    alts, items = rnd.demands[i].alternatives, []
+    """The options a cover of demand ``i`` searches: the :data:`COVER_ALTERNATIVES` alternatives
+    cheapest per token/s on the capacity left now, each with its cheapest listings with room.
+
+    An alternative's cheapest listing now costs at least its cheapest before the round, so the
+    alternatives are visited by that (known without unpacking them) and the visit stops once it
+    cannot beat the ones found: the chosen alternatives are exactly the cheapest now."""
+    alts = rnd.demands[i].alternatives
     hours = rnd.demands[i].duration_hours
     free = rnd.pool.free
-    for c in rnd.options[i]:
-        if not len(c.listings):
-            continue
+
+    def ratio(cost: int, k: int) -> float:
+        return cost * alts[k].gpus_per_replica / alts[k].tokens_per_second_per_replica
+
+    ranked = sorted((c for c in rnd.options[i] if c.count), key=lambda c: (ratio(c.first_cost, c.alt), c.alt))
+    found: list[tuple[float, int, list[Item]]] = []
+    for c in ranked:
+        if len(found) >= COVER_ALTERNATIVES and ratio(c.first_cost, c.alt) >= found[COVER_ALTERNATIVES - 1][0]:
+            break
         alt = alts[c.alt]
         size, tps = alt.gpus_per_replica, alt.tokens_per_second_per_replica
         room = rnd.pool.max_free[c.listings] >= size
+        if not room.any():
+            continue
+        mine: list[Item] = []
         carried = 0.0
         rows = zip(c.listings[room].tolist(), c.cost[room].tolist(), c.price[room].tolist(), strict=True)
         for taken, (j, cost, price) in enumerate(rows, start=1):
             slots = sum(f // size for f in free[j])
-            items.append((c.alt, j, float(cost * size * hours), tps, slots, size, price * size))
+            mine.append((c.alt, j, float(cost * size * hours), tps, slots, size, price * size))
             carried += slots * tps
             if carried >= missing or taken >= COVER_LISTINGS:
                 break
+        found.append((ratio(int(c.cost[room][0]), c.alt), c.alt, mine))
+        found.sort(key=lambda f: (f[0], f[1]))
+    items = [item for _, _, mine in found[:COVER_ALTERNATIVES] for item in mine]
     items.sort(key=lambda it: (it[2] / it[3], it[2], it[0], it[1]))
     return items
 

@@ -3,11 +3,12 @@
 An assignment's explanation carries the GPU-form keys (:class:`matching.problem.Explanation`) plus
 why this GPU model and region won (``why``) and, under ``alternatives``, every other alternative of
 the demand: its cost per million output tokens at its cheapest listing with free capacity before
-the round, or what blocked it.
+the round, or what blocked it (one entry per GPU model: its cheapest alternative, or its block).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 from matching import costs
@@ -20,7 +21,8 @@ from matching.problem import (
     InferenceAlternative,
     InferenceDemand,
 )
-from matching.substitution_index import OPEN, STAGES, Candidates
+from matching.substitution_batch import AnyCandidates
+from matching.substitution_index import OPEN, STAGES
 
 
 def label(alt: InferenceAlternative) -> str:
@@ -30,10 +32,11 @@ def label(alt: InferenceAlternative) -> str:
 
 
 def per_mtok(cost_units: int, alt: InferenceAlternative) -> Decimal:
-    """CNY per million output tokens of one replica costing ``cost_units`` per GPU-hour."""
-    per_hour = costs.from_units(cost_units) * alt.gpus_per_replica
-    mtok = Decimal(str(alt.tokens_per_second_per_replica)) * MTOK_PER_TOKEN_PER_SECOND_HOUR
-    return costs.money(per_hour / mtok)
+    """CNY per million output tokens of one replica costing ``cost_units`` per GPU-hour, to the money
+    quantum (float arithmetic: an explanation's figure, never a price charged)."""
+    per_hour = cost_units * alt.gpus_per_replica / costs.UNITS_PER_CNY
+    mtok = alt.tokens_per_second_per_replica * float(MTOK_PER_TOKEN_PER_SECOND_HOUR)
+    return Decimal(f"{per_hour / mtok:.4f}")
 
 
 def ttft_target_ms(alt: InferenceAlternative) -> float:
@@ -41,7 +44,7 @@ def ttft_target_ms(alt: InferenceAlternative) -> float:
     return alt.rtt_bound_ms + alt.prefill_ms + QUEUEING_MARGIN_MS
 
 
-def blocked_words(demand: InferenceDemand, alt: InferenceAlternative, c: Candidates) -> tuple[str, Blocked]:
+def blocked_words(demand: InferenceDemand, alt: InferenceAlternative, c: AnyCandidates) -> tuple[str, Blocked]:
     """What keeps alternative ``alt`` (its candidates ``c``, ``c.stage`` not :data:`OPEN`) off every listing."""
     kind, model = STAGES[c.stage], alt.gpu_model
     within = f"within {costs.fmt_ms(round(alt.rtt_bound_ms, 1))} RTT of {demand.origin}"
@@ -80,19 +83,47 @@ def blocked_words(demand: InferenceDemand, alt: InferenceAlternative, c: Candida
     return f"{head}: no {model} {within} has a node with {alt.gpus_per_replica} free GPUs", Blocked(kind="node_free")
 
 
-def alternative_costs(demand: InferenceDemand, options: list[Candidates]) -> list[AlternativeCost]:
-    """Every alternative of ``demand``: its cheapest cost per million tokens, or what blocked it."""
+def alternative_costs(
+    demand: InferenceDemand, options: Sequence[AnyCandidates], cache: dict[tuple[object, ...], AlternativeCost]
+) -> list[AlternativeCost]:
+    """Each GPU model among ``demand``'s alternatives, as the quote's frontier shows them: its
+    cheapest alternative per million tokens (at its cheapest listing before the round), or, when
+    none of them can serve, what blocked the one that got furthest through the rules.
+
+    One entry per GPU model keeps an explanation's size bounded (a demand has up to 4 replica sizes
+    × 3 precisions per model). ``cache`` holds entries by everything they depend on."""
+    by_model: dict[str, list[int]] = {}
+    for k, alt in enumerate(demand.alternatives):
+        by_model.setdefault(alt.gpu_model, []).append(k)
     out: list[AlternativeCost] = []
-    for alt, c in zip(demand.alternatives, options, strict=True):
-        entry = AlternativeCost(
-            gpu_model=alt.gpu_model, gpus_per_replica=alt.gpus_per_replica, precision=alt.precision, source=alt.source
-        )
-        if c.stage == OPEN:
-            entry["price_per_million_tokens"] = costs.money_text(per_mtok(int(c.cost[0]), alt))
-            entry["blocked"] = ""
+    for ks in by_model.values():
+        alts = demand.alternatives
+        open_ks = [k for k in ks if options[k].stage == OPEN]
+        if open_ks:
+            k = min(
+                open_ks,
+                key=lambda n: (
+                    options[n].first_cost * alts[n].gpus_per_replica / alts[n].tokens_per_second_per_replica,
+                    n,
+                ),
+            )
         else:
-            entry["price_per_million_tokens"] = None
-            entry["blocked"] = blocked_words(demand, alt, c)[0]
+            k = max(ks, key=lambda n: (options[n].stage, -n))
+        alt, c = alts[k], options[k]
+        key: tuple[object, ...] = (alt, c.stage, c.first_cost, c.nearest, c.cheapest, demand.origin)
+        if c.stage != OPEN and STAGES[c.stage] in ("reliability", "window", "budget"):
+            key += (demand.min_reliability, demand.start_by, demand.duration_hours, demand.budget_per_hour)
+        entry = cache.get(key)
+        if entry is None:
+            entry = AlternativeCost(
+                gpu_model=alt.gpu_model,
+                gpus_per_replica=alt.gpus_per_replica,
+                precision=alt.precision,
+                source=alt.source,
+                price_per_million_tokens=costs.money_text(per_mtok(c.first_cost, alt)) if c.stage == OPEN else None,
+                blocked="" if c.stage == OPEN else blocked_words(demand, alt, c)[0],
+            )
+            cache[key] = entry
         out.append(entry)
     return out
 
@@ -147,7 +178,7 @@ def _same(entry: AlternativeCost, alt: InferenceAlternative) -> bool:
 
 
 def unserved_words(
-    demand: InferenceDemand, options: list[Candidates], placed: float, budget_bound: bool
+    demand: InferenceDemand, options: Sequence[AnyCandidates], placed: float, budget_bound: bool
 ) -> tuple[str, Blocked]:
     """What kept ``demand`` below its target (``placed`` tokens/s placed), in words and data.
 

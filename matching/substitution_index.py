@@ -14,6 +14,7 @@ target is the buyer's whole latency value).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -46,6 +47,16 @@ class Candidates:
     stage: int = OPEN
     nearest: tuple[str, float] | None = None
     cheapest: int | None = None
+
+    @property
+    def count(self) -> int:
+        """How many listings the alternative may use."""
+        return len(self.listings)
+
+    @property
+    def first_cost(self) -> int:
+        """The cheapest listing's cost per GPU-hour, units (0 when there is none)."""
+        return int(self.cost[0]) if len(self.cost) else 0
 
 
 @dataclass
@@ -82,6 +93,14 @@ class Index:
         }
         self._subsidy: dict[tuple[object, ...], NDArray[np.int64]] = {}
         self._cache: dict[tuple[object, ...], Candidates] = {}
+        self._units: dict[Decimal, int] = {}
+
+    def units(self, value: Decimal) -> int:
+        """:func:`matching.costs.money_units`, cached by value."""
+        got = self._units.get(value)
+        if got is None:
+            got = self._units[value] = costs.money_units(value)
+        return got
 
     def subsidy(self, demand: InferenceDemand) -> NDArray[np.int64]:
         """Full voucher subsidy per GPU-hour of ``demand`` on every listing, units (0: none)."""

@@ -12,7 +12,8 @@ from numpy.typing import NDArray
 
 from matching import costs
 from matching.problem import Problem
-from matching.substitution_index import OPEN, Candidates, Index
+from matching.substitution_batch import AnyCandidates, Batch
+from matching.substitution_index import OPEN, Index
 
 #: (demand index, alternative index, listing index) → the node of each replica placed there.
 Placements = dict[tuple[int, int, int], list[int]]
@@ -78,15 +79,20 @@ class Flat:
 class Round:
     """One inference round's state: the candidates, the node pool and the placements so far."""
 
-    def __init__(self, problem: Problem, node_free: dict[int, tuple[int, ...]] | None) -> None:
+    def __init__(self, problem: Problem, node_free: dict[int, tuple[int, ...]] | None, *, batch: bool = True) -> None:
+        """``batch`` False: every pair through the scalar rules (the reference the batch is tested on)."""
         free = [list(x.node_free if node_free is None else node_free.get(x.id, x.node_free)) for x in problem.listings]
         self.problem, self.demands = problem, problem.inference
         self.index = Index(problem, free)
         self.pool = Pool(free)
-        self.options: list[list[Candidates]] = [
-            [self.index.candidates(d, k) for k in range(len(d.alternatives))] for d in self.demands
-        ]
+        self.batch = Batch(self.index, self.demands) if batch else None
+        self.options: list[list[AnyCandidates]] = (
+            self.batch.options
+            if self.batch is not None
+            else [[self.index.candidates(d, k) for k in range(len(d.alternatives))] for d in self.demands]
+        )
         self.placements: Placements = {}
+        self.keys: dict[int, set[tuple[int, int, int]]] = {}  # demand → its placement keys
         self.placed = [0.0] * len(self.demands)
         self.spent = [0] * len(self.demands)  # price units × GPUs per hour
         self.budget = [costs.money_units(d.budget_per_hour) for d in self.demands]
@@ -95,18 +101,6 @@ class Round:
     def arrival_order(self) -> list[int]:
         """Demand indices in the order buyers act: higher priority first, then earlier id."""
         return sorted(range(len(self.demands)), key=lambda i: (-self.demands[i].priority, self.demands[i].id))
-
-    def by_cost_per_token(self, i: int) -> list[tuple[int, int]]:
-        """(alternative, listing) pairs of demand ``i``, cheapest per token first."""
-        alts = self.demands[i].alternatives
-        rows = [
-            (float(cost) * alts[c.alt].gpus_per_replica / alts[c.alt].tokens_per_second_per_replica, c.alt, int(j))
-            for c in self.options[i]
-            if c.stage == OPEN
-            for j, cost in zip(c.listings.tolist(), c.cost.tolist(), strict=True)
-        ]
-        rows.sort()
-        return [(k, j) for _, k, j in rows]
 
     def fill(self, i: int, k: int, j: int, most: int | None = None) -> int:
         """Place as many replicas of alternative ``k`` of demand ``i`` on listing ``j`` as the rules,
@@ -124,9 +118,46 @@ class Round:
         nodes = self.pool.place(j, size, n)
         if nodes:
             self.placements.setdefault((i, k, j), []).extend(nodes)
+            self.keys.setdefault(i, set()).add((i, k, j))
             self.placed[i] += len(nodes) * tps
             self.spent[i] += len(nodes) * price
         return len(nodes)
+
+    def cost_of(self, i: int) -> int:
+        """What demand ``i``'s placements cost the engine so far: units × GPUs × hours."""
+        hours, alts = self.demands[i].duration_hours, self.demands[i].alternatives
+        subsidy = self.index.subsidy(self.demands[i])
+        return sum(
+            (int(self.index.price[j]) - int(subsidy[j]))
+            * alts[k].gpus_per_replica
+            * len(self.placements[ii, k, j])
+            * hours
+            for ii, k, j in self.keys.get(i, ())
+        )
+
+    def take_back(self, i: int) -> dict[tuple[int, int, int], list[int]]:
+        """Remove every placement of demand ``i`` (its GPUs free again); returns them."""
+        alts, out = self.demands[i].alternatives, {}
+        for key in self.keys.pop(i, set()):
+            nodes = self.placements.pop(key)
+            for node in nodes:
+                self.pool.remove(key[2], alts[key[1]].gpus_per_replica, node)
+            out[key] = nodes
+        self.placed[i], self.spent[i] = 0.0, 0
+        return out
+
+    def put_back(self, i: int, placed: dict[tuple[int, int, int], list[int]]) -> None:
+        """Restore placements :meth:`take_back` returned, on the very same nodes."""
+        alts = self.demands[i].alternatives
+        for (ii, k, j), nodes in placed.items():
+            size = alts[k].gpus_per_replica
+            for node in nodes:
+                self.pool.free[j][node] -= size
+            self.pool.max_free[j] = max(self.pool.free[j])
+            self.placements[ii, k, j] = nodes
+            self.keys.setdefault(i, set()).add((ii, k, j))
+            self.placed[i] += len(nodes) * alts[k].tokens_per_second_per_replica
+            self.spent[i] += len(nodes) * int(self.index.price[j]) * size
 
     def flat(self, i: int) -> Flat:
         """Every (alternative, listing) option of demand ``i`` as columns (alternative order)."""
