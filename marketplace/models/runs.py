@@ -20,7 +20,9 @@ class MatchingRun(models.Model):
         FAILED = "failed"
 
     trigger = models.CharField(max_length=10, choices=Trigger.choices)
-    shard = models.CharField(max_length=64, blank=True)
+    #: The GPU model it covered ("h20"), or the component of GPU models inference demand coupled,
+    #: their codes joined ("h100+h20", ``selectors.shard_name``): room for every GPU model at once.
+    shard = models.CharField(max_length=400, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.RUNNING)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)

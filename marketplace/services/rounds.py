@@ -80,13 +80,15 @@ def round_run(*, shard: str, trigger: str, policy: str = ENGINE) -> int | None:
     picks the plan builder: the engine, or a baseline that ``manage.py simulate`` replays demand under.
     """
     planner(policy)  # an unknown policy fails here, before any lock or run row
-    held = ""  # the shard of the round that ran, whose GPU models' locks it held
+    held = ""  # the GPU models whose locks this round held (and so whose commits may wait for it)
     try:
         with shard_locks() as locks:
             component = _component_locked(shard, locks)
+            # Even a round that gave up held some locks for a moment: a commit that saw one held
+            # waits for its follow-up.
+            held = selectors.shard_name(locks.held)
             if component is None:
                 return None
-            held = component
             with connection.execute_wrapper(_cancel_query_on_time_limit):
                 matching_runs_lost_fail(shard=component, finished_at=market_now())
                 return _round_locked(shard=component, trigger=trigger, policy=policy)

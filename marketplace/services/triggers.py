@@ -18,6 +18,11 @@ pending or running: commits are arriving faster than rounds finish. A buyer who 
 the match and submits again never finds the shard contended, however fast the rounds, so a quiet
 shard never makes anyone wait for a window that nobody else is filling.
 
+Marks and locks are per GPU model. A round covering a component of GPU models that inference
+demand couples ("h100+h20", ``services.rounds``) holds each one's lock and clears each one's mark,
+so a commit naming any of them (an inference request names its first choice's) waits for that
+round's follow-up, or starts the round of its GPU model, which covers the component.
+
 Tasks are enqueued by name (:data:`MATCHING_ROUND_TASK`): nothing here imports the task module,
 which imports the services.
 """

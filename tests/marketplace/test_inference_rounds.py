@@ -243,6 +243,25 @@ def test_after_a_fail_over_only_what_the_spend_reservation_still_covers_is_offer
     assert demand.budget_per_hour * 24 <= Decimal(1000) - used.amount
 
 
+def test_the_snapshot_takes_as_many_queries_whatever_the_inference_demand(make_listing, buyer, now):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for code in ("h20", "h100"):
+        make_listing(gpu_model=code)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            selectors.engine_problem(shard="h100+h20", now=now)
+        return len(captured)
+
+    inference_request(buyer=buyer, now=now, gpu_models=("h20", "h100"))
+    few = queries()
+    for tps in ("500", "900", "1300", "1700", "2100"):
+        inference_request(buyer=buyer, now=now, gpu_models=("h20", "h100"), output_tokens_per_second=tps)
+    assert queries() == few
+
+
 # --- component shards -------------------------------------------------------------------------------
 
 
@@ -530,3 +549,51 @@ def test_an_inference_request_the_engine_cannot_plan_costs_only_itself(make_list
     bystander.refresh_from_db()
     assert bystander.status == "matched"
     assert not Match.objects.filter(request=poisoned).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.services
+@pytest.mark.parametrize("attempt", range(scale(3, 20)))
+def test_the_tick_a_component_round_and_a_cancellation_racing_keep_tokens_placed_exact(
+    postgres, reference, make_listing, make_request, provider, buyer, attempt
+):
+    """The tick fails over inference matches on a failed node (their tokens/s go back), a round of the
+    h20+h100 component places the demand left, and a buyer cancels an inference request, all at once:
+    no deadlock, no GPU held twice, and every request's tokens/s placed are its live matches'."""
+    from datetime import timedelta
+
+    from marketplace import services
+    from marketplace.market_time import market_now
+    from marketplace.services.listings import _listing_mark_failed_nodes
+
+    h20 = make_listing(gpu_model="h20", gpu_count=16)
+    make_listing(gpu_model="h100", gpu_count=16, price_per_gpu_hour=Decimal("20.00"))
+    now = market_now()
+    placed = [
+        inference_request(buyer=buyer, now=now, gpu_models=("h20", "h100"), output_tokens_per_second=tps)
+        for tps in ("1500", "2500", "4000")
+    ]
+    make_request(gpu_model="h100", gpus_per_replica=2, replicas=1, max_price_per_gpu_hour=Decimal("25.00"))
+    round_run(shard="h20", trigger="manual")
+    on_h20 = Match.objects.filter(listing=h20).order_by("pk").first()
+    assert on_h20 is not None, "the round placed nothing on the H20s"
+    _listing_mark_failed_nodes(listing_id=h20.pk, provider=provider, nodes=[on_h20.nodes[0]])
+    inference_request(buyer=buyer, now=now, gpu_models=("h20", "h100"), output_tokens_per_second="1000")
+    cancelled = placed[attempt % len(placed)]
+    at = market_now() + timedelta(minutes=1)
+
+    outcomes = race(
+        lambda: services.lifecycle_tick(now=at),
+        lambda: round_run(shard="h100", trigger="manual"),
+        lambda: services.request_cancel(request_id=cancelled.pk, buyer=buyer, now=at),
+    )
+
+    assert [o for o in outcomes if isinstance(o, Exception)] == [], outcomes
+    assert_no_gpu_held_twice()
+    assert BuyerRequest.objects.get(pk=cancelled.pk).status == BuyerRequest.Status.CANCELLED
+    h20.refresh_from_db()
+    assert not [
+        m.pk
+        for m in Match.objects.filter(listing=h20, status__in=Match.LIVE_STATUSES)
+        if set(m.nodes) & set(h20.failed_nodes)
+    ], "a live match was left on a failed node"
