@@ -29,6 +29,7 @@ from marketplace.models import (
     NodeHeartbeat,
     Organisation,
     Region,
+    RequestInference,
     Rtt,
     Settlement,
     Voucher,
@@ -196,6 +197,16 @@ class BuyerRequestAdmin(ReadOnlyAdmin):
     list_filter = ["status", "latency_class", "gpu_model", "origin"]
     search_fields = ["buyer__name", "origin__code"]
     list_select_related = ["buyer", "gpu_model", "origin"]
+
+
+@admin.register(RequestInference)
+class RequestInferenceAdmin(ReadOnlyAdmin):
+    """The terms of inference requests (``services.request_submit_inference``); staff read them."""
+
+    list_display = ["request", "llm_model", "output_tokens_per_second", "tokens_per_second_placed", "ttft_p95_ms",
+                    "max_price_per_million_tokens", "precision"]  # fmt: skip
+    list_filter = ["llm_model", "precision"]
+    list_select_related = ["request", "llm_model"]
 
 
 @admin.register(Match)

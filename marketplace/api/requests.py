@@ -90,10 +90,26 @@ class RequestIn(serializers.Serializer):
         return attrs
 
 
+#: What a submission in the inference form refuses beyond the quote: its row takes the GPU-form
+#: terms of its first choice (``services.request_submit_inference``), within the GPU form's bounds.
+SUBMIT_RULES = {
+    "output_tokens_per_second": f"{DOMAIN_RULE} a target whose first-choice placement needs more than "
+    f"{bounds.GPUS_PER_REQUEST.maximum} GPUs is a 400 naming this field.",
+    "max_price_per_million_tokens": f"{DOMAIN_RULE} a cap that makes less than {bounds.PRICE.minimum} CNY per "
+    "GPU-hour of the first-choice placement is a 400 naming this field.",
+}
+
+
 class InferenceRequestIn(InferenceQuoteIn):
     """The inference form of a request: the inference quote's fields, and what the buyer will run."""
 
     workload = workload_field()
+
+    def get_fields(self):
+        fields = super().get_fields()
+        for name, rule in SUBMIT_RULES.items():
+            fields[name].help_text = f"{fields[name].help_text} {rule}"
+        return fields
 
 
 class RequestInferenceOut(serializers.ModelSerializer):
