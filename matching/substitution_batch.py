@@ -20,8 +20,8 @@ from matching.problem import InferenceDemand
 from matching.substitution_index import BUDGET, OPEN, STAGES, Candidates, Index
 
 #: Cells (pairs × listings) evaluated at once: bounds the matrices' peak memory (~10 bytes a cell).
-CHUNK_CELLS = 2_000_000
-NO_PRICE = np.iinfo(np.int64).max
+CHUNK_CELLS = 1_000_000
+NO_PRICE = np.iinfo(np.int32).max
 NONE_LISTED, NODE_SIZE, TOO_FAR, PRICE = (STAGES.index(s) for s in ("none_listed", "node_size", "too_far", "price"))
 RELIABILITY, WINDOW, NODE_FREE = (STAGES.index(s) for s in ("reliability", "window", "node_free"))
 
@@ -90,7 +90,7 @@ class Batch:
         #: *class*) and each pair's cheapest feasible price in each class (:data:`NO_PRICE`: none).
         self.pairs: dict[str, NDArray[np.int64]] = {}
         self.class_free: dict[str, NDArray[np.float64]] = {}
-        self.class_min: dict[str, list[NDArray[np.int64]]] = {}
+        self.class_min: dict[str, list[NDArray[np.int32]]] = {}
         # Pairs by model; the scalar path for pairs the matrices cannot express.
         rows: dict[str, list[tuple[int, int]]] = {}
         now = index.problem.now
@@ -143,6 +143,7 @@ class Batch:
         class_cols = [region == c for c in classes.tolist()]
         self.class_free[model] = np.array([sum(sum(ix.free[j]) for j in cols[m].tolist()) for m in class_cols], float)
         self.class_min[model] = []
+        price32 = np.minimum(price, NO_PRICE - 1).astype(np.int32)  # (a price that high blocks nothing real)
         step = max(1, CHUNK_CELLS // max(1, n_cols))
         col = np.newaxis
         for lo in range(0, len(pairs), step):
@@ -166,9 +167,9 @@ class Batch:
             ok &= price[None, :] * size[s, col] <= budget[s, col]
             stage = np.where((stage == OPEN) & ~ok.any(axis=1), BUDGET, stage)
             self.class_min[model].append(
-                np.stack([np.where(ok[:, m], price[m][None, :], NO_PRICE).min(axis=1) for m in class_cols], axis=1)
+                np.stack([np.where(ok[:, m], price32[m][None, :], NO_PRICE).min(axis=1) for m in class_cols], axis=1)
                 if class_cols
-                else np.zeros((ok.shape[0], 0), dtype=np.int64)
+                else np.zeros((ok.shape[0], 0), dtype=np.int32)
             )
             counts = ok.sum(axis=1).tolist()
             first = cols[np.argmax(ok, axis=1)]

@@ -112,9 +112,10 @@ def bounds(rnd: Round, upper_units: float) -> tuple[float, Decimal, dict[str, in
     if rnd.batch is not None and rnd.batch.pairs:
         lagrangian = Lagrangian(rnd)
         value, pi = lagrangian.best(served, upper_units)
-        candidates["Lagrangian, capacity priced by class"] = value
+        # The matrices are float32: a margin far above their rounding keeps these bounds bounds.
+        candidates["Lagrangian, capacity priced by class"] = value * (1 - FLOAT32_MARGIN)
         if everyone:
-            candidates["Lagrangian with whole-replica covers"] = lagrangian.covers(pi)
+            candidates["Lagrangian with whole-replica covers"] = lagrangian.covers(pi) * (1 - FLOAT32_MARGIN)
         steps = LAGRANGE_STEPS
     kind, units = max(candidates.items(), key=lambda kv: kv[1])
     lower = costs.from_units(max(0, math.floor(units - 1e-6))) if math.isfinite(units) else Decimal(0)
@@ -124,6 +125,8 @@ def bounds(rnd: Round, upper_units: float) -> tuple[float, Decimal, dict[str, in
 #: Subgradient steps of the Lagrangian bound, and the wall-clock budget they share (seconds).
 LAGRANGE_STEPS = 30
 LAGRANGE_SECONDS = 1.0
+#: Relative margin taken off the float32 Lagrangian values (their rounding is ~1e-7 relative).
+FLOAT32_MARGIN = 1e-5
 
 
 class Lagrangian:
@@ -146,7 +149,7 @@ class Lagrangian:
             chunks = batch.class_min[model]
             if not len(pairs) or not chunks:
                 continue
-            m = np.vstack(chunks).astype(float)
+            m = np.vstack(chunks).astype(np.float32)
             m[m >= NO_PRICE] = np.inf
             d, k = pairs[:, 0], pairs[:, 1]
             alts = [rnd.demands[i].alternatives[a] for i, a in zip(d.tolist(), k.tolist(), strict=True)]
@@ -154,7 +157,8 @@ class Lagrangian:
             tps = np.array([a.tokens_per_second_per_replica for a in alts], dtype=float)
             hours = np.array([rnd.demands[i].duration_hours for i in d.tolist()], dtype=float)
             disc = np.array([1 - _percent(rnd, i) / 100 for i in d.tolist()], dtype=float)
-            self.parts.append((d, size, tps, m * (hours * disc)[:, None], offset))
+            m *= (hours * disc).astype(np.float32)[:, None]
+            self.parts.append((d, size, tps, m, offset))
             free.append(batch.class_free[model])
             offset += m.shape[1]
         self.free = np.concatenate(free) if free else np.zeros(0)
@@ -172,10 +176,11 @@ class Lagrangian:
         n = len(self.rnd.demands)
         ds, vals, cls, gpt = [], [], [], []
         for d, size, tps, m, off in self.parts:
-            v = (m + pi[off : off + m.shape[1]][None, :]) * (size / tps)[:, None]
+            v = m + pi[off : off + m.shape[1]].astype(np.float32)[None, :]
+            v *= (size / tps).astype(np.float32)[:, None]
             best = v.argmin(axis=1)
             ds.append(d)
-            vals.append(v[np.arange(len(d)), best])
+            vals.append(v[np.arange(len(d)), best].astype(float))
             cls.append(best + off)
             gpt.append(size / tps)
         usage = np.zeros(len(self.free))
