@@ -8,7 +8,9 @@ Listings are bench_matching's (the same generator: mostly western hubs, 8 GPU mo
 target of 200–10,000 output tokens/s (log-uniform), a TTFT of 0.5–3 s, prompts of 500–4,000 tokens,
 a precision (or any), a cap of 1–20 CNY per million tokens, a duration and start-by like the GPU
 form's, 10 % at priority 1, 10 % with a voucher; its alternatives come from
-``matching.inference_quote.alternatives_of`` over all 8 GPU models (the throughput model).
+``matching.inference_quote.alternatives_of`` over all 8 GPU models (the throughput model), the
+buyer's first choice first (cheapest per million tokens at the GPU models' indicative prices: what
+``nearest`` fills).
 
 Columns: wall and CPU time of ``solve_inference`` (the round's inference part alone, capacity as
 listed), peak traced memory (a second, traced run), tokens/s served / asked and the proven upper
@@ -63,7 +65,7 @@ LLM_SHARE = {
 }
 
 
-def load_catalogue() -> tuple[dict[str, LlmSpec], list[GpuSpec]]:
+def load_catalogue() -> tuple[dict[str, LlmSpec], list[GpuSpec], dict[str, float]]:
     data = json.loads((ROOT / "marketplace" / "reference" / "llm_models.json").read_text())
     llms = {
         m["code"]: LlmSpec(
@@ -87,14 +89,14 @@ def load_catalogue() -> tuple[dict[str, LlmSpec], list[GpuSpec]]:
         )
         for g in regions["gpu_models"]
     ]
-    return llms, gpus
+    return llms, gpus, {g["code"]: g["indicative_price_cny_per_gpu_hour"] for g in regions["gpu_models"]}
 
 
 class DemandMaker:
     """Seeded inference demands; alternatives cached per distinct terms (the roofline is the slow part)."""
 
-    def __init__(self, llms: dict[str, LlmSpec], gpus: list[GpuSpec]) -> None:
-        self.llms, self.gpus = llms, gpus
+    def __init__(self, llms: dict[str, LlmSpec], gpus: list[GpuSpec], price: dict[str, float]) -> None:
+        self.llms, self.gpus, self.price = llms, gpus, price
         self._alts: dict[tuple[object, ...], list] = {}
 
     def make(self, rng: random.Random, k: int) -> InferenceDemand:
@@ -125,6 +127,12 @@ class DemandMaker:
                 remaining_value=Decimal(rng.choice([1000, 20_000, 200_000])),
                 program=f"{terms.origin}-compute-voucher",
             )
+        # The buyer's first choice first (what `nearest` fills): the alternative cheapest per million
+        # tokens at its GPU model's indicative price, as a quote would mostly rank them.
+        alternatives = sorted(
+            engine_alternatives(self._alts[key], cap),
+            key=lambda a: self.price[a.gpu_model] * a.gpus_per_replica / a.tokens_per_second_per_replica,
+        )
         return InferenceDemand(
             id=k + 1,
             origin=terms.origin,
@@ -132,7 +140,7 @@ class DemandMaker:
             budget_per_hour=budget_per_hour(cap, target),
             duration_hours=terms.duration_hours,
             start_by=terms.start_by,
-            alternatives=engine_alternatives(self._alts[key], cap),
+            alternatives=tuple(alternatives),
             priority=1 if rng.random() < 0.1 else 0,
             voucher=voucher,
         )

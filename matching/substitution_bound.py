@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import math
-import time
 from decimal import Decimal
 
 import numpy as np
@@ -122,9 +121,9 @@ def bounds(rnd: Round, upper_units: float) -> tuple[float, Decimal, dict[str, in
     return tokens_ub, lower, {"bound": kind, "lagrange_steps": steps}
 
 
-#: Subgradient steps of the Lagrangian bound, and the wall-clock budget they share (seconds).
-LAGRANGE_STEPS = 30
-LAGRANGE_SECONDS = 1.0
+#: Subgradient steps of the Lagrangian bound (a fixed count, not a time budget: the bound, like the
+#: plan, is a function of the round's inputs).
+LAGRANGE_STEPS = 20
 #: Relative margin taken off the float32 Lagrangian values (their rounding is ~1e-7 relative).
 FLOAT32_MARGIN = 1e-5
 
@@ -208,7 +207,6 @@ class Lagrangian:
 
     def best(self, served: float, upper: float) -> tuple[float, NDArray[np.float64]]:
         """The highest L(π) found by subgradient steps from π = 0 (Polyak steps towards ``upper``)."""
-        started = time.perf_counter()
         pi = np.zeros(len(self.free))
         best_value, best_pi = -math.inf, pi
         theta = 1.0
@@ -220,7 +218,7 @@ class Lagrangian:
                 theta /= 2
             grad = usage - self.free
             norm = float(grad @ grad)
-            if norm == 0 or upper <= value or time.perf_counter() - started > LAGRANGE_SECONDS:
+            if norm == 0 or upper <= value:
                 break
             pi = np.maximum(0.0, pi + theta * (upper - value) / norm * grad)
         return best_value, best_pi

@@ -202,12 +202,12 @@ class Round:
         alts = self.demands[i].alternatives
         left = self.budget[i] - self.spent[i]
         for c in self.options[i]:
-            if c.stage != OPEN:
-                continue
-            size = alts[c.alt].gpus_per_replica
-            for j, price in zip(c.listings.tolist(), c.price.tolist(), strict=True):
-                if self.pool.fits(j, size) and price * size > left:
-                    return True
+            alt = alts[c.alt]
+            size = alt.gpus_per_replica
+            if c.stage != OPEN or self.index.units(alt.max_price_per_gpu_hour) * size <= left:
+                continue  # (every listing it may use is priced within its cap: the budget pays one more)
+            if ((self.pool.max_free[c.listings] >= size) & (c.price * size > left)).any():
+                return True
         return False
 
 
