@@ -19,6 +19,9 @@ A map, entry points first:
 - ``inference`` the throughput model: tokens/s and prefill of (LLM, GPU model, GPUs, precision).
 - ``inference_quote`` an LLM at tokens/s under a TTFT target, quoted per (GPU model, GPUs per
   replica, precision) through ``quote``; the frontier by GPU model (docs/inference.md).
+- ``substitution`` inference demand (a tokens/s target under a TTFT bound) placed across GPU models
+  and regions on what the GPU-form plan left: ``with_inference`` wraps every planner
+  (``substitution_*``: candidates, batch rules, round state, exact MILP, fast engine, bounds, words).
 - ``policies``  the planners a round can use: the engine and the two baselines buyers use by hand.
 - ``greedy``    the cheapest-first baseline.
 - ``explain``   why a match was chosen and why a request is unserved, in words.

@@ -266,6 +266,9 @@ def test_no_policy_breaks_a_rule(seed, policy):
     p = random_instance(seed)
     plan = planner(policy)(p)
     check_rules(p, plan.inference_assignments, plan.assignments)
+    for key in ("solver", "tokens_asked", "tokens_placed", "tokens_upper_bound", "cost", "cost_lower_bound", "gap"):
+        assert f"inference_{key}" in plan.stats
+    assert "inference_total" in plan.timings_ms
     served = {u.request_id: u.tokens_per_second for u in plan.inference_unserved}
     for d in p.inference:
         got = sum(a.tokens_per_second for a in plan.inference_assignments if a.request_id == d.id)
