@@ -101,11 +101,15 @@ attacks: install
 
 # The same seeded demand under the engine, nearest-region-first, cheapest-first and the engine with
 # market features, each on its own fresh SQLite database (temporary folders; var/ is not touched),
-# then docs/report/README.md + plots; the same for the idle80 scenario in docs/report/idle80/.
+# then docs/report/README.md + plots; the same for the idle80 scenario in docs/report/idle80/, and the
+# inference scenario (the engine with substitution across GPU models, the engine held to each buyer's
+# first-choice GPU model, nearest-region-first) in docs/report/inference/ (INFERENCE_ARGS).
 REPORT_ARGS ?= --days 3 --seed 2026
+INFERENCE_ARGS ?= --days 2 --seed 2026
 report: install
 	$(PY) manage.py simulate --policy all $(REPORT_ARGS) --report docs/report --json docs/report/figures.json
 	$(PY) manage.py simulate --policy all --scenario idle80 $(REPORT_ARGS) --report docs/report/idle80 --json docs/report/idle80/figures.json
+	$(PY) manage.py simulate --policy all --scenario inference $(INFERENCE_ARGS) --report docs/report/inference --json docs/report/inference/figures.json
 
 lock:
 	$(PY) -m pip install --quiet uv

@@ -18,6 +18,8 @@ from django.db.models import Max, Sum
 
 from marketplace.models import BuyerRequest, Listing, Match, MatchingRun, Settlement
 from marketplace.simulation.scenario import CST, Catalogue
+from matching.inference import BYTES_PER_PARAM, prefill_seconds
+from matching.inference_quote import MTOK_PER_TOKEN_PER_SECOND_HOUR, QUEUEING_MARGIN_MS
 from matching.latency import rtt_bound_ms
 
 ZERO = Decimal(0)
@@ -147,22 +149,24 @@ MATCH_FIELDS = (
     "settlement__gross",
     "settlement__subsidy",
     "settlement__buyer_pays",
+    "request__kind",
 )
 
 
 def matches_measured(floors: Floors, catalogue: Catalogue) -> dict:
     """Latency-bound violations, prices, energy, voucher spend and where the GPU-hours went.
 
-    Every match of the run's requests is checked against its request's bound (the explicit
-    ``max_rtt_ms``, else its class's); money comes from the settlements (every match is settled
-    once the run has drained).
+    Every GPU-form match of the run's requests is checked against its request's bound (the explicit
+    ``max_rtt_ms``, else its class's); an inference match's bound is its alternative's (TTFT less
+    prefill and margin), which :func:`inference_measured` checks as a TTFT instead. Money comes
+    from the settlements (every match is settled once the run has drained).
     """
     sums = {"hours": ZERO, "gross": ZERO, "subsidy": ZERO, "pays": ZERO, "energy": ZERO, "indicative": ZERO}
     west_hours, violations, points, count = ZERO, 0, [], 0
     for row in Match.objects.filter(request_id__gt=floors.request).values_list(*MATCH_FIELDS).order_by("pk"):
-        rtt, latency_class, explicit, region, model, energy, hours, gross, subsidy, pays = row
+        rtt, latency_class, explicit, region, model, energy, hours, gross, subsidy, pays, kind = row
         count += 1
-        bound = rtt_bound_ms(explicit, latency_class)
+        bound = rtt_bound_ms(explicit, latency_class) if kind == BuyerRequest.Kind.GPUS else None
         violations += bound is not None and rtt > bound
         if hours is None:  # not settled: the run did not drain
             continue
@@ -198,3 +202,131 @@ def rounds_measured(floors: Floors) -> dict:
     runs = MatchingRun.objects.filter(pk__gt=floors.run)
     solve_ms = sum((timings or {}).get("solve", 0) for timings in runs.values_list("timings_ms", flat=True))
     return {"rounds": runs.count(), "solve_seconds": round(solve_ms / 1000, 2)}
+
+
+# --- inference demand (issue 15) -------------------------------------------------------------------
+
+#: A recorded TTFT and its recomputation may differ by the rounding of the stored figures (0.1 ms)
+#: and of the RTT table's; beyond this the recomputation is counted as a disagreement.
+TTFT_TOLERANCE_MS = 1.0
+
+INFERENCE_MATCH_FIELDS = (
+    "request_id",
+    "tokens_per_second",
+    "ttft_ms",
+    "gpus",
+    "gpus_per_replica",
+    "precision",
+    "listing__region__code",
+    "listing__gpu_model__code",
+    "request__origin__code",
+    "request__inference__ttft_p95_ms",
+    "request__inference__prompt_tokens",
+    "request__inference__llm_model__code",
+    "settlement__gpu_hours",
+    "settlement__buyer_pays",
+)
+
+
+@dataclass(frozen=True)
+class TtftCheck:
+    """One inference match's TTFT against its request's target, checked outside the engine:
+    ``violation`` when no TTFT was recorded, the recorded TTFT is over the target, or the TTFT
+    recomputed here (RTT from the RTT table + queueing margin + modelled prefill) is over it."""
+
+    recorded: float | None
+    recomputed: float | None
+    target: float
+
+    @property
+    def violation(self) -> bool:
+        if self.recorded is None or self.recorded > self.target:
+            return True
+        return self.recomputed is not None and self.recomputed > self.target + TTFT_TOLERANCE_MS
+
+    @property
+    def disagrees(self) -> bool:
+        """The recorded and recomputed TTFTs differ by more than the tolerance (or one is missing)."""
+        if self.recorded is None or self.recomputed is None:
+            return True
+        return abs(self.recorded - self.recomputed) > TTFT_TOLERANCE_MS
+
+
+def ttft_recomputed(
+    catalogue: Catalogue, *, llm: str, gpu: str, gpus: int, precision: str, prompt_tokens: int, origin: str, region: str
+) -> float | None:
+    """A match's TTFT from first principles: the RTT table's origin → region, the quote's queueing
+    margin, and the throughput model's prefill of the prompt on that replica (None: the precision
+    or a spec is unknown). The simulation publishes no measured profiles, so modelled is what
+    every placement used."""
+    if llm not in catalogue.llms or gpu not in catalogue.gpus or precision not in BYTES_PER_PARAM:
+        return None
+    prefill_ms = prefill_seconds(catalogue.llms[llm], catalogue.gpus[gpu], gpus, precision, prompt_tokens) * 1000
+    return catalogue.rtt_ms[origin, region] + QUEUEING_MARGIN_MS + prefill_ms
+
+
+def inference_measured(floors: Floors, catalogue: Catalogue) -> dict:
+    """The inference requests' figures: output token-hours (tokens/s × hours) asked and served,
+    what buyers paid per million output tokens, TTFT checks and where the tokens were served.
+
+    Served token-hours of a request are its matches' tokens/s × the hours each ran (settled
+    GPU-hours ÷ GPUs), at most its target × duration: a replica beyond the target is over-
+    provisioning the buyer pays for but does not use. CNY per million output tokens = Σ buyer
+    pays ÷ (served token-hours × 0.0036). Every inference match is checked (:class:`TtftCheck`),
+    settled or not.
+    """
+    asked: dict[int, tuple[float, float]] = {}  # request → (target tokens/s, token-hours asked)
+    placed_now = ZERO
+    requests = BuyerRequest.objects.filter(pk__gt=floors.request, kind=BuyerRequest.Kind.INFERENCE).values_list(
+        "pk", "duration_hours", "inference__output_tokens_per_second", "inference__tokens_per_second_placed"
+    )
+    for pk, hours, target, placed in requests:
+        asked[pk] = (float(target), float(target) * hours)
+        placed_now += min(placed, target)
+    made: dict[int, float] = {}
+    pays, by_model, west_tokens = ZERO, {}, 0.0
+    checks: list[TtftCheck] = []
+    matches = Match.objects.filter(request_id__gt=floors.request, request__kind=BuyerRequest.Kind.INFERENCE)
+    for row in matches.values_list(*INFERENCE_MATCH_FIELDS).order_by("pk"):
+        request, tps, ttft, gpus, size, precision, region, model, origin, target, prompt, llm, hours, paid = row
+        recomputed = ttft_recomputed(
+            catalogue,
+            llm=llm,
+            gpu=model,
+            gpus=size,
+            precision=precision,
+            prompt_tokens=prompt,
+            origin=origin,
+            region=region,
+        )
+        checks.append(TtftCheck(None if ttft is None else float(ttft), recomputed, float(target)))
+        if hours is None or tps is None:  # not settled (the run did not drain), or no throughput recorded
+            continue
+        token_hours = float(tps) * float(hours) / gpus
+        made[request] = made.get(request, 0.0) + token_hours
+        pays += paid
+        by_model[model] = by_model.get(model, 0.0) + token_hours
+        west_tokens += token_hours if catalogue.is_west[region] else 0.0
+    served = sum(min(made.get(pk, 0.0), cap) for pk, (_, cap) in asked.items())
+    made_total = sum(made.values())
+    asked_total = sum(cap for _, cap in asked.values())
+    mtok = served * float(MTOK_PER_TOKEN_PER_SECOND_HOUR)
+    shares = {m: round(v / made_total, 4) for m, v in sorted(by_model.items())} if made_total else {}
+    return {
+        "requests": len(asked),
+        "tokens_per_second_asked": round(sum(target for target, _ in asked.values()), 1),
+        "tokens_per_second_placed": round(float(placed_now), 1),
+        "token_hours_asked": round(asked_total, 1),
+        "token_hours_served": round(served, 1),
+        "token_hours_made": round(made_total, 1),
+        "served_share": round(served / asked_total, 4) if asked_total else 0.0,
+        "requests_served": sum(1 for pk in asked if made.get(pk, 0.0) > 0),
+        "million_tokens_served": round(mtok, 2),
+        "buyer_pays": round(float(pays), 2),
+        "cny_per_million_tokens": round(float(pays) / mtok, 4) if mtok else 0.0,
+        "matches": len(checks),
+        "ttft_violations": sum(check.violation for check in checks),
+        "ttft_recomputed_disagreements": sum(check.disagrees for check in checks),
+        "west_share_of_tokens": round(west_tokens / made_total, 4) if made_total else 0.0,
+        "token_share_by_gpu_model": shares,
+    }

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from marketplace.simulation.scenario import SCENARIOS
-from marketplace.simulation.variants import MARKET, VARIANTS
+from marketplace.simulation.variants import FIRST_CHOICE, MARKET, VARIANTS
 from matching.policies import ENGINE, NEAREST
 
 LABELS = {name: variant.label for name, variant in VARIANTS.items()}
@@ -58,10 +58,53 @@ def headline_rows(outcomes: dict) -> list[tuple[str, list[str]]]:
         ("share of served GPU-hours in the west", lambda o: _pct(o["west_share_of_gpu_hours"])),
     ]
     out = [(name, [fn(o) for o in outcomes.values()]) for name, fn in rows]
+    if all("inference" in o for o in outcomes.values()):
+        out = inference_rows(outcomes) + out
     savings = [savings_vs_nearest(outcomes, policy) for policy in outcomes]
     out.append(("buyer savings vs nearest-region, per GPU-hour", [_pct(s[0]) if s else "–" for s in savings]))
     out.append(("… mix-adjusted (vs indicative prices)", [_pct(s[1]) if s else "–" for s in savings]))
     return out
+
+
+def inference_rows(outcomes: dict) -> list[tuple[str, list[str]]]:
+    """Issue 15's figures for inference demand, one value per variant (``measure.inference_measured``)."""
+    rows = [
+        (
+            "output tokens/s placed / asked (Σ over requests, at most each target)",
+            lambda i: (
+                f"{i['tokens_per_second_placed']:,.0f} / {i['tokens_per_second_asked']:,.0f} "
+                f"({_pct(_ratio(i['tokens_per_second_placed'], i['tokens_per_second_asked']))})"
+            ),
+        ),
+        (
+            "output token-hours served / asked (tokens/s × hours run)",
+            lambda i: f"{i['token_hours_served']:,.0f} / {i['token_hours_asked']:,.0f} ({_pct(i['served_share'])})",
+        ),
+        ("million output tokens served", lambda i: f"{i['million_tokens_served']:,.1f}"),
+        ("inference requests served / submitted", lambda i: f"{i['requests_served']} / {i['requests']}"),
+        ("buyers pay, CNY per million output tokens", lambda i: f"{i['cny_per_million_tokens']:.4f}"),
+        ("TTFT violations (checked outside the engine)", lambda i: f"{i['ttft_violations']} of {i['matches']} matches"),
+        ("share of served tokens in the west", lambda i: _pct(i["west_share_of_tokens"])),
+        ("served tokens by GPU model", lambda i: _model_shares(i["token_share_by_gpu_model"])),
+    ]
+    out = [(name, [fn(o["inference"]) for o in outcomes.values()]) for name, fn in rows]
+    refused = [str(o["events"].get("requests_refused", 0)) for o in outcomes.values()]
+    out.append(("requests refused at submission", refused))
+    return out
+
+
+def _ratio(part: float, whole: float) -> float:
+    return part / whole if whole else 0.0
+
+
+def _saving(price: float, against: float) -> float:
+    """The share ``price`` saves against ``against`` (0 when there is nothing to compare with)."""
+    return 1 - price / against if against else 0.0
+
+
+def _model_shares(shares: dict) -> str:
+    top = sorted(shares.items(), key=lambda item: -item[1])
+    return ", ".join(f"{model} {share * 100:.0f} %" for model, share in top if share >= 0.005) or "–"
 
 
 def _served(o: dict, served: str, asked: str, share: str) -> str:
@@ -102,9 +145,50 @@ class Target:
         return f"{self.name}: {verdict} — {self.figure} against {self.against}"
 
 
+def inference_targets(outcomes: dict) -> list[Target]:
+    """Issue 15's bars for the inference scenario: no TTFT violation in any variant (a bar), and
+    what substitution buys against the first-choice engine and nearest-region-first (reported)."""
+    out = [
+        Target(
+            f"TTFT violations = 0 ({LABELS[policy]})",
+            o["inference"]["ttft_violations"] == 0,
+            f"{o['inference']['ttft_violations']} of {o['inference']['matches']} matches",
+            "0",
+        )
+        for policy, o in outcomes.items()
+    ]
+    if ENGINE not in outcomes:
+        return out
+    e = outcomes[ENGINE]["inference"]
+    for policy in (FIRST_CHOICE, NEAREST):
+        if policy not in outcomes:
+            continue
+        b = outcomes[policy]["inference"]
+        out.append(
+            Target(
+                f"token-hours served: {LABELS[ENGINE]} against {LABELS[policy]}",
+                None,
+                f"{e['token_hours_served']:,.0f} ({_pct(e['served_share'])})",
+                f"{b['token_hours_served']:,.0f} ({_pct(b['served_share'])})",
+            )
+        )
+        saving = _saving(e["cny_per_million_tokens"], b["cny_per_million_tokens"])
+        out.append(
+            Target(
+                f"CNY per million output tokens: {LABELS[ENGINE]} against {LABELS[policy]}",
+                None,
+                f"{e['cny_per_million_tokens']:.4f} ({saving * 100:+.1f} % saved)",
+                f"{b['cny_per_million_tokens']:.4f}",
+            )
+        )
+    return out
+
+
 def targets(outcomes: dict) -> list[Target]:
     """Issue 16's targets, judged on ``outcomes``; empty unless the market variant, the engine and
-    nearest-region-first all ran."""
+    nearest-region-first all ran. On inference demand: issue 15's (:func:`inference_targets`)."""
+    if outcomes and all("inference" in o for o in outcomes.values()):
+        return inference_targets(outcomes)
     if not all(p in outcomes for p in (MARKET, ENGINE, NEAREST)):
         return []
     m, e, n = outcomes[MARKET], outcomes[ENGINE], outcomes[NEAREST]
@@ -160,6 +244,8 @@ def targets_table(outcomes: dict) -> str:
     ]
     if not rows:
         return ""
+    if all("inference" in o for o in outcomes.values()):
+        return markdown_table(["figure", "measured", "against", "verdict"], rows)
     return markdown_table(["target", LABELS[MARKET], "against", "verdict"], rows)
 
 
@@ -221,6 +307,8 @@ def report_write(outcomes: dict, out_dir: Path, *, command: str) -> list[Path]:
 def report_markdown(outcomes: dict, *, command: str) -> str:
     """The report page: set-up, headline table, details, plots and what drives the differences."""
     first = next(iter(outcomes.values()))
+    if "inference" in first:
+        return inference_report_markdown(outcomes, command=command)
     events = first["events"]
     scenario = SCENARIOS[first.get("scenario", "default")]
     return "\n".join(
@@ -264,6 +352,109 @@ def report_markdown(outcomes: dict, *, command: str) -> str:
             drivers_note(outcomes),
         ]
     )
+
+
+def inference_report_markdown(outcomes: dict, *, command: str) -> str:
+    """The inference scenario's page (issue 15): set-up, the headline table with the inference
+    figures first, the checks, utilisation by region, plots and how it is measured."""
+    first = next(iter(outcomes.values()))
+    events = first["events"]
+    scenario = SCENARIOS[first["scenario"]]
+    return "\n".join(
+        [
+            "# Market simulation: inference demand served across GPU models",
+            "",
+            f"Reproduce with `make report` (runs `{command}`). Scenario `{scenario.name}`: {scenario.summary}. "
+            f"Seed {first['seed']}, {first['days']:g} simulated day(s) from {first['start']} (00:00 China "
+            f"Standard Time), steps of {first['step_minutes']} minutes, scale {first['scale']:g}: "
+            f"{events.get('listings', 0)} listings listed, {events.get('withdrawals', 0)} withdrawn, "
+            f"{first['inference']['requests']} inference requests filed ({events.get('requests_with_voucher', 0)} "
+            "with a voucher). The same seeded supply and demand ran under each variant on its own fresh "
+            "database, through `services.request_submit_inference`, the real matching rounds and the "
+            "lifecycle, and drained until every match had ended and settled.",
+            "",
+            "Variants: **our engine** allows every GPU model (substitution across GPU models); "
+            f"**{LABELS[FIRST_CHOICE]}** submits each request with the buyer's first-choice GPU model as its "
+            "allow-list of one; **nearest region first** does the same (a buyer choosing by hand names its "
+            "GPU model) and places each request on the nearest feasible listings in arrival order.",
+            "",
+            "## Headline figures",
+            "",
+            summary_table(outcomes),
+            "## Checks",
+            "",
+            targets_table(outcomes),
+            "## Utilisation by region",
+            "",
+            utilisation_table(outcomes),
+            "## Plots",
+            "",
+            f"![Utilisation by region over the day]({PLOTS['utilisation']})",
+            "",
+            f"![Price and latency of every match]({PLOTS['scatter']})",
+            "",
+            "## What the figures say",
+            "",
+            inference_note(outcomes),
+            "## How it is measured",
+            "",
+            INFERENCE_MEASURES,
+        ]
+    )
+
+
+def inference_note(outcomes: dict) -> str:
+    """One paragraph per baseline comparing our engine with it, quoting the figures (empty without
+    the engine's run)."""
+    if ENGINE not in outcomes:
+        return "Run the engine (`--policy all`) for this note.\n"
+    e = outcomes[ENGINE]
+    paragraphs = []
+    for policy in (FIRST_CHOICE, NEAREST):
+        if policy not in outcomes:
+            continue
+        b = outcomes[policy]
+        ei, bi = e["inference"], b["inference"]
+        saving = _saving(ei["cny_per_million_tokens"], bi["cny_per_million_tokens"])
+        west = (e["utilisation"]["west"] - b["utilisation"]["west"]) * 100
+        paragraphs.append(
+            f"**Against {LABELS[policy]}.** Our engine placed "
+            f"{_pct(_ratio(ei['tokens_per_second_placed'], ei['tokens_per_second_asked']))} of the output tokens/s "
+            f"asked against {_pct(_ratio(bi['tokens_per_second_placed'], bi['tokens_per_second_asked']))}, "
+            f"served {_pct(ei['served_share'])} of the token-hours against {_pct(bi['served_share'])}, at "
+            f"{ei['cny_per_million_tokens']:.4f} CNY per million output tokens against "
+            f"{bi['cny_per_million_tokens']:.4f} ({saving * 100:+.1f} % saved), with "
+            f"{_pct(ei['west_share_of_tokens'])} of its tokens served in the west against "
+            f"{_pct(bi['west_share_of_tokens'])} and western utilisation {west:+.1f} points "
+            f"({_pct(e['utilisation']['west'])} against {_pct(b['utilisation']['west'])}). Its tokens came from "
+            f"{_model_shares(ei['token_share_by_gpu_model'])}; the baseline's from "
+            f"{_model_shares(bi['token_share_by_gpu_model'])}."
+        )
+    return "\n\n".join(paragraphs) + "\n"
+
+
+INFERENCE_MEASURES = """\
+- **Demand** (`marketplace/simulation/inference_demand.py`): buyers in eight eastern cities ask for
+  an LLM (mostly the R1 distills and Qwen) at 1,000–16,000 output tokens/s, with a p95 TTFT target of
+  0.5–5 s, prompt and output lengths by workload (chat, agents, RAG) and a cap per million output
+  tokens drawn as a share of what the model's pay-per-token API (DeepSeek, Alibaba Model Studio list
+  prices) charges for the same tokens. Each buyer's **first-choice GPU model** is the GPU model
+  listed nearest its city on which the LLM fits and reaches the TTFT target.
+- **Tokens/s placed**: Σ over requests of `tokens_per_second_placed`, at most each target.
+- **Token-hours served**: each inference match's `tokens_per_second` × the hours it ran (settled
+  GPU-hours ÷ GPUs), per request at most target × duration (over-provisioned replicas are paid for,
+  not counted as served). **CNY per million output tokens** = Σ settlement `buyer_pays` ÷ (served
+  token-hours × 0.0036).
+- **TTFT violations**: every inference match, independently of the engine: no recorded `ttft_ms`,
+  a recorded `ttft_ms` over its request's `ttft_p95_ms`, or a TTFT recomputed here (RTT table's
+  origin → listing region + the 100 ms queueing margin + the throughput model's prefill of the
+  prompt on the match's replica size and precision) over the target.
+- **Utilisation**: as in the GPU-form report: GPU-hours held / listed, western hubs = `Region.is_west`.
+- The GPU-form rows below the inference rows are the same figures as the GPU-form report's, for the
+  rows the inference requests carry (their first-choice alternative's GPU model, replica size and
+  replicas at submission); an inference match's RTT is checked as part of its TTFT, not against a
+  latency class.
+"""
 
 
 def _targets_section(outcomes: dict) -> list[str]:

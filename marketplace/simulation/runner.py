@@ -26,16 +26,29 @@ from django.test.utils import override_settings
 from django.utils import timezone
 
 from marketplace import demo, selectors, services
-from marketplace.errors import DomainError
+from marketplace.errors import DomainError, InvalidInput
 from marketplace.market_time import market_now
-from marketplace.models import BuyerRequest, GpuModel, Match, MatchingRun, Organisation, Region, Voucher, VoucherProgram
+from marketplace.models import (
+    BuyerRequest,
+    GpuModel,
+    LlmModel,
+    Match,
+    MatchingRun,
+    Organisation,
+    Region,
+    Voucher,
+    VoucherProgram,
+)
+from marketplace.selectors.inference import gpu_spec, llm_spec
 from marketplace.services.market_clock import market_clock_advance, market_time_frozen
 from marketplace.services.rounds import round_run
 from marketplace.simulation import measure
+from marketplace.simulation.inference_demand import SubmitInference
 from marketplace.simulation.providers import listing_floor_offer, providers_follow_guidance, reprice_due
 from marketplace.simulation.scenario import (
     CST,
     DEFAULT_SCENARIO,
+    INFERENCE,
     SCENARIOS,
     Catalogue,
     ListCapacity,
@@ -124,10 +137,20 @@ def simulation_run(config: SimulationConfig, progress: Progress | None = None) -
 
 
 def catalogue_of(world: World) -> Catalogue:
+    return catalogue_read(models=world.models, regions=world.regions)
+
+
+def catalogue_read(*, models: dict[str, GpuModel] | None = None, regions: dict[str, Region] | None = None) -> Catalogue:
+    """The script's view of the reference data in the database (``models`` and ``regions`` by code
+    when the caller has them already): prices, west, RTTs and the throughput model's specs."""
+    models = models if models is not None else {m.code: m for m in GpuModel.objects.all()}
+    regions = regions if regions is not None else {r.code: r for r in Region.objects.all()}
     return Catalogue(
-        indicative_price={code: m.indicative_price_per_gpu_hour for code, m in world.models.items()},
-        is_west={code: r.is_west for code, r in world.regions.items()},
+        indicative_price={code: m.indicative_price_per_gpu_hour for code, m in models.items()},
+        is_west={code: r.is_west for code, r in regions.items()},
         rtt_ms={(a, b): float(rtt) for (a, b), rtt in selectors.rtt_map().items()},
+        llms={row.code: llm_spec(row) for row in LlmModel.objects.all()},
+        gpus={code: spec for code, m in models.items() if (spec := gpu_spec(m)) is not None},
     )
 
 
@@ -275,6 +298,8 @@ def _act(world: World, event, now: datetime) -> None:
         _withdraw(world, event, now)
     elif isinstance(event, Submit):
         _submit(world, event, now)
+    elif isinstance(event, SubmitInference):
+        _submit_inference(world, event, now)
 
 
 def _list(world: World, event: ListCapacity, now: datetime) -> None:
@@ -324,6 +349,46 @@ def _submit(world: World, event: Submit, now: datetime) -> None:
     world.counts["requests"] += 1
 
 
+def _submit_inference(world: World, event: SubmitInference, now: datetime) -> None:
+    """Submit an inference request through ``request_submit_inference``: every GPU model allowed,
+    or only the buyer's first choice under a variant that holds it there; with the voucher as
+    :func:`_submit` (refused with it, the same request goes in without it). Terms the service
+    refuses (``InvalidInput``: e.g. a TTFT its quote finds out of reach) are counted in
+    ``requests_refused``, not retried."""
+    code = world.codes.get((event.buyer, event.program)) if event.program else None
+    first_choice_only = world.variant is not None and world.variant.first_choice_only
+    terms = {
+        "buyer": world.buyers[event.buyer],
+        "llm_model": event.llm_model,
+        "origin": event.origin,
+        "output_tokens_per_second": event.output_tokens_per_second,
+        "prompt_tokens": event.prompt_tokens,
+        "output_tokens": event.output_tokens,
+        "ttft_p95_ms": event.ttft_p95_ms,
+        "max_price_per_million_tokens": event.max_price_per_million_tokens,
+        "duration_hours": event.duration_hours,
+        "gpu_models": [event.first_choice] if first_choice_only else None,
+        "start_by": now + timedelta(hours=event.start_within_hours),
+        "workload": event.workload,
+        "now": now,
+    }
+    if code:
+        try:
+            services.request_submit_inference(voucher_code=code, **terms)
+            world.counts["requests"] += 1
+            world.counts["requests_with_voucher"] += 1
+            return
+        except DomainError:
+            world.counts["voucher_refused"] += 1
+    try:
+        services.request_submit_inference(**terms)
+    except InvalidInput as exc:
+        world.counts["requests_refused"] += 1
+        logger.info("inference request refused (%s): %s", exc.field, exc.message)
+        return
+    world.counts["requests"] += 1
+
+
 def _terms(world: World, event: Submit, now: datetime) -> dict:
     extra = world.variant.request_terms(event.workload) if world.variant is not None else {}
     return {
@@ -365,4 +430,12 @@ def _figures(world: World, script: Script, config: SimulationConfig, floors, sam
         "demand": measure.demand_served(floors),
         **measure.matches_measured(floors, catalogue),
         "timings": measure.rounds_measured(floors),
+        **_inference_figures(config, floors, catalogue),
     }
+
+
+def _inference_figures(config: SimulationConfig, floors: measure.Floors, catalogue: Catalogue) -> dict:
+    """``inference``: issue 15's figures, on an inference scenario only."""
+    if SCENARIOS[config.scenario].demand != INFERENCE:
+        return {}
+    return {"inference": measure.inference_measured(floors, catalogue)}

@@ -16,6 +16,8 @@ from decimal import Decimal
 import numpy as np
 
 from marketplace.money import to_fen
+from marketplace.simulation.inference_demand import InferenceDemand, SubmitInference
+from matching.inference import GpuSpec, LlmSpec
 from matching.latency import LATENCY_CLASS_BOUND_MS
 
 CST = timezone(timedelta(hours=8), "CST")
@@ -145,12 +147,18 @@ class Scenario:
     summary: str
     capacity_west: float = 1.0
     capacity_east: float = 1.0
+    #: ``gpus``: the GPU-form demand of :data:`WORKLOADS`; ``inference``: the inference form's
+    #: (``inference_demand``) instead, on the same supply.
+    demand: str = "gpus"
+    #: What ``--policy all`` runs (``variants.VARIANTS`` names), in the report's order.
+    variants: tuple[str, ...] = ("engine", "nearest", "cheapest", "market")
 
     def capacity(self, west: bool) -> float:
         return self.capacity_west if west else self.capacity_east
 
 
 DEFAULT_SCENARIO = "default"
+INFERENCE = "inference"
 #: ``idle80`` is the news: capacity far above demand, most of it new capacity in the western hubs,
 #: about 80 % of the GPU-hours listed idle under nearest-region-first.
 SCENARIOS = {
@@ -163,6 +171,16 @@ SCENARIOS = {
             capacity_west=5.0,
             capacity_east=2.0,
         ),
+        #: Issue 15: the same supply as ``default``, and inference demand instead of GPU counts,
+        #: under the engine with substitution across GPU models, the engine held to each buyer's
+        #: first-choice GPU model, and nearest-region-first (the buyer's first choice, by hand).
+        Scenario(
+            INFERENCE,
+            "the demo providers' capacity; demand in the inference form "
+            "(an LLM at a tokens/s target under a TTFT target)",
+            demand=INFERENCE,
+            variants=("engine", "engine-first-choice", "nearest"),
+        ),
     )
 }
 
@@ -174,6 +192,9 @@ class Catalogue:
     indicative_price: dict[str, Decimal]
     is_west: dict[str, bool]
     rtt_ms: dict[tuple[str, str], float]  # both orders
+    #: The throughput model's specs by code, for the inference scenario (empty otherwise).
+    llms: dict[str, LlmSpec] = field(default_factory=dict)
+    gpus: dict[str, GpuSpec] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -224,7 +245,7 @@ class Script:
     start: datetime
     step: timedelta
     buyers: tuple[Buyer, ...]
-    steps: list[list[ListCapacity | Withdraw | Submit]] = field(default_factory=list)
+    steps: list[list[ListCapacity | Withdraw | Submit | SubmitInference]] = field(default_factory=list)
 
     def count(self, kind: type) -> int:
         return sum(isinstance(event, kind) for events in self.steps for event in events)
@@ -248,7 +269,7 @@ def buyer_of(buyers: tuple[Buyer, ...], city: str, kind: str) -> Buyer:
 class _Draw:
     """The one seeded generator and the weighted choices built on it."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int | list[int]):
         self.rng = np.random.default_rng(seed)
 
     def pick(self, weighted):
@@ -299,11 +320,19 @@ def script_build(
     (``marketplace.demo.PROVIDERS``); ``scale`` multiplies both capacity and demand (a listing
     keeps at least one node), ``scenario`` capacity on top. The draws do not depend on the
     scenario: every scenario of a seed and scale has the same events, only listings sized differently.
+    An inference scenario (``scenario.demand``) still draws the GPU-form requests, so that its supply
+    is the default scenario's to the listing, but drops them: its requests come from
+    ``inference_demand`` on a generator of their own (``catalogue`` must carry the specs).
     """
     draw = _Draw(seed)
     step = timedelta(minutes=step_minutes)
     script = Script(start=start, step=step, buyers=buyers_of_cities())
     supply = _Supply()
+    inference = None
+    if scenario.demand == INFERENCE:
+        inference = InferenceDemand(
+            _Draw([seed, 15]), script.buyers, providers, catalogue.rtt_ms, catalogue.llms, catalogue.gpus
+        )
     for k in range(max(1, round(days * 24 * 60 / step_minutes))):
         if k == 0:
             events = [
@@ -313,7 +342,12 @@ def script_build(
             ]
         else:
             events = _churn(draw, providers, supply, catalogue, scale, scenario, step_minutes / 60 / 24)
-        events += _demand(draw, script.buyers, start + k * step, step_minutes / 60, scale, catalogue, providers)
+        at = start + k * step
+        gpu_form = _demand(draw, script.buyers, at, step_minutes / 60, scale, catalogue, providers)
+        if inference is None:
+            events += gpu_form
+        else:
+            events += inference.step(at, step_minutes / 60, scale, CITIES, at.astimezone(CST).hour)
         script.steps.append(events)
     return script
 

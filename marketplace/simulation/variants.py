@@ -84,6 +84,9 @@ class Variant:
     label: str
     policy: str
     features: tuple[str, ...] = ()
+    #: Inference requests name only the buyer's first-choice GPU model (an allow-list of one,
+    #: ``inference_demand.SubmitInference.first_choice``) instead of allowing every GPU model.
+    first_choice_only: bool = False
 
     def __post_init__(self):
         if self.policy not in POLICIES:
@@ -117,16 +120,21 @@ class Variant:
 
 
 MARKET = "market"
+FIRST_CHOICE = "engine-first-choice"
 #: Every variant, in the order reports list them: the three policies bare, then the engine with
-#: the market features.
+#: the market features, then the engine held to each inference buyer's first-choice GPU model
+#: (issue 15's middle column: the engine without substitution across GPU models). Nearest-region-
+#: first is what a buyer does by hand, so its inference buyers name their first choice too. On
+#: GPU-form demand ``first_choice_only`` changes nothing.
 VARIANTS: Mapping[str, Variant] = MappingProxyType(
     {
         v.name: v
         for v in (
             Variant(ENGINE, "our engine", ENGINE),
-            Variant(NEAREST, "nearest region first", NEAREST),
+            Variant(NEAREST, "nearest region first", NEAREST, first_choice_only=True),
             Variant(CHEAPEST, "cheapest first", CHEAPEST),
             Variant(MARKET, "engine with market features", ENGINE, (GUIDED_PRICES, LOOK_AHEAD, INTERRUPTIBLE_BATCH)),
+            Variant(FIRST_CHOICE, "engine, first-choice GPU model only", ENGINE, first_choice_only=True),
         )
     }
 )

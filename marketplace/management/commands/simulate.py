@@ -24,7 +24,9 @@ class Command(BaseCommand):
         "with providers following the price guidance) against the current database; --policy all "
         "replays the same demand under each on its own fresh SQLite database (in parallel) and prints "
         "them side by side with the issue's targets; --report DIR also writes the Markdown report and "
-        "plots. --scenario idle80: capacity far above demand."
+        "plots. --scenario idle80: capacity far above demand. --scenario inference: inference demand "
+        "(an LLM at a tokens/s target under a TTFT target) under the engine, the engine held to each "
+        "buyer's first-choice GPU model (--policy engine-first-choice) and nearest-region-first."
     )
 
     def add_arguments(self, parser):
@@ -103,7 +105,8 @@ class Command(BaseCommand):
             raise CommandError("--policy all runs as fast as possible: leave --speed at 0")
         options["start"] = options["start"] or datetime.fromisoformat(DEFAULT_START)
         config = self._config(options, ENGINE)
-        outcomes = policies_compare(config=config, policies=list(VARIANTS), jobs=options["jobs"])
+        variants = SCENARIOS[options["scenario"]].variants
+        outcomes = policies_compare(config=config, policies=list(variants), jobs=options["jobs"])
         self._write_json(options["json"], outcomes)
         self.stdout.write(summary_table(outcomes))
         self.stdout.write("\n".join(target_lines(outcomes)))
