@@ -616,6 +616,11 @@ def _inference_demand(request, listings, specs, measured, balances, spend) -> In
                 listing_ids=listing_ids,
             )
         )
+    # The request row's own setup (its first choice at submission) goes first: ``alternatives[0]`` is
+    # what the ``nearest`` policy fills, as a buyer choosing by hand would (``matching.substitution``).
+    alternatives.sort(
+        key=lambda a: (a.gpu_model, a.gpus_per_replica) != (request.gpu_model.code, request.gpus_per_replica)
+    )
     return InferenceDemand(
         id=request.pk,
         origin=request.origin.code,

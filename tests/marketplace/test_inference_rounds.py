@@ -191,6 +191,23 @@ def test_the_snapshot_offers_an_inference_request_what_is_left_of_its_target(mak
     assert not selectors.engine_problem(gpu_model_code="h20", now=now).problem.inference
 
 
+def test_the_snapshot_puts_the_request_rows_first_choice_first(make_listing, buyer, now):
+    """``alternatives[0]`` is what the nearest-first policy fills: the setup the request was filed
+    under, whichever GPU model sorts first by code."""
+    make_listing(gpu_model="h20")
+    make_listing(gpu_model="h100")
+    for first_choice in ("h20", "h100"):
+        request = inference_request(buyer=buyer, now=now, gpu_models=("h20", "h100"), first_choice=first_choice)
+        demand = next(
+            d for d in selectors.engine_problem(shard="h100+h20", now=now).problem.inference if d.id == request.pk
+        )
+        assert (demand.alternatives[0].gpu_model, demand.alternatives[0].gpus_per_replica) == (
+            first_choice,
+            request.gpus_per_replica,
+        )
+        assert {a.gpu_model for a in demand.alternatives} == {"h20", "h100"}
+
+
 def test_a_measured_listing_is_offered_at_its_measured_figures_and_the_modelled_setup_covers_the_rest(
     make_listing, buyer, now
 ):
