@@ -45,7 +45,7 @@ from matching import costs, substitution_engine  # noqa: E402
 from matching.inference import GpuSpec, LlmSpec  # noqa: E402
 from matching.inference_quote import InferenceTerms, alternatives_of  # noqa: E402
 from matching.problem import InferenceDemand, Problem, VoucherTerms  # noqa: E402
-from matching.substitution import budget_per_hour, engine_alternatives, solve_inference  # noqa: E402
+from matching.substitution import demand_budget, engine_alternatives, solve_inference  # noqa: E402
 
 SCALES = {"100x50": (100, 50), "300x150": (300, 150), "1kx500": (1000, 500), "10kx2k": (10_000, 2000)}
 POLICIES = ("engine", "cheapest", "nearest")
@@ -137,7 +137,7 @@ class DemandMaker:
             id=k + 1,
             origin=terms.origin,
             tokens_per_second=float(target),
-            budget_per_hour=budget_per_hour(cap, target),
+            budget_per_hour=demand_budget(cap, target),
             duration_hours=terms.duration_hours,
             start_by=terms.start_by,
             alternatives=tuple(alternatives),

@@ -30,7 +30,7 @@ from dataclasses import replace
 from decimal import ROUND_DOWN, Decimal
 
 from matching import costs
-from matching.inference_quote import MTOK_PER_TOKEN_PER_SECOND_HOUR, QUEUEING_MARGIN_MS, Alternative
+from matching.inference_quote import MTOK_PER_TOKEN_PER_SECOND_HOUR, QUEUEING_MARGIN_MS, Alternative, budget_per_hour
 from matching.latency import latency_class_of
 from matching.problem import AlternativeCost, Assignment, InferenceAlternative, InferenceUnserved, Plan, Problem
 from matching.substitution_engine import engine_policy
@@ -220,8 +220,8 @@ def engine_alternatives(
 ) -> tuple[InferenceAlternative, ...]:
     """The quote's alternatives (:func:`matching.inference_quote.alternatives_of`) the engine may
     place, in the given order, with their per-replica caps; blocked ones (no fit, prefill over the
-    TTFT) are left out."""
-    return tuple(
+    TTFT) are left out, and so are those whose cap rounds down to nothing (no listing is that cheap)."""
+    engine = (
         InferenceAlternative(
             gpu_model=a.gpu_model,
             gpus_per_replica=a.gpus_per_replica,
@@ -238,11 +238,16 @@ def engine_alternatives(
         for a in alternatives
         if a.fits and not a.blocked
     )
+    return tuple(a for a in engine if a.max_price_per_gpu_hour > 0)
 
 
-def budget_per_hour(max_price_per_million_tokens: Decimal, tokens_per_second: Decimal) -> Decimal:
-    """A demand's budget: cap per Mtok × the target's million tokens per hour, CNY."""
-    return costs.money(max_price_per_million_tokens * tokens_per_second * MTOK_PER_TOKEN_PER_SECOND_HOUR)
+def demand_budget(max_price_per_million_tokens: Decimal, tokens_per_second: Decimal) -> Decimal:
+    """An :class:`InferenceDemand`'s ``budget_per_hour``: the rule's budget
+    (:func:`matching.inference_quote.budget_per_hour`) down to the money quantum, so the engine never
+    plans past the buyer's cap."""
+    return budget_per_hour(max_price_per_million_tokens, tokens_per_second).quantize(
+        costs.MONEY_QUANTUM, rounding=ROUND_DOWN
+    )
 
 
 def left_after(problem: Problem, plan: Plan) -> dict[int, tuple[int, ...]]:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from functools import lru_cache
 
 from django.conf import settings
@@ -36,13 +36,11 @@ from marketplace.selectors.reliability import reliability_index
 from marketplace.selectors.spend import requests_spend_used, spend_placeable_replicas
 from marketplace.selectors.vouchers import buyer_year_net, free_hours_used, voucher_terms
 from marketplace.supply import listing_terms_check
-from matching import costs
 from matching.costs import default_latency_weight
 from matching.inference import GpuSpec, LlmSpec
-from matching.inference_quote import MTOK_PER_TOKEN_PER_SECOND_HOUR, Alternative, InferenceTerms, alternatives_of
+from matching.inference_quote import Alternative, InferenceTerms, alternatives_of, budget_per_hour
 from matching.lookahead import HOLD_HORIZON, held, reservations_by_listing
 from matching.problem import (
-    InferenceAlternative,
     InferenceDemand,
     ListingSpec,
     Problem,
@@ -51,6 +49,7 @@ from matching.problem import (
 )
 from matching.quarantine import LeftOut, plan_quarantined
 from matching.quote import quote
+from matching.substitution import demand_budget, engine_alternatives
 
 logger = logging.getLogger(__name__)
 
@@ -214,17 +213,7 @@ def engine_request_specs(requests: list[BuyerRequest], now: datetime) -> tuple[l
     with translation.override(STORED_LANGUAGE):
         for request in requests:
             try:
-                demand_terms_check(
-                    gpus_per_replica=request.gpus_per_replica,
-                    replicas=request.replicas,
-                    latency_class=None if request.max_rtt_ms is not None else request.latency_class,
-                    max_rtt_ms=request.max_rtt_ms,
-                    latency_weight=request.latency_weight,
-                    price=request.max_price_per_gpu_hour,
-                    duration_hours=request.duration_hours,
-                    start_by=request.start_by,
-                    now=None,
-                )
+                _row_check(request)
                 specs.append(engine_request_spec(request, balances))
             except Exception as exc:  # any row that cannot be planned costs only itself
                 left_out.append(LeftOut("request", request.pk, _why(exc)))
@@ -506,13 +495,6 @@ def inference_couplings(*, now: datetime) -> list[frozenset[str]]:
     return [codes for _, codes in _couplings(_open_inference_requests(now), now)]
 
 
-def per_replica_cap(cap_per_million_tokens: Decimal, tokens_per_second: float, gpus_per_replica: int) -> Decimal:
-    """The most a GPU-hour of one replica may cost so that it stays within the cap per million
-    tokens: cap × 0.0036 × its tokens/s ÷ its GPUs, CNY per GPU-hour, down to the money quantum."""
-    per_hour = cap_per_million_tokens * MTOK_PER_TOKEN_PER_SECOND_HOUR * Decimal(str(tokens_per_second))
-    return (per_hour / gpus_per_replica).quantize(costs.MONEY_QUANTUM, rounding=ROUND_DOWN)
-
-
 def engine_inference_demands(
     requests: list[BuyerRequest], listings: Iterable[ListingSpec], *, now: datetime
 ) -> tuple[list[InferenceDemand], list[LeftOut]]:
@@ -548,8 +530,9 @@ def engine_inference_demands(
     return demands, left_out
 
 
-def _inference_demand(request, listings, specs, measured, balances, spend) -> InferenceDemand | None:
-    """One request's :class:`InferenceDemand` (None: nothing left to place); raises for a bad row."""
+def _row_check(request: BuyerRequest) -> None:
+    """A request row inside the domains of ``marketplace.demand`` (its GPU-form fields: an inference
+    request's are its first choice's), or the ``InvalidInput`` that leaves it out of the round."""
     demand_terms_check(
         gpus_per_replica=request.gpus_per_replica,
         replicas=request.replicas,
@@ -561,12 +544,17 @@ def _inference_demand(request, listings, specs, measured, balances, spend) -> In
         start_by=request.start_by,
         now=None,
     )
+
+
+def _inference_demand(request, listings, specs, measured, balances, spend) -> InferenceDemand | None:
+    """One request's :class:`InferenceDemand` (None: nothing left to place); raises for a bad row."""
+    _row_check(request)
     inference = request.inference
     target = inference.output_tokens_per_second - inference.tokens_per_second_placed
     if target <= 0:
         return None
     cap = inference.max_price_per_million_tokens
-    budget = cap * target * MTOK_PER_TOKEN_PER_SECOND_HOUR
+    budget = budget_per_hour(cap, target)
     if spend is not None and spend.failed_over and request.spend_month is not None:
         # After a fail-over only what the rest of the reservation covers is offered (as for GPU form).
         headroom = request.spend_committed - spend.amount
@@ -574,7 +562,7 @@ def _inference_demand(request, listings, specs, measured, balances, spend) -> In
         if headroom <= 0:
             return None
         if worst > headroom:
-            target, budget = target * headroom / worst, budget * headroom / worst
+            target = target * headroom / worst
     allowed = {row.code for row in inference.gpu_models.all()}
     gpus = [spec for code, spec in sorted(specs.items()) if not allowed or code in allowed]
     terms = inference_terms(request, target)
@@ -590,32 +578,16 @@ def _inference_demand(request, listings, specs, measured, balances, spend) -> In
     for a in found:
         if a.listing_ids is not None:
             measured_setups.setdefault((a.gpu_model, a.gpus_per_replica, a.precision), set()).update(a.listing_ids)
-    alternatives = []
+    covered = []
     for a in found:
-        if not a.fits or a.blocked:
-            continue
-        listing_ids = a.listing_ids
         taken = measured_setups.get((a.gpu_model, a.gpus_per_replica, a.precision))
-        if listing_ids is None and taken:  # measured beats modelled: the modelled setup covers the rest
-            listing_ids = tuple(x.id for x in listings if x.gpu_model == a.gpu_model and x.id not in taken)
-            if not listing_ids:
+        if a.listing_ids is None and taken:  # measured beats modelled: the modelled setup covers the rest
+            rest = tuple(x.id for x in listings if x.gpu_model == a.gpu_model and x.id not in taken)
+            if not rest:
                 continue
-        price_cap = per_replica_cap(cap, a.tokens_per_second_per_replica, a.gpus_per_replica)
-        if price_cap <= 0:
-            continue
-        alternatives.append(
-            InferenceAlternative(
-                gpu_model=a.gpu_model,
-                gpus_per_replica=a.gpus_per_replica,
-                precision=a.precision,
-                source=a.source,
-                tokens_per_second_per_replica=a.tokens_per_second_per_replica,
-                prefill_ms=a.prefill_ms,
-                rtt_bound_ms=a.rtt_bound_ms,
-                max_price_per_gpu_hour=price_cap,
-                listing_ids=listing_ids,
-            )
-        )
+            a = replace(a, listing_ids=rest)
+        covered.append(a)
+    alternatives = list(engine_alternatives(covered, cap))
     # The request row's own setup (its first choice at submission) goes first: ``alternatives[0]`` is
     # what the ``nearest`` policy fills, as a buyer choosing by hand would (``matching.substitution``).
     alternatives.sort(
@@ -625,7 +597,7 @@ def _inference_demand(request, listings, specs, measured, balances, spend) -> In
         id=request.pk,
         origin=request.origin.code,
         tokens_per_second=float(target),
-        budget_per_hour=budget.quantize(costs.MONEY_QUANTUM, rounding=ROUND_DOWN),
+        budget_per_hour=demand_budget(cap, target),
         duration_hours=request.duration_hours,
         start_by=request.start_by,
         alternatives=tuple(alternatives),

@@ -21,7 +21,7 @@ from matching.interruptible import with_tiers
 from matching.policies import POLICIES, planner
 from matching.problem import InferenceDemand, Problem, VoucherTerms
 from matching.solver import solve
-from matching.substitution import budget_per_hour, engine_alternatives, solve_inference, with_inference
+from matching.substitution import demand_budget, engine_alternatives, solve_inference, with_inference
 from matching.substitution_round import Round
 from tests.matching.builders import NOW, lst, problem, req
 from tests.matching.test_inference_quote import DEEPSEEK_V3, GPUS, QWEN_32B, terms
@@ -40,7 +40,7 @@ def demand(id=1, *, target=2000, ttft=1500, cap=20, priority=0, llm=QWEN_32B, pr
         id=id,
         origin=kw.pop("origin", "shanghai"),
         tokens_per_second=float(target),
-        budget_per_hour=budget_per_hour(Decimal(cap), Decimal(target)),
+        budget_per_hour=demand_budget(Decimal(cap), Decimal(target)),
         duration_hours=kw.pop("hours", 24),
         start_by=NOW + timedelta(hours=1),
         alternatives=alts,
