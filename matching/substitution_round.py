@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from matching import costs
+from matching.packing.transport import best_fit
 from matching.problem import Problem
 from matching.substitution_batch import AnyCandidates, Batch
 from matching.substitution_index import OPEN, Index
@@ -33,17 +34,8 @@ class Pool:
 
     def place(self, j: int, size: int, count: int) -> list[int]:
         """Put up to ``count`` replicas of ``size`` on the fullest nodes that still fit them."""
-        free, nodes = self.free[j], []
-        while count:
-            fits = [(f, k) for k, f in enumerate(free) if f >= size]
-            if not fits:
-                break
-            k = min(fits)[1]
-            take = min(count, free[k] // size)
-            nodes += [k] * take
-            free[k] -= take * size
-            count -= take
-        self.max_free[j] = max(free, default=0)
+        nodes = best_fit(self.free[j], size, count)
+        self.max_free[j] = max(self.free[j], default=0)
         return nodes
 
     def remove(self, j: int, size: int, node: int) -> None:

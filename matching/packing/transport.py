@@ -46,6 +46,23 @@ VOUCHER_DIRECT_PAIRS = 1_000_000
 HeadsOf = Callable[[NDArray[np.int64], NDArray[np.int64]], tuple[NDArray[np.int64], NDArray[np.int64]]]
 
 
+def best_fit(free: list[int], size: int, count: int) -> list[int]:
+    """Put up to ``count`` replicas of ``size`` GPUs on the nodes of ``free`` (free GPUs per node,
+    updated in place), each on the fullest node that still fits it, so whole nodes stay whole for
+    larger replicas. Returns the node of each replica placed: fewer than ``count`` when out of room."""
+    nodes: list[int] = []
+    while count:
+        fits = [(f, k) for k, f in enumerate(free) if f >= size]
+        if not fits:
+            break
+        k = min(fits)[1]
+        take = min(count, free[k] // size)
+        nodes += [k] * take
+        free[k] -= take * size
+        count -= take
+    return nodes
+
+
 class NodePool:
     """Free GPUs per node of every listing, updated as replicas are placed (best fit)."""
 
@@ -64,17 +81,7 @@ class NodePool:
         Best fit keeps whole nodes whole for larger replicas. Returns fewer nodes than ``count``
         when the listing runs out of room.
         """
-        free, nodes = self.free[listing], []
-        while count:
-            fits = [(f, k) for k, f in enumerate(free) if f >= size]
-            if not fits:
-                break
-            k = min(fits)[1]
-            take = min(count, free[k] // size)
-            nodes += [k] * take
-            free[k] -= take * size
-            count -= take
-        return nodes
+        return best_fit(self.free[listing], size, count)
 
 
 def levels_of(priorities: NDArray[np.int64]) -> tuple[NDArray[np.int64], int]:
