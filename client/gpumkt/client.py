@@ -257,6 +257,18 @@ class Client:
     def request_submit(self, *, idempotency_key: str | None = None, **terms: Any) -> BuyerRequest:
         return BuyerRequest.from_json(self.call("request_submit", body=terms, idempotency_key=idempotency_key))
 
+    def inference_quote(self, **terms: Any) -> dict[str, Any]:
+        """The inference form's quote (``llm_model, output_tokens_per_second, prompt_tokens,
+        output_tokens, ttft_p95_ms, origin, max_price_per_million_tokens, duration_hours``, optionally
+        ``gpu_models, precision, start_by, voucher_code``): the placement and the frontier by GPU
+        model, as the API's JSON. Nothing is written."""
+        answer: dict[str, Any] = self.call("inference_quote", body=terms)
+        return answer
+
+    def inference_submit(self, *, idempotency_key: str | None = None, **terms: Any) -> BuyerRequest:
+        """Submit demand in the inference form (the terms of :meth:`inference_quote`, plus ``workload``)."""
+        return BuyerRequest.from_json(self.call("inference_submit", body=terms, idempotency_key=idempotency_key))
+
     def request(self, request_id: int) -> BuyerRequest:
         return BuyerRequest.from_json(self.call("request_get", path={"request_id": request_id}))
 

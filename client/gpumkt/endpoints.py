@@ -25,6 +25,22 @@ REQUEST_TERMS = (
     "voucher_code",
     "interruptible",
 )
+#: The inference form (docs/inference.md): an LLM at output tokens/s under a TTFT target, instead of a
+#: GPU count; the same two operations take it.
+INFERENCE_TERMS = (
+    "llm_model",
+    "output_tokens_per_second",
+    "prompt_tokens",
+    "output_tokens",
+    "ttft_p95_ms",
+    "origin",
+    "max_price_per_million_tokens",
+    "duration_hours",
+    "gpu_models",
+    "precision",
+    "start_by",
+    "voucher_code",
+)
 LISTING_TERMS = (
     "gpu_count",
     "gpus_per_node",
@@ -87,6 +103,8 @@ ENDPOINTS: dict[str, Endpoint] = {
     "llm_models": Endpoint("GET", "/llm-models/", query=_PAGES, safe=True, paginated=True, authenticated=False),
     "quote": Endpoint("POST", "/quotes/", body=REQUEST_TERMS, safe=True),
     "request_submit": Endpoint("POST", "/requests/", body=REQUEST_TERMS, creates=True),
+    "inference_quote": Endpoint("POST", "/quotes/", body=INFERENCE_TERMS, safe=True),
+    "inference_submit": Endpoint("POST", "/requests/", body=(*INFERENCE_TERMS, "workload"), creates=True),
     "request_list": Endpoint(
         "GET", "/requests/", query=("status", *_PAGES), safe=True, paginated=True, local_filters=("status",)
     ),

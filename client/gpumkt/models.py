@@ -92,6 +92,10 @@ class BuyerRequest(Resource):
     voucher_program: str | None
     left_out_reason: str
     interruptible: bool = False
+    #: ``gpus`` or ``inference``; an inference request's terms and tokens/s placed are in ``inference``
+    #: (its GPU-form fields are those of its first choice at submission).
+    kind: str = "gpus"
+    inference: dict[str, Any] | None = None
 
     #: Statuses after which the request will never be matched further.
     FINAL_STATUSES: typing.ClassVar[frozenset[str]] = frozenset({"matched", "cancelled", "expired"})
@@ -119,6 +123,11 @@ class Match(Resource):
     starts_at: datetime
     ends_at: datetime
     explanation: Any
+    #: An inference request's match: what its replicas serve (null on a GPU-form request's).
+    precision: str | None = None
+    tokens_per_second: Decimal | None = None
+    ttft_ms: Decimal | None = None
+    price_per_million_tokens: Decimal | None = None
 
 
 @dataclass(frozen=True)

@@ -274,3 +274,45 @@ def test_prices_guidance_and_the_llm_catalogue_from_the_terminal(market):
               "--json").stdout
     )  # fmt: skip
     assert bid["interruptible"] is True
+
+
+SERVE_TERMS = [
+    "--llm-model", "deepseek-r1-distill-qwen-32b", "--tokens-per-second", "2000", "--ttft-ms", "1500",
+    "--origin", "shanghai", "--max-price", "9", "--hours", "1", "--prompt-tokens", "2000", "--output-tokens", "500",
+]  # fmt: skip
+
+
+def test_serve_quotes_then_submits_in_the_inference_form_and_the_worker_matches_it(market):
+    """``gpumkt serve`` quotes the inference form (the frontier by GPU model), and with --submit files
+    the request, which the worker's round serves on whichever GPU model is cheapest per token."""
+    provider, buyer = logged_in(market, "provider", "prov"), logged_in(market, "buyer", "buy")
+    for model in ("h20", "rtx4090"):
+        provider(
+            "listings", "create", "--region", "guizhou-guian", "--gpu-model", model, "--gpus", "8",
+            "--gpus-per-node", "8", "--price", "0.95" if model == "rtx4090" else "6.00",
+        )  # fmt: skip
+    quoted = json.loads(buyer("serve", *SERVE_TERMS, "--gpu-model", "h20", "--gpu-model", "rtx4090", "--json").stdout)
+    assert quoted["kind"] == "inference"
+    assert {row["gpu_model"] for row in quoted["frontier"]} == {"h20", "rtx4090"}
+    assert quoted["chosen"]["gpu_model"] == "rtx4090"  # 0.95 a GPU-hour beats 6.00 per token served
+    shown = buyer("serve", *SERVE_TERMS).stdout
+    assert "Quote: rtx4090" in shown
+    assert "CNY per million tokens" in shown
+
+    submitted = json.loads(buyer("serve", *SERVE_TERMS, "--submit", "--json").stdout)
+    assert submitted["kind"] == "inference"
+    assert Decimal(submitted["inference"]["output_tokens_per_second"]) == 2000
+    key = json.loads((market["dir"] / "buyer" / "gpumkt" / "config.json").read_text())["key"]
+    with Client(market["url"], key) as sdk:
+        done = sdk.request_wait(submitted["id"], timeout=30, interval=0.2)
+        assert done.matched, done.reason
+        assert done.request.kind == "inference"
+        assert Decimal(done.request.inference["tokens_per_second_placed"]) >= 2000
+        [match] = sdk.matches(request=submitted["id"])
+        assert match.gpu_model == "rtx4090"
+        assert match.ttft_ms is not None
+        assert match.ttft_ms <= 1500
+        assert match.price_per_million_tokens is not None
+        assert match.price_per_million_tokens <= 9
+    refused = buyer("serve", "--llm-model", "nope", *SERVE_TERMS[2:], expect=1)  # an unknown LLM: the API's 400
+    assert "llm_model" in refused.stderr

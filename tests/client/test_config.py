@@ -76,6 +76,6 @@ def leaf_commands(group: click.Group, prefix: str = ""):
 
 def test_every_command_takes_json():
     commands = dict(leaf_commands(main))
-    assert len(commands) == 17  # 13, then prices, price-history, llm-models and listings guidance
+    assert len(commands) == 18  # 13, then prices, price-history, llm-models, listings guidance and serve
     without = [name for name, command in commands.items() if not any("--json" in p.opts for p in command.params)]
     assert without == []

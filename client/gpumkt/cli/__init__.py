@@ -6,7 +6,7 @@ Exit codes: 0 done; 1 the API refused (its message, field errors included, on st
 not be reached; 2 bad usage (Click's); 3 ``request submit --wait`` ended without a full match.
 """
 
-from gpumkt.cli import accounts, demand, listings, market, money  # noqa: F401  (they register the commands)
+from gpumkt.cli import accounts, demand, listings, market, money, serve  # noqa: F401  (they register the commands)
 from gpumkt.cli.base import EXIT_NOT_MATCHED, main
 
 __all__ = ["EXIT_NOT_MATCHED", "main"]
