@@ -70,6 +70,11 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
+def or_dash(value: object) -> object:
+    """A cell's value, or "—" for a figure the API gave as null (or empty)."""
+    return "—" if value in (None, "") else value
+
+
 def table(title: str, columns: Iterable[str], rows: Iterable[Iterable[Any]]) -> None:
     grid = Table(title=title)
     for column in columns:

@@ -7,12 +7,8 @@ from datetime import UTC
 
 import click
 
-from gpumkt.cli.base import client_of, json_option, main, print_json, table
+from gpumkt.cli.base import client_of, json_option, main, or_dash, print_json, table
 from gpumkt.models import LlmModel, PricePoint, RegionPrice
-
-
-def _or_dash(value: object) -> object:
-    return "—" if value is None else value
 
 
 @main.command()
@@ -31,11 +27,11 @@ def prices(ctx: click.Context, gpu_model: str, origin: str, as_json: bool) -> No
         [
             (
                 p.region,
-                _or_dash(p.latency_class),
-                _or_dash(p.rtt_ms),
-                _or_dash(p.price_per_gpu_hour),
-                _or_dash(p.rent_per_gpu_hour),
-                _or_dash(p.latency_rent_per_gpu_hour),
+                or_dash(p.latency_class),
+                or_dash(p.rtt_ms),
+                or_dash(p.price_per_gpu_hour),
+                or_dash(p.rent_per_gpu_hour),
+                or_dash(p.latency_rent_per_gpu_hour),
                 p.free_gpus,
                 p.listings,
                 p.run_id,
@@ -64,8 +60,8 @@ def price_history(ctx: click.Context, gpu_model: str, region: str, hours: int | 
             (
                 f"{p.recorded_at.astimezone(UTC):%Y-%m-%d %H:%M}Z",
                 p.run_id,
-                _or_dash(p.price_per_gpu_hour),
-                _or_dash(p.rent_per_gpu_hour),
+                or_dash(p.price_per_gpu_hour),
+                or_dash(p.rent_per_gpu_hour),
                 p.free_gpus,
                 p.listings,
             )

@@ -9,13 +9,9 @@ from typing import Any
 
 import click
 
-from gpumkt.cli.base import client_of, json_option, main, print_json, table
+from gpumkt.cli.base import client_of, json_option, main, or_dash, print_json, table
 from gpumkt.cli.demand import REQUEST_COLUMNS, request_rows
 from gpumkt.models import BuyerRequest
-
-
-def _or_dash(value: object) -> object:
-    return "—" if value in (None, "") else value
 
 
 @main.command()
@@ -66,8 +62,8 @@ def serve(ctx: click.Context, /, submit: bool, as_json: bool, **options: Any) ->
                 row["tokens_per_second_per_replica"],
                 row["replicas_placed"],
                 ", ".join(row["regions"]),
-                _or_dash(row["ttft_ms"]),
-                _or_dash(row["price_per_million_tokens"]),
+                or_dash(row["ttft_ms"]),
+                or_dash(row["price_per_million_tokens"]),
                 row["blocked"],
             )
             for row in data["frontier"]
