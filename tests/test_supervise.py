@@ -167,7 +167,15 @@ pathlib.Path("got").write_text(" ".join(got))
 def test_a_ctrl_c_at_the_terminal_reaches_the_child_once_and_nothing_restarts(tmp_path):
     log = tmp_path / "supervise.log"
     # A terminal sends Ctrl-C's SIGINT to its foreground process group: supervise's, here its own.
-    process = supervise(["--", sys.executable, "-c", SIGNALS_NOTED], log, cwd=tmp_path, process_group=0)
+    # A foreground job starts with SIGINT at its default, whatever the test run inherited (pytest
+    # started as a background job of a script has it ignored, which supervise would rightly keep).
+    process = supervise(
+        ["--", sys.executable, "-c", SIGNALS_NOTED],
+        log,
+        cwd=tmp_path,
+        process_group=0,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert wait_for(lambda: (tmp_path / "ready").exists(), 10), text(log)
 
     os.killpg(process.pid, signal.SIGINT)
