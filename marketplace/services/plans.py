@@ -24,6 +24,7 @@ from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 
 from marketplace.models import BuyerRequest, Listing, Match, RequestInference
+from marketplace.money import buyer_rate
 from marketplace.selectors import live_nodes_by_listing, node_free_of
 from marketplace.services.events import MATCH_PREEMPTED, matches_publish, requests_matched_publish
 from marketplace.services.locking import rows_locked
@@ -189,10 +190,8 @@ def _stale(
     assignment: Assignment, listing: Listing, request: BuyerRequest, node_free: list[int], now: datetime
 ) -> str | None:
     """Why ``assignment`` no longer fits the locked rows, or None when it still does."""
-    if listing.status != Listing.Status.ACTIVE or listing.available_until <= now:
-        return f"listing {listing.pk} is {listing.status}"
-    if request.status not in BuyerRequest.OPEN_STATUSES:
-        return f"request {request.pk} is {request.status}"
+    if stale := _rows_stale(listing, request, now):
+        return stale
     if request.kind != BuyerRequest.Kind.GPUS:
         return f"request {request.pk} is an inference request"
     if request.replicas - request.matched_replicas < assignment.replicas:
@@ -200,6 +199,16 @@ def _stale(
     if assignment.gpus_per_replica != request.gpus_per_replica or request.gpus_per_replica > listing.gpus_per_node:
         return "replica size does not fit the listing's nodes"
     return _nodes_stale(assignment, node_free)
+
+
+def _rows_stale(listing: Listing, request: BuyerRequest, now: datetime) -> str | None:
+    """Why the locked rows take no assignment at all, whatever its form: the listing is no longer
+    active and unexpired, or the request no longer open."""
+    if listing.status != Listing.Status.ACTIVE or listing.available_until <= now:
+        return f"listing {listing.pk} is {listing.status}"
+    if request.status not in BuyerRequest.OPEN_STATUSES:
+        return f"request {request.pk} is {request.status}"
+    return None
 
 
 def _nodes_stale(assignment: Assignment, node_free: list[int]) -> str | None:
@@ -218,10 +227,8 @@ def _stale_inference(
     listing is active, the request open and of the inference kind, and each of its replicas starts
     below the target (placed so far + all its replicas but the last < asked: the engine's rule, so
     the last replica may overshoot by less than one replica, never more)."""
-    if listing.status != Listing.Status.ACTIVE or listing.available_until <= now:
-        return f"listing {listing.pk} is {listing.status}"
-    if request.status not in BuyerRequest.OPEN_STATUSES:
-        return f"request {request.pk} is {request.status}"
+    if stale := _rows_stale(listing, request, now):
+        return stale
     if request.kind != BuyerRequest.Kind.INFERENCE:
         return f"request {request.pk} is not an inference request"
     inference = request.inference
@@ -286,7 +293,10 @@ def _inference_fields(match: Match, assignment: Assignment) -> None:
     match.precision = assignment.precision
     match.tokens_per_second = tokens
     match.ttft_ms = None if assignment.ttft_ms is None else Decimal(str(assignment.ttft_ms)).quantize(TENTH)
-    buyer_pays = (match.price_per_gpu_hour - match.subsidy_per_gpu_hour) * match.gpus
+    buyer_pays = (
+        buyer_rate(price_per_gpu_hour=match.price_per_gpu_hour, subsidy_per_gpu_hour=match.subsidy_per_gpu_hour)
+        * match.gpus
+    )
     match.price_per_million_tokens = per_million_tokens(buyer_pays, float(tokens))
 
 
