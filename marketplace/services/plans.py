@@ -158,7 +158,7 @@ def match_plan_apply_quarantined(*, plan: Plan, run_id: int | None, now: datetim
     try:
         return match_plan_apply(plan=plan, run_id=run_id, now=now), []
     except (IntegrityError, DataError) as first:
-        requests = sorted({a.request_id for a in plan.assignments})
+        requests = sorted({a.request_id for a in (*plan.assignments, *plan.inference_assignments)})
 
         def fails(indices) -> BaseException | None:
             chosen = {requests[i] for i in indices}
@@ -183,7 +183,12 @@ def match_plan_apply_quarantined(*, plan: Plan, run_id: int | None, now: datetim
 
 
 def _only(plan: Plan, request_ids: set[int]) -> Plan:
-    return replace(plan, assignments=tuple(a for a in plan.assignments if a.request_id in request_ids))
+    """``plan`` with only the assignments, of either form, of ``request_ids``."""
+    return replace(
+        plan,
+        assignments=tuple(a for a in plan.assignments if a.request_id in request_ids),
+        inference_assignments=tuple(a for a in plan.inference_assignments if a.request_id in request_ids),
+    )
 
 
 def _stale(

@@ -538,6 +538,31 @@ def test_a_request_in_the_inference_form_is_matched_by_a_real_worker(worker, mak
     assert all(m.tokens_per_second and m.ttft_ms and m.price_per_million_tokens for m in matches)
 
 
+def test_an_inference_match_the_database_refuses_costs_only_its_request(make_listing, buyer, now, monkeypatch):
+    """The quarantine search covers inference assignments as it covers GPU-form ones."""
+    from django.db import IntegrityError
+
+    from marketplace.services import plans
+
+    make_listing(gpu_model="h20", gpu_count=16)
+    poisoned = inference_request(buyer=buyer, now=now, gpu_models=("h20",))
+    bystander = inference_request(buyer=buyer, now=now, gpu_models=("h20",))
+    real = plans.match_plan_apply
+
+    def apply(*, plan, run_id, now):
+        if any(a.request_id == poisoned.pk for a in plan.inference_assignments):
+            raise IntegrityError("CHECK constraint failed: program_balance_within_budget")
+        return real(plan=plan, run_id=run_id, now=now)
+
+    monkeypatch.setattr(plans, "match_plan_apply", apply)
+    run = MatchingRun.objects.get(pk=round_run(shard="h20", trigger="manual"))
+
+    assert run.status == MatchingRun.Status.SUCCEEDED
+    assert [(row["kind"], row["id"]) for row in run.left_out] == [("request", poisoned.pk)]
+    assert Match.objects.filter(request=bystander).exists()
+    assert not Match.objects.filter(request=poisoned).exists()
+
+
 def test_an_inference_request_the_engine_cannot_plan_costs_only_itself(make_listing, buyer, now, monkeypatch):
     make_listing(gpu_model="h20", gpu_count=16)
     poisoned = inference_request(buyer=buyer, now=now, gpu_models=("h20",))
