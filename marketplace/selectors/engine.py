@@ -311,9 +311,7 @@ def engine_problem(*, now: datetime, gpu_model_code: str | None = None, shard: s
     request_specs = _inside_spend_reservations(request_specs, requests)
     listings = engine_free_listings(shard=shard_name(codes), now=now)
     inference_requests = [
-        request
-        for request, coupled in _couplings(_open_inference_requests(now, full=True), now)
-        if coupled <= set(codes)
+        request for request, coupled in _couplings(_open_inference_requests(now, full=True)) if coupled <= set(codes)
     ]
     demands, inference_left_out = engine_inference_demands(inference_requests, listings.problem.listings, now=now)
     if settings.MATCHING_LOOKAHEAD:
@@ -419,7 +417,7 @@ def inference_terms(request: BuyerRequest, target: Decimal) -> InferenceTerms:
     )
 
 
-def _couplings(requests: list[BuyerRequest], now: datetime) -> list[tuple[BuyerRequest, frozenset[str]]]:
+def _couplings(requests: list[BuyerRequest]) -> list[tuple[BuyerRequest, frozenset[str]]]:
     """Each open inference request with the GPU models it couples, in two queries:
 
     - the GPU model it is filed under (its first choice at submission), always, so that every open
@@ -492,7 +490,7 @@ def _setups(
 
 def inference_couplings(*, now: datetime) -> list[frozenset[str]]:
     """The GPU models each open inference request couples (:func:`_couplings`), in four queries."""
-    return [codes for _, codes in _couplings(_open_inference_requests(now), now)]
+    return [codes for _, codes in _couplings(_open_inference_requests(now))]
 
 
 def engine_inference_demands(
