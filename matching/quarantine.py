@@ -21,9 +21,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from matching.problem import ListingSpec, Problem, RequestSpec
+from matching.problem import InferenceDemand, ListingSpec, Problem, RequestSpec
 
 P = TypeVar("P")
+#: A row a search may leave out: a request in either form, or a listing.
+Row = RequestSpec | InferenceDemand | ListingSpec
 
 #: The most attempts one round's search makes before it gives up (a shard of 10k rows with three
 #: bad requests needs about 3 · (2 · 14 + 2) = 90).
@@ -84,8 +86,8 @@ def minimal_failing(items: Sequence[int], fails: Callable[[Sequence[int]], BaseE
 def rows_to_leave_out(count: int, fails: Callable[[Sequence[int]], BaseException | None]) -> dict[int, BaseException]:
     """``{index: error}`` of the rows (numbered ``0 … count − 1``) without which ``fails`` succeeds,
     given that ``fails`` of them all failed. When leaving out either of two rows would do, the one
-    numbered first goes (``plan_quarantined`` numbers requests before listings: leaving out a
-    request costs its own buyer a round, a listing costs everyone its GPUs). Raises
+    numbered first goes (``plan_quarantined`` numbers requests, of either form, before listings:
+    leaving out a request costs its own buyer a round, a listing costs everyone its GPUs). Raises
     :class:`SearchExhausted` past :data:`MAX_ATTEMPTS` attempts in all."""
     attempt = Attempts(fails)
     left_out: dict[int, BaseException] = {}
@@ -104,8 +106,8 @@ def rows_to_leave_out(count: int, fails: Callable[[Sequence[int]], BaseException
 def plan_quarantined(
     plan_of: Callable[[Problem], P], problem: Problem, *, passthrough: tuple[type[BaseException], ...] = ()
 ) -> tuple[P, list[LeftOut]]:
-    """``plan_of(problem)`` (a plan, or a quote); if it raises, the same without the requests and
-    listings that make it raise, and those rows with the error they met.
+    """``plan_of(problem)`` (a plan, or a quote); if it raises, the same without the requests (GPU-form
+    and inference demand alike) and listings that make it raise, and those rows with the error they met.
 
     Raises the first error again when no such rows can be found (:class:`SearchExhausted`). Errors
     that are about the process, not the rows (``MemoryError``, and ``passthrough``: the caller's
@@ -117,7 +119,7 @@ def plan_quarantined(
     except fatal:
         raise
     except Exception as first:
-        rows: list[RequestSpec | ListingSpec] = [*problem.requests, *problem.listings]
+        rows: list[Row] = [*problem.requests, *problem.inference, *problem.listings]
 
         def fails(indices: Sequence[int]) -> BaseException | None:
             try:
@@ -135,7 +137,7 @@ def plan_quarantined(
     kept = [row for i, row in enumerate(rows) if i not in left_out]
     notes = [
         LeftOut(
-            "request" if isinstance(rows[i], RequestSpec) else "listing",
+            "listing" if isinstance(rows[i], ListingSpec) else "request",
             rows[i].id,
             f"the engine could not plan it: {error!r}"[:300],
         )
@@ -144,7 +146,8 @@ def plan_quarantined(
     return plan_of(_with_rows(problem, kept)), notes
 
 
-def _with_rows(problem: Problem, rows: Sequence[RequestSpec | ListingSpec]) -> Problem:
+def _with_rows(problem: Problem, rows: Sequence[Row]) -> Problem:
     requests = tuple(row for row in rows if isinstance(row, RequestSpec))
+    inference = tuple(row for row in rows if isinstance(row, InferenceDemand))
     listings = tuple(row for row in rows if isinstance(row, ListingSpec))
-    return replace(problem, requests=requests, listings=listings)
+    return replace(problem, requests=requests, inference=inference, listings=listings)

@@ -16,7 +16,7 @@ docs/architecture.md, "Component rounds"). :func:`round_run` over a shard:
    leaving out any row that breaks the market's rules or cannot be read;
 6. solves (``matching.policies.planner``: the engine, or a baseline for ``manage.py simulate``),
    leaving out any row that makes the engine raise (``matching.quarantine``; an inference request
-   too, :func:`plan_inference_quarantined`);
+   too);
 7. applies the plan in one transaction under row locks (``services.plans.match_plan_apply``),
    re-checking every assignment against the locked rows, and leaving out any request whose match
    the database refuses;
@@ -37,7 +37,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import NotRequired, TypedDict
@@ -63,7 +63,7 @@ from matching.interruptible import on_demand_view
 from matching.policies import ENGINE, planner
 from matching.prices import with_prices
 from matching.problem import Blocked, InferenceUnserved, Plan, Problem, blocked_other
-from matching.quarantine import LeftOut, SearchExhausted, plan_quarantined, rows_to_leave_out
+from matching.quarantine import LeftOut, plan_quarantined
 from matching.timings import ms_since
 
 logger = logging.getLogger(__name__)
@@ -149,7 +149,7 @@ def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
         problem = snapshot.problem
         timings = {"snapshot": ms_since(started)}
         started = time.perf_counter()
-        plan, unplannable = plan_inference_quarantined(planner(policy), problem, passthrough=(SoftTimeLimitExceeded,))
+        plan, unplannable = plan_quarantined(planner(policy), problem, passthrough=(SoftTimeLimitExceeded,))
         timings["solve"] = ms_since(started)
         if policy == ENGINE:
             started = time.perf_counter()
@@ -184,46 +184,6 @@ def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
         raise
     logger.info("round %s on %s: served %s replicas", run.pk, shard, result.served_replicas)
     return run.pk
-
-
-def plan_inference_quarantined(
-    plan_of: Callable[[Problem], Plan], problem: Problem, *, passthrough: tuple[type[BaseException], ...] = ()
-) -> tuple[Plan, list[LeftOut]]:
-    """``matching.quarantine.plan_quarantined``, which searches GPU-form requests and listings for
-    the rows that make ``plan_of`` raise; when those cannot explain it and the problem holds
-    inference demand, the inference requests that make it raise are searched for the same way and
-    left out (so one bad inference request costs only its owner the round too). Raises the first
-    error when no rows explain it."""
-    fatal: tuple[type[BaseException], ...] = (MemoryError, *passthrough)
-    try:
-        return plan_quarantined(plan_of, problem, passthrough=passthrough)
-    except fatal:
-        raise
-    except Exception as first:
-        demands = problem.inference
-        if not demands:
-            raise
-
-        def fails(indices: Sequence[int]) -> BaseException | None:
-            try:
-                plan_of(replace(problem, inference=tuple(demands[i] for i in indices)))
-            except fatal:
-                raise
-            except Exception as exc:
-                return exc
-            return None
-
-        try:
-            refused = rows_to_leave_out(len(demands), fails)
-        except SearchExhausted:
-            raise first from None
-    kept = tuple(demand for i, demand in enumerate(demands) if i not in refused)
-    plan, left_out = plan_quarantined(plan_of, replace(problem, inference=kept), passthrough=passthrough)
-    notes = [
-        LeftOut("request", demands[i].id, f"the engine could not plan it: {error!r}"[:300])
-        for i, error in sorted(refused.items())
-    ]
-    return plan, [*left_out, *notes]
 
 
 def rounds_sweep(*, now: datetime) -> list[str]:
