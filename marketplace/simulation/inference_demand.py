@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 
+from marketplace.money import to_fen_down
 from matching.inference import GpuSpec, LlmSpec, throughput
 from matching.inference_quote import GPUS_PER_REPLICA, QUEUEING_MARGIN_MS
 
@@ -254,11 +255,6 @@ def reachable_ttft_ms(
     return math.ceil(min(bests) / 100) * 100
 
 
-def money_down(value: Decimal) -> Decimal:
-    """A cap in CNY, down to the fen (a buyer's round figure never exceeds its reasoning)."""
-    return value.quantize(Decimal("0.01"), rounding=ROUND_DOWN)
-
-
 class InferenceDemand:
     """Draws the inference requests of each step from its own generator (``draw``: a
     ``scenario._Draw``), for ``buyers`` (``scenario.Buyer``) whose GPU-model ranking is fixed once.
@@ -320,7 +316,7 @@ class InferenceDemand:
             prompt_tokens=prompt,
             output_tokens=output,
             ttft_p95_ms=Decimal(int(ttft)),
-            max_price_per_million_tokens=money_down(api_cost_per_million_output(llm_code, prompt, output) * share),
+            max_price_per_million_tokens=to_fen_down(api_cost_per_million_output(llm_code, prompt, output) * share),
             duration_hours=draw.one_of(workload.hours),
             start_within_hours=draw.between(*workload.start_within),
             first_choice=chosen[0],
