@@ -80,3 +80,23 @@ def inference_request(
     if enqueue:
         matching_round_enqueue_on_commit(gpu_model_code=first_choice)
     return request
+
+
+#: A valid inference-form body (the quote's and the request's): DeepSeek-R1-Distill-Qwen-32B from
+#: Shanghai at 2,000 tokens/s, TTFT 1.5 s, 20 CNY per million tokens, FP8.
+INFERENCE_BODY = {
+    "llm_model": "deepseek-r1-distill-qwen-32b",
+    "output_tokens_per_second": "2000",
+    "prompt_tokens": 2000,
+    "output_tokens": 500,
+    "ttft_p95_ms": "1500",
+    "origin": "shanghai",
+    "max_price_per_million_tokens": "20",
+    "duration_hours": 24,
+    "precision": "FP8",
+}
+
+
+def inference_body(**overrides) -> dict:
+    """:data:`INFERENCE_BODY` with ``overrides``."""
+    return {**INFERENCE_BODY, **overrides}

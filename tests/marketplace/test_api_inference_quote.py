@@ -10,23 +10,11 @@ import pytest
 from django.utils import timezone
 
 from marketplace.models import BuyerRequest
+from tests.inference_builders import INFERENCE_BODY, inference_body
 
 API = "/api/v1/quotes/"
-BODY = {
-    "llm_model": "deepseek-r1-distill-qwen-32b",
-    "output_tokens_per_second": "2000",
-    "prompt_tokens": 2000,
-    "output_tokens": 500,
-    "ttft_p95_ms": "1500",
-    "origin": "shanghai",
-    "max_price_per_million_tokens": "20",
-    "duration_hours": 24,
-    "precision": "FP8",
-}
-
-
-def body(**overrides) -> dict:
-    return {**BODY, **overrides}
+BODY = INFERENCE_BODY
+body = inference_body
 
 
 @pytest.fixture

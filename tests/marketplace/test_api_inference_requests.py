@@ -16,24 +16,12 @@ from marketplace import services
 from marketplace.errors import InvalidInput, NotAllowed, QuotaExceeded, SpendCapExceeded
 from marketplace.models import BuyerRequest, GpuModel, Organisation, RequestInference, Voucher
 from marketplace.services.spend import month_committed, spend_month_of
+from tests.inference_builders import INFERENCE_BODY, inference_body
 from tests.services_helpers import race
 
 API = "/api/v1/requests/"
-BODY = {
-    "llm_model": "deepseek-r1-distill-qwen-32b",
-    "output_tokens_per_second": "2000",
-    "prompt_tokens": 2000,
-    "output_tokens": 500,
-    "ttft_p95_ms": "1500",
-    "origin": "shanghai",
-    "max_price_per_million_tokens": "20",
-    "duration_hours": 24,
-    "precision": "FP8",
-}
-
-
-def body(**overrides) -> dict:
-    return {**BODY, **overrides}
+BODY = INFERENCE_BODY
+body = inference_body
 
 
 def terms(**overrides) -> dict:
