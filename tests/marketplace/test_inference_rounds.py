@@ -10,13 +10,13 @@ import time
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 
 from marketplace import selectors
 from marketplace.models import BuyerRequest, Match, MatchingRun
 from marketplace.selectors.spend import requests_spend_used
-from marketplace.services import rounds
+from marketplace.services import plans, rounds
 from marketplace.services.lifecycle import matches_fail_over
 from marketplace.services.plans import ApplyResult, match_plan_apply
 from marketplace.services.rounds import matching_run_finish, matching_run_start, round_run
@@ -540,10 +540,6 @@ def test_a_request_in_the_inference_form_is_matched_by_a_real_worker(worker, mak
 
 def test_an_inference_match_the_database_refuses_costs_only_its_request(make_listing, buyer, now, monkeypatch):
     """The quarantine search covers inference assignments as it covers GPU-form ones."""
-    from django.db import IntegrityError
-
-    from marketplace.services import plans
-
     make_listing(gpu_model="h20", gpu_count=16)
     poisoned = inference_request(buyer=buyer, now=now, gpu_models=("h20",))
     bystander = inference_request(buyer=buyer, now=now, gpu_models=("h20",))
