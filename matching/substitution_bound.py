@@ -6,10 +6,15 @@
   *every demand with an option fully served* → Σ over demands of its cheapest whole-replica cover
   of its target with the listings' capacity dropped (a Lagrangian relaxation of the capacity rows at
   zero prices: each alternative at its cheapest listing, any number of replicas, budget dropped);
-  *otherwise* → serving the plan's total tokens/s at the cheapest cost per token/s each demand has,
-  fractionally, up to its target (capacity, whole replicas and budgets dropped). Both drop rules,
-  so both are proven lower bounds; the first keeps whole replicas, which is where most of a small
-  demand's cost above its fractional share comes from.
+  *otherwise* → serving the plan's total tokens/s at each demand's least **cost per served
+  token/s**, up to its target (capacity and budgets dropped).
+- **Cost per served token/s** of a replica is its cost ÷ min(its tokens/s, the demand's target):
+  a demand never counts more than its target served, so a replica bigger than the target is paid
+  whole for at most the target. For any whole replicas of a demand, Σ cost ≥ e × min(target, Σ
+  tokens/s), e being the least such ratio over its alternatives (Σ min(tᵢ, T) ≥ min(T, Σ tᵢ)), so
+  pricing served tokens/s at e is a relaxation that keeps most of what whole replicas cost a small
+  demand (a 200 tokens/s demand on a 5,000 tokens/s replica pays the whole replica, not 4 % of it).
+  All drop rules, so all are proven lower bounds.
 """
 
 from __future__ import annotations
@@ -72,6 +77,12 @@ def cheapest_cover(items: list[tuple[float, float]], target: float, node_limit: 
     return min(best[0], cut[0])
 
 
+def served_ratio(items: list[tuple[float, float]], target: float) -> float:
+    """The least cost per served token/s of ``items`` ((cost, tokens/s) of one replica) for a demand
+    of ``target`` tokens/s: cost ÷ min(tokens/s, target) (see the module's docstring)."""
+    return min(c / min(t, target) for c, t in items)
+
+
 def bounds(rnd: Round, upper_units: float) -> tuple[float, Decimal, dict[str, int | str | float]]:
     """(tokens/s upper bound, cost lower bound in CNY, what kind of bound). ``upper_units``: the
     plan's cost (units × hours), the target of the subgradient steps."""
@@ -86,7 +97,7 @@ def bounds(rnd: Round, upper_units: float) -> tuple[float, Decimal, dict[str, in
         )
     else:
         offers = sorted(
-            (items[0][0] / items[0][1], rnd.demands[i].tokens_per_second)
+            (served_ratio(items, rnd.demands[i].tokens_per_second), rnd.demands[i].tokens_per_second)
             for i in open_demands
             if (items := cheapest_items(rnd, i))
         )
@@ -97,7 +108,7 @@ def bounds(rnd: Round, upper_units: float) -> tuple[float, Decimal, dict[str, in
             left -= take
             if left <= 0:
                 break
-        candidates["fractional, capacity relaxed"] = units
+        candidates["per served token/s, capacity relaxed"] = units
         # Whatever serves ≥ `served` in all serves each demand at least its target less the shortfall
         # (the others cannot make up more than their own targets): each such share costs at least
         # its cheapest whole-replica cover.
@@ -115,6 +126,7 @@ def bounds(rnd: Round, upper_units: float) -> tuple[float, Decimal, dict[str, in
         candidates["Lagrangian, capacity priced by class"] = value * (1 - FLOAT32_MARGIN)
         if everyone:
             candidates["Lagrangian with whole-replica covers"] = lagrangian.covers(pi) * (1 - FLOAT32_MARGIN)
+
         steps = LAGRANGE_STEPS
     kind, units = max(candidates.items(), key=lambda kv: kv[1])
     lower = costs.from_units(max(0, math.floor(units - 1e-6))) if math.isfinite(units) else Decimal(0)
@@ -131,7 +143,8 @@ FLOAT32_MARGIN = 1e-5
 class Lagrangian:
     """A Lagrangian relaxation of the listings' capacity, by *class* (a GPU model's listings in one
     region): prices π_C ≥ 0 per GPU of each class. For any π, every demand alone takes its cheapest
-    way per token/s at (cheapest feasible price in the class × hours + π_C) per GPU (capacity,
+    way per *served* token/s (the module's docstring) at (cheapest feasible price in the class ×
+    hours + π_C) per GPU (capacity,
     packing, budgets and the target rule dropped; a voucher's percent taken off every price, which
     is never above its real subsidy), the cheapest total of the served tokens/s is taken across
     demands, and Σ π_C × the class's free GPUs is subtracted: a lower bound on the cost of any
@@ -143,6 +156,8 @@ class Lagrangian:
             raise ValueError("the Lagrangian bound needs the batch matrices (Round(batch=True))")
         self.rnd = rnd
         self.parts = []  # (demand per pair, g/t per pair, cost matrix per GPU incl. hours, class offset)
+        #: Each listing's class (index into π), -1 for listings in no class.
+        self.class_of = np.full(len(rnd.problem.listings), -1, dtype=np.int64)
         free, offset = [], 0
         for model, pairs in batch.pairs.items():
             chunks = batch.class_min[model]
@@ -158,6 +173,9 @@ class Lagrangian:
             disc = np.array([1 - _percent(rnd, i) / 100 for i in d.tolist()], dtype=float)
             m *= (hours * disc).astype(np.float32)[:, None]
             self.parts.append((d, size, tps, m, offset))
+            cols = batch.cols[model]
+            region = rnd.index.region[cols]
+            self.class_of[cols] = offset + np.searchsorted(np.unique(region), region)
             free.append(batch.class_free[model])
             offset += m.shape[1]
         self.free = np.concatenate(free) if free else np.zeros(0)
@@ -168,7 +186,7 @@ class Lagrangian:
         for i in range(len(rnd.demands)):
             scalar = cheapest_items(rnd, i, scalar_only=True)
             if scalar:
-                self.rho0[i] = scalar[0][0] / scalar[0][1]
+                self.rho0[i] = served_ratio(scalar, self.targets[i])
 
     def evaluate(self, pi: NDArray[np.float64], served: float) -> tuple[float, NDArray[np.float64]]:
         """(L(π), GPUs each class would give) at the best split of ``served`` tokens/s across demands."""
@@ -176,12 +194,13 @@ class Lagrangian:
         ds, vals, cls, gpt = [], [], [], []
         for d, size, tps, m, off in self.parts:
             v = m + pi[off : off + m.shape[1]].astype(np.float32)[None, :]
-            v *= (size / tps).astype(np.float32)[:, None]
+            per = size / np.minimum(tps, self.targets[d])  # GPUs per served token/s
+            v *= per.astype(np.float32)[:, None]
             best = v.argmin(axis=1)
             ds.append(d)
             vals.append(v[np.arange(len(d)), best].astype(float))
             cls.append(best + off)
-            gpt.append(size / tps)
+            gpt.append(per)
         usage = np.zeros(len(self.free))
         rho = self.rho0.copy()
         klass, per = np.full(n, -1, dtype=np.int64), np.zeros(n)
@@ -222,6 +241,10 @@ class Lagrangian:
                 break
             pi = np.maximum(0.0, pi + theta * (upper - value) / norm * grad)
         return best_value, best_pi
+
+    def listing_prices(self, pi: NDArray[np.float64]) -> NDArray[np.float64]:
+        """π per GPU of every listing's class (0 for a listing in no class)."""
+        return np.where(self.class_of >= 0, np.append(pi, 0.0)[self.class_of], 0.0)
 
     def covers(self, pi: NDArray[np.float64]) -> float:
         """L(π) with each demand's whole-replica cover of its whole target (every open demand served)."""
