@@ -4,7 +4,10 @@
   integer program of :mod:`matching.substitution_milp` (HiGHS), bound = its proven optimum.
 - **Fast** elsewhere: demands by priority, least flexible first (fewest options), each placing the
   cheapest whole-replica *cover* of its target on what is left (a branch and bound over its
-  options, :func:`cover`), then a top-up pass (cheapest per served token). Its bounds
+  options, :func:`cover`), then a top-up pass (cheapest per served token); then a second plan the
+  same way with each listing's cost raised by the shadow price of its class's capacity (from the
+  Lagrangian bound of the first), repaired where a demand lost tokens/s, kept if better
+  (:func:`_shadow_pass`). Its bounds
   (:mod:`matching.substitution_bound`): tokens/s ≤ Σ targets of the demands with an option; cost ≥
   a Lagrangian relaxation of the listings' capacity (each demand's cheapest cover alone, at
   capacity prices found by subgradient steps), recorded with the gap on every run.
@@ -15,8 +18,10 @@ from __future__ import annotations
 import math
 import time
 
+import numpy as np
+
 from matching import costs
-from matching.substitution_bound import bounds
+from matching.substitution_bound import Lagrangian, bounds
 from matching.substitution_milp import solve_milp
 from matching.substitution_round import Round, Stats
 from matching.timings import ms_since
@@ -79,6 +84,9 @@ def _fast(rnd: Round) -> Stats:
     for i in order:
         cover(rnd, i)
     top_up(rnd, order)
+    second = "none"  # (no batch matrices, no class prices)
+    if rnd.batch is not None and rnd.batch.pairs:
+        second = "kept" if _shadow_pass(rnd, order) else "dropped"
     placed_ms = ms_since(started)
     tokens_ub, lower, info = bounds(rnd, float(sum(rnd.cost_of(i) for i in range(len(rnd.demands)))))
     return {
@@ -86,10 +94,83 @@ def _fast(rnd: Round) -> Stats:
         "tokens_upper_bound": tokens_ub,
         "cost_lower_bound": str(lower),
         "options": sum(flexibility),
+        "shadow_pass": second,
         "place_ms": placed_ms,
         "bound_ms": round(ms_since(started) - placed_ms, 2),
         **info,
     }
+
+
+def _shadow_pass(rnd: Round, order: list[int]) -> bool:
+    """Re-plan with the capacity's shadow prices; keep the new plan only if it is better.
+
+    The greedy covers see only market prices, so an early demand takes a cheap listing that a later
+    one needed more (it had no cheap alternative): at 100 × 50 the first plan cost 18 % above the
+    exact optimum. The Lagrangian relaxation of the first plan's bound prices each (GPU model,
+    region) class's GPUs at what capacity is worth there (:class:`Lagrangian`); the second plan's
+    covers choose at price + that shadow price, so demands with other ways to be served leave the
+    contested classes. A demand serving less than in the first plan covers again at market prices,
+    then :func:`repair` moves the demands that took its listings. Kept only if it serves more by
+    priority, or as much for less; returns whether it was kept."""
+    lagrangian = Lagrangian(rnd)
+    first, first_key = rnd.state(), _group_key(rnd, order)
+    was = [rnd.served(i) for i in range(len(rnd.demands))]
+    _, pi = lagrangian.best(sum(was), -first_key[-1])
+    shadow = lagrangian.listing_prices(pi)
+    rnd.clear()
+    for i in order:
+        rnd.shadow = shadow
+        cover(rnd, i)
+        rnd.shadow = None
+        if rnd.served(i) < was[i] - 1e-9:  # the shadow prices cost it tokens/s: cover at market prices
+            got = rnd.served(i)
+            rnd.unplace(i)
+            cover(rnd, i)
+            if rnd.served(i) <= got:
+                rnd.unplace(i)
+                rnd.shadow = shadow
+                cover(rnd, i)
+                rnd.shadow = None
+    top_up(rnd, order)
+    repair(rnd, order, was, first[2])  # type: ignore[arg-type]
+    if _group_key(rnd, order) > first_key:
+        return True
+    rnd.restore(first)
+    return False
+
+
+def _group_key(rnd: Round, group: list[int]) -> tuple[float, ...]:
+    """What the engine maximises over ``group``'s demands, in order: tokens/s served at each
+    priority, highest first, then −cost."""
+    by: dict[int, float] = {}
+    for i in group:
+        p = rnd.demands[i].priority
+        by[p] = by.get(p, 0.0) + rnd.served(i)
+    # (Rounded: the same placements summed in another order must compare equal.)
+    return (*(round(by[p], 6) for p in sorted(by, reverse=True)), -float(sum(rnd.cost_of(i) for i in group)))
+
+
+def repair(rnd: Round, order: list[int], was: list[float], was_keys: dict[int, set[tuple[int, int, int]]]) -> None:
+    """For each demand serving less than it did in an earlier plan (``was``, whose placement keys
+    are ``was_keys``): take off it and the demands now on the listings it used then, re-cover it
+    first and them after (in ``order``), and keep the result only if the group serves more by
+    priority, or as much for less; else put everything back."""
+    rank = {i: n for n, i in enumerate(order)}
+    for i in order:
+        if rnd.served(i) >= was[i] - 1e-9:
+            continue
+        mine = {j for _, _, j in was_keys.get(i, ())}
+        others = sorted({d for d, _, j in rnd.placements if j in mine and d != i}, key=rank.__getitem__)
+        group = [i, *others]
+        saved, before = rnd.copy(), _group_key(rnd, group)
+        for d in group:
+            rnd.unplace(d)
+        for d in group:
+            cover(rnd, d)
+            if rnd.placed[d] < rnd.demands[d].tokens_per_second:
+                rnd.cheapest_served(d)
+        if _group_key(rnd, group) <= before:
+            rnd.restore(saved)
 
 
 def top_up(rnd: Round, order: list[int] | None = None) -> None:
@@ -144,14 +225,19 @@ def _items(rnd: Round, i: int, missing: float) -> list[Item]:
             continue
         mine: list[Item] = []
         carried = 0.0
-        rows = zip(c.listings[room].tolist(), c.cost[room].tolist(), c.price[room].tolist(), strict=True)
+        lsts, lcost, lprice = c.listings[room], c.cost[room] * float(hours), c.price[room]
+        if rnd.shadow is not None:
+            lcost = lcost + rnd.shadow[lsts]
+            order = np.argsort(lcost, kind="stable")
+            lsts, lcost, lprice = lsts[order], lcost[order], lprice[order]
+        rows = zip(lsts.tolist(), lcost.tolist(), lprice.tolist(), strict=True)
         for taken, (j, cost, price) in enumerate(rows, start=1):
             slots = sum(f // size for f in free[j])
-            mine.append((c.alt, j, float(cost * size * hours), tps, slots, size, price * size))
+            mine.append((c.alt, j, float(cost * size), tps, slots, size, price * size))
             carried += slots * tps
             if carried >= missing or taken >= COVER_LISTINGS:
                 break
-        found.append((ratio(int(c.cost[room][0]), c.alt), c.alt, mine))
+        found.append((mine[0][2] / tps / hours, c.alt, mine))
         found.sort(key=lambda f: (f[0], f[1]))
     items = [item for _, _, mine in found[:COVER_ALTERNATIVES] for item in mine]
     items.sort(key=lambda it: (it[2] / it[3], it[2], it[0], it[1]))

@@ -89,6 +89,47 @@ class Round:
         self.spent = [0] * len(self.demands)  # price units × GPUs per hour
         self.budget = [costs.money_units(d.budget_per_hour) for d in self.demands]
         self.hours = {d.id: d.duration_hours for d in self.demands}
+        #: Shadow price per GPU of each listing (units × hours) that covers add to a listing's cost
+        #: when they choose (None: none); the plan's cost is always the real one.
+        self.shadow: NDArray[np.float64] | None = None
+
+    #: What :meth:`clear` resets and :meth:`state` / :meth:`restore` carry: the plan so far.
+    PLAN = ("pool", "placements", "keys", "placed", "spent")
+
+    def state(self) -> tuple[object, ...]:
+        """The plan so far (to :meth:`restore` after :meth:`clear`)."""
+        return tuple(getattr(self, name) for name in self.PLAN)
+
+    def restore(self, state: tuple[object, ...]) -> None:
+        for name, value in zip(self.PLAN, state, strict=True):
+            setattr(self, name, value)
+
+    def copy(self) -> tuple[object, ...]:
+        """A copy of the plan so far (to :meth:`restore`), independent of what is placed after."""
+        pool = Pool([])
+        pool.free, pool.max_free = [list(f) for f in self.pool.free], self.pool.max_free.copy()
+        placements = {key: list(nodes) for key, nodes in self.placements.items()}
+        return pool, placements, {i: set(v) for i, v in self.keys.items()}, list(self.placed), list(self.spent)
+
+    def clear(self) -> None:
+        """Back to no placement, on the capacity the round started with."""
+        self.pool = Pool(self.index.free)
+        self.placements, self.keys = {}, {}
+        self.placed = [0.0] * len(self.demands)
+        self.spent = [0] * len(self.demands)
+
+    def unplace(self, i: int) -> None:
+        """Take every replica of demand ``i`` off its nodes."""
+        alts = self.demands[i].alternatives
+        for key in sorted(self.keys.pop(i, set())):
+            size = alts[key[1]].gpus_per_replica
+            for node in self.placements.pop(key):
+                self.pool.remove(key[2], size, node)
+        self.placed[i], self.spent[i] = 0.0, 0
+
+    def served(self, i: int) -> float:
+        """Demand ``i``'s tokens/s served: min(placed, target)."""
+        return min(self.placed[i], self.demands[i].tokens_per_second)
 
     def arrival_order(self) -> list[int]:
         """Demand indices in the order buyers act: higher priority first, then earlier id."""

@@ -354,3 +354,62 @@ def test_the_batch_matrices_apply_the_scalar_rules(seed):
             assert b.listings.tolist() == s.listings.tolist()
             assert b.cost.tolist() == s.cost.tolist()
             assert b.rtt.tolist() == s.rtt.tolist()
+
+
+# --- the fast method's shadow-price pass ---------------------------------------------------------
+
+
+def test_the_shadow_pass_moves_a_flexible_demand_off_the_listing_another_needs(fast, monkeypatch):
+    """Demand 1 (priority 1, 24 h) may use either H20 pair: Zhongwei at 5 or the YRD at 5.5. Demand 2
+    (100 h) may use only Zhongwei's (the YRD listing closes after 2 days) or the H100 at 14. The
+    greedy covers give demand 1 Zhongwei (240 CNY) and demand 2 the H100 (1,400): 1,640. The class
+    prices of the Lagrangian bound make Zhongwei's pair dear to demand 1, so the second plan puts it
+    in the YRD (264) and demand 2 in Zhongwei (1,000): 1,264, the optimum, and it is kept."""
+    listings = [
+        lst(1, region="ningxia-zhongwei", model="h20", price="5", nodes=(2,)),
+        lst(2, region="yrd", model="h20", price="5.5", nodes=(2,), days=2),
+        lst(3, region="ningxia-zhongwei", model="h100", price="14", nodes=(1,)),
+    ]
+    p = inference(listings, [demand(1, priority=1), demand(2, hours=100)])
+    assignments, _, stats = solve_inference(p)
+    assert (stats["solver"], stats["shadow_pass"]) == ("substitution-cover", "kept")
+    assert placed(assignments) == [(1, 2, 2, 1), (2, 1, 2, 1)]
+    assert Decimal(stats["cost"]) == Decimal("1264")
+    monkeypatch.setattr(substitution_engine, "_shadow_pass", lambda rnd, order: False)
+    greedy, _, alone = solve_inference(p)
+    assert placed(greedy) == [(1, 1, 2, 1), (2, 3, 1, 1)]
+    assert Decimal(alone["cost"]) == Decimal("1640")
+
+
+def level_key(p: Problem, assignments, stats) -> tuple[float, ...]:
+    levels = served_by_level(p, assignments)
+    return (*(round(levels[k], 6) for k in sorted(levels, reverse=True)), -float(Decimal(stats["cost"])))
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_shadow_pass_never_leaves_a_worse_plan(seed, fast, monkeypatch):
+    """With or without the second plan, by priority then cost: never worse with it (it is kept only
+    when better), and its plan keeps every rule."""
+    p = random_instance(seed, n_demands=25)
+    assignments, _, stats = solve_inference(p)
+    check_rules(p, assignments)
+    monkeypatch.setattr(substitution_engine, "_shadow_pass", lambda rnd, order: False)
+    greedy, _, alone = solve_inference(p)
+    assert level_key(p, assignments, stats) >= level_key(p, greedy, alone)
+
+
+def test_a_demand_taken_off_and_put_back_leaves_the_round_as_it_was():
+    p = random_instance(4, n_demands=20)
+    rnd = Round(p, None)
+    for i in range(len(rnd.demands)):
+        substitution_engine.cover(rnd, i)
+    saved, placements, placed_before = rnd.copy(), dict(rnd.placements), list(rnd.placed)
+    for i in range(len(rnd.demands)):
+        rnd.unplace(i)
+    assert rnd.placements == {}
+    assert rnd.placed == [0.0] * len(rnd.demands)
+    assert rnd.spent == [0] * len(rnd.demands)
+    assert rnd.pool.free == Round(p, None).pool.free  # every GPU back
+    rnd.restore(saved)
+    assert rnd.placed == placed_before
+    assert rnd.placements == placements
