@@ -23,8 +23,11 @@ from scipy.sparse import coo_matrix
 
 from matching.substitution_round import Round
 
-#: Served tokens/s kept at a level's optimum, less this relative slack (HiGHS's tolerances).
-LEVEL_SLACK = 1e-7
+#: Served tokens/s kept at a level's optimum, less this relative slack and this many tokens/s
+#: (HiGHS's tolerances: with 1e-7 and 1e-6 a later level's program could be declared infeasible,
+#: the level's own solution violating its rows by HiGHS's feasibility tolerance).
+LEVEL_SLACK = 1e-6
+LEVEL_SLACK_TOKENS = 1e-3
 
 
 def options(rnd: Round) -> tuple[NDArray[np.int64], ...]:
@@ -112,7 +115,7 @@ def solve_milp(rnd: Round, time_limit: float = 30.0) -> tuple[dict[tuple[int, in
         served_total += best
         row = np.zeros(nvar)
         row[n + np.flatnonzero(priorities == level)] = 1.0
-        constraints.append(LinearConstraint(row, best * (1 - LEVEL_SLACK) - 1e-6, np.inf))
+        constraints.append(LinearConstraint(row, best * (1 - LEVEL_SLACK) - LEVEL_SLACK_TOKENS, np.inf))
     c = np.concatenate([cost.astype(float), np.zeros(m)])
     res = milp(c, constraints=constraints, integrality=integrality, bounds=bounds, options={"time_limit": time_limit})
     if res.x is None:
