@@ -1,20 +1,24 @@
 """Bounds of an inference round that any placement obeys, for the fast method's gap.
 
-- **Tokens/s**: Σ targets of the demands that have an option at all (an option is a feasible
-  (alternative, listing) on the capacity before the round).
-- **Cost**, at the tokens/s the plan serves (units of 0.0001 CNY × hours, then CNY):
-  *every demand with an option fully served* → Σ over demands of its cheapest whole-replica cover
-  of its target with the listings' capacity dropped (a Lagrangian relaxation of the capacity rows at
-  zero prices: each alternative at its cheapest listing, any number of replicas, budget dropped);
+- **Tokens/s**: Σ over demands of its *cap* (:func:`servable`): 0 without an option (a feasible
+  (alternative, listing) on the capacity before the round), else its target, or less where its
+  budget per hour cannot pay enough whole replicas even at the cheapest prices.
+- **Cost**, at the tokens/s the plan serves (units of 0.0001 CNY × hours, then CNY), the best of:
+  *every demand served its cap* → Σ of each demand's cheapest whole-replica cover of its cap,
+  capacity relaxed (each alternative at its cheapest listing, any number of replicas, budget
+  dropped), and the same at the Lagrangian's capacity prices (:class:`Lagrangian`);
   *otherwise* → serving the plan's total tokens/s at each demand's least **cost per served
-  token/s**, up to its target (capacity and budgets dropped).
-- **Cost per served token/s** of a replica is its cost ÷ min(its tokens/s, the demand's target):
-  a demand never counts more than its target served, so a replica bigger than the target is paid
-  whole for at most the target. For any whole replicas of a demand, Σ cost ≥ e × min(target, Σ
+  token/s**, up to its cap, at zero or at the Lagrangian's capacity prices; and the covers of the
+  caps less the most that serving the shortfall less could save (:func:`savings`).
+- **Cost per served token/s** of a replica is its cost ÷ min(its tokens/s, the demand's cap):
+  a demand never counts more than its cap served, so a replica bigger than the cap is paid
+  whole for at most the cap. For any whole replicas of a demand, Σ cost ≥ e × min(cap, Σ
   tokens/s), e being the least such ratio over its alternatives (Σ min(tᵢ, T) ≥ min(T, Σ tᵢ)), so
   pricing served tokens/s at e is a relaxation that keeps most of what whole replicas cost a small
   demand (a 200 tokens/s demand on a 5,000 tokens/s replica pays the whole replica, not 4 % of it).
-  All drop rules, so all are proven lower bounds.
+
+All drop rules, so all are proven lower bounds; tests check them against the exact program and
+their pieces against brute force.
 """
 
 from __future__ import annotations
@@ -83,24 +87,79 @@ def served_ratio(items: list[tuple[float, float]], target: float) -> float:
     return min(c / min(t, target) for c, t in items)
 
 
-def bounds(rnd: Round, upper_units: float) -> tuple[float, Decimal, dict[str, int | str | float]]:
+def most_tokens(items: list[tuple[int, float]], budget: int, target: float, node_limit: int = 20_000) -> float:
+    """The most tokens/s, at most ``target``, of whole replicas ((price per hour, tokens/s) of one
+    replica of each item, any number of each) whose prices sum to at most ``budget``; by branch and
+    bound, on hitting ``node_limit`` the fractional bound of what is left is used, so the result
+    is always an upper bound (exact when the search completes)."""
+    if not items:
+        return 0.0
+    if any(price <= 0 for price, _ in items):
+        return target
+    items = sorted(items, key=lambda it: (-it[1] / it[0], it[0]))
+    ratio = [t / p for p, t in items]
+    best, cut, nodes = [0.0], [0.0], [0]
+    n = len(items)
+
+    def visit(idx: int, tokens: float, left: int) -> None:
+        nodes[0] += 1
+        best[0] = max(best[0], min(tokens, target))
+        if best[0] >= target or idx == n:
+            return
+        bound = min(target, tokens + left * ratio[idx])
+        if bound <= best[0]:
+            return
+        if nodes[0] > node_limit:
+            cut[0] = max(cut[0], bound)
+            return
+        price, tps = items[idx]
+        for count in range(min(left // price, math.ceil((target - tokens) / tps - 1e-9)), -1, -1):
+            visit(idx + 1, tokens + count * tps, left - count * price)
+
+    visit(0, 0.0, budget)
+    return max(best[0], cut[0])
+
+
+def servable(rnd: Round) -> NDArray[np.float64]:
+    """Each demand's most tokens/s in any placement: 0 without an option, else its target or less
+    where its budget per hour cannot pay enough whole replicas even at each alternative's cheapest
+    price (capacity ignored; :func:`most_tokens`). Cached on the round."""
+    if rnd.servable is None:
+        caps = np.zeros(len(rnd.demands))
+        for i, d in enumerate(rnd.demands):
+            alts = d.alternatives
+            # (first_cost, price − subsidy at the cheapest listing, is at most the cheapest price)
+            items = [
+                (c.first_cost * alts[c.alt].gpus_per_replica, alts[c.alt].tokens_per_second_per_replica)
+                for c in rnd.options[i]
+                if c.count
+            ]
+            caps[i] = most_tokens(items, rnd.budget[i], d.tokens_per_second)
+        rnd.servable = caps
+    return rnd.servable
+
+
+def bounds(
+    rnd: Round, upper_units: float, lagrangian: Lagrangian | None = None
+) -> tuple[float, Decimal, dict[str, int | str | float]]:
     """(tokens/s upper bound, cost lower bound in CNY, what kind of bound). ``upper_units``: the
-    plan's cost (units × hours), the target of the subgradient steps."""
-    open_demands = [i for i in range(len(rnd.demands)) if any(c.count for c in rnd.options[i])]
-    tokens_ub = sum(rnd.demands[i].tokens_per_second for i in open_demands)
-    served = sum(min(rnd.placed[i], rnd.demands[i].tokens_per_second) for i in range(len(rnd.demands)))
-    everyone = served >= tokens_ub - 1e-9
+    plan's cost (units × hours), the target of the subgradient steps; ``lagrangian``: the round's,
+    when already built.
+
+    A demand is served at most its :func:`servable` tokens/s in any placement, so every rule below
+    holds with its target replaced by that cap."""
+    caps = servable(rnd)
+    open_demands = [i for i in range(len(rnd.demands)) if caps[i] > 0]
+    tokens_ub = float(sum(caps[i] for i in open_demands))
+    served = sum(rnd.served(i) for i in range(len(rnd.demands)))
+    everyone = served >= tokens_ub - 1e-6
     candidates: dict[str, float] = {}
     if everyone:
         candidates["whole-replica covers, capacity relaxed"] = sum(
-            cheapest_cover(cheapest_items(rnd, i), rnd.demands[i].tokens_per_second) for i in open_demands
+            cheapest_cover(cheapest_items(rnd, i), caps[i]) for i in open_demands
         )
     else:
-        offers = sorted(
-            (served_ratio(items, rnd.demands[i].tokens_per_second), rnd.demands[i].tokens_per_second)
-            for i in open_demands
-            if (items := cheapest_items(rnd, i))
-        )
+        offers = sorted((served_ratio(cheapest_items(rnd, i), caps[i]), caps[i]) for i in open_demands)
         units, left = 0.0, served
         for ratio, tokens in offers:
             take = min(tokens, left)
@@ -109,24 +168,25 @@ def bounds(rnd: Round, upper_units: float) -> tuple[float, Decimal, dict[str, in
             if left <= 0:
                 break
         candidates["per served token/s, capacity relaxed"] = units
-        # Whatever serves ≥ `served` in all serves each demand at least its target less the shortfall
-        # (the others cannot make up more than their own targets): each such share costs at least
+        # Whatever serves ≥ `served` in all serves each demand at least its cap less the shortfall
+        # (the others cannot make up more than their own caps): each such share costs at least
         # its cheapest whole-replica cover.
         shortfall = tokens_ub - served
-        candidates["whole-replica covers of target − shortfall"] = sum(
-            cheapest_cover(cheapest_items(rnd, i), rnd.demands[i].tokens_per_second - shortfall)
-            for i in open_demands
-            if rnd.demands[i].tokens_per_second > shortfall
+        candidates["whole-replica covers of cap − shortfall"] = sum(
+            cheapest_cover(cheapest_items(rnd, i), caps[i] - shortfall) for i in open_demands if caps[i] > shortfall
         )
     steps = 0
     if rnd.batch is not None and rnd.batch.pairs:
-        lagrangian = Lagrangian(rnd)
+        lagrangian = lagrangian or Lagrangian(rnd)
         value, pi = lagrangian.best(served, upper_units)
         # The matrices are float32: a margin far above their rounding keeps these bounds bounds.
         candidates["Lagrangian, capacity priced by class"] = value * (1 - FLOAT32_MARGIN)
         if everyone:
             candidates["Lagrangian with whole-replica covers"] = lagrangian.covers(pi) * (1 - FLOAT32_MARGIN)
-
+        else:
+            candidates["Lagrangian with whole-replica covers, less what the shortfall can save"] = lagrangian.covers(
+                pi, tokens_ub - served
+            ) * (1 - FLOAT32_MARGIN)
         steps = LAGRANGE_STEPS
     kind, units = max(candidates.items(), key=lambda kv: kv[1])
     lower = costs.from_units(max(0, math.floor(units - 1e-6))) if math.isfinite(units) else Decimal(0)
@@ -179,7 +239,7 @@ class Lagrangian:
             free.append(batch.class_free[model])
             offset += m.shape[1]
         self.free = np.concatenate(free) if free else np.zeros(0)
-        self.targets = np.array([dm.tokens_per_second for dm in rnd.demands], dtype=float)
+        self.targets = servable(rnd)  # (each demand's cap: at most its target)
         # Alternatives outside the matrices (measured listings, restricted vouchers) at π = 0: below
         # their true price at any π, so the bound stays a bound.
         self.rho0 = np.full(len(rnd.demands), np.inf)
@@ -194,7 +254,7 @@ class Lagrangian:
         ds, vals, cls, gpt = [], [], [], []
         for d, size, tps, m, off in self.parts:
             v = m + pi[off : off + m.shape[1]].astype(np.float32)[None, :]
-            per = size / np.minimum(tps, self.targets[d])  # GPUs per served token/s
+            per = size / np.minimum(tps, np.maximum(self.targets[d], 1e-9))  # GPUs per served token/s
             v *= per.astype(np.float32)[:, None]
             best = v.argmin(axis=1)
             ds.append(d)
@@ -246,19 +306,85 @@ class Lagrangian:
         """π per GPU of every listing's class (0 for a listing in no class)."""
         return np.where(self.class_of >= 0, np.append(pi, 0.0)[self.class_of], 0.0)
 
-    def covers(self, pi: NDArray[np.float64]) -> float:
-        """L(π) with each demand's whole-replica cover of its whole target (every open demand served)."""
+    def covers(self, pi: NDArray[np.float64], shortfall: float = 0.0) -> float:
+        """L(π) with whole-replica covers: each open demand's cheapest cover of its cap, less the
+        most a placement serving ``shortfall`` tokens/s less than Σ caps could save
+        (:func:`savings`)."""
         items: dict[int, list[tuple[float, float]]] = {}
         for d, size, tps, m, off in self.parts:
             per_gpu = (m + pi[off : off + m.shape[1]][None, :]).min(axis=1)
             for i, cost, t in zip(d.tolist(), (per_gpu * size).tolist(), tps.tolist(), strict=True):
                 if math.isfinite(cost):
                     items.setdefault(i, []).append((cost, t))
-        total = 0.0
-        for i, mine in items.items():
-            ranked = sorted(mine + cheapest_items(self.rnd, i, scalar_only=True), key=lambda it: (it[0] / it[1], it[0]))
-            total += cheapest_cover(ranked, self.rnd.demands[i].tokens_per_second)
-        return total - float(pi @ self.free)
+        total, cut = 0.0, []
+        for i in np.flatnonzero(self.targets > 0).tolist():
+            mine = items.get(i, []) + cheapest_items(self.rnd, i, scalar_only=True)
+            ranked = sorted(mine, key=lambda it: (it[0] / it[1], it[0]))
+            cap = float(self.targets[i])
+            whole = cheapest_cover(ranked, cap)
+            total += whole
+            if shortfall > 0 and math.isfinite(whole):
+                cut.append((whole, served_ratio(ranked, cap), cap - most_below(ranked, whole, cap), cap))
+        return total - savings(cut, shortfall) - float(pi @ self.free)
+
+
+def most_below(items: list[tuple[float, float]], budget: float, cap: float, node_limit: int = 20_000) -> float:
+    """An upper bound on the most tokens/s below ``cap`` that whole replicas of ``items`` ((cost,
+    tokens/s), any number of each) costing at most ``budget`` make; exact when the branch and bound
+    completes, else the fractional bound of what is left (at most ``cap``)."""
+    top = cap
+    usable = sorted(((c, t) for c, t in items if t < top), key=lambda it: -it[1] / it[0] if it[0] > 0 else -math.inf)
+    if any(c <= 0 for c, _ in usable):
+        return cap
+    ratio = [t / c for c, t in usable]
+    best, cut, nodes = [0.0], [0.0], [0]
+    n = len(usable)
+
+    def visit(idx: int, tokens: float, left: float) -> None:
+        nodes[0] += 1
+        best[0] = max(best[0], tokens)
+        if idx == n:
+            return
+        bound = min(cap, tokens + left * ratio[idx])
+        if bound <= best[0]:
+            return
+        if nodes[0] > node_limit:
+            cut[0] = max(cut[0], bound)
+            return
+        cost, tps = usable[idx]
+        most = min(int(left // cost), math.ceil((top - tokens) / tps))  # (one more: the check below is exact)
+        for count in range(max(0, most), -1, -1):
+            if tokens + count * tps < top:
+                visit(idx + 1, tokens + count * tps, left - count * cost)
+
+    visit(0, 0.0, budget)
+    return max(best[0], cut[0])
+
+
+def savings(cut: list[tuple[float, float, float, float]], shortfall: float) -> float:
+    """The most a placement can save, against every demand served its cap at its cheapest whole
+    cover C, by serving ``shortfall`` tokens/s less in all. ``cut``: per demand (C, e, δ, cap), e its
+    least cost per served token/s (so serving s costs at least e × s) and δ the least shortfall that
+    lets a cheaper cover do (no cover cheaper than C comes within δ of the cap, :func:`most_below`).
+    Serving x less saves nothing below δ and at most C − e × (cap − x) from δ on; the concave
+    function through (0, 0), (δ, C − e(cap − δ)) and (cap, C) lies above both, and the most of a sum
+    of concave functions over shortfalls summing to ``shortfall`` is taken greedily, steepest first."""
+    pieces = []  # (slope, length)
+    for whole, e, delta, cap in cut:
+        at_delta = max(0.0, whole - e * (cap - delta))
+        if delta <= 0:
+            pieces.append((math.inf, 0.0, at_delta))
+        else:
+            pieces.append((at_delta / delta, delta, 0.0))
+        pieces.append((e, cap - delta, 0.0))
+    total, left = 0.0, shortfall
+    for slope, length, free in sorted(pieces, key=lambda piece: -piece[0]):
+        total += free
+        if left > 0 and length > 0:
+            take = min(length, left)
+            total += slope * take
+            left -= take
+    return total
 
 
 def _percent(rnd: Round, i: int) -> float:

@@ -84,11 +84,12 @@ def _fast(rnd: Round) -> Stats:
     for i in order:
         cover(rnd, i)
     top_up(rnd, order)
-    second = "none"  # (no batch matrices, no class prices)
+    second, lagrangian = "none", None  # (no batch matrices, no class prices)
     if rnd.batch is not None and rnd.batch.pairs:
-        second = "kept" if _shadow_pass(rnd, order) else "dropped"
+        lagrangian = Lagrangian(rnd)
+        second = "kept" if _shadow_pass(rnd, order, lagrangian) else "dropped"
     placed_ms = ms_since(started)
-    tokens_ub, lower, info = bounds(rnd, float(sum(rnd.cost_of(i) for i in range(len(rnd.demands)))))
+    tokens_ub, lower, info = bounds(rnd, float(sum(rnd.cost_of(i) for i in range(len(rnd.demands)))), lagrangian)
     return {
         "solver": "substitution-cover",
         "tokens_upper_bound": tokens_ub,
@@ -101,7 +102,7 @@ def _fast(rnd: Round) -> Stats:
     }
 
 
-def _shadow_pass(rnd: Round, order: list[int]) -> bool:
+def _shadow_pass(rnd: Round, order: list[int], lagrangian: Lagrangian) -> bool:
     """Re-plan with the capacity's shadow prices; keep the new plan only if it is better.
 
     The greedy covers see only market prices, so an early demand takes a cheap listing that a later
@@ -112,7 +113,6 @@ def _shadow_pass(rnd: Round, order: list[int]) -> bool:
     contested classes. A demand serving less than in the first plan covers again at market prices,
     then :func:`repair` moves the demands that took its listings. Kept only if it serves more by
     priority, or as much for less; returns whether it was kept."""
-    lagrangian = Lagrangian(rnd)
     first, first_key = rnd.state(), _group_key(rnd, order)
     was = [rnd.served(i) for i in range(len(rnd.demands))]
     _, pi = lagrangian.best(sum(was), -first_key[-1])

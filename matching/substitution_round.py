@@ -92,6 +92,8 @@ class Round:
         #: Shadow price per GPU of each listing (units × hours) that covers add to a listing's cost
         #: when they choose (None: none); the plan's cost is always the real one.
         self.shadow: NDArray[np.float64] | None = None
+        #: Each demand's most tokens/s in any placement (:func:`matching.substitution_bound.servable`).
+        self.servable: NDArray[np.float64] | None = None
 
     #: What :meth:`clear` resets and :meth:`state` / :meth:`restore` carry: the plan so far.
     PLAN = ("pool", "placements", "keys", "placed", "spent")
