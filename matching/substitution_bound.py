@@ -178,7 +178,10 @@ def bounds(
     steps = 0
     if rnd.batch is not None and rnd.batch.pairs:
         lagrangian = lagrangian or Lagrangian(rnd)
-        value, pi = lagrangian.best(served, upper_units)
+        warm = lagrangian.found
+        # (warm: from the prices found for the plan's first version, a few steps on)
+        steps = LAGRANGE_STEPS if warm is None else WARM_STEPS
+        value, pi = lagrangian.best(served, upper_units, warm, steps)
         # The matrices are float32: a margin far above their rounding keeps these bounds bounds.
         candidates["Lagrangian, capacity priced by class"] = value * (1 - FLOAT32_MARGIN)
         if everyone:
@@ -187,7 +190,6 @@ def bounds(
             candidates["Lagrangian with whole-replica covers, less what the shortfall can save"] = lagrangian.covers(
                 pi, tokens_ub - served
             ) * (1 - FLOAT32_MARGIN)
-        steps = LAGRANGE_STEPS
     kind, units = max(candidates.items(), key=lambda kv: kv[1])
     lower = costs.from_units(max(0, math.floor(units - 1e-6))) if math.isfinite(units) else Decimal(0)
     return tokens_ub, lower, {"bound": kind, "lagrange_steps": steps}
@@ -196,6 +198,8 @@ def bounds(
 #: Subgradient steps of the Lagrangian bound (a fixed count, not a time budget: the bound, like the
 #: plan, is a function of the round's inputs).
 LAGRANGE_STEPS = 20
+#: Subgradient steps from the prices already found for the round (the shadow pass's).
+WARM_STEPS = 5
 #: Relative margin taken off the float32 Lagrangian values (their rounding is ~1e-7 relative).
 FLOAT32_MARGIN = 1e-5
 
@@ -215,6 +219,8 @@ class Lagrangian:
         if batch is None:
             raise ValueError("the Lagrangian bound needs the batch matrices (Round(batch=True))")
         self.rnd = rnd
+        #: The best π of the last :meth:`best` (None before it ran).
+        self.found: NDArray[np.float64] | None = None
         self.parts = []  # (demand per pair, g/t per pair, cost matrix per GPU incl. hours, class offset)
         #: Each listing's class (index into π), -1 for listings in no class.
         self.class_of = np.full(len(rnd.problem.listings), -1, dtype=np.int64)
@@ -284,12 +290,15 @@ class Lagrangian:
             left -= take
         return total - float(pi @ self.free), usage
 
-    def best(self, served: float, upper: float) -> tuple[float, NDArray[np.float64]]:
-        """The highest L(π) found by subgradient steps from π = 0 (Polyak steps towards ``upper``)."""
-        pi = np.zeros(len(self.free))
+    def best(
+        self, served: float, upper: float, start: NDArray[np.float64] | None = None, steps: int = LAGRANGE_STEPS
+    ) -> tuple[float, NDArray[np.float64]]:
+        """The highest L(π) found by ``steps`` subgradient steps from ``start`` (None: π = 0), Polyak
+        steps towards ``upper``. Remembers the π found (:attr:`found`) for a warm start."""
+        pi = np.zeros(len(self.free)) if start is None else start.copy()
         best_value, best_pi = -math.inf, pi
         theta = 1.0
-        for _ in range(LAGRANGE_STEPS):
+        for _ in range(steps):
             value, usage = self.evaluate(pi, served)
             if value > best_value:
                 best_value, best_pi = value, pi.copy()
@@ -300,6 +309,7 @@ class Lagrangian:
             if norm == 0 or upper <= value:
                 break
             pi = np.maximum(0.0, pi + theta * (upper - value) / norm * grad)
+        self.found = best_pi
         return best_value, best_pi
 
     def listing_prices(self, pi: NDArray[np.float64]) -> NDArray[np.float64]:
