@@ -16,10 +16,11 @@ the GPU-form plan.
 
 **Policies**: ``engine`` serves the most tokens/s by priority (served = min(placed, target)), then
 at least total cost (price − subsidy, × GPUs × hours), across GPU models and regions
-(:mod:`matching.substitution_engine`: exact MILP on small rounds, LP-guided elsewhere, with its
-bounds in the stats); ``nearest``: each demand in arrival order (priority, then id) fills its
-first-choice alternative (``alternatives[0]``) from the nearest feasible listing; ``cheapest``:
-each demand in arrival order takes the cheapest per million tokens first, across its alternatives.
+(:mod:`matching.substitution_engine`: exact MILP on small rounds; elsewhere greedy covers, planned
+again at the Lagrangian bound's capacity prices; its bounds in the stats); ``nearest``: each
+demand in arrival order (priority, then id) fills its first-choice alternative
+(``alternatives[0]``) from the nearest feasible listing; ``cheapest``: each demand in arrival order
+takes the cheapest per million tokens first, across its alternatives.
 """
 
 from __future__ import annotations

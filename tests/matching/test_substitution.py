@@ -378,10 +378,10 @@ def test_the_shadow_pass_moves_a_flexible_demand_off_the_listing_another_needs(f
     ]
     p = inference(listings, [demand(1, priority=1), demand(2, hours=100)])
     assignments, _, stats = solve_inference(p)
-    assert (stats["solver"], stats["shadow_pass"]) == ("substitution-cover", "kept")
+    assert (stats["solver"], stats["shadow_pass"]) == ("substitution-cover", "x1")
     assert placed(assignments) == [(1, 2, 2, 1), (2, 1, 2, 1)]
     assert Decimal(stats["cost"]) == Decimal("1264")
-    monkeypatch.setattr(substitution_engine, "_shadow_pass", lambda rnd, order, lagrangian: False)
+    monkeypatch.setattr(substitution_engine, "_shadow_pass", lambda rnd, order, shadow: False)
     greedy, _, alone = solve_inference(p)
     assert placed(greedy) == [(1, 1, 2, 1), (2, 3, 1, 1)]
     assert Decimal(alone["cost"]) == Decimal("1640")
@@ -399,7 +399,7 @@ def test_the_shadow_pass_never_leaves_a_worse_plan(seed, fast, monkeypatch):
     p = random_instance(seed, n_demands=25)
     assignments, _, stats = solve_inference(p)
     check_rules(p, assignments)
-    monkeypatch.setattr(substitution_engine, "_shadow_pass", lambda rnd, order, lagrangian: False)
+    monkeypatch.setattr(substitution_engine, "_shadow_pass", lambda rnd, order, shadow: False)
     greedy, _, alone = solve_inference(p)
     assert level_key(p, assignments, stats) >= level_key(p, greedy, alone)
 
