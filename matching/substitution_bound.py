@@ -24,6 +24,7 @@ their pieces against brute force.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from decimal import Decimal
 
 import numpy as np
@@ -87,24 +88,25 @@ def served_ratio(items: list[tuple[float, float]], target: float) -> float:
     return min(c / min(t, target) for c, t in items)
 
 
-def most_tokens(items: list[tuple[int, float]], budget: int, target: float, node_limit: int = 20_000) -> float:
-    """The most tokens/s, at most ``target``, of whole replicas ((price per hour, tokens/s) of one
-    replica of each item, any number of each) whose prices sum to at most ``budget``; by branch and
-    bound, on hitting ``node_limit`` the fractional bound of what is left is used, so the result
-    is always an upper bound (exact when the search completes)."""
-    if not items:
-        return 0.0
-    if any(price <= 0 for price, _ in items):
+def most_tokens(
+    items: Sequence[tuple[float, float]], budget: float, target: float, *, below: bool = False, node_limit: int = 20_000
+) -> float:
+    """The most tokens/s, at most ``target`` (``below``: strictly below it), of whole replicas
+    ((price or cost, tokens/s) of one replica of each item, any number of each) whose prices sum to
+    at most ``budget``; by branch and bound, on hitting ``node_limit`` the fractional bound of what
+    is left is used, so the result is always an upper bound (exact when the search completes)."""
+    usable = [(c, t) for c, t in items if not below or t < target]
+    if any(c <= 0 for c, _ in usable):
         return target
-    items = sorted(items, key=lambda it: (-it[1] / it[0], it[0]))
-    ratio = [t / p for p, t in items]
+    usable.sort(key=lambda it: (-it[1] / it[0], it[0]))
+    ratio = [t / c for c, t in usable]
     best, cut, nodes = [0.0], [0.0], [0]
-    n = len(items)
+    n = len(usable)
 
-    def visit(idx: int, tokens: float, left: int) -> None:
+    def visit(idx: int, tokens: float, left: float) -> None:
         nodes[0] += 1
         best[0] = max(best[0], min(tokens, target))
-        if best[0] >= target or idx == n:
+        if (best[0] >= target and not below) or idx == n:
             return
         bound = min(target, tokens + left * ratio[idx])
         if bound <= best[0]:
@@ -112,9 +114,11 @@ def most_tokens(items: list[tuple[int, float]], budget: int, target: float, node
         if nodes[0] > node_limit:
             cut[0] = max(cut[0], bound)
             return
-        price, tps = items[idx]
-        for count in range(min(left // price, math.ceil((target - tokens) / tps - 1e-9)), -1, -1):
-            visit(idx + 1, tokens + count * tps, left - count * price)
+        cost, tps = usable[idx]
+        # (⌈·⌉ with no tolerance: at worst one count too many, which the checks below drop or cap)
+        for count in range(max(0, min(int(left // cost), math.ceil((target - tokens) / tps))), -1, -1):
+            if not below or tokens + count * tps < target:
+                visit(idx + 1, tokens + count * tps, left - count * cost)
 
     visit(0, 0.0, budget)
     return max(best[0], cut[0])
@@ -334,48 +338,15 @@ class Lagrangian:
             whole = cheapest_cover(ranked, cap)
             total += whole
             if shortfall > 0 and math.isfinite(whole):
-                cut.append((whole, served_ratio(ranked, cap), cap - most_below(ranked, whole, cap), cap))
+                cut.append((whole, served_ratio(ranked, cap), cap - most_tokens(ranked, whole, cap, below=True), cap))
         return total - savings(cut, shortfall) - float(pi @ self.free)
-
-
-def most_below(items: list[tuple[float, float]], budget: float, cap: float, node_limit: int = 20_000) -> float:
-    """An upper bound on the most tokens/s below ``cap`` that whole replicas of ``items`` ((cost,
-    tokens/s), any number of each) costing at most ``budget`` make; exact when the branch and bound
-    completes, else the fractional bound of what is left (at most ``cap``)."""
-    top = cap
-    usable = sorted(((c, t) for c, t in items if t < top), key=lambda it: -it[1] / it[0] if it[0] > 0 else -math.inf)
-    if any(c <= 0 for c, _ in usable):
-        return cap
-    ratio = [t / c for c, t in usable]
-    best, cut, nodes = [0.0], [0.0], [0]
-    n = len(usable)
-
-    def visit(idx: int, tokens: float, left: float) -> None:
-        nodes[0] += 1
-        best[0] = max(best[0], tokens)
-        if idx == n:
-            return
-        bound = min(cap, tokens + left * ratio[idx])
-        if bound <= best[0]:
-            return
-        if nodes[0] > node_limit:
-            cut[0] = max(cut[0], bound)
-            return
-        cost, tps = usable[idx]
-        most = min(int(left // cost), math.ceil((top - tokens) / tps))  # (one more: the check below is exact)
-        for count in range(max(0, most), -1, -1):
-            if tokens + count * tps < top:
-                visit(idx + 1, tokens + count * tps, left - count * cost)
-
-    visit(0, 0.0, budget)
-    return max(best[0], cut[0])
 
 
 def savings(cut: list[tuple[float, float, float, float]], shortfall: float) -> float:
     """The most a placement can save, against every demand served its cap at its cheapest whole
     cover C, by serving ``shortfall`` tokens/s less in all. ``cut``: per demand (C, e, δ, cap), e its
     least cost per served token/s (so serving s costs at least e × s) and δ the least shortfall that
-    lets a cheaper cover do (no cover cheaper than C comes within δ of the cap, :func:`most_below`).
+    lets a cheaper cover do (no cover cheaper than C comes within δ of the cap, :func:`most_tokens` below the cap).
     Serving x less saves nothing below δ and at most C − e × (cap − x) from δ on; the concave
     function through (0, 0), (δ, C − e(cap − δ)) and (cap, C) lies above both, and the most of a sum
     of concave functions over shortfalls summing to ``shortfall`` is taken greedily, steepest first."""

@@ -456,13 +456,13 @@ def test_the_bounds_pieces_agree_with_brute_force(seed):
     # most_tokens: the most tokens/s, up to the target, within the budget.
     best = max(min(t, target) for c, t in combos if c <= budget)
     assert substitution_bound.most_tokens(items, budget, target) == pytest.approx(best)
-    # cheapest_cover and most_below: the cheapest cover of the target, and the most tokens/s below
+    # cheapest_cover and most_tokens below: the cheapest cover of the target, and the most tokens/s below
     # the target of any cover costing at most that.
     cover = min(c for c, t in combos if t >= target)
     ranked = sorted(((float(c), t) for c, t in items), key=lambda it: (it[0] / it[1], it[0]))
     assert substitution_bound.cheapest_cover(ranked, target) == pytest.approx(cover)
     below = max((t for c, t in combos if c <= cover and t < target), default=0.0)
-    assert substitution_bound.most_below(ranked, cover, target) == pytest.approx(below)
+    assert substitution_bound.most_tokens(ranked, cover, target, below=True) == pytest.approx(below)
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -485,7 +485,7 @@ def test_what_a_shortfall_can_save_is_never_less_than_the_best_saving(seed):
     for items, cap in demands:
         c = substitution_bound.cheapest_cover(items, cap)
         whole.append(c)
-        below = substitution_bound.most_below(items, c, cap)
+        below = substitution_bound.most_tokens(items, c, cap, below=True)
         cut.append((c, substitution_bound.served_ratio(items, cap), cap - below, cap))
     # Every (served per demand) reachable by whole replicas: each demand's covers' token sums.
     reach = []
