@@ -120,9 +120,9 @@ def _shadow_pass(rnd: Round, order: list[int], shadow: NDArray[np.float64]) -> b
     region) class's GPUs at what capacity is worth there (:class:`Lagrangian`), times a scale
     (:data:`SHADOW_SCALES`); the new plan's covers choose at price + that shadow price, so demands
     with other ways to be served leave the contested classes. A demand serving less than in the
-    plan before covers again at market prices,
-    then :func:`repair` moves the demands that took its listings. Kept only if it serves more by
-    priority, or as much for less; returns whether it was kept."""
+    plan before covers again at market prices, then :func:`repair` moves the demands that took its
+    listings. Kept only if it serves more by priority, or as much for less; returns whether it was
+    kept."""
     first, first_key = rnd.state(), _group_key(rnd, order)
     was = [rnd.served(i) for i in range(len(rnd.demands))]
     rnd.clear()
@@ -140,7 +140,7 @@ def _shadow_pass(rnd: Round, order: list[int], shadow: NDArray[np.float64]) -> b
                 cover(rnd, i)
                 rnd.shadow = None
     top_up(rnd, order)
-    repair(rnd, order, was, first[2])  # type: ignore[arg-type]
+    repair(rnd, order, was, first.keys)
     if _group_key(rnd, order) > first_key:
         return True
     rnd.restore(first)

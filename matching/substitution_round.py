@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -55,6 +56,17 @@ def replicas_below(target: float, placed: float, tps: float) -> int:
     return n
 
 
+class PlanState(NamedTuple):
+    """A round's plan: the node pool, the placements, each demand's placement keys, and each
+    demand's tokens/s placed and spend per hour."""
+
+    pool: Pool
+    placements: Placements
+    keys: dict[int, set[tuple[int, int, int]]]
+    placed: list[float]
+    spent: list[int]
+
+
 @dataclass
 class Flat:
     """A demand's options as columns: alternative, listing, cost and price per hour of one replica
@@ -95,23 +107,20 @@ class Round:
         #: Each demand's most tokens/s in any placement (:func:`matching.substitution_bound.servable`).
         self.servable: NDArray[np.float64] | None = None
 
-    #: What :meth:`clear` resets and :meth:`state` / :meth:`restore` carry: the plan so far.
-    PLAN = ("pool", "placements", "keys", "placed", "spent")
+    def state(self) -> PlanState:
+        """The plan so far, as it is (to :meth:`restore` after :meth:`clear`, which replaces it)."""
+        return PlanState(self.pool, self.placements, self.keys, self.placed, self.spent)
 
-    def state(self) -> tuple[object, ...]:
-        """The plan so far (to :meth:`restore` after :meth:`clear`)."""
-        return tuple(getattr(self, name) for name in self.PLAN)
+    def restore(self, state: PlanState) -> None:
+        self.pool, self.placements, self.keys, self.placed, self.spent = state
 
-    def restore(self, state: tuple[object, ...]) -> None:
-        for name, value in zip(self.PLAN, state, strict=True):
-            setattr(self, name, value)
-
-    def copy(self) -> tuple[object, ...]:
+    def copy(self) -> PlanState:
         """A copy of the plan so far (to :meth:`restore`), independent of what is placed after."""
         pool = Pool([])
         pool.free, pool.max_free = [list(f) for f in self.pool.free], self.pool.max_free.copy()
         placements = {key: list(nodes) for key, nodes in self.placements.items()}
-        return pool, placements, {i: set(v) for i, v in self.keys.items()}, list(self.placed), list(self.spent)
+        keys = {i: set(v) for i, v in self.keys.items()}
+        return PlanState(pool, placements, keys, list(self.placed), list(self.spent))
 
     def clear(self) -> None:
         """Back to no placement, on the capacity the round started with."""
