@@ -4,13 +4,12 @@
   integer program of :mod:`matching.substitution_milp` (HiGHS), bound = its proven optimum.
 - **Fast** elsewhere: demands by priority, least flexible first (fewest options), each placing the
   cheapest whole-replica *cover* of its target on what is left (a branch and bound over its
-  options, :func:`cover`), then a top-up pass (cheapest per served token); then a second plan the
-  same way with each listing's cost raised by the shadow price of its class's capacity (from the
-  Lagrangian bound of the first), repaired where a demand lost tokens/s, kept if better
-  (:func:`_shadow_pass`). Its bounds
-  (:mod:`matching.substitution_bound`): tokens/s ≤ Σ targets of the demands with an option; cost ≥
-  a Lagrangian relaxation of the listings' capacity (each demand's cheapest cover alone, at
-  capacity prices found by subgradient steps), recorded with the gap on every run.
+  options, :func:`cover`), then a top-up pass (cheapest per served token); then the same again
+  with each listing's cost raised by its class's capacity price (from the Lagrangian bound, at
+  each scale of :data:`SHADOW_SCALES`), repaired where a demand lost tokens/s, each plan kept only
+  if better (:func:`_shadow_pass`). Its bounds (:mod:`matching.substitution_bound`): tokens/s ≤
+  Σ of each demand's cap; cost ≥ the best of whole-replica covers and Lagrangian relaxations of
+  the listings' capacity, recorded with the gap on every run.
 """
 
 from __future__ import annotations
@@ -127,18 +126,14 @@ def _shadow_pass(rnd: Round, order: list[int], shadow: NDArray[np.float64]) -> b
     was = [rnd.served(i) for i in range(len(rnd.demands))]
     rnd.clear()
     for i in order:
-        rnd.shadow = shadow
-        cover(rnd, i)
-        rnd.shadow = None
+        cover(rnd, i, shadow)
         if rnd.served(i) < was[i] - 1e-9:  # the shadow prices cost it tokens/s: cover at market prices
             got = rnd.served(i)
             rnd.unplace(i)
             cover(rnd, i)
             if rnd.served(i) <= got:
                 rnd.unplace(i)
-                rnd.shadow = shadow
-                cover(rnd, i)
-                rnd.shadow = None
+                cover(rnd, i, shadow)
     top_up(rnd, order)
     repair(rnd, order, was, first.keys)
     if _group_key(rnd, order) > first_key:
@@ -188,14 +183,16 @@ def top_up(rnd: Round, order: list[int] | None = None) -> None:
             rnd.cheapest_served(i)
 
 
-def cover(rnd: Round, i: int) -> None:
+def cover(rnd: Round, i: int, shadow: NDArray[np.float64] | None = None) -> None:
     """Place demand ``i``'s cheapest whole-replica cover of its missing tokens/s on what is left
-    (most tokens/s first, then least cost × hours), searched by branch and bound over its options."""
+    (most tokens/s first, then least cost × hours), searched by branch and bound over its options.
+    ``shadow``: a price per GPU of each listing (units × hours) the choice adds to its cost (the
+    shadow passes'); what the plan costs is always the real price."""
     demand = rnd.demands[i]
     missing = demand.tokens_per_second - rnd.placed[i]
     if missing <= 0:
         return
-    items = _items(rnd, i, missing)
+    items = _items(rnd, i, missing, shadow)
     if not items:
         return
     best = search(items, missing, rnd.budget[i] - rnd.spent[i])
@@ -207,9 +204,10 @@ def cover(rnd: Round, i: int) -> None:
 Item = tuple[int, int, float, float, int, int, int]  # (alt, listing, cost, tps, slots, size, price)
 
 
-def _items(rnd: Round, i: int, missing: float) -> list[Item]:
+def _items(rnd: Round, i: int, missing: float, shadow: NDArray[np.float64] | None) -> list[Item]:
     """The options a cover of demand ``i`` searches: the :data:`COVER_ALTERNATIVES` alternatives
-    cheapest per token/s on the capacity left now, each with its cheapest listings with room.
+    cheapest per token/s on the capacity left now (each listing's cost plus its ``shadow`` price),
+    each with its cheapest listings with room.
 
     An alternative's cheapest listing now costs at least its cheapest before the round, so the
     alternatives are visited by that (known without unpacking them) and the visit stops once it
@@ -234,8 +232,8 @@ def _items(rnd: Round, i: int, missing: float) -> list[Item]:
         mine: list[Item] = []
         carried = 0.0
         lsts, lcost, lprice = c.listings[room], c.cost[room] * float(hours), c.price[room]
-        if rnd.shadow is not None:
-            lcost = lcost + rnd.shadow[lsts]
+        if shadow is not None:
+            lcost = lcost + shadow[lsts]
             order = np.argsort(lcost, kind="stable")
             lsts, lcost, lprice = lsts[order], lcost[order], lprice[order]
         rows = zip(lsts.tolist(), lcost.tolist(), lprice.tolist(), strict=True)

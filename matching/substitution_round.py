@@ -88,22 +88,22 @@ class Round:
         free = [list(x.node_free if node_free is None else node_free.get(x.id, x.node_free)) for x in problem.listings]
         self.problem, self.demands = problem, problem.inference
         self.index = Index(problem, free)
-        self.pool = Pool(free)
         self.batch = Batch(self.index, self.demands) if batch else None
         self.options: list[list[AnyCandidates]] = (
             self.batch.options
             if self.batch is not None
             else [[self.index.candidates(d, k) for k in range(len(d.alternatives))] for d in self.demands]
         )
-        self.placements: Placements = {}
-        self.keys: dict[int, set[tuple[int, int, int]]] = {}  # demand → its placement keys
-        self.placed = [0.0] * len(self.demands)
-        self.spent = [0] * len(self.demands)  # price units × GPUs per hour
+        # The plan (:class:`PlanState`; :meth:`clear` starts it): the node pool, the placements,
+        # each demand's placement keys, tokens/s placed and spend (price units × GPUs per hour).
+        self.pool: Pool
+        self.placements: Placements
+        self.keys: dict[int, set[tuple[int, int, int]]]
+        self.placed: list[float]
+        self.spent: list[int]
+        self.clear()
         self.budget = [costs.money_units(d.budget_per_hour) for d in self.demands]
         self.hours = {d.id: d.duration_hours for d in self.demands}
-        #: Shadow price per GPU of each listing (units × hours) that covers add to a listing's cost
-        #: when they choose (None: none); the plan's cost is always the real one.
-        self.shadow: NDArray[np.float64] | None = None
         #: Each demand's most tokens/s in any placement (:func:`matching.substitution_bound.servable`).
         self.servable: NDArray[np.float64] | None = None
 
@@ -116,11 +116,9 @@ class Round:
 
     def copy(self) -> PlanState:
         """A copy of the plan so far (to :meth:`restore`), independent of what is placed after."""
-        pool = Pool([])
-        pool.free, pool.max_free = [list(f) for f in self.pool.free], self.pool.max_free.copy()
         placements = {key: list(nodes) for key, nodes in self.placements.items()}
         keys = {i: set(v) for i, v in self.keys.items()}
-        return PlanState(pool, placements, keys, list(self.placed), list(self.spent))
+        return PlanState(Pool(self.pool.free), placements, keys, list(self.placed), list(self.spent))
 
     def clear(self) -> None:
         """Back to no placement, on the capacity the round started with."""
