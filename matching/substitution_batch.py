@@ -90,6 +90,8 @@ class Batch:
         #: *class*) and each pair's cheapest feasible price in each class (:data:`NO_PRICE`: none).
         self.pairs: dict[str, NDArray[np.int64]] = {}
         self.class_free: dict[str, NDArray[np.float64]] = {}
+        #: Per GPU model, the class of each of its columns (listings by price).
+        self.col_class: dict[str, NDArray[np.int64]] = {}
         self.class_min: dict[str, list[NDArray[np.int32]]] = {}
         # Pairs by model; the scalar path for pairs the matrices cannot express.
         rows: dict[str, list[tuple[int, int]]] = {}
@@ -139,8 +141,8 @@ class Batch:
         hours, budget, vouchered = self.d_hours[di], self.d_budget[di], self.d_voucher[di]
         self.packed[model] = []
         self.pairs[model] = np.array(pairs, dtype=np.int64).reshape(-1, 2)
-        classes = np.unique(region)
-        class_cols = [region == c for c in classes.tolist()]
+        classes, self.col_class[model] = np.unique(region, return_inverse=True)
+        class_cols = [self.col_class[model] == c for c in range(len(classes))]
         self.class_free[model] = np.array([sum(sum(ix.free[j]) for j in cols[m].tolist()) for m in class_cols], float)
         self.class_min[model] = []
         price32 = np.minimum(price, NO_PRICE - 1).astype(np.int32)  # (a price that high blocks nothing real)

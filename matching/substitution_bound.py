@@ -131,13 +131,9 @@ def servable(rnd: Round) -> NDArray[np.float64]:
     if rnd.servable is None:
         caps = np.zeros(len(rnd.demands))
         for i, d in enumerate(rnd.demands):
-            alts = d.alternatives
-            # (first_cost, price − subsidy at the cheapest listing, is at most the cheapest price)
-            items = [
-                (c.first_cost * alts[c.alt].gpus_per_replica, alts[c.alt].tokens_per_second_per_replica)
-                for c in rnd.options[i]
-                if c.count
-            ]
+            # Per hour: a replica's cost at the cheapest listing (price − subsidy) is at most the
+            # cheapest price, which is what the budget pays.
+            items = [(cost / d.duration_hours, tps) for cost, tps in cheapest_items(rnd, i)]
             caps[i] = most_tokens(items, rnd.budget[i], d.tokens_per_second)
         rnd.servable = caps
     return rnd.servable
@@ -157,6 +153,7 @@ def bounds(
     tokens_ub = float(sum(caps[i] for i in open_demands))
     served = sum(rnd.served(i) for i in range(len(rnd.demands)))
     everyone = served >= tokens_ub - 1e-6
+    shortfall = 0.0 if everyone else tokens_ub - served
     candidates: dict[str, float] = {}
     if everyone:
         candidates["whole-replica covers, capacity relaxed"] = sum(
@@ -175,7 +172,6 @@ def bounds(
         # Whatever serves ≥ `served` in all serves each demand at least its cap less the shortfall
         # (the others cannot make up more than their own caps): each such share costs at least
         # its cheapest whole-replica cover.
-        shortfall = tokens_ub - served
         candidates["whole-replica covers of cap − shortfall"] = sum(
             cheapest_cover(cheapest_items(rnd, i), caps[i] - shortfall) for i in open_demands if caps[i] > shortfall
         )
@@ -188,12 +184,8 @@ def bounds(
         value, pi = lagrangian.best(served, upper_units, warm, steps)
         # The matrices are float32: a margin far above their rounding keeps these bounds bounds.
         candidates["Lagrangian, capacity priced by class"] = value * (1 - FLOAT32_MARGIN)
-        if everyone:
-            candidates["Lagrangian with whole-replica covers"] = lagrangian.covers(pi) * (1 - FLOAT32_MARGIN)
-        else:
-            candidates["Lagrangian with whole-replica covers, less what the shortfall can save"] = lagrangian.covers(
-                pi, tokens_ub - served
-            ) * (1 - FLOAT32_MARGIN)
+        name = "Lagrangian with whole-replica covers" + ("" if everyone else ", less what the shortfall can save")
+        candidates[name] = lagrangian.covers(pi, shortfall) * (1 - FLOAT32_MARGIN)
     kind, units = max(candidates.items(), key=lambda kv: kv[1])
     lower = costs.from_units(max(0, math.floor(units - 1e-6))) if math.isfinite(units) else Decimal(0)
     return tokens_ub, lower, {"bound": kind, "lagrange_steps": steps}
@@ -212,11 +204,11 @@ class Lagrangian:
     """A Lagrangian relaxation of the listings' capacity, by *class* (a GPU model's listings in one
     region): prices π_C ≥ 0 per GPU of each class. For any π, every demand alone takes its cheapest
     way per *served* token/s (the module's docstring) at (cheapest feasible price in the class ×
-    hours + π_C) per GPU (capacity,
-    packing, budgets and the target rule dropped; a voucher's percent taken off every price, which
-    is never above its real subsidy), the cheapest total of the served tokens/s is taken across
-    demands, and Σ π_C × the class's free GPUs is subtracted: a lower bound on the cost of any
-    placement serving as much (weak duality), whatever π is. Subgradient steps raise it."""
+    hours + π_C) per GPU (capacity, packing, budgets and the target rule dropped; a voucher's
+    percent taken off every price, which is never above its real subsidy), up to its cap
+    (:func:`servable`), the cheapest total of the served tokens/s is taken across demands, and Σ π_C
+    × the class's free GPUs is subtracted: a lower bound on the cost of any placement serving as
+    much (weak duality), whatever π is. Subgradient steps raise it."""
 
     def __init__(self, rnd: Round) -> None:
         batch = rnd.batch
@@ -243,20 +235,18 @@ class Lagrangian:
             disc = np.array([1 - _percent(rnd, i) / 100 for i in d.tolist()], dtype=float)
             m *= (hours * disc).astype(np.float32)[:, None]
             self.parts.append((d, size, tps, m, offset))
-            cols = batch.cols[model]
-            region = rnd.index.region[cols]
-            self.class_of[cols] = offset + np.searchsorted(np.unique(region), region)
+            self.class_of[batch.cols[model]] = offset + batch.col_class[model]
             free.append(batch.class_free[model])
             offset += m.shape[1]
         self.free = np.concatenate(free) if free else np.zeros(0)
-        self.targets = servable(rnd)  # (each demand's cap: at most its target)
+        self.caps = servable(rnd)
         # Alternatives outside the matrices (measured listings, restricted vouchers) at π = 0: below
         # their true price at any π, so the bound stays a bound.
         self.rho0 = np.full(len(rnd.demands), np.inf)
         for i in range(len(rnd.demands)):
             scalar = cheapest_items(rnd, i, scalar_only=True)
             if scalar:
-                self.rho0[i] = served_ratio(scalar, self.targets[i])
+                self.rho0[i] = served_ratio(scalar, self.caps[i])
 
     def evaluate(self, pi: NDArray[np.float64], served: float) -> tuple[float, NDArray[np.float64]]:
         """(L(π), GPUs each class would give) at the best split of ``served`` tokens/s across demands."""
@@ -264,7 +254,7 @@ class Lagrangian:
         ds, vals, cls, gpt = [], [], [], []
         for d, size, tps, m, off in self.parts:
             v = m + pi[off : off + m.shape[1]].astype(np.float32)[None, :]
-            per = size / np.minimum(tps, np.maximum(self.targets[d], 1e-9))  # GPUs per served token/s
+            per = size / np.minimum(tps, np.maximum(self.caps[d], 1e-9))  # GPUs per served token/s
             v *= per.astype(np.float32)[:, None]
             best = v.argmin(axis=1)
             ds.append(d)
@@ -287,7 +277,7 @@ class Lagrangian:
         for i in np.argsort(rho, kind="stable").tolist():
             if left <= 0 or not np.isfinite(rho[i]):
                 break
-            take = min(self.targets[i], left)
+            take = min(self.caps[i], left)
             total += take * rho[i]
             if klass[i] >= 0:
                 usage[klass[i]] += take * per[i]
@@ -331,10 +321,10 @@ class Lagrangian:
                 if math.isfinite(cost):
                     items.setdefault(i, []).append((cost, t))
         total, cut = 0.0, []
-        for i in np.flatnonzero(self.targets > 0).tolist():
+        for i in np.flatnonzero(self.caps > 0).tolist():
             mine = items.get(i, []) + cheapest_items(self.rnd, i, scalar_only=True)
             ranked = sorted(mine, key=lambda it: (it[0] / it[1], it[0]))
-            cap = float(self.targets[i])
+            cap = float(self.caps[i])
             whole = cheapest_cover(ranked, cap)
             total += whole
             if shortfall > 0 and math.isfinite(whole):
@@ -346,11 +336,12 @@ def savings(cut: list[tuple[float, float, float, float]], shortfall: float) -> f
     """The most a placement can save, against every demand served its cap at its cheapest whole
     cover C, by serving ``shortfall`` tokens/s less in all. ``cut``: per demand (C, e, δ, cap), e its
     least cost per served token/s (so serving s costs at least e × s) and δ the least shortfall that
-    lets a cheaper cover do (no cover cheaper than C comes within δ of the cap, :func:`most_tokens` below the cap).
+    lets a cheaper cover do (no cover cheaper than C comes within δ of the cap: :func:`most_tokens`
+    below the cap).
     Serving x less saves nothing below δ and at most C − e × (cap − x) from δ on; the concave
     function through (0, 0), (δ, C − e(cap − δ)) and (cap, C) lies above both, and the most of a sum
     of concave functions over shortfalls summing to ``shortfall`` is taken greedily, steepest first."""
-    pieces = []  # (slope, length)
+    pieces = []  # (slope, length, saved at no shortfall)
     for whole, e, delta, cap in cut:
         at_delta = max(0.0, whole - e * (cap - delta))
         if delta <= 0:
