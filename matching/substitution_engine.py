@@ -91,12 +91,12 @@ def _fast(rnd: Round) -> Stats:
     kept, lagrangian = "none", None  # (no batch matrices, no class prices)
     if rnd.batch is not None and rnd.batch.pairs:
         lagrangian = Lagrangian(rnd)
-        _, pi = lagrangian.best(sum(rnd.served(i) for i in range(len(rnd.demands))), -_group_key(rnd, order)[-1])
+        _, pi = lagrangian.best(sum(rnd.served(i) for i in order), _cost(rnd, order))
         prices = lagrangian.listing_prices(pi)
         better = [f"x{scale:g}" for scale in SHADOW_SCALES if _shadow_pass(rnd, order, prices * scale)]
         kept = " ".join(better) or "dropped"
     placed_ms = ms_since(started)
-    tokens_ub, lower, info = bounds(rnd, float(sum(rnd.cost_of(i) for i in range(len(rnd.demands)))), lagrangian)
+    tokens_ub, lower, info = bounds(rnd, _cost(rnd, order), lagrangian)
     return {
         "solver": "substitution-cover",
         "tokens_upper_bound": tokens_ub,
@@ -150,7 +150,12 @@ def _group_key(rnd: Round, group: list[int]) -> tuple[float, ...]:
         p = rnd.demands[i].priority
         by[p] = by.get(p, 0.0) + rnd.served(i)
     # (Rounded: the same placements summed in another order must compare equal.)
-    return (*(round(by[p], 6) for p in sorted(by, reverse=True)), -float(sum(rnd.cost_of(i) for i in group)))
+    return (*(round(by[p], 6) for p in sorted(by, reverse=True)), -_cost(rnd, group))
+
+
+def _cost(rnd: Round, group: list[int]) -> float:
+    """What ``group``'s placements cost the engine (units × hours)."""
+    return float(sum(rnd.cost_of(i) for i in group))
 
 
 def repair(rnd: Round, order: list[int], was: list[float], was_keys: dict[int, set[tuple[int, int, int]]]) -> None:
@@ -170,8 +175,7 @@ def repair(rnd: Round, order: list[int], was: list[float], was_keys: dict[int, s
             rnd.unplace(d)
         for d in group:
             cover(rnd, d)
-            if rnd.placed[d] < rnd.demands[d].tokens_per_second:
-                rnd.cheapest_served(d)
+            top_up(rnd, [d])
         if _group_key(rnd, group) <= before:
             rnd.restore(saved)
 
