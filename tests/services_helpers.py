@@ -3,10 +3,11 @@
 import threading
 from decimal import Decimal
 
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.db.models import Sum
 
 from marketplace.models import BuyerRequest, Listing, Match
+from marketplace.services import plans
 from marketplace.services.plans import inference_placed_state, match_plan_apply
 from matching.latency import LatencyClass
 from matching.problem import Assignment, Plan
@@ -24,6 +25,19 @@ def request_terms(**changes) -> dict:
         "max_price_per_gpu_hour": "9.00",
         "duration_hours": 24,
     } | changes
+
+
+def refuse_matches_of(monkeypatch, request_id: int) -> None:
+    """Make ``services.plans.match_plan_apply`` raise what a database CHECK raises whenever the plan
+    it applies holds an assignment, of either form, for ``request_id``."""
+    real = plans.match_plan_apply
+
+    def apply(*, plan, run_id, now):
+        if any(a.request_id == request_id for a in (*plan.assignments, *plan.inference_assignments)):
+            raise IntegrityError("CHECK constraint failed: program_balance_within_budget")
+        return real(plan=plan, run_id=run_id, now=now)
+
+    monkeypatch.setattr(plans, "match_plan_apply", apply)
 
 
 def reserve(listing, request, now, nodes=(0,), gpus_per_replica=None):

@@ -10,13 +10,13 @@ import time
 from decimal import Decimal
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Q
 
 from marketplace import selectors
 from marketplace.models import BuyerRequest, Match, MatchingRun
 from marketplace.selectors.spend import requests_spend_used
-from marketplace.services import plans, rounds
+from marketplace.services import rounds
 from marketplace.services.lifecycle import matches_fail_over
 from marketplace.services.plans import ApplyResult, match_plan_apply
 from marketplace.services.rounds import matching_run_finish, matching_run_start, round_run
@@ -25,7 +25,7 @@ from matching.latency import LatencyClass
 from matching.problem import Assignment, Blocked, InferenceUnserved, Plan
 from tests.conftest import scale
 from tests.inference_builders import inference_request
-from tests.services_helpers import assert_no_gpu_held_twice, race
+from tests.services_helpers import assert_no_gpu_held_twice, race, refuse_matches_of
 
 FP8_H20_1 = 1128.048780487805  # modelled tokens/s of one H20 serving the 32B distill at FP8 (1,000 in / 300 out)
 
@@ -543,14 +543,7 @@ def test_an_inference_match_the_database_refuses_costs_only_its_request(make_lis
     make_listing(gpu_model="h20", gpu_count=16)
     poisoned = inference_request(buyer=buyer, now=now, gpu_models=("h20",))
     bystander = inference_request(buyer=buyer, now=now, gpu_models=("h20",))
-    real = plans.match_plan_apply
-
-    def apply(*, plan, run_id, now):
-        if any(a.request_id == poisoned.pk for a in plan.inference_assignments):
-            raise IntegrityError("CHECK constraint failed: program_balance_within_budget")
-        return real(plan=plan, run_id=run_id, now=now)
-
-    monkeypatch.setattr(plans, "match_plan_apply", apply)
+    refuse_matches_of(monkeypatch, poisoned.pk)
     run = MatchingRun.objects.get(pk=round_run(shard="h20", trigger="manual"))
 
     assert run.status == MatchingRun.Status.SUCCEEDED

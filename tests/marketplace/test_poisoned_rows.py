@@ -16,9 +16,9 @@ from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 
 from marketplace.models import BuyerRequest, GpuModel, Listing, Match, MatchingRun, Region
-from marketplace.services import plans, rounds
+from marketplace.services import rounds
 from marketplace.services.rounds import round_run
-from tests.services_helpers import request_terms
+from tests.services_helpers import refuse_matches_of, request_terms
 from tests.web.conftest import signed_in
 from tests.web.test_pages import text
 
@@ -147,14 +147,7 @@ def test_a_match_the_database_refuses_costs_only_its_request(make_listing, make_
     make_listing(gpu_count=16)
     poisoned = make_request(latency_class="batch", replicas=1)
     bystander = make_request(latency_class="batch", replicas=1)
-    real = plans.match_plan_apply
-
-    def apply(*, plan, run_id, now):
-        if any(a.request_id == poisoned.pk for a in plan.assignments):
-            raise IntegrityError("CHECK constraint failed: program_balance_within_budget")
-        return real(plan=plan, run_id=run_id, now=now)
-
-    monkeypatch.setattr(plans, "match_plan_apply", apply)
+    refuse_matches_of(monkeypatch, poisoned.pk)
     run = MatchingRun.objects.get(pk=round_run(shard="h20", trigger="manual"))
 
     assert run.status == MatchingRun.Status.SUCCEEDED
