@@ -45,6 +45,7 @@ from marketplace.models import (
     WebhookEndpoint,
 )
 from marketplace.services.market_clock import market_clock_freeze
+from tests.inference_builders import inference_body as inference_form
 from tests.security.conftest import PASSWORD, ROLES
 from tests.security.figures import FIGURES
 
@@ -117,16 +118,7 @@ def request_body(role: str) -> dict:
 
 def inference_body(role: str) -> dict:
     """The quote's inference form (issue 15): an LLM at a throughput under a TTFT target."""
-    return {
-        "llm_model": "deepseek-r1-distill-qwen-32b",
-        "output_tokens_per_second": "2000",
-        "prompt_tokens": 2000,
-        "output_tokens": 500,
-        "ttft_p95_ms": "1500",
-        "origin": "shanghai",
-        "max_price_per_million_tokens": "9",
-        "duration_hours": 24,
-    }
+    return inference_form(max_price_per_million_tokens="9")
 
 
 def program_body(role: str) -> dict:
