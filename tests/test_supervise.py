@@ -164,19 +164,26 @@ pathlib.Path("got").write_text(" ".join(got))
 """
 
 
-def test_a_ctrl_c_at_the_terminal_reaches_the_child_once_and_nothing_restarts(tmp_path):
-    log = tmp_path / "supervise.log"
-    # A terminal sends Ctrl-C's SIGINT to its foreground process group: supervise's, here its own.
-    # A foreground job starts with SIGINT at its default, whatever the test run inherited (pytest
-    # started as a background job of a script has it ignored, which supervise would rightly keep).
+def supervise_noting_signals(tmp_path: Path, log: Path, *, sigint: signal.Handlers) -> subprocess.Popen:
+    """supervise of a :data:`SIGNALS_NOTED` child, in a process group of its own, started with
+    SIGINT at ``sigint`` (as a shell starts a job); returns once the child is ready."""
     process = supervise(
         ["--", sys.executable, "-c", SIGNALS_NOTED],
         log,
         cwd=tmp_path,
         process_group=0,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
     assert wait_for(lambda: (tmp_path / "ready").exists(), 10), text(log)
+    return process
+
+
+def test_a_ctrl_c_at_the_terminal_reaches_the_child_once_and_nothing_restarts(tmp_path):
+    log = tmp_path / "supervise.log"
+    # A terminal sends Ctrl-C's SIGINT to its foreground process group: supervise's, here its own.
+    # A foreground job starts with SIGINT at its default, whatever the test run inherited (pytest
+    # started as a background job of a script has it ignored, which supervise would rightly keep).
+    process = supervise_noting_signals(tmp_path, log, sigint=signal.SIG_DFL)
 
     os.killpg(process.pid, signal.SIGINT)
 
@@ -188,14 +195,7 @@ def test_a_ctrl_c_at_the_terminal_reaches_the_child_once_and_nothing_restarts(tm
 def test_as_a_background_job_of_a_script_sigint_stays_ignored_and_term_stops_it(tmp_path):
     # bin/demo's jobs: bash starts them with SIGINT ignored and stops them with TERM on Ctrl-C.
     log = tmp_path / "supervise.log"
-    process = supervise(
-        ["--", sys.executable, "-c", SIGNALS_NOTED],
-        log,
-        cwd=tmp_path,
-        process_group=0,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )
-    assert wait_for(lambda: (tmp_path / "ready").exists(), 10), text(log)
+    process = supervise_noting_signals(tmp_path, log, sigint=signal.SIG_IGN)
 
     os.killpg(process.pid, signal.SIGINT)
     assert not wait_for(lambda: process.poll() is not None, 1)
