@@ -8,6 +8,8 @@ margin is 100 ms. A cap of 20 CNY per million tokens on 2,000 tokens/s is a budg
 
 from __future__ import annotations
 
+import itertools
+import math
 import random
 from dataclasses import replace
 from datetime import timedelta
@@ -434,9 +436,6 @@ def test_the_exact_program_keeps_a_levels_optimum_within_highs_tolerances():
 
 def _every_count(items, target):
     """Every vector of replica counts, each item at most as many as reach ``target`` alone."""
-    import itertools
-    import math
-
     return itertools.product(*(range(math.ceil(target / t) + 1) for _, t in items))
 
 
@@ -470,8 +469,6 @@ def test_what_a_shortfall_can_save_is_never_less_than_the_best_saving(seed):
     """Demands of one to three items each: the most any choice of served tokens/s (each demand its
     cheapest cover of what it serves) saves against all served their caps, with the shortfall
     summed ≤ D, is at most :func:`savings`."""
-    import itertools
-
     rng = random.Random(seed)
     demands = []
     for _ in range(3):
