@@ -140,11 +140,16 @@ def servable(rnd: Round) -> NDArray[np.float64]:
 
 
 def bounds(
-    rnd: Round, upper_units: float, lagrangian: Lagrangian | None = None
+    rnd: Round,
+    upper_units: float,
+    lagrangian: Lagrangian | None = None,
+    start: NDArray[np.float64] | None = None,
 ) -> tuple[float, Decimal, dict[str, int | str | float]]:
     """(tokens/s upper bound, cost lower bound in CNY, what kind of bound). ``upper_units``: the
     plan's cost (units × hours), the target of the subgradient steps; ``lagrangian``: the round's,
-    when already built.
+    when already built; ``start``: capacity prices already found for the round (the shadow
+    passes'), from which a few steps go on (:data:`WARM_STEPS`) instead of :data:`LAGRANGE_STEPS`
+    from zero.
 
     A demand is served at most its :func:`servable` tokens/s in any placement, so every rule below
     holds with its target replaced by that cap."""
@@ -178,10 +183,8 @@ def bounds(
     steps = 0
     if rnd.batch is not None and rnd.batch.pairs:
         lagrangian = lagrangian or Lagrangian(rnd)
-        warm = lagrangian.found
-        # (warm: from the prices found for the plan's first version, a few steps on)
-        steps = LAGRANGE_STEPS if warm is None else WARM_STEPS
-        value, pi = lagrangian.best(served, upper_units, warm, steps)
+        steps = LAGRANGE_STEPS if start is None else WARM_STEPS
+        value, pi = lagrangian.best(served, upper_units, start, steps)
         # The matrices are float32: a margin far above their rounding keeps these bounds bounds.
         candidates["Lagrangian, capacity priced by class"] = value * (1 - FLOAT32_MARGIN)
         name = "Lagrangian with whole-replica covers" + ("" if everyone else ", less what the shortfall can save")
@@ -215,8 +218,6 @@ class Lagrangian:
         if batch is None:
             raise ValueError("the Lagrangian bound needs the batch matrices (Round(batch=True))")
         self.rnd = rnd
-        #: The best π of the last :meth:`best` (None before it ran).
-        self.found: NDArray[np.float64] | None = None
         self.parts = []  # (demand per pair, g/t per pair, cost matrix per GPU incl. hours, class offset)
         #: Each listing's class (index into π), -1 for listings in no class.
         self.class_of = np.full(len(rnd.problem.listings), -1, dtype=np.int64)
@@ -288,7 +289,7 @@ class Lagrangian:
         self, served: float, upper: float, start: NDArray[np.float64] | None = None, steps: int = LAGRANGE_STEPS
     ) -> tuple[float, NDArray[np.float64]]:
         """The highest L(π) found by ``steps`` subgradient steps from ``start`` (None: π = 0), Polyak
-        steps towards ``upper``. Remembers the π found (:attr:`found`) for a warm start."""
+        steps towards ``upper``, and that π."""
         pi = np.zeros(len(self.free)) if start is None else start.copy()
         best_value, best_pi = -math.inf, pi
         theta = 1.0
@@ -303,7 +304,6 @@ class Lagrangian:
             if norm == 0 or upper <= value:
                 break
             pi = np.maximum(0.0, pi + theta * (upper - value) / norm * grad)
-        self.found = best_pi
         return best_value, best_pi
 
     def listing_prices(self, pi: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -88,7 +88,7 @@ def _fast(rnd: Round) -> Stats:
     for i in order:
         cover(rnd, i)
     top_up(rnd, order)
-    kept, lagrangian = "none", None  # (no batch matrices, no class prices)
+    kept, lagrangian, pi = "none", None, None  # (no batch matrices, no class prices)
     if rnd.batch is not None and rnd.batch.pairs:
         lagrangian = Lagrangian(rnd)
         _, pi = lagrangian.best(sum(rnd.served(i) for i in order), _cost(rnd, order))
@@ -96,7 +96,7 @@ def _fast(rnd: Round) -> Stats:
         better = [f"x{scale:g}" for scale in SHADOW_SCALES if _shadow_pass(rnd, order, prices * scale)]
         kept = " ".join(better) or "dropped"
     placed_ms = ms_since(started)
-    tokens_ub, lower, info = bounds(rnd, _cost(rnd, order), lagrangian)
+    tokens_ub, lower, info = bounds(rnd, _cost(rnd, order), lagrangian, pi)
     return {
         "solver": "substitution-cover",
         "tokens_upper_bound": tokens_ub,
