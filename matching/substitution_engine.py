@@ -91,7 +91,7 @@ def _fast(rnd: Round) -> Stats:
     kept, lagrangian, pi = "none", None, None  # (no batch matrices, no class prices)
     if rnd.batch is not None and rnd.batch.pairs:
         lagrangian = Lagrangian(rnd)
-        _, pi = lagrangian.best(sum(rnd.served(i) for i in order), _cost(rnd, order))
+        _, pi = lagrangian.best(sum(rnd.served(i) for i in range(len(rnd.demands))), _cost(rnd, order))
         prices = lagrangian.listing_prices(pi)
         better = [f"x{scale:g}" for scale in SHADOW_SCALES if _shadow_pass(rnd, order, prices * scale)]
         kept = " ".join(better) or "dropped"
