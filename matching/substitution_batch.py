@@ -85,6 +85,8 @@ class Batch:
         self.options: list[list[AnyCandidates]] = [[] for _ in demands]
         self.packed: dict[str, list[tuple[int, NDArray[np.uint8]]]] = {}
         self.cols: dict[str, NDArray[np.int64]] = {}
+        #: Per GPU model, the pairs (rows) in each of its chunks (``packed``) but perhaps the last.
+        self.step: dict[str, int] = {}
         #: For the Lagrangian bound (:mod:`matching.substitution_bound`), per GPU model: its pairs
         #: ((demand, alternative) rows), the free GPUs of each region's listings of the model (a
         #: *class*) and each pair's cheapest feasible price in each class (:data:`NO_PRICE`: none).
@@ -146,7 +148,7 @@ class Batch:
         self.class_free[model] = np.array([sum(sum(ix.free[j]) for j in cols[m].tolist()) for m in class_cols], float)
         self.class_min[model] = []
         price32 = np.minimum(price, NO_PRICE - 1).astype(np.int32)  # (a price that high blocks nothing real)
-        step = max(1, CHUNK_CELLS // max(1, n_cols))
+        step = self.step[model] = max(1, CHUNK_CELLS // max(1, n_cols))
         col = np.newaxis
         for lo in range(0, len(pairs), step):
             s = slice(lo, lo + step)
@@ -197,11 +199,10 @@ class Batch:
 
     def unpack(self, c: LazyCandidates) -> Candidates:
         """The eager candidates of a pair: its listings by cost (price − subsidy), then index."""
-        chunks = self.packed[c.model]
-        lo, bits = next((lo, b) for lo, b in reversed(chunks) if lo <= c.row)
+        step = self.step[c.model]
+        lo, bits = self.packed[c.model][c.row // step]
         cols = self.cols[c.model]
-        row = np.unpackbits(bits[c.row - lo])[: len(cols)].astype(bool)
-        lsts = cols[row]
+        lsts = cols[np.unpackbits(bits[c.row - lo], count=len(cols)).view(bool)]
         ix = self.index
         demand = ix.problem.inference[c.demand]
         price = ix.price[lsts]

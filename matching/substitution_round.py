@@ -106,6 +106,22 @@ class Round:
         self.hours = {d.id: d.duration_hours for d in self.demands}
         #: Each demand's most tokens/s in any placement (:func:`matching.substitution_bound.servable`).
         self.servable: NDArray[np.float64] | None = None
+        self._ranked: dict[int, list[tuple[float, AnyCandidates]]] = {}
+
+    def ranked_options(self, i: int) -> list[tuple[float, AnyCandidates]]:
+        """Demand ``i``'s alternatives with a listing, each with its cost per token/s of a replica at
+        its cheapest listing before the round (units per hour), cheapest first (then alternative
+        order): no listing of it costs less on what is left later. Cached (the order is the
+        round's, not the plan's)."""
+        if i not in self._ranked:
+            alts = self.demands[i].alternatives
+            ranked = sorted(  # (alternatives are unique: no tie reaches the candidates)
+                (c.first_cost * alts[c.alt].gpus_per_replica / alts[c.alt].tokens_per_second_per_replica, c.alt, c)
+                for c in self.options[i]
+                if c.count
+            )
+            self._ranked[i] = [(first, c) for first, _, c in ranked]
+        return self._ranked[i]
 
     def state(self) -> PlanState:
         """The plan so far, as it is (to :meth:`restore` after :meth:`clear`, which replaces it)."""

@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import timedelta
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from matching import costs, substitution_bound, substitution_engine
@@ -421,6 +422,35 @@ def test_a_demand_taken_off_and_put_back_leaves_the_round_as_it_was():
     rnd.restore(saved)
     assert rnd.placed == placed_before
     assert rnd.placements == placements
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("shadowed", [False, True])
+def test_a_covers_block_of_alternatives_takes_each_ones_cheapest_listings_with_room(seed, shadowed):
+    """The block selection of the covers is the plain one: per alternative, its listings with a node
+    that fits a replica, by cost × hours + shadow price (ties in listing order), the first few."""
+    rng = random.Random(seed)
+    p = random_instance(seed, n_demands=20, n_listings=25)
+    rnd = Round(p, None)
+    for i in rng.sample(range(len(rnd.demands)), 8):  # some listings full, some half-full
+        substitution_engine.cover(rnd, i)
+    shadow = (
+        np.array([rng.choice([0.0, 0.0, 5e4, 1e5 * rng.random()]) for _ in p.listings]) if shadowed else None
+    )
+    for i, d in enumerate(rnd.demands):
+        block = [c for _, c in rnd.ranked_options(i)]
+        if not block:
+            continue
+        got = substitution_engine._cheapest_with_room(rnd.pool.max_free, block, d.alternatives, d.duration_hours, shadow)
+        for c, rows in zip(block, got, strict=True):
+            size = d.alternatives[c.alt].gpus_per_replica
+            plain = [
+                (j, cost * float(d.duration_hours) + (0.0 if shadow is None else shadow[j]), price)
+                for j, cost, price in zip(c.listings.tolist(), c.cost.tolist(), c.price.tolist(), strict=True)
+                if max(rnd.pool.free[j], default=0) >= size
+            ]
+            plain.sort(key=lambda row: row[1])  # stable: ties stay in listing order
+            assert rows == plain[: substitution_engine.COVER_LISTINGS]
 
 
 def test_the_exact_program_keeps_a_levels_optimum_within_highs_tolerances():
