@@ -22,10 +22,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from matching import costs
-from matching.substitution_bound import Lagrangian, bounds
-from matching.substitution_milp import solve_milp
 from matching.problem import InferenceAlternative
 from matching.substitution_batch import AnyCandidates
+from matching.substitution_bound import Lagrangian, bounds
+from matching.substitution_milp import solve_milp
 from matching.substitution_round import Round, Stats
 from matching.timings import ms_since
 

@@ -434,18 +434,17 @@ def test_a_covers_block_of_alternatives_takes_each_ones_cheapest_listings_with_r
     rnd = Round(p, None)
     for i in rng.sample(range(len(rnd.demands)), 8):  # some listings full, some half-full
         substitution_engine.cover(rnd, i)
-    shadow = (
-        np.array([rng.choice([0.0, 0.0, 5e4, 1e5 * rng.random()]) for _ in p.listings]) if shadowed else None
-    )
+    shadow = np.array([rng.choice([0.0, 0.0, 5e4, 1e5 * rng.random()]) for _ in p.listings]) if shadowed else None
     for i, d in enumerate(rnd.demands):
         block = [c for _, c in rnd.ranked_options(i)]
         if not block:
             continue
-        got = substitution_engine._cheapest_with_room(rnd.pool.max_free, block, d.alternatives, d.duration_hours, shadow)
+        hours = d.duration_hours
+        got = substitution_engine._cheapest_with_room(rnd.pool.max_free, block, d.alternatives, hours, shadow)
         for c, rows in zip(block, got, strict=True):
             size = d.alternatives[c.alt].gpus_per_replica
             plain = [
-                (j, cost * float(d.duration_hours) + (0.0 if shadow is None else shadow[j]), price)
+                (j, cost * float(hours) + (0.0 if shadow is None else shadow[j]), price)
                 for j, cost, price in zip(c.listings.tolist(), c.cost.tolist(), c.price.tolist(), strict=True)
                 if max(rnd.pool.free[j], default=0) >= size
             ]
