@@ -21,7 +21,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends npm fonts-noto-
 # The engine's network simplex is compiled here into NUMBA_CACHE_DIR, so no process compiles it.
 RUN DJANGO_SECRET_KEY=build-only DATABASE_URL=sqlite:////tmp/build.sqlite3 CELERY_BROKER_URL=memory:// \
     ALLOWED_HOSTS=build python manage.py collectstatic --noinput -v0 \
- && python -c "from matching.flow.simplex import warm_up; warm_up()" \
+ && python -c "from matching.compiled import warm_up; warm_up()" \
  && useradd --create-home --uid 1000 app && mkdir -p /app/var && chown -R app /app/var
 
 USER app

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_matching import DEMAND, NOW, default_data_path, load_reference, make_listing  # noqa: E402
 from matching import costs, substitution_engine  # noqa: E402
+from matching.compiled import warm_up  # noqa: E402
 from matching.inference import GpuSpec, LlmSpec  # noqa: E402
 from matching.inference_quote import InferenceTerms, alternatives_of  # noqa: E402
 from matching.problem import InferenceDemand, Problem, VoucherTerms  # noqa: E402
@@ -320,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     path = args.data or default_data_path()
     ref = load_reference(path)
     maker = DemandMaker(*load_catalogue())
+    warm_up()  # (the engine's compiled code loaded, as a worker loads it before its first round)
     print("Inference rounds (solve_inference alone, on the listings' free capacity):\n")
     print("| " + " | ".join(HEADER) + " |")
     print("|" + "---|" * len(HEADER))

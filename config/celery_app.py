@@ -50,8 +50,9 @@ def _kombu_patched(**kwargs) -> None:
 
 @worker_init.connect
 def _engine_compiled(**kwargs) -> None:
-    """Load the engine's compiled simplex (numba's cache; compiled on a first run) in the worker's
-    main process, before the pool forks: every child then starts with it, and no round pays for it."""
-    from matching.flow.simplex import warm_up
+    """Load the engine's compiled code (numba's cache; compiled on a first run): the simplex and the
+    inference covers' selection, in the worker's main process, before the pool forks: every child
+    then starts with it, and no round pays for it."""
+    from matching import compiled
 
-    warm_up()
+    compiled.warm_up()

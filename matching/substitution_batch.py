@@ -83,10 +83,21 @@ class Batch:
     def __init__(self, index: Index, demands: tuple[InferenceDemand, ...]) -> None:
         self.index = index
         self.options: list[list[AnyCandidates]] = [[] for _ in demands]
+        # Per GPU model while the matrices are built: its chunks (first row, bit-packed rows).
         self.packed: dict[str, list[tuple[int, NDArray[np.uint8]]]] = {}
+        #: Per GPU model, its listings by price (then index): the matrices' columns.
         self.cols: dict[str, NDArray[np.int64]] = {}
-        #: Per GPU model, the pairs (rows) in each of its chunks (``packed``) but perhaps the last.
-        self.step: dict[str, int] = {}
+        #: Every pair's row of its model's matrix, bit-packed, one row per pair: a pair of ``model``
+        #: at its row r is row ``row_base[model] + r``; each model's number (``model_ix``) indexes
+        #: ``cols_table`` (its columns, -1 past them) and ``n_cols``. Read by the covers' compiled
+        #: selection (:mod:`matching.substitution_select`) without unpacking.
+        self.bits = np.zeros((0, 1), dtype=np.uint8)
+        self.row_base: dict[str, int] = {}
+        self.model_ix: dict[str, int] = {}
+        self.cols_table = np.zeros((0, 1), dtype=np.int64)
+        self.n_cols = np.zeros(0, dtype=np.int64)
+        #: No shadow price on any listing (the covers at market prices).
+        self.no_shadow = np.zeros(len(index.problem.listings))
         #: For the Lagrangian bound (:mod:`matching.substitution_bound`), per GPU model: its pairs
         #: ((demand, alternative) rows), the free GPUs of each region's listings of the model (a
         #: *class*) and each pair's cheapest feasible price in each class (:data:`NO_PRICE`: none).
@@ -118,6 +129,25 @@ class Batch:
         for model, pairs in rows.items():
             self._model(model, pairs, demands, slots)
         self.options = [[c for c in row if c is not None] for row in slots]
+        self._one_matrix()
+
+    def _one_matrix(self) -> None:
+        """The models' chunks as one bit matrix (:attr:`bits`), each row padded to the widest."""
+        models = list(self.packed)
+        width = max((b.shape[1] for chunks in self.packed.values() for _, b in chunks), default=1)
+        parts, base = [], 0
+        for n, model in enumerate(models):
+            self.model_ix[model], self.row_base[model] = n, base
+            for _, b in self.packed[model]:
+                parts.append(np.pad(b, ((0, 0), (0, width - b.shape[1]))))
+                base += len(b)
+        self.packed = {}
+        if parts:
+            self.bits = np.vstack(parts)
+        self.n_cols = np.array([len(self.cols[m]) for m in models], dtype=np.int64)
+        self.cols_table = np.full((len(models), max(1, int(self.n_cols.max(initial=0)))), -1, dtype=np.int64)
+        for n, model in enumerate(models):
+            self.cols_table[n, : self.n_cols[n]] = self.cols[model]
 
     def _model(
         self,
@@ -148,7 +178,7 @@ class Batch:
         self.class_free[model] = np.array([sum(sum(ix.free[j]) for j in cols[m].tolist()) for m in class_cols], float)
         self.class_min[model] = []
         price32 = np.minimum(price, NO_PRICE - 1).astype(np.int32)  # (a price that high blocks nothing real)
-        step = self.step[model] = max(1, CHUNK_CELLS // max(1, n_cols))
+        step = max(1, CHUNK_CELLS // max(1, n_cols))
         col = np.newaxis
         for lo in range(0, len(pairs), step):
             s = slice(lo, lo + step)
@@ -199,10 +229,8 @@ class Batch:
 
     def unpack(self, c: LazyCandidates) -> Candidates:
         """The eager candidates of a pair: its listings by cost (price − subsidy), then index."""
-        step = self.step[c.model]
-        lo, bits = self.packed[c.model][c.row // step]
         cols = self.cols[c.model]
-        lsts = cols[np.unpackbits(bits[c.row - lo], count=len(cols)).view(bool)]
+        lsts = cols[np.unpackbits(self.bits[self.row_base[c.model] + c.row], count=len(cols)).view(bool)]
         ix = self.index
         demand = ix.problem.inference[c.demand]
         price = ix.price[lsts]

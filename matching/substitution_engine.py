@@ -17,13 +17,14 @@ from __future__ import annotations
 import bisect
 import math
 import time
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 from matching import costs
-from matching.problem import InferenceAlternative
-from matching.substitution_batch import AnyCandidates
+from matching import substitution_select as select
+from matching.substitution_batch import AnyCandidates, LazyCandidates
 from matching.substitution_bound import Lagrangian, bounds
 from matching.substitution_milp import solve_milp
 from matching.substitution_round import Round, Stats
@@ -237,7 +238,7 @@ def _items(rnd: Round, i: int, missing: float, shadow: NDArray[np.float64] | Non
         block = ranked[lo : lo + COVER_BLOCK]
         if len(found) >= COVER_ALTERNATIVES and block[0][0] >= found[COVER_ALTERNATIVES - 1][0]:
             break
-        rows = _cheapest_with_room(rnd.pool.max_free, [c for _, c in block], alts, hours, shadow)
+        rows = _cheapest_with_room(rnd, i, [c for _, c in block], shadow)
         for (first, c), mine_rows in zip(block, rows, strict=True):
             if len(found) >= COVER_ALTERNATIVES and first >= found[COVER_ALTERNATIVES - 1][0]:
                 break
@@ -263,71 +264,64 @@ def _items(rnd: Round, i: int, missing: float, shadow: NDArray[np.float64] | Non
 
 
 def _cheapest_with_room(
-    max_free: NDArray[np.int64],
-    block: list[AnyCandidates],
-    alts: tuple[InferenceAlternative, ...],
-    hours: int,
-    shadow: NDArray[np.float64] | None,
+    rnd: Round, i: int, block: list[AnyCandidates], shadow: NDArray[np.float64] | None
 ) -> list[list[tuple[int, float, int]]]:
-    """For each candidates of ``block``: its :data:`COVER_LISTINGS` cheapest listings (cost ×
-    ``hours`` + the listing's ``shadow`` price; ties in listing order) with a node that fits a
+    """For each candidates of demand ``i`` in ``block``: its :data:`COVER_LISTINGS` cheapest listings
+    (cost × hours + the listing's ``shadow`` price; ties in listing order) with a node that fits a
     replica of the alternative, as (listing, that cost, price per GPU-hour), cheapest first.
 
-    The same as a stable sort of each one's listings with room, cut to its first few, done for the
-    whole block in a few array operations: a cover looks at ~17 alternatives of ~100 listings each,
-    and numpy's cost per call, not per element, is what one at a time spent."""
-    eager = [c.eager() for c in block]
-    lengths = [len(e.listings) for e in eager]
-    listings = np.concatenate([e.listings for e in eager])
-    which = np.repeat(np.arange(len(block)), lengths)
-    sizes = np.array([alts[c.alt].gpus_per_replica for c in block])
-    (at,) = np.nonzero(max_free[listings] >= sizes[which])
-    part = which[at]
-    if shadow is None:  # each one's listings are by cost already
-        cost = np.concatenate([e.cost for e in eager])[at] * float(hours)
-        firsts = np.searchsorted(part, np.arange(len(block)))
-    else:
-        cost = np.concatenate([e.cost for e in eager])[at] * float(hours) + shadow[listings[at]]
-        order = np.argsort(cost, kind="stable")  # ties stay in listing order
-        order = order[np.argsort(part[order], kind="stable")]
-        at, part, cost = at[order], part[order], cost[order]
-        firsts = np.searchsorted(part, np.arange(len(block)))
-    keep = np.arange(len(at)) - firsts[part] < COVER_LISTINGS
-    at, part, cost = at[keep], part[keep], cost[keep]
-    price = np.concatenate([e.price for e in eager])[at]
-    rows = list(zip(listings[at].tolist(), cost.tolist(), price.tolist(), strict=True))
-    bounds = np.searchsorted(part, np.arange(len(block) + 1)).tolist()
-    return [rows[bounds[n] : bounds[n + 1]] for n in range(len(block))]
+    The batch's pairs are read straight from its bit matrix by compiled code
+    (:func:`matching.substitution_select.cheapest_with_room`), all of the block in one call; the
+    few scalar candidates (measured listings, restricted vouchers) are sorted here."""
+    demand = rnd.demands[i]
+    alts, hours = demand.alternatives, float(demand.duration_hours)
+    out: list[list[tuple[int, float, int]]] = [[] for _ in block]
+    lazy = [n for n, c in enumerate(block) if isinstance(c, LazyCandidates)]
+    batch, ix = rnd.batch, rnd.index
+    if lazy and batch is not None:
+        pairs = [cast(LazyCandidates, block[n]) for n in lazy]
+        listings, keys, counts = select.cheapest_with_room(
+            batch.bits,
+            batch.cols_table,
+            batch.n_cols,
+            np.array([batch.row_base[c.model] + c.row for c in pairs], dtype=np.int64),
+            np.array([batch.model_ix[c.model] for c in pairs], dtype=np.int64),
+            np.array([alts[c.alt].gpus_per_replica for c in pairs], dtype=np.int64),
+            ix.price,
+            ix.subsidy(demand),
+            rnd.pool.max_free,
+            hours,
+            batch.no_shadow if shadow is None else shadow,
+            shadow is None and demand.voucher is None,
+            COVER_LISTINGS,
+        )
+        rows = list(zip(listings.tolist(), keys.tolist(), ix.price[listings].tolist(), strict=True))
+        for p, (n, count) in enumerate(zip(lazy, counts.tolist(), strict=True)):
+            out[n] = rows[p * COVER_LISTINGS : p * COVER_LISTINGS + count]
+    for n, c in enumerate(block):
+        if isinstance(c, LazyCandidates) and batch is not None:
+            continue
+        (at,) = np.nonzero(rnd.pool.max_free[c.listings] >= alts[c.alt].gpus_per_replica)
+        cost = c.cost[at] * hours
+        if shadow is not None:
+            cost = cost + shadow[c.listings[at]]
+        order = np.argsort(cost, kind="stable")[:COVER_LISTINGS]  # ties stay in listing order
+        at, cost = at[order], cost[order]
+        out[n] = list(zip(c.listings[at].tolist(), cost.tolist(), c.price[at].tolist(), strict=True))
+    return out
 
 
 def search(items: list[Item], target: float, budget: int) -> list[int]:
     """Replica counts per item: most tokens/s up to ``target``, then least cost, within ``budget``
-    (price units per hour) and each item's slots. Items are sorted by cost per token/s, so the
-    rest of a cover costs at least (missing tokens/s) × the next item's ratio (the bound)."""
-    n = len(items)
-    ratio = [it[2] / it[3] for it in items]
-    best_key, best_counts = (-1.0, 0.0), [0] * n
-    counts = [0] * n
-    nodes = 0
-
-    def visit(idx: int, placed: float, cost: float, left: int) -> None:
-        nonlocal best_key, best_counts, nodes
-        nodes += 1
-        key = (min(placed, target), -cost)
-        if key > best_key:
-            best_key, best_counts = key, counts.copy()
-        if placed >= target or idx == n or nodes > COVER_NODES:
-            return
-        if best_key[0] >= target and cost + (target - placed) * ratio[idx] >= -best_key[1]:
-            return
-        _, _, c, tps, slots, _, price = items[idx]
-        most = min(slots, max(0, math.ceil((target - placed) / tps - 1e-9)))
-        if price > 0:
-            most = min(most, left // price)
-        for count in range(most, -1, -1):
-            counts[idx] = count
-            visit(idx + 1, placed + count * tps, cost + count * c, left - count * price)
-        counts[idx] = 0
-
-    visit(0, 0.0, 0.0, budget)
-    return best_counts
+    (price units per hour) and each item's slots; a branch and bound of at most :data:`COVER_NODES`
+    nodes over the items, sorted by cost per token/s (:func:`matching.substitution_select.search`)."""
+    counts = select.search(
+        np.array([it[2] for it in items], dtype=np.float64),
+        np.array([it[3] for it in items], dtype=np.float64),
+        np.array([it[4] for it in items], dtype=np.int64),
+        np.array([it[6] for it in items], dtype=np.int64),
+        float(target),
+        int(budget),
+        COVER_NODES,
+    )
+    return cast(list[int], counts.tolist())

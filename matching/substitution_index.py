@@ -96,6 +96,9 @@ class Index:
             model: np.flatnonzero(models == model).astype(np.int64) for model in sorted({x.gpu_model for x in lsts})
         }
         self._subsidy: dict[tuple[object, ...], NDArray[np.int64]] = {}
+        # Shared by every demand without a voucher (read only; not flagged so: numba compiles a
+        # read-only array as another type).
+        self._no_subsidy = np.zeros(len(lsts), dtype=np.int64)
         self._cache: dict[tuple[object, ...], Candidates] = {}
         self._units: dict[Decimal, int] = {}
 
@@ -110,7 +113,7 @@ class Index:
         """Full voucher subsidy per GPU-hour of ``demand`` on every listing, units (0: none)."""
         v = demand.voucher
         if v is None:
-            return np.zeros(len(self.problem.listings), dtype=np.int64)
+            return self._no_subsidy
         key = (v.percent, v.eligible_regions, v.eligible_providers, v.eligible_gpu_models)
         if key not in self._subsidy:
             self._subsidy[key] = np.array(

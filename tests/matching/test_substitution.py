@@ -426,30 +426,74 @@ def test_a_demand_taken_off_and_put_back_leaves_the_round_as_it_was():
 
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("shadowed", [False, True])
-def test_a_covers_block_of_alternatives_takes_each_ones_cheapest_listings_with_room(seed, shadowed):
-    """The block selection of the covers is the plain one: per alternative, its listings with a node
-    that fits a replica, by cost × hours + shadow price (ties in listing order), the first few."""
+@pytest.mark.parametrize("batch", [True, False])
+def test_a_covers_block_of_alternatives_takes_each_ones_cheapest_listings_with_room(seed, shadowed, batch):
+    """The covers' selection (compiled, from the batch's bit matrix; or from scalar candidates) is
+    the plain one: per alternative, its listings with a node that fits a replica, by cost × hours
+    + shadow price (ties in listing order), the first few."""
     rng = random.Random(seed)
     p = random_instance(seed, n_demands=20, n_listings=25)
-    rnd = Round(p, None)
+    rnd = Round(p, None, batch=batch)
     for i in rng.sample(range(len(rnd.demands)), 8):  # some listings full, some half-full
         substitution_engine.cover(rnd, i)
     shadow = np.array([rng.choice([0.0, 0.0, 5e4, 1e5 * rng.random()]) for _ in p.listings]) if shadowed else None
     for i, d in enumerate(rnd.demands):
         block = [c for _, c in rnd.ranked_options(i)]
-        if not block:
-            continue
-        hours = d.duration_hours
-        got = substitution_engine._cheapest_with_room(rnd.pool.max_free, block, d.alternatives, hours, shadow)
+        got = substitution_engine._cheapest_with_room(rnd, i, block, shadow)
         for c, rows in zip(block, got, strict=True):
             size = d.alternatives[c.alt].gpus_per_replica
             plain = [
-                (j, cost * float(hours) + (0.0 if shadow is None else shadow[j]), price)
+                (j, cost * float(d.duration_hours) + (0.0 if shadow is None else shadow[j]), price)
                 for j, cost, price in zip(c.listings.tolist(), c.cost.tolist(), c.price.tolist(), strict=True)
                 if max(rnd.pool.free[j], default=0) >= size
             ]
             plain.sort(key=lambda row: row[1])  # stable: ties stay in listing order
             assert rows == plain[: substitution_engine.COVER_LISTINGS]
+
+
+def _search_in_python(items, target, budget, limit):
+    """The covers' branch and bound as it was written in Python (the compiled one must agree)."""
+    n = len(items)
+    ratio = [it[2] / it[3] for it in items]
+    best = [(-1.0, 0.0), [0] * n]
+    counts, nodes = [0] * n, [0]
+
+    def visit(idx, placed, cost, left):
+        nodes[0] += 1
+        key = (min(placed, target), -cost)
+        if key > best[0]:
+            best[:] = [key, counts.copy()]
+        if placed >= target or idx == n or nodes[0] > limit:
+            return
+        if best[0][0] >= target and cost + (target - placed) * ratio[idx] >= -best[0][1]:
+            return
+        _, _, c, tps, slots, _, price = items[idx]
+        most = min(slots, max(0, math.ceil((target - placed) / tps - 1e-9)))
+        if price > 0:
+            most = min(most, left // price)
+        for count in range(most, -1, -1):
+            counts[idx] = count
+            visit(idx + 1, placed + count * tps, cost + count * c, left - count * price)
+        counts[idx] = 0
+
+    visit(0, 0.0, 0.0, budget)
+    return best[1]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_compiled_branch_and_bound_agrees_with_the_python_one(seed, monkeypatch):
+    rng = random.Random(seed)
+    items = []
+    for k in range(rng.randint(1, 14)):
+        size = rng.choice([1, 2, 4, 8])
+        tps = rng.choice([150.0, 400.5, 1000.0, 2264.8, 3523.0])
+        price = rng.choice([0, 20_000, 35_000, 52_000]) * size
+        items.append((k, k, float(price * rng.choice([4, 24])), tps, rng.randint(0, 5), size, price))
+    items.sort(key=lambda it: (it[2] / it[3], it[2], it[0], it[1]))
+    target, budget = rng.choice([300.0, 2000.0, 7777.7, 20_000.0]), rng.choice([0, 60_000, 400_000, 10**7])
+    limit = rng.choice([3, 50, substitution_engine.COVER_NODES])
+    monkeypatch.setattr(substitution_engine, "COVER_NODES", limit)
+    assert substitution_engine.search(items, target, budget) == _search_in_python(items, target, budget, limit)
 
 
 def test_the_exact_program_keeps_a_levels_optimum_within_highs_tolerances():
