@@ -102,6 +102,9 @@ class Batch:
         #: ((demand, alternative) rows), the free GPUs of each region's listings of the model (a
         #: *class*) and each pair's cheapest feasible price in each class (:data:`NO_PRICE`: none).
         self.pairs: dict[str, NDArray[np.int64]] = {}
+        #: Per GPU model, each pair's GPUs and tokens/s per replica.
+        self.pair_size: dict[str, NDArray[np.int64]] = {}
+        self.pair_tps: dict[str, NDArray[np.float64]] = {}
         self.class_free: dict[str, NDArray[np.float64]] = {}
         #: Per GPU model, the class of each of its columns (listings by price).
         self.col_class: dict[str, NDArray[np.int64]] = {}
@@ -164,7 +167,8 @@ class Batch:
         price, gpn, region = ix.price[cols], ix.gpn[cols], ix.region[cols]
         rel, start, until, room = ix.reliability[cols], ix.start[cols], ix.until[cols], ix.max_free[cols]
         alts = [demands[i].alternatives[k] for i, k in pairs]
-        size = np.array([a.gpus_per_replica for a in alts], dtype=np.int64)
+        size = self.pair_size[model] = np.array([a.gpus_per_replica for a in alts], dtype=np.int64)
+        self.pair_tps[model] = np.array([a.tokens_per_second_per_replica for a in alts], dtype=float)
         bound = np.array([a.rtt_bound_ms for a in alts], dtype=float)
         # Caps are at the money quantum (4 places), so float × 10,000 rounds back exactly.
         cap = np.rint(np.array([float(a.max_price_per_gpu_hour) for a in alts]) * costs.UNITS_PER_CNY).astype(np.int64)

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 
 import numpy as np
+from numba import njit
 from numpy.typing import NDArray
 
 from matching import costs
@@ -50,36 +51,45 @@ def cheapest_items(rnd: Round, i: int, *, scalar_only: bool = False) -> list[tup
 
 def cheapest_cover(items: list[tuple[float, float]], target: float, node_limit: int = 20_000) -> float:
     """Least cost of whole replicas (any number of each item) making at least ``target`` tokens/s,
-    by branch and bound; on hitting ``node_limit`` the fractional bound of what is left is used, so
-    the result is always a lower bound (exact when the search completes)."""
+    by branch and bound (compiled); on hitting ``node_limit`` the fractional bound of what is left
+    is used, so the result is always a lower bound (exact when the search completes). Items are
+    (cost, tokens/s) of one replica, cheapest per token/s first."""
     if not items:
         return math.inf
-    best = [math.inf]
-    nodes = [0]
-    n = len(items)
-    ratio = [c / t for c, t in items]
-    cut = [math.inf]
+    cost = np.array([c for c, _ in items], dtype=np.float64)
+    tps = np.array([t for _, t in items], dtype=np.float64)
+    state = np.array([math.inf, math.inf, 0.0])  # best, cut, nodes
+    _cover_visit(0, float(target), 0.0, cost, tps, cost / tps, node_limit, state)
+    return float(min(state[0], state[1]))
 
-    def visit(idx: int, missing: float, cost: float) -> None:
-        nodes[0] += 1
-        if missing <= 0:
-            best[0] = min(best[0], cost)
-            return
-        if idx == n:
-            return
-        bound = cost + missing * ratio[idx]
-        if bound >= best[0]:
-            return
-        if nodes[0] > node_limit:
-            cut[0] = min(cut[0], bound)
-            return
-        c, t = items[idx]
-        most = math.ceil(missing / t - 1e-9)
-        for count in range(most, -1, -1):
-            visit(idx + 1, missing - count * t, cost + count * c)
 
-    visit(0, target, 0.0)
-    return min(best[0], cut[0])
+@njit(cache=True, nogil=True)
+def _cover_visit(
+    idx: int,
+    missing: float,
+    spent: float,
+    cost: NDArray[np.float64],
+    tps: NDArray[np.float64],
+    ratio: NDArray[np.float64],
+    node_limit: int,
+    state: NDArray[np.float64],
+) -> None:
+    state[2] += 1
+    if missing <= 0:
+        state[0] = min(state[0], spent)
+        return
+    if idx == len(cost):
+        return
+    bound = spent + missing * ratio[idx]
+    if bound >= state[0]:
+        return
+    if state[2] > node_limit:
+        state[1] = min(state[1], bound)
+        return
+    most = math.ceil(missing / tps[idx] - 1e-9)
+    for count in range(most, -1, -1):
+        left, paid = missing - count * tps[idx], spent + count * cost[idx]
+        _cover_visit(idx + 1, left, paid, cost, tps, ratio, node_limit, state)
 
 
 def served_ratio(items: list[tuple[float, float]], target: float) -> float:
@@ -99,29 +109,58 @@ def most_tokens(
     if any(c <= 0 for c, _ in usable):
         return target
     usable.sort(key=lambda it: (-it[1] / it[0], it[0]))
-    ratio = [t / c for c, t in usable]
-    best, cut, nodes = [0.0], [0.0], [0]
-    n = len(usable)
+    cost = np.array([c for c, _ in usable], dtype=np.float64)
+    tps = np.array([t for _, t in usable], dtype=np.float64)
+    state = np.array([0.0, 0.0, 0.0])  # best, cut, nodes
+    _most_visit(0, 0.0, float(budget), cost, tps, tps / cost, float(target), below, node_limit, state)
+    return float(max(state[0], state[1]))
 
-    def visit(idx: int, tokens: float, left: float) -> None:
-        nodes[0] += 1
-        best[0] = max(best[0], min(tokens, target))
-        if (best[0] >= target and not below) or idx == n:
-            return
-        bound = min(target, tokens + left * ratio[idx])
-        if bound <= best[0]:
-            return
-        if nodes[0] > node_limit:
-            cut[0] = max(cut[0], bound)
-            return
-        cost, tps = usable[idx]
-        # (⌈·⌉ with no tolerance: at worst one count too many, which the checks below drop or cap)
-        for count in range(max(0, min(int(left // cost), math.ceil((target - tokens) / tps))), -1, -1):
-            if not below or tokens + count * tps < target:
-                visit(idx + 1, tokens + count * tps, left - count * cost)
 
-    visit(0, 0.0, budget)
-    return max(best[0], cut[0])
+@njit(cache=True, nogil=True)
+def _most_visit(
+    idx: int,
+    tokens: float,
+    left: float,
+    cost: NDArray[np.float64],
+    tps: NDArray[np.float64],
+    ratio: NDArray[np.float64],
+    target: float,
+    below: bool,
+    node_limit: int,
+    state: NDArray[np.float64],
+) -> None:
+    state[2] += 1
+    state[0] = max(state[0], min(tokens, target))
+    if (state[0] >= target and not below) or idx == len(cost):
+        return
+    bound = min(target, tokens + left * ratio[idx])
+    if bound <= state[0]:
+        return
+    if state[2] > node_limit:
+        state[1] = max(state[1], bound)
+        return
+    # (⌈·⌉ with no tolerance: at worst one count too many, which the checks below drop or cap)
+    for count in range(max(0, min(int(left // cost[idx]), math.ceil((target - tokens) / tps[idx]))), -1, -1):
+        if not below or tokens + count * tps[idx] < target:
+            _most_visit(
+                idx + 1,
+                tokens + count * tps[idx],
+                left - count * cost[idx],
+                cost,
+                tps,
+                ratio,
+                target,
+                below,
+                node_limit,
+                state,
+            )
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) the bound's searches (~2 s to compile)."""
+    cheapest_cover([(1.0, 1.0)], 1.0)
+    most_tokens([(1.0, 1.0)], 1.0, 1.0)
+    most_tokens([(1.0, 1.0)], 1.0, 2.0, below=True)
 
 
 def servable(rnd: Round) -> NDArray[np.float64]:
@@ -222,24 +261,27 @@ class Lagrangian:
         #: Each listing's class (index into π), -1 for listings in no class.
         self.class_of = np.full(len(rnd.problem.listings), -1, dtype=np.int64)
         free, offset = [], 0
+        n = len(rnd.demands)
+        demand_hours = np.array([d.duration_hours for d in rnd.demands], dtype=float)
+        demand_disc = np.array([1 - _percent(rnd, i) / 100 for i in range(n)], dtype=float)
         for model, pairs in batch.pairs.items():
             chunks = batch.class_min[model]
             if not len(pairs) or not chunks:
                 continue
             m = np.vstack(chunks).astype(np.float32)
             m[m >= NO_PRICE] = np.inf
-            d, k = pairs[:, 0], pairs[:, 1]
-            alts = [rnd.demands[i].alternatives[a] for i, a in zip(d.tolist(), k.tolist(), strict=True)]
-            size = np.array([a.gpus_per_replica for a in alts], dtype=float)
-            tps = np.array([a.tokens_per_second_per_replica for a in alts], dtype=float)
-            hours = np.array([rnd.demands[i].duration_hours for i in d.tolist()], dtype=float)
-            disc = np.array([1 - _percent(rnd, i) / 100 for i in d.tolist()], dtype=float)
-            m *= (hours * disc).astype(np.float32)[:, None]
+            d = pairs[:, 0]
+            size, tps = batch.pair_size[model].astype(float), batch.pair_tps[model]
+            m *= (demand_hours[d] * demand_disc[d]).astype(np.float32)[:, None]
             self.parts.append((d, size, tps, m, offset))
             self.class_of[batch.cols[model]] = offset + batch.col_class[model]
             free.append(batch.class_free[model])
             offset += m.shape[1]
         self.free = np.concatenate(free) if free else np.zeros(0)
+        # The pairs of all parts by demand (stable), and where each demand's pairs start there.
+        pair_demand = np.concatenate([part[0] for part in self.parts]) if self.parts else np.zeros(0, dtype=np.int64)
+        self.by_demand = np.argsort(pair_demand, kind="stable")
+        self.demand_starts = np.flatnonzero(np.diff(pair_demand[self.by_demand], prepend=-1))
         self.caps = servable(rnd)
         # Alternatives outside the matrices (measured listings, restricted vouchers) at π = 0: below
         # their true price at any π, so the bound stays a bound.
@@ -266,10 +308,11 @@ class Lagrangian:
         rho = self.rho0.copy()
         klass, per = np.full(n, -1, dtype=np.int64), np.zeros(n)
         if ds:
-            d, val, c, g = (np.concatenate(x) for x in (ds, vals, cls, gpt))
-            order = np.lexsort((val, d))
-            d, val, c, g = d[order], val[order], c[order], g[order]
-            first = np.unique(d, return_index=True)[1]
+            # Each demand's least value, the first of its pairs (in part order) on a tie.
+            d, val, c, g = (np.concatenate(x)[self.by_demand] for x in (ds, vals, cls, gpt))
+            least = np.minimum.reduceat(val, self.demand_starts)
+            hits = np.flatnonzero(val == np.repeat(least, np.diff(self.demand_starts, append=len(val))))
+            first = hits[np.searchsorted(hits, self.demand_starts)]
             d, val, c, g = d[first], val[first], c[first], g[first]
             better = val < rho[d]
             rho[d[better]] = val[better]
