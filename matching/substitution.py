@@ -31,6 +31,7 @@ from dataclasses import replace
 from decimal import ROUND_DOWN, Decimal
 
 from matching import costs
+from matching.gc_pause import cyclic_gc_paused
 from matching.inference_quote import MTOK_PER_TOKEN_PER_SECOND_HOUR, QUEUEING_MARGIN_MS, Alternative, budget_per_hour
 from matching.latency import latency_class_of
 from matching.problem import AlternativeCost, Assignment, InferenceAlternative, InferenceUnserved, Plan, Problem
@@ -68,6 +69,16 @@ def solve_inference(
     asked / placed / served (min(placed, target)) / upper bound, cost and its lower bound (CNY over
     the demands' durations), gap, solver and timings (ms).
     """
+    with cyclic_gc_paused():
+        return _solve_inference(problem, node_free, policy, voucher_spent)
+
+
+def _solve_inference(
+    problem: Problem,
+    node_free: dict[int, tuple[int, ...]] | None,
+    policy: str,
+    voucher_spent: dict[str, Decimal] | None,
+) -> tuple[tuple[Assignment, ...], tuple[InferenceUnserved, ...], Stats]:
     started = time.perf_counter()
     rnd = Round(problem, node_free)
     prepared = ms_since(started)
