@@ -208,13 +208,46 @@ def cover(rnd: Round, i: int, shadow: NDArray[np.float64] | None = None) -> None
     missing = demand.tokens_per_second - rnd.placed[i]
     if missing <= 0:
         return
-    items = _items(rnd, i, missing, shadow)
-    if not items:
+    ints, floats = cover_items(rnd, i, missing, shadow)
+    if not len(ints):
         return
-    best = search(items, missing, rnd.budget[i] - rnd.spent[i])
-    for (k, j, *_), count in sorted(zip(items, best, strict=True), key=lambda pair: -pair[0][5]):
-        if count:
-            rnd.fill(i, k, j, count)
+    best = select.search(
+        floats[:, 0], floats[:, 1], ints[:, 2], ints[:, 4], float(missing), rnd.budget[i] - rnd.spent[i], COVER_NODES
+    )
+    for n in np.argsort(-ints[:, 3], kind="stable").tolist():  # biggest replicas first
+        if best[n]:
+            rnd.fill(i, int(ints[n, 0]), int(ints[n, 1]), int(best[n]))
+
+
+def cover_items(
+    rnd: Round, i: int, missing: float, shadow: NDArray[np.float64] | None
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """The items a cover of demand ``i`` searches (:func:`_items`), as arrays: (alternative,
+    listing, slots, GPUs, price × GPUs) and (cost × GPUs, tokens/s). Compiled
+    (:func:`matching.substitution_select.cover_items`) when all its alternatives lie in the batch."""
+    arrays, batch = rnd.ranked_arrays(i), rnd.batch
+    if arrays is None or batch is None:
+        items = _items(rnd, i, missing, shadow)
+        ints = np.array([(k, j, slots, size, price) for k, j, _, _, slots, size, price in items], dtype=np.int64)
+        floats = np.array([(cost, tps) for _, _, cost, tps, *_ in items], dtype=np.float64)
+        return ints.reshape(-1, 5), floats.reshape(-1, 2)
+    demand = rnd.demands[i]
+    return select.cover_items(
+        batch.bits,
+        batch.cols_table,
+        batch.n_cols,
+        *arrays,
+        rnd.index.price,
+        rnd.index.subsidy(demand),
+        rnd.pool.max_free,
+        rnd.pool.nodes,
+        float(demand.duration_hours),
+        batch.no_shadow if shadow is None else shadow,
+        shadow is None and demand.voucher is None,
+        COVER_LISTINGS,
+        COVER_ALTERNATIVES,
+        float(missing),
+    )
 
 
 Item = tuple[int, int, float, float, int, int, int]  # (alt, listing, cost, tps, slots, size, price)

@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from matching import costs
 from matching.packing.transport import best_fit
 from matching.problem import Problem
-from matching.substitution_batch import AnyCandidates, Batch
+from matching.substitution_batch import AnyCandidates, Batch, LazyCandidates
 from matching.substitution_index import OPEN, Index
 
 #: (demand index, alternative index, listing index) → the node of each replica placed there.
@@ -30,6 +30,10 @@ class Pool:
         self.free = [list(f) for f in free]
         self.max_free = np.array([max(f, default=0) for f in free], dtype=np.int64)
         self._slots: list[dict[int, int]] = [{} for _ in free]  # (listing → size → replicas; filled on use)
+        #: ``free`` as a matrix (listings × most nodes, 0 past a listing's nodes), for compiled code.
+        self.nodes = np.zeros((len(free), max((len(f) for f in free), default=0)), dtype=np.int64)
+        for j, f in enumerate(free):
+            self.nodes[j, : len(f)] = f
 
     def fits(self, j: int, size: int) -> bool:
         return bool(self.max_free[j] >= size)
@@ -46,12 +50,14 @@ class Pool:
         nodes = best_fit(self.free[j], size, count)
         self.max_free[j] = max(self.free[j], default=0)
         self._slots[j].clear()
+        self.nodes[j, : len(self.free[j])] = self.free[j]
         return nodes
 
     def remove(self, j: int, size: int, node: int) -> None:
         self.free[j][node] += size
         self.max_free[j] = max(self.free[j])
         self._slots[j].clear()
+        self.nodes[j, node] += size
 
 
 def replicas_below(target: float, placed: float, tps: float) -> int:
@@ -117,6 +123,7 @@ class Round:
         #: Each demand's most tokens/s in any placement (:func:`matching.substitution_bound.servable`).
         self.servable: NDArray[np.float64] | None = None
         self._ranked: dict[int, list[tuple[float, AnyCandidates]]] = {}
+        self._ranked_arrays: dict[int, tuple[NDArray[np.float64], NDArray[np.int64]] | None] = {}
 
     def ranked_options(self, i: int) -> list[tuple[float, AnyCandidates]]:
         """Demand ``i``'s alternatives with a listing, each with its cost per token/s of a replica at
@@ -132,6 +139,28 @@ class Round:
             )
             self._ranked[i] = [(first, c) for first, _, c in ranked]
         return self._ranked[i]
+
+    def ranked_arrays(self, i: int) -> tuple[NDArray[np.float64], NDArray[np.int64]] | None:
+        """:meth:`ranked_options` as arrays for compiled code (:func:`matching.substitution_select.cover_items`):
+        (cost per token/s at the cheapest listing, tokens/s per replica) and (row of the batch's bit
+        matrix, model number, GPUs per replica, alternative); None when some alternative is not in
+        the batch (measured listings, a restricted voucher). Cached."""
+        if i not in self._ranked_arrays:
+            ranked, batch, alts = self.ranked_options(i), self.batch, self.demands[i].alternatives
+            lazy = [c for _, c in ranked if isinstance(c, LazyCandidates)]
+            arrays = None
+            if batch is not None and len(lazy) == len(ranked):
+                floats = np.array([(first, alts[c.alt].tokens_per_second_per_replica) for first, c in ranked])
+                ints = np.array(
+                    [
+                        (batch.row_base[c.model] + c.row, batch.model_ix[c.model], alts[c.alt].gpus_per_replica, c.alt)
+                        for c in lazy
+                    ],
+                    dtype=np.int64,
+                )
+                arrays = (floats.reshape(-1, 2), ints.reshape(-1, 4))
+            self._ranked_arrays[i] = arrays
+        return self._ranked_arrays[i]
 
     def state(self) -> PlanState:
         """The plan so far, as it is (to :meth:`restore` after :meth:`clear`, which replaces it)."""

@@ -24,6 +24,53 @@ def _before(key: float, cost: int, j: int, key2: float, cost2: int, j2: int) -> 
 
 
 @njit(cache=True, nogil=True)
+def _select(
+    bits: NDArray[np.uint8],
+    cols: NDArray[np.int64],
+    n_cols: NDArray[np.int64],
+    r: int,
+    m: int,
+    size: int,
+    price: NDArray[np.int64],
+    subsidy: NDArray[np.int64],
+    max_free: NDArray[np.int64],
+    hours: float,
+    shadow: NDArray[np.float64],
+    in_order: bool,
+    out_j: NDArray[np.int64],
+    out_key: NDArray[np.float64],
+    out_cost: NDArray[np.int64],
+    base: int,
+    k: int,
+) -> int:
+    """One pair's selection (:func:`cheapest_with_room`) into ``out_*[base : base + k]``; returns
+    how many."""
+    have = 0
+    for col in range(n_cols[m]):
+        if (bits[r, col >> 3] >> (7 - (col & 7))) & 1 == 0:
+            continue
+        j = cols[m, col]
+        if max_free[j] < size:
+            continue
+        cost = price[j] - subsidy[j]
+        key = float(cost) * hours + shadow[j]
+        if have == k:
+            if not _before(key, cost, j, out_key[base + k - 1], out_cost[base + k - 1], out_j[base + k - 1]):
+                continue
+            at = base + k - 1
+        else:
+            at = base + have
+            have += 1
+        while at > base and _before(key, cost, j, out_key[at - 1], out_cost[at - 1], out_j[at - 1]):
+            out_key[at], out_cost[at], out_j[at] = out_key[at - 1], out_cost[at - 1], out_j[at - 1]
+            at -= 1
+        out_key[at], out_cost[at], out_j[at] = key, cost, j
+        if in_order and have == k:
+            break
+    return have
+
+
+@njit(cache=True, nogil=True)
 def cheapest_with_room(
     bits: NDArray[np.uint8],
     cols: NDArray[np.int64],
@@ -54,30 +101,108 @@ def cheapest_with_room(
     out_cost = np.empty(n * k, dtype=np.int64)
     counts = np.zeros(n, dtype=np.int64)
     for p in range(n):
-        r, m, size, base, have = rows[p], models[p], sizes[p], p * k, 0
-        for col in range(n_cols[m]):
-            if (bits[r, col >> 3] >> (7 - (col & 7))) & 1 == 0:
-                continue
-            j = cols[m, col]
-            if max_free[j] < size:
-                continue
-            cost = price[j] - subsidy[j]
-            key = float(cost) * hours + shadow[j]
-            if have == k:
-                if not _before(key, cost, j, out_key[base + k - 1], out_cost[base + k - 1], out_j[base + k - 1]):
-                    continue
-                at = base + k - 1
-            else:
-                at = base + have
-                have += 1
-            while at > base and _before(key, cost, j, out_key[at - 1], out_cost[at - 1], out_j[at - 1]):
-                out_key[at], out_cost[at], out_j[at] = out_key[at - 1], out_cost[at - 1], out_j[at - 1]
-                at -= 1
-            out_key[at], out_cost[at], out_j[at] = key, cost, j
-            if in_order and have == k:
-                break
-        counts[p] = have
+        counts[p] = _select(
+            bits, cols, n_cols, rows[p], models[p], sizes[p], price, subsidy, max_free, hours, shadow, in_order,
+            out_j, out_key, out_cost, p * k, k,
+        )  # fmt: skip
     return out_j, out_key, counts
+
+
+@njit(cache=True, nogil=True)
+def cover_items(
+    bits: NDArray[np.uint8],
+    cols: NDArray[np.int64],
+    n_cols: NDArray[np.int64],
+    ranked: NDArray[np.float64],
+    pairs: NDArray[np.int64],
+    price: NDArray[np.int64],
+    subsidy: NDArray[np.int64],
+    max_free: NDArray[np.int64],
+    free: NDArray[np.int64],
+    hours: float,
+    shadow: NDArray[np.float64],
+    in_order: bool,
+    k: int,
+    wanted: int,
+    missing: float,
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """The items a cover searches (:func:`matching.substitution_engine.cover`), for a demand whose
+    alternatives all lie in the batch. ``ranked``: per alternative with a listing, cheapest first,
+    (cost per token/s at its cheapest listing before the round, tokens/s per replica); ``pairs``:
+    its (row, model number, GPUs, alternative). ``free``: free GPUs per node of each listing (0
+    past its nodes).
+
+    Alternatives are taken in order, each with its :func:`cheapest_with_room` listings (those up to
+    the one whose slots carry ``missing`` tokens/s, at most ``k``), until ``wanted`` are found and
+    the next cannot beat the ``wanted``-th (cost per token/s at its first listing, then alternative).
+    Returns the ``wanted`` cheapest's items, by (cost per token/s, cost, alternative, listing):
+    (alternative, listing, slots, GPUs, price × GPUs) as ints, (cost × GPUs, tokens/s) as floats."""
+    n = len(pairs)
+    sel_j, sel_key, sel_cost = np.zeros(k, dtype=np.int64), np.empty(k), np.empty(k, dtype=np.int64)
+    f_ratio, f_alt = np.empty(n), np.empty(n, dtype=np.int64)
+    f_start, f_len = np.empty(n, dtype=np.int64), np.empty(n, dtype=np.int64)
+    ints, floats = np.empty((n * k, 5), dtype=np.int64), np.empty((n * k, 2))
+    found = used = 0
+    for p in range(n):
+        if found >= wanted and ranked[p, 0] >= f_ratio[wanted - 1]:
+            break
+        size, alt, tps = pairs[p, 2], pairs[p, 3], ranked[p, 1]
+        have = _select(
+            bits, cols, n_cols, pairs[p, 0], pairs[p, 1], size, price, subsidy, max_free, hours, shadow, in_order,
+            sel_j, sel_key, sel_cost, 0, k,
+        )  # fmt: skip
+        if have == 0:
+            continue
+        start, carried = used, 0.0
+        for q in range(have):
+            j = sel_j[q]
+            slots = 0
+            for node in range(free.shape[1]):
+                slots += free[j, node] // size
+            ints[used, 0], ints[used, 1], ints[used, 2], ints[used, 3] = alt, j, slots, size
+            ints[used, 4] = price[j] * size
+            floats[used, 0], floats[used, 1] = sel_key[q] * size, tps
+            used += 1
+            carried += slots * tps
+            if carried >= missing:
+                break
+        ratio = floats[start, 0] / tps / hours
+        at = found
+        while at > 0 and (ratio < f_ratio[at - 1] or (ratio == f_ratio[at - 1] and alt < f_alt[at - 1])):
+            f_ratio[at], f_alt[at] = f_ratio[at - 1], f_alt[at - 1]
+            f_start[at], f_len[at] = f_start[at - 1], f_len[at - 1]
+            at -= 1
+        f_ratio[at], f_alt[at], f_start[at], f_len[at] = ratio, alt, start, used - start
+        found += 1
+    total = 0
+    for f in range(min(found, wanted)):
+        total += f_len[f]
+    order = np.empty(total, dtype=np.int64)
+    at = 0
+    for f in range(min(found, wanted)):
+        for q in range(f_len[f]):
+            order[at] = f_start[f] + q
+            at += 1
+    for a in range(1, total):  # insertion sort by (cost per token/s, cost, alternative, listing)
+        item, b = order[a], a
+        while b > 0 and _item_before(ints, floats, item, order[b - 1]):
+            order[b] = order[b - 1]
+            b -= 1
+        order[b] = item
+    return ints[order], floats[order]
+
+
+@njit(cache=True, nogil=True)
+def _item_before(ints: NDArray[np.int64], floats: NDArray[np.float64], a: int, b: int) -> bool:
+    ra: float = floats[a, 0] / floats[a, 1]
+    rb: float = floats[b, 0] / floats[b, 1]
+    ca: float = floats[a, 0]
+    cb: float = floats[b, 0]
+    ka: int = ints[a, 0]
+    kb: int = ints[b, 0]
+    ja: int = ints[a, 1]
+    jb: int = ints[b, 1]
+    return ra < rb or (ra == rb and (ca < cb or (ca == cb and (ka < kb or (ka == kb and ja < jb)))))
 
 
 def search(
@@ -154,8 +279,10 @@ def _visit(
 
 def warm_up() -> None:
     """Compile (or load from numba's cache) this module's functions, so that the first inference
-    round of a process does not pay for it (~2 s to compile)."""
+    round of a process does not pay for it (~6 s to compile)."""
     one = np.zeros(1, dtype=np.int64)
     bits, cols = np.zeros((1, 1), dtype=np.uint8), one.reshape(1, 1)
     cheapest_with_room(bits, cols, one, one, one, one, one, one, one, 1.0, np.zeros(1), True, 1)
     search(np.ones(1), np.ones(1), np.ones(1, dtype=np.int64), one, 1.0, 1, 1)
+    ranked, pairs = np.ones((1, 2)), np.zeros((1, 4), dtype=np.int64)
+    cover_items(bits, cols, one, ranked, pairs, one, one, one, cols, 1.0, np.zeros(1), True, 1, 1, 1.0)

@@ -451,6 +451,33 @@ def test_a_covers_block_of_alternatives_takes_each_ones_cheapest_listings_with_r
             assert rows == plain[: substitution_engine.COVER_LISTINGS]
 
 
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("shadowed", [False, True])
+def test_a_covers_compiled_items_are_the_python_ones(seed, shadowed, monkeypatch):
+    """The compiled items of a cover (demands all in the batch) are those of the Python path, which
+    demands with scalar candidates take; with few alternatives wanted, the cut-off is exercised."""
+    rng = random.Random(seed)
+    monkeypatch.setattr(substitution_engine, "COVER_ALTERNATIVES", rng.choice([2, 4, 24]))
+    p = random_instance(seed, n_demands=20, n_listings=25)
+    rnd = Round(p, None)
+    for i in rng.sample(range(len(rnd.demands)), 8):  # some listings full, some half-full
+        substitution_engine.cover(rnd, i)
+    shadow = np.array([rng.choice([0.0, 0.0, 5e4, 1e5 * rng.random()]) for _ in p.listings]) if shadowed else None
+    checked = 0
+    for i, d in enumerate(rnd.demands):
+        if rnd.ranked_arrays(i) is None:
+            continue
+        missing = d.tokens_per_second - rnd.placed[i] or d.tokens_per_second
+        ints, floats = substitution_engine.cover_items(rnd, i, missing, shadow)
+        compiled = [
+            (k, j, cost, tps, slots, size, price)
+            for (k, j, slots, size, price), (cost, tps) in zip(ints.tolist(), floats.tolist(), strict=True)
+        ]
+        assert compiled == substitution_engine._items(rnd, i, missing, shadow)
+        checked += 1
+    assert checked
+
+
 def _search_in_python(items, target, budget, limit):
     """The covers' branch and bound as it was written in Python (the compiled one must agree)."""
     n = len(items)
