@@ -156,11 +156,34 @@ def _most_visit(
             )
 
 
+@njit(cache=True, nogil=True)
+def _least_class(
+    m: NDArray[np.float32], pi: NDArray[np.float32], per: NDArray[np.float32]
+) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Per row r: the class c with the least (m[r, c] + pi[c]) × per[r] (float32, the first on a
+    tie; 0 when all are infinite), and that value: numpy's (m + pi) × per then argmin, without
+    their two matrix-sized temporaries."""
+    rows, classes = m.shape
+    best = np.zeros(rows, dtype=np.int64)
+    value = np.empty(rows, dtype=np.float32)
+    for r in range(rows):
+        least = np.float32(np.inf)
+        at = 0
+        for c in range(classes):
+            v = (m[r, c] + pi[c]) * per[r]
+            if v < least:
+                least, at = v, c
+        best[r] = at
+        value[r] = (m[r, at] + pi[at]) * per[r]
+    return best, value
+
+
 def warm_up() -> None:
-    """Compile (or load from numba's cache) the bound's searches (~2 s to compile)."""
+    """Compile (or load from numba's cache) the bound's compiled parts (~2 s to compile)."""
     cheapest_cover([(1.0, 1.0)], 1.0)
     most_tokens([(1.0, 1.0)], 1.0, 1.0)
     most_tokens([(1.0, 1.0)], 1.0, 2.0, below=True)
+    _least_class(np.zeros((1, 1), dtype=np.float32), np.zeros(1, dtype=np.float32), np.ones(1, dtype=np.float32))
 
 
 def servable(rnd: Round) -> NDArray[np.float64]:
@@ -296,12 +319,10 @@ class Lagrangian:
         n = len(self.rnd.demands)
         ds, vals, cls, gpt = [], [], [], []
         for d, size, tps, m, off in self.parts:
-            v = m + pi[off : off + m.shape[1]].astype(np.float32)[None, :]
             per = size / np.minimum(tps, np.maximum(self.caps[d], 1e-9))  # GPUs per served token/s
-            v *= per.astype(np.float32)[:, None]
-            best = v.argmin(axis=1)
+            best, val = _least_class(m, pi[off : off + m.shape[1]].astype(np.float32), per.astype(np.float32))
             ds.append(d)
-            vals.append(v[np.arange(len(d)), best].astype(float))
+            vals.append(val.astype(float))
             cls.append(best + off)
             gpt.append(per)
         usage = np.zeros(len(self.free))

@@ -478,6 +478,19 @@ def test_a_covers_compiled_items_are_the_python_ones(seed, shadowed, monkeypatch
     assert checked
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_the_lagrangians_compiled_least_class_is_numpys(seed):
+    rng = np.random.default_rng(seed)
+    m = rng.choice(np.array([1.5, 2.0, 7.25, np.inf], dtype=np.float32), size=(200, 7))
+    m[:5] = np.inf  # rows with no class at all
+    pi = rng.choice(np.array([0.0, 0.5, 3.0], dtype=np.float32), size=7)
+    per = rng.random(200).astype(np.float32) + np.float32(0.01)
+    best, value = substitution_bound._least_class(m, pi, per)
+    v = (m + pi[None, :]) * per[:, None]
+    assert best.tolist() == v.argmin(axis=1).tolist()
+    assert value.tolist() == v[np.arange(200), v.argmin(axis=1)].tolist()
+
+
 def _search_in_python(items, target, budget, limit):
     """The covers' branch and bound as it was written in Python (the compiled one must agree)."""
     n = len(items)
