@@ -214,22 +214,26 @@ class Batch:
             subsidy = np.zeros(len(first), dtype=np.int64)
             for r in vouchered[s].nonzero()[0].tolist():
                 subsidy[r] = ix.subsidy(demands[pairs[lo + r][0]])[first[r]]
-            first_cost = (ix.price[first] - subsidy).tolist()
+            first_cost = np.where(stage == OPEN, ix.price[first] - subsidy, 0).tolist()
             self.packed[model].append((lo, np.packbits(ok, axis=1)))
-            nearest_at = np.argmin(nearest_rtt, axis=1)
-            for r, st in enumerate(stage.tolist()):
-                g = lo + r
-                i, k = pairs[g]
-                c = LazyCandidates(self, model, g, i, k, st, counts[r], first_cost[r] if st == OPEN else 0)
-                if st == TOO_FAR:
-                    m = int(nearest_at[r])
-                    if np.isfinite(nearest_rtt[r, m]):
-                        c.nearest = (ix.regions[int(region[m])], float(nearest_rtt[r, m]))
-                elif st == PRICE:
-                    c.cheapest = int(cheapest_near[r])
-                elif st == BUDGET:
-                    c.cheapest = int(cheapest_free[r])
+            mine = pairs[lo : lo + step]
+            made = [
+                LazyCandidates(self, model, g, i, k, st, n, cost)
+                for g, (i, k), st, n, cost in zip(
+                    range(lo, lo + len(mine)), mine, stage.tolist(), counts, first_cost, strict=True
+                )
+            ]
+            for (i, k), c in zip(mine, made, strict=True):
                 slots[i][k] = c
+            # What blocked a pair, where the words need more than its stage.
+            for r in np.flatnonzero(stage == TOO_FAR).tolist():
+                m = int(np.argmin(nearest_rtt[r]))
+                if np.isfinite(nearest_rtt[r, m]):
+                    made[r].nearest = (ix.regions[int(region[m])], float(nearest_rtt[r, m]))
+            for r in np.flatnonzero(stage == PRICE).tolist():
+                made[r].cheapest = int(cheapest_near[r])
+            for r in np.flatnonzero(stage == BUDGET).tolist():
+                made[r].cheapest = int(cheapest_free[r])
 
     def unpack(self, c: LazyCandidates) -> Candidates:
         """The eager candidates of a pair: its listings by cost (price − subsidy), then index."""
