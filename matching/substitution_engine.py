@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from matching import costs
 from matching import substitution_select as select
-from matching.substitution_batch import AnyCandidates, LazyCandidates
+from matching.substitution_batch import AnyCandidates
 from matching.substitution_bound import Lagrangian, bounds
 from matching.substitution_milp import solve_milp
 from matching.substitution_round import Round, Stats
@@ -46,9 +46,6 @@ COVER_ALTERNATIVES = 24
 #: ×3 there). Measured with 24 alternatives per cover against ×1 then ×3: the same plans at 100 × 50,
 #: 300 × 150 and 1k × 500, 0.6 % cheaper at 10k × 2k (where ×1 after ×3 is not kept).
 SHADOW_SCALES = (3.0, 1.0)
-#: Alternatives a cover looks at in one go (:func:`_cheapest_with_room`): a few more than the
-#: :data:`COVER_ALTERNATIVES` a cover needs when all have room, so one go is usually all.
-COVER_BLOCK = COVER_ALTERNATIVES + 4
 #: Branch-and-bound nodes per cover before it settles for the best found.
 COVER_NODES = 4000
 
@@ -256,92 +253,51 @@ Item = tuple[int, int, float, float, int, int, int]  # (alt, listing, cost, tps,
 def _items(rnd: Round, i: int, missing: float, shadow: NDArray[np.float64] | None) -> list[Item]:
     """The options a cover of demand ``i`` searches: the :data:`COVER_ALTERNATIVES` alternatives
     cheapest per token/s on the capacity left now (each listing's cost plus its ``shadow`` price),
-    each with its cheapest listings with room.
+    each with its cheapest listings with room, up to those whose slots carry the missing tokens/s.
 
     An alternative's cheapest listing now costs at least its cheapest before the round, so the
     alternatives are visited by that (known without unpacking them) and the visit stops once it
-    cannot beat the ones found: the chosen alternatives are exactly the cheapest now. They are
-    looked at :data:`COVER_BLOCK` at a time (:func:`_cheapest_with_room`)."""
+    cannot beat the ones found: the chosen alternatives are exactly the cheapest now. (Demands with
+    all their alternatives in the batch take the compiled :func:`cover_items`, which tests check
+    against this.)"""
     alts = rnd.demands[i].alternatives
     hours = rnd.demands[i].duration_hours
-    pool = rnd.pool
-    ranked = rnd.ranked_options(i)
     found: list[tuple[float, int, list[Item]]] = []
-    for lo in range(0, len(ranked), COVER_BLOCK):
-        block = ranked[lo : lo + COVER_BLOCK]
-        if len(found) >= COVER_ALTERNATIVES and block[0][0] >= found[COVER_ALTERNATIVES - 1][0]:
+    for first, c in rnd.ranked_options(i):
+        if len(found) >= COVER_ALTERNATIVES and first >= found[COVER_ALTERNATIVES - 1][0]:
             break
-        rows = _cheapest_with_room(rnd, i, [c for _, c in block], shadow)
-        for (first, c), mine_rows in zip(block, rows, strict=True):
-            if len(found) >= COVER_ALTERNATIVES and first >= found[COVER_ALTERNATIVES - 1][0]:
-                break
-            if not mine_rows:
-                continue
-            alt = alts[c.alt]
-            size, tps = alt.gpus_per_replica, alt.tokens_per_second_per_replica
-            mine: list[Item] = []
-            carried = 0.0
-            for taken, (j, cost, price) in enumerate(mine_rows, start=1):
-                slots = pool.slots(j, size)
-                mine.append((c.alt, j, float(cost * size), tps, slots, size, price * size))
-                carried += slots * tps
-                if carried >= missing or taken >= COVER_LISTINGS:
-                    break
-            bisect.insort(found, (mine[0][2] / tps / hours, c.alt, mine))  # (alternatives are unique)
-        else:
+        rows = _cheapest_with_room(rnd, i, c, shadow)
+        if not rows:
             continue
-        break
+        size, tps = alts[c.alt].gpus_per_replica, alts[c.alt].tokens_per_second_per_replica
+        mine: list[Item] = []
+        carried = 0.0
+        for j, cost, price in rows:
+            slots = rnd.pool.slots(j, size)
+            mine.append((c.alt, j, float(cost * size), tps, slots, size, price * size))
+            carried += slots * tps
+            if carried >= missing:
+                break
+        bisect.insort(found, (mine[0][2] / tps / hours, c.alt, mine))  # (alternatives are unique)
     items = [item for _, _, mine in found[:COVER_ALTERNATIVES] for item in mine]
     items.sort(key=lambda it: (it[2] / it[3], it[2], it[0], it[1]))
     return items
 
 
 def _cheapest_with_room(
-    rnd: Round, i: int, block: list[AnyCandidates], shadow: NDArray[np.float64] | None
-) -> list[list[tuple[int, float, int]]]:
-    """For each candidates of demand ``i`` in ``block``: its :data:`COVER_LISTINGS` cheapest listings
-    (cost × hours + the listing's ``shadow`` price; ties in listing order) with a node that fits a
-    replica of the alternative, as (listing, that cost, price per GPU-hour), cheapest first.
-
-    The batch's pairs are read straight from its bit matrix by compiled code
-    (:func:`matching.substitution_select.cheapest_with_room`), all of the block in one call; the
-    few scalar candidates (measured listings, restricted vouchers) are sorted here."""
-    demand = rnd.demands[i]
-    alts, hours = demand.alternatives, float(demand.duration_hours)
-    out: list[list[tuple[int, float, int]]] = [[] for _ in block]
-    lazy = [n for n, c in enumerate(block) if isinstance(c, LazyCandidates)]
-    batch, ix = rnd.batch, rnd.index
-    if lazy and batch is not None:
-        pairs = [cast(LazyCandidates, block[n]) for n in lazy]
-        listings, keys, counts = select.cheapest_with_room(
-            batch.bits,
-            batch.cols_table,
-            batch.n_cols,
-            np.array([batch.row_base[c.model] + c.row for c in pairs], dtype=np.int64),
-            np.array([batch.model_ix[c.model] for c in pairs], dtype=np.int64),
-            np.array([alts[c.alt].gpus_per_replica for c in pairs], dtype=np.int64),
-            ix.price,
-            ix.subsidy(demand),
-            rnd.pool.max_free,
-            hours,
-            batch.no_shadow if shadow is None else shadow,
-            shadow is None and demand.voucher is None,
-            COVER_LISTINGS,
-        )
-        rows = list(zip(listings.tolist(), keys.tolist(), ix.price[listings].tolist(), strict=True))
-        for p, (n, count) in enumerate(zip(lazy, counts.tolist(), strict=True)):
-            out[n] = rows[p * COVER_LISTINGS : p * COVER_LISTINGS + count]
-    for n, c in enumerate(block):
-        if isinstance(c, LazyCandidates) and batch is not None:
-            continue
-        (at,) = np.nonzero(rnd.pool.max_free[c.listings] >= alts[c.alt].gpus_per_replica)
-        cost = c.cost[at] * hours
-        if shadow is not None:
-            cost = cost + shadow[c.listings[at]]
-        order = np.argsort(cost, kind="stable")[:COVER_LISTINGS]  # ties stay in listing order
-        at, cost = at[order], cost[order]
-        out[n] = list(zip(c.listings[at].tolist(), cost.tolist(), c.price[at].tolist(), strict=True))
-    return out
+    rnd: Round, i: int, c: AnyCandidates, shadow: NDArray[np.float64] | None
+) -> list[tuple[int, float, int]]:
+    """Of candidates ``c`` of demand ``i``: the :data:`COVER_LISTINGS` cheapest listings (cost ×
+    hours + the listing's ``shadow`` price; ties in listing order) with a node that fits a replica
+    of the alternative, as (listing, that cost, price per GPU-hour), cheapest first."""
+    size, hours = rnd.demands[i].alternatives[c.alt].gpus_per_replica, float(rnd.demands[i].duration_hours)
+    (at,) = np.nonzero(rnd.pool.max_free[c.listings] >= size)
+    cost = c.cost[at] * hours
+    if shadow is not None:
+        cost = cost + shadow[c.listings[at]]
+    order = np.argsort(cost, kind="stable")[:COVER_LISTINGS]  # ties stay in listing order
+    at, cost = at[order], cost[order]
+    return list(zip(c.listings[at].tolist(), cost.tolist(), c.price[at].tolist(), strict=True))
 
 
 def search(items: list[Item], target: float, budget: int) -> list[int]:

@@ -1,11 +1,12 @@
 """The fast inference engine's covers (:func:`matching.substitution_engine.cover`), their inner
 loops compiled (numba):
 
-- :func:`cheapest_with_room`: for each (demand, alternative) pair of a block, its few cheapest
-  listings with a node that fits a replica, read straight from the batch's bit matrix
-  (:class:`matching.substitution_batch.Batch`) without unpacking the pair's candidates. One call
-  per block replaces a dozen numpy calls per pair, whose cost per call, not per listing, was most of
-  the engine's time.
+- :func:`cover_items`: the items a cover searches, for a demand whose alternatives all lie in the
+  batch: each alternative's few cheapest listings with a node that fits a replica, read straight
+  from the batch's bit matrix (:class:`matching.substitution_batch.Batch`) without unpacking the
+  pair's candidates, their slots, the cheapest alternatives kept and their items sorted, in one
+  call. One call per cover replaces a dozen numpy calls per alternative, whose cost per call, not
+  per listing, was most of the engine's time.
 - :func:`search`: the branch and bound over a cover's items.
 """
 
@@ -43,8 +44,12 @@ def _select(
     base: int,
     k: int,
 ) -> int:
-    """One pair's selection (:func:`cheapest_with_room`) into ``out_*[base : base + k]``; returns
-    how many."""
+    """Of the listings j that pair ``r`` of ``bits`` allows (model number ``m`` into ``cols`` and
+    ``n_cols``) with ``max_free[j]`` ≥ ``size``: the ``k`` least by (cost × ``hours`` +
+    ``shadow[j]``, cost, j), cost being ``price[j]`` − ``subsidy[j]``, into ``out_*[base : base +
+    k]``, least first; returns how many. That is the order of a stable sort, by the first, of the
+    pair's candidates (which are by cost, then listing). ``in_order``: the columns already come in
+    that order (no shadow price, no subsidy), so the scan stops at the k-th."""
     have = 0
     for col in range(n_cols[m]):
         if (bits[r, col >> 3] >> (7 - (col & 7))) & 1 == 0:
@@ -71,44 +76,6 @@ def _select(
 
 
 @njit(cache=True, nogil=True)
-def cheapest_with_room(
-    bits: NDArray[np.uint8],
-    cols: NDArray[np.int64],
-    n_cols: NDArray[np.int64],
-    rows: NDArray[np.int64],
-    models: NDArray[np.int64],
-    sizes: NDArray[np.int64],
-    price: NDArray[np.int64],
-    subsidy: NDArray[np.int64],
-    max_free: NDArray[np.int64],
-    hours: float,
-    shadow: NDArray[np.float64],
-    in_order: bool,
-    k: int,
-) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
-    """For pair p (its row ``rows[p]`` of ``bits``, its model's number ``models[p]`` into ``cols`` and
-    ``n_cols``, replicas of ``sizes[p]`` GPUs): of the listings j its row allows with ``max_free[j]``
-    ≥ the size, the ``k`` least by (cost × ``hours`` + ``shadow[j]``, cost, j), cost being
-    ``price[j]`` − ``subsidy[j]``. That is the order of a stable sort, by the first, of the pair's
-    candidates (which are by cost, then listing).
-
-    ``in_order``: the columns already come in that order (no shadow price, no subsidy), so the scan
-    stops at the k-th. Returns (listings, their first key, counts): pair p's are at [p·k, p·k +
-    counts[p]), least first."""
-    n = len(rows)
-    out_j = np.zeros(n * k, dtype=np.int64)  # (zeros: every entry is a valid listing index)
-    out_key = np.empty(n * k, dtype=np.float64)
-    out_cost = np.empty(n * k, dtype=np.int64)
-    counts = np.zeros(n, dtype=np.int64)
-    for p in range(n):
-        counts[p] = _select(
-            bits, cols, n_cols, rows[p], models[p], sizes[p], price, subsidy, max_free, hours, shadow, in_order,
-            out_j, out_key, out_cost, p * k, k,
-        )  # fmt: skip
-    return out_j, out_key, counts
-
-
-@njit(cache=True, nogil=True)
 def cover_items(
     bits: NDArray[np.uint8],
     cols: NDArray[np.int64],
@@ -132,7 +99,7 @@ def cover_items(
     its (row, model number, GPUs, alternative). ``free``: free GPUs per node of each listing (0
     past its nodes).
 
-    Alternatives are taken in order, each with its :func:`cheapest_with_room` listings (those up to
+    Alternatives are taken in order, each with its :func:`_select` listings (those up to
     the one whose slots carry ``missing`` tokens/s, at most ``k``), until ``wanted`` are found and
     the next cannot beat the ``wanted``-th (cost per token/s at its first listing, then alternative).
     Returns the ``wanted`` cheapest's items, by (cost per token/s, cost, alternative, listing):
@@ -282,7 +249,6 @@ def warm_up() -> None:
     round of a process does not pay for it (~6 s to compile)."""
     one = np.zeros(1, dtype=np.int64)
     bits, cols = np.zeros((1, 1), dtype=np.uint8), one.reshape(1, 1)
-    cheapest_with_room(bits, cols, one, one, one, one, one, one, one, 1.0, np.zeros(1), True, 1)
     search(np.ones(1), np.ones(1), np.ones(1, dtype=np.int64), one, 1.0, 1, 1)
     ranked, pairs = np.ones((1, 2)), np.zeros((1, 4), dtype=np.int64)
     cover_items(bits, cols, one, ranked, pairs, one, one, one, cols, 1.0, np.zeros(1), True, 1, 1, 1.0)
