@@ -48,10 +48,6 @@ class Candidates:
     nearest: tuple[str, float] | None = None
     cheapest: int | None = None
 
-    def eager(self) -> Candidates:
-        """These candidates (the batch's lazy ones unpack here)."""
-        return self
-
     @property
     def count(self) -> int:
         """How many listings the alternative may use."""
