@@ -29,7 +29,6 @@ class Pool:
     def __init__(self, free: list[list[int]]) -> None:
         self.free = [list(f) for f in free]
         self.max_free = np.array([max(f, default=0) for f in free], dtype=np.int64)
-        self._slots: list[dict[int, int]] = [{} for _ in free]  # (listing → size → replicas; filled on use)
         #: ``free`` as a matrix (listings × most nodes, 0 past a listing's nodes), for compiled code.
         self.nodes = np.zeros((len(free), max((len(f) for f in free), default=0)), dtype=np.int64)
         for j, f in enumerate(free):
@@ -40,23 +39,18 @@ class Pool:
 
     def slots(self, j: int, size: int) -> int:
         """Replicas of ``size`` GPUs listing ``j``'s free nodes hold."""
-        mine = self._slots[j]
-        if size not in mine:
-            mine[size] = sum(f // size for f in self.free[j])
-        return mine[size]
+        return int((self.nodes[j] // size).sum())
 
     def place(self, j: int, size: int, count: int) -> list[int]:
         """Put up to ``count`` replicas of ``size`` on the fullest nodes that still fit them."""
         nodes = best_fit(self.free[j], size, count)
         self.max_free[j] = max(self.free[j], default=0)
-        self._slots[j].clear()
         self.nodes[j, : len(self.free[j])] = self.free[j]
         return nodes
 
     def remove(self, j: int, size: int, node: int) -> None:
         self.free[j][node] += size
         self.max_free[j] = max(self.free[j])
-        self._slots[j].clear()
         self.nodes[j, node] += size
 
 
