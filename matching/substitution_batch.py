@@ -1,61 +1,61 @@
 """The rules of :mod:`matching.substitution_index` applied to every (demand, alternative) pair at once.
 
-One boolean matrix per GPU model (pairs of that model × its listings, listings by price), built with
-the same rules in the same order as :meth:`matching.substitution_index.Index.candidates` (tests check
-both agree), in chunks of at most :data:`CHUNK_CELLS` cells and kept bit-packed. Each pair's
-candidates are unpacked only when a policy asks for them (:class:`LazyCandidates`); its blocking
-stage, option count and cheapest cost are known from the start. Pairs the matrices cannot express
+One bit-packed matrix per GPU model (pairs of that model × its listings, listings by price), built
+with the same rules in the same order as :meth:`matching.substitution_index.Index.candidates` (tests
+check both agree) by one compiled pass (:func:`matching.substitution_matrix.rules_matrix`). Each
+pair's figures are also kept as columns over all pairs (``pair_*``), for work on every pair at once
+(:meth:`matching.substitution_round.Round.ranked_options`). Each pair's candidates are unpacked only
+when a policy asks for them (:class:`LazyCandidates`); its blocking stage, option count and cheapest
+cost are known from the start. Pairs the matrices cannot express
 (measured ``listing_ids``, a voucher limited to some regions, providers or GPU models) go through
 the scalar path.
 """
 
 from __future__ import annotations
 
+from itertools import chain, repeat
+from operator import attrgetter, itemgetter
+
 import numpy as np
 from numpy.typing import NDArray
 
 from matching import costs
 from matching.graph.edges import HOUR_US, us_since
-from matching.problem import InferenceDemand
+from matching.problem import InferenceDemand, VoucherTerms
 from matching.substitution_index import BUDGET, OPEN, STAGES, Candidates, Index
+from matching.substitution_matrix import rules_matrix
 
-#: Cells (pairs × listings) evaluated at once: bounds the matrices' peak memory (~10 bytes a cell).
-CHUNK_CELLS = 1_000_000
 NO_PRICE = np.iinfo(np.int32).max
 NONE_LISTED, NODE_SIZE, TOO_FAR, PRICE = (STAGES.index(s) for s in ("none_listed", "node_size", "too_far", "price"))
 RELIABILITY, WINDOW, NODE_FREE = (STAGES.index(s) for s in ("reliability", "window", "node_free"))
 
 
-class LazyCandidates:
-    """A pair's candidates (same attributes as :class:`Candidates`), unpacked on first use."""
+class LazyCandidates(tuple):  # type: ignore[type-arg]
+    """A pair's candidates (same attributes as :class:`Candidates`), unpacked on first use.
 
-    __slots__ = (
-        "_eager",
-        "alt",
-        "batch",
-        "cheapest",
-        "count",
-        "demand",
-        "first_cost",
-        "model",
-        "nearest",
-        "row",
-        "stage",
-    )
+    A tuple (batch, model, row, demand, alt, stage, count, first_cost, nearest, cheapest), made from
+    one in C: a round makes one per pair, ~450k at 10k demands, and an object with ``__init__``
+    cost a third of the round's set-up. The unpacked candidates are cached by the batch."""
 
-    def __init__(
-        self, batch: Batch, model: str, row: int, demand: int, alt: int, stage: int, count: int, first_cost: int
-    ) -> None:
-        self.batch, self.model, self.row, self.demand = batch, model, row, demand
-        self.alt, self.stage, self.count, self.first_cost = alt, stage, count, first_cost
-        self.nearest: tuple[str, float] | None = None
-        self.cheapest: int | None = None
-        self._eager: Candidates | None = None
+    __slots__ = ()
+
+    batch: Batch = property(itemgetter(0))  # type: ignore[assignment]
+    model: str = property(itemgetter(1))  # type: ignore[assignment]
+    row: int = property(itemgetter(2))  # type: ignore[assignment]
+    demand: int = property(itemgetter(3))  # type: ignore[assignment]
+    alt: int = property(itemgetter(4))  # type: ignore[assignment]
+    stage: int = property(itemgetter(5))  # type: ignore[assignment]
+    count: int = property(itemgetter(6))  # type: ignore[assignment]
+    first_cost: int = property(itemgetter(7))  # type: ignore[assignment]
+    nearest: tuple[str, float] | None = property(itemgetter(8))  # type: ignore[assignment]
+    cheapest: int | None = property(itemgetter(9))  # type: ignore[assignment]
 
     def eager(self) -> Candidates:
-        if self._eager is None:
-            self._eager = self.batch.unpack(self)
-        return self._eager
+        batch, key = self.batch, (self.model, self.row)
+        got = batch.unpacked.get(key)
+        if got is None:
+            got = batch.unpacked[key] = batch.unpack(self)
+        return got
 
     @property
     def listings(self) -> NDArray[np.int64]:
@@ -73,8 +73,26 @@ class LazyCandidates:
     def rtt(self) -> NDArray[np.float64]:
         return self.eager().rtt
 
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
+
+    __hash__ = object.__hash__
+
 
 AnyCandidates = Candidates | LazyCandidates
+_FIELDS = attrgetter(
+    "gpu_model", "gpus_per_replica", "tokens_per_second_per_replica", "rtt_bound_ms", "max_price_per_gpu_hour",
+    "listing_ids",
+)  # fmt: skip
+
+
+def _uniform(voucher: VoucherTerms | None) -> bool:
+    """Whether ``voucher`` (if any) subsidises every listing alike (the matrices' columns)."""
+    v = voucher
+    return v is None or not (v.eligible_regions or v.eligible_providers or v.eligible_gpu_models)
 
 
 class Batch:
@@ -98,6 +116,8 @@ class Batch:
         self.n_cols = np.zeros(0, dtype=np.int64)
         #: No shadow price on any listing (the covers at market prices).
         self.no_shadow = np.zeros(len(index.problem.listings))
+        #: Pairs' candidates unpacked so far, by (GPU model, row) (:meth:`LazyCandidates.eager`).
+        self.unpacked: dict[tuple[str, int], Candidates] = {}
         #: For the Lagrangian bound (:mod:`matching.substitution_bound`), per GPU model: its pairs
         #: ((demand, alternative) rows), the free GPUs of each region's listings of the model (a
         #: *class*) and each pair's cheapest feasible price in each class (:data:`NO_PRICE`: none).
@@ -109,8 +129,6 @@ class Batch:
         #: Per GPU model, the class of each of its columns (listings by price).
         self.col_class: dict[str, NDArray[np.int64]] = {}
         self.class_min: dict[str, list[NDArray[np.int32]]] = {}
-        # Pairs by model; the scalar path for pairs the matrices cannot express.
-        rows: dict[str, list[tuple[int, int]]] = {}
         now = index.problem.now
         self.d_origin = np.array([index.rix[d.origin] for d in demands], dtype=np.int64)
         self.d_rel = np.array([costs.reliability_units(d.min_reliability) for d in demands], dtype=np.int64)
@@ -118,21 +136,49 @@ class Batch:
         self.d_hours = np.array([d.duration_hours for d in demands], dtype=np.int64) * HOUR_US
         self.d_budget = np.array([costs.money_units(d.budget_per_hour) for d in demands], dtype=np.int64)
         self.d_voucher = np.array([d.voucher is not None for d in demands], dtype=bool)
-        slots: list[list[AnyCandidates | None]] = [[None] * len(d.alternatives) for d in demands]
-        for i, d in enumerate(demands):
-            uniform = d.voucher is None or not (
-                d.voucher.eligible_regions or d.voucher.eligible_providers or d.voucher.eligible_gpu_models
-            )
-            for k, alt in enumerate(d.alternatives):
-                scalar = not uniform or alt.listing_ids is not None or alt.gpu_model not in index.by_model
-                if scalar or alt.tokens_per_second_per_replica <= 0 or alt.gpus_per_replica <= 0:
-                    slots[i][k] = index.candidates(d, k)
-                else:
-                    rows.setdefault(alt.gpu_model, []).append((i, k))
-        for model, pairs in rows.items():
-            self._model(model, pairs, demands, slots)
-        self.options = [[c for c in row if c is not None] for row in slots]
+        # Every (demand, alternative) pair, demand by demand, its alternative's fields read at once
+        # into columns (at 10k demands there are ~450k pairs: a Python statement per pair costs).
+        lengths = np.array([len(d.alternatives) for d in demands], dtype=np.int64)
+        offset = self.offset = np.concatenate([[0], np.cumsum(lengths)])
+        fields = list(map(_FIELDS, chain.from_iterable(d.alternatives for d in demands)))
+        models, sizes, tps, bounds, caps, ids = zip(*fields, strict=True) if fields else ((),) * 6
+        pair_demand = np.repeat(np.arange(len(demands), dtype=np.int64), lengths)
+        pair_alt = np.arange(len(fields), dtype=np.int64) - offset[pair_demand]
+        size, tps_a = np.array(sizes, dtype=np.int64), np.array(tps, dtype=float)
+        # The scalar path: measured ``listing_ids``, a voucher limited to some regions, providers
+        # or GPU models, a GPU model not listed, or an alternative that cannot place a replica.
+        uniform = np.array([_uniform(d.voucher) for d in demands], dtype=np.bool_)
+        model_code = {m: n for n, m in enumerate(index.by_model)}
+        code = np.array([model_code.get(m, -1) for m in models], dtype=np.int64)
+        matrix = uniform[pair_demand] & (code >= 0) & (tps_a > 0) & (size > 0)
+        if ids.count(None) != len(ids):
+            matrix &= np.array([x is None for x in ids], dtype=np.bool_)
+        slots = np.empty(len(fields), dtype=object)  # every pair's candidates, demand by demand
+        #: Every pair, demand by demand (``offset[i]`` is demand i's first): its demand, alternative,
+        #: GPUs and tokens/s per replica, listings it may use, cheapest cost (0 when none), and its
+        #: row of :attr:`bits` and model number (-1 on the scalar path).
+        self.pair_demand, self.pair_alt, self.pair_gpus, self.pair_tokens = pair_demand, pair_alt, size, tps_a
+        self.pair_count = np.zeros(len(fields), dtype=np.int64)
+        self.pair_first_cost = np.zeros(len(fields), dtype=np.int64)
+        self.pair_row = np.full(len(fields), -1, dtype=np.int64)
+        self.pair_model = np.full(len(fields), -1, dtype=np.int64)
+        for q in np.flatnonzero(~matrix).tolist():
+            c = slots[q] = index.candidates(demands[pair_demand[q]], int(pair_alt[q]))
+            self.pair_count[q], self.pair_first_cost[q] = c.count, c.first_cost
+        bound_a = np.array(bounds, dtype=float)
+        # Caps are at the money quantum (4 places), so float × 10,000 rounds back exactly.
+        cap_a = np.rint(np.fromiter(map(float, caps), float, len(caps)) * costs.UNITS_PER_CNY).astype(np.int64)
+        # The models in the order their first pair comes (the bound sums over them in this order).
+        present, first_at = np.unique(np.where(matrix, code, -1), return_index=True)
+        by_model = list(index.by_model)
+        for number in present[np.argsort(first_at)].tolist():
+            if number >= 0:
+                g = np.flatnonzero(matrix & (code == number))
+                self._model(by_model[number], g, bound_a[g], cap_a[g], demands, slots)
+        self.options = [slots[offset[i] : offset[i + 1]].tolist() for i in range(len(demands))]
         self._one_matrix()
+        for model, base in self.row_base.items():
+            self.pair_row[self.pair_model == self.model_ix[model]] += base
 
     def _one_matrix(self) -> None:
         """The models' chunks as one bit matrix (:attr:`bits`), each row padded to the widest."""
@@ -155,85 +201,52 @@ class Batch:
     def _model(
         self,
         model: str,
-        pairs: list[tuple[int, int]],
+        g: NDArray[np.int64],
+        bound: NDArray[np.float64],
+        cap: NDArray[np.int64],
         demands: tuple[InferenceDemand, ...],
-        slots: list[list[AnyCandidates | None]],
+        slots: NDArray[np.object_],
     ) -> None:
+        """The matrix of ``model``'s pairs (``g``, with their alternatives' RTT bounds and caps in
+        units), their candidates into ``slots``."""
         ix = self.index
+        di, ki, size, tps = self.pair_demand[g], self.pair_alt[g], self.pair_gpus[g], self.pair_tokens[g]
         lsts = ix.by_model[model]
         cols = lsts[np.lexsort((lsts, ix.price[lsts]))]  # by price, then index
         self.cols[model] = cols
-        n_cols = len(cols)
         price, gpn, region = ix.price[cols], ix.gpn[cols], ix.region[cols]
         rel, start, until, room = ix.reliability[cols], ix.start[cols], ix.until[cols], ix.max_free[cols]
-        alts = [demands[i].alternatives[k] for i, k in pairs]
-        size = self.pair_size[model] = np.array([a.gpus_per_replica for a in alts], dtype=np.int64)
-        self.pair_tps[model] = np.array([a.tokens_per_second_per_replica for a in alts], dtype=float)
-        bound = np.array([a.rtt_bound_ms for a in alts], dtype=float)
-        # Caps are at the money quantum (4 places), so float × 10,000 rounds back exactly.
-        cap = np.rint(np.array([float(a.max_price_per_gpu_hour) for a in alts]) * costs.UNITS_PER_CNY).astype(np.int64)
-        di = np.array([i for i, _ in pairs], dtype=np.int64)
-        origin, need_rel, start_by = self.d_origin[di], self.d_rel[di], self.d_start_by[di]
-        hours, budget, vouchered = self.d_hours[di], self.d_budget[di], self.d_voucher[di]
-        self.packed[model] = []
-        self.pairs[model] = np.array(pairs, dtype=np.int64).reshape(-1, 2)
+        self.pair_size[model], self.pair_tps[model] = size, tps
+        self.pairs[model] = np.stack([di, ki], axis=1)
+        d_list, n = di.tolist(), len(di)
         classes, self.col_class[model] = np.unique(region, return_inverse=True)
-        class_cols = [self.col_class[model] == c for c in range(len(classes))]
-        self.class_free[model] = np.array([sum(sum(ix.free[j]) for j in cols[m].tolist()) for m in class_cols], float)
-        self.class_min[model] = []
-        price32 = np.minimum(price, NO_PRICE - 1).astype(np.int32)  # (a price that high blocks nothing real)
-        step = max(1, CHUNK_CELLS // max(1, n_cols))
-        col = np.newaxis
-        for lo in range(0, len(pairs), step):
-            s = slice(lo, lo + step)
-            ok = gpn[None, :] >= size[s, col]
-            stage = np.where(ok.any(axis=1), OPEN, NODE_SIZE)
-            rtt = ix.rtt[origin[s, col], region[None, :]]
-            near = ok & (rtt <= bound[s, col])
-            nearest_rtt = np.where(ok, rtt, np.inf)
-            stage = np.where((stage == OPEN) & ~near.any(axis=1), TOO_FAR, stage)
-            ok = near & (price[None, :] <= cap[s, col])
-            cheapest_near = np.where(near, price[None, :], np.iinfo(np.int64).max).min(axis=1)
-            stage = np.where((stage == OPEN) & ~ok.any(axis=1), PRICE, stage)
-            ok &= rel[None, :] >= need_rel[s, col]
-            stage = np.where((stage == OPEN) & ~ok.any(axis=1), RELIABILITY, stage)
-            ok &= (start[None, :] <= start_by[s, col]) & (start[None, :] + hours[s, col] <= until[None, :])
-            stage = np.where((stage == OPEN) & ~ok.any(axis=1), WINDOW, stage)
-            ok &= room[None, :] >= size[s, col]
-            stage = np.where((stage == OPEN) & ~ok.any(axis=1), NODE_FREE, stage)
-            cheapest_free = np.where(ok, price[None, :], np.iinfo(np.int64).max).min(axis=1)
-            ok &= price[None, :] * size[s, col] <= budget[s, col]
-            stage = np.where((stage == OPEN) & ~ok.any(axis=1), BUDGET, stage)
-            self.class_min[model].append(
-                np.stack([np.where(ok[:, m], price32[m][None, :], NO_PRICE).min(axis=1) for m in class_cols], axis=1)
-                if class_cols
-                else np.zeros((ok.shape[0], 0), dtype=np.int32)
-            )
-            counts = ok.sum(axis=1).tolist()
-            first = cols[np.argmax(ok, axis=1)]
-            subsidy = np.zeros(len(first), dtype=np.int64)
-            for r in vouchered[s].nonzero()[0].tolist():
-                subsidy[r] = ix.subsidy(demands[pairs[lo + r][0]])[first[r]]
-            first_cost = np.where(stage == OPEN, ix.price[first] - subsidy, 0).tolist()
-            self.packed[model].append((lo, np.packbits(ok, axis=1)))
-            mine = pairs[lo : lo + step]
-            made = [
-                LazyCandidates(self, model, g, i, k, st, n, cost)
-                for g, (i, k), st, n, cost in zip(
-                    range(lo, lo + len(mine)), mine, stage.tolist(), counts, first_cost, strict=True
-                )
-            ]
-            for (i, k), c in zip(mine, made, strict=True):
-                slots[i][k] = c
-            # What blocked a pair, where the words need more than its stage.
-            for r in np.flatnonzero(stage == TOO_FAR).tolist():
-                m = int(np.argmin(nearest_rtt[r]))
-                if np.isfinite(nearest_rtt[r, m]):
-                    made[r].nearest = (ix.regions[int(region[m])], float(nearest_rtt[r, m]))
-            for r in np.flatnonzero(stage == PRICE).tolist():
-                made[r].cheapest = int(cheapest_near[r])
-            for r in np.flatnonzero(stage == BUDGET).tolist():
-                made[r].cheapest = int(cheapest_free[r])
+        free = np.array([sum(ix.free[j]) for j in cols.tolist()], dtype=float)
+        self.class_free[model] = np.bincount(self.col_class[model], weights=free, minlength=len(classes)).astype(float)
+        bits, stage_a, count_a, first_a, class_min, nearest_a, cheapest_a = rules_matrix(
+            size, bound, cap, self.d_origin[di], self.d_rel[di], self.d_start_by[di], self.d_hours[di],
+            self.d_budget[di], ix.rtt, price, gpn, region, rel, start, until, room,
+            self.col_class[model].astype(np.int64), len(classes),
+        )  # fmt: skip
+        self.packed[model] = [(0, bits)]
+        self.class_min[model] = [class_min]
+        first = cols[first_a]
+        subsidy = np.zeros(len(first), dtype=np.int64)
+        for r in self.d_voucher[di].nonzero()[0].tolist():
+            subsidy[r] = ix.subsidy(demands[d_list[r]])[first[r]]
+        first_cost = np.where(stage_a == OPEN, ix.price[first] - subsidy, 0)
+        self.pair_count[g], self.pair_first_cost[g] = count_a, first_cost
+        self.pair_row[g], self.pair_model[g] = np.arange(n), len(self.packed) - 1  # (row of the model's own)
+        # What blocked a pair, where the words need more than its stage.
+        nearest: list[tuple[str, float] | None] = [None] * n
+        for r in np.flatnonzero((stage_a == TOO_FAR) & (nearest_a >= 0)).tolist():
+            m = int(nearest_a[r])
+            nearest[r] = (ix.regions[int(region[m])], float(ix.rtt[self.d_origin[d_list[r]], region[m]]))
+        cheapest = np.where((stage_a == PRICE) | (stage_a == BUDGET), cheapest_a, -1).tolist()
+        fields = zip(
+            repeat(self, n), repeat(model, n), range(n), d_list, ki.tolist(), stage_a.tolist(), count_a.tolist(),
+            first_cost.tolist(), nearest, [None if c < 0 else c for c in cheapest], strict=True,
+        )  # fmt: skip
+        slots[self.offset[di] + ki] = list(map(LazyCandidates, fields))
 
     def unpack(self, c: LazyCandidates) -> Candidates:
         """The eager candidates of a pair: its listings by cost (price − subsidy), then index."""

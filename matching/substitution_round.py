@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 from matching import costs
 from matching.packing.transport import best_fit
 from matching.problem import Problem
-from matching.substitution_batch import AnyCandidates, Batch, LazyCandidates
+from matching.substitution_batch import AnyCandidates, Batch
 from matching.substitution_index import OPEN, Index
 
 #: (demand index, alternative index, listing index) → the node of each replica placed there.
@@ -117,7 +117,9 @@ class Round:
         #: Each demand's most tokens/s in any placement (:func:`matching.substitution_bound.servable`).
         self.servable: NDArray[np.float64] | None = None
         self._ranked: dict[int, list[tuple[float, AnyCandidates]]] = {}
-        self._ranked_arrays: dict[int, tuple[NDArray[np.float64], NDArray[np.int64]] | None] = {}
+        self._rank: tuple[NDArray[np.int64], NDArray[np.float64]] | None = None
+        self._order = self._rank_ints = np.zeros((0, 4), dtype=np.int64)
+        self._rank_floats = np.zeros((0, 2))
 
     def ranked_options(self, i: int) -> list[tuple[float, AnyCandidates]]:
         """Demand ``i``'s alternatives with a listing, each with its cost per token/s of a replica at
@@ -125,36 +127,53 @@ class Round:
         order): no listing of it costs less on what is left later. Cached (the order is the
         round's, not the plan's)."""
         if i not in self._ranked:
-            alts = self.demands[i].alternatives
-            ranked = sorted(  # (alternatives are unique: no tie reaches the candidates)
-                (c.first_cost * alts[c.alt].gpus_per_replica / alts[c.alt].tokens_per_second_per_replica, c.alt, c)
-                for c in self.options[i]
-                if c.count
-            )
-            self._ranked[i] = [(first, c) for first, _, c in ranked]
+            if self.batch is not None:
+                at, first = self._ranking()
+                lo, hi = at[i], at[i + 1]
+                options = self.options[i]
+                self._ranked[i] = list(zip(first[lo:hi].tolist(), [options[k] for k in self.batch.pair_alt[
+                    self._order[lo:hi]].tolist()], strict=True))  # fmt: skip
+            else:
+                alts = self.demands[i].alternatives
+                ranked = sorted(  # (alternatives are unique: no tie reaches the candidates)
+                    (c.first_cost * alts[c.alt].gpus_per_replica / alts[c.alt].tokens_per_second_per_replica, c.alt, c)
+                    for c in self.options[i]
+                    if c.count
+                )
+                self._ranked[i] = [(first, c) for first, _, c in ranked]
         return self._ranked[i]
+
+    def _ranking(self) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """:meth:`ranked_options` for every demand at once, from the batch's pair columns: where each
+        demand's ranked pairs start (and, last, where they end) and each ranked pair's cost per
+        token/s. Sets ``_order`` (the ranked pairs' numbers) and :meth:`ranked_arrays`' arrays."""
+        if self._rank is None:
+            b = cast(Batch, self.batch)
+            has = np.flatnonzero(b.pair_count > 0)
+            # cost × GPUs (an exact integer) ÷ tokens/s: the same float as Python's int / float.
+            first = (b.pair_first_cost[has] * b.pair_gpus[has]).astype(np.float64) / b.pair_tokens[has]
+            order = np.lexsort((b.pair_alt[has], first, b.pair_demand[has]))
+            self._order, first = has[order], first[order]
+            at = np.searchsorted(b.pair_demand[self._order], np.arange(len(self.demands) + 1))
+            g = self._order
+            self._rank_floats = np.stack([first, b.pair_tokens[g]], axis=1)
+            self._rank_ints = np.stack([b.pair_row[g], b.pair_model[g], b.pair_gpus[g], b.pair_alt[g]], axis=1)
+            self._rank = (at, first)
+        return self._rank
 
     def ranked_arrays(self, i: int) -> tuple[NDArray[np.float64], NDArray[np.int64]] | None:
         """:meth:`ranked_options` as arrays for compiled code (:func:`matching.substitution_select.cover_items`):
         (cost per token/s at the cheapest listing, tokens/s per replica) and (row of the batch's bit
         matrix, model number, GPUs per replica, alternative); None when some alternative is not in
-        the batch (measured listings, a restricted voucher). Cached."""
-        if i not in self._ranked_arrays:
-            ranked, batch, alts = self.ranked_options(i), self.batch, self.demands[i].alternatives
-            lazy = [c for _, c in ranked if isinstance(c, LazyCandidates)]
-            arrays = None
-            if batch is not None and len(lazy) == len(ranked):
-                floats = np.array([(first, alts[c.alt].tokens_per_second_per_replica) for first, c in ranked])
-                ints = np.array(
-                    [
-                        (batch.row_base[c.model] + c.row, batch.model_ix[c.model], alts[c.alt].gpus_per_replica, c.alt)
-                        for c in lazy
-                    ],
-                    dtype=np.int64,
-                )
-                arrays = (floats.reshape(-1, 2), ints.reshape(-1, 4))
-            self._ranked_arrays[i] = arrays
-        return self._ranked_arrays[i]
+        the batch (measured listings, a restricted voucher). Views of arrays made once."""
+        if self.batch is None:
+            return None
+        at, _ = self._ranking()
+        lo, hi = at[i], at[i + 1]
+        ints = self._rank_ints[lo:hi]
+        if (ints[:, 1] < 0).any():
+            return None
+        return self._rank_floats[lo:hi], ints
 
     def state(self) -> PlanState:
         """The plan so far, as it is (to :meth:`restore` after :meth:`clear`, which replaces it)."""

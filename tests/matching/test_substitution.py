@@ -18,13 +18,14 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from matching import costs, substitution_bound, substitution_engine
+from matching import costs, substitution_bound, substitution_engine, substitution_matrix
 from matching.inference_quote import QUEUEING_MARGIN_MS, alternatives_of
 from matching.interruptible import with_tiers
 from matching.policies import POLICIES, planner
 from matching.problem import InferenceDemand, Problem, VoucherTerms
 from matching.solver import solve
 from matching.substitution import demand_budget, engine_alternatives, solve_inference, with_inference
+from matching.substitution_index import OPEN, STAGES
 from matching.substitution_round import Round
 from tests.matching.builders import NOW, lst, problem, req
 from tests.matching.test_inference_quote import DEEPSEEK_V3, GPUS, QWEN_32B, terms
@@ -363,6 +364,23 @@ def test_the_batch_matrices_apply_the_scalar_rules(seed):
             assert b.listings.tolist() == s.listings.tolist()
             assert b.cost.tolist() == s.cost.tolist()
             assert b.rtt.tolist() == s.rtt.tolist()
+    # The batch ranks every demand's alternatives at once; the scalar round one demand at a time.
+    for i in range(len(p.inference)):
+        ranked = [(first, c.alt) for first, c in batch.ranked_options(i)]
+        assert ranked == [(first, c.alt) for first, c in scalar.ranked_options(i)]
+        arrays = batch.ranked_arrays(i)
+        if arrays is not None:
+            floats, ints = arrays
+            assert [(f, int(k)) for f, k in zip(floats[:, 0].tolist(), ints[:, 3], strict=True)] == ranked
+            for (row, model, gpus, k), (_, c) in zip(ints.tolist(), batch.ranked_options(i), strict=True):
+                assert (row, model) == (batch.batch.row_base[c.model] + c.row, batch.batch.model_ix[c.model])
+                assert gpus == p.inference[i].alternatives[k].gpus_per_replica
+
+
+def test_the_compiled_rules_number_the_stages_as_the_index_does():
+    sm = substitution_matrix
+    numbers = (sm.NODE_SIZE, sm.TOO_FAR, sm.PRICE, sm.RELIABILITY, sm.WINDOW, sm.NODE_FREE, sm.BUDGET, sm.OPEN)
+    assert numbers == (*(STAGES.index(s) for s in STAGES[1:]), OPEN)
 
 
 # --- the fast method's shadow-price pass ---------------------------------------------------------

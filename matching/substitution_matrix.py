@@ -1,0 +1,127 @@
+"""The rules of :mod:`matching.substitution_index` over every pair of one GPU model and its listings,
+in one compiled (numba) pass: what :class:`matching.substitution_batch.Batch` keeps of each pair.
+
+One pass per cell, no temporaries: the rules applied with numpy made a dozen (pairs × listings)
+arrays per chunk, and at 10k demands × 2k listings that was most of the round's set-up time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+# The stages' numbers, as in :data:`matching.substitution_index.STAGES` (a test checks they agree;
+# numba reads module constants as literals).
+NODE_SIZE, TOO_FAR, PRICE, RELIABILITY, WINDOW, NODE_FREE, BUDGET, OPEN = 1, 2, 3, 4, 5, 6, 7, 8
+NO_PRICE = np.iinfo(np.int32).max
+NONE = np.iinfo(np.int64).max
+
+
+@njit(cache=True, nogil=True)
+def rules_matrix(
+    size: NDArray[np.int64],
+    bound: NDArray[np.float64],
+    cap: NDArray[np.int64],
+    origin: NDArray[np.int64],
+    need_rel: NDArray[np.int64],
+    start_by: NDArray[np.int64],
+    hours: NDArray[np.int64],
+    budget: NDArray[np.int64],
+    rtt: NDArray[np.float64],
+    price: NDArray[np.int64],
+    gpn: NDArray[np.int64],
+    region: NDArray[np.int64],
+    rel: NDArray[np.int64],
+    start: NDArray[np.int64],
+    until: NDArray[np.int64],
+    room: NDArray[np.int64],
+    col_class: NDArray[np.int64],
+    n_classes: int,
+) -> tuple[
+    NDArray[np.uint8],
+    NDArray[np.int64],
+    NDArray[np.int64],
+    NDArray[np.int64],
+    NDArray[np.int32],
+    NDArray[np.int64],
+    NDArray[np.int64],
+]:
+    """Pairs (``size`` … ``budget``, one entry each; ``origin`` a row of ``rtt``) against columns
+    (listings by price: ``price`` … ``room``, one entry each; ``region`` a column of ``rtt``),
+    each rule checked in :data:`matching.substitution_index.STAGES`' order. Returns per pair:
+
+    - ``bits``: the columns passing every rule, bit-packed as :func:`numpy.packbits` packs;
+    - ``stage``: ``OPEN`` if some column passes them all, else the first rule that left none;
+    - ``count``: how many pass; ``first``: the first that does (0 when none);
+    - ``class_min``: per class of ``col_class``, the least ``price`` (capped at ``NO_PRICE`` − 1)
+      of those passing (``NO_PRICE``: none);
+    - ``nearest``: the column of least RTT among those with a node big enough (-1: none finite);
+    - ``cheapest``: for a pair stopped by the price rule, the least price within the RTT bound; for
+      one stopped by the budget, the least price that passed the node-free rule (else ``NONE``).
+    """
+    n, m = len(size), len(price)
+    bits = np.zeros((n, (m + 7) // 8), dtype=np.uint8)
+    stage = np.empty(n, dtype=np.int64)
+    count = np.zeros(n, dtype=np.int64)
+    first = np.zeros(n, dtype=np.int64)
+    class_min = np.full((n, n_classes), NO_PRICE, dtype=np.int32)
+    nearest = np.full(n, -1, dtype=np.int64)
+    cheapest = np.full(n, NONE, dtype=np.int64)
+    rtt_col = np.empty((rtt.shape[0], m))  # RTT from each origin to each column, contiguous
+    for o in range(rtt.shape[0]):
+        for j in range(m):
+            rtt_col[o, j] = rtt[o, region[j]]
+    for r in range(n):
+        # The furthest rule any column got to (its failing rule's number; OPEN: passed them all):
+        # the pair's stage, since rule k leaves none exactly when every column failed before it.
+        far = NODE_SIZE
+        near_price, free_price, best_rtt = NONE, NONE, np.inf
+        s, o, b = size[r], origin[r], bound[r]
+        for j in range(m):
+            if gpn[j] < s:
+                continue
+            t = rtt_col[o, j]
+            if t < best_rtt:
+                best_rtt, nearest[r] = t, j
+            if not t <= b:
+                far = max(far, TOO_FAR)
+                continue
+            p = price[j]
+            near_price = min(near_price, p)
+            if p > cap[r]:
+                far = max(far, PRICE)
+            elif rel[j] < need_rel[r]:
+                far = max(far, RELIABILITY)
+            elif start[j] > start_by[r] or start[j] + hours[r] > until[j]:
+                far = max(far, WINDOW)
+            elif room[j] < s:
+                far = max(far, NODE_FREE)
+            else:
+                free_price = min(free_price, p)
+                if p * s > budget[r]:
+                    far = max(far, BUDGET)
+                    continue
+                far = OPEN
+                if count[r] == 0:
+                    first[r] = j
+                count[r] += 1
+                bits[r, j >> 3] |= np.uint8(0x80 >> (j & 7))
+                c = col_class[j]
+                p32 = min(p, NO_PRICE - 1)
+                if p32 < class_min[r, c]:
+                    class_min[r, c] = p32
+        stage[r] = far
+        if far == PRICE:
+            cheapest[r] = near_price
+        elif far == BUDGET:
+            cheapest[r] = free_price
+    return bits, stage, count, first, class_min, nearest, cheapest
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) :func:`rules_matrix`."""
+    one, f = np.ones(1, dtype=np.int64), np.ones(1)
+    rules_matrix(
+        one, f, one, one * 0, one, one, one, one, np.ones((1, 1)), one, one, one * 0, one, one, one, one, one * 0, 1
+    )
