@@ -38,8 +38,10 @@ from matching.substitution_round import Round
 
 def cheapest_items(rnd: Round, i: int, *, scalar_only: bool = False) -> list[tuple[float, float]]:
     """(cost × hours of one replica, its tokens/s) of each open alternative of demand ``i`` at its
-    cheapest listing (capacity ignored), cheapest per token/s first; ``scalar_only``: only the
-    alternatives the batch matrices do not hold."""
+    cheapest listing (capacity ignored), cheapest per token/s first (then cheapest, then alternative
+    order); ``scalar_only``: only the alternatives the batch matrices do not hold."""
+    if rnd.batch is not None:
+        return rnd.cheapest_items(i, scalar_only)
     alts, hours = rnd.demands[i].alternatives, rnd.demands[i].duration_hours
     items = [
         (float(c.first_cost) * alts[c.alt].gpus_per_replica * hours, alts[c.alt].tokens_per_second_per_replica)

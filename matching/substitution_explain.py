@@ -92,23 +92,21 @@ def alternative_costs(
 
     One entry per GPU model keeps an explanation's size bounded (a demand has up to 4 replica sizes
     × 3 precisions per model). ``cache`` holds entries by everything they depend on."""
-    by_model: dict[str, list[int]] = {}
-    for k, alt in enumerate(demand.alternatives):
-        by_model.setdefault(alt.gpu_model, []).append(k)
-    out: list[AlternativeCost] = []
-    for ks in by_model.values():
-        alts = demand.alternatives
-        open_ks = [k for k in ks if options[k].stage == OPEN]
-        if open_ks:
-            k = min(
-                open_ks,
-                key=lambda n: (
-                    options[n].first_cost * alts[n].gpus_per_replica / alts[n].tokens_per_second_per_replica,
-                    n,
-                ),
-            )
+    # Per GPU model (in the order its first alternative comes), its open alternative cheapest per
+    # token/s (then first), else its alternative blocked furthest through the rules (then first).
+    alts = demand.alternatives
+    chosen: dict[str, tuple[tuple[int, float, int], int]] = {}
+    for k, alt in enumerate(alts):
+        c = options[k]
+        if c.stage == OPEN:
+            rank = (0, c.first_cost * alt.gpus_per_replica / alt.tokens_per_second_per_replica, k)
         else:
-            k = max(ks, key=lambda n: (options[n].stage, -n))
+            rank = (1, -c.stage, k)
+        was = chosen.get(alt.gpu_model)
+        if was is None or rank < was[0]:
+            chosen[alt.gpu_model] = (rank, k)
+    out: list[AlternativeCost] = []
+    for _, k in chosen.values():
         alt, c = alts[k], options[k]
         key: tuple[object, ...] = (alt, c.stage, c.first_cost, c.nearest, c.cheapest, demand.origin)
         if c.stage != OPEN and STAGES[c.stage] in ("reliability", "window", "budget"):

@@ -120,6 +120,7 @@ class Round:
         self._rank: tuple[NDArray[np.int64], NDArray[np.float64]] | None = None
         self._order = self._rank_ints = np.zeros((0, 4), dtype=np.int64)
         self._rank_floats = np.zeros((0, 2))
+        self._items: tuple[NDArray[np.int64], list[float], list[float], list[bool]] | None = None
 
     def ranked_options(self, i: int) -> list[tuple[float, AnyCandidates]]:
         """Demand ``i``'s alternatives with a listing, each with its cost per token/s of a replica at
@@ -160,6 +161,29 @@ class Round:
             self._rank_ints = np.stack([b.pair_row[g], b.pair_model[g], b.pair_gpus[g], b.pair_alt[g]], axis=1)
             self._rank = (at, first)
         return self._rank
+
+    def cheapest_items(self, i: int, scalar_only: bool) -> list[tuple[float, float]]:
+        """:func:`matching.substitution_bound.cheapest_items` from the batch's pair columns, every
+        demand's sorted at once on first use."""
+        if self._items is None:
+            b, hours = cast(Batch, self.batch), np.array([d.duration_hours for d in self.demands], dtype=np.int64)
+            has = np.flatnonzero(b.pair_count > 0)
+            d, tps = b.pair_demand[has], b.pair_tokens[has]
+            # In Python's order of operations: float(cost) × GPUs × hours.
+            cost = b.pair_first_cost[has].astype(np.float64) * b.pair_gpus[has] * hours[d]
+            order = np.lexsort((b.pair_alt[has], cost, cost / tps, d))
+            d = d[order]
+            self._items = (
+                np.searchsorted(d, np.arange(len(self.demands) + 1)),
+                cost[order].tolist(),
+                tps[order].tolist(),
+                (b.pair_model[has][order] < 0).tolist(),
+            )
+        at, costs_of, tps_of, scalar = self._items
+        lo, hi = int(at[i]), int(at[i + 1])
+        if scalar_only:
+            return [(costs_of[n], tps_of[n]) for n in range(lo, hi) if scalar[n]]
+        return list(zip(costs_of[lo:hi], tps_of[lo:hi], strict=True))
 
     def ranked_arrays(self, i: int) -> tuple[NDArray[np.float64], NDArray[np.int64]] | None:
         """:meth:`ranked_options` as arrays for compiled code (:func:`matching.substitution_select.cover_items`):

@@ -25,6 +25,7 @@ from matching.policies import POLICIES, planner
 from matching.problem import InferenceDemand, Problem, VoucherTerms
 from matching.solver import solve
 from matching.substitution import demand_budget, engine_alternatives, solve_inference, with_inference
+from matching.substitution_batch import LazyCandidates
 from matching.substitution_index import OPEN, STAGES
 from matching.substitution_round import Round
 from tests.matching.builders import NOW, lst, problem, req
@@ -353,9 +354,26 @@ def test_the_exact_program_agrees_with_the_fast_methods_bounds(seed, n_demands, 
         assert Decimal(str(exact["cost_lower_bound"])) <= Decimal(str(exact["cost"]))
 
 
+def with_scalar_pairs(p: Problem, seed: int) -> Problem:
+    """``p`` with some alternatives on measured listings and some vouchers limited to a region: pairs
+    the batch matrices leave to the scalar path."""
+    rng, demands = random.Random(seed), []
+    for d in p.inference:
+        if rng.random() < 0.3:
+            ids = tuple(x.id for x in p.listings)
+            alts = tuple(
+                replace(a, listing_ids=tuple(rng.sample(ids, 8))) if rng.random() < 0.5 else a for a in d.alternatives
+            )
+            d = replace(d, alternatives=alts)
+        elif d.voucher is not None and rng.random() < 0.5:
+            d = replace(d, voucher=replace(d.voucher, eligible_regions=(rng.choice(REGIONS),)))
+        demands.append(d)
+    return replace(p, inference=tuple(demands))
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_the_batch_matrices_apply_the_scalar_rules(seed):
-    p = random_instance(seed, n_demands=30, n_listings=25)
+    p = with_scalar_pairs(random_instance(seed, n_demands=30, n_listings=25), seed)
     batch, scalar = Round(p, None), Round(p, None, batch=False)
     for mine, theirs in zip(batch.options, scalar.options, strict=True):
         for b, s in zip(mine, theirs, strict=True):
@@ -375,6 +393,16 @@ def test_the_batch_matrices_apply_the_scalar_rules(seed):
             for (row, model, gpus, k), (_, c) in zip(ints.tolist(), batch.ranked_options(i), strict=True):
                 assert (row, model) == (batch.batch.row_base[c.model] + c.row, batch.batch.model_ix[c.model])
                 assert gpus == p.inference[i].alternatives[k].gpus_per_replica
+        assert substitution_bound.cheapest_items(batch, i) == substitution_bound.cheapest_items(scalar, i)
+        d = p.inference[i]
+        outside = [
+            (float(c.first_cost) * d.alternatives[c.alt].gpus_per_replica * d.duration_hours,
+             d.alternatives[c.alt].tokens_per_second_per_replica)
+            for c in batch.options[i]
+            if c.count and not isinstance(c, LazyCandidates)
+        ]  # fmt: skip
+        outside.sort(key=lambda it: (it[0] / it[1], it[0]))
+        assert substitution_bound.cheapest_items(batch, i, scalar_only=True) == outside
 
 
 def test_the_compiled_rules_number_the_stages_as_the_index_does():
