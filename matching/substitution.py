@@ -203,7 +203,7 @@ def _explained(rnd: Round, lines: list[Line], words: str) -> list[Assignment]:
     out = []
     for i, k, a in lines:
         if i not in others:
-            others[i] = alternative_costs(rnd.demands[i], rnd.options[i], cache)
+            others[i] = alternative_costs(rnd.demands[i], rnd.options[i], cache, rnd.frontier(i))
         demand = rnd.demands[i]
         out.append(replace(a, explanation=explain(demand, demand.alternatives[k], a, others[i], words)))
     return out

@@ -162,9 +162,13 @@ class Batch:
         self.pair_first_cost = np.zeros(len(fields), dtype=np.int64)
         self.pair_row = np.full(len(fields), -1, dtype=np.int64)
         self.pair_model = np.full(len(fields), -1, dtype=np.int64)
+        #: Every pair's blocking stage and GPU model (a number per model named by any alternative).
+        self.pair_stage = np.zeros(len(fields), dtype=np.int64)
+        named = {m: n for n, m in enumerate(dict.fromkeys(models))}
+        self.pair_gpu_model = np.array([named[m] for m in models], dtype=np.int64)
         for q in np.flatnonzero(~matrix).tolist():
             c = slots[q] = index.candidates(demands[pair_demand[q]], int(pair_alt[q]))
-            self.pair_count[q], self.pair_first_cost[q] = c.count, c.first_cost
+            self.pair_count[q], self.pair_first_cost[q], self.pair_stage[q] = c.count, c.first_cost, c.stage
         bound_a = np.array(bounds, dtype=float)
         # Caps are at the money quantum (4 places), so float × 10,000 rounds back exactly.
         cap_a = np.rint(np.fromiter(map(float, caps), float, len(caps)) * costs.UNITS_PER_CNY).astype(np.int64)
@@ -234,7 +238,7 @@ class Batch:
         for r in self.d_voucher[di].nonzero()[0].tolist():
             subsidy[r] = ix.subsidy(demands[d_list[r]])[first[r]]
         first_cost = np.where(stage_a == OPEN, ix.price[first] - subsidy, 0)
-        self.pair_count[g], self.pair_first_cost[g] = count_a, first_cost
+        self.pair_count[g], self.pair_first_cost[g], self.pair_stage[g] = count_a, first_cost, stage_a
         self.pair_row[g], self.pair_model[g] = np.arange(n), len(self.packed) - 1  # (row of the model's own)
         # What blocked a pair, where the words need more than its stage.
         nearest: list[tuple[str, float] | None] = [None] * n

@@ -159,6 +159,31 @@ def _most_visit(
 
 
 @njit(cache=True, nogil=True)
+def _cheapest_first(
+    order: NDArray[np.int64],
+    rho: NDArray[np.float64],
+    caps: NDArray[np.float64],
+    klass: NDArray[np.int64],
+    per: NDArray[np.float64],
+    served: float,
+    usage: NDArray[np.float64],
+) -> float:
+    """``served`` tokens/s taken from the demands in ``order`` (cheapest ``rho`` per served token/s
+    first), each up to its cap, while ``rho`` is finite: their cost, and into ``usage`` the GPUs of
+    each class ``klass`` they take (``per`` per token/s; class -1: none)."""
+    total, left = 0.0, served
+    for i in order:
+        if left <= 0 or not np.isfinite(rho[i]):
+            break
+        take = min(caps[i], left)
+        total += take * rho[i]
+        if klass[i] >= 0:
+            usage[klass[i]] += take * per[i]
+        left -= take
+    return total
+
+
+@njit(cache=True, nogil=True)
 def _least_class(
     m: NDArray[np.float32], pi: NDArray[np.float32], per: NDArray[np.float32]
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
@@ -186,6 +211,8 @@ def warm_up() -> None:
     most_tokens([(1.0, 1.0)], 1.0, 1.0)
     most_tokens([(1.0, 1.0)], 1.0, 2.0, below=True)
     _least_class(np.zeros((1, 1), dtype=np.float32), np.zeros(1, dtype=np.float32), np.ones(1, dtype=np.float32))
+    one = np.zeros(1, dtype=np.int64)
+    _cheapest_first(one, np.ones(1), np.ones(1), one, np.ones(1), 1.0, np.zeros(1))
 
 
 def servable(rnd: Round) -> NDArray[np.float64]:
@@ -315,40 +342,36 @@ class Lagrangian:
             scalar = cheapest_items(rnd, i, scalar_only=True)
             if scalar:
                 self.rho0[i] = served_ratio(scalar, self.caps[i])
+        # GPUs per served token/s of each pair (the caps are the round's: fixed from here), per
+        # part and, for :meth:`evaluate`'s per-demand step, over all parts by demand.
+        per = [size / np.minimum(tps, np.maximum(self.caps[d], 1e-9)) for d, size, tps, _, _ in self.parts]
+        self.per32 = [p.astype(np.float32) for p in per]
+        self.by_demand_pair = pair_demand[self.by_demand]
+        self.by_demand_per = np.concatenate(per)[self.by_demand] if per else np.zeros(0)
 
     def evaluate(self, pi: NDArray[np.float64], served: float) -> tuple[float, NDArray[np.float64]]:
         """(L(π), GPUs each class would give) at the best split of ``served`` tokens/s across demands."""
         n = len(self.rnd.demands)
-        ds, vals, cls, gpt = [], [], [], []
-        for d, size, tps, m, off in self.parts:
-            per = size / np.minimum(tps, np.maximum(self.caps[d], 1e-9))  # GPUs per served token/s
-            best, val = _least_class(m, pi[off : off + m.shape[1]].astype(np.float32), per.astype(np.float32))
-            ds.append(d)
-            vals.append(val.astype(float))
+        vals, cls = [], []
+        for (_, _, _, m, off), per32 in zip(self.parts, self.per32, strict=True):
+            best, val = _least_class(m, pi[off : off + m.shape[1]].astype(np.float32), per32)
+            vals.append(val)
             cls.append(best + off)
-            gpt.append(per)
         usage = np.zeros(len(self.free))
         rho = self.rho0.copy()
         klass, per = np.full(n, -1, dtype=np.int64), np.zeros(n)
-        if ds:
+        if vals:
             # Each demand's least value, the first of its pairs (in part order) on a tie.
-            d, val, c, g = (np.concatenate(x)[self.by_demand] for x in (ds, vals, cls, gpt))
+            val = np.concatenate(vals)[self.by_demand].astype(float)
+            c = np.concatenate(cls)[self.by_demand]
             least = np.minimum.reduceat(val, self.demand_starts)
             hits = np.flatnonzero(val == np.repeat(least, np.diff(self.demand_starts, append=len(val))))
             first = hits[np.searchsorted(hits, self.demand_starts)]
-            d, val, c, g = d[first], val[first], c[first], g[first]
+            d, val, c, g = self.by_demand_pair[first], val[first], c[first], self.by_demand_per[first]
             better = val < rho[d]
             rho[d[better]] = val[better]
             klass[d[better]], per[d[better]] = c[better], g[better]
-        total, left = 0.0, served
-        for i in np.argsort(rho, kind="stable").tolist():
-            if left <= 0 or not np.isfinite(rho[i]):
-                break
-            take = min(self.caps[i], left)
-            total += take * rho[i]
-            if klass[i] >= 0:
-                usage[klass[i]] += take * per[i]
-            left -= take
+        total = _cheapest_first(np.argsort(rho, kind="stable"), rho, self.caps, klass, per, float(served), usage)
         return total - float(pi @ self.free), usage
 
     def best(

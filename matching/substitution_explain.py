@@ -84,29 +84,35 @@ def blocked_words(demand: InferenceDemand, alt: InferenceAlternative, c: AnyCand
 
 
 def alternative_costs(
-    demand: InferenceDemand, options: Sequence[AnyCandidates], cache: dict[tuple[object, ...], AlternativeCost]
+    demand: InferenceDemand,
+    options: Sequence[AnyCandidates],
+    cache: dict[tuple[object, ...], AlternativeCost],
+    chosen: list[int] | None = None,
 ) -> list[AlternativeCost]:
     """Each GPU model among ``demand``'s alternatives, as the quote's frontier shows them: its
     cheapest alternative per million tokens (at its cheapest listing before the round), or, when
     none of them can serve, what blocked the one that got furthest through the rules.
 
     One entry per GPU model keeps an explanation's size bounded (a demand has up to 4 replica sizes
-    × 3 precisions per model). ``cache`` holds entries by everything they depend on."""
+    × 3 precisions per model). ``cache`` holds entries by everything they depend on. ``chosen``: the
+    alternatives to show, already chosen this way (:meth:`matching.substitution_round.Round.frontier`)."""
     # Per GPU model (in the order its first alternative comes), its open alternative cheapest per
     # token/s (then first), else its alternative blocked furthest through the rules (then first).
     alts = demand.alternatives
-    chosen: dict[str, tuple[tuple[int, float, int], int]] = {}
-    for k, alt in enumerate(alts):
-        c = options[k]
-        if c.stage == OPEN:
-            rank = (0, c.first_cost * alt.gpus_per_replica / alt.tokens_per_second_per_replica, k)
-        else:
-            rank = (1, -c.stage, k)
-        was = chosen.get(alt.gpu_model)
-        if was is None or rank < was[0]:
-            chosen[alt.gpu_model] = (rank, k)
+    if chosen is None:
+        best: dict[str, tuple[tuple[int, float, int], int]] = {}
+        for k, alt in enumerate(alts):
+            c = options[k]
+            if c.stage == OPEN:
+                rank = (0, c.first_cost * alt.gpus_per_replica / alt.tokens_per_second_per_replica, k)
+            else:
+                rank = (1, -c.stage, k)
+            was = best.get(alt.gpu_model)
+            if was is None or rank < was[0]:
+                best[alt.gpu_model] = (rank, k)
+        chosen = [k for _, k in best.values()]
     out: list[AlternativeCost] = []
-    for _, k in chosen.values():
+    for k in chosen:
         alt, c = alts[k], options[k]
         key: tuple[object, ...] = (alt, c.stage, c.first_cost, c.nearest, c.cheapest, demand.origin)
         if c.stage != OPEN and STAGES[c.stage] in ("reliability", "window", "budget"):

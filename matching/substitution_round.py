@@ -121,6 +121,7 @@ class Round:
         self._order = self._rank_ints = np.zeros((0, 4), dtype=np.int64)
         self._rank_floats = np.zeros((0, 2))
         self._items: tuple[NDArray[np.int64], list[float], list[float], list[bool]] | None = None
+        self._frontier: tuple[NDArray[np.int64], list[int]] | None = None
 
     def ranked_options(self, i: int) -> list[tuple[float, AnyCandidates]]:
         """Demand ``i``'s alternatives with a listing, each with its cost per token/s of a replica at
@@ -184,6 +185,30 @@ class Round:
         if scalar_only:
             return [(costs_of[n], tps_of[n]) for n in range(lo, hi) if scalar[n]]
         return list(zip(costs_of[lo:hi], tps_of[lo:hi], strict=True))
+
+    def frontier(self, i: int) -> list[int] | None:
+        """The alternatives of demand ``i`` its explanation's frontier shows, one per GPU model
+        (:func:`matching.substitution_explain.alternative_costs`' choice), from the batch's pair
+        columns, every demand's at once on first use; None without the batch."""
+        b = self.batch
+        if b is None:
+            return None
+        if self._frontier is None:
+            k, stage, model, d = b.pair_alt, b.pair_stage, b.pair_gpu_model, b.pair_demand
+            is_open = stage == OPEN
+            # Open: cost × GPUs ÷ tokens/s at the cheapest listing (Python's int / float), least first;
+            # blocked: the stage reached, furthest first. Then the first alternative.
+            value = np.where(is_open, 0.0, -stage.astype(np.float64))
+            np.divide((b.pair_first_cost * b.pair_gpus).astype(np.float64), b.pair_tokens, out=value, where=is_open)
+            order = np.lexsort((k, value, ~is_open, model, d))
+            starts = np.flatnonzero(np.diff(d[order] * (int(model.max(initial=0)) + 1) + model[order], prepend=-1))
+            chosen = order[starts]
+            # Models in the order of their first alternative.
+            first_k = np.minimum.reduceat(k[order], starts) if len(starts) else starts
+            chosen = chosen[np.lexsort((first_k, d[chosen]))]
+            self._frontier = (np.searchsorted(d[chosen], np.arange(len(self.demands) + 1)), k[chosen].tolist())
+        at, ks = self._frontier
+        return ks[int(at[i]) : int(at[i + 1])]
 
     def ranked_arrays(self, i: int) -> tuple[NDArray[np.float64], NDArray[np.int64]] | None:
         """:meth:`ranked_options` as arrays for compiled code (:func:`matching.substitution_select.cover_items`):

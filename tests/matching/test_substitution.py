@@ -26,6 +26,7 @@ from matching.problem import InferenceDemand, Problem, VoucherTerms
 from matching.solver import solve
 from matching.substitution import demand_budget, engine_alternatives, solve_inference, with_inference
 from matching.substitution_batch import LazyCandidates
+from matching.substitution_explain import alternative_costs
 from matching.substitution_index import OPEN, STAGES
 from matching.substitution_round import Round
 from tests.matching.builders import NOW, lst, problem, req
@@ -403,6 +404,10 @@ def test_the_batch_matrices_apply_the_scalar_rules(seed):
         ]  # fmt: skip
         outside.sort(key=lambda it: (it[0] / it[1], it[0]))
         assert substitution_bound.cheapest_items(batch, i, scalar_only=True) == outside
+        # The explanation's frontier, chosen for every demand at once or one demand at a time.
+        frontier = alternative_costs(d, batch.options[i], {}, batch.frontier(i))
+        assert frontier == alternative_costs(d, batch.options[i], {})
+        assert len(frontier) == len({a.gpu_model for a in d.alternatives})
 
 
 def test_the_compiled_rules_number_the_stages_as_the_index_does():
