@@ -35,6 +35,9 @@ from matching import costs
 from matching.substitution_batch import NO_PRICE, LazyCandidates
 from matching.substitution_round import Round
 
+#: Nodes of the bound's small branch and bound searches before they take a fractional bound instead.
+NODE_LIMIT = 20_000
+
 
 def cheapest_items(rnd: Round, i: int, *, scalar_only: bool = False) -> list[tuple[float, float]]:
     """(cost × hours of one replica, its tokens/s) of each open alternative of demand ``i`` at its
@@ -51,18 +54,13 @@ def cheapest_items(rnd: Round, i: int, *, scalar_only: bool = False) -> list[tup
     return sorted(items, key=lambda it: (it[0] / it[1], it[0]))
 
 
-def cheapest_cover(items: list[tuple[float, float]], target: float, node_limit: int = 20_000) -> float:
+def cheapest_cover(items: list[tuple[float, float]], target: float) -> float:
     """Least cost of whole replicas (any number of each item) making at least ``target`` tokens/s,
-    by branch and bound (compiled); on hitting ``node_limit`` the fractional bound of what is left
-    is used, so the result is always a lower bound (exact when the search completes). Items are
-    (cost, tokens/s) of one replica, cheapest per token/s first."""
-    if not items:
-        return math.inf
-    cost = np.array([c for c, _ in items], dtype=np.float64)
-    tps = np.array([t for _, t in items], dtype=np.float64)
-    state = np.array([math.inf, math.inf, 0.0])  # best, cut, nodes
-    _cover_visit(0, float(target), 0.0, cost, tps, cost / tps, node_limit, state)
-    return float(min(state[0], state[1]))
+    by branch and bound (compiled); on hitting :data:`NODE_LIMIT` nodes the fractional bound of what
+    is left is used, so the result is always a lower bound (exact when the search completes). Items
+    are (cost, tokens/s) of one replica, cheapest per token/s first. (For many demands at once:
+    :meth:`ItemSets.cheapest_cover`.)"""
+    return ItemSets.of([items]).cheapest_cover(0, target)
 
 
 @njit(cache=True, nogil=True)
@@ -97,25 +95,18 @@ def _cover_visit(
 def served_ratio(items: list[tuple[float, float]], target: float) -> float:
     """The least cost per served token/s of ``items`` ((cost, tokens/s) of one replica) for a demand
     of ``target`` tokens/s: cost ÷ min(tokens/s, target) (see the module's docstring)."""
-    return min(c / min(t, target) for c, t in items)
+    return float(ItemSets.of([items]).served_ratios(np.array([target], dtype=np.float64))[0])
 
 
-def most_tokens(
-    items: Sequence[tuple[float, float]], budget: float, target: float, *, below: bool = False, node_limit: int = 20_000
-) -> float:
+def most_tokens(items: Sequence[tuple[float, float]], budget: float, target: float, *, below: bool = False) -> float:
     """The most tokens/s, at most ``target`` (``below``: strictly below it), of whole replicas
     ((price or cost, tokens/s) of one replica of each item, any number of each) whose prices sum to
-    at most ``budget``; by branch and bound, on hitting ``node_limit`` the fractional bound of what
-    is left is used, so the result is always an upper bound (exact when the search completes)."""
-    usable = [(c, t) for c, t in items if not below or t < target]
-    if any(c <= 0 for c, _ in usable):
-        return target
-    usable.sort(key=lambda it: (-it[1] / it[0], it[0]))
-    cost = np.array([c for c, _ in usable], dtype=np.float64)
-    tps = np.array([t for _, t in usable], dtype=np.float64)
-    state = np.array([0.0, 0.0, 0.0])  # best, cut, nodes
-    _most_visit(0, 0.0, float(budget), cost, tps, tps / cost, float(target), below, node_limit, state)
-    return float(max(state[0], state[1]))
+    at most ``budget``; by branch and bound, on hitting :data:`NODE_LIMIT` nodes the fractional
+    bound of what is left is used, so the result is always an upper bound (exact when the search
+    completes). The items are searched by most tokens/s per cost first, then cheapest, then in
+    order; an item that costs nothing gives the target. (For many demands at once:
+    :meth:`ItemSets.most_tokens`.)"""
+    return ItemSets.of([items]).most_tokens([0], [budget], np.array([target], dtype=np.float64), below)[0]
 
 
 @njit(cache=True, nogil=True)
@@ -215,17 +206,101 @@ def warm_up() -> None:
     _cheapest_first(one, np.ones(1), np.ones(1), one, np.ones(1), 1.0, np.zeros(1))
 
 
+class ItemSets:
+    """Items of many demands ((cost, tokens/s) of one replica, each demand's in a given order) as
+    flat arrays: :func:`cheapest_cover`, :func:`served_ratio` and :func:`most_tokens` of each
+    demand's items, the same searches on views of the arrays, without a Python list per demand
+    (at 10k demands the lists, not the searches, took most of the bound's time).
+
+    ``d``: each item's demand, ascending (within a demand, the items in their order)."""
+
+    def __init__(self, n: int, d: NDArray[np.int64], cost: NDArray[np.float64], tps: NDArray[np.float64]) -> None:
+        self.n, self.d, self.cost, self.tps = n, d, cost, tps
+        self.at = np.searchsorted(d, np.arange(n + 1))
+        self.ratio = cost / tps
+
+    @classmethod
+    def of(cls, lists: Sequence[Sequence[tuple[float, float]]]) -> ItemSets:
+        """From one list of items per demand."""
+        d = np.repeat(np.arange(len(lists), dtype=np.int64), [len(items) for items in lists])
+        cost = np.array([c for items in lists for c, _ in items], dtype=np.float64)
+        tps = np.array([t for items in lists for _, t in items], dtype=np.float64)
+        return cls(len(lists), d, cost, tps)
+
+    def ranked(self) -> ItemSets:
+        """These items, each demand's cheapest per token/s first (then cheapest, then in order)."""
+        order = np.lexsort((np.arange(len(self.d)), self.cost, self.ratio, self.d))
+        return ItemSets(self.n, self.d[order], self.cost[order], self.tps[order])
+
+    def cheapest_cover(self, i: int, target: float) -> float:
+        """:func:`cheapest_cover` of demand ``i``'s items (ranked)."""
+        lo, hi = self.at[i], self.at[i + 1]
+        if lo == hi:
+            return math.inf
+        state = np.array([math.inf, math.inf, 0.0])  # best, cut, nodes
+        c, t, r = self.cost[lo:hi], self.tps[lo:hi], self.ratio[lo:hi]
+        _cover_visit(0, float(target), 0.0, c, t, r, NODE_LIMIT, state)
+        return float(min(state[0], state[1]))
+
+    def served_ratios(self, targets: NDArray[np.float64]) -> NDArray[np.float64]:
+        """:func:`served_ratio` of each demand's items at its target (inf without items)."""
+        out = np.full(self.n, math.inf)
+        has = np.flatnonzero(self.at[1:] > self.at[:-1])
+        if len(has):
+            values = self.cost / np.minimum(self.tps, targets[self.d])
+            out[has] = np.minimum.reduceat(values, self.at[has])
+        return out
+
+    def most_tokens(
+        self, which: Sequence[int], budgets: Sequence[float], targets: NDArray[np.float64], below: bool
+    ) -> list[float]:
+        """:func:`most_tokens` of demand ``which[n]``'s items within ``budgets[n]`` up to its
+        ``targets`` entry (``below``: strictly below it)."""
+        keep = np.flatnonzero(self.tps < targets[self.d]) if below else np.arange(len(self.d))
+        d, c, t = self.d[keep], self.cost[keep], self.tps[keep]
+        free = np.bincount(d[c <= 0], minlength=self.n) > 0  # a demand with a free item gets its target
+        with np.errstate(divide="ignore", invalid="ignore"):  # (only in those demands)
+            per_cost = t / c
+        # Most tokens/s per cost first, then cheapest, then in order (−t / c is −(t / c) exactly).
+        order = np.lexsort((keep, c, -per_cost, d))
+        c, t, per_cost = c[order], t[order], per_cost[order]
+        at = np.searchsorted(d[order], np.arange(self.n + 1))
+        out = []
+        for i, budget in zip(which, budgets, strict=True):
+            target = float(targets[i])
+            if free[i]:
+                out.append(target)
+                continue
+            lo, hi = at[i], at[i + 1]
+            state = np.array([0.0, 0.0, 0.0])  # best, cut, nodes
+            _most_visit(0, 0.0, float(budget), c[lo:hi], t[lo:hi], per_cost[lo:hi], target, below, NODE_LIMIT, state)
+            out.append(float(max(state[0], state[1])))
+        return out
+
+
+def item_sets(rnd: Round, *, scalar_only: bool = False) -> ItemSets:
+    """Every demand's :func:`cheapest_items` (cost × hours, tokens/s), ranked, as :class:`ItemSets`."""
+    if rnd.batch is None:
+        return ItemSets.of([cheapest_items(rnd, i, scalar_only=scalar_only) for i in range(len(rnd.demands))])
+    d, cost, tps, scalar = rnd.cheapest_item_arrays()
+    if scalar_only:
+        d, cost, tps = d[scalar], cost[scalar], tps[scalar]
+    return ItemSets(len(rnd.demands), d, cost, tps)
+
+
 def servable(rnd: Round) -> NDArray[np.float64]:
     """Each demand's most tokens/s in any placement: 0 without an option, else its target or less
     where its budget per hour cannot pay enough whole replicas even at each alternative's cheapest
     price (capacity ignored; :func:`most_tokens`). Cached on the round."""
     if rnd.servable is None:
-        caps = np.zeros(len(rnd.demands))
-        for i, d in enumerate(rnd.demands):
-            # Per hour: a replica's cost at the cheapest listing (price − subsidy) is at most the
-            # cheapest price, which is what the budget pays.
-            items = [(cost / d.duration_hours, tps) for cost, tps in cheapest_items(rnd, i)]
-            caps[i] = most_tokens(items, rnd.budget[i], d.tokens_per_second)
+        # Per hour: a replica's cost at the cheapest listing (price − subsidy) is at most the
+        # cheapest price, which is what the budget pays.
+        sets = item_sets(rnd)
+        hours = np.array([d.duration_hours for d in rnd.demands], dtype=np.int64)
+        per_hour = ItemSets(sets.n, sets.d, sets.cost / hours[sets.d], sets.tps)
+        targets = np.array([d.tokens_per_second for d in rnd.demands], dtype=np.float64)
+        everyone = range(len(rnd.demands))
+        caps = np.array(per_hour.most_tokens(everyone, rnd.budget, targets, below=False), dtype=np.float64)
         rnd.servable = caps
     return rnd.servable
 
@@ -251,12 +326,14 @@ def bounds(
     everyone = served >= tokens_ub - 1e-6
     shortfall = 0.0 if everyone else tokens_ub - served
     candidates: dict[str, float] = {}
+    sets = item_sets(rnd)
     if everyone:
         candidates["whole-replica covers, capacity relaxed"] = sum(
-            cheapest_cover(cheapest_items(rnd, i), caps[i]) for i in open_demands
+            sets.cheapest_cover(i, caps[i]) for i in open_demands
         )
     else:
-        offers = sorted((served_ratio(cheapest_items(rnd, i), caps[i]), caps[i]) for i in open_demands)
+        ratios = sets.served_ratios(caps).tolist()
+        offers = sorted((ratios[i], caps[i]) for i in open_demands)
         units, left = 0.0, served
         for ratio, tokens in offers:
             take = min(tokens, left)
@@ -269,7 +346,7 @@ def bounds(
         # (the others cannot make up more than their own caps): each such share costs at least
         # its cheapest whole-replica cover.
         candidates["whole-replica covers of cap − shortfall"] = sum(
-            cheapest_cover(cheapest_items(rnd, i), caps[i] - shortfall) for i in open_demands if caps[i] > shortfall
+            sets.cheapest_cover(i, caps[i] - shortfall) for i in open_demands if caps[i] > shortfall
         )
     steps = 0
     if rnd.batch is not None and rnd.batch.pairs:
@@ -337,11 +414,8 @@ class Lagrangian:
         self.caps = servable(rnd)
         # Alternatives outside the matrices (measured listings, restricted vouchers) at π = 0: below
         # their true price at any π, so the bound stays a bound.
-        self.rho0 = np.full(len(rnd.demands), np.inf)
-        for i in range(len(rnd.demands)):
-            scalar = cheapest_items(rnd, i, scalar_only=True)
-            if scalar:
-                self.rho0[i] = served_ratio(scalar, self.caps[i])
+        self.scalar = item_sets(rnd, scalar_only=True)
+        self.rho0 = self.scalar.served_ratios(self.caps)
         # GPUs per served token/s of each pair (the caps are the round's: fixed from here), per
         # part and, for :meth:`evaluate`'s per-demand step, over all parts by demand.
         per = [size / np.minimum(tps, np.maximum(self.caps[d], 1e-9)) for d, size, tps, _, _ in self.parts]
@@ -403,21 +477,30 @@ class Lagrangian:
         """L(π) with whole-replica covers: each open demand's cheapest cover of its cap, less the
         most a placement serving ``shortfall`` tokens/s less than Σ caps could save
         (:func:`savings`)."""
-        items: dict[int, list[tuple[float, float]]] = {}
-        for d, size, tps, m, off in self.parts:
+        ds, cost, tps = [self.scalar.d], [self.scalar.cost], [self.scalar.tps]
+        for d, size, t, m, off in self.parts:
             per_gpu = (m + pi[off : off + m.shape[1]][None, :]).min(axis=1)
-            for i, cost, t in zip(d.tolist(), (per_gpu * size).tolist(), tps.tolist(), strict=True):
-                if math.isfinite(cost):
-                    items.setdefault(i, []).append((cost, t))
+            c = per_gpu * size
+            finite = np.isfinite(c)
+            ds.insert(-1, d[finite])
+            cost.insert(-1, c[finite])
+            tps.insert(-1, t[finite])
+        # Each demand's items: the parts' (in part order), then its scalar ones; ranked.
+        d_all = np.concatenate(ds)
+        order = np.argsort(d_all, kind="stable")
+        sets = ItemSets(self.scalar.n, d_all[order], np.concatenate(cost)[order], np.concatenate(tps)[order]).ranked()
         total, cut = 0.0, []
-        for i in np.flatnonzero(self.caps > 0).tolist():
-            mine = items.get(i, []) + cheapest_items(self.rnd, i, scalar_only=True)
-            ranked = sorted(mine, key=lambda it: (it[0] / it[1], it[0]))
-            cap = float(self.caps[i])
-            whole = cheapest_cover(ranked, cap)
+        which = np.flatnonzero(self.caps > 0).tolist()
+        wholes = [sets.cheapest_cover(i, float(self.caps[i])) for i in which]
+        for whole in wholes:
             total += whole
-            if shortfall > 0 and math.isfinite(whole):
-                cut.append((whole, served_ratio(ranked, cap), cap - most_tokens(ranked, whole, cap, below=True), cap))
+        if shortfall > 0:
+            finite_ones = [(i, whole) for i, whole in zip(which, wholes, strict=True) if math.isfinite(whole)]
+            ratios = sets.served_ratios(self.caps)
+            most = sets.most_tokens([i for i, _ in finite_ones], [w for _, w in finite_ones], self.caps, below=True)
+            for (i, whole), below in zip(finite_ones, most, strict=True):
+                cap = float(self.caps[i])
+                cut.append((whole, float(ratios[i]), cap - below, cap))
         return total - savings(cut, shortfall) - float(pi @ self.free)
 
 

@@ -120,7 +120,8 @@ class Round:
         self._rank: tuple[NDArray[np.int64], NDArray[np.float64]] | None = None
         self._order = self._rank_ints = np.zeros((0, 4), dtype=np.int64)
         self._rank_floats = np.zeros((0, 2))
-        self._items: tuple[NDArray[np.int64], list[float], list[float], list[bool]] | None = None
+        self._items: tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]] | None = None
+        self._items_at = np.zeros(1, dtype=np.int64)
         self._frontier: tuple[NDArray[np.int64], list[int]] | None = None
 
     def ranked_options(self, i: int) -> list[tuple[float, AnyCandidates]]:
@@ -166,6 +167,18 @@ class Round:
     def cheapest_items(self, i: int, scalar_only: bool) -> list[tuple[float, float]]:
         """:func:`matching.substitution_bound.cheapest_items` from the batch's pair columns, every
         demand's sorted at once on first use."""
+        _, cost, tps, scalar = self.cheapest_item_arrays()
+        at = self._items_at
+        lo, hi = int(at[i]), int(at[i + 1])
+        if scalar_only:
+            return [(float(cost[n]), float(tps[n])) for n in range(lo, hi) if scalar[n]]
+        return list(zip(cost[lo:hi].tolist(), tps[lo:hi].tolist(), strict=True))
+
+    def cheapest_item_arrays(
+        self,
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+        """Every demand's :meth:`cheapest_items` as columns, demand by demand: demand, cost × hours,
+        tokens/s, and whether the batch matrices do not hold the alternative."""
         if self._items is None:
             b, hours = cast(Batch, self.batch), np.array([d.duration_hours for d in self.demands], dtype=np.int64)
             has = np.flatnonzero(b.pair_count > 0)
@@ -173,18 +186,9 @@ class Round:
             # In Python's order of operations: float(cost) × GPUs × hours.
             cost = b.pair_first_cost[has].astype(np.float64) * b.pair_gpus[has] * hours[d]
             order = np.lexsort((b.pair_alt[has], cost, cost / tps, d))
-            d = d[order]
-            self._items = (
-                np.searchsorted(d, np.arange(len(self.demands) + 1)),
-                cost[order].tolist(),
-                tps[order].tolist(),
-                (b.pair_model[has][order] < 0).tolist(),
-            )
-        at, costs_of, tps_of, scalar = self._items
-        lo, hi = int(at[i]), int(at[i + 1])
-        if scalar_only:
-            return [(costs_of[n], tps_of[n]) for n in range(lo, hi) if scalar[n]]
-        return list(zip(costs_of[lo:hi], tps_of[lo:hi], strict=True))
+            self._items = (d[order], cost[order], tps[order], b.pair_model[has][order] < 0)
+            self._items_at = np.searchsorted(self._items[0], np.arange(len(self.demands) + 1))
+        return self._items
 
     def frontier(self, i: int) -> list[int] | None:
         """The alternatives of demand ``i`` its explanation's frontier shows, one per GPU model

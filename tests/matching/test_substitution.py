@@ -628,6 +628,36 @@ def test_the_bounds_pieces_agree_with_brute_force(seed):
     assert substitution_bound.most_tokens(ranked, cover, target, below=True) == pytest.approx(below)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_item_sets_search_each_demand_as_its_own_list(seed):
+    """Many demands' items at once (some demands with none, some with a free item, ties in cost
+    per token/s): each demand's searches are those of its list alone."""
+    rng = random.Random(seed)
+    lists = []
+    for _ in range(rng.randint(1, 12)):
+        items = [
+            (float(rng.choice([0, 4, 8, 12, 30])), float(rng.choice([300, 600, 1200])))
+            for _ in range(rng.randint(0, 4))
+        ]
+        lists.append(items)
+    sets = substitution_bound.ItemSets.of(lists).ranked()
+    targets = np.array([float(rng.choice([250, 900, 2000])) for _ in lists])
+    budgets = [float(rng.randint(0, 60)) for _ in lists]
+    ratios = sets.served_ratios(targets)
+    for below in (False, True):
+        most = sets.most_tokens(range(len(lists)), budgets, targets, below)
+        for i, items in enumerate(lists):
+            ranked = sorted(items, key=lambda it: (it[0] / it[1], it[0]))
+            assert most[i] == substitution_bound.most_tokens(ranked, budgets[i], targets[i], below=below)
+    for i, items in enumerate(lists):
+        ranked = sorted(items, key=lambda it: (it[0] / it[1], it[0]))
+        assert sets.cheapest_cover(i, targets[i]) == substitution_bound.cheapest_cover(ranked, targets[i])
+        assert sets.at[i + 1] - sets.at[i] == len(items)
+        lo, hi = sets.at[i], sets.at[i + 1]
+        assert list(zip(sets.cost[lo:hi].tolist(), sets.tps[lo:hi].tolist(), strict=True)) == ranked
+        assert ratios[i] == (min(c / min(t, targets[i]) for c, t in items) if items else math.inf)
+
+
 @pytest.mark.parametrize("seed", range(40))
 def test_what_a_shortfall_can_save_is_never_less_than_the_best_saving(seed):
     """Demands of one to three items each: the most any choice of served tokens/s (each demand its
