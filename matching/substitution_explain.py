@@ -114,9 +114,14 @@ def alternative_costs(
     out: list[AlternativeCost] = []
     for k in chosen:
         alt, c = alts[k], options[k]
-        key: tuple[object, ...] = (alt, c.stage, c.first_cost, c.nearest, c.cheapest, demand.origin)
-        if c.stage != OPEN and STAGES[c.stage] in ("reliability", "window", "budget"):
-            key += (demand.min_reliability, demand.start_by, demand.duration_hours, demand.budget_per_hour)
+        key: tuple[object, ...]
+        if c.stage == OPEN:  # (what an open entry depends on: cheaper to hash than the alternative)
+            key = (alt.gpu_model, alt.gpus_per_replica, alt.precision, alt.source)
+            key += (alt.tokens_per_second_per_replica, c.first_cost)
+        else:
+            key = (alt, c.stage, c.nearest, c.cheapest, demand.origin)
+            if STAGES[c.stage] in ("reliability", "window", "budget"):
+                key += (demand.min_reliability, demand.start_by, demand.duration_hours, demand.budget_per_hour)
         entry = cache.get(key)
         if entry is None:
             entry = AlternativeCost(
