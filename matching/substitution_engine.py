@@ -211,9 +211,9 @@ def cover(rnd: Round, i: int, shadow: NDArray[np.float64] | None = None) -> None
     best = select.search(
         floats[:, 0], floats[:, 1], ints[:, 2], ints[:, 4], float(missing), rnd.budget[i] - rnd.spent[i], COVER_NODES
     )
-    for n in np.argsort(-ints[:, 3], kind="stable").tolist():  # biggest replicas first
-        if best[n]:
-            rnd.fill(i, int(ints[n, 0]), int(ints[n, 1]), int(best[n]))
+    chosen = np.flatnonzero(best)
+    for n in chosen[np.argsort(-ints[chosen, 3], kind="stable")].tolist():  # biggest replicas first
+        rnd.fill(i, int(ints[n, 0]), int(ints[n, 1]), int(best[n]))
 
 
 def cover_items(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import NamedTuple, cast
 
 import numpy as np
@@ -120,6 +121,7 @@ class Round:
         self._rank: tuple[NDArray[np.int64], NDArray[np.float64]] | None = None
         self._order = self._rank_ints = np.zeros((0, 4), dtype=np.int64)
         self._rank_floats = np.zeros((0, 2))
+        self._rank_views: list[tuple[NDArray[np.float64], NDArray[np.int64]] | None] | None = None
         self._items: tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]] | None = None
         self._items_at = np.zeros(1, dtype=np.int64)
         self._frontier: tuple[NDArray[np.int64], list[int]] | None = None
@@ -221,12 +223,15 @@ class Round:
         the batch (measured listings, a restricted voucher). Views of arrays made once."""
         if self.batch is None:
             return None
-        at, _ = self._ranking()
-        lo, hi = at[i], at[i + 1]
-        ints = self._rank_ints[lo:hi]
-        if (ints[:, 1] < 0).any():
-            return None
-        return self._rank_floats[lo:hi], ints
+        if self._rank_views is None:
+            at, _ = self._ranking()
+            bounds = at.tolist()
+            outside = np.bincount(self.batch.pair_demand[self._order[self._rank_ints[:, 1] < 0]], minlength=len(at) - 1)
+            self._rank_views = [
+                None if outside[n] else (self._rank_floats[lo:hi], self._rank_ints[lo:hi])
+                for n, (lo, hi) in enumerate(pairwise(bounds))
+            ]
+        return self._rank_views[i]
 
     def state(self) -> PlanState:
         """The plan so far, as it is (to :meth:`restore` after :meth:`clear`, which replaces it)."""
