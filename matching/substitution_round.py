@@ -69,13 +69,14 @@ def replicas_below(target: float, placed: float, tps: float) -> int:
 
 class PlanState(NamedTuple):
     """A round's plan: the node pool, the placements, each demand's placement keys, and each
-    demand's tokens/s placed and spend per hour."""
+    demand's tokens/s placed, spend per hour and cost to the engine (:meth:`Round.cost_of`)."""
 
     pool: Pool
     placements: Placements
     keys: dict[int, set[tuple[int, int, int]]]
     placed: list[float]
     spent: list[int]
+    cost: list[int]
 
 
 @dataclass
@@ -106,12 +107,14 @@ class Round:
             else [[self.index.candidates(d, k) for k in range(len(d.alternatives))] for d in self.demands]
         )
         # The plan (:class:`PlanState`; :meth:`clear` starts it): the node pool, the placements,
-        # each demand's placement keys, tokens/s placed and spend (price units × GPUs per hour).
+        # each demand's placement keys, tokens/s placed, spend (price units × GPUs per hour) and
+        # cost to the engine (units × GPUs × hours; kept as replicas are placed and taken off).
         self.pool: Pool
         self.placements: Placements
         self.keys: dict[int, set[tuple[int, int, int]]]
         self.placed: list[float]
         self.spent: list[int]
+        self.cost: list[int]
         self.clear()
         self.budget = [costs.money_units(d.budget_per_hour) for d in self.demands]
         self.hours = {d.id: d.duration_hours for d in self.demands}
@@ -235,16 +238,18 @@ class Round:
 
     def state(self) -> PlanState:
         """The plan so far, as it is (to :meth:`restore` after :meth:`clear`, which replaces it)."""
-        return PlanState(self.pool, self.placements, self.keys, self.placed, self.spent)
+        return PlanState(self.pool, self.placements, self.keys, self.placed, self.spent, self.cost)
 
     def restore(self, state: PlanState) -> None:
-        self.pool, self.placements, self.keys, self.placed, self.spent = state
+        self.pool, self.placements, self.keys, self.placed, self.spent, self.cost = state
 
     def copy(self) -> PlanState:
         """A copy of the plan so far (to :meth:`restore`), independent of what is placed after."""
         placements = {key: list(nodes) for key, nodes in self.placements.items()}
         keys = {i: set(v) for i, v in self.keys.items()}
-        return PlanState(Pool(self.pool.free), placements, keys, list(self.placed), list(self.spent))
+        return PlanState(
+            Pool(self.pool.free), placements, keys, list(self.placed), list(self.spent), list(self.cost)
+        )
 
     def clear(self) -> None:
         """Back to no placement, on the capacity the round started with."""
@@ -252,6 +257,7 @@ class Round:
         self.placements, self.keys = {}, {}
         self.placed = [0.0] * len(self.demands)
         self.spent = [0] * len(self.demands)
+        self.cost = [0] * len(self.demands)
 
     def unplace(self, i: int) -> None:
         """Take every replica of demand ``i`` off its nodes."""
@@ -260,7 +266,7 @@ class Round:
             size = alts[key[1]].gpus_per_replica
             for node in self.placements.pop(key):
                 self.pool.remove(key[2], size, node)
-        self.placed[i], self.spent[i] = 0.0, 0
+        self.placed[i], self.spent[i], self.cost[i] = 0.0, 0, 0
 
     def served(self, i: int) -> float:
         """Demand ``i``'s tokens/s served: min(placed, target)."""
@@ -289,19 +295,14 @@ class Round:
             self.keys.setdefault(i, set()).add((i, k, j))
             self.placed[i] += len(nodes) * tps
             self.spent[i] += len(nodes) * price
+            unit = int(self.index.price[j]) - int(self.index.subsidy(demand)[j])
+            self.cost[i] += unit * size * len(nodes) * demand.duration_hours
         return len(nodes)
 
     def cost_of(self, i: int) -> int:
-        """What demand ``i``'s placements cost the engine so far: units × GPUs × hours."""
-        hours, alts = self.demands[i].duration_hours, self.demands[i].alternatives
-        subsidy = self.index.subsidy(self.demands[i])
-        return sum(
-            (int(self.index.price[j]) - int(subsidy[j]))
-            * alts[k].gpus_per_replica
-            * len(self.placements[ii, k, j])
-            * hours
-            for ii, k, j in self.keys.get(i, ())
-        )
+        """What demand ``i``'s placements cost the engine so far: (price − subsidy) units × GPUs ×
+        hours, summed over its replicas (kept by :meth:`fill` and :meth:`unplace`)."""
+        return self.cost[i]
 
     def flat(self, i: int) -> Flat:
         """Every (alternative, listing) option of demand ``i`` as columns (alternative order)."""

@@ -410,6 +410,36 @@ def test_the_batch_matrices_apply_the_scalar_rules(seed):
         assert len(frontier) == len({a.gpu_model for a in d.alternatives})
 
 
+def _cost_from_placements(rnd: Round, i: int) -> int:
+    d = rnd.demands[i]
+    subsidy = rnd.index.subsidy(d)
+    return sum(
+        (int(rnd.index.price[j]) - int(subsidy[j])) * d.alternatives[k].gpus_per_replica * len(nodes) * d.duration_hours
+        for (ii, k, j), nodes in rnd.placements.items()
+        if ii == i
+    )
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_demands_kept_cost_is_what_its_placements_cost(seed):
+    """Through covers, top-ups, a copy, taking demands off and putting the copy back."""
+    rng = random.Random(seed)
+    rnd = Round(with_scalar_pairs(random_instance(seed, n_demands=20, n_listings=25), seed), None)
+    everyone = range(len(rnd.demands))
+    for i in everyone:
+        substitution_engine.cover(rnd, i)
+    substitution_engine.top_up(rnd)
+    saved = rnd.copy()
+    for i in rng.sample(list(everyone), 6):
+        rnd.unplace(i)
+    for i in everyone:
+        substitution_engine.cover(rnd, i)
+        assert rnd.cost_of(i) == _cost_from_placements(rnd, i)
+    rnd.restore(saved)
+    assert [rnd.cost_of(i) for i in everyone] == [_cost_from_placements(rnd, i) for i in everyone]
+    assert any(rnd.cost_of(i) for i in everyone)
+
+
 def test_the_compiled_rules_number_the_stages_as_the_index_does():
     sm = substitution_matrix
     numbers = (sm.NODE_SIZE, sm.TOO_FAR, sm.PRICE, sm.RELIABILITY, sm.WINDOW, sm.NODE_FREE, sm.BUDGET, sm.OPEN)
