@@ -72,46 +72,60 @@ def rules_matrix(
     for o in range(rtt.shape[0]):
         for j in range(m):
             rtt_col[o, j] = rtt[o, region[j]]
+    span = until - start  # how long each column's window lasts from its start
+    row_min = np.empty(n_classes, dtype=np.int64)
     for r in range(n):
         # The furthest rule any column got to (its failing rule's number; OPEN: passed them all):
         # the pair's stage, since rule k leaves none exactly when every column failed before it.
+        # (The pair's figures are read into locals: the loop writes arrays, so the compiler would
+        # read them again on every column.)
         far = NODE_SIZE
-        near_price, free_price, best_rtt = NONE, NONE, np.inf
-        s, o, b = size[r], origin[r], bound[r]
+        near_price, free_price, best_rtt, near_at = NONE, NONE, np.inf, -1
+        s, o, b, c_cap, c_rel = size[r], origin[r], bound[r], cap[r], need_rel[r]
+        c_by, c_hours, c_budget = start_by[r], hours[r], budget[r]
+        n_ok, first_ok, byte, byte_at = 0, 0, 0, 0
+        row_min[:] = NONE
         for j in range(m):
+            if j >> 3 != byte_at:  # the byte of columns before j is complete
+                bits[r, byte_at] = byte
+                byte, byte_at = 0, j >> 3
             if gpn[j] < s:
                 continue
             t = rtt_col[o, j]
             if t < best_rtt:
-                best_rtt, nearest[r] = t, j
+                best_rtt, near_at = t, j
             if not t <= b:
                 far = max(far, TOO_FAR)
                 continue
             p = price[j]
             near_price = min(near_price, p)
-            if p > cap[r]:
+            if p > c_cap:
                 far = max(far, PRICE)
-            elif rel[j] < need_rel[r]:
+            elif rel[j] < c_rel:
                 far = max(far, RELIABILITY)
-            elif start[j] > start_by[r] or start[j] + hours[r] > until[j]:
+            elif start[j] > c_by or c_hours > span[j]:
                 far = max(far, WINDOW)
             elif room[j] < s:
                 far = max(far, NODE_FREE)
             else:
                 free_price = min(free_price, p)
-                if p * s > budget[r]:
+                if p * s > c_budget:
                     far = max(far, BUDGET)
                     continue
                 far = OPEN
-                if count[r] == 0:
-                    first[r] = j
-                count[r] += 1
-                bits[r, j >> 3] |= np.uint8(0x80 >> (j & 7))
+                if n_ok == 0:
+                    first_ok = j
+                n_ok += 1
+                byte |= 0x80 >> (j & 7)
                 c = col_class[j]
-                p32 = min(p, NO_PRICE - 1)
-                if p32 < class_min[r, c]:
-                    class_min[r, c] = p32
-        stage[r] = far
+                if p < row_min[c]:
+                    row_min[c] = p
+        if m:
+            bits[r, byte_at] = byte
+        for c in range(n_classes):
+            if row_min[c] != NONE:  # (a price that high blocks nothing real: kept below NO_PRICE)
+                class_min[r, c] = min(row_min[c], NO_PRICE - 1)
+        stage[r], count[r], first[r], nearest[r] = far, n_ok, first_ok, near_at
         if far == PRICE:
             cheapest[r] = near_price
         elif far == BUDGET:
