@@ -118,6 +118,7 @@ class Batch:
         self.no_shadow = np.zeros(len(index.problem.listings))
         #: Pairs' candidates unpacked so far, by (GPU model, row) (:meth:`LazyCandidates.eager`).
         self.unpacked: dict[tuple[str, int], Candidates] = {}
+        self._subsidy: tuple[list[NDArray[np.int64]], NDArray[np.int64]] | None = None
         #: For the Lagrangian bound (:mod:`matching.substitution_bound`), per GPU model: its pairs
         #: ((demand, alternative) rows), the free GPUs of each region's listings of the model (a
         #: *class*) and each pair's cheapest feasible price in each class (:data:`NO_PRICE`: none).
@@ -148,8 +149,12 @@ class Batch:
         # The scalar path: measured ``listing_ids``, a voucher limited to some regions, providers
         # or GPU models, a GPU model not listed, or an alternative that cannot place a replica.
         uniform = np.array([_uniform(d.voucher) for d in demands], dtype=np.bool_)
-        model_code = {m: n for n, m in enumerate(index.by_model)}
-        code = np.array([model_code.get(m, -1) for m in models], dtype=np.int64)
+        #: Every pair's GPU model (a number per model named by any alternative), and the number of
+        #: its model in the listings' (-1: none listed).
+        named = {m: n for n, m in enumerate(dict.fromkeys(models))}
+        self.pair_gpu_model = np.array([named[m] for m in models], dtype=np.int64)
+        listed = {m: n for n, m in enumerate(index.by_model)}
+        code = np.array([listed.get(m, -1) for m in named], dtype=np.int64)[self.pair_gpu_model]
         matrix = uniform[pair_demand] & (code >= 0) & (tps_a > 0) & (size > 0)
         if ids.count(None) != len(ids):
             matrix &= np.array([x is None for x in ids], dtype=np.bool_)
@@ -162,10 +167,8 @@ class Batch:
         self.pair_first_cost = np.zeros(len(fields), dtype=np.int64)
         self.pair_row = np.full(len(fields), -1, dtype=np.int64)
         self.pair_model = np.full(len(fields), -1, dtype=np.int64)
-        #: Every pair's blocking stage and GPU model (a number per model named by any alternative).
+        #: Every pair's blocking stage.
         self.pair_stage = np.zeros(len(fields), dtype=np.int64)
-        named = {m: n for n, m in enumerate(dict.fromkeys(models))}
-        self.pair_gpu_model = np.array([named[m] for m in models], dtype=np.int64)
         for q in np.flatnonzero(~matrix).tolist():
             c = slots[q] = index.candidates(demands[pair_demand[q]], int(pair_alt[q]))
             self.pair_count[q], self.pair_first_cost[q], self.pair_stage[q] = c.count, c.first_cost, c.stage
@@ -234,10 +237,7 @@ class Batch:
         self.packed[model] = [(0, bits)]
         self.class_min[model] = [class_min]
         first = cols[first_a]
-        subsidy = np.zeros(len(first), dtype=np.int64)
-        for r in self.d_voucher[di].nonzero()[0].tolist():
-            subsidy[r] = ix.subsidy(demands[d_list[r]])[first[r]]
-        first_cost = np.where(stage_a == OPEN, ix.price[first] - subsidy, 0)
+        first_cost = np.where(stage_a == OPEN, ix.price[first] - self._subsidy_at(demands, di, first), 0)
         self.pair_count[g], self.pair_first_cost[g], self.pair_stage[g] = count_a, first_cost, stage_a
         self.pair_row[g], self.pair_model[g] = np.arange(n), len(self.packed) - 1  # (row of the model's own)
         # What blocked a pair, where the words need more than its stage.
@@ -251,6 +251,30 @@ class Batch:
             first_cost.tolist(), nearest, [None if c < 0 else c for c in cheapest], strict=True,
         )  # fmt: skip
         slots[self.offset[di] + ki] = list(map(LazyCandidates, fields))
+
+    def _subsidy_at(
+        self, demands: tuple[InferenceDemand, ...], di: NDArray[np.int64], j: NDArray[np.int64]
+    ) -> NDArray[np.int64]:
+        """Demand ``di[r]``'s :meth:`~matching.substitution_index.Index.subsidy` on listing ``j[r]``,
+        for every r: grouped by the demands' distinct subsidies (few: one per voucher's terms)."""
+        if self._subsidy is None:
+            rows: dict[int, int] = {}
+            arrays: list[NDArray[np.int64]] = []
+            row = np.full(len(demands), -1, dtype=np.int64)
+            for i in np.flatnonzero(self.d_voucher).tolist():
+                got = self.index.subsidy(demands[i])  # (cached by the voucher's terms)
+                if id(got) not in rows:
+                    rows[id(got)] = len(arrays)
+                    arrays.append(got)
+                row[i] = rows[id(got)]
+            self._subsidy = (arrays, row)
+        arrays, row = self._subsidy
+        out = np.zeros(len(di), dtype=np.int64)
+        mine = row[di]
+        for q in np.unique(mine[mine >= 0]).tolist():
+            at = np.flatnonzero(mine == q)
+            out[at] = arrays[q][j[at]]
+        return out
 
     def unpack(self, c: LazyCandidates) -> Candidates:
         """The eager candidates of a pair: its listings by cost (price − subsidy), then index."""
