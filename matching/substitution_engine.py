@@ -179,14 +179,14 @@ def repair(rnd: Round, order: list[int], was: list[float], was_keys: dict[int, s
         mine = {j for _, _, j in was_keys.get(i, ())}
         others = sorted({d for d, _, j in rnd.placements if j in mine and d != i}, key=rank.__getitem__)
         group = [i, *others]
-        saved, before = rnd.copy(), _group_key(rnd, group)
+        saved, before = rnd.save(group), _group_key(rnd, group)
         for d in group:
             rnd.unplace(d)
         for d in group:
             cover(rnd, d)
             top_up(rnd, [d])
         if _group_key(rnd, group) <= before:
-            rnd.restore(saved)
+            rnd.put_back(saved)
 
 
 def top_up(rnd: Round, order: list[int] | None = None) -> None:

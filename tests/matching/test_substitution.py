@@ -8,6 +8,7 @@ margin is 100 ms. A cap of 20 CNY per million tokens on 2,000 tokens/s is a budg
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 import random
@@ -422,20 +423,20 @@ def _cost_from_placements(rnd: Round, i: int) -> int:
 
 @pytest.mark.parametrize("seed", range(8))
 def test_a_demands_kept_cost_is_what_its_placements_cost(seed):
-    """Through covers, top-ups, a copy, taking demands off and putting the copy back."""
+    """Through covers, top-ups, taking demands off and putting them back."""
     rng = random.Random(seed)
     rnd = Round(with_scalar_pairs(random_instance(seed, n_demands=20, n_listings=25), seed), None)
     everyone = range(len(rnd.demands))
     for i in everyone:
         substitution_engine.cover(rnd, i)
     substitution_engine.top_up(rnd)
-    saved = rnd.copy()
+    saved = rnd.save(everyone)
     for i in rng.sample(list(everyone), 6):
         rnd.unplace(i)
     for i in everyone:
         substitution_engine.cover(rnd, i)
         assert rnd.cost_of(i) == _cost_from_placements(rnd, i)
-    rnd.restore(saved)
+    rnd.put_back(saved)
     assert [rnd.cost_of(i) for i in everyone] == [_cost_from_placements(rnd, i) for i in everyone]
     assert any(rnd.cost_of(i) for i in everyone)
 
@@ -488,21 +489,46 @@ def test_the_shadow_pass_never_leaves_a_worse_plan(seed, fast, monkeypatch):
     assert level_key(p, assignments, stats) >= level_key(p, greedy, alone)
 
 
+def _plan(rnd: Round) -> tuple[object, ...]:
+    nodes = rnd.pool.nodes.tolist()
+    return (rnd.pool.free, rnd.pool.max_free.tolist(), nodes, rnd.placements, rnd.keys, rnd.placed, rnd.spent, rnd.cost)
+
+
 def test_a_demand_taken_off_and_put_back_leaves_the_round_as_it_was():
     p = random_instance(4, n_demands=20)
     rnd = Round(p, None)
     for i in range(len(rnd.demands)):
         substitution_engine.cover(rnd, i)
-    saved, placements, placed_before = rnd.copy(), dict(rnd.placements), list(rnd.placed)
+    before = copy.deepcopy(_plan(rnd))
+    saved = rnd.save(range(len(rnd.demands)))
     for i in range(len(rnd.demands)):
         rnd.unplace(i)
     assert rnd.placements == {}
     assert rnd.placed == [0.0] * len(rnd.demands)
     assert rnd.spent == [0] * len(rnd.demands)
     assert rnd.pool.free == Round(p, None).pool.free  # every GPU back
-    rnd.restore(saved)
-    assert rnd.placed == placed_before
-    assert rnd.placements == placements
+    rnd.put_back(saved)
+    assert _plan(rnd) == before
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_group_re_covered_and_put_back_leaves_the_round_as_it_was(seed):
+    """What the shadow passes' repair does: a group of demands taken off and covered again in
+    another order (the others untouched), then put back."""
+    rng = random.Random(seed)
+    rnd = Round(random_instance(seed, n_demands=20, n_listings=25), None)
+    for i in range(len(rnd.demands)):
+        substitution_engine.cover(rnd, i)
+    before = copy.deepcopy(_plan(rnd))
+    group = rng.sample(range(len(rnd.demands)), 5)
+    saved = rnd.save(group)
+    for d in group:
+        rnd.unplace(d)
+    for d in reversed(group):
+        substitution_engine.cover(rnd, d)
+        substitution_engine.top_up(rnd, [d])
+    rnd.put_back(saved)
+    assert _plan(rnd) == before
 
 
 @pytest.mark.parametrize("seed", range(12))
