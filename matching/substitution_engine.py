@@ -17,14 +17,14 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
 from matching import costs
 from matching import substitution_select as select
-from matching.substitution_batch import AnyCandidates
+from matching.substitution_batch import AnyCandidates, Batch
 from matching.substitution_bound import Lagrangian, bounds
 from matching.substitution_milp import solve_milp
 from matching.substitution_round import Round, Stats
@@ -205,15 +205,15 @@ def cover(rnd: Round, i: int, shadow: NDArray[np.float64] | None = None) -> None
     missing = demand.tokens_per_second - rnd.placed[i]
     if missing <= 0:
         return
-    ints, floats = cover_items(rnd, i, missing, shadow)
-    if not len(ints):
-        return
-    best = select.search(
-        floats[:, 0], floats[:, 1], ints[:, 2], ints[:, 4], float(missing), rnd.budget[i] - rnd.spent[i], COVER_NODES
-    )
-    chosen = np.flatnonzero(best)
-    for n in chosen[np.argsort(-ints[chosen, 3], kind="stable")].tolist():  # biggest replicas first
-        rnd.fill(i, int(ints[n, 0]), int(ints[n, 1]), int(best[n]))
+    arrays, batch, budget = rnd.ranked_arrays(i), rnd.batch, rnd.budget[i] - rnd.spent[i]
+    if arrays is not None and batch is not None:  # all in the batch: one compiled call
+        args = (*_compiled_args(rnd, i, arrays, batch, shadow), float(missing), budget, COVER_NODES)
+        plan = _call(select.cover_plan, args).tolist()
+    else:
+        ints, floats = cover_items(rnd, i, missing, shadow)
+        plan = select.plan_of(ints, floats, float(missing), budget, COVER_NODES).tolist()
+    for k, j, count in plan:
+        rnd.fill(i, k, j, count)
 
 
 def cover_items(
@@ -228,8 +228,27 @@ def cover_items(
         ints = np.array([(k, j, slots, size, price) for k, j, _, _, slots, size, price in items], dtype=np.int64)
         floats = np.array([(cost, tps) for _, _, cost, tps, *_ in items], dtype=np.float64)
         return ints.reshape(-1, 5), floats.reshape(-1, 2)
+    return cast(
+        tuple[NDArray[np.int64], NDArray[np.float64]],
+        _call(select.cover_items, (*_compiled_args(rnd, i, arrays, batch, shadow), float(missing))),
+    )
+
+
+def _call(function: Any, args: tuple[Any, ...]) -> Any:
+    """``function(*args)`` (a compiled function: its stub takes no unpacked arguments)."""
+    return function(*args)
+
+
+def _compiled_args(
+    rnd: Round,
+    i: int,
+    arrays: tuple[NDArray[np.float64], NDArray[np.int64]],
+    batch: Batch,
+    shadow: NDArray[np.float64] | None,
+) -> tuple[Any, ...]:
+    """:func:`matching.substitution_select.cover_items`' arguments for demand ``i`` up to ``missing``."""
     demand = rnd.demands[i]
-    return select.cover_items(
+    return (
         batch.bits,
         batch.cols_table,
         batch.n_cols,
@@ -243,7 +262,6 @@ def cover_items(
         shadow is None and demand.voucher is None,
         COVER_LISTINGS,
         COVER_ALTERNATIVES,
-        float(missing),
     )
 
 

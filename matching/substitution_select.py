@@ -185,63 +185,119 @@ def search(
     (price units per hour: Σ counts × ``price`` ≤ it) and each item's ``slots``; at most ``nodes``
     nodes of the search, then the best found. Items (``cost``, ``tps`` per replica) are sorted by
     cost per token/s, so the rest of a cover costs at least (missing tokens/s) × the next item's
-    ratio (the bound). Depth first, most replicas of each item first."""
-    n = len(cost)
-    best, counts = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
-    state = np.array([-1.0, 0.0, 0.0])  # best (served, −cost) so far, nodes visited
-    if n:
-        _visit(0, 0.0, 0.0, budget, cost, tps, slots, price, cost / tps, target, nodes, counts, best, state)
+    ratio (the bound). Depth first, most replicas of each item first (:func:`_search`)."""
+    best = np.zeros(len(cost), dtype=np.int64)
+    _search(cost, tps, slots, price, target, budget, nodes, best)
     return best
 
 
 @njit(cache=True, nogil=True)
-def _visit(
-    idx: int,
-    placed: float,
-    spent: float,
-    left: int,
+def _search(
     cost: NDArray[np.float64],
     tps: NDArray[np.float64],
     slots: NDArray[np.int64],
     price: NDArray[np.int64],
-    ratio: NDArray[np.float64],
     target: float,
+    budget: int,
     nodes: int,
-    counts: NDArray[np.int64],
     best: NDArray[np.int64],
-    state: NDArray[np.float64],
 ) -> None:
-    state[2] += 1
-    served = min(placed, target)
-    if served > state[0] or (served == state[0] and -spent > state[1]):
-        state[0], state[1] = served, -spent
-        best[:] = counts
-    if placed >= target or idx == len(cost) or state[2] > nodes:
+    """:func:`search` into ``best``: the depth-first search with an explicit stack (a recursive
+    compiled function cannot be called from compiled code loaded from numba's cache: it crashes).
+    A node is a depth (an item) and the counts chosen above it; visiting it may record its counts
+    as the best, and stops there when it has the target, is past the last item, has used up
+    ``nodes``, or cannot beat the best; else its children take the item's counts, most first."""
+    n = len(cost)
+    if n == 0:
         return
-    if state[0] >= target and spent + (target - placed) * ratio[idx] >= -state[1]:
-        return
-    most = min(slots[idx], max(0, math.ceil((target - placed) / tps[idx] - 1e-9)))
-    if price[idx] > 0:
-        most = min(most, left // price[idx])
-    for count in range(most, -1, -1):
-        counts[idx] = count
-        _visit(
-            idx + 1,
-            placed + count * tps[idx],
-            spent + count * cost[idx],
-            left - count * price[idx],
-            cost,
-            tps,
-            slots,
-            price,
-            ratio,
-            target,
-            nodes,
-            counts,
-            best,
-            state,
-        )
-    counts[idx] = 0
+    counts = np.zeros(n, dtype=np.int64)
+    nxt = np.zeros(n, dtype=np.int64)  # per depth, the count its next child takes
+    placed, spent, left = np.zeros(n + 1), np.zeros(n + 1), np.zeros(n + 1, dtype=np.int64)
+    left[0] = budget
+    best_served, best_neg_cost, visited = -1.0, 0.0, 0
+    depth, entering = 0, True
+    while True:
+        if entering:
+            visited += 1
+            served = min(placed[depth], target)
+            if served > best_served or (served == best_served and -spent[depth] > best_neg_cost):
+                best_served, best_neg_cost = served, -spent[depth]
+                best[:] = counts
+            stop = placed[depth] >= target or depth == n or visited > nodes
+            if not stop and best_served >= target:
+                stop = spent[depth] + (target - placed[depth]) * (cost[depth] / tps[depth]) >= -best_neg_cost
+            if stop:
+                if depth == 0:
+                    return
+                depth -= 1
+                entering = False
+                continue
+            most = min(slots[depth], max(0, math.ceil((target - placed[depth]) / tps[depth] - 1e-9)))
+            if price[depth] > 0:
+                most = min(most, left[depth] // price[depth])
+            nxt[depth] = most
+        else:
+            nxt[depth] -= 1
+        if nxt[depth] < 0:  # every count of this item tried: back to the item above
+            counts[depth] = 0
+            if depth == 0:
+                return
+            depth -= 1
+            continue
+        c = nxt[depth]
+        counts[depth] = c
+        placed[depth + 1] = placed[depth] + c * tps[depth]
+        spent[depth + 1] = spent[depth] + c * cost[depth]
+        left[depth + 1] = left[depth] - c * price[depth]
+        depth += 1
+        entering = True
+
+
+@njit(cache=True, nogil=True)
+def cover_plan(
+    bits: NDArray[np.uint8],
+    cols: NDArray[np.int64],
+    n_cols: NDArray[np.int64],
+    ranked: NDArray[np.float64],
+    pairs: NDArray[np.int64],
+    price: NDArray[np.int64],
+    subsidy: NDArray[np.int64],
+    max_free: NDArray[np.int64],
+    free: NDArray[np.int64],
+    hours: float,
+    shadow: NDArray[np.float64],
+    in_order: bool,
+    k: int,
+    wanted: int,
+    missing: float,
+    budget: int,
+    nodes: int,
+) -> NDArray[np.int64]:
+    """A cover in one call: :func:`cover_items` (its arguments up to ``missing``), their
+    :func:`search` within ``budget`` and ``nodes``, and the items chosen as (alternative, listing,
+    replicas), biggest replicas first (then in the items' order): what the cover fills."""
+    ints, floats = cover_items(
+        bits, cols, n_cols, ranked, pairs, price, subsidy, max_free, free, hours, shadow, in_order, k, wanted, missing
+    )
+    return plan_of(ints, floats, missing, budget, nodes)
+
+
+@njit(cache=True, nogil=True)
+def plan_of(
+    ints: NDArray[np.int64], floats: NDArray[np.float64], missing: float, budget: int, nodes: int
+) -> NDArray[np.int64]:
+    """The cover of items (as :func:`cover_items` returns them) that :func:`search` finds, as
+    (alternative, listing, replicas) of the items chosen, biggest replicas first (then in order)."""
+    best = np.zeros(len(ints), dtype=np.int64)
+    _search(
+        floats[:, 0].copy(), floats[:, 1].copy(), ints[:, 2].copy(), ints[:, 4].copy(), missing, budget, nodes, best
+    )
+    chosen = np.flatnonzero(best)
+    chosen = chosen[np.argsort(-ints[chosen, 3], kind="mergesort")]
+    out = np.empty((len(chosen), 3), dtype=np.int64)
+    for q in range(len(chosen)):
+        out[q, 0], out[q, 1], out[q, 2] = ints[chosen[q], 0], ints[chosen[q], 1], best[chosen[q]]
+    return out
 
 
 def warm_up() -> None:
@@ -252,3 +308,5 @@ def warm_up() -> None:
     search(np.ones(1), np.ones(1), np.ones(1, dtype=np.int64), one, 1.0, 1, 1)
     ranked, pairs = np.ones((1, 2)), np.zeros((1, 4), dtype=np.int64)
     cover_items(bits, cols, one, ranked, pairs, one, one, one, cols, 1.0, np.zeros(1), True, 1, 1, 1.0)
+    cover_plan(bits, cols, one, ranked, pairs, one, one, one, cols, 1.0, np.zeros(1), True, 1, 1, 1.0, 1, 1)
+    plan_of(np.zeros((1, 5), dtype=np.int64), np.ones((1, 2)), 1.0, 1, 1)
