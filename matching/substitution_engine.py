@@ -65,8 +65,7 @@ ORDER = _least_flexible_first
 
 def engine_policy(rnd: Round) -> Stats:
     """Place ``rnd``'s demand; returns the solver's stats (its name and bounds)."""
-    n = sum(c.count for opts in rnd.options for c in opts)
-    if n <= EXACT_OPTIONS:
+    if sum(rnd.option_counts()) <= EXACT_OPTIONS:
         return _exact(rnd)
     return _fast(rnd)
 
@@ -85,14 +84,14 @@ def _exact(rnd: Round) -> Stats:
         "tokens_upper_bound": float(info["tokens_upper_bound"]),
         "cost_lower_bound": str(lower),
         "milp_status": str(info["status"]),
-        "options": sum(c.count for opts in rnd.options for c in opts),
+        "options": sum(rnd.option_counts()),
         "milp_ms": ms_since(started),
     }
 
 
 def _fast(rnd: Round) -> Stats:
     started = time.perf_counter()
-    flexibility = [sum(c.count for c in opts) for opts in rnd.options]
+    flexibility = rnd.option_counts()
     order = sorted(range(len(rnd.demands)), key=lambda i: ORDER(rnd, i, flexibility[i]))
     for i in order:
         cover(rnd, i)

@@ -135,6 +135,13 @@ class Round:
         self._items_at = np.zeros(1, dtype=np.int64)
         self._frontier: tuple[NDArray[np.int64], list[int]] | None = None
 
+    def option_counts(self) -> list[int]:
+        """Each demand's options: (alternative, listing) pairs it may use before the round."""
+        if self.batch is None:
+            return [sum(c.count for c in opts) for opts in self.options]
+        b = self.batch
+        return np.bincount(b.pair_demand, weights=b.pair_count, minlength=len(self.demands)).astype(np.int64).tolist()
+
     def ranked_options(self, i: int) -> list[tuple[float, AnyCandidates]]:
         """Demand ``i``'s alternatives with a listing, each with its cost per token/s of a replica at
         its cheapest listing before the round (units per hour), cheapest first (then alternative

@@ -384,6 +384,7 @@ def test_the_batch_matrices_apply_the_scalar_rules(seed):
             assert b.listings.tolist() == s.listings.tolist()
             assert b.cost.tolist() == s.cost.tolist()
             assert b.rtt.tolist() == s.rtt.tolist()
+    assert batch.option_counts() == scalar.option_counts()
     # The batch ranks every demand's alternatives at once; the scalar round one demand at a time.
     for i in range(len(p.inference)):
         ranked = [(first, c.alt) for first, c in batch.ranked_options(i)]
