@@ -140,7 +140,8 @@ class Round:
         if self.batch is None:
             return [sum(c.count for c in opts) for opts in self.options]
         b = self.batch
-        return np.bincount(b.pair_demand, weights=b.pair_count, minlength=len(self.demands)).astype(np.int64).tolist()
+        counts = np.bincount(b.pair_demand, weights=b.pair_count, minlength=len(self.demands)).astype(np.int64)
+        return cast(list[int], counts.tolist())
 
     def ranked_options(self, i: int) -> list[tuple[float, AnyCandidates]]:
         """Demand ``i``'s alternatives with a listing, each with its cost per token/s of a replica at
