@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import cast
 
 import numpy as np
 from numba import njit
@@ -60,36 +61,72 @@ def cheapest_cover(items: list[tuple[float, float]], target: float) -> float:
     is left is used, so the result is always a lower bound (exact when the search completes). Items
     are (cost, tokens/s) of one replica, cheapest per token/s first. (For many demands at once:
     :meth:`ItemSets.cheapest_cover`.)"""
-    return ItemSets.of([items]).cheapest_cover(0, target)
+    return ItemSets.of([items]).cheapest_covers([0], [target])[0]
 
 
 @njit(cache=True, nogil=True)
-def _cover_visit(
-    idx: int,
-    missing: float,
-    spent: float,
+def _cheapest_cover(cost: NDArray[np.float64], tps: NDArray[np.float64], target: float) -> float:
+    """:func:`cheapest_cover` of the items (``cost``, ``tps``; not empty): depth first, the most
+    replicas of each item first, a node cut when it cannot beat the best cover found (the rest at
+    the next item's cost per token/s), and past :data:`NODE_LIMIT` nodes the least such bound
+    taken instead. Iterative (a recursive compiled function cannot be called from compiled code
+    loaded from numba's cache)."""
+    n = len(cost)
+    missing, spent = np.zeros(n + 1), np.zeros(n + 1)
+    nxt = np.zeros(n + 1, dtype=np.int64)  # per depth, the count its next child takes
+    missing[0] = target
+    best, cut, visited = math.inf, math.inf, 0
+    depth, entering = 0, True
+    while True:
+        if entering:
+            visited += 1
+            stop = True
+            if missing[depth] <= 0:
+                best = min(best, spent[depth])
+            elif depth < n:
+                bound = spent[depth] + missing[depth] * (cost[depth] / tps[depth])
+                if bound < best:
+                    if visited > NODE_LIMIT:
+                        cut = min(cut, bound)
+                    else:
+                        stop = False
+                        nxt[depth] = math.ceil(missing[depth] / tps[depth] - 1e-9)
+            if stop:
+                if depth == 0:
+                    return min(best, cut)
+                depth -= 1
+                entering = False
+                continue
+        else:
+            nxt[depth] -= 1
+        if nxt[depth] < 0:
+            if depth == 0:
+                return min(best, cut)
+            depth -= 1
+            continue
+        c = nxt[depth]
+        missing[depth + 1] = missing[depth] - c * tps[depth]
+        spent[depth + 1] = spent[depth] + c * cost[depth]
+        depth += 1
+        entering = True
+
+
+@njit(cache=True, nogil=True)
+def _cheapest_covers(
+    at: NDArray[np.int64],
     cost: NDArray[np.float64],
     tps: NDArray[np.float64],
-    ratio: NDArray[np.float64],
-    node_limit: int,
-    state: NDArray[np.float64],
-) -> None:
-    state[2] += 1
-    if missing <= 0:
-        state[0] = min(state[0], spent)
-        return
-    if idx == len(cost):
-        return
-    bound = spent + missing * ratio[idx]
-    if bound >= state[0]:
-        return
-    if state[2] > node_limit:
-        state[1] = min(state[1], bound)
-        return
-    most = math.ceil(missing / tps[idx] - 1e-9)
-    for count in range(most, -1, -1):
-        left, paid = missing - count * tps[idx], spent + count * cost[idx]
-        _cover_visit(idx + 1, left, paid, cost, tps, ratio, node_limit, state)
+    which: NDArray[np.int64],
+    targets: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """:func:`_cheapest_cover` of demand ``which[q]``'s items (``at`` its range) at ``targets[q]``
+    for each q (inf without items)."""
+    out = np.full(len(which), np.inf)
+    for q in range(len(which)):
+        lo, hi = at[which[q]], at[which[q] + 1]
+        if hi > lo:
+            out[q] = _cheapest_cover(cost[lo:hi], tps[lo:hi], targets[q])
+    return out
 
 
 def served_ratio(items: list[tuple[float, float]], target: float) -> float:
@@ -110,43 +147,78 @@ def most_tokens(items: Sequence[tuple[float, float]], budget: float, target: flo
 
 
 @njit(cache=True, nogil=True)
-def _most_visit(
-    idx: int,
-    tokens: float,
-    left: float,
+def _most_tokens(
+    cost: NDArray[np.float64], tps: NDArray[np.float64], budget: float, target: float, below: bool
+) -> float:
+    """:func:`most_tokens` of the items (``cost`` > 0, ``tps``; by most tokens/s per cost first):
+    depth first, the most replicas of each item first, a node cut when it cannot beat the best
+    found (the rest at the next item's tokens per cost), and past :data:`NODE_LIMIT` nodes the
+    greatest such bound taken instead. Iterative, as :func:`_cheapest_cover`."""
+    n = len(cost)
+    tokens, left = np.zeros(n + 1), np.zeros(n + 1)
+    nxt = np.zeros(n + 1, dtype=np.int64)
+    left[0] = budget
+    best, cut, visited = 0.0, 0.0, 0
+    depth, entering = 0, True
+    while True:
+        if entering:
+            visited += 1
+            best = max(best, min(tokens[depth], target))
+            stop = True
+            if not ((best >= target and not below) or depth == n):
+                bound = min(target, tokens[depth] + left[depth] * (tps[depth] / cost[depth]))
+                if bound > best:
+                    if visited > NODE_LIMIT:
+                        cut = max(cut, bound)
+                    else:
+                        stop = False
+                        # (⌈·⌉ with no tolerance: at worst one count too many, which the check
+                        # below drops or the cap of the target covers)
+                        most = min(int(left[depth] // cost[depth]), math.ceil((target - tokens[depth]) / tps[depth]))
+                        nxt[depth] = max(0, most)
+            if stop:
+                if depth == 0:
+                    return float(max(best, cut))
+                depth -= 1
+                entering = False
+                continue
+        else:
+            nxt[depth] -= 1
+        while below and nxt[depth] >= 0 and not tokens[depth] + nxt[depth] * tps[depth] < target:
+            nxt[depth] -= 1  # (a count reaching the target is not below it)
+        if nxt[depth] < 0:
+            if depth == 0:
+                return float(max(best, cut))
+            depth -= 1
+            continue
+        c = nxt[depth]
+        tokens[depth + 1] = tokens[depth] + c * tps[depth]
+        left[depth + 1] = left[depth] - c * cost[depth]
+        depth += 1
+        entering = True
+
+
+@njit(cache=True, nogil=True)
+def _most_tokens_each(
+    at: NDArray[np.int64],
     cost: NDArray[np.float64],
     tps: NDArray[np.float64],
-    ratio: NDArray[np.float64],
-    target: float,
+    which: NDArray[np.int64],
+    budgets: NDArray[np.float64],
+    targets: NDArray[np.float64],
+    free: NDArray[np.bool_],
     below: bool,
-    node_limit: int,
-    state: NDArray[np.float64],
-) -> None:
-    state[2] += 1
-    state[0] = max(state[0], min(tokens, target))
-    if (state[0] >= target and not below) or idx == len(cost):
-        return
-    bound = min(target, tokens + left * ratio[idx])
-    if bound <= state[0]:
-        return
-    if state[2] > node_limit:
-        state[1] = max(state[1], bound)
-        return
-    # (⌈·⌉ with no tolerance: at worst one count too many, which the checks below drop or cap)
-    for count in range(max(0, min(int(left // cost[idx]), math.ceil((target - tokens) / tps[idx]))), -1, -1):
-        if not below or tokens + count * tps[idx] < target:
-            _most_visit(
-                idx + 1,
-                tokens + count * tps[idx],
-                left - count * cost[idx],
-                cost,
-                tps,
-                ratio,
-                target,
-                below,
-                node_limit,
-                state,
-            )
+) -> NDArray[np.float64]:
+    """:func:`_most_tokens` of demand ``which[q]``'s items (``at`` its range) within ``budgets[q]``
+    up to ``targets[q]`` for each q; its target when ``free`` (an item costs nothing)."""
+    out = np.empty(len(which))
+    for q in range(len(which)):
+        i = which[q]
+        if free[i]:
+            out[q] = targets[q]
+        else:
+            out[q] = _most_tokens(cost[at[i] : at[i + 1]], tps[at[i] : at[i + 1]], budgets[q], targets[q], below)
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -232,15 +304,12 @@ class ItemSets:
         order = np.lexsort((np.arange(len(self.d)), self.cost, self.ratio, self.d))
         return ItemSets(self.n, self.d[order], self.cost[order], self.tps[order])
 
-    def cheapest_cover(self, i: int, target: float) -> float:
-        """:func:`cheapest_cover` of demand ``i``'s items (ranked)."""
-        lo, hi = self.at[i], self.at[i + 1]
-        if lo == hi:
-            return math.inf
-        state = np.array([math.inf, math.inf, 0.0])  # best, cut, nodes
-        c, t, r = self.cost[lo:hi], self.tps[lo:hi], self.ratio[lo:hi]
-        _cover_visit(0, float(target), 0.0, c, t, r, NODE_LIMIT, state)
-        return float(min(state[0], state[1]))
+    def cheapest_covers(self, which: Sequence[int], targets: Sequence[float]) -> list[float]:
+        """:func:`cheapest_cover` of demand ``which[q]``'s items (ranked) at ``targets[q]``."""
+        got = _cheapest_covers(
+            self.at, self.cost, self.tps, np.array(which, dtype=np.int64), np.array(targets, dtype=np.float64)
+        )
+        return cast(list[float], got.tolist())
 
     def served_ratios(self, targets: NDArray[np.float64]) -> NDArray[np.float64]:
         """:func:`served_ratio` of each demand's items at its target (inf without items)."""
@@ -263,19 +332,13 @@ class ItemSets:
             per_cost = t / c
         # Most tokens/s per cost first, then cheapest, then in order (−t / c is −(t / c) exactly).
         order = np.lexsort((keep, c, -per_cost, d))
-        c, t, per_cost = c[order], t[order], per_cost[order]
+        c, t = c[order], t[order]
         at = np.searchsorted(d[order], np.arange(self.n + 1))
-        out = []
-        for i, budget in zip(which, budgets, strict=True):
-            target = float(targets[i])
-            if free[i]:
-                out.append(target)
-                continue
-            lo, hi = at[i], at[i + 1]
-            state = np.array([0.0, 0.0, 0.0])  # best, cut, nodes
-            _most_visit(0, 0.0, float(budget), c[lo:hi], t[lo:hi], per_cost[lo:hi], target, below, NODE_LIMIT, state)
-            out.append(float(max(state[0], state[1])))
-        return out
+        mine = np.array(which, dtype=np.int64)
+        got = _most_tokens_each(
+            at, c, t, mine, np.array(budgets, dtype=np.float64), targets[mine].astype(np.float64), free, below
+        )
+        return cast(list[float], got.tolist())
 
 
 def item_sets(rnd: Round, *, scalar_only: bool = False) -> ItemSets:
@@ -329,7 +392,7 @@ def bounds(
     sets = item_sets(rnd)
     if everyone:
         candidates["whole-replica covers, capacity relaxed"] = sum(
-            sets.cheapest_cover(i, caps[i]) for i in open_demands
+            sets.cheapest_covers(open_demands, [caps[i] for i in open_demands])
         )
     else:
         ratios = sets.served_ratios(caps).tolist()
@@ -345,8 +408,9 @@ def bounds(
         # Whatever serves ≥ `served` in all serves each demand at least its cap less the shortfall
         # (the others cannot make up more than their own caps): each such share costs at least
         # its cheapest whole-replica cover.
+        short = [i for i in open_demands if caps[i] > shortfall]
         candidates["whole-replica covers of cap − shortfall"] = sum(
-            sets.cheapest_cover(i, caps[i] - shortfall) for i in open_demands if caps[i] > shortfall
+            sets.cheapest_covers(short, [caps[i] - shortfall for i in short])
         )
     steps = 0
     if rnd.batch is not None and rnd.batch.pairs:
@@ -491,7 +555,7 @@ class Lagrangian:
         sets = ItemSets(self.scalar.n, d_all[order], np.concatenate(cost)[order], np.concatenate(tps)[order]).ranked()
         total, cut = 0.0, []
         which = np.flatnonzero(self.caps > 0).tolist()
-        wholes = [sets.cheapest_cover(i, float(self.caps[i])) for i in which]
+        wholes = sets.cheapest_covers(which, [float(self.caps[i]) for i in which])
         for whole in wholes:
             total += whole
         if shortfall > 0:

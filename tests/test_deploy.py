@@ -172,9 +172,9 @@ def test_the_image_build_compiles_the_engine_into_its_cache_for_later_processes(
         "from matching.compiled import warm_up; warm_up(); "
         "from matching.flow.simplex import _pivots; "
         "from matching.substitution_select import _search, cover_items, cover_plan, plan_of; "
-        "from matching.substitution_bound import _cheapest_first, _cover_visit, _least_class, _most_visit; "
+        "from matching.substitution_bound import _cheapest_covers, _cheapest_first, _least_class, _most_tokens_each; "
         "from matching.substitution_matrix import rules_matrix; "
-        "fs = (_pivots, cover_items, cover_plan, plan_of, _search, _cover_visit, _most_visit, _least_class, "
+        "fs = (_pivots, cover_items, cover_plan, plan_of, _search, _cheapest_covers, _most_tokens_each, _least_class, "
         "_cheapest_first, rules_matrix); "
         "print(*(len(f.stats.cache_hits) for f in fs), *(len(f.stats.cache_misses) for f in fs))"
     )

@@ -685,6 +685,88 @@ def test_the_bounds_pieces_agree_with_brute_force(seed):
     assert substitution_bound.most_tokens(ranked, cover, target, below=True) == pytest.approx(below)
 
 
+def _cover_in_python(items, target, limit):
+    """The bound's cheapest cover as it was written recursively (the compiled one must agree)."""
+    cost, tps = [c for c, _ in items], [t for _, t in items]
+    state = [math.inf, math.inf, 0]  # best, cut, nodes
+
+    def visit(idx, missing, spent):
+        state[2] += 1
+        if missing <= 0:
+            state[0] = min(state[0], spent)
+            return
+        if idx == len(cost):
+            return
+        bound = spent + missing * (cost[idx] / tps[idx])
+        if bound >= state[0]:
+            return
+        if state[2] > limit:
+            state[1] = min(state[1], bound)
+            return
+        for count in range(math.ceil(missing / tps[idx] - 1e-9), -1, -1):
+            visit(idx + 1, missing - count * tps[idx], spent + count * cost[idx])
+
+    visit(0, target, 0.0)
+    return min(state[0], state[1]), state[2]
+
+
+def _most_in_python(items, budget, target, below, limit):
+    """The bound's most tokens/s as it was written recursively (items already in search order)."""
+    cost, tps = [c for c, _ in items], [t for _, t in items]
+    state = [0.0, 0.0, 0]
+
+    def visit(idx, tokens, left):
+        state[2] += 1
+        state[0] = max(state[0], min(tokens, target))
+        if (state[0] >= target and not below) or idx == len(cost):
+            return
+        bound = min(target, tokens + left * (tps[idx] / cost[idx]))
+        if bound <= state[0]:
+            return
+        if state[2] > limit:
+            state[1] = max(state[1], bound)
+            return
+        for count in range(max(0, min(int(left // cost[idx]), math.ceil((target - tokens) / tps[idx]))), -1, -1):
+            if not below or tokens + count * tps[idx] < target:
+                visit(idx + 1, tokens + count * tps[idx], left - count * cost[idx])
+
+    visit(0, 0.0, budget)
+    return max(state[0], state[1]), state[2]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_bounds_compiled_searches_are_the_recursive_ones(seed):
+    """Exactly, node for node: also where the searches hit their node limit (big targets over
+    many small items) and take the fractional bound instead."""
+    rng = random.Random(seed)
+    limit = substitution_bound.NODE_LIMIT
+    crowded = seed % 3 == 0  # ten items of nearly one cost per token/s: the cover search passes its limit
+    while True:
+        n = 10 if crowded else rng.choice([3, 6, 9])
+        if crowded:
+            items = [(float(rng.randint(50, 60)), float(rng.choice([97, 101, 103, 107, 109]))) for _ in range(n)]
+        else:
+            items = [(float(rng.randint(1, 40)), float(rng.choice([97, 293, 500, 810, 1017]))) for _ in range(n)]
+        target = 20_000.0 if crowded else float(rng.choice([900, 4100, 20_000]))
+        ranked = sorted(items, key=lambda it: (it[0] / it[1], it[0]))
+        cover, nodes = _cover_in_python(ranked, target, limit)
+        if nodes > limit or not crowded:
+            break
+    assert (
+        substitution_bound._cheapest_cover(np.array([c for c, _ in ranked]), np.array([t for _, t in ranked]), target)
+        == cover
+    )
+    by_tokens = sorted(items, key=lambda it: (-it[1] / it[0], it[0]))
+    budget = float(rng.randint(10, 400))
+    for below in (False, True):
+        assert (
+            substitution_bound._most_tokens(
+                np.array([c for c, _ in by_tokens]), np.array([t for _, t in by_tokens]), budget, target, below
+            )
+            == _most_in_python(by_tokens, budget, target, below, limit)[0]
+        )
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_item_sets_search_each_demand_as_its_own_list(seed):
     """Many demands' items at once (some demands with none, some with a free item, ties in cost
@@ -706,9 +788,10 @@ def test_item_sets_search_each_demand_as_its_own_list(seed):
         for i, items in enumerate(lists):
             ranked = sorted(items, key=lambda it: (it[0] / it[1], it[0]))
             assert most[i] == substitution_bound.most_tokens(ranked, budgets[i], targets[i], below=below)
+    covers = sets.cheapest_covers(range(len(lists)), targets.tolist())
     for i, items in enumerate(lists):
         ranked = sorted(items, key=lambda it: (it[0] / it[1], it[0]))
-        assert sets.cheapest_cover(i, targets[i]) == substitution_bound.cheapest_cover(ranked, targets[i])
+        assert covers[i] == substitution_bound.cheapest_cover(ranked, targets[i])
         assert sets.at[i + 1] - sets.at[i] == len(items)
         lo, hi = sets.at[i], sets.at[i + 1]
         assert list(zip(sets.cost[lo:hi].tolist(), sets.tps[lo:hi].tolist(), strict=True)) == ranked
