@@ -13,6 +13,7 @@ the scalar path.
 
 from __future__ import annotations
 
+import weakref
 from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 
@@ -35,11 +36,20 @@ class LazyCandidates(tuple):  # type: ignore[type-arg]
 
     A tuple (batch, model, row, demand, alt, stage, count, first_cost, nearest, cheapest), made from
     one in C: a round makes one per pair, ~450k at 10k demands, and an object with ``__init__``
-    cost a third of the round's set-up. The unpacked candidates are cached by the batch."""
+    cost a third of the round's set-up. The unpacked candidates are cached by the batch. The batch
+    is held by a weak reference: a strong one would make every pair part of a reference cycle
+    (batch → options → pair → batch), left for the cyclic collector, whose first pass after the
+    solve then walked millions of objects."""
 
     __slots__ = ()
 
-    batch: Batch = property(itemgetter(0))  # type: ignore[assignment]
+    @property
+    def batch(self) -> Batch:
+        batch: Batch | None = self[0]()
+        if batch is None:
+            raise RuntimeError("the round these candidates belong to is gone")
+        return batch
+
     model: str = property(itemgetter(1))  # type: ignore[assignment]
     row: int = property(itemgetter(2))  # type: ignore[assignment]
     demand: int = property(itemgetter(3))  # type: ignore[assignment]
@@ -118,6 +128,7 @@ class Batch:
         self.no_shadow = np.zeros(len(index.problem.listings))
         #: Pairs' candidates unpacked so far, by (GPU model, row) (:meth:`LazyCandidates.eager`).
         self.unpacked: dict[tuple[str, int], Candidates] = {}
+        self._self = weakref.ref(self)  # (what each pair's candidates hold: LazyCandidates)
         self._subsidy: tuple[list[NDArray[np.int64]], NDArray[np.int64]] | None = None
         #: For the Lagrangian bound (:mod:`matching.substitution_bound`), per GPU model: its pairs
         #: ((demand, alternative) rows), the free GPUs of each region's listings of the model (a
@@ -247,7 +258,7 @@ class Batch:
             nearest[r] = (ix.regions[int(region[m])], float(ix.rtt[self.d_origin[d_list[r]], region[m]]))
         cheapest = np.where((stage_a == PRICE) | (stage_a == BUDGET), cheapest_a, -1).tolist()
         fields = zip(
-            repeat(self, n), repeat(model, n), range(n), d_list, ki.tolist(), stage_a.tolist(), count_a.tolist(),
+            repeat(self._self, n), repeat(model, n), range(n), d_list, ki.tolist(), stage_a.tolist(), count_a.tolist(),
             first_cost.tolist(), nearest, [None if c < 0 else c for c in cheapest], strict=True,
         )  # fmt: skip
         slots[self.offset[di] + ki] = list(map(LazyCandidates, fields))
