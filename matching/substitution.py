@@ -205,7 +205,10 @@ def _explained(rnd: Round, lines: list[Line], words: str) -> list[Assignment]:
         if i not in others:
             others[i] = alternative_costs(rnd.demands[i], rnd.options[i], cache, rnd.frontier(i))
         demand = rnd.demands[i]
-        out.append(replace(a, explanation=explain(demand, demand.alternatives[k], a, others[i], words)))
+        # Filled in place: the assignment's own explanation dict, made empty with it just before
+        # (a dataclasses.replace per assignment cost ~0.1 s at 10k demands).
+        a.explanation.update(explain(demand, demand.alternatives[k], a, others[i], words))
+        out.append(a)
     return out
 
 
