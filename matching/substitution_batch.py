@@ -129,6 +129,9 @@ class Batch:
         #: Pairs' candidates unpacked so far, by (GPU model, row) (:meth:`LazyCandidates.eager`).
         self.unpacked: dict[tuple[str, int], Candidates] = {}
         self._self = weakref.ref(self)  # (what each pair's candidates hold: LazyCandidates)
+        self.by_price = np.zeros((0, 1), dtype=np.int64)
+        self._keyed_for: NDArray[np.float64] | None = None
+        self._keyed: dict[float, NDArray[np.int64]] = {}
         self._subsidy: tuple[list[NDArray[np.int64]], NDArray[np.int64]] | None = None
         #: For the Lagrangian bound (:mod:`matching.substitution_bound`), per GPU model: its pairs
         #: ((demand, alternative) rows), the free GPUs of each region's listings of the model (a
@@ -215,6 +218,9 @@ class Batch:
         self.cols_table = np.full((len(models), max(1, int(self.n_cols.max(initial=0)))), -1, dtype=np.int64)
         for n, model in enumerate(models):
             self.cols_table[n, : self.n_cols[n]] = self.cols[model]
+        #: Each model's columns in their own order (by price, then listing): :meth:`by_key` without
+        #: a shadow price.
+        self.by_price = np.tile(np.arange(self.cols_table.shape[1], dtype=np.int64), (len(models), 1))
 
     def _model(
         self,
@@ -286,6 +292,23 @@ class Batch:
             at = np.flatnonzero(mine == q)
             out[at] = arrays[q][j[at]]
         return out
+
+    def by_key(self, shadow: NDArray[np.float64], hours: float) -> NDArray[np.int64]:
+        """Each model's columns by (price × ``hours`` + ``shadow``, price, listing): the order in
+        which a cover without subsidy picks listings (:func:`matching.substitution_select._select`).
+        Kept for the last ``shadow`` (one per shadow pass), per duration."""
+        if self._keyed_for is not shadow:
+            self._keyed_for, self._keyed = shadow, {}
+        got = self._keyed.get(hours)
+        if got is None:
+            got = self.by_price.copy()
+            price = self.index.price
+            for m in range(len(self.n_cols)):
+                cols = self.cols_table[m, : self.n_cols[m]]
+                key = price[cols].astype(np.float64) * hours + shadow[cols]
+                got[m, : len(cols)] = np.lexsort((cols, price[cols], key))
+            self._keyed[hours] = got
+        return got
 
     def unpack(self, c: LazyCandidates) -> Candidates:
         """The eager candidates of a pair: its listings by cost (price − subsidy), then index."""

@@ -247,6 +247,11 @@ def _compiled_args(
 ) -> tuple[Any, ...]:
     """:func:`matching.substitution_select.cover_items`' arguments for demand ``i`` up to ``missing``."""
     demand = rnd.demands[i]
+    hours = float(demand.duration_hours)
+    # Without a subsidy, a listing's cost × hours + shadow price is the same for every demand of
+    # that duration: the columns are visited in that order and the scan stops at the listings it
+    # needs. (A subsidy is the demand's own: its columns are all visited.)
+    alike = demand.voucher is None
     return (
         batch.bits,
         batch.cols_table,
@@ -256,9 +261,10 @@ def _compiled_args(
         rnd.index.subsidy(demand),
         rnd.pool.max_free,
         rnd.pool.nodes,
-        float(demand.duration_hours),
+        hours,
         batch.no_shadow if shadow is None else shadow,
-        shadow is None and demand.voucher is None,
+        alike,
+        batch.by_key(shadow, hours) if alike and shadow is not None else batch.by_price,
         COVER_LISTINGS,
         COVER_ALTERNATIVES,
     )

@@ -38,6 +38,7 @@ def _select(
     hours: float,
     shadow: NDArray[np.float64],
     in_order: bool,
+    perm: NDArray[np.int64],
     out_j: NDArray[np.int64],
     out_key: NDArray[np.float64],
     out_cost: NDArray[np.int64],
@@ -48,10 +49,11 @@ def _select(
     ``n_cols``) with ``max_free[j]`` ≥ ``size``: the ``k`` least by (cost × ``hours`` +
     ``shadow[j]``, cost, j), cost being ``price[j]`` − ``subsidy[j]``, into ``out_*[base : base +
     k]``, least first; returns how many. That is the order of a stable sort, by the first, of the
-    pair's candidates (which are by cost, then listing). ``in_order``: the columns already come in
-    that order (no shadow price, no subsidy), so the scan stops at the k-th."""
+    pair's candidates (which are by cost, then listing). The columns are visited in ``perm[m]``'s
+    order; ``in_order``: that is the order above (no subsidy), so the scan stops at the k-th."""
     have = 0
-    for col in range(n_cols[m]):
+    for at in range(n_cols[m]):
+        col = perm[m, at]
         if (bits[r, col >> 3] >> (7 - (col & 7))) & 1 == 0:
             continue
         j = cols[m, col]
@@ -89,6 +91,7 @@ def cover_items(
     hours: float,
     shadow: NDArray[np.float64],
     in_order: bool,
+    perm: NDArray[np.int64],
     k: int,
     wanted: int,
     missing: float,
@@ -116,7 +119,7 @@ def cover_items(
         size, alt, tps = pairs[p, 2], pairs[p, 3], ranked[p, 1]
         have = _select(
             bits, cols, n_cols, pairs[p, 0], pairs[p, 1], size, price, subsidy, max_free, hours, shadow, in_order,
-            sel_j, sel_key, sel_cost, 0, k,
+            perm, sel_j, sel_key, sel_cost, 0, k,
         )  # fmt: skip
         if have == 0:
             continue
@@ -267,6 +270,7 @@ def cover_plan(
     hours: float,
     shadow: NDArray[np.float64],
     in_order: bool,
+    perm: NDArray[np.int64],
     k: int,
     wanted: int,
     missing: float,
@@ -277,8 +281,9 @@ def cover_plan(
     :func:`search` within ``budget`` and ``nodes``, and the items chosen as (alternative, listing,
     replicas), biggest replicas first (then in the items' order): what the cover fills."""
     ints, floats = cover_items(
-        bits, cols, n_cols, ranked, pairs, price, subsidy, max_free, free, hours, shadow, in_order, k, wanted, missing
-    )
+        bits, cols, n_cols, ranked, pairs, price, subsidy, max_free, free, hours, shadow, in_order, perm, k, wanted,
+        missing,
+    )  # fmt: skip
     return plan_of(ints, floats, missing, budget, nodes)
 
 
@@ -307,6 +312,7 @@ def warm_up() -> None:
     bits, cols = np.zeros((1, 1), dtype=np.uint8), one.reshape(1, 1)
     search(np.ones(1), np.ones(1), np.ones(1, dtype=np.int64), one, 1.0, 1, 1)
     ranked, pairs = np.ones((1, 2)), np.zeros((1, 4), dtype=np.int64)
-    cover_items(bits, cols, one, ranked, pairs, one, one, one, cols, 1.0, np.zeros(1), True, 1, 1, 1.0)
-    cover_plan(bits, cols, one, ranked, pairs, one, one, one, cols, 1.0, np.zeros(1), True, 1, 1, 1.0, 1, 1)
+    perm = np.zeros((1, 1), dtype=np.int64)
+    cover_items(bits, cols, one, ranked, pairs, one, one, one, cols, 1.0, np.zeros(1), True, perm, 1, 1, 1.0)
+    cover_plan(bits, cols, one, ranked, pairs, one, one, one, cols, 1.0, np.zeros(1), True, perm, 1, 1, 1.0, 1, 1)
     plan_of(np.zeros((1, 5), dtype=np.int64), np.ones((1, 2)), 1.0, 1, 1)
