@@ -247,6 +247,22 @@ def _cheapest_first(
 
 
 @njit(cache=True, nogil=True)
+def _first_least(value: NDArray[np.float32], order: NDArray[np.int64], starts: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Per segment of ``order`` (from each of ``starts`` to the next): the position in ``order`` of
+    its least ``value``, the first on a tie."""
+    out = np.empty(len(starts), dtype=np.int64)
+    for s in range(len(starts)):
+        lo = starts[s]
+        hi = starts[s + 1] if s + 1 < len(starts) else len(order)
+        at, least = lo, value[order[lo]]
+        for q in range(lo + 1, hi):
+            if value[order[q]] < least:
+                at, least = q, value[order[q]]
+        out[s] = at
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _least_class(
     m: NDArray[np.float32], pi: NDArray[np.float32], per: NDArray[np.float32]
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
@@ -276,6 +292,7 @@ def warm_up() -> None:
     _least_class(np.zeros((1, 1), dtype=np.float32), np.zeros(1, dtype=np.float32), np.ones(1, dtype=np.float32))
     one = np.zeros(1, dtype=np.int64)
     _cheapest_first(one, np.ones(1), np.ones(1), one, np.ones(1), 1.0, np.zeros(1))
+    _first_least(np.ones(1, dtype=np.float32), one, one)
 
 
 class ItemSets:
@@ -500,12 +517,11 @@ class Lagrangian:
         klass, per = np.full(n, -1, dtype=np.int64), np.zeros(n)
         if vals:
             # Each demand's least value, the first of its pairs (in part order) on a tie.
-            val = np.concatenate(vals)[self.by_demand].astype(float)
-            c = np.concatenate(cls)[self.by_demand]
-            least = np.minimum.reduceat(val, self.demand_starts)
-            hits = np.flatnonzero(val == np.repeat(least, np.diff(self.demand_starts, append=len(val))))
-            first = hits[np.searchsorted(hits, self.demand_starts)]
-            d, val, c, g = self.by_demand_pair[first], val[first], c[first], self.by_demand_per[first]
+            val_all = np.concatenate(vals)
+            first = _first_least(val_all, self.by_demand, self.demand_starts)
+            pair = self.by_demand[first]
+            d, g = self.by_demand_pair[first], self.by_demand_per[first]
+            val, c = val_all[pair].astype(float), np.concatenate(cls)[pair]
             better = val < rho[d]
             rho[d[better]] = val[better]
             klass[d[better]], per[d[better]] = c[better], g[better]

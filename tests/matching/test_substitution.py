@@ -614,6 +614,18 @@ def test_the_lagrangians_compiled_least_class_is_numpys(seed):
     assert value.tolist() == v[np.arange(200), v.argmin(axis=1)].tolist()
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_the_lagrangians_first_least_per_demand_is_numpys(seed):
+    rng = np.random.default_rng(seed)
+    value = rng.choice(np.array([1.5, 2.0, 7.25, np.inf], dtype=np.float32), size=300)
+    order = rng.permutation(300)
+    starts = np.unique(np.concatenate([[0], rng.choice(np.arange(1, 300), size=40)]))
+    first = substitution_bound._first_least(value, order, starts)
+    for s, at in enumerate(first.tolist()):
+        segment = value[order[starts[s] : starts[s + 1] if s + 1 < len(starts) else 300]]
+        assert at - starts[s] == int(np.argmin(segment))  # (argmin: the first least)
+
+
 def _search_in_python(items, target, budget, limit):
     """The covers' branch and bound as it was written in Python (the compiled one must agree)."""
     n = len(items)
