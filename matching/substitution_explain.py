@@ -137,6 +137,10 @@ def alternative_costs(
     return out
 
 
+#: An inference placement's latency cost (none: the TTFT target is the buyer's whole latency value).
+_NO_LATENCY_COST = costs.money_text(Decimal(0))
+
+
 def explain(
     demand: InferenceDemand,
     alt: InferenceAlternative,
@@ -161,7 +165,7 @@ def explain(
         "energy_cost_per_gpu_hour": costs.money_text(a.energy_cost_per_gpu_hour),
         "subsidy_per_gpu_hour": costs.money_text(a.subsidy_per_gpu_hour),
         "voucher_program": voucher.program if voucher and a.subsidy_per_gpu_hour > 0 else "",
-        "latency_cost_per_gpu_hour": costs.money_text(Decimal(0)),
+        "latency_cost_per_gpu_hour": _NO_LATENCY_COST,
         "cost_per_gpu_hour": costs.money_text(a.cost_per_gpu_hour),
         "rtt_ms": a.rtt_ms,
         "latency_class": str(a.latency_class),
@@ -173,7 +177,8 @@ def explain(
         "ttft_ms": round(a.ttft_ms or 0.0, 1),
         "price_per_million_tokens": costs.money_text(mine),
         "why": why,
-        "alternatives": [o for o in others if not _same(o, alt)],
+        # (One entry per GPU model: only the one of this model can be this alternative.)
+        "alternatives": [o for o in others if o["gpu_model"] != alt.gpu_model or not _same(o, alt)],
     }
 
 
