@@ -111,8 +111,6 @@ class Batch:
     def __init__(self, index: Index, demands: tuple[InferenceDemand, ...]) -> None:
         self.index = index
         self.options: list[list[AnyCandidates]] = [[] for _ in demands]
-        # Per GPU model while the matrices are built: its chunks (first row, bit-packed rows).
-        self.packed: dict[str, list[tuple[int, NDArray[np.uint8]]]] = {}
         #: Per GPU model, its listings by price (then index): the matrices' columns.
         self.cols: dict[str, NDArray[np.int64]] = {}
         #: Every pair's row of its model's matrix, bit-packed, one row per pair: a pair of ``model``
@@ -189,31 +187,28 @@ class Batch:
         bound_a = np.array(bounds, dtype=float)
         # Caps are at the money quantum (4 places), so float × 10,000 rounds back exactly.
         cap_a = np.rint(np.fromiter(map(float, caps), float, len(caps)) * costs.UNITS_PER_CNY).astype(np.int64)
-        # The models in the order their first pair comes (the bound sums over them in this order).
+        # The models in the order their first pair comes (the bound sums over them in this order),
+        # each with its rows of the one bit matrix, as wide as the most listings of a model need.
         present, first_at = np.unique(np.where(matrix, code, -1), return_index=True)
         by_model = list(index.by_model)
-        for number in present[np.argsort(first_at)].tolist():
-            if number >= 0:
-                g = np.flatnonzero(matrix & (code == number))
-                self._model(by_model[number], g, bound_a[g], cap_a[g], demands, slots)
+        groups = [
+            (by_model[number], np.flatnonzero(matrix & (code == number)))
+            for number in present[np.argsort(first_at)].tolist()
+            if number >= 0
+        ]
+        width = max((len(index.by_model[model]) + 7) // 8 for model, _ in groups) if groups else 1
+        self.bits = np.zeros((sum(len(g) for _, g in groups), width), dtype=np.uint8)
+        base = 0
+        for number, (model, g) in enumerate(groups):
+            self.model_ix[model], self.row_base[model] = number, base
+            self._model(model, g, bound_a[g], cap_a[g], demands, slots)
+            base += len(g)
         self.options = [slots[offset[i] : offset[i + 1]].tolist() for i in range(len(demands))]
-        self._one_matrix()
-        for model, base in self.row_base.items():
-            self.pair_row[self.pair_model == self.model_ix[model]] += base
+        self._columns()
 
-    def _one_matrix(self) -> None:
-        """The models' chunks as one bit matrix (:attr:`bits`), each row padded to the widest."""
-        models = list(self.packed)
-        width = max((b.shape[1] for chunks in self.packed.values() for _, b in chunks), default=1)
-        parts, base = [], 0
-        for n, model in enumerate(models):
-            self.model_ix[model], self.row_base[model] = n, base
-            for _, b in self.packed[model]:
-                parts.append(np.pad(b, ((0, 0), (0, width - b.shape[1]))))
-                base += len(b)
-        self.packed = {}
-        if parts:
-            self.bits = np.vstack(parts)
+    def _columns(self) -> None:
+        """The models' columns as tables for compiled code (:attr:`cols_table`, :attr:`n_cols`)."""
+        models = list(self.model_ix)
         self.n_cols = np.array([len(self.cols[m]) for m in models], dtype=np.int64)
         self.cols_table = np.full((len(models), max(1, int(self.n_cols.max(initial=0)))), -1, dtype=np.int64)
         for n, model in enumerate(models):
@@ -246,17 +241,17 @@ class Batch:
         classes, self.col_class[model] = np.unique(region, return_inverse=True)
         free = np.array([sum(ix.free[j]) for j in cols.tolist()], dtype=float)
         self.class_free[model] = np.bincount(self.col_class[model], weights=free, minlength=len(classes)).astype(float)
-        bits, stage_a, count_a, first_a, class_min, nearest_a, cheapest_a = rules_matrix(
-            size, bound, cap, self.d_origin[di], self.d_rel[di], self.d_start_by[di], self.d_hours[di],
-            self.d_budget[di], ix.rtt, price, gpn, region, rel, start, until, room,
+        base = self.row_base[model]
+        stage_a, count_a, first_a, class_min, nearest_a, cheapest_a = rules_matrix(
+            self.bits[base : base + n], size, bound, cap, self.d_origin[di], self.d_rel[di], self.d_start_by[di],
+            self.d_hours[di], self.d_budget[di], ix.rtt, price, gpn, region, rel, start, until, room,
             self.col_class[model].astype(np.int64), len(classes),
         )  # fmt: skip
-        self.packed[model] = [(0, bits)]
         self.class_min[model] = [class_min]
         first = cols[first_a]
         first_cost = np.where(stage_a == OPEN, ix.price[first] - self._subsidy_at(demands, di, first), 0)
         self.pair_count[g], self.pair_first_cost[g], self.pair_stage[g] = count_a, first_cost, stage_a
-        self.pair_row[g], self.pair_model[g] = np.arange(n), len(self.packed) - 1  # (row of the model's own)
+        self.pair_row[g], self.pair_model[g] = base + np.arange(n), self.model_ix[model]
         # What blocked a pair, where the words need more than its stage.
         nearest: list[tuple[str, float] | None] = [None] * n
         for r in np.flatnonzero((stage_a == TOO_FAR) & (nearest_a >= 0)).tolist():

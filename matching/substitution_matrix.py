@@ -20,6 +20,7 @@ NONE = np.iinfo(np.int64).max
 
 @njit(cache=True, nogil=True)
 def rules_matrix(
+    bits: NDArray[np.uint8],
     size: NDArray[np.int64],
     bound: NDArray[np.float64],
     cap: NDArray[np.int64],
@@ -39,7 +40,6 @@ def rules_matrix(
     col_class: NDArray[np.int64],
     n_classes: int,
 ) -> tuple[
-    NDArray[np.uint8],
     NDArray[np.int64],
     NDArray[np.int64],
     NDArray[np.int64],
@@ -49,9 +49,10 @@ def rules_matrix(
 ]:
     """Pairs (``size`` … ``budget``, one entry each; ``origin`` a row of ``rtt``) against columns
     (listings by price: ``price`` … ``room``, one entry each; ``region`` a column of ``rtt``),
-    each rule checked in :data:`matching.substitution_index.STAGES`' order. Returns per pair:
+    each rule checked in :data:`matching.substitution_index.STAGES`' order. Writes into ``bits``
+    (a row per pair, zeros, at least (columns + 7) ÷ 8 wide) the columns passing every rule,
+    bit-packed as :func:`numpy.packbits` packs; returns per pair:
 
-    - ``bits``: the columns passing every rule, bit-packed as :func:`numpy.packbits` packs;
     - ``stage``: ``OPEN`` if some column passes them all, else the first rule that left none;
     - ``count``: how many pass; ``first``: the first that does (0 when none);
     - ``class_min``: per class of ``col_class``, the least ``price`` (capped at ``NO_PRICE`` − 1)
@@ -61,7 +62,6 @@ def rules_matrix(
       one stopped by the budget, the least price that passed the node-free rule (else ``NONE``).
     """
     n, m = len(size), len(price)
-    bits = np.zeros((n, (m + 7) // 8), dtype=np.uint8)
     stage = np.empty(n, dtype=np.int64)
     count = np.zeros(n, dtype=np.int64)
     first = np.zeros(n, dtype=np.int64)
@@ -130,12 +130,30 @@ def rules_matrix(
             cheapest[r] = near_price
         elif far == BUDGET:
             cheapest[r] = free_price
-    return bits, stage, count, first, class_min, nearest, cheapest
+    return stage, count, first, class_min, nearest, cheapest
 
 
 def warm_up() -> None:
     """Compile (or load from numba's cache) :func:`rules_matrix`."""
     one, f = np.ones(1, dtype=np.int64), np.ones(1)
     rules_matrix(
-        one, f, one, one * 0, one, one, one, one, np.ones((1, 1)), one, one, one * 0, one, one, one, one, one * 0, 1
+        np.zeros((1, 1), dtype=np.uint8),
+        one,
+        f,
+        one,
+        one * 0,
+        one,
+        one,
+        one,
+        one,
+        np.ones((1, 1)),
+        one,
+        one,
+        one * 0,
+        one,
+        one,
+        one,
+        one,
+        one * 0,
+        1,
     )
