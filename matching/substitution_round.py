@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from matching import costs
+from matching import substitution_select as select
 from matching.packing.transport import best_fit
 from matching.problem import Problem
 from matching.substitution_batch import AnyCandidates, Batch
@@ -354,7 +355,20 @@ class Round:
         """Fill demand ``i`` replica by replica, each time with the option cheapest per token/s it
         adds to what is served (cost ÷ min(its tokens/s, what is still missing)), then fewer CNY,
         alternative and listing order."""
-        f, target = self.flat(i), self.demands[i].tokens_per_second
+        arrays, batch, target = self.ranked_arrays(i), self.batch, self.demands[i].tokens_per_second
+        if arrays is not None and batch is not None:  # all in the batch: picked by compiled code
+            subsidy = self.index.subsidy(self.demands[i])
+            while self.placed[i] < target:
+                missing = target - self.placed[i]
+                k, j = select.cheapest_option(
+                    batch.bits, batch.cols_table, batch.n_cols, *arrays, self.index.price, subsidy,
+                    self.pool.max_free, self.budget[i] - self.spent[i], missing,
+                )  # fmt: skip
+                tps = self.demands[i].alternatives[k].tokens_per_second_per_replica if k >= 0 else 0.0
+                if k < 0 or not self.fill(i, k, j, max(1, int(missing // tps))):
+                    return
+            return
+        f = self.flat(i)
         while len(f.k) and self.placed[i] < target:
             missing = target - self.placed[i]
             ok = (self.pool.max_free[f.j] >= f.size) & (f.price <= self.budget[i] - self.spent[i])

@@ -305,6 +305,40 @@ def plan_of(
     return out
 
 
+@njit(cache=True, nogil=True)
+def cheapest_option(
+    bits: NDArray[np.uint8],
+    cols: NDArray[np.int64],
+    n_cols: NDArray[np.int64],
+    ranked: NDArray[np.float64],
+    pairs: NDArray[np.int64],
+    price: NDArray[np.int64],
+    subsidy: NDArray[np.int64],
+    max_free: NDArray[np.int64],
+    left: int,
+    missing: float,
+) -> tuple[int, int]:
+    """Of a demand's options (``ranked`` and ``pairs`` as :func:`cover_items` takes them) with a
+    node that fits a replica and a replica's price × GPUs within ``left``: the (alternative,
+    listing) least by (cost × GPUs ÷ min(tokens/s, ``missing``), cost × GPUs, alternative,
+    listing), cost being price − subsidy; (-1, -1) when there is none."""
+    best_k, best_j, best_score, best_cost = -1, -1, np.inf, 0
+    for p in range(len(pairs)):
+        r, m, size, alt = pairs[p, 0], pairs[p, 1], pairs[p, 2], pairs[p, 3]
+        tps = ranked[p, 1]
+        for col in range(n_cols[m]):
+            if (bits[r, col >> 3] >> (7 - (col & 7))) & 1 == 0:
+                continue
+            j = cols[m, col]
+            if max_free[j] < size or price[j] * size > left:
+                continue
+            cost = (price[j] - subsidy[j]) * size
+            score = cost / min(tps, missing)
+            if best_k < 0 or (score, cost, alt, j) < (best_score, best_cost, best_k, best_j):
+                best_k, best_j, best_score, best_cost = alt, j, score, cost
+    return best_k, best_j
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) this module's functions, so that the first inference
     round of a process does not pay for it (~6 s to compile)."""
@@ -316,3 +350,4 @@ def warm_up() -> None:
     cover_items(bits, cols, one, ranked, pairs, one, one, one, cols, 1.0, np.zeros(1), True, perm, 1, 1, 1.0)
     cover_plan(bits, cols, one, ranked, pairs, one, one, one, cols, 1.0, np.zeros(1), True, perm, 1, 1, 1.0, 1, 1)
     plan_of(np.zeros((1, 5), dtype=np.int64), np.ones((1, 2)), 1.0, 1, 1)
+    cheapest_option(bits, cols, one, ranked, pairs, one, one, one, 1, 1.0)

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from matching import costs, substitution_bound, substitution_engine, substitution_matrix
+from matching import substitution_select as select
 from matching.inference_quote import QUEUEING_MARGIN_MS, alternatives_of
 from matching.interruptible import with_tiers
 from matching.policies import POLICIES, planner
@@ -598,6 +599,39 @@ def test_a_covers_compiled_items_are_the_python_ones(seed, shadowed, monkeypatch
         ]
         assert compiled == substitution_engine._items(rnd, i, missing, shadow)
         checked += 1
+    assert checked
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_the_compiled_cheapest_option_is_the_flat_ones(seed):
+    """What a top-up places next (Round.cheapest_served): picked from the bit matrix by compiled
+    code for demands all in the batch, from the unpacked options (Round.flat) for the others."""
+    rng = random.Random(seed)
+    rnd = Round(random_instance(seed, n_demands=20, n_listings=25), None)
+    for i in rng.sample(range(len(rnd.demands)), 10):  # some listings full, some half-full
+        substitution_engine.cover(rnd, i)
+    checked = 0
+    for i, d in enumerate(rnd.demands):
+        arrays = rnd.ranked_arrays(i)
+        if arrays is None:
+            continue
+        for missing in (d.tokens_per_second, 150.0):
+            left = rnd.budget[i] - rnd.spent[i]
+            f = rnd.flat(i)
+            ok = (rnd.pool.max_free[f.j] >= f.size) & (f.price <= left)
+            want = (-1, -1)
+            if ok.any():
+                (at,) = np.nonzero(ok)
+                score = f.cost[at] / np.minimum(f.tps[at], missing)
+                best = int(at[np.lexsort((f.j[at], f.k[at], f.cost[at], score))[0]])
+                want = (int(f.k[best]), int(f.j[best]))
+            b = rnd.batch
+            got = select.cheapest_option(
+                b.bits, b.cols_table, b.n_cols, *arrays, rnd.index.price, rnd.index.subsidy(d), rnd.pool.max_free,
+                left, missing,
+            )  # fmt: skip
+            assert got == want
+            checked += want != (-1, -1)
     assert checked
 
 
