@@ -200,6 +200,7 @@ def _capped(rnd: Round, lines: list[Line], spent: dict[str, Decimal]) -> list[Li
 def _explained(rnd: Round, lines: list[Line], words: str) -> list[Assignment]:
     others: dict[int, list[AlternativeCost]] = {}
     cache: dict[tuple[object, ...], AlternativeCost] = {}
+    texts: dict[int, tuple[str, str, str]] = {}
     out = []
     for i, k, a in lines:
         if i not in others:
@@ -207,7 +208,7 @@ def _explained(rnd: Round, lines: list[Line], words: str) -> list[Assignment]:
         demand = rnd.demands[i]
         # Filled in place: the assignment's own explanation dict, made empty with it just before
         # (a dataclasses.replace per assignment cost ~0.1 s at 10k demands).
-        a.explanation.update(explain(demand, demand.alternatives[k], a, others[i], words))
+        a.explanation.update(explain(demand, demand.alternatives[k], a, others[i], words, texts))
         out.append(a)
     return out
 

@@ -147,8 +147,20 @@ def explain(
     a: Assignment,
     others: list[AlternativeCost],
     policy_words: str,
+    texts: dict[int, tuple[str, str, str]] | None = None,
 ) -> Explanation:
-    """JSON-ready explanation of inference assignment ``a`` (alternative ``alt`` of ``demand``)."""
+    """JSON-ready explanation of inference assignment ``a`` (alternative ``alt`` of ``demand``).
+    ``texts``: the texts of a listing's price, energy cost and start (the same for every one of a
+    round's assignments on it), by listing id, kept across calls."""
+    listing = texts.get(a.listing_id) if texts is not None else None
+    if listing is None:
+        listing = (
+            costs.money_text(a.price_per_gpu_hour),
+            costs.money_text(a.energy_cost_per_gpu_hour),
+            costs.utc_text(a.starts_at),
+        )
+        if texts is not None:
+            texts[a.listing_id] = listing
     mine = per_mtok(int(costs.money_units(a.cost_per_gpu_hour)), alt)
     target = ttft_target_ms(alt)
     why = (
@@ -161,8 +173,8 @@ def explain(
         "listing_id": a.listing_id,
         "replicas": a.replicas,
         "gpus": a.gpus,
-        "price_per_gpu_hour": costs.money_text(a.price_per_gpu_hour),
-        "energy_cost_per_gpu_hour": costs.money_text(a.energy_cost_per_gpu_hour),
+        "price_per_gpu_hour": listing[0],
+        "energy_cost_per_gpu_hour": listing[1],
         "subsidy_per_gpu_hour": costs.money_text(a.subsidy_per_gpu_hour),
         "voucher_program": voucher.program if voucher and a.subsidy_per_gpu_hour > 0 else "",
         "latency_cost_per_gpu_hour": _NO_LATENCY_COST,
@@ -170,7 +182,7 @@ def explain(
         "rtt_ms": a.rtt_ms,
         "latency_class": str(a.latency_class),
         "bound_ms": round(alt.rtt_bound_ms, 1),
-        "starts_at": costs.utc_text(a.starts_at),
+        "starts_at": listing[2],
         "rejected": [],
         "gpu_model": alt.gpu_model,
         "precision": alt.precision,
