@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from matching import costs
 from matching.substitution_batch import NO_PRICE, LazyCandidates
 from matching.substitution_round import Round
+from matching.substitution_select import sort_segments
 
 #: Nodes of the bound's small branch and bound searches before they take a fractional bound instead.
 NODE_LIMIT = 20_000
@@ -318,7 +319,7 @@ class ItemSets:
 
     def ranked(self) -> ItemSets:
         """These items, each demand's cheapest per token/s first (then cheapest, then in order)."""
-        order = np.lexsort((np.arange(len(self.d)), self.cost, self.ratio, self.d))
+        order = sort_segments(self.at, self.ratio, self.cost)
         return ItemSets(self.n, self.d[order], self.cost[order], self.tps[order])
 
     def cheapest_covers(self, which: Sequence[int], targets: Sequence[float]) -> list[float]:
@@ -348,9 +349,9 @@ class ItemSets:
         with np.errstate(divide="ignore", invalid="ignore"):  # (only in those demands)
             per_cost = t / c
         # Most tokens/s per cost first, then cheapest, then in order (−t / c is −(t / c) exactly).
-        order = np.lexsort((keep, c, -per_cost, d))
+        at = np.searchsorted(d, np.arange(self.n + 1))
+        order = sort_segments(at, -per_cost, c)
         c, t = c[order], t[order]
-        at = np.searchsorted(d[order], np.arange(self.n + 1))
         mine = np.array(which, dtype=np.int64)
         got = _most_tokens_each(
             at, c, t, mine, np.array(budgets, dtype=np.float64), targets[mine].astype(np.float64), free, below

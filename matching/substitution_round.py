@@ -175,9 +175,10 @@ class Round:
             has = np.flatnonzero(b.pair_count > 0)
             # cost × GPUs (an exact integer) ÷ tokens/s: the same float as Python's int / float.
             first = (b.pair_first_cost[has] * b.pair_gpus[has]).astype(np.float64) / b.pair_tokens[has]
-            order = np.lexsort((b.pair_alt[has], first, b.pair_demand[has]))
+            # Each demand's by (cost per token/s, alternative): its pairs are in alternative order.
+            at = np.searchsorted(b.pair_demand[has], np.arange(len(self.demands) + 1))
+            order = select.sort_segments(at, first, first)
             self._order, first = has[order], first[order]
-            at = np.searchsorted(b.pair_demand[self._order], np.arange(len(self.demands) + 1))
             g = self._order
             self._rank_floats = np.stack([first, b.pair_tokens[g]], axis=1)
             self._rank_ints = np.stack([b.pair_row[g], b.pair_model[g], b.pair_gpus[g], b.pair_alt[g]], axis=1)
@@ -205,9 +206,11 @@ class Round:
             d, tps = b.pair_demand[has], b.pair_tokens[has]
             # In Python's order of operations: float(cost) × GPUs × hours.
             cost = b.pair_first_cost[has].astype(np.float64) * b.pair_gpus[has] * hours[d]
-            order = np.lexsort((b.pair_alt[has], cost, cost / tps, d))
+            # Each demand's by (cost per token/s, cost, alternative): its pairs are in alternative order.
+            at = np.searchsorted(d, np.arange(len(self.demands) + 1))
+            order = select.sort_segments(at, cost / tps, cost)
             self._items = (d[order], cost[order], tps[order], b.pair_model[has][order] < 0)
-            self._items_at = np.searchsorted(self._items[0], np.arange(len(self.demands) + 1))
+            self._items_at = at
         return self._items
 
     def frontier(self, i: int) -> list[int] | None:

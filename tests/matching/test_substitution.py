@@ -602,6 +602,16 @@ def test_a_covers_compiled_items_are_the_python_ones(seed, shadowed, monkeypatch
     assert checked
 
 
+@pytest.mark.parametrize("seed", range(10))
+def test_segments_sorted_in_compiled_code_are_lexsorted(seed):
+    rng = np.random.default_rng(seed)
+    n = 400
+    d = np.sort(rng.integers(0, 60, size=n))
+    key, then = rng.choice([0.5, 1.0, 2.0, -1.0], size=n), rng.choice([1.0, 3.0], size=n)
+    at = np.searchsorted(d, np.arange(61))
+    assert select.sort_segments(at, key, then).tolist() == np.lexsort((np.arange(n), then, key, d)).tolist()
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_the_compiled_cheapest_option_is_the_flat_ones(seed):
     """What a top-up places next (Round.cheapest_served): picked from the bit matrix by compiled
