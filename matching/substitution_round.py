@@ -227,7 +227,9 @@ class Round:
             # blocked: the stage reached, furthest first. Then the first alternative.
             value = np.where(is_open, 0.0, -stage.astype(np.float64))
             np.divide((b.pair_first_cost * b.pair_gpus).astype(np.float64), b.pair_tokens, out=value, where=is_open)
-            order = np.lexsort((k, value, ~is_open, model, d))
+            # Within each demand (its pairs come in alternative order): by model, open first, value.
+            group = (model * 2 + ~is_open).astype(np.float64)
+            order = select.sort_segments(b.offset, group, value)
             starts = np.flatnonzero(np.diff(d[order] * (int(model.max(initial=0)) + 1) + model[order], prepend=-1))
             chosen = order[starts]
             # Models in the order of their first alternative.
