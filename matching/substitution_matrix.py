@@ -57,7 +57,9 @@ def rules_matrix(
     - ``count``: how many pass; ``first``: the first that does (0 when none);
     - ``class_min``: per class of ``col_class``, the least ``price`` (capped at ``NO_PRICE`` − 1)
       of those passing (``NO_PRICE``: none);
-    - ``nearest``: the column of least RTT among those with a node big enough (-1: none finite);
+    - ``nearest``: for a pair stopped by the RTT rule, the column of least RTT among those with a
+      node big enough (-1: none finite); for the others, not meaningful (the scan stops at the
+      first column priced past the cap or the budget: every later one is too);
     - ``cheapest``: for a pair stopped by the price rule, the least price within the RTT bound; for
       one stopped by the budget, the least price that passed the node-free rule (else ``NONE``).
     """
@@ -99,9 +101,10 @@ def rules_matrix(
                 continue
             p = price[j]
             near_price = min(near_price, p)
-            if p > c_cap:
+            if p > c_cap:  # (and so is every column after: they are by price)
                 far = max(far, PRICE)
-            elif rel[j] < c_rel:
+                break
+            if rel[j] < c_rel:
                 far = max(far, RELIABILITY)
             elif start[j] > c_by or c_hours > span[j]:
                 far = max(far, WINDOW)
@@ -109,9 +112,9 @@ def rules_matrix(
                 far = max(far, NODE_FREE)
             else:
                 free_price = min(free_price, p)
-                if p * s > c_budget:
+                if p * s > c_budget:  # (and so is every column after)
                     far = max(far, BUDGET)
-                    continue
+                    break
                 far = OPEN
                 if n_ok == 0:
                     first_ok = j
