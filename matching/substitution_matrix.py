@@ -138,25 +138,7 @@ def rules_matrix(
 
 def warm_up() -> None:
     """Compile (or load from numba's cache) :func:`rules_matrix`."""
-    one, f = np.ones(1, dtype=np.int64), np.ones(1)
-    rules_matrix(
-        np.zeros((1, 1), dtype=np.uint8),
-        one,
-        f,
-        one,
-        one * 0,
-        one,
-        one,
-        one,
-        one,
-        np.ones((1, 1)),
-        one,
-        one,
-        one * 0,
-        one,
-        one,
-        one,
-        one,
-        one * 0,
-        1,
-    )
+    one, zero, f = np.ones(1, dtype=np.int64), np.zeros(1, dtype=np.int64), np.ones(1)
+    pairs = (one, f, one, zero, one, one, one, one)  # size … budget
+    columns = (one, one, zero, one, one, one, one)  # price … room
+    rules_matrix(np.zeros((1, 1), dtype=np.uint8), *pairs, np.ones((1, 1)), *columns, zero, 1)
