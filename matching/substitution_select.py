@@ -7,7 +7,12 @@ loops compiled (numba):
   pair's candidates, their slots, the cheapest alternatives kept and their items sorted, in one
   call. One call per cover replaces a dozen numpy calls per alternative, whose cost per call, not
   per listing, was most of the engine's time.
-- :func:`search`: the branch and bound over a cover's items.
+- :func:`search`: the branch and bound over a cover's items (iterative: a recursive compiled
+  function called from compiled code crashes once loaded from numba's cache).
+- :func:`cover_plan`: both, and the fill order, in one call; :func:`plan_of` for items made in
+  Python.
+- :func:`cheapest_option`: a top-up's next replica, read from the bit matrix.
+- :func:`sort_segments`: each demand's items sorted within the demand.
 """
 
 from __future__ import annotations
