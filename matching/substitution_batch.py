@@ -23,12 +23,8 @@ from numpy.typing import NDArray
 from matching import costs
 from matching.graph.edges import HOUR_US, us_since
 from matching.problem import InferenceDemand, VoucherTerms
-from matching.substitution_index import BUDGET, OPEN, STAGES, Candidates, Index
+from matching.substitution_index import BUDGET, OPEN, PRICE, TOO_FAR, Candidates, Index
 from matching.substitution_matrix import rules_matrix
-
-NO_PRICE = np.iinfo(np.int32).max
-NONE_LISTED, NODE_SIZE, TOO_FAR, PRICE = (STAGES.index(s) for s in ("none_listed", "node_size", "too_far", "price"))
-RELIABILITY, WINDOW, NODE_FREE = (STAGES.index(s) for s in ("reliability", "window", "node_free"))
 
 
 class LazyCandidates(tuple):  # type: ignore[type-arg]
@@ -110,7 +106,6 @@ class Batch:
 
     def __init__(self, index: Index, demands: tuple[InferenceDemand, ...]) -> None:
         self.index = index
-        self.options: list[list[AnyCandidates]] = [[] for _ in demands]
         #: Per GPU model, its listings by price (then index): the matrices' columns.
         self.cols: dict[str, NDArray[np.int64]] = {}
         #: Every pair's row of its model's matrix, bit-packed, one row per pair: a pair of ``model``
@@ -132,16 +127,14 @@ class Batch:
         self._keyed: dict[float, NDArray[np.int64]] = {}
         self._subsidy: tuple[list[NDArray[np.int64]], NDArray[np.int64]] | None = None
         #: For the Lagrangian bound (:mod:`matching.substitution_bound`), per GPU model: its pairs
-        #: ((demand, alternative) rows), the free GPUs of each region's listings of the model (a
-        #: *class*) and each pair's cheapest feasible price in each class (:data:`NO_PRICE`: none).
-        self.pairs: dict[str, NDArray[np.int64]] = {}
-        #: Per GPU model, each pair's GPUs and tokens/s per replica.
-        self.pair_size: dict[str, NDArray[np.int64]] = {}
-        self.pair_tps: dict[str, NDArray[np.float64]] = {}
+        #: (their numbers in the ``pair_*`` columns, in the order of its rows of :attr:`bits`), the
+        #: free GPUs of each region's listings of the model (a *class*) and each pair's cheapest
+        #: feasible price in each class (:data:`NO_PRICE`: none).
+        self.model_pairs: dict[str, NDArray[np.int64]] = {}
         self.class_free: dict[str, NDArray[np.float64]] = {}
         #: Per GPU model, the class of each of its columns (listings by price).
         self.col_class: dict[str, NDArray[np.int64]] = {}
-        self.class_min: dict[str, list[NDArray[np.int32]]] = {}
+        self.class_min: dict[str, NDArray[np.int32]] = {}
         now = index.problem.now
         self.d_origin = np.array([index.rix[d.origin] for d in demands], dtype=np.int64)
         self.d_rel = np.array([costs.reliability_units(d.min_reliability) for d in demands], dtype=np.int64)
@@ -229,14 +222,13 @@ class Batch:
         """The matrix of ``model``'s pairs (``g``, with their alternatives' RTT bounds and caps in
         units), their candidates into ``slots``."""
         ix = self.index
-        di, ki, size, tps = self.pair_demand[g], self.pair_alt[g], self.pair_gpus[g], self.pair_tokens[g]
+        di, ki, size = self.pair_demand[g], self.pair_alt[g], self.pair_gpus[g]
         lsts = ix.by_model[model]
         cols = lsts[np.lexsort((lsts, ix.price[lsts]))]  # by price, then index
         self.cols[model] = cols
         price, gpn, region = ix.price[cols], ix.gpn[cols], ix.region[cols]
         rel, start, until, room = ix.reliability[cols], ix.start[cols], ix.until[cols], ix.max_free[cols]
-        self.pair_size[model], self.pair_tps[model] = size, tps
-        self.pairs[model] = np.stack([di, ki], axis=1)
+        self.model_pairs[model] = g
         d_list, n = di.tolist(), len(di)
         classes, self.col_class[model] = np.unique(region, return_inverse=True)
         free = np.array([sum(ix.free[j]) for j in cols.tolist()], dtype=float)
@@ -247,7 +239,7 @@ class Batch:
             self.d_hours[di], self.d_budget[di], ix.rtt, price, gpn, region, rel, start, until, room,
             self.col_class[model].astype(np.int64), len(classes),
         )  # fmt: skip
-        self.class_min[model] = [class_min]
+        self.class_min[model] = class_min
         first = cols[first_a]
         first_cost = np.where(stage_a == OPEN, ix.price[first] - self._subsidy_at(demands, di, first), 0)
         self.pair_count[g], self.pair_first_cost[g], self.pair_stage[g] = count_a, first_cost, stage_a

@@ -33,7 +33,8 @@ from numba import njit
 from numpy.typing import NDArray
 
 from matching import costs
-from matching.substitution_batch import NO_PRICE, LazyCandidates
+from matching.substitution_batch import LazyCandidates
+from matching.substitution_matrix import NO_PRICE
 from matching.substitution_round import Round
 from matching.substitution_select import sort_segments
 
@@ -431,7 +432,7 @@ def bounds(
             sets.cheapest_covers(short, [caps[i] - shortfall for i in short])
         )
     steps = 0
-    if rnd.batch is not None and rnd.batch.pairs:
+    if rnd.batch is not None and rnd.batch.model_pairs:
         lagrangian = lagrangian or Lagrangian(rnd)
         steps = LAGRANGE_STEPS if start is None else WARM_STEPS
         value, pi = lagrangian.best(served, upper_units, start, steps)
@@ -475,14 +476,12 @@ class Lagrangian:
         n = len(rnd.demands)
         demand_hours = np.array([d.duration_hours for d in rnd.demands], dtype=float)
         demand_disc = np.array([1 - _percent(rnd, i) / 100 for i in range(n)], dtype=float)
-        for model, pairs in batch.pairs.items():
-            chunks = batch.class_min[model]
-            if not len(pairs) or not chunks:
+        for model, g in batch.model_pairs.items():
+            if not len(g):
                 continue
-            m = np.vstack(chunks).astype(np.float32)
+            m = batch.class_min[model].astype(np.float32)
             m[m >= NO_PRICE] = np.inf
-            d = pairs[:, 0]
-            size, tps = batch.pair_size[model].astype(float), batch.pair_tps[model]
+            d, size, tps = batch.pair_demand[g], batch.pair_gpus[g].astype(float), batch.pair_tokens[g]
             m *= (demand_hours[d] * demand_disc[d]).astype(np.float32)[:, None]
             self.parts.append((d, size, tps, m, offset))
             self.class_of[batch.cols[model]] = offset + batch.col_class[model]

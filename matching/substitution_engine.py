@@ -97,7 +97,7 @@ def _fast(rnd: Round) -> Stats:
         cover(rnd, i)
     top_up(rnd, order)
     kept, lagrangian, pi = "none", None, None  # (no batch matrices, no class prices)
-    if rnd.batch is not None and rnd.batch.pairs:
+    if rnd.batch is not None and rnd.batch.model_pairs:
         lagrangian = Lagrangian(rnd)
         _, pi = lagrangian.best(sum(rnd.served(i) for i in range(len(rnd.demands))), _cost(rnd, order))
         prices = lagrangian.listing_prices(pi)

@@ -27,7 +27,7 @@ from matching.problem import InferenceAlternative, InferenceDemand, Problem
 #: that leaves no listing is the alternative's stage; ``OPEN``: some listing passes them all).
 STAGES = ("none_listed", "node_size", "too_far", "price", "reliability", "window", "node_free", "budget")
 OPEN = len(STAGES)
-BUDGET = STAGES.index("budget")
+NONE_LISTED, NODE_SIZE, TOO_FAR, PRICE, RELIABILITY, WINDOW, NODE_FREE, BUDGET = range(len(STAGES))
 
 
 @dataclass

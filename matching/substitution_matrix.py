@@ -11,9 +11,8 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-# The stages' numbers, as in :data:`matching.substitution_index.STAGES` (a test checks they agree;
-# numba reads module constants as literals).
-NODE_SIZE, TOO_FAR, PRICE, RELIABILITY, WINDOW, NODE_FREE, BUDGET, OPEN = 1, 2, 3, 4, 5, 6, 7, 8
+from matching.substitution_index import BUDGET, NODE_FREE, NODE_SIZE, OPEN, PRICE, RELIABILITY, TOO_FAR, WINDOW
+
 NO_PRICE = np.iinfo(np.int32).max
 NONE = np.iinfo(np.int64).max
 
