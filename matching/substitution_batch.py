@@ -126,6 +126,7 @@ class Batch:
         self._keyed_for: NDArray[np.float64] | None = None
         self._keyed: dict[float, NDArray[np.int64]] = {}
         self._subsidy: tuple[list[NDArray[np.int64]], NDArray[np.int64]] | None = None
+        self._first_per_token: NDArray[np.float64] | None = None
         #: For the Lagrangian bound (:mod:`matching.substitution_bound`), per GPU model: its pairs
         #: (their numbers in the ``pair_*`` columns, in the order of its rows of :attr:`bits`), the
         #: free GPUs of each region's listings of the model (a *class*) and each pair's cheapest
@@ -279,6 +280,17 @@ class Batch:
             at = np.flatnonzero(mine == q)
             out[at] = arrays[q][j[at]]
         return out
+
+    @property
+    def first_per_token(self) -> NDArray[np.float64]:
+        """Every pair's :func:`matching.substitution_index.first_per_token` (0 where it has no
+        listing; the same float: the cost × GPUs is an exact integer). Made once."""
+        if self._first_per_token is None:
+            has = self.pair_count > 0
+            self._first_per_token = np.zeros(len(has))
+            cost = (self.pair_first_cost * self.pair_gpus).astype(np.float64)
+            np.divide(cost, self.pair_tokens, out=self._first_per_token, where=has)
+        return self._first_per_token
 
     def by_key(self, shadow: NDArray[np.float64], hours: float) -> NDArray[np.int64]:
         """Each model's columns by (price × ``hours`` + ``shadow``, price, listing): the order in

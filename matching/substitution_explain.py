@@ -22,7 +22,7 @@ from matching.problem import (
     InferenceDemand,
 )
 from matching.substitution_batch import AnyCandidates
-from matching.substitution_index import OPEN, STAGES
+from matching.substitution_index import OPEN, STAGES, first_per_token
 
 
 def label(alt: InferenceAlternative) -> str:
@@ -103,10 +103,7 @@ def alternative_costs(
         best: dict[str, tuple[tuple[int, float, int], int]] = {}
         for k, alt in enumerate(alts):
             c = options[k]
-            if c.stage == OPEN:
-                rank = (0, c.first_cost * alt.gpus_per_replica / alt.tokens_per_second_per_replica, k)
-            else:
-                rank = (1, -c.stage, k)
+            rank = (0, first_per_token(c.first_cost, alt), k) if c.stage == OPEN else (1, -c.stage, k)
             was = best.get(alt.gpu_model)
             if was is None or rank < was[0]:
                 best[alt.gpu_model] = (rank, k)

@@ -59,6 +59,13 @@ class Candidates:
         return int(self.cost[0]) if len(self.cost) else 0
 
 
+def first_per_token(first_cost: int, alt: InferenceAlternative) -> float:
+    """What a replica of ``alt`` costs per token/s at its cheapest listing, units per hour:
+    ``first_cost`` (per GPU-hour) × GPUs ÷ tokens/s, an int over a float
+    (:attr:`matching.substitution_batch.Batch.first_per_token` is the same over every pair)."""
+    return first_cost * alt.gpus_per_replica / alt.tokens_per_second_per_replica
+
+
 @dataclass
 class Index:
     """Column arrays of the listings and the free GPUs per node left for inference demand."""

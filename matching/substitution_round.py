@@ -17,7 +17,7 @@ from matching import substitution_select as select
 from matching.packing.transport import best_fit
 from matching.problem import Problem
 from matching.substitution_batch import AnyCandidates, Batch
-from matching.substitution_index import OPEN, Index
+from matching.substitution_index import OPEN, Index, first_per_token
 
 #: (demand index, alternative index, listing index) → the node of each replica placed there.
 Placements = dict[tuple[int, int, int], list[int]]
@@ -74,6 +74,17 @@ def replicas_below(target: float, placed: float, tps: float) -> int:
     return n
 
 
+class Ranking(NamedTuple):
+    """Every demand's alternatives with a listing, ranked (:meth:`Round.ranked_options`): where each
+    demand's start (and, last, where they end), the pairs' numbers, and the arrays
+    :meth:`Round.ranked_arrays` views."""
+
+    at: NDArray[np.int64]
+    pairs: NDArray[np.int64]
+    floats: NDArray[np.float64]
+    ints: NDArray[np.int64]
+
+
 class PlanState(NamedTuple):
     """A round's plan: the node pool, the placements, each demand's placement keys, and each
     demand's tokens/s placed, spend per hour and cost to the engine (:meth:`Round.cost_of`)."""
@@ -128,12 +139,9 @@ class Round:
         #: Each demand's most tokens/s in any placement (:func:`matching.substitution_bound.servable`).
         self.servable: NDArray[np.float64] | None = None
         self._ranked: dict[int, list[tuple[float, AnyCandidates]]] = {}
-        self._rank: tuple[NDArray[np.int64], NDArray[np.float64]] | None = None
-        self._order = self._rank_ints = np.zeros((0, 4), dtype=np.int64)
-        self._rank_floats = np.zeros((0, 2))
+        self._rank: Ranking | None = None
         self._rank_views: list[tuple[NDArray[np.float64], NDArray[np.int64]] | None] | None = None
         self._items: tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]] | None = None
-        self._items_at = np.zeros(1, dtype=np.int64)
         self._frontier: tuple[NDArray[np.int64], list[int]] | None = None
 
     def option_counts(self) -> list[int]:
@@ -151,38 +159,31 @@ class Round:
         round's, not the plan's)."""
         if i not in self._ranked:
             if self.batch is not None:
-                at, first = self._ranking()
-                lo, hi = at[i], at[i + 1]
+                rank = self._ranking()
+                lo, hi = rank.at[i], rank.at[i + 1]
                 options = self.options[i]
-                self._ranked[i] = list(zip(first[lo:hi].tolist(), [options[k] for k in self.batch.pair_alt[
-                    self._order[lo:hi]].tolist()], strict=True))  # fmt: skip
+                ks = rank.ints[lo:hi, 3].tolist()
+                self._ranked[i] = list(zip(rank.floats[lo:hi, 0].tolist(), [options[k] for k in ks], strict=True))
             else:
                 alts = self.demands[i].alternatives
                 ranked = sorted(  # (alternatives are unique: no tie reaches the candidates)
-                    (c.first_cost * alts[c.alt].gpus_per_replica / alts[c.alt].tokens_per_second_per_replica, c.alt, c)
-                    for c in self.options[i]
-                    if c.count
+                    (first_per_token(c.first_cost, alts[c.alt]), c.alt, c) for c in self.options[i] if c.count
                 )
                 self._ranked[i] = [(first, c) for first, _, c in ranked]
         return self._ranked[i]
 
-    def _ranking(self) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-        """:meth:`ranked_options` for every demand at once, from the batch's pair columns: where each
-        demand's ranked pairs start (and, last, where they end) and each ranked pair's cost per
-        token/s. Sets ``_order`` (the ranked pairs' numbers) and :meth:`ranked_arrays`' arrays."""
+    def _ranking(self) -> Ranking:
+        """:meth:`ranked_options` for every demand at once, from the batch's pair columns."""
         if self._rank is None:
             b = cast(Batch, self.batch)
             has = np.flatnonzero(b.pair_count > 0)
-            # cost × GPUs (an exact integer) ÷ tokens/s: the same float as Python's int / float.
-            first = (b.pair_first_cost[has] * b.pair_gpus[has]).astype(np.float64) / b.pair_tokens[has]
+            first = b.first_per_token[has]
             # Each demand's by (cost per token/s, alternative): its pairs are in alternative order.
             at = np.searchsorted(b.pair_demand[has], np.arange(len(self.demands) + 1))
-            order = select.sort_segments(at, first, first)
-            self._order, first = has[order], first[order]
-            g = self._order
-            self._rank_floats = np.stack([first, b.pair_tokens[g]], axis=1)
-            self._rank_ints = np.stack([b.pair_row[g], b.pair_model[g], b.pair_gpus[g], b.pair_alt[g]], axis=1)
-            self._rank = (at, first)
+            g = has[select.sort_segments(at, first, first)]
+            floats = np.stack([b.first_per_token[g], b.pair_tokens[g]], axis=1)
+            ints = np.stack([b.pair_row[g], b.pair_model[g], b.pair_gpus[g], b.pair_alt[g]], axis=1)
+            self._rank = Ranking(at, g, floats, ints)
         return self._rank
 
     def cheapest_items(self, i: int, scalar_only: bool) -> list[tuple[float, float]]:
@@ -223,10 +224,9 @@ class Round:
         if self._frontier is None:
             k, stage, model, d = b.pair_alt, b.pair_stage, b.pair_gpu_model, b.pair_demand
             is_open = stage == OPEN
-            # Open: cost × GPUs ÷ tokens/s at the cheapest listing (Python's int / float), least first;
-            # blocked: the stage reached, furthest first. Then the first alternative.
-            value = np.where(is_open, 0.0, -stage.astype(np.float64))
-            np.divide((b.pair_first_cost * b.pair_gpus).astype(np.float64), b.pair_tokens, out=value, where=is_open)
+            # Open: cost per token/s at the cheapest listing, least first; blocked: the stage
+            # reached, furthest first. Then the first alternative.
+            value = np.where(is_open, b.first_per_token, -stage.astype(np.float64))
             # Within each demand (its pairs come in alternative order): by model, open first, value.
             group = (model * 2 + ~is_open).astype(np.float64)
             order = select.sort_segments(b.offset, group, value)
@@ -247,12 +247,11 @@ class Round:
         if self.batch is None:
             return None
         if self._rank_views is None:
-            at, _ = self._ranking()
-            bounds = at.tolist()
-            outside = np.bincount(self.batch.pair_demand[self._order[self._rank_ints[:, 1] < 0]], minlength=len(at) - 1)
+            rank = self._ranking()
+            outside = np.bincount(self.batch.pair_demand[rank.pairs[rank.ints[:, 1] < 0]], minlength=len(self.demands))
             self._rank_views = [
-                None if outside[n] else (self._rank_floats[lo:hi], self._rank_ints[lo:hi])
-                for n, (lo, hi) in enumerate(pairwise(bounds))
+                None if outside[n] else (rank.floats[lo:hi], rank.ints[lo:hi])
+                for n, (lo, hi) in enumerate(pairwise(rank.at.tolist()))
             ]
         return self._rank_views[i]
 
