@@ -47,7 +47,9 @@ def cheapest_items(rnd: Round, i: int, *, scalar_only: bool = False) -> list[tup
     cheapest listing (capacity ignored), cheapest per token/s first (then cheapest, then alternative
     order); ``scalar_only``: only the alternatives the batch matrices do not hold."""
     if rnd.batch is not None:
-        return rnd.cheapest_items(i, scalar_only)
+        sets = item_sets(rnd, scalar_only=scalar_only)
+        lo, hi = sets.at[i], sets.at[i + 1]
+        return list(zip(sets.cost[lo:hi].tolist(), sets.tps[lo:hi].tolist(), strict=True))
     alts, hours = rnd.demands[i].alternatives, rnd.demands[i].duration_hours
     items = [
         (float(c.first_cost) * alts[c.alt].gpus_per_replica * hours, alts[c.alt].tokens_per_second_per_replica)
@@ -557,15 +559,17 @@ class Lagrangian:
         """L(π) with whole-replica covers: each open demand's cheapest cover of its cap, less the
         most a placement serving ``shortfall`` tokens/s less than Σ caps could save
         (:func:`savings`)."""
-        ds, cost, tps = [self.scalar.d], [self.scalar.cost], [self.scalar.tps]
+        ds, cost, tps = [], [], []
         for d, size, t, m, off in self.parts:
-            per_gpu = (m + pi[off : off + m.shape[1]][None, :]).min(axis=1)
-            c = per_gpu * size
+            c = (m + pi[off : off + m.shape[1]][None, :]).min(axis=1) * size  # at its cheapest class
             finite = np.isfinite(c)
-            ds.insert(-1, d[finite])
-            cost.insert(-1, c[finite])
-            tps.insert(-1, t[finite])
+            ds.append(d[finite])
+            cost.append(c[finite])
+            tps.append(t[finite])
         # Each demand's items: the parts' (in part order), then its scalar ones; ranked.
+        ds.append(self.scalar.d)
+        cost.append(self.scalar.cost)
+        tps.append(self.scalar.tps)
         d_all = np.concatenate(ds)
         order = np.argsort(d_all, kind="stable")
         sets = ItemSets(self.scalar.n, d_all[order], np.concatenate(cost)[order], np.concatenate(tps)[order]).ranked()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -206,8 +206,8 @@ def cover(rnd: Round, i: int, shadow: NDArray[np.float64] | None = None) -> None
         return
     arrays, batch, budget = rnd.ranked_arrays(i), rnd.batch, rnd.budget[i] - rnd.spent[i]
     if arrays is not None and batch is not None:  # all in the batch: one compiled call
-        args = (*_compiled_args(rnd, i, arrays, batch, shadow), float(missing), budget, COVER_NODES)
-        plan = _call(select.cover_plan, args).tolist()
+        args = _compiled_args(rnd, i, arrays, batch, shadow)
+        plan = select.cover_plan(*args, float(missing), budget, COVER_NODES).tolist()
     else:
         ints, floats = cover_items(rnd, i, missing, shadow)
         plan = select.plan_of(ints, floats, float(missing), budget, COVER_NODES).tolist()
@@ -227,15 +227,18 @@ def cover_items(
         ints = np.array([(k, j, slots, size, price) for k, j, _, _, slots, size, price in items], dtype=np.int64)
         floats = np.array([(cost, tps) for _, _, cost, tps, *_ in items], dtype=np.float64)
         return ints.reshape(-1, 5), floats.reshape(-1, 2)
-    return cast(
-        tuple[NDArray[np.int64], NDArray[np.float64]],
-        _call(select.cover_items, (*_compiled_args(rnd, i, arrays, batch, shadow), float(missing))),
-    )
+    return select.cover_items(*_compiled_args(rnd, i, arrays, batch, shadow), float(missing))
 
 
-def _call(function: Any, args: tuple[Any, ...]) -> Any:
-    """``function(*args)`` (a compiled function: its stub takes no unpacked arguments)."""
-    return function(*args)
+Ints = NDArray[np.int64]
+Floats = NDArray[np.float64]
+#: :func:`matching.substitution_select.cover_items`' arguments before ``missing``: the batch's bit
+#: matrix and column tables, the demand's ranked alternatives, prices, subsidies, free GPUs (by
+#: listing and by node), hours, shadow prices, whether the columns come in key order and that
+#: order, and the listings and alternatives a cover keeps.
+CoverArgs = tuple[
+    NDArray[np.uint8], Ints, Ints, Floats, Ints, Ints, Ints, Ints, Ints, float, Floats, bool, Ints, int, int
+]
 
 
 def _compiled_args(
@@ -244,7 +247,7 @@ def _compiled_args(
     arrays: tuple[NDArray[np.float64], NDArray[np.int64]],
     batch: Batch,
     shadow: NDArray[np.float64] | None,
-) -> tuple[Any, ...]:
+) -> CoverArgs:
     """:func:`matching.substitution_select.cover_items`' arguments for demand ``i`` up to ``missing``."""
     demand = rnd.demands[i]
     hours = float(demand.duration_hours)

@@ -51,15 +51,17 @@ class Pool:
         return nodes
 
     def remove(self, j: int, size: int, node: int) -> None:
-        self.free[j][node] += size
-        self.max_free[j] = max(self.free[j])
-        self.nodes[j, node] += size
+        """Take a replica of ``size`` off ``node`` of listing ``j``."""
+        self._add(j, node, size)
 
     def take(self, j: int, size: int, node: int) -> None:
         """Put a replica of ``size`` back on ``node`` of listing ``j`` (which has room for it)."""
-        self.free[j][node] -= size
+        self._add(j, node, -size)
+
+    def _add(self, j: int, node: int, gpus: int) -> None:
+        self.free[j][node] += gpus
         self.max_free[j] = max(self.free[j])
-        self.nodes[j, node] -= size
+        self.nodes[j, node] += gpus
 
 
 def replicas_below(target: float, placed: float, tps: float) -> int:
@@ -186,21 +188,12 @@ class Round:
             self._rank = Ranking(at, g, floats, ints)
         return self._rank
 
-    def cheapest_items(self, i: int, scalar_only: bool) -> list[tuple[float, float]]:
-        """:func:`matching.substitution_bound.cheapest_items` from the batch's pair columns, every
-        demand's sorted at once on first use."""
-        _, cost, tps, scalar = self.cheapest_item_arrays()
-        at = self._items_at
-        lo, hi = int(at[i]), int(at[i + 1])
-        if scalar_only:
-            return [(float(cost[n]), float(tps[n])) for n in range(lo, hi) if scalar[n]]
-        return list(zip(cost[lo:hi].tolist(), tps[lo:hi].tolist(), strict=True))
-
     def cheapest_item_arrays(
         self,
     ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
-        """Every demand's :meth:`cheapest_items` as columns, demand by demand: demand, cost × hours,
-        tokens/s, and whether the batch matrices do not hold the alternative."""
+        """Every demand's :func:`matching.substitution_bound.cheapest_items` as columns, demand by
+        demand: demand, cost × hours, tokens/s, and whether the batch matrices do not hold the
+        alternative. Made once."""
         if self._items is None:
             b, hours = cast(Batch, self.batch), np.array([d.duration_hours for d in self.demands], dtype=np.int64)
             has = np.flatnonzero(b.pair_count > 0)
@@ -211,7 +204,6 @@ class Round:
             at = np.searchsorted(d, np.arange(len(self.demands) + 1))
             order = select.sort_segments(at, cost / tps, cost)
             self._items = (d[order], cost[order], tps[order], b.pair_model[has][order] < 0)
-            self._items_at = at
         return self._items
 
     def frontier(self, i: int) -> list[int] | None:
@@ -368,9 +360,11 @@ class Round:
                     batch.bits, batch.cols_table, batch.n_cols, *arrays, self.index.price, subsidy,
                     self.pool.max_free, self.budget[i] - self.spent[i], missing,
                 )  # fmt: skip
-                tps = self.demands[i].alternatives[k].tokens_per_second_per_replica if k >= 0 else 0.0
-                if k < 0 or not self.fill(i, k, j, max(1, int(missing // tps))):
+                if k < 0:
                     return
+                tps = self.demands[i].alternatives[k].tokens_per_second_per_replica
+                if not self.fill(i, k, j, max(1, int(missing // tps))):
+                    return  # cannot happen: the pick fits (kept as a guard against a loop)
             return
         f = self.flat(i)
         while len(f.k) and self.placed[i] < target:
