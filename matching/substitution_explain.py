@@ -144,20 +144,18 @@ def explain(
     a: Assignment,
     others: list[AlternativeCost],
     policy_words: str,
-    texts: dict[int, tuple[str, str, str]] | None = None,
+    texts: dict[int, tuple[str, str, str]],
 ) -> Explanation:
     """JSON-ready explanation of inference assignment ``a`` (alternative ``alt`` of ``demand``).
     ``texts``: the texts of a listing's price, energy cost and start (the same for every one of a
-    round's assignments on it), by listing id, kept across calls."""
-    listing = texts.get(a.listing_id) if texts is not None else None
+    round's assignments on it), by listing id, filled as listings come."""
+    listing = texts.get(a.listing_id)
     if listing is None:
-        listing = (
+        listing = texts[a.listing_id] = (
             costs.money_text(a.price_per_gpu_hour),
             costs.money_text(a.energy_cost_per_gpu_hour),
             costs.utc_text(a.starts_at),
         )
-        if texts is not None:
-            texts[a.listing_id] = listing
     mine = per_mtok(int(costs.money_units(a.cost_per_gpu_hour)), alt)
     target = ttft_target_ms(alt)
     why = (
