@@ -337,6 +337,9 @@ def test_the_exact_program_agrees_with_the_fast_methods_bounds(seed, n_demands, 
     exact_assignments, _, exact = solve_inference(p)
     assert (exact["solver"], exact["milp_status"]) == ("substitution-milp", "optimal")
     monkeypatch.setattr(substitution_engine, "EXACT_OPTIONS", 0)
+    # The covers' bound at any multiple of the class prices is a bound: wider ones than the shipped
+    # (whose best is at most these') are checked too.
+    monkeypatch.setattr(substitution_bound, "COVER_PRICE_SCALES", (0.5, 1.5, 2.0, 2.5, 4.0, 8.0))
     fast_assignments, _, fast = solve_inference(p)
     # Tokens/s: the exact optimum is lexicographic by priority, so the fast method serves no more at
     # the top level, and no placement serves more in all than the fast method's bound.
@@ -656,6 +659,18 @@ def test_the_lagrangians_compiled_least_class_is_numpys(seed):
     v = (m + pi[None, :]) * per[:, None]
     assert best.tolist() == v.argmin(axis=1).tolist()
     assert value.tolist() == v[np.arange(200), v.argmin(axis=1)].tolist()
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_the_covers_compiled_least_price_per_pair_is_numpys(seed):
+    rng = np.random.default_rng(seed)
+    m = rng.choice(np.array([1.5, 2.0, 7.25, np.inf], dtype=np.float32), size=(200, 7))
+    m[:5] = np.inf  # rows with no class at all
+    pi = rng.choice(np.array([0.0, 0.5, 3.1], dtype=np.float64), size=7)
+    size = rng.choice(np.array([1.0, 2.0, 8.0]), size=200)
+    rows = np.sort(rng.choice(np.arange(200), size=120, replace=False))
+    got = substitution_bound._least_plus(m, pi, size, rows)
+    assert got.tolist() == ((m + pi[None, :]).min(axis=1) * size)[rows].tolist()
 
 
 @pytest.mark.parametrize("seed", range(10))
