@@ -492,6 +492,56 @@ def test_the_shadow_pass_moves_a_flexible_demand_off_the_listing_another_needs(f
     assert Decimal(alone["cost"]) == Decimal("1640")
 
 
+def test_a_demand_covered_again_takes_the_cheaper_listing_freed_since_it_was_placed():
+    """Demand 2 took the H20 at 5 and demand 1 the one at 6; demand 2 then leaves. Covered again,
+    demand 1 moves to the listing at 5 (288 → 240 CNY over its 24 h), and only it moves."""
+    listings = [
+        lst(1, region="ningxia-zhongwei", model="h20", price="5", nodes=(2,)),
+        lst(2, region="ningxia-zhongwei", model="h20", price="6", nodes=(2,)),
+    ]
+    rnd = Round(inference(listings, [demand(1), demand(2)]), None)
+    substitution_engine.cover(rnd, 1)
+    substitution_engine.cover(rnd, 0)
+    assert sorted((i, j) for i, _, j in rnd.placements) == [(0, 1), (1, 0)]
+    rnd.unplace(1)
+    served = rnd.served(0)
+    assert substitution_engine.recover_costliest(rnd) == 1
+    assert [(i, j) for i, _, j in rnd.placements] == [(0, 0)]
+    assert rnd.served(0) == served
+    assert costs.from_units(rnd.cost_of(0)) == Decimal("240")
+    # Where it already is cheapest, nothing is kept and the placement stays.
+    assert substitution_engine.recover_costliest(rnd) == 0
+    assert [(i, j) for i, _, j in rnd.placements] == [(0, 0)]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_covering_the_costliest_again_never_leaves_a_worse_plan(seed, fast, monkeypatch):
+    """With or without it, by priority then cost: never worse, and its plan keeps every rule."""
+    p = random_instance(seed, n_demands=25)
+    assignments, _, stats = solve_inference(p)
+    check_rules(p, assignments)
+    monkeypatch.setattr(substitution_engine, "recover_costliest", lambda rnd: 0)
+    before, _, alone = solve_inference(p)
+    assert level_key(p, assignments, stats) >= level_key(p, before, alone)
+    assert (stats["recovered"] > 0) == (level_key(p, assignments, stats) > level_key(p, before, alone))
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_covering_the_costliest_again_makes_the_benchmarks_plans_cheaper(seed, monkeypatch):
+    """On the benchmark's 300 × 150 rounds (the small random rounds above leave it nothing to move):
+    some demands move, the plan serves as much for less, and keeps every rule."""
+    from bench.bench_inference import SCALES, DemandMaker, default_data_path, generate, load_catalogue, load_reference
+
+    p = generate(load_reference(default_data_path()), DemandMaker(*load_catalogue()), *SCALES["300x150"], seed)
+    assignments, _, stats = solve_inference(p)
+    check_rules(p, assignments)
+    monkeypatch.setattr(substitution_engine, "recover_costliest", lambda rnd: 0)
+    before, _, alone = solve_inference(p)
+    assert stats["recovered"] > 0
+    assert served_by_level(p, assignments) == pytest.approx(served_by_level(p, before))
+    assert Decimal(stats["cost"]) < Decimal(alone["cost"])
+
+
 def level_key(p: Problem, assignments, stats) -> tuple[float, ...]:
     levels = served_by_level(p, assignments)
     return (*(round(levels[k], 6) for k in sorted(levels, reverse=True)), -float(Decimal(stats["cost"])))
