@@ -698,11 +698,17 @@ def test_the_compiled_cheapest_option_is_the_flat_ones(seed):
     assert checked
 
 
+def class_prices(rng: np.random.Generator) -> np.ndarray:
+    """A Lagrangian part's matrix: 200 pairs' least price in each of 7 classes (inf: none there)."""
+    m = rng.choice(np.array([1.5, 2.0, 7.25, np.inf], dtype=np.float32), size=(200, 7))
+    m[:5] = np.inf  # rows with no class at all
+    return m
+
+
 @pytest.mark.parametrize("seed", range(10))
 def test_the_lagrangians_compiled_least_class_is_numpys(seed):
     rng = np.random.default_rng(seed)
-    m = rng.choice(np.array([1.5, 2.0, 7.25, np.inf], dtype=np.float32), size=(200, 7))
-    m[:5] = np.inf  # rows with no class at all
+    m = class_prices(rng)
     pi = rng.choice(np.array([0.0, 0.5, 3.0], dtype=np.float32), size=7)
     per = rng.random(200).astype(np.float32) + np.float32(0.01)
     best, value = substitution_bound._least_class(m, pi, per)
@@ -714,8 +720,7 @@ def test_the_lagrangians_compiled_least_class_is_numpys(seed):
 @pytest.mark.parametrize("seed", range(10))
 def test_the_covers_compiled_least_price_per_pair_is_numpys(seed):
     rng = np.random.default_rng(seed)
-    m = rng.choice(np.array([1.5, 2.0, 7.25, np.inf], dtype=np.float32), size=(200, 7))
-    m[:5] = np.inf  # rows with no class at all
+    m = class_prices(rng)
     pi = rng.choice(np.array([0.0, 0.5, 3.1], dtype=np.float64), size=7)
     size = rng.choice(np.array([1.0, 2.0, 8.0]), size=200)
     rows = np.sort(rng.choice(np.arange(200), size=120, replace=False))
