@@ -173,6 +173,8 @@ class Batch:
         self.pair_first_cost = np.zeros(len(fields), dtype=np.int64)
         self.pair_row = np.full(len(fields), -1, dtype=np.int64)
         self.pair_model = np.full(len(fields), -1, dtype=np.int64)
+        #: Every matrix pair's first column (by price) passing every rule (-1: none, or not in the matrix).
+        self.pair_first_col = np.full(len(fields), -1, dtype=np.int64)
         #: Every pair's blocking stage.
         self.pair_stage = np.zeros(len(fields), dtype=np.int64)
         for q in np.flatnonzero(~matrix).tolist():
@@ -244,6 +246,7 @@ class Batch:
         first = cols[first_a]
         first_cost = np.where(stage_a == OPEN, ix.price[first] - self._subsidy_at(demands, di, first), 0)
         self.pair_count[g], self.pair_first_cost[g], self.pair_stage[g] = count_a, first_cost, stage_a
+        self.pair_first_col[g] = np.where(count_a > 0, first_a, -1)
         self.pair_row[g], self.pair_model[g] = base + np.arange(n), self.model_ix[model]
         # What blocked a pair, where the words need more than its stage.
         nearest: list[tuple[str, float] | None] = [None] * n

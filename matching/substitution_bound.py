@@ -6,7 +6,8 @@
 - **Cost**, at the tokens/s the plan serves (units of 0.0001 CNY × hours, then CNY), the best of:
   *every demand served its cap* → Σ of each demand's cheapest whole-replica cover of its cap,
   capacity relaxed (each alternative at its cheapest listing, any number of replicas, budget
-  dropped), and the same at the Lagrangian's capacity prices (:class:`Lagrangian`);
+  dropped), and the same at the Lagrangian's capacity prices (:class:`Lagrangian` by class, then
+  :class:`ListingPrices` by listing);
   *otherwise* → serving the plan's total tokens/s at each demand's least **cost per served
   token/s**, up to its cap, at zero or at the Lagrangian's capacity prices; and the covers of the
   caps less the most that serving the shortfall less could save (:func:`savings`).
@@ -24,7 +25,7 @@ their pieces against brute force.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import cast
 
@@ -267,24 +268,6 @@ def _first_least(value: NDArray[np.float32], order: NDArray[np.int64], starts: N
 
 
 @njit(cache=True, nogil=True)
-def _least_plus(
-    m: NDArray[np.float32], pi: NDArray[np.float64], size: NDArray[np.float64], rows: NDArray[np.int64]
-) -> NDArray[np.float64]:
-    """Per row r of ``rows``: min over classes c of (m[r, c] + pi[c]) × size[r], in float64: numpy's
-    ``((m + pi).min(axis=1) * size)[rows]``, without its matrix-sized temporary."""
-    out = np.empty(len(rows), dtype=np.float64)
-    for q in range(len(rows)):
-        r = rows[q]
-        least = np.inf
-        for c in range(m.shape[1]):
-            v = np.float64(m[r, c]) + pi[c]
-            if v < least:
-                least = v
-        out[q] = least * size[r]
-    return out
-
-
-@njit(cache=True, nogil=True)
 def _least_class(
     m: NDArray[np.float32], pi: NDArray[np.float32], per: NDArray[np.float32]
 ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
@@ -312,7 +295,12 @@ def warm_up() -> None:
     most_tokens([(1.0, 1.0)], 1.0, 1.0)
     most_tokens([(1.0, 1.0)], 1.0, 2.0, below=True)
     _least_class(np.zeros((1, 1), dtype=np.float32), np.zeros(1, dtype=np.float32), np.ones(1, dtype=np.float32))
-    _least_plus(np.zeros((1, 1), dtype=np.float32), np.zeros(1), np.ones(1), np.zeros(1, dtype=np.int64))
+    bits, zero, ones = np.full((1, 1), 0x80, dtype=np.uint8), np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64)
+    _least_by_demand(
+        bits, zero, np.array([0, 1]), np.zeros(1), zero, zero, ones, zero, np.ones(1), np.ones(1), np.ones(1),
+        np.zeros(1), np.full(1, np.inf), np.full(1, -1), np.zeros(1),
+    )  # fmt: skip
+    _listing_costs(bits, zero, zero, zero, ones, zero, np.ones(1), np.ones(1), np.ones(1), np.zeros(1))
     one = np.zeros(1, dtype=np.int64)
     _cheapest_first(one, np.ones(1), np.ones(1), one, np.ones(1), 1.0, np.zeros(1))
     _first_least(np.ones(1, dtype=np.float32), one, one)
@@ -418,7 +406,9 @@ def bounds(
     plan's cost (units × hours), the target of the subgradient steps; ``lagrangian``: the round's,
     when already built; ``start``: capacity prices already found for the round (the shadow
     passes'), from which a few steps go on (:data:`WARM_STEPS`) instead of :data:`LAGRANGE_STEPS`
-    from zero.
+    from zero. Then :data:`LISTING_STEPS` steps of a price per listing (:class:`ListingPrices`)
+    from the class prices, and the whole-replica covers at multiples of those
+    (:data:`COVER_PRICE_SCALES`).
 
     A demand is served at most its :func:`servable` tokens/s in any placement, so every rule below
     holds with its target replaced by that cap."""
@@ -459,16 +449,31 @@ def bounds(
         value, pi = lagrangian.best(served, upper_units, start, steps)
         # The matrices are float32: a margin far above their rounding keeps these bounds bounds.
         candidates["Lagrangian, capacity priced by class"] = value * (1 - FLOAT32_MARGIN)
-        name = "Lagrangian with whole-replica covers" + ("" if everyone else ", less what the shortfall can save")
+        # On from the class prices, a price per listing (its value there is the classes').
+        by_listing = ListingPrices(lagrangian)
+        value, pi = by_listing.best(served, value * LISTING_TARGET, by_listing.expand(pi), LISTING_STEPS)
+        # (float64, but summed over many demands: the same margin keeps rounding out of the bound.)
+        candidates["Lagrangian, capacity priced by listing"] = value * (1 - FLOAT32_MARGIN)
+        name = "Lagrangian by listing with whole-replica covers" + (
+            "" if everyone else ", less what the shortfall can save"
+        )
         # Whole replicas make capacity scarcer than the split replicas π was raised for, so the
         # covers' bound usually peaks at a multiple of π; every multiple gives a bound.
-        by_scale = {scale: lagrangian.covers(pi * scale, shortfall) for scale in (1.0, *COVER_PRICE_SCALES)}
-        scale = max(by_scale, key=lambda k: by_scale[k])
-        candidates[name] = by_scale[scale] * (1 - FLOAT32_MARGIN)
+        # (Along the ray the bound rises to a peak and falls: the multiples are tried in turn until
+        # one gives less than the one before.)
+        scale, best = COVER_PRICE_SCALES[0], -math.inf
+        for k in COVER_PRICE_SCALES:
+            got = by_listing.covers(pi * k, shortfall)
+            if got <= best:
+                break
+            scale, best = k, got
+        candidates[name] = best * (1 - FLOAT32_MARGIN)
     kind, units = max(candidates.items(), key=lambda kv: kv[1])
     lower = costs.from_units(max(0, math.floor(units - 1e-6))) if math.isfinite(units) else Decimal(0)
     info: dict[str, int | str | float] = {"bound": kind, "lagrange_steps": steps}
-    if kind.startswith("Lagrangian with whole-replica covers"):
+    if "Lagrangian, capacity priced by listing" in candidates:
+        info["listing_steps"] = LISTING_STEPS
+    if kind.startswith("Lagrangian by listing with whole-replica covers"):
         info["cover_price_scale"] = scale
     return tokens_ub, lower, info
 
@@ -476,13 +481,22 @@ def bounds(
 #: Subgradient steps of the Lagrangian bound (a fixed count, not a time budget: the bound, like the
 #: plan, is a function of the round's inputs).
 LAGRANGE_STEPS = 20
-#: Subgradient steps from the prices already found for the round (the shadow pass's).
-WARM_STEPS = 5
-#: The multiples of the Lagrangian's capacity prices at which the whole-replica covers' bound is
-#: also taken (besides ×1; the best is kept). Measured on the benchmark rounds (seed 7), the bound
-#: peaks near ×1 at 100 × 50 and 300 × 150, ×1.75 at 1k × 500 and ×2 at 10k × 2k; each multiple
-#: costs one more cover search per demand (~32 ms at 10k × 2k).
-COVER_PRICE_SCALES = (1.5, 2.0, 2.5)
+#: Subgradient steps of the class prices from those already found for the round (the shadow
+#: passes'): 1 only values them (5 or 1,000 gave the same bound at 10k × 2k; the steps by listing
+#: after them do more for the time).
+WARM_STEPS = 1
+#: Subgradient steps of the price per listing (:class:`ListingPrices`), from the class prices, and
+#: their Polyak target: the class bound × this (the plan's cost, a target ~40 % above the bound at
+#: 10k × 2k, makes steps too long: 20 steps towards it raise the covers' bound by half as much).
+#: Measured on the benchmark's rounds (seed 7): ~9 ms a step at 10k × 2k, where 20 raise the
+#: covers' bound by 4.6 % (40 steps: 4.3 % towards the plan's cost; 60: 6.1 %).
+LISTING_STEPS = 20
+LISTING_TARGET = 1.07
+#: The multiples of the listings' capacity prices at which the whole-replica covers' bound is
+#: taken, in turn until one gives less than the one before (the best is kept). Measured on the
+#: benchmark rounds (seed 7), the bound peaks near ×1 at 100 × 50, ×1.5 at 300 × 150 and ×2 at
+#: 1k × 500 and 10k × 2k; each multiple costs one cover search per demand (~60 ms at 10k × 2k).
+COVER_PRICE_SCALES = (2.0, 1.5, 1.0)
 #: Relative margin taken off the float32 Lagrangian values (their rounding is ~1e-7 relative).
 FLOAT32_MARGIN = 1e-5
 
@@ -536,7 +550,7 @@ class Lagrangian:
         self.per32 = [p.astype(np.float32) for p in per]
         self.by_demand_pair = pair_demand[self.by_demand]
         self.by_demand_per = np.concatenate(per)[self.by_demand] if per else np.zeros(0)
-        # :meth:`covers`' items: each part's pairs with a feasible class (which π does not change),
+        # :meth:`covers_at`' items: each part's pairs with a feasible class (which π does not change),
         # then the scalar items, in demand order (stable); only their costs depend on π.
         self.cover_rows = [np.flatnonzero(np.isfinite(m).any(axis=1)) for _, _, _, m, _ in self.parts]
         d_all = np.concatenate([d[r] for (d, *_), r in zip(self.parts, self.cover_rows, strict=True)] + [self.scalar.d])
@@ -574,50 +588,245 @@ class Lagrangian:
     ) -> tuple[float, NDArray[np.float64]]:
         """The highest L(π) found by ``steps`` subgradient steps from ``start`` (None: π = 0), Polyak
         steps towards ``upper``, and that π."""
-        pi = np.zeros(len(self.free)) if start is None else start.copy()
-        best_value, best_pi = -math.inf, pi
-        theta = 1.0
-        for _ in range(steps):
-            value, usage = self.evaluate(pi, served)
-            if value > best_value:
-                best_value, best_pi = value, pi.copy()
-            else:
-                theta /= 2
-            grad = usage - self.free
-            norm = float(grad @ grad)
-            if norm == 0 or upper <= value:
-                break
-            pi = np.maximum(0.0, pi + theta * (upper - value) / norm * grad)
-        return best_value, best_pi
+        return _subgradient(self.evaluate, self.free, served, upper, start, steps)
 
     def listing_prices(self, pi: NDArray[np.float64]) -> NDArray[np.float64]:
         """π per GPU of every listing's class (0 for a listing in no class)."""
         return np.where(self.class_of >= 0, np.append(pi, 0.0)[self.class_of], 0.0)
 
-    def covers(self, pi: NDArray[np.float64], shortfall: float = 0.0) -> float:
-        """L(π) with whole-replica covers: each open demand's cheapest cover of its cap, less the
-        most a placement serving ``shortfall`` tokens/s less than Σ caps could save
+    def covers_at(self, pair_cost: NDArray[np.float64], priced: float, shortfall: float) -> float:
+        """L(π) with whole-replica covers, from each cover pair's cost of one replica at π (the
+        parts' pairs with a feasible listing, in part order) and Σ π × free GPUs (``priced``),
+        whatever π prices (classes or listings): each open demand's cheapest cover of its cap, less
+        the most a placement serving ``shortfall`` tokens/s less than Σ caps could save
         (:func:`savings`)."""
-        # Each pair at its cheapest class, then the scalar items; by demand, then ranked.
-        cost = [
-            _least_plus(m, pi[off : off + m.shape[1]], size, rows)
-            for (_, size, _, m, off), rows in zip(self.parts, self.cover_rows, strict=True)
-        ]
-        cost.append(self.scalar.cost)
-        sets = ItemSets(self.scalar.n, self.cover_d, np.concatenate(cost)[self.cover_order], self.cover_tps).ranked()
-        total, cut = 0.0, []
-        which = np.flatnonzero(self.caps > 0).tolist()
-        wholes = sets.cheapest_covers(which, [float(self.caps[i]) for i in which])
-        for whole in wholes:
-            total += whole
-        if shortfall > 0:
-            finite_ones = [(i, whole) for i, whole in zip(which, wholes, strict=True) if math.isfinite(whole)]
-            ratios = sets.served_ratios(self.caps)
-            most = sets.most_tokens([i for i, _ in finite_ones], [w for _, w in finite_ones], self.caps, below=True)
-            for (i, whole), below in zip(finite_ones, most, strict=True):
-                cap = float(self.caps[i])
-                cut.append((whole, float(ratios[i]), cap - below, cap))
-        return total - savings(cut, shortfall) - float(pi @ self.free)
+        # The pairs, then the scalar items; by demand, then ranked.
+        cost = np.concatenate([pair_cost, self.scalar.cost])
+        sets = ItemSets(self.scalar.n, self.cover_d, cost[self.cover_order], self.cover_tps).ranked()
+        which = np.flatnonzero(self.caps > 0)
+        wholes = _cheapest_covers(sets.at, sets.cost, sets.tps, which, self.caps[which])
+        total = float(wholes.sum())
+        if shortfall <= 0:
+            return total - priced
+        finite = np.isfinite(wholes)
+        ones, whole = which[finite], wholes[finite]
+        ratios = sets.served_ratios(self.caps)
+        below = np.array(sets.most_tokens(ones.tolist(), whole.tolist(), self.caps, below=True), dtype=np.float64)
+        cap = self.caps[ones]
+        return total - _savings(whole, ratios[ones], cap - below, cap, shortfall) - priced
+
+
+def _subgradient(
+    evaluate: Callable[[NDArray[np.float64], float], tuple[float, NDArray[np.float64]]],
+    free: NDArray[np.float64],
+    served: float,
+    upper: float,
+    start: NDArray[np.float64] | None,
+    steps: int,
+) -> tuple[float, NDArray[np.float64]]:
+    """The highest ``evaluate(π, served)`` (a value and the GPUs each priced unit would give) found
+    by ``steps`` subgradient steps from ``start`` (None: π = 0), Polyak steps towards ``upper``
+    halved whenever a step finds no better value, and that π."""
+    pi = np.zeros(len(free)) if start is None else start.copy()
+    best_value, best_pi = -math.inf, pi
+    theta = 1.0
+    for _ in range(steps):
+        value, usage = evaluate(pi, served)
+        if value > best_value:
+            best_value, best_pi = value, pi.copy()
+        else:
+            theta /= 2
+        grad = usage - free
+        norm = float(grad @ grad)
+        if norm == 0 or upper <= value:
+            break
+        pi = np.maximum(0.0, pi + theta * (upper - value) / norm * grad)
+    return best_value, best_pi
+
+
+class ListingPrices:
+    """The :class:`Lagrangian` with a price π_l ≥ 0 per GPU of each *listing* instead of each class:
+    every pair pays, per GPU, its least (price × hours × (1 − voucher percent) + π_l) over the
+    listings its rules allow (the batch's bit matrix). A class's price puts every listing of a
+    region at the price of its cheapest one; here the dearer listings a busy class fills up cost
+    what they cost. At π_l = the class's π for each listing it is the class relaxation, so steps
+    from there (:meth:`best`) only add to it. Still a relaxation of the capacity of each listing:
+    a lower bound for any π ≥ 0.
+
+    A pair's listings are in price order (the matrix's columns), so its scan stops at its first
+    unpriced listing: no later one is cheaper. A demand's pairs are visited cheapest at π = 0
+    first, and stop once that alone is no better than the best found (π only adds)."""
+
+    def __init__(self, lagrangian: Lagrangian) -> None:
+        rnd, batch = lagrangian.rnd, lagrangian.rnd.batch
+        if batch is None:
+            raise ValueError("the bound by listing needs the batch matrices (Round(batch=True))")
+        self.lagrangian, self.bits = lagrangian, batch.bits
+        n = len(rnd.demands)
+        demand_hd = np.array(
+            [float(d.duration_hours) * (1 - _percent(rnd, i) / 100) for i, d in enumerate(rnd.demands)]
+        )
+        rows, n_cols, offs, price, free, lists = [], [], [], [], [], []
+        offset = 0
+        for model, g in batch.model_pairs.items():
+            if not len(g):
+                continue
+            cols = batch.cols[model]
+            rows.append(batch.row_base[model] + np.arange(len(g), dtype=np.int64))
+            n_cols.append(np.full(len(g), len(cols), dtype=np.int64))
+            offs.append(np.full(len(g), offset, dtype=np.int64))
+            price.append(rnd.index.price[cols].astype(np.float64))
+            free.append(np.array([sum(rnd.index.free[j]) for j in cols.tolist()], dtype=np.float64))
+            lists.append(cols)
+            offset += len(cols)
+        #: Per priced unit (a listing of a batch model): its listing, price (units) and free GPUs.
+        self.listings = np.concatenate(lists) if lists else np.zeros(0, dtype=np.int64)
+        self.price = np.concatenate(price) if price else np.zeros(0)
+        self.free = np.concatenate(free) if free else np.zeros(0)
+        # Per pair, in the Lagrangian's part order: its matrix row, columns, offset into the units,
+        # first feasible column (-1: none), hours × (1 − percent), GPUs per served token/s, GPUs.
+        parts = lagrangian.parts
+        self.row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        self.n_cols = np.concatenate(n_cols) if n_cols else np.zeros(0, dtype=np.int64)
+        self.off = np.concatenate(offs) if offs else np.zeros(0, dtype=np.int64)
+        self.first = batch.pair_first_col[np.concatenate(list(batch.model_pairs.values()))] if parts else self.row
+        pair_demand = np.concatenate([d for d, *_ in parts]) if parts else np.zeros(0, dtype=np.int64)
+        self.hd = demand_hd[pair_demand]
+        self.per = np.concatenate([p.astype(np.float64) for p in lagrangian.per32]) if parts else np.zeros(0)
+        self.size = np.concatenate([size for _, size, *_ in parts]) if parts else np.zeros(0)
+        # The cover pairs (:meth:`Lagrangian.covers_at`'s order).
+        starts = np.cumsum([0] + [len(d) for d, *_ in parts])
+        self.cover_pairs = (
+            np.concatenate([start + r for start, r in zip(starts, lagrangian.cover_rows, strict=False)])
+            if parts
+            else np.zeros(0, dtype=np.int64)
+        )
+        # Each demand's feasible pairs, by their value at π = 0 (at their first feasible listing).
+        feasible = lagrangian.by_demand[self.first[lagrangian.by_demand] >= 0]
+        v0 = self.price[self.off[feasible] + self.first[feasible]] * self.hd[feasible] * self.per[feasible]
+        self.at = np.searchsorted(pair_demand[feasible], np.arange(n + 1))
+        order = sort_segments(self.at, v0, np.zeros(len(v0)))
+        self.by_demand, self.v0 = feasible[order], v0[order]
+
+    def expand(self, class_pi: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Each listing at its class's price (:class:`Lagrangian`'s π)."""
+        return cast(NDArray[np.float64], np.append(class_pi, 0.0)[self.lagrangian.class_of[self.listings]])
+
+    def evaluate(self, pi: NDArray[np.float64], served: float) -> tuple[float, NDArray[np.float64]]:
+        """(L(π), GPUs each listing would give) at the best split of ``served`` tokens/s."""
+        lag = self.lagrangian
+        rho = lag.rho0.copy()
+        klass = np.full(len(rho), -1, dtype=np.int64)
+        per = np.zeros(len(rho))
+        _least_by_demand(
+            self.bits, self.by_demand, self.at, self.v0, self.row, self.first, self.n_cols, self.off, self.hd,
+            self.per, self.price, pi, rho, klass, per,
+        )  # fmt: skip
+        usage = np.zeros(len(self.free))
+        total = _cheapest_first(np.argsort(rho, kind="stable"), rho, lag.caps, klass, per, float(served), usage)
+        return total - float(pi @ self.free), usage
+
+    def best(
+        self, served: float, upper: float, start: NDArray[np.float64], steps: int
+    ) -> tuple[float, NDArray[np.float64]]:
+        """:meth:`Lagrangian.best` with a price per listing."""
+        return _subgradient(self.evaluate, self.free, served, upper, start, steps)
+
+    def covers(self, pi: NDArray[np.float64], shortfall: float = 0.0) -> float:
+        """:meth:`Lagrangian.covers_at` at a price per listing ``pi``."""
+        cost = _listing_costs(
+            self.bits, self.cover_pairs, self.row, self.first, self.n_cols, self.off, self.hd, self.size,
+            self.price, pi,
+        )  # fmt: skip
+        return self.lagrangian.covers_at(cost, float(pi @ self.free), shortfall)
+
+
+@njit(cache=True, nogil=True)
+def _least_listing(
+    bits: NDArray[np.uint8],
+    row: int,
+    first: int,
+    n_cols: int,
+    price: NDArray[np.float64],
+    pi: NDArray[np.float64],
+    off: int,
+    hd: float,
+    cutoff: float,
+) -> tuple[float, int]:
+    """The least price × ``hd`` + π over a matrix row's set columns from ``first`` (prices from
+    ``off``), and its column, if below ``cutoff`` (else (inf, -1) or a value ≥ it). Columns are by
+    price and π ≥ 0, so the scan stops at the first unpriced set column, and at the first column
+    whose price × ``hd`` alone reaches the best so far or the cutoff."""
+    best, at = np.inf, -1
+    for col in range(first, n_cols):
+        base = price[off + col] * hd
+        if base >= best or base >= cutoff:
+            break
+        if (bits[row, col >> 3] >> (7 - (col & 7))) & 1:
+            v = base + pi[off + col]
+            if v < best:
+                best, at = v, col
+            if pi[off + col] == 0.0:
+                break
+    return best, at
+
+
+@njit(cache=True, nogil=True)
+def _least_by_demand(
+    bits: NDArray[np.uint8],
+    order: NDArray[np.int64],
+    at: NDArray[np.int64],
+    v0: NDArray[np.float64],
+    row: NDArray[np.int64],
+    first: NDArray[np.int64],
+    n_cols: NDArray[np.int64],
+    off: NDArray[np.int64],
+    hd: NDArray[np.float64],
+    per: NDArray[np.float64],
+    price: NDArray[np.float64],
+    pi: NDArray[np.float64],
+    rho: NDArray[np.float64],
+    klass: NDArray[np.int64],
+    gpus: NDArray[np.float64],
+) -> None:
+    """Per demand d (its pairs ``order[at[d]:at[d + 1]]``, by ``v0`` — their value at π = 0 —
+    ascending): where one of its pairs' least (price × hd + π) × per beats ``rho[d]``, the least of
+    them into ``rho[d]``, its unit (offset + column) into ``klass[d]`` and its per into ``gpus[d]``.
+    A pair is worth at least its v0, so the visit stops at the first no better than the best."""
+    for d in range(len(at) - 1):
+        best, unit, g = rho[d], -1, 0.0
+        for q in range(at[d], at[d + 1]):
+            if v0[q] >= best:
+                break
+            p = order[q]
+            v, col = _least_listing(bits, row[p], first[p], n_cols[p], price, pi, off[p], hd[p], best / per[p])
+            v *= per[p]
+            if v < best:
+                best, unit, g = v, off[p] + col, per[p]
+        if unit >= 0:
+            rho[d], klass[d], gpus[d] = best, unit, g
+
+
+@njit(cache=True, nogil=True)
+def _listing_costs(
+    bits: NDArray[np.uint8],
+    pairs: NDArray[np.int64],
+    row: NDArray[np.int64],
+    first: NDArray[np.int64],
+    n_cols: NDArray[np.int64],
+    off: NDArray[np.int64],
+    hd: NDArray[np.float64],
+    size: NDArray[np.float64],
+    price: NDArray[np.float64],
+    pi: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """Per pair of ``pairs``: one replica's least cost (price × hd + π) × GPUs over its listings."""
+    out = np.empty(len(pairs))
+    for q in range(len(pairs)):
+        p = pairs[q]
+        v, _ = _least_listing(bits, row[p], first[p], n_cols[p], price, pi, off[p], hd[p], np.inf)
+        out[q] = v * size[p]
+    return out
 
 
 def savings(cut: list[tuple[float, float, float, float]], shortfall: float) -> float:
@@ -629,22 +838,30 @@ def savings(cut: list[tuple[float, float, float, float]], shortfall: float) -> f
     Serving x less saves nothing below δ and at most C − e × (cap − x) from δ on; the concave
     function through (0, 0), (δ, C − e(cap − δ)) and (cap, C) lies above both, and the most of a sum
     of concave functions over shortfalls summing to ``shortfall`` is taken greedily, steepest first."""
-    pieces = []  # (slope, length, saved at no shortfall)
-    for whole, e, delta, cap in cut:
-        at_delta = max(0.0, whole - e * (cap - delta))
-        if delta <= 0:
-            pieces.append((math.inf, 0.0, at_delta))
-        else:
-            pieces.append((at_delta / delta, delta, 0.0))
-        pieces.append((e, cap - delta, 0.0))
-    total, left = 0.0, shortfall
-    for slope, length, free in sorted(pieces, key=lambda piece: -piece[0]):
-        total += free
-        if left > 0 and length > 0:
-            take = min(length, left)
-            total += slope * take
-            left -= take
-    return total
+    whole, e, delta, cap = (np.array([c[k] for c in cut], dtype=np.float64) for k in range(4))
+    return _savings(whole, e, delta, cap, shortfall)
+
+
+def _savings(
+    whole: NDArray[np.float64],
+    e: NDArray[np.float64],
+    delta: NDArray[np.float64],
+    cap: NDArray[np.float64],
+    shortfall: float,
+) -> float:
+    """:func:`savings` of the demands' columns (C, e, δ, cap)."""
+    at_delta = np.maximum(0.0, whole - e * (cap - delta))
+    steep = delta > 0
+    # Each demand's pieces: (slope, length) up to δ (where δ ≤ 0, its saving at δ is had at once),
+    # then e up to its cap.
+    slope = np.concatenate([at_delta[steep] / delta[steep], e])
+    length = np.concatenate([delta[steep], cap - delta])
+    order = np.argsort(-slope, kind="stable")
+    slope, length = slope[order], length[order]
+    before = np.cumsum(length) - length
+    take = np.clip(shortfall - before, 0.0, length)
+    used = take > 0
+    return float(at_delta[~steep].sum() + (slope[used] * take[used]).sum())
 
 
 def _percent(rnd: Round, i: int) -> float:

@@ -337,9 +337,11 @@ def test_the_exact_program_agrees_with_the_fast_methods_bounds(seed, n_demands, 
     exact_assignments, _, exact = solve_inference(p)
     assert (exact["solver"], exact["milp_status"]) == ("substitution-milp", "optimal")
     monkeypatch.setattr(substitution_engine, "EXACT_OPTIONS", 0)
-    # The covers' bound at any multiple of the class prices is a bound: wider ones than the shipped
-    # (whose best is at most these') are checked too.
-    monkeypatch.setattr(substitution_bound, "COVER_PRICE_SCALES", (0.5, 1.5, 2.0, 2.5, 4.0, 8.0))
+    # The covers' bound at any multiple of the prices is a bound, and so is every step's: more
+    # steps, towards a farther target, and multiples from ×8 down (to the peak) are checked too.
+    monkeypatch.setattr(substitution_bound, "COVER_PRICE_SCALES", (8.0, 4.0, 2.5, 2.0, 1.5, 1.0, 0.5))
+    monkeypatch.setattr(substitution_bound, "LISTING_STEPS", 60)
+    monkeypatch.setattr(substitution_bound, "LISTING_TARGET", 1.3)
     fast_assignments, _, fast = solve_inference(p)
     # Tokens/s: the exact optimum is lexicographic by priority, so the fast method serves no more at
     # the top level, and no placement serves more in all than the fast method's bound.
@@ -530,9 +532,7 @@ def test_covering_the_costliest_again_never_leaves_a_worse_plan(seed, fast, monk
 def test_covering_the_costliest_again_makes_the_benchmarks_plans_cheaper(seed, monkeypatch):
     """On the benchmark's 300 × 150 rounds (the small random rounds above leave it nothing to move):
     some demands move, the plan serves as much for less, and keeps every rule."""
-    from bench.bench_inference import SCALES, DemandMaker, default_data_path, generate, load_catalogue, load_reference
-
-    p = generate(load_reference(default_data_path()), DemandMaker(*load_catalogue()), *SCALES["300x150"], seed)
+    p = bench_round("300x150", seed)
     assignments, _, stats = solve_inference(p)
     check_rules(p, assignments)
     monkeypatch.setattr(substitution_engine, "recover_costliest", lambda rnd: 0)
@@ -698,6 +698,120 @@ def test_the_compiled_cheapest_option_is_the_flat_ones(seed):
     assert checked
 
 
+def bench_round(label: str, seed: int = 7) -> Problem:
+    """One of the inference benchmark's seeded rounds."""
+    from bench.bench_inference import SCALES, DemandMaker, default_data_path, generate, load_catalogue, load_reference
+
+    return generate(load_reference(default_data_path()), DemandMaker(*load_catalogue()), *SCALES[label], seed)
+
+
+def bound_prices(label: str) -> tuple[substitution_bound.Lagrangian, np.ndarray, float]:
+    """A benchmark round covered greedily: its Lagrangian, class prices after its steps and the
+    tokens/s it serves."""
+    rnd = Round(bench_round(label), None)
+    for i in range(len(rnd.demands)):
+        substitution_engine.cover(rnd, i)
+    served = sum(rnd.served(i) for i in range(len(rnd.demands)))
+    lagrangian = substitution_bound.Lagrangian(rnd)
+    _, pi = lagrangian.best(served, sum(rnd.cost_of(i) for i in range(len(rnd.demands))), None, 20)
+    return lagrangian, pi, served
+
+
+def test_a_pairs_first_feasible_column_is_its_rows_first_set_bit():
+    rnd = Round(bench_round("100x50"), None)
+    batch = rnd.batch
+    checked = 0
+    for model, g in batch.model_pairs.items():
+        rows = np.unpackbits(batch.bits[batch.row_base[model] + np.arange(len(g))], axis=1)[:, : len(batch.cols[model])]
+        want = np.where(rows.any(axis=1), rows.argmax(axis=1), -1)
+        assert batch.pair_first_col[g].tolist() == want.tolist()
+        checked += int((want >= 0).sum())
+    assert checked
+
+
+@pytest.mark.parametrize("label", ["100x50", "1kx500"])
+def test_prices_by_listing_at_their_classes_prices_are_the_class_bound(label):
+    lagrangian, pi, served = bound_prices(label)
+    by_listing = substitution_bound.ListingPrices(lagrangian)
+    expanded = by_listing.expand(pi)
+    assert (expanded > 0).any()
+    # (The class relaxation computes in float32.)
+    assert by_listing.evaluate(expanded, served)[0] == pytest.approx(lagrangian.evaluate(pi, served)[0], rel=1e-5)
+    for scale in (1.0, 2.0):
+        # The class relaxation's covers: each pair at its cheapest class.
+        cost = [((m + pi[off : off + m.shape[1]] * scale).min(axis=1) * size)[rows] for (_, size, _, m, off), rows in
+                zip(lagrangian.parts, lagrangian.cover_rows, strict=True)]  # fmt: skip
+        by_class = lagrangian.covers_at(np.concatenate(cost), float(pi @ lagrangian.free) * scale, 0.0)
+        assert by_listing.covers(expanded * scale) == pytest.approx(by_class, rel=1e-5)
+    # Steps from there only add to it.
+    value, _ = by_listing.best(served, lagrangian.evaluate(pi, served)[0] * 1.1, expanded, 10)
+    assert value >= by_listing.evaluate(expanded, served)[0]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_prices_by_listing_take_each_demands_least_pair_and_listing(seed):
+    """The compiled per-demand search (pairs cheapest at π = 0 first, each pair's scan stopped at
+    its first unpriced listing or once prices alone cannot beat the best) against every pair and
+    listing, unpacked, at random prices."""
+    lagrangian, pi, _ = bound_prices("100x50")
+    by_listing = substitution_bound.ListingPrices(lagrangian)
+    rng = np.random.default_rng(seed)
+    prices = by_listing.expand(pi) * rng.choice([0.0, 0.5, 1.0, 3.0], size=len(by_listing.free))
+    prices[rng.random(len(prices)) < 0.3] = rng.random() * 1e6
+    rho = lagrangian.rho0.copy()
+    klass, per = np.full(len(rho), -1), np.zeros(len(rho))
+    substitution_bound._least_by_demand(
+        by_listing.bits, by_listing.by_demand, by_listing.at, by_listing.v0, by_listing.row, by_listing.first,
+        by_listing.n_cols, by_listing.off, by_listing.hd, by_listing.per, by_listing.price, prices, rho, klass, per,
+    )  # fmt: skip
+    want = lagrangian.rho0.copy()
+    cost = []
+    pair_demand = np.concatenate([d for d, *_ in lagrangian.parts])
+    for p in range(len(by_listing.row)):
+        bits = np.unpackbits(by_listing.bits[by_listing.row[p]])[: by_listing.n_cols[p]].astype(bool)
+        units = by_listing.off[p] + np.flatnonzero(bits)
+        value = (by_listing.price[units] * by_listing.hd[p] + prices[units]).min() if len(units) else np.inf
+        want[pair_demand[p]] = min(want[pair_demand[p]], value * by_listing.per[p])
+        cost.append(value * by_listing.size[p])
+    assert rho.tolist() == pytest.approx(want.tolist(), rel=1e-12)
+    got = substitution_bound._listing_costs(
+        by_listing.bits, by_listing.cover_pairs, by_listing.row, by_listing.first, by_listing.n_cols,
+        by_listing.off, by_listing.hd, by_listing.size, by_listing.price, prices,
+    )  # fmt: skip
+    assert got.tolist() == pytest.approx(np.array(cost)[by_listing.cover_pairs].tolist(), rel=1e-12)
+
+
+def _savings_as_written(cut, shortfall):
+    """:func:`substitution_bound.savings` as first written, a piece at a time (the array one must agree)."""
+    pieces = []
+    for whole, e, delta, cap in cut:
+        at_delta = max(0.0, whole - e * (cap - delta))
+        if delta <= 0:
+            pieces.append((math.inf, 0.0, at_delta))
+        else:
+            pieces.append((at_delta / delta, delta, 0.0))
+        pieces.append((e, cap - delta, 0.0))
+    total, left = 0.0, shortfall
+    for slope, length, free in sorted(pieces, key=lambda piece: -piece[0]):
+        total += free
+        if left > 0 and length > 0:
+            take = min(length, left)
+            total += slope * take
+            left -= take
+    return total
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_savings_over_arrays_are_the_piecewise_ones(seed):
+    rng = random.Random(seed)
+    cut = []
+    for _ in range(rng.randint(0, 30)):
+        cap = rng.choice([200.0, 1000.0, 5000.0])
+        cut.append((rng.uniform(10, 1e5), rng.uniform(0.01, 20), rng.choice([0.0, -5.0, rng.uniform(1, cap)]), cap))
+    for shortfall in (0.0, 150.0, 2500.0, 1e6):
+        assert substitution_bound.savings(cut, shortfall) == pytest.approx(_savings_as_written(cut, shortfall))
+
+
 def class_prices(rng: np.random.Generator) -> np.ndarray:
     """A Lagrangian part's matrix: 200 pairs' least price in each of 7 classes (inf: none there)."""
     m = rng.choice(np.array([1.5, 2.0, 7.25, np.inf], dtype=np.float32), size=(200, 7))
@@ -715,17 +829,6 @@ def test_the_lagrangians_compiled_least_class_is_numpys(seed):
     v = (m + pi[None, :]) * per[:, None]
     assert best.tolist() == v.argmin(axis=1).tolist()
     assert value.tolist() == v[np.arange(200), v.argmin(axis=1)].tolist()
-
-
-@pytest.mark.parametrize("seed", range(10))
-def test_the_covers_compiled_least_price_per_pair_is_numpys(seed):
-    rng = np.random.default_rng(seed)
-    m = class_prices(rng)
-    pi = rng.choice(np.array([0.0, 0.5, 3.1], dtype=np.float64), size=7)
-    size = rng.choice(np.array([1.0, 2.0, 8.0]), size=200)
-    rows = np.sort(rng.choice(np.arange(200), size=120, replace=False))
-    got = substitution_bound._least_plus(m, pi, size, rows)
-    assert got.tolist() == ((m + pi[None, :]).min(axis=1) * size)[rows].tolist()
 
 
 @pytest.mark.parametrize("seed", range(10))
