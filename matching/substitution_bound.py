@@ -401,13 +401,15 @@ def bounds(
     upper_units: float,
     lagrangian: Lagrangian | None = None,
     start: NDArray[np.float64] | None = None,
+    by_listing: tuple[ListingPrices, NDArray[np.float64]] | None = None,
 ) -> tuple[float, Decimal, dict[str, int | str | float]]:
     """(tokens/s upper bound, cost lower bound in CNY, what kind of bound). ``upper_units``: the
     plan's cost (units × hours), the target of the subgradient steps; ``lagrangian``: the round's,
     when already built; ``start``: capacity prices already found for the round (the shadow
     passes'), from which a few steps go on (:data:`WARM_STEPS`) instead of :data:`LAGRANGE_STEPS`
     from zero. Then :data:`LISTING_STEPS` steps of a price per listing (:class:`ListingPrices`)
-    from the class prices, and the whole-replica covers at multiples of those
+    from the class prices (``by_listing``: the round's, with prices already found, from which
+    :data:`LISTING_WARM_STEPS` go on), and the whole-replica covers at multiples of those
     (:data:`COVER_PRICE_SCALES`).
 
     A demand is served at most its :func:`servable` tokens/s in any placement, so every rule below
@@ -450,8 +452,12 @@ def bounds(
         # The matrices are float32: a margin far above their rounding keeps these bounds bounds.
         candidates["Lagrangian, capacity priced by class"] = value * (1 - FLOAT32_MARGIN)
         # On from the class prices, a price per listing (its value there is the classes').
-        by_listing = ListingPrices(lagrangian)
-        value, pi = by_listing.best(served, value * LISTING_TARGET, by_listing.expand(pi), LISTING_STEPS)
+        if by_listing is None:
+            listings, listing_steps = ListingPrices(lagrangian), LISTING_STEPS
+            listing_pi = listings.expand(pi)
+        else:
+            (listings, listing_pi), listing_steps = by_listing, LISTING_WARM_STEPS
+        value, pi = listings.best(served, value * LISTING_TARGET, listing_pi, listing_steps)
         # (float64, but summed over many demands: the same margin keeps rounding out of the bound.)
         candidates["Lagrangian, capacity priced by listing"] = value * (1 - FLOAT32_MARGIN)
         name = "Lagrangian by listing with whole-replica covers" + (
@@ -463,7 +469,7 @@ def bounds(
         # one gives less than the one before.)
         scale, best = COVER_PRICE_SCALES[0], -math.inf
         for k in COVER_PRICE_SCALES:
-            got = by_listing.covers(pi * k, shortfall)
+            got = listings.covers(pi * k, shortfall)
             if got <= best:
                 break
             scale, best = k, got
@@ -472,7 +478,7 @@ def bounds(
     lower = costs.from_units(max(0, math.floor(units - 1e-6))) if math.isfinite(units) else Decimal(0)
     info: dict[str, int | str | float] = {"bound": kind, "lagrange_steps": steps}
     if "Lagrangian, capacity priced by listing" in candidates:
-        info["listing_steps"] = LISTING_STEPS
+        info["listing_steps"] = listing_steps
     if kind.startswith("Lagrangian by listing with whole-replica covers"):
         info["cover_price_scale"] = scale
     return tokens_ub, lower, info
@@ -492,6 +498,8 @@ WARM_STEPS = 1
 #: covers' bound by 4.6 % (40 steps: 4.3 % towards the plan's cost; 60: 6.1 %).
 LISTING_STEPS = 20
 LISTING_TARGET = 1.07
+#: Steps of the price per listing from those already found for the round (the shadow passes').
+LISTING_WARM_STEPS = 5
 #: The multiples of the listings' capacity prices at which the whole-replica covers' bound is
 #: taken, in turn until one gives less than the one before (the best is kept). Measured on the
 #: benchmark rounds (seed 7), the bound peaks near ×1 at 100 × 50, ×1.5 at 300 × 150 and ×2 at
@@ -707,6 +715,12 @@ class ListingPrices:
         self.at = np.searchsorted(pair_demand[feasible], np.arange(n + 1))
         order = sort_segments(self.at, v0, np.zeros(len(v0)))
         self.by_demand, self.v0 = feasible[order], v0[order]
+
+    def listing_prices(self, pi: NDArray[np.float64]) -> NDArray[np.float64]:
+        """π per GPU of every listing of the round (0 for a listing of no batch model)."""
+        out = np.zeros(len(self.lagrangian.class_of))
+        out[self.listings] = pi
+        return out
 
     def expand(self, class_pi: NDArray[np.float64]) -> NDArray[np.float64]:
         """Each listing at its class's price (:class:`Lagrangian`'s π)."""

@@ -5,8 +5,8 @@
 - **Fast** elsewhere: demands by priority, least flexible first (fewest options), each placing the
   cheapest whole-replica *cover* of its target on what is left (a branch and bound over its
   options, :func:`cover`), then a top-up pass (cheapest per served token); then the same again
-  with each listing's cost raised by its class's capacity price (from the Lagrangian bound, at
-  each scale of :data:`SHADOW_SCALES`), repaired where a demand lost tokens/s, each plan kept only
+  with each listing's cost raised by its capacity price (from the Lagrangian bound, by listing
+  or by class, at each scale of :data:`SHADOW_PASSES`), repaired where a demand lost tokens/s, each plan kept only
   if better (:func:`_shadow_pass`); then the costliest demands covered again one by one, each
   move kept only if better (:func:`recover_costliest`). Its bounds (:mod:`matching.substitution_bound`): tokens/s ≤
   Σ of each demand's cap; cost ≥ the best of whole-replica covers and Lagrangian relaxations of
@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from matching import costs
 from matching import substitution_select as select
 from matching.substitution_batch import AnyCandidates, Batch
-from matching.substitution_bound import Lagrangian, bounds
+from matching.substitution_bound import LISTING_STEPS, LISTING_TARGET, Lagrangian, ListingPrices, bounds
 from matching.substitution_milp import solve_milp
 from matching.substitution_round import Round, Stats
 from matching.timings import ms_since
@@ -41,12 +41,16 @@ COVER_LISTINGS = 6
 #: 0.5 %, 300 × 150 1.0 %, 1k × 500 1.0 %, 10k × 2k 1.9 %) for ~15 % more time at 10k × 2k; 32 is
 #: cheaper still at 300 × 150 and above but 1.5 % dearer at 100 × 50.
 COVER_ALTERNATIVES = 24
-#: The shadow passes, each at the Lagrangian's capacity prices times this (each kept only if better
-#: than the plan before it). The prices come from a relaxation that splits replicas, so they
-#: understate what whole replicas make scarce: ×3 does best from 300 × 150 up, ×1 at 100 × 50 (after
-#: ×3 there). Measured with 24 alternatives per cover against ×1 then ×3: the same plans at 100 × 50,
-#: 300 × 150 and 1k × 500, 0.6 % cheaper at 10k × 2k (where ×1 after ×3 is not kept).
-SHADOW_SCALES = (3.0, 1.0)
+#: The shadow passes, each at the Lagrangian's capacity prices (``listing``: a price per listing,
+#: :class:`~matching.substitution_bound.ListingPrices`; ``class``: per GPU model and region) times
+#: a scale, each kept only if better than the plan before it. The prices come from a relaxation
+#: that splits replicas, so they understate what whole replicas make scarce: ×3 does best from
+#: 300 × 150 up, ×1 at 100 × 50 (after ×3 there). Measured on the benchmark's rounds (seed 7)
+#: against class ×3 then class ×1: listing ×3 then class ×1 makes the same plan at 100 × 50 and
+#: plans 0.1 % (300 × 150), 1.3 % (1k × 500) and 0.8 % (10k × 2k) cheaper; listing ×3 then listing
+#: ×1, 2.0 % dearer at 100 × 50; listing ×4 first, 0.6 % cheaper at 1k × 500 and 10k × 2k but 4.5 %
+#: dearer at 300 × 150.
+SHADOW_PASSES = (("listing", 3.0), ("class", 1.0))
 #: The costliest demands :func:`recover_costliest` covers again after the passes. Measured on the
 #: benchmark's rounds (seed 7): every demand at 1k × 500 and below, 2.2 % cheaper there (2.4 % at
 #: 300 × 150); at 10k × 2k the 1,000 costliest make it 0.12 % cheaper in ~0.04 s, all 10k 0.19 % in
@@ -102,16 +106,22 @@ def _fast(rnd: Round) -> Stats:
     for i in order:
         cover(rnd, i)
     top_up(rnd, order)
-    kept, lagrangian, pi = "none", None, None  # (no batch matrices, no class prices)
+    kept, lagrangian, pi, by_listing = "none", None, None, None  # (no batch matrices, no prices)
     if rnd.batch is not None and rnd.batch.model_pairs:
         lagrangian = Lagrangian(rnd)
-        _, pi = lagrangian.best(sum(rnd.served(i) for i in range(len(rnd.demands))), _cost(rnd, order))
-        prices = lagrangian.listing_prices(pi)
-        better = [f"x{scale:g}" for scale in SHADOW_SCALES if _shadow_pass(rnd, order, prices * scale)]
-        kept = " ".join(better) or "dropped"
+        served = sum(rnd.served(i) for i in range(len(rnd.demands)))
+        value, pi = lagrangian.best(served, _cost(rnd, order))
+        listings = ListingPrices(lagrangian)
+        _, listing_pi = listings.best(served, value * LISTING_TARGET, listings.expand(pi), LISTING_STEPS)
+        by_listing = (listings, listing_pi)
+        prices = {"listing": listings.listing_prices(listing_pi), "class": lagrangian.listing_prices(pi)}
+        better = [
+            f"{kind} x{scale:g}" for kind, scale in SHADOW_PASSES if _shadow_pass(rnd, order, prices[kind] * scale)
+        ]
+        kept = ", ".join(better) or "dropped"
     moved = recover_costliest(rnd)
     placed_ms = ms_since(started)
-    tokens_ub, lower, info = bounds(rnd, _cost(rnd, order), lagrangian, pi)
+    tokens_ub, lower, info = bounds(rnd, _cost(rnd, order), lagrangian, pi, by_listing)
     return {
         "solver": "substitution-cover",
         "tokens_upper_bound": tokens_ub,
@@ -132,9 +142,10 @@ def _shadow_pass(rnd: Round, order: list[int], shadow: NDArray[np.float64]) -> b
     The greedy covers see only market prices, so an early demand takes a cheap listing that a later
     one needed more (it had no cheap alternative): at 100 × 50 the first plan cost 18 % above the
     exact optimum. The Lagrangian relaxation of the first plan's bound prices each (GPU model,
-    region) class's GPUs at what capacity is worth there (:class:`Lagrangian`), times a scale
-    (:data:`SHADOW_SCALES`); the new plan's covers choose at price + that shadow price, so demands
-    with other ways to be served leave the contested classes. A demand serving less than in the
+    region) class's GPUs at what capacity is worth there (:class:`Lagrangian`), or each listing's
+    (:class:`ListingPrices`, raised from those), times a scale (:data:`SHADOW_PASSES`); the new
+    plan's covers choose at price + that shadow price, so demands with other ways to be served
+    leave the contested listings. A demand serving less than in the
     plan before covers again at market prices, then :func:`repair` moves the demands that took its
     listings. Kept only if it serves more by priority, or as much for less; returns whether it was
     kept."""

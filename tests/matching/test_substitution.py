@@ -485,7 +485,7 @@ def test_the_shadow_pass_moves_a_flexible_demand_off_the_listing_another_needs(f
     ]
     p = inference(listings, [demand(1, priority=1), demand(2, hours=100)])
     assignments, _, stats = solve_inference(p)
-    assert (stats["solver"], stats["shadow_pass"]) == ("substitution-cover", "x1")
+    assert (stats["solver"], stats["shadow_pass"]) == ("substitution-cover", "class x1")
     assert placed(assignments) == [(1, 2, 2, 1), (2, 1, 2, 1)]
     assert Decimal(stats["cost"]) == Decimal("1264")
     monkeypatch.setattr(substitution_engine, "_shadow_pass", lambda rnd, order, shadow: False)
