@@ -252,41 +252,46 @@ def _cheapest_first(
 
 
 @njit(cache=True, nogil=True)
-def _first_least(value: NDArray[np.float32], order: NDArray[np.int64], starts: NDArray[np.int64]) -> NDArray[np.int64]:
-    """Per segment of ``order`` (from each of ``starts`` to the next): the position in ``order`` of
-    its least ``value``, the first on a tie."""
-    out = np.empty(len(starts), dtype=np.int64)
-    for s in range(len(starts)):
-        lo = starts[s]
-        hi = starts[s + 1] if s + 1 < len(starts) else len(order)
-        at, least = lo, value[order[lo]]
-        for q in range(lo + 1, hi):
-            if value[order[q]] < least:
-                at, least = q, value[order[q]]
-        out[s] = at
-    return out
-
-
-@njit(cache=True, nogil=True)
-def _least_class(
-    m: NDArray[np.float32], pi: NDArray[np.float32], per: NDArray[np.float32]
-) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
-    """Per row r: the class c with the least (m[r, c] + pi[c]) × per[r] (float32, the first on a
-    tie; 0 when all are infinite), and that value: numpy's (m + pi) × per then argmin, without
-    their two matrix-sized temporaries."""
-    rows, classes = m.shape
-    best = np.zeros(rows, dtype=np.int64)
-    value = np.empty(rows, dtype=np.float32)
-    for r in range(rows):
-        least = np.float32(np.inf)
-        at = 0
-        for c in range(classes):
-            v = (m[r, c] + pi[c]) * per[r]
-            if v < least:
-                least, at = v, c
-        best[r] = at
-        value[r] = (m[r, at] + pi[at]) * per[r]
-    return best, value
+def _least_class_by_demand(
+    flat_m: NDArray[np.float32],
+    m_at: NDArray[np.int64],
+    m_width: NDArray[np.int64],
+    m_off: NDArray[np.int64],
+    per: NDArray[np.float32],
+    pi: NDArray[np.float32],
+    segments: NDArray[np.int64],
+    order: NDArray[np.int64],
+    v0: NDArray[np.float32],
+    by_demand: NDArray[np.int64],
+) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.int64]]:
+    """Per demand (its pairs ``by_demand[segments[s]:segments[s + 1]]``): the position in
+    ``by_demand`` of its pair of least value (min over classes c of (m[c] + pi[off + c]) × per, in
+    float32; the first such pair on a tie), that value and its class (offset + c, the first on a
+    tie): what each pair's least class, then each demand's first least pair, give. Its pairs are
+    visited in ``order`` (positions, by ``v0`` ascending: min over c of m[c] × per, never above
+    the value), and the visit stops at the first whose v0 is above the best."""
+    n = len(segments) - 1
+    out_at = np.empty(n, dtype=np.int64)
+    out_val = np.empty(n, dtype=np.float32)
+    out_cls = np.empty(n, dtype=np.int64)
+    for s in range(n):
+        best, at, cls = np.float32(np.inf), -1, -1
+        for q in range(segments[s], segments[s + 1]):
+            if v0[q] > best:
+                break
+            pos = order[q]
+            p = by_demand[pos]
+            base, off = m_at[p], m_off[p]
+            least, c_at = np.float32(np.inf), 0
+            for c in range(m_width[p]):
+                v = (flat_m[base + c] + pi[off + c]) * per[p]
+                if v < least:
+                    least, c_at = v, c
+            value = (flat_m[base + c_at] + pi[off + c_at]) * per[p]
+            if value < best or (value == best and (at < 0 or pos < at)):
+                best, at, cls = value, pos, off + c_at
+        out_at[s], out_val[s], out_cls[s] = at, best, cls
+    return out_at, out_val, out_cls
 
 
 def warm_up() -> None:
@@ -294,7 +299,6 @@ def warm_up() -> None:
     cheapest_cover([(1.0, 1.0)], 1.0)
     most_tokens([(1.0, 1.0)], 1.0, 1.0)
     most_tokens([(1.0, 1.0)], 1.0, 2.0, below=True)
-    _least_class(np.zeros((1, 1), dtype=np.float32), np.zeros(1, dtype=np.float32), np.ones(1, dtype=np.float32))
     bits, zero, ones = np.full((1, 1), 0x80, dtype=np.uint8), np.zeros(1, dtype=np.int64), np.ones(1, dtype=np.int64)
     _least_by_demand(
         bits, zero, np.array([0, 1]), np.zeros(1), zero, zero, ones, zero, np.ones(1), np.ones(1), np.ones(1),
@@ -303,7 +307,10 @@ def warm_up() -> None:
     _listing_costs(bits, zero, zero, zero, ones, zero, np.ones(1), np.ones(1), np.ones(1), np.zeros(1))
     one = np.zeros(1, dtype=np.int64)
     _cheapest_first(one, np.ones(1), np.ones(1), one, np.ones(1), 1.0, np.zeros(1))
-    _first_least(np.ones(1, dtype=np.float32), one, one)
+    _least_class_by_demand(
+        np.zeros(1, dtype=np.float32), one, np.ones(1, dtype=np.int64), one, np.ones(1, dtype=np.float32),
+        np.zeros(1, dtype=np.float32), np.array([0, 1]), one, np.zeros(1, dtype=np.float32), one,
+    )  # fmt: skip
 
 
 class ItemSets:
@@ -560,6 +567,28 @@ class Lagrangian:
         self.per32 = [p.astype(np.float32) for p in per]
         self.by_demand_pair = pair_demand[self.by_demand]
         self.by_demand_per = np.concatenate(per)[self.by_demand] if per else np.zeros(0)
+        # For :meth:`evaluate`: every pair's row of its part's matrix in one flat array (where it
+        # starts, how wide, its classes' offset), and each demand's pairs by their least value at
+        # π = 0 (a bound on their value at any π ≥ 0: a demand's visit stops past its best).
+        widths = [m.shape[1] for *_, m, _ in self.parts]
+        self.flat_m = np.concatenate([m.ravel() for *_, m, _ in self.parts]) if self.parts else np.zeros(0, np.float32)
+        self.m_at = np.concatenate(
+            [np.cumsum([0, *(m.size for *_, m, _ in self.parts)])[k] + np.arange(len(d)) * widths[k]
+             for k, (d, *_) in enumerate(self.parts)]
+        ) if self.parts else np.zeros(0, dtype=np.int64)  # fmt: skip
+        self.m_width = np.repeat(np.array(widths, dtype=np.int64), [len(d) for d, *_ in self.parts])
+        self.m_off = np.repeat(
+            np.array([off for *_, off in self.parts], dtype=np.int64), [len(d) for d, *_ in self.parts]
+        )
+        self.per_all32 = np.concatenate(self.per32) if self.parts else np.zeros(0, np.float32)
+        v0 = (
+            (np.concatenate([m.min(axis=1) for *_, m, _ in self.parts]) * self.per_all32)[self.by_demand]
+            if self.parts
+            else np.zeros(0, np.float32)
+        )
+        self.segments = np.append(self.demand_starts, len(self.by_demand)).astype(np.int64)
+        self.v0_order = sort_segments(self.segments, v0.astype(np.float64), np.zeros(len(v0)))
+        self.v0 = v0[self.v0_order]
         # :meth:`covers_at`' items: each part's pairs with a feasible class (which π does not change),
         # then the scalar items, in demand order (stable); only their costs depend on π.
         self.cover_rows = [np.flatnonzero(np.isfinite(m).any(axis=1)) for _, _, _, m, _ in self.parts]
@@ -572,21 +601,17 @@ class Lagrangian:
     def evaluate(self, pi: NDArray[np.float64], served: float) -> tuple[float, NDArray[np.float64]]:
         """(L(π), GPUs each class would give) at the best split of ``served`` tokens/s across demands."""
         n = len(self.rnd.demands)
-        vals, cls = [], []
-        for (_, _, _, m, off), per32 in zip(self.parts, self.per32, strict=True):
-            best, val = _least_class(m, pi[off : off + m.shape[1]].astype(np.float32), per32)
-            vals.append(val)
-            cls.append(best + off)
         usage = np.zeros(len(self.free))
         rho = self.rho0.copy()
         klass, per = np.full(n, -1, dtype=np.int64), np.zeros(n)
-        if vals:
+        if self.parts:
             # Each demand's least value, the first of its pairs (in part order) on a tie.
-            val_all = np.concatenate(vals)
-            first = _first_least(val_all, self.by_demand, self.demand_starts)
-            pair = self.by_demand[first]
+            first, val32, c = _least_class_by_demand(
+                self.flat_m, self.m_at, self.m_width, self.m_off, self.per_all32, pi.astype(np.float32),
+                self.segments, self.v0_order, self.v0, self.by_demand,
+            )  # fmt: skip
             d, g = self.by_demand_pair[first], self.by_demand_per[first]
-            val, c = val_all[pair].astype(float), np.concatenate(cls)[pair]
+            val = val32.astype(float)
             better = val < rho[d]
             rho[d[better]] = val[better]
             klass[d[better]], per[d[better]] = c[better], g[better]

@@ -820,27 +820,36 @@ def class_prices(rng: np.random.Generator) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed", range(10))
-def test_the_lagrangians_compiled_least_class_is_numpys(seed):
+def test_the_lagrangians_least_pair_per_demand_is_numpys(seed):
+    """The compiled per-demand search (pairs visited by their least value at π = 0, stopped past
+    the best) against numpy: every pair's (m + π) × per at its first least class, then each
+    demand's first least pair."""
     rng = np.random.default_rng(seed)
-    m = class_prices(rng)
-    pi = rng.choice(np.array([0.0, 0.5, 3.0], dtype=np.float32), size=7)
-    per = rng.random(200).astype(np.float32) + np.float32(0.01)
-    best, value = substitution_bound._least_class(m, pi, per)
-    v = (m + pi[None, :]) * per[:, None]
-    assert best.tolist() == v.argmin(axis=1).tolist()
-    assert value.tolist() == v[np.arange(200), v.argmin(axis=1)].tolist()
-
-
-@pytest.mark.parametrize("seed", range(10))
-def test_the_lagrangians_first_least_per_demand_is_numpys(seed):
-    rng = np.random.default_rng(seed)
-    value = rng.choice(np.array([1.5, 2.0, 7.25, np.inf], dtype=np.float32), size=300)
-    order = rng.permutation(300)
-    starts = np.unique(np.concatenate([[0], rng.choice(np.arange(1, 300), size=40)]))
-    first = substitution_bound._first_least(value, order, starts)
-    for s, at in enumerate(first.tolist()):
-        segment = value[order[starts[s] : starts[s + 1] if s + 1 < len(starts) else 300]]
-        assert at - starts[s] == int(np.argmin(segment))  # (argmin: the first least)
+    parts = [class_prices(rng)[: rng.integers(20, 200), : rng.integers(1, 8)] for _ in range(3)]
+    widths = [m.shape[1] for m in parts]
+    offs = np.cumsum([0, *widths])[:-1]
+    pi = rng.choice(np.array([0.0, 0.5, 3.0], dtype=np.float32), size=sum(widths))
+    per = [rng.choice(np.array([0.25, 1.0, 1.5], dtype=np.float32), size=len(m)) for m in parts]
+    values = [(m + pi[o : o + m.shape[1]][None, :]) * p[:, None] for m, o, p in zip(parts, offs, per, strict=True)]
+    least = np.concatenate([v.argmin(axis=1) + off for v, off in zip(values, offs, strict=True)])
+    value = np.concatenate([v[np.arange(len(v)), v.argmin(axis=1)] for v in values])
+    n = len(value)
+    pair_demand = rng.integers(0, 25, size=n)
+    by_demand = np.argsort(pair_demand, kind="stable")
+    segments = np.append(np.flatnonzero(np.diff(pair_demand[by_demand], prepend=-1)), n)
+    v0 = (np.concatenate([m.min(axis=1) for m in parts]) * np.concatenate(per))[by_demand]
+    order = select.sort_segments(segments, v0.astype(np.float64), np.zeros(n))
+    at, got, cls = substitution_bound._least_class_by_demand(
+        np.concatenate([m.ravel() for m in parts]),
+        np.concatenate([np.cumsum([0, *(m.size for m in parts)])[k] + np.arange(len(m)) * m.shape[1]
+                        for k, m in enumerate(parts)]),
+        np.repeat(widths, [len(m) for m in parts]), np.repeat(offs, [len(m) for m in parts]), np.concatenate(per),
+        pi, segments, order, v0[order], by_demand,
+    )  # fmt: skip
+    for s in range(len(segments) - 1):
+        segment = value[by_demand[segments[s] : segments[s + 1]]]
+        first = segments[s] + int(np.argmin(segment))  # (argmin: the first least)
+        assert (at[s], got[s], cls[s]) == (first, segment.min(), least[by_demand[first]])
 
 
 def _search_in_python(items, target, budget, limit):
