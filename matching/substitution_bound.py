@@ -540,10 +540,14 @@ class Lagrangian:
         n = len(rnd.demands)
         demand_hours = np.array([d.duration_hours for d in rnd.demands], dtype=float)
         demand_disc = np.array([1 - _percent(rnd, i) / 100 for i in range(n)], dtype=float)
-        for model, g in batch.model_pairs.items():
-            if not len(g):
-                continue
-            m = batch.class_min[model].astype(np.float32)
+        # Every part's matrix is a view of one flat array (:meth:`evaluate` reads them all at once).
+        models = [(model, g) for model, g in batch.model_pairs.items() if len(g)]
+        self.flat_m = np.empty(sum(batch.class_min[model].size for model, _ in models), dtype=np.float32)
+        at = 0
+        for model, g in models:
+            m = self.flat_m[at : at + batch.class_min[model].size].reshape(batch.class_min[model].shape)
+            at += m.size
+            m[:] = batch.class_min[model]
             m[m >= NO_PRICE] = np.inf
             d, size, tps = batch.pair_demand[g], batch.pair_gpus[g].astype(float), batch.pair_tokens[g]
             m *= (demand_hours[d] * demand_disc[d]).astype(np.float32)[:, None]
@@ -571,7 +575,6 @@ class Lagrangian:
         # starts, how wide, its classes' offset), and each demand's pairs by their least value at
         # π = 0 (a bound on their value at any π ≥ 0: a demand's visit stops past its best).
         widths = [m.shape[1] for *_, m, _ in self.parts]
-        self.flat_m = np.concatenate([m.ravel() for *_, m, _ in self.parts]) if self.parts else np.zeros(0, np.float32)
         self.m_at = np.concatenate(
             [np.cumsum([0, *(m.size for *_, m, _ in self.parts)])[k] + np.arange(len(d)) * widths[k]
              for k, (d, *_) in enumerate(self.parts)]
