@@ -545,7 +545,8 @@ class Lagrangian:
         self.flat_m = np.empty(sum(batch.class_min[model].size for model, _ in models), dtype=np.float32)
         at = 0
         for model, g in models:
-            m = self.flat_m[at : at + batch.class_min[model].size].reshape(batch.class_min[model].shape)
+            shape = batch.class_min[model].shape
+            m: NDArray[np.float32] = self.flat_m[at : at + shape[0] * shape[1]].reshape(shape[0], shape[1])
             at += m.size
             m[:] = batch.class_min[model]
             m[m >= NO_PRICE] = np.inf
