@@ -135,6 +135,8 @@ class Batch:
         self.class_free: dict[str, NDArray[np.float64]] = {}
         #: Per GPU model, the class of each of its columns (listings by price).
         self.col_class: dict[str, NDArray[np.int64]] = {}
+        #: Per GPU model, the free GPUs of each of its columns.
+        self.col_free: dict[str, NDArray[np.float64]] = {}
         self.class_min: dict[str, NDArray[np.int32]] = {}
         now = index.problem.now
         self.d_origin = np.array([index.rix[d.origin] for d in demands], dtype=np.int64)
@@ -234,7 +236,7 @@ class Batch:
         self.model_pairs[model] = g
         d_list, n = di.tolist(), len(di)
         classes, self.col_class[model] = np.unique(region, return_inverse=True)
-        free = np.array([sum(ix.free[j]) for j in cols.tolist()], dtype=float)
+        free = self.col_free[model] = np.array([sum(ix.free[j]) for j in cols.tolist()], dtype=float)
         self.class_free[model] = np.bincount(self.col_class[model], weights=free, minlength=len(classes)).astype(float)
         base = self.row_base[model]
         stage_a, count_a, first_a, class_min, nearest_a, cheapest_a = rules_matrix(

@@ -543,10 +543,13 @@ class Lagrangian:
         # Every part's matrix is a view of one flat array (:meth:`evaluate` reads them all at once).
         models = [(model, g) for model, g in batch.model_pairs.items() if len(g)]
         self.flat_m = np.empty(sum(batch.class_min[model].size for model, _ in models), dtype=np.float32)
-        at = 0
+        at, m_at, m_width, m_off = 0, [], [], []
         for model, g in models:
             shape = batch.class_min[model].shape
             m: NDArray[np.float32] = self.flat_m[at : at + shape[0] * shape[1]].reshape(shape[0], shape[1])
+            m_at.append(at + np.arange(len(g), dtype=np.int64) * shape[1])
+            m_width.append(np.full(len(g), shape[1], dtype=np.int64))
+            m_off.append(np.full(len(g), offset, dtype=np.int64))
             at += m.size
             m[:] = batch.class_min[model]
             m[m >= NO_PRICE] = np.inf
@@ -557,8 +560,15 @@ class Lagrangian:
             free.append(batch.class_free[model])
             offset += m.shape[1]
         self.free = np.concatenate(free) if free else np.zeros(0)
+        # Every pair of the parts, in part order: its number in the batch's pair columns, its demand,
+        # its demand's hours × (1 − voucher percent), and where its row of the flat matrix starts,
+        # how wide it is and its classes' offset into π.
+        none = np.zeros(0, dtype=np.int64)
+        self.pairs = np.concatenate([g for _, g in models]) if models else none
+        self.pair_demand = pair_demand = batch.pair_demand[self.pairs]
+        self.hd = demand_hours[pair_demand] * demand_disc[pair_demand]
+        self.m_at, self.m_width, self.m_off = (np.concatenate(a) if a else none for a in (m_at, m_width, m_off))
         # The pairs of all parts by demand (stable), and where each demand's pairs start there.
-        pair_demand = np.concatenate([part[0] for part in self.parts]) if self.parts else np.zeros(0, dtype=np.int64)
         self.by_demand = np.argsort(pair_demand, kind="stable")
         self.demand_starts = np.flatnonzero(np.diff(pair_demand[self.by_demand], prepend=-1))
         self.caps = servable(rnd)
@@ -572,18 +582,8 @@ class Lagrangian:
         self.per32 = [p.astype(np.float32) for p in per]
         self.by_demand_pair = pair_demand[self.by_demand]
         self.by_demand_per = np.concatenate(per)[self.by_demand] if per else np.zeros(0)
-        # For :meth:`evaluate`: every pair's row of its part's matrix in one flat array (where it
-        # starts, how wide, its classes' offset), and each demand's pairs by their least value at
-        # π = 0 (a bound on their value at any π ≥ 0: a demand's visit stops past its best).
-        widths = [m.shape[1] for *_, m, _ in self.parts]
-        self.m_at = np.concatenate(
-            [np.cumsum([0, *(m.size for *_, m, _ in self.parts)])[k] + np.arange(len(d)) * widths[k]
-             for k, (d, *_) in enumerate(self.parts)]
-        ) if self.parts else np.zeros(0, dtype=np.int64)  # fmt: skip
-        self.m_width = np.repeat(np.array(widths, dtype=np.int64), [len(d) for d, *_ in self.parts])
-        self.m_off = np.repeat(
-            np.array([off for *_, off in self.parts], dtype=np.int64), [len(d) for d, *_ in self.parts]
-        )
+        # For :meth:`evaluate`: each demand's pairs by their least value at π = 0 (a bound on their
+        # value at any π ≥ 0: a demand's visit stops past its best).
         self.per_all32 = np.concatenate(self.per32) if self.parts else np.zeros(0, np.float32)
         v0 = (
             (np.concatenate([m.min(axis=1) for *_, m, _ in self.parts]) * self.per_all32)[self.by_demand]
@@ -593,9 +593,9 @@ class Lagrangian:
         self.segments = np.append(self.demand_starts, len(self.by_demand)).astype(np.int64)
         self.v0_order = sort_segments(self.segments, v0.astype(np.float64), np.zeros(len(v0)))
         self.v0 = v0[self.v0_order]
-        # :meth:`covers_at`' items: each part's pairs with a feasible class (which π does not change),
-        # then the scalar items, in demand order (stable); only their costs depend on π.
-        self.cover_rows = [np.flatnonzero(np.isfinite(m).any(axis=1)) for _, _, _, m, _ in self.parts]
+        # :meth:`covers_at`' items: each part's pairs with a feasible listing (which π does not
+        # change), then the scalar items, in demand order (stable); only their costs depend on π.
+        self.cover_rows = [np.flatnonzero(batch.pair_first_col[g] >= 0) for _, g in models]
         d_all = np.concatenate([d[r] for (d, *_), r in zip(self.parts, self.cover_rows, strict=True)] + [self.scalar.d])
         self.cover_order = np.argsort(d_all, kind="stable")
         self.cover_d = d_all[self.cover_order]
@@ -701,49 +701,28 @@ class ListingPrices:
         if batch is None:
             raise ValueError("the bound by listing needs the batch matrices (Round(batch=True))")
         self.lagrangian, self.bits = lagrangian, batch.bits
-        n = len(rnd.demands)
-        demand_hd = np.array(
-            [float(d.duration_hours) * (1 - _percent(rnd, i) / 100) for i, d in enumerate(rnd.demands)]
-        )
-        rows, n_cols, offs, price, free, lists = [], [], [], [], [], []
-        offset = 0
-        for model, g in batch.model_pairs.items():
-            if not len(g):
-                continue
-            cols = batch.cols[model]
-            rows.append(batch.row_base[model] + np.arange(len(g), dtype=np.int64))
-            n_cols.append(np.full(len(g), len(cols), dtype=np.int64))
-            offs.append(np.full(len(g), offset, dtype=np.int64))
-            price.append(rnd.index.price[cols].astype(np.float64))
-            free.append(np.array([sum(rnd.index.free[j]) for j in cols.tolist()], dtype=np.float64))
-            lists.append(cols)
-            offset += len(cols)
-        #: Per priced unit (a listing of a batch model): its listing, price (units) and free GPUs.
-        self.listings = np.concatenate(lists) if lists else np.zeros(0, dtype=np.int64)
-        self.price = np.concatenate(price) if price else np.zeros(0)
-        self.free = np.concatenate(free) if free else np.zeros(0)
+        # Per priced unit (a listing of a batch model, the models in the Lagrangian's part order):
+        # its listing, price (units) and free GPUs; each model's first unit.
+        models = [model for model, g in batch.model_pairs.items() if len(g)]
+        self.listings = np.concatenate([batch.cols[m] for m in models]) if models else np.zeros(0, dtype=np.int64)
+        self.price = rnd.index.price[self.listings].astype(np.float64)
+        self.free = np.concatenate([batch.col_free[m] for m in models]) if models else np.zeros(0)
+        first_unit = np.zeros(len(batch.n_cols), dtype=np.int64)
+        first_unit[[batch.model_ix[m] for m in models]] = np.cumsum([0] + [len(batch.cols[m]) for m in models[:-1]])
         # Per pair, in the Lagrangian's part order: its matrix row, columns, offset into the units,
         # first feasible column (-1: none), hours × (1 − percent), GPUs per served token/s, GPUs.
-        parts = lagrangian.parts
-        self.row = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        self.n_cols = np.concatenate(n_cols) if n_cols else np.zeros(0, dtype=np.int64)
-        self.off = np.concatenate(offs) if offs else np.zeros(0, dtype=np.int64)
-        self.first = batch.pair_first_col[np.concatenate(list(batch.model_pairs.values()))] if parts else self.row
-        pair_demand = np.concatenate([d for d, *_ in parts]) if parts else np.zeros(0, dtype=np.int64)
-        self.hd = demand_hd[pair_demand]
-        self.per = np.concatenate([p.astype(np.float64) for p in lagrangian.per32]) if parts else np.zeros(0)
-        self.size = np.concatenate([size for _, size, *_ in parts]) if parts else np.zeros(0)
-        # The cover pairs (:meth:`Lagrangian.covers_at`'s order).
-        starts = np.cumsum([0] + [len(d) for d, *_ in parts])
-        self.cover_pairs = (
-            np.concatenate([start + r for start, r in zip(starts, lagrangian.cover_rows, strict=False)])
-            if parts
-            else np.zeros(0, dtype=np.int64)
-        )
+        pairs, pair_demand = lagrangian.pairs, lagrangian.pair_demand
+        model = batch.pair_model[pairs]
+        self.row, self.n_cols, self.off = batch.pair_row[pairs], batch.n_cols[model], first_unit[model]
+        self.first, self.hd = batch.pair_first_col[pairs], lagrangian.hd
+        self.per = lagrangian.per_all32.astype(np.float64)
+        self.size = batch.pair_gpus[pairs].astype(np.float64)
+        # The cover pairs (:meth:`Lagrangian.covers_at`'s order): those with a feasible listing.
+        self.cover_pairs = np.flatnonzero(self.first >= 0)
         # Each demand's feasible pairs, by their value at π = 0 (at their first feasible listing).
         feasible = lagrangian.by_demand[self.first[lagrangian.by_demand] >= 0]
         v0 = self.price[self.off[feasible] + self.first[feasible]] * self.hd[feasible] * self.per[feasible]
-        self.at = np.searchsorted(pair_demand[feasible], np.arange(n + 1))
+        self.at = np.searchsorted(pair_demand[feasible], np.arange(len(rnd.demands) + 1))
         order = sort_segments(self.at, v0, np.zeros(len(v0)))
         self.by_demand, self.v0 = feasible[order], v0[order]
 
