@@ -10,7 +10,9 @@
   :class:`ListingPrices` by listing);
   *otherwise* → serving the plan's total tokens/s at each demand's least **cost per served
   token/s**, up to its cap, at zero or at the Lagrangian's capacity prices; and the covers of the
-  caps less the most that serving the shortfall less could save (:func:`savings`).
+  caps less the most that serving the shortfall less could save (:func:`savings`), from the lowest
+  priority level's demands alone where the plan serves every other demand its cap (a placement as
+  good by priority, the optimum among them, serves those their caps too: :func:`_may_fall_short`).
 - **Cost per served token/s** of a replica is its cost ÷ min(its tokens/s, the demand's cap):
   a demand never counts more than its cap served, so a replica bigger than the cap is paid
   whole for at most the cap. For any whole replicas of a demand, Σ cost ≥ e × min(cap, Σ
@@ -403,6 +405,23 @@ def servable(rnd: Round) -> NDArray[np.float64]:
     return rnd.servable
 
 
+def _may_fall_short(rnd: Round, caps: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """The demands that a placement as good as the plan by priority may serve below their caps.
+
+    Where the plan serves every demand of every priority level but the lowest its cap, a placement
+    as good (as much at each level from the highest, until one serves more) serves those demands
+    their caps too (no placement serves a demand more), and its lowest level at least what the
+    plan's does: only the lowest level's demands can fall short, by at most the plan's shortfall.
+    The optimum is such a placement, so the covers' bound may take savings from those alone.
+    Otherwise every demand may."""
+    priority = np.array([d.priority for d in rnd.demands], dtype=np.int64)
+    served = np.array([rnd.served(i) for i in range(len(rnd.demands))], dtype=np.float64)
+    lowest: NDArray[np.bool_] = priority == (priority.min() if len(priority) else 0)
+    if np.all(served[~lowest] >= caps[~lowest] - 1e-6):
+        return lowest
+    return np.ones(len(priority), dtype=np.bool_)
+
+
 def bounds(
     rnd: Round,
     upper_units: float,
@@ -427,6 +446,7 @@ def bounds(
     served = sum(rnd.served(i) for i in range(len(rnd.demands)))
     everyone = served >= tokens_ub - 1e-6
     shortfall = 0.0 if everyone else tokens_ub - served
+    may_fall_short = _may_fall_short(rnd, caps)
     candidates: dict[str, float] = {}
     sets = item_sets(rnd)
     if everyone:
@@ -445,11 +465,12 @@ def bounds(
                 break
         candidates["per served token/s, capacity relaxed"] = units
         # Whatever serves ≥ `served` in all serves each demand at least its cap less the shortfall
-        # (the others cannot make up more than their own caps): each such share costs at least
-        # its cheapest whole-replica cover.
-        short = [i for i in open_demands if caps[i] > shortfall]
+        # (the others cannot make up more than their own caps), and those that cannot fall short
+        # their caps: each such share costs at least its cheapest whole-replica cover.
+        least = [caps[i] - shortfall if may_fall_short[i] else caps[i] for i in open_demands]
+        short = [(i, t) for i, t in zip(open_demands, least, strict=True) if t > 0]
         candidates["whole-replica covers of cap − shortfall"] = sum(
-            sets.cheapest_covers(short, [caps[i] - shortfall for i in short])
+            sets.cheapest_covers([i for i, _ in short], [t for _, t in short])
         )
     steps = 0
     if rnd.batch is not None and rnd.batch.model_pairs:
@@ -476,7 +497,7 @@ def bounds(
         # one gives less than the one before.)
         scale, best = COVER_PRICE_SCALES[0], -math.inf
         for k in COVER_PRICE_SCALES:
-            got = listings.covers(pi * k, shortfall)
+            got = listings.covers(pi * k, shortfall, may_fall_short)
             if got <= best:
                 break
             scale, best = k, got
@@ -633,12 +654,19 @@ class Lagrangian:
         """π per GPU of every listing's class (0 for a listing in no class)."""
         return np.where(self.class_of >= 0, np.append(pi, 0.0)[self.class_of], 0.0)
 
-    def covers_at(self, pair_cost: NDArray[np.float64], priced: float, shortfall: float) -> float:
+    def covers_at(
+        self,
+        pair_cost: NDArray[np.float64],
+        priced: float,
+        shortfall: float,
+        may_fall_short: NDArray[np.bool_] | None = None,
+    ) -> float:
         """L(π) with whole-replica covers, from each cover pair's cost of one replica at π (the
         parts' pairs with a feasible listing, in part order) and Σ π × free GPUs (``priced``),
         whatever π prices (classes or listings): each open demand's cheapest cover of its cap, less
         the most a placement serving ``shortfall`` tokens/s less than Σ caps could save
-        (:func:`savings`)."""
+        (:func:`savings`), by serving less to the demands of ``may_fall_short`` (None: any; see
+        :func:`_may_fall_short`)."""
         # The pairs, then the scalar items; by demand, then ranked.
         cost = np.concatenate([pair_cost, self.scalar.cost])
         sets = ItemSets(self.scalar.n, self.cover_d, cost[self.cover_order], self.cover_tps).ranked()
@@ -648,6 +676,8 @@ class Lagrangian:
         if shortfall <= 0:
             return total - priced
         finite = np.isfinite(wholes)
+        if may_fall_short is not None:
+            finite &= may_fall_short[which]
         ones, whole = which[finite], wholes[finite]
         ratios = sets.served_ratios(self.caps)
         below = np.array(sets.most_tokens(ones.tolist(), whole.tolist(), self.caps, below=True), dtype=np.float64)
@@ -756,13 +786,15 @@ class ListingPrices:
         """:meth:`Lagrangian.best` with a price per listing."""
         return _subgradient(self.evaluate, self.free, served, upper, start, steps)
 
-    def covers(self, pi: NDArray[np.float64], shortfall: float = 0.0) -> float:
+    def covers(
+        self, pi: NDArray[np.float64], shortfall: float = 0.0, may_fall_short: NDArray[np.bool_] | None = None
+    ) -> float:
         """:meth:`Lagrangian.covers_at` at a price per listing ``pi``."""
         cost = _listing_costs(
             self.bits, self.cover_pairs, self.row, self.first, self.n_cols, self.off, self.hd, self.size,
             self.price, pi,
         )  # fmt: skip
-        return self.lagrangian.covers_at(cost, float(pi @ self.free), shortfall)
+        return self.lagrangian.covers_at(cost, float(pi @ self.free), shortfall, may_fall_short)
 
 
 @njit(cache=True, nogil=True)

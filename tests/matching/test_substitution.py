@@ -363,6 +363,29 @@ def test_the_exact_program_agrees_with_the_fast_methods_bounds(seed, n_demands, 
         assert Decimal(str(exact["cost_lower_bound"])) <= Decimal(str(exact["cost"]))
 
 
+def test_only_the_lowest_level_may_fall_short_where_the_plan_serves_the_others_their_caps(monkeypatch):
+    """Where the plan serves every demand above the lowest priority its cap, the covers' bound takes
+    what the shortfall saves from the lowest level's demands only: still below the exact optimum
+    (which is as good by priority as the plan), and above the bound that lets any demand fall short
+    on some rounds (else the rule would change nothing)."""
+    tighter = 0
+    for seed in range(30):
+        p = random_instance(seed, n_demands=14)
+        _, _, exact = solve_inference(p)
+        with monkeypatch.context() as m:
+            m.setattr(substitution_engine, "EXACT_OPTIONS", 0)
+            _, _, fast = solve_inference(p)
+            m.setattr(substitution_bound, "_may_fall_short", lambda rnd, caps: np.ones(len(caps), dtype=np.bool_))
+            _, _, anyone = solve_inference(p)
+        assert fast["cost"] == anyone["cost"]  # (the same plan: the rule is the bound's alone)
+        highs = Decimal(str(exact["cost_lower_bound"])) * (1 + Decimal("1e-4")) + Decimal("0.0001")
+        if float(fast["tokens_served"]) <= float(exact["tokens_served"]) + 1e-6:
+            assert Decimal(str(fast["cost_lower_bound"])) <= highs
+        assert Decimal(str(fast["cost_lower_bound"])) >= Decimal(str(anyone["cost_lower_bound"]))
+        tighter += Decimal(str(fast["cost_lower_bound"])) > Decimal(str(anyone["cost_lower_bound"]))
+    assert tighter
+
+
 def with_scalar_pairs(p: Problem, seed: int) -> Problem:
     """``p`` with some alternatives on measured listings and some vouchers limited to a region: pairs
     the batch matrices leave to the scalar path."""
