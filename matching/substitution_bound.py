@@ -12,7 +12,8 @@
   token/s**, up to its cap, at zero or at the Lagrangian's capacity prices; and the covers of the
   caps less the most that serving the shortfall less could save (:func:`savings`), from the lowest
   priority level's demands alone where the plan serves every other demand its cap (a placement as
-  good by priority, the optimum among them, serves those their caps too: :func:`_may_fall_short`).
+  good by priority, the optimum among them, serves those their caps too:
+  :func:`demands_that_may_fall_short`).
 - **Cost per served token/s** of a replica is its cost ÷ min(its tokens/s, the demand's cap):
   a demand never counts more than its cap served, so a replica bigger than the cap is paid
   whole for at most the cap. For any whole replicas of a demand, Σ cost ≥ e × min(cap, Σ
@@ -405,7 +406,7 @@ def servable(rnd: Round) -> NDArray[np.float64]:
     return rnd.servable
 
 
-def _may_fall_short(rnd: Round, caps: NDArray[np.float64]) -> NDArray[np.bool_]:
+def demands_that_may_fall_short(rnd: Round, caps: NDArray[np.float64]) -> NDArray[np.bool_]:
     """The demands that a placement as good as the plan by priority may serve below their caps.
 
     Where the plan serves every demand of every priority level but the lowest its cap, a placement
@@ -446,7 +447,7 @@ def bounds(
     served = sum(rnd.served(i) for i in range(len(rnd.demands)))
     everyone = served >= tokens_ub - 1e-6
     shortfall = 0.0 if everyone else tokens_ub - served
-    may_fall_short = _may_fall_short(rnd, caps)
+    may_fall_short = demands_that_may_fall_short(rnd, caps)
     candidates: dict[str, float] = {}
     sets = item_sets(rnd)
     if everyone:
@@ -666,7 +667,7 @@ class Lagrangian:
         whatever π prices (classes or listings): each open demand's cheapest cover of its cap, less
         the most a placement serving ``shortfall`` tokens/s less than Σ caps could save
         (:func:`savings`), by serving less to the demands of ``may_fall_short`` (None: any; see
-        :func:`_may_fall_short`)."""
+        :func:`demands_that_may_fall_short`)."""
         # The pairs, then the scalar items; by demand, then ranked.
         cost = np.concatenate([pair_cost, self.scalar.cost])
         sets = ItemSets(self.scalar.n, self.cover_d, cost[self.cover_order], self.cover_tps).ranked()
