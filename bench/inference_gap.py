@@ -139,7 +139,8 @@ def measure(problem: Problem, milp_seconds: float) -> dict[str, float | str]:
     shortfall = max(0.0, float(np.sum(bound.servable(rnd))) - served)
     planned = Round(problem, None)
     engine_policy(planned)  # (the plan again, for which demands may fall short: the engine's rule)
-    may_fall_short = bound.demands_that_may_fall_short(planned, bound.servable(planned))
+    planned_each = np.array([planned.served(i) for i in range(len(planned.demands))])
+    may_fall_short = bound.demands_that_may_fall_short(planned, bound.servable(planned), planned_each)
     # The engine's own steps, from its class prices, for the same relaxation.
     lagrangian = listings.lagrangian
     class_value, class_pi = lagrangian.best(served, plan / cny, None, bound.LAGRANGE_STEPS)

@@ -406,8 +406,11 @@ def servable(rnd: Round) -> NDArray[np.float64]:
     return rnd.servable
 
 
-def demands_that_may_fall_short(rnd: Round, caps: NDArray[np.float64]) -> NDArray[np.bool_]:
-    """The demands that a placement as good as the plan by priority may serve below their caps.
+def demands_that_may_fall_short(
+    rnd: Round, caps: NDArray[np.float64], served: NDArray[np.float64]
+) -> NDArray[np.bool_]:
+    """The demands that a placement as good as the plan by priority may serve below their caps
+    (``served``: what the plan serves each).
 
     Where the plan serves every demand of every priority level but the lowest its cap, a placement
     as good (as much at each level from the highest, until one serves more) serves those demands
@@ -416,7 +419,6 @@ def demands_that_may_fall_short(rnd: Round, caps: NDArray[np.float64]) -> NDArra
     The optimum is such a placement, so the covers' bound may take savings from those alone.
     Otherwise every demand may."""
     priority = np.array([d.priority for d in rnd.demands], dtype=np.int64)
-    served = np.array([rnd.served(i) for i in range(len(rnd.demands))], dtype=np.float64)
     lowest: NDArray[np.bool_] = priority == (priority.min() if len(priority) else 0)
     if np.all(served[~lowest] >= caps[~lowest] - 1e-6):
         return lowest
@@ -444,12 +446,13 @@ def bounds(
     caps = servable(rnd)
     open_demands = [i for i in range(len(rnd.demands)) if caps[i] > 0]
     tokens_ub = float(sum(caps[i] for i in open_demands))
-    served = sum(rnd.served(i) for i in range(len(rnd.demands)))
+    served_each = [rnd.served(i) for i in range(len(rnd.demands))]
+    served = sum(served_each)
     everyone = served >= tokens_ub - 1e-6
     shortfall = 0.0 if everyone else tokens_ub - served
-    may_fall_short = demands_that_may_fall_short(rnd, caps)
     candidates: dict[str, float] = {}
     sets = item_sets(rnd)
+    may_fall_short = None  # (without a shortfall, no demand falls short)
     if everyone:
         candidates["whole-replica covers, capacity relaxed"] = sum(
             sets.cheapest_covers(open_demands, [caps[i] for i in open_demands])
@@ -468,10 +471,10 @@ def bounds(
         # Whatever serves ≥ `served` in all serves each demand at least its cap less the shortfall
         # (the others cannot make up more than their own caps), and those that cannot fall short
         # their caps: each such share costs at least its cheapest whole-replica cover.
-        least = [caps[i] - shortfall if may_fall_short[i] else caps[i] for i in open_demands]
-        short = [(i, t) for i, t in zip(open_demands, least, strict=True) if t > 0]
+        may_fall_short = demands_that_may_fall_short(rnd, caps, np.array(served_each))
+        short = [i for i in open_demands if not may_fall_short[i] or caps[i] > shortfall]
         candidates["whole-replica covers of cap − shortfall"] = sum(
-            sets.cheapest_covers([i for i, _ in short], [t for _, t in short])
+            sets.cheapest_covers(short, [caps[i] - shortfall if may_fall_short[i] else caps[i] for i in short])
         )
     steps = 0
     if rnd.batch is not None and rnd.batch.model_pairs:

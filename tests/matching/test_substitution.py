@@ -375,7 +375,7 @@ def test_only_the_lowest_level_may_fall_short_where_the_plan_serves_the_others_t
         with monkeypatch.context() as m:
             m.setattr(substitution_engine, "EXACT_OPTIONS", 0)
             _, _, fast = solve_inference(p)
-            anyone_may = lambda rnd, caps: np.ones(len(caps), dtype=np.bool_)  # noqa: E731
+            anyone_may = lambda rnd, caps, served: np.ones(len(caps), dtype=np.bool_)  # noqa: E731
             m.setattr(substitution_bound, "demands_that_may_fall_short", anyone_may)
             _, _, anyone = solve_inference(p)
         assert fast["cost"] == anyone["cost"]  # (the same plan: the rule is the bound's alone)
