@@ -30,7 +30,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linprog
+from scipy.optimize import LinearConstraint, linprog
+from scipy.optimize import milp as milp_solve
 from scipy.sparse import coo_matrix
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,54 +53,26 @@ from matching.substitution_round import Round  # noqa: E402
 SCALES_AT_DUALS = (1.0, 1.25, 1.5, 2.0)
 
 
-def lp_relaxation(rnd: Round, served: float) -> float:
+def lp_relaxation(prog: milp.Program, served: float) -> float:
     """Least cost (units × hours) of the exact program with continuous replicas serving ≥ ``served``."""
-    d, k, j, size, cost, price = milp.options(rnd)
-    n, m = len(d), len(rnd.demands)
-    tps = milp.option_tps(rnd, d, k)
-    rows, cols, vals, high = [], [], [], []
-    free = rnd.pool.free
-
-    def add(c: np.ndarray, v: np.ndarray, h: float) -> None:
-        rows.append(np.full(len(c), len(high)))
-        cols.append(c)
-        vals.append(v)
-        high.append(h)
-
-    for jj in np.unique(j).tolist():
-        on = np.flatnonzero(j == jj)
-        for t in np.unique(size[on]).tolist():
-            big = on[size[on] >= t]
-            add(big, size[big].astype(float), float(t * sum(f // t for f in free[jj])))
-    by = np.argsort(d, kind="stable")
-    starts = np.searchsorted(d[by], np.arange(m + 1))
-    for i in range(m):
-        mine = by[starts[i] : starts[i + 1]]
-        add(np.append(mine, n + i), np.append(-tps[mine], 1.0), 0.0)
-        if len(mine):
-            add(mine, price[mine].astype(float), float(rnd.budget[i] - rnd.spent[i]))
-    add(n + np.arange(m), -np.ones(m), -served * (1 - 1e-7))
-    a = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(high), n + m))
-    slots = [sum(f // s for f in free[jj]) for jj, s in zip(j.tolist(), size.tolist(), strict=True)]
-    upper = np.concatenate([np.array(slots, float), [dm.tokens_per_second for dm in rnd.demands]])
-    res = linprog(
-        np.concatenate([cost.astype(float), np.zeros(m)]),
-        A_ub=a.tocsr(),
-        b_ub=np.array(high),
-        bounds=np.column_stack([np.zeros(n + m), upper]),
-        method="highs",
+    cost = prog.columns[4]
+    served_row = np.concatenate([np.zeros(prog.n), np.ones(prog.m)])[None, :]
+    res = milp_solve(
+        np.concatenate([cost.astype(float), np.zeros(prog.m)]),
+        constraints=[prog.rows, LinearConstraint(served_row, served * (1 - 1e-7), np.inf)],
+        integrality=np.zeros(prog.n + prog.m),
+        bounds=prog.bounds,
     )
     if res.status != 0:
         raise RuntimeError(f"LP relaxation: {res.message}")
     return float(res.fun)
 
 
-def split_lp(rnd: Round, served: float) -> tuple[float, np.ndarray]:
+def split_lp(rnd: Round, prog: milp.Program, served: float) -> tuple[float, np.ndarray]:
     """(optimum in units × hours, price per GPU of every listing) of the split relaxation."""
-    d, k, j, size, cost, _ = milp.options(rnd)
+    d, _, j, size, cost, _ = prog.columns
     caps = np.asarray(bound.servable(rnd), dtype=float)
-    tps = milp.option_tps(rnd, d, k)
-    per_gpu = np.minimum(tps, np.maximum(caps[d], 1e-9)) / size  # served tokens/s per GPU
+    per_gpu = np.minimum(prog.tps, np.maximum(caps[d], 1e-9)) / size  # served tokens/s per GPU
     cost_gpu = cost / size
     nl, m = len(rnd.problem.listings), len(rnd.demands)
     # One column per (demand, listing): its least cost per served token/s.
@@ -129,9 +102,10 @@ def measure(problem: Problem, milp_seconds: float) -> dict[str, float | str]:
     cny = float(costs.from_units(1))  # CNY per unit
     out: dict[str, float | str] = {"plan": plan, "engine bound": float(stats["cost_lower_bound"])}
     t0 = time.perf_counter()
-    out["LP relaxation"] = lp_relaxation(Round(problem, None), served) * cny
-    rnd = Round(problem, None)
-    value, prices = split_lp(rnd, served)
+    rnd = Round(problem, None)  # (the free capacity: read, never placed on)
+    prog = milp.program(rnd)
+    out["LP relaxation"] = lp_relaxation(prog, served) * cny
+    value, prices = split_lp(rnd, prog, served)
     out["split LP"] = value * cny
     out["LP s"] = time.perf_counter() - t0
     listings = bound.ListingPrices(bound.Lagrangian(rnd))
@@ -150,8 +124,8 @@ def measure(problem: Problem, milp_seconds: float) -> dict[str, float | str]:
     out["steps"] = steps_value * cny
     out["covers at duals"] = max(listings.covers(pi * s, shortfall, may_fall_short) for s in SCALES_AT_DUALS) * cny
     if milp_seconds > 0:
-        counts, info = milp.solve_milp(Round(problem, None), time_limit=milp_seconds)
-        d, k, j, _, cost, _ = milp.options(Round(problem, None))
+        counts, info = milp.solve_milp(rnd, time_limit=milp_seconds)
+        d, k, j, _, cost, _ = prog.columns
         at = {(int(a), int(b), int(c)): o for o, (a, b, c) in enumerate(zip(d, k, j, strict=True))}
         out["MILP"] = sum(int(cost[at[key]]) * v for key, v in counts.items()) * cny
         placed = np.zeros(len(problem.inference))

@@ -16,6 +16,8 @@ and never adds cost.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy.optimize import Bounds, LinearConstraint, OptimizeResult, milp
@@ -62,14 +64,25 @@ def option_tps(rnd: Round, d: NDArray[np.int64], k: NDArray[np.int64]) -> NDArra
     )
 
 
-def solve_milp(rnd: Round, time_limit: float = 30.0) -> tuple[dict[tuple[int, int, int], int], dict[str, float | str]]:
-    """Replica counts per (demand, alternative, listing) of the optimum, and the run's bounds:
-    ``tokens_upper_bound`` (the first level's optimum summed over levels) and ``cost_lower_bound``
-    (HiGHS's dual bound at the served tokens fixed, units × hours; equal to the cost when proven)."""
-    d, k, j, size, cost, price = options(rnd)
+@dataclass(frozen=True)
+class Program:
+    """The exact program of a round (module docstring): its options (:func:`options`) and their
+    tokens/s per replica, then ``n`` replica counts x and ``m`` served tokens/s s as variables, with
+    their bounds and rows (integrality and objective are the caller's)."""
+
+    columns: tuple[NDArray[np.int64], ...]
+    tps: NDArray[np.float64]
+    n: int
+    m: int
+    bounds: Bounds
+    rows: LinearConstraint
+
+
+def program(rnd: Round) -> Program:
+    """The exact program of ``rnd`` on its free capacity."""
+    columns = options(rnd)
+    d, k, j, size, _, price = columns
     n, m = len(d), len(rnd.demands)
-    if n == 0:
-        return {}, {"tokens_upper_bound": 0.0, "cost_lower_bound_units": 0.0, "status": "optimal"}
     tps = option_tps(rnd, d, k)
     nvar = n + m  # x then s
     next_row = 0
@@ -101,10 +114,25 @@ def solve_milp(rnd: Round, time_limit: float = 30.0) -> tuple[dict[tuple[int, in
             add(mine, price[mine].astype(float), -np.inf, float(rnd.budget[i] - rnd.spent[i]))
     ub_x = np.array([sum(f // s for f in free[jj]) for jj, s in zip(j.tolist(), size.tolist(), strict=True)], float)
     targets = np.array([dm.tokens_per_second for dm in rnd.demands], dtype=float)
-    bounds = Bounds(np.zeros(nvar), np.concatenate([ub_x, targets]))
-    integrality = np.concatenate([np.ones(n), np.zeros(m)])
     a = coo_matrix((np.concatenate(vals), (np.concatenate(r_idx), np.concatenate(c_idx))), shape=(next_row, nvar))
-    constraints = [LinearConstraint(a.tocsr(), np.array(lo), np.array(hi))]
+    return Program(
+        columns, tps, n, m, Bounds(np.zeros(nvar), np.concatenate([ub_x, targets])),
+        LinearConstraint(a.tocsr(), np.array(lo), np.array(hi)),
+    )  # fmt: skip
+
+
+def solve_milp(rnd: Round, time_limit: float = 30.0) -> tuple[dict[tuple[int, int, int], int], dict[str, float | str]]:
+    """Replica counts per (demand, alternative, listing) of the optimum, and the run's bounds:
+    ``tokens_upper_bound`` (the first level's optimum summed over levels) and ``cost_lower_bound``
+    (HiGHS's dual bound at the served tokens fixed, units × hours; equal to the cost when proven)."""
+    prog = program(rnd) if rnd.demands else None
+    if prog is None or prog.n == 0:
+        return {}, {"tokens_upper_bound": 0.0, "cost_lower_bound_units": 0.0, "status": "optimal"}
+    d, k, j, _, cost, _ = prog.columns
+    n, m, bounds = prog.n, prog.m, prog.bounds
+    nvar = n + m
+    integrality = np.concatenate([np.ones(n), np.zeros(m)])
+    constraints = [prog.rows]
     priorities = np.array([dm.priority for dm in rnd.demands])
     levels: list[tuple[NDArray[np.float64], float]] = []  # (row of a level's served, its optimum)
 
