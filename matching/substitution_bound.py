@@ -290,9 +290,8 @@ def _least_class_by_demand(
                 v = (flat_m[base + c] + pi[off + c]) * per[p]
                 if v < least:
                     least, c_at = v, c
-            value = (flat_m[base + c_at] + pi[off + c_at]) * per[p]
-            if value < best or (value == best and (at < 0 or pos < at)):
-                best, at, cls = value, pos, off + c_at
+            if least < best or (least == best and (at < 0 or pos < at)):
+                best, at, cls = least, pos, off + c_at
         out_at[s], out_val[s], out_cls[s] = at, best, cls
     return out_at, out_val, out_cls
 
