@@ -20,7 +20,7 @@ from operator import attrgetter, itemgetter
 import numpy as np
 from numpy.typing import NDArray
 
-from matching import costs
+from matching import cores, costs
 from matching.graph.edges import HOUR_US, us_since
 from matching.problem import InferenceDemand, VoucherTerms
 from matching.substitution_index import BUDGET, OPEN, PRICE, TOO_FAR, Candidates, Index
@@ -239,11 +239,18 @@ class Batch:
         free = self.col_free[model] = np.array([sum(ix.free[j]) for j in cols.tolist()], dtype=float)
         self.class_free[model] = np.bincount(self.col_class[model], weights=free, minlength=len(classes)).astype(float)
         base = self.row_base[model]
-        stage_a, count_a, first_a, class_min, nearest_a, cheapest_a = rules_matrix(
-            self.bits[base : base + n], size, bound, cap, self.d_origin[di], self.d_rel[di], self.d_start_by[di],
-            self.d_hours[di], self.d_budget[di], ix.rtt, price, gpn, region, rel, start, until, room,
-            self.col_class[model].astype(np.int64), len(classes),
+        origin, need_rel, start_by, hours, budget = (
+            self.d_origin[di], self.d_rel[di], self.d_start_by[di], self.d_hours[di], self.d_budget[di]
         )  # fmt: skip
+        col_class = self.col_class[model].astype(np.int64)
+        parts = cores.split(n, lambda lo, hi: rules_matrix(
+            self.bits[base + lo : base + hi], size[lo:hi], bound[lo:hi], cap[lo:hi], origin[lo:hi], need_rel[lo:hi],
+            start_by[lo:hi], hours[lo:hi], budget[lo:hi], ix.rtt, price, gpn, region, rel, start, until, room,
+            col_class, len(classes),
+        ))  # fmt: skip
+        stage_a, count_a, first_a, class_min, nearest_a, cheapest_a = (
+            np.concatenate(column) for column in zip(*parts, strict=True)
+        )
         self.class_min[model] = class_min
         first = cols[first_a]
         first_cost = np.where(stage_a == OPEN, ix.price[first] - self._subsidy_at(demands, di, first), 0)

@@ -36,7 +36,7 @@ import numpy as np
 from numba import njit
 from numpy.typing import NDArray
 
-from matching import costs
+from matching import cores, costs
 from matching.substitution_batch import LazyCandidates
 from matching.substitution_matrix import NO_PRICE
 from matching.substitution_round import Round
@@ -634,10 +634,12 @@ class Lagrangian:
         klass, per = np.full(n, -1, dtype=np.int64), np.zeros(n)
         if self.parts:
             # Each demand's least value, the first of its pairs (in part order) on a tie.
-            first, val32, c = _least_class_by_demand(
-                self.flat_m, self.m_at, self.m_width, self.m_off, self.per_all32, pi.astype(np.float32),
-                self.segments, self.v0_order, self.v0, self.by_demand,
-            )  # fmt: skip
+            pi32, segments = pi.astype(np.float32), self.segments
+            parts = cores.split(len(segments) - 1, lambda lo, hi: _least_class_by_demand(
+                self.flat_m, self.m_at, self.m_width, self.m_off, self.per_all32, pi32, segments[lo : hi + 1],
+                self.v0_order, self.v0, self.by_demand,
+            ))  # fmt: skip
+            first, val32, c = (np.concatenate(column) for column in zip(*parts, strict=True))
             d, g = self.by_demand_pair[first], self.by_demand_per[first]
             val = val32.astype(float)
             better = val < rho[d]
@@ -775,10 +777,11 @@ class ListingPrices:
         rho = lag.rho0.copy()
         klass = np.full(len(rho), -1, dtype=np.int64)
         per = np.zeros(len(rho))
-        _least_by_demand(
-            self.bits, self.by_demand, self.at, self.v0, self.row, self.first, self.n_cols, self.off, self.hd,
-            self.per, self.price, pi, rho, klass, per,
-        )  # fmt: skip
+        at = self.at
+        cores.split(len(at) - 1, lambda lo, hi: _least_by_demand(
+            self.bits, self.by_demand, at[lo : hi + 1], self.v0, self.row, self.first, self.n_cols, self.off,
+            self.hd, self.per, self.price, pi, rho[lo:hi], klass[lo:hi], per[lo:hi],
+        ))  # fmt: skip
         usage = np.zeros(len(self.free))
         total = _cheapest_first(np.argsort(rho, kind="stable"), rho, lag.caps, klass, per, float(served), usage)
         return total - float(pi @ self.free), usage
@@ -793,10 +796,10 @@ class ListingPrices:
         self, pi: NDArray[np.float64], shortfall: float = 0.0, may_fall_short: NDArray[np.bool_] | None = None
     ) -> float:
         """:meth:`Lagrangian.covers_at` at a price per listing ``pi``."""
-        cost = _listing_costs(
-            self.bits, self.cover_pairs, self.row, self.first, self.n_cols, self.off, self.hd, self.size,
-            self.price, pi,
-        )  # fmt: skip
+        pairs = self.cover_pairs
+        cost = np.concatenate(cores.split(len(pairs), lambda lo, hi: _listing_costs(
+            self.bits, pairs[lo:hi], self.row, self.first, self.n_cols, self.off, self.hd, self.size, self.price, pi,
+        )))  # fmt: skip
         return self.lagrangian.covers_at(cost, float(pi @ self.free), shortfall, may_fall_short)
 
 
