@@ -202,6 +202,9 @@ def _explained(rnd: Round, lines: list[Line], words: str) -> list[Assignment]:
     cache: dict[tuple[object, ...], AlternativeCost] = {}
     texts: dict[int, tuple[str, str, str]] = {}
     out = []
+    if rnd.batch is not None:  # (the frontiers' candidates made at once, not one by one as read)
+        at, shown = rnd.batch.offset.tolist(), dict.fromkeys(i for i, _, _ in lines)
+        rnd.batch.options.make([at[i] + k for i in shown for k in rnd.frontier(i) or ()])
     for i, k, a in lines:
         if i not in others:
             others[i] = alternative_costs(rnd.demands[i], rnd.options[i], cache, rnd.frontier(i))
@@ -215,10 +218,13 @@ def _explained(rnd: Round, lines: list[Line], words: str) -> list[Assignment]:
 
 def _unserved(rnd: Round) -> list[InferenceUnserved]:
     out = []
-    for i, d in enumerate(rnd.demands):
-        if rnd.placed[i] < d.tokens_per_second:
-            reason, blocked = unserved_words(d, rnd.options[i], rnd.placed[i], rnd.budget_bound(i))
-            out.append(InferenceUnserved(d.id, d.tokens_per_second - rnd.placed[i], reason, blocked))
+    short = [i for i, d in enumerate(rnd.demands) if rnd.placed[i] < d.tokens_per_second]
+    if rnd.batch is not None:  # (their candidates made at once: the words read every one)
+        rnd.batch.options.make_demands(short)
+    for i in short:
+        d = rnd.demands[i]
+        reason, blocked = unserved_words(d, rnd.options[i], rnd.placed[i], rnd.budget_bound(i))
+        out.append(InferenceUnserved(d.id, d.tokens_per_second - rnd.placed[i], reason, blocked))
     return sorted(out, key=lambda u: u.request_id)
 
 

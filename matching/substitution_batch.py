@@ -4,9 +4,10 @@ One bit-packed matrix per GPU model (pairs of that model × its listings, listin
 with the same rules in the same order as :meth:`matching.substitution_index.Index.candidates` (tests
 check both agree) by one compiled pass (:func:`matching.substitution_matrix.rules_matrix`). Each
 pair's figures are also kept as columns over all pairs (``pair_*``), for work on every pair at once
-(:meth:`matching.substitution_round.Round.ranked_options`). Each pair's candidates are unpacked only
-when a policy asks for them (:class:`LazyCandidates`); its blocking stage, option count and cheapest
-cost are known from the start. Pairs the matrices cannot express
+(:meth:`matching.substitution_round.Round.ranked_options`). Each pair's candidates are made from
+those columns when first read (:class:`Options`), and unpacked from its row only when a policy asks
+for its listings (:class:`LazyCandidates`); its blocking stage, option count and cheapest cost are
+known from the start. Pairs the matrices cannot express
 (measured ``listing_ids``, a voucher limited to some regions, providers or GPU models) go through
 the scalar path.
 """
@@ -14,8 +15,10 @@ the scalar path.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator, Sequence
 from itertools import chain, repeat
 from operator import attrgetter, itemgetter
+from typing import cast, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -95,6 +98,88 @@ _FIELDS = attrgetter(
 )  # fmt: skip
 
 
+class Options(Sequence[Sequence[AnyCandidates]]):
+    """Each demand's candidates, one per alternative (``options[i][k]``), a matrix pair's made when
+    first read and kept (so a pair's candidates are one object): a round reads few of its pairs'
+    (the explanations read each demand's frontier, ~1 in 6 at 10k demands), and making all ~450k
+    at once cost ~0.2 s and ~100 MB. Holds its batch weakly, as the candidates do."""
+
+    __slots__ = ("_batch", "_offset", "slots")
+
+    def __init__(self, batch: weakref.ref[Batch], slots: list[AnyCandidates | None], offset: NDArray[np.int64]) -> None:
+        #: Each pair's candidates, None until made.
+        self.slots = slots
+        self._batch, self._offset = batch, offset.tolist()
+
+    def __len__(self) -> int:
+        return len(self._offset) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> Sequence[AnyCandidates]: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Sequence[AnyCandidates]]: ...
+    def __getitem__(self, i: int | slice) -> Sequence[AnyCandidates] | Sequence[Sequence[AnyCandidates]]:
+        if isinstance(i, slice):
+            return [self[n] for n in range(len(self))[i]]
+        n = range(len(self))[i]  # (an IndexError past the end, as a list's)
+        return DemandOptions(self, self._offset[n], self._offset[n + 1])
+
+    def pair(self, q: int) -> AnyCandidates:
+        """Pair ``q``'s candidates (made on first use)."""
+        got = self.slots[q]
+        if got is None:
+            self.make([q])
+            got = self.slots[q]
+        return cast(AnyCandidates, got)
+
+    def make(self, pairs: list[int]) -> None:
+        """Make the candidates of those of ``pairs`` not made yet, at once (one pair at a time costs
+        ~2 µs more each: worth it when many will be read, as the explanations' frontier)."""
+        slots = self.slots
+        todo = [q for q in pairs if slots[q] is None]
+        if not todo:
+            return
+        batch = self._batch()
+        if batch is None:
+            raise RuntimeError("the round these candidates belong to is gone")
+        for q, c in zip(todo, batch.candidates(todo), strict=True):
+            slots[q] = c
+
+    def make_demands(self, demands: list[int]) -> None:
+        """:meth:`make` every pair of ``demands``."""
+        at = self._offset
+        self.make([q for i in demands for q in range(at[i], at[i + 1])])
+
+
+class DemandOptions(Sequence[AnyCandidates]):
+    """One demand's candidates (:class:`Options`), pairs ``lo`` to ``hi``."""
+
+    __slots__ = ("_hi", "_lo", "_options")
+
+    def __init__(self, options: Options, lo: int, hi: int) -> None:
+        self._options, self._lo, self._hi = options, lo, hi
+
+    def __len__(self) -> int:
+        return self._hi - self._lo
+
+    @overload
+    def __getitem__(self, k: int) -> AnyCandidates: ...
+    @overload
+    def __getitem__(self, k: slice) -> list[AnyCandidates]: ...
+    def __getitem__(self, k: int | slice) -> AnyCandidates | list[AnyCandidates]:
+        if isinstance(k, slice):
+            return [self._options.pair(self._lo + n) for n in range(len(self))[k]]
+        if 0 <= k < self._hi - self._lo:  # (the common case, read often: no range made)
+            got = self._options.slots[self._lo + k]
+            return self._options.pair(self._lo + k) if got is None else got
+        return self._options.pair(self._lo + range(len(self))[k])
+
+    def __iter__(self) -> Iterator[AnyCandidates]:
+        pair = self._options.pair
+        for q in range(self._lo, self._hi):
+            yield pair(q)
+
+
 def _uniform(voucher: VoucherTerms | None) -> bool:
     """Whether ``voucher`` (if any) subsidises every listing alike (the matrices' columns)."""
     v = voucher
@@ -166,7 +251,9 @@ class Batch:
         matrix = uniform[pair_demand] & (code >= 0) & (tps_a > 0) & (size > 0)
         if ids.count(None) != len(ids):
             matrix &= np.array([x is None for x in ids], dtype=np.bool_)
-        slots = np.empty(len(fields), dtype=object)  # every pair's candidates, demand by demand
+        # Every pair's candidates, demand by demand: the scalar path's now, a matrix pair's when
+        # first asked for (:class:`Options`).
+        slots: list[AnyCandidates | None] = [None] * len(fields)
         #: Every pair, demand by demand (``offset[i]`` is demand i's first): its demand, alternative,
         #: GPUs and tokens/s per replica, listings it may use, cheapest cost (0 when none), and its
         #: row of :attr:`bits` and model number (-1 on the scalar path).
@@ -179,6 +266,10 @@ class Batch:
         self.pair_first_col = np.full(len(fields), -1, dtype=np.int64)
         #: Every pair's blocking stage.
         self.pair_stage = np.zeros(len(fields), dtype=np.int64)
+        #: A matrix pair's least RTT to a listing of its model with nodes big enough, where the RTT
+        #: rule stopped it (by pair), and its least price past the rule that stopped it (-1: none).
+        self.pair_nearest: dict[int, tuple[str, float]] = {}
+        self.pair_cheapest = np.full(len(fields), -1, dtype=np.int64)
         for q in np.flatnonzero(~matrix).tolist():
             c = slots[q] = index.candidates(demands[pair_demand[q]], int(pair_alt[q]))
             self.pair_count[q], self.pair_first_cost[q], self.pair_stage[q] = c.count, c.first_cost, c.stage
@@ -199,9 +290,11 @@ class Batch:
         base = 0
         for number, (model, g) in enumerate(groups):
             self.model_ix[model], self.row_base[model] = number, base
-            self._model(model, g, bound_a[g], cap_a[g], demands, slots)
+            self._model(model, g, bound_a[g], cap_a[g], demands)
             base += len(g)
-        self.options = [slots[offset[i] : offset[i + 1]].tolist() for i in range(len(demands))]
+        #: Each demand's candidates, one per alternative (:class:`Options`).
+        self.options = Options(self._self, slots, offset)
+        self.model_names = list(self.model_ix)
         self._columns()
 
     def _columns(self) -> None:
@@ -222,12 +315,11 @@ class Batch:
         bound: NDArray[np.float64],
         cap: NDArray[np.int64],
         demands: tuple[InferenceDemand, ...],
-        slots: NDArray[np.object_],
     ) -> None:
         """The matrix of ``model``'s pairs (``g``, with their alternatives' RTT bounds and caps in
-        units), their candidates into ``slots``."""
+        units), and their figures into the ``pair_*`` columns."""
         ix = self.index
-        di, ki, size = self.pair_demand[g], self.pair_alt[g], self.pair_gpus[g]
+        di, size = self.pair_demand[g], self.pair_gpus[g]
         lsts = ix.by_model[model]
         cols = lsts[np.lexsort((lsts, ix.price[lsts]))]  # by price, then index
         self.cols[model] = cols
@@ -258,16 +350,26 @@ class Batch:
         self.pair_first_col[g] = np.where(count_a > 0, first_a, -1)
         self.pair_row[g], self.pair_model[g] = base + np.arange(n), self.model_ix[model]
         # What blocked a pair, where the words need more than its stage.
-        nearest: list[tuple[str, float] | None] = [None] * n
         for r in np.flatnonzero((stage_a == TOO_FAR) & (nearest_a >= 0)).tolist():
             m = int(nearest_a[r])
-            nearest[r] = (ix.regions[int(region[m])], float(ix.rtt[self.d_origin[d_list[r]], region[m]]))
-        cheapest = np.where((stage_a == PRICE) | (stage_a == BUDGET), cheapest_a, -1).tolist()
+            self.pair_nearest[int(g[r])] = (
+                ix.regions[int(region[m])], float(ix.rtt[self.d_origin[d_list[r]], region[m]])
+            )  # fmt: skip
+        self.pair_cheapest[g] = np.where((stage_a == PRICE) | (stage_a == BUDGET), cheapest_a, -1)
+
+    def candidates(self, pairs: list[int]) -> list[LazyCandidates]:
+        """Matrix pairs' candidates, made from their columns, all at once (:class:`Options` keeps them)."""
+        q = np.array(pairs, dtype=np.int64)
+        model = self.pair_model[q]
+        row = self.pair_row[q] - np.array([self.row_base[m] for m in self.model_names], dtype=np.int64)[model]
+        cheapest = self.pair_cheapest[q].tolist()
         fields = zip(
-            repeat(self._self, n), repeat(model, n), range(n), d_list, ki.tolist(), stage_a.tolist(), count_a.tolist(),
-            first_cost.tolist(), nearest, [None if c < 0 else c for c in cheapest], strict=True,
+            repeat(self._self), map(self.model_names.__getitem__, model.tolist()), row.tolist(),
+            self.pair_demand[q].tolist(), self.pair_alt[q].tolist(), self.pair_stage[q].tolist(),
+            self.pair_count[q].tolist(), self.pair_first_cost[q].tolist(), map(self.pair_nearest.get, pairs),
+            [None if c < 0 else c for c in cheapest],
         )  # fmt: skip
-        slots[self.offset[di] + ki] = list(map(LazyCandidates, fields))
+        return list(map(LazyCandidates, fields))
 
     def _subsidy_at(
         self, demands: tuple[InferenceDemand, ...], di: NDArray[np.int64], j: NDArray[np.int64]

@@ -121,7 +121,7 @@ class Round:
         self.problem, self.demands = problem, problem.inference
         self.index = Index(problem, free)
         self.batch = Batch(self.index, self.demands) if batch else None
-        self.options: list[list[AnyCandidates]] = (
+        self.options: Sequence[Sequence[AnyCandidates]] = (
             self.batch.options
             if self.batch is not None
             else [[self.index.candidates(d, k) for k in range(len(d.alternatives))] for d in self.demands]

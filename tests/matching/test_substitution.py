@@ -30,7 +30,7 @@ from matching.solver import solve
 from matching.substitution import demand_budget, engine_alternatives, solve_inference, with_inference
 from matching.substitution_batch import LazyCandidates
 from matching.substitution_explain import alternative_costs
-from matching.substitution_index import OPEN, STAGES
+from matching.substitution_index import OPEN, STAGES, Candidates
 from matching.substitution_round import Round
 from tests.matching.builders import NOW, lst, problem, req
 from tests.matching.test_inference_quote import DEEPSEEK_V3, GPUS, QWEN_32B, terms
@@ -1109,3 +1109,31 @@ def test_what_a_shortfall_can_save_is_never_less_than_the_best_saving(seed):
             )
             best = max(best, saved)
     assert best <= substitution_bound.savings(cut, shortfall) + 1e-6
+
+
+def test_a_pairs_candidates_are_made_once_when_first_read_and_read_as_a_list_reads():
+    rnd = Round(random_instance(5, n_demands=30, n_listings=25), None)
+    options = rnd.options
+    assert len(options) == 30
+    # Before any read only the scalar path's candidates exist; a read makes the pair's alone.
+    assert all(isinstance(c, Candidates) for c in options.slots if c is not None)
+    made = sum(c is not None for c in options.slots)
+    q = int(rnd.batch.offset[3])
+    assert options.slots[q] is None
+    first = options[3][0]
+    assert isinstance(first, LazyCandidates)
+    assert options.slots[q] is first
+    assert sum(c is not None for c in options.slots) == made + 1
+    assert options[3][0] is first  # (one object per pair: candidates compare by identity)
+    whole = list(options[3])
+    assert whole[0] is first
+    assert options[3][-1] is whole[-1]
+    assert options[3][1:] == whole[1:]
+    assert [list(o) for o in options[-2:]] == [list(options[28]), list(options[29])]
+    with pytest.raises(IndexError):
+        options[30]
+    with pytest.raises(IndexError):
+        options[3][len(whole)]
+    options.make_demands(range(30))
+    assert all(c is not None for c in options.slots)
+    assert options[3][0] is first  # (made again: not replaced)
