@@ -28,6 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 
 from matching import costs
@@ -133,8 +134,14 @@ def _total(rnd: Round, a: Assignment) -> Decimal:
 Line = tuple[int, int, Assignment]
 
 
+#: The subsidy of a demand without a voucher.
+_NO_SUBSIDY = costs.from_units(0)
+
+
 def _assignments(rnd: Round) -> list[Line]:
     problem, out = rnd.problem, []
+    # A listing's price, energy cost and start, the same in each of its assignments: made once.
+    by_listing: dict[int, tuple[Decimal, Decimal, datetime]] = {}
     for i, k, j in sorted(rnd.placements, key=lambda key: (rnd.demands[key[0]].id, key[2], key[1])):
         nodes = rnd.placements[i, k, j]
         if not nodes:
@@ -142,8 +149,15 @@ def _assignments(rnd: Round) -> list[Line]:
         demand, listing = rnd.demands[i], problem.listings[j]
         alt = demand.alternatives[k]
         rtt = float(rnd.index.rtt[rnd.index.rix[demand.origin], rnd.index.region[j]])
-        price = costs.money(listing.price_per_gpu_hour)
-        subsidy = costs.from_units(int(rnd.index.subsidy(demand)[j]))
+        terms = by_listing.get(j)
+        if terms is None:
+            terms = by_listing[j] = (
+                costs.money(listing.price_per_gpu_hour),
+                costs.money(listing.energy_cost_per_gpu_hour),
+                costs.start_on(listing, problem.now),
+            )
+        price, energy, starts_at = terms
+        subsidy = costs.from_units(int(rnd.index.subsidy(demand)[j])) if demand.voucher is not None else _NO_SUBSIDY
         out.append(
             (
                 i,
@@ -157,11 +171,11 @@ def _assignments(rnd: Round) -> list[Line]:
                     nodes=tuple(sorted(nodes)),
                     price_per_gpu_hour=price,
                     subsidy_per_gpu_hour=subsidy,
-                    energy_cost_per_gpu_hour=costs.money(listing.energy_cost_per_gpu_hour),
+                    energy_cost_per_gpu_hour=energy,
                     rtt_ms=rtt,
                     latency_class=latency_class_of(rtt),
                     cost_per_gpu_hour=price - subsidy,
-                    starts_at=costs.start_on(listing, problem.now),
+                    starts_at=starts_at,
                     precision=alt.precision,
                     tokens_per_second_per_replica=alt.tokens_per_second_per_replica,
                     ttft_ms=rtt + QUEUEING_MARGIN_MS + alt.prefill_ms,
