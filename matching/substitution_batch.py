@@ -15,7 +15,7 @@ the scalar path.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import chain, repeat
 from operator import attrgetter, itemgetter
 from typing import cast, overload
@@ -145,7 +145,7 @@ class Options(Sequence[Sequence[AnyCandidates]]):
         for q, c in zip(todo, batch.candidates(todo), strict=True):
             slots[q] = c
 
-    def make_demands(self, demands: list[int]) -> None:
+    def make_demands(self, demands: Iterable[int]) -> None:
         """:meth:`make` every pair of ``demands``."""
         at = self._offset
         self.make([q for i in demands for q in range(at[i], at[i + 1])])
