@@ -294,12 +294,13 @@ class Batch:
             base += len(g)
         #: Each demand's candidates, one per alternative (:class:`Options`).
         self.options = Options(self._self, slots, offset)
-        self.model_names = list(self.model_ix)
         self._columns()
 
     def _columns(self) -> None:
         """The models' columns as tables for compiled code (:attr:`cols_table`, :attr:`n_cols`)."""
-        models = list(self.model_ix)
+        models = self.model_names = list(self.model_ix)
+        #: Each model's first row of :attr:`bits` (by model number).
+        self.model_base = np.array([self.row_base[m] for m in models], dtype=np.int64)
         self.n_cols = np.array([len(self.cols[m]) for m in models], dtype=np.int64)
         self.cols_table = np.full((len(models), max(1, int(self.n_cols.max(initial=0)))), -1, dtype=np.int64)
         for n, model in enumerate(models):
@@ -361,7 +362,7 @@ class Batch:
         """Matrix pairs' candidates, made from their columns, all at once (:class:`Options` keeps them)."""
         q = np.array(pairs, dtype=np.int64)
         model = self.pair_model[q]
-        row = self.pair_row[q] - np.array([self.row_base[m] for m in self.model_names], dtype=np.int64)[model]
+        row = self.pair_row[q] - self.model_base[model]
         cheapest = self.pair_cheapest[q].tolist()
         fields = zip(
             repeat(self._self), map(self.model_names.__getitem__, model.tolist()), row.tolist(),
