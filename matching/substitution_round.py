@@ -14,7 +14,6 @@ from numpy.typing import NDArray
 
 from matching import costs
 from matching import substitution_select as select
-from matching.packing.transport import best_fit
 from matching.problem import Problem
 from matching.substitution_batch import AnyCandidates, Batch
 from matching.substitution_index import OPEN, Index, first_per_token
@@ -44,10 +43,12 @@ class Pool:
         return int((self.nodes[j] // size).sum())
 
     def place(self, j: int, size: int, count: int) -> list[int]:
-        """Put up to ``count`` replicas of ``size`` on the fullest nodes that still fit them."""
-        nodes = best_fit(self.free[j], size, count)
-        self.max_free[j] = max(self.free[j], default=0)
-        self.nodes[j, : len(self.free[j])] = self.free[j]
+        """Put up to ``count`` replicas of ``size`` on the fullest nodes that still fit them
+        (:func:`matching.packing.transport.best_fit`'s rule, compiled on :attr:`nodes`)."""
+        nodes: list[int] = select.best_fit(self.nodes, self.max_free, j, size, count).tolist()
+        free = self.free[j]
+        for node in nodes:
+            free[node] -= size
         return nodes
 
     def remove(self, j: int, size: int, node: int) -> None:
@@ -312,7 +313,8 @@ class Round:
         demand, alt = self.demands[i], self.demands[i].alternatives[k]
         size, tps = alt.gpus_per_replica, alt.tokens_per_second_per_replica
         n = replicas_below(demand.tokens_per_second, self.placed[i], tps)
-        price = int(self.index.price[j]) * size
+        unit = int(self.index.price[j])
+        price = unit * size
         if price > 0:
             n = min(n, (self.budget[i] - self.spent[i]) // price)
         if most is not None:
@@ -325,7 +327,8 @@ class Round:
             self.keys.setdefault(i, set()).add((i, k, j))
             self.placed[i] += len(nodes) * tps
             self.spent[i] += len(nodes) * price
-            unit = int(self.index.price[j]) - int(self.index.subsidy(demand)[j])
+            if demand.voucher is not None:  # (the engine's cost is the price less the subsidy)
+                unit -= int(self.index.subsidy(demand)[j])
             self.cost[i] += unit * size * len(nodes) * demand.duration_hours
         return len(nodes)
 

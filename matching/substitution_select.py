@@ -13,6 +13,8 @@ loops compiled (numba):
   Python.
 - :func:`cheapest_option`: a top-up's next replica, read from the bit matrix.
 - :func:`sort_segments`: each demand's items sorted within the demand.
+- :func:`best_fit`: a fill's replicas put on a listing's nodes
+  (:func:`matching.packing.transport.best_fit`'s rule, on the pool's matrix).
 """
 
 from __future__ import annotations
@@ -362,6 +364,35 @@ def sort_segments(at: NDArray[np.int64], key: NDArray[np.float64], then: NDArray
     return order
 
 
+@njit(cache=True, nogil=True)
+def best_fit(nodes: NDArray[np.int64], max_free: NDArray[np.int64], j: int, size: int, count: int) -> NDArray[np.int64]:
+    """:func:`matching.packing.transport.best_fit` on row ``j`` of ``nodes`` (free GPUs per node of
+    each listing, 0 past its nodes, which no replica fits), updated in place with ``max_free[j]``:
+    up to ``count`` replicas of ``size`` GPUs (≥ 1), each on the fullest node that still fits it
+    (then the first), so whole nodes stay whole for larger replicas. Returns the node of each
+    replica placed: fewer than ``count`` when out of room."""
+    row = nodes[j]
+    out = np.empty(count, dtype=np.int64)
+    placed = 0
+    while placed < count:
+        best = -1
+        for k in range(len(row)):
+            if row[k] >= size and (best < 0 or row[k] < row[best]):
+                best = k
+        if best < 0:
+            break
+        take = min(count - placed, row[best] // size)
+        for _ in range(take):
+            out[placed] = best
+            placed += 1
+        row[best] -= take * size
+    most = 0
+    for k in range(len(row)):
+        most = max(most, row[k])
+    max_free[j] = most
+    return out[:placed]
+
+
 def warm_up() -> None:
     """Compile (or load from numba's cache) this module's functions, so that the first inference
     round of a process does not pay for it (~6 s to compile)."""
@@ -375,3 +406,4 @@ def warm_up() -> None:
     plan_of(np.zeros((1, 5), dtype=np.int64), np.ones((1, 2)), 1.0, 1, 1)
     cheapest_option(bits, cols, one, ranked, pairs, one, one, one, 1, 1.0)
     sort_segments(np.array([0, 1]), np.ones(1), np.ones(1))
+    best_fit(cols.copy(), one.copy(), 0, 1, 1)
