@@ -24,6 +24,7 @@ from matching import costs, substitution_bound, substitution_engine, substitutio
 from matching import substitution_select as select
 from matching.inference_quote import QUEUEING_MARGIN_MS, alternatives_of
 from matching.interruptible import with_tiers
+from matching.packing.transport import best_fit
 from matching.policies import POLICIES, planner
 from matching.problem import InferenceDemand, Problem, VoucherTerms
 from matching.solver import solve
@@ -687,6 +688,32 @@ def test_segments_sorted_in_compiled_code_are_lexsorted(seed):
     key, then = rng.choice([0.5, 1.0, 2.0, -1.0], size=n), rng.choice([1.0, 3.0], size=n)
     at = np.searchsorted(d, np.arange(61))
     assert select.sort_segments(at, key, then).tolist() == np.lexsort((np.arange(n), then, key, d)).tolist()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_fills_compiled_best_fit_places_as_the_packing_rule_does(seed):
+    """The pool's compiled best fit (a listing's row of free GPUs per node, 0 past its nodes) puts
+    replicas on the same nodes as :func:`matching.packing.transport.best_fit`, leaves the same free
+    GPUs and keeps the listing's most free GPUs on a node."""
+    rng = random.Random(seed)
+    width = 8
+    nodes = np.zeros((3, width), dtype=np.int64)
+    free = [[rng.choice([0, 1, 2, 3, 4, 6, 8]) for _ in range(rng.randint(0, width))] for _ in range(3)]
+    for j, f in enumerate(free):
+        nodes[j, : len(f)] = f
+    most = np.array([max(f, default=0) for f in free], dtype=np.int64)
+    for _ in range(30):
+        j, size, count = rng.randrange(3), rng.choice([1, 2, 4, 8]), rng.randint(1, 6)
+        got = select.best_fit(nodes, most, j, size, count).tolist()
+        assert got == best_fit(free[j], size, count)
+        assert nodes[j, : len(free[j])].tolist() == free[j]
+        assert not nodes[j, len(free[j]) :].any()
+        assert most[j] == max(free[j], default=0)
+        if got and rng.random() < 0.5:  # (a replica taken off again, as the pool does)
+            node = rng.choice(got)
+            free[j][node] += size
+            nodes[j, node] += size
+            most[j] = max(free[j])
 
 
 @pytest.mark.parametrize("seed", range(12))
