@@ -245,7 +245,7 @@ class Batch:
         #: Every pair's GPU model (a number per model named by any alternative), and the number of
         #: its model in the listings' (-1: none listed).
         named = {m: n for n, m in enumerate(dict.fromkeys(models))}
-        self.pair_gpu_model = np.array([named[m] for m in models], dtype=np.int64)
+        self.pair_gpu_model = np.fromiter(map(named.__getitem__, models), np.int64, len(models))
         listed = {m: n for n, m in enumerate(index.by_model)}
         code = np.array([listed.get(m, -1) for m in named], dtype=np.int64)[self.pair_gpu_model]
         matrix = uniform[pair_demand] & (code >= 0) & (tps_a > 0) & (size > 0)
