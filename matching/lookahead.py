@@ -39,7 +39,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from matching import costs
-from matching.problem import ListingSpec, RequestSpec
+from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass
+from matching.problem import InferenceDemand, ListingSpec, RequestSpec
 
 
 def reservation_floors(
@@ -116,14 +117,36 @@ HOLD_PERIOD = timedelta(hours=1)
 PERIOD_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def held(request: RequestSpec, now: datetime, *, submitted_at: datetime, horizon: timedelta, period: timedelta) -> bool:
+def held(
+    request: RequestSpec | InferenceDemand,
+    now: datetime,
+    *,
+    submitted_at: datetime,
+    horizon: timedelta,
+    period: timedelta,
+) -> bool:
     """Whether a look-ahead round leaves ``request`` for a later round.
 
     A request is *far off* while its ``start_by`` is more than ``horizon`` away. Far-off requests
     gather for a call: one submitted in a ``period`` (counted from :data:`PERIOD_EPOCH`) is held
     until that period ends, and then offered to every round with all the others of its period. So a
     request waits at most one ``period``, re-enters at least ``horizon`` before its ``start_by``,
-    and requests that can wait are placed together rather than each ahead of the next.
+    and requests that can wait are placed together rather than each ahead of the next. Work that may
+    only use near capacity (:func:`near_only`) is never held.
     """
     far_off = request.start_by - now > horizon
-    return far_off and (now - PERIOD_EPOCH) // period == (submitted_at - PERIOD_EPOCH) // period
+    if not far_off or near_only(request):
+        return False
+    return (now - PERIOD_EPOCH) // period == (submitted_at - PERIOD_EPOCH) // period
+
+
+def near_only(request: RequestSpec | InferenceDemand) -> bool:
+    """Whether ``request`` may only use capacity within the real-time class's RTT of its origin
+    (:data:`~matching.latency.LATENCY_CLASS_BOUND_MS`): a GPU-form bound, or every alternative's RTT
+    bound, at most that. Such work is never held: waiting for the call finds it no cheaper capacity
+    (it can only use the near GPUs), and it loses the near GPUs to the requests that arrive
+    meanwhile (on the idle80 scenario holding it cost the real-time work 146 GPU-hours)."""
+    near = LATENCY_CLASS_BOUND_MS[LatencyClass.REALTIME] or 0.0
+    if isinstance(request, InferenceDemand):
+        return bool(request.alternatives) and all(a.rtt_bound_ms <= near for a in request.alternatives)
+    return request.max_rtt_ms is not None and request.max_rtt_ms <= near

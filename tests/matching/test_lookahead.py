@@ -13,6 +13,7 @@ from matching import costs, lookahead
 from matching.solver import solve
 from tests.matching.builders import NOW, lst, problem, req
 from tests.matching.test_properties import FAST, check_valid, exact_objective, problems, served_by_priority
+from tests.matching.test_substitution import demand
 
 RESERVATIONS = st.lists(st.sampled_from(["0", "0.5", "1.25", "3", "7"]), min_size=5, max_size=5)
 
@@ -153,3 +154,25 @@ def test_a_far_off_request_is_held_until_its_period_ends_and_never_past_its_hori
     due = req(3, start_by=NOW + timedelta(hours=1, minutes=20))
     assert lookahead.held(due, submitted, submitted_at=submitted, **hold)
     assert not lookahead.held(due, NOW + timedelta(minutes=21), submitted_at=submitted, **hold)  # horizon reached
+
+
+def test_work_that_may_only_use_near_capacity_is_never_held():
+    """Real-time work (an RTT bound within the real-time class's) gains nothing by waiting for the
+    call and loses the near GPUs meanwhile: never held, however far off; anything looser is."""
+    hold = {"horizon": timedelta(hours=1), "period": timedelta(hours=1)}
+    submitted = NOW + timedelta(minutes=10)
+    far = NOW + timedelta(hours=12)
+    assert not lookahead.held(req(1, bound=10.0, start_by=far), submitted, submitted_at=submitted, **hold)
+    assert not lookahead.held(req(2, bound=4.5, start_by=far), submitted, submitted_at=submitted, **hold)
+    assert lookahead.held(req(3, bound=10.5, start_by=far), submitted, submitted_at=submitted, **hold)
+    assert lookahead.held(req(4, bound=None, start_by=far), submitted, submitted_at=submitted, **hold)
+    # Inference demand: near only when every alternative's RTT bound is.
+    loose = demand(5, ttft=3000)
+    assert any(a.rtt_bound_ms > 10 for a in loose.alternatives)
+    near = replace(
+        loose, alternatives=tuple(replace(a, rtt_bound_ms=min(a.rtt_bound_ms, 10.0)) for a in loose.alternatives)
+    )
+    assert lookahead.near_only(near)
+    assert not lookahead.near_only(loose)
+    assert not lookahead.held(replace(near, start_by=far), submitted, submitted_at=submitted, **hold)
+    assert lookahead.held(replace(loose, start_by=far), submitted, submitted_at=submitted, **hold)
