@@ -62,7 +62,8 @@ FEATURES: Mapping[str, Feature] = MappingProxyType(
             ),
             Feature(
                 LOOK_AHEAD,
-                "rounds look ahead: near capacity priced at its recent rent, far-off requests held for the period (real-time ones never)",
+                "rounds look ahead: near capacity priced at its recent rent, far-off requests held for the period "
+                "(real-time ones never)",
                 settings={"MATCHING_LOOKAHEAD": True},
             ),
             Feature(
