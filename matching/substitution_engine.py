@@ -51,6 +51,12 @@ COVER_ALTERNATIVES = 24
 #: ×1, 2.0 % dearer at 100 × 50; listing ×4 first, 0.6 % cheaper at 1k × 500 and 10k × 2k but 4.5 %
 #: dearer at 300 × 150.
 SHADOW_PASSES = (("listing", 3.0), ("class", 1.0))
+#: Rounds of more demands than this skip the ``class`` shadow pass. A class (a GPU model in a region)
+#: groups more listings as rounds grow (~3 at 1k × 500, ~12 at 10k × 2k), and one price per class
+#: misprices most of them: on the benchmark's rounds at seeds 1–8 the class pass (after the listing
+#: pass) made a better plan at 100 × 50 twice and at 300 × 150 twice, and never at 1k × 500 or
+#: 10k × 2k, where it cost ~0.27 s of the 10k × 2k round for nothing.
+CLASS_PASS_MAX_DEMANDS = 2000
 #: The costliest demands :func:`recover_costliest` covers again after the passes. Measured on the
 #: benchmark's rounds (seed 7): every demand at 1k × 500 and below, 2.2 % cheaper there (2.4 % at
 #: 300 × 150); at 10k × 2k the 1,000 costliest make it 0.12 % cheaper in ~0.04 s, all 10k 0.19 % in
@@ -115,9 +121,8 @@ def _fast(rnd: Round) -> Stats:
         _, listing_pi = listings.best(served, value * LISTING_TARGET, listings.expand(pi), LISTING_STEPS)
         by_listing = (listings, listing_pi)
         prices = {"listing": listings.listing_prices(listing_pi), "class": lagrangian.listing_prices(pi)}
-        better = [
-            f"{kind} x{scale:g}" for kind, scale in SHADOW_PASSES if _shadow_pass(rnd, order, prices[kind] * scale)
-        ]
+        passes = [(k, x) for k, x in SHADOW_PASSES if k != "class" or len(rnd.demands) <= CLASS_PASS_MAX_DEMANDS]
+        better = [f"{kind} x{scale:g}" for kind, scale in passes if _shadow_pass(rnd, order, prices[kind] * scale)]
         kept = ", ".join(better) or "dropped"
     moved = recover_costliest(rnd)
     placed_ms = ms_since(started)

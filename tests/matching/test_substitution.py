@@ -519,6 +519,34 @@ def test_the_shadow_pass_moves_a_flexible_demand_off_the_listing_another_needs(f
     assert Decimal(alone["cost"]) == Decimal("1640")
 
 
+def test_a_round_of_more_demands_than_the_limit_skips_the_class_pass(fast, monkeypatch):
+    """The round above, whose optimum only the class pass finds: with the limit below its 2 demands
+    the listing pass alone runs (one shadow pass, never at the class prices) and the greedy plan
+    stays; at the limit both run and the optimum is kept."""
+    listings = [
+        lst(1, region="ningxia-zhongwei", model="h20", price="5", nodes=(2,)),
+        lst(2, region="yrd", model="h20", price="5.5", nodes=(2,), days=2),
+        lst(3, region="ningxia-zhongwei", model="h100", price="14", nodes=(1,)),
+    ]
+    p = inference(listings, [demand(1, priority=1), demand(2, hours=100)])
+    passes = []
+    shadow_pass = substitution_engine._shadow_pass
+    monkeypatch.setattr(
+        substitution_engine,
+        "_shadow_pass",
+        lambda rnd, order, shadow: passes.append(shadow) or shadow_pass(rnd, order, shadow),
+    )
+    monkeypatch.setattr(substitution_engine, "CLASS_PASS_MAX_DEMANDS", 1)
+    _, _, stats = solve_inference(p)
+    assert len(passes) == 1
+    assert (stats["shadow_pass"], Decimal(stats["cost"])) == ("dropped", Decimal("1640"))
+    monkeypatch.setattr(substitution_engine, "CLASS_PASS_MAX_DEMANDS", 2)
+    passes.clear()
+    _, _, stats = solve_inference(p)
+    assert len(passes) == 2
+    assert (stats["shadow_pass"], Decimal(stats["cost"])) == ("class x1", Decimal("1264"))
+
+
 def test_a_demand_covered_again_takes_the_cheaper_listing_freed_since_it_was_placed():
     """Demand 2 took the H20 at 5 and demand 1 the one at 6; demand 2 then leaves. Covered again,
     demand 1 moves to the listing at 5 (288 → 240 CNY over its 24 h), and only it moves."""
