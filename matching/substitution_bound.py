@@ -472,9 +472,11 @@ def bounds(
         # their caps: each such share costs at least its cheapest whole-replica cover.
         may_fall_short = demands_that_may_fall_short(rnd, caps, np.array(served_each))
         short = [i for i in open_demands if not may_fall_short[i] or caps[i] > shortfall]
-        candidates["whole-replica covers of cap − shortfall"] = sum(
-            sets.cheapest_covers(short, [caps[i] - shortfall if may_fall_short[i] else caps[i] for i in short])
-        )
+        # (Less a hair: the shortfall is a difference of two sums over every demand, so where one
+        # demand alone falls short, its cap − shortfall may come out a rounding above what its own
+        # replicas serve, and no cover within its budget reaches that: an infinite "bound".)
+        targets = [caps[i] - shortfall - TOKENS_SLACK if may_fall_short[i] else caps[i] for i in short]
+        candidates["whole-replica covers of cap − shortfall"] = sum(sets.cheapest_covers(short, targets))
     steps = 0
     if rnd.batch is not None and rnd.batch.model_pairs:
         lagrangian = lagrangian or Lagrangian(rnd)
@@ -505,8 +507,11 @@ def bounds(
                 break
             scale, best = k, got
         candidates[name] = best * (1 - FLOAT32_MARGIN)
-    kind, units = max(candidates.items(), key=lambda kv: kv[1])
-    lower = costs.from_units(max(0, math.floor(units - 1e-6))) if math.isfinite(units) else Decimal(0)
+    # (Every candidate is a lower bound on a cost the plan itself shows finite: one that is not
+    # finite is not a bound, and is left out rather than taken as the largest.)
+    finite = [(k, v) for k, v in candidates.items() if math.isfinite(v)]
+    kind, units = max(finite, key=lambda kv: kv[1], default=("none", 0.0))
+    lower = costs.from_units(max(0, math.floor(units - 1e-6)))
     info: dict[str, int | str | float] = {"bound": kind, "lagrange_steps": steps}
     if "Lagrangian, capacity priced by listing" in candidates:
         info["listing_steps"] = listing_steps
@@ -515,6 +520,9 @@ def bounds(
     return tokens_ub, lower, info
 
 
+#: Tokens/s taken off a cover's target in the bound where it is a difference of sums over many
+#: demands (their rounding is ~1e-9 tokens/s at 10k demands): the bound stays a bound, a hair lower.
+TOKENS_SLACK = 1e-6
 #: Subgradient steps of the Lagrangian bound (a fixed count, not a time budget: the bound, like the
 #: plan, is a function of the round's inputs).
 LAGRANGE_STEPS = 20
