@@ -39,7 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from matching import costs
-from matching.latency import LATENCY_CLASS_BOUND_MS, LatencyClass
+from matching.latency import LatencyClass, bound_of
 from matching.problem import InferenceDemand, ListingSpec, RequestSpec
 
 
@@ -142,11 +142,11 @@ def held(
 
 def near_only(request: RequestSpec | InferenceDemand) -> bool:
     """Whether ``request`` may only use capacity within the real-time class's RTT of its origin
-    (:data:`~matching.latency.LATENCY_CLASS_BOUND_MS`): a GPU-form bound, or every alternative's RTT
+    (:func:`~matching.latency.bound_of`): a GPU-form bound, or every alternative's RTT
     bound, at most that. Such work is never held: waiting for the call finds it no cheaper capacity
     (it can only use the near GPUs), and it loses the near GPUs to the requests that arrive
     meanwhile (on the idle80 scenario holding it cost the real-time work 146 GPU-hours)."""
-    near = LATENCY_CLASS_BOUND_MS[LatencyClass.REALTIME] or 0.0
+    near = bound_of(LatencyClass.REALTIME) or 0.0
     if isinstance(request, InferenceDemand):
         return bool(request.alternatives) and all(a.rtt_bound_ms <= near for a in request.alternatives)
     return request.max_rtt_ms is not None and request.max_rtt_ms <= near
