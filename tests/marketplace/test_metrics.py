@@ -9,11 +9,12 @@ import json
 import os
 import re
 import subprocess
+import sqlite3
 import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import timedelta
 from decimal import Decimal
 
@@ -293,6 +294,11 @@ def test_web_workers_write_their_own_files_and_one_scrape_sums_them(reference, o
         "CELERY_BROKER_URL": "memory://",
         "CACHE_URL": "locmem://",
     }
+    # The file exists, in WAL mode, before the workers open it, as after `migrate` in a deployment:
+    # two connections switching a new file to WAL at once can fail one with "database is locked"
+    # at once, whatever the busy timeout (seen under CI load: /healthz answered 503).
+    with closing(sqlite3.connect(tmp_path / "web.sqlite3")) as database:
+        database.execute("PRAGMA journal_mode=WAL")
     workers = [
         subprocess.Popen([sys.executable, "-c", serve.format(n=n)], cwd=ROOT, env=env, stderr=subprocess.PIPE)
         for n in (3, 4)
