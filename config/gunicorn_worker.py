@@ -18,8 +18,10 @@ per-read timeouts that a byte every few seconds would keep resetting:
 - each write of the response must finish within ``send_seconds``;
 - a new connection with nothing to read after ``first_data_seconds`` waits on the worker's poller
   (at most ``keepalive`` seconds), not in a thread (gunicorn waits 5 s in the thread);
-- a connection that is closing waits up to ``linger_seconds`` for the client's last bytes (RFC 9112
-  section 9.6) on the worker's poller, not blocking its main loop as gunicorn's gthread does.
+- a connection that is closing reads and drops the client's last bytes (RFC 9112 section 9.6) until
+  the client closes or ``linger_seconds`` pass, on the worker's poller, not blocking its main loop as
+  gunicorn's gthread does, and with no cap on bytes, so that a client still sending a body refused
+  with 413 reads the 413 instead of a reset.
 """
 
 from __future__ import annotations
@@ -106,18 +108,19 @@ class DeadlineThreadWorker(ThreadWorker):
             self._lingering_close(conn)
             return
         conn.timeout = time.monotonic() + self.linger_seconds
-        conn.drained = 0
         self.lingering.append(conn)
 
     def _lingering_readable(self, conn: Any, sock: socket.socket) -> None:
+        # Bounded by time alone, as nginx's lingering_time: gunicorn also stops after 64 KiB, which
+        # reset a client still sending a body refused with 413 on its head (so it never read the
+        # 413). gunicorn's cap bounds a linger that blocks its main loop; this one waits on the poller.
         try:
             data = sock.recv(65536)
         except BlockingIOError:
             return
         except OSError:
             data = b""
-        conn.drained += len(data)
-        if not data or conn.drained >= 65536:
+        if not data:
             self.lingering.remove(conn)
             self.poller.unregister(sock)
             self._lingering_close(conn)

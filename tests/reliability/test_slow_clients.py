@@ -14,6 +14,7 @@ from __future__ import annotations
 import http.client
 import re
 import runpy
+import socket
 import time
 from pathlib import Path
 
@@ -168,6 +169,26 @@ def test_a_body_over_the_limit_is_refused_and_a_body_under_it_reaches_django(gun
     )
     assert fine.status == 400, fine  # Django read the body: it has no password
     assert b'"password":["This field is required."]' in fine.body
+
+
+
+def test_a_client_still_sending_a_refused_body_reads_its_413_not_a_reset(gunicorn):
+    """RFC 9112 section 9.6: the worker answers 413 on the head alone, then reads and drops what the
+    client still sends until it stops, so that unread bytes do not turn the close into a reset that
+    loses the answer. The body comes in pieces, as an upload over a real network does, so the answer
+    is sent well before the client is done: a drain capped at 64 KiB (gunicorn's) reset it."""
+    _, port = gunicorn
+    size = WORKER.max_body_bytes + 1
+    piece = 256 * 1024
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(f"POST /api/v1/auth/token/ HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\n\r\n".encode())
+        for start in range(0, size, piece):
+            sock.sendall(b"x" * min(piece, size - start))
+            time.sleep(0.02)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 413 Content Too Large"), answer[:200]
 
 
 # --- nginx in front, as docker-compose.yml has it ---------------------------------------------------
