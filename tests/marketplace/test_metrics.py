@@ -8,8 +8,8 @@ import ipaddress
 import json
 import os
 import re
-import subprocess
 import sqlite3
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator

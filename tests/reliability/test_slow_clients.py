@@ -171,7 +171,6 @@ def test_a_body_over_the_limit_is_refused_and_a_body_under_it_reaches_django(gun
     assert b'"password":["This field is required."]' in fine.body
 
 
-
 def test_a_client_still_sending_a_refused_body_reads_its_413_not_a_reset(gunicorn):
     """RFC 9112 section 9.6: the worker answers 413 on the head alone, then reads and drops what the
     client still sends until it stops, so that unread bytes do not turn the close into a reset that
