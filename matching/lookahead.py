@@ -134,10 +134,27 @@ def held(
     and requests that can wait are placed together rather than each ahead of the next. Work that may
     only use near capacity (:func:`near_only`) is never held.
     """
+    return held_until(request, now, submitted_at=submitted_at, horizon=horizon, period=period) is not None
+
+
+def held_until(
+    request: RequestSpec | InferenceDemand,
+    now: datetime,
+    *,
+    submitted_at: datetime,
+    horizon: timedelta,
+    period: timedelta,
+) -> datetime | None:
+    """When a ``request`` that a look-ahead round leaves out at ``now`` (:func:`held`) re-enters
+    the rounds: the end of its call period, or ``horizon`` before its ``start_by`` if sooner;
+    ``None`` when it is not held."""
     far_off = request.start_by - now > horizon
     if not far_off or near_only(request):
-        return False
-    return (now - PERIOD_EPOCH) // period == (submitted_at - PERIOD_EPOCH) // period
+        return None
+    index = (submitted_at - PERIOD_EPOCH) // period
+    if (now - PERIOD_EPOCH) // period != index:
+        return None
+    return min(PERIOD_EPOCH + (index + 1) * period, request.start_by - horizon)
 
 
 def near_only(request: RequestSpec | InferenceDemand) -> bool:

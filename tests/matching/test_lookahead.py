@@ -154,6 +154,11 @@ def test_a_far_off_request_is_held_until_its_period_ends_and_never_past_its_hori
     due = req(3, start_by=NOW + timedelta(hours=1, minutes=20))
     assert lookahead.held(due, submitted, submitted_at=submitted, **hold)
     assert not lookahead.held(due, NOW + timedelta(minutes=21), submitted_at=submitted, **hold)  # horizon reached
+    # When it re-enters, as its buyer is told: the period's end, or its horizon if sooner; then no more.
+    assert lookahead.held_until(far, submitted, submitted_at=submitted, **hold) == NOW + timedelta(hours=1)
+    assert lookahead.held_until(due, submitted, submitted_at=submitted, **hold) == NOW + timedelta(minutes=20)
+    assert lookahead.held_until(soon, submitted, submitted_at=submitted, **hold) is None
+    assert lookahead.held_until(far, NOW + timedelta(hours=1), submitted_at=submitted, **hold) is None
 
 
 def test_work_that_may_only_use_near_capacity_is_never_held():
