@@ -326,6 +326,8 @@ class Client:
                 return outcome
             if clock() >= deadline:
                 reason = f"still {current.status} after {timeout:g} s: no matching round has placed it yet"
+                if current.held_until is not None:
+                    reason += f" (held for its call: offered to the rounds again at {current.held_until.isoformat()})"
                 return WaitOutcome(current, False, reason)
             self._sleep(interval)
 

@@ -96,6 +96,9 @@ class BuyerRequest(Resource):
     #: (its GPU-form fields are those of its first choice at submission).
     kind: str = "gpus"
     inference: dict[str, Any] | None = None
+    #: While the look-ahead holds it for its call (its start_by is far off), when it is offered to
+    #: the rounds again; None otherwise.
+    held_until: datetime | None = None
 
     #: Statuses after which the request will never be matched further.
     FINAL_STATUSES: typing.ClassVar[frozenset[str]] = frozenset({"matched", "cancelled", "expired"})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.http import Http404
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
@@ -177,6 +179,23 @@ class RequestOut(serializers.ModelSerializer):
     left_out_reason = serializers.CharField(
         help_text='Why the latest matching round left this request out ("" when it did not): a rule it breaks.'
     )
+    held_until = serializers.SerializerMethodField(
+        help_text="With the look-ahead on, a request whose start_by is far off may wait for its call "
+        "(requests that can wait are placed together): while it waits, when it is offered to the "
+        "rounds again (market time); null otherwise."
+    )
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_held_until(self, request: BuyerRequest) -> str | None:
+        until = selectors.held_until_of(request, now=self._market_now)
+        return None if until is None else serializers.DateTimeField().to_representation(until)
+
+    def _market_now(self) -> datetime:
+        """The market's time, read once per response (one query; the context is the whole list's)."""
+        if "market_now" not in self.context:
+            self.context["market_now"] = market_now()
+        return self.context["market_now"]
+
     spend_committed = serializers.DecimalField(
         **SETTLED_AMOUNT,
         read_only=True,
@@ -210,6 +229,7 @@ class RequestOut(serializers.ModelSerializer):
             "workload",
             "kind",
             "inference",
+            "held_until",
         ]
 
 

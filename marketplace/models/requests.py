@@ -90,6 +90,9 @@ class BuyerRequest(models.Model):
     #: counts its call period from it (``matching.lookahead.held``). Null for requests from before
     #: it, which are never held.
     submitted_at = models.DateTimeField(null=True, blank=True)
+    #: When the look-ahead last held it for its call (``matching.lookahead.held_until``): the market
+    #: time it re-enters the rounds; shown to its buyer while it is open and this is still ahead.
+    held_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

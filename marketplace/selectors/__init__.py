@@ -22,6 +22,7 @@ from marketplace.selectors.buyer_pages import (
     buyer_fingerprint,
     buyer_requests_page,
     buyer_totals,
+    held_until_of,
     request_to_cancel,
     usable_vouchers,
 )
@@ -166,6 +167,7 @@ __all__ = [
     "free_hours_used",
     "gpu_model_list",
     "gpus_by_region_and_model",
+    "held_until_of",
     "idle_reasons",
     "inference_quote_for",
     "latest_clearing_prices",

@@ -8,7 +8,9 @@ Money is what the buyer pays: price − subsidy, charged as the settlement charg
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -58,9 +60,7 @@ class Unserved:
     tokens_per_second: float | None = None
 
 
-def unserved_of(
-    reason: str, blocked: Blocked | None, *, replicas: int, regions: dict[str, Region]
-) -> Unserved:
+def unserved_of(reason: str, blocked: Blocked | None, *, replicas: int, regions: dict[str, Region]) -> Unserved:
     """The engine's unserved ``reason`` and its ``blocked`` data (:class:`matching.problem.Blocked`;
     ``None`` in runs recorded before it existed: kind ``other``) sorted by what would help."""
     blocked = blocked or blocked_other()
@@ -97,6 +97,8 @@ class RequestRow:
     #: for the hours they held, and those not yet (released at no charge). See :func:`metered_from`.
     started: int = 0
     not_started: int = 0
+    #: When the look-ahead offers it to the rounds again, while it holds it (:func:`held_until_of`).
+    held_until: datetime | None = None
 
     @property
     def is_open(self) -> bool:
@@ -168,13 +170,24 @@ def _latest_unserved(request_ids: list[int]) -> dict[int, dict]:
     return found
 
 
+def held_until_of(request: BuyerRequest, *, now: datetime | Callable[[], datetime]) -> datetime | None:
+    """When the look-ahead offers ``request`` to the rounds again, while it holds it for its call:
+    its ``held_until`` while it is open and that is after ``now`` (a market time, or a function
+    giving it, called only then), else None."""
+    until = request.held_until
+    if until is None or request.status not in BuyerRequest.OPEN_STATUSES:
+        return None
+    return until if until > (now() if callable(now) else now) else None
+
+
 def buyer_requests_page(
     *, buyer: Organisation, status: str = "", sort: str = "newest", page: int | str = 1
 ) -> BuyerRequestsPage:
     """A page of ``buyer``'s requests (``PAGE_SIZE``), filtered by ``status`` (see
     :data:`STATUS_FILTERS`; anything else: all) and ordered by ``sort`` (:data:`SORTS`; anything
     else: newest), each with its matches and money, and for an open one why the latest round left
-    replicas unplaced. An out-of-range page is the last. Nine queries."""
+    replicas unplaced, or until when the look-ahead holds it. An out-of-range page is the last.
+    Nine queries (ten when a request on the page was held: the market's time)."""
     sort = sort if sort in SORTS else "newest"
     status = status if status in STATUS_FILTERS else ""
     matches = Match.objects.select_related("listing__region", "listing__provider", "listing__gpu_model").order_by("id")
@@ -190,6 +203,7 @@ def buyer_requests_page(
     unserved = _latest_unserved(open_ids) if open_ids else {}
     regions = {region.code: region for region in Region.objects.all()}
     rows = []
+    now = functools.cache(market_now)
     for request in page_requests:
         request_matches = list(request.matches.all())
         entry = unserved.get(request.pk)
@@ -204,6 +218,7 @@ def buyer_requests_page(
                     unserved_of(entry["reason"], entry.get("blocked"), replicas=entry["replicas"], regions=regions),
                     tokens_per_second=entry.get("tokens_per_second"),
                 ),
+                held_until=held_until_of(request, now=now),
             )
         )
     return BuyerRequestsPage(current, rows, status, sort, buyer_fingerprint(buyer=buyer), regions)

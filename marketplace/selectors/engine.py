@@ -39,7 +39,7 @@ from marketplace.supply import listing_terms_check
 from matching.costs import default_latency_weight
 from matching.inference import GpuSpec, LlmSpec
 from matching.inference_quote import Alternative, InferenceTerms, alternatives_of, budget_per_hour
-from matching.lookahead import HOLD_HORIZON, held, reservations_by_listing
+from matching.lookahead import HOLD_HORIZON, held_until, reservations_by_listing
 from matching.problem import (
     InferenceDemand,
     ListingSpec,
@@ -150,6 +150,8 @@ class EngineSnapshot:
 
     problem: Problem
     left_out: tuple[LeftOut, ...] = ()
+    #: The requests the look-ahead holds for their call (not in ``problem``), with when each re-enters.
+    held: dict[int, datetime] = field(default_factory=dict)
 
 
 def engine_listing_specs(listings: list[Listing], *, now: datetime) -> tuple[list[ListingSpec], list[LeftOut]]:
@@ -263,20 +265,22 @@ def _inside_spend_reservations(specs: list[RequestSpec], requests: list[BuyerReq
     return bounded
 
 
-def _not_held(specs: list, requests: list[BuyerRequest], now: datetime) -> list:
+def _not_held(specs: list, requests: list[BuyerRequest], now: datetime) -> tuple[list, dict[int, datetime]]:
     """``specs`` (``RequestSpec``s or ``InferenceDemand``s) without the far-off requests the
-    look-ahead holds for the end of their call period."""
+    look-ahead holds for their call; and those it holds, by id, with when each re-enters."""
     period = timedelta(minutes=settings.MATCHING_LOOKAHEAD_PERIOD_MINUTES)
     if period <= timedelta(0):
-        return specs
+        return specs, {}
     submitted = {r.pk: r.submitted_at for r in requests}
-    # ``held`` reads only the demand's start_by, which both kinds of demand carry.
-    return [
-        spec
-        for spec in specs
-        if (at := submitted[spec.id]) is None
-        or not held(spec, now, submitted_at=at, horizon=HOLD_HORIZON, period=period)
-    ]
+    kept, held = [], {}
+    for spec in specs:
+        at = submitted[spec.id]
+        until = None if at is None else held_until(spec, now, submitted_at=at, horizon=HOLD_HORIZON, period=period)
+        if until is None:
+            kept.append(spec)
+        else:
+            held[spec.id] = until
+    return kept, held
 
 
 def engine_problem(*, now: datetime, gpu_model_code: str | None = None, shard: str | None = None) -> EngineSnapshot:
@@ -294,7 +298,7 @@ def engine_problem(*, now: datetime, gpu_model_code: str | None = None, shard: s
     ``MATCHING_LOOKAHEAD_SCALE`` × the mean rent of its region and GPU model over the last
     ``MATCHING_LOOKAHEAD_HOURS`` (one more query per GPU model); and far-off requests wait for the
     end of their call period of ``MATCHING_LOOKAHEAD_PERIOD_MINUTES`` (:mod:`matching.lookahead`):
-    they are simply not in the problem, and stay open."""
+    they are not in the problem, stay open, and are in the snapshot's ``held``."""
     codes = _codes_of(gpu_model_code, shard)
     requests = list(
         BuyerRequest.objects.select_related(*REQUEST_SPEC_RELATED)
@@ -314,9 +318,11 @@ def engine_problem(*, now: datetime, gpu_model_code: str | None = None, shard: s
         request for request, coupled in _couplings(_open_inference_requests(now, full=True)) if coupled <= set(codes)
     ]
     demands, inference_left_out = engine_inference_demands(inference_requests, listings.problem.listings, now=now)
+    held: dict[int, datetime] = {}
     if settings.MATCHING_LOOKAHEAD:
-        request_specs = _not_held(request_specs, requests, now)
-        demands = _not_held(demands, inference_requests, now)
+        request_specs, held = _not_held(request_specs, requests, now)
+        demands, held_demands = _not_held(demands, inference_requests, now)
+        held |= held_demands
     running = running_interruptible(shard=shard_name(codes), now=now)
     problem = replace(
         listings.problem, requests=tuple(request_specs), running_interruptible=running, inference=tuple(demands)
@@ -327,7 +333,7 @@ def engine_problem(*, now: datetime, gpu_model_code: str | None = None, shard: s
             rents |= recent_rents(gpu_model_code=code, hours=settings.MATCHING_LOOKAHEAD_HOURS, now=now)
         reservations = reservations_by_listing(problem.listings, rents, scale=settings.MATCHING_LOOKAHEAD_SCALE)
         problem = replace(problem, reservations=reservations)
-    return EngineSnapshot(problem, (*requests_left_out, *inference_left_out, *listings.left_out))
+    return EngineSnapshot(problem, (*requests_left_out, *inference_left_out, *listings.left_out), held)
 
 
 def running_interruptible(

@@ -20,8 +20,8 @@ docs/architecture.md, "Component rounds"). :func:`round_run` over a shard:
 7. applies the plan in one transaction under row locks (``services.plans.match_plan_apply``),
    re-checking every assignment against the locked rows, and leaving out any request whose match
    the database refuses;
-8. records the run's outcome with the rows it left out and why (also on each row, for its owner),
-   or its failure (then re-raises);
+8. records the run's outcome with the rows it left out and why (also on each row, for its owner;
+   and on each request the look-ahead held, when it re-enters), or its failure (then re-raises);
 9. releases the lock, then starts the round that commits arriving meanwhile asked for.
 
 So one bad row, whoever wrote it, costs only its owner the round; never the shard.
@@ -37,7 +37,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import NotRequired, TypedDict
@@ -176,6 +177,7 @@ def _round_locked(*, shard: str, trigger: str, policy: str) -> int:
             timings_ms=timings,
             finished_at=market_now(),
         )
+        requests_held_note(held=snapshot.held)
         rows_left_out_note(shard=shard, left_out=[*snapshot.left_out, *unplannable, *refused])
         for code in selectors.shard_members(shard):
             listings_idle_publish(gpu_model_code=code, run_id=run.pk, now=now)
@@ -317,6 +319,19 @@ def _inference_unserved(left: Sequence[InferenceUnserved]) -> list[UnservedEntry
             }
         )
     return entries
+
+
+@transaction.atomic
+def requests_held_note(*, held: Mapping[int, datetime]) -> None:
+    """Tell each buyer whose request the look-ahead held (``held``: by id, when it re-enters the
+    rounds) when it will be offered again. A value once written stays true until it passes (a held
+    request re-enters exactly then), so nothing is cleared: pages show it only while it is ahead.
+    One update per distinct moment (requests of one call period share it)."""
+    by_moment: dict[datetime, list[int]] = defaultdict(list)
+    for pk, until in held.items():
+        by_moment[until].append(pk)
+    for until, pks in sorted(by_moment.items()):
+        BuyerRequest.objects.filter(pk__in=sorted(pks)).exclude(held_until=until).update(held_until=until)
 
 
 @transaction.atomic

@@ -197,3 +197,20 @@ def test_filters_an_older_server_does_not_know_are_applied_by_the_client():
     assert client_for(server, []).call("match_list", query={"request": 5}) == [match]
     assert server.seen[0].url.params["request"] == "5"
     assert "request" not in server.seen[1].url.params
+
+
+def test_a_wait_that_times_out_on_a_held_request_says_when_it_is_offered_again():
+    request = {
+        "id": 3, "gpu_model": "h20", "gpus_per_replica": 1, "replicas": 2, "origin": "shanghai",
+        "latency_class": "batch", "max_rtt_ms": None, "max_price_per_gpu_hour": "7.0000", "duration_hours": 4,
+        "start_by": "2026-12-06T20:00:00Z", "status": "open", "matched_replicas": 0, "voucher_program": None,
+        "left_out_reason": "", "held_until": "2026-12-06T10:00:00Z",
+    }  # fmt: skip
+    server = Server(httpx.Response(200, json=request))
+    ticks = iter([0.0, 5.0])
+    outcome = client_for(server, []).request_wait(3, timeout=1, clock=lambda: next(ticks))
+    assert not outcome.matched
+    assert outcome.reason == (
+        "still open after 1 s: no matching round has placed it yet "
+        "(held for its call: offered to the rounds again at 2026-12-06T10:00:00+00:00)"
+    )

@@ -6,7 +6,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from django.test import override_settings
+from django.contrib.auth import get_user_model
+from django.test import Client, override_settings
+from django.utils import translation
+from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 
 from marketplace.market_time import market_now
@@ -16,6 +19,8 @@ from marketplace.services.market_clock import market_clock_freeze
 from marketplace.services.prices import clearing_prices_prune
 from marketplace.services.rounds import round_run
 from marketplace.tasks import prices_prune
+from marketplace.web.formatting import cst
+from tests.conftest import client_for, member
 
 NEAR, FAR = "yrd-qingpu-wujiang-jiashan", "ningxia-zhongwei"
 
@@ -173,6 +178,48 @@ def test_with_look_ahead_on_a_far_off_request_waits_for_the_end_of_its_call_peri
         market_clock_freeze(at=period_start + timedelta(minutes=61))  # the period is over
         round_run(shard="h20", trigger="manual")
         assert Match.objects.filter(request=far_off).exists()
+    finally:
+        market_clock_freeze(at=None)
+
+
+@override_settings(MATCHING_LOOKAHEAD=True, MATCHING_LOOKAHEAD_PERIOD_MINUTES=60)
+def test_a_held_request_tells_its_buyer_when_it_is_offered_again(make_listing, make_request, buyer, now):
+    """The API's held_until and the buyer's page say when the call comes; once it has, neither does."""
+    make_listing(region=FAR, gpu_count=8, price_per_gpu_hour=Decimal("7.00"))
+    period_start = now.replace(minute=0, second=0, microsecond=0)
+    market_clock_freeze(at=period_start + timedelta(minutes=10))
+    api = client_for(member("buy", buyer))
+    page = Client()
+    page.force_login(get_user_model().objects.get(username="buy"))
+    try:
+        far_off = make_request(start_by=now + timedelta(hours=6))
+        due = make_request(start_by=period_start + timedelta(hours=1, minutes=30))  # its horizon comes first
+        soon = make_request(start_by=period_start + timedelta(minutes=50))  # never held
+        round_run(shard="h20", trigger="manual")
+        far_off.refresh_from_db()
+        due.refresh_from_db()
+        assert far_off.held_until == period_start + timedelta(hours=1)
+        assert due.held_until == period_start + timedelta(minutes=30)
+        rows = {row["id"]: row for row in api.get("/api/v1/requests/").json()["results"]}
+        assert parse_datetime(rows[far_off.pk]["held_until"]) == period_start + timedelta(hours=1)
+        assert parse_datetime(rows[due.pk]["held_until"]) == period_start + timedelta(minutes=30)
+        assert rows[soon.pk]["held_until"] is None
+        assert api.get(f"/api/v1/requests/{far_off.pk}/").json()["held_until"] == rows[far_off.pk]["held_until"]
+        html = page.get("/buyer/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+        assert html.count("Waiting for its call") == 2
+        with translation.override("en"):
+            at = cst(period_start + timedelta(hours=1))  # the page's format, in China Standard Time
+        assert at.endswith(" CST")
+        assert f"offered to the matching rounds again at {at}." in html
+        assert "等待集中撮合" in page.get("/buyer/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
+
+        market_clock_freeze(at=period_start + timedelta(minutes=31))  # the due one's horizon: offered again
+        rows = {row["id"]: row for row in api.get("/api/v1/requests/").json()["results"]}
+        assert rows[due.pk]["held_until"] is None
+        assert rows[far_off.pk]["held_until"] is not None
+        market_clock_freeze(at=period_start + timedelta(minutes=61))
+        assert all(row["held_until"] is None for row in api.get("/api/v1/requests/").json()["results"])
+        assert "Waiting for its call" not in page.get("/buyer/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     finally:
         market_clock_freeze(at=None)
 
