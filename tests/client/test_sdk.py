@@ -10,8 +10,10 @@ import httpx
 import pytest
 
 from gpumkt import ApiError, Client, TransportError
+from gpumkt.cli.demand import REQUEST_COLUMNS, request_rows, status_of
 from gpumkt.client import retry_after_seconds
 from gpumkt.errors import error_lines
+from gpumkt.models import BuyerRequest
 
 LISTING = {
     "id": 7,
@@ -199,14 +201,17 @@ def test_filters_an_older_server_does_not_know_are_applied_by_the_client():
     assert "request" not in server.seen[1].url.params
 
 
+#: A request the look-ahead holds for its call, as the API shows it.
+HELD_REQUEST = {
+    "id": 3, "gpu_model": "h20", "gpus_per_replica": 1, "replicas": 2, "origin": "shanghai",
+    "latency_class": "batch", "max_rtt_ms": None, "max_price_per_gpu_hour": "7.0000", "duration_hours": 4,
+    "start_by": "2026-12-06T20:00:00Z", "status": "open", "matched_replicas": 0, "voucher_program": None,
+    "left_out_reason": "", "held_until": "2026-12-06T10:00:00Z",
+}  # fmt: skip
+
+
 def test_a_wait_that_times_out_on_a_held_request_says_when_it_is_offered_again():
-    request = {
-        "id": 3, "gpu_model": "h20", "gpus_per_replica": 1, "replicas": 2, "origin": "shanghai",
-        "latency_class": "batch", "max_rtt_ms": None, "max_price_per_gpu_hour": "7.0000", "duration_hours": 4,
-        "start_by": "2026-12-06T20:00:00Z", "status": "open", "matched_replicas": 0, "voucher_program": None,
-        "left_out_reason": "", "held_until": "2026-12-06T10:00:00Z",
-    }  # fmt: skip
-    server = Server(httpx.Response(200, json=request))
+    server = Server(httpx.Response(200, json=HELD_REQUEST))
     ticks = iter([0.0, 5.0])
     outcome = client_for(server, []).request_wait(3, timeout=1, clock=lambda: next(ticks))
     assert not outcome.matched
@@ -214,3 +219,11 @@ def test_a_wait_that_times_out_on_a_held_request_says_when_it_is_offered_again()
         "still open after 1 s: no matching round has placed it yet "
         "(held for its call: offered to the rounds again at 2026-12-06T10:00:00+00:00)"
     )
+
+
+def test_the_cli_shows_a_held_request_s_status_with_when_it_is_offered_again():
+    held = BuyerRequest.from_json(HELD_REQUEST)
+    free = BuyerRequest.from_json({**HELD_REQUEST, "held_until": None})
+    assert status_of(held) == "open, held until 2026-12-06 10:00Z"
+    assert status_of(free) == "open"
+    assert request_rows([held])[0][REQUEST_COLUMNS.index("status")] == "open, held until 2026-12-06 10:00Z"

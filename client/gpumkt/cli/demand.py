@@ -4,6 +4,7 @@ and where it was placed."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import UTC
 from typing import Any
 
 import click
@@ -68,11 +69,18 @@ def request_rows(items: Iterable[BuyerRequest]) -> list[tuple[Any, ...]]:
             r.latency_class,
             r.max_price_per_gpu_hour,
             r.duration_hours,
-            r.status,
+            status_of(r),
             f"{r.matched_replicas}/{r.replicas}",
         )
         for r in items
     ]
+
+
+def status_of(request: BuyerRequest) -> str:
+    """Its status, and while the look-ahead holds it for its call, until when (UTC)."""
+    if request.held_until is None:
+        return request.status
+    return f"{request.status}, held until {request.held_until.astimezone(UTC):%Y-%m-%d %H:%M}Z"
 
 
 @main.command()
@@ -137,7 +145,7 @@ def request_submit(
 
         def on_poll(current: BuyerRequest) -> None:
             spinner.update(
-                f"Request {current.id}: {current.status}, {current.matched_replicas}/{current.replicas} replicas"
+                f"Request {current.id}: {status_of(current)}, {current.matched_replicas}/{current.replicas} replicas"
             )
 
         outcome = client.request_wait(submitted.id, terms=terms, timeout=timeout, interval=interval, on_poll=on_poll)
