@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Max, Prefetch, Q
 
@@ -173,9 +174,10 @@ def _latest_unserved(request_ids: list[int]) -> dict[int, dict]:
 def held_until_of(request: BuyerRequest, *, now: datetime | Callable[[], datetime]) -> datetime | None:
     """When the look-ahead offers ``request`` to the rounds again, while it holds it for its call:
     its ``held_until`` while it is open and that is after ``now`` (a market time, or a function
-    giving it, called only then), else None."""
+    giving it, called only then), else None; always None with the look-ahead off (a value a round
+    wrote before it was turned off no longer holds)."""
     until = request.held_until
-    if until is None or request.status not in BuyerRequest.OPEN_STATUSES:
+    if until is None or not settings.MATCHING_LOOKAHEAD or request.status not in BuyerRequest.OPEN_STATUSES:
         return None
     return until if until > (now() if callable(now) else now) else None
 

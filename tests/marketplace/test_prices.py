@@ -213,6 +213,8 @@ def test_a_held_request_tells_its_buyer_when_it_is_offered_again(make_listing, m
         assert f"offered to the matching rounds again at {at}." in html
         assert "等待集中撮合" in page.get("/buyer/", HTTP_ACCEPT_LANGUAGE="zh-CN").content.decode()
 
+        with override_settings(MATCHING_LOOKAHEAD=False):  # turned off: nothing is held any more
+            assert all(row["held_until"] is None for row in api.get("/api/v1/requests/").json()["results"])
         market_clock_freeze(at=period_start + timedelta(minutes=31))  # the due one's horizon: offered again
         rows = {row["id"]: row for row in api.get("/api/v1/requests/").json()["results"]}
         assert rows[due.pk]["held_until"] is None
