@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.http import Http404
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field
@@ -19,6 +19,7 @@ from marketplace.api.fields import (
     IntegerNumber,
     NumberChoice,
     TextField,
+    UtcTimeOut,
     gpu_model_field,
     region_field,
 )
@@ -153,6 +154,10 @@ class RequestInferenceOut(serializers.ModelSerializer):
         ]
 
 
+#: How a held request's moment is written: as every other time, in UTC.
+_TIME_OUT = UtcTimeOut(default_timezone=UTC)
+
+
 class RequestOut(serializers.ModelSerializer):
     gpu_model = serializers.CharField(
         source="gpu_model.code",
@@ -188,7 +193,7 @@ class RequestOut(serializers.ModelSerializer):
     @extend_schema_field(serializers.DateTimeField(allow_null=True))
     def get_held_until(self, request: BuyerRequest) -> str | None:
         until = selectors.held_until_of(request, now=self._market_now)
-        return None if until is None else serializers.DateTimeField().to_representation(until)
+        return None if until is None else _TIME_OUT.to_representation(until)
 
     def _market_now(self) -> datetime:
         """The market's time, read once per response (one query; the context is the whole list's)."""

@@ -171,15 +171,15 @@ def _latest_unserved(request_ids: list[int]) -> dict[int, dict]:
     return found
 
 
-def held_until_of(request: BuyerRequest, *, now: datetime | Callable[[], datetime]) -> datetime | None:
+def held_until_of(request: BuyerRequest, *, now: Callable[[], datetime]) -> datetime | None:
     """When the look-ahead offers ``request`` to the rounds again, while it holds it for its call:
-    its ``held_until`` while it is open and that is after ``now`` (a market time, or a function
-    giving it, called only then), else None; always None with the look-ahead off (a value a round
-    wrote before it was turned off no longer holds)."""
+    its ``held_until`` while it is open and that is after the market time ``now()`` gives (called
+    only then, so a page or response without a held request reads no clock), else None; always
+    None with the look-ahead off (a value a round wrote before it was turned off no longer holds)."""
     until = request.held_until
     if until is None or not settings.MATCHING_LOOKAHEAD or request.status not in BuyerRequest.OPEN_STATUSES:
         return None
-    return until if until > (now() if callable(now) else now) else None
+    return until if until > now() else None
 
 
 def buyer_requests_page(
