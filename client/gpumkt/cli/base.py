@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -68,6 +69,11 @@ def json_option(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def utc_minute(moment: datetime) -> str:
+    """A time as every table writes it: to the minute, in UTC, marked Z."""
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M}Z"
 
 
 def or_dash(value: object) -> object:

@@ -4,7 +4,6 @@ and where it was placed."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC
 from typing import Any
 
 import click
@@ -19,6 +18,7 @@ from gpumkt.cli.base import (
     print_json,
     stderr,
     table,
+    utc_minute,
 )
 from gpumkt.models import BuyerRequest, Match, Quote
 
@@ -80,7 +80,7 @@ def status_of(request: BuyerRequest) -> str:
     """Its status, and while the look-ahead holds it for its call, until when (UTC)."""
     if request.held_until is None:
         return request.status
-    return f"{request.status}, held until {request.held_until.astimezone(UTC):%Y-%m-%d %H:%M}Z"
+    return f"{request.status}, held until {utc_minute(request.held_until)}"
 
 
 @main.command()

@@ -4,12 +4,21 @@ own capacity."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC
 from typing import Any
 
 import click
 
-from gpumkt.cli.base import LATENCY_CLASSES, NODE_SIZES, client_of, json_option, main, node_size, print_json, table
+from gpumkt.cli.base import (
+    LATENCY_CLASSES,
+    NODE_SIZES,
+    client_of,
+    json_option,
+    main,
+    node_size,
+    print_json,
+    table,
+    utc_minute,
+)
 from gpumkt.models import CapacityRow, Guidance, Listing
 
 
@@ -54,7 +63,7 @@ def listing_rows(items: Iterable[Listing]) -> list[tuple[Any, ...]]:
             x.free_gpus,
             x.price_per_gpu_hour,
             x.status,
-            f"{x.available_until.astimezone(UTC):%Y-%m-%d %H:%M}Z",
+            utc_minute(x.available_until),
         )
         for x in items
     ]

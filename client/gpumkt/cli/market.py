@@ -3,11 +3,9 @@ cleared at, and the LLMs the inference form may name. Anyone may read them (no l
 
 from __future__ import annotations
 
-from datetime import UTC
-
 import click
 
-from gpumkt.cli.base import client_of, json_option, main, or_dash, print_json, table
+from gpumkt.cli.base import client_of, json_option, main, or_dash, print_json, table, utc_minute
 from gpumkt.models import LlmModel, PricePoint, RegionPrice
 
 
@@ -58,7 +56,7 @@ def price_history(ctx: click.Context, gpu_model: str, region: str, hours: int | 
         ["recorded (UTC)", "round", "price", "rent", "free GPUs", "listings"],
         [
             (
-                f"{p.recorded_at.astimezone(UTC):%Y-%m-%d %H:%M}Z",
+                utc_minute(p.recorded_at),
                 p.run_id,
                 or_dash(p.price_per_gpu_hour),
                 or_dash(p.rent_per_gpu_hour),
